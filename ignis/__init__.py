@@ -1,0 +1,10 @@
+"""ignis: an LLM inference engine built like a compiler.
+
+Public API re-exports only; see the subpackages for the parts."""
+from ignis.errors import (ContextOverflowError, GGUFError, IgnisError, ModelError,
+                          PullError, TokenizerError)
+
+__version__ = "0.1.0"
+
+__all__ = ["IgnisError", "GGUFError", "TokenizerError", "ModelError", "ContextOverflowError",
+           "PullError", "__version__"]

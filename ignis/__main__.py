@@ -1,0 +1,3 @@
+from ignis.cli import main
+
+raise SystemExit(main())

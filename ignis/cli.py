@@ -1,0 +1,126 @@
+"""The `ignis` command. Each subcommand is a small function; errors a user can cause print one
+line (`ignis: error: ...`) and exit non-zero; `--debug` shows the traceback instead."""
+import argparse
+import json
+import sys
+
+from ignis.errors import IgnisError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad flag is one line on stderr and exit code 2."""
+
+    def error(self, message):
+        sys.stderr.write(f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+        raise SystemExit(2)
+
+
+def _model_path(args) -> str:
+    """-m MODEL, else the default model (fetched on first use)."""
+    if getattr(args, "model", None):
+        return args.model
+    from ignis.hub import pull
+    return str(pull(progress=True))
+
+
+# -- subcommands ---------------------------------------------------------------------------
+
+def cmd_pull(args) -> int:
+    from ignis.hub import pull, pull_q8_0
+    path = pull_q8_0(progress=True) if args.q8_0 else pull(progress=True)
+    print(path)
+    return 0
+
+
+def cmd_inspect(args) -> int:
+    from ignis.gguf import GGUFFile
+    from ignis.inspect import describe, format_report
+    with GGUFFile(_model_path(args)) as gguf:
+        print(json.dumps(describe(gguf), ensure_ascii=False) if args.json else format_report(gguf))
+    return 0
+
+
+def cmd_quantize(args) -> int:
+    from ignis.quantize import quantize_file
+    quantize_file(args.input, args.output, args.type, progress=True)
+    print(args.output)
+    return 0
+
+
+def cmd_tokenize(args) -> int:
+    from ignis.tokenizer import Tokenizer
+    tok = Tokenizer.from_gguf(_model_path(args))
+    ids = tok.encode(args.text, parse_special=not args.no_special)
+    if args.ids:
+        print(" ".join(map(str, ids)))
+    else:
+        for i in ids:
+            print(f"{i:8d} {tok.token_to_piece(i)!r}")
+    return 0
+
+
+# -- wiring ----------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="ignis", description="An LLM inference engine built like a compiler.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    def command(name, func, help_text):
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(func=func)
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+        return p
+
+    def model_flag(p):
+        p.add_argument("-m", "--model", help="GGUF file (default: the default model, fetched on first use)")
+
+    p = command("pull", cmd_pull, "fetch the default model into the cache")
+    p.add_argument("--q8_0", action="store_true", help="also make (and print) its Q8_0 requantization")
+
+    p = command("inspect", cmd_inspect, "show a GGUF file's metadata and tensors")
+    p.add_argument("model", nargs="?", metavar="FILE", help="GGUF file (default: the default model)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = command("quantize", cmd_quantize, "requantize a GGUF file")
+    p.add_argument("input", metavar="IN")
+    p.add_argument("output", metavar="OUT")
+    p.add_argument("--type", default="q8_0", help="target type: q8_0 (default), f16, f32")
+
+    p = command("tokenize", cmd_tokenize, "show the token ids of a text")
+    model_flag(p)
+    p.add_argument("text", metavar="TEXT")
+    p.add_argument("--ids", action="store_true", help="print only the ids")
+    p.add_argument("--no-special", action="store_true", help="treat special-token text as plain text")
+
+    _add_later_commands(command, model_flag)
+    return parser
+
+
+def _add_later_commands(command, model_flag) -> None:
+    """Compiler and runtime commands live in their own module to keep this one small."""
+    try:
+        from ignis import cli_runtime
+    except ImportError:
+        return
+    cli_runtime.register(command, model_flag)
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.func(args) or 0
+    except IgnisError as e:
+        if args.debug:
+            raise
+        sys.stderr.write(f"ignis: error: {e}\n")
+        return 1
+    except KeyboardInterrupt:
+        sys.stderr.write("\nignis: interrupted\n")
+        return 130
+    except BrokenPipeError:
+        return 0

@@ -1,0 +1,17 @@
+"""Shared fixtures. The real model comes through ignis' own pull code and cache
+(fetched once per machine); tiny models are generated per test session."""
+import pytest
+
+
+@pytest.fixture(scope="session")
+def real_model_path():
+    """The original Qwen2.5-Coder-0.5B-Instruct GGUF (Q5_0/Q8_0/Q4_K/Q6_K/F32)."""
+    from ignis.hub import pull
+    return str(pull(progress=False))
+
+
+@pytest.fixture(scope="session")
+def real_q8_0_path():
+    """ignis' own Q8_0 requantization of the real model."""
+    from ignis.hub import pull_q8_0
+    return str(pull_q8_0(progress=False))
