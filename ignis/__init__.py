@@ -3,8 +3,12 @@
 Public API re-exports only; see the subpackages for the parts."""
 from ignis.errors import (ContextOverflowError, GGUFError, IgnisError, ModelError,
                           PullError, TokenizerError)
+from ignis.gguf import GGUFFile
+from ignis.runtime import Model, SamplingParams, load
+from ignis.tokenizer import Tokenizer
 
 __version__ = "0.1.0"
 
-__all__ = ["IgnisError", "GGUFError", "TokenizerError", "ModelError", "ContextOverflowError",
+__all__ = ["load", "Model", "SamplingParams", "Tokenizer", "GGUFFile",
+           "IgnisError", "GGUFError", "TokenizerError", "ModelError", "ContextOverflowError",
            "PullError", "__version__"]

@@ -1,0 +1,1459 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""ignis kernels and the plan interpreter.
+
+The arithmetic lives in `_neon.h` (SIMD with a scalar definition); this module
+arranges it into op kernels (docs/ops.md) and runs whole plans in one `nogil`
+call with OpenMP threads.
+
+Plan
+----
+    plan = Plan(arena_bytes, n_threads, n_tokens)
+
+One plan executes one forward step of exactly `n_tokens` tokens (T). Activations
+live in the plan's arena: every operand named `x`, `out`, `res`, ... is a *byte
+offset* into it (multiple of 4; the region it names must fit). Values are float32
+row-major [rows, width]. `rows` is T, or fewer for ops after `take_last`; ops that
+use positions (embed, rope, kv_write, attention, qkv_rope_kv) always have rows = T.
+
+Weights are numpy arrays kept referenced by the plan and never copied (an mmapped
+GGUF stays mapped): `w` is the tensor's raw bytes, C-contiguous, N rows of `k`
+elements of GGUF type `wtype` (TensorType number): Q8_0 (8, default), Q5_0 (6),
+Q4_K (12), Q6_K (14) as uint8/int8 arrays, F32 (0) as float32, F16 (1) as
+float16/uint16. Vectors (`b` bias, `g` norm gain) are float32 (copied if they are
+not already contiguous float32).
+
+    add_embed(out, w, dim, wtype=8)                         out[T, dim] = dequant(w[tokens[t]])
+    add_rms_inv(x, out, rows, dim, eps)                     out[rows, 1]
+    add_scale_rows(x, r, out, g, rows, dim)                 out = (x * r) * g
+    add_matmul(x, out, w, rows, k, n, wtype=8)              out[rows, n] = x[rows, k] @ w.T
+    add_add_bias(y, out, b, rows, n)                        out = y + b
+    add_rope(x, out, n_heads, head_dim, theta)              NeoX rotation, rows = T
+    add_kv_write(k, v, layer, n_kv_heads, head_dim)         cache[layer][pos[t]] = f16(k[t]), f16(v[t])
+    add_attention(q, out, layer, n_heads, n_kv_heads, head_dim)
+    add_add(a, b, out, n)  add_mul(a, b, out, n)  add_silu(x, out, n)  add_swiglu(g, u, out, n)
+                                                            elementwise over n floats
+    add_take_last(x, out, rows, dim)                        out[1, dim] = x[rows - 1]
+    add_rmsnorm(x, out, g, rows, dim, eps)                  = scale_rows(x, rms_inv(x), g)
+    add_matmul_bias(x, out, w, b, rows, k, n, wtype=8)      = add_bias(matmul(x))
+    add_matmul_add(x, res, out, w, rows, k, n, wtype=8)     = add(res, matmul(x))
+    add_gate_up_swiglu(x, out, w, rows, k, n_ff, wtype=8)   w has 2*n_ff rows [gate; up]
+    add_qkv_rope_kv(x, q_out, w, b, layer, n_heads, n_kv_heads, head_dim, theta, k, wtype=8)
+                                                            w rows [Wq; Wk; Wv], b may be None
+    run(tokens=None, positions=None, kv=None)               execute every instruction
+
+`kv` is any object with `.k` and `.v` float16 C-contiguous arrays of shape
+[n_layers, n_ctx, n_kv_heads, head_dim] (ignis.ir.interpret.KVCache or
+`KVCache` below), or a (k, v) tuple. `tokens` and `positions` are int32 [T]
+(required when the plan embeds / uses positions). `plan.arena` is a writable
+uint8 view of the arena; `plan.f32(offset, shape)` a float32 view of a region
+(read the logits from it). `plan.describe()` lists the lowered instructions.
+
+Aliasing: an output may be exactly the same region as an input of an
+elementwise op, rope, scale_rows, rmsnorm, attention (q), take_last, add_bias
+and matmul_add (res); it must never partially overlap an input, and matmul-type
+outputs must not overlap their `x`. Violations raise ModelError at add time.
+
+Lowering and execution
+----------------------
+Each add_* appends one or more internal instructions. A matmul against a
+quantized weight is preceded by a `quantize` instruction (x rows -> Q8_0 in
+scratch) unless the same x region was already quantized and has not been
+written since: q, k, v or gate, up matmuls of an unfused plan share one
+quantization, exactly like the fused ops. `qkv_rope_kv` lowers to matmul (with
+bias; k/v columns go to scratch) then rope+kv_write. `run` computes the rope
+cos/sin tables for the step, then executes the instructions in one OpenMP
+parallel region: each instruction splits its own work statically across the
+threads (matmul: 4-row tiles of W; attention: (token, kv head) pairs;
+row ops: rows; elementwise: elements) and a barrier separates instructions.
+No Python, no GIL and no allocation inside; all shapes are validated by add_*,
+and tokens/positions/cache geometry by run before it releases the GIL.
+
+Numerics: a fused op calls the same inline functions as the ops it replaces, in
+the same order, and every output element is computed by one thread with a
+split-independent order, so fused/unfused plans and any thread counts give
+identical bits. A matmul output element's value also does not depend on T or on
+its position in a tile (each (row, token) pair has its own accumulator).
+"""
+import numpy as np
+
+from ignis.errors import ContextOverflowError, ModelError
+
+from libc.stdint cimport uint8_t, uint16_t, int32_t, int64_t, uintptr_t
+from libc.string cimport memcpy, memmove, memset
+from libc.math cimport sqrtf, pow, cos, sin
+from cpython.mem cimport PyMem_Realloc, PyMem_Free
+
+
+cdef extern from "_neon.h" nogil:
+    const char *IGNIS_SIMD_NAME
+    const char *IGNIS_KQUANT_SIMD
+    float ignis_f16_to_f32(uint16_t h)
+    uint16_t ignis_f32_to_f16(float f)
+    void ignis_f16_to_f32_row(const uint16_t *x, float *y, int64_t n)
+    void ignis_f32_to_f16_row(const float *x, uint16_t *y, int64_t n)
+    void ignis_quantize_row_q8_0(const float *x, uint8_t *y, int64_t k)
+    float ignis_vec_dot_q8_0(int64_t nb, const uint8_t *w, const uint8_t *x)
+    void ignis_tile_q8_0(int64_t nb, const uint8_t *w, size_t ws, int rm,
+                         const uint8_t *x, size_t xs, int rn, float *out)
+    float ignis_vec_dot_q5_0(int64_t nb, const uint8_t *w, const uint8_t *x)
+    float ignis_vec_dot_q4_k(int64_t nsb, const uint8_t *w, const uint8_t *x)
+    float ignis_vec_dot_q6_k(int64_t nsb, const uint8_t *w, const uint8_t *x)
+    void ignis_dequant_row_q8_0(const uint8_t *w, float *y, int64_t k)
+    void ignis_dequant_row_q5_0(const uint8_t *w, float *y, int64_t k)
+    void ignis_dequant_row_q4_k(const uint8_t *w, float *y, int64_t k)
+    void ignis_dequant_row_q6_k(const uint8_t *w, float *y, int64_t k)
+    float ignis_dot_f32(const float *a, const float *b, int64_t n)
+    float ignis_dot_f32_f16(const float *a, const uint16_t *b, int64_t n)
+    void ignis_axpy_f32(float a, const float *x, float *y, int64_t n)
+    void ignis_axpy_f16(float a, const uint16_t *x, float *y, int64_t n)
+    void ignis_silu_row(const float *x, float *y, int64_t n)
+    float ignis_exp_sub_sum(float *x, float m, int64_t n)
+    void ignis_add_row(const float *a, const float *b, float *y, int64_t n)
+    void ignis_mul_row(const float *a, const float *b, float *y, int64_t n)
+    void ignis_scale_row(const float *x, float r, const float *g, float *y, int64_t n)
+    void ignis_rope_head(const float *x, float *y, const float *c, const float *s, int64_t half)
+
+
+cdef extern from *:
+    """
+    #include <omp.h>
+    #include <sched.h>
+    #if defined(__x86_64__) || defined(__i386__)
+    #  define IGNIS_CPU_RELAX() __builtin_ia32_pause()
+    #elif defined(__aarch64__)
+    #  define IGNIS_CPU_RELAX() __asm__ __volatile__("yield")
+    #else
+    #  define IGNIS_CPU_RELAX() ((void)0)
+    #endif
+
+    /* A sense-counting barrier: spin briefly, then yield the CPU (a busy machine must not
+       turn every barrier into a lost time slice). */
+    typedef struct { int count; int gen; int n; } ignis_bar;
+
+    static void ignis_bar_wait(ignis_bar *b) {
+        int gen = __atomic_load_n(&b->gen, __ATOMIC_ACQUIRE);
+        if (__atomic_add_fetch(&b->count, 1, __ATOMIC_ACQ_REL) == b->n) {
+            __atomic_store_n(&b->count, 0, __ATOMIC_RELAXED);
+            __atomic_store_n(&b->gen, gen + 1, __ATOMIC_RELEASE);
+            return;
+        }
+        int spins = 0;
+        while (__atomic_load_n(&b->gen, __ATOMIC_ACQUIRE) == gen) {
+            if (spins < 20000) { IGNIS_CPU_RELAX(); spins++; }
+            else sched_yield();
+        }
+    }
+
+    /* The next work chunk of an instruction (dynamic scheduling). */
+    static inline long long ignis_next_chunk(long long *counter) {
+        return __atomic_fetch_add(counter, 1, __ATOMIC_RELAXED);
+    }
+
+    typedef void (*ignis_body_fn)(void *, int, int);
+    /* Run body(ctx, thread id, thread count) in one parallel region of nt threads;
+       bar is set up for the team size the runtime actually gives. */
+    static void ignis_parallel(ignis_body_fn body, void *ctx, ignis_bar *bar, int nt) {
+        bar->count = 0;
+        bar->gen = 0;
+        if (nt <= 1) { bar->n = 1; body(ctx, 0, 1); return; }
+        #pragma omp parallel num_threads(nt)
+        {
+            #pragma omp single
+            bar->n = omp_get_num_threads();
+            body(ctx, omp_get_thread_num(), omp_get_num_threads());
+        }
+    }
+    """
+    ctypedef struct ignis_bar:
+        int count
+        int gen
+        int n
+    ctypedef void (*ignis_body_fn)(void *, int, int) noexcept nogil
+    void ignis_parallel(ignis_body_fn body, void *ctx, ignis_bar *bar, int nt) nogil
+    void ignis_bar_wait(ignis_bar *b) nogil
+    long long ignis_next_chunk(long long *counter) nogil
+
+
+# GGUF tensor type numbers this module handles
+cdef enum:
+    T_F32 = 0
+    T_F16 = 1
+    T_Q5_0 = 6
+    T_Q8_0 = 8
+    T_Q4_K = 12
+    T_Q6_K = 14
+
+_TYPE_NAMES = {T_F32: "F32", T_F16: "F16", T_Q5_0: "Q5_0", T_Q8_0: "Q8_0", T_Q4_K: "Q4_K", T_Q6_K: "Q6_K"}
+_BLOCK = {T_F32: (1, 4), T_F16: (1, 2), T_Q5_0: (32, 22), T_Q8_0: (32, 34), T_Q4_K: (256, 144),
+          T_Q6_K: (256, 210)}
+
+# internal opcodes
+cdef enum:
+    OP_EMBED = 1
+    OP_RMS_INV = 2
+    OP_SCALE_ROWS = 3
+    OP_QUANTIZE = 4
+    OP_MATMUL = 5
+    OP_ADD_BIAS = 6
+    OP_ROPE = 7
+    OP_KV_WRITE = 8
+    OP_ATTENTION = 9
+    OP_ADD = 10
+    OP_SILU = 11
+    OP_MUL = 12
+    OP_TAKE_LAST = 13
+    OP_RMSNORM = 14
+    OP_SWIGLU = 15
+    OP_ROPE_KV = 16
+
+_OP_NAMES = {OP_EMBED: "embed", OP_RMS_INV: "rms_inv", OP_SCALE_ROWS: "scale_rows",
+             OP_QUANTIZE: "quantize", OP_MATMUL: "matmul", OP_ADD_BIAS: "add_bias",
+             OP_ROPE: "rope", OP_KV_WRITE: "kv_write", OP_ATTENTION: "attention", OP_ADD: "add",
+             OP_SILU: "silu", OP_MUL: "mul", OP_TAKE_LAST: "take_last", OP_RMSNORM: "rmsnorm",
+             OP_SWIGLU: "swiglu", OP_ROPE_KV: "rope_kv"}
+
+# matmul epilogues: what happens to each dot product
+cdef enum:
+    EPI_STORE = 0      # out = dot
+    EPI_BIAS = 1       # out = dot + b[n]
+    EPI_ADD = 2        # out = res + dot
+    EPI_SWIGLU = 3     # out = silu(dot(row n)) * dot(row n_ff + n)
+    EPI_QKV = 4        # (dot [+ b]) -> q columns to out, k/v columns to scratch
+
+_EPI_NAMES = {EPI_STORE: "", EPI_BIAS: "+bias", EPI_ADD: "+res", EPI_SWIGLU: "swiglu", EPI_QKV: "qkv"}
+
+cdef enum:
+    TILE = 4
+
+
+cdef struct Instr:
+    int op
+    int wtype
+    int epi
+    int rope_slot
+    int64_t rows        # rows of the x operand (T, or 1 after take_last)
+    int64_t k           # input width (dim)
+    int64_t n           # output width (matmul N / n_ff; elementwise: element count)
+    int64_t n_split     # EPI_QKV: q columns
+    int n_heads
+    int n_kv_heads
+    int head_dim
+    int layer
+    float eps
+    int64_t x           # float offsets into the arena (-1: unused)
+    int64_t x2
+    int64_t out
+    const uint8_t *w
+    int64_t w_row_bytes
+    const float *vec    # bias or gain
+    int64_t xq_row_bytes
+
+
+cdef struct RopeSlot:
+    int head_dim
+    double theta
+    int64_t offset      # floats into the rope buffer: cos [T][hd/2] then sin [T][hd/2]
+
+
+cdef struct Ctx:
+    float *arena
+    uint8_t *qbuf
+    float *fbuf
+    float *rope
+    float *att
+    int64_t att_stride
+    const int32_t *tokens
+    const int32_t *pos
+    int64_t T
+    uint16_t *kc
+    uint16_t *vc
+    int64_t n_ctx
+    int64_t kv_heads
+    int64_t kv_hd
+    Instr *ins
+    int64_t n_ins
+    RopeSlot *slots
+    int64_t n_slots
+    long long *counters     # per instruction: next dynamic work chunk
+    ignis_bar bar
+
+
+# ---------------------------------------------------------------------------
+# kernels: each computes its share (thread tid of nt) of one instruction
+
+cdef inline int64_t _lo(int64_t n, int tid, int nt) noexcept nogil:
+    return n * tid // nt
+
+
+cdef inline int64_t _min(int64_t a, int64_t b) noexcept nogil:
+    return a if a < b else b
+
+
+cdef inline void dequant_row(int wtype, const uint8_t *row, float *dst, int64_t k) noexcept nogil:
+    if wtype == T_F32:
+        memcpy(dst, row, k * 4)
+    elif wtype == T_F16:
+        ignis_f16_to_f32_row(<const uint16_t *>row, dst, k)
+    elif wtype == T_Q8_0:
+        ignis_dequant_row_q8_0(row, dst, k)
+    elif wtype == T_Q5_0:
+        ignis_dequant_row_q5_0(row, dst, k)
+    elif wtype == T_Q4_K:
+        ignis_dequant_row_q4_k(row, dst, k)
+    elif wtype == T_Q6_K:
+        ignis_dequant_row_q6_k(row, dst, k)
+
+
+cdef void k_embed(Ctx *c, Instr *ins, int tid, int nt) noexcept nogil:
+    cdef int64_t t
+    for t in range(_lo(ins.rows, tid, nt), _lo(ins.rows, tid + 1, nt)):
+        dequant_row(ins.wtype, ins.w + <int64_t>c.tokens[t] * ins.w_row_bytes,
+                    c.arena + ins.out + t * ins.k, ins.k)
+
+
+cdef inline float rms_inv_row(const float *x, int64_t d, float eps) noexcept nogil:
+    """1 / sqrt(sum x^2 / d + eps)"""
+    cdef float ss = ignis_dot_f32(x, x, d)
+    return (<float>1.0) / sqrtf(ss / <float>d + eps)
+
+
+cdef void k_rms_inv(Ctx *c, Instr *ins, int tid, int nt) noexcept nogil:
+    cdef int64_t t
+    for t in range(_lo(ins.rows, tid, nt), _lo(ins.rows, tid + 1, nt)):
+        c.arena[ins.out + t] = rms_inv_row(c.arena + ins.x + t * ins.k, ins.k, ins.eps)
+
+
+cdef void k_scale_rows(Ctx *c, Instr *ins, int tid, int nt) noexcept nogil:
+    cdef int64_t t
+    for t in range(_lo(ins.rows, tid, nt), _lo(ins.rows, tid + 1, nt)):
+        ignis_scale_row(c.arena + ins.x + t * ins.k, c.arena[ins.x2 + t], ins.vec,
+                        c.arena + ins.out + t * ins.k, ins.k)
+
+
+cdef void k_rmsnorm(Ctx *c, Instr *ins, int tid, int nt) noexcept nogil:
+    cdef int64_t t
+    cdef float r
+    for t in range(_lo(ins.rows, tid, nt), _lo(ins.rows, tid + 1, nt)):
+        r = rms_inv_row(c.arena + ins.x + t * ins.k, ins.k, ins.eps)
+        ignis_scale_row(c.arena + ins.x + t * ins.k, r, ins.vec, c.arena + ins.out + t * ins.k, ins.k)
+
+
+cdef void k_quantize(Ctx *c, Instr *ins, int tid, int nt) noexcept nogil:
+    # blocks of all rows are contiguous in x and in the Q8_0 scratch: split by blocks
+    cdef int64_t nblocks = ins.rows * (ins.k // 32)
+    cdef int64_t b0 = _lo(nblocks, tid, nt), b1 = _lo(nblocks, tid + 1, nt)
+    if b1 > b0:
+        ignis_quantize_row_q8_0(c.arena + ins.x + b0 * 32, c.qbuf + b0 * 34, (b1 - b0) * 32)
+
+
+cdef inline void matmul_tile(Ctx *c, Instr *ins, int64_t n0, int64_t rs, int rm, int64_t t0, int rn,
+                             float *r) noexcept nogil:
+    """r[j*4 + i] = W row (n0 + i*rs) . x row (t0 + j) for i < rm, j < rn."""
+    cdef int i, j
+    cdef const uint8_t *wrow
+    cdef const uint8_t *xq
+    cdef const float *xf
+    cdef int64_t k = ins.k
+    if ins.wtype == T_Q8_0:
+        ignis_tile_q8_0(k // 32, ins.w + n0 * ins.w_row_bytes, rs * ins.w_row_bytes, rm,
+                        c.qbuf + t0 * ins.xq_row_bytes, ins.xq_row_bytes, rn, r)
+        return
+    for j in range(rn):
+        xq = c.qbuf + (t0 + j) * ins.xq_row_bytes
+        xf = c.arena + ins.x + (t0 + j) * k
+        for i in range(rm):
+            wrow = ins.w + (n0 + i * rs) * ins.w_row_bytes
+            if ins.wtype == T_Q5_0:
+                r[j * TILE + i] = ignis_vec_dot_q5_0(k // 32, wrow, xq)
+            elif ins.wtype == T_Q4_K:
+                r[j * TILE + i] = ignis_vec_dot_q4_k(k // 256, wrow, xq)
+            elif ins.wtype == T_Q6_K:
+                r[j * TILE + i] = ignis_vec_dot_q6_k(k // 256, wrow, xq)
+            elif ins.wtype == T_F32:
+                r[j * TILE + i] = ignis_dot_f32(xf, <const float *>wrow, k)
+            else:
+                r[j * TILE + i] = ignis_dot_f32_f16(xf, <const uint16_t *>wrow, k)
+
+
+cdef void k_matmul(Ctx *c, Instr *ins, long long *counter, int nt) noexcept nogil:
+    """W rows in about 8 chunks per thread, taken dynamically by the threads."""
+    cdef int64_t N = ins.n
+    cdef int64_t n_chunks = _min((N + TILE - 1) // TILE, 8 * nt)
+    cdef long long chunk
+    while True:
+        chunk = ignis_next_chunk(counter)
+        if chunk >= n_chunks:
+            break
+        matmul_rows(c, ins, N * chunk // n_chunks, N * (chunk + 1) // n_chunks)
+
+
+cdef void matmul_rows(Ctx *c, Instr *ins, int64_t r0, int64_t r1) noexcept nogil:
+    """Rows [r0, r1) as 4 interleaved streams: tile i takes rows r0 + i + j*Q (j < 4), so the
+    memory system sees 4 sequential streams (about twice the bandwidth of one on Zen 3).
+    The leftover rows go in plain 4-row tiles."""
+    cdef int64_t Q = (r1 - r0) // TILE, i, n
+    cdef int rm
+    for i in range(Q):
+        matmul_block(c, ins, r0 + i, Q, TILE)
+    n = r0 + TILE * Q
+    while n < r1:
+        rm = <int>_min(TILE, r1 - n)
+        matmul_block(c, ins, n, 1, rm)
+        n += rm
+
+
+cdef void matmul_block(Ctx *c, Instr *ins, int64_t n0, int64_t rs, int rm) noexcept nogil:
+    """Weight rows n0 + i*rs (i < rm) against every row of x, 4 at a time, then the epilogue."""
+    cdef int64_t N = ins.n, T = ins.rows
+    cdef int64_t t0, t, n, nk
+    cdef int rn, i, j
+    cdef float r[TILE * TILE]
+    cdef float r2[TILE * TILE]
+    cdef float g[2 * TILE]
+    cdef float s[2 * TILE]
+    cdef float *out = c.arena + ins.out
+    cdef const float *res = c.arena + ins.x2
+    t0 = 0
+    while t0 < T:
+        rn = <int>_min(TILE, T - t0)
+        matmul_tile(c, ins, n0, rs, rm, t0, rn, r)
+        if ins.epi == EPI_STORE:
+            for j in range(rn):
+                for i in range(rm):
+                    out[(t0 + j) * N + n0 + i * rs] = r[j * TILE + i]
+        elif ins.epi == EPI_BIAS:
+            for j in range(rn):
+                for i in range(rm):
+                    n = n0 + i * rs
+                    out[(t0 + j) * N + n] = r[j * TILE + i] + ins.vec[n]
+        elif ins.epi == EPI_ADD:
+            for j in range(rn):
+                for i in range(rm):
+                    n = (t0 + j) * N + n0 + i * rs
+                    out[n] = res[n] + r[j * TILE + i]
+        elif ins.epi == EPI_SWIGLU:
+            matmul_tile(c, ins, N + n0, rs, rm, t0, rn, r2)
+            for j in range(rn):
+                ignis_silu_row(&r[j * TILE], s, rm)
+                ignis_mul_row(s, &r2[j * TILE], g, rm)
+                for i in range(rm):
+                    out[(t0 + j) * N + n0 + i * rs] = g[i]
+        else:  # EPI_QKV: q columns -> out [T, n_split], k/v columns -> fbuf [T, N - n_split]
+            nk = N - ins.n_split
+            for j in range(rn):
+                t = t0 + j
+                for i in range(rm):
+                    n = n0 + i * rs
+                    if ins.vec != NULL:
+                        r[j * TILE + i] = r[j * TILE + i] + ins.vec[n]
+                    if n < ins.n_split:
+                        out[t * ins.n_split + n] = r[j * TILE + i]
+                    else:
+                        c.fbuf[t * nk + n - ins.n_split] = r[j * TILE + i]
+        t0 += TILE
+
+
+cdef void k_add_bias(Ctx *c, Instr *ins, int tid, int nt) noexcept nogil:
+    cdef int64_t t
+    for t in range(_lo(ins.rows, tid, nt), _lo(ins.rows, tid + 1, nt)):
+        ignis_add_row(c.arena + ins.x + t * ins.n, ins.vec, c.arena + ins.out + t * ins.n, ins.n)
+
+
+cdef inline void rope_row(const float *x, float *y, int n_heads, int hd, const float *cs,
+                          const float *sn) noexcept nogil:
+    cdef int h
+    for h in range(n_heads):
+        ignis_rope_head(x + h * hd, y + h * hd, cs, sn, hd // 2)
+
+
+cdef void k_rope(Ctx *c, Instr *ins, int tid, int nt) noexcept nogil:
+    cdef int64_t t, half = ins.head_dim // 2
+    cdef const float *tab = c.rope + c.slots[ins.rope_slot].offset
+    cdef int64_t w = <int64_t>ins.n_heads * ins.head_dim
+    for t in range(_lo(ins.rows, tid, nt), _lo(ins.rows, tid + 1, nt)):
+        rope_row(c.arena + ins.x + t * w, c.arena + ins.out + t * w, ins.n_heads, ins.head_dim,
+                 tab + t * half, tab + (c.T + t) * half)
+
+
+cdef inline void kv_store(Ctx *c, int layer, int64_t p, const float *k, const float *v) noexcept nogil:
+    cdef int64_t w = c.kv_heads * c.kv_hd
+    cdef int64_t at = (<int64_t>layer * c.n_ctx + p) * w
+    ignis_f32_to_f16_row(k, c.kc + at, w)
+    ignis_f32_to_f16_row(v, c.vc + at, w)
+
+
+cdef void k_kv_write(Ctx *c, Instr *ins, int tid, int nt) noexcept nogil:
+    cdef int64_t t, w = <int64_t>ins.n_kv_heads * ins.head_dim
+    for t in range(_lo(ins.rows, tid, nt), _lo(ins.rows, tid + 1, nt)):
+        kv_store(c, ins.layer, c.pos[t], c.arena + ins.x + t * w, c.arena + ins.x2 + t * w)
+
+
+cdef void k_rope_kv(Ctx *c, Instr *ins, int tid, int nt) noexcept nogil:
+    """The second half of qkv_rope_kv: rope q in place, rope k in scratch, store k and v."""
+    cdef int64_t t, half = ins.head_dim // 2
+    cdef int64_t wq = <int64_t>ins.n_heads * ins.head_dim, wk = <int64_t>ins.n_kv_heads * ins.head_dim
+    cdef const float *tab = c.rope + c.slots[ins.rope_slot].offset
+    cdef float *q
+    cdef float *kv
+    for t in range(_lo(ins.rows, tid, nt), _lo(ins.rows, tid + 1, nt)):
+        q = c.arena + ins.out + t * wq
+        kv = c.fbuf + t * 2 * wk
+        rope_row(q, q, ins.n_heads, ins.head_dim, tab + t * half, tab + (c.T + t) * half)
+        rope_row(kv, kv, ins.n_kv_heads, ins.head_dim, tab + t * half, tab + (c.T + t) * half)
+        kv_store(c, ins.layer, c.pos[t], kv, kv + wk)
+
+
+cdef inline void softmax_row(float *x, int64_t n) noexcept nogil:
+    """x = exp(x - max) * (1 / sum)"""
+    cdef int64_t i
+    cdef float m = x[0], inv
+    for i in range(1, n):
+        if x[i] > m:
+            m = x[i]
+    inv = (<float>1.0) / ignis_exp_sub_sum(x, m, n)
+    for i in range(n):
+        x[i] = x[i] * inv
+
+
+cdef void k_attention(Ctx *c, Instr *ins, long long *counter, int tid) noexcept nogil:
+    """Work unit = (token t, kv head g): each K/V row is read once for the G query heads
+    of the group. Causal: token t sees cache positions 0..pos[t]."""
+    cdef int64_t G = ins.n_heads // ins.n_kv_heads, hd = ins.head_dim
+    cdef int64_t wq = <int64_t>ins.n_heads * hd, wkv = c.kv_heads * hd
+    cdef int64_t units = ins.rows * ins.n_kv_heads, u, t, g, h, s, n
+    cdef float *S = c.att + tid * c.att_stride
+    cdef float sqrt_hd = sqrtf(<float>hd)
+    cdef const uint16_t *K = c.kc + <int64_t>ins.layer * c.n_ctx * wkv
+    cdef const uint16_t *V = c.vc + <int64_t>ins.layer * c.n_ctx * wkv
+    cdef const uint16_t *row
+    cdef const float *q
+    cdef float *o
+    while True:
+        u = ignis_next_chunk(counter)
+        if u >= units:
+            break
+        t = u // ins.n_kv_heads
+        g = u % ins.n_kv_heads
+        n = <int64_t>c.pos[t] + 1
+        q = c.arena + ins.x + t * wq + g * G * hd
+        o = c.arena + ins.out + t * wq + g * G * hd
+        for s in range(n):
+            row = K + s * wkv + g * hd
+            for h in range(G):
+                S[h * c.n_ctx + s] = ignis_dot_f32_f16(q + h * hd, row, hd) / sqrt_hd
+        for h in range(G):
+            softmax_row(S + h * c.n_ctx, n)
+        memset(o, 0, G * hd * sizeof(float))
+        for s in range(n):
+            row = V + s * wkv + g * hd
+            for h in range(G):
+                ignis_axpy_f16(S[h * c.n_ctx + s], row, o + h * hd, hd)
+
+
+cdef void k_elementwise(Ctx *c, Instr *ins, int tid, int nt) noexcept nogil:
+    cdef int64_t i0 = _lo(ins.n, tid, nt), i1 = _lo(ins.n, tid + 1, nt)
+    cdef float *a = c.arena + ins.x + i0
+    cdef float *b = c.arena + ins.x2 + i0
+    cdef float *y = c.arena + ins.out + i0
+    cdef float tmp[256]
+    cdef int64_t i, m
+    if i1 <= i0:
+        return
+    if ins.op == OP_ADD:
+        ignis_add_row(a, b, y, i1 - i0)
+    elif ins.op == OP_MUL:
+        ignis_mul_row(a, b, y, i1 - i0)
+    elif ins.op == OP_SILU:
+        ignis_silu_row(a, y, i1 - i0)
+    else:  # OP_SWIGLU: mul(silu(g), u) through a small buffer (out may alias g or u)
+        i = 0
+        while i < i1 - i0:
+            m = _min(256, i1 - i0 - i)
+            ignis_silu_row(a + i, tmp, m)
+            ignis_mul_row(tmp, b + i, y + i, m)
+            i += m
+
+
+cdef void k_take_last(Ctx *c, Instr *ins, int tid, int nt) noexcept nogil:
+    if tid == 0:
+        memmove(c.arena + ins.out, c.arena + ins.x + (ins.rows - 1) * ins.k, ins.k * sizeof(float))
+
+
+cdef void fill_rope_tables(Ctx *c, int tid, int nt) noexcept nogil:
+    """cos/sin [T][hd/2] per slot: angle = pos * theta^(-2i/hd) in double, rounded to float."""
+    cdef int64_t sl, t, i, half
+    cdef double f, a
+    cdef float *tab
+    for sl in range(c.n_slots):
+        half = c.slots[sl].head_dim // 2
+        tab = c.rope + c.slots[sl].offset
+        for t in range(_lo(c.T, tid, nt), _lo(c.T, tid + 1, nt)):
+            for i in range(half):
+                f = pow(c.slots[sl].theta, -2.0 * <double>i / <double>c.slots[sl].head_dim)
+                a = <double>c.pos[t] * f
+                tab[t * half + i] = <float>cos(a)
+                tab[(c.T + t) * half + i] = <float>sin(a)
+
+
+cdef void exec_instr(Ctx *c, int64_t i, int tid, int nt) noexcept nogil:
+    cdef Instr *ins = &c.ins[i]
+    cdef int op = ins.op
+    if op == OP_MATMUL:
+        k_matmul(c, ins, &c.counters[i], nt)
+    elif op == OP_QUANTIZE:
+        k_quantize(c, ins, tid, nt)
+    elif op == OP_ADD or op == OP_MUL or op == OP_SILU or op == OP_SWIGLU:
+        k_elementwise(c, ins, tid, nt)
+    elif op == OP_RMSNORM:
+        k_rmsnorm(c, ins, tid, nt)
+    elif op == OP_ATTENTION:
+        k_attention(c, ins, &c.counters[i], tid)
+    elif op == OP_ROPE_KV:
+        k_rope_kv(c, ins, tid, nt)
+    elif op == OP_ROPE:
+        k_rope(c, ins, tid, nt)
+    elif op == OP_KV_WRITE:
+        k_kv_write(c, ins, tid, nt)
+    elif op == OP_ADD_BIAS:
+        k_add_bias(c, ins, tid, nt)
+    elif op == OP_RMS_INV:
+        k_rms_inv(c, ins, tid, nt)
+    elif op == OP_SCALE_ROWS:
+        k_scale_rows(c, ins, tid, nt)
+    elif op == OP_EMBED:
+        k_embed(c, ins, tid, nt)
+    elif op == OP_TAKE_LAST:
+        k_take_last(c, ins, tid, nt)
+
+
+cdef void run_thread(void *p, int tid, int nt) noexcept nogil:
+    cdef Ctx *c = <Ctx *>p
+    cdef int64_t i
+    if c.n_slots:
+        fill_rope_tables(c, tid, nt)
+        ignis_bar_wait(&c.bar)
+    for i in range(c.n_ins):
+        exec_instr(c, i, tid, nt)
+        ignis_bar_wait(&c.bar)
+
+
+# ---------------------------------------------------------------------------
+# Python side
+
+def simd_name() -> str:
+    """The SIMD path this build uses: "avx2", "neon" or "scalar"."""
+    return IGNIS_SIMD_NAME.decode()
+
+
+def kquant_simd_name() -> str:
+    """The path of the Q5_0/Q4_K/Q6_K dot products ("avx2" or "scalar")."""
+    return IGNIS_KQUANT_SIMD.decode()
+
+
+cdef inline uintptr_t _addr(arr):
+    return <uintptr_t>arr.__array_interface__["data"][0]
+
+
+def _aligned_buffer(Py_ssize_t nbytes, dtype=np.uint8):
+    """A zeroed numpy buffer of nbytes whose data is 64-byte aligned."""
+    raw = np.zeros(nbytes + 64, dtype=np.uint8)
+    shift = (-_addr(raw)) % 64
+    return raw[shift:shift + nbytes].view(dtype)
+
+
+def row_nbytes(int wtype, int64_t k) -> int:
+    """Bytes of one row of k elements of a supported weight type."""
+    if wtype not in _BLOCK:
+        raise ModelError(f"weight type {wtype} is not supported by the kernels "
+                         f"(supported: {', '.join(_TYPE_NAMES.values())})")
+    elems, nbytes = _BLOCK[wtype]
+    if k <= 0 or k % elems:
+        raise ModelError(f"row length {k} is not a positive multiple of the "
+                         f"{_TYPE_NAMES[wtype]} block size {elems}")
+    return k // elems * nbytes
+
+
+cdef class Plan:
+    """A flat instruction list over one activation arena, run in one nogil call.
+    See the module docstring for the API and its contracts."""
+    cdef Instr *ins
+    cdef int64_t n_ins
+    cdef int64_t cap
+    cdef RopeSlot slots[16]
+    cdef int64_t n_slots
+    cdef readonly int64_t arena_bytes
+    cdef readonly int n_threads
+    cdef readonly int64_t n_tokens
+    cdef readonly object arena
+    cdef object _refs
+    cdef object _text
+    cdef object _qbuf
+    cdef object _fbuf
+    cdef object _rope
+    cdef object _att
+    cdef object _counters
+    cdef int64_t _qbuf_bytes
+    cdef int64_t _fbuf_floats
+    cdef int64_t _att_group
+    cdef object _qcache        # (x offset, rows, k) of the x whose Q8_0 copy is in scratch
+    cdef int64_t _vocab        # smallest embed vocabulary (tokens must be below), -1: no embed
+    cdef bint _needs_pos
+    cdef int _kv_layers        # 1 + the largest layer used, 0: no kv
+    cdef int _kv_heads
+    cdef int _kv_hd
+
+    def __cinit__(self):
+        self.ins = NULL
+        self.n_ins = 0
+        self.cap = 0
+
+    def __dealloc__(self):
+        PyMem_Free(self.ins)
+
+    def __init__(self, int64_t arena_bytes, int n_threads, int64_t n_tokens):
+        if arena_bytes <= 0:
+            raise ModelError(f"plan arena size must be positive, got {arena_bytes}")
+        if n_threads < 1:
+            raise ModelError(f"plan thread count must be at least 1, got {n_threads}")
+        if n_tokens < 1:
+            raise ModelError(f"plan token count must be at least 1, got {n_tokens}")
+        self.arena_bytes = arena_bytes
+        self.n_threads = n_threads
+        self.n_tokens = n_tokens
+        self.arena = _aligned_buffer(arena_bytes)
+        self._refs = []
+        self._text = []
+        self._qbuf = self._fbuf = self._rope = self._att = self._counters = None
+        self._qbuf_bytes = 0
+        self._fbuf_floats = 0
+        self._att_group = 0
+        self._qcache = None
+        self._vocab = -1
+        self._needs_pos = False
+        self._kv_layers = 0
+        self._kv_heads = 0
+        self._kv_hd = 0
+        self.n_slots = 0
+
+    # -- inspection ---------------------------------------------------------
+
+    @property
+    def n_instructions(self) -> int:
+        return self.n_ins
+
+    def describe(self) -> list:
+        """One line per lowered instruction."""
+        return list(self._text)
+
+    def f32(self, int64_t offset, shape):
+        """A float32 view of the arena region starting at byte `offset`."""
+        shape = tuple(int(s) for s in (shape if isinstance(shape, (tuple, list)) else (shape,)))
+        n = int(np.prod(shape, dtype=np.int64))
+        self._region("view", offset, n * 4)
+        return self.arena[offset:offset + n * 4].view(np.float32).reshape(shape)
+
+    @property
+    def scratch_bytes(self) -> int:
+        """Scratch the plan owns besides the arena (attention scratch depends on n_ctx; not counted)."""
+        return self._qbuf_bytes + self._fbuf_floats * 4 + self._rope_floats() * 4
+
+    # -- validation helpers -------------------------------------------------
+
+    cdef int64_t _rope_floats(self):
+        cdef int64_t total = 0, i
+        for i in range(self.n_slots):
+            total += self.n_tokens * self.slots[i].head_dim
+        return total
+
+    def _region(self, name, int64_t offset, int64_t nbytes):
+        if offset < 0 or offset % 4:
+            raise ModelError(f"{name}: arena offset {offset} must be a non-negative multiple of 4")
+        if nbytes <= 0 or offset + nbytes > self.arena_bytes:
+            raise ModelError(f"{name}: region [{offset}, {offset + nbytes}) does not fit the "
+                             f"{self.arena_bytes}-byte arena")
+        return offset // 4
+
+    def _io(self, name, ins_list, outs, may_alias=()):
+        """Check regions: ins/outs are (offset, nbytes); an output may equal (same offset and
+        size) an input listed in may_alias, otherwise it must not overlap any input."""
+        for oi, (o, on) in enumerate(outs):
+            for ii, (i, inn) in enumerate(ins_list):
+                if o < i + inn and i < o + on:
+                    if ii in may_alias and o == i and on == inn:
+                        continue
+                    raise ModelError(f"{name}: output region [{o}, {o + on}) overlaps input region "
+                                     f"[{i}, {i + inn})")
+        for o, on in outs:
+            self._wrote(o, on)
+
+    def _wrote(self, int64_t offset, int64_t nbytes):
+        if self._qcache is not None:
+            x, rows, k = self._qcache
+            if offset < x + rows * k * 4 and x < offset + nbytes:
+                self._qcache = None
+
+    def _weight(self, name, w, int wtype, int64_t n, int64_t k):
+        rb = row_nbytes(wtype, k)
+        if not isinstance(w, np.ndarray):
+            raise ModelError(f"{name}: weight must be a numpy array, got {type(w).__name__}")
+        if not w.flags.c_contiguous:
+            raise ModelError(f"{name}: weight array must be C-contiguous (weights are never copied)")
+        if wtype == T_F32:
+            dtype_ok = w.dtype == np.float32
+        elif wtype == T_F16:
+            dtype_ok = w.dtype in (np.float16, np.uint16)
+        else:
+            dtype_ok = w.dtype in (np.uint8, np.int8)
+        if not dtype_ok:
+            raise ModelError(f"{name}: a {_TYPE_NAMES[wtype]} weight cannot be a {w.dtype} array")
+        if w.nbytes != n * rb:
+            raise ModelError(f"{name}: {_TYPE_NAMES[wtype]} weight of {n} rows x {k} needs "
+                             f"{n * rb} bytes, got {w.nbytes}")
+        self._refs.append(w)
+        return rb
+
+    def _vector(self, name, v, int64_t n):
+        if v is None:
+            raise ModelError(f"{name}: vector is missing")
+        arr = np.ascontiguousarray(v, dtype=np.float32).reshape(-1)
+        if arr.shape[0] != n:
+            raise ModelError(f"{name}: vector has {arr.shape[0]} values, expected {n}")
+        self._refs.append(arr)
+        return arr
+
+    def _rows(self, name, int64_t rows):
+        if rows < 1 or rows > self.n_tokens:
+            raise ModelError(f"{name}: rows must be in [1, {self.n_tokens}], got {rows}")
+
+    def _dims(self, name, **dims):
+        for key, val in dims.items():
+            if val < 1:
+                raise ModelError(f"{name}: {key} must be positive, got {val}")
+
+    cdef Instr *_push(self, int op, str text) except NULL:
+        cdef Instr *grown
+        if self.n_ins == self.cap:
+            newcap = max(16, self.cap * 2)
+            grown = <Instr *>PyMem_Realloc(self.ins, newcap * sizeof(Instr))
+            if grown == NULL:
+                raise MemoryError()
+            self.ins = grown
+            self.cap = newcap
+        cdef Instr *p = &self.ins[self.n_ins]
+        memset(p, 0, sizeof(Instr))
+        p.op = op
+        p.x = -1
+        p.x2 = -1
+        p.out = -1
+        p.rope_slot = -1
+        self.n_ins += 1
+        self._text.append(text)
+        return p
+
+    cdef int _rope_slot(self, int head_dim, double theta) except -1:
+        cdef int64_t i
+        for i in range(self.n_slots):
+            if self.slots[i].head_dim == head_dim and self.slots[i].theta == theta:
+                return <int>i
+        if self.n_slots == 16:
+            raise ModelError("plan: too many distinct (head_dim, theta) rope settings (max 16)")
+        self.slots[self.n_slots].head_dim = head_dim
+        self.slots[self.n_slots].theta = theta
+        self.slots[self.n_slots].offset = self._rope_floats()
+        self.n_slots += 1
+        self._needs_pos = True
+        return <int>(self.n_slots - 1)
+
+    def _kv_geometry(self, name, int layer, int n_kv_heads, int head_dim):
+        if layer < 0:
+            raise ModelError(f"{name}: layer must be non-negative, got {layer}")
+        if self._kv_heads and (self._kv_heads != n_kv_heads or self._kv_hd != head_dim):
+            raise ModelError(f"{name}: KV geometry {n_kv_heads}x{head_dim} differs from the plan's "
+                             f"{self._kv_heads}x{self._kv_hd}")
+        self._kv_heads, self._kv_hd = n_kv_heads, head_dim
+        self._kv_layers = max(self._kv_layers, layer + 1)
+        self._needs_pos = True
+
+    def _head_dims(self, name, int n_heads, int head_dim, int n_kv_heads=1):
+        self._dims(name, n_heads=n_heads, head_dim=head_dim, n_kv_heads=n_kv_heads)
+        if head_dim % 2:
+            raise ModelError(f"{name}: head_dim must be even, got {head_dim}")
+        if n_heads % n_kv_heads:
+            raise ModelError(f"{name}: n_heads {n_heads} is not a multiple of n_kv_heads {n_kv_heads}")
+
+    cdef _quantize_input(self, int64_t x, int64_t rows, int64_t k, int wtype):
+        """Emit a quantize instruction for x unless its Q8_0 copy is already in scratch."""
+        cdef Instr *p
+        if wtype in (T_F32, T_F16):
+            return
+        if self._qcache == (x, rows, k):
+            return
+        p = self._push(OP_QUANTIZE, f"quantize x@{x} [{rows},{k}] -> Q8_0 scratch")
+        p.x = x // 4
+        p.rows = rows
+        p.k = k
+        self._qbuf_bytes = max(self._qbuf_bytes, rows * (k // 32) * 34)
+        self._qcache = (x, rows, k)
+
+    cdef _matmul_core(self, str name, int64_t x, int64_t out, w, int64_t rows, int64_t k,
+                      int64_t n_rows_w, int64_t n_out, int wtype, int epi, object vec,
+                      int64_t res, int64_t n_split, str text):
+        cdef int64_t rb = row_nbytes(wtype, k)
+        self._quantize_input(x, rows, k, wtype)
+        cdef Instr *p = self._push(OP_MATMUL, text)
+        p.wtype = wtype
+        p.epi = epi
+        p.rows = rows
+        p.k = k
+        p.n = n_out
+        p.n_split = n_split
+        p.x = x // 4
+        p.x2 = res // 4 if res >= 0 else -1
+        p.out = out // 4
+        p.w = <const uint8_t *><uintptr_t>_addr(w)
+        p.w_row_bytes = rb
+        p.xq_row_bytes = (k // 32) * 34
+        if vec is not None:
+            p.vec = <const float *><uintptr_t>_addr(vec)
+        else:
+            p.vec = NULL
+
+    def _check_k(self, name, int64_t k, int wtype):
+        row_nbytes(wtype, k)
+        if wtype not in (T_F32, T_F16) and k % 32:
+            raise ModelError(f"{name}: k={k} must be a multiple of 32 (Q8_0 activations)")
+
+    # -- primitive ops ------------------------------------------------------
+
+    def add_embed(self, int64_t out, w, int64_t dim, int wtype=T_Q8_0):
+        """out[T, dim] = row tokens[t] of w (dequantized)."""
+        self._dims("embed", dim=dim)
+        rb = row_nbytes(wtype, dim)
+        if not isinstance(w, np.ndarray) or w.nbytes % rb:
+            raise ModelError(f"embed: weight must be a numpy array of whole {_TYPE_NAMES[wtype]} rows "
+                             f"of {dim} ({rb} bytes each)")
+        vocab = w.nbytes // rb
+        self._weight("embed", w, wtype, vocab, dim)
+        o = self._region("embed out", out, self.n_tokens * dim * 4)
+        self._io("embed", [], [(out, self.n_tokens * dim * 4)])
+        cdef Instr *p = self._push(OP_EMBED, f"embed {_TYPE_NAMES[wtype]} [{vocab},{dim}] -> @{out}")
+        p.wtype = wtype
+        p.rows = self.n_tokens
+        p.k = dim
+        p.out = o
+        p.w = <const uint8_t *><uintptr_t>_addr(w)
+        p.w_row_bytes = rb
+        self._vocab = vocab if self._vocab < 0 else min(self._vocab, vocab)
+
+    def add_rms_inv(self, int64_t x, int64_t out, int64_t rows, int64_t dim, float eps):
+        """out[rows, 1] = 1 / sqrt(sum x^2 / dim + eps)"""
+        self._rows("rms_inv", rows)
+        self._dims("rms_inv", dim=dim)
+        xi = self._region("rms_inv x", x, rows * dim * 4)
+        oi = self._region("rms_inv out", out, rows * 4)
+        self._io("rms_inv", [(x, rows * dim * 4)], [(out, rows * 4)])
+        cdef Instr *p = self._push(OP_RMS_INV, f"rms_inv @{x} [{rows},{dim}] eps={eps} -> @{out}")
+        p.rows, p.k, p.eps, p.x, p.out = rows, dim, eps, xi, oi
+
+    def add_scale_rows(self, int64_t x, int64_t r, int64_t out, g, int64_t rows, int64_t dim):
+        """out = (x * r[t]) * g"""
+        self._rows("scale_rows", rows)
+        self._dims("scale_rows", dim=dim)
+        gv = self._vector("scale_rows g", g, dim)
+        xi = self._region("scale_rows x", x, rows * dim * 4)
+        ri = self._region("scale_rows r", r, rows * 4)
+        oi = self._region("scale_rows out", out, rows * dim * 4)
+        self._io("scale_rows", [(x, rows * dim * 4), (r, rows * 4)], [(out, rows * dim * 4)], (0,))
+        cdef Instr *p = self._push(OP_SCALE_ROWS, f"scale_rows @{x} * @{r} * g [{rows},{dim}] -> @{out}")
+        p.rows, p.k, p.x, p.x2, p.out = rows, dim, xi, ri, oi
+        p.vec = <const float *><uintptr_t>_addr(gv)
+
+    def add_matmul(self, int64_t x, int64_t out, w, int64_t rows, int64_t k, int64_t n,
+                   int wtype=T_Q8_0):
+        """out[rows, n] = x[rows, k] @ w.T"""
+        self._rows("matmul", rows)
+        self._dims("matmul", k=k, n=n)
+        self._check_k("matmul", k, wtype)
+        self._region("matmul x", x, rows * k * 4)
+        self._region("matmul out", out, rows * n * 4)
+        self._weight("matmul", w, wtype, n, k)
+        self._io("matmul", [(x, rows * k * 4)], [(out, rows * n * 4)])
+        self._matmul_core("matmul", x, out, w, rows, k, n, n, wtype, EPI_STORE, None, -1, n,
+                          f"matmul @{x} [{rows},{k}] x {_TYPE_NAMES[wtype]} [{n},{k}] -> @{out}")
+
+    def add_add_bias(self, int64_t y, int64_t out, b, int64_t rows, int64_t n):
+        """out = y + b"""
+        self._rows("add_bias", rows)
+        self._dims("add_bias", n=n)
+        bv = self._vector("add_bias b", b, n)
+        yi = self._region("add_bias y", y, rows * n * 4)
+        oi = self._region("add_bias out", out, rows * n * 4)
+        self._io("add_bias", [(y, rows * n * 4)], [(out, rows * n * 4)], (0,))
+        cdef Instr *p = self._push(OP_ADD_BIAS, f"add_bias @{y} [{rows},{n}] -> @{out}")
+        p.rows, p.n, p.x, p.out = rows, n, yi, oi
+        p.vec = <const float *><uintptr_t>_addr(bv)
+
+    def add_rope(self, int64_t x, int64_t out, int n_heads, int head_dim, double theta):
+        """NeoX rotation of each head of x [T, n_heads*head_dim] at the step's positions."""
+        self._head_dims("rope", n_heads, head_dim)
+        cdef int64_t nb = self.n_tokens * n_heads * head_dim * 4
+        xi = self._region("rope x", x, nb)
+        oi = self._region("rope out", out, nb)
+        self._io("rope", [(x, nb)], [(out, nb)], (0,))
+        slot = self._rope_slot(head_dim, theta)
+        cdef Instr *p = self._push(OP_ROPE, f"rope @{x} [{self.n_tokens},{n_heads}x{head_dim}] "
+                                            f"theta={theta} -> @{out}")
+        p.rows, p.n_heads, p.head_dim, p.x, p.out, p.rope_slot = self.n_tokens, n_heads, head_dim, xi, oi, slot
+
+    def add_kv_write(self, int64_t k, int64_t v, int layer, int n_kv_heads, int head_dim):
+        """cache.k/v[layer][pos[t]] = f16(k[t]), f16(v[t])"""
+        self._head_dims("kv_write", n_kv_heads, head_dim)
+        self._kv_geometry("kv_write", layer, n_kv_heads, head_dim)
+        cdef int64_t nb = self.n_tokens * n_kv_heads * head_dim * 4
+        ki = self._region("kv_write k", k, nb)
+        vi = self._region("kv_write v", v, nb)
+        cdef Instr *p = self._push(OP_KV_WRITE, f"kv_write @{k} @{v} -> cache[{layer}]")
+        p.rows, p.n_kv_heads, p.head_dim, p.layer, p.x, p.x2 = self.n_tokens, n_kv_heads, head_dim, layer, ki, vi
+
+    def add_attention(self, int64_t q, int64_t out, int layer, int n_heads, int n_kv_heads,
+                      int head_dim):
+        """Causal GQA attention of q [T, n_heads*head_dim] over cache[layer] positions 0..pos[t]."""
+        self._head_dims("attention", n_heads, head_dim, n_kv_heads)
+        self._kv_geometry("attention", layer, n_kv_heads, head_dim)
+        cdef int64_t nb = self.n_tokens * n_heads * head_dim * 4
+        qi = self._region("attention q", q, nb)
+        oi = self._region("attention out", out, nb)
+        self._io("attention", [(q, nb)], [(out, nb)], (0,))
+        self._att_group = max(self._att_group, n_heads // n_kv_heads)
+        cdef Instr *p = self._push(OP_ATTENTION, f"attention @{q} cache[{layer}] "
+                                                 f"{n_heads}/{n_kv_heads} heads x {head_dim} -> @{out}")
+        p.rows, p.n_heads, p.n_kv_heads, p.head_dim, p.layer = self.n_tokens, n_heads, n_kv_heads, head_dim, layer
+        p.x, p.out = qi, oi
+
+    cdef _elementwise(self, int op, str name, int64_t a, int64_t b, int64_t out, int64_t n):
+        self._dims(name, n=n)
+        ai = self._region(f"{name} a", a, n * 4)
+        bi = self._region(f"{name} b", b, n * 4) if b >= 0 else -1
+        oi = self._region(f"{name} out", out, n * 4)
+        ins = [(a, n * 4)] + ([(b, n * 4)] if b >= 0 else [])
+        self._io(name, ins, [(out, n * 4)], (0, 1))
+        srcs = f"@{a}" + (f", @{b}" if b >= 0 else "")
+        cdef Instr *p = self._push(op, f"{name} {srcs} [{n}] -> @{out}")
+        p.n, p.x, p.x2, p.out = n, ai, bi, oi
+
+    def add_add(self, int64_t a, int64_t b, int64_t out, int64_t n):
+        """out = a + b over n floats"""
+        self._elementwise(OP_ADD, "add", a, b, out, n)
+
+    def add_mul(self, int64_t a, int64_t b, int64_t out, int64_t n):
+        """out = a * b over n floats"""
+        self._elementwise(OP_MUL, "mul", a, b, out, n)
+
+    def add_silu(self, int64_t x, int64_t out, int64_t n):
+        """out = x / (1 + exp(-x)) over n floats"""
+        self._elementwise(OP_SILU, "silu", x, -1, out, n)
+
+    def add_take_last(self, int64_t x, int64_t out, int64_t rows, int64_t dim):
+        """out[1, dim] = x[rows - 1]"""
+        self._rows("take_last", rows)
+        self._dims("take_last", dim=dim)
+        xi = self._region("take_last x", x, rows * dim * 4)
+        oi = self._region("take_last out", out, dim * 4)
+        if out != x:
+            self._io("take_last", [(x, rows * dim * 4)], [(out, dim * 4)])
+        else:
+            self._wrote(out, dim * 4)
+        cdef Instr *p = self._push(OP_TAKE_LAST, f"take_last @{x} [{rows},{dim}] -> @{out}")
+        p.rows, p.k, p.x, p.out = rows, dim, xi, oi
+
+    # -- fused ops ----------------------------------------------------------
+
+    def add_rmsnorm(self, int64_t x, int64_t out, g, int64_t rows, int64_t dim, float eps):
+        """out = scale_rows(x, rms_inv(x), g)"""
+        self._rows("rmsnorm", rows)
+        self._dims("rmsnorm", dim=dim)
+        gv = self._vector("rmsnorm g", g, dim)
+        xi = self._region("rmsnorm x", x, rows * dim * 4)
+        oi = self._region("rmsnorm out", out, rows * dim * 4)
+        self._io("rmsnorm", [(x, rows * dim * 4)], [(out, rows * dim * 4)], (0,))
+        cdef Instr *p = self._push(OP_RMSNORM, f"rmsnorm @{x} [{rows},{dim}] eps={eps} -> @{out}")
+        p.rows, p.k, p.eps, p.x, p.out = rows, dim, eps, xi, oi
+        p.vec = <const float *><uintptr_t>_addr(gv)
+
+    def add_swiglu(self, int64_t g, int64_t u, int64_t out, int64_t n):
+        """out = silu(g) * u over n floats"""
+        self._elementwise(OP_SWIGLU, "swiglu", g, u, out, n)
+
+    def add_matmul_bias(self, int64_t x, int64_t out, w, b, int64_t rows, int64_t k, int64_t n,
+                        int wtype=T_Q8_0):
+        """out = x @ w.T + b"""
+        self._rows("matmul_bias", rows)
+        self._dims("matmul_bias", k=k, n=n)
+        self._check_k("matmul_bias", k, wtype)
+        bv = self._vector("matmul_bias b", b, n)
+        self._region("matmul_bias x", x, rows * k * 4)
+        self._region("matmul_bias out", out, rows * n * 4)
+        self._weight("matmul_bias", w, wtype, n, k)
+        self._io("matmul_bias", [(x, rows * k * 4)], [(out, rows * n * 4)])
+        self._matmul_core("matmul_bias", x, out, w, rows, k, n, n, wtype, EPI_BIAS, bv, -1, n,
+                          f"matmul_bias @{x} [{rows},{k}] x {_TYPE_NAMES[wtype]} [{n},{k}] + b -> @{out}")
+
+    def add_matmul_add(self, int64_t x, int64_t res, int64_t out, w, int64_t rows, int64_t k,
+                       int64_t n, int wtype=T_Q8_0):
+        """out = res + x @ w.T (out may be res itself)"""
+        self._rows("matmul_add", rows)
+        self._dims("matmul_add", k=k, n=n)
+        self._check_k("matmul_add", k, wtype)
+        self._region("matmul_add x", x, rows * k * 4)
+        self._region("matmul_add res", res, rows * n * 4)
+        self._region("matmul_add out", out, rows * n * 4)
+        self._weight("matmul_add", w, wtype, n, k)
+        self._io("matmul_add", [(x, rows * k * 4), (res, rows * n * 4)], [(out, rows * n * 4)], (1,))
+        self._matmul_core("matmul_add", x, out, w, rows, k, n, n, wtype, EPI_ADD, None, res, n,
+                          f"matmul_add @{res} + @{x} [{rows},{k}] x {_TYPE_NAMES[wtype]} [{n},{k}] -> @{out}")
+
+    def add_gate_up_swiglu(self, int64_t x, int64_t out, w, int64_t rows, int64_t k, int64_t n_ff,
+                           int wtype=T_Q8_0):
+        """out[rows, n_ff] = silu(x @ Wgate.T) * (x @ Wup.T), w = [Wgate; Wup] (2*n_ff rows)"""
+        self._rows("gate_up_swiglu", rows)
+        self._dims("gate_up_swiglu", k=k, n_ff=n_ff)
+        self._check_k("gate_up_swiglu", k, wtype)
+        self._region("gate_up_swiglu x", x, rows * k * 4)
+        self._region("gate_up_swiglu out", out, rows * n_ff * 4)
+        self._weight("gate_up_swiglu", w, wtype, 2 * n_ff, k)
+        self._io("gate_up_swiglu", [(x, rows * k * 4)], [(out, rows * n_ff * 4)])
+        self._matmul_core("gate_up_swiglu", x, out, w, rows, k, 2 * n_ff, n_ff, wtype, EPI_SWIGLU,
+                          None, -1, n_ff,
+                          f"gate_up_swiglu @{x} [{rows},{k}] x {_TYPE_NAMES[wtype]} [2x{n_ff},{k}] -> @{out}")
+
+    def add_qkv_rope_kv(self, int64_t x, int64_t q_out, w, b, int layer, int n_heads,
+                        int n_kv_heads, int head_dim, double theta, int64_t k, int wtype=T_Q8_0):
+        """q_out[T, n_heads*head_dim] = rope(x @ Wq.T + bq); k = rope(x @ Wk.T + bk), v = x @ Wv.T + bv
+        stored to cache[layer] at the step's positions. w = [Wq; Wk; Wv], b = [bq; bk; bv] or None."""
+        self._head_dims("qkv_rope_kv", n_heads, head_dim, n_kv_heads)
+        self._dims("qkv_rope_kv", k=k)
+        self._check_k("qkv_rope_kv", k, wtype)
+        cdef int64_t T = self.n_tokens
+        cdef int64_t nq = <int64_t>n_heads * head_dim, nkv = <int64_t>n_kv_heads * head_dim
+        cdef int64_t n = nq + 2 * nkv
+        bv = self._vector("qkv_rope_kv b", b, n) if b is not None else None
+        self._region("qkv_rope_kv x", x, T * k * 4)
+        qi = self._region("qkv_rope_kv q_out", q_out, T * nq * 4)
+        self._weight("qkv_rope_kv", w, wtype, n, k)
+        self._kv_geometry("qkv_rope_kv", layer, n_kv_heads, head_dim)
+        self._io("qkv_rope_kv", [(x, T * k * 4)], [(q_out, T * nq * 4)])
+        slot = self._rope_slot(head_dim, theta)
+        self._matmul_core("qkv_rope_kv", x, q_out, w, T, k, n, n, wtype, EPI_QKV, bv, -1, nq,
+                          f"qkv matmul @{x} [{T},{k}] x {_TYPE_NAMES[wtype]} [{n},{k}]"
+                          f"{' + b' if bv is not None else ''} -> q @{q_out}, k/v scratch")
+        self._fbuf_floats = max(self._fbuf_floats, T * 2 * nkv)
+        cdef Instr *p = self._push(OP_ROPE_KV, f"rope q @{q_out}, rope k, kv_write -> cache[{layer}] "
+                                               f"theta={theta}")
+        p.rows, p.n_heads, p.n_kv_heads, p.head_dim, p.layer = T, n_heads, n_kv_heads, head_dim, layer
+        p.out, p.rope_slot = qi, slot
+
+    # -- execution ----------------------------------------------------------
+
+    def _ensure_scratch(self, int64_t n_ctx):
+        if self._qbuf is None or self._qbuf.nbytes < self._qbuf_bytes:
+            self._qbuf = _aligned_buffer(max(self._qbuf_bytes, 64))
+        if self._fbuf is None or self._fbuf.size < self._fbuf_floats:
+            self._fbuf = _aligned_buffer(max(self._fbuf_floats, 16) * 4, np.float32)
+        rf = self._rope_floats()
+        if self._rope is None or self._rope.size < rf:
+            self._rope = _aligned_buffer(max(rf, 16) * 4, np.float32)
+        need = self._att_group * n_ctx
+        need = (need + 15) // 16 * 16
+        if self._att is None or self._att.size < need * self.n_threads:
+            self._att = _aligned_buffer(max(need * self.n_threads, 16) * 4, np.float32)
+
+    def run(self, tokens=None, positions=None, kv=None):
+        """Execute the plan for one step of n_tokens tokens (see the module docstring)."""
+        cdef Ctx c
+        cdef int64_t T = self.n_tokens
+        memset(&c, 0, sizeof(Ctx))
+        tok = pos = None
+        if self._vocab >= 0:
+            if tokens is None:
+                raise ModelError("plan.run: this plan embeds tokens; pass tokens")
+            tok = np.ascontiguousarray(tokens, dtype=np.int32).reshape(-1)
+            if tok.shape[0] != T:
+                raise ModelError(f"plan.run: {tok.shape[0]} tokens for a plan of {T}")
+            lo, hi = int(tok.min()), int(tok.max())
+            if lo < 0 or hi >= self._vocab:
+                bad = lo if lo < 0 else hi
+                raise ModelError(f"plan.run: token id {bad} out of range [0, {self._vocab})")
+            c.tokens = <const int32_t *><uintptr_t>_addr(tok)
+        cdef int64_t n_ctx = 0
+        if self._kv_layers:
+            if kv is None:
+                raise ModelError("plan.run: this plan reads/writes the KV cache; pass kv")
+            kc, vc = kv if isinstance(kv, tuple) else (kv.k, kv.v)
+            for name, a in (("k", kc), ("v", vc)):
+                if not isinstance(a, np.ndarray) or a.dtype != np.float16 or a.ndim != 4 \
+                        or not a.flags.c_contiguous or not a.flags.writeable:
+                    raise ModelError(f"plan.run: KV cache {name} must be a writable C-contiguous "
+                                     f"float16 array [n_layers, n_ctx, n_kv_heads, head_dim]")
+            if kc.shape != vc.shape:
+                raise ModelError(f"plan.run: KV cache k {kc.shape} and v {vc.shape} differ")
+            L, n_ctx, H, D = kc.shape
+            if L < self._kv_layers or H != self._kv_heads or D != self._kv_hd:
+                raise ModelError(f"plan.run: KV cache shape {kc.shape} does not fit the plan "
+                                 f"({self._kv_layers} layers, {self._kv_heads} kv heads x {self._kv_hd})")
+            c.kc = <uint16_t *><uintptr_t>_addr(kc)
+            c.vc = <uint16_t *><uintptr_t>_addr(vc)
+            c.n_ctx, c.kv_heads, c.kv_hd = n_ctx, H, D
+        if self._needs_pos:
+            if positions is None:
+                raise ModelError("plan.run: this plan uses positions; pass positions")
+            pos = np.ascontiguousarray(positions, dtype=np.int32).reshape(-1)
+            if pos.shape[0] != T:
+                raise ModelError(f"plan.run: {pos.shape[0]} positions for a plan of {T} tokens")
+            if int(pos.min()) < 0:
+                raise ModelError(f"plan.run: negative position {int(pos.min())}")
+            if self._kv_layers and int(pos.max()) >= n_ctx:
+                raise ContextOverflowError(f"position {int(pos.max())} does not fit the KV cache "
+                                           f"of {n_ctx} positions")
+            c.pos = <const int32_t *><uintptr_t>_addr(pos)
+        self._ensure_scratch(n_ctx)
+        c.arena = <float *><uintptr_t>_addr(self.arena)
+        c.qbuf = <uint8_t *><uintptr_t>_addr(self._qbuf)
+        c.fbuf = <float *><uintptr_t>_addr(self._fbuf)
+        c.rope = <float *><uintptr_t>_addr(self._rope)
+        c.att = <float *><uintptr_t>_addr(self._att)
+        c.att_stride = (self._att_group * n_ctx + 15) // 16 * 16
+        c.T = T
+        c.ins = self.ins
+        c.n_ins = self.n_ins
+        c.slots = &self.slots[0]
+        c.n_slots = self.n_slots
+        if self._counters is None or self._counters.shape[0] < self.n_ins:
+            self._counters = np.zeros(max(self.n_ins, 1), dtype=np.int64)
+        else:
+            self._counters[:] = 0
+        c.counters = <long long *><uintptr_t>_addr(self._counters)
+        cdef int nt = self.n_threads
+        with nogil:
+            ignis_parallel(run_thread, &c, &c.bar, nt)
+
+
+class KVCache:
+    """float16 K and V caches [n_layers, n_ctx, n_kv_heads, head_dim] (zeros)."""
+
+    def __init__(self, n_layers: int, n_ctx: int, n_kv_heads: int, head_dim: int):
+        for name, v in (("n_layers", n_layers), ("n_ctx", n_ctx), ("n_kv_heads", n_kv_heads),
+                        ("head_dim", head_dim)):
+            if v < 1:
+                raise ModelError(f"KVCache: {name} must be positive, got {v}")
+        self.n_ctx = n_ctx
+        self.k = np.zeros((n_layers, n_ctx, n_kv_heads, head_dim), np.float16)
+        self.v = np.zeros((n_layers, n_ctx, n_kv_heads, head_dim), np.float16)
+
+
+# ---------------------------------------------------------------------------
+# standalone kernels (tests, tools): each validates, then runs a one-op plan
+
+def _f32(name, x, ndim):
+    a = np.ascontiguousarray(x, dtype=np.float32)
+    if a.ndim != ndim:
+        raise ModelError(f"{name}: expected a {ndim}-D array, got shape {a.shape}")
+    if a.size == 0:
+        raise ModelError(f"{name}: empty array")
+    return a
+
+
+def quantize_q8_0(x):
+    """float32 [T, K] (K a multiple of 32) -> Q8_0 bytes uint8 [T, K/32*34]."""
+    a = _f32("quantize_q8_0", x, 2)
+    cdef int64_t T = a.shape[0], K = a.shape[1], t
+    if K % 32:
+        raise ModelError(f"quantize_q8_0: row length {K} is not a multiple of 32")
+    out = np.empty((T, K // 32 * 34), dtype=np.uint8)
+    cdef const float[:, ::1] xv = a
+    cdef uint8_t[:, ::1] ov = out
+    with nogil:
+        for t in range(T):
+            ignis_quantize_row_q8_0(&xv[t, 0], &ov[t, 0], K)
+    return out
+
+
+def _n_rows(w, int wtype, int64_t k):
+    rb = row_nbytes(wtype, k)
+    if not isinstance(w, np.ndarray) or w.nbytes % rb:
+        raise ModelError(f"weight must be a numpy array of whole {_TYPE_NAMES.get(wtype, wtype)} "
+                         f"rows of {k} elements")
+    return w.nbytes // rb
+
+
+def matmul(x, w, int wtype=T_Q8_0, int threads=1):
+    """x [T, K] @ W.T for W of N rows of K elements of wtype -> float32 [T, N]."""
+    a = _f32("matmul x", x, 2)
+    T, K = a.shape
+    N = _n_rows(w, wtype, K)
+    plan = Plan(a.nbytes + T * N * 4, threads, T)
+    plan.f32(0, a.shape)[...] = a
+    plan.add_matmul(0, a.nbytes, w, T, K, N, wtype)
+    plan.run()
+    return plan.f32(a.nbytes, (T, N)).copy()
+
+
+def matmul_bias(x, w, b, int wtype=T_Q8_0, int threads=1):
+    a = _f32("matmul_bias x", x, 2)
+    T, K = a.shape
+    N = _n_rows(w, wtype, K)
+    plan = Plan(a.nbytes + T * N * 4, threads, T)
+    plan.f32(0, a.shape)[...] = a
+    plan.add_matmul_bias(0, a.nbytes, w, b, T, K, N, wtype)
+    plan.run()
+    return plan.f32(a.nbytes, (T, N)).copy()
+
+
+def rms_inv(x, float eps):
+    a = _f32("rms_inv x", x, 2)
+    T, D = a.shape
+    plan = Plan(a.nbytes + T * 4, 1, T)
+    plan.f32(0, a.shape)[...] = a
+    plan.add_rms_inv(0, a.nbytes, T, D, eps)
+    plan.run()
+    return plan.f32(a.nbytes, (T, 1)).copy()
+
+
+def scale_rows(x, r, g):
+    a = _f32("scale_rows x", x, 2)
+    T, D = a.shape
+    rr = _f32("scale_rows r", r, 2)
+    if rr.shape != (T, 1):
+        raise ModelError(f"scale_rows: r must be [{T}, 1], got {rr.shape}")
+    plan = Plan(2 * a.nbytes + T * 4, 1, T)
+    plan.f32(0, a.shape)[...] = a
+    plan.f32(a.nbytes, (T, 1))[...] = rr
+    plan.add_scale_rows(0, a.nbytes, a.nbytes + T * 4, g, T, D)
+    plan.run()
+    return plan.f32(a.nbytes + T * 4, (T, D)).copy()
+
+
+def rmsnorm(x, g, float eps, int threads=1):
+    a = _f32("rmsnorm x", x, 2)
+    T, D = a.shape
+    plan = Plan(2 * a.nbytes, threads, T)
+    plan.f32(0, a.shape)[...] = a
+    plan.add_rmsnorm(0, a.nbytes, g, T, D, eps)
+    plan.run()
+    return plan.f32(a.nbytes, (T, D)).copy()
+
+
+def rope(x, positions, int n_heads, int head_dim, double theta):
+    a = _f32("rope x", x, 2)
+    T = a.shape[0]
+    if a.shape[1] != n_heads * head_dim:
+        raise ModelError(f"rope: x has {a.shape[1]} columns, expected {n_heads}x{head_dim}")
+    plan = Plan(2 * a.nbytes, 1, T)
+    plan.f32(0, a.shape)[...] = a
+    plan.add_rope(0, a.nbytes, n_heads, head_dim, theta)
+    plan.run(positions=positions)
+    return plan.f32(a.nbytes, a.shape).copy()
+
+
+def _unary_or_binary(kind, arrays, int threads):
+    arrs = [np.ascontiguousarray(x, dtype=np.float32) for x in arrays]
+    shape = arrs[0].shape
+    for a in arrs:
+        if a.shape != shape or a.size == 0:
+            raise ModelError(f"{kind}: operands must be non-empty and of one shape, got "
+                             f"{[x.shape for x in arrs]}")
+    n = arrs[0].size
+    plan = Plan((len(arrs) + 1) * n * 4, threads, 1)
+    for i, a in enumerate(arrs):
+        plan.f32(i * n * 4, (n,))[...] = a.reshape(-1)
+    out = len(arrs) * n * 4
+    if kind == "silu":
+        plan.add_silu(0, out, n)
+    else:
+        getattr(plan, "add_" + kind)(0, n * 4, out, n)
+    plan.run()
+    return plan.f32(out, shape).copy()
+
+
+def add(a, b, int threads=1):
+    return _unary_or_binary("add", (a, b), threads)
+
+
+def mul(a, b, int threads=1):
+    return _unary_or_binary("mul", (a, b), threads)
+
+
+def silu(x, int threads=1):
+    return _unary_or_binary("silu", (x,), threads)
+
+
+def swiglu(g, u, int threads=1):
+    return _unary_or_binary("swiglu", (g, u), threads)
+
+
+def add_bias(y, b):
+    a = _f32("add_bias y", y, 2)
+    T, N = a.shape
+    plan = Plan(2 * a.nbytes, 1, T)
+    plan.f32(0, a.shape)[...] = a
+    plan.add_add_bias(0, a.nbytes, b, T, N)
+    plan.run()
+    return plan.f32(a.nbytes, a.shape).copy()
+
+
+def take_last(x):
+    a = _f32("take_last x", x, 2)
+    T, D = a.shape
+    plan = Plan(a.nbytes + D * 4, 1, T)
+    plan.f32(0, a.shape)[...] = a
+    plan.add_take_last(0, a.nbytes, T, D)
+    plan.run()
+    return plan.f32(a.nbytes, (1, D)).copy()
+
+
+def embed(tokens, w, int dim, int wtype=T_Q8_0):
+    tok = np.ascontiguousarray(tokens, dtype=np.int32).reshape(-1)
+    if tok.size == 0:
+        raise ModelError("embed: no tokens")
+    T = tok.shape[0]
+    plan = Plan(T * dim * 4, 1, T)
+    plan.add_embed(0, w, dim, wtype)
+    plan.run(tokens=tok)
+    return plan.f32(0, (T, dim)).copy()
+
+
+def softmax(x):
+    """Row-wise softmax of float32 [T, N] (the attention kernel's softmax)."""
+    a = _f32("softmax x", x, 2).copy()
+    cdef float[:, ::1] v = a
+    cdef int64_t t, T = a.shape[0], N = a.shape[1]
+    with nogil:
+        for t in range(T):
+            softmax_row(&v[t, 0], N)
+    return a
+
+
+def kv_write(k, v, positions, kv, int layer, int n_kv_heads, int head_dim):
+    """Store k, v [T, n_kv_heads*head_dim] at cache[layer][positions] (kv updated in place)."""
+    ka = _f32("kv_write k", k, 2)
+    va = _f32("kv_write v", v, 2)
+    T = ka.shape[0]
+    if ka.shape != (T, n_kv_heads * head_dim) or va.shape != ka.shape:
+        raise ModelError(f"kv_write: k {ka.shape} / v {va.shape}, expected [{T}, {n_kv_heads * head_dim}]")
+    plan = Plan(2 * ka.nbytes, 1, T)
+    plan.f32(0, ka.shape)[...] = ka
+    plan.f32(ka.nbytes, va.shape)[...] = va
+    plan.add_kv_write(0, ka.nbytes, layer, n_kv_heads, head_dim)
+    plan.run(positions=positions, kv=kv)
+
+
+def attention(q, positions, kv, int layer, int n_heads, int n_kv_heads, int head_dim, int threads=1):
+    """Causal GQA attention of q [T, n_heads*head_dim] over kv[layer] positions 0..pos[t]."""
+    a = _f32("attention q", q, 2)
+    T = a.shape[0]
+    if a.shape[1] != n_heads * head_dim:
+        raise ModelError(f"attention: q has {a.shape[1]} columns, expected {n_heads}x{head_dim}")
+    plan = Plan(2 * a.nbytes, threads, T)
+    plan.f32(0, a.shape)[...] = a
+    plan.add_attention(0, a.nbytes, layer, n_heads, n_kv_heads, head_dim)
+    plan.run(positions=positions, kv=kv)
+    return plan.f32(a.nbytes, a.shape).copy()

@@ -1,0 +1,199 @@
+"""Fusion passes. Each is a small function Graph -> (Graph, PassReport) that finds a
+pattern of primitive ops and replaces it by the fused op of docs/ops.md defined as
+that pattern's composition. A value inside a pattern is fused away only when its
+single reader is the next op of the pattern (the article's rule: B always and only
+reads A's output); values read elsewhere or returned by the graph stay.
+
+Each pass accepts the forms other passes may have left (e.g. fuse_qkv takes a
+projection as matmul + add_bias or as matmul_bias), so any subset of passes, in
+any order, gives a valid graph with the same outputs.
+"""
+from __future__ import annotations
+
+from ignis.ir.graph import Graph, Op, Weight
+from ignis.passes.rewrite import Fusion, run_fusion_pass, single_use
+
+
+def _producer(graph: Graph, v, kind: str, claimed: set):
+    """The unclaimed op of `kind` defining v, or None."""
+    op = graph.producer(v)
+    return op if op is not None and op.kind == kind and op not in claimed else None
+
+
+def _cat(*weights: Weight) -> Weight:
+    return Weight(tuple(p for w in weights for p in w.parts))
+
+
+def _linear(graph: Graph, v, claimed: set):
+    """v = x @W (+ @b) as matmul, matmul + add_bias (matmul read only by the bias add)
+    or matmul_bias. Returns (x, W, b or None, ops) or None."""
+    op = graph.producer(v)
+    if op is None or op in claimed:
+        return None
+    if op.kind == "matmul":
+        return op.inputs[0], op.weights[0], None, (op,)
+    if op.kind == "matmul_bias":
+        return op.inputs[0], op.weights[0], op.weights[1], (op,)
+    if op.kind == "add_bias":
+        mm = _producer(graph, op.inputs[0], "matmul", claimed)
+        if mm is not None and single_use(graph, op.inputs[0]):
+            return mm.inputs[0], mm.weights[0], op.weights[0], (mm, op)
+    return None
+
+
+def fuse_rmsnorm(graph: Graph):
+    """scale_rows(x, rms_inv(x)) @g -> rmsnorm x @g {eps}."""
+    def find(graph, claimed):
+        found = []
+        for op in graph.ops:
+            if op.kind != "scale_rows" or op in claimed:
+                continue
+            x, r = op.inputs
+            inv = _producer(graph, r, "rms_inv", claimed)
+            if inv is None or inv.inputs[0] is not x or not single_use(graph, r):
+                continue
+            claimed.update((inv, op))
+            found.append(Fusion((inv, op), Op("rmsnorm", (x,), op.results, op.weights, {"eps": inv.attrs["eps"]})))
+        return found
+    return run_fusion_pass("fuse_rmsnorm", graph, find)
+
+
+def fuse_swiglu(graph: Graph):
+    """mul(silu(g), u) (either operand order) -> swiglu g, u."""
+    def find(graph, claimed):
+        found = []
+        for op in graph.ops:
+            if op.kind != "mul" or op in claimed:
+                continue
+            for act_side in (0, 1):
+                act, other = op.inputs[act_side], op.inputs[1 - act_side]
+                silu = _producer(graph, act, "silu", claimed)
+                if silu is not None and single_use(graph, act):
+                    claimed.update((silu, op))
+                    found.append(Fusion((silu, op), Op("swiglu", (silu.inputs[0], other), op.results)))
+                    break
+        return found
+    return run_fusion_pass("fuse_swiglu", graph, find)
+
+
+def fuse_matmul_bias(graph: Graph):
+    """add_bias(matmul(x) @W) @b -> matmul_bias x @W @b."""
+    def find(graph, claimed):
+        found = []
+        for op in graph.ops:
+            if op.kind != "add_bias" or op in claimed:
+                continue
+            mm = _producer(graph, op.inputs[0], "matmul", claimed)
+            if mm is None or not single_use(graph, op.inputs[0]):
+                continue
+            claimed.update((mm, op))
+            found.append(Fusion((mm, op), Op("matmul_bias", mm.inputs, op.results, mm.weights + op.weights)))
+        return found
+    return run_fusion_pass("fuse_matmul_bias", graph, find)
+
+
+def fuse_qkv(graph: Graph):
+    """The attention input projections, RoPE and the KV-cache write of one layer:
+
+        q = rope(a @Wq + bq)   k = rope(a @Wk + bk)   v = a @Wv + bv   kv = kv_write(k, v, pos)
+        -> q, kv = qkv_rope_kv a, pos @cat(Wq, Wk, Wv) @cat(bq, bk, bv)
+
+    q is the rope result some attention reads together with kv; k and v must be read
+    only by the write, and the projections only by their rope / bias add."""
+    def find(graph, claimed):
+        found = []
+        for op in graph.ops:
+            if op.kind != "attention" or op in claimed:
+                continue
+            q_rope = _producer(graph, op.inputs[0], "rope", claimed)
+            write = _producer(graph, op.inputs[1], "kv_write", claimed)
+            if q_rope is None or write is None:
+                continue
+            k, v, pos = write.inputs
+            k_rope = _producer(graph, k, "rope", claimed)
+            if k_rope is None or not single_use(graph, k) or not single_use(graph, v) or k is v:
+                continue
+            if q_rope.inputs[1] is not pos or k_rope.inputs[1] is not pos:
+                continue
+            rope_attrs = ("head_dim", "theta")
+            if any(q_rope.attrs[a] != k_rope.attrs[a] for a in rope_attrs) \
+                    or k_rope.attrs["n_heads"] != write.attrs["n_kv_heads"] \
+                    or k_rope.attrs["head_dim"] != write.attrs["head_dim"]:
+                continue
+            parts = []
+            for y in (q_rope.inputs[0], k_rope.inputs[0], v):
+                lin = _linear(graph, y, claimed)
+                if lin is None or not single_use(graph, y):
+                    break
+                parts.append(lin)
+            if len(parts) != 3:
+                continue
+            xs, biases = {id(p[0]) for p in parts}, [p[2] for p in parts]
+            ops = [o for p in parts for o in p[3]] + [q_rope, k_rope, write]
+            if len(xs) != 1 or (None in biases and any(b is not None for b in biases)) \
+                    or len(set(ops)) != len(ops) or q_rope.attrs["n_heads"] % write.attrs["n_kv_heads"]:
+                continue
+            weights = (_cat(*(p[1] for p in parts)),)
+            if biases[0] is not None:
+                weights += (_cat(*biases),)
+            attrs = {"layer": write.attrs["layer"], "n_heads": q_rope.attrs["n_heads"],
+                     "n_kv_heads": write.attrs["n_kv_heads"], "head_dim": write.attrs["head_dim"],
+                     "theta": q_rope.attrs["theta"]}
+            claimed.update(ops)
+            found.append(Fusion(tuple(ops), Op("qkv_rope_kv", (parts[0][0], pos),
+                                               (q_rope.result, write.result), weights, attrs)))
+        return found
+    return run_fusion_pass("fuse_qkv", graph, find)
+
+
+def fuse_residual(graph: Graph):
+    """add(res, matmul(x) @W) (either operand order) -> matmul_add x, res @W."""
+    def find(graph, claimed):
+        found = []
+        for op in graph.ops:
+            if op.kind != "add" or op in claimed:
+                continue
+            for mm_side in (1, 0):
+                y, res = op.inputs[mm_side], op.inputs[1 - mm_side]
+                mm = _producer(graph, y, "matmul", claimed)
+                if mm is not None and single_use(graph, y):
+                    claimed.update((mm, op))
+                    found.append(Fusion((mm, op), Op("matmul_add", (mm.inputs[0], res), op.results, mm.weights)))
+                    break
+        return found
+    return run_fusion_pass("fuse_residual", graph, find)
+
+
+def fuse_gate_up(graph: Graph):
+    """swiglu(matmul(f) @Wgate, matmul(f) @Wup), or its unfused mul(silu(.), .) form
+    -> gate_up_swiglu f @cat(Wgate, Wup)."""
+    def find(graph, claimed):
+        found = []
+        for op in graph.ops:
+            if op in claimed:
+                continue
+            if op.kind == "swiglu":
+                candidates = [((), op.inputs[0], op.inputs[1])]
+            elif op.kind == "mul":
+                candidates = []
+                for act_side in (0, 1):
+                    act = op.inputs[act_side]
+                    silu = _producer(graph, act, "silu", claimed)
+                    if silu is not None and single_use(graph, act):
+                        candidates.append(((silu,), silu.inputs[0], op.inputs[1 - act_side]))
+            else:
+                continue
+            for extra, gate, up in candidates:
+                mm_g = _producer(graph, gate, "matmul", claimed)
+                mm_u = _producer(graph, up, "matmul", claimed)
+                if mm_g is None or mm_u is None or mm_g is mm_u or mm_g.inputs[0] is not mm_u.inputs[0]:
+                    continue
+                if not (single_use(graph, gate) and single_use(graph, up)) or gate.shape != up.shape:
+                    continue
+                ops = (mm_g, mm_u) + extra + (op,)
+                claimed.update(ops)
+                found.append(Fusion(ops, Op("gate_up_swiglu", mm_g.inputs, op.results,
+                                            (_cat(mm_g.weights[0], mm_u.weights[0]),))))
+                break
+        return found
+    return run_fusion_pass("fuse_gate_up", graph, find)

@@ -1,0 +1,97 @@
+"""Lowering: a fused graph and its memory plan -> a kernel Plan (one instruction per op).
+
+Activations live at the byte offsets the liveness allocator chose; graph outputs (the
+logits) get their own region after the planned arena, so nothing overwrites them."""
+from dataclasses import dataclass
+
+import numpy as np
+
+from ignis import _kernels
+from ignis.errors import ModelError
+from ignis.runtime.weights import NATIVE_EMBED, WeightStore
+
+
+@dataclass
+class LoweredPlan:
+    plan: "_kernels.Plan"
+    logits_offset: int
+    logits_shape: tuple
+    n_tokens: int
+
+
+def _align(n: int, a: int = 64) -> int:
+    return -(-n // a) * a
+
+
+def lower(graph, memory, weights: WeightStore, n_threads: int) -> LoweredPlan:
+    logits = graph.outputs["logits"]
+    logits_offset = _align(memory.arena_bytes)
+    arena = logits_offset + _align(logits.nbytes)
+    T = graph.meta["T"]
+    plan = _kernels.Plan(arena, n_threads, T)
+    at = dict(memory.offsets)
+    at[logits] = logits_offset
+
+    def off(v):
+        return at[v]
+
+    for op in graph.ops:
+        _emit(plan, op, off, weights)
+    return LoweredPlan(plan, logits_offset, logits.shape, T)
+
+
+def _emit(plan, op, off, weights: WeightStore) -> None:
+    """Append the kernel instruction of one IR op."""
+    kind, a = op.kind, op.attrs
+    ins, out = op.inputs, op.result
+
+    def mat(i=0):
+        arr, ttype = weights.matrix(op.weights[i])
+        return arr, int(ttype)
+
+    def vec(i):
+        return weights.vector(op.weights[i])
+
+    rows = out.shape[0] if out.shape else 0
+    if kind == "embed":
+        arr, ttype = weights.matrix(op.weights[0], NATIVE_EMBED)
+        plan.add_embed(off(out), arr, out.shape[1], int(ttype))
+    elif kind == "rms_inv":
+        plan.add_rms_inv(off(ins[0]), off(out), rows, ins[0].shape[1], a["eps"])
+    elif kind == "scale_rows":
+        plan.add_scale_rows(off(ins[0]), off(ins[1]), off(out), vec(0), rows, out.shape[1])
+    elif kind == "rmsnorm":
+        plan.add_rmsnorm(off(ins[0]), off(out), vec(0), rows, out.shape[1], a["eps"])
+    elif kind == "matmul":
+        w, t = mat()
+        plan.add_matmul(off(ins[0]), off(out), w, rows, ins[0].shape[1], out.shape[1], t)
+    elif kind == "matmul_bias":
+        w, t = mat()
+        plan.add_matmul_bias(off(ins[0]), off(out), w, vec(1), rows, ins[0].shape[1], out.shape[1], t)
+    elif kind == "matmul_add":
+        w, t = mat()
+        plan.add_matmul_add(off(ins[0]), off(ins[1]), off(out), w, rows, ins[0].shape[1], out.shape[1], t)
+    elif kind == "add_bias":
+        plan.add_add_bias(off(ins[0]), off(out), vec(0), rows, out.shape[1])
+    elif kind == "rope":
+        plan.add_rope(off(ins[0]), off(out), a["n_heads"], a["head_dim"], a["theta"])
+    elif kind == "kv_write":
+        plan.add_kv_write(off(ins[0]), off(ins[1]), a["layer"], a["n_kv_heads"], a["head_dim"])
+    elif kind == "attention":
+        plan.add_attention(off(ins[0]), off(out), a["layer"], a["n_heads"], a["n_kv_heads"], a["head_dim"])
+    elif kind in ("add", "mul", "swiglu"):
+        getattr(plan, "add_" + kind)(off(ins[0]), off(ins[1]), off(out), int(np.prod(out.shape)))
+    elif kind == "silu":
+        plan.add_silu(off(ins[0]), off(out), int(np.prod(out.shape)))
+    elif kind == "take_last":
+        plan.add_take_last(off(ins[0]), off(out), ins[0].shape[0], out.shape[1])
+    elif kind == "gate_up_swiglu":
+        w, t = mat()
+        plan.add_gate_up_swiglu(off(ins[0]), off(out), w, rows, ins[0].shape[1], out.shape[1], t)
+    elif kind == "qkv_rope_kv":
+        w, t = mat()
+        b = vec(1) if len(op.weights) > 1 else None
+        plan.add_qkv_rope_kv(off(ins[0]), off(out), w, b, a["layer"], a["n_heads"], a["n_kv_heads"],
+                             a["head_dim"], a["theta"], ins[0].shape[1], t)
+    else:
+        raise ModelError(f"no kernel for op kind {kind!r}")

@@ -1,0 +1,197 @@
+"""The public Model: load a GGUF, tokenize, run prompts, generate, chat.
+
+Shaped like llama-cpp-python where that fits. One Model serves one caller at a time
+(a lock serialises concurrent calls); the KV cache keeps the longest prefix shared
+with the next prompt, so chat turns only prefill what is new."""
+import threading
+from typing import Iterator
+
+import numpy as np
+
+from ignis.errors import ContextOverflowError, IgnisError
+from ignis.gguf import GGUFFile
+from ignis.models.qwen2 import Qwen2Config
+from ignis.runtime.chat import ChatTemplate
+from ignis.runtime.engine import Engine, default_threads
+from ignis.runtime.generate import GenerationResult, generate_pieces
+from ignis.runtime.sampling import SamplingParams
+from ignis.tokenizer import Tokenizer
+
+DEFAULT_CTX = 4096
+
+
+class Model:
+    def __init__(self, path=None, n_ctx: int | None = None, threads: int | None = None, passes=None):
+        if path is None:
+            from ignis.hub import pull
+            path = pull(progress=True)
+        self.path = str(path)
+        self.gguf = GGUFFile(self.path)
+        self.config = Qwen2Config.from_file(self.gguf)
+        self.tokenizer = Tokenizer.from_metadata(self.gguf.metadata)
+        limit = int(self.config.context_length)
+        if n_ctx is None:
+            n_ctx = min(limit, DEFAULT_CTX)
+        if not isinstance(n_ctx, int) or n_ctx < 1:
+            raise IgnisError(f"n_ctx must be a positive integer, got {n_ctx!r}")
+        if threads is None:
+            threads = default_threads()
+        if not isinstance(threads, int) or threads < 1:
+            raise IgnisError(f"threads must be a positive integer, got {threads!r}")
+        self.n_ctx = n_ctx
+        self.threads = threads
+        self.engine = Engine(self.gguf, self.config, n_ctx, threads, passes)
+        self._tokens = []           # the ids whose keys and values are in the KV cache
+        self._lock = threading.RLock()
+        self._template = None
+
+    # -- context ------------------------------------------------------------------------
+
+    @property
+    def n_past(self) -> int:
+        return len(self._tokens)
+
+    @property
+    def n_vocab(self) -> int:
+        return self.config.vocab
+
+    def reset(self) -> None:
+        """Forget the context (the KV cache contents become unreachable)."""
+        with self._lock:
+            self._tokens = []
+
+    def eval(self, ids) -> np.ndarray:
+        """Append ids to the context; the last position's logits. The context grows only by
+        what was actually computed, so an interrupt leaves it consistent."""
+        ids = list(ids)
+        if not ids:
+            raise IgnisError("nothing to evaluate: empty token list")
+        start = len(self._tokens)
+        logits = None
+        for lo in range(0, len(ids), 512):
+            piece = ids[lo:lo + 512]
+            logits = self.engine.forward(piece, start + lo)
+            self._tokens.extend(piece)
+        return logits
+
+    def eval_prompt(self, ids) -> np.ndarray:
+        """Evaluate a prompt, reusing the KV cache for the prefix it shares with the context."""
+        ids = list(ids)
+        if not ids:
+            raise IgnisError("empty prompt: give at least one token")
+        if len(ids) > self.n_ctx:
+            raise ContextOverflowError(f"prompt of {len(ids)} tokens does not fit in the context of "
+                                       f"{self.n_ctx} tokens (raise n_ctx / --ctx, or shorten the prompt)")
+        keep = 0
+        for a, b in zip(self._tokens, ids[:-1]):
+            if a != b:
+                break
+            keep += 1
+        del self._tokens[keep:]
+        return self.eval(ids[keep:])
+
+    # -- tokens ---------------------------------------------------------------------------
+
+    def tokenize(self, text: str, parse_special: bool = True) -> list:
+        return self.tokenizer.encode(text, parse_special=parse_special)
+
+    def detokenize(self, ids) -> str:
+        return self.tokenizer.decode(list(ids))
+
+    def _prompt_ids(self, prompt) -> list:
+        if isinstance(prompt, str):
+            return self.tokenize(prompt)
+        ids = [int(i) for i in prompt]
+        bad = [i for i in ids if not 0 <= i < self.n_vocab]
+        if bad:
+            raise IgnisError(f"token id {bad[0]} is out of range [0, {self.n_vocab})")
+        return ids
+
+    # -- scoring --------------------------------------------------------------------------
+
+    def logits(self, ids) -> np.ndarray:
+        """Teacher-forced logits [len(ids), n_vocab] (float32) from an empty context."""
+        ids = self._prompt_ids(ids)
+        with self._lock:
+            self._tokens = []
+            if len(ids) > self.n_ctx:
+                raise ContextOverflowError(f"{len(ids)} tokens do not fit in the context of {self.n_ctx}")
+            out = self.engine.forward(ids, 0, all_logits=True)
+            self._tokens = list(ids)
+            return out
+
+    def greedy_ids(self, prompt, n: int, stop_ids=None) -> list:
+        """Up to n greedy token ids after the prompt (stops after an end-of-generation id)."""
+        stop_ids = set(self.tokenizer.eot_ids if stop_ids is None else stop_ids)
+        with self._lock:
+            logits = self.eval_prompt(self._prompt_ids(prompt))
+            out = []
+            while len(out) < n:
+                t = int(np.argmax(logits))
+                out.append(t)
+                if t in stop_ids or self.n_past >= self.n_ctx:
+                    break
+                logits = self.eval([t])
+            return out
+
+    # -- generation -----------------------------------------------------------------------
+
+    def generate(self, prompt, max_tokens: int = 128, temperature: float = 0.8, top_k: int = 40,
+                 top_p: float = 0.95, min_p: float = 0.05, repeat_penalty: float = 1.0,
+                 presence_penalty: float = 0.0, frequency_penalty: float = 0.0, seed=None,
+                 stop=None, ignore_eos: bool = False, stream: bool = False):
+        """Complete a prompt (text with special tokens parsed, or a list of ids). Returns the
+        text, or with stream=True an iterator of text pieces as they are generated."""
+        if not isinstance(max_tokens, int) or max_tokens < 0:
+            raise IgnisError(f"max_tokens must be a non-negative integer, got {max_tokens!r}")
+        params = SamplingParams(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
+                                repeat_penalty=repeat_penalty, presence_penalty=presence_penalty,
+                                frequency_penalty=frequency_penalty, seed=seed)
+        params.validate()
+        stops = [stop] if isinstance(stop, str) else [s for s in (stop or []) if s]
+        ids = self._prompt_ids(prompt)
+        if not ids:
+            raise IgnisError("empty prompt: give some text or token ids")
+        if len(ids) > self.n_ctx:
+            raise ContextOverflowError(f"prompt of {len(ids)} tokens does not fit in the context of "
+                                       f"{self.n_ctx} tokens (raise n_ctx / --ctx, or shorten the prompt)")
+        self.last_result = GenerationResult()
+        pieces = self._locked_pieces(ids, max_tokens, params, stops, ignore_eos, self.last_result)
+        return pieces if stream else "".join(pieces)
+
+    def _locked_pieces(self, ids, max_tokens, params, stops, ignore_eos, result) -> Iterator[str]:
+        with self._lock:
+            if max_tokens == 0:
+                return
+            yield from generate_pieces(self, ids, max_tokens, params, stops,
+                                       set(self.tokenizer.eot_ids), ignore_eos, result)
+
+    def chat(self, messages, max_tokens: int = 512, stream: bool = False, **kwargs):
+        """Reply to a conversation (list of {"role", "content"}) using the file's chat template."""
+        return self.generate(self.render_chat(messages), max_tokens=max_tokens, stream=stream, **kwargs)
+
+    def render_chat(self, messages, add_generation_prompt: bool = True) -> str:
+        if self._template is None:
+            md = self.gguf.metadata
+            tok = self.tokenizer
+            self._template = ChatTemplate(md.get("tokenizer.chat_template"),
+                                          tok.decode([tok.bos_id]) if tok.bos_id is not None else "",
+                                          tok.decode([tok.eos_id]) if tok.eos_id is not None else "")
+        return self._template.render(list(messages), add_generation_prompt)
+
+    # -- lifetime -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self.engine = None
+        self.gguf.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def load(path=None, n_ctx: int | None = None, threads: int | None = None, passes=None) -> Model:
+    """Open a GGUF model (the default model, fetched on first use, when path is None)."""
+    return Model(path, n_ctx=n_ctx, threads=threads, passes=passes)

@@ -1,0 +1,77 @@
+"""Weights as the kernels take them: zero-copy views of the mmapped file where the kernels
+read the tensor's type natively, repacked once at load where they do not, and the
+row-concatenations the passes planned (e.g. [Wq; Wk; Wv]) materialised once."""
+import numpy as np
+
+from ignis.errors import ModelError
+from ignis.gguf import GGUFFile, TensorType
+from ignis.gguf.quant import dequantize, quantize_q8_0
+from ignis.ir import Weight
+
+# weight types the matmul kernels read directly; anything else is repacked to Q8_0
+NATIVE_MATMUL = {TensorType.Q8_0, TensorType.Q5_0, TensorType.Q4_K, TensorType.Q6_K,
+                 TensorType.F32, TensorType.F16}
+NATIVE_EMBED = {TensorType.Q8_0, TensorType.F32, TensorType.F16}
+
+
+class WeightStore:
+    """name or Weight expression -> (array, TensorType) in the form the kernels want."""
+
+    def __init__(self, gguf: GGUFFile):
+        self.gguf = gguf
+        self._matrices = {}
+        self._vectors = {}
+        self.repacked = []          # names of tensors that had to be converted (for the load report)
+
+    def _info(self, name: str):
+        try:
+            return self.gguf.tensors[name]
+        except KeyError:
+            raise ModelError(f"{self.gguf.path}: tensor {name!r} is missing") from None
+
+    def _raw(self, name: str, native: set):
+        """One tensor's bytes as (array, type), converted to Q8_0 when not in `native`."""
+        info = self._info(name)
+        if info.type in native:
+            if info.type == TensorType.F32:
+                return info.data.view(np.float32).reshape(info.shape), info.type
+            if info.type == TensorType.F16:
+                return info.data.view(np.float16).reshape(info.shape), info.type
+            return info.data, info.type
+        self.repacked.append(name)
+        return quantize_q8_0(dequantize(info.data, info.type, info.shape)), TensorType.Q8_0
+
+    def matrix(self, weight: Weight, native: set = NATIVE_MATMUL):
+        """A (possibly concatenated) weight matrix -> (array, type)."""
+        key = (weight.name, id(native))
+        if key in self._matrices:
+            return self._matrices[key]
+        parts = [self._raw(p, native) for p in weight.parts]
+        if len(parts) == 1:
+            result = parts[0]
+        else:
+            types = {t for _, t in parts}
+            if len(types) > 1:
+                # mixed types (e.g. Q5_0 q/k beside a Q8_0 v): bring the others to Q8_0; Q8_0
+                # parts keep their bytes, so only the narrower formats are requantized
+                parts = [(a, t) if t == TensorType.Q8_0 else
+                         (quantize_q8_0(dequantize(a.reshape(-1).view(np.uint8), t, self._part_shape(weight, i))), TensorType.Q8_0)
+                         for i, (a, t) in enumerate(parts)]
+            ttype = parts[0][1]
+            rows = [a.reshape(self._part_shape(weight, i)[0], -1) for i, (a, _) in enumerate(parts)]
+            result = np.ascontiguousarray(np.concatenate(rows, axis=0)), ttype
+        self._matrices[key] = result
+        return result
+
+    def _part_shape(self, weight: Weight, i: int) -> tuple:
+        return self._info(weight.parts[i]).shape
+
+    def vector(self, weight: Weight) -> np.ndarray:
+        """A (possibly concatenated) 1-D float32 vector (norm gains, biases)."""
+        if weight.name not in self._vectors:
+            parts = []
+            for name in weight.parts:
+                info = self._info(name)
+                parts.append(dequantize(info.data, info.type, info.shape).reshape(-1))
+            self._vectors[weight.name] = np.ascontiguousarray(np.concatenate(parts), dtype=np.float32)
+        return self._vectors[weight.name]

@@ -1,0 +1,130 @@
+"""Tiny Qwen2-shaped models for tests: random weights with plausible scales, a tiny
+byte-level BPE vocabulary, written with ignis' own GGUF writer.
+
+    path = make_tiny_qwen2(tmp_path / "tiny.gguf", n_layers=2, width=64, n_heads=4,
+                           n_kv_heads=2, ffn=128, vocab=300, seed=0)
+
+The vocabulary: the 256 byte-level symbols (GPT-2's byte -> unicode map), then merges
+(" x" and letter pairs, then " " + pair), then the control tokens <|endoftext|>,
+<|im_start|>, <|im_end|>; tokenizer.ggml.model gpt2, pre qwen2.
+"""
+from __future__ import annotations
+
+import os
+import string
+
+import numpy as np
+
+from ignis.models.qwen2 import Qwen2Config
+
+SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
+CHAT_TEMPLATE = ("{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content']"
+                 " + '<|im_end|>' + '\\n' }}{% endfor %}{% if add_generation_prompt %}"
+                 "{{ '<|im_start|>assistant\\n' }}{% endif %}")
+
+
+def byte_symbols() -> list:
+    """GPT-2's printable stand-in for each byte value 0..255, in byte order."""
+    keep = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
+    mapping, extra = {}, 0
+    for b in range(256):
+        if b in keep:
+            mapping[b] = chr(b)
+        else:
+            mapping[b] = chr(256 + extra)
+            extra += 1
+    return [mapping[b] for b in range(256)]
+
+
+def tiny_vocab(vocab: int) -> tuple:
+    """(tokens, token_types, merges) with len(tokens) == vocab (>= 259)."""
+    n_merges = vocab - 256 - len(SPECIAL_TOKENS)
+    if n_merges < 0:
+        raise ValueError(f"vocab must be at least {256 + len(SPECIAL_TOKENS)}, got {vocab}")
+    space = byte_symbols()[ord(" ")]
+    letters = string.ascii_lowercase
+    candidates = [(space, c) for c in letters] + [(a, b) for a in letters for b in letters]
+    candidates += [(space + a, b) for a in letters for b in letters]
+    if n_merges > len(candidates):
+        raise ValueError(f"tiny vocabularies go up to {256 + len(SPECIAL_TOKENS) + len(candidates)} tokens")
+    pairs = candidates[:n_merges]
+    tokens = byte_symbols() + [a + b for a, b in pairs] + list(SPECIAL_TOKENS)
+    types = [1] * (len(tokens) - len(SPECIAL_TOKENS)) + [3] * len(SPECIAL_TOKENS)
+    return tokens, types, [f"{a} {b}" for a, b in pairs]
+
+
+def random_qwen2_weights(config: Qwen2Config, seed: int = 0) -> dict:
+    """tensor name -> float32 array for every tensor of `config`: matmul weights
+    N(0, 1/K), norm gains near 1, small biases, embeddings N(0, 0.1^2)."""
+    rng = np.random.default_rng(seed)
+    weights = {}
+    for name, shape in config.tensor_shapes().items():
+        if name.endswith("norm.weight"):
+            w = 1.0 + 0.1 * rng.standard_normal(shape)
+        elif name.endswith(".bias"):
+            w = 0.1 * rng.standard_normal(shape)
+        elif name == "token_embd.weight":
+            w = 0.1 * rng.standard_normal(shape)
+        else:
+            w = rng.standard_normal(shape) / np.sqrt(shape[1])
+        weights[name] = w.astype(np.float32)
+    return weights
+
+
+def tiny_qwen2_config(*, n_layers=2, width=64, n_heads=4, n_kv_heads=2, ffn=128, vocab=300,
+                      n_ctx=256, tied_output=False, rope_theta=1_000_000.0, rms_eps=1e-6) -> Qwen2Config:
+    return Qwen2Config(n_layers=n_layers, width=width, ffn=ffn, n_heads=n_heads, n_kv_heads=n_kv_heads,
+                       vocab=vocab, rope_theta=float(rope_theta), rms_eps=float(rms_eps),
+                       context_length=n_ctx, tied_output=tied_output)
+
+
+def make_tiny_qwen2(path, *, n_layers: int = 2, width: int = 64, n_heads: int = 4, n_kv_heads: int = 2,
+                    ffn: int = 128, vocab: int = 300, seed: int = 0, weight_type: str = "q8_0",
+                    n_ctx: int = 256, tied_output: bool = False, rope_theta: float = 1_000_000.0,
+                    rms_eps: float = 1e-6):
+    """Write a small Qwen2-shaped GGUF at `path` and return the path.
+
+    weight_type "q8_0": 2-D weights Q8_0 (width and ffn must be multiples of 32),
+    norms and biases F32, as in real files; "f32": everything F32."""
+    from ignis.gguf import TensorType, ValueType, write_gguf
+    from ignis.gguf.quant import quantize_q8_0
+
+    if weight_type not in ("q8_0", "f32"):
+        raise ValueError(f"weight_type must be 'q8_0' or 'f32', got {weight_type!r}")
+    config = tiny_qwen2_config(n_layers=n_layers, width=width, n_heads=n_heads, n_kv_heads=n_kv_heads,
+                               ffn=ffn, vocab=vocab, n_ctx=n_ctx, tied_output=tied_output,
+                               rope_theta=rope_theta, rms_eps=rms_eps)
+    tokens, token_types, merges = tiny_vocab(vocab)
+    eot = tokens.index("<|endoftext|>")
+    metadata = {
+        "general.architecture": "qwen2",
+        "general.name": f"tiny-qwen2-{n_layers}x{width}",
+        "general.file_type": 7 if weight_type == "q8_0" else 0,
+        "qwen2.block_count": n_layers,
+        "qwen2.context_length": n_ctx,
+        "qwen2.embedding_length": width,
+        "qwen2.feed_forward_length": ffn,
+        "qwen2.attention.head_count": n_heads,
+        "qwen2.attention.head_count_kv": n_kv_heads,
+        "qwen2.rope.freq_base": float(rope_theta),
+        "qwen2.attention.layer_norm_rms_epsilon": float(rms_eps),
+        "tokenizer.ggml.model": "gpt2",
+        "tokenizer.ggml.pre": "qwen2",
+        "tokenizer.ggml.tokens": tokens,
+        "tokenizer.ggml.token_type": token_types,
+        "tokenizer.ggml.merges": merges,
+        "tokenizer.ggml.eos_token_id": tokens.index("<|im_end|>"),
+        "tokenizer.ggml.padding_token_id": eot,
+        "tokenizer.ggml.bos_token_id": eot,
+        "tokenizer.ggml.add_bos_token": False,
+        "tokenizer.chat_template": CHAT_TEMPLATE,
+    }
+    types = {"tokenizer.ggml.token_type": (ValueType.ARRAY, ValueType.INT32)}
+    tensors = []
+    for name, w in random_qwen2_weights(config, seed).items():
+        if weight_type == "q8_0" and w.ndim == 2:
+            tensors.append((name, TensorType.Q8_0, w.shape, quantize_q8_0(w)))
+        else:
+            tensors.append((name, TensorType.F32, w.shape, w))
+    write_gguf(path, metadata, tensors, types=types)
+    return os.fspath(path) if isinstance(path, os.PathLike) else path

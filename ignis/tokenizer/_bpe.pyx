@@ -1,0 +1,342 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""The tokenizer's compiled hot paths.
+
+BPEMerger turns pre-tokens (the pieces the pre-tokenizer regex cut out of the text) into
+token ids. A merge step touches only C arrays: the symbols of the piece as a linked list
+of token ids, a binary min-heap of candidate merges keyed by (rank, position), and an
+open-addressing hash table (left id, right id) -> (rank, merged id) built once. Pieces
+already seen come straight from a piece -> ids cache.
+
+contains_marked() is the scan that tells the pre-tokenizer whether a text holds any code
+point from a small marked set (see _pretokenize.py for why).
+"""
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdlib cimport free, malloc, realloc
+from cpython.unicode cimport (PyUnicode_1BYTE_KIND, PyUnicode_2BYTE_KIND, PyUnicode_DATA,
+                              PyUnicode_GET_LENGTH, PyUnicode_KIND)
+from cpython.dict cimport PyDict_GetItem, PyDict_SetItem
+from cpython.list cimport PyList_Append
+from cpython.ref cimport PyObject
+from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
+from cpython.ref cimport Py_INCREF
+
+import numpy as np
+
+from ignis.errors import TokenizerError
+
+cdef extern from "Python.h":
+    const char* PyUnicode_AsUTF8AndSize(object text, Py_ssize_t* size) except NULL
+
+cdef uint64_t EMPTY_KEY = 0xFFFFFFFFFFFFFFFFULL
+
+
+cdef struct MergeSlot:
+    uint64_t key        # left id << 32 | right id, EMPTY_KEY when the slot is free
+    int32_t rank
+    int32_t merged
+
+
+cdef inline uint64_t pair_key(int32_t left, int32_t right) noexcept nogil:
+    return (<uint64_t><uint32_t>left << 32) | <uint32_t>right
+
+
+cdef inline uint64_t slot_hash(uint64_t key) noexcept nogil:
+    # the splitmix64 finalizer: every key bit reaches the low bits that pick the slot
+    key = (key ^ (key >> 30)) * 0xBF58476D1CE4E5B9ULL
+    key = (key ^ (key >> 27)) * 0x94D049BB133111EBULL
+    return key ^ (key >> 31)
+
+
+cdef class BPEMerger:
+    """Byte-level BPE over pre-tokens, with a piece -> ids cache."""
+    cdef MergeSlot* slots
+    cdef uint64_t slot_mask
+    cdef int32_t byte_ids[256]      # byte -> id of its one-byte token, -1 when the vocab lacks it
+    cdef dict cache                 # piece (str) -> tuple of ids
+    cdef Py_ssize_t cache_limit
+    cdef Py_ssize_t cache_piece_max # longer pieces are not cached (rare, and they would bloat it)
+    # work arrays for one piece, grown on demand
+    cdef int32_t* sym       # token id of each symbol; -1 once merged into its left neighbour
+    cdef int32_t* nxt       # index of the next live symbol, -1 at the end
+    cdef int32_t* prv       # index of the previous live symbol, -1 at the start
+    cdef int64_t* heap      # candidate merges: rank << 32 | position of the left symbol
+    cdef Py_ssize_t capacity
+
+    def __cinit__(self):
+        self.slots = NULL
+        self.sym = self.nxt = self.prv = NULL
+        self.heap = NULL
+        self.capacity = 0
+
+    def __init__(self, left, right, merged, byte_ids, Py_ssize_t cache_limit=100_000,
+                 Py_ssize_t cache_piece_max=256):
+        """left/right/merged: int32 arrays in rank order (a lower rank merges first);
+        byte_ids: 256 ids, -1 where the vocabulary has no token for that byte."""
+        cdef const int32_t[::1] lv = np.ascontiguousarray(left, dtype=np.int32)
+        cdef const int32_t[::1] rv = np.ascontiguousarray(right, dtype=np.int32)
+        cdef const int32_t[::1] mv = np.ascontiguousarray(merged, dtype=np.int32)
+        cdef const int32_t[::1] bv = np.ascontiguousarray(byte_ids, dtype=np.int32)
+        cdef Py_ssize_t n = lv.shape[0], i, n_slots = 1024
+        if rv.shape[0] != n or mv.shape[0] != n:
+            raise ValueError("left, right and merged must have the same length")
+        if bv.shape[0] != 256:
+            raise ValueError("byte_ids must have 256 entries")
+        for i in range(n):
+            if lv[i] < 0 or rv[i] < 0 or mv[i] < 0:
+                raise ValueError(f"merge {i} has a negative token id")
+        while n_slots < 2 * n:          # load factor <= 1/2 keeps probe chains short
+            n_slots *= 2
+        self.slots = <MergeSlot*>malloc(n_slots * sizeof(MergeSlot))
+        if self.slots == NULL:
+            raise MemoryError()
+        self.slot_mask = n_slots - 1
+        for i in range(n_slots):
+            self.slots[i].key = EMPTY_KEY
+        for i in range(n):
+            self._insert(lv[i], rv[i], <int32_t>i, mv[i])
+        for i in range(256):
+            self.byte_ids[i] = bv[i]
+        self.cache = {}
+        self.cache_limit = cache_limit
+        self.cache_piece_max = cache_piece_max
+
+    def __dealloc__(self):
+        free(self.slots)
+        free(self.sym)
+        free(self.nxt)
+        free(self.prv)
+        free(self.heap)
+
+    cdef void _insert(self, int32_t left, int32_t right, int32_t rank, int32_t merged) noexcept:
+        cdef uint64_t key = pair_key(left, right)
+        cdef uint64_t i = slot_hash(key) & self.slot_mask
+        while self.slots[i].key != EMPTY_KEY:
+            if self.slots[i].key == key:
+                return                  # a duplicate merge: the first (lowest rank) one wins
+            i = (i + 1) & self.slot_mask
+        self.slots[i].key = key
+        self.slots[i].rank = rank
+        self.slots[i].merged = merged
+
+    cdef inline MergeSlot* _find(self, int32_t left, int32_t right) noexcept nogil:
+        cdef uint64_t key = pair_key(left, right)
+        cdef uint64_t i = slot_hash(key) & self.slot_mask
+        while self.slots[i].key != EMPTY_KEY:
+            if self.slots[i].key == key:
+                return &self.slots[i]
+            i = (i + 1) & self.slot_mask
+        return NULL
+
+    cdef int _reserve(self, Py_ssize_t n) except -1:
+        cdef Py_ssize_t cap
+        if n <= self.capacity:
+            return 0
+        cap = max(n, 2 * self.capacity, 64)
+        # each pointer is replaced only once its realloc succeeded, so a failure leaves
+        # the old (smaller, still valid) arrays and the old capacity in place
+        cdef int32_t* grown
+        grown = <int32_t*>realloc(self.sym, cap * sizeof(int32_t))
+        if grown == NULL:
+            raise MemoryError()
+        self.sym = grown
+        grown = <int32_t*>realloc(self.nxt, cap * sizeof(int32_t))
+        if grown == NULL:
+            raise MemoryError()
+        self.nxt = grown
+        grown = <int32_t*>realloc(self.prv, cap * sizeof(int32_t))
+        if grown == NULL:
+            raise MemoryError()
+        self.prv = grown
+        cdef int64_t* grown_heap = <int64_t*>realloc(self.heap, 3 * cap * sizeof(int64_t))
+        if grown_heap == NULL:
+            raise MemoryError()
+        self.heap = grown_heap
+        self.capacity = cap
+        return 0
+
+    # --- the merge loop ------------------------------------------------------------------
+
+    cdef inline Py_ssize_t _push_pair(self, Py_ssize_t heap_len, int32_t pos) noexcept nogil:
+        """Push the pair starting at symbol pos (if it has a merge); return the heap length."""
+        cdef int32_t j = self.nxt[pos]
+        cdef MergeSlot* slot
+        cdef Py_ssize_t child, parent
+        cdef int64_t item
+        if j < 0:
+            return heap_len
+        slot = self._find(self.sym[pos], self.sym[j])
+        if slot == NULL:
+            return heap_len
+        item = (<int64_t>slot.rank << 32) | pos
+        child = heap_len
+        while child > 0:                # sift up
+            parent = (child - 1) >> 1
+            if self.heap[parent] <= item:
+                break
+            self.heap[child] = self.heap[parent]
+            child = parent
+        self.heap[child] = item
+        return heap_len + 1
+
+    cdef inline int64_t _pop(self, Py_ssize_t heap_len) noexcept nogil:
+        """Remove and return the smallest item; heap_len is the length before the pop."""
+        cdef int64_t top = self.heap[0]
+        cdef int64_t last = self.heap[heap_len - 1]
+        cdef Py_ssize_t n = heap_len - 1, i = 0, child
+        while True:                     # sift the last item down from the root
+            child = 2 * i + 1
+            if child >= n:
+                break
+            if child + 1 < n and self.heap[child + 1] < self.heap[child]:
+                child += 1
+            if self.heap[child] >= last:
+                break
+            self.heap[i] = self.heap[child]
+            i = child
+        if n > 0:
+            self.heap[i] = last
+        return top
+
+    cdef Py_ssize_t _merge(self, const uint8_t* data, Py_ssize_t n) noexcept nogil:
+        """Merge the n bytes of one piece (all bytes known to have a token); the result
+        ids are the live symbols from index 0 along nxt. Returns their count."""
+        cdef Py_ssize_t i, heap_len = 0, count = n
+        cdef int64_t item
+        cdef int32_t pos, j, k, rank
+        cdef MergeSlot* slot
+        for i in range(n):
+            self.sym[i] = self.byte_ids[data[i]]
+            self.prv[i] = <int32_t>(i - 1)
+            self.nxt[i] = <int32_t>(i + 1)
+        self.nxt[n - 1] = -1
+        for i in range(n - 1):
+            heap_len = self._push_pair(heap_len, <int32_t>i)
+        while heap_len > 0:
+            item = self._pop(heap_len)
+            heap_len -= 1
+            rank = <int32_t>(item >> 32)
+            pos = <int32_t>(item & <int64_t>0x7FFFFFFF)
+            if self.sym[pos] < 0:
+                continue                # its left symbol was merged away
+            j = self.nxt[pos]
+            if j < 0:
+                continue
+            slot = self._find(self.sym[pos], self.sym[j])
+            if slot == NULL or slot.rank != rank:
+                continue                # stale: one side changed since it was pushed
+            self.sym[pos] = slot.merged
+            self.sym[j] = -1
+            k = self.nxt[j]
+            self.nxt[pos] = k
+            if k >= 0:
+                self.prv[k] = pos
+            count -= 1
+            if self.prv[pos] >= 0:
+                heap_len = self._push_pair(heap_len, self.prv[pos])
+            heap_len = self._push_pair(heap_len, pos)
+        return count
+
+    cdef tuple _encode_piece(self, str piece):
+        cdef Py_ssize_t n = 0, i, count
+        cdef const uint8_t* data
+        cdef tuple ids
+        cdef object id_obj
+        cdef int32_t at
+        try:
+            data = <const uint8_t*>PyUnicode_AsUTF8AndSize(piece, &n)
+        except UnicodeEncodeError as exc:
+            raise TokenizerError(f"cannot encode {piece!r}: {exc.reason} (a lone surrogate has no UTF-8 form)") from None
+        if n == 0:
+            return ()
+        for i in range(n):
+            if self.byte_ids[data[i]] < 0:
+                raise TokenizerError(
+                    f"cannot encode byte 0x{data[i]:02x} of {piece!r}: the vocabulary has no token for it")
+        if n >= 0x7FFFFFFF:
+            raise TokenizerError(f"a pre-token of {n} bytes is too long to encode")
+        self._reserve(n)
+        count = self._merge(data, n)
+        ids = PyTuple_New(count)
+        at = 0
+        for i in range(count):
+            id_obj = self.sym[at]
+            Py_INCREF(id_obj)
+            PyTuple_SET_ITEM(ids, i, id_obj)
+            at = self.nxt[at]
+        return ids
+
+    # --- the Python-facing entry points ---------------------------------------------------
+
+    def encode_piece(self, str piece):
+        """Token ids of one pre-token (uncached)."""
+        return list(self._encode_piece(piece))
+
+    cpdef void encode_pieces(self, list pieces, list out) except *:
+        """Append the ids of every pre-token in pieces to out."""
+        cdef object piece
+        cdef PyObject* hit
+        cdef tuple ids
+        for piece in pieces:
+            hit = PyDict_GetItem(self.cache, piece)
+            if hit != NULL:
+                ids = <tuple>hit
+            else:
+                ids = self._encode_piece(<str>piece)
+                if PyUnicode_GET_LENGTH(piece) <= self.cache_piece_max:
+                    if len(self.cache) >= self.cache_limit:
+                        self.cache.clear()
+                    PyDict_SetItem(self.cache, piece, ids)
+            if len(ids) == 1:
+                PyList_Append(out, (<tuple>ids)[0])
+            else:
+                out.extend(ids)
+
+    def probe_stats(self):
+        """(merges stored, slots, longest probe chain): a check that the hash spreads well."""
+        cdef uint64_t i, j, longest = 0, stored = 0, chain
+        for i in range(self.slot_mask + 1):
+            if self.slots[i].key == EMPTY_KEY:
+                continue
+            stored += 1
+            j = slot_hash(self.slots[i].key) & self.slot_mask
+            chain = ((i - j) & self.slot_mask) + 1
+            longest = max(longest, chain)
+        return stored, self.slot_mask + 1, longest
+
+    def clear_cache(self):
+        self.cache.clear()
+
+    @property
+    def cache_size(self):
+        return len(self.cache)
+
+
+def contains_marked(str text, const uint8_t[::1] bitmap not None, uint32_t lowest):
+    """Whether text holds a code point c >= lowest whose bit is set in bitmap
+    (bit c % 8 of byte c // 8; the bitmap covers U+0000..U+10FFFF)."""
+    cdef Py_ssize_t i, n = PyUnicode_GET_LENGTH(text)
+    cdef int kind = PyUnicode_KIND(text)
+    cdef void* data = PyUnicode_DATA(text)
+    cdef uint32_t c
+    if bitmap.shape[0] < 0x110000 // 8:
+        raise ValueError("the bitmap must cover every code point")
+    if kind == PyUnicode_1BYTE_KIND:
+        if lowest > 0xFF:
+            return False
+        for i in range(n):
+            c = (<const uint8_t*>data)[i]
+            if c >= lowest and (bitmap[c >> 3] >> (c & 7)) & 1:
+                return True
+    elif kind == PyUnicode_2BYTE_KIND:
+        if lowest > 0xFFFF:
+            return False
+        for i in range(n):
+            c = (<const uint16_t*>data)[i]
+            if c >= lowest and (bitmap[c >> 3] >> (c & 7)) & 1:
+                return True
+    else:
+        for i in range(n):
+            c = (<const uint32_t*>data)[i]
+            if c >= lowest and (bitmap[c >> 3] >> (c & 7)) & 1:
+                return True
+    return False

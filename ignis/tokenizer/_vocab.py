@@ -1,0 +1,150 @@
+"""Reads and validates the tokenizer part of GGUF metadata into plain arrays.
+
+Every problem becomes a one-line TokenizerError naming the metadata field."""
+from dataclasses import dataclass
+
+import numpy as np
+
+from ignis.errors import TokenizerError
+
+SUPPORTED_MODELS = ("gpt2",)          # byte-level BPE
+SUPPORTED_PRE = ("qwen2",)            # pre-tokenizer patterns we reproduce exactly
+
+# tokenizer.ggml.token_type values (llama.cpp's numbering)
+TYPE_NORMAL = 1
+TYPE_UNKNOWN = 2
+TYPE_CONTROL = 3
+TYPE_USER_DEFINED = 4
+TYPE_UNUSED = 5
+TYPE_BYTE = 6
+SPECIAL_TYPES = (TYPE_CONTROL, TYPE_USER_DEFINED)   # matched whole in the text, before pre-tokenization
+
+_KEY = "tokenizer.ggml."
+
+
+@dataclass(frozen=True)
+class Vocab:
+    """What the tokenizer needs from the metadata, validated."""
+    model: str
+    pre: str
+    tokens: list            # token id -> token text (byte-level alphabet for normal tokens)
+    types: np.ndarray       # token id -> token type (int32)
+    merges: list            # rank -> (left text, right text)
+    bos_id: int | None
+    eos_id: int | None
+    pad_id: int | None
+    eot_id: int | None      # an explicit end-of-turn id, where the file has one
+    eom_id: int | None
+    add_bos: bool
+
+
+def _fail(field: str, problem: str) -> TokenizerError:
+    return TokenizerError(f"{_KEY}{field}: {problem}")
+
+
+def _string(metadata: dict, field: str) -> str:
+    value = metadata.get(_KEY + field)
+    if value is None:
+        raise _fail(field, "missing (is this a GGUF with an embedded tokenizer?)")
+    if not isinstance(value, str):
+        raise _fail(field, f"expected a string, found {type(value).__name__}")
+    return value
+
+
+def _string_list(metadata: dict, field: str) -> list:
+    value = metadata.get(_KEY + field)
+    if value is None:
+        raise _fail(field, "missing")
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__"):
+        raise _fail(field, f"expected an array of strings, found {type(value).__name__}")
+    items = list(value)
+    if set(map(type, items)) - {str}:
+        i, item = next((i, item) for i, item in enumerate(items) if not isinstance(item, str))
+        raise _fail(f"{field}[{i}]", f"expected a string, found {type(item).__name__}")
+    return items
+
+
+def _token_types(metadata: dict, n_tokens: int) -> np.ndarray:
+    value = metadata.get(_KEY + "token_type")
+    if value is None:           # optional in the format: every token is then a normal one
+        return np.full(n_tokens, TYPE_NORMAL, dtype=np.int32)
+    try:
+        types = np.asarray(value)
+    except (TypeError, ValueError) as exc:
+        raise _fail("token_type", f"expected an array of integers ({exc})") from None
+    if types.ndim != 1 or (types.size and types.dtype.kind not in "iub"):
+        raise _fail("token_type", f"expected an array of integers, found {types.dtype} with shape {types.shape}")
+    if len(types) != n_tokens:
+        raise _fail("token_type", f"has {len(types)} entries but tokenizer.ggml.tokens has {n_tokens}")
+    return types.astype(np.int32)
+
+
+def _merges(metadata: dict) -> list:
+    pairs = [merge.split(" ") for merge in _string_list(metadata, "merges")]
+    for rank, pair in enumerate(pairs):
+        if len(pair) != 2 or not pair[0] or not pair[1]:
+            raise _fail(f"merges[{rank}]", f"expected two tokens separated by one space, found {' '.join(pair)!r}")
+    return pairs
+
+
+def _optional_id(metadata: dict, field: str, n_tokens: int) -> int | None:
+    value = metadata.get(_KEY + field)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise _fail(field, f"expected a token id, found {type(value).__name__}")
+    value = int(value)
+    if value == -1 or value == 0xFFFFFFFF:      # "none" as some converters write it
+        return None
+    if not 0 <= value < n_tokens:
+        raise _fail(field, f"token id {value} is outside the vocabulary (0..{n_tokens - 1})")
+    return value
+
+
+def _optional_bool(metadata: dict, field: str, default: bool) -> bool:
+    value = metadata.get(_KEY + field)
+    if value is None:
+        return default
+    if not isinstance(value, (bool, np.bool_)):
+        raise _fail(field, f"expected a bool, found {type(value).__name__}")
+    return bool(value)
+
+
+def read_vocab(metadata: dict) -> Vocab:
+    """Validate the tokenizer.ggml.* fields of a GGUF metadata dict."""
+    if not isinstance(metadata, dict):
+        raise TokenizerError(f"tokenizer metadata: expected a dict, found {type(metadata).__name__}")
+    model = _string(metadata, "model")
+    if model not in SUPPORTED_MODELS:
+        raise _fail("model", f"unsupported tokenizer model {model!r} (supported: {', '.join(SUPPORTED_MODELS)})")
+    pre = _string(metadata, "pre")
+    if pre not in SUPPORTED_PRE:
+        raise _fail("pre", f"unsupported pre-tokenizer {pre!r} (supported: {', '.join(SUPPORTED_PRE)})")
+    tokens = _string_list(metadata, "tokens")
+    if not tokens:
+        raise _fail("tokens", "is empty")
+    n = len(tokens)
+    return Vocab(
+        model=model, pre=pre, tokens=tokens, types=_token_types(metadata, n), merges=_merges(metadata),
+        bos_id=_optional_id(metadata, "bos_token_id", n), eos_id=_optional_id(metadata, "eos_token_id", n),
+        pad_id=_optional_id(metadata, "padding_token_id", n), eot_id=_optional_id(metadata, "eot_token_id", n),
+        eom_id=_optional_id(metadata, "eom_token_id", n),
+        add_bos=_optional_bool(metadata, "add_bos_token", False),
+    )
+
+
+def merge_ids(vocab: Vocab, token_to_id: dict) -> tuple:
+    """The merges as three int32 arrays in rank order: left id, right id, merged id."""
+    try:
+        left = [token_to_id[a] for a, _ in vocab.merges]
+        right = [token_to_id[b] for _, b in vocab.merges]
+        merged = [token_to_id[a + b] for a, b in vocab.merges]
+    except KeyError:
+        for rank, (a, b) in enumerate(vocab.merges):
+            for text in (a, b, a + b):
+                if text not in token_to_id:
+                    raise _fail(f"merges[{rank}]", f"{a + ' ' + b!r} needs token {text!r}, "
+                                                   "which is not in tokenizer.ggml.tokens") from None
+        raise
+    return (np.array(left, dtype=np.int32), np.array(right, dtype=np.int32),
+            np.array(merged, dtype=np.int32))

@@ -1,0 +1,362 @@
+/* Cross-checks the SIMD path of ignis/_neon.h against its scalar definition.
+ *
+ * Build (native AVX2):  cc -O2 -ffp-contract=off -mavx2 -mfma -mf16c -Iignis tests/simd/harness.c -lm
+ * Build (aarch64):      aarch64-linux-gnu-gcc -O2 -static -ffp-contract=off -Iignis tests/simd/harness.c -lm
+ * Run: prints "SIMD <path>", then one "PASS name: detail" / "FAIL name: detail" line per
+ * check; exits 1 if anything failed. Inputs are pseudo-random with a fixed seed.
+ *
+ * Exact checks: f16<->f32, Q8_0 quantization bytes, the integer part of every quantized
+ * dot (unit scales, small enough that every float sum is exact), tiles vs the 1x1 dot
+ * of the same path, axpy, exp, silu. Tolerance checks (reordered float sums):
+ * |simd - scalar| <= 1e-5 * sum |terms| + 1e-30.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <stdarg.h>
+#include <math.h>
+#include "_neon.h"
+
+#define TOL 1e-5
+
+static uint64_t rng = 0x9E3779B97F4A7C15ull;
+static uint32_t rnd32(void) {
+    rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17;
+    return (uint32_t)(rng >> 16);
+}
+static float rndu(void) { return (float)(rnd32() & 0xffffff) / 16777216.0f * 2.0f - 1.0f; }  /* [-1, 1) */
+static float rndn(void) { float s = 0; for (int i = 0; i < 4; i++) s += rndu(); return s; }
+static int rndi(int lo, int hi) { return lo + (int)(rnd32() % (uint32_t)(hi - lo + 1)); }
+
+static int failures = 0;
+static void report(const char *name, int ok, const char *fmt, ...) {
+    va_list ap;
+    printf("%s %s: ", ok ? "PASS" : "FAIL", name);
+    va_start(ap, fmt); vprintf(fmt, ap); va_end(ap);
+    printf("\n");
+    if (!ok) failures++;
+}
+
+/* the dispatching names are the SIMD path (or scalar in a scalar build) */
+#define SIMD(fn) ignis_##fn
+
+static void put_f16(uint8_t *p, float v) { uint16_t h = ignis_scalar_f32_to_f16(v); memcpy(p, &h, 2); }
+
+/* ---------------------------------------------------------------- conversions */
+
+static void check_f16(void) {
+    int bad = 0;
+    uint16_t all[65536]; float a[65536], b[65536];
+    for (int h = 0; h < 65536; h++) {
+        all[h] = (uint16_t)h;
+        float s = ignis_scalar_f16_to_f32((uint16_t)h), v = SIMD(f16_to_f32)((uint16_t)h);
+        if (ignis_f32_bits(s) != ignis_f32_bits(v)) bad++;
+    }
+    volatile int64_t n_all = 65536;  /* not a constant: keeps GCC's loop analysis quiet */
+    ignis_scalar_f16_to_f32_row(all, a, n_all);
+    SIMD(f16_to_f32_row)(all, b, n_all);
+    for (int h = 0; h < 65536; h++) if (ignis_f32_bits(a[h]) != ignis_f32_bits(b[h])) bad++;
+    report("f16_to_f32", bad == 0, "all 65536 f16 values, %d mismatching bit patterns", bad);
+
+    /* f32 -> f16: specials, values around every f16 rounding boundary, random bit patterns */
+    enum { N = 1 << 20 };
+    static float xs[N]; static uint16_t hs[N], hv[N];
+    int n = 0;
+    float specials[] = {0.0f, -0.0f, INFINITY, -INFINITY, NAN, 65504.0f, 65519.99f, 65520.0f, 65536.0f,
+                        6.1035156e-05f, 6.0975552e-05f, 5.9604645e-08f, 2.9802322e-08f, 2.9802326e-08f,
+                        1e-10f, 1.0f, 1.0004883f, 1.0009766f, 1.00146484f, -3.0517578e-05f};
+    for (unsigned i = 0; i < sizeof specials / sizeof *specials; i++) xs[n++] = specials[i];
+    for (int h = 0; h < 0x7c00 && n < N / 2; h++) {   /* each f16 value, its midpoints and neighbours */
+        float lo = ignis_scalar_f16_to_f32((uint16_t)h), hi = ignis_scalar_f16_to_f32((uint16_t)(h + 1));
+        float mid = lo + (hi - lo) * 0.5f;
+        xs[n++] = mid;
+        xs[n++] = ignis_bits_f32(ignis_f32_bits(mid) + 1);
+        xs[n++] = ignis_bits_f32(ignis_f32_bits(mid) - 1);
+        xs[n++] = -mid;
+    }
+    while (n < N) xs[n++] = ignis_bits_f32(rnd32() ^ (rnd32() << 16));
+    bad = 0;
+    for (int i = 0; i < N; i++) if (ignis_scalar_f32_to_f16(xs[i]) != SIMD(f32_to_f16)(xs[i])) bad++;
+    volatile int64_t n_xs = N;
+    ignis_scalar_f32_to_f16_row(xs, hs, n_xs);
+    SIMD(f32_to_f16_row)(xs, hv, n_xs);
+    for (int i = 0; i < N; i++) if (hs[i] != hv[i]) bad++;
+    /* the scalar definition vs the C compiler's own conversion where it has one */
+#if defined(__FLT16_MAX__) && !defined(IGNIS_NO_FLOAT16_CHECK)
+    int bad_c = 0;
+    for (int i = 0; i < N; i++) {
+        if (xs[i] != xs[i]) continue;  /* NaN payload handling is the hardware's business */
+        _Float16 c = (_Float16)xs[i]; uint16_t cb; memcpy(&cb, &c, 2);
+        if (cb != hs[i]) bad_c++;
+    }
+    report("f32_to_f16_vs_compiler", bad_c == 0, "%d values, %d differ from _Float16 casts", N, bad_c);
+#endif
+    report("f32_to_f16", bad == 0, "%d values (specials, rounding midpoints, random bits), %d mismatches", N, bad);
+}
+
+/* ---------------------------------------------------------------- quantization */
+
+static void check_quantize(void) {
+    enum { K = 32 * 24 };
+    float x[K]; uint8_t a[K / 32 * 34], b[K / 32 * 34];
+    int bad = 0, rows = 0;
+    for (int r = 0; r < 3000; r++, rows++) {
+        float scale = powf(10.0f, (float)rndi(-8, 8));
+        for (int i = 0; i < K; i++) x[i] = rndn() * scale;
+        if (r % 7 == 0) for (int i = 0; i < 32; i++) x[i] = 0.0f;               /* an all-zero block */
+        if (r % 5 == 0)                                                         /* exact ties: d = 1 */
+            for (int i = 32; i < 64; i++) x[i] = (float)rndi(-126, 125) + 0.5f * (rnd32() & 1 ? 1 : -1);
+        if (r % 5 == 0) x[40] = 127.0f;
+        if (r % 11 == 0) for (int i = 64; i < 96; i++) x[i] = 1e-39f * (float)rndi(-5, 5);  /* subnormal */
+        int k = 32 * rndi(1, K / 32);
+        ignis_scalar_quantize_row_q8_0(x, a, k);
+        SIMD(quantize_row_q8_0)(x, b, k);
+        if (memcmp(a, b, (size_t)k / 32 * 34)) bad++;
+    }
+    report("quantize_q8_0", bad == 0, "%d rows, %d with differing bytes", rows, bad);
+}
+
+/* random activation row of nb Q8_0 blocks (as the quantizer makes them) */
+static void make_act(uint8_t *x, int nb, int small) {
+    float v[32];
+    for (int b = 0; b < nb; b++) {
+        if (small) {
+            put_f16(x + b * 34, 1.0f);
+            for (int i = 0; i < 32; i++) ((int8_t *)(x + b * 34 + 2))[i] = (int8_t)rndi(-small, small);
+        } else {
+            float s = powf(2.0f, (float)rndi(-6, 6));
+            for (int i = 0; i < 32; i++) v[i] = rndn() * s;
+            ignis_scalar_quantize_row_q8_0(v, x + b * 34, 32);
+        }
+    }
+}
+
+static void random_bytes(uint8_t *p, size_t n) { for (size_t i = 0; i < n; i++) p[i] = (uint8_t)rnd32(); }
+
+typedef float (*dot_fn)(int64_t, const uint8_t *, const uint8_t *);
+
+/* sum |term| of a quantized dot, from the scalar definition's per-block terms */
+static double abs_terms_q8_0(int nb, const uint8_t *w, const uint8_t *x) {
+    double s = 0;
+    for (int b = 0; b < nb; b++)
+        s += fabs((double)ignis_scalar_f16_to_f32(ignis_load_u16(w + b * 34)) *
+                  ignis_scalar_f16_to_f32(ignis_load_u16(x + b * 34)) * ignis_scalar_isum_q8_0(w + b * 34, x + b * 34));
+    return s;
+}
+
+static void check_dot_q8_0(void) {
+    enum { NB = 64 };
+    static uint8_t w[4][NB * 34], x[4][NB * 34];
+    int bad_int = 0, bad_f = 0, bad_tile = 0, bad_tile_tol = 0;
+    double worst = 0;
+    for (int it = 0; it < 400; it++) {
+        /* integer part: unit scales, the whole int8 weight range (including -128) */
+        int nb = rndi(1, 8);
+        random_bytes(w[0], nb * 34);
+        for (int b = 0; b < nb; b++) put_f16(w[0] + b * 34, 1.0f);
+        make_act(x[0], nb, 127);
+        int64_t exact = 0;
+        for (int b = 0; b < nb; b++) exact += ignis_scalar_isum_q8_0(w[0] + b * 34, x[0] + b * 34);
+        float s = ignis_scalar_vec_dot_q8_0(nb, w[0], x[0]), v = SIMD(vec_dot_q8_0)(nb, w[0], x[0]);
+        if (s != (float)exact || v != (float)exact) bad_int++;
+
+        /* float sums with real scales */
+        nb = rndi(1, NB);
+        for (int r = 0; r < 4; r++) {
+            random_bytes(w[r], nb * 34);
+            for (int b = 0; b < nb; b++) put_f16(w[r] + b * 34, rndu() * 0.01f);
+            make_act(x[r], nb, 0);
+        }
+        s = ignis_scalar_vec_dot_q8_0(nb, w[0], x[0]);
+        v = SIMD(vec_dot_q8_0)(nb, w[0], x[0]);
+        double bound = TOL * abs_terms_q8_0(nb, w[0], x[0]) + 1e-30;
+        double err = fabs((double)s - v);
+        if (err > bound) bad_f++;
+        if (bound > 0 && err / bound > worst) worst = err / bound;
+
+        /* every tile shape gives the bits of the 1x1 dot of the same path */
+        float out[16];
+        for (int rm = 1; rm <= 4; rm++)
+            for (int rn = 1; rn <= 4; rn++) {
+                SIMD(tile_q8_0)(nb, w[0], sizeof w[0], rm, x[0], sizeof x[0], rn, out);
+                for (int i = 0; i < rm; i++)
+                    for (int j = 0; j < rn; j++) {
+                        float one = SIMD(vec_dot_q8_0)(nb, w[i], x[j]);
+                        if (ignis_f32_bits(out[j * 4 + i]) != ignis_f32_bits(one)) bad_tile++;
+                        float ref = ignis_scalar_vec_dot_q8_0(nb, w[i], x[j]);
+                        if (fabs((double)ref - out[j * 4 + i]) > TOL * abs_terms_q8_0(nb, w[i], x[j]) + 1e-30) bad_tile_tol++;
+                    }
+            }
+    }
+    report("vec_dot_q8_0_int", bad_int == 0, "400 dots with unit scales, %d not exact", bad_int);
+    report("vec_dot_q8_0", bad_f == 0, "400 dots, %d beyond tolerance, worst error %.3f of the bound", bad_f, worst);
+    report("tile_q8_0_bits", bad_tile == 0, "16 tile shapes x 400, %d differ from the 1x1 dot", bad_tile);
+    report("tile_q8_0", bad_tile_tol == 0, "16 tile shapes x 400, %d beyond tolerance vs scalar", bad_tile_tol);
+}
+
+/* K-quants and Q5_0 (weights: random bytes with set scales) */
+static void set_kquant_scales(int type, uint8_t *w, int n, int unit) {
+    for (int s = 0; s < n; s++) {
+        if (type == 6) put_f16(w + s * 22, unit ? 1.0f : rndu() * 0.01f);
+        if (type == 12) {
+            put_f16(w + s * 144, unit ? 1.0f : rndu() * 0.01f);
+            put_f16(w + s * 144 + 2, unit ? 1.0f : rndu() * 0.01f);
+        }
+        if (type == 14) put_f16(w + s * 210 + 208, unit ? 1.0f : rndu() * 0.01f);
+    }
+}
+
+static double abs_terms_generic(int type, int n, const uint8_t *w, const uint8_t *x) {
+    /* bound from the dequantized values: sum |w_i| |x_i| */
+    float wf[256 * 16], xf[256 * 16];
+    int k = type == 6 ? n * 32 : n * 256;
+    if (type == 6) ignis_dequant_row_q5_0(w, wf, k);
+    if (type == 12) ignis_dequant_row_q4_k(w, wf, k);
+    if (type == 14) ignis_dequant_row_q6_k(w, wf, k);
+    ignis_dequant_row_q8_0(x, xf, k);
+    double s = 0;
+    for (int i = 0; i < k; i++) s += fabs((double)wf[i] * xf[i]);
+    return s;
+}
+
+static void check_dot_kquant(const char *name, int type, dot_fn scalar, dot_fn simd, int bytes, int per) {
+    static uint8_t w[16 * 210], x[16 * 8 * 34];
+    int bad_int = 0, bad_f = 0;
+    double worst = 0;
+    char nm[64];
+    for (int it = 0; it < 400; it++) {
+        int n = rndi(1, 2);
+        random_bytes(w, (size_t)n * bytes);
+        set_kquant_scales(type, w, n, 1);
+        make_act(x, n * per, 7);
+        float s = scalar(n, w, x), v = simd(n, w, x);
+        if (s != v) bad_int++;
+        n = rndi(1, type == 6 ? 128 : 16);
+        random_bytes(w, (size_t)n * bytes);
+        set_kquant_scales(type, w, n, 0);
+        make_act(x, n * per, 0);
+        s = scalar(n, w, x);
+        v = simd(n, w, x);
+        double bound = TOL * abs_terms_generic(type, n, w, x) + 1e-30;
+        double err = fabs((double)s - v);
+        if (err > bound) bad_f++;
+        if (err / bound > worst) worst = err / bound;
+    }
+    snprintf(nm, sizeof nm, "vec_dot_%s_int", name);
+    report(nm, bad_int == 0, "400 dots with unit scales and small activations, %d not exact", bad_int);
+    snprintf(nm, sizeof nm, "vec_dot_%s", name);
+    report(nm, bad_f == 0, "400 dots, %d beyond tolerance, worst error %.3f of the bound", bad_f, worst);
+}
+
+/* the scalar dot of Q5_0/Q4_K/Q6_K vs a dequantize-then-dot in double (checks the definition) */
+static void check_kquant_definition(void) {
+    static uint8_t w[16 * 210], x[16 * 8 * 34];
+    static float wf[4096], xf[4096];
+    int bad = 0;
+    for (int it = 0; it < 300; it++) {
+        int type = it % 3 == 0 ? 6 : (it % 3 == 1 ? 12 : 14);
+        int bytes = type == 6 ? 22 : (type == 12 ? 144 : 210), per = type == 6 ? 1 : 8;
+        int n = rndi(1, 4);
+        random_bytes(w, (size_t)n * bytes);
+        set_kquant_scales(type, w, n, 0);
+        make_act(x, n * per, 0);
+        int k = n * per * 32;
+        float s;
+        if (type == 6) { ignis_dequant_row_q5_0(w, wf, k); s = ignis_scalar_vec_dot_q5_0(n, w, x); }
+        else if (type == 12) { ignis_dequant_row_q4_k(w, wf, k); s = ignis_scalar_vec_dot_q4_k(n, w, x); }
+        else { ignis_dequant_row_q6_k(w, wf, k); s = ignis_scalar_vec_dot_q6_k(n, w, x); }
+        ignis_dequant_row_q8_0(x, xf, k);
+        double ref = 0, mag = 0;
+        for (int i = 0; i < k; i++) { ref += (double)wf[i] * xf[i]; mag += fabs((double)wf[i] * xf[i]); }
+        if (fabs(ref - s) > 1e-5 * mag + 1e-30) bad++;
+    }
+    report("kquant_dot_definition", bad == 0, "300 scalar dots vs dequantize-then-dot, %d off", bad);
+}
+
+/* ---------------------------------------------------------------- float kernels */
+
+static void check_float(void) {
+    enum { N = 300 };
+    float a[N], b[N], y1[N], y2[N];
+    uint16_t h[N];
+    int bad_dot = 0, bad_dot16 = 0, bad_axpy = 0, bad_axpy16 = 0;
+    double worst = 0;
+    for (int it = 0; it < 2000; it++) {
+        int n = rndi(1, N);
+        double mag = 0, mag16 = 0;
+        for (int i = 0; i < n; i++) {
+            a[i] = rndn(); b[i] = rndn(); h[i] = ignis_scalar_f32_to_f16(rndn());
+            y1[i] = y2[i] = rndn();
+            mag += fabs((double)a[i] * b[i]);
+            mag16 += fabs((double)a[i] * ignis_scalar_f16_to_f32(h[i]));
+        }
+        double e = fabs((double)ignis_scalar_dot_f32(a, b, n) - SIMD(dot_f32)(a, b, n));
+        if (e > TOL * mag + 1e-30) bad_dot++;
+        if (e / (TOL * mag + 1e-30) > worst) worst = e / (TOL * mag + 1e-30);
+        e = fabs((double)ignis_scalar_dot_f32_f16(a, h, n) - SIMD(dot_f32_f16)(a, h, n));
+        if (e > TOL * mag16 + 1e-30) bad_dot16++;
+        float alpha = rndn();
+        ignis_scalar_axpy_f32(alpha, a, y1, n);
+        SIMD(axpy_f32)(alpha, a, y2, n);
+        if (memcmp(y1, y2, (size_t)n * 4)) bad_axpy++;
+        ignis_scalar_axpy_f16(alpha, h, y1, n);
+        SIMD(axpy_f16)(alpha, h, y2, n);
+        if (memcmp(y1, y2, (size_t)n * 4)) bad_axpy16++;
+    }
+    report("dot_f32", bad_dot == 0, "2000 dots, %d beyond tolerance, worst %.3f of the bound", bad_dot, worst);
+    report("dot_f32_f16", bad_dot16 == 0, "2000 dots, %d beyond tolerance", bad_dot16);
+    report("axpy_f32", bad_axpy == 0, "2000 rows, %d not bit-identical", bad_axpy);
+    report("axpy_f16", bad_axpy16 == 0, "2000 rows, %d not bit-identical", bad_axpy16);
+}
+
+static void check_exp(void) {
+    enum { N = 1 << 16 };
+    static float x[N], e1[N], e2[N], s1[N], s2[N];
+    int bad = 0, bad_silu = 0, bad_sum = 0;
+    double max_rel = 0;
+    for (int r = 0; r < 16; r++) {
+        for (int i = 0; i < N; i++) x[i] = rndu() * (r < 8 ? 100.0f : 10.0f);
+        x[0] = 0.0f; x[1] = -0.0f; x[2] = 88.3f; x[3] = -87.3f; x[4] = 1000.0f; x[5] = -1000.0f;
+        int n = N - rndi(0, 7);
+        for (int i = 0; i < n; i++) {
+            e1[i] = ignis_scalar_expf(x[i]);
+            if (x[i] > -87.0f && x[i] < 88.0f) {
+                double rel = fabs(e1[i] - exp((double)x[i])) / exp((double)x[i]);
+                if (rel > max_rel) max_rel = rel;
+            }
+        }
+        memcpy(e2, x, sizeof x);
+        float sum = SIMD(exp_sub_sum)(e2, 0.0f, n);
+        for (int i = 0; i < n; i++)
+            if (ignis_f32_bits(e1[i]) != ignis_f32_bits(e2[i])) bad++;
+        /* softmax use: subtract the max so that the sum stays finite */
+        float m = x[0];
+        for (int i = 1; i < n; i++) m = x[i] > m ? x[i] : m;
+        memcpy(e1, x, sizeof x);
+        memcpy(e2, x, sizeof x);
+        float ref = ignis_scalar_exp_sub_sum(e1, m, n);
+        sum = SIMD(exp_sub_sum)(e2, m, n);
+        if (fabs((double)sum - ref) > TOL * ref || memcmp(e1, e2, (size_t)n * 4)) bad_sum++;
+        ignis_scalar_silu_row(x, s1, n);
+        SIMD(silu_row)(x, s2, n);
+        if (memcmp(s1, s2, (size_t)n * 4)) bad_silu++;
+    }
+    report("expf", bad == 0, "16 x 65536 values, %d not bit-identical", bad);
+    report("expf_accuracy", max_rel < 3e-7, "max relative error vs libm double exp %.3g", max_rel);
+    report("exp_sub_sum", bad_sum == 0, "16 sums, %d beyond tolerance", bad_sum);
+    report("silu", bad_silu == 0, "16 rows of 65536, %d not bit-identical", bad_silu);
+}
+
+int main(void) {
+    printf("SIMD %s\n", IGNIS_SIMD_NAME);
+    check_f16();
+    check_quantize();
+    check_dot_q8_0();
+    check_dot_kquant("q5_0", 6, ignis_scalar_vec_dot_q5_0, ignis_vec_dot_q5_0, 22, 1);
+    check_dot_kquant("q4_k", 12, ignis_scalar_vec_dot_q4_k, ignis_vec_dot_q4_k, 144, 8);
+    check_dot_kquant("q6_k", 14, ignis_scalar_vec_dot_q6_k, ignis_vec_dot_q6_k, 210, 8);
+    check_kquant_definition();
+    check_float();
+    check_exp();
+    printf("%s: %d failure(s)\n", failures ? "FAILED" : "OK", failures);
+    return failures ? 1 : 0;
+}

@@ -1,0 +1,406 @@
+"""Kernels and the plan interpreter (ignis/_kernels.pyx) against numpy references.
+
+Exact where the kernels promise bits (quantized bytes, dequantized embeddings,
+elementwise ops, fused vs unfused plans, thread counts, batch size); within a
+stated tolerance where float sums are reordered (dot products, softmax)."""
+import numpy as np
+import pytest
+
+from ignis import errors
+from ignis.gguf import quant
+from ignis.gguf.types import TensorType
+from ignis.ir import interpret as ref
+
+K = pytest.importorskip("ignis._kernels")
+
+Q8_0, Q5_0, Q4_K, Q6_K, F32, F16 = (int(TensorType.Q8_0), int(TensorType.Q5_0), int(TensorType.Q4_K),
+                                     int(TensorType.Q6_K), int(TensorType.F32), int(TensorType.F16))
+BLOCK_BYTES = {Q8_0: (32, 34), Q5_0: (32, 22), Q4_K: (256, 144), Q6_K: (256, 210)}
+
+
+def rng(seed=0):
+    return np.random.default_rng(seed)
+
+
+def random_quant_weight(r, wtype, n, k, scale=0.02):
+    """Random block bytes of a quantized type with finite, modest f16 scales."""
+    if wtype == F32:
+        return (r.standard_normal((n, k)) * scale).astype(np.float32)
+    if wtype == F16:
+        return (r.standard_normal((n, k)) * scale).astype(np.float16)
+    if wtype == Q8_0:
+        return quant.quantize_q8_0((r.standard_normal((n, k)) * scale).astype(np.float32))
+    elems, nbytes = BLOCK_BYTES[wtype]
+    raw = r.integers(0, 256, size=(n, k // elems, nbytes), dtype=np.uint8)
+    f16 = lambda shape: (r.uniform(0.2, 1.0, size=shape) * scale / 16).astype(np.float16).view(np.uint8)
+    if wtype == Q5_0:
+        raw[:, :, 0:2] = f16((n, k // elems)).reshape(n, k // elems, 2)
+    elif wtype == Q4_K:
+        raw[:, :, 0:4] = f16((n, k // elems, 2)).reshape(n, k // elems, 4)
+    elif wtype == Q6_K:
+        raw[:, :, 208:210] = f16((n, k // elems)).reshape(n, k // elems, 2)
+    return raw.reshape(n, -1)
+
+
+def dequant(w, wtype, n, k):
+    return quant.dequantize(w.reshape(-1).view(np.uint8), wtype, (n, k))
+
+
+def q8_roundtrip(x):
+    """What the kernels multiply: x quantized to Q8_0 and back."""
+    return quant.dequantize(quant.quantize_q8_0(x).reshape(-1), Q8_0, x.shape)
+
+
+def assert_dot_close(got, x_used, w_used):
+    """|got - exact| <= 1e-5 * sum |terms| + tiny, per output element."""
+    x64, w64 = x_used.astype(np.float64), w_used.astype(np.float64)
+    exact = x64 @ w64.T
+    mag = np.abs(x64) @ np.abs(w64).T
+    assert np.all(np.abs(got - exact) <= 1e-5 * mag + 1e-30), np.max(np.abs(got - exact) / (mag + 1e-30))
+
+
+# ---------------------------------------------------------------- quantization
+
+def test_simd_name():
+    assert K.simd_name() in ("avx2", "neon", "scalar")
+
+
+@pytest.mark.parametrize("scale", [1e-6, 1e-2, 1.0, 300.0])
+def test_quantize_q8_0_matches_reference_bytes(scale):
+    x = (rng(1).standard_normal((7, 32 * 9)) * scale).astype(np.float32)
+    x[0, :32] = 0.0                                    # a zero block
+    x[1, :32] = np.arange(32) - 15.5                   # ties at .5 after scaling
+    x[1, 5] = 127.0
+    assert np.array_equal(K.quantize_q8_0(x), quant.quantize_q8_0(x))
+
+
+def test_quantize_q8_0_rejects_bad_shapes():
+    with pytest.raises(errors.ModelError):
+        K.quantize_q8_0(np.zeros((2, 33), np.float32))
+    with pytest.raises(errors.ModelError):
+        K.quantize_q8_0(np.zeros(64, np.float32))
+
+
+# ---------------------------------------------------------------- matmul
+
+@pytest.mark.parametrize("wtype", [Q8_0, Q5_0, Q4_K, Q6_K, F32, F16])
+@pytest.mark.parametrize("T", [1, 3, 6])
+def test_matmul_all_weight_types(wtype, T):
+    r = rng(wtype * 10 + T)
+    n, k = 13, 512
+    w = random_quant_weight(r, wtype, n, k)
+    x = r.standard_normal((T, k)).astype(np.float32)
+    y = K.matmul(x, w, wtype)
+    assert y.shape == (T, n) and y.dtype == np.float32
+    x_used = x if wtype in (F32, F16) else q8_roundtrip(x)
+    w_used = w.astype(np.float32) if wtype in (F32, F16) else dequant(w, wtype, n, k)
+    assert_dot_close(y, x_used, w_used)
+    # and close to the float matmul (activation quantization error only)
+    y_f = x @ w_used.T
+    assert np.max(np.abs(y - y_f)) <= 0.02 * np.max(np.abs(y_f)) + 1e-6
+
+
+@pytest.mark.parametrize("wtype", [Q8_0, Q4_K])
+def test_matmul_value_independent_of_batch_and_threads(wtype):
+    r = rng(3)
+    n, k, T = 37, 256, 9
+    w = random_quant_weight(r, wtype, n, k)
+    x = r.standard_normal((T, k)).astype(np.float32)
+    y = K.matmul(x, w, wtype, threads=1)
+    assert np.array_equal(y, K.matmul(x, w, wtype, threads=2))
+    rows = np.concatenate([K.matmul(x[t:t + 1], w, wtype) for t in range(T)])
+    assert np.array_equal(y, rows)
+
+
+def test_matmul_bias():
+    r = rng(4)
+    w = random_quant_weight(r, Q8_0, 20, 64)
+    b = r.standard_normal(20).astype(np.float32)
+    x = r.standard_normal((3, 64)).astype(np.float32)
+    assert np.array_equal(K.matmul_bias(x, w, b), K.add_bias(K.matmul(x, w), b))
+
+
+# ---------------------------------------------------------------- row ops
+
+def test_rms_inv_scale_rows_rmsnorm():
+    r = rng(5)
+    x = r.standard_normal((4, 96)).astype(np.float32)
+    g = r.standard_normal(96).astype(np.float32)
+    ri = K.rms_inv(x, 1e-6)
+    np.testing.assert_allclose(ri, ref.rms_inv(x, 1e-6), rtol=2e-6)
+    y = K.scale_rows(x, ri, g)
+    assert np.array_equal(y, ref.scale_rows(x, ri, g))
+    assert np.array_equal(K.rmsnorm(x, g, 1e-6), y)
+    assert np.array_equal(K.rmsnorm(x, g, 1e-6, threads=2), y)
+
+
+def test_rope_matches_reference():
+    r = rng(6)
+    x = r.standard_normal((5, 4 * 16)).astype(np.float32)
+    pos = np.array([0, 1, 7, 100, 3000], np.int32)
+    y = K.rope(x, pos, 4, 16, 10000.0)
+    np.testing.assert_allclose(y, ref.rope(x, pos, 4, 16, 10000.0), rtol=1e-6, atol=1e-6)
+    assert np.array_equal(y[0], x[0])  # position 0 is the identity
+
+
+def test_elementwise():
+    r = rng(7)
+    a = (r.standard_normal((3, 70)) * 10).astype(np.float32)
+    b = r.standard_normal((3, 70)).astype(np.float32)
+    assert np.array_equal(K.add(a, b), a + b)
+    assert np.array_equal(K.mul(a, b), a * b)
+    s = K.silu(a)
+    np.testing.assert_allclose(s, ref.silu(a), rtol=1e-6, atol=1e-30)
+    assert np.array_equal(K.silu(a, threads=2), s)
+    assert np.array_equal(K.swiglu(a, b), K.mul(s, b))
+    assert np.array_equal(K.swiglu(a, b, threads=2), K.mul(s, b))
+    big = np.array([[-1000.0, -90.0, 0.0, 90.0, 1000.0]], np.float32)
+    assert np.all(np.isfinite(K.silu(big)))
+
+
+def test_add_bias_take_last():
+    r = rng(8)
+    y = r.standard_normal((4, 12)).astype(np.float32)
+    b = r.standard_normal(12).astype(np.float32)
+    assert np.array_equal(K.add_bias(y, b), y + b)
+    assert np.array_equal(K.take_last(y), y[-1:])
+
+
+def test_softmax():
+    x = (rng(9).standard_normal((3, 77)) * 20).astype(np.float32)
+    e = np.exp(x.astype(np.float64) - x.max(axis=1, keepdims=True))
+    np.testing.assert_allclose(K.softmax(x), e / e.sum(axis=1, keepdims=True), rtol=2e-6, atol=1e-12)
+
+
+@pytest.mark.parametrize("wtype", [Q8_0, Q5_0, Q4_K, Q6_K, F32, F16])
+def test_embed_is_exact_dequantization(wtype):
+    r = rng(10 + wtype)
+    vocab, dim = 11, 256
+    w = random_quant_weight(r, wtype, vocab, dim)
+    tokens = np.array([3, 0, 10, 3], np.int32)
+    got = K.embed(tokens, w, dim, wtype)
+    want = quant.dequantize_rows(w.reshape(-1).view(np.uint8), wtype, (vocab, dim), tokens)
+    assert np.array_equal(got, want)
+
+
+# ---------------------------------------------------------------- kv cache and attention
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_kv_write_and_attention_match_reference(threads):
+    r = rng(11)
+    L, n_ctx, H, KVH, hd = 2, 24, 6, 2, 16
+    kv, kv_ref = K.KVCache(L, n_ctx, KVH, hd), ref.KVCache(L, n_ctx, KVH, hd)
+    for start, T in ((0, 7), (7, 1), (8, 3)):
+        pos = np.arange(start, start + T, dtype=np.int32)
+        k = r.standard_normal((T, KVH * hd)).astype(np.float32)
+        v = r.standard_normal((T, KVH * hd)).astype(np.float32)
+        q = r.standard_normal((T, H * hd)).astype(np.float32)
+        K.kv_write(k, v, pos, kv, 1, KVH, hd)
+        ref.kv_write(k, v, pos, 1, KVH, hd, kv_ref)
+        assert np.array_equal(kv.k, kv_ref.k) and np.array_equal(kv.v, kv_ref.v)
+        got = K.attention(q, pos, kv, 1, H, KVH, hd, threads=threads)
+        want = ref.attention(q, pos, 1, H, KVH, hd, kv_ref)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+# ---------------------------------------------------------------- whole plans
+
+class Bump:
+    """Bump allocator for arena offsets (bytes, 64-aligned)."""
+
+    def __init__(self):
+        self.top = 0
+
+    def __call__(self, n_floats):
+        off = self.top
+        self.top += (n_floats * 4 + 63) // 64 * 64
+        return off
+
+
+def tiny_model(seed=0, wtype=Q8_0):
+    """A 2-layer Qwen2-shaped model with random weights (K-quants need widths of 256)."""
+    cfg = dict(D=64, H=4, KVH=2, hd=16, F=96, V=50, L=2, theta=10000.0, eps=1e-6)
+    if wtype in (Q4_K, Q6_K):
+        cfg.update(D=256, F=256, hd=64)
+    r = rng(seed)
+    D, H, KVH, hd, F, V = (cfg[k] for k in ("D", "H", "KVH", "hd", "F", "V"))
+    mk = lambda n, k: random_quant_weight(r, wtype, n, k, scale=0.3)
+    f32 = lambda *s: (r.standard_normal(s) * 0.5).astype(np.float32)
+    layers = []
+    for _ in range(cfg["L"]):
+        lw = dict(attn_norm=1 + f32(D), ffn_norm=1 + f32(D), wq=mk(H * hd, D), wk=mk(KVH * hd, D),
+                  wv=mk(KVH * hd, D), bq=f32(H * hd), bk=f32(KVH * hd), bv=f32(KVH * hd),
+                  wo=mk(D, H * hd), wg=mk(F, D), wu=mk(F, D), wd=mk(D, F))
+        # concatenated weights are byte concatenations of the parts (rows are independent)
+        lw["wqkv"] = np.concatenate([lw["wq"], lw["wk"], lw["wv"]])
+        lw["bqkv"] = np.concatenate([lw["bq"], lw["bk"], lw["bv"]])
+        lw["wgu"] = np.concatenate([lw["wg"], lw["wu"]])
+        layers.append(lw)
+    return cfg, dict(embd=mk(V, D), out_norm=1 + f32(D), out=mk(V, D), layers=layers)
+
+
+def build_plan(cfg, W, T, fused, threads, wtype=Q8_0, inplace=False):
+    D, H, KVH, hd, F, V = (cfg[k] for k in ("D", "H", "KVH", "hd", "F", "V"))
+    th, eps = cfg["theta"], cfg["eps"]
+    a = Bump()
+    h, x, q, k, v, o, m, f, g, u, p, r = (a(T * n) for n in (D, D, H * hd, KVH * hd, KVH * hd, H * hd, D,
+                                                             D, F, F, F, 1))
+    h2 = h if inplace else a(T * D)
+    last, logits = a(D), a(V)
+    plan = K.Plan(a.top, threads, T)
+    plan.add_embed(h, W["embd"], D, wtype)
+    cur = h
+    for li, lw in enumerate(W["layers"]):
+        if fused:
+            plan.add_rmsnorm(cur, x, lw["attn_norm"], T, D, eps)
+            plan.add_qkv_rope_kv(x, q, lw["wqkv"], lw["bqkv"], li, H, KVH, hd, th, D, wtype)
+            plan.add_attention(q, o, li, H, KVH, hd)
+            plan.add_matmul_add(o, cur, h2, lw["wo"], T, H * hd, D, wtype)
+            plan.add_rmsnorm(h2, f, lw["ffn_norm"], T, D, eps)
+            plan.add_gate_up_swiglu(f, p, lw["wgu"], T, D, F, wtype)
+            plan.add_matmul_add(p, h2, cur, lw["wd"], T, F, D, wtype)
+        else:
+            plan.add_rms_inv(cur, r, T, D, eps)
+            plan.add_scale_rows(cur, r, x, lw["attn_norm"], T, D)
+            for w_, b_, dst, nh in ((lw["wq"], lw["bq"], q, H), (lw["wk"], lw["bk"], k, KVH),
+                                    (lw["wv"], lw["bv"], v, KVH)):
+                plan.add_matmul(x, dst, w_, T, D, nh * hd, wtype)
+                plan.add_add_bias(dst, dst, b_, T, nh * hd)
+            plan.add_rope(q, q, H, hd, th)
+            plan.add_rope(k, k, KVH, hd, th)
+            plan.add_kv_write(k, v, li, KVH, hd)
+            plan.add_attention(q, o, li, H, KVH, hd)
+            plan.add_matmul(o, m, lw["wo"], T, H * hd, D, wtype)
+            plan.add_add(cur, m, h2, T * D)
+            plan.add_rms_inv(h2, r, T, D, eps)
+            plan.add_scale_rows(h2, r, f, lw["ffn_norm"], T, D)
+            plan.add_matmul(f, g, lw["wg"], T, D, F, wtype)
+            plan.add_matmul(f, u, lw["wu"], T, D, F, wtype)
+            plan.add_silu(g, g, T * F)
+            plan.add_mul(g, u, p, T * F)
+            plan.add_matmul(p, m, lw["wd"], T, F, D, wtype)
+            plan.add_add(h2, m, cur, T * D)
+    if fused:
+        plan.add_rmsnorm(cur, x, W["out_norm"], T, D, eps)
+    else:
+        plan.add_rms_inv(cur, r, T, D, eps)
+        plan.add_scale_rows(cur, r, x, W["out_norm"], T, D)
+    plan.add_take_last(x, last, T, D)
+    plan.add_matmul(last, logits, W["out"], 1, D, V, wtype)
+    return plan, logits
+
+
+def run_steps(cfg, W, fused, threads, wtype=Q8_0, inplace=False, steps=((0, 6), (6, 1), (7, 1))):
+    kv = K.KVCache(cfg["L"], 16, cfg["KVH"], cfg["hd"])
+    toks = rng(99).integers(0, cfg["V"], size=16).astype(np.int32)
+    outs = []
+    for start, T in steps:
+        plan, logits = build_plan(cfg, W, T, fused, threads, wtype, inplace)
+        plan.run(toks[start:start + T], np.arange(start, start + T, dtype=np.int32), kv)
+        outs.append(plan.f32(logits, (1, cfg["V"])).copy())
+    return outs, kv
+
+
+@pytest.mark.parametrize("wtype", [Q8_0, Q4_K])
+def test_fused_plan_equals_unfused_plan(wtype):
+    cfg, W = tiny_model(1, wtype)
+    unfused, kv_u = run_steps(cfg, W, False, 1, wtype)
+    for threads in (1, 2):
+        for inplace in (False, True):
+            fused, kv_f = run_steps(cfg, W, True, threads, wtype, inplace)
+            for a, b in zip(unfused, fused):
+                assert np.array_equal(a, b)
+            assert np.array_equal(kv_u.k, kv_f.k) and np.array_equal(kv_u.v, kv_f.v)
+    unfused2, _ = run_steps(cfg, W, False, 2, wtype)
+    for a, b in zip(unfused, unfused2):
+        assert np.array_equal(a, b)
+    assert all(np.all(np.isfinite(a)) for a in unfused)
+
+
+def test_prefill_then_decode_matches_one_long_prefill():
+    """Logits at a position do not depend on how the tokens were batched."""
+    cfg, W = tiny_model(2)
+    split, _ = run_steps(cfg, W, True, 2, steps=((0, 5), (5, 1)))
+    whole, _ = run_steps(cfg, W, True, 1, steps=((0, 6),))
+    assert np.array_equal(split[1], whole[0])
+
+
+def test_unfused_matmuls_share_one_quantization():
+    cfg, W = tiny_model(3)
+    plan, _ = build_plan(cfg, W, 2, fused=False, threads=1)
+    text = plan.describe()
+    n_quant = sum(line.startswith("quantize") for line in text)
+    n_matmul = sum(line.startswith("matmul") for line in text)
+    # per layer: q/k/v share one, o, gate/up share one, down; plus the output matmul
+    assert n_matmul == 7 * cfg["L"] + 1
+    assert n_quant == 4 * cfg["L"] + 1
+
+
+def test_weights_are_used_in_place():
+    r = rng(12)
+    w = random_quant_weight(r, Q8_0, 8, 64)
+    w.setflags(write=False)                       # like an mmapped file
+    plan = K.Plan(64 * 4 + 8 * 4, 1, 1)
+    plan.f32(0, (1, 64))[...] = 1.0
+    plan.add_matmul(0, 256, w, 1, 64, 8)
+    plan.run()
+    y1 = plan.f32(256, (1, 8)).copy()
+    w.setflags(write=True)
+    w[:, 2:] = 0                                  # the plan sees the same memory
+    plan.run()
+    assert np.all(plan.f32(256, (1, 8)) == 0) and np.any(y1 != 0)
+
+
+# ---------------------------------------------------------------- validation
+
+def test_plan_validation_errors():
+    w = random_quant_weight(rng(13), Q8_0, 8, 64)
+    plan = K.Plan(1024, 1, 2)
+    bad = [
+        lambda: plan.add_matmul(2, 512, w, 2, 64, 8),                  # misaligned
+        lambda: plan.add_matmul(0, 1000, w, 2, 64, 8),                 # out of the arena
+        lambda: plan.add_matmul(0, 256, w, 2, 64, 8),                  # out overlaps x
+        lambda: plan.add_matmul(0, 512, w, 2, 64, 9),                  # weight bytes
+        lambda: plan.add_matmul(0, 512, w, 3, 64, 8),                  # rows > T
+        lambda: plan.add_matmul(0, 512, w[:, ::2], 2, 64, 8),          # not contiguous
+        lambda: plan.add_matmul(0, 512, w.view(np.float16), 2, 64, 8),  # dtype
+        lambda: plan.add_matmul(0, 512, w, 2, 48, 8, Q5_0),            # k not a block multiple
+        lambda: plan.add_matmul(0, 512, w, 2, 64, 8, 3),               # unsupported type
+        lambda: plan.add_add(0, 64, 32, 16),                           # partial overlap
+        lambda: plan.add_rope(0, 0, 3, 5, 1e4),                        # odd head_dim
+        lambda: plan.add_attention(0, 512, 0, 5, 2, 8),                # heads not a multiple
+        lambda: plan.add_rmsnorm(0, 256, np.ones(3, np.float32), 2, 64, 1e-6),  # gain length
+        lambda: K.Plan(0, 1, 1),
+        lambda: K.Plan(64, 0, 1),
+    ]
+    for i, f in enumerate(bad):
+        with pytest.raises(errors.ModelError):
+            f()
+    assert plan.n_instructions == 0
+
+
+def test_run_validation_errors():
+    cfg, W = tiny_model(4)
+    plan, _ = build_plan(cfg, W, 2, fused=True, threads=1)
+    kv = K.KVCache(cfg["L"], 8, cfg["KVH"], cfg["hd"])
+    pos = np.array([0, 1], np.int32)
+    with pytest.raises(errors.ModelError):
+        plan.run(np.array([0, cfg["V"]], np.int32), pos, kv)           # token id out of range
+    with pytest.raises(errors.ModelError):
+        plan.run(np.array([0, -1], np.int32), pos, kv)
+    with pytest.raises(errors.ModelError):
+        plan.run(np.array([0], np.int32), pos, kv)                     # wrong T
+    with pytest.raises(errors.ContextOverflowError):
+        plan.run(np.array([0, 1], np.int32), np.array([7, 8], np.int32), kv)
+    with pytest.raises(errors.ModelError):
+        plan.run(np.array([0, 1], np.int32), pos, None)                # no cache
+    with pytest.raises(errors.ModelError):
+        plan.run(np.array([0, 1], np.int32), pos, K.KVCache(1, 8, cfg["KVH"], cfg["hd"]))
+    with pytest.raises(errors.ModelError):
+        plan.run(np.array([0, 1], np.int32), pos, K.KVCache(cfg["L"], 8, 1, cfg["hd"]))
+    bad_kv = K.KVCache(cfg["L"], 8, cfg["KVH"], cfg["hd"])
+    bad_kv.k = bad_kv.k.astype(np.float32)
+    with pytest.raises(errors.ModelError):
+        plan.run(np.array([0, 1], np.int32), pos, bad_kv)
+    plan.run(np.array([0, 1], np.int32), pos, kv)                      # and a good run works
+    assert issubclass(errors.ContextOverflowError, errors.IgnisError)
