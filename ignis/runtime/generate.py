@@ -1,6 +1,7 @@
 """The generation loop: prompt ids → sampled ids → streamed text, with stop strings,
 end-of-generation tokens and a token budget. Works on anything with `eval(ids) -> logits`
 (the last position's logits after appending ids to the context) and `n_ctx`/`n_past`."""
+import time
 from dataclasses import dataclass, field
 from typing import Iterator
 
@@ -12,6 +13,10 @@ class GenerationResult:
     text: str = ""
     tokens: list = field(default_factory=list)
     finish_reason: str = "length"   # "stop" (eog token or stop string) or "length"
+    prompt_tokens: int = 0          # tokens actually evaluated for the prompt (after cache reuse)
+    prompt_seconds: float = 0.0
+    decode_tokens: int = 0          # single-token forward passes after the prompt
+    decode_seconds: float = 0.0
 
 
 def _stop_cut(text: str, stops: list) -> int:
@@ -37,7 +42,10 @@ def generate_pieces(session, prompt_ids: list, max_tokens: int, params: Sampling
     sampler = Sampler(params)
     detok = session.tokenizer.stream()
     history = list(prompt_ids)
+    t0 = time.perf_counter()
     logits = session.eval_prompt(prompt_ids)
+    result.prompt_seconds = time.perf_counter() - t0
+    result.prompt_tokens = session.last_prompt_evaluated
     pending = ""          # decoded text not yet emitted (may hold a stop-string prefix)
     hit_stop_string = False
     result.finish_reason = "length"
@@ -62,7 +70,10 @@ def generate_pieces(session, prompt_ids: list, max_tokens: int, params: Sampling
             pending = pending[safe:]
         if len(result.tokens) >= max_tokens or session.n_past >= session.n_ctx:
             break
+        t0 = time.perf_counter()
         logits = session.eval([token])
+        result.decode_seconds += time.perf_counter() - t0
+        result.decode_tokens += 1
     if not hit_stop_string:
         pending += detok.flush()     # incomplete UTF-8 at the end becomes one U+FFFD
     if stop:

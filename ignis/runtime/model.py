@@ -8,13 +8,14 @@ from typing import Iterator
 
 import numpy as np
 
-from ignis.errors import ContextOverflowError, IgnisError
+from ignis.errors import ContextOverflowError, IgnisError, TokenizerError
 from ignis.gguf import GGUFFile
 from ignis.models.qwen2 import Qwen2Config
 from ignis.runtime.chat import ChatTemplate
 from ignis.runtime.engine import Engine, default_threads
 from ignis.runtime.generate import GenerationResult, generate_pieces
 from ignis.runtime.sampling import SamplingParams
+from ignis.runtime.validate import check_finite_weights
 from ignis.tokenizer import Tokenizer
 
 DEFAULT_CTX = 4096
@@ -27,8 +28,16 @@ class Model:
             path = pull(progress=True)
         self.path = str(path)
         self.gguf = GGUFFile(self.path)
-        self.config = Qwen2Config.from_file(self.gguf)
-        self.tokenizer = Tokenizer.from_metadata(self.gguf.metadata)
+        try:   # everything about the file is checked before any kernel runs
+            self.config = Qwen2Config.from_file(self.gguf)
+            try:
+                self.tokenizer = Tokenizer.from_metadata(self.gguf.metadata)
+            except TokenizerError as exc:
+                raise TokenizerError(f"{self.path}: {exc}") from None
+            check_finite_weights(self.gguf, self.config.tensor_shapes())
+        except IgnisError:
+            self.gguf.close()
+            raise
         limit = int(self.config.context_length)
         if n_ctx is None:
             n_ctx = min(limit, DEFAULT_CTX)
@@ -44,6 +53,8 @@ class Model:
         self._tokens = []           # the ids whose keys and values are in the KV cache
         self._lock = threading.RLock()
         self._template = None
+        self.last_prompt_evaluated = 0
+        self.last_result = None
 
     # -- context ------------------------------------------------------------------------
 
@@ -88,6 +99,7 @@ class Model:
                 break
             keep += 1
         del self._tokens[keep:]
+        self.last_prompt_evaluated = len(ids) - keep
         return self.eval(ids[keep:])
 
     # -- tokens ---------------------------------------------------------------------------

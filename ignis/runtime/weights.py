@@ -39,7 +39,9 @@ class WeightStore:
                 return info.data.view(np.float16).reshape(info.shape), info.type
             return info.data, info.type
         self.repacked.append(name)
-        return quantize_q8_0(dequantize(info.data, info.type, info.shape)), TensorType.Q8_0
+        packed = quantize_q8_0(dequantize(info.data, info.type, info.shape))
+        self.gguf.release(name)
+        return packed, TensorType.Q8_0
 
     def matrix(self, weight: Weight, native: set = NATIVE_MATMUL):
         """A (possibly concatenated) weight matrix -> (array, type)."""
@@ -60,6 +62,8 @@ class WeightStore:
             ttype = parts[0][1]
             rows = [a.reshape(self._part_shape(weight, i)[0], -1) for i, (a, _) in enumerate(parts)]
             result = np.ascontiguousarray(np.concatenate(rows, axis=0)), ttype
+            for name in weight.parts:       # the copy serves from now on: drop the originals' pages
+                self.gguf.release(name)
         self._matrices[key] = result
         return result
 

@@ -1,0 +1,262 @@
+"""Compiler and runtime subcommands of `ignis`: graph, plan, run, chat, bench."""
+import json
+import sys
+import time
+
+from ignis.errors import IgnisError
+
+
+def _model_path(args) -> str:
+    from ignis.cli import _model_path as resolve
+    return resolve(args)
+
+
+def _config(path):
+    from ignis.gguf import GGUFFile
+    from ignis.models.qwen2 import Qwen2Config
+    with GGUFFile(path) as gguf:
+        return Qwen2Config.from_file(gguf)
+
+
+def _positive(name):
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise_arg(f"{name} must be a positive integer, got {text!r}")
+        return value
+    return parse
+
+
+def _non_negative_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise_arg(f"expected a non-negative integer, got {text!r}")
+    return value
+
+
+def raise_arg(message):
+    import argparse
+    raise argparse.ArgumentTypeError(message)
+
+
+# -- compiler views --------------------------------------------------------------------------
+
+def cmd_graph(args) -> int:
+    from ignis.ir import format_graph, to_dot
+    from ignis.models.qwen2 import build_graph
+    from ignis.passes import run_pipeline
+    config = _config(_model_path(args))
+    graph = build_graph(config, args.tokens)
+    passes = [] if args.no_fuse else (args.passes.split(",") if args.passes else None)
+    try:
+        fused, reports = run_pipeline(graph, passes)
+    except ValueError as e:
+        raise IgnisError(str(e)) from None
+    if args.dot:
+        with open(args.dot, "w") as f:
+            f.write(to_dot(fused))
+    if args.json:
+        print(json.dumps({"ops": {"unfused": len(graph), "fused": len(fused)},
+                          "passes": [{"name": r.name, "ops_after": r.ops_after, "rewrites": r.rewrites}
+                                     for r in reports]}))
+        return 0
+    if args.print:
+        print(format_graph(fused))
+        print()
+    print(f"T={args.tokens}: {len(graph)} ops unfused")
+    _print_kinds(graph.op_counts())
+    for r in reports:
+        print(f"after {r.name:18s} {r.ops_after:4d} ops ({r.rewrites} rewrites)")
+    print(f"final: {len(fused)} ops")
+    _print_kinds(fused.op_counts())
+    if args.dot:
+        print(f"wrote {args.dot}")
+    return 0
+
+
+def _print_kinds(counts: dict) -> None:
+    for kind, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
+        print(f"    {kind:16s} {n:4d}")
+
+
+def cmd_plan(args) -> int:
+    from ignis.models.qwen2 import build_graph
+    from ignis.passes import plan_memory, plan_svg, run_pipeline
+    config = _config(_model_path(args))
+    fused, _ = run_pipeline(build_graph(config, args.tokens))
+    plan = plan_memory(fused)
+    report = plan.report()
+    if args.svg:
+        with open(args.svg, "w") as f:
+            f.write(plan_svg(plan))
+    if args.json:
+        print(json.dumps({k: report[k] for k in ("values", "naive_bytes", "buffers", "planned_bytes",
+                                                  "lower_bound_bytes")}))
+        return 0
+    print(f"memory plan for T={args.tokens} ({len(fused)} ops, fully fused)")
+    print(f"  activation values     {report['values']:>14,d}")
+    print(f"  naive bytes           {report['naive_bytes']:>14,d}  (one buffer per value)")
+    print(f"  distinct buffers      {report['buffers']:>14,d}")
+    print(f"  planned bytes         {report['planned_bytes']:>14,d}  (one arena, {report['strategy']})")
+    print(f"  lower bound           {report['lower_bound_bytes']:>14,d}  (peak simultaneously live)")
+    print(f"  reduction vs naive    {report['reduction'] * 100:>13.1f}%")
+    print(f"  inputs+logits (own)   {report['io_bytes']:>14,d}")
+    if args.svg:
+        print(f"wrote {args.svg}")
+    return 0
+
+
+# -- running -----------------------------------------------------------------------------
+
+def _load(args):
+    import ignis
+    return ignis.load(_model_path(args), n_ctx=args.ctx, threads=args.threads)
+
+
+def _sampling(args) -> dict:
+    return dict(temperature=args.temp, top_k=args.top_k, top_p=args.top_p, min_p=args.min_p,
+                repeat_penalty=args.repeat_penalty, seed=args.seed)
+
+
+def _print_timings(result, load_seconds=None) -> None:
+    def line(name, n, secs):
+        rate = n / secs if secs > 0 else float("inf")
+        ms = 1000 * secs / n if n else 0.0
+        return f"ignis: {name:18s} = {1000 * secs:10.2f} ms / {n:5d} tokens ({ms:8.2f} ms per token, {rate:8.2f} tokens per second)\n"
+    if load_seconds is not None:
+        sys.stderr.write(f"ignis: {'load time':18s} = {1000 * load_seconds:10.2f} ms\n")
+    sys.stderr.write(line("prompt eval time", result.prompt_tokens, result.prompt_seconds))
+    sys.stderr.write(line("eval time", result.decode_tokens, result.decode_seconds))
+
+
+def cmd_run(args) -> int:
+    t0 = time.perf_counter()
+    model = _load(args)
+    load_seconds = time.perf_counter() - t0
+    prompt = args.prompt
+    if args.chat:
+        prompt = model.render_chat([{"role": "user", "content": prompt}])
+    pieces = model.generate(prompt, max_tokens=args.n_predict, stream=True, ignore_eos=args.ignore_eos,
+                            stop=args.stop or None, **_sampling(args))
+    if args.echo:
+        sys.stdout.write(args.prompt)
+    try:
+        for piece in pieces:
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+    except KeyboardInterrupt:
+        sys.stdout.write("\n")
+    sys.stdout.write("\n")
+    sys.stdout.flush()
+    if model.last_result is not None:
+        _print_timings(model.last_result, load_seconds)
+    return 0
+
+
+def cmd_chat(args) -> int:
+    model = _load(args)
+    history = []
+    if args.system:
+        history.append({"role": "system", "content": args.system})
+    sys.stderr.write("ignis chat: /exit or Ctrl-D to quit, Ctrl-C stops a reply\n")
+    while True:
+        try:
+            line = input("> ")
+        except EOFError:
+            sys.stdout.write("\n")
+            return 0
+        except KeyboardInterrupt:
+            sys.stdout.write("\n")
+            continue
+        if line.strip() in ("/exit", "/quit"):
+            return 0
+        if not line.strip():
+            continue
+        history.append({"role": "user", "content": line})
+        reply = []
+        try:
+            for piece in model.chat(history, max_tokens=args.n_predict, stream=True, **_sampling(args)):
+                reply.append(piece)
+                sys.stdout.write(piece)
+                sys.stdout.flush()
+        except KeyboardInterrupt:
+            sys.stdout.write(" [stopped]")
+        sys.stdout.write("\n")
+        history.append({"role": "assistant", "content": "".join(reply)})
+
+
+def cmd_bench(args) -> int:
+    from ignis.runtime.bench import run_bench
+    path = _model_path(args)
+    report = run_bench(path, n_prompt=args.n_prompt, n_gen=args.n_gen, threads=args.threads,
+                       repetitions=args.repetitions)
+    if args.json:
+        print(json.dumps({"pp_tok_s": report["pp_tok_s"], "tg_tok_s": report["tg_tok_s"],
+                          "threads": report["threads"], "model": report["model"]}))
+        return 0
+    print(f"| model | threads | test | tok/s |")
+    print(f"|---|---|---|---|")
+    print(f"| {report['model']} | {report['threads']} | pp{args.n_prompt} | {report['pp_tok_s']:.2f} |")
+    print(f"| {report['model']} | {report['threads']} | tg{args.n_gen} | {report['tg_tok_s']:.2f} |")
+    return 0
+
+
+# -- wiring ----------------------------------------------------------------------------------
+
+def _run_flags(p) -> None:
+    p.add_argument("-n", "--n-predict", type=_non_negative_int, default=128, help="tokens to generate (default 128)")
+    p.add_argument("--temp", type=float, default=0.8, help="temperature; 0 = greedy (default 0.8)")
+    p.add_argument("--top-k", type=_non_negative_int, default=40, help="top-k, 0 = off (default 40)")
+    p.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling (default 0.95)")
+    p.add_argument("--min-p", type=float, default=0.05, help="min-p (default 0.05)")
+    p.add_argument("--repeat-penalty", type=float, default=1.0, help="repetition penalty (default 1.0 = off)")
+    p.add_argument("--seed", type=int, default=None, help="RNG seed (same seed, same output)")
+    p.add_argument("-t", "--threads", type=_positive("threads"), default=None, help="threads (default: all cores)")
+    p.add_argument("-c", "--ctx", type=_positive("context size"), default=None, help="context size (default: model's, at most 4096)")
+
+
+def register(command, model_flag) -> None:
+    p = command("graph", cmd_graph, "show the SSA graph and what each pass does to it")
+    model_flag(p)
+    p.add_argument("--tokens", type=_positive("--tokens"), default=1, help="tokens per step (1 = decode)")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--no-fuse", action="store_true", help="run no pass")
+    group.add_argument("--passes", help="comma-separated passes to run, in order")
+    p.add_argument("--dot", metavar="FILE", help="write the final graph as Graphviz DOT")
+    p.add_argument("--print", action="store_true", help="print the final graph, one op per line")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = command("plan", cmd_plan, "show the activation memory plan of the fused graph")
+    model_flag(p)
+    p.add_argument("--tokens", type=_positive("--tokens"), default=1, help="tokens per step (1 = decode)")
+    p.add_argument("--svg", metavar="FILE", help="draw the plan (x: program point, y: arena offset)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = command("run", cmd_run, "complete a prompt, streaming to stdout")
+    model_flag(p)
+    p.add_argument("-p", "--prompt", required=True, help="the prompt (special tokens like <|im_start|> are parsed)")
+    _run_flags(p)
+    p.add_argument("--stop", action="append", help="stop string (repeatable)")
+    p.add_argument("--ignore-eos", action="store_true", help="do not stop at end-of-generation tokens")
+    p.add_argument("--chat", action="store_true", help="wrap the prompt in the model's chat template")
+    p.add_argument("--echo", action="store_true", help="print the prompt before the completion")
+
+    p = command("chat", cmd_chat, "interactive chat with the model's chat template")
+    model_flag(p)
+    _run_flags(p)
+    p.set_defaults(n_predict=512)
+    p.add_argument("--system", help="system prompt")
+
+    p = command("bench", cmd_bench, "measure prompt processing and generation speed")
+    model_flag(p)
+    p.add_argument("-p", "--n-prompt", type=_positive("-p"), default=512, help="prompt tokens (default 512)")
+    p.add_argument("-n", "--n-gen", type=_positive("-n"), default=128, help="generated tokens (default 128)")
+    p.add_argument("-t", "--threads", type=_positive("threads"), default=None, help="threads (default: all cores)")
+    p.add_argument("-r", "--repetitions", type=_positive("-r"), default=3, help="repetitions (default 3)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
