@@ -5,6 +5,7 @@ malformed file raises GGUFError (naming the file, the field and what was expecte
 an IndexError, MemoryError, OverflowError or a crash."""
 import mmap
 import os
+import stat
 import struct
 from dataclasses import dataclass
 
@@ -139,6 +140,9 @@ class GGUFFile:
         if os.path.isdir(self.path):
             raise GGUFError(f"{self.path}: is a directory, expected a GGUF file")
         try:
+            # a FIFO or a device would block open() or mmap(): only regular files are read
+            if os.path.exists(self.path) and not stat.S_ISREG(os.stat(self.path).st_mode):
+                raise GGUFError(f"{self.path}: is not a regular file, expected a GGUF file")
             with open(self.path, "rb") as f:
                 size = os.fstat(f.fileno()).st_size
                 if size == 0:
@@ -151,6 +155,19 @@ class GGUFFile:
         except GGUFError:
             self.close()
             raise
+
+    @classmethod
+    def from_bytes(cls, data, name: str = "<bytes>") -> "GGUFFile":
+        """Parse a GGUF image held in memory (bytes, bytearray or memoryview; copied once
+        unless it is bytes). Same validation and errors as reading a file; `name` stands
+        for the path in messages."""
+        self = cls.__new__(cls)
+        self.path = str(name)
+        self._mmap = data if isinstance(data, bytes) else bytes(data)
+        if not self._mmap:
+            raise GGUFError(f"{self.path}: file is empty, expected a GGUF file")
+        self._parse()
+        return self
 
     # -- parsing ---------------------------------------------------------------------------
 
@@ -249,7 +266,8 @@ class GGUFFile:
         self.tensors = {}
         if self._mmap is not None:
             try:
-                self._mmap.close()
+                if isinstance(self._mmap, mmap.mmap):
+                    self._mmap.close()
             except BufferError:
                 pass  # numpy views still reference it; it closes when they go
             self._mmap = None
@@ -266,4 +284,16 @@ class GGUFFile:
 
     @property
     def file_size(self) -> int:
-        return os.path.getsize(self.path)
+        return len(self._mmap) if self._mmap is not None else os.path.getsize(self.path)
+
+    def release(self, name: str) -> None:
+        """Tell the kernel a tensor's pages are no longer needed (after it was repacked or
+        concatenated into a copy): they leave the resident set and are re-read only if used."""
+        info = self.tensors.get(name)
+        if info is None or not isinstance(self._mmap, mmap.mmap) or not hasattr(mmap, "MADV_DONTNEED"):
+            return
+        page = mmap.PAGESIZE
+        start = -(-info.offset // page) * page          # whole pages inside the tensor only
+        end = (info.offset + info.nbytes) // page * page
+        if end > start:
+            self._mmap.madvise(mmap.MADV_DONTNEED, start, end - start)
