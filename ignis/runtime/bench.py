@@ -10,7 +10,7 @@ def run_bench(path, n_prompt: int = 512, n_gen: int = 128, threads=None, repetit
     import ignis
     model = ignis.load(path, n_ctx=n_prompt + n_gen + 8, threads=threads)
     rng = np.random.default_rng(0)
-    prompt = rng.integers(1000, 20000, size=n_prompt).tolist()
+    prompt = (rng.integers(1000, 20000, size=n_prompt) % model.n_vocab).tolist()
     model.eval(prompt)          # compile the plans (and fault in the weights) outside the timed runs
     model.reset()
     model.eval([1])

@@ -1,0 +1,70 @@
+"""`ignis graph`, `ignis plan`, `ignis run`, `ignis bench` end to end."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from ignis.cli import main
+from ignis.testing import make_tiny_qwen2
+
+
+@pytest.fixture(scope="module")
+def tiny_path(tmp_path_factory):
+    return str(make_tiny_qwen2(tmp_path_factory.mktemp("t") / "tiny.gguf", n_layers=2, width=64, n_heads=4,
+                               n_kv_heads=2, ffn=128, vocab=300, seed=3))
+
+
+def _json(argv, capsys):
+    assert main(argv) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_graph_and_plan_on_tiny(tiny_path, capsys, tmp_path):
+    g = _json(["graph", "-m", tiny_path, "--json"], capsys)
+    assert g["ops"]["fused"] < g["ops"]["unfused"]
+    assert g["passes"][-1]["ops_after"] == g["ops"]["fused"]
+    none = _json(["graph", "-m", tiny_path, "--json", "--no-fuse"], capsys)
+    assert none["ops"]["fused"] == none["ops"]["unfused"] and none["passes"] == []
+    p = _json(["plan", "-m", tiny_path, "--json", "--tokens", "8"], capsys)
+    assert p["lower_bound_bytes"] <= p["planned_bytes"] < p["naive_bytes"]
+    dot, svg = tmp_path / "g.dot", tmp_path / "p.svg"
+    assert main(["graph", "-m", tiny_path, "--dot", str(dot), "--print"]) == 0
+    assert "rmsnorm" in capsys.readouterr().out
+    assert dot.read_text().startswith("digraph")
+    assert main(["plan", "-m", tiny_path, "--svg", str(svg)]) == 0
+    assert "<svg" in svg.read_text()
+
+
+def test_unknown_pass_is_a_clear_error(tiny_path, capsys):
+    assert main(["graph", "-m", tiny_path, "--passes", "fuse_everything"]) == 1
+    assert "fuse_everything" in capsys.readouterr().err
+
+
+def test_run_streams_and_prints_timings(tiny_path):
+    proc = subprocess.run([sys.executable, "-m", "ignis", "run", "-m", tiny_path, "-p", "hello", "-n", "8",
+                           "--temp", "0", "-t", "1"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "prompt eval time" in proc.stderr and "eval time" in proc.stderr
+    assert proc.stdout.strip() != "" or "/     0 tokens" not in proc.stderr
+
+
+def test_bench_json(tiny_path, capsys):
+    report = _json(["bench", "-m", tiny_path, "-p", "16", "-n", "4", "-r", "1", "-t", "1", "--json"], capsys)
+    assert set(report) == {"pp_tok_s", "tg_tok_s", "threads", "model"}
+    assert report["pp_tok_s"] > 0 and report["tg_tok_s"] > 0 and report["threads"] == 1
+
+
+@pytest.mark.real
+@pytest.mark.parametrize("tokens", [1, 512])
+def test_real_model_graph_and_plan(real_model_path, capsys, tokens):
+    g = _json(["graph", "-m", real_model_path, "--json", "--tokens", str(tokens)], capsys)
+    unfused = 532 + (tokens > 1)            # take_last when only the last logits are needed
+    assert g["ops"]["unfused"] == unfused
+    article = _json(["graph", "-m", real_model_path, "--json", "--tokens", str(tokens),
+                     "--passes", "fuse_rmsnorm,fuse_swiglu"], capsys)
+    assert article["ops"]["fused"] == unfused - 49 - 24      # the article's two fusions
+    assert g["ops"]["fused"] <= 200
+    p = _json(["plan", "-m", real_model_path, "--json", "--tokens", str(tokens)], capsys)
+    assert p["planned_bytes"] == p["lower_bound_bytes"]
+    assert 1 - p["planned_bytes"] / p["naive_bytes"] > 0.76
