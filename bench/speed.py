@@ -25,42 +25,36 @@ def prompt_ids(n: int) -> list:
     return np.random.default_rng(0).integers(1000, 20000, size=n).tolist()
 
 
+def measure(eval_ids, reset, n_prompt: int, n_gen: int) -> dict:
+    """pp: n_prompt tokens from an empty context; tg: n_gen single-token steps. One warm-up
+    pass first (plans compiled, weights faulted in), the same for both engines."""
+    ids = prompt_ids(n_prompt)
+    eval_ids(ids)
+    eval_ids(ids[:1])
+    reset()
+    t0 = time.perf_counter()
+    eval_ids(ids)
+    pp = n_prompt / (time.perf_counter() - t0)
+    reset()
+    t0 = time.perf_counter()
+    for i in range(n_gen):
+        eval_ids([ids[i % n_prompt]])
+    tg = n_gen / (time.perf_counter() - t0)
+    return {"pp": pp, "tg": tg}
+
+
 def worker_ignis(path, n_prompt, n_gen, threads) -> dict:
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
     import ignis
     model = ignis.load(path, n_ctx=n_prompt + n_gen + 8, threads=threads)
-    ids = prompt_ids(n_prompt)
-    model.eval(ids)                       # compile plans, fault in weights
-    model.reset()
-    model.eval(ids[:1])
-    model.reset()
-    t0 = time.perf_counter()
-    model.eval(ids)
-    pp = n_prompt / (time.perf_counter() - t0)
-    model.reset()
-    t0 = time.perf_counter()
-    for i in range(n_gen):
-        model.eval([ids[i % n_prompt]])
-    tg = n_gen / (time.perf_counter() - t0)
-    return {"pp": pp, "tg": tg}
+    return measure(model.eval, model.reset, n_prompt, n_gen)
 
 
 def worker_llama(path, n_prompt, n_gen, threads) -> dict:
     from llama_cpp import Llama
     llm = Llama(model_path=path, n_ctx=n_prompt + n_gen + 8, n_threads=threads, n_threads_batch=threads,
                 n_batch=512, n_ubatch=512, verbose=False)
-    ids = prompt_ids(n_prompt)
-    llm.eval(ids)                          # warm-up, like ignis'
-    llm.reset()
-    t0 = time.perf_counter()
-    llm.eval(ids)
-    pp = n_prompt / (time.perf_counter() - t0)
-    llm.reset()
-    t0 = time.perf_counter()
-    for i in range(n_gen):
-        llm.eval([ids[i % n_prompt]])
-    tg = n_gen / (time.perf_counter() - t0)
-    return {"pp": pp, "tg": tg}
+    return measure(llm.eval, llm.reset, n_prompt, n_gen)
 
 
 def run_worker(engine, args) -> dict:
