@@ -13,18 +13,44 @@
  * version when one exists.
  *
  * Compile with -ffp-contract=off (setup.py does): the scalar reference must not
- * be turned into fused multiply-adds behind our back.
+ * be turned into fused multiply-adds behind our back (its explicit fmaf calls are
+ * part of the definition).
  *
  * Agreement between paths (checked by tests/simd on x86-64 and under qemu-aarch64):
  *   exact (same bits)   f16<->f32 conversions (IEEE round-to-nearest-even, NaNs
- *                       quieted), Q8_0 quantization (bytes), the int32 part of
- *                       every quantized block dot, axpy, exp, silu, and every
+ *                       quieted), Q8_0 quantization (bytes), every quantized dot
+ *                       product and matmul tile (Q8_0, Q5_0, Q4_K, Q6_K weights
+ *                       against Q8_0 activations), axpy, exp, silu and every
  *                       elementwise row function.
- *   within tolerance    reductions whose float additions are reordered: the SIMD
- *                       paths keep 8 (AVX2) or 4 (NEON) partial sums and use FMA.
- *                       For a dot of terms t_i (quantized: t_b = d_w*d_x*isum_b)
+ *   within tolerance    the float reductions ignis_dot_f32 / _f32_f16 and the
+ *                       softmax sum: the SIMD paths keep 8 (AVX2) or 4 (NEON)
+ *                       partial sums and use FMA. For terms t_i,
  *                       |simd - scalar| <= 1e-5 * sum_i |t_i|  (+1e-30 absolute).
- *                       Softmax sums: the same bound.
+ *
+ * The quantized dot products are defined so that SIMD can compute them exactly:
+ * per 32-element activation block b (in order) the integer sums of the low half
+ * (elements 0..15) and the high half (16..31) are formed exactly, then two float
+ * chains advance with one fused multiply-add each,
+ *     lo = fmaf((float)ilo_b, s_b, lo),  hi = fmaf((float)ihi_b, s_b, hi),
+ * with s_b = d_w * d_x (Q4_K adds a second pair of steps for its mins), and the
+ * result is lo + hi. Every product fits in int32 and every half sum in 24 bits, so
+ * the integer parts are exact on every path; the float steps are the same IEEE
+ * operations in the same order. Any tile shape gives the bits of the single dot.
+ *
+ * What each path implements with SIMD (the rest falls back to the scalar code,
+ * which is the same arithmetic):
+ *   AVX2   f16 rows, Q8_0 quantization, tiles for Q8_0/Q5_0/Q4_K/Q6_K weights x Q8_0
+ *          activations (4 rows x 4/8 tokens for Q8_0 prefill, 8 rows x 1..4 tokens
+ *          otherwise), Q8_0 x Q16 tiles, f32 dot/axpy (also against f16 rows),
+ *          exp/silu, softmax exp-and-sum.
+ *   NEON   the same except the Q16 tiles (scalar); uses the dot-product extension
+ *          when compiled for it (-march=armv8.2-a+dotprod).
+ *
+ * Matmul tiles: ignis_tile(wtype, blocks per row, w[rm], rm, x[rn], rn, out) with
+ * out[j*8 + i] = dot(weight row w[i], activation row x[j]), rm, rn <= 8.
+ * Activations are Q8_0 rows (ignis_quantize_row_q8_0), or Q16 rows
+ * (ignis_quantize_row_q16: f32 scale + 32 int16 per block) for ignis_tile_q16, whose
+ * halves are the element sets {0..7, 16..23} and {8..15, 24..31}.
  *
  * Block formats (little-endian), all weight rows against Q8_0 activation rows:
  *   Q8_0  34 B / 32:  f16 d, int8 q[32]                        x = d*q
@@ -65,7 +91,7 @@
 #define IGNIS_Q5_0_BYTES 22
 #define IGNIS_Q4_K_BYTES 144
 #define IGNIS_Q6_K_BYTES 210
-#define IGNIS_TILE 4             /* the matmul micro-kernel computes up to 4 rows x 4 tokens */
+#define IGNIS_TILE 8             /* matmul tiles: up to 8 weight rows x 8 activation rows */
 
 static const char ignis_simd_name[] = IGNIS_SIMD_NAME;
 
@@ -157,23 +183,27 @@ static inline void ignis_scalar_quantize_row_q8_0(const float *x, uint8_t *y, in
         ignis_scalar_quantize_block_q8_0(x + b * IGNIS_QK, y + b * IGNIS_Q8_0_BYTES);
 }
 
-/* The int32 part of one Q8_0 block dot: exact. */
-static inline int32_t ignis_scalar_isum_q8_0(const uint8_t *w, const uint8_t *x) {
-    const int8_t *a = (const int8_t *)(w + 2), *b = (const int8_t *)(x + 2);
-    int32_t s = 0;
-    for (int i = 0; i < IGNIS_QK; i++) s += (int32_t)a[i] * (int32_t)b[i];
-    return s;
+/* Integer halves of one 32-element block: lo = sum over elements 0..15 of w*x, hi = 16..31. */
+static inline void ignis_halves_i8(const int8_t *w, const int8_t *x, int32_t *lo, int32_t *hi) {
+    int32_t a = 0, b = 0;
+    for (int i = 0; i < 16; i++) a += (int32_t)w[i] * (int32_t)x[i];
+    for (int i = 16; i < 32; i++) b += (int32_t)w[i] * (int32_t)x[i];
+    *lo = a;
+    *hi = b;
 }
 
-/* Q8_0 row . Q8_0 row over nb blocks: sum += (d_w * d_x) * (float)isum, block by block. */
+/* Q8_0 weight row . Q8_0 activation row over nb blocks (see the header for the definition). */
 static inline float ignis_scalar_vec_dot_q8_0(int64_t nb, const uint8_t *w, const uint8_t *x) {
-    float sum = 0.0f;
+    float lo = 0.0f, hi = 0.0f;
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *wb = w + b * IGNIS_Q8_0_BYTES, *xb = x + b * IGNIS_Q8_0_BYTES;
-        float scale = ignis_scalar_f16_to_f32(ignis_load_u16(wb)) * ignis_scalar_f16_to_f32(ignis_load_u16(xb));
-        sum += scale * (float)ignis_scalar_isum_q8_0(wb, xb);
+        float s = ignis_scalar_f16_to_f32(ignis_load_u16(wb)) * ignis_scalar_f16_to_f32(ignis_load_u16(xb));
+        int32_t il, ih;
+        ignis_halves_i8((const int8_t *)(wb + 2), (const int8_t *)(xb + 2), &il, &ih);
+        lo = fmaf((float)il, s, lo);
+        hi = fmaf((float)ih, s, hi);
     }
-    return sum;
+    return lo + hi;
 }
 
 /* Q5_0 block: quant j (0..31) in 0..31. */
@@ -184,22 +214,20 @@ static inline int ignis_q5_0_quant(const uint8_t *blk, int j) {
     return nib | (int)(((qh >> j) & 1u) << 4);
 }
 
-static inline int32_t ignis_scalar_isum_q5_0(const uint8_t *w, const uint8_t *x) {
-    const int8_t *b = (const int8_t *)(x + 2);
-    int32_t s = 0;
-    for (int j = 0; j < IGNIS_QK; j++) s += (int32_t)(ignis_q5_0_quant(w, j) - 16) * (int32_t)b[j];
-    return s;
-}
-
-/* Q5_0 weight row . Q8_0 activation row: same accumulation as Q8_0. */
+/* Q5_0 weight row . Q8_0 activation row: as Q8_0 with weights q - 16. */
 static inline float ignis_scalar_vec_dot_q5_0(int64_t nb, const uint8_t *w, const uint8_t *x) {
-    float sum = 0.0f;
+    float lo = 0.0f, hi = 0.0f;
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *wb = w + b * IGNIS_Q5_0_BYTES, *xb = x + b * IGNIS_Q8_0_BYTES;
-        float scale = ignis_scalar_f16_to_f32(ignis_load_u16(wb)) * ignis_scalar_f16_to_f32(ignis_load_u16(xb));
-        sum += scale * (float)ignis_scalar_isum_q5_0(wb, xb);
+        float s = ignis_scalar_f16_to_f32(ignis_load_u16(wb)) * ignis_scalar_f16_to_f32(ignis_load_u16(xb));
+        int8_t q[32];
+        for (int j = 0; j < 32; j++) q[j] = (int8_t)(ignis_q5_0_quant(wb, j) - 16);
+        int32_t il, ih;
+        ignis_halves_i8(q, (const int8_t *)(xb + 2), &il, &ih);
+        lo = fmaf((float)il, s, lo);
+        hi = fmaf((float)ih, s, hi);
     }
-    return sum;
+    return lo + hi;
 }
 
 /* Q4_K: the 6-bit scale and min of sub-block j (0..7) from the 12 packed bytes. */
@@ -222,10 +250,10 @@ static inline int ignis_q4_k_quant(const uint8_t *blk, int e) {
 }
 
 /* Q4_K weight row . Q8_0 activation row; nsb super-blocks (8 activation blocks each).
- * Per sub-block j: sum += (d*d_x)*(float)(sc*isum) - (dmin*d_x)*(float)(m*xsum),
- * isum = sum q*x_q, xsum = sum x_q (both exact ints). */
+ * Sub-block j (activation block b): halves A = sc * sum q*x, B = m * sum x (exact ints);
+ * lo = fmaf(A_lo, d*d_x, lo); lo = fmaf(-B_lo, dmin*d_x, lo); the same for hi. */
 static inline float ignis_scalar_vec_dot_q4_k(int64_t nsb, const uint8_t *w, const uint8_t *x) {
-    float sum = 0.0f;
+    float lo = 0.0f, hi = 0.0f;
     for (int64_t s = 0; s < nsb; s++) {
         const uint8_t *wb = w + s * IGNIS_Q4_K_BYTES;
         float d = ignis_scalar_f16_to_f32(ignis_load_u16(wb));
@@ -236,15 +264,19 @@ static inline float ignis_scalar_vec_dot_q4_k(int64_t nsb, const uint8_t *w, con
             float dx = ignis_scalar_f16_to_f32(ignis_load_u16(xb));
             int sc, m;
             ignis_q4_k_scale_min(wb + 4, j, &sc, &m);
-            int32_t isum = 0, xsum = 0;
+            int32_t a[2] = {0, 0}, c[2] = {0, 0};
             for (int l = 0; l < 32; l++) {
-                isum += ignis_q4_k_quant(wb, j * 32 + l) * (int32_t)xq[l];
-                xsum += xq[l];
+                a[l / 16] += ignis_q4_k_quant(wb, j * 32 + l) * (int32_t)xq[l];
+                c[l / 16] += xq[l];
             }
-            sum += (d * dx) * (float)(sc * isum) - (dmin * dx) * (float)(m * xsum);
+            float sd = d * dx, sm = dmin * dx;
+            lo = fmaf((float)(sc * a[0]), sd, lo);
+            lo = fmaf(-(float)(m * c[0]), sm, lo);
+            hi = fmaf((float)(sc * a[1]), sd, hi);
+            hi = fmaf(-(float)(m * c[1]), sm, hi);
         }
     }
-    return sum;
+    return lo + hi;
 }
 
 /* Q6_K quant of element e (0..255), in -32..31:
@@ -259,27 +291,28 @@ static inline int ignis_q6_k_quant(const uint8_t *blk, int e) {
     return (low4 | (high2 << 4)) - 32;
 }
 
-/* Q6_K weight row . Q8_0 activation row. Per activation block j (two 16-sub-blocks a, a+1):
- * isum = sc[a]*sum(q*x, first 16) + sc[a+1]*sum(q*x, last 16) (exact int);
- * sum += (d*d_x) * (float)isum. */
+/* Q6_K weight row . Q8_0 activation row. Activation block j covers the 16-element
+ * sub-blocks 2j (low half) and 2j+1 (high half): lo_int = sc[2j] * sum q*x, hi_int = sc[2j+1] * ...;
+ * s = d * d_x. */
 static inline float ignis_scalar_vec_dot_q6_k(int64_t nsb, const uint8_t *w, const uint8_t *x) {
-    float sum = 0.0f;
+    float lo = 0.0f, hi = 0.0f;
     for (int64_t s = 0; s < nsb; s++) {
         const uint8_t *wb = w + s * IGNIS_Q6_K_BYTES;
         const int8_t *sc = (const int8_t *)(wb + 192);
         float d = ignis_scalar_f16_to_f32(ignis_load_u16(wb + 208));
         for (int j = 0; j < 8; j++) {
             const uint8_t *xb = x + (s * 8 + j) * IGNIS_Q8_0_BYTES;
-            const int8_t *xq = (const int8_t *)(xb + 2);
             float dx = ignis_scalar_f16_to_f32(ignis_load_u16(xb));
-            int32_t s0 = 0, s1 = 0;
-            for (int l = 0; l < 16; l++) s0 += ignis_q6_k_quant(wb, j * 32 + l) * (int32_t)xq[l];
-            for (int l = 16; l < 32; l++) s1 += ignis_q6_k_quant(wb, j * 32 + l) * (int32_t)xq[l];
-            int32_t isum = (int32_t)sc[2 * j] * s0 + (int32_t)sc[2 * j + 1] * s1;
-            sum += (d * dx) * (float)isum;
+            int8_t q[32];
+            for (int l = 0; l < 32; l++) q[l] = (int8_t)ignis_q6_k_quant(wb, j * 32 + l);
+            int32_t il, ih;
+            ignis_halves_i8(q, (const int8_t *)(xb + 2), &il, &ih);
+            float sd = d * dx;
+            lo = fmaf((float)(sc[2 * j] * il), sd, lo);
+            hi = fmaf((float)(sc[2 * j + 1] * ih), sd, hi);
         }
     }
-    return sum;
+    return lo + hi;
 }
 
 /* Row dequantizers (embedding lookups). Bit-exact with ignis.gguf.quant.dequantize. */
@@ -396,12 +429,83 @@ static inline float ignis_scalar_exp_sub_sum(float *x, float m, int64_t n) {
     return s;
 }
 
-/* Q8_0 micro-kernel reference: out[j*4 + i] = vec_dot(W row i, X row j), i < rm, j < rn. */
-static inline void ignis_scalar_tile_q8_0(int64_t nb, const uint8_t *w, size_t ws, int rm,
-                                          const uint8_t *x, size_t xs, int rn, float *out) {
+/* Matmul micro-kernel: out[j*8 + i] = dot(weight row w[i], activation row x[j]) for
+ * i < rm, j < rn (both <= 8). wtype: 8 Q8_0, 6 Q5_0, 12 Q4_K, 14 Q6_K; nblk = weight blocks
+ * per row (K/32 or K/256). */
+static inline float ignis_scalar_vec_dot(int wtype, int64_t nblk, const uint8_t *w, const uint8_t *x) {
+    switch (wtype) {
+    case 8: return ignis_scalar_vec_dot_q8_0(nblk, w, x);
+    case 6: return ignis_scalar_vec_dot_q5_0(nblk, w, x);
+    case 12: return ignis_scalar_vec_dot_q4_k(nblk, w, x);
+    default: return ignis_scalar_vec_dot_q6_k(nblk, w, x);
+    }
+}
+
+static inline void ignis_scalar_tile(int wtype, int64_t nblk, const uint8_t *const *w, int rm,
+                                     const uint8_t *const *x, int rn, float *out) {
     for (int j = 0; j < rn; j++)
         for (int i = 0; i < rm; i++)
-            out[j * IGNIS_TILE + i] = ignis_scalar_vec_dot_q8_0(nb, w + i * ws, x + j * xs);
+            out[j * IGNIS_TILE + i] = ignis_scalar_vec_dot(wtype, nblk, w[i], x[j]);
+}
+
+/* ---- high-precision activations: Q16 blocks (for matmuls whose accuracy matters most,
+ * e.g. the output projection). A block of 32: f32 d = max|x| / 32767, then 32 int16
+ * q = roundf(x * (1/d)) (NaN -> 0, clamped to +-32767) in element order (68 bytes).
+ * One implementation for every path. */
+#define IGNIS_Q16_BYTES 68
+
+static inline void ignis_quantize_row_q16(const float *x, uint8_t *y, int64_t k) {
+    for (int64_t b = 0; b < k / IGNIS_QK; b++) {
+        const float *xb = x + b * IGNIS_QK;
+        uint8_t *yb = y + b * IGNIS_Q16_BYTES;
+        float amax = 0.0f;
+        for (int i = 0; i < IGNIS_QK; i++) {
+            float a = fabsf(xb[i]);
+            if (a > amax) amax = a;
+        }
+        float d = amax / 32767.0f;
+        float id = d != 0.0f ? 1.0f / d : 0.0f;
+        memcpy(yb, &d, 4);
+        int16_t q[32];
+        for (int i = 0; i < IGNIS_QK; i++) {
+            float v = xb[i] * id;
+            v = v != v ? 0.0f : v;
+            v = v > 32767.0f ? 32767.0f : (v < -32767.0f ? -32767.0f : v);
+            q[i] = (int16_t)roundf(v);
+        }
+        memcpy(yb + 4, q, 64);
+    }
+}
+
+/* Q8_0 weight row . Q16 activation row: the Q8_0 definition with int16 activations, except
+ * that the two integer halves are the element sets A = {0..7, 16..23} and B = {8..15, 24..31}
+ * (what widening loads give AVX2 for free). The half sums fit int32; (float) of a half sum
+ * rounds to nearest-even on every path. */
+static inline float ignis_scalar_vec_dot_q8_0_q16(int64_t nb, const uint8_t *w, const uint8_t *x) {
+    float lo = 0.0f, hi = 0.0f;
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *wb = w + b * IGNIS_Q8_0_BYTES, *xb = x + b * IGNIS_Q16_BYTES;
+        const int8_t *wq = (const int8_t *)(wb + 2);
+        float dx;
+        int16_t xq[32];
+        memcpy(&dx, xb, 4);
+        memcpy(xq, xb + 4, 64);
+        float s = ignis_scalar_f16_to_f32(ignis_load_u16(wb)) * dx;
+        int32_t ia = 0, ib = 0;
+        for (int e = 0; e < 32; e++) {
+            if ((e >> 3) & 1) ib += (int32_t)wq[e] * xq[e];
+            else ia += (int32_t)wq[e] * xq[e];
+        }
+        lo = fmaf((float)ia, s, lo);
+        hi = fmaf((float)ib, s, hi);
+    }
+    return lo + hi;
+}
+
+static inline void ignis_scalar_tile_q16(int64_t nb, const uint8_t *const *w, int rm,
+                                         const uint8_t *const *x, int rn, float *out) {
+    for (int j = 0; j < rn; j++)
+        for (int i = 0; i < rm; i++) out[j * IGNIS_TILE + i] = ignis_scalar_vec_dot_q8_0_q16(nb, w[i], x[j]);
 }
 
 /* ======================================================================== */
@@ -477,79 +581,69 @@ static inline void ignis_avx2_quantize_row_q8_0(const float *x, uint8_t *y, int6
     }
 }
 
-/* 8 int32 partial sums of one Q8_0 block pair, as floats (each partial sum is exact in f32).
- * The sign trick: |w| (unsigned) times x*sign(w) (signed) feeds maddubs without overflow
- * because activations never hold -128. */
-IGNIS_INLINE __m256 ignis_avx2_block_q8_0(__m256i w, __m256i aw, __m256i x) {
-    __m256i p16 = _mm256_maddubs_epi16(aw, _mm256_sign_epi8(x, w));
-    return _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
+/* 8 int32 partial sums of one block pair: lanes 0..3 cover elements 0..15, lanes 4..7
+ * elements 16..31. The sign trick: |w| (unsigned) times x*sign(w) (signed) feeds maddubs
+ * without overflow because activations never hold -128 (weights may). */
+IGNIS_INLINE __m256i ignis_avx2_pair_i8(__m256i w, __m256i aw, __m256i x) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(x, w)), _mm256_set1_epi16(1));
 }
 
-/* The micro-kernel: out[j*4 + i] = W row i . X row j for i < RM, j < RN (compile-time sizes).
- * Each (i, j) pair keeps its own 8-lane accumulator: acc = fma(partials, d_w*d_x, acc), so
- * every tile shape gives the same bits as ignis_avx2_vec_dot_q8_0 (the 1x1 tile). */
-IGNIS_INLINE void ignis_avx2_tile_q8_0_rc(int64_t nb, const uint8_t *w, size_t ws,
-                                          const uint8_t *x, size_t xs, float *out,
-                                          const int RM, const int RN) {
-    __m256 acc[IGNIS_TILE][IGNIS_TILE];
-#pragma GCC unroll 4
-    for (int i = 0; i < RM; i++)
-#pragma GCC unroll 4
-        for (int j = 0; j < RN; j++) acc[i][j] = _mm256_setzero_ps();
+/* Four pairs' partials -> [lo0 lo1 lo2 lo3 | hi0 hi1 hi2 hi3] (exact int sums). Unpacks and
+ * adds: vphaddd is 4x slower on Zen 3. */
+IGNIS_INLINE __m256i ignis_avx2_reduce4(__m256i p0, __m256i p1, __m256i p2, __m256i p3) {
+    __m256i a = _mm256_add_epi32(_mm256_unpacklo_epi32(p0, p1), _mm256_unpackhi_epi32(p0, p1));
+    __m256i b = _mm256_add_epi32(_mm256_unpacklo_epi32(p2, p3), _mm256_unpackhi_epi32(p2, p3));
+    return _mm256_add_epi32(_mm256_unpacklo_epi64(a, b), _mm256_unpackhi_epi64(a, b));
+}
+
+/* Four f16 values (from four pointers) as [v0 v1 v2 v3 | v0 v1 v2 v3]. */
+IGNIS_INLINE __m256 ignis_avx2_f16x4_twice(const uint8_t *p0, const uint8_t *p1, const uint8_t *p2, const uint8_t *p3) {
+    __m128i h = _mm_cvtsi32_si128(ignis_load_u16(p0));
+    h = _mm_insert_epi16(h, ignis_load_u16(p1), 1);
+    h = _mm_insert_epi16(h, ignis_load_u16(p2), 2);
+    h = _mm_insert_epi16(h, ignis_load_u16(p3), 3);
+    __m128 v = _mm_cvtph_ps(h);
+    return _mm256_set_m128(v, v);
+}
+
+/* acc lanes [lo0..lo3 | hi0..hi3] -> out[k * stride] = lo_k + hi_k */
+IGNIS_INLINE void ignis_avx2_store4(__m256 acc, float *out, int stride) {
+    float l[8];
+    _mm256_storeu_ps(l, acc);
+    for (int k = 0; k < 4; k++) out[k * stride] = l[k] + l[k + 4];
+}
+
+/* Q8_0, 4 weight rows x 4G activation rows (prefill): each row's block meets the 4-token
+ * groups; one accumulator per (row, group) holds the 8 lo/hi chains. */
+IGNIS_INLINE void ignis_avx2_q8_0_4xg(int64_t nb, const uint8_t *const *w, const uint8_t *const *x,
+                                      float *out, const int G) {
+    __m256 acc[4][2];
+    for (int i = 0; i < 4; i++)
+        for (int g = 0; g < G; g++) acc[i][g] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const size_t off = (size_t)b * IGNIS_Q8_0_BYTES;
-        float dx[IGNIS_TILE];
-        __m256i xv[IGNIS_TILE];
-#pragma GCC unroll 4
-        for (int j = 0; j < RN; j++) {
-            dx[j] = _cvtsh_ss(ignis_load_u16(x + j * xs + off));
-            xv[j] = _mm256_loadu_si256((const __m256i *)(x + j * xs + off + 2));
+        __m256i xv[8];
+        __m256 dx[2];
+        for (int g = 0; g < G; g++) {
+            for (int k = 0; k < 4; k++) xv[4 * g + k] = _mm256_loadu_si256((const __m256i *)(x[4 * g + k] + off + 2));
+            dx[g] = ignis_avx2_f16x4_twice(x[4 * g] + off, x[4 * g + 1] + off, x[4 * g + 2] + off, x[4 * g + 3] + off);
         }
-#pragma GCC unroll 4
-        for (int i = 0; i < RM; i++) {
-            float dw = _cvtsh_ss(ignis_load_u16(w + i * ws + off));
-            __m256i wv = _mm256_loadu_si256((const __m256i *)(w + i * ws + off + 2));
+        for (int i = 0; i < 4; i++) {
+            __m256i wv = _mm256_loadu_si256((const __m256i *)(w[i] + off + 2));
             __m256i aw = _mm256_sign_epi8(wv, wv);
-#pragma GCC unroll 4
-            for (int j = 0; j < RN; j++)
-                acc[i][j] = _mm256_fmadd_ps(ignis_avx2_block_q8_0(wv, aw, xv[j]), _mm256_set1_ps(dw * dx[j]), acc[i][j]);
+            __m256 dw = _mm256_set1_ps(_cvtsh_ss(ignis_load_u16(w[i] + off)));
+            for (int g = 0; g < G; g++) {
+                __m256i h = ignis_avx2_reduce4(ignis_avx2_pair_i8(wv, aw, xv[4 * g]), ignis_avx2_pair_i8(wv, aw, xv[4 * g + 1]),
+                                               ignis_avx2_pair_i8(wv, aw, xv[4 * g + 2]), ignis_avx2_pair_i8(wv, aw, xv[4 * g + 3]));
+                acc[i][g] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(h), _mm256_mul_ps(dw, dx[g]), acc[i][g]);
+            }
         }
     }
-#pragma GCC unroll 4
-    for (int i = 0; i < RM; i++)
-#pragma GCC unroll 4
-        for (int j = 0; j < RN; j++) out[j * IGNIS_TILE + i] = ignis_avx2_hsum(acc[i][j]);
+    for (int i = 0; i < 4; i++)
+        for (int g = 0; g < G; g++) ignis_avx2_store4(acc[i][g], out + 4 * g * IGNIS_TILE + i, IGNIS_TILE);
 }
 
-static inline float ignis_avx2_vec_dot_q8_0(int64_t nb, const uint8_t *w, const uint8_t *x) {
-    float out[IGNIS_TILE * IGNIS_TILE];
-    ignis_avx2_tile_q8_0_rc(nb, w, 0, x, 0, out, 1, 1);
-    return out[0];
-}
-
-#define IGNIS_AVX2_TILE_FN(R, C) \
-    static void ignis_avx2_tile_q8_0_##R##x##C(int64_t nb, const uint8_t *w, size_t ws, \
-                                                const uint8_t *x, size_t xs, float *out) { \
-        ignis_avx2_tile_q8_0_rc(nb, w, ws, x, xs, out, R, C); }
-IGNIS_AVX2_TILE_FN(1, 1) IGNIS_AVX2_TILE_FN(1, 2) IGNIS_AVX2_TILE_FN(1, 3) IGNIS_AVX2_TILE_FN(1, 4)
-IGNIS_AVX2_TILE_FN(2, 1) IGNIS_AVX2_TILE_FN(2, 2) IGNIS_AVX2_TILE_FN(2, 3) IGNIS_AVX2_TILE_FN(2, 4)
-IGNIS_AVX2_TILE_FN(3, 1) IGNIS_AVX2_TILE_FN(3, 2) IGNIS_AVX2_TILE_FN(3, 3) IGNIS_AVX2_TILE_FN(3, 4)
-IGNIS_AVX2_TILE_FN(4, 1) IGNIS_AVX2_TILE_FN(4, 2) IGNIS_AVX2_TILE_FN(4, 3) IGNIS_AVX2_TILE_FN(4, 4)
-
-typedef void (*ignis_tile_fn)(int64_t, const uint8_t *, size_t, const uint8_t *, size_t, float *);
-static const ignis_tile_fn ignis_avx2_tiles[IGNIS_TILE][IGNIS_TILE] = {
-    {ignis_avx2_tile_q8_0_1x1, ignis_avx2_tile_q8_0_1x2, ignis_avx2_tile_q8_0_1x3, ignis_avx2_tile_q8_0_1x4},
-    {ignis_avx2_tile_q8_0_2x1, ignis_avx2_tile_q8_0_2x2, ignis_avx2_tile_q8_0_2x3, ignis_avx2_tile_q8_0_2x4},
-    {ignis_avx2_tile_q8_0_3x1, ignis_avx2_tile_q8_0_3x2, ignis_avx2_tile_q8_0_3x3, ignis_avx2_tile_q8_0_3x4},
-    {ignis_avx2_tile_q8_0_4x1, ignis_avx2_tile_q8_0_4x2, ignis_avx2_tile_q8_0_4x3, ignis_avx2_tile_q8_0_4x4},
-};
-
-static inline void ignis_avx2_tile_q8_0(int64_t nb, const uint8_t *w, size_t ws, int rm,
-                                        const uint8_t *x, size_t xs, int rn, float *out) {
-    ignis_avx2_tiles[rm - 1][rn - 1](nb, w, ws, x, xs, out);
-}
-
-/* Q5_0: expand 32 nibbles + 32 high bits into 32 signed bytes q-16. */
+/* Q5_0 block quants as 32 unsigned bytes 0..31: nibble | bit << 4. */
 IGNIS_INLINE __m256i ignis_avx2_q5_0_quants(const uint8_t *blk) {
     __m128i qs = _mm_loadu_si128((const __m128i *)(blk + 6));
     __m256i nib = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(qs, 4), _mm_set1_epi8(0x0f)),
@@ -561,76 +655,209 @@ IGNIS_INLINE __m256i ignis_avx2_q5_0_quants(const uint8_t *blk) {
         2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3));
     __m256i bit = _mm256_set1_epi64x(0x8040201008040201LL);
     __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(bytes, bit), bit);
-    __m256i q = _mm256_or_si256(nib, _mm256_and_si256(set, _mm256_set1_epi8(0x10)));
-    return _mm256_sub_epi8(q, _mm256_set1_epi8(16));
+    return _mm256_or_si256(nib, _mm256_and_si256(set, _mm256_set1_epi8(0x10)));
 }
 
-static inline float ignis_avx2_vec_dot_q5_0(int64_t nb, const uint8_t *w, const uint8_t *x) {
-    __m256 acc = _mm256_setzero_ps();
+/* Q8_0 / Q5_0 (WT 8 / 6), 8 weight rows x RN activation rows (decode): rows in two groups of
+ * four, each group's block meets each token; one accumulator per (token, group).
+ * Q5_0 skips the sign trick: sum (q-16)*x = maddubs(q, x) - 16 * sum x, with the activation
+ * sums computed once per token block. */
+IGNIS_INLINE void ignis_avx2_q8_8xn(int64_t nb, const uint8_t *const *w, const uint8_t *const *x,
+                                    float *out, const int RN, const int WT) {
+    const size_t wbytes = WT == 8 ? IGNIS_Q8_0_BYTES : IGNIS_Q5_0_BYTES;
+    const __m256i ones16 = _mm256_set1_epi16(1);
+    __m256 acc[4][2];
+    for (int j = 0; j < RN; j++) acc[j][0] = acc[j][1] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
-        const uint8_t *wb = w + b * IGNIS_Q5_0_BYTES, *xb = x + b * IGNIS_Q8_0_BYTES;
-        __m256i wv = ignis_avx2_q5_0_quants(wb);
-        __m256i xv = _mm256_loadu_si256((const __m256i *)(xb + 2));
-        float scale = _cvtsh_ss(ignis_load_u16(wb)) * _cvtsh_ss(ignis_load_u16(xb));
-        acc = _mm256_fmadd_ps(ignis_avx2_block_q8_0(wv, _mm256_sign_epi8(wv, wv), xv), _mm256_set1_ps(scale), acc);
-    }
-    return ignis_avx2_hsum(acc);
-}
-
-static inline float ignis_avx2_vec_dot_q4_k(int64_t nsb, const uint8_t *w, const uint8_t *x) {
-    __m256 acc = _mm256_setzero_ps();
-    const __m256i low = _mm256_set1_epi8(0x0f), ones8 = _mm256_set1_epi8(1);
-    for (int64_t s = 0; s < nsb; s++) {
-        const uint8_t *wb = w + s * IGNIS_Q4_K_BYTES;
-        float d = _cvtsh_ss(ignis_load_u16(wb)), dmin = _cvtsh_ss(ignis_load_u16(wb + 2));
-        for (int p = 0; p < 4; p++) {
-            __m256i qv = _mm256_loadu_si256((const __m256i *)(wb + 16 + p * 32));
-            __m256i q[2] = {_mm256_and_si256(qv, low), _mm256_and_si256(_mm256_srli_epi16(qv, 4), low)};
-            for (int h = 0; h < 2; h++) {
-                int j = 2 * p + h, sc, m;
-                ignis_q4_k_scale_min(wb + 4, j, &sc, &m);
-                const uint8_t *xb = x + (s * 8 + j) * IGNIS_Q8_0_BYTES;
-                float dx = _cvtsh_ss(ignis_load_u16(xb));
-                __m256i xv = _mm256_loadu_si256((const __m256i *)(xb + 2));
-                __m256i qx = _mm256_madd_epi16(_mm256_maddubs_epi16(q[h], xv), _mm256_set1_epi16((short)sc));
-                __m256i xs = _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, xv), _mm256_set1_epi16((short)m));
-                acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(qx), _mm256_set1_ps(d * dx), acc);
-                acc = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(xs), _mm256_set1_ps(dmin * dx), acc);
-            }
+        const size_t xo = (size_t)b * IGNIS_Q8_0_BYTES, wo = (size_t)b * wbytes;
+        __m256i xv[4], xs16[4];
+        __m256 dx[4];
+        for (int j = 0; j < RN; j++) {
+            xv[j] = _mm256_loadu_si256((const __m256i *)(x[j] + xo + 2));
+            dx[j] = _mm256_set1_ps(_cvtsh_ss(ignis_load_u16(x[j] + xo)));
+            if (WT == 6)
+                xs16[j] = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), xv[j]), _mm256_set1_epi16(16));
         }
-    }
-    return ignis_avx2_hsum(acc);
-}
-
-static inline float ignis_avx2_vec_dot_q6_k(int64_t nsb, const uint8_t *w, const uint8_t *x) {
-    __m256 acc = _mm256_setzero_ps();
-    const __m256i low = _mm256_set1_epi8(0x0f), three = _mm256_set1_epi8(3), k32 = _mm256_set1_epi8(32);
-    for (int64_t s = 0; s < nsb; s++) {
-        const uint8_t *wb = w + s * IGNIS_Q6_K_BYTES;
-        const int8_t *sc = (const int8_t *)(wb + 192);
-        float d = _cvtsh_ss(ignis_load_u16(wb + 208));
-        for (int half = 0; half < 2; half++) {
-            __m256i l0 = _mm256_loadu_si256((const __m256i *)(wb + half * 64));
-            __m256i l1 = _mm256_loadu_si256((const __m256i *)(wb + half * 64 + 32));
-            __m256i hv = _mm256_loadu_si256((const __m256i *)(wb + 128 + half * 32));
-            __m256i lo4[4] = {_mm256_and_si256(l0, low), _mm256_and_si256(l1, low),
-                              _mm256_and_si256(_mm256_srli_epi16(l0, 4), low),
-                              _mm256_and_si256(_mm256_srli_epi16(l1, 4), low)};
+        for (int g = 0; g < 2; g++) {
+            const uint8_t *const *wg = w + 4 * g;
+            __m256i wv[4], aw[4];
             for (int k = 0; k < 4; k++) {
-                int j = half * 4 + k;
-                __m256i hi2 = _mm256_and_si256(_mm256_srli_epi16(hv, 2 * k), three);
-                __m256i q = _mm256_or_si256(lo4[k], _mm256_slli_epi16(hi2, 4));   /* 0..63 */
-                const uint8_t *xb = x + (s * 8 + j) * IGNIS_Q8_0_BYTES;
-                float dx = _cvtsh_ss(ignis_load_u16(xb));
-                __m256i xv = _mm256_loadu_si256((const __m256i *)(xb + 2));
-                __m256i p16 = _mm256_sub_epi16(_mm256_maddubs_epi16(q, xv), _mm256_maddubs_epi16(k32, xv));
-                __m256i scv = _mm256_set_m128i(_mm_set1_epi16(sc[2 * j + 1]), _mm_set1_epi16(sc[2 * j]));
-                acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(p16, scv)), _mm256_set1_ps(d * dx), acc);
+                if (WT == 8) {
+                    wv[k] = _mm256_loadu_si256((const __m256i *)(wg[k] + wo + 2));
+                    aw[k] = _mm256_sign_epi8(wv[k], wv[k]);
+                } else {
+                    wv[k] = ignis_avx2_q5_0_quants(wg[k] + wo);
+                }
+            }
+            __m256 dw = ignis_avx2_f16x4_twice(wg[0] + wo, wg[1] + wo, wg[2] + wo, wg[3] + wo);
+            for (int j = 0; j < RN; j++) {
+                __m256i p[4];
+                for (int k = 0; k < 4; k++)
+                    p[k] = WT == 8 ? ignis_avx2_pair_i8(wv[k], aw[k], xv[j])
+                                   : _mm256_sub_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(wv[k], xv[j]), ones16), xs16[j]);
+                __m256i h = ignis_avx2_reduce4(p[0], p[1], p[2], p[3]);
+                acc[j][g] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(h), _mm256_mul_ps(dw, dx[j]), acc[j][g]);
             }
         }
     }
-    return ignis_avx2_hsum(acc);
+    for (int j = 0; j < RN; j++)
+        for (int g = 0; g < 2; g++) ignis_avx2_store4(acc[j][g], out + j * IGNIS_TILE + 4 * g, 1);
 }
+
+/* Q4_K, 8 weight rows x RN activation rows. Per sub-block: A = sc * q.x halves for four rows
+ * at once (reduced like Q8_0), B = m * (sum x) halves as exact float products (both factors are
+ * small integers), then fma(A, d*dx) and fnmadd(B, dmin*dx) per lane. */
+IGNIS_INLINE void ignis_avx2_q4_k_8xn(int64_t nsb, const uint8_t *const *w, const uint8_t *const *x,
+                                      float *out, const int RN) {
+    const __m256i low = _mm256_set1_epi8(0x0f), ones8 = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1);
+    __m256 acc[4][2];
+    for (int j = 0; j < RN; j++) acc[j][0] = acc[j][1] = _mm256_setzero_ps();
+    for (int64_t s = 0; s < nsb; s++) {
+        const size_t wo = (size_t)s * IGNIS_Q4_K_BYTES;
+        /* per token and sub-block: [xs_lo x4 | xs_hi x4] as floats */
+        __m256 xs[4][8];
+        for (int j = 0; j < RN; j++)
+            for (int sb = 0; sb < 8; sb++) {
+                __m256i xv = _mm256_loadu_si256((const __m256i *)(x[j] + (size_t)(s * 8 + sb) * IGNIS_Q8_0_BYTES + 2));
+                __m256i t = _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, xv), ones16);
+                xs[j][sb] = _mm256_cvtepi32_ps(ignis_avx2_reduce4(t, t, t, t));
+            }
+        for (int g = 0; g < 2; g++) {
+            const uint8_t *const *wg = w + 4 * g;
+            int16_t sc[8][4];
+            float mf[8][8];
+            for (int k = 0; k < 4; k++)
+                for (int sb = 0; sb < 8; sb++) {
+                    int a, m;
+                    ignis_q4_k_scale_min(wg[k] + wo + 4, sb, &a, &m);
+                    sc[sb][k] = (int16_t)a;
+                    mf[sb][k] = mf[sb][k + 4] = (float)m;
+                }
+            __m256 d = ignis_avx2_f16x4_twice(wg[0] + wo, wg[1] + wo, wg[2] + wo, wg[3] + wo);
+            __m256 dmin = ignis_avx2_f16x4_twice(wg[0] + wo + 2, wg[1] + wo + 2, wg[2] + wo + 2, wg[3] + wo + 2);
+            for (int p = 0; p < 4; p++) {
+                __m256i q[4][2];
+                for (int k = 0; k < 4; k++) {
+                    __m256i v = _mm256_loadu_si256((const __m256i *)(wg[k] + wo + 16 + p * 32));
+                    q[k][0] = _mm256_and_si256(v, low);
+                    q[k][1] = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
+                }
+                for (int h = 0; h < 2; h++) {
+                    const int sb = 2 * p + h;
+                    const size_t xo = (size_t)(s * 8 + sb) * IGNIS_Q8_0_BYTES;
+                    __m256 m = _mm256_loadu_ps(mf[sb]);
+                    for (int j = 0; j < RN; j++) {
+                        __m256i xv = _mm256_loadu_si256((const __m256i *)(x[j] + xo + 2));
+                        __m256 dx = _mm256_set1_ps(_cvtsh_ss(ignis_load_u16(x[j] + xo)));
+                        __m256i pa[4];
+                        for (int k = 0; k < 4; k++)
+                            pa[k] = _mm256_madd_epi16(_mm256_maddubs_epi16(q[k][h], xv), _mm256_set1_epi16(sc[sb][k]));
+                        __m256i ha = ignis_avx2_reduce4(pa[0], pa[1], pa[2], pa[3]);
+                        acc[j][g] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(ha), _mm256_mul_ps(d, dx), acc[j][g]);
+                        acc[j][g] = _mm256_fnmadd_ps(_mm256_mul_ps(m, xs[j][sb]), _mm256_mul_ps(dmin, dx), acc[j][g]);
+                    }
+                }
+            }
+        }
+    }
+    for (int j = 0; j < RN; j++)
+        for (int g = 0; g < 2; g++) ignis_avx2_store4(acc[j][g], out + j * IGNIS_TILE + 4 * g, 1);
+}
+
+/* Q6_K, 8 weight rows x RN activation rows. q (0..63) . x - 32 * sum x per 16-element half,
+ * times the half's int8 scale, for four rows at once. */
+IGNIS_INLINE void ignis_avx2_q6_k_8xn(int64_t nsb, const uint8_t *const *w, const uint8_t *const *x,
+                                      float *out, const int RN) {
+    const __m256i low = _mm256_set1_epi8(0x0f), three = _mm256_set1_epi8(3), k32 = _mm256_set1_epi8(32);
+    __m256 acc[4][2];
+    for (int j = 0; j < RN; j++) acc[j][0] = acc[j][1] = _mm256_setzero_ps();
+    for (int64_t s = 0; s < nsb; s++) {
+        const size_t wo = (size_t)s * IGNIS_Q6_K_BYTES;
+        for (int g = 0; g < 2; g++) {
+            const uint8_t *const *wg = w + 4 * g;
+            __m256 d = ignis_avx2_f16x4_twice(wg[0] + wo + 208, wg[1] + wo + 208, wg[2] + wo + 208, wg[3] + wo + 208);
+            for (int half = 0; half < 2; half++) {
+                __m256i l0[4], l1[4], hv[4];
+                for (int k = 0; k < 4; k++) {
+                    l0[k] = _mm256_loadu_si256((const __m256i *)(wg[k] + wo + half * 64));
+                    l1[k] = _mm256_loadu_si256((const __m256i *)(wg[k] + wo + half * 64 + 32));
+                    hv[k] = _mm256_loadu_si256((const __m256i *)(wg[k] + wo + 128 + half * 32));
+                }
+                for (int kk = 0; kk < 4; kk++) {
+                    const int jb = half * 4 + kk;                 /* activation block in the super-block */
+                    const size_t xo = (size_t)(s * 8 + jb) * IGNIS_Q8_0_BYTES;
+                    __m256i q[4], scv[4];
+                    for (int k = 0; k < 4; k++) {
+                        __m256i lo4 = (kk & 1) ? l1[k] : l0[k];
+                        lo4 = (kk >> 1) ? _mm256_srli_epi16(lo4, 4) : lo4;
+                        __m256i hi2 = _mm256_and_si256(_mm256_srli_epi16(hv[k], 2 * kk), three);
+                        q[k] = _mm256_or_si256(_mm256_and_si256(lo4, low), _mm256_slli_epi16(hi2, 4));
+                        const int8_t *sc = (const int8_t *)(wg[k] + wo + 192);
+                        scv[k] = _mm256_set_m128i(_mm_set1_epi16(sc[2 * jb + 1]), _mm_set1_epi16(sc[2 * jb]));
+                    }
+                    for (int j = 0; j < RN; j++) {
+                        __m256i xv = _mm256_loadu_si256((const __m256i *)(x[j] + xo + 2));
+                        __m256 dx = _mm256_set1_ps(_cvtsh_ss(ignis_load_u16(x[j] + xo)));
+                        __m256i x32 = _mm256_maddubs_epi16(k32, xv);
+                        __m256i p[4];
+                        for (int k = 0; k < 4; k++)
+                            p[k] = _mm256_madd_epi16(_mm256_sub_epi16(_mm256_maddubs_epi16(q[k], xv), x32), scv[k]);
+                        __m256i h = ignis_avx2_reduce4(p[0], p[1], p[2], p[3]);
+                        acc[j][g] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(h), _mm256_mul_ps(d, dx), acc[j][g]);
+                    }
+                }
+            }
+        }
+    }
+    for (int j = 0; j < RN; j++)
+        for (int g = 0; g < 2; g++) ignis_avx2_store4(acc[j][g], out + j * IGNIS_TILE + 4 * g, 1);
+}
+
+#define IGNIS_AVX2_KERNELS(RN) \
+    static void ignis_avx2_q8_0_8x##RN(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { ignis_avx2_q8_8xn(n, w, x, o, RN, 8); } \
+    static void ignis_avx2_q5_0_8x##RN(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { ignis_avx2_q8_8xn(n, w, x, o, RN, 6); } \
+    static void ignis_avx2_q4_k_8x##RN(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { ignis_avx2_q4_k_8xn(n, w, x, o, RN); } \
+    static void ignis_avx2_q6_k_8x##RN(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { ignis_avx2_q6_k_8xn(n, w, x, o, RN); }
+IGNIS_AVX2_KERNELS(1) IGNIS_AVX2_KERNELS(2) IGNIS_AVX2_KERNELS(3) IGNIS_AVX2_KERNELS(4)
+static void ignis_avx2_q8_0_4x4(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { ignis_avx2_q8_0_4xg(n, w, x, o, 1); }
+static void ignis_avx2_q8_0_4x8(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { ignis_avx2_q8_0_4xg(n, w, x, o, 2); }
+
+typedef void (*ignis_kernel_fn)(int64_t, const uint8_t *const *, const uint8_t *const *, float *);
+
+/* The tile (see ignis_scalar_tile): pads rows/tokens by repeating the last pointer. Q8_0 with
+ * at least 4 tokens takes the 4-row x 4/8-token kernel, everything else 8 rows x up to 4 tokens. */
+static inline void ignis_avx2_tile(int wtype, int64_t nblk, const uint8_t *const *w, int rm,
+                                   const uint8_t *const *x, int rn, float *out) {
+    const uint8_t *wp[8], *xp[8];
+    for (int i = 0; i < 8; i++) wp[i] = w[i < rm ? i : rm - 1];
+    for (int j = 0; j < 8; j++) xp[j] = x[j < rn ? j : rn - 1];
+    float tmp[IGNIS_TILE * IGNIS_TILE];
+    if (wtype == 8 && rn >= 4) {
+        ignis_kernel_fn k = rn > 4 ? ignis_avx2_q8_0_4x8 : ignis_avx2_q8_0_4x4;
+        k(nblk, wp, xp, tmp);
+        if (rm > 4) k(nblk, wp + 4, xp, tmp + 4);
+    } else {
+        static const ignis_kernel_fn ks[4][4] = {
+            {ignis_avx2_q8_0_8x1, ignis_avx2_q8_0_8x2, ignis_avx2_q8_0_8x3, ignis_avx2_q8_0_8x4},
+            {ignis_avx2_q5_0_8x1, ignis_avx2_q5_0_8x2, ignis_avx2_q5_0_8x3, ignis_avx2_q5_0_8x4},
+            {ignis_avx2_q4_k_8x1, ignis_avx2_q4_k_8x2, ignis_avx2_q4_k_8x3, ignis_avx2_q4_k_8x4},
+            {ignis_avx2_q6_k_8x1, ignis_avx2_q6_k_8x2, ignis_avx2_q6_k_8x3, ignis_avx2_q6_k_8x4}};
+        int t = wtype == 8 ? 0 : wtype == 6 ? 1 : wtype == 12 ? 2 : 3;
+        for (int j0 = 0; j0 < rn; j0 += 4) {
+            int n = rn - j0 < 4 ? rn - j0 : 4;
+            ks[t][n - 1](nblk, wp, xp + j0, tmp + j0 * IGNIS_TILE);
+        }
+    }
+    for (int j = 0; j < rn; j++)
+        for (int i = 0; i < rm; i++) out[j * IGNIS_TILE + i] = tmp[j * IGNIS_TILE + i];
+}
+
+static inline float ignis_avx2_vec_dot(int wtype, int64_t nblk, const uint8_t *w, const uint8_t *x) {
+    float out[IGNIS_TILE * IGNIS_TILE];
+    ignis_avx2_tile(wtype, nblk, &w, 1, &x, 1, out);
+    return out[0];
+}
+
 
 /* f32 dot: two 8-lane FMA accumulators over 16-element steps, one 8-step, fixed hsum, scalar tail. */
 static inline float ignis_avx2_dot_f32(const float *a, const float *b, int64_t n) {
@@ -724,6 +951,64 @@ static inline float ignis_avx2_exp_sub_sum(float *x, float m, int64_t n) {
     return s;
 }
 
+
+/* Q8_0 weights x Q16 activations, 8 rows x RN tokens: weights widened to int16 by the load,
+ * two vpmaddwd per pair give the A (lanes 0..3) and B (lanes 4..7) half sums directly. */
+IGNIS_INLINE void ignis_avx2_q16_8xn(int64_t nb, const uint8_t *const *w, const uint8_t *const *x,
+                                     float *out, const int RN) {
+    __m256 acc[4][2];
+    for (int j = 0; j < RN; j++) acc[j][0] = acc[j][1] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const size_t wo = (size_t)b * IGNIS_Q8_0_BYTES, xo = (size_t)b * IGNIS_Q16_BYTES;
+        __m256i xa[4], xb[4];
+        __m256 dx[4];
+        for (int j = 0; j < RN; j++) {
+            float d;
+            memcpy(&d, x[j] + xo, 4);
+            dx[j] = _mm256_set1_ps(d);
+            xa[j] = _mm256_loadu_si256((const __m256i *)(x[j] + xo + 4));
+            xb[j] = _mm256_loadu_si256((const __m256i *)(x[j] + xo + 36));
+        }
+        for (int g = 0; g < 2; g++) {
+            const uint8_t *const *wg = w + 4 * g;
+            __m256i wa[4], wb[4];
+            for (int k = 0; k < 4; k++) {
+                wa[k] = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(wg[k] + wo + 2)));
+                wb[k] = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(wg[k] + wo + 18)));
+            }
+            __m256 dw = ignis_avx2_f16x4_twice(wg[0] + wo, wg[1] + wo, wg[2] + wo, wg[3] + wo);
+            for (int j = 0; j < RN; j++) {
+                __m256i p[4];
+                for (int k = 0; k < 4; k++)
+                    p[k] = _mm256_add_epi32(_mm256_madd_epi16(wa[k], xa[j]), _mm256_madd_epi16(wb[k], xb[j]));
+                __m256i h = ignis_avx2_reduce4(p[0], p[1], p[2], p[3]);
+                acc[j][g] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(h), _mm256_mul_ps(dw, dx[j]), acc[j][g]);
+            }
+        }
+    }
+    for (int j = 0; j < RN; j++)
+        for (int g = 0; g < 2; g++) ignis_avx2_store4(acc[j][g], out + j * IGNIS_TILE + 4 * g, 1);
+}
+static void ignis_avx2_q16_8x1(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { ignis_avx2_q16_8xn(n, w, x, o, 1); }
+static void ignis_avx2_q16_8x2(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { ignis_avx2_q16_8xn(n, w, x, o, 2); }
+static void ignis_avx2_q16_8x3(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { ignis_avx2_q16_8xn(n, w, x, o, 3); }
+static void ignis_avx2_q16_8x4(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { ignis_avx2_q16_8xn(n, w, x, o, 4); }
+
+static inline void ignis_avx2_tile_q16(int64_t nb, const uint8_t *const *w, int rm,
+                                       const uint8_t *const *x, int rn, float *out) {
+    static const ignis_kernel_fn ks[4] = {ignis_avx2_q16_8x1, ignis_avx2_q16_8x2, ignis_avx2_q16_8x3, ignis_avx2_q16_8x4};
+    const uint8_t *wp[8], *xp[8];
+    for (int i = 0; i < 8; i++) wp[i] = w[i < rm ? i : rm - 1];
+    for (int j = 0; j < 8; j++) xp[j] = x[j < rn ? j : rn - 1];
+    float tmp[IGNIS_TILE * IGNIS_TILE];
+    for (int j0 = 0; j0 < rn; j0 += 4) {
+        int n = rn - j0 < 4 ? rn - j0 : 4;
+        ks[n - 1](nb, wp, xp + j0, tmp + j0 * IGNIS_TILE);
+    }
+    for (int j = 0; j < rn; j++)
+        for (int i = 0; i < rm; i++) out[j * IGNIS_TILE + i] = tmp[j * IGNIS_TILE + i];
+}
+
 #endif /* IGNIS_AVX2 */
 
 /* ======================================================================== */
@@ -778,74 +1063,212 @@ static inline void ignis_neon_quantize_row_q8_0(const float *x, uint8_t *y, int6
     }
 }
 
-/* 4 int32 partial sums of one 32-byte block pair (exact). */
-IGNIS_INLINE int32x4_t ignis_neon_isum32(int8x16_t w0, int8x16_t w1, int8x16_t x0, int8x16_t x1) {
+/* 4 int32 partial sums of 16 byte pairs (exact). */
+IGNIS_INLINE int32x4_t ignis_neon_isum16(int8x16_t w, int8x16_t x) {
 #if defined(__ARM_FEATURE_DOTPROD)
-    return vdotq_s32(vdotq_s32(vdupq_n_s32(0), w0, x0), w1, x1);
+    return vdotq_s32(vdupq_n_s32(0), w, x);
 #else
-    int16x8_t p0 = vmull_s8(vget_low_s8(w0), vget_low_s8(x0));
-    p0 = vmlal_s8(p0, vget_high_s8(w0), vget_high_s8(x0));
-    int16x8_t p1 = vmull_s8(vget_low_s8(w1), vget_low_s8(x1));
-    p1 = vmlal_s8(p1, vget_high_s8(w1), vget_high_s8(x1));
-    return vpadalq_s16(vpaddlq_s16(p0), p1);
+    int16x8_t p = vmull_s8(vget_low_s8(w), vget_low_s8(x));
+    p = vmlal_s8(p, vget_high_s8(w), vget_high_s8(x));
+    return vpaddlq_s16(p);
 #endif
 }
 
-IGNIS_INLINE void ignis_neon_tile_q8_0_rc(int64_t nb, const uint8_t *w, size_t ws,
-                                          const uint8_t *x, size_t xs, float *out,
-                                          const int RM, const int RN) {
-    float32x4_t acc[IGNIS_TILE][IGNIS_TILE];
-    for (int i = 0; i < RM; i++)
-        for (int j = 0; j < RN; j++) acc[i][j] = vdupq_n_f32(0.0f);
-    for (int64_t b = 0; b < nb; b++) {
-        const size_t off = (size_t)b * IGNIS_Q8_0_BYTES;
-        float dx[IGNIS_TILE];
-        int8x16_t x0[IGNIS_TILE], x1[IGNIS_TILE];
-        for (int j = 0; j < RN; j++) {
-            dx[j] = ignis_neon_f16_to_f32(ignis_load_u16(x + j * xs + off));
-            x0[j] = vld1q_s8((const int8_t *)(x + j * xs + off + 2));
-            x1[j] = vld1q_s8((const int8_t *)(x + j * xs + off + 18));
-        }
-        for (int i = 0; i < RM; i++) {
-            float dw = ignis_neon_f16_to_f32(ignis_load_u16(w + i * ws + off));
-            int8x16_t w0 = vld1q_s8((const int8_t *)(w + i * ws + off + 2));
-            int8x16_t w1 = vld1q_s8((const int8_t *)(w + i * ws + off + 18));
-            for (int j = 0; j < RN; j++)
-                acc[i][j] = vfmaq_f32(acc[i][j], vcvtq_f32_s32(ignis_neon_isum32(w0, w1, x0[j], x1[j])),
-                                      vdupq_n_f32(dw * dx[j]));
-        }
-    }
-    for (int i = 0; i < RM; i++)
-        for (int j = 0; j < RN; j++) out[j * IGNIS_TILE + i] = vaddvq_f32(acc[i][j]);
+/* Four pairs' partials -> [sum p0, sum p1, sum p2, sum p3] (exact). */
+IGNIS_INLINE int32x4_t ignis_neon_reduce4(int32x4_t p0, int32x4_t p1, int32x4_t p2, int32x4_t p3) {
+    return vpaddq_s32(vpaddq_s32(p0, p1), vpaddq_s32(p2, p3));
 }
 
-static inline float ignis_neon_vec_dot_q8_0(int64_t nb, const uint8_t *w, const uint8_t *x) {
+IGNIS_INLINE float32x4_t ignis_neon_f16x4(const uint8_t *p0, const uint8_t *p1, const uint8_t *p2, const uint8_t *p3) {
+    uint16x4_t h = vdup_n_u16(ignis_load_u16(p0));
+    h = vset_lane_u16(ignis_load_u16(p1), h, 1);
+    h = vset_lane_u16(ignis_load_u16(p2), h, 2);
+    h = vset_lane_u16(ignis_load_u16(p3), h, 3);
+    return vcvt_f32_f16(vreinterpret_f16_u16(h));
+}
+
+/* Q8_0, 4 weight rows x RN activation rows; lanes are the 4 rows; lo and hi chains apart. */
+IGNIS_INLINE void ignis_neon_q8_0_4xn(int64_t nb, const uint8_t *const *w, const uint8_t *const *x,
+                                      float *out, const int RN) {
+    float32x4_t lo[8], hi[8];
+    for (int j = 0; j < RN; j++) lo[j] = hi[j] = vdupq_n_f32(0.0f);
+    for (int64_t b = 0; b < nb; b++) {
+        const size_t off = (size_t)b * IGNIS_Q8_0_BYTES;
+        int8x16_t w0[4], w1[4];
+        for (int k = 0; k < 4; k++) {
+            w0[k] = vld1q_s8((const int8_t *)(w[k] + off + 2));
+            w1[k] = vld1q_s8((const int8_t *)(w[k] + off + 18));
+        }
+        float32x4_t dw = ignis_neon_f16x4(w[0] + off, w[1] + off, w[2] + off, w[3] + off);
+        for (int j = 0; j < RN; j++) {
+            int8x16_t x0 = vld1q_s8((const int8_t *)(x[j] + off + 2));
+            int8x16_t x1 = vld1q_s8((const int8_t *)(x[j] + off + 18));
+            float32x4_t s = vmulq_n_f32(dw, ignis_neon_f16_to_f32(ignis_load_u16(x[j] + off)));
+            int32x4_t l = ignis_neon_reduce4(ignis_neon_isum16(w0[0], x0), ignis_neon_isum16(w0[1], x0),
+                                             ignis_neon_isum16(w0[2], x0), ignis_neon_isum16(w0[3], x0));
+            int32x4_t h = ignis_neon_reduce4(ignis_neon_isum16(w1[0], x1), ignis_neon_isum16(w1[1], x1),
+                                             ignis_neon_isum16(w1[2], x1), ignis_neon_isum16(w1[3], x1));
+            lo[j] = vfmaq_f32(lo[j], vcvtq_f32_s32(l), s);
+            hi[j] = vfmaq_f32(hi[j], vcvtq_f32_s32(h), s);
+        }
+    }
+    for (int j = 0; j < RN; j++) {
+        float32x4_t r = vaddq_f32(lo[j], hi[j]);
+        vst1q_f32(out + j * IGNIS_TILE, r);
+    }
+}
+
+static void ignis_neon_q8_0_4x1(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { ignis_neon_q8_0_4xn(n, w, x, o, 1); }
+static void ignis_neon_q8_0_4x2(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { ignis_neon_q8_0_4xn(n, w, x, o, 2); }
+static void ignis_neon_q8_0_4x4(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { ignis_neon_q8_0_4xn(n, w, x, o, 4); }
+static void ignis_neon_q8_0_4x8(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { ignis_neon_q8_0_4xn(n, w, x, o, 8); }
+
+typedef void (*ignis_kernel_fn)(int64_t, const uint8_t *const *, const uint8_t *const *, float *);
+
+/* Q5_0 block -> signed quants q-16 for elements 0..15 (lo) and 16..31 (hi). */
+IGNIS_INLINE void ignis_neon_q5_0_quants(const uint8_t *blk, int8x16_t *lo, int8x16_t *hi) {
+    static const uint8_t bits[16] = {1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128};
+    uint8x16_t qs = vld1q_u8(blk + 6), bit = vld1q_u8(bits), sixteen = vdupq_n_u8(0x10);
+    uint8x16_t b01 = vcombine_u8(vdup_n_u8(blk[2]), vdup_n_u8(blk[3]));
+    uint8x16_t b23 = vcombine_u8(vdup_n_u8(blk[4]), vdup_n_u8(blk[5]));
+    uint8x16_t ql = vorrq_u8(vandq_u8(qs, vdupq_n_u8(0x0f)), vandq_u8(vtstq_u8(b01, bit), sixteen));
+    uint8x16_t qh = vorrq_u8(vshrq_n_u8(qs, 4), vandq_u8(vtstq_u8(b23, bit), sixteen));
+    *lo = vsubq_s8(vreinterpretq_s8_u8(ql), vdupq_n_s8(16));
+    *hi = vsubq_s8(vreinterpretq_s8_u8(qh), vdupq_n_s8(16));
+}
+
+/* Q6_K super-block, activation block j -> signed quants q-32 for its two 16-element halves. */
+IGNIS_INLINE void ignis_neon_q6_k_quants(const uint8_t *blk, int j, int8x16_t *lo, int8x16_t *hi) {
+    const int half = j / 4, k = j % 4;
+    const uint8_t *ql = blk + half * 64 + (k % 2) * 32, *qh = blk + 128 + half * 32;
+    uint8x16_t l0 = vld1q_u8(ql), l1 = vld1q_u8(ql + 16);
+    if (k / 2) { l0 = vshrq_n_u8(l0, 4); l1 = vshrq_n_u8(l1, 4); }
+    else { l0 = vandq_u8(l0, vdupq_n_u8(0x0f)); l1 = vandq_u8(l1, vdupq_n_u8(0x0f)); }
+    const int8x16_t shift = vdupq_n_s8((int8_t)(-2 * k));
+    uint8x16_t h0 = vandq_u8(vshlq_u8(vld1q_u8(qh), shift), vdupq_n_u8(3));
+    uint8x16_t h1 = vandq_u8(vshlq_u8(vld1q_u8(qh + 16), shift), vdupq_n_u8(3));
+    *lo = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(l0, vshlq_n_u8(h0, 4))), vdupq_n_s8(32));
+    *hi = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(l1, vshlq_n_u8(h1, 4))), vdupq_n_s8(32));
+}
+
+/* Q5_0 / Q4_K / Q6_K weights, 4 rows x RN activation rows (lanes are the rows), the
+ * definition's lo/hi chains per token. */
+static void ignis_neon_kq_4xn(int wtype, int64_t nblk, const uint8_t *const *w, const uint8_t *const *x,
+                              float *out, int RN) {
+    float32x4_t lo[8], hi[8];
+    for (int j = 0; j < RN; j++) lo[j] = hi[j] = vdupq_n_f32(0.0f);
+    int8x16_t wl[4], wh[4];
+    if (wtype == 6) {
+        for (int64_t b = 0; b < nblk; b++) {
+            const size_t wo = (size_t)b * IGNIS_Q5_0_BYTES, xo = (size_t)b * IGNIS_Q8_0_BYTES;
+            for (int k = 0; k < 4; k++) ignis_neon_q5_0_quants(w[k] + wo, &wl[k], &wh[k]);
+            float32x4_t dw = ignis_neon_f16x4(w[0] + wo, w[1] + wo, w[2] + wo, w[3] + wo);
+            for (int j = 0; j < RN; j++) {
+                int8x16_t x0 = vld1q_s8((const int8_t *)(x[j] + xo + 2)), x1 = vld1q_s8((const int8_t *)(x[j] + xo + 18));
+                float32x4_t sd = vmulq_n_f32(dw, ignis_neon_f16_to_f32(ignis_load_u16(x[j] + xo)));
+                int32x4_t l = ignis_neon_reduce4(ignis_neon_isum16(wl[0], x0), ignis_neon_isum16(wl[1], x0),
+                                                 ignis_neon_isum16(wl[2], x0), ignis_neon_isum16(wl[3], x0));
+                int32x4_t h = ignis_neon_reduce4(ignis_neon_isum16(wh[0], x1), ignis_neon_isum16(wh[1], x1),
+                                                 ignis_neon_isum16(wh[2], x1), ignis_neon_isum16(wh[3], x1));
+                lo[j] = vfmaq_f32(lo[j], vcvtq_f32_s32(l), sd);
+                hi[j] = vfmaq_f32(hi[j], vcvtq_f32_s32(h), sd);
+            }
+        }
+    } else if (wtype == 14) {
+        for (int64_t s = 0; s < nblk; s++) {
+            const size_t wo = (size_t)s * IGNIS_Q6_K_BYTES;
+            float32x4_t d = ignis_neon_f16x4(w[0] + wo + 208, w[1] + wo + 208, w[2] + wo + 208, w[3] + wo + 208);
+            for (int jb = 0; jb < 8; jb++) {
+                int32_t scl[4], sch[4];
+                for (int k = 0; k < 4; k++) {
+                    ignis_neon_q6_k_quants(w[k] + wo, jb, &wl[k], &wh[k]);
+                    scl[k] = ((const int8_t *)(w[k] + wo + 192))[2 * jb];
+                    sch[k] = ((const int8_t *)(w[k] + wo + 192))[2 * jb + 1];
+                }
+                int32x4_t sl = vld1q_s32(scl), sh = vld1q_s32(sch);
+                const size_t xo = (size_t)(s * 8 + jb) * IGNIS_Q8_0_BYTES;
+                for (int j = 0; j < RN; j++) {
+                    int8x16_t x0 = vld1q_s8((const int8_t *)(x[j] + xo + 2)), x1 = vld1q_s8((const int8_t *)(x[j] + xo + 18));
+                    float32x4_t sd = vmulq_n_f32(d, ignis_neon_f16_to_f32(ignis_load_u16(x[j] + xo)));
+                    int32x4_t l = ignis_neon_reduce4(ignis_neon_isum16(wl[0], x0), ignis_neon_isum16(wl[1], x0),
+                                                     ignis_neon_isum16(wl[2], x0), ignis_neon_isum16(wl[3], x0));
+                    int32x4_t h = ignis_neon_reduce4(ignis_neon_isum16(wh[0], x1), ignis_neon_isum16(wh[1], x1),
+                                                     ignis_neon_isum16(wh[2], x1), ignis_neon_isum16(wh[3], x1));
+                    lo[j] = vfmaq_f32(lo[j], vcvtq_f32_s32(vmulq_s32(l, sl)), sd);
+                    hi[j] = vfmaq_f32(hi[j], vcvtq_f32_s32(vmulq_s32(h, sh)), sd);
+                }
+            }
+        }
+    } else {    /* Q4_K */
+        for (int64_t s = 0; s < nblk; s++) {
+            const size_t wo = (size_t)s * IGNIS_Q4_K_BYTES;
+            float32x4_t d = ignis_neon_f16x4(w[0] + wo, w[1] + wo, w[2] + wo, w[3] + wo);
+            float32x4_t dmin = ignis_neon_f16x4(w[0] + wo + 2, w[1] + wo + 2, w[2] + wo + 2, w[3] + wo + 2);
+            int32_t sc[8][4];
+            float mf[8][4];
+            for (int k = 0; k < 4; k++)
+                for (int sb = 0; sb < 8; sb++) {
+                    int a, m;
+                    ignis_q4_k_scale_min(w[k] + wo + 4, sb, &a, &m);
+                    sc[sb][k] = a;
+                    mf[sb][k] = (float)m;
+                }
+            for (int sb = 0; sb < 8; sb++) {
+                for (int k = 0; k < 4; k++) {
+                    const uint8_t *qs = w[k] + wo + 16 + (sb / 2) * 32;
+                    uint8x16_t v0 = vld1q_u8(qs), v1 = vld1q_u8(qs + 16);
+                    if (sb & 1) { v0 = vshrq_n_u8(v0, 4); v1 = vshrq_n_u8(v1, 4); }
+                    else { v0 = vandq_u8(v0, vdupq_n_u8(0x0f)); v1 = vandq_u8(v1, vdupq_n_u8(0x0f)); }
+                    wl[k] = vreinterpretq_s8_u8(v0);
+                    wh[k] = vreinterpretq_s8_u8(v1);
+                }
+                int32x4_t scv = vld1q_s32(sc[sb]);
+                float32x4_t mv = vld1q_f32(mf[sb]);
+                const size_t xo = (size_t)(s * 8 + sb) * IGNIS_Q8_0_BYTES;
+                for (int j = 0; j < RN; j++) {
+                    int8x16_t x0 = vld1q_s8((const int8_t *)(x[j] + xo + 2)), x1 = vld1q_s8((const int8_t *)(x[j] + xo + 18));
+                    float dx = ignis_neon_f16_to_f32(ignis_load_u16(x[j] + xo));
+                    float32x4_t sd = vmulq_n_f32(d, dx), sm = vmulq_n_f32(dmin, dx);
+                    int32x4_t l = ignis_neon_reduce4(ignis_neon_isum16(wl[0], x0), ignis_neon_isum16(wl[1], x0),
+                                                     ignis_neon_isum16(wl[2], x0), ignis_neon_isum16(wl[3], x0));
+                    int32x4_t h = ignis_neon_reduce4(ignis_neon_isum16(wh[0], x1), ignis_neon_isum16(wh[1], x1),
+                                                     ignis_neon_isum16(wh[2], x1), ignis_neon_isum16(wh[3], x1));
+                    float32x4_t bl = vmulq_n_f32(mv, (float)vaddlvq_s8(x0));
+                    float32x4_t bh = vmulq_n_f32(mv, (float)vaddlvq_s8(x1));
+                    lo[j] = vfmaq_f32(lo[j], vcvtq_f32_s32(vmulq_s32(l, scv)), sd);
+                    lo[j] = vfmsq_f32(lo[j], bl, sm);
+                    hi[j] = vfmaq_f32(hi[j], vcvtq_f32_s32(vmulq_s32(h, scv)), sd);
+                    hi[j] = vfmsq_f32(hi[j], bh, sm);
+                }
+            }
+        }
+    }
+    for (int j = 0; j < RN; j++) vst1q_f32(out + j * IGNIS_TILE, vaddq_f32(lo[j], hi[j]));
+}
+
+/* The tile (see ignis_scalar_tile): pads rows/tokens by repeating the last pointer. */
+static inline void ignis_neon_tile(int wtype, int64_t nblk, const uint8_t *const *w, int rm,
+                                   const uint8_t *const *x, int rn, float *out) {
+    const uint8_t *wp[8], *xp[8];
+    for (int i = 0; i < 8; i++) wp[i] = w[i < rm ? i : rm - 1];
+    for (int j = 0; j < 8; j++) xp[j] = x[j < rn ? j : rn - 1];
+    float tmp[IGNIS_TILE * IGNIS_TILE];
+    if (wtype == 8) {
+        ignis_kernel_fn k = rn > 4 ? ignis_neon_q8_0_4x8 : rn > 2 ? ignis_neon_q8_0_4x4 : rn > 1 ? ignis_neon_q8_0_4x2 : ignis_neon_q8_0_4x1;
+        for (int i0 = 0; i0 < rm; i0 += 4) k(nblk, wp + i0, xp, tmp + i0);
+    } else {
+        for (int i0 = 0; i0 < rm; i0 += 4) ignis_neon_kq_4xn(wtype, nblk, wp + i0, xp, tmp + i0, rn);
+    }
+    for (int j = 0; j < rn; j++)
+        for (int i = 0; i < rm; i++) out[j * IGNIS_TILE + i] = tmp[j * IGNIS_TILE + i];
+}
+
+static inline float ignis_neon_vec_dot(int wtype, int64_t nblk, const uint8_t *w, const uint8_t *x) {
     float out[IGNIS_TILE * IGNIS_TILE];
-    ignis_neon_tile_q8_0_rc(nb, w, 0, x, 0, out, 1, 1);
+    ignis_neon_tile(wtype, nblk, &w, 1, &x, 1, out);
     return out[0];
 }
 
-#define IGNIS_NEON_TILE_FN(R, C) \
-    static void ignis_neon_tile_q8_0_##R##x##C(int64_t nb, const uint8_t *w, size_t ws, \
-                                                const uint8_t *x, size_t xs, float *out) { \
-        ignis_neon_tile_q8_0_rc(nb, w, ws, x, xs, out, R, C); }
-IGNIS_NEON_TILE_FN(1, 1) IGNIS_NEON_TILE_FN(1, 2) IGNIS_NEON_TILE_FN(1, 3) IGNIS_NEON_TILE_FN(1, 4)
-IGNIS_NEON_TILE_FN(2, 1) IGNIS_NEON_TILE_FN(2, 2) IGNIS_NEON_TILE_FN(2, 3) IGNIS_NEON_TILE_FN(2, 4)
-IGNIS_NEON_TILE_FN(3, 1) IGNIS_NEON_TILE_FN(3, 2) IGNIS_NEON_TILE_FN(3, 3) IGNIS_NEON_TILE_FN(3, 4)
-IGNIS_NEON_TILE_FN(4, 1) IGNIS_NEON_TILE_FN(4, 2) IGNIS_NEON_TILE_FN(4, 3) IGNIS_NEON_TILE_FN(4, 4)
-
-typedef void (*ignis_tile_fn)(int64_t, const uint8_t *, size_t, const uint8_t *, size_t, float *);
-static const ignis_tile_fn ignis_neon_tiles[IGNIS_TILE][IGNIS_TILE] = {
-    {ignis_neon_tile_q8_0_1x1, ignis_neon_tile_q8_0_1x2, ignis_neon_tile_q8_0_1x3, ignis_neon_tile_q8_0_1x4},
-    {ignis_neon_tile_q8_0_2x1, ignis_neon_tile_q8_0_2x2, ignis_neon_tile_q8_0_2x3, ignis_neon_tile_q8_0_2x4},
-    {ignis_neon_tile_q8_0_3x1, ignis_neon_tile_q8_0_3x2, ignis_neon_tile_q8_0_3x3, ignis_neon_tile_q8_0_3x4},
-    {ignis_neon_tile_q8_0_4x1, ignis_neon_tile_q8_0_4x2, ignis_neon_tile_q8_0_4x3, ignis_neon_tile_q8_0_4x4},
-};
-
-static inline void ignis_neon_tile_q8_0(int64_t nb, const uint8_t *w, size_t ws, int rm,
-                                        const uint8_t *x, size_t xs, int rn, float *out) {
-    ignis_neon_tiles[rm - 1][rn - 1](nb, w, ws, x, xs, out);
-}
 
 static inline float ignis_neon_dot_f32(const float *a, const float *b, int64_t n) {
     float32x4_t acc0 = vdupq_n_f32(0.0f), acc1 = vdupq_n_f32(0.0f);
@@ -936,6 +1359,11 @@ static inline float ignis_neon_exp_sub_sum(float *x, float m, int64_t n) {
     return s;
 }
 
+static inline void ignis_neon_tile_q16(int64_t nb, const uint8_t *const *w, int rm,
+                                       const uint8_t *const *x, int rn, float *out) {
+    ignis_scalar_tile_q16(nb, w, rm, x, rn, out);
+}
+
 #endif /* IGNIS_NEON */
 
 /* ======================================================================== */
@@ -954,10 +1382,16 @@ static inline uint16_t ignis_f32_to_f16(float f) { return IGNIS_PICK(f32_to_f16)
 static inline void ignis_f16_to_f32_row(const uint16_t *x, float *y, int64_t n) { IGNIS_PICK(f16_to_f32_row)(x, y, n); }
 static inline void ignis_f32_to_f16_row(const float *x, uint16_t *y, int64_t n) { IGNIS_PICK(f32_to_f16_row)(x, y, n); }
 static inline void ignis_quantize_row_q8_0(const float *x, uint8_t *y, int64_t k) { IGNIS_PICK(quantize_row_q8_0)(x, y, k); }
-static inline float ignis_vec_dot_q8_0(int64_t nb, const uint8_t *w, const uint8_t *x) { return IGNIS_PICK(vec_dot_q8_0)(nb, w, x); }
-static inline void ignis_tile_q8_0(int64_t nb, const uint8_t *w, size_t ws, int rm,
-                                   const uint8_t *x, size_t xs, int rn, float *out) {
-    IGNIS_PICK(tile_q8_0)(nb, w, ws, rm, x, xs, rn, out);
+/* quantized dots and tiles (wtype 8 Q8_0, 6 Q5_0, 12 Q4_K, 14 Q6_K): identical bits on every path */
+static inline float ignis_vec_dot(int wtype, int64_t nblk, const uint8_t *w, const uint8_t *x) { return IGNIS_PICK(vec_dot)(wtype, nblk, w, x); }
+static inline void ignis_tile(int wtype, int64_t nblk, const uint8_t *const *w, int rm,
+                              const uint8_t *const *x, int rn, float *out) {
+    IGNIS_PICK(tile)(wtype, nblk, w, rm, x, rn, out);
+}
+/* Q8_0 weights x Q16 activations (AVX2; NEON and scalar builds use the scalar definition) */
+static inline void ignis_tile_q16(int64_t nb, const uint8_t *const *w, int rm,
+                                  const uint8_t *const *x, int rn, float *out) {
+    IGNIS_PICK(tile_q16)(nb, w, rm, x, rn, out);
 }
 static inline float ignis_dot_f32(const float *a, const float *b, int64_t n) { return IGNIS_PICK(dot_f32)(a, b, n); }
 static inline float ignis_dot_f32_f16(const float *a, const uint16_t *b, int64_t n) { return IGNIS_PICK(dot_f32_f16)(a, b, n); }
@@ -966,17 +1400,8 @@ static inline void ignis_axpy_f16(float a, const uint16_t *x, float *y, int64_t 
 static inline void ignis_silu_row(const float *x, float *y, int64_t n) { IGNIS_PICK(silu_row)(x, y, n); }
 static inline float ignis_exp_sub_sum(float *x, float m, int64_t n) { return IGNIS_PICK(exp_sub_sum)(x, m, n); }
 
-/* K-quant and Q5_0 dots: AVX2 and scalar (NEON builds use the scalar definition). */
-#if defined(IGNIS_AVX2)
-#  define IGNIS_PICK_KQ(name) ignis_avx2_##name
-#  define IGNIS_KQUANT_SIMD "avx2"
-#else
-#  define IGNIS_PICK_KQ(name) ignis_scalar_##name
-#  define IGNIS_KQUANT_SIMD "scalar"
-#endif
-static inline float ignis_vec_dot_q5_0(int64_t nb, const uint8_t *w, const uint8_t *x) { return IGNIS_PICK_KQ(vec_dot_q5_0)(nb, w, x); }
-static inline float ignis_vec_dot_q4_k(int64_t nsb, const uint8_t *w, const uint8_t *x) { return IGNIS_PICK_KQ(vec_dot_q4_k)(nsb, w, x); }
-static inline float ignis_vec_dot_q6_k(int64_t nsb, const uint8_t *w, const uint8_t *x) { return IGNIS_PICK_KQ(vec_dot_q6_k)(nsb, w, x); }
+/* which path computes the Q5_0/Q4_K/Q6_K tiles */
+#define IGNIS_KQUANT_SIMD IGNIS_SIMD_NAME
 
 /* elementwise row functions: plain C (the compiler vectorises them; exact on every path) */
 static inline void ignis_add_row(const float *a, const float *b, float *y, int64_t n) {

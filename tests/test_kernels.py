@@ -112,6 +112,33 @@ def test_matmul_value_independent_of_batch_and_threads(wtype):
     assert np.array_equal(y, rows)
 
 
+def test_matmul_q16_activations():
+    """act="q16": 16-bit activation blocks, close to the float matmul; bits independent of the
+    batch and thread count; only for Q8_0 (and float) weights."""
+    r = rng(14)
+    n, k, T = 21, 320, 5
+    w = random_quant_weight(r, Q8_0, n, k)
+    x = (r.standard_normal((T, k)) * 3).astype(np.float32)
+    y = K.matmul(x, w, act="q16")
+    assert_dot_close_rel(y, x, dequant(w, Q8_0, n, k), 1e-4)
+    y8 = K.matmul(x, w)
+    wd = dequant(w, Q8_0, n, k).astype(np.float64)
+    exact = x.astype(np.float64) @ wd.T
+    assert np.abs(y - exact).max() < np.abs(y8 - exact).max() / 20
+    assert np.array_equal(y, K.matmul(x, w, threads=2, act="q16"))
+    assert np.array_equal(y[2:3], K.matmul(x[2:3], w, act="q16"))
+    with pytest.raises(errors.ModelError):
+        K.matmul(x, random_quant_weight(r, Q5_0, n, k), Q5_0, act="q16")
+    with pytest.raises(errors.ModelError):
+        K.matmul(x, w, act="q4")
+
+
+def assert_dot_close_rel(got, x, w, rel):
+    x64, w64 = x.astype(np.float64), w.astype(np.float64)
+    mag = np.abs(x64) @ np.abs(w64).T
+    assert np.all(np.abs(got - x64 @ w64.T) <= rel * mag)
+
+
 def test_matmul_bias():
     r = rng(4)
     w = random_quant_weight(r, Q8_0, 20, 64)
@@ -218,28 +245,39 @@ class Bump:
 
 
 def tiny_model(seed=0, wtype=Q8_0):
-    """A 2-layer Qwen2-shaped model with random weights (K-quants need widths of 256)."""
+    """A 2-layer Qwen2-shaped model with random weights. wtype: one type for every matrix, or
+    "mixed" (like the original Q4_K_M file: Q5_0, Q8_0 for v, Q4_K/Q6_K for down); K-quants
+    need widths of 256."""
     cfg = dict(D=64, H=4, KVH=2, hd=16, F=96, V=50, L=2, theta=10000.0, eps=1e-6)
-    if wtype in (Q4_K, Q6_K):
+    if wtype in (Q4_K, Q6_K, "mixed"):
         cfg.update(D=256, F=256, hd=64)
     r = rng(seed)
     D, H, KVH, hd, F, V = (cfg[k] for k in ("D", "H", "KVH", "hd", "F", "V"))
-    mk = lambda n, k: random_quant_weight(r, wtype, n, k, scale=0.3)
     f32 = lambda *s: (r.standard_normal(s) * 0.5).astype(np.float32)
     layers = []
-    for _ in range(cfg["L"]):
-        lw = dict(attn_norm=1 + f32(D), ffn_norm=1 + f32(D), wq=mk(H * hd, D), wk=mk(KVH * hd, D),
-                  wv=mk(KVH * hd, D), bq=f32(H * hd), bk=f32(KVH * hd), bv=f32(KVH * hd),
-                  wo=mk(D, H * hd), wg=mk(F, D), wu=mk(F, D), wd=mk(D, F))
+    for li in range(cfg["L"]):
+        types = dict(wq=wtype, wk=wtype, wv=wtype, wo=wtype, wg=wtype, wu=wtype, wd=wtype)
+        if wtype == "mixed":
+            types = dict(wq=Q5_0, wk=Q5_0, wv=Q8_0 if li % 2 else Q5_0, wo=Q5_0, wg=Q5_0, wu=Q5_0,
+                         wd=Q6_K if li % 2 else Q4_K)
+        shapes = dict(wq=(H * hd, D), wk=(KVH * hd, D), wv=(KVH * hd, D), wo=(D, H * hd), wg=(F, D),
+                      wu=(F, D), wd=(D, F))
+        lw = {k: random_quant_weight(r, types[k], *shapes[k], scale=0.3) for k in shapes}
+        lw["types"] = types
+        lw.update(attn_norm=1 + f32(D), ffn_norm=1 + f32(D), bq=f32(H * hd), bk=f32(KVH * hd), bv=f32(KVH * hd))
         # concatenated weights are byte concatenations of the parts (rows are independent)
-        lw["wqkv"] = np.concatenate([lw["wq"], lw["wk"], lw["wv"]])
+        if len({types["wq"], types["wk"], types["wv"]}) == 1:
+            lw["wqkv"] = np.concatenate([lw["wq"], lw["wk"], lw["wv"]])
+        if types["wg"] == types["wu"]:
+            lw["wgu"] = np.concatenate([lw["wg"], lw["wu"]])
         lw["bqkv"] = np.concatenate([lw["bq"], lw["bk"], lw["bv"]])
-        lw["wgu"] = np.concatenate([lw["wg"], lw["wu"]])
         layers.append(lw)
-    return cfg, dict(embd=mk(V, D), out_norm=1 + f32(D), out=mk(V, D), layers=layers)
+    et = Q8_0 if wtype == "mixed" else wtype
+    return cfg, dict(embd=random_quant_weight(r, et, V, D, scale=0.3), etype=et, out_norm=1 + f32(D),
+                     out=random_quant_weight(r, et, V, D, scale=0.3), layers=layers)
 
 
-def build_plan(cfg, W, T, fused, threads, wtype=Q8_0, inplace=False):
+def build_plan(cfg, W, T, fused, threads, inplace=False, parts=False):
     D, H, KVH, hd, F, V = (cfg[k] for k in ("D", "H", "KVH", "hd", "F", "V"))
     th, eps = cfg["theta"], cfg["eps"]
     a = Bump()
@@ -248,37 +286,45 @@ def build_plan(cfg, W, T, fused, threads, wtype=Q8_0, inplace=False):
     h2 = h if inplace else a(T * D)
     last, logits = a(D), a(V)
     plan = K.Plan(a.top, threads, T)
-    plan.add_embed(h, W["embd"], D, wtype)
+    plan.add_embed(h, W["embd"], D, W["etype"])
     cur = h
     for li, lw in enumerate(W["layers"]):
+        ty = lw["types"]
         if fused:
             plan.add_rmsnorm(cur, x, lw["attn_norm"], T, D, eps)
-            plan.add_qkv_rope_kv(x, q, lw["wqkv"], lw["bqkv"], li, H, KVH, hd, th, D, wtype)
+            if parts or "wqkv" not in lw:
+                wqkv, tqkv = [lw["wq"], lw["wk"], lw["wv"]], [ty["wq"], ty["wk"], ty["wv"]]
+            else:
+                wqkv, tqkv = lw["wqkv"], ty["wq"]
+            plan.add_qkv_rope_kv(x, q, wqkv, lw["bqkv"], li, H, KVH, hd, th, D, tqkv)
             plan.add_attention(q, o, li, H, KVH, hd)
-            plan.add_matmul_add(o, cur, h2, lw["wo"], T, H * hd, D, wtype)
+            plan.add_matmul_add(o, cur, h2, lw["wo"], T, H * hd, D, ty["wo"])
             plan.add_rmsnorm(h2, f, lw["ffn_norm"], T, D, eps)
-            plan.add_gate_up_swiglu(f, p, lw["wgu"], T, D, F, wtype)
-            plan.add_matmul_add(p, h2, cur, lw["wd"], T, F, D, wtype)
+            if parts or "wgu" not in lw:
+                wgu, tgu = [lw["wg"], lw["wu"]], [ty["wg"], ty["wu"]]
+            else:
+                wgu, tgu = lw["wgu"], ty["wg"]
+            plan.add_gate_up_swiglu(f, p, wgu, T, D, F, tgu)
+            plan.add_matmul_add(p, h2, cur, lw["wd"], T, F, D, ty["wd"])
         else:
             plan.add_rms_inv(cur, r, T, D, eps)
             plan.add_scale_rows(cur, r, x, lw["attn_norm"], T, D)
-            for w_, b_, dst, nh in ((lw["wq"], lw["bq"], q, H), (lw["wk"], lw["bk"], k, KVH),
-                                    (lw["wv"], lw["bv"], v, KVH)):
-                plan.add_matmul(x, dst, w_, T, D, nh * hd, wtype)
+            for name, b_, dst, nh in (("wq", lw["bq"], q, H), ("wk", lw["bk"], k, KVH), ("wv", lw["bv"], v, KVH)):
+                plan.add_matmul(x, dst, lw[name], T, D, nh * hd, ty[name])
                 plan.add_add_bias(dst, dst, b_, T, nh * hd)
             plan.add_rope(q, q, H, hd, th)
             plan.add_rope(k, k, KVH, hd, th)
             plan.add_kv_write(k, v, li, KVH, hd)
             plan.add_attention(q, o, li, H, KVH, hd)
-            plan.add_matmul(o, m, lw["wo"], T, H * hd, D, wtype)
+            plan.add_matmul(o, m, lw["wo"], T, H * hd, D, ty["wo"])
             plan.add_add(cur, m, h2, T * D)
             plan.add_rms_inv(h2, r, T, D, eps)
             plan.add_scale_rows(h2, r, f, lw["ffn_norm"], T, D)
-            plan.add_matmul(f, g, lw["wg"], T, D, F, wtype)
-            plan.add_matmul(f, u, lw["wu"], T, D, F, wtype)
+            plan.add_matmul(f, g, lw["wg"], T, D, F, ty["wg"])
+            plan.add_matmul(f, u, lw["wu"], T, D, F, ty["wu"])
             plan.add_silu(g, g, T * F)
             plan.add_mul(g, u, p, T * F)
-            plan.add_matmul(p, m, lw["wd"], T, F, D, wtype)
+            plan.add_matmul(p, m, lw["wd"], T, F, D, ty["wd"])
             plan.add_add(h2, m, cur, T * D)
     if fused:
         plan.add_rmsnorm(cur, x, W["out_norm"], T, D, eps)
@@ -286,35 +332,89 @@ def build_plan(cfg, W, T, fused, threads, wtype=Q8_0, inplace=False):
         plan.add_rms_inv(cur, r, T, D, eps)
         plan.add_scale_rows(cur, r, x, W["out_norm"], T, D)
     plan.add_take_last(x, last, T, D)
-    plan.add_matmul(last, logits, W["out"], 1, D, V, wtype)
+    plan.add_matmul(last, logits, W["out"], 1, D, V, W["etype"])
     return plan, logits
 
 
-def run_steps(cfg, W, fused, threads, wtype=Q8_0, inplace=False, steps=((0, 6), (6, 1), (7, 1))):
+def run_steps(cfg, W, fused, threads, inplace=False, parts=False, steps=((0, 6), (6, 1), (7, 1))):
     kv = K.KVCache(cfg["L"], 16, cfg["KVH"], cfg["hd"])
     toks = rng(99).integers(0, cfg["V"], size=16).astype(np.int32)
     outs = []
     for start, T in steps:
-        plan, logits = build_plan(cfg, W, T, fused, threads, wtype, inplace)
+        plan, logits = build_plan(cfg, W, T, fused, threads, inplace, parts)
         plan.run(toks[start:start + T], np.arange(start, start + T, dtype=np.int32), kv)
         outs.append(plan.f32(logits, (1, cfg["V"])).copy())
     return outs, kv
 
 
-@pytest.mark.parametrize("wtype", [Q8_0, Q4_K])
+@pytest.mark.parametrize("wtype", [Q8_0, Q4_K, "mixed"])
 def test_fused_plan_equals_unfused_plan(wtype):
     cfg, W = tiny_model(1, wtype)
-    unfused, kv_u = run_steps(cfg, W, False, 1, wtype)
-    for threads in (1, 2):
-        for inplace in (False, True):
-            fused, kv_f = run_steps(cfg, W, True, threads, wtype, inplace)
-            for a, b in zip(unfused, fused):
-                assert np.array_equal(a, b)
-            assert np.array_equal(kv_u.k, kv_f.k) and np.array_equal(kv_u.v, kv_f.v)
-    unfused2, _ = run_steps(cfg, W, False, 2, wtype)
+    unfused, kv_u = run_steps(cfg, W, False, 1)
+    variants = [(threads, inplace, parts) for threads in (1, 2) for inplace in (False, True)
+                for parts in (False, True)]
+    for threads, inplace, parts in variants:
+        fused, kv_f = run_steps(cfg, W, True, threads, inplace, parts)
+        for a, b in zip(unfused, fused):
+            assert np.array_equal(a, b), (threads, inplace, parts)
+        assert np.array_equal(kv_u.k, kv_f.k) and np.array_equal(kv_u.v, kv_f.v)
+    unfused2, _ = run_steps(cfg, W, False, 2)
     for a, b in zip(unfused, unfused2):
         assert np.array_equal(a, b)
     assert all(np.all(np.isfinite(a)) for a in unfused)
+
+
+@pytest.mark.parametrize("quantized_activations", [True, False])
+def test_plan_matches_float_reference(quantized_activations):
+    """The compiled plan against a float64 numpy forward of the same (dequantized) tiny model:
+    tight when the reference also rounds matmul inputs to Q8_0 and K/V to f16 (what the kernels
+    compute), loose against plain float64 (random weights amplify the rounding)."""
+    cfg, W = tiny_model(5, "mixed")
+    got, _ = run_steps(cfg, W, True, 2, steps=((0, 6),))
+    D, H, KVH, hd, F, V = (cfg[k] for k in ("D", "H", "KVH", "hd", "F", "V"))
+    deq_w = lambda w, t, n, k: dequant(w, t, n, k).astype(np.float64)
+
+    def mm(x, w, t, n, k):
+        if quantized_activations:
+            x = q8_roundtrip(np.ascontiguousarray(x, dtype=np.float32)).astype(np.float64)
+        return x @ deq_w(w, t, n, k).T
+
+    def f16(x):
+        return x.astype(np.float16).astype(np.float64) if quantized_activations else x
+    deq = deq_w
+    toks = rng(99).integers(0, V, size=16)[:6]
+    pos = np.arange(6)
+    h = deq(W["embd"], W["etype"], V, D)[toks]
+    norm = lambda x, g: x / np.sqrt((x * x).mean(axis=1, keepdims=True) + cfg["eps"]) * g
+    half = hd // 2
+    ang = pos[:, None] * cfg["theta"] ** (-2.0 * np.arange(half) / hd)
+    def rope(x, nh):
+        x = x.reshape(len(x), nh, hd).copy()
+        x0, x1 = x[..., :half].copy(), x[..., half:].copy()
+        c, s = np.cos(ang)[:, None], np.sin(ang)[:, None]
+        x[..., :half], x[..., half:] = x0 * c - x1 * s, x0 * s + x1 * c
+        return x
+    for lw in W["layers"]:
+        ty = lw["types"]
+        a = norm(h, lw["attn_norm"])
+        q = rope(mm(a, lw["wq"], ty["wq"], H * hd, D) + lw["bq"], H)
+        k = f16(rope(mm(a, lw["wk"], ty["wk"], KVH * hd, D) + lw["bk"], KVH))
+        v = f16((mm(a, lw["wv"], ty["wv"], KVH * hd, D) + lw["bv"]).reshape(6, KVH, hd))
+        o = np.empty((6, H, hd))
+        for hh in range(H):
+            g = hh // (H // KVH)
+            sc = q[:, hh] @ k[:, g].T / np.sqrt(hd)
+            sc[np.triu_indices(6, 1)] = -np.inf
+            e = np.exp(sc - sc.max(axis=1, keepdims=True))
+            o[:, hh] = (e / e.sum(axis=1, keepdims=True)) @ v[:, g]
+        h = h + mm(o.reshape(6, -1), lw["wo"], ty["wo"], D, H * hd)
+        f = norm(h, lw["ffn_norm"])
+        gg = mm(f, lw["wg"], ty["wg"], F, D)
+        uu = mm(f, lw["wu"], ty["wu"], F, D)
+        h = h + mm(gg / (1 + np.exp(-gg)) * uu, lw["wd"], ty["wd"], D, F)
+    logits = mm(norm(h, W["out_norm"])[-1:], W["out"], W["etype"], V, D)[0]
+    err = np.max(np.abs(got[0][0] - logits)) / np.max(np.abs(logits))
+    assert err <= (1e-5 if quantized_activations else 0.05), err
 
 
 def test_prefill_then_decode_matches_one_long_prefill():
@@ -329,11 +429,16 @@ def test_unfused_matmuls_share_one_quantization():
     cfg, W = tiny_model(3)
     plan, _ = build_plan(cfg, W, 2, fused=False, threads=1)
     text = plan.describe()
-    n_quant = sum(line.startswith("quantize") for line in text)
+    n_quant = sum(line.startswith("quantize") or "(+ quantize" in line for line in text)
+    n_merged = sum("(+ quantize" in line for line in text)
     n_matmul = sum(line.startswith("matmul") for line in text)
-    # per layer: q/k/v share one, o, gate/up share one, down; plus the output matmul
+    # per layer: q/k/v share one, o (done by attention), gate/up share one, down; plus the output
     assert n_matmul == 7 * cfg["L"] + 1
     assert n_quant == 4 * cfg["L"] + 1
+    assert n_merged == cfg["L"]
+    fused, _ = build_plan(cfg, W, 2, fused=True, threads=1)
+    # fused: both rmsnorms and the attention quantize their outputs; the down input is separate
+    assert sum("(+ quantize" in line for line in fused.describe()) == 3 * cfg["L"]
 
 
 def test_weights_are_used_in_place():
@@ -404,3 +509,36 @@ def test_run_validation_errors():
         plan.run(np.array([0, 1], np.int32), pos, bad_kv)
     plan.run(np.array([0, 1], np.int32), pos, kv)                      # and a good run works
     assert issubclass(errors.ContextOverflowError, errors.IgnisError)
+
+
+# ---------------------------------------------------------------- properties (Hypothesis)
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+from hypothesis.extra.numpy import arrays  # noqa: E402
+
+BIG = float(np.float32(8e6))   # beyond ~8.3e6 a Q8_0 scale overflows float16
+finite_f32 = st.floats(-BIG, BIG, allow_nan=False, allow_infinity=False, width=32)
+
+
+@settings(max_examples=60, deadline=None)
+@given(arrays(np.float32, st.tuples(st.integers(1, 4), st.integers(1, 6).map(lambda b: 32 * b)),
+              elements=finite_f32))
+def test_quantize_q8_0_property(x):
+    # a block whose max |x| is below ~3.7e-37 overflows 1/d: the kernels define that case
+    # (clamp, NaN -> 0), numpy's float->int8 cast does not; keep such values out
+    x = np.where(np.abs(x) < 1e-30, np.float32(0), x)
+    assert np.array_equal(K.quantize_q8_0(x), quant.quantize_q8_0(x))
+
+
+@settings(max_examples=25, deadline=None)
+@given(T=st.integers(1, 11), kb=st.integers(1, 9), n=st.integers(1, 37), seed=st.integers(0, 2**16),
+       wtype=st.sampled_from([Q8_0, Q5_0]))
+def test_matmul_shapes_property(T, kb, n, seed, wtype):
+    r = rng(seed)
+    k = 32 * kb
+    w = random_quant_weight(r, wtype, n, k)
+    x = r.standard_normal((T, k)).astype(np.float32)
+    y = K.matmul(x, w, wtype)
+    assert_dot_close(y, q8_roundtrip(x), dequant(w, wtype, n, k))
+    assert np.array_equal(y, K.matmul(x, w, wtype, threads=2))
+    assert np.array_equal(y[-1:], K.matmul(x[-1:], w, wtype))

@@ -8,6 +8,7 @@ import numpy as np
 
 from ignis import _kernels
 from ignis.errors import ModelError
+from ignis.gguf import TensorType
 from ignis.runtime.weights import NATIVE_EMBED, WeightStore
 
 
@@ -36,18 +37,18 @@ def lower(graph, memory, weights: WeightStore, n_threads: int) -> LoweredPlan:
         return at[v]
 
     for op in graph.ops:
-        _emit(plan, op, off, weights)
+        _emit(plan, op, off, weights, (logits,))
     return LoweredPlan(plan, logits_offset, logits.shape, T)
 
 
-def _emit(plan, op, off, weights: WeightStore) -> None:
+def _emit(plan, op, off, weights: WeightStore, logits_values=()) -> None:
     """Append the kernel instruction of one IR op."""
     kind, a = op.kind, op.attrs
     ins, out = op.inputs, op.result
 
     def mat(i=0):
         arr, ttype = weights.matrix(op.weights[i])
-        return arr, int(ttype)
+        return arr, (ttype if isinstance(ttype, list) else int(ttype))
 
     def vec(i):
         return weights.vector(op.weights[i])
@@ -64,7 +65,10 @@ def _emit(plan, op, off, weights: WeightStore) -> None:
         plan.add_rmsnorm(off(ins[0]), off(out), vec(0), rows, out.shape[1], a["eps"])
     elif kind == "matmul":
         w, t = mat()
-        plan.add_matmul(off(ins[0]), off(out), w, rows, ins[0].shape[1], out.shape[1], t)
+        # the output projection decides the next token: its activations get 16-bit blocks
+        # (256x finer than Q8_0) where the kernels support it, for top-1 agreement
+        act = "q16" if out in logits_values and t == int(TensorType.Q8_0) else "q8_0"
+        plan.add_matmul(off(ins[0]), off(out), w, rows, ins[0].shape[1], out.shape[1], t, act)
     elif kind == "matmul_bias":
         w, t = mat()
         plan.add_matmul_bias(off(ins[0]), off(out), w, vec(1), rows, ins[0].shape[1], out.shape[1], t)

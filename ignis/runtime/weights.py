@@ -44,31 +44,17 @@ class WeightStore:
         return packed, TensorType.Q8_0
 
     def matrix(self, weight: Weight, native: set = NATIVE_MATMUL):
-        """A (possibly concatenated) weight matrix -> (array, type)."""
+        """A weight matrix -> (array, type); a row-concatenation planned by the passes ->
+        (list of part arrays, list of types): the kernels read the parts in place, so the
+        concatenation costs no copy and the weights stay in the mmap."""
         key = (weight.name, id(native))
-        if key in self._matrices:
-            return self._matrices[key]
-        parts = [self._raw(p, native) for p in weight.parts]
-        if len(parts) == 1:
-            result = parts[0]
-        else:
-            types = {t for _, t in parts}
-            if len(types) > 1:
-                # mixed types (e.g. Q5_0 q/k beside a Q8_0 v): bring the others to Q8_0; Q8_0
-                # parts keep their bytes, so only the narrower formats are requantized
-                parts = [(a, t) if t == TensorType.Q8_0 else
-                         (quantize_q8_0(dequantize(a.reshape(-1).view(np.uint8), t, self._part_shape(weight, i))), TensorType.Q8_0)
-                         for i, (a, t) in enumerate(parts)]
-            ttype = parts[0][1]
-            rows = [a.reshape(self._part_shape(weight, i)[0], -1) for i, (a, _) in enumerate(parts)]
-            result = np.ascontiguousarray(np.concatenate(rows, axis=0)), ttype
-            for name in weight.parts:       # the copy serves from now on: drop the originals' pages
-                self.gguf.release(name)
-        self._matrices[key] = result
-        return result
-
-    def _part_shape(self, weight: Weight, i: int) -> tuple:
-        return self._info(weight.parts[i]).shape
+        if key not in self._matrices:
+            parts = [self._raw(p, native) for p in weight.parts]
+            if len(parts) == 1:
+                self._matrices[key] = parts[0]
+            else:
+                self._matrices[key] = [a for a, _ in parts], [int(t) for _, t in parts]
+        return self._matrices[key]
 
     def vector(self, weight: Weight) -> np.ndarray:
         """A (possibly concatenated) 1-D float32 vector (norm gains, biases)."""

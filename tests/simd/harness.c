@@ -5,9 +5,9 @@
  * Run: prints "SIMD <path>", then one "PASS name: detail" / "FAIL name: detail" line per
  * check; exits 1 if anything failed. Inputs are pseudo-random with a fixed seed.
  *
- * Exact checks: f16<->f32, Q8_0 quantization bytes, the integer part of every quantized
- * dot (unit scales, small enough that every float sum is exact), tiles vs the 1x1 dot
- * of the same path, axpy, exp, silu. Tolerance checks (reordered float sums):
+ * Exact checks: f16<->f32, Q8_0 quantization bytes, every quantized dot and matmul tile
+ * (Q8_0, Q5_0, Q4_K, Q6_K weights; all tile shapes up to 8x8), axpy, exp, silu.
+ * Tolerance checks (reordered float sums):
  * |simd - scalar| <= 1e-5 * sum |terms| + 1e-30.
  */
 #include <stdio.h>
@@ -134,142 +134,145 @@ static void random_bytes(uint8_t *p, size_t n) { for (size_t i = 0; i < n; i++) 
 
 typedef float (*dot_fn)(int64_t, const uint8_t *, const uint8_t *);
 
-/* sum |term| of a quantized dot, from the scalar definition's per-block terms */
-static double abs_terms_q8_0(int nb, const uint8_t *w, const uint8_t *x) {
-    double s = 0;
-    for (int b = 0; b < nb; b++)
-        s += fabs((double)ignis_scalar_f16_to_f32(ignis_load_u16(w + b * 34)) *
-                  ignis_scalar_f16_to_f32(ignis_load_u16(x + b * 34)) * ignis_scalar_isum_q8_0(w + b * 34, x + b * 34));
-    return s;
+/* random weight rows of a quantized type: random bytes, then sane f16 scales */
+static void make_weights(int type, uint8_t *w, int nblk) {
+    int bytes = type == 8 ? 34 : type == 6 ? 22 : type == 12 ? 144 : 210;
+    random_bytes(w, (size_t)nblk * bytes);
+    for (int s = 0; s < nblk; s++) {
+        uint8_t *b = w + (size_t)s * bytes;
+        if (type == 8 || type == 6) put_f16(b, rndu() * 0.01f);
+        if (type == 12) { put_f16(b, rndu() * 0.01f); put_f16(b + 2, rndu() * 0.01f); }
+        if (type == 14) put_f16(b + 208, rndu() * 0.01f);
+    }
 }
 
-static void check_dot_q8_0(void) {
-    enum { NB = 64 };
-    static uint8_t w[4][NB * 34], x[4][NB * 34];
-    int bad_int = 0, bad_f = 0, bad_tile = 0, bad_tile_tol = 0;
-    double worst = 0;
-    for (int it = 0; it < 400; it++) {
-        /* integer part: unit scales, the whole int8 weight range (including -128) */
-        int nb = rndi(1, 8);
-        random_bytes(w[0], nb * 34);
-        for (int b = 0; b < nb; b++) put_f16(w[0] + b * 34, 1.0f);
-        make_act(x[0], nb, 127);
-        int64_t exact = 0;
-        for (int b = 0; b < nb; b++) exact += ignis_scalar_isum_q8_0(w[0] + b * 34, x[0] + b * 34);
-        float s = ignis_scalar_vec_dot_q8_0(nb, w[0], x[0]), v = SIMD(vec_dot_q8_0)(nb, w[0], x[0]);
-        if (s != (float)exact || v != (float)exact) bad_int++;
+static void dequant_any(int type, const uint8_t *w, float *y, int k) {
+    if (type == 8) ignis_dequant_row_q8_0(w, y, k);
+    if (type == 6) ignis_dequant_row_q5_0(w, y, k);
+    if (type == 12) ignis_dequant_row_q4_k(w, y, k);
+    if (type == 14) ignis_dequant_row_q6_k(w, y, k);
+}
 
-        /* float sums with real scales */
-        nb = rndi(1, NB);
-        for (int r = 0; r < 4; r++) {
-            random_bytes(w[r], nb * 34);
-            for (int b = 0; b < nb; b++) put_f16(w[r] + b * 34, rndu() * 0.01f);
-            make_act(x[r], nb, 0);
+/* Every quantized dot and every tile shape: SIMD bits == scalar bits. */
+static void check_dots(const char *name, int type) {
+    enum { MAXB = 48 };
+    static uint8_t w[8][MAXB * 210], x[8][MAXB * 8 * 34];
+    const uint8_t *wp[8], *xp[8];
+    int per = (type == 8 || type == 6) ? 1 : 8;          /* activation blocks per weight block */
+    int bad_dot = 0, bad_tile = 0, tiles = 0;
+    char nm[64];
+    for (int it = 0; it < 60; it++) {
+        int nblk = rndi(1, type == 8 || type == 6 ? MAXB : 6);
+        for (int r = 0; r < 8; r++) {
+            make_weights(type, w[r], nblk);
+            make_act(x[r], nblk * per, it % 4 == 0 ? 127 : 0);   /* some with unit scales */
+            wp[r] = w[r];
+            xp[r] = x[r];
         }
-        s = ignis_scalar_vec_dot_q8_0(nb, w[0], x[0]);
-        v = SIMD(vec_dot_q8_0)(nb, w[0], x[0]);
-        double bound = TOL * abs_terms_q8_0(nb, w[0], x[0]) + 1e-30;
-        double err = fabs((double)s - v);
-        if (err > bound) bad_f++;
-        if (bound > 0 && err / bound > worst) worst = err / bound;
-
-        /* every tile shape gives the bits of the 1x1 dot of the same path */
-        float out[16];
-        for (int rm = 1; rm <= 4; rm++)
-            for (int rn = 1; rn <= 4; rn++) {
-                SIMD(tile_q8_0)(nb, w[0], sizeof w[0], rm, x[0], sizeof x[0], rn, out);
+        float ref[8][8];
+        for (int i = 0; i < 8; i++)
+            for (int j = 0; j < 8; j++) ref[i][j] = ignis_scalar_vec_dot(type, nblk, w[i], x[j]);
+        for (int i = 0; i < 8; i++) {
+            float v = SIMD(vec_dot)(type, nblk, w[i], x[i]);
+            if (ignis_f32_bits(v) != ignis_f32_bits(ref[i][i])) bad_dot++;
+        }
+        float out[64];
+        for (int rm = 1; rm <= 8; rm++)
+            for (int rn = 1; rn <= 8; rn++) {
+                SIMD(tile)(type, nblk, wp, rm, xp, rn, out);
+                tiles++;
+                int bad = 0;
                 for (int i = 0; i < rm; i++)
-                    for (int j = 0; j < rn; j++) {
-                        float one = SIMD(vec_dot_q8_0)(nb, w[i], x[j]);
-                        if (ignis_f32_bits(out[j * 4 + i]) != ignis_f32_bits(one)) bad_tile++;
-                        float ref = ignis_scalar_vec_dot_q8_0(nb, w[i], x[j]);
-                        if (fabs((double)ref - out[j * 4 + i]) > TOL * abs_terms_q8_0(nb, w[i], x[j]) + 1e-30) bad_tile_tol++;
-                    }
+                    for (int j = 0; j < rn; j++)
+                        if (ignis_f32_bits(out[j * 8 + i]) != ignis_f32_bits(ref[i][j])) bad = 1;
+                bad_tile += bad;
             }
     }
-    report("vec_dot_q8_0_int", bad_int == 0, "400 dots with unit scales, %d not exact", bad_int);
-    report("vec_dot_q8_0", bad_f == 0, "400 dots, %d beyond tolerance, worst error %.3f of the bound", bad_f, worst);
-    report("tile_q8_0_bits", bad_tile == 0, "16 tile shapes x 400, %d differ from the 1x1 dot", bad_tile);
-    report("tile_q8_0", bad_tile_tol == 0, "16 tile shapes x 400, %d beyond tolerance vs scalar", bad_tile_tol);
-}
-
-/* K-quants and Q5_0 (weights: random bytes with set scales) */
-static void set_kquant_scales(int type, uint8_t *w, int n, int unit) {
-    for (int s = 0; s < n; s++) {
-        if (type == 6) put_f16(w + s * 22, unit ? 1.0f : rndu() * 0.01f);
-        if (type == 12) {
-            put_f16(w + s * 144, unit ? 1.0f : rndu() * 0.01f);
-            put_f16(w + s * 144 + 2, unit ? 1.0f : rndu() * 0.01f);
-        }
-        if (type == 14) put_f16(w + s * 210 + 208, unit ? 1.0f : rndu() * 0.01f);
-    }
-}
-
-static double abs_terms_generic(int type, int n, const uint8_t *w, const uint8_t *x) {
-    /* bound from the dequantized values: sum |w_i| |x_i| */
-    float wf[256 * 16], xf[256 * 16];
-    int k = type == 6 ? n * 32 : n * 256;
-    if (type == 6) ignis_dequant_row_q5_0(w, wf, k);
-    if (type == 12) ignis_dequant_row_q4_k(w, wf, k);
-    if (type == 14) ignis_dequant_row_q6_k(w, wf, k);
-    ignis_dequant_row_q8_0(x, xf, k);
-    double s = 0;
-    for (int i = 0; i < k; i++) s += fabs((double)wf[i] * xf[i]);
-    return s;
-}
-
-static void check_dot_kquant(const char *name, int type, dot_fn scalar, dot_fn simd, int bytes, int per) {
-    static uint8_t w[16 * 210], x[16 * 8 * 34];
-    int bad_int = 0, bad_f = 0;
-    double worst = 0;
-    char nm[64];
-    for (int it = 0; it < 400; it++) {
-        int n = rndi(1, 2);
-        random_bytes(w, (size_t)n * bytes);
-        set_kquant_scales(type, w, n, 1);
-        make_act(x, n * per, 7);
-        float s = scalar(n, w, x), v = simd(n, w, x);
-        if (s != v) bad_int++;
-        n = rndi(1, type == 6 ? 128 : 16);
-        random_bytes(w, (size_t)n * bytes);
-        set_kquant_scales(type, w, n, 0);
-        make_act(x, n * per, 0);
-        s = scalar(n, w, x);
-        v = simd(n, w, x);
-        double bound = TOL * abs_terms_generic(type, n, w, x) + 1e-30;
-        double err = fabs((double)s - v);
-        if (err > bound) bad_f++;
-        if (err / bound > worst) worst = err / bound;
-    }
-    snprintf(nm, sizeof nm, "vec_dot_%s_int", name);
-    report(nm, bad_int == 0, "400 dots with unit scales and small activations, %d not exact", bad_int);
     snprintf(nm, sizeof nm, "vec_dot_%s", name);
-    report(nm, bad_f == 0, "400 dots, %d beyond tolerance, worst error %.3f of the bound", bad_f, worst);
+    report(nm, bad_dot == 0, "480 dots, %d differ from the scalar bits", bad_dot);
+    snprintf(nm, sizeof nm, "tile_%s", name);
+    report(nm, bad_tile == 0, "%d tiles (all shapes up to 8x8), %d differ from the scalar bits", tiles, bad_tile);
 }
 
-/* the scalar dot of Q5_0/Q4_K/Q6_K vs a dequantize-then-dot in double (checks the definition) */
-static void check_kquant_definition(void) {
+/* The scalar definition vs dequantize-then-dot in double; with unit scales and small
+ * activations every float step is exact and the result is the integer dot. */
+static void check_dot_definition(void) {
     static uint8_t w[16 * 210], x[16 * 8 * 34];
     static float wf[4096], xf[4096];
-    int bad = 0;
-    for (int it = 0; it < 300; it++) {
-        int type = it % 3 == 0 ? 6 : (it % 3 == 1 ? 12 : 14);
-        int bytes = type == 6 ? 22 : (type == 12 ? 144 : 210), per = type == 6 ? 1 : 8;
+    int bad = 0, bad_int = 0;
+    for (int it = 0; it < 400; it++) {
+        int type = (int[]){8, 6, 12, 14}[it % 4];
+        int per = (type == 8 || type == 6) ? 1 : 8;
+        int bytes = type == 8 ? 34 : type == 6 ? 22 : type == 12 ? 144 : 210;
         int n = rndi(1, 4);
-        random_bytes(w, (size_t)n * bytes);
-        set_kquant_scales(type, w, n, 0);
+        make_weights(type, w, n);
         make_act(x, n * per, 0);
         int k = n * per * 32;
-        float s;
-        if (type == 6) { ignis_dequant_row_q5_0(w, wf, k); s = ignis_scalar_vec_dot_q5_0(n, w, x); }
-        else if (type == 12) { ignis_dequant_row_q4_k(w, wf, k); s = ignis_scalar_vec_dot_q4_k(n, w, x); }
-        else { ignis_dequant_row_q6_k(w, wf, k); s = ignis_scalar_vec_dot_q6_k(n, w, x); }
+        float s = ignis_scalar_vec_dot(type, n, w, x);
+        dequant_any(type, w, wf, k);
         ignis_dequant_row_q8_0(x, xf, k);
         double ref = 0, mag = 0;
         for (int i = 0; i < k; i++) { ref += (double)wf[i] * xf[i]; mag += fabs((double)wf[i] * xf[i]); }
         if (fabs(ref - s) > 1e-5 * mag + 1e-30) bad++;
+        for (int b = 0; b < n; b++) {
+            uint8_t *blk = w + (size_t)b * bytes;
+            if (type == 8 || type == 6) put_f16(blk, 1.0f);
+            if (type == 12) { put_f16(blk, 1.0f); put_f16(blk + 2, 1.0f); }
+            if (type == 14) put_f16(blk + 208, 1.0f);
+        }
+        make_act(x, n * per, 7);
+        dequant_any(type, w, wf, k);
+        ignis_dequant_row_q8_0(x, xf, k);
+        double exact = 0;
+        for (int i = 0; i < k; i++) exact += (double)wf[i] * xf[i];
+        if ((double)ignis_scalar_vec_dot(type, n, w, x) != exact || (double)SIMD(vec_dot)(type, n, w, x) != exact) bad_int++;
     }
-    report("kquant_dot_definition", bad == 0, "300 scalar dots vs dequantize-then-dot, %d off", bad);
+    report("quant_dot_definition", bad == 0, "400 scalar dots vs dequantize-then-dot, %d off", bad);
+    report("quant_dot_int", bad_int == 0, "400 dots with unit scales, %d not the exact integer", bad_int);
+}
+
+/* Q8_0 weights x Q16 activations: SIMD tiles == scalar bits; accuracy vs the float dot. */
+static void check_q16(void) {
+    enum { MAXB = 40 };
+    static uint8_t w[8][MAXB * 34], x[8][MAXB * 68];
+    static float xf[8][MAXB * 32], wf[MAXB * 32];
+    const uint8_t *wp[8], *xp[8];
+    int bad_tile = 0, tiles = 0, bad_acc = 0;
+    double worst = 0;
+    for (int it = 0; it < 40; it++) {
+        int nb = rndi(1, MAXB);
+        for (int r = 0; r < 8; r++) {
+            make_weights(8, w[r], nb);
+            float s = powf(2.0f, (float)rndi(-8, 8));
+            for (int i = 0; i < nb * 32; i++) xf[r][i] = rndn() * s;
+            ignis_quantize_row_q16(xf[r], x[r], nb * 32);
+            wp[r] = w[r];
+            xp[r] = x[r];
+        }
+        float ref[8][8];
+        for (int i = 0; i < 8; i++)
+            for (int j = 0; j < 8; j++) ref[i][j] = ignis_scalar_vec_dot_q8_0_q16(nb, w[i], x[j]);
+        float out[64];
+        for (int rm = 1; rm <= 8; rm++)
+            for (int rn = 1; rn <= 8; rn++) {
+                SIMD(tile_q16)(nb, wp, rm, xp, rn, out);
+                tiles++;
+                int bad = 0;
+                for (int i = 0; i < rm; i++)
+                    for (int j = 0; j < rn; j++)
+                        if (ignis_f32_bits(out[j * 8 + i]) != ignis_f32_bits(ref[i][j])) bad = 1;
+                bad_tile += bad;
+            }
+        /* accuracy: against the float dot of the dequantized weights and the unquantized x */
+        ignis_dequant_row_q8_0(w[0], wf, nb * 32);
+        double exact = 0, mag = 0;
+        for (int i = 0; i < nb * 32; i++) { exact += (double)wf[i] * xf[0][i]; mag += fabs((double)wf[i] * xf[0][i]); }
+        double e = fabs(exact - ref[0][0]) / (mag + 1e-30);
+        if (e > worst) worst = e;
+        if (e > 1e-4) bad_acc++;
+    }
+    report("tile_q8_0_q16", bad_tile == 0, "%d tiles, %d differ from the scalar bits", tiles, bad_tile);
+    report("q16_accuracy", bad_acc == 0, "40 dots vs float, worst error %.2g of sum |terms|", worst);
 }
 
 /* ---------------------------------------------------------------- float kernels */
@@ -350,11 +353,12 @@ int main(void) {
     printf("SIMD %s\n", IGNIS_SIMD_NAME);
     check_f16();
     check_quantize();
-    check_dot_q8_0();
-    check_dot_kquant("q5_0", 6, ignis_scalar_vec_dot_q5_0, ignis_vec_dot_q5_0, 22, 1);
-    check_dot_kquant("q4_k", 12, ignis_scalar_vec_dot_q4_k, ignis_vec_dot_q4_k, 144, 8);
-    check_dot_kquant("q6_k", 14, ignis_scalar_vec_dot_q6_k, ignis_vec_dot_q6_k, 210, 8);
-    check_kquant_definition();
+    check_dots("q8_0", 8);
+    check_dots("q5_0", 6);
+    check_dots("q4_k", 12);
+    check_dots("q6_k", 14);
+    check_dot_definition();
+    check_q16();
     check_float();
     check_exp();
     printf("%s: %d failure(s)\n", failures ? "FAILED" : "OK", failures);
