@@ -39,9 +39,21 @@ class WeightStore:
                 return info.data.view(np.float16).reshape(info.shape), info.type
             return info.data, info.type
         self.repacked.append(name)
-        packed = quantize_q8_0(dequantize(info.data, info.type, info.shape))
-        self.gguf.release(name)
-        return packed, TensorType.Q8_0
+        return self._repack_q8_0(info), TensorType.Q8_0
+
+    def _repack_q8_0(self, info) -> np.ndarray:
+        """Requantize a tensor to Q8_0 a slab of rows at a time, so the float32 transient stays
+        small (a whole embedding table in float32 would be half a gigabyte)."""
+        rows, k = info.shape[0], info.shape[-1]
+        row_bytes = info.nbytes // rows
+        out = np.empty((rows, k // 32 * 34), dtype=np.uint8)
+        step = max(1, (1 << 22) // k)
+        for lo in range(0, rows, step):
+            hi = min(rows, lo + step)
+            slab = info.data[lo * row_bytes:hi * row_bytes]
+            out[lo:hi] = quantize_q8_0(dequantize(slab, info.type, (hi - lo, k)))
+        self.gguf.release(info.name)
+        return out
 
     def matrix(self, weight: Weight, native: set = NATIVE_MATMUL):
         """A weight matrix -> (array, type); a row-concatenation planned by the passes ->
