@@ -124,3 +124,14 @@ def main(argv=None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as e:        # a path given on the command line: missing directory, no permission, disk full
+        if args.debug:
+            raise
+        where = f"{e.filename}: " if e.filename else ""
+        sys.stderr.write(f"ignis: error: {where}{e.strerror or e}\n")
+        return 1
+    except MemoryError as e:
+        if args.debug:
+            raise
+        sys.stderr.write(f"ignis: error: out of memory ({str(e).strip() or 'allocation failed'})\n")
+        return 1

@@ -25,6 +25,11 @@ def describe(gguf: GGUFFile) -> dict:
     }
 
 
+def _count(value) -> str:
+    """Length of an array value; '?' for a value that is not one (a malformed file)."""
+    return str(len(value)) if isinstance(value, list) else "?"
+
+
 def _human_bytes(n: int) -> str:
     return f"{n / 1e6:.2f} MB" if n >= 1e5 else f"{n} B"
 
@@ -44,7 +49,7 @@ def format_report(gguf: GGUFFile) -> str:
     if tok:
         lines.append("tokenizer:")
         lines.append(f"  model {tok.get('model', '?')}, pre {tok.get('pre', '?')}, "
-                     f"{len(tok.get('tokens', []))} tokens, {len(tok.get('merges', []))} merges, "
+                     f"{_count(tok.get('tokens', []))} tokens, {_count(tok.get('merges', []))} merges, "
                      f"bos {tok.get('bos_token_id', '-')}, eos {tok.get('eos_token_id', '-')}, "
                      f"chat template: {'yes' if 'tokenizer.chat_template' in md else 'no'}")
     lines.append(f"tensors: {len(gguf.tensors)}")

@@ -143,3 +143,11 @@ def test_chat_uses_template(tiny):
     with pytest.raises(IgnisError, match="role"):
         tiny.render_chat([{"content": "no role"}])
     assert isinstance(tiny.chat([{"role": "user", "content": "hi"}], max_tokens=3, temperature=0), str)
+
+
+@pytest.mark.parametrize("kwargs", [{"temperature": float("inf")}, {"temperature": float("nan")},
+                                    {"repeat_penalty": float("inf")}, {"presence_penalty": float("nan")},
+                                    {"top_p": 0.0}, {"min_p": 2.0}])
+def test_non_finite_or_out_of_range_sampling_settings(tiny, kwargs):
+    with pytest.raises(IgnisError):
+        tiny.generate("a", max_tokens=2, **kwargs)

@@ -280,7 +280,9 @@ class GGUFFile:
 
     @property
     def architecture(self) -> str:
-        return self.metadata.get("general.architecture", "")
+        """general.architecture, or "" when it is missing or not a string."""
+        arch = self.metadata.get("general.architecture", "")
+        return arch if isinstance(arch, str) else ""
 
     @property
     def file_size(self) -> int:

@@ -153,6 +153,9 @@ class Qwen2Config:
                              f"expected (vocab, {width}) ({p}embedding_length)")
         vocab = int(embd.shape[0])
         tokens = metadata.get("tokenizer.ggml.tokens")
+        if tokens is not None and not isinstance(tokens, (list, tuple)):
+            raise ModelError(f"{source}: tokenizer.ggml.tokens is a {type(tokens).__name__}, "
+                             "expected an array of strings")
         if tokens is not None and len(tokens) != vocab:
             raise ModelError(f"{source}: tokenizer.ggml.tokens has {len(tokens)} entries but "
                              f"token_embd.weight has {vocab} rows")
@@ -167,12 +170,34 @@ class Qwen2Config:
             if tuple(info.shape) != shape:
                 raise ModelError(f"{source}: tensor {name} has shape {tuple(info.shape)}, expected {shape} "
                                  f"from the hyper-parameters")
+            _check_weight_type(source, name, shape, info.type)
         return config
 
     @classmethod
     def from_file(cls, gguf) -> "Qwen2Config":
         """From an open ignis.gguf.GGUFFile."""
         return cls.from_gguf(gguf.metadata, gguf.tensors, getattr(gguf, "path", "model"))
+
+
+# norms and biases are read as float vectors; a quantized one is a converter bug or a lie
+_VECTOR_TYPES = ("F32", "F16", "BF16")
+
+
+def _check_weight_type(source: str, name: str, shape: tuple, ttype) -> None:
+    """A tensor's type must be one the loader can read for its role (ModelError otherwise)."""
+    from ignis.gguf.quant import SUPPORTED_DEQUANT_TYPES
+    type_name = getattr(ttype, "name", str(ttype))
+    if len(shape) == 1:
+        if type_name not in _VECTOR_TYPES:
+            raise ModelError(f"{source}: tensor {name} is {type_name}, expected a float type "
+                             f"({', '.join(_VECTOR_TYPES)}) for a norm or bias vector")
+        return
+    if type_name not in {t.name for t in SUPPORTED_DEQUANT_TYPES}:
+        raise ModelError(f"{source}: tensor {name} is {type_name}, a type ignis cannot read "
+                         f"(supported: {', '.join(sorted(t.name for t in SUPPORTED_DEQUANT_TYPES))})")
+    if type_name not in ("F32", "F16") and shape[-1] % 32:
+        raise ModelError(f"{source}: tensor {name} is {type_name} with rows of {shape[-1]}, "
+                         "expected a multiple of 32 (it is repacked to Q8_0)")
 
 
 def build_graph(config: Qwen2Config, T: int, all_logits: bool = False) -> Graph:

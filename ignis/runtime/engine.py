@@ -72,4 +72,8 @@ class Engine:
             out = lp.plan.f32(lp.logits_offset, lp.logits_shape)
             rows.append(out.copy() if all_logits else out[-1].copy())
             done += size
-        return np.concatenate(rows, axis=0) if all_logits else rows[-1]
+        result = np.concatenate(rows, axis=0) if all_logits else rows[-1]
+        if not np.isfinite(result).all():   # flagged, never sampled from as if it meant something
+            raise ModelError(f"non-finite logits at positions {start}..{start + n - 1}: the weights overflow "
+                             "float32 (a corrupt file, or not a model ignis can run)")
+        return result

@@ -10,7 +10,7 @@ import numpy as np
 
 from ignis.errors import ContextOverflowError, IgnisError, TokenizerError
 from ignis.gguf import GGUFFile
-from ignis.models.qwen2 import Qwen2Config
+from ignis.models.qwen2 import MAX_CONTEXT, Qwen2Config
 from ignis.runtime.chat import ChatTemplate
 from ignis.runtime.engine import Engine, default_threads
 from ignis.runtime.generate import GenerationResult, generate_pieces
@@ -35,21 +35,34 @@ class Model:
             except TokenizerError as exc:
                 raise TokenizerError(f"{self.path}: {exc}") from None
             check_finite_weights(self.gguf, self.config.tensor_shapes())
+            if not self.config.tied_output:
+                # the check paged the whole embedding table in; decode reads one row per token
+                self.gguf.release("token_embd.weight")
+            limit = int(self.config.context_length)
+            if n_ctx is None:
+                n_ctx = min(limit, DEFAULT_CTX)
+            if not isinstance(n_ctx, int) or not 1 <= n_ctx <= MAX_CONTEXT:
+                raise IgnisError(f"n_ctx must be an integer in [1, {MAX_CONTEXT}], got {n_ctx!r}")
+            if threads is None:
+                threads = default_threads()
+            if not isinstance(threads, int) or threads < 1:
+                raise IgnisError(f"threads must be a positive integer, got {threads!r}")
+            most = max(64, 4 * default_threads())
+            if threads > most:
+                raise IgnisError(f"threads = {threads} is more than {most} (4x the {default_threads()} "
+                                 "available cores, at least 64)")
+            self.n_ctx = n_ctx
+            self.threads = threads
+            try:
+                self.engine = Engine(self.gguf, self.config, n_ctx, threads, passes)
+            except MemoryError:
+                c = self.config
+                gib = 2 * c.n_layers * n_ctx * c.n_kv_heads * c.head_dim * 2 / 2**30
+                raise IgnisError(f"n_ctx = {n_ctx}: the KV cache needs {gib:.1f} GiB, more memory than "
+                                 "there is (lower n_ctx / --ctx)") from None
         except IgnisError:
             self.gguf.close()
             raise
-        limit = int(self.config.context_length)
-        if n_ctx is None:
-            n_ctx = min(limit, DEFAULT_CTX)
-        if not isinstance(n_ctx, int) or n_ctx < 1:
-            raise IgnisError(f"n_ctx must be a positive integer, got {n_ctx!r}")
-        if threads is None:
-            threads = default_threads()
-        if not isinstance(threads, int) or threads < 1:
-            raise IgnisError(f"threads must be a positive integer, got {threads!r}")
-        self.n_ctx = n_ctx
-        self.threads = threads
-        self.engine = Engine(self.gguf, self.config, n_ctx, threads, passes)
         self._tokens = []           # the ids whose keys and values are in the KV cache
         self._lock = threading.RLock()
         self._template = None
@@ -77,13 +90,16 @@ class Model:
         ids = list(ids)
         if not ids:
             raise IgnisError("nothing to evaluate: empty token list")
-        start = len(self._tokens)
-        logits = None
-        for lo in range(0, len(ids), 512):
-            piece = ids[lo:lo + 512]
-            logits = self.engine.forward(piece, start + lo)
-            self._tokens.extend(piece)
-        return logits
+        with self._lock:      # one caller at a time: plans and KV cache are shared state
+            if self.engine is None:
+                raise IgnisError(f"{self.path}: the model is closed")
+            start = len(self._tokens)
+            logits = None
+            for lo in range(0, len(ids), 512):
+                piece = ids[lo:lo + 512]
+                logits = self.engine.forward(piece, start + lo)
+                self._tokens.extend(piece)
+            return logits
 
     def eval_prompt(self, ids) -> np.ndarray:
         """Evaluate a prompt, reusing the KV cache for the prefix it shares with the context."""
@@ -93,14 +109,15 @@ class Model:
         if len(ids) > self.n_ctx:
             raise ContextOverflowError(f"prompt of {len(ids)} tokens does not fit in the context of "
                                        f"{self.n_ctx} tokens (raise n_ctx / --ctx, or shorten the prompt)")
-        keep = 0
-        for a, b in zip(self._tokens, ids[:-1]):
-            if a != b:
-                break
-            keep += 1
-        del self._tokens[keep:]
-        self.last_prompt_evaluated = len(ids) - keep
-        return self.eval(ids[keep:])
+        with self._lock:
+            keep = 0
+            for a, b in zip(self._tokens, ids[:-1]):
+                if a != b:
+                    break
+                keep += 1
+            del self._tokens[keep:]
+            self.last_prompt_evaluated = len(ids) - keep
+            return self.eval(ids[keep:])
 
     # -- tokens ---------------------------------------------------------------------------
 
@@ -124,7 +141,11 @@ class Model:
     def logits(self, ids) -> np.ndarray:
         """Teacher-forced logits [len(ids), n_vocab] (float32) from an empty context."""
         ids = self._prompt_ids(ids)
+        if not ids:
+            raise IgnisError("empty prompt: logits() needs at least one token")
         with self._lock:
+            if self.engine is None:
+                raise IgnisError(f"{self.path}: the model is closed")
             self._tokens = []
             if len(ids) > self.n_ctx:
                 raise ContextOverflowError(f"{len(ids)} tokens do not fit in the context of {self.n_ctx}")
@@ -194,8 +215,9 @@ class Model:
     # -- lifetime -------------------------------------------------------------------------
 
     def close(self) -> None:
-        self.engine = None
-        self.gguf.close()
+        with self._lock:      # waits for a generation in another thread to finish
+            self.engine = None
+            self.gguf.close()
 
     def __enter__(self):
         return self

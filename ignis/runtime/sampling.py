@@ -21,11 +21,13 @@ class SamplingParams:
 
     def validate(self) -> None:
         checks = [
-            (self.temperature >= 0, f"temperature must be >= 0, got {self.temperature}"),
+            (0 <= self.temperature < float("inf"), f"temperature must be >= 0 and finite, got {self.temperature}"),
             (self.top_k >= 0, f"top_k must be >= 0 (0 disables it), got {self.top_k}"),
             (0 < self.top_p <= 1, f"top_p must be in (0, 1], got {self.top_p}"),
             (0 <= self.min_p <= 1, f"min_p must be in [0, 1], got {self.min_p}"),
-            (self.repeat_penalty > 0, f"repeat_penalty must be > 0, got {self.repeat_penalty}"),
+            (0 < self.repeat_penalty < float("inf"), f"repeat_penalty must be a finite number > 0, got {self.repeat_penalty}"),
+            (abs(self.presence_penalty) < float("inf") and abs(self.frequency_penalty) < float("inf"),
+             "presence and frequency penalties must be finite numbers"),
             (self.repeat_last_n >= 0, f"repeat_last_n must be >= 0, got {self.repeat_last_n}"),
         ]
         for ok, message in checks:
