@@ -268,6 +268,17 @@ def test_ctrl_c_from_a_real_signal_at_random_moments(path, fresh):
 
 # -- threads --------------------------------------------------------------------------------------
 
+def run_two_workers(worker, errors) -> None:
+    """Run worker(0) and worker(1) in two threads; both must finish without error."""
+    threads = [threading.Thread(target=worker, args=(k,)) for k in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors
+    assert not any(t.is_alive() for t in threads)
+
+
 def test_two_threads_on_one_model_are_serialised(path, fresh):
     model = load(path)
     prompts = [PROMPT, "hello world", LONG_IDS[:25], "zz yy xx"]
@@ -290,13 +301,7 @@ def test_two_threads_on_one_model_are_serialised(path, fresh):
         except BaseException as exc:           # noqa: BLE001 -- reported below
             errors.append(exc)
 
-    threads = [threading.Thread(target=worker, args=(k,)) for k in (0, 1)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
-    assert not errors, errors
-    assert not any(t.is_alive() for t in threads)
+    run_two_workers(worker, errors)
     for key, value in results.items():
         if key[2] == "logits":
             assert np.array_equal(value, want_logits)
@@ -316,12 +321,7 @@ def test_two_models_in_two_threads_run_in_parallel_correctly(path, fresh):
         except BaseException as exc:           # noqa: BLE001
             errors.append(exc)
 
-    threads = [threading.Thread(target=worker, args=(k,)) for k in (0, 1)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
-    assert not errors, errors
+    run_two_workers(worker, errors)
     for (k, _), value in out.items():
         assert value == fresh(LONG_IDS[:20 + k], 12)
 
