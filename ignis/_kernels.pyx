@@ -122,6 +122,9 @@ cdef extern from "_neon.h" nogil:
     void ignis_dequant_row_q6_k(const uint8_t *w, float *y, int64_t k)
     float ignis_dot_f32(const float *a, const float *b, int64_t n)
     float ignis_dot_f32_f16(const float *a, const uint16_t *b, int64_t n)
+    void ignis_dot_f32_f16_heads(const float *q, int64_t G, int64_t hd, const uint16_t *row, float *out, int64_t ostride)
+    void ignis_div_row(float *x, float d, int64_t n)
+    void ignis_av_head(const float *w, const uint16_t *v, int64_t vstride, int64_t n, float *o, int64_t hd)
     void ignis_axpy_f32(float a, const float *x, float *y, int64_t n)
     void ignis_axpy_f16(float a, const uint16_t *x, float *y, int64_t n)
     void ignis_silu_row(const float *x, float *y, int64_t n)
@@ -603,16 +606,12 @@ cdef void k_attention(Ctx *c, Instr *ins, long long *counter, int tid) noexcept 
         q = c.arena + ins.x + t * wq + g * G * hd
         o = c.arena + ins.out + t * wq + g * G * hd
         for s in range(n):
-            row = K + s * wkv + g * hd
-            for h in range(G):
-                S[h * c.n_ctx + s] = ignis_dot_f32_f16(q + h * hd, row, hd) / sqrt_hd
+            ignis_dot_f32_f16_heads(q, G, hd, K + s * wkv + g * hd, S + s, c.n_ctx)
         for h in range(G):
+            ignis_div_row(S + h * c.n_ctx, sqrt_hd, n)
             softmax_row(S + h * c.n_ctx, n)
-        memset(o, 0, G * hd * sizeof(float))
-        for s in range(n):
-            row = V + s * wkv + g * hd
-            for h in range(G):
-                ignis_axpy_f16(S[h * c.n_ctx + s], row, o + h * hd, hd)
+        for h in range(G):
+            ignis_av_head(S + h * c.n_ctx, V + g * hd, wkv, n, o + h * hd, hd)
         if ins.quantize_out:    # this unit's columns are whole Q8_0 blocks (G*hd % 32 == 0)
             ignis_quantize_row_q8_0(o, c.qbuf + t * ins.xq_row_bytes + (g * G * hd // 32) * 34, G * hd)
 

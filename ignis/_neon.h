@@ -372,6 +372,17 @@ static inline float ignis_scalar_dot_f32_f16(const float *a, const uint16_t *b, 
     return s;
 }
 
+/* G dots against one f16 row: out[h * ostride] = dot_f32_f16(q + h * hd, row, hd). */
+static inline void ignis_scalar_dot_f32_f16_heads(const float *q, int64_t G, int64_t hd, const uint16_t *row,
+                                                  float *out, int64_t ostride) {
+    for (int64_t h = 0; h < G; h++) out[h * ostride] = ignis_scalar_dot_f32_f16(q + h * hd, row, hd);
+}
+
+/* x[i] = x[i] / d (IEEE division: exact across paths). */
+static inline void ignis_div_row_scalar(float *x, float d, int64_t n) {
+    for (int64_t i = 0; i < n; i++) x[i] = x[i] / d;
+}
+
 /* y += a * x, elementwise (a multiply then an add: exact across paths). */
 static inline void ignis_scalar_axpy_f32(float a, const float *x, float *y, int64_t n) {
     for (int64_t i = 0; i < n; i++) y[i] = y[i] + a * x[i];
@@ -887,6 +898,33 @@ static inline float ignis_avx2_dot_f32_f16(const float *a, const uint16_t *b, in
     return s;
 }
 
+/* The same bits as G calls of ignis_avx2_dot_f32_f16 (the row converted once: cvtph is exact). */
+static inline void ignis_avx2_dot_f32_f16_heads(const float *q, int64_t G, int64_t hd, const uint16_t *row,
+                                                float *out, int64_t ostride) {
+    if (hd % 16 != 0 || hd > 256) {
+        for (int64_t h = 0; h < G; h++) out[h * ostride] = ignis_avx2_dot_f32_f16(q + h * hd, row, hd);
+        return;
+    }
+    __m256 kv[32];
+    for (int64_t i = 0; i < hd / 8; i++) kv[i] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(row + 8 * i)));
+    for (int64_t h = 0; h < G; h++) {
+        const float *a = q + h * hd;
+        __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+        for (int64_t i = 0; i < hd / 8; i += 2) {
+            acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + 8 * i), kv[i], acc0);
+            acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + 8 * i + 8), kv[i + 1], acc1);
+        }
+        out[h * ostride] = ignis_avx2_hsum(_mm256_add_ps(acc0, acc1));
+    }
+}
+
+static inline void ignis_avx2_div_row(float *x, float d, int64_t n) {
+    __m256 vd = _mm256_set1_ps(d);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_div_ps(_mm256_loadu_ps(x + i), vd));
+    for (; i < n; i++) x[i] = x[i] / d;
+}
+
 static inline void ignis_avx2_axpy_f32(float a, const float *x, float *y, int64_t n) {
     __m256 va = _mm256_set1_ps(a);
     int64_t i = 0;
@@ -903,6 +941,27 @@ static inline void ignis_avx2_axpy_f16(float a, const uint16_t *x, float *y, int
         _mm256_storeu_ps(y + i, _mm256_add_ps(_mm256_loadu_ps(y + i), _mm256_mul_ps(va, xv)));
     }
     for (; i < n; i++) y[i] = y[i] + a * _cvtsh_ss(x[i]);
+}
+
+/* o[0..hd) = sum over s < n (in order) of w[s] * f16 row v + s*vstride: the same bits as
+ * zeroing o then n calls of ignis_avx2_axpy_f16, with o held in registers. */
+static inline void ignis_avx2_av_head(const float *w, const uint16_t *v, int64_t vstride, int64_t n,
+                                      float *o, int64_t hd) {
+    if (hd % 8 != 0 || hd > 128) {
+        memset(o, 0, (size_t)hd * sizeof(float));
+        for (int64_t s = 0; s < n; s++) ignis_avx2_axpy_f16(w[s], v + s * vstride, o, hd);
+        return;
+    }
+    __m256 acc[16];
+    const int64_t c8 = hd / 8;
+    for (int64_t c = 0; c < c8; c++) acc[c] = _mm256_setzero_ps();
+    for (int64_t s = 0; s < n; s++) {
+        const __m256 a = _mm256_set1_ps(w[s]);
+        const uint16_t *r = v + s * vstride;
+        for (int64_t c = 0; c < c8; c++)
+            acc[c] = _mm256_add_ps(acc[c], _mm256_mul_ps(a, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(r + 8 * c)))));
+    }
+    for (int64_t c = 0; c < c8; c++) _mm256_storeu_ps(o + 8 * c, acc[c]);
 }
 
 IGNIS_INLINE __m256 ignis_avx2_expf(__m256 x) {
@@ -1395,9 +1454,32 @@ static inline void ignis_tile_q16(int64_t nb, const uint8_t *const *w, int rm,
 }
 static inline float ignis_dot_f32(const float *a, const float *b, int64_t n) { return IGNIS_PICK(dot_f32)(a, b, n); }
 static inline float ignis_dot_f32_f16(const float *a, const uint16_t *b, int64_t n) { return IGNIS_PICK(dot_f32_f16)(a, b, n); }
+static inline void ignis_dot_f32_f16_heads(const float *q, int64_t G, int64_t hd, const uint16_t *row, float *out, int64_t ostride) {
+#if defined(IGNIS_AVX2)
+    ignis_avx2_dot_f32_f16_heads(q, G, hd, row, out, ostride);
+#else
+    for (int64_t h = 0; h < G; h++) out[h * ostride] = ignis_dot_f32_f16(q + h * hd, row, hd);
+#endif
+}
+static inline void ignis_div_row(float *x, float d, int64_t n) {
+#if defined(IGNIS_AVX2)
+    ignis_avx2_div_row(x, d, n);
+#else
+    ignis_div_row_scalar(x, d, n);
+#endif
+}
 static inline void ignis_axpy_f32(float a, const float *x, float *y, int64_t n) { IGNIS_PICK(axpy_f32)(a, x, y, n); }
 static inline void ignis_axpy_f16(float a, const uint16_t *x, float *y, int64_t n) { IGNIS_PICK(axpy_f16)(a, x, y, n); }
 static inline void ignis_silu_row(const float *x, float *y, int64_t n) { IGNIS_PICK(silu_row)(x, y, n); }
+static inline void ignis_av_head(const float *w, const uint16_t *v, int64_t vstride, int64_t n, float *o, int64_t hd) {
+#if defined(IGNIS_AVX2)
+    ignis_avx2_av_head(w, v, vstride, n, o, hd);
+#else
+    memset(o, 0, (size_t)hd * sizeof(float));
+    for (int64_t s = 0; s < n; s++) ignis_axpy_f16(w[s], v + s * vstride, o, hd);
+#endif
+}
+
 static inline float ignis_exp_sub_sum(float *x, float m, int64_t n) { return IGNIS_PICK(exp_sub_sum)(x, m, n); }
 
 /* which path computes the Q5_0/Q4_K/Q6_K tiles */

@@ -349,6 +349,46 @@ static void check_exp(void) {
     report("silu", bad_silu == 0, "16 rows of 65536, %d not bit-identical", bad_silu);
 }
 
+/* the attention helpers: G dots against one f16 row (the bits of G SIMD dots, within tolerance
+ * of the scalar ones), a row divided by a scalar and the weighted sum of f16 rows (exact). */
+static void check_attention(void) {
+    enum { HD = 128, NS = 40, G = 7 };
+    static float q[G * HD], o1[HD], o2[HD], sc[NS], x1[NS * 4], x2[NS * 4];
+    static uint16_t v[NS * 2 * HD];
+    float out[G * 3];
+    int bad_heads = 0, bad_heads_tol = 0, bad_div = 0, bad_av = 0;
+    static const int hds[] = {64, 128, 32, 48, 24, 136};
+    for (int it = 0; it < 300; it++) {
+        int hd = hds[it % 6] > HD ? HD : hds[it % 6], n = rndi(1, NS);
+        for (int i = 0; i < G * HD; i++) q[i] = rndn();
+        for (int i = 0; i < NS * 2 * HD; i++) v[i] = ignis_scalar_f32_to_f16(rndn());
+        for (int i = 0; i < n; i++) sc[i] = rndu();
+        SIMD(dot_f32_f16_heads)(q, G, hd, v, out, 3);
+        for (int h = 0; h < G; h++) {
+            float d = SIMD(dot_f32_f16)(q + h * hd, v, hd);
+            if (ignis_f32_bits(d) != ignis_f32_bits(out[h * 3])) bad_heads++;
+            double mag = 0;
+            for (int i = 0; i < hd; i++) mag += fabs((double)q[h * hd + i] * ignis_scalar_f16_to_f32(v[i]));
+            if (fabs((double)ignis_scalar_dot_f32_f16(q + h * hd, v, hd) - out[h * 3]) > TOL * mag + 1e-30) bad_heads_tol++;
+        }
+        int m = rndi(1, NS * 4);
+        for (int i = 0; i < m; i++) x1[i] = x2[i] = rndn() * 100.0f;
+        float dv = rndu() * 10.0f + 0.1f;
+        ignis_div_row_scalar(x1, dv, m);
+        SIMD(div_row)(x2, dv, m);
+        if (memcmp(x1, x2, (size_t)m * 4)) bad_div++;
+        memset(o1, 0, sizeof o1);
+        for (int s = 0; s < n; s++) ignis_scalar_axpy_f16(sc[s], v + s * 2 * hd, o1, hd);
+        for (int i = 0; i < HD; i++) o2[i] = rndn();
+        SIMD(av_head)(sc, v, 2 * hd, n, o2, hd);
+        if (memcmp(o1, o2, (size_t)hd * 4)) bad_av++;
+    }
+    report("dot_f32_f16_heads", bad_heads == 0 && bad_heads_tol == 0,
+           "300 x 7 dots, %d differ from the path's single dot, %d beyond tolerance", bad_heads, bad_heads_tol);
+    report("div_row", bad_div == 0, "300 rows, %d not bit-identical", bad_div);
+    report("av_head", bad_av == 0, "300 weighted sums, %d not bit-identical", bad_av);
+}
+
 int main(void) {
     printf("SIMD %s\n", IGNIS_SIMD_NAME);
     check_f16();
@@ -361,6 +401,7 @@ int main(void) {
     check_q16();
     check_float();
     check_exp();
+    check_attention();
     printf("%s: %d failure(s)\n", failures ? "FAILED" : "OK", failures);
     return failures ? 1 : 0;
 }
