@@ -130,6 +130,14 @@ static void make_act(uint8_t *x, int nb, int small) {
     }
 }
 
+/* 1 when any of the rm x rn outputs of a tile (column-major, stride 8) differs in bits from ref */
+static int tile_differs(const float *out, float ref[8][8], int rm, int rn) {
+    for (int i = 0; i < rm; i++)
+        for (int j = 0; j < rn; j++)
+            if (ignis_f32_bits(out[j * 8 + i]) != ignis_f32_bits(ref[i][j])) return 1;
+    return 0;
+}
+
 static void random_bytes(uint8_t *p, size_t n) { for (size_t i = 0; i < n; i++) p[i] = (uint8_t)rnd32(); }
 
 typedef float (*dot_fn)(int64_t, const uint8_t *, const uint8_t *);
@@ -181,11 +189,7 @@ static void check_dots(const char *name, int type) {
             for (int rn = 1; rn <= 8; rn++) {
                 SIMD(tile)(type, nblk, wp, rm, xp, rn, out);
                 tiles++;
-                int bad = 0;
-                for (int i = 0; i < rm; i++)
-                    for (int j = 0; j < rn; j++)
-                        if (ignis_f32_bits(out[j * 8 + i]) != ignis_f32_bits(ref[i][j])) bad = 1;
-                bad_tile += bad;
+                bad_tile += tile_differs(out, ref, rm, rn);
             }
     }
     snprintf(nm, sizeof nm, "vec_dot_%s", name);
@@ -257,11 +261,7 @@ static void check_q16(void) {
             for (int rn = 1; rn <= 8; rn++) {
                 SIMD(tile_q16)(nb, wp, rm, xp, rn, out);
                 tiles++;
-                int bad = 0;
-                for (int i = 0; i < rm; i++)
-                    for (int j = 0; j < rn; j++)
-                        if (ignis_f32_bits(out[j * 8 + i]) != ignis_f32_bits(ref[i][j])) bad = 1;
-                bad_tile += bad;
+                bad_tile += tile_differs(out, ref, rm, rn);
             }
         /* accuracy: against the float dot of the dequantized weights and the unquantized x */
         ignis_dequant_row_q8_0(w[0], wf, nb * 32);
