@@ -20,41 +20,23 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-
-def prompt_ids(n: int) -> list:
-    return np.random.default_rng(0).integers(1000, 20000, size=n).tolist()
-
-
-def measure(eval_ids, reset, n_prompt: int, n_gen: int) -> dict:
-    """pp: n_prompt tokens from an empty context; tg: n_gen single-token steps. One warm-up
-    pass first (plans compiled, weights faulted in), the same for both engines."""
-    ids = prompt_ids(n_prompt)
-    eval_ids(ids)
-    eval_ids(ids[:1])
-    reset()
-    t0 = time.perf_counter()
-    eval_ids(ids)
-    pp = n_prompt / (time.perf_counter() - t0)
-    reset()
-    t0 = time.perf_counter()
-    for i in range(n_gen):
-        eval_ids([ids[i % n_prompt]])
-    tg = n_gen / (time.perf_counter() - t0)
-    return {"pp": pp, "tg": tg}
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from ignis.runtime.bench import bench_prompt, measure  # noqa: E402
 
 
 def worker_ignis(path, n_prompt, n_gen, threads) -> dict:
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
     import ignis
     model = ignis.load(path, n_ctx=n_prompt + n_gen + 8, threads=threads)
-    return measure(model.eval, model.reset, n_prompt, n_gen)
+    pp, tg = measure(model.eval, model.reset, bench_prompt(n_prompt, model.n_vocab), n_gen)
+    return {"pp": pp[0], "tg": tg[0]}
 
 
 def worker_llama(path, n_prompt, n_gen, threads) -> dict:
     from llama_cpp import Llama
     llm = Llama(model_path=path, n_ctx=n_prompt + n_gen + 8, n_threads=threads, n_threads_batch=threads,
                 n_batch=512, n_ubatch=512, verbose=False)
-    return measure(llm.eval, llm.reset, n_prompt, n_gen)
+    pp, tg = measure(llm.eval, llm.reset, bench_prompt(n_prompt, llm.n_vocab()), n_gen)
+    return {"pp": pp[0], "tg": tg[0]}
 
 
 def run_worker(engine, args) -> dict:
@@ -68,7 +50,6 @@ def run_worker(engine, args) -> dict:
 
 def decode_weight_bytes(path) -> int:
     """Bytes of weights a decode step reads: every 2-D tensor except the embedding (one row)."""
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
     from ignis.gguf import GGUFFile
     with GGUFFile(path) as f:
         total = sum(t.nbytes for t in f.tensors.values() if len(t.shape) == 2 and t.name != "token_embd.weight")
@@ -106,7 +87,6 @@ def main() -> int:
         result["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(json.dumps(result))
         return 0
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
     from ignis.hub import pull, pull_q8_0
     if not args.model:
         args.model = str(pull() if args.original else pull_q8_0())
@@ -122,7 +102,7 @@ def main() -> int:
     pp_name, tg_name = f"pp{args.n_prompt}", f"tg{args.n_gen}"
     print(f"model {name}, threads {args.threads}, {args.repetitions} runs each (median)")
     print(f"| engine    | {pp_name:>8s} tok/s | {tg_name:>8s} tok/s | peak RSS MB |")
-    print(f"|-----------|----------------|----------------|-------------|")
+    print("|-----------|----------------|----------------|-------------|")
     for e in ("ignis", "llama.cpp"):
         print(f"| {e:9s} | {med[e]['pp']:14.2f} | {med[e]['tg']:14.2f} | {rss[e]:11.0f} |")
     print(f"| ratio     | {med['ignis']['pp'] / med['llama.cpp']['pp']:13.2f}x | "

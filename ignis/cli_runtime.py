@@ -200,8 +200,8 @@ def cmd_bench(args) -> int:
         print(json.dumps({"pp_tok_s": report["pp_tok_s"], "tg_tok_s": report["tg_tok_s"],
                           "threads": report["threads"], "model": report["model"]}))
         return 0
-    print(f"| model | threads | test | tok/s |")
-    print(f"|---|---|---|---|")
+    print("| model | threads | test | tok/s |")
+    print("|---|---|---|---|")
     print(f"| {report['model']} | {report['threads']} | pp{args.n_prompt} | {report['pp_tok_s']:.2f} |")
     print(f"| {report['model']} | {report['threads']} | tg{args.n_gen} | {report['tg_tok_s']:.2f} |")
     return 0

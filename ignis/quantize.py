@@ -2,8 +2,6 @@
 to F32, metadata copied. Tensors stream through one at a time, so memory stays small."""
 import os
 
-import numpy as np
-
 from ignis.errors import IgnisError
 from ignis.gguf import GGUFFile, TensorType, ValueType, write_gguf
 from ignis.gguf.quant import dequantize, quantize

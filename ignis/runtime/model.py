@@ -12,7 +12,7 @@ from ignis.errors import ContextOverflowError, IgnisError, TokenizerError
 from ignis.gguf import GGUFFile
 from ignis.models.qwen2 import MAX_CONTEXT, Qwen2Config
 from ignis.runtime.chat import ChatTemplate
-from ignis.runtime.engine import Engine, default_threads
+from ignis.runtime.engine import MAX_BATCH, Engine, default_threads
 from ignis.runtime.generate import GenerationResult, generate_pieces
 from ignis.runtime.sampling import SamplingParams
 from ignis.runtime.validate import check_finite_weights
@@ -95,8 +95,8 @@ class Model:
                 raise IgnisError(f"{self.path}: the model is closed")
             start = len(self._tokens)
             logits = None
-            for lo in range(0, len(ids), 512):
-                piece = ids[lo:lo + 512]
+            for lo in range(0, len(ids), MAX_BATCH):
+                piece = ids[lo:lo + MAX_BATCH]
                 logits = self.engine.forward(piece, start + lo)
                 self._tokens.extend(piece)
             return logits

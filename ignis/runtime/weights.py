@@ -1,6 +1,7 @@
 """Weights as the kernels take them: zero-copy views of the mmapped file where the kernels
-read the tensor's type natively, repacked once at load where they do not, and the
-row-concatenations the passes planned (e.g. [Wq; Wk; Wv]) materialised once."""
+read the tensor's type natively, repacked once at load where they do not. The
+row-concatenations the passes planned (e.g. [Wq; Wk; Wv]) are handed over as lists of
+parts, which the kernels read in place."""
 import numpy as np
 
 from ignis.errors import ModelError
