@@ -63,16 +63,18 @@ class Engine:
         if ids.size and (ids.min() < 0 or ids.max() >= self.config.vocab):
             bad = int(ids[(ids < 0) | (ids >= self.config.vocab)][0])
             raise ModelError(f"token id {bad} is out of range [0, {self.config.vocab})")
-        rows, done = [], 0
+        rows, done, out = [], 0, None
         for size in chunk_sizes(n, MAX_LOGITS_BATCH if all_logits else MAX_BATCH):
             lp = self.plan(size, all_logits)
             chunk = ids[done:done + size].astype(np.int32)
             pos = np.arange(start + done, start + done + size, dtype=np.int32)
             lp.plan.run(chunk, pos, self.kv)
             out = lp.plan.f32(lp.logits_offset, lp.logits_shape)
-            rows.append(out.copy() if all_logits else out[-1].copy())
+            if all_logits:
+                rows.append(out.copy())
             done += size
-        result = np.concatenate(rows, axis=0) if all_logits else rows[-1]
+        # only the last chunk's last row is wanted otherwise (its plan has not run since)
+        result = np.concatenate(rows, axis=0) if all_logits else out[-1].copy()
         if not np.isfinite(result).all():   # flagged, never sampled from as if it meant something
             raise ModelError(f"non-finite logits at positions {start}..{start + n - 1}: the weights overflow "
                              "float32 (a corrupt file, or not a model ignis can run)")
