@@ -45,6 +45,7 @@ def tiny_vocab(vocab: int) -> tuple:
     letters = string.ascii_lowercase
     candidates = [(space, c) for c in letters] + [(a, b) for a in letters for b in letters]
     candidates += [(space + a, b) for a in letters for b in letters]
+    candidates += [(a + b, c) for a in letters for b in letters for c in letters]
     if n_merges > len(candidates):
         raise ValueError(f"tiny vocabularies go up to {256 + len(SPECIAL_TOKENS) + len(candidates)} tokens")
     pairs = candidates[:n_merges]
@@ -78,36 +79,24 @@ def tiny_qwen2_config(*, n_layers=2, width=64, n_heads=4, n_kv_heads=2, ffn=128,
                        context_length=n_ctx, tied_output=tied_output)
 
 
-def make_tiny_qwen2(path, *, n_layers: int = 2, width: int = 64, n_heads: int = 4, n_kv_heads: int = 2,
-                    ffn: int = 128, vocab: int = 300, seed: int = 0, weight_type: str = "q8_0",
-                    n_ctx: int = 256, tied_output: bool = False, rope_theta: float = 1_000_000.0,
-                    rms_eps: float = 1e-6):
-    """Write a small Qwen2-shaped GGUF at `path` and return the path.
+def qwen2_metadata(config: Qwen2Config, name: str, file_type: int) -> tuple:
+    """(metadata, forced value types) of a Qwen2 GGUF for `config` with the tiny vocabulary."""
+    from ignis.gguf import ValueType
 
-    weight_type "q8_0": 2-D weights Q8_0 (width and ffn must be multiples of 32),
-    norms and biases F32, as in real files; "f32": everything F32."""
-    from ignis.gguf import TensorType, ValueType, write_gguf
-    from ignis.gguf.quant import quantize_q8_0
-
-    if weight_type not in ("q8_0", "f32"):
-        raise ValueError(f"weight_type must be 'q8_0' or 'f32', got {weight_type!r}")
-    config = tiny_qwen2_config(n_layers=n_layers, width=width, n_heads=n_heads, n_kv_heads=n_kv_heads,
-                               ffn=ffn, vocab=vocab, n_ctx=n_ctx, tied_output=tied_output,
-                               rope_theta=rope_theta, rms_eps=rms_eps)
-    tokens, token_types, merges = tiny_vocab(vocab)
+    tokens, token_types, merges = tiny_vocab(config.vocab)
     eot = tokens.index("<|endoftext|>")
     metadata = {
         "general.architecture": "qwen2",
-        "general.name": f"tiny-qwen2-{n_layers}x{width}",
-        "general.file_type": 7 if weight_type == "q8_0" else 0,
-        "qwen2.block_count": n_layers,
-        "qwen2.context_length": n_ctx,
-        "qwen2.embedding_length": width,
-        "qwen2.feed_forward_length": ffn,
-        "qwen2.attention.head_count": n_heads,
-        "qwen2.attention.head_count_kv": n_kv_heads,
-        "qwen2.rope.freq_base": float(rope_theta),
-        "qwen2.attention.layer_norm_rms_epsilon": float(rms_eps),
+        "general.name": name,
+        "general.file_type": file_type,
+        "qwen2.block_count": config.n_layers,
+        "qwen2.context_length": config.context_length,
+        "qwen2.embedding_length": config.width,
+        "qwen2.feed_forward_length": config.ffn,
+        "qwen2.attention.head_count": config.n_heads,
+        "qwen2.attention.head_count_kv": config.n_kv_heads,
+        "qwen2.rope.freq_base": float(config.rope_theta),
+        "qwen2.attention.layer_norm_rms_epsilon": float(config.rms_eps),
         "tokenizer.ggml.model": "gpt2",
         "tokenizer.ggml.pre": "qwen2",
         "tokenizer.ggml.tokens": tokens,
@@ -119,12 +108,94 @@ def make_tiny_qwen2(path, *, n_layers: int = 2, width: int = 64, n_heads: int = 
         "tokenizer.ggml.add_bos_token": False,
         "tokenizer.chat_template": CHAT_TEMPLATE,
     }
-    types = {"tokenizer.ggml.token_type": (ValueType.ARRAY, ValueType.INT32)}
+    return metadata, {"tokenizer.ggml.token_type": (ValueType.ARRAY, ValueType.INT32)}
+
+
+def make_tiny_qwen2(path, *, n_layers: int = 2, width: int = 64, n_heads: int = 4, n_kv_heads: int = 2,
+                    ffn: int = 128, vocab: int = 300, seed: int = 0, weight_type: str = "q8_0",
+                    n_ctx: int = 256, tied_output: bool = False, rope_theta: float = 1_000_000.0,
+                    rms_eps: float = 1e-6):
+    """Write a small Qwen2-shaped GGUF at `path` and return the path.
+
+    weight_type "q8_0": 2-D weights Q8_0 (width and ffn must be multiples of 32),
+    norms and biases F32, as in real files; "f32": everything F32."""
+    from ignis.gguf import TensorType, write_gguf
+    from ignis.gguf.quant import quantize_q8_0
+
+    if weight_type not in ("q8_0", "f32"):
+        raise ValueError(f"weight_type must be 'q8_0' or 'f32', got {weight_type!r}")
+    config = tiny_qwen2_config(n_layers=n_layers, width=width, n_heads=n_heads, n_kv_heads=n_kv_heads,
+                               ffn=ffn, vocab=vocab, n_ctx=n_ctx, tied_output=tied_output,
+                               rope_theta=rope_theta, rms_eps=rms_eps)
+    metadata, types = qwen2_metadata(config, f"tiny-qwen2-{n_layers}x{width}", 7 if weight_type == "q8_0" else 0)
     tensors = []
     for name, w in random_qwen2_weights(config, seed).items():
         if weight_type == "q8_0" and w.ndim == 2:
             tensors.append((name, TensorType.Q8_0, w.shape, quantize_q8_0(w)))
         else:
             tensors.append((name, TensorType.F32, w.shape, w))
+    write_gguf(path, metadata, tensors, types=types)
+    return os.fspath(path) if isinstance(path, os.PathLike) else path
+
+
+# -- models of every weight type the kernels read ----------------------------------------
+
+# the weight types the matmul and embedding kernels read natively, and the block size each
+# needs the row length k to be a multiple of
+KERNEL_TYPES = {"F32": 1, "F16": 1, "Q8_0": 32, "Q5_0": 32, "Q4_K": 256, "Q6_K": 256}
+
+# byte offset of each block's f16 scale fields (GGUF block layouts), and the largest
+# magnitude of the integer factor they multiply: a scale of amp / factor gives weights
+# of magnitude about amp
+_BLOCK_SCALES = {"Q8_0": ((0,), 127), "Q5_0": ((0,), 16), "Q4_K": ((0, 2), 63 * 15), "Q6_K": ((208,), 127 * 32)}
+
+
+def random_weight_bytes(type_name: str, shape: tuple, rng: np.random.Generator) -> np.ndarray:
+    """Raw GGUF data of a random [rows, k] weight of `type_name` with entries of magnitude
+    about 1/sqrt(k): floats drawn N(0, 1/k), quantized types as random blocks (random
+    integer fields, f16 scales set so the weights stay that size). Fast: no quantizer runs."""
+    from ignis.gguf import TensorType
+    from ignis.gguf.types import BLOCK_LAYOUTS
+
+    rows, k = shape
+    if k % KERNEL_TYPES[type_name]:
+        raise ValueError(f"{type_name} rows need a multiple of {KERNEL_TYPES[type_name]} elements, got {k}")
+    if type_name in ("F32", "F16"):
+        w = rng.standard_normal((rows, k), dtype=np.float32) / np.float32(np.sqrt(k))
+        return w.astype(np.float16 if type_name == "F16" else np.float32).view(np.uint8)
+    layout = BLOCK_LAYOUTS[TensorType[type_name]]
+    blocks = rng.integers(0, 256, size=(rows * k // layout.elements, layout.nbytes), dtype=np.uint8)
+    fields, factor = _BLOCK_SCALES[type_name]
+    amp = 2.0 / np.sqrt(k)
+    for at in fields:
+        scale = (amp / factor * rng.uniform(0.5, 1.5, size=blocks.shape[0])).astype("<f2")
+        if type_name == "Q4_K" and at == 2:
+            scale = (scale.astype(np.float32) * 7.5).astype("<f2")   # dmin: centres the weights
+        blocks[:, at:at + 2] = scale.view(np.uint8).reshape(-1, 2)
+    return blocks.reshape(rows, -1)
+
+
+def allowed_types(k: int) -> list:
+    """Kernel weight types whose block size divides a row of k elements."""
+    return [name for name, block in KERNEL_TYPES.items() if k % block == 0]
+
+
+def write_qwen2(path, config: Qwen2Config, weight_types: dict, seed: int = 0):
+    """Write a Qwen2 GGUF for `config` whose 2-D tensors have the types `weight_types`
+    (tensor name -> KERNEL_TYPES name; missing names are Q8_0), with random weights
+    (random_weight_bytes); norms and biases F32. Returns the path."""
+    from ignis.gguf import TensorType, write_gguf
+
+    rng = np.random.default_rng(seed)
+    metadata, types = qwen2_metadata(config, f"qwen2-{config.n_layers}x{config.width}", 1)
+    tensors = []
+    for name, shape in config.tensor_shapes().items():
+        if len(shape) == 2:
+            type_name = weight_types.get(name, "Q8_0")
+            tensors.append((name, TensorType[type_name], shape, random_weight_bytes(type_name, shape, rng)))
+        else:
+            base = 1.0 if name.endswith("norm.weight") else 0.0
+            w = (base + 0.1 * rng.standard_normal(shape)).astype(np.float32)
+            tensors.append((name, TensorType.F32, shape, w))
     write_gguf(path, metadata, tensors, types=types)
     return os.fspath(path) if isinstance(path, os.PathLike) else path
