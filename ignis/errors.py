@@ -24,3 +24,22 @@ class ContextOverflowError(IgnisError):
 
 class PullError(IgnisError):
     """The default model could not be fetched or verified."""
+
+
+class ArgumentError(IgnisError, ValueError):
+    """A public function was given a value of the wrong type or out of range. Also a
+    ValueError, so callers that catch ValueError keep working."""
+
+
+class ArgumentTypeError(ArgumentError, TypeError):
+    """An argument of the wrong type (a str where a number is expected, a float token id,
+    a bool where a count is expected...). Also a TypeError."""
+
+
+class TokenIdError(TokenizerError, ArgumentError):
+    """A token id that is not an integer in the vocabulary: both a tokenizer error and
+    an argument error."""
+
+
+class KVCacheFullError(IgnisError):
+    """The paged KV cache has too few free blocks for a sequence to grow (the others are untouched)."""

@@ -3,14 +3,17 @@
 Shaped like llama-cpp-python where that fits. One Model serves one caller at a time
 (a lock serialises concurrent calls); the KV cache keeps the longest prefix shared
 with the next prompt, so chat turns only prefill what is new."""
+import inspect
 import threading
 from typing import Iterator
 
 import numpy as np
 
-from ignis.errors import ContextOverflowError, IgnisError, TokenizerError
+from ignis.args import INT64_MAX, check_bool, check_ids, check_int, check_path, check_str, describe
+from ignis.errors import ArgumentError, ArgumentTypeError, ContextOverflowError, IgnisError, TokenizerError
 from ignis.gguf import GGUFFile
 from ignis.models.qwen2 import MAX_CONTEXT, Qwen2Config
+from ignis.passes.pipeline import PASSES
 from ignis.runtime.chat import ChatTemplate
 from ignis.runtime.engine import MAX_BATCH, Engine, default_threads
 from ignis.runtime.generate import GenerationResult, generate_pieces
@@ -21,8 +24,63 @@ from ignis.tokenizer import Tokenizer
 DEFAULT_CTX = 4096
 
 
+def _check_passes(passes):
+    """None (the default pipeline), a comma-separated str or a list/tuple of pass names."""
+    if passes is None:
+        return None
+    if isinstance(passes, str):
+        names = [p.strip() for p in passes.split(",") if p.strip()]
+    elif isinstance(passes, (list, tuple)):
+        names = [check_str(f"passes[{i}]", name) for i, name in enumerate(passes)]
+    else:
+        raise ArgumentTypeError(f"passes must be None, a comma-separated str or a list of pass names, "
+                                f"got {describe(passes)}")
+    for i, name in enumerate(names):
+        if name not in PASSES:
+            raise ArgumentError(f"passes[{i}]: unknown pass {describe(name)}; known passes: {', '.join(PASSES)}")
+    return tuple(names)
+
+
+def _check_messages(messages) -> list:
+    """A chat: a list (or tuple) of dicts, each with str 'role' and 'content'."""
+    if not isinstance(messages, (list, tuple)):
+        raise ArgumentTypeError(f"messages must be a list of {{'role': str, 'content': str}} dicts, "
+                                f"got {describe(messages)}")
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict):
+            raise ArgumentTypeError(f"messages[{i}] must be a dict with 'role' and 'content', got {describe(m)}")
+        for key in ("role", "content"):
+            if key not in m:
+                raise ArgumentError(f"messages[{i}] has no {key!r} (a message is a dict with 'role' and 'content')")
+            check_str(f"messages[{i}][{key!r}]", m[key])
+    return list(messages)
+
+
+def _check_stop(stop) -> list:
+    """None, one stop string or a list/tuple of them; empty strings stop nothing."""
+    if stop is None:
+        return []
+    if isinstance(stop, str):
+        return [stop] if stop else []
+    if not isinstance(stop, (list, tuple)):
+        raise ArgumentTypeError(f"stop must be None, a str or a list of str, got {describe(stop)}")
+    return [s for i, s in enumerate(stop) if check_str(f"stop[{i}]", s)]
+
+
 class Model:
     def __init__(self, path=None, n_ctx: int | None = None, threads: int | None = None, passes=None):
+        # arguments are checked before anything is fetched or opened
+        if path is not None:
+            path = check_path("path", path)
+        if n_ctx is not None:
+            n_ctx = check_int("n_ctx", n_ctx, 1, MAX_CONTEXT)
+        if threads is not None:
+            threads = check_int("threads", threads, 1, INT64_MAX)
+            most = max(64, 4 * default_threads())
+            if threads > most:
+                raise ArgumentError(f"threads = {threads} is more than {most} (4x the {default_threads()} "
+                                    "available cores, at least 64)")
+        passes = _check_passes(passes)
         if path is None:
             from ignis.hub import pull
             path = pull(progress=True)
@@ -41,16 +99,8 @@ class Model:
             limit = int(self.config.context_length)
             if n_ctx is None:
                 n_ctx = min(limit, DEFAULT_CTX)
-            if not isinstance(n_ctx, int) or not 1 <= n_ctx <= MAX_CONTEXT:
-                raise IgnisError(f"n_ctx must be an integer in [1, {MAX_CONTEXT}], got {n_ctx!r}")
             if threads is None:
                 threads = default_threads()
-            if not isinstance(threads, int) or threads < 1:
-                raise IgnisError(f"threads must be a positive integer, got {threads!r}")
-            most = max(64, 4 * default_threads())
-            if threads > most:
-                raise IgnisError(f"threads = {threads} is more than {most} (4x the {default_threads()} "
-                                 "available cores, at least 64)")
             self.n_ctx = n_ctx
             self.threads = threads
             try:
@@ -87,7 +137,9 @@ class Model:
     def eval(self, ids) -> np.ndarray:
         """Append ids to the context; the last position's logits. The context grows only by
         what was actually computed, so an interrupt leaves it consistent."""
-        ids = list(ids)
+        return self._eval(check_ids("ids", ids, self.n_vocab))
+
+    def _eval(self, ids: list) -> np.ndarray:
         if not ids:
             raise IgnisError("nothing to evaluate: empty token list")
         with self._lock:      # one caller at a time: plans and KV cache are shared state
@@ -103,7 +155,9 @@ class Model:
 
     def eval_prompt(self, ids) -> np.ndarray:
         """Evaluate a prompt, reusing the KV cache for the prefix it shares with the context."""
-        ids = list(ids)
+        return self._eval_prompt(check_ids("ids", ids, self.n_vocab))
+
+    def _eval_prompt(self, ids: list) -> np.ndarray:
         if not ids:
             raise IgnisError("empty prompt: give at least one token")
         if len(ids) > self.n_ctx:
@@ -117,7 +171,7 @@ class Model:
                 keep += 1
             del self._tokens[keep:]
             self.last_prompt_evaluated = len(ids) - keep
-            return self.eval(ids[keep:])
+            return self._eval(ids[keep:])
 
     # -- tokens ---------------------------------------------------------------------------
 
@@ -125,22 +179,19 @@ class Model:
         return self.tokenizer.encode(text, parse_special=parse_special)
 
     def detokenize(self, ids) -> str:
-        return self.tokenizer.decode(list(ids))
+        return self.tokenizer.decode(check_ids("ids", ids, self.n_vocab))
 
-    def _prompt_ids(self, prompt) -> list:
+    def _prompt_ids(self, prompt, name: str = "prompt") -> list:
+        """Text (tokenized, special tokens parsed) or token ids, as a list of ids."""
         if isinstance(prompt, str):
             return self.tokenize(prompt)
-        ids = [int(i) for i in prompt]
-        bad = [i for i in ids if not 0 <= i < self.n_vocab]
-        if bad:
-            raise IgnisError(f"token id {bad[0]} is out of range [0, {self.n_vocab})")
-        return ids
+        return check_ids(name, prompt, self.n_vocab, expected="a str or a list of token ids")
 
     # -- scoring --------------------------------------------------------------------------
 
     def logits(self, ids) -> np.ndarray:
         """Teacher-forced logits [len(ids), n_vocab] (float32) from an empty context."""
-        ids = self._prompt_ids(ids)
+        ids = self._prompt_ids(ids, "ids")
         if not ids:
             raise IgnisError("empty prompt: logits() needs at least one token")
         with self._lock:
@@ -155,16 +206,24 @@ class Model:
 
     def greedy_ids(self, prompt, n: int, stop_ids=None) -> list:
         """Up to n greedy token ids after the prompt (stops after an end-of-generation id)."""
-        stop_ids = set(self.tokenizer.eot_ids if stop_ids is None else stop_ids)
+        n = check_int("n", n, 0, INT64_MAX)
+        if stop_ids is None:
+            stop_ids = self.tokenizer.eot_ids
+        else:
+            if isinstance(stop_ids, (set, frozenset)):
+                stop_ids = list(stop_ids)
+            stop_ids = check_ids("stop_ids", stop_ids, self.n_vocab, expected="a list or set of token ids")
+        ids = self._prompt_ids(prompt)
+        stop_ids = set(stop_ids)
         with self._lock:
-            logits = self.eval_prompt(self._prompt_ids(prompt))
+            logits = self._eval_prompt(ids)
             out = []
             while len(out) < n:
                 t = int(np.argmax(logits))
                 out.append(t)
                 if t in stop_ids or self.n_past >= self.n_ctx:
                     break
-                logits = self.eval([t])
+                logits = self._eval([t])
             return out
 
     # -- generation -----------------------------------------------------------------------
@@ -175,13 +234,15 @@ class Model:
                  stop=None, ignore_eos: bool = False, stream: bool = False):
         """Complete a prompt (text with special tokens parsed, or a list of ids). Returns the
         text, or with stream=True an iterator of text pieces as they are generated."""
-        if not isinstance(max_tokens, int) or max_tokens < 0:
-            raise IgnisError(f"max_tokens must be a non-negative integer, got {max_tokens!r}")
+        # every argument is checked here, before any work (and before a stream starts)
+        max_tokens = check_int("max_tokens", max_tokens, 0, INT64_MAX)
         params = SamplingParams(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
                                 repeat_penalty=repeat_penalty, presence_penalty=presence_penalty,
                                 frequency_penalty=frequency_penalty, seed=seed)
         params.validate()
-        stops = [stop] if isinstance(stop, str) else [s for s in (stop or []) if s]
+        stops = _check_stop(stop)
+        ignore_eos = check_bool("ignore_eos", ignore_eos)
+        stream = check_bool("stream", stream)
         ids = self._prompt_ids(prompt)
         if not ids:
             raise IgnisError("empty prompt: give some text or token ids")
@@ -200,17 +261,24 @@ class Model:
                                        set(self.tokenizer.eot_ids), ignore_eos, result)
 
     def chat(self, messages, max_tokens: int = 512, stream: bool = False, **kwargs):
-        """Reply to a conversation (list of {"role", "content"}) using the file's chat template."""
+        """Reply to a conversation (list of {"role", "content"}) using the file's chat template.
+        Other keyword arguments are generate()'s sampling settings."""
+        unknown = sorted(set(kwargs) - _CHAT_SETTINGS)
+        if unknown:
+            raise ArgumentTypeError(f"chat() got an unexpected keyword argument {unknown[0]!r} "
+                                    f"(it takes {', '.join(sorted(_CHAT_SETTINGS))})")
         return self.generate(self.render_chat(messages), max_tokens=max_tokens, stream=stream, **kwargs)
 
     def render_chat(self, messages, add_generation_prompt: bool = True) -> str:
+        messages = _check_messages(messages)
+        add_generation_prompt = check_bool("add_generation_prompt", add_generation_prompt)
         if self._template is None:
             md = self.gguf.metadata
             tok = self.tokenizer
             self._template = ChatTemplate(md.get("tokenizer.chat_template"),
                                           tok.decode([tok.bos_id]) if tok.bos_id is not None else "",
                                           tok.decode([tok.eos_id]) if tok.eos_id is not None else "")
-        return self._template.render(list(messages), add_generation_prompt)
+        return self._template.render(messages, add_generation_prompt)
 
     # -- lifetime -------------------------------------------------------------------------
 
@@ -224,6 +292,10 @@ class Model:
 
     def __exit__(self, *exc):
         self.close()
+
+
+# the keyword arguments chat() passes on to generate()
+_CHAT_SETTINGS = frozenset(inspect.signature(Model.generate).parameters) - {"self", "prompt", "max_tokens", "stream"}
 
 
 def load(path=None, n_ctx: int | None = None, threads: int | None = None, passes=None) -> Model:

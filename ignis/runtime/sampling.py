@@ -4,7 +4,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ignis.errors import IgnisError
+from ignis.args import INT64_MAX, UINT64_MAX, check_float, check_int
+
+_F32_MAX = float(np.finfo(np.float32).max)
 
 
 @dataclass
@@ -20,19 +22,18 @@ class SamplingParams:
     seed: int | None = None
 
     def validate(self) -> None:
-        checks = [
-            (0 <= self.temperature < float("inf"), f"temperature must be >= 0 and finite, got {self.temperature}"),
-            (self.top_k >= 0, f"top_k must be >= 0 (0 disables it), got {self.top_k}"),
-            (0 < self.top_p <= 1, f"top_p must be in (0, 1], got {self.top_p}"),
-            (0 <= self.min_p <= 1, f"min_p must be in [0, 1], got {self.min_p}"),
-            (0 < self.repeat_penalty < float("inf"), f"repeat_penalty must be a finite number > 0, got {self.repeat_penalty}"),
-            (abs(self.presence_penalty) < float("inf") and abs(self.frequency_penalty) < float("inf"),
-             "presence and frequency penalties must be finite numbers"),
-            (self.repeat_last_n >= 0, f"repeat_last_n must be >= 0, got {self.repeat_last_n}"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise IgnisError(message)
+        """Check every field's type and range (an ArgumentError naming the first bad one) and
+        store them as plain Python numbers."""
+        self.temperature = check_float("temperature", self.temperature, 0.0)
+        self.top_k = check_int("top_k", self.top_k, 0, INT64_MAX)
+        self.top_p = check_float("top_p", self.top_p, 0.0, 1.0, lo_open=True)
+        self.min_p = check_float("min_p", self.min_p, 0.0, 1.0)
+        self.repeat_penalty = check_float("repeat_penalty", self.repeat_penalty, 0.0, lo_open=True)
+        self.repeat_last_n = check_int("repeat_last_n", self.repeat_last_n, 0, INT64_MAX)
+        self.presence_penalty = check_float("presence_penalty", self.presence_penalty)
+        self.frequency_penalty = check_float("frequency_penalty", self.frequency_penalty)
+        if self.seed is not None:
+            self.seed = check_int("seed", self.seed, 0, UINT64_MAX)
 
 
 def apply_penalties(logits: np.ndarray, history: list, p: SamplingParams) -> np.ndarray:
@@ -45,10 +46,12 @@ def apply_penalties(logits: np.ndarray, history: list, p: SamplingParams) -> np.
     ids, counts = np.unique(recent, return_counts=True)
     out = logits.copy()
     vals = out[ids]
-    if p.repeat_penalty != 1.0:
-        vals = np.where(vals > 0, vals / p.repeat_penalty, vals * p.repeat_penalty)
-    vals = vals - counts * p.frequency_penalty - (counts > 0) * p.presence_penalty
-    out[ids] = vals
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):   # extreme (finite) settings overflow
+        if p.repeat_penalty != 1.0:
+            vals = np.where(vals > 0, vals / p.repeat_penalty, vals * p.repeat_penalty)
+        vals = vals - counts * p.frequency_penalty - (counts > 0) * p.presence_penalty
+    # keep every logit finite (an overflow saturates; inf - inf, pushed both ways, is the lowest)
+    out[ids] = np.clip(np.nan_to_num(vals, nan=-_F32_MAX), -_F32_MAX, _F32_MAX)
     return out
 
 
@@ -78,7 +81,10 @@ class Sampler:
         if p.min_p > 0.0:
             keep = probs >= p.min_p * probs[0]
             cand, z = cand[keep], z[keep]
-        z = z / p.temperature
-        probs = np.exp(z - z.max())
+        with np.errstate(over="ignore"):
+            scaled = z / p.temperature
+            if not np.isfinite(scaled).all():   # a tiny temperature: the same distribution without overflow
+                scaled = (z - z.max()) / p.temperature
+        probs = np.exp(scaled - scaled.max())
         probs /= probs.sum()
         return int(cand[self.rng.choice(cand.size, p=probs)])

@@ -1,6 +1,5 @@
 """The public Tokenizer: byte-level BPE built from GGUF metadata."""
-import operator
-
+from ignis.args import check_bool, check_id, check_ids, check_path, check_str
 from ignis.errors import TokenizerError
 from ignis.tokenizer._bpe import BPEMerger
 from ignis.tokenizer._bytes import BYTE_TO_CHAR, token_texts_to_bytes
@@ -50,6 +49,7 @@ class Tokenizer:
     def from_gguf(cls, path) -> "Tokenizer":
         """From the vocabulary embedded in a GGUF file."""
         from ignis.gguf import GGUFFile
+        path = check_path("path", path)
         with GGUFFile(path) as gguf:
             metadata = gguf.metadata
         try:
@@ -75,8 +75,8 @@ class Tokenizer:
         """Token ids of text. parse_special=True turns special token texts such as
         <|im_start|> into their ids (chat prompts); False encodes them as plain text
         (untrusted input). No BOS is added (see add_bos / bos_id)."""
-        if not isinstance(text, str):
-            raise TypeError(f"encode() takes a str, not {type(text).__name__}")
+        check_str("text", text)
+        parse_special = check_bool("parse_special", parse_special)
         ids = []
         if not parse_special:
             self._bpe.encode_pieces(self._pre.split(text), ids)
@@ -92,26 +92,17 @@ class Tokenizer:
 
     def token_to_piece(self, token_id: int) -> bytes:
         """The bytes one token stands for (a special token: its text in UTF-8)."""
-        try:
-            if token_id >= 0:
-                return self._pieces[token_id]
-        except (IndexError, TypeError):
-            pass
-        raise TokenizerError(f"token id {token_id!r} is not in the vocabulary (0..{len(self._pieces) - 1})")
+        pieces = self._pieces
+        if type(token_id) is not int or not 0 <= token_id < len(pieces):
+            token_id = check_id("token_id", token_id, len(pieces))    # a numpy integer, or an error
+        return pieces[token_id]
 
     def decode(self, ids) -> str:
-        """The text of a sequence of ids; bytes that are not valid UTF-8 become U+FFFD."""
-        if not isinstance(ids, (list, tuple)):
-            ids = list(ids)
+        """The text of a sequence of ids (a list, tuple, iterator or integer numpy array);
+        bytes that are not valid UTF-8 become U+FFFD."""
         pieces = self._pieces
-        try:
-            if ids and min(ids) < 0:
-                raise IndexError
-            data = b"".join([pieces[i] for i in ids])
-        except (IndexError, TypeError):
-            bad = next(i for i in ids if not _valid_id(i, len(pieces)))
-            raise TokenizerError(f"token id {bad!r} is not in the vocabulary (0..{len(pieces) - 1})") from None
-        return data.decode("utf-8", errors="replace")
+        ids = check_ids("ids", ids, len(pieces))
+        return b"".join([pieces[i] for i in ids]).decode("utf-8", errors="replace")
 
     def stream(self) -> StreamDecoder:
         """An incremental detokenizer: .push(id) -> completed text, .flush() at the end."""
@@ -131,10 +122,3 @@ def _token_pieces(tokens: list, special_ids: set) -> list:
     for i in special_ids:
         pieces[i] = tokens[i].encode("utf-8")
     return pieces
-
-
-def _valid_id(token_id, n: int) -> bool:
-    try:
-        return 0 <= operator.index(token_id) < n
-    except TypeError:
-        return False
