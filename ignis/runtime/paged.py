@@ -1,0 +1,241 @@
+"""A paged KV cache: every sequence of a batch draws its K/V rows from one pool of
+fixed-size blocks, so memory follows the tokens actually held, a shared prompt prefix is
+stored once (fork + copy-on-write), and a full pool stops only the sequence that asked.
+
+Layout. k and v are float16 [n_layers, n_blocks * block_size, n_kv_heads, head_dim]. Block b
+owns rows [b * block_size, (b + 1) * block_size) of every layer, in k and in v. A sequence is
+a list of block ids (its table) and a length; position p of sequence s lives in row
+
+    table[s][p >> shift] * block_size + (p & mask)        (block_size == 1 << shift)
+
+Invariants (checked by tests/test_paged.py after every step of a random state machine):
+
+  - a sequence of length L holds exactly ceil(L / block_size) blocks, all distinct; rows of
+    its last block past L are scratch (stale data from an earlier owner, or a copy).
+  - refcount[b] == the number of live sequences whose table holds b. A block is used iff
+    its refcount is > 0, and free iff it is in the free list; never both, never neither:
+    n_free_blocks + n_used_blocks == n_blocks.
+  - a block with refcount > 1 is shared and read-only: fork() shares every block of the
+    parent (refcount + 1, no data moves), truncate() may leave a shared block shared.
+  - copies happen in one place only: reserve() on a sequence whose first new position falls
+    into its last block while that block is shared copies the block's rows (all layers,
+    k and v) into a fresh block, points the writer's table at the copy and drops one
+    reference to the original. Full shared blocks are never copied: new positions go to
+    new blocks. So rows a caller writes after reserve() are always in blocks it owns alone,
+    and positions below a sequence's length before the reserve() must not be written.
+  - the free list is a min-heap: the lowest free id is allocated first, so a given sequence
+    of calls always yields the same tables. A block returns to it when its refcount drops
+    to 0 (truncate, free, or the last sharer copying away).
+  - reserve() is all-or-nothing: it counts the blocks it needs (blocks_needed) before
+    touching anything, and raises KVCacheFullError with nothing changed if too few are free.
+"""
+import heapq
+
+import numpy as np
+
+from ignis.args import check_int, describe, is_int
+from ignis.errors import ArgumentError, ArgumentTypeError, KVCacheFullError
+
+_MAX_DIM = 1 << 16            # n_layers, n_kv_heads, head_dim, block_size
+_MAX_ROWS = (1 << 31) - 1     # n_blocks * block_size: rows (and block ids) fit in int32
+
+
+class _Seq:
+    __slots__ = ("blocks", "length")
+
+    def __init__(self, blocks, length):
+        self.blocks = blocks      # physical block ids, one per block_size positions
+        self.length = length      # positions held
+
+
+class PagedKVCache:
+    """float16 K and V caches shared by many sequences through block tables (see the module
+    docstring for the invariants)."""
+
+    def __init__(self, n_layers, n_kv_heads, head_dim, n_blocks, block_size=16):
+        n_layers = check_int("PagedKVCache n_layers", n_layers, 1, _MAX_DIM)
+        n_kv_heads = check_int("PagedKVCache n_kv_heads", n_kv_heads, 1, _MAX_DIM)
+        head_dim = check_int("PagedKVCache head_dim", head_dim, 1, _MAX_DIM)
+        block_size = check_int("PagedKVCache block_size", block_size, 1, _MAX_DIM)
+        if block_size & (block_size - 1):
+            raise ArgumentError(f"PagedKVCache block_size must be a power of two, got {block_size}")
+        n_blocks = check_int("PagedKVCache n_blocks", n_blocks, 1, _MAX_ROWS // block_size)
+        shape = (n_layers, n_blocks * block_size, n_kv_heads, head_dim)
+        try:
+            self.k = np.zeros(shape, np.float16)
+            self.v = np.zeros(shape, np.float16)
+        except (MemoryError, ValueError):
+            gib = 2 * 2 * n_layers * n_blocks * block_size * n_kv_heads * head_dim / 2**30
+            raise ArgumentError(f"PagedKVCache: cannot allocate {gib:.1f} GiB for k and v of shape "
+                                f"{shape} (float16); use fewer blocks") from None
+        self.n_layers, self.n_kv_heads, self.head_dim = n_layers, n_kv_heads, head_dim
+        self.n_blocks, self.block_size = n_blocks, block_size
+        self._shift = block_size.bit_length() - 1
+        self._mask = block_size - 1
+        self.bytes_per_block = 2 * n_layers * block_size * n_kv_heads * head_dim * 2
+        self._ref = [0] * n_blocks             # refcount per block
+        self._free = list(range(n_blocks))     # a min-heap (a sorted list is one)
+        self._seqs = {}                        # seq id -> _Seq
+        self._next_id = 0
+
+    # -- accounting ---------------------------------------------------------------------
+
+    @property
+    def n_free_blocks(self) -> int:
+        return len(self._free)
+
+    @property
+    def n_used_blocks(self) -> int:
+        return self.n_blocks - len(self._free)
+
+    def held_bytes(self) -> int:
+        return self.n_used_blocks * self.bytes_per_block
+
+    def refcount(self, block) -> int:
+        """How many live sequences hold block (0: it is free)."""
+        return self._ref[check_int("PagedKVCache.refcount block", block, 0, self.n_blocks - 1)]
+
+    def sequences(self) -> list:
+        """The live sequence ids, oldest first."""
+        return list(self._seqs)
+
+    def __contains__(self, seq) -> bool:
+        return is_int(seq) and int(seq) in self._seqs
+
+    # -- blocks -------------------------------------------------------------------------
+
+    def _alloc(self) -> int:
+        b = heapq.heappop(self._free)
+        self._ref[b] = 1
+        return b
+
+    def _release(self, b: int) -> None:
+        self._ref[b] -= 1
+        if self._ref[b] == 0:
+            heapq.heappush(self._free, b)
+
+    def _copy_block(self, src: int, dst: int) -> None:
+        bs = self.block_size
+        self.k[:, dst * bs:(dst + 1) * bs] = self.k[:, src * bs:(src + 1) * bs]
+        self.v[:, dst * bs:(dst + 1) * bs] = self.v[:, src * bs:(src + 1) * bs]
+
+    def _seq(self, what: str, seq) -> _Seq:
+        if not is_int(seq):
+            raise ArgumentTypeError(f"PagedKVCache.{what}: a sequence id is an int, got {describe(seq)}")
+        s = self._seqs.get(int(seq))
+        if s is None:
+            raise ArgumentError(f"PagedKVCache.{what}: sequence {int(seq)} is not live "
+                                "(never created, or freed)")
+        return s
+
+    def _needs(self, s: _Seq, n: int):
+        """(new blocks, whether the last block must be copied) for reserving n positions."""
+        new = -(-(s.length + n) >> self._shift) - len(s.blocks)
+        cow = n > 0 and (s.length & self._mask) != 0 and self._ref[s.blocks[-1]] > 1
+        return new, cow
+
+    # -- sequences ----------------------------------------------------------------------
+
+    def new_sequence(self) -> int:
+        """A fresh empty sequence (ids are never reused)."""
+        seq = self._next_id
+        self._next_id += 1
+        self._seqs[seq] = _Seq([], 0)
+        return seq
+
+    def length(self, seq) -> int:
+        return self._seq("length", seq).length
+
+    def fork(self, seq) -> int:
+        """A new sequence holding the same positions as seq, sharing all its blocks."""
+        s = self._seq("fork", seq)
+        for b in s.blocks:
+            self._ref[b] += 1
+        child = self.new_sequence()
+        self._seqs[child] = _Seq(list(s.blocks), s.length)
+        return child
+
+    def blocks_needed(self, seq, n) -> int:
+        """How many free blocks reserve(seq, n) would take, a copy-on-write copy included."""
+        s = self._seq("blocks_needed", seq)
+        new, cow = self._needs(s, check_int("PagedKVCache.blocks_needed n", n, 0))
+        return new + cow
+
+    def reserve(self, seq, n) -> None:
+        """Make positions [length, length + n) of seq writable (allocating blocks, copying a
+        shared last block), then length += n. On KVCacheFullError nothing has changed."""
+        s = self._seq("reserve", seq)
+        n = check_int("PagedKVCache.reserve n", n, 0)
+        new, cow = self._needs(s, n)
+        if new + cow > len(self._free):
+            raise KVCacheFullError(
+                f"KV cache full: sequence {int(seq)} needs {new + cow} blocks of {self.block_size} tokens "
+                f"to grow from {s.length} to {s.length + n} positions, {len(self._free)} of "
+                f"{self.n_blocks} are free")
+        if cow:
+            old = s.blocks[-1]
+            b = self._alloc()
+            self._copy_block(old, b)
+            s.blocks[-1] = b
+            self._release(old)       # still held by its other sharers: refcount stays >= 1
+        for _ in range(new):
+            s.blocks.append(self._alloc())
+        s.length += n
+
+    def truncate(self, seq, n) -> None:
+        """Keep positions [0, n); blocks past them are released. A shared block that stays
+        is left shared (the next reserve into it copies it)."""
+        s = self._seq("truncate", seq)
+        n = check_int("PagedKVCache.truncate n", n, 0)
+        if n > s.length:
+            raise ArgumentError(f"PagedKVCache.truncate: cannot keep {n} positions of sequence {int(seq)}, "
+                                f"it holds {s.length}")
+        keep = -(-n >> self._shift)
+        for b in s.blocks[keep:]:
+            self._release(b)
+        del s.blocks[keep:]
+        s.length = n
+
+    def free(self, seq) -> None:
+        """Release every block of seq; the id becomes invalid."""
+        s = self._seq("free", seq)
+        for b in s.blocks:
+            self._release(b)
+        del self._seqs[int(seq)]
+
+    # -- addressing ---------------------------------------------------------------------
+
+    def table(self, seq) -> np.ndarray:
+        """int32 [ceil(length / block_size)] physical block ids of seq."""
+        return np.array(self._seq("table", seq).blocks, dtype=np.int32)
+
+    def tables(self, seqs) -> np.ndarray:
+        """int32 [len(seqs), max blocks]: row i is table(seqs[i]) padded with its first
+        entry (0 for an empty sequence), so every entry is a valid block id."""
+        rows = [self._seq("tables", s).blocks for s in seqs]
+        out = np.zeros((len(rows), max((len(r) for r in rows), default=0)), dtype=np.int32)
+        for i, r in enumerate(rows):
+            if r:
+                out[i, :len(r)] = r
+                out[i, len(r):] = r[0]
+        return out
+
+    def slot(self, seq, p) -> int:
+        """The physical row (in k[layer] and v[layer]) of position p of seq."""
+        s = self._seq("slot", seq)
+        if not is_int(p):
+            raise ArgumentTypeError(f"PagedKVCache.slot: a position is an int, got {describe(p)}")
+        p = int(p)
+        if not 0 <= p < s.length:
+            raise ArgumentError(f"PagedKVCache.slot: position {p} is out of range [0, {s.length}) "
+                                f"of sequence {int(seq)}")
+        return (s.blocks[p >> self._shift] << self._shift) | (p & self._mask)
+
+    def slots(self, seq, start=0, stop=None) -> np.ndarray:
+        """int64 physical rows of positions [start, stop) of seq (stop defaults to its length):
+        k[layer, cache.slots(seq)] gathers the sequence's keys in order."""
+        s = self._seq("slots", seq)
+        stop = s.length if stop is None else check_int("PagedKVCache.slots stop", stop, 0, s.length)
+        start = check_int("PagedKVCache.slots start", start, 0, stop)
+        p = np.arange(start, stop, dtype=np.int64)
+        return (np.asarray(s.blocks, dtype=np.int64)[p >> self._shift] << self._shift) | (p & self._mask)
