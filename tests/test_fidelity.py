@@ -5,6 +5,8 @@ from pathlib import Path
 import pytest
 
 import ignis
+from ignis.hub import DEFAULT_Q8_0_TENSOR_SHA256
+from ignis.quantize import tensor_data_sha256
 from ignis.runtime.fidelity import END_OF_TURN, score_file, totals
 
 DATA = Path(__file__).parent / "data"
@@ -41,4 +43,7 @@ def test_fidelity_original_file(real_model_path):
 @pytest.mark.real
 @pytest.mark.slow
 def test_fidelity_q8_0_file(real_q8_0_path):
+    # the file scored holds exactly the weights of the golden set's source (llama.cpp's Q8_0
+    # requantization, sha256 45de1f18...563e3): same names, types, shapes and tensor bytes
+    assert tensor_data_sha256(real_q8_0_path) == DEFAULT_Q8_0_TENSOR_SHA256
     _check(real_q8_0_path, DATA / "logits_q8_0_public.jsonl", LLAMA_CPP["q8_0"])

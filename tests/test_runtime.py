@@ -87,11 +87,20 @@ def test_greedy_is_deterministic_and_streaming_matches(tiny):
 
 
 def test_seed_reproduces_sampling(tiny):
-    runs = [tiny.generate("abc", max_tokens=16, temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, seed=s)
-            for s in (7, 7, 8)]
+    def sample(seed):
+        text = tiny.generate("abc", max_tokens=16, temperature=1.0, top_k=0, top_p=1.0, min_p=0.0,
+                             ignore_eos=True, seed=seed)
+        assert len(tiny.last_result.tokens) == 16
+        return text, tuple(tiny.last_result.tokens)
+
+    runs = [sample(s) for s in (7, 7, 8)]
     assert runs[0] == runs[1]
-    tokens7 = tiny.generate("abc", max_tokens=16, temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, seed=7)
+    tokens7 = sample(7)
     assert tokens7 == runs[0]
+    # the seed is used: at temperature 1 over the whole 300-token vocabulary, 16 draws from
+    # another seed coincide by chance with negligible probability (seeds 7..11 all differ)
+    assert runs[2][1] != runs[0][1] and runs[2][0] != runs[0][0]
+    assert len({sample(s)[1] for s in (7, 8, 9, 10, 11)}) == 5
 
 
 def test_stop_string_cuts_output(tiny):
