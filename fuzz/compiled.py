@@ -79,7 +79,16 @@ def compiled_cases(draw, max_width: int = 1024):
     bounds = [0] + cuts + [n_prompt]
     tokens = draw(st.lists(st.integers(0, config.vocab - 1), min_size=n_prompt + n_decode,
                            max_size=n_prompt + n_decode))
+    n_seq = draw(st.integers(2, 4))
+    lengths = draw(st.lists(st.integers(1, 24), min_size=n_seq, max_size=n_seq))
+    order = draw(st.permutations([i for i, n in enumerate(lengths) for _ in range(n)]))
+    cuts = sorted(draw(st.sets(st.integers(1, len(order) - 1), max_size=5)))
+    batch = {"lengths": lengths, "order": list(order), "cuts": cuts,
+             "extra_rows": draw(st.lists(st.integers(0, len(order) - 1), max_size=3)),
+             "tokens": draw(st.lists(st.integers(0, config.vocab - 1), min_size=len(order) + 2 * n_seq,
+                                     max_size=len(order) + 2 * n_seq))}
     return {
+        "batch": batch,
         "config": config,
         "types": _weight_types(draw, config),
         "seed": draw(st.integers(0, 2 ** 16)),
@@ -96,17 +105,19 @@ def describe(case) -> str:
     kinds = sorted(set(case["types"].values()))
     return (f"{c.n_layers} layers, width {c.width}, ffn {c.ffn}, heads {c.n_heads}/{c.n_kv_heads} x "
             f"{c.head_dim}, vocab {c.vocab}, tied {c.tied_output}, types {'+'.join(kinds)}, "
-            f"passes {case['passes']}, pieces {case['pieces']}, threads {case['threads']}")
+            f"passes {case['passes']}, pieces {case['pieces']}, threads {case['threads']}, "
+            f"batch lengths {case['batch']['lengths']} cut at {case['batch']['cuts']}")
 
 
 def run_case(path, case) -> list:
-    """[(fused output, unfused output, what)] for every step of the case, then the KV caches."""
+    """[(fused output, unfused output, what)] for every step of the case and the KV caches."""
     config = case["config"]
     tokens, n_prompt = case["tokens"], case["n_prompt"]
     fused_threads, unfused_threads = case["threads"]
     with GGUFFile(path) as gguf:
-        fused = Engine(gguf, config, config.context_length, fused_threads, case["passes"])
-        unfused = Engine(gguf, config, config.context_length, unfused_threads, [])
+        kv_tokens = config.context_length + 4 * 32 + 16      # room for the batch part too
+        fused = Engine(gguf, config, config.context_length, fused_threads, case["passes"], kv_tokens)
+        unfused = Engine(gguf, config, config.context_length, unfused_threads, [], kv_tokens)
         pairs = []
         for lo, hi, all_logits in case["pieces"]:
             what = f"prefill [{lo}, {hi}){' all logits' if all_logits else ''}"
@@ -116,7 +127,52 @@ def run_case(path, case) -> list:
             pairs.append((fused.forward([tokens[at]], at), unfused.forward([tokens[at]], at), f"decode at {at}"))
         pairs.append((fused.kv.k, unfused.kv.k, "KV cache keys"))
         pairs.append((fused.kv.v, unfused.kv.v, "KV cache values"))
+        steps = batch_steps(case["batch"])
+        for got, want, what in zip(run_batch(fused, steps), run_batch(unfused, steps), range(len(steps))):
+            pairs.append((got, want, f"batch step {what}"))
+        pairs.append((fused.kv.k, unfused.kv.k, "KV cache keys after the batch"))
+        pairs.append((fused.kv.v, unfused.kv.v, "KV cache values after the batch"))
         return pairs
+
+
+def batch_steps(batch) -> list:
+    """[(tokens, sequence indexes, positions, wanted rows)] of the batch part of a case:
+    the interleaved prompts cut into steps, then two decode steps."""
+    lengths, order, tokens = batch["lengths"], batch["order"], batch["tokens"]
+    pos, last = [0] * len(lengths), {}
+    places = []
+    for j, s in enumerate(order):
+        places.append((tokens[j], s, pos[s]))
+        pos[s] += 1
+        if pos[s] == lengths[s]:
+            last[j] = s
+    bounds = [0] + batch["cuts"] + [len(order)]
+    steps = []
+    for a, b in zip(bounds, bounds[1:]):
+        part = places[a:b]
+        rows = sorted({j - a for j in last if a <= j < b} | {j - a for j in batch["extra_rows"] if a <= j < b})
+        steps.append(([p[0] for p in part], [p[1] for p in part], [p[2] for p in part], rows))
+    at = len(order)
+    for _ in range(2):
+        seqs = list(range(len(lengths)))
+        steps.append(([tokens[at + s] for s in seqs], seqs, [pos[s] for s in seqs], seqs))
+        at += len(lengths)
+        pos = [p + 1 for p in pos]
+    return steps
+
+
+def run_batch(engine, steps) -> list:
+    """Run batch steps on fresh sequences of the engine's paged cache; each step's logits."""
+    kv = engine.kv
+    seqs = [kv.new_sequence() for _ in range(max(max(s[1]) for s in steps) + 1)]
+    out = []
+    for tokens, idx, positions, rows in steps:
+        for i in idx:
+            kv.reserve(seqs[i], 1)
+        out.append(engine.step(tokens, [seqs[i] for i in idx], positions, rows))
+    for s in seqs:
+        kv.free(s)
+    return out
 
 
 def check_compiled(case) -> None:

@@ -945,16 +945,17 @@ static inline void ignis_avx2_axpy_f16(float a, const uint16_t *x, float *y, int
 
 /* o[0..hd) = sum over s < n (in order) of w[s] * f16 row v + s*vstride: the same bits as
  * zeroing o then n calls of ignis_avx2_axpy_f16, with o held in registers. */
-static inline void ignis_avx2_av_head(const float *w, const uint16_t *v, int64_t vstride, int64_t n,
-                                      float *o, int64_t hd) {
+/* o += sum_s w[s] * v[s * vstride ..] (o holds the sum so far: a paged cache is summed a
+   block at a time, and the sums of consecutive calls are those of one call over all rows) */
+static inline void ignis_avx2_av_head_acc(const float *w, const uint16_t *v, int64_t vstride, int64_t n,
+                                          float *o, int64_t hd) {
     if (hd % 8 != 0 || hd > 128) {
-        memset(o, 0, (size_t)hd * sizeof(float));
         for (int64_t s = 0; s < n; s++) ignis_avx2_axpy_f16(w[s], v + s * vstride, o, hd);
         return;
     }
     __m256 acc[16];
     const int64_t c8 = hd / 8;
-    for (int64_t c = 0; c < c8; c++) acc[c] = _mm256_setzero_ps();
+    for (int64_t c = 0; c < c8; c++) acc[c] = _mm256_loadu_ps(o + 8 * c);
     for (int64_t s = 0; s < n; s++) {
         const __m256 a = _mm256_set1_ps(w[s]);
         const uint16_t *r = v + s * vstride;
@@ -962,6 +963,12 @@ static inline void ignis_avx2_av_head(const float *w, const uint16_t *v, int64_t
             acc[c] = _mm256_add_ps(acc[c], _mm256_mul_ps(a, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(r + 8 * c)))));
     }
     for (int64_t c = 0; c < c8; c++) _mm256_storeu_ps(o + 8 * c, acc[c]);
+}
+
+static inline void ignis_avx2_av_head(const float *w, const uint16_t *v, int64_t vstride, int64_t n,
+                                      float *o, int64_t hd) {
+    memset(o, 0, (size_t)hd * sizeof(float));
+    ignis_avx2_av_head_acc(w, v, vstride, n, o, hd);
 }
 
 IGNIS_INLINE __m256 ignis_avx2_expf(__m256 x) {
@@ -1471,13 +1478,17 @@ static inline void ignis_div_row(float *x, float d, int64_t n) {
 static inline void ignis_axpy_f32(float a, const float *x, float *y, int64_t n) { IGNIS_PICK(axpy_f32)(a, x, y, n); }
 static inline void ignis_axpy_f16(float a, const uint16_t *x, float *y, int64_t n) { IGNIS_PICK(axpy_f16)(a, x, y, n); }
 static inline void ignis_silu_row(const float *x, float *y, int64_t n) { IGNIS_PICK(silu_row)(x, y, n); }
-static inline void ignis_av_head(const float *w, const uint16_t *v, int64_t vstride, int64_t n, float *o, int64_t hd) {
+/* o += sum_s w[s] * v[s * vstride ..], accumulating into what o holds */
+static inline void ignis_av_head_acc(const float *w, const uint16_t *v, int64_t vstride, int64_t n, float *o, int64_t hd) {
 #if defined(IGNIS_AVX2)
-    ignis_avx2_av_head(w, v, vstride, n, o, hd);
+    ignis_avx2_av_head_acc(w, v, vstride, n, o, hd);
 #else
-    memset(o, 0, (size_t)hd * sizeof(float));
     for (int64_t s = 0; s < n; s++) ignis_axpy_f16(w[s], v + s * vstride, o, hd);
 #endif
+}
+static inline void ignis_av_head(const float *w, const uint16_t *v, int64_t vstride, int64_t n, float *o, int64_t hd) {
+    memset(o, 0, (size_t)hd * sizeof(float));
+    ignis_av_head_acc(w, v, vstride, n, o, hd);
 }
 
 static inline float ignis_exp_sub_sum(float *x, float m, int64_t n) { return IGNIS_PICK(exp_sub_sum)(x, m, n); }

@@ -84,7 +84,7 @@ def test_plan_of_a_tiny_model():
     assert r["planned_bytes"] == r["lower_bound_bytes"] and r["naive_bytes"] == sum(plan.sizes.values())
     assert all(o % 64 == 0 for o in plan.offsets.values())
     assert g.outputs["logits"] not in plan.offsets and g.inputs["pos"] not in plan.offsets
-    assert set(plan.io) == {"tokens", "pos", "logits"}
+    assert set(plan.io) == {"tokens", "pos", "seq", "logits"}
     kinds = {g.producer(r).kind for r in plan.inplace}
     assert "matmul_add" in kinds         # the residual stream is updated in place
 

@@ -39,9 +39,11 @@ def _fused_vs_unfused(path):
         assert len(ga) == 16 and ga == gb
         n = fused.n_past
         assert n == unfused.n_past == len(ids) + 16   # greedy_ids evaluates each token it returns
-        for name in ("k", "v"):
+        for name in ("k", "v"):                       # the rows of the sequence, in position order
+            rows = fused.engine.kv.slots(fused.engine.seq)
+            assert rows.shape == (n,) and np.array_equal(rows, unfused.engine.kv.slots(unfused.engine.seq))
             ka, kb = getattr(fused.engine.kv, name), getattr(unfused.engine.kv, name)
-            assert np.array_equal(ka[:, :n], kb[:, :n]), f"KV cache {name} differs"
+            assert np.array_equal(ka[:, rows], kb[:, rows]), f"KV cache {name} differs"
     finally:
         fused.close()
         unfused.close()

@@ -22,14 +22,15 @@ def small_graph(T=2, D=8, layer_count=1):
     b = GraphBuilder(weights={"E": (10, D), "g": (D,), "Wq": (D, D), "Wk": (4, D), "Wv": (4, D)},
                      meta={"n_layers": layer_count, "n_kv_heads": 1, "head_dim": 4})
     tokens, pos = b.input("tokens", (T,), "i32"), b.input("pos", (T,), "i32")
+    seq = b.input("seq", (T,), "i32")
     h = b.emit("embed", [tokens], ["E"])
     r = b.emit("rms_inv", [h], eps=1e-6)
     a = b.emit("scale_rows", [h, r], ["g"])
     q = b.emit("rope", [b.emit("matmul", [a], ["Wq"]), pos], n_heads=2, head_dim=4, theta=10000.0)
     k = b.emit("rope", [b.emit("matmul", [a], ["Wk"]), pos], n_heads=1, head_dim=4, theta=10000.0)
     v = b.emit("matmul", [a], ["Wv"])
-    kv = b.emit("kv_write", [k, v, pos], layer=0, n_kv_heads=1, head_dim=4)
-    o = b.emit("attention", [q, kv, pos], layer=0, n_heads=2, n_kv_heads=1, head_dim=4)
+    kv = b.emit("kv_write", [k, v, pos, seq], layer=0, n_kv_heads=1, head_dim=4)
+    o = b.emit("attention", [q, kv, pos, seq], layer=0, n_heads=2, n_kv_heads=1, head_dim=4)
     b.output("out", b.emit("add", [h, o]))
     return b.finish()
 
@@ -55,8 +56,10 @@ def test_builder_infers_shapes():
     ("rms_inv", [(2, 8)], [], {}, "missing attribute eps"),
     ("silu", [(2, 8), (2, 8)], [], {}, "takes 1 inputs"),
     ("nope", [(2, 8)], [], {}, "unknown op kind"),
-    ("attention", [(2, 8), (2, 8), "pos"], [], {"layer": 0, "n_heads": 2, "n_kv_heads": 1, "head_dim": 4},
+    ("attention", [(2, 8), (2, 8), "pos", "pos"], [], {"layer": 0, "n_heads": 2, "n_kv_heads": 1, "head_dim": 4},
      "kv token"),
+    ("kv_write", [(2, 8), (2, 8), "pos", (2, 8)], [], {"layer": 0, "n_kv_heads": 1, "head_dim": 8}, "seq must be"),
+    ("take_rows", [(2, 8), (2, 8)], [], {}, "rows must be"),
     ("matmul_add", [(2, 8), (2, 5)], [(4, 8)], {}, "res must be"),
     ("gate_up_swiglu", [(2, 8)], [(5, 8)], {}, "even number of rows"),
 ])
@@ -134,7 +137,13 @@ def test_verifier_orders_kv_writes_before_readers():
     other_pos = Value((2,), "i32")
     moved = Graph({**g.inputs, "pos2": other_pos}, g.ops, g.outputs, g.weights, g.meta)
     with pytest.raises(VerifyError, match="positions"):
-        verify(_swap(moved, i_r, Op(r.kind, (r.inputs[0], r.inputs[1], other_pos), r.results, (), r.attrs)))
+        verify(_swap(moved, i_r, Op(r.kind, (r.inputs[0], r.inputs[1], other_pos, r.inputs[3]), r.results, (),
+                                    r.attrs)))
+    # the same positions of other sequences: not what was written either
+    moved = Graph({**g.inputs, "seq2": other_pos}, g.ops, g.outputs, g.weights, g.meta)
+    with pytest.raises(VerifyError, match="sequences"):
+        verify(_swap(moved, i_r, Op(r.kind, (r.inputs[0], r.inputs[1], r.inputs[2], other_pos), r.results, (),
+                                    r.attrs)))
 
 
 def test_verifier_accepts_every_pipeline_output():
@@ -157,13 +166,13 @@ def test_format_graph_lines():
     config = tiny_qwen2_config(n_layers=1)
     g = build_graph(config, 1)
     text = format_graph(g)
-    assert "%3 = rms_inv %2 {eps=1e-06}  : f32[1,1]" in text
-    assert "%4 = scale_rows %2, %3, @blk.0.attn_norm.weight  : f32[1,64]" in text
+    assert "%4 = rms_inv %3 {eps=1e-06}  : f32[1,1]" in text
+    assert "%5 = scale_rows %3, %4, @blk.0.attn_norm.weight  : f32[1,64]" in text
     assert text.count("\n") == len(g.ops) + 2
     fused = run_pipeline(g)[0]
     ftext = format_graph(fused)
-    assert "%3 = rmsnorm %2, @blk.0.attn_norm.weight {eps=1e-06}  : f32[1,64]" in ftext
-    assert re.search(r"%4, %5 = qkv_rope_kv %3, %1, @cat\(blk.0.attn_q.weight, blk.0.attn_k.weight, "
+    assert "%4 = rmsnorm %3, @blk.0.attn_norm.weight {eps=1e-06}  : f32[1,64]" in ftext
+    assert re.search(r"%5, %6 = qkv_rope_kv %4, %1, %2, @cat\(blk.0.attn_q.weight, blk.0.attn_k.weight, "
                      r"blk.0.attn_v.weight\), @cat\(blk.0.attn_q.bias, blk.0.attn_k.bias, blk.0.attn_v.bias\) "
                      r"\{layer=0, n_heads=4, n_kv_heads=2, head_dim=16, theta=1e\+06\}  : f32\[1,64\], kv", ftext)
     assert "return logits=%" in ftext
@@ -212,10 +221,11 @@ def test_attention_is_causal_gqa_over_the_f16_cache():
     k = rng.standard_normal((T, KVH * hd)).astype(np.float32)
     v = rng.standard_normal((T, KVH * hd)).astype(np.float32)
     pos = np.array([2, 3, 4], np.int32)
-    ref.kv_write(k, v, pos, 0, KVH, hd, cache)
+    seq = np.zeros_like(pos)
+    ref.kv_write(k, v, pos, seq, 0, KVH, hd, cache)
     assert cache.k.dtype == np.float16 and np.array_equal(cache.k[0, 3], k[1].reshape(KVH, hd).astype(np.float16))
     q = rng.standard_normal((T, H * hd)).astype(np.float32)
-    out = ref.attention(q, pos, 0, H, KVH, hd, cache)
+    out = ref.attention(q, pos, seq, 0, H, KVH, hd, cache)
     K, V = cache.k[0].astype(np.float64), cache.v[0].astype(np.float64)
     for t in range(T):
         for h in range(H):
@@ -230,7 +240,7 @@ def test_kv_write_past_the_cache_is_a_context_overflow():
     from ignis.errors import ContextOverflowError
     cache = KVCache(1, 4, 1, 4)
     with pytest.raises(ContextOverflowError, match="position 4"):
-        ref.kv_write(np.zeros((1, 4), np.float32), np.zeros((1, 4), np.float32), np.array([4]), 0, 1, 4, cache)
+        ref.kv_write(np.zeros((1, 4), np.float32), np.zeros((1, 4), np.float32), np.array([4]), np.array([0]), 0, 1, 4, cache)
 
 
 def test_silu_mul_and_concatenated_matmul():

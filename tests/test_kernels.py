@@ -223,10 +223,10 @@ def test_kv_write_and_attention_match_reference(threads):
         v = r.standard_normal((T, KVH * hd)).astype(np.float32)
         q = r.standard_normal((T, H * hd)).astype(np.float32)
         K.kv_write(k, v, pos, kv, 1, KVH, hd)
-        ref.kv_write(k, v, pos, 1, KVH, hd, kv_ref)
+        ref.kv_write(k, v, pos, np.zeros_like(pos), 1, KVH, hd, kv_ref)
         assert np.array_equal(kv.k, kv_ref.k) and np.array_equal(kv.v, kv_ref.v)
         got = K.attention(q, pos, kv, 1, H, KVH, hd, threads=threads)
-        want = ref.attention(q, pos, 1, H, KVH, hd, kv_ref)
+        want = ref.attention(q, pos, np.zeros_like(pos), 1, H, KVH, hd, kv_ref)
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 

@@ -24,22 +24,34 @@ F32 = np.float32
 
 
 class KVCache:
-    """Per layer K and V, float16 [n_ctx, n_kv_heads, head_dim]; written by kv writers
-    at the step's positions, read by attention at positions 0..pos[t]."""
+    """Per layer K and V, float16 [n_seq * n_ctx, n_kv_heads, head_dim]: sequence s holds
+    rows [s * n_ctx, (s + 1) * n_ctx). Written by kv writers at (seq[t], pos[t]), read by
+    attention at positions 0..pos[t] of sequence seq[t]."""
 
-    def __init__(self, n_layers: int, n_ctx: int, n_kv_heads: int, head_dim: int):
+    def __init__(self, n_layers: int, n_ctx: int, n_kv_heads: int, head_dim: int, n_seq: int = 1):
         self.n_ctx = n_ctx
-        self.k = np.zeros((n_layers, n_ctx, n_kv_heads, head_dim), np.float16)
-        self.v = np.zeros((n_layers, n_ctx, n_kv_heads, head_dim), np.float16)
+        self.n_seq = n_seq
+        self.k = np.zeros((n_layers, n_seq * n_ctx, n_kv_heads, head_dim), np.float16)
+        self.v = np.zeros((n_layers, n_seq * n_ctx, n_kv_heads, head_dim), np.float16)
 
     @classmethod
-    def for_graph(cls, graph: Graph, n_ctx: int) -> "KVCache":
+    def for_graph(cls, graph: Graph, n_ctx: int, n_seq: int = 1) -> "KVCache":
         m = graph.meta
-        return cls(m["n_layers"], n_ctx, m["n_kv_heads"], m["head_dim"])
+        return cls(m["n_layers"], n_ctx, m["n_kv_heads"], m["head_dim"], n_seq)
+
+    def rows(self, pos, seq, layer) -> np.ndarray:
+        """Cache rows of tokens at positions pos of sequences seq (ContextOverflowError if
+        a position does not fit, ValueError for an unknown sequence)."""
+        if pos.size and (pos.min() < 0 or pos.max() >= self.n_ctx):
+            raise ContextOverflowError(f"position {int(pos.max())} does not fit a KV cache of "
+                                       f"{self.n_ctx} positions (layer {layer})")
+        if seq.size and (seq.min() < 0 or seq.max() >= self.n_seq):
+            raise ValueError(f"sequence {int(seq.max())} is not one of the cache's {self.n_seq}")
+        return seq.astype(np.int64) * self.n_ctx + pos
 
     def copy(self) -> "KVCache":
         other = KVCache.__new__(KVCache)
-        other.n_ctx, other.k, other.v = self.n_ctx, self.k.copy(), self.v.copy()
+        other.n_ctx, other.n_seq, other.k, other.v = self.n_ctx, self.n_seq, self.k.copy(), self.v.copy()
         return other
 
 
@@ -94,23 +106,34 @@ def rope(x, pos, n_heads, head_dim, theta):
     return out.reshape(T, n_heads * head_dim)
 
 
-def kv_write(k, v, pos, layer, n_kv_heads, head_dim, cache: KVCache):
+def kv_write(k, v, pos, seq, layer, n_kv_heads, head_dim, cache: KVCache):
     T = k.shape[0]
-    if T and (pos.min() < 0 or pos.max() >= cache.n_ctx):
-        raise ContextOverflowError(f"position {int(pos.max())} does not fit a KV cache of "
-                                   f"{cache.n_ctx} positions (layer {layer})")
-    cache.k[layer][pos] = k.reshape(T, n_kv_heads, head_dim).astype(np.float16)
-    cache.v[layer][pos] = v.reshape(T, n_kv_heads, head_dim).astype(np.float16)
+    rows = cache.rows(pos, seq, layer)
+    cache.k[layer][rows] = k.reshape(T, n_kv_heads, head_dim).astype(np.float16)
+    cache.v[layer][rows] = v.reshape(T, n_kv_heads, head_dim).astype(np.float16)
     return None
 
 
-def attention(q, pos, layer, n_heads, n_kv_heads, head_dim, cache: KVCache):
-    """Causal GQA attention over cache positions 0..pos[t], float32 from the f16 cache."""
+def attention(q, pos, seq, layer, n_heads, n_kv_heads, head_dim, cache: KVCache):
+    """Causal GQA attention of each token over positions 0..pos[t] of its own sequence,
+    float32 from the f16 cache."""
+    out = np.empty_like(q, dtype=F32)
+    cache.rows(pos, seq, layer)
+    for s in np.unique(seq):
+        mine = np.flatnonzero(seq == s)
+        out[mine] = _attention_one(q[mine], pos[mine], cache.k[layer, s * cache.n_ctx:(s + 1) * cache.n_ctx],
+                                   cache.v[layer, s * cache.n_ctx:(s + 1) * cache.n_ctx],
+                                   n_heads, n_kv_heads, head_dim)
+    return out
+
+
+def _attention_one(q, pos, k_rows, v_rows, n_heads, n_kv_heads, head_dim):
+    """Attention of tokens of one sequence over its cache rows."""
     T = q.shape[0]
     n = int(pos.max()) + 1 if T else 0
     group = n_heads // n_kv_heads
-    K = cache.k[layer, :n].astype(F32)                    # [n, kvh, hd]
-    V = cache.v[layer, :n].astype(F32)
+    K = k_rows[:n].astype(F32)                            # [n, kvh, hd]
+    V = v_rows[:n].astype(F32)
     qh = q.reshape(T, n_kv_heads, group, head_dim).transpose(1, 2, 0, 3)   # [kvh, G, T, hd]
     scores = np.matmul(qh, K.transpose(1, 2, 0)[:, None])                  # [kvh, G, T, n]
     scores = scores / F32(np.sqrt(head_dim))
@@ -140,6 +163,12 @@ def take_last(x):
     return np.ascontiguousarray(x[-1:])
 
 
+def take_rows(x, rows):
+    if rows.size and (rows.min() < 0 or rows.max() >= x.shape[0]):
+        raise ValueError(f"take_rows: row {int(rows.max())} is outside [0, {x.shape[0]})")
+    return np.ascontiguousarray(x[rows])
+
+
 # ------------------------------------------------- fused ops = their compositions
 
 def rmsnorm(x, g, eps):
@@ -154,7 +183,7 @@ def matmul_bias(x, W_parts, b_parts):
     return add_bias(matmul(x, W_parts), b_parts)
 
 
-def qkv_rope_kv(a, pos, W_parts, b_parts, layer, n_heads, n_kv_heads, head_dim, theta, cache):
+def qkv_rope_kv(a, pos, seq, W_parts, b_parts, layer, n_heads, n_kv_heads, head_dim, theta, cache):
     y = matmul(a, W_parts)
     if b_parts is not None:
         y = add_bias(y, b_parts)
@@ -162,7 +191,7 @@ def qkv_rope_kv(a, pos, W_parts, b_parts, layer, n_heads, n_kv_heads, head_dim, 
     q = rope(np.ascontiguousarray(y[:, :nq]), pos, n_heads, head_dim, theta)
     k = rope(np.ascontiguousarray(y[:, nq:nq + nk]), pos, n_kv_heads, head_dim, theta)
     v = np.ascontiguousarray(y[:, nq + nk:])
-    return q, kv_write(k, v, pos, layer, n_kv_heads, head_dim, cache)
+    return q, kv_write(k, v, pos, seq, layer, n_kv_heads, head_dim, cache)
 
 
 def matmul_add(x, res, W_parts):
@@ -195,7 +224,7 @@ def _run_op(op, args, ws, cache):
     if k == "kv_write":
         return kv_write(*args, a["layer"], a["n_kv_heads"], a["head_dim"], cache)
     if k == "attention":
-        return attention(args[0], args[2], a["layer"], a["n_heads"], a["n_kv_heads"], a["head_dim"], cache)
+        return attention(args[0], args[2], args[3], a["layer"], a["n_heads"], a["n_kv_heads"], a["head_dim"], cache)
     if k == "add":
         return add(*args)
     if k == "silu":
@@ -204,6 +233,8 @@ def _run_op(op, args, ws, cache):
         return mul(*args)
     if k == "take_last":
         return take_last(args[0])
+    if k == "take_rows":
+        return take_rows(args[0], args[1])
     if k == "rmsnorm":
         return rmsnorm(args[0], np.concatenate(ws[0]), a["eps"])
     if k == "swiglu":
@@ -211,7 +242,7 @@ def _run_op(op, args, ws, cache):
     if k == "matmul_bias":
         return matmul_bias(args[0], ws[0], ws[1])
     if k == "qkv_rope_kv":
-        return qkv_rope_kv(args[0], args[1], ws[0], ws[1] if len(ws) > 1 else None, a["layer"],
+        return qkv_rope_kv(args[0], args[1], args[2], ws[0], ws[1] if len(ws) > 1 else None, a["layer"],
                            a["n_heads"], a["n_kv_heads"], a["head_dim"], a["theta"], cache)
     if k == "matmul_add":
         return matmul_add(args[0], args[1], ws[0])
@@ -223,12 +254,16 @@ def _run_op(op, args, ws, cache):
 def run(graph: Graph, weights: Mapping, inputs: Mapping, cache: KVCache | None = None,
         *, keep: bool = False) -> dict:
     """Execute `graph` op by op. weights: tensor name -> float32 array (dequantized);
-    inputs: graph input name -> array; cache: the KV cache, updated in place.
+    inputs: graph input name -> array (seq may be left out: one sequence, 0); cache: the
+    KV cache, updated in place.
     Returns output name -> array (with keep=True: every value -> array)."""
     if cache is None and any(op.kind in ("kv_write", "attention", "qkv_rope_kv") for op in graph.ops):
         raise ValueError("this graph reads or writes the KV cache: pass cache=KVCache(...)")
     env = {}
     for name, v in graph.inputs.items():
+        if name == "seq" and name not in inputs:    # one sequence: every token is sequence 0
+            env[v] = np.zeros(v.shape, np.int32)
+            continue
         if name not in inputs:
             raise ValueError(f"graph input {name!r} is missing")
         arr = np.ascontiguousarray(inputs[name], dtype=np.int32 if v.dtype == "i32" else F32)

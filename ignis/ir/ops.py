@@ -2,8 +2,8 @@
 shapes, whether it writes the KV cache and which operand its result may overwrite.
 
 Conventions (docs/ops.md): activations f32 [T, N]; a weight of numpy shape (N, K)
-maps [T, K] -> [T, N]; pos and tokens are i32 [T]; a KV-cache write returns a
-zero-byte "kv" token of shape ().
+maps [T, K] -> [T, N]; pos, seq and tokens are i32 [T] (token t is at position pos[t]
+of sequence seq[t]); a KV-cache write returns a zero-byte "kv" token of shape ().
 """
 from __future__ import annotations
 
@@ -133,6 +133,7 @@ def _kv_write(kind, ins, ws, attrs):
     if _act(kind, "v", ins[1]) != (T, W):
         _fail(kind, f"v must be [{T}, {W}] like k, got {list(ins[1].shape)}")
     _ids(kind, "pos", ins[2], T)
+    _ids(kind, "seq", ins[3], T)
     _int_attr(kind, attrs, "layer", 0)
     _heads(kind, attrs, W, "n_kv_heads")
     return [((), "kv")]
@@ -143,6 +144,7 @@ def _attention(kind, ins, ws, attrs):
     if ins[1].dtype != "kv":
         _fail(kind, f"kv must be a kv token, got {ins[1].dtype}{list(ins[1].shape)}")
     _ids(kind, "pos", ins[2], T)
+    _ids(kind, "seq", ins[3], T)
     _int_attr(kind, attrs, "layer", 0)
     nh, _ = _heads(kind, attrs, W)
     if nh % _int_attr(kind, attrs, "n_kv_heads"):
@@ -162,6 +164,11 @@ def _take_last(kind, ins, ws, attrs):
     return [((1, _act(kind, "x", ins[0])[1]), "f32")]
 
 
+def _take_rows(kind, ins, ws, attrs):
+    D = _act(kind, "x", ins[0])[1]
+    return [((_ids(kind, "rows", ins[1]), D), "f32")]
+
+
 def _rmsnorm(kind, ins, ws, attrs):
     T, D = _rms_inv(kind, ins, ws, attrs)[0][0][0], ins[0].shape[1]
     _vector(kind, "g", ws[0], D)
@@ -177,6 +184,7 @@ def _matmul_bias(kind, ins, ws, attrs):
 def _qkv_rope_kv(kind, ins, ws, attrs):
     T, K = _act(kind, "a", ins[0])
     _ids(kind, "pos", ins[1], T)
+    _ids(kind, "seq", ins[2], T)
     _int_attr(kind, attrs, "layer", 0)
     nh, kvh = _int_attr(kind, attrs, "n_heads"), _int_attr(kind, attrs, "n_kv_heads")
     hd = _int_attr(kind, attrs, "head_dim")
@@ -214,19 +222,20 @@ OPS = {spec.kind: spec for spec in [
     OpSpec("matmul", ("x",), ("W",), (), _matmul),
     OpSpec("add_bias", ("y",), ("b",), (), _add_bias, inplace=(0,)),
     OpSpec("rope", ("x", "pos"), (), ("n_heads", "head_dim", "theta"), _rope, inplace=(0,)),
-    OpSpec("kv_write", ("k", "v", "pos"), (), ("layer", "n_kv_heads", "head_dim"), _kv_write,
+    OpSpec("kv_write", ("k", "v", "pos", "seq"), (), ("layer", "n_kv_heads", "head_dim"), _kv_write,
            side_effect=True),
-    OpSpec("attention", ("q", "kv", "pos"), (), ("layer", "n_heads", "n_kv_heads", "head_dim"),
+    OpSpec("attention", ("q", "kv", "pos", "seq"), (), ("layer", "n_heads", "n_kv_heads", "head_dim"),
            _attention),
     OpSpec("add", ("a", "b"), (), (), _binary, inplace=(0, 1)),
     OpSpec("silu", ("x",), (), (), _unary, inplace=(0,)),
     OpSpec("mul", ("a", "b"), (), (), _binary, inplace=(0, 1)),
     OpSpec("take_last", ("x",), (), (), _take_last),
+    OpSpec("take_rows", ("x", "rows"), (), (), _take_rows),
     # fused ops (the passes)
     OpSpec("rmsnorm", ("x",), ("g",), ("eps",), _rmsnorm, inplace=(0,), fused=True),
     OpSpec("swiglu", ("g", "u"), (), (), _binary, inplace=(0, 1), fused=True),
     OpSpec("matmul_bias", ("x",), ("W", "b"), (), _matmul_bias, fused=True),
-    OpSpec("qkv_rope_kv", ("a", "pos"), ("Wqkv", "bqkv"),
+    OpSpec("qkv_rope_kv", ("a", "pos", "seq"), ("Wqkv", "bqkv"),
            ("layer", "n_heads", "n_kv_heads", "head_dim", "theta"), _qkv_rope_kv,
            optional_weights=1, side_effect=True, fused=True),
     OpSpec("matmul_add", ("x", "res"), ("W",), (), _matmul_add, inplace=(1,), fused=True),

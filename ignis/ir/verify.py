@@ -5,8 +5,9 @@
 3. each op matches its row of the op table: operand count, weights that exist,
    attributes, and result shapes/dtypes equal to what the table infers;
 4. the KV cache is written at most once per layer per graph, and every cache reader
-   takes the kv token of the write to its own layer, at the same positions; the
-   token is an operand, so rule 2 orders the write before its readers.
+   takes the kv token of the write to its own layer, at the same positions of the
+   same sequences; the token is an operand, so rule 2 orders the write before its
+   readers.
 """
 from __future__ import annotations
 
@@ -69,16 +70,18 @@ def verify(graph: Graph) -> Graph:
             written_layers[layer] = i
             writers[op.results[-1]] = op
         if op.kind == "attention":
-            q, token, pos = op.inputs
+            q, token, pos, seq = op.inputs
             writer = writers.get(token)
             if writer is None:
                 raise VerifyError(f"{where}: kv operand %{token.id} is not the token of a KV-cache write")
             if writer.attrs["layer"] != op.attrs["layer"]:
                 raise VerifyError(f"{where}: reads layer {op.attrs['layer']} but its kv token comes from "
                                   f"the write of layer {writer.attrs['layer']}")
-            if writer.inputs[-1] is not pos:
-                raise VerifyError(f"{where}: reads positions %{pos.id} but the cache was written at "
-                                  f"%{writer.inputs[-1].id}")
+            places = OPS[writer.kind].inputs
+            w_pos, w_seq = writer.inputs[places.index("pos")], writer.inputs[places.index("seq")]
+            if w_pos is not pos or w_seq is not seq:
+                raise VerifyError(f"{where}: reads positions %{pos.id} of sequences %{seq.id} but the cache "
+                                  f"was written at %{w_pos.id} of %{w_seq.id}")
             for attr in ("n_kv_heads", "head_dim"):
                 if writer.attrs[attr] != op.attrs[attr]:
                     raise VerifyError(f"{where}: {attr} {op.attrs[attr]} differs from the write's "

@@ -200,21 +200,30 @@ def _check_weight_type(source: str, name: str, shape: tuple, ttype) -> None:
                          "expected a multiple of 32 (it is repacked to Q8_0)")
 
 
-def build_graph(config: Qwen2Config, T: int, all_logits: bool = False) -> Graph:
-    """The unfused forward graph for T new tokens at positions pos[0..T-1].
+def build_graph(config: Qwen2Config, T: int, all_logits: bool = False, n_out: int | None = None) -> Graph:
+    """The unfused forward graph for a batch of T new tokens: token t sits at position
+    pos[t] of sequence seq[t] (its own keys and values, causally; several sequences may
+    share one batch).
 
-    inputs: tokens i32 [T], pos i32 [T]; output: logits f32 [T, V] if all_logits
-    (or T == 1) else [1, V] for the last token."""
+    inputs: tokens, pos, seq i32 [T] (and rows i32 [n_out] when n_out is given);
+    output: logits f32 [T, V] if all_logits (or T == 1), [n_out, V] for the rows
+    `rows` of the batch when n_out is given, else [1, V] for the last token."""
     if not isinstance(T, (int, np.integer)) or T < 1:
         raise ModelError(f"qwen2 graph: T must be a positive number of tokens, got {T!r}")
+    if n_out is not None and (not isinstance(n_out, (int, np.integer)) or not 1 <= n_out <= T):
+        raise ModelError(f"qwen2 graph: n_out must be a number of rows in [1, {T}], got {n_out!r}")
     c = config
     D, H, KVH, hd = c.width, c.n_heads, c.n_kv_heads, c.head_dim
     theta, eps = float(c.rope_theta), float(c.rms_eps)
+    every = n_out is None and (all_logits or T == 1)
     b = GraphBuilder(weights=c.weight_infos(), meta={
-        "arch": ARCH, "T": int(T), "all_logits": bool(all_logits or T == 1), "n_layers": c.n_layers,
-        "width": D, "n_heads": H, "n_kv_heads": KVH, "head_dim": hd, "ffn": c.ffn, "vocab": c.vocab})
+        "arch": ARCH, "T": int(T), "all_logits": bool(every), "n_out": None if n_out is None else int(n_out),
+        "n_layers": c.n_layers, "width": D, "n_heads": H, "n_kv_heads": KVH, "head_dim": hd, "ffn": c.ffn,
+        "vocab": c.vocab})
     tokens = b.input("tokens", (T,), "i32")
     pos = b.input("pos", (T,), "i32")
+    seq = b.input("seq", (T,), "i32")
+    rows = b.input("rows", (n_out,), "i32") if n_out is not None else None
 
     def rmsnorm(x, g, hint):
         r = b.emit("rms_inv", [x], hint=hint + ".rinv", eps=eps)
@@ -235,15 +244,17 @@ def build_graph(config: Qwen2Config, T: int, all_logits: bool = False) -> Graph:
         k = b.emit("rope", [linear(a, blk, "attn_k", f"{blk}.k", True), pos], hint=f"{blk}.k_rope",
                    n_heads=KVH, head_dim=hd, theta=theta)
         v = linear(a, blk, "attn_v", f"{blk}.v", True)
-        kv = b.emit("kv_write", [k, v, pos], hint=f"{blk}.kv", layer=L, n_kv_heads=KVH, head_dim=hd)
-        o = b.emit("attention", [q, kv, pos], hint=f"{blk}.attn", layer=L, n_heads=H, n_kv_heads=KVH,
+        kv = b.emit("kv_write", [k, v, pos, seq], hint=f"{blk}.kv", layer=L, n_kv_heads=KVH, head_dim=hd)
+        o = b.emit("attention", [q, kv, pos, seq], hint=f"{blk}.attn", layer=L, n_heads=H, n_kv_heads=KVH,
                    head_dim=hd)
         h = b.emit("add", [h, linear(o, blk, "attn_output", f"{blk}.attn_out")], hint=f"{blk}.h_attn")
         f = rmsnorm(h, f"{blk}.ffn_norm.weight", f"{blk}.ffn_in")
         gate = b.emit("silu", [linear(f, blk, "ffn_gate", f"{blk}.gate")], hint=f"{blk}.gate_act")
         g = b.emit("mul", [gate, linear(f, blk, "ffn_up", f"{blk}.up")], hint=f"{blk}.glu")
         h = b.emit("add", [h, linear(g, blk, "ffn_down", f"{blk}.down")], hint=f"{blk}.h")
-    if T > 1 and not all_logits:
+    if rows is not None:
+        h = b.emit("take_rows", [h, rows], hint="rows")
+    elif not every:
         h = b.emit("take_last", [h], hint="last")
     n = rmsnorm(h, "output_norm.weight", "out_norm")
     b.output("logits", b.emit("matmul", [n], [c.output_tensor], hint="logits"))

@@ -95,8 +95,8 @@ def fuse_matmul_bias(graph: Graph):
 def fuse_qkv(graph: Graph):
     """The attention input projections, RoPE and the KV-cache write of one layer:
 
-        q = rope(a @Wq + bq)   k = rope(a @Wk + bk)   v = a @Wv + bv   kv = kv_write(k, v, pos)
-        -> q, kv = qkv_rope_kv a, pos @cat(Wq, Wk, Wv) @cat(bq, bk, bv)
+        q = rope(a @Wq + bq)   k = rope(a @Wk + bk)   v = a @Wv + bv   kv = kv_write(k, v, pos, seq)
+        -> q, kv = qkv_rope_kv a, pos, seq @cat(Wq, Wk, Wv) @cat(bq, bk, bv)
 
     q is the rope result some attention reads together with kv; k and v must be read
     only by the write, and the projections only by their rope / bias add."""
@@ -109,7 +109,7 @@ def fuse_qkv(graph: Graph):
             write = _producer(graph, op.inputs[1], "kv_write", claimed)
             if q_rope is None or write is None:
                 continue
-            k, v, pos = write.inputs
+            k, v, pos, seq = write.inputs
             k_rope = _producer(graph, k, "rope", claimed)
             if k_rope is None or not single_use(graph, k) or not single_use(graph, v) or k is v:
                 continue
@@ -140,7 +140,7 @@ def fuse_qkv(graph: Graph):
                      "n_kv_heads": write.attrs["n_kv_heads"], "head_dim": write.attrs["head_dim"],
                      "theta": q_rope.attrs["theta"]}
             claimed.update(ops)
-            found.append(Fusion(tuple(ops), Op("qkv_rope_kv", (parts[0][0], pos),
+            found.append(Fusion(tuple(ops), Op("qkv_rope_kv", (parts[0][0], pos, seq),
                                                (q_rope.result, write.result), weights, attrs)))
         return found
     return run_fusion_pass("fuse_qkv", graph, find)

@@ -1,5 +1,15 @@
-"""The compiled forward pass: for each step size T, build the Qwen2 graph, run the pass
-pipeline, plan memory, lower to a kernel Plan (cached per T), and run it on a KV cache."""
+"""The compiled forward pass: for each step shape, build the Qwen2 graph, run the pass
+pipeline, plan memory, lower to a kernel Plan (cached per shape), and run it over the
+paged KV cache.
+
+Two ways in:
+  - forward(tokens, start): one sequence (the Model's own), a prompt in chunks of fixed
+    power-of-two sizes or one decode token; the last position's logits or every position's.
+  - step(tokens, seqs, positions, out_rows): one batch of many sequences (the scheduler);
+    token t is at position positions[t] of sequence seqs[t]; the logits of the rows
+    out_rows. Batches are padded to a few bucket sizes, so only a handful of plans exist:
+    padding tokens sit in a sequence of their own and are never read back.
+Every token's logits have the same bits whichever way it went in."""
 import os
 
 import numpy as np
@@ -9,10 +19,13 @@ from ignis.errors import ContextOverflowError, ModelError
 from ignis.models.qwen2 import Qwen2Config, build_graph
 from ignis.passes import plan_memory, run_pipeline
 from ignis.runtime.lower import lower
+from ignis.runtime.paged import PagedKVCache
 from ignis.runtime.weights import WeightStore
 
 MAX_BATCH = 512        # largest prefill chunk (tokens per plan run)
 MAX_LOGITS_BATCH = 64  # chunk size when every position's logits are wanted
+BLOCK_SIZE = 16        # positions per KV-cache block
+PAD_TOKENS = 16        # most padding a batch bucket adds (see step_bucket)
 
 
 def default_threads() -> int:
@@ -35,47 +48,113 @@ def chunk_sizes(n: int, largest: int) -> list:
     return out
 
 
+def step_bucket(n: int) -> int:
+    """The plan size a batch of n tokens runs in: n itself up to 16 (decode batches run
+    unpadded), then the next multiple of 16 (padding < PAD_TOKENS)."""
+    return n if n <= 16 else -(-n // 16) * 16
+
+
+def rows_bucket(n: int) -> int:
+    """The number of logit rows a plan computes for n wanted rows: the next power of two."""
+    return 1 << (n - 1).bit_length()
+
+
 class Engine:
-    def __init__(self, gguf, config: Qwen2Config, n_ctx: int, threads: int, passes=None):
+    def __init__(self, gguf, config: Qwen2Config, n_ctx: int, threads: int, passes=None,
+                 kv_tokens: int | None = None):
+        """n_ctx: the most positions one sequence may hold; kv_tokens: the KV-cache budget
+        shared by every sequence (default n_ctx)."""
         self.config = config
         self.n_ctx = n_ctx
         self.threads = threads
         self.passes = passes
         self.weights = WeightStore(gguf)
-        self.kv = _kernels.KVCache(config.n_layers, n_ctx, config.n_kv_heads, config.head_dim)
+        budget = n_ctx if kv_tokens is None else kv_tokens
+        self.kv = PagedKVCache(config.n_layers, config.n_kv_heads, config.head_dim,
+                               -(-budget // BLOCK_SIZE) + -(-PAD_TOKENS // BLOCK_SIZE), BLOCK_SIZE)
+        self._pad_seq = self.kv.new_sequence()      # where padding tokens write
+        self.kv.reserve(self._pad_seq, PAD_TOKENS)
+        self.seq = self.kv.new_sequence()           # the single caller's sequence (forward)
         self._plans = {}
 
-    def plan(self, T: int, all_logits: bool):
-        key = (T, all_logits or T == 1)
+    def _compile(self, key, T: int, all_logits: bool, n_out=None):
         if key not in self._plans:
-            graph, _ = run_pipeline(build_graph(self.config, T, all_logits), self.passes)
+            graph, _ = run_pipeline(build_graph(self.config, T, all_logits, n_out), self.passes)
             self._plans[key] = lower(graph, plan_memory(graph), self.weights, self.threads)
         return self._plans[key]
 
+    def plan(self, T: int, all_logits: bool):
+        """The plan of T tokens of one sequence (last or every position's logits)."""
+        return self._compile((T, all_logits or T == 1), T, all_logits)
+
+    def batch_plan(self, T: int, n_out: int):
+        """The plan of a batch of T tokens with n_out logit rows."""
+        return self._compile(("batch", T, n_out), T, False, n_out)
+
+    def _run(self, lp, tokens, positions, seq_rows, seqs, rows=None):
+        lp.plan.run(tokens, positions, (self.kv.k, self.kv.v), seq_rows, self.kv.tables(seqs),
+                    self.kv.block_size, rows)
+        return lp.plan.f32(lp.logits_offset, lp.logits_shape)
+
+    def _check_ids(self, ids: np.ndarray) -> None:
+        if ids.size and (ids.min() < 0 or ids.max() >= self.config.vocab):
+            bad = int(ids[(ids < 0) | (ids >= self.config.vocab)][0])
+            raise ModelError(f"token id {bad} is out of range [0, {self.config.vocab})")
+
+    @staticmethod
+    def _check_finite(result, what: str):
+        if not np.isfinite(result).all():   # flagged, never sampled from as if it meant something
+            raise ModelError(f"non-finite logits at {what}: the weights overflow float32 (a corrupt file, "
+                             "or not a model ignis can run)")
+        return result
+
     def forward(self, tokens, start: int, all_logits: bool = False) -> np.ndarray:
-        """Run tokens (a list) at positions start.. through the model, writing the KV cache.
-        Returns the last position's logits [V], or every position's [len, V]."""
+        """Run tokens (a list) at positions start.. of the engine's own sequence (what it
+        held past start is dropped), writing the KV cache. Returns the last position's
+        logits [V], or every position's [len, V]."""
         n = len(tokens)
         if start + n > self.n_ctx:
             raise ContextOverflowError(f"{start + n} tokens do not fit in the context of {self.n_ctx} "
                                        "(raise n_ctx / --ctx, or shorten the prompt)")
         ids = np.asarray(tokens, dtype=np.int64)
-        if ids.size and (ids.min() < 0 or ids.max() >= self.config.vocab):
-            bad = int(ids[(ids < 0) | (ids >= self.config.vocab)][0])
-            raise ModelError(f"token id {bad} is out of range [0, {self.config.vocab})")
+        self._check_ids(ids)
+        kv, seq = self.kv, self.seq
+        kv.truncate(seq, min(start, kv.length(seq)))
+        if kv.length(seq) != start:
+            raise ModelError(f"forward at position {start}, but the sequence holds {kv.length(seq)}")
+        kv.reserve(seq, n)
         rows, done, out = [], 0, None
-        for size in chunk_sizes(n, MAX_LOGITS_BATCH if all_logits else MAX_BATCH):
-            lp = self.plan(size, all_logits)
-            chunk = ids[done:done + size].astype(np.int32)
-            pos = np.arange(start + done, start + done + size, dtype=np.int32)
-            lp.plan.run(chunk, pos, self.kv)
-            out = lp.plan.f32(lp.logits_offset, lp.logits_shape)
-            if all_logits:
-                rows.append(out.copy())
-            done += size
+        try:
+            for size in chunk_sizes(n, MAX_LOGITS_BATCH if all_logits else MAX_BATCH):
+                chunk = ids[done:done + size].astype(np.int32)
+                pos = np.arange(start + done, start + done + size, dtype=np.int32)
+                out = self._run(self.plan(size, all_logits), chunk, pos, np.zeros(size, np.int32), [seq])
+                if all_logits:
+                    rows.append(out.copy())
+                done += size
+        finally:
+            kv.truncate(seq, start + done)       # what an interrupt left uncomputed is not held
         # only the last chunk's last row is wanted otherwise (its plan has not run since)
         result = np.concatenate(rows, axis=0) if all_logits else out[-1].copy()
-        if not np.isfinite(result).all():   # flagged, never sampled from as if it meant something
-            raise ModelError(f"non-finite logits at positions {start}..{start + n - 1}: the weights overflow "
-                             "float32 (a corrupt file, or not a model ignis can run)")
-        return result
+        return self._check_finite(result, f"positions {start}..{start + n - 1}")
+
+    def step(self, tokens, seqs, positions, out_rows) -> np.ndarray:
+        """One batch: token t at position positions[t] of KV sequence seqs[t] (reserved by the
+        caller: positions below the sequence's length). Returns the logits of the batch rows
+        out_rows, [len(out_rows), V] (out_rows may be empty: a prefill chunk)."""
+        T, n_out = len(tokens), len(out_rows)
+        if not T or len(seqs) != T or len(positions) != T:
+            raise ModelError(f"engine step: {T} tokens, {len(seqs)} sequences, {len(positions)} positions "
+                             f"and {n_out} output rows do not make a batch")
+        ids = np.asarray(tokens, dtype=np.int64)
+        self._check_ids(ids)
+        Tb = step_bucket(T)
+        nb = min(rows_bucket(max(n_out, 1)), Tb)     # a prefill chunk that samples nothing: 1 row
+        order = list(dict.fromkeys(seqs)) + [self._pad_seq]
+        index = {s: i for i, s in enumerate(order)}
+        seq_rows = np.array([index[s] for s in seqs] + [len(order) - 1] * (Tb - T), np.int32)
+        tok = np.concatenate([ids, np.zeros(Tb - T, np.int64)]).astype(np.int32)
+        pos = np.array(list(positions) + list(range(Tb - T)), np.int32)
+        rows = np.array(list(out_rows) + [out_rows[0] if n_out else 0] * (nb - n_out), np.int32)
+        out = self._run(self.batch_plan(Tb, nb), tok, pos, seq_rows, order, rows)
+        return self._check_finite(out[:n_out].copy(), f"a batch of {T} tokens")

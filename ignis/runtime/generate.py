@@ -36,50 +36,93 @@ def _held_back(text: str, stops: list) -> int:
     return keep
 
 
+class Completion:
+    """One request's generation state, fed one row of logits at a time: it samples the
+    next token (its own seeded sampler), stops on an end-of-generation id, a stop string
+    or the token budget, and turns tokens into text that is final (never a broken UTF-8
+    sequence, never a prefix of a stop string that may still complete). The single-stream
+    loop below and the batch scheduler both drive it, so a request behaves the same
+    whichever runs it."""
+
+    def __init__(self, tokenizer, prompt_ids: list, max_tokens: int, params: SamplingParams, stop: list,
+                 eog_ids: set, ignore_eos: bool, result: GenerationResult):
+        self.sampler = Sampler(params)
+        self.detok = tokenizer.stream()
+        self.history = list(prompt_ids)
+        self.max_tokens = max_tokens
+        self.stop = stop
+        self.eog_ids = eog_ids
+        self.ignore_eos = ignore_eos
+        self.result = result
+        self.pending = ""            # decoded text not yet emitted (may hold a stop-string prefix)
+        self.hit_stop_string = False
+        self.done = max_tokens <= 0
+        self.last_token = None
+        result.finish_reason = "length"
+
+    def feed(self, logits) -> str:
+        """Sample the next token from logits; the text that became final ("" if none).
+        Afterwards `done` says whether generation ended, else `last_token` is the token to
+        evaluate next."""
+        result = self.result
+        token = self.sampler(logits, self.history)
+        if token in self.eog_ids and not self.ignore_eos:
+            result.finish_reason = "stop"
+            self.done = True
+            return ""
+        result.tokens.append(token)
+        self.history.append(token)
+        self.last_token = token
+        self.pending += self.detok.push(token)
+        cut = _stop_cut(self.pending, self.stop) if self.stop else -1
+        if cut >= 0:
+            self.pending = self.pending[:cut]
+            result.finish_reason = "stop"
+            self.hit_stop_string = self.done = True
+            return ""
+        if len(result.tokens) >= self.max_tokens:
+            self.done = True
+        safe = len(self.pending) - (_held_back(self.pending, self.stop) if self.stop else 0)
+        if safe <= 0:
+            return ""
+        piece, self.pending = self.pending[:safe], self.pending[safe:]
+        result.text += piece
+        return piece
+
+    def finish(self) -> str:
+        """End of generation: the text still held back (incomplete UTF-8 becomes U+FFFD)."""
+        self.done = True
+        pending = self.pending
+        if not self.hit_stop_string:
+            pending += self.detok.flush()
+        if self.stop:
+            cut = _stop_cut(pending, self.stop)
+            if cut >= 0:
+                pending, self.result.finish_reason = pending[:cut], "stop"
+        self.pending = ""
+        self.result.text += pending
+        return pending
+
+
 def generate_pieces(session, prompt_ids: list, max_tokens: int, params: SamplingParams,
                     stop: list, eog_ids: set, ignore_eos: bool, result: GenerationResult) -> Iterator[str]:
-    """Yield text pieces as they become final; fill `result` as a side channel."""
-    sampler = Sampler(params)
-    detok = session.tokenizer.stream()
-    history = list(prompt_ids)
+    """Yield text pieces as they become final; fill `result` as a side channel. `session`
+    has eval_prompt(ids), eval(ids) -> the last position's logits, n_past, n_ctx."""
+    completion = Completion(session.tokenizer, prompt_ids, max_tokens, params, stop, eog_ids, ignore_eos, result)
     t0 = time.perf_counter()
     logits = session.eval_prompt(prompt_ids)
     result.prompt_seconds = time.perf_counter() - t0
     result.prompt_tokens = session.last_prompt_evaluated
-    pending = ""          # decoded text not yet emitted (may hold a stop-string prefix)
-    hit_stop_string = False
-    result.finish_reason = "length"
-    while len(result.tokens) < max_tokens:
-        token = sampler(logits, history)
-        if token in eog_ids and not ignore_eos:
-            result.finish_reason = "stop"
-            break
-        result.tokens.append(token)
-        history.append(token)
-        pending += detok.push(token)
-        cut = _stop_cut(pending, stop) if stop else -1
-        if cut >= 0:
-            pending = pending[:cut]
-            result.finish_reason = "stop"
-            hit_stop_string = True
-            break
-        safe = len(pending) - (_held_back(pending, stop) if stop else 0)
-        if safe > 0:
-            result.text += pending[:safe]
-            yield pending[:safe]
-            pending = pending[safe:]
-        if len(result.tokens) >= max_tokens or session.n_past >= session.n_ctx:
+    while True:
+        piece = completion.feed(logits)
+        if piece:
+            yield piece
+        if completion.done or session.n_past >= session.n_ctx:
             break
         t0 = time.perf_counter()
-        logits = session.eval([token])
+        logits = session.eval([completion.last_token])
         result.decode_seconds += time.perf_counter() - t0
         result.decode_tokens += 1
-    if not hit_stop_string:
-        pending += detok.flush()     # incomplete UTF-8 at the end becomes one U+FFFD
-    if stop:
-        cut = _stop_cut(pending, stop)
-        if cut >= 0:
-            pending, result.finish_reason = pending[:cut], "stop"
-    if pending:
-        result.text += pending
-        yield pending
+    tail = completion.finish()
+    if tail:
+        yield tail

@@ -89,6 +89,8 @@ def _emit(plan, op, off, weights: WeightStore, logits_values=()) -> None:
         plan.add_silu(off(ins[0]), off(out), int(np.prod(out.shape)))
     elif kind == "take_last":
         plan.add_take_last(off(ins[0]), off(out), ins[0].shape[0], out.shape[1])
+    elif kind == "take_rows":
+        plan.add_take_rows(off(ins[0]), off(out), ins[0].shape[0], out.shape[1], out.shape[0])
     elif kind == "gate_up_swiglu":
         w, t = mat()
         plan.add_gate_up_swiglu(off(ins[0]), off(out), w, rows, ins[0].shape[1], out.shape[1], t)

@@ -4,6 +4,7 @@ Shaped like llama-cpp-python where that fits. One Model serves one caller at a t
 (a lock serialises concurrent calls); the KV cache keeps the longest prefix shared
 with the next prompt, so chat turns only prefill what is new."""
 import inspect
+import queue
 import threading
 from typing import Iterator
 
@@ -18,6 +19,7 @@ from ignis.runtime.chat import ChatTemplate
 from ignis.runtime.engine import MAX_BATCH, Engine, default_threads
 from ignis.runtime.generate import GenerationResult, generate_pieces
 from ignis.runtime.sampling import SamplingParams
+from ignis.runtime.scheduler import _DONE, Scheduler
 from ignis.runtime.validate import check_finite_weights
 from ignis.tokenizer import Tokenizer
 
@@ -114,6 +116,8 @@ class Model:
             self.gguf.close()
             raise
         self._tokens = []           # the ids whose keys and values are in the KV cache
+        self._schedulers = []
+        self._batch_scheduler = None
         self._lock = threading.RLock()
         self._template = None
         self.last_prompt_evaluated = 0
@@ -235,6 +239,17 @@ class Model:
         """Complete a prompt (text with special tokens parsed, or a list of ids). Returns the
         text, or with stream=True an iterator of text pieces as they are generated."""
         # every argument is checked here, before any work (and before a stream starts)
+        ids, max_tokens, params, stops, ignore_eos = self._request(
+            prompt, max_tokens, temperature, top_k, top_p, min_p, repeat_penalty, presence_penalty,
+            frequency_penalty, seed, stop, ignore_eos)
+        stream = check_bool("stream", stream)
+        self.last_result = GenerationResult()
+        pieces = self._locked_pieces(ids, max_tokens, params, stops, ignore_eos, self.last_result)
+        return pieces if stream else "".join(pieces)
+
+    def _request(self, prompt, max_tokens, temperature, top_k, top_p, min_p, repeat_penalty, presence_penalty,
+                 frequency_penalty, seed, stop, ignore_eos, name: str = "prompt") -> tuple:
+        """One completion request, checked: (ids, max_tokens, SamplingParams, stops, ignore_eos)."""
         max_tokens = check_int("max_tokens", max_tokens, 0, INT64_MAX)
         params = SamplingParams(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
                                 repeat_penalty=repeat_penalty, presence_penalty=presence_penalty,
@@ -242,16 +257,70 @@ class Model:
         params.validate()
         stops = _check_stop(stop)
         ignore_eos = check_bool("ignore_eos", ignore_eos)
-        stream = check_bool("stream", stream)
-        ids = self._prompt_ids(prompt)
+        ids = self._prompt_ids(prompt, name)
         if not ids:
-            raise IgnisError("empty prompt: give some text or token ids")
+            raise IgnisError(f"empty {name}: give some text or token ids")
         if len(ids) > self.n_ctx:
-            raise ContextOverflowError(f"prompt of {len(ids)} tokens does not fit in the context of "
+            raise ContextOverflowError(f"{name} of {len(ids)} tokens does not fit in the context of "
                                        f"{self.n_ctx} tokens (raise n_ctx / --ctx, or shorten the prompt)")
-        self.last_result = GenerationResult()
-        pieces = self._locked_pieces(ids, max_tokens, params, stops, ignore_eos, self.last_result)
-        return pieces if stream else "".join(pieces)
+        return ids, max_tokens, params, stops, ignore_eos
+
+    def generate_batch(self, prompts, max_tokens: int = 128, temperature: float = 0.8, top_k: int = 40,
+                       top_p: float = 0.95, min_p: float = 0.05, repeat_penalty: float = 1.0,
+                       presence_penalty: float = 0.0, frequency_penalty: float = 0.0, seed=None,
+                       stop=None, ignore_eos: bool = False, stream: bool = False):
+        """Complete many prompts at once (continuous batching: one forward pass a step for all
+        of them). Each prompt's text is what generate() gives it alone with the same settings
+        (seed: one for every prompt, or a list of one per prompt). Returns the list of texts,
+        or with stream=True an iterator of (index, piece) as pieces are generated."""
+        if not isinstance(prompts, (list, tuple)):
+            raise ArgumentTypeError(f"prompts must be a list of prompts (texts or token id lists), "
+                                    f"got {describe(prompts)}")
+        if not prompts:
+            raise ArgumentError("prompts is empty: give at least one prompt")
+        if isinstance(seed, (list, tuple)):
+            if len(seed) != len(prompts):
+                raise ArgumentError(f"seed: {len(seed)} seeds for {len(prompts)} prompts")
+            seeds = list(seed)
+        else:
+            seeds = [seed] * len(prompts)
+        stream = check_bool("stream", stream)
+        requests = [self._request(p, max_tokens, temperature, top_k, top_p, min_p, repeat_penalty,
+                                  presence_penalty, frequency_penalty, s, stop, ignore_eos, f"prompts[{i}]")
+                    for i, (p, s) in enumerate(zip(prompts, seeds))]
+        sched = self._default_scheduler()
+        events = queue.Queue() if stream else None
+        handles = [sched.submit(ids, max_tokens=n, params=params, stop=stops, ignore_eos=eos, sink=events, tag=i)
+                   for i, (ids, n, params, stops, eos) in enumerate(requests)]
+        if not stream:
+            return [h.text() for h in handles]
+        return _merged(handles, events)
+
+    def scheduler(self, max_batch: int = 16, step_tokens: int = 256):
+        """A continuous-batching scheduler over this model (see ignis.runtime.scheduler):
+        submit(...) returns a handle that streams pieces and can cancel()."""
+        max_batch = check_int("max_batch", max_batch, 1, 4096)
+        step_tokens = check_int("step_tokens", step_tokens, max_batch, 1 << 16)
+        if self.engine is None:
+            raise IgnisError(f"{self.path}: the model is closed")
+        sched = Scheduler(self, max_batch, step_tokens)
+        self._schedulers.append(sched)
+        return sched
+
+    def _default_scheduler(self):
+        if self._batch_scheduler is None:
+            self._batch_scheduler = self.scheduler()
+        return self._batch_scheduler
+
+    def _release_cached_prefix(self) -> bool:
+        """Drop the KV cache this Model keeps of its last prompt (for the scheduler when the
+        pool is full). True if it held any."""
+        with self._lock:
+            if not self._tokens or self.engine is None:
+                return False
+            self._tokens = []
+            self.engine.kv.truncate(self.engine.seq, 0)
+            return True
 
     def _locked_pieces(self, ids, max_tokens, params, stops, ignore_eos, result) -> Iterator[str]:
         with self._lock:
@@ -283,6 +352,8 @@ class Model:
     # -- lifetime -------------------------------------------------------------------------
 
     def close(self) -> None:
+        for sched in self._schedulers:       # cancels their requests, stops their threads
+            sched.close()
         with self._lock:      # waits for a generation in another thread to finish
             self.engine = None
             self.gguf.close()
@@ -292,6 +363,19 @@ class Model:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _merged(handles, events) -> Iterator[tuple]:
+    """(index, piece) from every handle's stream, as they come; raises a request's error."""
+    left = len(handles)
+    while left:
+        tag, piece = events.get()
+        if piece is _DONE:
+            left -= 1
+            if handles[tag].error is not None:
+                raise handles[tag].error
+            continue
+        yield tag, piece
 
 
 # the keyword arguments chat() passes on to generate()

@@ -1,0 +1,284 @@
+"""Continuous batching: many requests share one forward pass per step.
+
+Each step of the engine thread gathers
+  - one decode token from every running sequence (its last sampled token), and
+  - prefill tokens of sequences still reading their prompts, in arrival order, up to
+    `step_tokens` tokens in all (chunked prefill: a long prompt never stalls the others),
+runs them as one batch (`Engine.step`: every token carries its sequence and position,
+attention reads only its own sequence's keys and values), then samples the next token
+of every sequence whose last prompt token or decode token was in the batch.
+
+Requests join at step boundaries (a bounded number run at once, `max_batch`; the rest
+wait in arrival order) and leave when they finish or are cancelled; their KV blocks go
+back to the shared pool at once. Sampling, stop strings and streaming are the same
+`Completion` the single-stream loop uses, with the request's own seeded sampler, and the
+kernels give every row the same bits whatever else is in the batch: a request's tokens do
+not depend on what it ran beside (batch invariance).
+
+Thread safety: `submit` and `RequestHandle.cancel` may be called from any thread; the
+engine thread is the only one that touches sequences, the KV cache and the plans (under
+the model's lock, so it also waits for a `Model.generate` in progress).
+"""
+from __future__ import annotations
+
+import itertools
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+
+from ignis.errors import ContextOverflowError, IgnisError, KVCacheFullError
+from ignis.runtime.generate import Completion, GenerationResult
+from ignis.runtime.sampling import SamplingParams
+
+_DONE = object()     # end of a request's piece stream
+
+
+class RequestHandle:
+    """A submitted request: iterate it for text pieces as they are generated (blocking),
+    or call text() for the whole completion. cancel() stops it at the next step."""
+
+    def __init__(self, request_id: int, sink=None, tag=None):
+        self.id = request_id
+        self.result = GenerationResult()
+        self.error = None
+        self._pieces = queue.Queue()
+        self._done = threading.Event()
+        self._cancel = threading.Event()
+        self._sink, self._tag = sink, tag
+
+    # engine side
+    def _emit(self, piece: str) -> None:
+        if piece:
+            self._pieces.put(piece)
+            if self._sink is not None:
+                self._sink.put((self._tag, piece))
+
+    def _finish(self, error: Exception | None = None) -> None:
+        self.error = error
+        self._done.set()
+        self._pieces.put(_DONE)
+        if self._sink is not None:
+            self._sink.put((self._tag, _DONE))
+
+    # caller side
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    @property
+    def finish_reason(self) -> str:
+        return self.result.finish_reason
+
+    def cancel(self) -> None:
+        """Stop generating at the next step boundary (finish_reason "cancelled")."""
+        self._cancel.set()
+
+    def __iter__(self):
+        while True:
+            piece = self._pieces.get()
+            if piece is _DONE:
+                if self.error is not None:
+                    raise self.error
+                return
+            yield piece
+
+    def text(self, timeout: float | None = None) -> str:
+        """Wait for the request to finish; its whole text (raises the request's error)."""
+        if not self._done.wait(timeout):
+            raise TimeoutError(f"request {self.id} did not finish within {timeout} s")
+        if self.error is not None:
+            raise self.error
+        return self.result.text
+
+
+@dataclass
+class _Request:
+    handle: RequestHandle
+    ids: list
+    completion: Completion
+    seq: int | None = None          # the sequence in the paged KV cache (once admitted)
+    fed: int = 0                    # prompt tokens already in the cache
+    next_token: int | None = None   # the sampled token to evaluate in the next step
+    arrived: float = field(default_factory=time.perf_counter)
+
+
+class Scheduler:
+    """The continuous-batching engine loop over one Model (see the module docstring)."""
+
+    def __init__(self, model, max_batch: int = 16, step_tokens: int = 256):
+        if max_batch < 1 or step_tokens < max_batch:
+            raise IgnisError(f"scheduler: need max_batch >= 1 and step_tokens >= max_batch, got "
+                             f"{max_batch} and {step_tokens}")
+        self.model = model
+        self.engine = model.engine
+        self.max_batch = max_batch
+        self.step_tokens = step_tokens
+        self._incoming = queue.Queue()
+        self._waiting = []      # admitted to the scheduler, not yet holding a sequence
+        self._running = []      # holding a sequence: prefilling or decoding
+        self._ids = itertools.count()
+        self._wake = threading.Event()
+        self._stop = False
+        self._thread = None
+        self._lock = threading.Lock()
+        self.steps = 0
+        self.step_sizes = []    # tokens per step (recent), for reports
+
+    # -- submission (any thread) ----------------------------------------------------------
+
+    def submit(self, prompt_ids: list, *, max_tokens: int, params: SamplingParams, stop: list,
+               ignore_eos: bool = False, sink=None, tag=None) -> RequestHandle:
+        """Queue one request (already validated token ids and settings)."""
+        if not prompt_ids:
+            raise IgnisError("empty prompt: give some text or token ids")
+        limit = self.engine.n_ctx
+        if len(prompt_ids) > limit:
+            raise ContextOverflowError(f"prompt of {len(prompt_ids)} tokens does not fit in the context of "
+                                       f"{limit} tokens (raise n_ctx / --ctx, or shorten the prompt)")
+        handle = RequestHandle(next(self._ids), sink, tag)
+        completion = Completion(self.model.tokenizer, prompt_ids, max_tokens, params, stop,
+                                set(self.model.tokenizer.eot_ids), ignore_eos, handle.result)
+        self._incoming.put(_Request(handle, list(prompt_ids), completion))
+        self._ensure_thread()
+        self._wake.set()
+        return handle
+
+    def _ensure_thread(self) -> None:
+        with self._lock:
+            if self._stop:
+                raise IgnisError("scheduler is closed")
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._loop, name="ignis-scheduler", daemon=True)
+                self._thread.start()
+
+    def close(self) -> None:
+        """Cancel every request and stop the engine thread."""
+        with self._lock:
+            self._stop = True
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    # -- the engine thread --------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while True:
+            self._admit()
+            if self._stop:
+                for r in self._waiting + self._running:
+                    self._end(r, "cancelled")
+                self._waiting, self._running = [], []
+                return
+            if not self._running and not self._waiting:
+                self._wake.wait(0.5)
+                self._wake.clear()
+                continue
+            try:
+                with self.model._lock:
+                    self._step()
+            except Exception as exc:     # a bug or a failed kernel: every request learns of it
+                for r in self._waiting + self._running:
+                    self._end(r, "error", exc if isinstance(exc, IgnisError) else
+                              IgnisError(f"scheduler step failed: {type(exc).__name__}: {exc}"))
+                self._waiting, self._running = [], []
+
+    def _admit(self) -> None:
+        while True:
+            try:
+                self._waiting.append(self._incoming.get_nowait())
+            except queue.Empty:
+                return
+
+    def _end(self, r: _Request, reason: str | None = None, error: Exception | None = None) -> None:
+        """Finish a request: its last text, its sequence back to the pool."""
+        if r.seq is not None:
+            self.engine.kv.free(r.seq)
+            r.seq = None
+        if error is None:
+            r.handle._emit(r.completion.finish())
+        if reason is not None:
+            r.handle.result.finish_reason = reason
+        r.handle._finish(error)
+
+    def _step(self) -> None:
+        kv = self.engine.kv
+        # cancellations first: their blocks are free for this very step
+        for r in [r for r in self._waiting + self._running if r.handle._cancel.is_set()]:
+            (self._waiting if r in self._waiting else self._running).remove(r)
+            self._end(r, "cancelled")
+        while self._waiting and len(self._running) < self.max_batch:
+            r = self._waiting.pop(0)
+            r.seq = kv.new_sequence()
+            self._running.append(r)
+        tokens, seqs, positions, sampled = [], [], [], []
+        budget = self.step_tokens
+        for r in list(self._running):
+            if r.next_token is None:
+                continue
+            if not self._grow(r, 1, decoding=True):
+                continue
+            tokens.append(r.next_token)
+            seqs.append(r.seq)
+            positions.append(kv.length(r.seq) - 1)
+            sampled.append((r, len(tokens) - 1))
+            budget -= 1
+        for r in list(self._running):
+            if r.next_token is not None or budget <= 0:
+                continue
+            n = min(len(r.ids) - r.fed, budget)
+            if not self._grow(r, n, decoding=False):
+                continue
+            start = r.fed
+            tokens.extend(r.ids[start:start + n])
+            seqs.extend([r.seq] * n)
+            positions.extend(range(start, start + n))
+            r.fed += n
+            budget -= n
+            if r.fed == len(r.ids):
+                sampled.append((r, len(tokens) - 1))
+        if not tokens:
+            return
+        logits = self.engine.step(tokens, seqs, positions, [row for _, row in sampled])
+        self.steps += 1
+        self.step_sizes = (self.step_sizes + [len(tokens)])[-64:]
+        for i, (r, _) in enumerate(sampled):
+            self._after_logits(r, logits[i])
+
+    def _grow(self, r: _Request, n: int, decoding: bool) -> bool:
+        """Reserve n positions of r's sequence. A full pool stops only this request (or, for a
+        prompt, waits while other sequences may still free blocks)."""
+        kv = self.engine.kv
+        if kv.length(r.seq) + n > self.engine.n_ctx:
+            if decoding:
+                r.next_token = None
+                self._running.remove(r)
+                self._end(r, "length")
+                return False
+            # a prompt longer than the context was refused at submit
+        try:
+            kv.reserve(r.seq, n)
+            return True
+        except KVCacheFullError as exc:
+            if self.model._release_cached_prefix():
+                try:
+                    kv.reserve(r.seq, n)
+                    return True
+                except KVCacheFullError:
+                    pass
+            others = [o for o in self._running if o is not r and o.next_token is not None]
+            if not decoding and others:
+                return False         # try again once others have finished
+            self._running.remove(r)
+            self._end(r, None, exc)
+            return False
+
+    def _after_logits(self, r: _Request, row) -> None:
+        piece = r.completion.feed(row)
+        r.handle._emit(piece)
+        if r.completion.done or self.engine.kv.length(r.seq) >= self.engine.n_ctx:
+            r.next_token = None
+            self._running.remove(r)
+            self._end(r)
+        else:
+            r.next_token = r.completion.last_token
