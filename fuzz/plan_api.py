@@ -80,6 +80,7 @@ SIGS = {
     "silu": [("x", "off"), ("out", "off"), ("n", "n")],
     "swiglu": [("g", "off"), ("u", "off"), ("out", "off"), ("n", "n")],
     "take_last": [("x", "off"), ("out", "off"), ("rows", "rows"), ("dim", "dim")],
+    "take_rows": [("x", "off"), ("out", "off"), ("rows", "rows"), ("dim", "dim"), ("n_out", "rows")],
     "rmsnorm": [("x", "off"), ("out", "off"), ("g", "vec"), ("rows", "rows"), ("dim", "dim"), ("eps", "eps")],
     "matmul_bias": [("x", "off"), ("out", "off"), ("w", "w"), ("b", "vec"), ("rows", "rows"), ("k", "dim"),
                     ("n", "dim"), ("wtype", "wtype")],
@@ -93,6 +94,16 @@ SIGS = {
 }
 OPS = tuple(SIGS)
 MATMULS = ("matmul", "matmul_bias", "matmul_add", "gate_up_swiglu", "qkv_rope_kv")
+_PLAN_OPS = None
+
+
+def plan_ops() -> tuple:
+    """The ops of SIGS the installed Plan has (take_rows is newer than the rest)."""
+    global _PLAN_OPS
+    if _PLAN_OPS is None:
+        from ignis._kernels import Plan      # importing runs no kernel (no OpenMP region)
+        _PLAN_OPS = tuple(op for op in OPS if hasattr(Plan, "add_" + op))
+    return _PLAN_OPS
 
 
 # ------------------------------------------------------------------ argument specs
@@ -179,7 +190,7 @@ class Case:
     plan: tuple                   # Plan(arena_bytes, n_threads, n_tokens) arguments
     fill: int                     # bytes of the arena to fill with random floats
     ops: list                     # [(op name, [args])]
-    run: tuple | None             # (tokens, positions, kv) specs, None: the plan is not run
+    run: tuple | None             # (tokens, positions, kv[, {keyword: spec}]) specs; None: not run
     seed: int
     mutations: list = field(default_factory=list)   # what was made wrong (for the report)
 
@@ -246,11 +257,13 @@ def weight_bytes(layout: int, rows: int, k: int, seed: int) -> np.ndarray:
 
 
 def build(spec):
-    """The argument a spec describes (recursively through lists and tuples)."""
+    """The argument a spec describes (recursively through lists, tuples and dicts)."""
     if isinstance(spec, list):
         return [build(s) for s in spec]
     if isinstance(spec, tuple):
         return tuple(build(s) for s in spec)
+    if isinstance(spec, dict):
+        return {key: build(s) for key, s in spec.items()}
     if isinstance(spec, Wt):
         return _build_weight(spec)
     if isinstance(spec, Vec):
@@ -471,6 +484,9 @@ def _regions(name, a, T):
         return [(n_("x"), n_("n") * 4)], [(n_("out"), n_("n") * 4)], False, False
     if name == "take_last":
         return [(n_("x"), n_("rows") * n_("dim") * 4)], [(n_("out"), n_("dim") * 4)], False, False
+    if name == "take_rows":
+        return ([(n_("x"), n_("rows") * n_("dim") * 4)], [(n_("out"), n_("n_out") * n_("dim") * 4)],
+                False, False)
     if name == "rmsnorm":
         nb = n_("rows") * n_("dim") * 4
         return [(n_("x"), nb)], [(n_("out"), nb)], False, False
@@ -505,8 +521,8 @@ def _close(what, got, want, bound):
 class Oracle:
     """Reference values of one successful instruction from the inputs it read."""
 
-    def __init__(self, T, pos, tokens, kv_before):
-        self.T, self.pos, self.tokens, self.kv = T, pos, tokens, kv_before
+    def __init__(self, T, pos, tokens, kv_before, take=None):
+        self.T, self.pos, self.tokens, self.kv, self.take = T, pos, tokens, kv_before, take
 
     def check(self, name, a, read, out_now, kv_after):
         """read(offset, n_floats) -> float64 input values; out_now(offset, n) -> result."""
@@ -555,6 +571,10 @@ class Oracle:
             r, d = n_("rows"), n_("dim")
             ref = read(n_("x"), r * d).reshape(r, d)[r - 1:]
             _close(name, out_now(n_("out"), d).reshape(1, d), ref, 0.0)
+        elif name == "take_rows":
+            r, d, n = n_("rows"), n_("dim"), n_("n_out")
+            ref = read(n_("x"), r * d).reshape(r, d)[self.take]
+            _close(name, out_now(n_("out"), n * d).reshape(n, d), ref, 0.0)
         elif name in ("matmul", "matmul_bias", "matmul_add", "gate_up_swiglu"):
             r, k = n_("rows"), n_("k")
             x = read(n_("x"), r * k).reshape(r, k)
@@ -674,7 +694,8 @@ def execute(case: Case) -> dict:
         done.append((name, {key: v for (key, _), v in zip(SIGS[name], args)}))
     if case.run is None:
         return info
-    tokens, positions, kv = build(case.run)
+    tokens, positions, kv, *more = build(case.run)
+    run_kw = more[0] if more else {}
     kv_arrays = None
     if kv is not None:
         try:
@@ -685,14 +706,15 @@ def execute(case: Case) -> dict:
             kv_arrays = None
     kv_before = tuple(a.copy() for a in kv_arrays) if kv_arrays else None
     try:
-        plan.run(tokens, positions, kv)
+        plan.run(tokens, positions, kv, **run_kw)
     except IgnisError as e:
         refused("run", e)
         return info
     except Exception as e:
         raise CaseFailure(f"run raised {type(e).__name__}: {e}") from None
     info["ran"] = True
-    info["checked"] = _check_run(plan, T, done, snap, tokens, positions, kv_arrays, kv_before)
+    info["checked"] = _check_run(plan, T, done, snap, tokens, positions, kv_arrays, kv_before,
+                                 run_kw.get("rows"))
     return info
 
 
@@ -705,7 +727,7 @@ def _as_index_array(v):
         return None
 
 
-def _check_run(plan, T, done, snap, tokens, positions, kv_arrays, kv_before) -> int:
+def _check_run(plan, T, done, snap, tokens, positions, kv_arrays, kv_before, take=None) -> int:
     """Reference values and untouched memory after a successful run; returns how many
     instructions were value-checked."""
     final = plan.arena[:snap.size]
@@ -719,7 +741,7 @@ def _check_run(plan, T, done, snap, tokens, positions, kv_arrays, kv_before) -> 
     if changed.any():
         at = int(np.argmax(changed))
         raise CaseFailure(f"arena byte {at} changed outside every written region")
-    pos, tok = _as_index_array(positions), _as_index_array(tokens)
+    pos, tok, take = _as_index_array(positions), _as_index_array(tokens), _as_index_array(take)
     kv_rows = set()
     kv_writers = [j for j, (_, _, _, kw) in enumerate(regs) if kw]
     if kv_arrays is not None and kv_writers:
@@ -764,7 +786,7 @@ def _check_run(plan, T, done, snap, tokens, positions, kv_arrays, kv_before) -> 
             if np.shares_memory(*kv_arrays) or len(set(pos.tolist())) != len(pos) or \
                     any(j != i and _ints(done[j][1]["layer"]) == layer for j in kv_writers):
                 continue
-        oracle = Oracle(T, pos, tok, kv_src)
+        oracle = Oracle(T, pos, tok, kv_src, take)
         try:
             oracle.check(name, a, read, lambda o, n: f32(final, o, n), kv_arrays)
         except CaseFailure:
@@ -1096,6 +1118,10 @@ def valid_op(draw, name, T, lay, ctx, seed):
         t = draw(st.sampled_from(types))
         ctx["vocab"] = min(ctx.get("vocab", 1 << 30), vocab)
         return dict(out=lay(T * k), w=Wt(t, vocab, k, seed), dim=k, wtype=t)
+    if name == "take_rows":
+        d, n_out = draw(st.integers(1, 48)), draw(st.integers(1, T))
+        ctx.setdefault("take", (n_out, rows))
+        return dict(x=lay(rows * d), out=lay(n_out * d), rows=rows, dim=d, n_out=n_out)
     if name in ("rms_inv", "rmsnorm", "scale_rows", "take_last"):
         d = draw(st.integers(1, 48))
         x = lay(rows * d)
@@ -1134,7 +1160,7 @@ def valid_op(draw, name, T, lay, ctx, seed):
     if name == "gate_up_swiglu":
         k, types = draw(k_and_types())
         n_ff = draw(st.integers(1, 16))
-        kind = draw(st.sampled_from(["one", "two", "three", "up", "any"]))
+        kind = draw(st.sampled_from(["one", "two", "three", "up", "up", "any"]))
         if kind == "three" and n_ff > 1:     # a split inside the gate half: valid
             splits = [draw(st.integers(1, n_ff - 1)), n_ff]
         elif kind == "up" and n_ff > 1:      # [n_ff, a, n_ff - a]: the up half split alone (invalid)
@@ -1218,7 +1244,7 @@ def cases(draw):
            "theta": draw(st.sampled_from([10000.0, 1e6, 500.0]))}
     n_ctx = T + draw(st.integers(0, 5))
     lay = Layout()
-    names = draw(st.lists(st.sampled_from(OPS + MATMULS), min_size=1, max_size=3))
+    names = draw(st.lists(st.sampled_from(plan_ops() + MATMULS), min_size=1, max_size=3))
     if len(names) > 1 and draw(st.booleans()):
         names = names[:1]
     ops, valid = [], []
@@ -1236,7 +1262,11 @@ def cases(draw):
     pos = draw(st.permutations(range(n_ctx)))[:T]
     positions = Ints(tuple(pos), draw(st.sampled_from(["int32", "int32", "int64", "uint8"])))
     kv = KV((ctx["L"], n_ctx, ctx["kvh"], ctx["hd"]), seed + 7)
-    run = [tokens, positions, kv] if draw(st.integers(0, 9)) else None
+    take = None
+    if "take" in ctx:                        # take_rows: the run's rows, each below its x rows
+        n_out, r = ctx["take"]
+        take = Ints(tuple(draw(st.lists(st.integers(0, r - 1), min_size=n_out, max_size=n_out))))
+    run = [tokens, positions, kv] + ([{"rows": take}] if take else []) if draw(st.integers(0, 9)) else None
     # the lies
     mutations = []
     n_mut = draw(st.sampled_from([0, 1, 1, 1, 2, 2, 3, 4]))
@@ -1262,9 +1292,11 @@ def cases(draw):
                                                 None, 1.0, np.int64(T)]))
             mutations.append(f"plan[{i}]")
         elif run is not None:
-            i = draw(st.integers(0, 2))
+            i = draw(st.integers(0, 3 if take else 2))
             mutations.append(f"run[{i}]")
-            if i == 2:
+            if i == 3:
+                run[3] = {"rows": bad_ints(draw, take, len(take.values), ctx["take"][1], ctx["take"][1])}
+            elif i == 2:
                 run[2] = bad_kv(draw, kv, n_ctx, T)
             else:
                 run[i] = bad_ints(draw, (tokens or positions, positions)[i], T, n_ctx, vocab)

@@ -8,7 +8,7 @@ the whole public API with random, mostly invalid arguments the same way; the lon
 `python -m fuzz.plan_api --cases 10000` (fuzz/README.md)."""
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 
 from fuzz.plan_api import (F16, F32, KV, Q4_K, Q5_0, Q6_K, Q8_0, Case, Hang, Ints, Opaque, Segfault, Vec, Wt,
                            cases, check_case, matmul_ref, run_case)
@@ -293,13 +293,33 @@ def test_an_argument_that_reenters_the_plan_is_refused():
     plan = K.Plan(1024, 1, 1)
 
     class Sneaky:
+        def __init__(self, call):
+            self.call = call
+
         def __index__(self):
-            plan.add_silu(0, 512, 4)             # extends the plan in the middle of an add
+            self.call()                          # extends or runs the plan in the middle of an add
             return 4
 
-    with pytest.raises(ModelError):
-        plan.add_silu(0, 512, Sneaky())
+    for call in (lambda: plan.add_silu(0, 512, 4), lambda: plan.run()):
+        with pytest.raises(ModelError):
+            plan.add_silu(0, 512, Sneaky(call))
     assert plan.n_instructions == 0
+
+
+def test_a_plan_cannot_be_extended_while_it_runs():
+    # (an instruction appended during a run reallocates the list the threads are reading)
+    plan = K.Plan(1024, 1, 1)
+    plan.add_silu(0, 512, 4)
+
+    class Tokens:
+        def __array__(self, dtype=None, copy=None):
+            plan.add_silu(0, 512, 4)
+            return np.array([0], np.int32)
+
+    with pytest.raises(ModelError):
+        plan.run(tokens=Tokens())
+    assert plan.n_instructions == 1
+    plan.run()                                   # and the plan is usable afterwards
 
 
 def test_f32_views_check_their_shape():
@@ -377,14 +397,22 @@ def test_a_hang_in_the_child_fails_the_case():
 
 # ------------------------------------------------------------------ the property
 
-@settings(max_examples=80, deadline=None,
+@settings(max_examples=150, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much])
 @given(case=cases())
+@example(case=gate_up_case([64, 8, 56], T=3, threads=2))
+@example(case=one_op("add", [0, None, 512, 4]))
 def test_random_plan_api_calls_give_an_ignis_error_or_a_correct_result(case):
     """Every case: the child exits normally; each call returns or raises a one-line
     IgnisError; a failed add_* leaves the plan unchanged; after a run, results match the
     numpy/gguf reference and nothing outside the written regions (arena, KV rows) changed."""
     check_case(case)
+
+
+def test_every_public_add_method_is_fuzzed():
+    from fuzz.plan_api import SIGS, plan_ops
+    public = {name[4:] for name in dir(K.Plan) if name.startswith("add_")}
+    assert public <= set(SIGS) and set(plan_ops()) == public
 
 
 def test_every_kernel_weight_type_is_covered():
