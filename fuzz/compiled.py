@@ -197,19 +197,27 @@ def main(argv=None) -> int:
     parser.add_argument("--examples", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=None, help="hypothesis seed (reproduce a run)")
     parser.add_argument("--max-width", type=int, default=1024)
+    parser.add_argument("--progress", type=int, default=500, help="print a line every N examples (0: never)")
     args = parser.parse_args(argv)
+    done, t0 = [0], time.time()
+
+    def check(case):
+        check_compiled(case)
+        done[0] += 1
+        if args.progress and done[0] % args.progress == 0:
+            print(f"compiled: {done[0]} examples ok ({time.time() - t0:.0f}s)", flush=True)
     test = settings(max_examples=args.examples, deadline=None, print_blob=True, database=None,
-                    suppress_health_check=list(HealthCheck))(given(compiled_cases(args.max_width))(check_compiled))
+                    suppress_health_check=list(HealthCheck))(given(compiled_cases(args.max_width))(check))
     if args.seed is not None:
         from hypothesis import seed
         test = seed(args.seed)(test)
-    t = time.time()
     try:
         test()
     except Exception as e:      # hypothesis has printed the falsifying example
-        print(f"compiled: FAILED after {time.time() - t:.0f}s ({type(e).__name__}: {e})", flush=True)
+        print(f"compiled: FAILED after {done[0]} examples, {time.time() - t0:.0f}s ({type(e).__name__}: {e})",
+              flush=True)
         return 1
-    print(f"compiled: {args.examples} examples ok ({time.time() - t:.0f}s)", flush=True)
+    print(f"compiled: {done[0]} examples ok ({time.time() - t0:.0f}s)", flush=True)
     return 0
 
 
