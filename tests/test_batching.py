@@ -235,3 +235,46 @@ def test_real_model_batch_equals_one_by_one(real_q8_0_path):
             assert all(t.strip() for t in together)
     finally:
         m.close()
+
+
+def test_n_completions_share_the_prompt_and_equal_solo_runs(tiny):
+    from ignis.runtime.sampling import SamplingParams
+    rng = np.random.default_rng(5)
+    prompt = _prompt(rng, 70)
+    sched = tiny.scheduler(max_batch=4)
+    try:
+        hs = sched.submit(prompt, max_tokens=10, params=SamplingParams(seed=100, **SETTINGS), stop=[],
+                          ignore_eos=True, n=3)
+        texts = [h.text(timeout=60) for h in hs]
+        for i, h in enumerate(hs):
+            tiny.generate(prompt, max_tokens=10, ignore_eos=True, seed=100 + i, **SETTINGS)
+            assert h.result.tokens == tiny.last_result.tokens, i
+        assert len(set(texts)) > 1          # different seeds, different completions
+    finally:
+        sched.close()
+
+
+def test_forked_completions_hold_the_prefix_once(tiny_path):
+    """8 completions of a 512-token prompt: KV blocks held at the end, against one sequence."""
+    from ignis.runtime.sampling import SamplingParams
+    m = ignis.load(tiny_path, n_ctx=1024, threads=1)
+    try:
+        kv = m.engine.kv
+        base = kv.n_used_blocks                     # the padding sequence's block
+        prompt = _prompt(np.random.default_rng(6), 512)
+        held = {}
+        for n in (1, 8):
+            sched = m.scheduler(max_batch=8)
+            peak = [0]
+            hs = sched.submit(prompt, max_tokens=32, params=SamplingParams(temperature=0), stop=[],
+                              ignore_eos=True, n=n)
+            hs = hs if isinstance(hs, list) else [hs]
+            while not all(h.done for h in hs):
+                peak[0] = max(peak[0], kv.n_used_blocks - base)
+                time.sleep(0.0005)
+            sched.close()
+            held[n] = peak[0]
+        assert held[8] < 1.5 * held[1], held
+        print(f"KV blocks held: 1 sequence {held[1]}, 8 forks {held[8]} ({held[8] / held[1]:.2f}x)")
+    finally:
+        m.close()

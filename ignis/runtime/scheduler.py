@@ -21,6 +21,7 @@ the model's lock, so it also waits for a `Model.generate` in progress).
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import queue
 import threading
@@ -100,7 +101,8 @@ class _Request:
     seq: int | None = None          # the sequence in the paged KV cache (once admitted)
     fed: int = 0                    # prompt tokens already in the cache
     next_token: int | None = None   # the sampled token to evaluate in the next step
-    arrived: float = field(default_factory=time.perf_counter)
+    followers: list = field(default_factory=list)   # completions of the same prompt: they fork
+                                                    # this sequence once its prompt is in    arrived: float = field(default_factory=time.perf_counter)
 
 
 class Scheduler:
@@ -128,21 +130,31 @@ class Scheduler:
     # -- submission (any thread) ----------------------------------------------------------
 
     def submit(self, prompt_ids: list, *, max_tokens: int, params: SamplingParams, stop: list,
-               ignore_eos: bool = False, sink=None, tag=None) -> RequestHandle:
-        """Queue one request (already validated token ids and settings)."""
+               ignore_eos: bool = False, sink=None, tag=None, n: int = 1):
+        """Queue one request (already validated token ids and settings); its handle. With
+        n > 1: n completions of the prompt, a list of n handles. The prompt is prefilled
+        once and its KV blocks shared (fork, copy-on-write); completion i samples with seed
+        params.seed + i (each random when the seed is None)."""
+        if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= self.max_batch:
+            raise IgnisError(f"n must be an integer in [1, max_batch = {self.max_batch}], got {n!r}")
         if not prompt_ids:
             raise IgnisError("empty prompt: give some text or token ids")
         limit = self.engine.n_ctx
         if len(prompt_ids) > limit:
             raise ContextOverflowError(f"prompt of {len(prompt_ids)} tokens does not fit in the context of "
                                        f"{limit} tokens (raise n_ctx / --ctx, or shorten the prompt)")
-        handle = RequestHandle(next(self._ids), sink, tag)
-        completion = Completion(self.model.tokenizer, prompt_ids, max_tokens, params, stop,
-                                set(self.model.tokenizer.eot_ids), ignore_eos, handle.result)
-        self._incoming.put(_Request(handle, list(prompt_ids), completion))
+        requests = []
+        for i in range(n):
+            p = params if i == 0 or params.seed is None else dataclasses.replace(params, seed=params.seed + i)
+            handle = RequestHandle(next(self._ids), sink, tag)
+            completion = Completion(self.model.tokenizer, prompt_ids, max_tokens, p, stop,
+                                    set(self.model.tokenizer.eot_ids), ignore_eos, handle.result)
+            requests.append(_Request(handle, list(prompt_ids), completion))
+        requests[0].followers = requests[1:]
+        self._incoming.put(requests[0])
         self._ensure_thread()
         self._wake.set()
-        return handle
+        return requests[0].handle if n == 1 else [r.handle for r in requests]
 
     def _ensure_thread(self) -> None:
         with self._lock:
@@ -191,7 +203,11 @@ class Scheduler:
                 return
 
     def _end(self, r: _Request, reason: str | None = None, error: Exception | None = None) -> None:
-        """Finish a request: its last text, its sequence back to the pool."""
+        """Finish a request (and the completions still waiting for its prompt): its last
+        text, its sequence back to the pool."""
+        for f in r.followers:
+            self._end(f, reason, error)
+        r.followers = []
         if r.seq is not None:
             self.engine.kv.free(r.seq)
             r.seq = None
@@ -207,7 +223,7 @@ class Scheduler:
         for r in [r for r in self._waiting + self._running if r.handle._cancel.is_set()]:
             (self._waiting if r in self._waiting else self._running).remove(r)
             self._end(r, "cancelled")
-        while self._waiting and len(self._running) < self.max_batch:
+        while self._waiting and len(self._running) + 1 + len(self._waiting[0].followers) <= self.max_batch:
             r = self._waiting.pop(0)
             r.seq = kv.new_sequence()
             self._running.append(r)
@@ -243,7 +259,15 @@ class Scheduler:
         self.steps += 1
         self.step_sizes = (self.step_sizes + [len(tokens)])[-64:]
         for i, (r, _) in enumerate(sampled):
-            self._after_logits(r, logits[i])
+            # completions of the same prompt share its blocks: fork before the first sampled
+            # token is appended (its position then goes to a block of the fork's own)
+            for f in r.followers:
+                f.seq = kv.fork(r.seq)
+                f.fed = r.fed
+                self._running.append(f)
+            for f in [r] + r.followers:
+                self._after_logits(f, logits[i])
+            r.followers = []
 
     def _grow(self, r: _Request, n: int, decoding: bool) -> bool:
         """Reserve n positions of r's sequence. A full pool stops only this request (or, for a
