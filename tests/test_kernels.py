@@ -542,3 +542,22 @@ def test_matmul_shapes_property(T, kb, n, seed, wtype):
     assert_dot_close(y, q8_roundtrip(x), dequant(w, wtype, n, k))
     assert np.array_equal(y, K.matmul(x, w, wtype, threads=2))
     assert np.array_equal(y[-1:], K.matmul(x[-1:], w, wtype))
+
+
+@settings(max_examples=200, deadline=None)
+@given(n=st.integers(1, 3000), k=st.integers(1, 64), levels=st.integers(1, 50), seed=st.integers(0, 2 ** 32 - 1))
+def test_top_k_is_the_k_largest_ties_to_the_lower_id(n, k, levels, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, levels, size=n).astype(np.float32) * np.float32(0.25) - 3   # many ties
+    k = min(k, n)
+    want = np.lexsort((np.arange(n), -x.astype(np.float64)))[:k]    # value desc, then id asc
+    assert np.array_equal(K.top_k(x, k), want)
+
+
+def test_top_k_refuses_bad_input():
+    with pytest.raises(errors.ModelError):
+        K.top_k(np.array([1.0, np.nan], np.float32), 1)
+    with pytest.raises(errors.ModelError):
+        K.top_k(np.zeros(3, np.float32), 4)
+    with pytest.raises(errors.ModelError):
+        K.top_k(np.zeros((2, 2), np.float32), 1)

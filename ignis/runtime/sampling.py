@@ -4,6 +4,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ignis._kernels import top_k
 from ignis.args import INT64_MAX, UINT64_MAX, check_float, check_int
 
 _F32_MAX = float(np.finfo(np.float32).max)
@@ -69,9 +70,11 @@ class Sampler:
         if p.temperature <= 0:
             return int(np.argmax(logits))
         # candidates sorted by logit, highest first
-        k = logits.size if p.top_k <= 0 else min(p.top_k, logits.size)
-        cand = np.argpartition(-logits, k - 1)[:k] if k < logits.size else np.arange(logits.size)
-        cand = cand[np.argsort(-logits[cand], kind="stable")]
+        # (ties: the lower token id first, so the candidates never depend on how they were found)
+        if 0 < p.top_k < logits.size:
+            cand = top_k(logits, p.top_k)
+        else:
+            cand = np.lexsort((np.arange(logits.size), -logits.astype(np.float64)))
         z = logits[cand].astype(np.float64)
         probs = np.exp(z - z[0])
         probs /= probs.sum()
