@@ -54,16 +54,20 @@ def is_int(value) -> bool:
     return (isinstance(value, int) and not isinstance(value, bool)) or isinstance(value, np.integer)
 
 
+def _interval(lo, hi, lo_open: bool = False, hi_open: bool = False) -> str:
+    """'in [lo, hi]', '>= lo', '<= hi' (brackets and signs open or closed), or '' without bounds."""
+    if lo is not None and hi is not None:
+        return f"in {'(' if lo_open else '['}{_fmt(lo)}, {_fmt(hi)}{')' if hi_open else ']'}"
+    if lo is not None:
+        return f"{'>' if lo_open else '>='} {_fmt(lo)}"
+    if hi is not None:
+        return f"{'<' if hi_open else '<='} {_fmt(hi)}"
+    return ""
+
+
 def check_int(name: str, value, lo: int | None = None, hi: int | None = None) -> int:
     """An integer in [lo, hi] (a bound of None is open)."""
-    if lo is not None and hi is not None:
-        expected = f"an integer in [{_fmt(lo)}, {_fmt(hi)}]"
-    elif lo is not None:
-        expected = f"an integer >= {_fmt(lo)}"
-    elif hi is not None:
-        expected = f"an integer <= {_fmt(hi)}"
-    else:
-        expected = "an integer"
+    expected = f"an integer {_interval(lo, hi)}".rstrip()
     if not is_int(value):
         raise ArgumentTypeError(f"{name} must be {expected}, got {describe(value)}")
     value = int(value)
@@ -75,14 +79,9 @@ def check_int(name: str, value, lo: int | None = None, hi: int | None = None) ->
 def check_float(name: str, value, lo: float | None = None, hi: float | None = None, *,
                 lo_open: bool = False, hi_open: bool = False) -> float:
     """A finite number in the interval from lo to hi (each closed unless *_open; None: no bound)."""
-    if lo is not None and hi is not None:
-        where = f"in {'(' if lo_open else '['}{_fmt(lo)}, {_fmt(hi)}{')' if hi_open else ']'}"
-    elif lo is not None:
-        where = f"{'>' if lo_open else '>='} {_fmt(lo)} and finite"
-    elif hi is not None:
-        where = f"{'<' if hi_open else '<='} {_fmt(hi)} and finite"
-    else:
-        where = ""
+    where = _interval(lo, hi, lo_open, hi_open)
+    if (lo is None) != (hi is None):        # one bound: say the other end is finite too
+        where += " and finite"
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise ArgumentTypeError(f"{name} must be a {'number ' + where if where else 'finite number'}, "
                                 f"got {describe(value)}")
