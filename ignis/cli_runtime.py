@@ -1,4 +1,4 @@
-"""Compiler and runtime subcommands of `ignis`: graph, plan, run, chat, bench."""
+"""Compiler and runtime subcommands of `ignis`: graph, plan, run, chat, bench, serve."""
 import json
 import sys
 import time
@@ -192,9 +192,13 @@ def cmd_chat(args) -> int:
 
 
 def cmd_bench(args) -> int:
+    if args.batch is not None:
+        return _bench_batched(args)
     from ignis.runtime.bench import run_bench
     path = _model_path(args)
-    report = run_bench(path, n_prompt=args.n_prompt, n_gen=args.n_gen, threads=args.threads,
+    n_prompt = 512 if args.n_prompt is None else args.n_prompt
+    n_gen = 128 if args.n_gen is None else args.n_gen
+    report = run_bench(path, n_prompt=n_prompt, n_gen=n_gen, threads=args.threads,
                        repetitions=args.repetitions)
     if args.json:
         print(json.dumps({"pp_tok_s": report["pp_tok_s"], "tg_tok_s": report["tg_tok_s"],
@@ -202,9 +206,67 @@ def cmd_bench(args) -> int:
         return 0
     print("| model | threads | test | tok/s |")
     print("|---|---|---|---|")
-    print(f"| {report['model']} | {report['threads']} | pp{args.n_prompt} | {report['pp_tok_s']:.2f} |")
-    print(f"| {report['model']} | {report['threads']} | tg{args.n_gen} | {report['tg_tok_s']:.2f} |")
+    print(f"| {report['model']} | {report['threads']} | pp{n_prompt} | {report['pp_tok_s']:.2f} |")
+    print(f"| {report['model']} | {report['threads']} | tg{n_gen} | {report['tg_tok_s']:.2f} |")
     return 0
+
+
+def _bench_batched(args) -> int:
+    """`ignis bench --batch 1,2,4`: aggregate decode and prefill speed of the continuous-batching
+    scheduler, B sequences with their own prompts at once (see ignis.runtime.bench)."""
+    from ignis.runtime.bench import run_batch_bench
+    n_prompt = 128 if args.n_prompt is None else args.n_prompt
+    n_gen = 64 if args.n_gen is None else args.n_gen
+    if n_gen < 2:     # a usage error, like a bad flag
+        sys.stderr.write(f"ignis bench: error: with --batch, -n must be at least 2 (the first token ends "
+                         f"prefill), got {n_gen} (see 'ignis bench --help')\n")
+        return 2
+    report = run_batch_bench(_model_path(args), args.batch, n_prompt=n_prompt, n_gen=n_gen,
+                             threads=args.threads, step_tokens=args.step_tokens)
+    keys = ("batch", "decode_tok_s", "prefill_tok_s", "avg_decode_step_tokens")
+    if args.json:
+        print(json.dumps({"threads": report["threads"], "model": report["model"], "n_prompt": n_prompt,
+                          "n_gen": n_gen, "step_tokens": report["step_tokens"],
+                          "results": [{k: r[k] for k in keys} for r in report["results"]]}))
+        return 0
+    print(f"{report['model']}, {report['threads']} threads, {n_prompt}-token prompt and {n_gen} tokens "
+          f"per sequence, {report['step_tokens']} tokens per step")
+    print("| batch | decode tok/s (all sequences) | prefill tok/s |")
+    print("|---|---|---|")
+    for r in report["results"]:
+        print(f"| {r['batch']} | {r['decode_tok_s']:.2f} | {r['prefill_tok_s']:.2f} |")
+    return 0
+
+
+def _batch_sizes(text):
+    try:
+        sizes = [int(part) for part in text.split(",")]
+    except ValueError:
+        sizes = []
+    if not sizes or min(sizes) < 1:
+        raise_arg(f"--batch must be a comma-separated list of positive integers, got {text!r}")
+    return sizes
+
+
+def cmd_serve(args) -> int:
+    """`ignis serve`: the OpenAI-compatible HTTP server (ignis.serve)."""
+    try:
+        from ignis.serve import serve
+    except ImportError as exc:
+        raise IgnisError(f"ignis serve needs the serve extra ({exc.name} is missing): "
+                         "pip install 'ignis[serve]'") from None
+    return serve(_model_path(args), host=args.host, port=args.port, n_ctx=args.ctx, threads=args.threads,
+                 max_batch=args.parallel, api_key=args.api_key, max_queue=args.max_queue)
+
+
+def _port(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise_arg(f"--port must be an integer in [0, 65535], got {text!r}")
+    return value
 
 
 # -- wiring ----------------------------------------------------------------------------------
@@ -255,8 +317,28 @@ def register(command, model_flag) -> None:
 
     p = command("bench", cmd_bench, "measure prompt processing and generation speed")
     model_flag(p)
-    p.add_argument("-p", "--n-prompt", type=_positive("-p"), default=512, help="prompt tokens (default 512)")
-    p.add_argument("-n", "--n-gen", type=_positive("-n"), default=128, help="generated tokens (default 128)")
+    p.add_argument("-p", "--n-prompt", type=_positive("-p"), default=None,
+                   help="prompt tokens (default 512; with --batch, 128 per sequence)")
+    p.add_argument("-n", "--n-gen", type=_positive("-n"), default=None,
+                   help="generated tokens (default 128; with --batch, 64 per sequence)")
     p.add_argument("-t", "--threads", type=_positive("threads"), default=None, help="threads (default: all cores)")
     p.add_argument("-r", "--repetitions", type=_positive("-r"), default=3, help="repetitions (default 3)")
+    p.add_argument("--batch", type=_batch_sizes, default=None, metavar="B1,B2,...",
+                   help="batched decoding instead: B sequences at once through the scheduler, for each B "
+                        "(e.g. 1,2,4,8,16); aggregate decode and prefill tok/s")
+    p.add_argument("--step-tokens", type=_positive("--step-tokens"), default=512,
+                   help="with --batch: the scheduler's tokens per step (default 512)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = command("serve", cmd_serve, "OpenAI-compatible HTTP server (continuous batching)")
+    model_flag(p)
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=_port, default=8080, help="port (default 8080)")
+    p.add_argument("-np", "--parallel", type=_positive("--parallel"), default=8,
+                   help="sequences decoded at once, and the largest n (default 8)")
+    p.add_argument("-c", "--ctx-size", "--ctx", dest="ctx", type=_positive("context size"), default=None,
+                   help="context size (default: model's, at most 4096)")
+    p.add_argument("-t", "--threads", type=_positive("threads"), default=None, help="threads (default: all cores)")
+    p.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' (not on /health)")
+    p.add_argument("--max-queue", type=_non_negative_int, default=None,
+                   help="answer 503 beyond this many waiting requests (default: no limit)")

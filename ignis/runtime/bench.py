@@ -1,7 +1,10 @@
 """Speed measurement: prompt processing of a prompt from an empty context, then single-token
 decode steps. `measure` works on any engine given its eval and reset (bench/speed.py runs it
-on ignis and on llama.cpp); `run_bench` is what `ignis bench` prints."""
+on ignis and on llama.cpp); `run_bench` is what `ignis bench` prints. Batched decoding
+through the continuous-batching scheduler: `measure_batched` (bench/batched.py compares it
+with llama.cpp) and `run_batch_bench` (`ignis bench --batch`)."""
 import os
+import sys
 import time
 
 import numpy as np
@@ -37,3 +40,137 @@ def run_bench(path, n_prompt: int = 512, n_gen: int = 128, threads=None, repetit
     pp, tg = measure(model.eval, model.reset, bench_prompt(n_prompt, model.n_vocab), n_gen, repetitions)
     return {"pp_tok_s": float(np.median(pp)), "tg_tok_s": float(np.median(tg)), "threads": model.threads,
             "model": os.path.basename(str(path)), "pp_runs": pp, "tg_runs": tg}
+
+
+# -- batched decoding (continuous batching) ------------------------------------------------
+#
+# B sequences, each with its own n_prompt-token prompt, all submitted at once, greedy,
+# n_gen tokens each. Two numbers per B, defined the same way for every engine
+# (bench/batched.py runs ignis and llama.cpp through `batch_rates`):
+#   prefill tok/s = B * n_prompt / (time until every sequence has its first token)
+#   decode tok/s  = tokens generated after that moment / (time from it until the last
+#                   sequence finished)
+# With every prompt prefilled before any decode step (llama.cpp here) the decode count is
+# exactly B * (n_gen - 1). With chunked prefill (ignis' scheduler) sequences whose prompts
+# finished early have already decoded a few tokens by then; those are left out of the
+# window rather than credited to it.
+
+BATCH_STEP_TOKENS = 512   # the scheduler's tokens per step in these measurements (llama.cpp's n_batch)
+
+
+def batch_prompts(n_seq: int, n_prompt: int, n_vocab: int) -> list:
+    """n_seq distinct pseudo-random prompts of n_prompt ids, the same for every engine and run
+    (the first n of them are the same whatever n_seq is)."""
+    return [(np.random.default_rng(1 + s).integers(1000, 20000, size=n_prompt) % n_vocab).tolist()
+            for s in range(n_seq)]
+
+
+def batch_ctx(n_seq: int, n_prompt: int, n_gen: int, block: int = 16) -> int:
+    """A KV-cache budget (ignis' n_ctx) that holds n_seq sequences of n_prompt + n_gen
+    positions in blocks of `block` positions."""
+    return n_seq * (-(-(n_prompt + n_gen) // block) * block) + block
+
+
+def batch_rates(n_seq: int, n_prompt: int, t0: float, t_first: float, t_end: float,
+                decode_tokens: int) -> dict:
+    """The two numbers of a batched run from its timestamps (see the comment above)."""
+    prefill_s, decode_s = t_first - t0, t_end - t_first
+    return {"prefill_tok_s": n_seq * n_prompt / prefill_s,
+            "decode_tok_s": decode_tokens / decode_s if decode_s > 0 else 0.0,
+            "prefill_s": prefill_s, "decode_s": decode_s, "decode_tokens": decode_tokens}
+
+
+def _scheduler_run(sched, prompts: list, n_gen: int, poll: float) -> dict:
+    """Submit every prompt at once and watch the handles' token counts until all finish."""
+    from ignis.errors import IgnisError
+    from ignis.runtime.sampling import SamplingParams
+
+    def greedy():
+        params = SamplingParams(temperature=0.0)
+        params.validate()
+        return params
+
+    steps0 = sched.steps
+    # all at once: the engine thread (already running) cannot take the GIL and start a step
+    # with only some of them while they are submitted (a few ms)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1.0)
+    try:
+        t0 = time.perf_counter()
+        handles = [sched.submit(ids, max_tokens=n_gen, params=greedy(), stop=[], ignore_eos=True)
+                   for ids in prompts]
+    finally:
+        sys.setswitchinterval(interval)
+    t_first = None
+    while True:
+        now = time.perf_counter()
+        counts = [len(h.result.tokens) for h in handles]
+        if t_first is None and min(counts) >= 1:
+            t_first, at_first, steps_first = now, counts, sched.steps
+        if all(h.done for h in handles):
+            t_end = now
+            break
+        time.sleep(poll)
+    for h in handles:
+        if h.error is not None:
+            raise h.error
+        if len(h.result.tokens) != n_gen:
+            raise IgnisError(f"batched bench: a request stopped after {len(h.result.tokens)} of {n_gen} "
+                             f"tokens ({h.finish_reason})")
+    if t_first is None:       # every request finished between two polls
+        t_first, at_first, steps_first = t_end, [n_gen] * len(handles), sched.steps
+    decode_tokens = n_gen * len(handles) - sum(at_first)
+    out = batch_rates(len(prompts), len(prompts[0]), t0, t_first, t_end, decode_tokens)
+    steps, decode_steps = sched.steps - steps0, sched.steps - steps_first
+    out.update(steps=steps, decode_steps=decode_steps,
+               avg_step_tokens=(len(prompts) * len(prompts[0]) + n_gen * len(handles) - len(handles)) / max(steps, 1),
+               avg_decode_step_tokens=decode_tokens / decode_steps if decode_steps else 0.0)
+    return out
+
+
+def measure_batched(model, n_seq: int, n_prompt: int = 128, n_gen: int = 64,
+                    step_tokens: int = BATCH_STEP_TOKENS, warmup: bool = True, poll: float = 0.0005) -> dict:
+    """Batched prefill and aggregate decode speed of `model` through its continuous-batching
+    scheduler (greedy, ignore_eos, so everything a caller pays per step is in): n_seq
+    sequences with prompts from batch_prompts, n_gen tokens each. One untimed run first
+    (min(n_gen, 16) tokens: compiles the step plans, faults the weights in), then the timed
+    run. Returns batch_rates' dict plus the scheduler's steps, average tokens per step
+    (whole run and decode window) and the plans compiled during the timed run (0 if the
+    warm-up covered every step shape)."""
+    if n_gen < 2:
+        raise ValueError("measure_batched: n_gen must be at least 2 (the first token ends prefill)")
+    prompts = batch_prompts(n_seq, n_prompt, model.n_vocab)
+    sched = model.scheduler(max_batch=n_seq, step_tokens=max(step_tokens, n_seq))
+    plans = getattr(model.engine, "_plans", None)
+    try:
+        from ignis.runtime.sampling import SamplingParams
+        # start the engine thread, so that every run's prompts arrive in its first step
+        sched.submit(prompts[0][:1], max_tokens=1, params=SamplingParams(temperature=0.0), stop=[],
+                     ignore_eos=True).text()
+        if warmup:
+            _scheduler_run(sched, prompts, min(n_gen, 16), poll)
+        compiled = len(plans) if plans is not None else 0
+        out = _scheduler_run(sched, prompts, n_gen, poll)
+        out["plans_compiled"] = (len(plans) - compiled) if plans is not None else None
+    finally:
+        sched.close()
+    out["batch"] = n_seq
+    return out
+
+
+def run_batch_bench(path, batches, n_prompt: int = 128, n_gen: int = 64, threads=None,
+                    step_tokens: int = BATCH_STEP_TOKENS, on_result=None) -> dict:
+    """`ignis bench --batch`: measure_batched for each batch size on one loaded model (its KV
+    cache sized for the largest batch). on_result(dict) is called after each size."""
+    import ignis
+    model = ignis.load(path, n_ctx=batch_ctx(max(batches), n_prompt, n_gen), threads=threads)
+    try:
+        results = []
+        for b in batches:
+            results.append(measure_batched(model, b, n_prompt, n_gen, step_tokens))
+            if on_result is not None:
+                on_result(results[-1])
+        return {"threads": model.threads, "model": os.path.basename(str(path)), "n_prompt": n_prompt,
+                "n_gen": n_gen, "step_tokens": step_tokens, "results": results}
+    finally:
+        model.close()

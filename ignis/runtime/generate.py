@@ -5,6 +5,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Iterator
 
+import numpy as np
+
 from ignis.runtime.sampling import Sampler, SamplingParams
 
 
@@ -17,6 +19,9 @@ class GenerationResult:
     prompt_seconds: float = 0.0
     decode_tokens: int = 0          # single-token forward passes after the prompt
     decode_seconds: float = 0.0
+    # with Completion(logprobs=N): per generated token, (log-probability of the token,
+    # [(id, log-probability)] of the N most likely) from the raw logits row (log-softmax)
+    logprobs: list = field(default_factory=list)
 
 
 def _stop_cut(text: str, stops: list) -> int:
@@ -45,8 +50,9 @@ class Completion:
     whichever runs it."""
 
     def __init__(self, tokenizer, prompt_ids: list, max_tokens: int, params: SamplingParams, stop: list,
-                 eog_ids: set, ignore_eos: bool, result: GenerationResult):
+                 eog_ids: set, ignore_eos: bool, result: GenerationResult, logprobs: int | None = None):
         self.sampler = Sampler(params)
+        self.logprobs = logprobs     # None: not recorded; N >= 0: the chosen token and the top N
         self.detok = tokenizer.stream()
         self.history = list(prompt_ids)
         self.max_tokens = max_tokens
@@ -71,6 +77,8 @@ class Completion:
             self.done = True
             return ""
         result.tokens.append(token)
+        if self.logprobs is not None:
+            result.logprobs.append(token_logprobs(logits, token, self.logprobs))
         self.history.append(token)
         self.last_token = token
         self.pending += self.detok.push(token)
@@ -102,6 +110,21 @@ class Completion:
         self.pending = ""
         self.result.text += pending
         return pending
+
+
+def token_logprobs(logits, token: int, top: int) -> tuple:
+    """(log-probability of token, [(id, log-probability)] of the `top` most likely, most
+    likely first) under the log-softmax of the raw logits row."""
+    row = np.asarray(logits, dtype=np.float64)
+    m = row.max()
+    lse = m + np.log(np.exp(row - m).sum())
+    best = []
+    if top > 0:
+        k = min(top, row.size)
+        ids = np.argpartition(-row, k - 1)[:k]
+        ids = ids[np.lexsort((ids, -row[ids]))]
+        best = [(int(i), float(row[i] - lse)) for i in ids]
+    return float(row[token] - lse), best
 
 
 def generate_pieces(session, prompt_ids: list, max_tokens: int, params: SamplingParams,

@@ -19,7 +19,7 @@ from ignis.runtime.chat import ChatTemplate
 from ignis.runtime.engine import MAX_BATCH, Engine, default_threads
 from ignis.runtime.generate import GenerationResult, generate_pieces
 from ignis.runtime.sampling import SamplingParams
-from ignis.runtime.scheduler import _DONE, Scheduler
+from ignis.runtime.scheduler import END_OF_STREAM, Scheduler
 from ignis.runtime.validate import check_finite_weights
 from ignis.tokenizer import Tokenizer
 
@@ -370,7 +370,7 @@ def _merged(handles, events) -> Iterator[tuple]:
     left = len(handles)
     while left:
         tag, piece = events.get()
-        if piece is _DONE:
+        if piece is END_OF_STREAM:
             left -= 1
             if handles[tag].error is not None:
                 raise handles[tag].error

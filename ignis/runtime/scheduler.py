@@ -32,7 +32,7 @@ from ignis.errors import ContextOverflowError, IgnisError, KVCacheFullError
 from ignis.runtime.generate import Completion, GenerationResult
 from ignis.runtime.sampling import SamplingParams
 
-_DONE = object()     # end of a request's piece stream
+END_OF_STREAM = object()     # end of a request's piece stream
 
 
 class RequestHandle:
@@ -58,9 +58,9 @@ class RequestHandle:
     def _finish(self, error: Exception | None = None) -> None:
         self.error = error
         self._done.set()
-        self._pieces.put(_DONE)
+        self._pieces.put(END_OF_STREAM)
         if self._sink is not None:
-            self._sink.put((self._tag, _DONE))
+            self._sink.put((self._tag, END_OF_STREAM))
 
     # caller side
     @property
@@ -78,7 +78,7 @@ class RequestHandle:
     def __iter__(self):
         while True:
             piece = self._pieces.get()
-            if piece is _DONE:
+            if piece is END_OF_STREAM:
                 if self.error is not None:
                     raise self.error
                 return
@@ -130,13 +130,16 @@ class Scheduler:
     # -- submission (any thread) ----------------------------------------------------------
 
     def submit(self, prompt_ids: list, *, max_tokens: int, params: SamplingParams, stop: list,
-               ignore_eos: bool = False, sink=None, tag=None, n: int = 1):
+               ignore_eos: bool = False, sink=None, tag=None, n: int = 1, logprobs: int | None = None):
         """Queue one request (already validated token ids and settings); its handle. With
         n > 1: n completions of the prompt, a list of n handles. The prompt is prefilled
         once and its KV blocks shared (fork, copy-on-write); completion i samples with seed
-        params.seed + i (each random when the seed is None)."""
+        params.seed + i (each random when the seed is None). logprobs=N records, per sampled
+        token, its log-probability and the top N alternatives in handle.result.logprobs."""
         if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= self.max_batch:
             raise IgnisError(f"n must be an integer in [1, max_batch = {self.max_batch}], got {n!r}")
+        if isinstance(tag, (list, tuple)) and len(tag) != n:
+            raise IgnisError(f"{len(tag)} tags for {n} completions")
         if not prompt_ids:
             raise IgnisError("empty prompt: give some text or token ids")
         limit = self.engine.n_ctx
@@ -146,9 +149,10 @@ class Scheduler:
         requests = []
         for i in range(n):
             p = params if i == 0 or params.seed is None else dataclasses.replace(params, seed=params.seed + i)
-            handle = RequestHandle(next(self._ids), sink, tag)
+            handle = RequestHandle(next(self._ids), sink, tag[i] if isinstance(tag, (list, tuple)) else tag)
             completion = Completion(self.model.tokenizer, prompt_ids, max_tokens, p, stop,
-                                    set(self.model.tokenizer.eot_ids), ignore_eos, handle.result)
+                                    set(self.model.tokenizer.eot_ids), ignore_eos, handle.result,
+                                    logprobs=logprobs)
             requests.append(_Request(handle, list(prompt_ids), completion))
         requests[0].followers = requests[1:]
         self._incoming.put(requests[0])

@@ -1,0 +1,293 @@
+"""OpenAI request parsing and response shapes for `ignis serve`.
+
+A request body is checked field by field (a bad one is an `APIError` naming it, which the
+app turns into a 400 with OpenAI's error JSON); fields ignis does not know are ignored.
+Sampling defaults are OpenAI's (temperature 1, top_p 1, no top-k or min-p cut) unless the
+request sets them; top_k, min_p, repeat_penalty and ignore_eos are accepted as extensions.
+"""
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from dataclasses import dataclass, field
+
+
+class APIError(Exception):
+    """An error answered with OpenAI's error JSON: {"error": {message, type, param, code}}."""
+
+    def __init__(self, message: str, status: int = 400, param: str | None = None,
+                 type_: str = "invalid_request_error", code: str | None = None, headers: dict | None = None):
+        super().__init__(message)
+        self.message = " ".join(str(message).split())       # one line
+        self.status = status
+        self.param = param
+        self.type = type_
+        self.code = code
+        self.headers = headers or {}
+
+    def body(self) -> dict:
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+
+def _describe(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _number(body: dict, name: str, default, lo=None, hi=None):
+    value = body.get(name)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise APIError(f"{name} must be a finite number, got {_describe(value)}", param=name)
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        raise APIError(f"{name} must be in [{lo}, {hi}], got {value}", param=name)
+    return float(value)
+
+
+def _integer(body: dict, name: str, default, lo=None, hi=None):
+    value = body.get(name)
+    if value is None:
+        return default
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise APIError(f"{name} must be an integer, got {_describe(value)}", param=name)
+    if lo is not None and value < lo:
+        raise APIError(f"{name} must be at least {lo}, got {value}", param=name)
+    if hi is not None and value > hi:
+        raise APIError(f"{name} must be at most {hi}, got {value}", param=name)
+    return value
+
+
+def _boolean(body: dict, name: str, default: bool) -> bool:
+    value = body.get(name)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise APIError(f"{name} must be a boolean, got {_describe(value)}", param=name)
+    return value
+
+
+@dataclass
+class Request:
+    """One checked request, before its prompt is tokenized."""
+    kind: str                        # "chat" or "completion"
+    prompt: object = None            # completion: a str or a list of token ids
+    messages: list = field(default_factory=list)     # chat: [{"role", "content": str}]
+    max_tokens: int | None = None
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    min_p: float = 0.0
+    repeat_penalty: float = 1.0
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    seed: int | None = None
+    stop: list = field(default_factory=list)
+    n: int = 1
+    stream: bool = False
+    include_usage: bool = False
+    ignore_eos: bool = False
+    echo: bool = False
+    model: str | None = None
+    logprobs: int | None = None      # None: none; N: each token's log-probability and the top N
+
+
+def _stop(body: dict) -> list:
+    stop = body.get("stop")
+    if stop is None:
+        return []
+    if isinstance(stop, str):
+        return [stop] if stop else []
+    if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
+        raise APIError(f"stop must be a string or a list of strings, got {_describe(stop)}", param="stop")
+    return [s for s in stop if s]
+
+
+def _content(i: int, message: dict) -> str:
+    """A message's content as text: a str, null, or a list of {"type": "text", "text"} parts."""
+    content = message.get("content")
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = []
+        for j, part in enumerate(content):
+            if isinstance(part, str):
+                parts.append(part)
+            elif isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str):
+                parts.append(part["text"])
+            else:
+                raise APIError(f"messages[{i}].content[{j}]: only text parts are supported, got "
+                               f"{_describe(part)}", param="messages")
+        return "".join(parts)
+    raise APIError(f"messages[{i}].content must be a string or a list of text parts, got {_describe(content)}",
+                   param="messages")
+
+
+def _messages(body: dict) -> list:
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise APIError("messages must be a non-empty list of {role, content} objects"
+                       + ("" if "messages" in body else " (missing)"), param="messages")
+    out = []
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict):
+            raise APIError(f"messages[{i}] must be an object with role and content, got {_describe(m)}",
+                           param="messages")
+        role = m.get("role")
+        if not isinstance(role, str) or not role:
+            raise APIError(f"messages[{i}].role must be a non-empty string, got {_describe(role)}", param="messages")
+        out.append({"role": role, "content": _content(i, m)})
+    return out
+
+
+def _prompt(body: dict):
+    prompt = body.get("prompt")
+    if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], (str, list)):
+        prompt = prompt[0]           # a batch of one prompt
+    if isinstance(prompt, str):
+        return prompt
+    if isinstance(prompt, list) and prompt and all(isinstance(t, int) and not isinstance(t, bool) for t in prompt):
+        return prompt
+    if isinstance(prompt, list) and prompt and all(isinstance(p, (str, list)) for p in prompt):
+        raise APIError(f"prompt: one prompt per request is supported, got a list of {len(prompt)}", param="prompt")
+    raise APIError("prompt must be a string or a non-empty list of token ids"
+                   + ("" if "prompt" in body else " (missing)"), param="prompt")
+
+
+def parse(body, kind: str, max_n: int) -> Request:
+    """Check a chat ("chat") or completion ("completion") request body."""
+    if not isinstance(body, dict):
+        raise APIError(f"the request body must be a JSON object, got {type(body).__name__}")
+    r = Request(kind)
+    if kind == "chat":
+        r.messages = _messages(body)
+    else:
+        r.prompt = _prompt(body)
+        r.echo = _boolean(body, "echo", False)
+    model = body.get("model")
+    r.model = model if isinstance(model, str) else None
+    r.max_tokens = _integer(body, "max_tokens", None, 0)
+    if kind == "chat":
+        r.max_tokens = _integer(body, "max_completion_tokens", r.max_tokens, 0)
+    r.temperature = _number(body, "temperature", 1.0, 0.0, 2.0)
+    r.top_p = _number(body, "top_p", 1.0, 0.0, 1.0)
+    if r.top_p == 0.0:
+        r.top_p, r.temperature = 1.0, 0.0        # only the most likely token is left: greedy
+    r.top_k = _integer(body, "top_k", 0, 0)
+    r.min_p = _number(body, "min_p", 0.0, 0.0, 1.0)
+    r.repeat_penalty = _number(body, "repeat_penalty", 1.0, 0.0)
+    if r.repeat_penalty == 0.0:
+        raise APIError("repeat_penalty must be positive, got 0", param="repeat_penalty")
+    r.presence_penalty = _number(body, "presence_penalty", 0.0, -2.0, 2.0)
+    r.frequency_penalty = _number(body, "frequency_penalty", 0.0, -2.0, 2.0)
+    r.seed = _integer(body, "seed", None)
+    if r.seed is not None and r.seed < 0:
+        r.seed &= (1 << 64) - 1          # OpenAI clients may send negative seeds: use their bits
+    r.stop = _stop(body)
+    r.n = _integer(body, "n", 1, 1, max_n)
+    r.stream = _boolean(body, "stream", False)
+    options = body.get("stream_options")
+    if options is not None:
+        if not isinstance(options, dict):
+            raise APIError(f"stream_options must be an object, got {_describe(options)}", param="stream_options")
+        r.include_usage = _boolean(options, "include_usage", False)
+    r.ignore_eos = _boolean(body, "ignore_eos", False)
+    if kind == "chat":
+        if _boolean(body, "logprobs", False):
+            r.logprobs = _integer(body, "top_logprobs", 0, 0, 20)
+        elif body.get("top_logprobs") is not None:
+            raise APIError("top_logprobs needs logprobs: true", param="top_logprobs")
+    else:
+        r.logprobs = _integer(body, "logprobs", None, 0, 20)
+    return r
+
+
+def _piece(tokenizer, token: int) -> tuple:
+    raw = tokenizer.token_to_piece(token)
+    return raw.decode("utf-8", errors="replace"), list(raw)
+
+
+def logprobs(kind: str, tokenizer, tokens: list, entries: list, offset: int = 0):
+    """The logprobs object of a choice (or of a chunk): tokens[i] has entries[i] =
+    (log-probability, [(id, log-probability)] of the top alternatives)."""
+    if kind == "chat":
+        content = []
+        for token, (lp, top) in zip(tokens, entries):
+            text, raw = _piece(tokenizer, token)
+            alts = []
+            for i, alp in top:
+                t, b = _piece(tokenizer, i)
+                alts.append({"token": t, "logprob": alp, "bytes": b})
+            content.append({"token": text, "logprob": lp, "bytes": raw, "top_logprobs": alts})
+        return {"content": content, "refusal": None}
+    out = {"tokens": [], "token_logprobs": [], "top_logprobs": [], "text_offset": []}
+    for token, (lp, top) in zip(tokens, entries):
+        text, _ = _piece(tokenizer, token)
+        out["tokens"].append(text)
+        out["token_logprobs"].append(lp)
+        alts = {}
+        for i, alp in top:
+            alts.setdefault(_piece(tokenizer, i)[0], alp)
+        out["top_logprobs"].append(alts)
+        out["text_offset"].append(offset)
+        offset += len(text)
+    return out
+
+
+# -- responses -------------------------------------------------------------------------------
+
+def new_id(kind: str) -> str:
+    return ("chatcmpl-" if kind == "chat" else "cmpl-") + uuid.uuid4().hex[:24]
+
+
+def usage(prompt_tokens: int, completion_tokens: int) -> dict:
+    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens}
+
+
+def finish_reason(reason: str) -> str:
+    return reason if reason in ("stop", "length") else "stop" if reason == "cancelled" else reason
+
+
+def response(kind: str, rid: str, model: str, texts: list, reasons: list, use: dict,
+             lps: list | None = None) -> dict:
+    created = int(time.time())
+    lps = lps or [None] * len(texts)
+    if kind == "chat":
+        choices = [{"index": i, "message": {"role": "assistant", "content": t}, "logprobs": lp,
+                    "finish_reason": finish_reason(f)} for i, (t, f, lp) in enumerate(zip(texts, reasons, lps))]
+        return {"id": rid, "object": "chat.completion", "created": created, "model": model,
+                "choices": choices, "usage": use}
+    choices = [{"index": i, "text": t, "logprobs": lp, "finish_reason": finish_reason(f)}
+               for i, (t, f, lp) in enumerate(zip(texts, reasons, lps))]
+    return {"id": rid, "object": "text_completion", "created": created, "model": model,
+            "choices": choices, "usage": use}
+
+
+def chunk(kind: str, rid: str, model: str, created: int, choices: list, include_usage: bool,
+          use: dict | None = None) -> dict:
+    """One streamed chunk; choices are (index, text or None, finish_reason or None, first,
+    logprobs object or None)."""
+    out = []
+    for index, text, reason, first, lp in choices:
+        if kind == "chat":
+            delta = {}
+            if first:
+                delta["role"] = "assistant"
+            if text is not None:
+                delta["content"] = text
+            out.append({"index": index, "delta": delta, "logprobs": lp,
+                        "finish_reason": finish_reason(reason) if reason else None})
+        else:
+            out.append({"index": index, "text": text or "", "logprobs": lp,
+                        "finish_reason": finish_reason(reason) if reason else None})
+    body = {"id": rid, "object": "chat.completion.chunk" if kind == "chat" else "text_completion",
+            "created": created, "model": model, "choices": out}
+    if include_usage:
+        body["usage"] = use
+    return body
