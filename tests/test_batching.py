@@ -106,7 +106,11 @@ def test_cancel_stops_one_request_and_the_others_go_on(tiny):
         assert b.text(timeout=60) == tiny.generate(ids, max_tokens=20, temperature=0, ignore_eos=True)
         a.text(timeout=60)
         assert a.finish_reason == "cancelled" and len(a.result.tokens) < 200
-        assert tiny.engine.kv.n_used_blocks <= 1 + -(-tiny.n_past // tiny.engine.kv.block_size)
+        # what is left: the padding and Model sequences, and finished requests in the prefix cache
+        kv = tiny.engine.kv
+        cached = set().union(*(set(s._cached) for s in tiny._schedulers))
+        assert set(kv.sequences()) == {tiny.engine._pad_seq, tiny.engine.seq} | cached
+        assert len(sched._cached) == 1
     finally:
         sched.close()
 
@@ -278,3 +282,31 @@ def test_forked_completions_hold_the_prefix_once(tiny_path):
         print(f"KV blocks held: 1 sequence {held[1]}, 8 forks {held[8]} ({held[8] / held[1]:.2f}x)")
     finally:
         m.close()
+
+
+def test_prefix_cache_reuses_a_finished_prompt_and_changes_nothing(tiny):
+    from ignis.runtime.sampling import SamplingParams
+    rng = np.random.default_rng(9)
+    system = _prompt(rng, 100)
+    questions = [_prompt(rng, 7), _prompt(rng, 12)]
+    sched = tiny.scheduler(max_batch=2)
+    try:
+        first = sched.submit(system + questions[0], max_tokens=8, params=SamplingParams(temperature=0), stop=[],
+                             ignore_eos=True)
+        first.text(timeout=60)
+        assert sched.cache_hits == 0
+        second = sched.submit(system + questions[1], max_tokens=8, params=SamplingParams(seed=4, **SETTINGS),
+                              stop=[], ignore_eos=True)
+        second.text(timeout=60)
+        assert sched.cache_hits == 1 and sched.cached_tokens == 100      # the shared system prompt
+        tiny.generate(system + questions[1], max_tokens=8, ignore_eos=True, seed=4, **SETTINGS)
+        assert second.result.tokens == tiny.last_result.tokens
+        # the same prompt again: all but its last token come from the cache
+        again = sched.submit(system + questions[1], max_tokens=8, params=SamplingParams(seed=4, **SETTINGS),
+                             stop=[], ignore_eos=True)
+        again.text(timeout=60)
+        assert sched.cached_tokens == 100 + len(system + questions[1]) - 1
+        assert again.result.tokens == second.result.tokens
+    finally:
+        sched.close()
+    assert not sched._cached

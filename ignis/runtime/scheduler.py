@@ -21,6 +21,7 @@ the model's lock, so it also waits for a `Model.generate` in progress).
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import itertools
 import queue
@@ -126,6 +127,11 @@ class Scheduler:
         self._lock = threading.Lock()
         self.steps = 0
         self.step_sizes = []    # tokens per step (recent), for reports
+        # the prefix cache: finished sequences kept with the tokens their KV holds, newest
+        # last; a new prompt forks the one it shares the longest prefix with
+        self._cached = collections.OrderedDict()    # sequence id -> token tuple
+        self.cache_hits = 0
+        self.cached_tokens = 0                      # prompt tokens not prefilled thanks to it
 
     # -- submission (any thread) ----------------------------------------------------------
 
@@ -182,9 +188,12 @@ class Scheduler:
         while True:
             self._admit()
             if self._stop:
-                for r in self._waiting + self._running:
-                    self._end(r, "cancelled")
-                self._waiting, self._running = [], []
+                with self.model._lock:
+                    for r in self._waiting + self._running:
+                        self._end(r, "cancelled")
+                    self._waiting, self._running = [], []
+                    while self._cached:
+                        self.engine.kv.free(self._cached.popitem()[0])
                 return
             if not self._running and not self._waiting:
                 self._wake.wait(0.5)
@@ -213,8 +222,7 @@ class Scheduler:
             self._end(f, reason, error)
         r.followers = []
         if r.seq is not None:
-            self.engine.kv.free(r.seq)
-            r.seq = None
+            self._retire(r, keep=error is None and reason != "cancelled")
         if error is None:
             r.handle._emit(r.completion.finish())
         if reason is not None:
@@ -229,7 +237,7 @@ class Scheduler:
             self._end(r, "cancelled")
         while self._waiting and len(self._running) + 1 + len(self._waiting[0].followers) <= self.max_batch:
             r = self._waiting.pop(0)
-            r.seq = kv.new_sequence()
+            r.seq, r.fed = self._reuse(r.ids)
             self._running.append(r)
         tokens, seqs, positions, sampled = [], [], [], []
         budget = self.step_tokens
@@ -288,7 +296,9 @@ class Scheduler:
             kv.reserve(r.seq, n)
             return True
         except KVCacheFullError as exc:
-            if self.model._release_cached_prefix():
+            while self._cached or self.model._release_cached_prefix():
+                if self._cached:
+                    kv.free(self._cached.popitem(last=False)[0])     # the least recently used
                 try:
                     kv.reserve(r.seq, n)
                     return True
@@ -300,6 +310,48 @@ class Scheduler:
             self._running.remove(r)
             self._end(r, None, exc)
             return False
+
+    # -- the prefix cache -------------------------------------------------------------------
+
+    MAX_CACHED = 64         # finished sequences kept (the oldest go first; all go when the pool is full)
+
+    def _retire(self, r: _Request, keep: bool) -> None:
+        """A finished request's sequence goes to the prefix cache (its KV holds the prompt and
+        every generated token but the last); a cancelled or failed one is freed at once."""
+        kv = self.engine.kv
+        held = kv.length(r.seq)
+        tokens = (r.ids + r.handle.result.tokens)[:held]
+        if keep and len(tokens) == held and held >= kv.block_size:
+            self._cached[r.seq] = tuple(tokens)
+            while len(self._cached) > self.MAX_CACHED:
+                kv.free(self._cached.popitem(last=False)[0])
+        else:
+            kv.free(r.seq)
+        r.seq = None
+
+    def _reuse(self, ids: list) -> tuple:
+        """(sequence, positions already held) for a new prompt: a fork of the cached sequence
+        sharing its longest prefix (at least a block; the last prompt token is always run, its
+        logits are wanted), else a new empty sequence. The shared rows hold the bits a fresh
+        prefill would write (causal: position p depends on tokens 0..p only)."""
+        kv = self.engine.kv
+        best, best_n = None, 0
+        for seq, tokens in self._cached.items():
+            n = 0
+            for a, b in zip(tokens, ids[:-1]):
+                if a != b:
+                    break
+                n += 1
+            if n > best_n:
+                best, best_n = seq, n
+        if best is None or best_n < kv.block_size:
+            return kv.new_sequence(), 0
+        self._cached.move_to_end(best)
+        seq = kv.fork(best)
+        kv.truncate(seq, best_n)
+        self.cache_hits += 1
+        self.cached_tokens += best_n
+        return seq, best_n
 
     def _after_logits(self, r: _Request, row) -> None:
         piece = r.completion.feed(row)
