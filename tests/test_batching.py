@@ -310,3 +310,21 @@ def test_prefix_cache_reuses_a_finished_prompt_and_changes_nothing(tiny):
     finally:
         sched.close()
     assert not sched._cached
+
+
+def test_a_full_pool_evicts_cached_prefixes_for_the_model(tiny_path):
+    """Prefixes a scheduler keeps of finished requests never stop Model.generate: the pool
+    gives them up first."""
+    from ignis.runtime.sampling import SamplingParams
+    m = ignis.load(tiny_path, n_ctx=64, threads=1)
+    try:
+        sched = m.scheduler(max_batch=1)
+        rng = np.random.default_rng(8)
+        sched.submit(_prompt(rng, 40), max_tokens=4, params=SamplingParams(temperature=0), stop=[],
+                     ignore_eos=True).text(timeout=60)
+        assert len(sched._cached) == 1 and m.engine.kv.n_free_blocks < 4
+        assert m.generate(_prompt(rng, 60), max_tokens=2, temperature=0, ignore_eos=True) is not None
+        assert not sched._cached
+        sched.close()
+    finally:
+        m.close()

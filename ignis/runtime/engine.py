@@ -15,7 +15,7 @@ import os
 import numpy as np
 
 from ignis import _kernels
-from ignis.errors import ContextOverflowError, ModelError
+from ignis.errors import ContextOverflowError, KVCacheFullError, ModelError
 from ignis.models.qwen2 import Qwen2Config, build_graph
 from ignis.passes import plan_memory, run_pipeline
 from ignis.runtime.lower import lower
@@ -75,6 +75,7 @@ class Engine:
         self._pad_seq = self.kv.new_sequence()      # where padding tokens write
         self.kv.reserve(self._pad_seq, PAD_TOKENS)
         self.seq = self.kv.new_sequence()           # the single caller's sequence (forward)
+        self.reclaim = lambda: False    # frees a cached sequence when the pool is full (set by Model)
         self._plans = {}
 
     def _compile(self, key, T: int, all_logits: bool, n_out=None):
@@ -122,7 +123,13 @@ class Engine:
         kv.truncate(seq, min(start, kv.length(seq)))
         if kv.length(seq) != start:
             raise ModelError(f"forward at position {start}, but the sequence holds {kv.length(seq)}")
-        kv.reserve(seq, n)
+        while True:
+            try:
+                kv.reserve(seq, n)
+                break
+            except KVCacheFullError:
+                if not self.reclaim():      # cached prefixes of finished requests go first
+                    raise
         rows, done, out = [], 0, None
         try:
             for size in chunk_sizes(n, MAX_LOGITS_BATCH if all_logits else MAX_BATCH):

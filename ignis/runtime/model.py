@@ -118,6 +118,8 @@ class Model:
         self._tokens = []           # the ids whose keys and values are in the KV cache
         self._schedulers = []
         self._batch_scheduler = None
+        # a full KV pool first gives up the prefixes schedulers keep of finished requests
+        self.engine.reclaim = lambda: any(sched.evict_one() for sched in self._schedulers)
         self._lock = threading.RLock()
         self._template = None
         self.last_prompt_evaluated = 0

@@ -296,9 +296,7 @@ class Scheduler:
             kv.reserve(r.seq, n)
             return True
         except KVCacheFullError as exc:
-            while self._cached or self.model._release_cached_prefix():
-                if self._cached:
-                    kv.free(self._cached.popitem(last=False)[0])     # the least recently used
+            while self.evict_one() or self.model._release_cached_prefix():
                 try:
                     kv.reserve(r.seq, n)
                     return True
@@ -314,6 +312,14 @@ class Scheduler:
     # -- the prefix cache -------------------------------------------------------------------
 
     MAX_CACHED = 64         # finished sequences kept (the oldest go first; all go when the pool is full)
+
+    def evict_one(self) -> bool:
+        """Free the least recently used cached sequence (call with the model's lock held, as
+        every change to the cache is made); False if the cache is empty."""
+        if not self._cached:
+            return False
+        self.engine.kv.free(self._cached.popitem(last=False)[0])
+        return True
 
     def _retire(self, r: _Request, keep: bool) -> None:
         """A finished request's sequence goes to the prefix cache (its KV holds the prompt and
