@@ -32,7 +32,6 @@ import ctypes
 import importlib.util
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -42,7 +41,8 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from ignis.runtime.bench import BATCH_STEP_TOKENS, batch_ctx, batch_prompts, batch_rates, measure_batched  # noqa: E402
+from ignis.runtime.bench import (BATCH_STEP_TOKENS, batch_ctx, batch_prompts, batch_rates, cpu_model,  # noqa: E402
+                                 measure_batched)
 
 LLAMA_N_BATCH = 512
 
@@ -174,17 +174,6 @@ def run_worker(engine: str, args) -> dict:
     return {"results": results, **tail}
 
 
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _batches(text: str) -> list:
     try:
         sizes = [int(part) for part in text.split(",")]
@@ -255,7 +244,8 @@ def main() -> int:
             "seconds": seconds}
     if args.json:
         keys = ("decode_tok_s", "prefill_tok_s", "decode_tokens", "prefill_s", "decode_s")
-        ignis_keys = keys + ("steps", "decode_steps", "avg_step_tokens", "avg_decode_step_tokens", "plans_compiled")
+        ignis_keys = keys + ("steps", "decode_steps", "avg_step_tokens", "avg_decode_step_tokens", "plans_compiled",
+                                 "cache_hits")
         out = dict(info, rss_mb={e: run["rss_mb"] for e, run in runs.items()}, results=[])
         for b in args.batches:
             row = {"batch": b, "ignis": {k: by_b["ignis"][b][k] for k in ignis_keys}}
@@ -277,18 +267,23 @@ def main() -> int:
         print(f"| {b} | {i['decode_tok_s']:.2f} | {_num(ll.get('decode_tok_s'))} | "
               f"{_ratio(i['decode_tok_s'], ll.get('decode_tok_s'))} | {i['prefill_tok_s']:.2f} | "
               f"{_num(ll.get('prefill_tok_s'))} | {_ratio(i['prefill_tok_s'], ll.get('prefill_tok_s'))} |")
+    for b in args.batches:
+        if by_b["ignis"][b]["cache_hits"]:
+            print(f"warning: B={b}: ignis' prefix cache served {by_b['ignis'][b]['cache_hits']} prompts "
+                  "(its prefill number is not a full prefill)")
     rss = "  ".join(f"{e} {run['rss_mb']:.0f} MB" for e, run in runs.items())
     print(f"peak RSS (after B={max(args.batches)}): {rss}"
           + (f"  (ratio {runs['ignis']['rss_mb'] / runs['llama.cpp']['rss_mb']:.2f}x)" if not args.ignis_only else ""))
     print(f"file {args.model}; ignis {args.step_tokens} tokens per scheduler step; run took {seconds:.0f} s")
     if args.steps_report:
         print("ignis scheduler (timed run): B, steps, avg tokens per step, avg tokens per decode-window step, "
-              "decode-window steps, plans compiled during the timed run")
+              "decode-window steps, plans compiled during the timed run, "
+              "prefix-cache hits")
         for b in args.batches:
             i = by_b["ignis"][b]
             print(f"  B={b:<3d} steps {i['steps']:4d}  avg {i['avg_step_tokens']:6.1f} tok/step  "
                   f"decode avg {i['avg_decode_step_tokens']:5.2f} tok/step over {i['decode_steps']} steps  "
-                  f"plans compiled {i['plans_compiled']}")
+                  f"plans compiled {i['plans_compiled']}  prefix-cache hits {i['cache_hits']}")
     return 0
 
 

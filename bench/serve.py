@@ -36,6 +36,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from ignis.runtime.bench import cpu_model  # noqa: E402
 
 ENGINES = ("ignis", "llama.cpp")
 READY_TIMEOUT = 600.0      # seconds for a server to load the model and answer
@@ -239,18 +240,6 @@ def run_server(engine: str, args) -> dict:
 
 
 # -- the driver -------------------------------------------------------------------------------
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-    return platform.processor() or platform.machine()
-
 
 def _positive(text: str) -> int:
     try:

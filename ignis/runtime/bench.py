@@ -134,28 +134,38 @@ def measure_batched(model, n_seq: int, n_prompt: int = 128, n_gen: int = 64,
     scheduler (greedy, ignore_eos, so everything a caller pays per step is in): n_seq
     sequences with prompts from batch_prompts, n_gen tokens each. One untimed run first
     (min(n_gen, 16) tokens: compiles the step plans, faults the weights in), then the timed
-    run. Returns batch_rates' dict plus the scheduler's steps, average tokens per step
-    (whole run and decode window) and the plans compiled during the timed run (0 if the
-    warm-up covered every step shape)."""
+    run on a fresh scheduler (an empty prefix cache: every prompt is prefilled). Returns
+    batch_rates' dict plus the scheduler's steps, average tokens per step (whole run and
+    decode window), the plans compiled during the timed run (0 if the warm-up covered every
+    step shape) and its prefix-cache hits (0)."""
     if n_gen < 2:
         raise ValueError("measure_batched: n_gen must be at least 2 (the first token ends prefill)")
     prompts = batch_prompts(n_seq, n_prompt, model.n_vocab)
-    sched = model.scheduler(max_batch=n_seq, step_tokens=max(step_tokens, n_seq))
     plans = getattr(model.engine, "_plans", None)
-    try:
-        from ignis.runtime.sampling import SamplingParams
-        # start the engine thread, so that every run's prompts arrive in its first step
-        sched.submit(prompts[0][:1], max_tokens=1, params=SamplingParams(temperature=0.0), stop=[],
-                     ignore_eos=True).text()
-        if warmup:
-            _scheduler_run(sched, prompts, min(n_gen, 16), poll)
-        compiled = len(plans) if plans is not None else 0
-        out = _scheduler_run(sched, prompts, n_gen, poll)
-        out["plans_compiled"] = (len(plans) - compiled) if plans is not None else None
-    finally:
-        sched.close()
+    for timed in ((False, True) if warmup else (True,)):
+        sched = model.scheduler(max_batch=n_seq, step_tokens=max(step_tokens, n_seq))
+        try:
+            _start(sched, prompts[0][0])
+            if not timed:
+                _scheduler_run(sched, prompts, min(n_gen, 16), poll)
+                continue
+            compiled = len(plans) if plans is not None else 0
+            out = _scheduler_run(sched, prompts, n_gen, poll)
+            out["plans_compiled"] = (len(plans) - compiled) if plans is not None else None
+            out["cache_hits"] = getattr(sched, "cache_hits", 0)
+        finally:
+            sched.close()       # its prefix cache goes with it
     out["batch"] = n_seq
     return out
+
+
+def _start(sched, token: int) -> None:
+    """Start the scheduler's engine thread (a one-token request), so that a run's prompts all
+    arrive in its first step."""
+    from ignis.runtime.sampling import SamplingParams
+    params = SamplingParams(temperature=0.0)
+    params.validate()
+    sched.submit([token], max_tokens=1, params=params, stop=[], ignore_eos=True).text()
 
 
 def run_batch_bench(path, batches, n_prompt: int = 128, n_gen: int = 64, threads=None,
@@ -174,3 +184,16 @@ def run_batch_bench(path, batches, n_prompt: int = 128, n_gen: int = 64, threads
                 "n_gen": n_gen, "step_tokens": step_tokens, "results": results}
     finally:
         model.close()
+
+
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo), for the line every speed report carries."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+    return platform.processor() or platform.machine()
