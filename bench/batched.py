@@ -23,7 +23,13 @@ token), then runs decode batches of B tokens, one per sequence, with a numpy arg
 sequence; its context uses llama.cpp's defaults otherwise (flash attention "auto", a KV
 cache split per sequence: kv_unified off). Each batch size is run once untimed with
 min(n, 16) tokens (plans compiled, weights faulted in; llama.cpp's KV cache cleared after)
-and then timed.
+and then timed; ignis' timed run is on a fresh scheduler (an empty prefix cache, so every
+prompt is prefilled) whose engine thread is already running, and is redone in the rare case
+that the thread started a step before every prompt was queued (--steps-report shows it).
+
+The numbers are only as good as the machine is quiet: llama.cpp's threads wait for each
+other by spinning, so with another busy process on the same cores its speed collapses
+(and jumps around from run to run) much more than ignis'.
 
 Each engine runs in a worker process of its own that does every batch size in turn (one
 model load), so the peak RSS reported is the engine's own, after its largest batch."""
@@ -245,7 +251,7 @@ def main() -> int:
     if args.json:
         keys = ("decode_tok_s", "prefill_tok_s", "decode_tokens", "prefill_s", "decode_s")
         ignis_keys = keys + ("steps", "decode_steps", "avg_step_tokens", "avg_decode_step_tokens", "plans_compiled",
-                                 "cache_hits")
+                             "cache_hits", "arrival_retries")
         out = dict(info, rss_mb={e: run["rss_mb"] for e, run in runs.items()}, results=[])
         for b in args.batches:
             row = {"batch": b, "ignis": {k: by_b["ignis"][b][k] for k in ignis_keys}}
@@ -278,12 +284,13 @@ def main() -> int:
     if args.steps_report:
         print("ignis scheduler (timed run): B, steps, avg tokens per step, avg tokens per decode-window step, "
               "decode-window steps, plans compiled during the timed run, "
-              "prefix-cache hits")
+              "prefix-cache hits, runs redone because the prompts did not all arrive in the first step")
         for b in args.batches:
             i = by_b["ignis"][b]
             print(f"  B={b:<3d} steps {i['steps']:4d}  avg {i['avg_step_tokens']:6.1f} tok/step  "
                   f"decode avg {i['avg_decode_step_tokens']:5.2f} tok/step over {i['decode_steps']} steps  "
-                  f"plans compiled {i['plans_compiled']}  prefix-cache hits {i['cache_hits']}")
+                  f"plans compiled {i['plans_compiled']}  prefix-cache hits {i['cache_hits']}  "
+                  f"arrival retries {i['arrival_retries']}")
     return 0
 
 

@@ -101,10 +101,12 @@ def _scheduler_run(sched, prompts: list, n_gen: int, poll: float) -> dict:
                    for ids in prompts]
     finally:
         sys.setswitchinterval(interval)
-    t_first = None
+    t_first, first_step, sizes0 = None, None, len(sched.step_sizes)
     while True:
         now = time.perf_counter()
         counts = [len(h.result.tokens) for h in handles]
+        if first_step is None and len(sched.step_sizes) > sizes0:    # the list is replaced, never changed
+            first_step = sched.step_sizes[sizes0]
         if t_first is None and min(counts) >= 1:
             t_first, at_first, steps_first = now, counts, sched.steps
         if all(h.done for h in handles):
@@ -122,7 +124,7 @@ def _scheduler_run(sched, prompts: list, n_gen: int, poll: float) -> dict:
     decode_tokens = n_gen * len(handles) - sum(at_first)
     out = batch_rates(len(prompts), len(prompts[0]), t0, t_first, t_end, decode_tokens)
     steps, decode_steps = sched.steps - steps0, sched.steps - steps_first
-    out.update(steps=steps, decode_steps=decode_steps,
+    out.update(steps=steps, decode_steps=decode_steps, first_step_tokens=first_step,
                avg_step_tokens=(len(prompts) * len(prompts[0]) + n_gen * len(handles) - len(handles)) / max(steps, 1),
                avg_decode_step_tokens=decode_tokens / decode_steps if decode_steps else 0.0)
     return out
@@ -134,28 +136,40 @@ def measure_batched(model, n_seq: int, n_prompt: int = 128, n_gen: int = 64,
     scheduler (greedy, ignore_eos, so everything a caller pays per step is in): n_seq
     sequences with prompts from batch_prompts, n_gen tokens each. One untimed run first
     (min(n_gen, 16) tokens: compiles the step plans, faults the weights in), then the timed
-    run on a fresh scheduler (an empty prefix cache: every prompt is prefilled). Returns
-    batch_rates' dict plus the scheduler's steps, average tokens per step (whole run and
-    decode window), the plans compiled during the timed run (0 if the warm-up covered every
-    step shape) and its prefix-cache hits (0)."""
+    run. Returns batch_rates' dict plus the scheduler's steps, average tokens per step (whole
+    run and decode window), the plans compiled during the timed run (0 if the warm-up
+    covered every step shape), its prefix-cache hits (0) and arrival retries (see _fresh_run)."""
     if n_gen < 2:
         raise ValueError("measure_batched: n_gen must be at least 2 (the first token ends prefill)")
     prompts = batch_prompts(n_seq, n_prompt, model.n_vocab)
+    if warmup:
+        _fresh_run(model, prompts, min(n_gen, 16), step_tokens, poll)
+    out = _fresh_run(model, prompts, n_gen, step_tokens, poll)
+    out["batch"] = n_seq
+    return out
+
+
+def _fresh_run(model, prompts: list, n_gen: int, step_tokens: int, poll: float, attempts: int = 3) -> dict:
+    """One run on a fresh scheduler (an empty prefix cache: every prompt is prefilled). The
+    engine thread may, rarely, take the first request alone into a step before the others
+    are queued; such a run (its first step smaller than all prompts at once would make it)
+    is done again, up to `attempts` times."""
+    n_seq, n_prompt = len(prompts), len(prompts[0])
+    per_step = max(step_tokens, n_seq)
     plans = getattr(model.engine, "_plans", None)
-    for timed in ((False, True) if warmup else (True,)):
-        sched = model.scheduler(max_batch=n_seq, step_tokens=max(step_tokens, n_seq))
+    for attempt in range(attempts):
+        sched = model.scheduler(max_batch=n_seq, step_tokens=per_step)
         try:
             _start(sched, prompts[0][0])
-            if not timed:
-                _scheduler_run(sched, prompts, min(n_gen, 16), poll)
-                continue
             compiled = len(plans) if plans is not None else 0
             out = _scheduler_run(sched, prompts, n_gen, poll)
             out["plans_compiled"] = (len(plans) - compiled) if plans is not None else None
             out["cache_hits"] = getattr(sched, "cache_hits", 0)
         finally:
             sched.close()       # its prefix cache goes with it
-    out["batch"] = n_seq
+        if out["first_step_tokens"] in (None, min(per_step, n_seq * n_prompt)):
+            break
+    out["arrival_retries"] = attempt
     return out
 
 
