@@ -48,7 +48,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from ignis.runtime.bench import (BATCH_STEP_TOKENS, batch_ctx, batch_prompts, batch_rates, cpu_model,  # noqa: E402
-                                 measure_batched)
+                                 measure_batched, positive_int, ratio)
 
 LLAMA_N_BATCH = 512
 
@@ -190,20 +190,6 @@ def _batches(text: str) -> list:
     return sizes
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _ratio(a, b) -> str:
-    return f"{a / b:.2f}x" if a and b else "-"
-
-
 def _num(x) -> str:
     return f"{x:.2f}" if x is not None else "-"
 
@@ -212,12 +198,12 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-m", "--model", help="GGUF file (default: the Q8_0 copy of the default model)")
     ap.add_argument("--original", action="store_true", help="use the original default model file")
-    ap.add_argument("-t", "--threads", type=_positive, default=2, help="threads for both engines (default 2)")
+    ap.add_argument("-t", "--threads", type=positive_int, default=2, help="threads for both engines (default 2)")
     ap.add_argument("-b", "--batches", type=_batches, default=[1, 2, 4, 8, 16],
                     help="batch sizes, comma-separated (default 1,2,4,8,16)")
-    ap.add_argument("-p", "--n-prompt", type=_positive, default=128, help="prompt tokens per sequence (default 128)")
-    ap.add_argument("-n", "--n-gen", type=_positive, default=64, help="tokens generated per sequence (default 64)")
-    ap.add_argument("--step-tokens", type=_positive, default=BATCH_STEP_TOKENS,
+    ap.add_argument("-p", "--n-prompt", type=positive_int, default=128, help="prompt tokens per sequence (default 128)")
+    ap.add_argument("-n", "--n-gen", type=positive_int, default=64, help="tokens generated per sequence (default 64)")
+    ap.add_argument("--step-tokens", type=positive_int, default=BATCH_STEP_TOKENS,
                     help=f"ignis scheduler tokens per step (default {BATCH_STEP_TOKENS})")
     ap.add_argument("--ignis-only", action="store_true", help="skip llama.cpp")
     ap.add_argument("--steps-report", action="store_true",
@@ -271,8 +257,8 @@ def main() -> int:
         i = by_b["ignis"][b]
         ll = by_b.get("llama.cpp", {}).get(b, {})
         print(f"| {b} | {i['decode_tok_s']:.2f} | {_num(ll.get('decode_tok_s'))} | "
-              f"{_ratio(i['decode_tok_s'], ll.get('decode_tok_s'))} | {i['prefill_tok_s']:.2f} | "
-              f"{_num(ll.get('prefill_tok_s'))} | {_ratio(i['prefill_tok_s'], ll.get('prefill_tok_s'))} |")
+              f"{ratio(i['decode_tok_s'], ll.get('decode_tok_s'))} | {i['prefill_tok_s']:.2f} | "
+              f"{_num(ll.get('prefill_tok_s'))} | {ratio(i['prefill_tok_s'], ll.get('prefill_tok_s'))} |")
     for b in args.batches:
         if by_b["ignis"][b]["cache_hits"]:
             print(f"warning: B={b}: ignis' prefix cache served {by_b['ignis'][b]['cache_hits']} prompts "

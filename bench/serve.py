@@ -36,7 +36,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from ignis.runtime.bench import cpu_model  # noqa: E402
+from ignis.runtime.bench import cpu_model, positive_int, ratio  # noqa: E402
 
 ENGINES = ("ignis", "llama.cpp")
 READY_TIMEOUT = 600.0      # seconds for a server to load the model and answer
@@ -241,20 +241,6 @@ def run_server(engine: str, args) -> dict:
 
 # -- the driver -------------------------------------------------------------------------------
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _ratio(a, b) -> str:
-    return f"{a / b:.2f}x" if a and b else "-"
-
-
 def _num(x, fmt="{:.2f}") -> str:
     return fmt.format(x) if x is not None else "-"
 
@@ -263,11 +249,11 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-m", "--model", help="GGUF file (default: the Q8_0 copy of the default model)")
     ap.add_argument("--original", action="store_true", help="use the original default model file")
-    ap.add_argument("-t", "--threads", type=_positive, default=2, help="threads for both servers (default 2)")
-    ap.add_argument("-n", "--n-gen", type=_positive, default=64, help="max_tokens per request (default 64)")
-    ap.add_argument("--rounds", type=_positive, default=2, help="rounds of requests (default 2)")
-    ap.add_argument("--concurrency", type=_positive, default=16, help="requests sent at once per round (default 16)")
-    ap.add_argument("-c", "--ctx", type=_positive, default=8192,
+    ap.add_argument("-t", "--threads", type=positive_int, default=2, help="threads for both servers (default 2)")
+    ap.add_argument("-n", "--n-gen", type=positive_int, default=64, help="max_tokens per request (default 64)")
+    ap.add_argument("--rounds", type=positive_int, default=2, help="rounds of requests (default 2)")
+    ap.add_argument("--concurrency", type=positive_int, default=16, help="requests sent at once per round (default 16)")
+    ap.add_argument("-c", "--ctx", type=positive_int, default=8192,
                     help="context size for both servers (default 8192; ignis shares it across --parallel)")
     ap.add_argument("--round-timeout", type=float, default=600.0, help="seconds a round may take (default 600)")
     ap.add_argument("--only", choices=ENGINES, help="run one server only")
@@ -304,9 +290,9 @@ def main() -> int:
               f"{_num(r['rss_mb'], '{:.0f}')} |")
     if both:
         i, ll = runs["ignis"], runs["llama.cpp"]
-        print(f"| ratio ignis / llama.cpp | | | | | {_ratio(i['gen_tok_s'], ll['gen_tok_s'])} | "
-              f"{_ratio(i['ttft_p50'], ll['ttft_p50'])} | {_ratio(i['ttft_p99'], ll['ttft_p99'])} | "
-              f"{_ratio(i['rss_mb'], ll['rss_mb'])} |")
+        print(f"| ratio ignis / llama.cpp | | | | | {ratio(i['gen_tok_s'], ll['gen_tok_s'])} | "
+              f"{ratio(i['ttft_p50'], ll['ttft_p50'])} | {ratio(i['ttft_p99'], ll['ttft_p99'])} | "
+              f"{ratio(i['rss_mb'], ll['rss_mb'])} |")
     notes = ["gen tok/s higher is better, TTFT lower is better"]
     if "ignis" in runs:
         notes.append(f"ignis serve runs with --parallel {args.concurrency}: "

@@ -211,3 +211,20 @@ def cpu_model() -> str:
         pass
     import platform
     return platform.processor() or platform.machine()
+
+
+def positive_int(text: str) -> int:
+    """argparse type of the bench scripts' counts: a positive integer."""
+    import argparse
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def ratio(a, b) -> str:
+    """a / b as '1.23x', '-' when either is missing."""
+    return f"{a / b:.2f}x" if a and b else "-"
