@@ -1,53 +1,61 @@
 """Build the Cython extensions: every ignis/**/_*.pyx becomes one extension module.
 
-Flags: -O3 and OpenMP everywhere; on x86-64 AVX2/FMA/F16C when the build machine
-has them (set IGNIS_PORTABLE=1 for a scalar-only build that runs on any x86-64);
-NEON is baseline on aarch64 and needs no flag.
+Flags (chosen by build_flags.py): -O3 and -ffp-contract=off everywhere (the scalar
+reference must not get fused multiply-adds), OpenMP where the compiler has it (Apple
+clang: only with Homebrew's libomp, else a single-threaded build), and no -m/-march ISA
+flags: ignis/_neon.h compiles every SIMD level itself and picks one at import.
+IGNIS_ISA=scalar (alias IGNIS_PORTABLE=1) builds the portable C code only.
 """
 import os
 import platform
+import shutil
+import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import numpy as np
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
-ROOT = Path(__file__).parent
+ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT))
+from build_flags import build_flags, compiler_family  # noqa: E402
 
 
-def _cpu_flags() -> set:
+def _brew_libomp():
+    """`brew --prefix libomp` on macOS when Homebrew is there, else None."""
+    brew = shutil.which("brew") if sys.platform == "darwin" else None
+    if not brew:
+        return None
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
+        out = subprocess.run([brew, "--prefix", "libomp"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else None
 
 
-def _compile_args() -> list:
-    args = ["-O3", "-fopenmp", "-ffp-contract=off"]
-    machine = platform.machine().lower()
-    portable = os.environ.get("IGNIS_PORTABLE", "") not in ("", "0")
-    if machine in ("x86_64", "amd64") and not portable:
-        have = _cpu_flags()
-        if {"avx2", "fma", "f16c"} <= have or not have:
-            args += ["-mavx2", "-mfma", "-mf16c"]
-    return args
+def _flags():
+    cc = os.environ.get("CC") or sysconfig.get_config_var("CC") or ""
+    return build_flags(sys.platform, platform.machine(), compiler_family(cc, sys.platform),
+                       os.environ, os.path.exists, brew_libomp=_brew_libomp())
 
 
 def _extensions() -> list:
+    flags = _flags()
+    # the C headers (the kernel levels): a change there must rebuild the extension
+    headers = sorted(str(h.relative_to(ROOT)) for h in (ROOT / "ignis").rglob("*.h"))
     exts = []
     for pyx in sorted((ROOT / "ignis").rglob("_*.pyx")):
         rel = pyx.relative_to(ROOT)
         name = ".".join(rel.with_suffix("").parts)
         exts.append(Extension(
-            name, [str(rel)],
-            include_dirs=[np.get_include(), "ignis"],
-            extra_compile_args=_compile_args(),
-            extra_link_args=["-fopenmp"],
-            define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+            name, [str(rel)], depends=headers,
+            include_dirs=[np.get_include(), "ignis", *flags.include_dirs],
+            library_dirs=flags.library_dirs,
+            extra_compile_args=flags.compile_args,
+            extra_link_args=flags.link_args,
+            define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION"), *flags.define_macros],
         ))
     return exts
 

@@ -120,7 +120,7 @@ import os
 
 import numpy as np
 
-from ignis.errors import ContextOverflowError, ModelError
+from ignis.errors import ContextOverflowError, ISAError, ModelError
 
 cimport cython
 from libc.stdint cimport uint8_t, uint16_t, int32_t, int64_t, uintptr_t
@@ -130,8 +130,17 @@ from cpython.mem cimport PyMem_Realloc, PyMem_Free
 
 
 cdef extern from "_neon.h" nogil:
-    const char *IGNIS_SIMD_NAME
-    const char *IGNIS_KQUANT_SIMD
+    ctypedef struct ignis_isa:
+        const char *name
+        unsigned needs
+    const ignis_isa ignis_isas[]
+    int IGNIS_N_ISAS
+    unsigned ignis_cpu_features()
+    int ignis_best_isa()
+    int ignis_use_isa(int i)
+    const char *ignis_isa_name()
+    unsigned IGNIS_F_AVX2, IGNIS_F_AVXVNNI, IGNIS_F_AVX512, IGNIS_F_AVX512BF16, IGNIS_F_AMX_CPUID
+    unsigned IGNIS_F_AMX_OS, IGNIS_F_NEON, IGNIS_F_DOTPROD, IGNIS_F_I8MM
     float ignis_f16_to_f32(uint16_t h)
     uint16_t ignis_f32_to_f16(float f)
     void ignis_f16_to_f32_row(const uint16_t *x, float *y, int64_t n)
@@ -164,7 +173,9 @@ cdef extern from "_neon.h" nogil:
 
 cdef extern from *:
     """
+    #ifdef _OPENMP
     #include <omp.h>
+    #endif
     #include <sched.h>
     #if defined(__x86_64__) || defined(__i386__)
     #  define IGNIS_CPU_RELAX() __builtin_ia32_pause()
@@ -197,6 +208,15 @@ cdef extern from *:
         return __atomic_fetch_add(counter, 1, __ATOMIC_RELAXED);
     }
 
+    /* OpenMP's thread budget (omp_get_max_threads), 0 in a build without OpenMP */
+    static int ignis_omp_max_threads(void) {
+    #ifdef _OPENMP
+        return omp_get_max_threads();
+    #else
+        return 0;
+    #endif
+    }
+
     typedef void (*ignis_body_fn)(void *, int, int);
     /* Run body(ctx, thread id, thread count) in one parallel region of nt threads. No OpenMP
        barrier inside (libgomp's spin-waits behave badly on a busy machine); should the runtime
@@ -206,6 +226,7 @@ cdef extern from *:
         bar->gen = 0;
         bar->n = nt > 1 ? nt : 1;
         if (nt <= 1) { body(ctx, 0, 1); return; }
+        #ifdef _OPENMP
         int short_team = 0;
         #pragma omp parallel num_threads(nt)
         {
@@ -216,6 +237,10 @@ cdef extern from *:
             bar->n = 1;
             body(ctx, 0, 1);
         }
+        #else  /* built without OpenMP (Apple clang without libomp): one thread */
+        bar->n = 1;
+        body(ctx, 0, 1);
+        #endif
     }
     """
     ctypedef struct ignis_bar:
@@ -226,6 +251,7 @@ cdef extern from *:
     void ignis_parallel(ignis_body_fn body, void *ctx, ignis_bar *bar, int nt) nogil
     void ignis_bar_wait(ignis_bar *b) nogil
     long long ignis_next_chunk(long long *counter) nogil
+    int ignis_omp_max_threads()
 
 
 # GGUF tensor type numbers this module handles
@@ -356,3 +382,32 @@ include "kernels/vm.pxi"
 include "kernels/plan.pxi"
 include "kernels/standalone.pxi"
 include "kernels/sampling.pxi"
+
+
+# The kernel level: the highest this CPU runs (CPUID plus the OS state checks), unless
+# IGNIS_ISA names a lower one. An IGNIS_ISA this CPU cannot run (or a name this build lacks)
+# does not fail the import, so that `ignis info` can say what is wrong; every Plan (the only
+# way to run a kernel) raises the ISAError instead.
+_isa_problem = None
+
+
+def _choose_isa(want):
+    global _isa_problem
+    want = (want or "").strip().lower()
+    _isa_problem = None
+    if want in ("", "auto", "best"):
+        ignis_use_isa(ignis_best_isa())
+        return
+    try:
+        use_isa(want)
+    except ISAError as e:
+        _isa_problem = ISAError(f"IGNIS_ISA={want}: {e}")
+
+
+def check_isa() -> None:
+    """Raise the ISAError of an IGNIS_ISA this build or CPU cannot honour (else nothing)."""
+    if _isa_problem is not None:
+        raise _isa_problem
+
+
+_choose_isa(os.environ.get("IGNIS_ISA"))

@@ -67,16 +67,20 @@
 #include <string.h>
 #include <math.h>
 
-#if defined(__ARM_NEON) && !defined(IGNIS_FORCE_SCALAR)
-#  include <arm_neon.h>
-#  define IGNIS_NEON 1
-#  define IGNIS_SIMD_NAME "neon"
-#elif defined(__AVX2__) && defined(__FMA__) && defined(__F16C__) && !defined(IGNIS_FORCE_SCALAR)
+/* The families of levels this build compiles: every level of the target architecture,
+ * each in its own target region (no -m flags needed), unless IGNIS_FORCE_SCALAR. */
+#if !defined(IGNIS_FORCE_SCALAR) && (defined(__x86_64__) || defined(_M_X64)) && defined(__GNUC__)
 #  include <immintrin.h>
-#  define IGNIS_AVX2 1
-#  define IGNIS_SIMD_NAME "avx2"
-#else
-#  define IGNIS_SIMD_NAME "scalar"
+#  include <cpuid.h>
+#  define IGNIS_X86 1
+#elif !defined(IGNIS_FORCE_SCALAR) && defined(__aarch64__) && defined(__ARM_NEON) && defined(__GNUC__)
+#  include <arm_neon.h>
+#  define IGNIS_ARM 1
+#  if defined(__linux__)
+#    include <sys/auxv.h>
+#  elif defined(__APPLE__)
+#    include <sys/sysctl.h>
+#  endif
 #endif
 
 #if defined(__GNUC__)
@@ -93,7 +97,20 @@
 #define IGNIS_Q6_K_BYTES 210
 #define IGNIS_TILE 8             /* matmul tiles: up to 8 weight rows x 8 activation rows */
 
-static const char ignis_simd_name[] = IGNIS_SIMD_NAME;
+typedef void (*ignis_kernel_fn)(int64_t, const uint8_t *const *, const uint8_t *const *, float *);
+
+#define IGNIS_STR_(x) #x
+#define IGNIS_STR(x) IGNIS_STR_(x)
+#define IGNIS_CAT_(a, b) a##b
+#define IGNIS_CAT(a, b) IGNIS_CAT_(a, b)
+/* a region of functions compiled for one target (GCC and clang spell it differently) */
+#if defined(__clang__)
+#  define IGNIS_TARGET_BEGIN(t) _Pragma(IGNIS_STR(clang attribute push(__attribute__((target(t))), apply_to = function)))
+#  define IGNIS_TARGET_END _Pragma("clang attribute pop")
+#else
+#  define IGNIS_TARGET_BEGIN(t) _Pragma("GCC push_options") _Pragma(IGNIS_STR(GCC target(t)))
+#  define IGNIS_TARGET_END _Pragma("GCC pop_options")
+#endif
 
 /* ======================================================================== */
 /* small helpers                                                            */
@@ -379,7 +396,7 @@ static inline void ignis_scalar_dot_f32_f16_heads(const float *q, int64_t G, int
 }
 
 /* x[i] = x[i] / d (IEEE division: exact across paths). */
-static inline void ignis_div_row_scalar(float *x, float d, int64_t n) {
+static inline void ignis_scalar_div_row(float *x, float d, int64_t n) {
     for (int64_t i = 0; i < n; i++) x[i] = x[i] / d;
 }
 
@@ -518,1002 +535,276 @@ static inline void ignis_scalar_tile_q16(int64_t nb, const uint8_t *const *w, in
     for (int j = 0; j < rn; j++)
         for (int i = 0; i < rm; i++) out[j * IGNIS_TILE + i] = ignis_scalar_vec_dot_q8_0_q16(nb, w[i], x[j]);
 }
+static inline void ignis_scalar_av_head_acc(const float *w, const uint16_t *v, int64_t vstride, int64_t n,
+                                            float *o, int64_t hd) {
+    for (int64_t s = 0; s < n; s++) ignis_scalar_axpy_f16(w[s], v + s * vstride, o, hd);
+}
+#define IL(name) ignis_scalar_##name
+#include "simd/rows.h"
+#undef IL
 
 /* ======================================================================== */
-/* AVX2 / FMA / F16C                                                        */
-#ifdef IGNIS_AVX2
+/* the levels: one template per architecture, compiled once per level       */
 
-static inline float ignis_avx2_f16_to_f32(uint16_t h) { return _cvtsh_ss(h); }
-static inline uint16_t ignis_avx2_f32_to_f16(float f) { return (uint16_t)_cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT); }
+#define IL(name) IGNIS_CAT(IGNIS_LEVEL_PREFIX, name)
 
-static inline void ignis_avx2_f16_to_f32_row(const uint16_t *x, float *y, int64_t n) {
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(y + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i))));
-    for (; i < n; i++) y[i] = _cvtsh_ss(x[i]);
-}
+#if defined(IGNIS_X86)
+/* AVX2 + FMA + F16C: int8 dots as vpmaddubsw + vpmaddwd */
+IGNIS_TARGET_BEGIN("avx2,fma,f16c")
+#  define IGNIS_LEVEL_PREFIX ignis_avx2_
+#  define IGNIS_X86_VNNI 0
+#  include "simd/x86.h"
+#  undef IGNIS_X86_VNNI
+#  undef IGNIS_LEVEL_PREFIX
+IGNIS_TARGET_END
 
-static inline void ignis_avx2_f32_to_f16_row(const float *x, uint16_t *y, int64_t n) {
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        _mm_storeu_si128((__m128i *)(y + i), _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
-    for (; i < n; i++) y[i] = ignis_avx2_f32_to_f16(x[i]);
-}
+/* AVX-VNNI (VEX-encoded vpdpbusd on 256-bit registers: Alder Lake and later, Sapphire Rapids) */
+IGNIS_TARGET_BEGIN("avx2,fma,f16c,avxvnni")
+#  define IGNIS_LEVEL_PREFIX ignis_avxvnni_
+#  define IGNIS_X86_VNNI 1
+#  define IGNIS_DPBUSD(acc, u, s) _mm256_dpbusd_avx_epi32(acc, u, s)
+#  include "simd/x86.h"
+#  undef IGNIS_DPBUSD
+#  undef IGNIS_X86_VNNI
+#  undef IGNIS_LEVEL_PREFIX
+IGNIS_TARGET_END
 
-/* horizontal sum in a fixed order: (lo4 + hi4) -> 2 -> 1 */
-IGNIS_INLINE float ignis_avx2_hsum(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
+/* AVX-512 F+BW+VL+VNNI: the 256-bit kernels with EVEX vpdpbusd, plus 512-bit prefill tiles */
+IGNIS_TARGET_BEGIN("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")
+#  define IGNIS_LEVEL_PREFIX ignis_avx512_
+#  define IGNIS_X86_VNNI 1
+#  define IGNIS_X86_512 1
+#  define IGNIS_DPBUSD(acc, u, s) _mm256_dpbusd_epi32(acc, u, s)
+#  include "simd/avx512.h"
+#  include "simd/x86.h"
+#  undef IGNIS_DPBUSD
+#  undef IGNIS_X86_512
+#  undef IGNIS_X86_VNNI
+#  undef IGNIS_LEVEL_PREFIX
+IGNIS_TARGET_END
+#endif /* IGNIS_X86 */
 
-/* NaN -> 0, clamp to [-127, 127], then roundf (ties away from zero), as int32 lanes. */
-IGNIS_INLINE __m256i ignis_avx2_round_away(__m256 v) {
-    const __m256 sign_mask = _mm256_set1_ps(-0.0f);
-    v = _mm256_and_ps(v, _mm256_cmp_ps(v, v, _CMP_ORD_Q));
-    v = _mm256_min_ps(_mm256_max_ps(v, _mm256_set1_ps(-127.0f)), _mm256_set1_ps(127.0f));
-    __m256 a = _mm256_andnot_ps(sign_mask, v);
-    __m256 t = _mm256_round_ps(a, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
-    __m256 frac = _mm256_sub_ps(a, t);
-    t = _mm256_add_ps(t, _mm256_and_ps(_mm256_cmp_ps(frac, _mm256_set1_ps(0.5f), _CMP_GE_OQ), _mm256_set1_ps(1.0f)));
-    t = _mm256_or_ps(t, _mm256_and_ps(sign_mask, v));
-    return _mm256_cvttps_epi32(t);
-}
+#if defined(IGNIS_ARM)
+/* GCC's arm_neon.h declares sdot/smmla for arch=armv8.2-a+...: a region must ask the same */
+#  if defined(__clang__)
+#    define IGNIS_ARM_DOTPROD_TARGET "dotprod"
+#    define IGNIS_ARM_I8MM_TARGET "dotprod,i8mm"
+#  else
+#    define IGNIS_ARM_DOTPROD_TARGET "arch=armv8.2-a+dotprod"
+#    define IGNIS_ARM_I8MM_TARGET "arch=armv8.2-a+dotprod+i8mm"
+#  endif
+/* NEON (baseline on aarch64): int8 dots as vmull/vmlal + pairwise adds */
+#  define IGNIS_LEVEL_PREFIX ignis_neon_
+#  define IGNIS_ARM_DOTPROD 0
+#  define IGNIS_ARM_I8MM 0
+#  include "simd/arm.h"
+#  undef IGNIS_ARM_I8MM
+#  undef IGNIS_ARM_DOTPROD
+#  undef IGNIS_LEVEL_PREFIX
 
-static inline void ignis_avx2_quantize_row_q8_0(const float *x, uint8_t *y, int64_t k) {
-    const __m256 sign_mask = _mm256_set1_ps(-0.0f);
-    for (int64_t b = 0; b < k / IGNIS_QK; b++) {
-        const float *xb = x + b * IGNIS_QK;
-        uint8_t *yb = y + b * IGNIS_Q8_0_BYTES;
-        __m256 v0 = _mm256_loadu_ps(xb), v1 = _mm256_loadu_ps(xb + 8);
-        __m256 v2 = _mm256_loadu_ps(xb + 16), v3 = _mm256_loadu_ps(xb + 24);
-        __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign_mask, v0), _mm256_andnot_ps(sign_mask, v1)),
-                                 _mm256_max_ps(_mm256_andnot_ps(sign_mask, v2), _mm256_andnot_ps(sign_mask, v3)));
-        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
-        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
-        float amax = _mm_cvtss_f32(m4);
-        float d = amax / 127.0f;
-        float id = d != 0.0f ? 1.0f / d : 0.0f;
-        uint16_t dh = ignis_avx2_f32_to_f16(d);
-        memcpy(yb, &dh, 2);
-        __m256 vid = _mm256_set1_ps(id);
-        __m256i i0 = ignis_avx2_round_away(_mm256_mul_ps(v0, vid));
-        __m256i i1 = ignis_avx2_round_away(_mm256_mul_ps(v1, vid));
-        __m256i i2 = ignis_avx2_round_away(_mm256_mul_ps(v2, vid));
-        __m256i i3 = ignis_avx2_round_away(_mm256_mul_ps(v3, vid));
-        /* packs work within 128-bit lanes: fix the order with a dword permute */
-        __m256i p01 = _mm256_packs_epi32(i0, i1);
-        __m256i p23 = _mm256_packs_epi32(i2, i3);
-        __m256i p = _mm256_packs_epi16(p01, p23);
-        p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-        _mm256_storeu_si256((__m256i *)(yb + 2), p);
-    }
-}
+/* NEON + dot product (sdot: ARMv8.2-A option, every ARMv8.4-A core) */
+IGNIS_TARGET_BEGIN(IGNIS_ARM_DOTPROD_TARGET)
+#  define IGNIS_LEVEL_PREFIX ignis_dotprod_
+#  define IGNIS_ARM_DOTPROD 1
+#  define IGNIS_ARM_I8MM 0
+#  include "simd/arm.h"
+#  undef IGNIS_ARM_I8MM
+#  undef IGNIS_ARM_DOTPROD
+#  undef IGNIS_LEVEL_PREFIX
+IGNIS_TARGET_END
 
-/* 8 int32 partial sums of one block pair: lanes 0..3 cover elements 0..15, lanes 4..7
- * elements 16..31. The sign trick: |w| (unsigned) times x*sign(w) (signed) feeds maddubs
- * without overflow because activations never hold -128 (weights may). */
-IGNIS_INLINE __m256i ignis_avx2_pair_i8(__m256i w, __m256i aw, __m256i x) {
-    return _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(x, w)), _mm256_set1_epi16(1));
-}
+/* NEON + dot product + int8 matrix multiply (smmla: ARMv8.6-A) */
+IGNIS_TARGET_BEGIN(IGNIS_ARM_I8MM_TARGET)
+#  define IGNIS_LEVEL_PREFIX ignis_i8mm_
+#  define IGNIS_ARM_DOTPROD 1
+#  define IGNIS_ARM_I8MM 1
+#  include "simd/arm.h"
+#  undef IGNIS_ARM_I8MM
+#  undef IGNIS_ARM_DOTPROD
+#  undef IGNIS_LEVEL_PREFIX
+IGNIS_TARGET_END
+#endif /* IGNIS_ARM */
 
-/* Four pairs' partials -> [lo0 lo1 lo2 lo3 | hi0 hi1 hi2 hi3] (exact int sums). Unpacks and
- * adds: vphaddd is 4x slower on Zen 3. */
-IGNIS_INLINE __m256i ignis_avx2_reduce4(__m256i p0, __m256i p1, __m256i p2, __m256i p3) {
-    __m256i a = _mm256_add_epi32(_mm256_unpacklo_epi32(p0, p1), _mm256_unpackhi_epi32(p0, p1));
-    __m256i b = _mm256_add_epi32(_mm256_unpacklo_epi32(p2, p3), _mm256_unpackhi_epi32(p2, p3));
-    return _mm256_add_epi32(_mm256_unpacklo_epi64(a, b), _mm256_unpackhi_epi64(a, b));
-}
-
-/* Four f16 values (from four pointers) as [v0 v1 v2 v3 | v0 v1 v2 v3]. */
-IGNIS_INLINE __m256 ignis_avx2_f16x4_twice(const uint8_t *p0, const uint8_t *p1, const uint8_t *p2, const uint8_t *p3) {
-    __m128i h = _mm_cvtsi32_si128(ignis_load_u16(p0));
-    h = _mm_insert_epi16(h, ignis_load_u16(p1), 1);
-    h = _mm_insert_epi16(h, ignis_load_u16(p2), 2);
-    h = _mm_insert_epi16(h, ignis_load_u16(p3), 3);
-    __m128 v = _mm_cvtph_ps(h);
-    return _mm256_set_m128(v, v);
-}
-
-/* acc lanes [lo0..lo3 | hi0..hi3] -> out[k * stride] = lo_k + hi_k */
-IGNIS_INLINE void ignis_avx2_store4(__m256 acc, float *out, int stride) {
-    float l[8];
-    _mm256_storeu_ps(l, acc);
-    for (int k = 0; k < 4; k++) out[k * stride] = l[k] + l[k + 4];
-}
-
-/* Q8_0, 4 weight rows x 4G activation rows (prefill): each row's block meets the 4-token
- * groups; one accumulator per (row, group) holds the 8 lo/hi chains. */
-IGNIS_INLINE void ignis_avx2_q8_0_4xg(int64_t nb, const uint8_t *const *w, const uint8_t *const *x,
-                                      float *out, const int G) {
-    __m256 acc[4][2];
-    for (int i = 0; i < 4; i++)
-        for (int g = 0; g < G; g++) acc[i][g] = _mm256_setzero_ps();
-    for (int64_t b = 0; b < nb; b++) {
-        const size_t off = (size_t)b * IGNIS_Q8_0_BYTES;
-        __m256i xv[8];
-        __m256 dx[2];
-        for (int g = 0; g < G; g++) {
-            for (int k = 0; k < 4; k++) xv[4 * g + k] = _mm256_loadu_si256((const __m256i *)(x[4 * g + k] + off + 2));
-            dx[g] = ignis_avx2_f16x4_twice(x[4 * g] + off, x[4 * g + 1] + off, x[4 * g + 2] + off, x[4 * g + 3] + off);
-        }
-        for (int i = 0; i < 4; i++) {
-            __m256i wv = _mm256_loadu_si256((const __m256i *)(w[i] + off + 2));
-            __m256i aw = _mm256_sign_epi8(wv, wv);
-            __m256 dw = _mm256_set1_ps(_cvtsh_ss(ignis_load_u16(w[i] + off)));
-            for (int g = 0; g < G; g++) {
-                __m256i h = ignis_avx2_reduce4(ignis_avx2_pair_i8(wv, aw, xv[4 * g]), ignis_avx2_pair_i8(wv, aw, xv[4 * g + 1]),
-                                               ignis_avx2_pair_i8(wv, aw, xv[4 * g + 2]), ignis_avx2_pair_i8(wv, aw, xv[4 * g + 3]));
-                acc[i][g] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(h), _mm256_mul_ps(dw, dx[g]), acc[i][g]);
-            }
-        }
-    }
-    for (int i = 0; i < 4; i++)
-        for (int g = 0; g < G; g++) ignis_avx2_store4(acc[i][g], out + 4 * g * IGNIS_TILE + i, IGNIS_TILE);
-}
-
-/* Q5_0 block quants as 32 unsigned bytes 0..31: nibble | bit << 4. */
-IGNIS_INLINE __m256i ignis_avx2_q5_0_quants(const uint8_t *blk) {
-    __m128i qs = _mm_loadu_si128((const __m128i *)(blk + 6));
-    __m256i nib = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(qs, 4), _mm_set1_epi8(0x0f)),
-                                   _mm_and_si128(qs, _mm_set1_epi8(0x0f)));
-    /* byte i of the result takes byte i/8 of qh, then tests bit i%8 */
-    __m256i qh = _mm256_set1_epi32((int)ignis_load_u32(blk + 2));
-    __m256i bytes = _mm256_shuffle_epi8(qh, _mm256_setr_epi8(
-        0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
-        2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3));
-    __m256i bit = _mm256_set1_epi64x(0x8040201008040201LL);
-    __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(bytes, bit), bit);
-    return _mm256_or_si256(nib, _mm256_and_si256(set, _mm256_set1_epi8(0x10)));
-}
-
-/* Q8_0 / Q5_0 (WT 8 / 6), 8 weight rows x RN activation rows (decode): rows in two groups of
- * four, each group's block meets each token; one accumulator per (token, group).
- * Q5_0 skips the sign trick: sum (q-16)*x = maddubs(q, x) - 16 * sum x, with the activation
- * sums computed once per token block. */
-IGNIS_INLINE void ignis_avx2_q8_8xn(int64_t nb, const uint8_t *const *w, const uint8_t *const *x,
-                                    float *out, const int RN, const int WT) {
-    const size_t wbytes = WT == 8 ? IGNIS_Q8_0_BYTES : IGNIS_Q5_0_BYTES;
-    const __m256i ones16 = _mm256_set1_epi16(1);
-    __m256 acc[4][2];
-    for (int j = 0; j < RN; j++) acc[j][0] = acc[j][1] = _mm256_setzero_ps();
-    for (int64_t b = 0; b < nb; b++) {
-        const size_t xo = (size_t)b * IGNIS_Q8_0_BYTES, wo = (size_t)b * wbytes;
-        __m256i xv[4], xs16[4];
-        __m256 dx[4];
-        for (int j = 0; j < RN; j++) {
-            xv[j] = _mm256_loadu_si256((const __m256i *)(x[j] + xo + 2));
-            dx[j] = _mm256_set1_ps(_cvtsh_ss(ignis_load_u16(x[j] + xo)));
-            if (WT == 6)
-                xs16[j] = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), xv[j]), _mm256_set1_epi16(16));
-        }
-        for (int g = 0; g < 2; g++) {
-            const uint8_t *const *wg = w + 4 * g;
-            __m256i wv[4], aw[4];
-            for (int k = 0; k < 4; k++) {
-                if (WT == 8) {
-                    wv[k] = _mm256_loadu_si256((const __m256i *)(wg[k] + wo + 2));
-                    aw[k] = _mm256_sign_epi8(wv[k], wv[k]);
-                } else {
-                    wv[k] = ignis_avx2_q5_0_quants(wg[k] + wo);
-                }
-            }
-            __m256 dw = ignis_avx2_f16x4_twice(wg[0] + wo, wg[1] + wo, wg[2] + wo, wg[3] + wo);
-            for (int j = 0; j < RN; j++) {
-                __m256i p[4];
-                for (int k = 0; k < 4; k++)
-                    p[k] = WT == 8 ? ignis_avx2_pair_i8(wv[k], aw[k], xv[j])
-                                   : _mm256_sub_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(wv[k], xv[j]), ones16), xs16[j]);
-                __m256i h = ignis_avx2_reduce4(p[0], p[1], p[2], p[3]);
-                acc[j][g] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(h), _mm256_mul_ps(dw, dx[j]), acc[j][g]);
-            }
-        }
-    }
-    for (int j = 0; j < RN; j++)
-        for (int g = 0; g < 2; g++) ignis_avx2_store4(acc[j][g], out + j * IGNIS_TILE + 4 * g, 1);
-}
-
-/* Q4_K, 8 weight rows x RN activation rows. Per sub-block: A = sc * q.x halves for four rows
- * at once (reduced like Q8_0), B = m * (sum x) halves as exact float products (both factors are
- * small integers), then fma(A, d*dx) and fnmadd(B, dmin*dx) per lane. */
-IGNIS_INLINE void ignis_avx2_q4_k_8xn(int64_t nsb, const uint8_t *const *w, const uint8_t *const *x,
-                                      float *out, const int RN) {
-    const __m256i low = _mm256_set1_epi8(0x0f), ones8 = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1);
-    __m256 acc[4][2];
-    for (int j = 0; j < RN; j++) acc[j][0] = acc[j][1] = _mm256_setzero_ps();
-    for (int64_t s = 0; s < nsb; s++) {
-        const size_t wo = (size_t)s * IGNIS_Q4_K_BYTES;
-        /* per token and sub-block: [xs_lo x4 | xs_hi x4] as floats */
-        __m256 xs[4][8];
-        for (int j = 0; j < RN; j++)
-            for (int sb = 0; sb < 8; sb++) {
-                __m256i xv = _mm256_loadu_si256((const __m256i *)(x[j] + (size_t)(s * 8 + sb) * IGNIS_Q8_0_BYTES + 2));
-                __m256i t = _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, xv), ones16);
-                xs[j][sb] = _mm256_cvtepi32_ps(ignis_avx2_reduce4(t, t, t, t));
-            }
-        for (int g = 0; g < 2; g++) {
-            const uint8_t *const *wg = w + 4 * g;
-            int16_t sc[8][4];
-            float mf[8][8];
-            for (int k = 0; k < 4; k++)
-                for (int sb = 0; sb < 8; sb++) {
-                    int a, m;
-                    ignis_q4_k_scale_min(wg[k] + wo + 4, sb, &a, &m);
-                    sc[sb][k] = (int16_t)a;
-                    mf[sb][k] = mf[sb][k + 4] = (float)m;
-                }
-            __m256 d = ignis_avx2_f16x4_twice(wg[0] + wo, wg[1] + wo, wg[2] + wo, wg[3] + wo);
-            __m256 dmin = ignis_avx2_f16x4_twice(wg[0] + wo + 2, wg[1] + wo + 2, wg[2] + wo + 2, wg[3] + wo + 2);
-            for (int p = 0; p < 4; p++) {
-                __m256i q[4][2];
-                for (int k = 0; k < 4; k++) {
-                    __m256i v = _mm256_loadu_si256((const __m256i *)(wg[k] + wo + 16 + p * 32));
-                    q[k][0] = _mm256_and_si256(v, low);
-                    q[k][1] = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
-                }
-                for (int h = 0; h < 2; h++) {
-                    const int sb = 2 * p + h;
-                    const size_t xo = (size_t)(s * 8 + sb) * IGNIS_Q8_0_BYTES;
-                    __m256 m = _mm256_loadu_ps(mf[sb]);
-                    for (int j = 0; j < RN; j++) {
-                        __m256i xv = _mm256_loadu_si256((const __m256i *)(x[j] + xo + 2));
-                        __m256 dx = _mm256_set1_ps(_cvtsh_ss(ignis_load_u16(x[j] + xo)));
-                        __m256i pa[4];
-                        for (int k = 0; k < 4; k++)
-                            pa[k] = _mm256_madd_epi16(_mm256_maddubs_epi16(q[k][h], xv), _mm256_set1_epi16(sc[sb][k]));
-                        __m256i ha = ignis_avx2_reduce4(pa[0], pa[1], pa[2], pa[3]);
-                        acc[j][g] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(ha), _mm256_mul_ps(d, dx), acc[j][g]);
-                        acc[j][g] = _mm256_fnmadd_ps(_mm256_mul_ps(m, xs[j][sb]), _mm256_mul_ps(dmin, dx), acc[j][g]);
-                    }
-                }
-            }
-        }
-    }
-    for (int j = 0; j < RN; j++)
-        for (int g = 0; g < 2; g++) ignis_avx2_store4(acc[j][g], out + j * IGNIS_TILE + 4 * g, 1);
-}
-
-/* Q6_K, 8 weight rows x RN activation rows. q (0..63) . x - 32 * sum x per 16-element half,
- * times the half's int8 scale, for four rows at once. */
-IGNIS_INLINE void ignis_avx2_q6_k_8xn(int64_t nsb, const uint8_t *const *w, const uint8_t *const *x,
-                                      float *out, const int RN) {
-    const __m256i low = _mm256_set1_epi8(0x0f), three = _mm256_set1_epi8(3), k32 = _mm256_set1_epi8(32);
-    __m256 acc[4][2];
-    for (int j = 0; j < RN; j++) acc[j][0] = acc[j][1] = _mm256_setzero_ps();
-    for (int64_t s = 0; s < nsb; s++) {
-        const size_t wo = (size_t)s * IGNIS_Q6_K_BYTES;
-        for (int g = 0; g < 2; g++) {
-            const uint8_t *const *wg = w + 4 * g;
-            __m256 d = ignis_avx2_f16x4_twice(wg[0] + wo + 208, wg[1] + wo + 208, wg[2] + wo + 208, wg[3] + wo + 208);
-            for (int half = 0; half < 2; half++) {
-                __m256i l0[4], l1[4], hv[4];
-                for (int k = 0; k < 4; k++) {
-                    l0[k] = _mm256_loadu_si256((const __m256i *)(wg[k] + wo + half * 64));
-                    l1[k] = _mm256_loadu_si256((const __m256i *)(wg[k] + wo + half * 64 + 32));
-                    hv[k] = _mm256_loadu_si256((const __m256i *)(wg[k] + wo + 128 + half * 32));
-                }
-                for (int kk = 0; kk < 4; kk++) {
-                    const int jb = half * 4 + kk;                 /* activation block in the super-block */
-                    const size_t xo = (size_t)(s * 8 + jb) * IGNIS_Q8_0_BYTES;
-                    __m256i q[4], scv[4];
-                    for (int k = 0; k < 4; k++) {
-                        __m256i lo4 = (kk & 1) ? l1[k] : l0[k];
-                        lo4 = (kk >> 1) ? _mm256_srli_epi16(lo4, 4) : lo4;
-                        __m256i hi2 = _mm256_and_si256(_mm256_srli_epi16(hv[k], 2 * kk), three);
-                        q[k] = _mm256_or_si256(_mm256_and_si256(lo4, low), _mm256_slli_epi16(hi2, 4));
-                        const int8_t *sc = (const int8_t *)(wg[k] + wo + 192);
-                        scv[k] = _mm256_set_m128i(_mm_set1_epi16(sc[2 * jb + 1]), _mm_set1_epi16(sc[2 * jb]));
-                    }
-                    for (int j = 0; j < RN; j++) {
-                        __m256i xv = _mm256_loadu_si256((const __m256i *)(x[j] + xo + 2));
-                        __m256 dx = _mm256_set1_ps(_cvtsh_ss(ignis_load_u16(x[j] + xo)));
-                        __m256i x32 = _mm256_maddubs_epi16(k32, xv);
-                        __m256i p[4];
-                        for (int k = 0; k < 4; k++)
-                            p[k] = _mm256_madd_epi16(_mm256_sub_epi16(_mm256_maddubs_epi16(q[k], xv), x32), scv[k]);
-                        __m256i h = ignis_avx2_reduce4(p[0], p[1], p[2], p[3]);
-                        acc[j][g] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(h), _mm256_mul_ps(d, dx), acc[j][g]);
-                    }
-                }
-            }
-        }
-    }
-    for (int j = 0; j < RN; j++)
-        for (int g = 0; g < 2; g++) ignis_avx2_store4(acc[j][g], out + j * IGNIS_TILE + 4 * g, 1);
-}
-
-#define IGNIS_AVX2_KERNELS(RN) \
-    static void ignis_avx2_q8_0_8x##RN(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { ignis_avx2_q8_8xn(n, w, x, o, RN, 8); } \
-    static void ignis_avx2_q5_0_8x##RN(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { ignis_avx2_q8_8xn(n, w, x, o, RN, 6); } \
-    static void ignis_avx2_q4_k_8x##RN(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { ignis_avx2_q4_k_8xn(n, w, x, o, RN); } \
-    static void ignis_avx2_q6_k_8x##RN(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { ignis_avx2_q6_k_8xn(n, w, x, o, RN); }
-IGNIS_AVX2_KERNELS(1) IGNIS_AVX2_KERNELS(2) IGNIS_AVX2_KERNELS(3) IGNIS_AVX2_KERNELS(4)
-static void ignis_avx2_q8_0_4x4(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { ignis_avx2_q8_0_4xg(n, w, x, o, 1); }
-static void ignis_avx2_q8_0_4x8(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { ignis_avx2_q8_0_4xg(n, w, x, o, 2); }
-
-typedef void (*ignis_kernel_fn)(int64_t, const uint8_t *const *, const uint8_t *const *, float *);
-
-/* The tile (see ignis_scalar_tile): pads rows/tokens by repeating the last pointer. Q8_0 with
- * at least 4 tokens takes the 4-row x 4/8-token kernel, everything else 8 rows x up to 4 tokens. */
-static inline void ignis_avx2_tile(int wtype, int64_t nblk, const uint8_t *const *w, int rm,
-                                   const uint8_t *const *x, int rn, float *out) {
-    const uint8_t *wp[8], *xp[8];
-    for (int i = 0; i < 8; i++) wp[i] = w[i < rm ? i : rm - 1];
-    for (int j = 0; j < 8; j++) xp[j] = x[j < rn ? j : rn - 1];
-    float tmp[IGNIS_TILE * IGNIS_TILE];
-    if (wtype == 8 && rn >= 4) {
-        ignis_kernel_fn k = rn > 4 ? ignis_avx2_q8_0_4x8 : ignis_avx2_q8_0_4x4;
-        k(nblk, wp, xp, tmp);
-        if (rm > 4) k(nblk, wp + 4, xp, tmp + 4);
-    } else {
-        static const ignis_kernel_fn ks[4][4] = {
-            {ignis_avx2_q8_0_8x1, ignis_avx2_q8_0_8x2, ignis_avx2_q8_0_8x3, ignis_avx2_q8_0_8x4},
-            {ignis_avx2_q5_0_8x1, ignis_avx2_q5_0_8x2, ignis_avx2_q5_0_8x3, ignis_avx2_q5_0_8x4},
-            {ignis_avx2_q4_k_8x1, ignis_avx2_q4_k_8x2, ignis_avx2_q4_k_8x3, ignis_avx2_q4_k_8x4},
-            {ignis_avx2_q6_k_8x1, ignis_avx2_q6_k_8x2, ignis_avx2_q6_k_8x3, ignis_avx2_q6_k_8x4}};
-        int t = wtype == 8 ? 0 : wtype == 6 ? 1 : wtype == 12 ? 2 : 3;
-        for (int j0 = 0; j0 < rn; j0 += 4) {
-            int n = rn - j0 < 4 ? rn - j0 : 4;
-            ks[t][n - 1](nblk, wp, xp + j0, tmp + j0 * IGNIS_TILE);
-        }
-    }
-    for (int j = 0; j < rn; j++)
-        for (int i = 0; i < rm; i++) out[j * IGNIS_TILE + i] = tmp[j * IGNIS_TILE + i];
-}
-
-static inline float ignis_avx2_vec_dot(int wtype, int64_t nblk, const uint8_t *w, const uint8_t *x) {
-    float out[IGNIS_TILE * IGNIS_TILE];
-    ignis_avx2_tile(wtype, nblk, &w, 1, &x, 1, out);
-    return out[0];
-}
-
-
-/* f32 dot: two 8-lane FMA accumulators over 16-element steps, one 8-step, fixed hsum, scalar tail. */
-static inline float ignis_avx2_dot_f32(const float *a, const float *b, int64_t n) {
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), acc1);
-    }
-    for (; i + 8 <= n; i += 8) acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
-    float s = ignis_avx2_hsum(_mm256_add_ps(acc0, acc1));
-    for (; i < n; i++) s += a[i] * b[i];
-    return s;
-}
-
-static inline float ignis_avx2_dot_f32_f16(const float *a, const uint16_t *b, int64_t n) {
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(b + i))), acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(b + i + 8))), acc1);
-    }
-    for (; i + 8 <= n; i += 8)
-        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(b + i))), acc0);
-    float s = ignis_avx2_hsum(_mm256_add_ps(acc0, acc1));
-    for (; i < n; i++) s += a[i] * _cvtsh_ss(b[i]);
-    return s;
-}
-
-/* The same bits as G calls of ignis_avx2_dot_f32_f16 (the row converted once: cvtph is exact). */
-static inline void ignis_avx2_dot_f32_f16_heads(const float *q, int64_t G, int64_t hd, const uint16_t *row,
-                                                float *out, int64_t ostride) {
-    if (hd % 16 != 0 || hd > 256) {
-        for (int64_t h = 0; h < G; h++) out[h * ostride] = ignis_avx2_dot_f32_f16(q + h * hd, row, hd);
-        return;
-    }
-    __m256 kv[32];
-    for (int64_t i = 0; i < hd / 8; i++) kv[i] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(row + 8 * i)));
-    for (int64_t h = 0; h < G; h++) {
-        const float *a = q + h * hd;
-        __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-        for (int64_t i = 0; i < hd / 8; i += 2) {
-            acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + 8 * i), kv[i], acc0);
-            acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + 8 * i + 8), kv[i + 1], acc1);
-        }
-        out[h * ostride] = ignis_avx2_hsum(_mm256_add_ps(acc0, acc1));
-    }
-}
-
-static inline void ignis_avx2_div_row(float *x, float d, int64_t n) {
-    __m256 vd = _mm256_set1_ps(d);
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_div_ps(_mm256_loadu_ps(x + i), vd));
-    for (; i < n; i++) x[i] = x[i] / d;
-}
-
-static inline void ignis_avx2_axpy_f32(float a, const float *x, float *y, int64_t n) {
-    __m256 va = _mm256_set1_ps(a);
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(y + i, _mm256_add_ps(_mm256_loadu_ps(y + i), _mm256_mul_ps(va, _mm256_loadu_ps(x + i))));
-    for (; i < n; i++) y[i] = y[i] + a * x[i];
-}
-
-static inline void ignis_avx2_axpy_f16(float a, const uint16_t *x, float *y, int64_t n) {
-    __m256 va = _mm256_set1_ps(a);
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        __m256 xv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i)));
-        _mm256_storeu_ps(y + i, _mm256_add_ps(_mm256_loadu_ps(y + i), _mm256_mul_ps(va, xv)));
-    }
-    for (; i < n; i++) y[i] = y[i] + a * _cvtsh_ss(x[i]);
-}
-
-/* o[0..hd) = sum over s < n (in order) of w[s] * f16 row v + s*vstride: the same bits as
- * zeroing o then n calls of ignis_avx2_axpy_f16, with o held in registers. */
-/* o += sum_s w[s] * v[s * vstride ..] (o holds the sum so far: a paged cache is summed a
-   block at a time, and the sums of consecutive calls are those of one call over all rows) */
-static inline void ignis_avx2_av_head_acc(const float *w, const uint16_t *v, int64_t vstride, int64_t n,
-                                          float *o, int64_t hd) {
-    if (hd % 8 != 0 || hd > 128) {
-        for (int64_t s = 0; s < n; s++) ignis_avx2_axpy_f16(w[s], v + s * vstride, o, hd);
-        return;
-    }
-    __m256 acc[16];
-    const int64_t c8 = hd / 8;
-    for (int64_t c = 0; c < c8; c++) acc[c] = _mm256_loadu_ps(o + 8 * c);
-    for (int64_t s = 0; s < n; s++) {
-        const __m256 a = _mm256_set1_ps(w[s]);
-        const uint16_t *r = v + s * vstride;
-        for (int64_t c = 0; c < c8; c++)
-            acc[c] = _mm256_add_ps(acc[c], _mm256_mul_ps(a, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(r + 8 * c)))));
-    }
-    for (int64_t c = 0; c < c8; c++) _mm256_storeu_ps(o + 8 * c, acc[c]);
-}
-
-static inline void ignis_avx2_av_head(const float *w, const uint16_t *v, int64_t vstride, int64_t n,
-                                      float *o, int64_t hd) {
-    memset(o, 0, (size_t)hd * sizeof(float));
-    ignis_avx2_av_head_acc(w, v, vstride, n, o, hd);
-}
-
-IGNIS_INLINE __m256 ignis_avx2_expf(__m256 x) {
-    x = _mm256_min_ps(x, _mm256_set1_ps(IGNIS_EXP_HI));
-    x = _mm256_max_ps(x, _mm256_set1_ps(IGNIS_EXP_LO));
-    __m256 n = _mm256_floor_ps(_mm256_add_ps(_mm256_mul_ps(x, _mm256_set1_ps(IGNIS_LOG2E)), _mm256_set1_ps(0.5f)));
-    __m256 r = _mm256_sub_ps(x, _mm256_mul_ps(n, _mm256_set1_ps(IGNIS_LN2_HI)));
-    r = _mm256_sub_ps(r, _mm256_mul_ps(n, _mm256_set1_ps(IGNIS_LN2_LO)));
-    __m256 r2 = _mm256_mul_ps(r, r);
-    __m256 p = _mm256_set1_ps(IGNIS_EXP_P0);
-    p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(IGNIS_EXP_P1));
-    p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(IGNIS_EXP_P2));
-    p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(IGNIS_EXP_P3));
-    p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(IGNIS_EXP_P4));
-    p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(IGNIS_EXP_P5));
-    __m256 y = _mm256_add_ps(_mm256_mul_ps(p, r2), r);
-    y = _mm256_add_ps(y, _mm256_set1_ps(1.0f));
-    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
-}
-
-static inline void ignis_avx2_silu_row(const float *x, float *y, int64_t n) {
-    int64_t i = 0;
-    const __m256 one = _mm256_set1_ps(1.0f), neg = _mm256_set1_ps(-0.0f);
-    for (; i + 8 <= n; i += 8) {
-        __m256 v = _mm256_loadu_ps(x + i);
-        __m256 e = ignis_avx2_expf(_mm256_xor_ps(v, neg));
-        _mm256_storeu_ps(y + i, _mm256_div_ps(v, _mm256_add_ps(one, e)));
-    }
-    for (; i < n; i++) y[i] = x[i] / (1.0f + ignis_scalar_expf(-x[i]));
-}
-
-static inline float ignis_avx2_exp_sub_sum(float *x, float m, int64_t n) {
-    __m256 acc = _mm256_setzero_ps(), vm = _mm256_set1_ps(m);
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        __m256 e = ignis_avx2_expf(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm));
-        _mm256_storeu_ps(x + i, e);
-        acc = _mm256_add_ps(acc, e);
-    }
-    float s = ignis_avx2_hsum(acc);
-    for (; i < n; i++) {
-        x[i] = ignis_scalar_expf(x[i] - m);
-        s += x[i];
-    }
-    return s;
-}
-
-
-/* Q8_0 weights x Q16 activations, 8 rows x RN tokens: weights widened to int16 by the load,
- * two vpmaddwd per pair give the A (lanes 0..3) and B (lanes 4..7) half sums directly. */
-IGNIS_INLINE void ignis_avx2_q16_8xn(int64_t nb, const uint8_t *const *w, const uint8_t *const *x,
-                                     float *out, const int RN) {
-    __m256 acc[4][2];
-    for (int j = 0; j < RN; j++) acc[j][0] = acc[j][1] = _mm256_setzero_ps();
-    for (int64_t b = 0; b < nb; b++) {
-        const size_t wo = (size_t)b * IGNIS_Q8_0_BYTES, xo = (size_t)b * IGNIS_Q16_BYTES;
-        __m256i xa[4], xb[4];
-        __m256 dx[4];
-        for (int j = 0; j < RN; j++) {
-            float d;
-            memcpy(&d, x[j] + xo, 4);
-            dx[j] = _mm256_set1_ps(d);
-            xa[j] = _mm256_loadu_si256((const __m256i *)(x[j] + xo + 4));
-            xb[j] = _mm256_loadu_si256((const __m256i *)(x[j] + xo + 36));
-        }
-        for (int g = 0; g < 2; g++) {
-            const uint8_t *const *wg = w + 4 * g;
-            __m256i wa[4], wb[4];
-            for (int k = 0; k < 4; k++) {
-                wa[k] = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(wg[k] + wo + 2)));
-                wb[k] = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(wg[k] + wo + 18)));
-            }
-            __m256 dw = ignis_avx2_f16x4_twice(wg[0] + wo, wg[1] + wo, wg[2] + wo, wg[3] + wo);
-            for (int j = 0; j < RN; j++) {
-                __m256i p[4];
-                for (int k = 0; k < 4; k++)
-                    p[k] = _mm256_add_epi32(_mm256_madd_epi16(wa[k], xa[j]), _mm256_madd_epi16(wb[k], xb[j]));
-                __m256i h = ignis_avx2_reduce4(p[0], p[1], p[2], p[3]);
-                acc[j][g] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(h), _mm256_mul_ps(dw, dx[j]), acc[j][g]);
-            }
-        }
-    }
-    for (int j = 0; j < RN; j++)
-        for (int g = 0; g < 2; g++) ignis_avx2_store4(acc[j][g], out + j * IGNIS_TILE + 4 * g, 1);
-}
-static void ignis_avx2_q16_8x1(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { ignis_avx2_q16_8xn(n, w, x, o, 1); }
-static void ignis_avx2_q16_8x2(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { ignis_avx2_q16_8xn(n, w, x, o, 2); }
-static void ignis_avx2_q16_8x3(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { ignis_avx2_q16_8xn(n, w, x, o, 3); }
-static void ignis_avx2_q16_8x4(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { ignis_avx2_q16_8xn(n, w, x, o, 4); }
-
-static inline void ignis_avx2_tile_q16(int64_t nb, const uint8_t *const *w, int rm,
-                                       const uint8_t *const *x, int rn, float *out) {
-    static const ignis_kernel_fn ks[4] = {ignis_avx2_q16_8x1, ignis_avx2_q16_8x2, ignis_avx2_q16_8x3, ignis_avx2_q16_8x4};
-    const uint8_t *wp[8], *xp[8];
-    for (int i = 0; i < 8; i++) wp[i] = w[i < rm ? i : rm - 1];
-    for (int j = 0; j < 8; j++) xp[j] = x[j < rn ? j : rn - 1];
-    float tmp[IGNIS_TILE * IGNIS_TILE];
-    for (int j0 = 0; j0 < rn; j0 += 4) {
-        int n = rn - j0 < 4 ? rn - j0 : 4;
-        ks[n - 1](nb, wp, xp + j0, tmp + j0 * IGNIS_TILE);
-    }
-    for (int j = 0; j < rn; j++)
-        for (int i = 0; i < rm; i++) out[j * IGNIS_TILE + i] = tmp[j * IGNIS_TILE + i];
-}
-
-#endif /* IGNIS_AVX2 */
+#undef IL
 
 /* ======================================================================== */
-/* NEON (aarch64)                                                           */
-#ifdef IGNIS_NEON
+/* what this CPU can run: CPUID/HWCAP plus the OS state checks               */
 
-static inline float ignis_neon_f16_to_f32(uint16_t h) {
-    return vgetq_lane_f32(vcvt_f32_f16(vreinterpret_f16_u16(vdup_n_u16(h))), 0);
+/* feature bits reported by ignis_cpu_features() */
+#define IGNIS_F_AVX2      (1u << 0)   /* AVX+AVX2+FMA+F16C and the OS saves YMM state */
+#define IGNIS_F_AVXVNNI   (1u << 1)
+#define IGNIS_F_AVX512    (1u << 2)   /* F+BW+VL+DQ+VNNI and the OS saves opmask/ZMM state */
+#define IGNIS_F_AVX512BF16 (1u << 3)
+#define IGNIS_F_AMX_CPUID (1u << 4)   /* AMX tiles advertised by CPUID (ignis never executes AMX) */
+#define IGNIS_F_AMX_OS    (1u << 5)   /* ... and XCR0 has the tile state enabled */
+#define IGNIS_F_NEON      (1u << 8)
+#define IGNIS_F_DOTPROD   (1u << 9)
+#define IGNIS_F_I8MM      (1u << 10)
+
+#if defined(IGNIS_X86)
+static inline uint64_t ignis_xgetbv0(void) {
+    uint32_t lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return ((uint64_t)hi << 32) | lo;
 }
-
-static inline uint16_t ignis_neon_f32_to_f16(float f) {
-    return vget_lane_u16(vreinterpret_u16_f16(vcvt_f16_f32(vdupq_n_f32(f))), 0);
-}
-
-static inline void ignis_neon_f16_to_f32_row(const uint16_t *x, float *y, int64_t n) {
-    int64_t i = 0;
-    for (; i + 4 <= n; i += 4) vst1q_f32(y + i, vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(x + i))));
-    for (; i < n; i++) y[i] = ignis_neon_f16_to_f32(x[i]);
-}
-
-static inline void ignis_neon_f32_to_f16_row(const float *x, uint16_t *y, int64_t n) {
-    int64_t i = 0;
-    for (; i + 4 <= n; i += 4) vst1_u16(y + i, vreinterpret_u16_f16(vcvt_f16_f32(vld1q_f32(x + i))));
-    for (; i < n; i++) y[i] = ignis_neon_f32_to_f16(x[i]);
-}
-
-static inline void ignis_neon_quantize_row_q8_0(const float *x, uint8_t *y, int64_t k) {
-    for (int64_t b = 0; b < k / IGNIS_QK; b++) {
-        const float *xb = x + b * IGNIS_QK;
-        uint8_t *yb = y + b * IGNIS_Q8_0_BYTES;
-        float32x4_t v[8];
-        float32x4_t m = vdupq_n_f32(0.0f);
-        for (int i = 0; i < 8; i++) {
-            v[i] = vld1q_f32(xb + 4 * i);
-            m = vmaxq_f32(m, vabsq_f32(v[i]));
-        }
-        float amax = vmaxvq_f32(m);
-        float d = amax / 127.0f;
-        float id = d != 0.0f ? 1.0f / d : 0.0f;
-        uint16_t dh = ignis_neon_f32_to_f16(d);
-        memcpy(yb, &dh, 2);
-        int16x8_t h[4];
-        const float32x4_t lo = vdupq_n_f32(-127.0f), hi = vdupq_n_f32(127.0f);
-        for (int i = 0; i < 4; i++) {
-            /* clamp (NaN passes through and converts to 0); vcvta: ties away from zero == roundf */
-            int32x4_t a = vcvtaq_s32_f32(vminq_f32(vmaxq_f32(vmulq_n_f32(v[2 * i], id), lo), hi));
-            int32x4_t c = vcvtaq_s32_f32(vminq_f32(vmaxq_f32(vmulq_n_f32(v[2 * i + 1], id), lo), hi));
-            h[i] = vcombine_s16(vqmovn_s32(a), vqmovn_s32(c));
-        }
-        vst1q_s8((int8_t *)(yb + 2), vcombine_s8(vqmovn_s16(h[0]), vqmovn_s16(h[1])));
-        vst1q_s8((int8_t *)(yb + 18), vcombine_s8(vqmovn_s16(h[2]), vqmovn_s16(h[3])));
-    }
-}
-
-/* 4 int32 partial sums of 16 byte pairs (exact). */
-IGNIS_INLINE int32x4_t ignis_neon_isum16(int8x16_t w, int8x16_t x) {
-#if defined(__ARM_FEATURE_DOTPROD)
-    return vdotq_s32(vdupq_n_s32(0), w, x);
-#else
-    int16x8_t p = vmull_s8(vget_low_s8(w), vget_low_s8(x));
-    p = vmlal_s8(p, vget_high_s8(w), vget_high_s8(x));
-    return vpaddlq_s16(p);
-#endif
-}
-
-/* Four pairs' partials -> [sum p0, sum p1, sum p2, sum p3] (exact). */
-IGNIS_INLINE int32x4_t ignis_neon_reduce4(int32x4_t p0, int32x4_t p1, int32x4_t p2, int32x4_t p3) {
-    return vpaddq_s32(vpaddq_s32(p0, p1), vpaddq_s32(p2, p3));
-}
-
-IGNIS_INLINE float32x4_t ignis_neon_f16x4(const uint8_t *p0, const uint8_t *p1, const uint8_t *p2, const uint8_t *p3) {
-    uint16x4_t h = vdup_n_u16(ignis_load_u16(p0));
-    h = vset_lane_u16(ignis_load_u16(p1), h, 1);
-    h = vset_lane_u16(ignis_load_u16(p2), h, 2);
-    h = vset_lane_u16(ignis_load_u16(p3), h, 3);
-    return vcvt_f32_f16(vreinterpret_f16_u16(h));
-}
-
-/* Q8_0, 4 weight rows x RN activation rows; lanes are the 4 rows; lo and hi chains apart. */
-IGNIS_INLINE void ignis_neon_q8_0_4xn(int64_t nb, const uint8_t *const *w, const uint8_t *const *x,
-                                      float *out, const int RN) {
-    float32x4_t lo[8], hi[8];
-    for (int j = 0; j < RN; j++) lo[j] = hi[j] = vdupq_n_f32(0.0f);
-    for (int64_t b = 0; b < nb; b++) {
-        const size_t off = (size_t)b * IGNIS_Q8_0_BYTES;
-        int8x16_t w0[4], w1[4];
-        for (int k = 0; k < 4; k++) {
-            w0[k] = vld1q_s8((const int8_t *)(w[k] + off + 2));
-            w1[k] = vld1q_s8((const int8_t *)(w[k] + off + 18));
-        }
-        float32x4_t dw = ignis_neon_f16x4(w[0] + off, w[1] + off, w[2] + off, w[3] + off);
-        for (int j = 0; j < RN; j++) {
-            int8x16_t x0 = vld1q_s8((const int8_t *)(x[j] + off + 2));
-            int8x16_t x1 = vld1q_s8((const int8_t *)(x[j] + off + 18));
-            float32x4_t s = vmulq_n_f32(dw, ignis_neon_f16_to_f32(ignis_load_u16(x[j] + off)));
-            int32x4_t l = ignis_neon_reduce4(ignis_neon_isum16(w0[0], x0), ignis_neon_isum16(w0[1], x0),
-                                             ignis_neon_isum16(w0[2], x0), ignis_neon_isum16(w0[3], x0));
-            int32x4_t h = ignis_neon_reduce4(ignis_neon_isum16(w1[0], x1), ignis_neon_isum16(w1[1], x1),
-                                             ignis_neon_isum16(w1[2], x1), ignis_neon_isum16(w1[3], x1));
-            lo[j] = vfmaq_f32(lo[j], vcvtq_f32_s32(l), s);
-            hi[j] = vfmaq_f32(hi[j], vcvtq_f32_s32(h), s);
-        }
-    }
-    for (int j = 0; j < RN; j++) {
-        float32x4_t r = vaddq_f32(lo[j], hi[j]);
-        vst1q_f32(out + j * IGNIS_TILE, r);
-    }
-}
-
-static void ignis_neon_q8_0_4x1(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { ignis_neon_q8_0_4xn(n, w, x, o, 1); }
-static void ignis_neon_q8_0_4x2(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { ignis_neon_q8_0_4xn(n, w, x, o, 2); }
-static void ignis_neon_q8_0_4x4(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { ignis_neon_q8_0_4xn(n, w, x, o, 4); }
-static void ignis_neon_q8_0_4x8(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { ignis_neon_q8_0_4xn(n, w, x, o, 8); }
-
-typedef void (*ignis_kernel_fn)(int64_t, const uint8_t *const *, const uint8_t *const *, float *);
-
-/* Q5_0 block -> signed quants q-16 for elements 0..15 (lo) and 16..31 (hi). */
-IGNIS_INLINE void ignis_neon_q5_0_quants(const uint8_t *blk, int8x16_t *lo, int8x16_t *hi) {
-    static const uint8_t bits[16] = {1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128};
-    uint8x16_t qs = vld1q_u8(blk + 6), bit = vld1q_u8(bits), sixteen = vdupq_n_u8(0x10);
-    uint8x16_t b01 = vcombine_u8(vdup_n_u8(blk[2]), vdup_n_u8(blk[3]));
-    uint8x16_t b23 = vcombine_u8(vdup_n_u8(blk[4]), vdup_n_u8(blk[5]));
-    uint8x16_t ql = vorrq_u8(vandq_u8(qs, vdupq_n_u8(0x0f)), vandq_u8(vtstq_u8(b01, bit), sixteen));
-    uint8x16_t qh = vorrq_u8(vshrq_n_u8(qs, 4), vandq_u8(vtstq_u8(b23, bit), sixteen));
-    *lo = vsubq_s8(vreinterpretq_s8_u8(ql), vdupq_n_s8(16));
-    *hi = vsubq_s8(vreinterpretq_s8_u8(qh), vdupq_n_s8(16));
-}
-
-/* Q6_K super-block, activation block j -> signed quants q-32 for its two 16-element halves. */
-IGNIS_INLINE void ignis_neon_q6_k_quants(const uint8_t *blk, int j, int8x16_t *lo, int8x16_t *hi) {
-    const int half = j / 4, k = j % 4;
-    const uint8_t *ql = blk + half * 64 + (k % 2) * 32, *qh = blk + 128 + half * 32;
-    uint8x16_t l0 = vld1q_u8(ql), l1 = vld1q_u8(ql + 16);
-    if (k / 2) { l0 = vshrq_n_u8(l0, 4); l1 = vshrq_n_u8(l1, 4); }
-    else { l0 = vandq_u8(l0, vdupq_n_u8(0x0f)); l1 = vandq_u8(l1, vdupq_n_u8(0x0f)); }
-    const int8x16_t shift = vdupq_n_s8((int8_t)(-2 * k));
-    uint8x16_t h0 = vandq_u8(vshlq_u8(vld1q_u8(qh), shift), vdupq_n_u8(3));
-    uint8x16_t h1 = vandq_u8(vshlq_u8(vld1q_u8(qh + 16), shift), vdupq_n_u8(3));
-    *lo = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(l0, vshlq_n_u8(h0, 4))), vdupq_n_s8(32));
-    *hi = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(l1, vshlq_n_u8(h1, 4))), vdupq_n_s8(32));
-}
-
-/* Q5_0 / Q4_K / Q6_K weights, 4 rows x RN activation rows (lanes are the rows), the
- * definition's lo/hi chains per token. */
-static void ignis_neon_kq_4xn(int wtype, int64_t nblk, const uint8_t *const *w, const uint8_t *const *x,
-                              float *out, int RN) {
-    float32x4_t lo[8], hi[8];
-    for (int j = 0; j < RN; j++) lo[j] = hi[j] = vdupq_n_f32(0.0f);
-    int8x16_t wl[4], wh[4];
-    if (wtype == 6) {
-        for (int64_t b = 0; b < nblk; b++) {
-            const size_t wo = (size_t)b * IGNIS_Q5_0_BYTES, xo = (size_t)b * IGNIS_Q8_0_BYTES;
-            for (int k = 0; k < 4; k++) ignis_neon_q5_0_quants(w[k] + wo, &wl[k], &wh[k]);
-            float32x4_t dw = ignis_neon_f16x4(w[0] + wo, w[1] + wo, w[2] + wo, w[3] + wo);
-            for (int j = 0; j < RN; j++) {
-                int8x16_t x0 = vld1q_s8((const int8_t *)(x[j] + xo + 2)), x1 = vld1q_s8((const int8_t *)(x[j] + xo + 18));
-                float32x4_t sd = vmulq_n_f32(dw, ignis_neon_f16_to_f32(ignis_load_u16(x[j] + xo)));
-                int32x4_t l = ignis_neon_reduce4(ignis_neon_isum16(wl[0], x0), ignis_neon_isum16(wl[1], x0),
-                                                 ignis_neon_isum16(wl[2], x0), ignis_neon_isum16(wl[3], x0));
-                int32x4_t h = ignis_neon_reduce4(ignis_neon_isum16(wh[0], x1), ignis_neon_isum16(wh[1], x1),
-                                                 ignis_neon_isum16(wh[2], x1), ignis_neon_isum16(wh[3], x1));
-                lo[j] = vfmaq_f32(lo[j], vcvtq_f32_s32(l), sd);
-                hi[j] = vfmaq_f32(hi[j], vcvtq_f32_s32(h), sd);
-            }
-        }
-    } else if (wtype == 14) {
-        for (int64_t s = 0; s < nblk; s++) {
-            const size_t wo = (size_t)s * IGNIS_Q6_K_BYTES;
-            float32x4_t d = ignis_neon_f16x4(w[0] + wo + 208, w[1] + wo + 208, w[2] + wo + 208, w[3] + wo + 208);
-            for (int jb = 0; jb < 8; jb++) {
-                int32_t scl[4], sch[4];
-                for (int k = 0; k < 4; k++) {
-                    ignis_neon_q6_k_quants(w[k] + wo, jb, &wl[k], &wh[k]);
-                    scl[k] = ((const int8_t *)(w[k] + wo + 192))[2 * jb];
-                    sch[k] = ((const int8_t *)(w[k] + wo + 192))[2 * jb + 1];
-                }
-                int32x4_t sl = vld1q_s32(scl), sh = vld1q_s32(sch);
-                const size_t xo = (size_t)(s * 8 + jb) * IGNIS_Q8_0_BYTES;
-                for (int j = 0; j < RN; j++) {
-                    int8x16_t x0 = vld1q_s8((const int8_t *)(x[j] + xo + 2)), x1 = vld1q_s8((const int8_t *)(x[j] + xo + 18));
-                    float32x4_t sd = vmulq_n_f32(d, ignis_neon_f16_to_f32(ignis_load_u16(x[j] + xo)));
-                    int32x4_t l = ignis_neon_reduce4(ignis_neon_isum16(wl[0], x0), ignis_neon_isum16(wl[1], x0),
-                                                     ignis_neon_isum16(wl[2], x0), ignis_neon_isum16(wl[3], x0));
-                    int32x4_t h = ignis_neon_reduce4(ignis_neon_isum16(wh[0], x1), ignis_neon_isum16(wh[1], x1),
-                                                     ignis_neon_isum16(wh[2], x1), ignis_neon_isum16(wh[3], x1));
-                    lo[j] = vfmaq_f32(lo[j], vcvtq_f32_s32(vmulq_s32(l, sl)), sd);
-                    hi[j] = vfmaq_f32(hi[j], vcvtq_f32_s32(vmulq_s32(h, sh)), sd);
-                }
-            }
-        }
-    } else {    /* Q4_K */
-        for (int64_t s = 0; s < nblk; s++) {
-            const size_t wo = (size_t)s * IGNIS_Q4_K_BYTES;
-            float32x4_t d = ignis_neon_f16x4(w[0] + wo, w[1] + wo, w[2] + wo, w[3] + wo);
-            float32x4_t dmin = ignis_neon_f16x4(w[0] + wo + 2, w[1] + wo + 2, w[2] + wo + 2, w[3] + wo + 2);
-            int32_t sc[8][4];
-            float mf[8][4];
-            for (int k = 0; k < 4; k++)
-                for (int sb = 0; sb < 8; sb++) {
-                    int a, m;
-                    ignis_q4_k_scale_min(w[k] + wo + 4, sb, &a, &m);
-                    sc[sb][k] = a;
-                    mf[sb][k] = (float)m;
-                }
-            for (int sb = 0; sb < 8; sb++) {
-                for (int k = 0; k < 4; k++) {
-                    const uint8_t *qs = w[k] + wo + 16 + (sb / 2) * 32;
-                    uint8x16_t v0 = vld1q_u8(qs), v1 = vld1q_u8(qs + 16);
-                    if (sb & 1) { v0 = vshrq_n_u8(v0, 4); v1 = vshrq_n_u8(v1, 4); }
-                    else { v0 = vandq_u8(v0, vdupq_n_u8(0x0f)); v1 = vandq_u8(v1, vdupq_n_u8(0x0f)); }
-                    wl[k] = vreinterpretq_s8_u8(v0);
-                    wh[k] = vreinterpretq_s8_u8(v1);
-                }
-                int32x4_t scv = vld1q_s32(sc[sb]);
-                float32x4_t mv = vld1q_f32(mf[sb]);
-                const size_t xo = (size_t)(s * 8 + sb) * IGNIS_Q8_0_BYTES;
-                for (int j = 0; j < RN; j++) {
-                    int8x16_t x0 = vld1q_s8((const int8_t *)(x[j] + xo + 2)), x1 = vld1q_s8((const int8_t *)(x[j] + xo + 18));
-                    float dx = ignis_neon_f16_to_f32(ignis_load_u16(x[j] + xo));
-                    float32x4_t sd = vmulq_n_f32(d, dx), sm = vmulq_n_f32(dmin, dx);
-                    int32x4_t l = ignis_neon_reduce4(ignis_neon_isum16(wl[0], x0), ignis_neon_isum16(wl[1], x0),
-                                                     ignis_neon_isum16(wl[2], x0), ignis_neon_isum16(wl[3], x0));
-                    int32x4_t h = ignis_neon_reduce4(ignis_neon_isum16(wh[0], x1), ignis_neon_isum16(wh[1], x1),
-                                                     ignis_neon_isum16(wh[2], x1), ignis_neon_isum16(wh[3], x1));
-                    float32x4_t bl = vmulq_n_f32(mv, (float)vaddlvq_s8(x0));
-                    float32x4_t bh = vmulq_n_f32(mv, (float)vaddlvq_s8(x1));
-                    lo[j] = vfmaq_f32(lo[j], vcvtq_f32_s32(vmulq_s32(l, scv)), sd);
-                    lo[j] = vfmsq_f32(lo[j], bl, sm);
-                    hi[j] = vfmaq_f32(hi[j], vcvtq_f32_s32(vmulq_s32(h, scv)), sd);
-                    hi[j] = vfmsq_f32(hi[j], bh, sm);
-                }
-            }
-        }
-    }
-    for (int j = 0; j < RN; j++) vst1q_f32(out + j * IGNIS_TILE, vaddq_f32(lo[j], hi[j]));
-}
-
-/* The tile (see ignis_scalar_tile): pads rows/tokens by repeating the last pointer. */
-static inline void ignis_neon_tile(int wtype, int64_t nblk, const uint8_t *const *w, int rm,
-                                   const uint8_t *const *x, int rn, float *out) {
-    const uint8_t *wp[8], *xp[8];
-    for (int i = 0; i < 8; i++) wp[i] = w[i < rm ? i : rm - 1];
-    for (int j = 0; j < 8; j++) xp[j] = x[j < rn ? j : rn - 1];
-    float tmp[IGNIS_TILE * IGNIS_TILE];
-    if (wtype == 8) {
-        ignis_kernel_fn k = rn > 4 ? ignis_neon_q8_0_4x8 : rn > 2 ? ignis_neon_q8_0_4x4 : rn > 1 ? ignis_neon_q8_0_4x2 : ignis_neon_q8_0_4x1;
-        for (int i0 = 0; i0 < rm; i0 += 4) k(nblk, wp + i0, xp, tmp + i0);
-    } else {
-        for (int i0 = 0; i0 < rm; i0 += 4) ignis_neon_kq_4xn(wtype, nblk, wp + i0, xp, tmp + i0, rn);
-    }
-    for (int j = 0; j < rn; j++)
-        for (int i = 0; i < rm; i++) out[j * IGNIS_TILE + i] = tmp[j * IGNIS_TILE + i];
-}
-
-static inline float ignis_neon_vec_dot(int wtype, int64_t nblk, const uint8_t *w, const uint8_t *x) {
-    float out[IGNIS_TILE * IGNIS_TILE];
-    ignis_neon_tile(wtype, nblk, &w, 1, &x, 1, out);
-    return out[0];
-}
-
-
-static inline float ignis_neon_dot_f32(const float *a, const float *b, int64_t n) {
-    float32x4_t acc0 = vdupq_n_f32(0.0f), acc1 = vdupq_n_f32(0.0f);
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        acc0 = vfmaq_f32(acc0, vld1q_f32(a + i), vld1q_f32(b + i));
-        acc1 = vfmaq_f32(acc1, vld1q_f32(a + i + 4), vld1q_f32(b + i + 4));
-    }
-    for (; i + 4 <= n; i += 4) acc0 = vfmaq_f32(acc0, vld1q_f32(a + i), vld1q_f32(b + i));
-    float s = vaddvq_f32(vaddq_f32(acc0, acc1));
-    for (; i < n; i++) s += a[i] * b[i];
-    return s;
-}
-
-static inline float ignis_neon_dot_f32_f16(const float *a, const uint16_t *b, int64_t n) {
-    float32x4_t acc0 = vdupq_n_f32(0.0f), acc1 = vdupq_n_f32(0.0f);
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        float16x8_t h = vreinterpretq_f16_u16(vld1q_u16(b + i));
-        acc0 = vfmaq_f32(acc0, vld1q_f32(a + i), vcvt_f32_f16(vget_low_f16(h)));
-        acc1 = vfmaq_f32(acc1, vld1q_f32(a + i + 4), vcvt_high_f32_f16(h));
-    }
-    for (; i + 4 <= n; i += 4)
-        acc0 = vfmaq_f32(acc0, vld1q_f32(a + i), vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(b + i))));
-    float s = vaddvq_f32(vaddq_f32(acc0, acc1));
-    for (; i < n; i++) s += a[i] * ignis_neon_f16_to_f32(b[i]);
-    return s;
-}
-
-static inline void ignis_neon_axpy_f32(float a, const float *x, float *y, int64_t n) {
-    int64_t i = 0;
-    for (; i + 4 <= n; i += 4)
-        vst1q_f32(y + i, vaddq_f32(vld1q_f32(y + i), vmulq_n_f32(vld1q_f32(x + i), a)));
-    for (; i < n; i++) y[i] = y[i] + a * x[i];
-}
-
-static inline void ignis_neon_axpy_f16(float a, const uint16_t *x, float *y, int64_t n) {
-    int64_t i = 0;
-    for (; i + 4 <= n; i += 4) {
-        float32x4_t xv = vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(x + i)));
-        vst1q_f32(y + i, vaddq_f32(vld1q_f32(y + i), vmulq_n_f32(xv, a)));
-    }
-    for (; i < n; i++) y[i] = y[i] + a * ignis_neon_f16_to_f32(x[i]);
-}
-
-IGNIS_INLINE float32x4_t ignis_neon_expf(float32x4_t x) {
-    x = vminq_f32(x, vdupq_n_f32(IGNIS_EXP_HI));
-    x = vmaxq_f32(x, vdupq_n_f32(IGNIS_EXP_LO));
-    float32x4_t n = vrndmq_f32(vaddq_f32(vmulq_n_f32(x, IGNIS_LOG2E), vdupq_n_f32(0.5f)));
-    float32x4_t r = vsubq_f32(x, vmulq_n_f32(n, IGNIS_LN2_HI));
-    r = vsubq_f32(r, vmulq_n_f32(n, IGNIS_LN2_LO));
-    float32x4_t r2 = vmulq_f32(r, r);
-    float32x4_t p = vdupq_n_f32(IGNIS_EXP_P0);
-    p = vaddq_f32(vmulq_f32(p, r), vdupq_n_f32(IGNIS_EXP_P1));
-    p = vaddq_f32(vmulq_f32(p, r), vdupq_n_f32(IGNIS_EXP_P2));
-    p = vaddq_f32(vmulq_f32(p, r), vdupq_n_f32(IGNIS_EXP_P3));
-    p = vaddq_f32(vmulq_f32(p, r), vdupq_n_f32(IGNIS_EXP_P4));
-    p = vaddq_f32(vmulq_f32(p, r), vdupq_n_f32(IGNIS_EXP_P5));
-    float32x4_t y = vaddq_f32(vmulq_f32(p, r2), r);
-    y = vaddq_f32(y, vdupq_n_f32(1.0f));
-    int32x4_t e = vshlq_n_s32(vaddq_s32(vcvtq_s32_f32(n), vdupq_n_s32(127)), 23);
-    return vmulq_f32(y, vreinterpretq_f32_s32(e));
-}
-
-static inline void ignis_neon_silu_row(const float *x, float *y, int64_t n) {
-    int64_t i = 0;
-    for (; i + 4 <= n; i += 4) {
-        float32x4_t v = vld1q_f32(x + i);
-        float32x4_t e = ignis_neon_expf(vnegq_f32(v));
-        vst1q_f32(y + i, vdivq_f32(v, vaddq_f32(vdupq_n_f32(1.0f), e)));
-    }
-    for (; i < n; i++) y[i] = x[i] / (1.0f + ignis_scalar_expf(-x[i]));
-}
-
-static inline float ignis_neon_exp_sub_sum(float *x, float m, int64_t n) {
-    float32x4_t acc = vdupq_n_f32(0.0f), vm = vdupq_n_f32(m);
-    int64_t i = 0;
-    for (; i + 4 <= n; i += 4) {
-        float32x4_t e = ignis_neon_expf(vsubq_f32(vld1q_f32(x + i), vm));
-        vst1q_f32(x + i, e);
-        acc = vaddq_f32(acc, e);
-    }
-    float s = vaddvq_f32(acc);
-    for (; i < n; i++) {
-        x[i] = ignis_scalar_expf(x[i] - m);
-        s += x[i];
-    }
-    return s;
-}
-
-static inline void ignis_neon_tile_q16(int64_t nb, const uint8_t *const *w, int rm,
-                                       const uint8_t *const *x, int rn, float *out) {
-    ignis_scalar_tile_q16(nb, w, rm, x, rn, out);
-}
-
-#endif /* IGNIS_NEON */
-
-/* ======================================================================== */
-/* dispatch: the names the kernels use                                      */
-
-#if defined(IGNIS_AVX2)
-#  define IGNIS_PICK(name) ignis_avx2_##name
-#elif defined(IGNIS_NEON)
-#  define IGNIS_PICK(name) ignis_neon_##name
-#else
-#  define IGNIS_PICK(name) ignis_scalar_##name
 #endif
 
-static inline float ignis_f16_to_f32(uint16_t h) { return IGNIS_PICK(f16_to_f32)(h); }
-static inline uint16_t ignis_f32_to_f16(float f) { return IGNIS_PICK(f32_to_f16)(f); }
-static inline void ignis_f16_to_f32_row(const uint16_t *x, float *y, int64_t n) { IGNIS_PICK(f16_to_f32_row)(x, y, n); }
-static inline void ignis_f32_to_f16_row(const float *x, uint16_t *y, int64_t n) { IGNIS_PICK(f32_to_f16_row)(x, y, n); }
-static inline void ignis_quantize_row_q8_0(const float *x, uint8_t *y, int64_t k) { IGNIS_PICK(quantize_row_q8_0)(x, y, k); }
-/* quantized dots and tiles (wtype 8 Q8_0, 6 Q5_0, 12 Q4_K, 14 Q6_K): identical bits on every path */
-static inline float ignis_vec_dot(int wtype, int64_t nblk, const uint8_t *w, const uint8_t *x) { return IGNIS_PICK(vec_dot)(wtype, nblk, w, x); }
+static inline unsigned ignis_cpu_features(void) {
+    unsigned f = 0;
+#if defined(IGNIS_X86)
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
+    const int fma = (c >> 12) & 1, osxsave = (c >> 27) & 1, avx = (c >> 28) & 1, f16c = (c >> 29) & 1;
+    /* XCR0 is readable only when the OS set CR4.OSXSAVE; it says which register state the OS
+       saves on a context switch: a feature whose state is not saved must not be used */
+    const uint64_t xcr0 = osxsave ? ignis_xgetbv0() : 0;
+    const int ymm_os = (xcr0 & 0x6) == 0x6, zmm_os = (xcr0 & 0xe6) == 0xe6, amx_os = (xcr0 & 0x60000) == 0x60000;
+    unsigned b7 = 0, c7 = 0, d7 = 0, a71 = 0;
+    if (__get_cpuid_max(0, 0) >= 7) {
+        __cpuid_count(7, 0, a, b7, c7, d7);
+        unsigned bb, cc, dd;
+        __cpuid_count(7, 1, a71, bb, cc, dd);
+    }
+    const int avx2 = (b7 >> 5) & 1;
+    if (avx && avx2 && fma && f16c && ymm_os) {
+        f |= IGNIS_F_AVX2;
+        if ((a71 >> 4) & 1) f |= IGNIS_F_AVXVNNI;
+        const int f512 = (b7 >> 16) & 1, dq = (b7 >> 17) & 1, bw = (b7 >> 30) & 1, vl = (b7 >> 31) & 1;
+        const int vnni = (c7 >> 11) & 1;
+        if (f512 && dq && bw && vl && vnni && zmm_os) {
+            f |= IGNIS_F_AVX512;
+            if ((a71 >> 5) & 1) f |= IGNIS_F_AVX512BF16;
+        }
+    }
+    if ((d7 >> 24) & 1) {
+        f |= IGNIS_F_AMX_CPUID;
+        if (amx_os) f |= IGNIS_F_AMX_OS;
+    }
+#elif defined(IGNIS_ARM)
+    f |= IGNIS_F_NEON;
+#  if defined(__linux__)
+    unsigned long hw = getauxval(AT_HWCAP), hw2 = getauxval(AT_HWCAP2);
+    if (hw & (1UL << 20)) f |= IGNIS_F_DOTPROD;     /* HWCAP_ASIMDDP */
+    if (hw2 & (1UL << 13)) f |= IGNIS_F_I8MM;       /* HWCAP2_I8MM */
+#  elif defined(__APPLE__)
+    int v = 0;
+    size_t n = sizeof v;
+    if (sysctlbyname("hw.optional.arm.FEAT_DotProd", &v, &n, NULL, 0) == 0 && v) f |= IGNIS_F_DOTPROD;
+    v = 0; n = sizeof v;
+    if (sysctlbyname("hw.optional.arm.FEAT_I8MM", &v, &n, NULL, 0) == 0 && v) f |= IGNIS_F_I8MM;
+#  endif
+#endif
+    return f;
+}
+
+/* ======================================================================== */
+/* dispatch: one table per level; ignis_use_isa picks the one the kernels call */
+
+typedef struct {
+    const char *name;
+    unsigned needs;   /* IGNIS_F_* bits the CPU must have */
+    void (*f16_to_f32_row)(const uint16_t *, float *, int64_t);
+    void (*f32_to_f16_row)(const float *, uint16_t *, int64_t);
+    void (*quantize_row_q8_0)(const float *, uint8_t *, int64_t);
+    float (*vec_dot)(int, int64_t, const uint8_t *, const uint8_t *);
+    void (*tile)(int, int64_t, const uint8_t *const *, int, const uint8_t *const *, int, float *);
+    void (*tile_q16)(int64_t, const uint8_t *const *, int, const uint8_t *const *, int, float *);
+    float (*dot_f32)(const float *, const float *, int64_t);
+    float (*dot_f32_f16)(const float *, const uint16_t *, int64_t);
+    void (*dot_f32_f16_heads)(const float *, int64_t, int64_t, const uint16_t *, float *, int64_t);
+    void (*div_row)(float *, float, int64_t);
+    void (*axpy_f32)(float, const float *, float *, int64_t);
+    void (*axpy_f16)(float, const uint16_t *, float *, int64_t);
+    void (*silu_row)(const float *, float *, int64_t);
+    void (*av_head_acc)(const float *, const uint16_t *, int64_t, int64_t, float *, int64_t);
+    float (*exp_sub_sum)(float *, float, int64_t);
+    void (*add_row)(const float *, const float *, float *, int64_t);
+    void (*mul_row)(const float *, const float *, float *, int64_t);
+    void (*scale_row)(const float *, float, const float *, float *, int64_t);
+    void (*rope_head)(const float *, float *, const float *, const float *, int64_t);
+} ignis_isa;
+
+#define IGNIS_ISA_TABLE(p, needs) { #p, needs, \
+    ignis_##p##_f16_to_f32_row, ignis_##p##_f32_to_f16_row, ignis_##p##_quantize_row_q8_0, \
+    ignis_##p##_vec_dot, ignis_##p##_tile, ignis_##p##_tile_q16, ignis_##p##_dot_f32, ignis_##p##_dot_f32_f16, \
+    ignis_##p##_dot_f32_f16_heads, ignis_##p##_div_row, ignis_##p##_axpy_f32, ignis_##p##_axpy_f16, \
+    ignis_##p##_silu_row, ignis_##p##_av_head_acc, ignis_##p##_exp_sub_sum, \
+    ignis_##p##_add_row, ignis_##p##_mul_row, ignis_##p##_scale_row, ignis_##p##_rope_head }
+
+/* every level this build has, lowest first */
+static const ignis_isa ignis_isas[] = {
+    IGNIS_ISA_TABLE(scalar, 0),
+#if defined(IGNIS_X86)
+    IGNIS_ISA_TABLE(avx2, IGNIS_F_AVX2),
+    IGNIS_ISA_TABLE(avxvnni, IGNIS_F_AVX2 | IGNIS_F_AVXVNNI),
+    IGNIS_ISA_TABLE(avx512, IGNIS_F_AVX2 | IGNIS_F_AVX512),
+#elif defined(IGNIS_ARM)
+    IGNIS_ISA_TABLE(neon, IGNIS_F_NEON),
+    IGNIS_ISA_TABLE(dotprod, IGNIS_F_NEON | IGNIS_F_DOTPROD),
+    IGNIS_ISA_TABLE(i8mm, IGNIS_F_NEON | IGNIS_F_DOTPROD | IGNIS_F_I8MM),
+#endif
+};
+#define IGNIS_N_ISAS ((int)(sizeof ignis_isas / sizeof ignis_isas[0]))
+
+/* the level in use (scalar until ignis_use_isa says otherwise) */
+static const ignis_isa *ignis_cur = &ignis_isas[0];
+
+/* index of the highest level this CPU runs */
+static inline int ignis_best_isa(void) {
+    unsigned f = ignis_cpu_features();
+    int best = 0;
+    for (int i = 0; i < IGNIS_N_ISAS; i++)
+        if ((ignis_isas[i].needs & f) == ignis_isas[i].needs) best = i;
+    return best;
+}
+
+/* 0 and the level switched when this build has it and the CPU runs it; -1 unknown, -2 not runnable */
+static inline int ignis_use_isa(int i) {
+    if (i < 0 || i >= IGNIS_N_ISAS) return -1;
+    if ((ignis_isas[i].needs & ignis_cpu_features()) != ignis_isas[i].needs) return -2;
+    ignis_cur = &ignis_isas[i];
+    return 0;
+}
+
+/* the names the kernels use */
+static inline float ignis_f16_to_f32(uint16_t h) { return ignis_scalar_f16_to_f32(h); }
+static inline uint16_t ignis_f32_to_f16(float f) { return ignis_scalar_f32_to_f16(f); }
+static inline void ignis_f16_to_f32_row(const uint16_t *x, float *y, int64_t n) { ignis_cur->f16_to_f32_row(x, y, n); }
+static inline void ignis_f32_to_f16_row(const float *x, uint16_t *y, int64_t n) { ignis_cur->f32_to_f16_row(x, y, n); }
+static inline void ignis_quantize_row_q8_0(const float *x, uint8_t *y, int64_t k) { ignis_cur->quantize_row_q8_0(x, y, k); }
+/* quantized dots and tiles (wtype 8 Q8_0, 6 Q5_0, 12 Q4_K, 14 Q6_K): identical bits on every level */
+static inline float ignis_vec_dot(int wtype, int64_t nblk, const uint8_t *w, const uint8_t *x) { return ignis_cur->vec_dot(wtype, nblk, w, x); }
 static inline void ignis_tile(int wtype, int64_t nblk, const uint8_t *const *w, int rm,
                               const uint8_t *const *x, int rn, float *out) {
-    IGNIS_PICK(tile)(wtype, nblk, w, rm, x, rn, out);
+    ignis_cur->tile(wtype, nblk, w, rm, x, rn, out);
 }
-/* Q8_0 weights x Q16 activations (AVX2; NEON and scalar builds use the scalar definition) */
+/* Q8_0 weights x Q16 activations */
 static inline void ignis_tile_q16(int64_t nb, const uint8_t *const *w, int rm,
                                   const uint8_t *const *x, int rn, float *out) {
-    IGNIS_PICK(tile_q16)(nb, w, rm, x, rn, out);
+    ignis_cur->tile_q16(nb, w, rm, x, rn, out);
 }
-static inline float ignis_dot_f32(const float *a, const float *b, int64_t n) { return IGNIS_PICK(dot_f32)(a, b, n); }
-static inline float ignis_dot_f32_f16(const float *a, const uint16_t *b, int64_t n) { return IGNIS_PICK(dot_f32_f16)(a, b, n); }
+static inline float ignis_dot_f32(const float *a, const float *b, int64_t n) { return ignis_cur->dot_f32(a, b, n); }
+static inline float ignis_dot_f32_f16(const float *a, const uint16_t *b, int64_t n) { return ignis_cur->dot_f32_f16(a, b, n); }
 static inline void ignis_dot_f32_f16_heads(const float *q, int64_t G, int64_t hd, const uint16_t *row, float *out, int64_t ostride) {
-#if defined(IGNIS_AVX2)
-    ignis_avx2_dot_f32_f16_heads(q, G, hd, row, out, ostride);
-#else
-    for (int64_t h = 0; h < G; h++) out[h * ostride] = ignis_dot_f32_f16(q + h * hd, row, hd);
-#endif
+    ignis_cur->dot_f32_f16_heads(q, G, hd, row, out, ostride);
 }
-static inline void ignis_div_row(float *x, float d, int64_t n) {
-#if defined(IGNIS_AVX2)
-    ignis_avx2_div_row(x, d, n);
-#else
-    ignis_div_row_scalar(x, d, n);
-#endif
-}
-static inline void ignis_axpy_f32(float a, const float *x, float *y, int64_t n) { IGNIS_PICK(axpy_f32)(a, x, y, n); }
-static inline void ignis_axpy_f16(float a, const uint16_t *x, float *y, int64_t n) { IGNIS_PICK(axpy_f16)(a, x, y, n); }
-static inline void ignis_silu_row(const float *x, float *y, int64_t n) { IGNIS_PICK(silu_row)(x, y, n); }
+static inline void ignis_div_row(float *x, float d, int64_t n) { ignis_cur->div_row(x, d, n); }
+static inline void ignis_axpy_f32(float a, const float *x, float *y, int64_t n) { ignis_cur->axpy_f32(a, x, y, n); }
+static inline void ignis_axpy_f16(float a, const uint16_t *x, float *y, int64_t n) { ignis_cur->axpy_f16(a, x, y, n); }
+static inline void ignis_silu_row(const float *x, float *y, int64_t n) { ignis_cur->silu_row(x, y, n); }
 /* o += sum_s w[s] * v[s * vstride ..], accumulating into what o holds */
 static inline void ignis_av_head_acc(const float *w, const uint16_t *v, int64_t vstride, int64_t n, float *o, int64_t hd) {
-#if defined(IGNIS_AVX2)
-    ignis_avx2_av_head_acc(w, v, vstride, n, o, hd);
-#else
-    for (int64_t s = 0; s < n; s++) ignis_axpy_f16(w[s], v + s * vstride, o, hd);
-#endif
+    ignis_cur->av_head_acc(w, v, vstride, n, o, hd);
 }
 static inline void ignis_av_head(const float *w, const uint16_t *v, int64_t vstride, int64_t n, float *o, int64_t hd) {
     memset(o, 0, (size_t)hd * sizeof(float));
     ignis_av_head_acc(w, v, vstride, n, o, hd);
 }
-
-static inline float ignis_exp_sub_sum(float *x, float m, int64_t n) { return IGNIS_PICK(exp_sub_sum)(x, m, n); }
-
-/* which path computes the Q5_0/Q4_K/Q6_K tiles */
-#define IGNIS_KQUANT_SIMD IGNIS_SIMD_NAME
-
-/* elementwise row functions: plain C (the compiler vectorises them; exact on every path) */
-static inline void ignis_add_row(const float *a, const float *b, float *y, int64_t n) {
-    for (int64_t i = 0; i < n; i++) y[i] = a[i] + b[i];
-}
-static inline void ignis_mul_row(const float *a, const float *b, float *y, int64_t n) {
-    for (int64_t i = 0; i < n; i++) y[i] = a[i] * b[i];
-}
-/* y = (x * r) * g */
-static inline void ignis_scale_row(const float *x, float r, const float *g, float *y, int64_t n) {
-    for (int64_t i = 0; i < n; i++) y[i] = (x[i] * r) * g[i];
-}
-/* NeoX rotation of one head (hd = 2*half): (x0, x1) -> (x0 c - x1 s, x0 s + x1 c) */
-static inline void ignis_rope_head(const float *x, float *y, const float *c, const float *s, int64_t half) {
-    for (int64_t i = 0; i < half; i++) {
-        float x0 = x[i], x1 = x[i + half];
-        y[i] = x0 * c[i] - x1 * s[i];
-        y[i + half] = x0 * s[i] + x1 * c[i];
-    }
-}
+static inline float ignis_exp_sub_sum(float *x, float m, int64_t n) { return ignis_cur->exp_sub_sum(x, m, n); }
+static inline void ignis_add_row(const float *a, const float *b, float *y, int64_t n) { ignis_cur->add_row(a, b, y, n); }
+static inline void ignis_mul_row(const float *a, const float *b, float *y, int64_t n) { ignis_cur->mul_row(a, b, y, n); }
+static inline void ignis_scale_row(const float *x, float r, const float *g, float *y, int64_t n) { ignis_cur->scale_row(x, r, g, y, n); }
+static inline void ignis_rope_head(const float *x, float *y, const float *c, const float *s, int64_t half) { ignis_cur->rope_head(x, y, c, s, half); }
+static inline const char *ignis_isa_name(void) { return ignis_cur->name; }
 
 #endif /* IGNIS_NEON_H */

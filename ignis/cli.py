@@ -59,6 +59,46 @@ def cmd_tokenize(args) -> int:
     return 0
 
 
+def cmd_info(args) -> int:
+    """What ignis sees of this machine and which kernel level it runs."""
+    import os
+    import platform
+    from ignis import _kernels as K
+    from ignis.runtime.bench import cpu_model
+    from ignis.runtime.engine import default_threads
+    K.check_isa()
+    levels = K.isa_levels()
+    forced = os.environ.get("IGNIS_ISA", "").strip()
+    info = {
+        "cpu": cpu_model(),
+        "machine": platform.machine(),
+        "features": K.cpu_features(),
+        "level": K.isa(),
+        "chosen_by": f"IGNIS_ISA={forced}" if forced else "best level this CPU runs",
+        "build_levels": [name for name, _ in levels],
+        "runnable_levels": [name for name, ok in levels if ok],
+        "threads": default_threads(),
+        "openmp_threads": K.openmp_threads(),
+    }
+    if args.json:
+        print(json.dumps(info))
+        return 0
+    amx = ""
+    if "amx (cpuid)" in info["features"] and "amx (os)" not in info["features"]:
+        amx = "  (AMX: advertised by CPUID, tile state not enabled by the OS: never used)"
+    rows = [
+        ("cpu", f"{info['cpu']} ({info['machine']})"),
+        ("features", (", ".join(info["features"]) or "none beyond the baseline") + amx),
+        ("kernel level", f"{info['level']}  ({info['chosen_by']})"),
+        ("build levels", ", ".join(f"{n}{'' if ok else ' (not on this CPU)'}" for n, ok in levels)),
+        ("threads", f"{info['threads']} by default; OpenMP "
+                    + (f"allows {info['openmp_threads']}" if info["openmp_threads"] else "not in this build: 1")),
+    ]
+    for key, value in rows:
+        print(f"{key:<13} {value}")
+    return 0
+
+
 # -- wiring ----------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,6 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     def model_flag(p):
         p.add_argument("-m", "--model", help="GGUF file (default: the default model, fetched on first use)")
+
+    p = command("info", cmd_info, "show the CPU, its features and the kernel level in use")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
 
     p = command("pull", cmd_pull, "fetch the default model into the cache")
     p.add_argument("--q8_0", action="store_true", help="also make (and print) its Q8_0 requantization")

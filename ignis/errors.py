@@ -43,3 +43,7 @@ class TokenIdError(TokenizerError, ArgumentError):
 
 class KVCacheFullError(IgnisError):
     """The paged KV cache has too few free blocks for a sequence to grow (the others are untouched)."""
+
+
+class ISAError(IgnisError):
+    """A kernel level (IGNIS_ISA, use_isa) that this build lacks or this CPU cannot run."""

@@ -3,6 +3,8 @@
 Exact where the kernels promise bits (quantized bytes, dequantized embeddings,
 elementwise ops, fused vs unfused plans, thread counts, batch size); within a
 stated tolerance where float sums are reordered (dot products, softmax)."""
+import os
+
 import numpy as np
 import pytest
 
@@ -61,8 +63,12 @@ def assert_dot_close(got, x_used, w_used):
 
 # ---------------------------------------------------------------- quantization
 
-def test_simd_name():
-    assert K.simd_name() in ("avx2", "neon", "scalar")
+def test_isa_is_a_runnable_level_of_this_build():
+    levels = dict(K.isa_levels())
+    assert K.simd_name() == K.isa() and levels[K.isa()]
+    assert list(levels)[0] == "scalar" and levels["scalar"]
+    expected = os.environ.get("IGNIS_ISA") or K.best_isa()
+    assert K.isa() == expected
 
 
 @pytest.mark.parametrize("scale", [1e-6, 1e-2, 1.0, 300.0])

@@ -4,9 +4,11 @@ tests/simd/harness.c includes the header, runs every SIMD function next to its
 ignis_scalar_* reference and prints one PASS/FAIL line per check (exact bits for
 conversions, quantized bytes, every quantized dot and matmul tile, axpy, exp and
 silu; |simd - scalar| <= 1e-5 * sum |terms| for the f32 dot and softmax sums).
-The NEON path is built with Debian's aarch64 cross compiler and run under
-qemu-aarch64 (plain ARMv8-A, and ARMv8.2-A with the dot product extension); the
-AVX2 path and the portable scalar build are built and run natively.
+One build holds every level of its architecture (each compiled in its own target
+region); `harness LEVEL` checks one. The aarch64 levels (neon, dotprod, i8mm) are
+built with Debian's aarch64 cross compiler and run under qemu-aarch64 -cpu max; the
+x86-64 levels (avx2, avxvnni, avx512) run natively when this CPU has them (skipped
+with the level's name otherwise), and the portable scalar build is checked too.
 """
 import platform
 import shutil
@@ -55,40 +57,70 @@ def _cross_tools():
     return cc, qemu
 
 
-@pytest.mark.parametrize("march", [None, "armv8.2-a+dotprod"], ids=["armv8-a", "armv8.2-a+dotprod"])
-def test_neon_matches_scalar_under_qemu(tmp_path, march):
+ARM_LEVELS = ["neon", "dotprod", "i8mm"]
+X86_LEVELS = ["avx2", "avxvnni", "avx512"]
+
+
+@pytest.fixture(scope="module")
+def aarch64_harness(tmp_path_factory):
     cc, qemu = _cross_tools()
-    exe = tmp_path / "harness-aarch64"
-    _build(cc, exe, ["-static"] + ([f"-march={march}"] if march else []))
-    cmd = [qemu] + (["-cpu", "max"] if march else []) + [str(exe)]
-    _check_output(cmd, "neon")
+    exe = tmp_path_factory.mktemp("simd") / "harness-aarch64"
+    _build(cc, exe, ["-static"])
+    return qemu, exe
 
 
-def _has_avx2():
-    try:
-        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
-    except (OSError, StopIteration):
-        return False
-    return {"avx2", "fma", "f16c"} <= set(flags.split(":", 1)[1].split())
+@pytest.mark.parametrize("level", ARM_LEVELS)
+def test_arm_level_matches_scalar_under_qemu(aarch64_harness, level):
+    """One build has every aarch64 level; qemu's `max` CPU has dotprod and i8mm."""
+    qemu, exe = aarch64_harness
+    _check_output([qemu, "-cpu", "max", str(exe), level], level)
 
 
-@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="x86-64 only")
-def test_avx2_matches_scalar_natively(tmp_path):
-    if not _has_avx2():
-        pytest.skip("this CPU lacks AVX2/FMA/F16C")
+def test_arm_detection_under_qemu(aarch64_harness):
+    """HWCAP decides: a Cortex-A53 (ARMv8.0) runs NEON only, `max` runs every level."""
+    qemu, exe = aarch64_harness
+
+    def runnable(cpu):
+        out = subprocess.run([qemu, "-cpu", cpu, str(exe), "--levels"], capture_output=True, text=True, timeout=60)
+        return {name: ok == "1" for name, ok in (line.split() for line in out.stdout.splitlines())}
+
+    assert runnable("cortex-a53") == {"scalar": True, "neon": True, "dotprod": False, "i8mm": False}
+    assert runnable("max") == {"scalar": True, "neon": True, "dotprod": True, "i8mm": True}
+    # asking for a level the CPU lacks is refused, not run
+    done = subprocess.run([qemu, "-cpu", "cortex-a53", str(exe), "dotprod"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and done.stdout.startswith("SKIP"), done.stdout
+
+
+@pytest.fixture(scope="module")
+def native_harness(tmp_path_factory):
     cc = shutil.which("cc") or shutil.which("gcc")
     if not cc:
         pytest.skip("no C compiler")
-    exe = tmp_path / "harness-avx2"
-    _build(cc, exe, ["-mavx2", "-mfma", "-mf16c"])
-    _check_output([str(exe)], "avx2")
+    exe = tmp_path_factory.mktemp("simd") / "harness-native"
+    _build(cc, exe)       # no -m flags: every level is compiled in its own target region
+    out = subprocess.run([str(exe), "--levels"], capture_output=True, text=True, timeout=60)
+    return exe, {name: ok == "1" for name, ok in (line.split() for line in out.stdout.splitlines())}
+
+
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="x86-64 only")
+@pytest.mark.parametrize("level", X86_LEVELS)
+def test_x86_level_matches_scalar_natively(native_harness, level):
+    exe, levels = native_harness
+    assert level in levels, f"the x86-64 build lacks level {level}: {levels}"
+    if not levels[level]:
+        pytest.skip(f"this CPU cannot run the {level} level (CPUID or the OS-enabled register state "
+                    f"lacks it; qemu-x86_64 7.2 emulates neither AVX-512 nor AVX-VNNI)")
+    _check_output([str(exe), level], level)
 
 
 def test_scalar_build_is_self_consistent(tmp_path):
-    """The portable build (IGNIS_FORCE_SCALAR, as IGNIS_PORTABLE=1 gives on x86-64) compiles and runs."""
+    """The portable build (IGNIS_FORCE_SCALAR: IGNIS_ISA=scalar or IGNIS_PORTABLE=1 at build
+    time) compiles, has only the scalar level and runs."""
     cc = shutil.which("cc") or shutil.which("gcc")
     if not cc:
         pytest.skip("no C compiler")
     exe = tmp_path / "harness-scalar"
     _build(cc, exe, ["-DIGNIS_FORCE_SCALAR"])
     _check_output([str(exe)], "scalar")
+    out = subprocess.run([str(exe), "--levels"], capture_output=True, text=True, timeout=60)
+    assert out.stdout.split() == ["scalar", "1"]

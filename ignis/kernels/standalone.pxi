@@ -14,6 +14,7 @@ def _f32(name, x, ndim):
 
 def quantize_q8_0(x):
     """float32 [T, K] (K a multiple of 32) -> Q8_0 bytes uint8 [T, K/32*34]."""
+    check_isa()
     a = _f32("quantize_q8_0", x, 2)
     cdef int64_t T = a.shape[0], K = a.shape[1], t
     if K % 32:

@@ -1,8 +1,9 @@
-/* Cross-checks the SIMD path of ignis/_neon.h against its scalar definition.
+/* Cross-checks one kernel level of ignis/_neon.h against its scalar definition.
  *
- * Build (native AVX2):  cc -O2 -ffp-contract=off -mavx2 -mfma -mf16c -Iignis tests/simd/harness.c -lm
- * Build (aarch64):      aarch64-linux-gnu-gcc -O2 -static -ffp-contract=off -Iignis tests/simd/harness.c -lm
- * Run: prints "SIMD <path>", then one "PASS name: detail" / "FAIL name: detail" line per
+ * Build (x86-64):   cc -O2 -ffp-contract=off -Iignis tests/simd/harness.c -lm      (every x86 level)
+ * Build (aarch64):  aarch64-linux-gnu-gcc -O2 -static -ffp-contract=off -Iignis tests/simd/harness.c -lm
+ * Run: harness LEVEL (avx2, avxvnni, avx512 / neon, dotprod, i8mm; scalar checks the definition
+ * against itself). Prints "SIMD <level>", then one "PASS name: detail" / "FAIL name: detail" line per
  * check; exits 1 if anything failed. Inputs are pseudo-random with a fixed seed.
  *
  * Exact checks: f16<->f32, Q8_0 quantization bytes, every quantized dot and matmul tile
@@ -374,7 +375,7 @@ static void check_attention(void) {
         int m = rndi(1, NS * 4);
         for (int i = 0; i < m; i++) x1[i] = x2[i] = rndn() * 100.0f;
         float dv = rndu() * 10.0f + 0.1f;
-        ignis_div_row_scalar(x1, dv, m);
+        ignis_scalar_div_row(x1, dv, m);
         SIMD(div_row)(x2, dv, m);
         if (memcmp(x1, x2, (size_t)m * 4)) bad_div++;
         memset(o1, 0, sizeof o1);
@@ -389,8 +390,24 @@ static void check_attention(void) {
     report("av_head", bad_av == 0, "300 weighted sums, %d not bit-identical", bad_av);
 }
 
-int main(void) {
-    printf("SIMD %s\n", IGNIS_SIMD_NAME);
+/* usage: harness [LEVEL]: checks LEVEL (default: the best this CPU runs) against the scalar
+ * definition; "harness --levels" lists the levels this build has and whether they run here. */
+int main(int argc, char **argv) {
+    int level = ignis_best_isa();
+    if (argc > 1 && strcmp(argv[1], "--levels") == 0) {
+        unsigned f = ignis_cpu_features();
+        for (int i = 0; i < IGNIS_N_ISAS; i++)
+            printf("%s %d\n", ignis_isas[i].name, (ignis_isas[i].needs & f) == ignis_isas[i].needs);
+        return 0;
+    }
+    if (argc > 1) {
+        for (level = 0; level < IGNIS_N_ISAS && strcmp(ignis_isas[level].name, argv[1]) != 0; level++) {}
+    }
+    if (ignis_use_isa(level) != 0) {
+        printf("SKIP level %s: not in this build or not runnable on this CPU\n", argc > 1 ? argv[1] : "?");
+        return 2;
+    }
+    printf("SIMD %s\n", ignis_isa_name());
     check_f16();
     check_quantize();
     check_dots("q8_0", 8);
