@@ -575,7 +575,6 @@ IGNIS_TARGET_BEGIN("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni"
 #  define IGNIS_X86_VNNI 1
 #  define IGNIS_X86_512 1
 #  define IGNIS_DPBUSD(acc, u, s) _mm256_dpbusd_epi32(acc, u, s)
-#  include "simd/avx512.h"
 #  include "simd/x86.h"
 #  undef IGNIS_DPBUSD
 #  undef IGNIS_X86_512

@@ -1,14 +1,21 @@
-/* avx512.h -- the 512-bit prefill tiles of the AVX-512 level (included once, inside its
- * target region, before x86.h). Same arithmetic as the definition in _neon.h. */
+/* avx512.h -- the 512-bit prefill tiles of the AVX-512 level (included by x86.h inside the
+ * AVX-512 target region only). Same arithmetic as the definition in _neon.h. */
 
-/* Q8_0, 8 weight rows x RN tokens. Lanes 0..7 of a register hold the low halves (elements
+/* Q8_0 (WT 8) or Q5_0 (WT 6, as signed quants q - 16), 8 weight rows x RN tokens. Lanes 0..7 of a register hold the low halves (elements
  * 0..15) of rows 0..7, lanes 8..15 their high halves. Per block the rows' quants are
  * transposed once, so that register k holds dword k (lanes 0..7) and dword k+4 (lanes 8..15)
  * of every row; a token's dwords are spread to match, and four vpdpbusd form all 16 exact
  * half sums. vpdpbusd multiplies unsigned by signed bytes: the token is offset to x + 128
  * (x ^ 0x80) and the sum starts from -128 * sum(w) of the half, so it ends at sum(w * x). */
-IGNIS_INLINE void IL(q8_0_z8)(int64_t nb, const uint8_t *const *w, const uint8_t *const *x,
-                              float *out, const int RN) {
+/* one block's 32 signed weight quants */
+IGNIS_INLINE __m256i IL(z8_quants)(const uint8_t *blk, const int WT) {
+    if (WT == 8) return _mm256_loadu_si256((const __m256i *)(blk + 2));
+    return _mm256_sub_epi8(IL(q5_0_quants)(blk), _mm256_set1_epi8(16));
+}
+
+IGNIS_INLINE void IL(q8_z8)(int64_t nb, const uint8_t *const *w, const uint8_t *const *x,
+                            float *out, const int RN, const int WT) {
+    const size_t wbytes = WT == 8 ? IGNIS_Q8_0_BYTES : IGNIS_Q5_0_BYTES;
     /* stage 1: rows 0..3 (or 4..7) -> dwords {0,4,1,5} and {2,6,3,7} of the four rows */
     const __m512i s1a = _mm512_setr_epi32(0, 8, 16, 24, 4, 12, 20, 28, 1, 9, 17, 25, 5, 13, 21, 29);
     const __m512i s1b = _mm512_setr_epi32(2, 10, 18, 26, 6, 14, 22, 30, 3, 11, 19, 27, 7, 15, 23, 31);
@@ -25,9 +32,8 @@ IGNIS_INLINE void IL(q8_0_z8)(int64_t nb, const uint8_t *const *w, const uint8_t
     __m512 acc[8];
     for (int j = 0; j < RN; j++) acc[j] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
-        const size_t off = (size_t)b * IGNIS_Q8_0_BYTES;
-#define IGNIS_ROWS2(r) _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(w[r] + off + 2))), \
-                                          _mm256_loadu_si256((const __m256i *)(w[r + 1] + off + 2)), 1)
+        const size_t off = (size_t)b * wbytes, xo = (size_t)b * IGNIS_Q8_0_BYTES;
+#define IGNIS_ROWS2(r) _mm512_inserti64x4(_mm512_castsi256_si512(IL(z8_quants)(w[r] + off, WT)), IL(z8_quants)(w[r + 1] + off, WT), 1)
         const __m512i r01 = IGNIS_ROWS2(0), r23 = IGNIS_ROWS2(2), r45 = IGNIS_ROWS2(4), r67 = IGNIS_ROWS2(6);
 #undef IGNIS_ROWS2
         const __m512i p0 = _mm512_permutex2var_epi32(r01, s1a, r23), p1 = _mm512_permutex2var_epi32(r01, s1b, r23);
@@ -51,11 +57,11 @@ IGNIS_INLINE void IL(q8_0_z8)(int64_t nb, const uint8_t *const *w, const uint8_t
         const __m256 dw8 = _mm256_cvtph_ps(h);
         const __m512 dw = _mm512_insertf32x8(_mm512_castps256_ps512(dw8), dw8, 1);
         for (int j = 0; j < RN; j++) {
-            const __m256i xu = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(x[j] + off + 2)), k80y);
+            const __m256i xu = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(x[j] + xo + 2)), k80y);
             const __m512i xz = _mm512_castsi256_si512(xu);
             __m512i s = start;
             for (int k = 0; k < 4; k++) s = _mm512_dpbusd_epi32(s, _mm512_permutexvar_epi32(spread[k], xz), wt[k]);
-            const __m512 sc = _mm512_mul_ps(dw, _mm512_set1_ps(_cvtsh_ss(ignis_load_u16(x[j] + off))));
+            const __m512 sc = _mm512_mul_ps(dw, _mm512_set1_ps(_cvtsh_ss(ignis_load_u16(x[j] + xo))));
             acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), sc, acc[j]);
         }
     }
@@ -64,5 +70,7 @@ IGNIS_INLINE void IL(q8_0_z8)(int64_t nb, const uint8_t *const *w, const uint8_t
         _mm256_storeu_ps(out + j * IGNIS_TILE, _mm256_add_ps(lo, hi));
     }
 }
-static void IL(q8_0_z8x4)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q8_0_z8)(n, w, x, o, 4); }
-static void IL(q8_0_z8x8)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q8_0_z8)(n, w, x, o, 8); }
+static void IL(q8_0_z8x4)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q8_z8)(n, w, x, o, 4, 8); }
+static void IL(q8_0_z8x8)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q8_z8)(n, w, x, o, 8, 8); }
+static void IL(q5_0_z8x4)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q8_z8)(n, w, x, o, 4, 6); }
+static void IL(q5_0_z8x8)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q8_z8)(n, w, x, o, 8, 6); }

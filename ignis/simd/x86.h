@@ -322,6 +322,10 @@ static void IL(q8_0_4x4)(int64_t n, const uint8_t *const *w, const uint8_t *cons
 static void IL(q8_0_4x8)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q8_0_4xg)(n, w, x, o, 2); }
 
 
+#if IGNIS_X86_512
+#  include "avx512.h"
+#endif
+
 /* The tile (see ignis_scalar_tile): pads rows/tokens by repeating the last pointer. Q8_0 with
  * at least 4 tokens takes the 4-row x 4/8-token kernel, everything else 8 rows x up to 4 tokens. */
 static inline void IL(tile)(int wtype, int64_t nblk, const uint8_t *const *w, int rm,
@@ -333,6 +337,8 @@ static inline void IL(tile)(int wtype, int64_t nblk, const uint8_t *const *w, in
 #if IGNIS_X86_512
     if (wtype == 8 && rn >= 4) {
         (rn > 4 ? IL(q8_0_z8x8) : IL(q8_0_z8x4))(nblk, wp, xp, tmp);
+    } else if (wtype == 6 && rn >= 4) {
+        (rn > 4 ? IL(q5_0_z8x8) : IL(q5_0_z8x4))(nblk, wp, xp, tmp);
     } else
 #endif
     if (wtype == 8 && rn >= 4) {
