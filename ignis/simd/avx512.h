@@ -7,6 +7,33 @@
  * of every row; a token's dwords are spread to match, and four vpdpbusd form all 16 exact
  * half sums. vpdpbusd multiplies unsigned by signed bytes: the token is offset to x + 128
  * (x ^ 0x80) and the sum starts from -128 * sum(w) of the half, so it ends at sum(w * x). */
+/* 8 rows of one block's 32 quant bytes -> wt[k]: dword k of every row in lanes 0..7, dword
+ * k + 4 in lanes 8..15 (the transposition of the tiles above). */
+IGNIS_INLINE void IL(z8_transpose)(const __m256i *r, __m512i *wt) {
+    const __m512i s1a = _mm512_setr_epi32(0, 8, 16, 24, 4, 12, 20, 28, 1, 9, 17, 25, 5, 13, 21, 29);
+    const __m512i s1b = _mm512_setr_epi32(2, 10, 18, 26, 6, 14, 22, 30, 3, 11, 19, 27, 7, 15, 23, 31);
+    const __m512i s2a = _mm512_setr_epi32(0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23);
+    const __m512i s2b = _mm512_setr_epi32(8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31);
+    const __m512i r01 = _mm512_inserti64x4(_mm512_castsi256_si512(r[0]), r[1], 1);
+    const __m512i r23 = _mm512_inserti64x4(_mm512_castsi256_si512(r[2]), r[3], 1);
+    const __m512i r45 = _mm512_inserti64x4(_mm512_castsi256_si512(r[4]), r[5], 1);
+    const __m512i r67 = _mm512_inserti64x4(_mm512_castsi256_si512(r[6]), r[7], 1);
+    const __m512i p0 = _mm512_permutex2var_epi32(r01, s1a, r23), p1 = _mm512_permutex2var_epi32(r01, s1b, r23);
+    const __m512i q0 = _mm512_permutex2var_epi32(r45, s1a, r67), q1 = _mm512_permutex2var_epi32(r45, s1b, r67);
+    wt[0] = _mm512_permutex2var_epi32(p0, s2a, q0);
+    wt[1] = _mm512_permutex2var_epi32(p0, s2b, q0);
+    wt[2] = _mm512_permutex2var_epi32(p1, s2a, q1);
+    wt[3] = _mm512_permutex2var_epi32(p1, s2b, q1);
+}
+
+/* 8 f16 values at p[i] + off as floats in lanes i and i + 8 */
+IGNIS_INLINE __m512 IL(z8_f16x8)(const uint8_t *const *p, size_t off) {
+    uint16_t u[8];
+    for (int i = 0; i < 8; i++) u[i] = ignis_load_u16(p[i] + off);
+    const __m256 v = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)u));
+    return _mm512_insertf32x8(_mm512_castps256_ps512(v), v, 1);
+}
+
 /* one block's 32 signed weight quants */
 IGNIS_INLINE __m256i IL(z8_quants)(const uint8_t *blk, const int WT) {
     if (WT == 8) return _mm256_loadu_si256((const __m256i *)(blk + 2));
@@ -16,46 +43,23 @@ IGNIS_INLINE __m256i IL(z8_quants)(const uint8_t *blk, const int WT) {
 IGNIS_INLINE void IL(q8_z8)(int64_t nb, const uint8_t *const *w, const uint8_t *const *x,
                             float *out, const int RN, const int WT) {
     const size_t wbytes = WT == 8 ? IGNIS_Q8_0_BYTES : IGNIS_Q5_0_BYTES;
-    /* stage 1: rows 0..3 (or 4..7) -> dwords {0,4,1,5} and {2,6,3,7} of the four rows */
-    const __m512i s1a = _mm512_setr_epi32(0, 8, 16, 24, 4, 12, 20, 28, 1, 9, 17, 25, 5, 13, 21, 29);
-    const __m512i s1b = _mm512_setr_epi32(2, 10, 18, 26, 6, 14, 22, 30, 3, 11, 19, 27, 7, 15, 23, 31);
-    /* stage 2: join the two row groups */
-    const __m512i s2a = _mm512_setr_epi32(0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23);
-    const __m512i s2b = _mm512_setr_epi32(8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31);
     const __m512i k80 = _mm512_set1_epi8((char)0x80);
     const __m256i k80y = _mm256_set1_epi8((char)0x80);
     __m512i spread[4];
-    for (int k = 0; k < 4; k++) {
-        __m256i lo = _mm256_set1_epi32(k), hi = _mm256_set1_epi32(k + 4);
-        spread[k] = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
-    }
+    for (int k = 0; k < 4; k++)
+        spread[k] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi32(k)), _mm256_set1_epi32(k + 4), 1);
     __m512 acc[8];
     for (int j = 0; j < RN; j++) acc[j] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const size_t off = (size_t)b * wbytes, xo = (size_t)b * IGNIS_Q8_0_BYTES;
-#define IGNIS_ROWS2(r) _mm512_inserti64x4(_mm512_castsi256_si512(IL(z8_quants)(w[r] + off, WT)), IL(z8_quants)(w[r + 1] + off, WT), 1)
-        const __m512i r01 = IGNIS_ROWS2(0), r23 = IGNIS_ROWS2(2), r45 = IGNIS_ROWS2(4), r67 = IGNIS_ROWS2(6);
-#undef IGNIS_ROWS2
-        const __m512i p0 = _mm512_permutex2var_epi32(r01, s1a, r23), p1 = _mm512_permutex2var_epi32(r01, s1b, r23);
-        const __m512i q0 = _mm512_permutex2var_epi32(r45, s1a, r67), q1 = _mm512_permutex2var_epi32(r45, s1b, r67);
+        __m256i r[8];
+        for (int i = 0; i < 8; i++) r[i] = IL(z8_quants)(w[i] + off, WT);
         __m512i wt[4];
-        wt[0] = _mm512_permutex2var_epi32(p0, s2a, q0);
-        wt[1] = _mm512_permutex2var_epi32(p0, s2b, q0);
-        wt[2] = _mm512_permutex2var_epi32(p1, s2a, q1);
-        wt[3] = _mm512_permutex2var_epi32(p1, s2b, q1);
+        IL(z8_transpose)(r, wt);
         __m512i corr = _mm512_setzero_si512();
         for (int k = 0; k < 4; k++) corr = _mm512_dpbusd_epi32(corr, k80, wt[k]);
         const __m512i start = _mm512_sub_epi32(_mm512_setzero_si512(), corr);
-        __m128i h = _mm_cvtsi32_si128(ignis_load_u16(w[0] + off));
-        h = _mm_insert_epi16(h, ignis_load_u16(w[1] + off), 1);
-        h = _mm_insert_epi16(h, ignis_load_u16(w[2] + off), 2);
-        h = _mm_insert_epi16(h, ignis_load_u16(w[3] + off), 3);
-        h = _mm_insert_epi16(h, ignis_load_u16(w[4] + off), 4);
-        h = _mm_insert_epi16(h, ignis_load_u16(w[5] + off), 5);
-        h = _mm_insert_epi16(h, ignis_load_u16(w[6] + off), 6);
-        h = _mm_insert_epi16(h, ignis_load_u16(w[7] + off), 7);
-        const __m256 dw8 = _mm256_cvtph_ps(h);
-        const __m512 dw = _mm512_insertf32x8(_mm512_castps256_ps512(dw8), dw8, 1);
+        const __m512 dw = IL(z8_f16x8)(w, off);
         for (int j = 0; j < RN; j++) {
             const __m256i xu = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(x[j] + xo + 2)), k80y);
             const __m512i xz = _mm512_castsi256_si512(xu);
@@ -74,3 +78,94 @@ static void IL(q8_0_z8x4)(int64_t n, const uint8_t *const *w, const uint8_t *con
 static void IL(q8_0_z8x8)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q8_z8)(n, w, x, o, 8, 8); }
 static void IL(q5_0_z8x4)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q8_z8)(n, w, x, o, 4, 6); }
 static void IL(q5_0_z8x8)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q8_z8)(n, w, x, o, 8, 6); }
+
+/* Q4_K (WT 12) and Q6_K (WT 14), 8 weight rows x RN tokens, in the lane layout of the Q8_0
+ * tile. Per activation block (a Q4_K 32-sub-block, two Q6_K 16-sub-blocks): the half sums
+ * q . x exactly (Q4_K: q is 0..15, unsigned, against x as it is; Q6_K: q - 32 against the
+ * offset x), times the row's integer scale as a float product (exact: below 2^24), then the
+ * definition's fused multiply-adds (Q4_K adds the min step with the half sums of x). */
+IGNIS_INLINE void IL(kq_z8)(int64_t nsb, const uint8_t *const *w, const uint8_t *const *x,
+                            float *out, const int RN, const int WT) {
+    const size_t wbytes = WT == 12 ? IGNIS_Q4_K_BYTES : IGNIS_Q6_K_BYTES;
+    const __m512i k80 = _mm512_set1_epi8((char)0x80), ones = _mm512_set1_epi8(1);
+    const __m256i k80y = _mm256_set1_epi8((char)0x80), low = _mm256_set1_epi8(0x0f), three = _mm256_set1_epi8(3);
+    __m512i spread[4];
+    for (int k = 0; k < 4; k++)
+        spread[k] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi32(k)), _mm256_set1_epi32(k + 4), 1);
+    __m512 acc[8];
+    for (int j = 0; j < RN; j++) acc[j] = _mm512_setzero_ps();
+    for (int64_t s = 0; s < nsb; s++) {
+        const size_t wo = (size_t)s * wbytes;
+        /* per activation block jb: the rows' scales (and Q4_K mins) as floats, lanes as above */
+        float scf[8][16], mf[8][16];
+        for (int i = 0; i < 8; i++) {
+            for (int jb = 0; jb < 8; jb++) {
+                if (WT == 12) {
+                    int sc, m;
+                    ignis_q4_k_scale_min(w[i] + wo + 4, jb, &sc, &m);
+                    scf[jb][i] = scf[jb][i + 8] = (float)sc;
+                    mf[jb][i] = mf[jb][i + 8] = (float)m;
+                } else {
+                    const int8_t *sc = (const int8_t *)(w[i] + wo + 192);
+                    scf[jb][i] = (float)sc[2 * jb];
+                    scf[jb][i + 8] = (float)sc[2 * jb + 1];
+                }
+            }
+        }
+        const __m512 d = IL(z8_f16x8)(w, wo + (WT == 12 ? 0 : 208));
+        const __m512 dmin = WT == 12 ? IL(z8_f16x8)(w, wo + 2) : d;
+        for (int jb = 0; jb < 8; jb++) {
+            __m256i r[8];
+            for (int i = 0; i < 8; i++) {
+                if (WT == 12) {
+                    __m256i v = _mm256_loadu_si256((const __m256i *)(w[i] + wo + 16 + (jb / 2) * 32));
+                    r[i] = _mm256_and_si256((jb & 1) ? _mm256_srli_epi16(v, 4) : v, low);
+                } else {
+                    const int half = jb / 4, kk = jb % 4;
+                    __m256i l = _mm256_loadu_si256((const __m256i *)(w[i] + wo + half * 64 + (kk & 1) * 32));
+                    __m256i h = _mm256_loadu_si256((const __m256i *)(w[i] + wo + 128 + half * 32));
+                    l = _mm256_and_si256((kk >> 1) ? _mm256_srli_epi16(l, 4) : l, low);
+                    h = _mm256_and_si256(_mm256_srli_epi16(h, 2 * kk), three);
+                    r[i] = _mm256_sub_epi8(_mm256_or_si256(l, _mm256_slli_epi16(h, 4)), _mm256_set1_epi8(32));
+                }
+            }
+            __m512i wt[4];
+            IL(z8_transpose)(r, wt);
+            __m512i start = _mm512_setzero_si512();
+            if (WT == 14) {
+                for (int k = 0; k < 4; k++) start = _mm512_dpbusd_epi32(start, k80, wt[k]);
+                start = _mm512_sub_epi32(_mm512_setzero_si512(), start);
+            }
+            const __m512 scv = _mm512_loadu_ps(scf[jb]), mv = _mm512_loadu_ps(mf[jb]);
+            const size_t xo = (size_t)(s * 8 + jb) * IGNIS_Q8_0_BYTES;
+            for (int j = 0; j < RN; j++) {
+                const __m256i xv = _mm256_loadu_si256((const __m256i *)(x[j] + xo + 2));
+                const __m512 dx = _mm512_set1_ps(_cvtsh_ss(ignis_load_u16(x[j] + xo)));
+                if (WT == 12) {
+                    const __m512i xz = _mm512_castsi256_si512(xv);
+                    __m512i a = _mm512_setzero_si512(), c = _mm512_setzero_si512();
+                    for (int k = 0; k < 4; k++) {
+                        const __m512i xk = _mm512_permutexvar_epi32(spread[k], xz);
+                        a = _mm512_dpbusd_epi32(a, wt[k], xk);
+                        c = _mm512_dpbusd_epi32(c, ones, xk);
+                    }
+                    acc[j] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(a), scv), _mm512_mul_ps(d, dx), acc[j]);
+                    acc[j] = _mm512_fnmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(c), mv), _mm512_mul_ps(dmin, dx), acc[j]);
+                } else {
+                    const __m512i xz = _mm512_castsi256_si512(_mm256_xor_si256(xv, k80y));
+                    __m512i a = start;
+                    for (int k = 0; k < 4; k++) a = _mm512_dpbusd_epi32(a, _mm512_permutexvar_epi32(spread[k], xz), wt[k]);
+                    acc[j] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(a), scv), _mm512_mul_ps(d, dx), acc[j]);
+                }
+            }
+        }
+    }
+    for (int j = 0; j < RN; j++) {
+        const __m256 lo = _mm512_castps512_ps256(acc[j]), hi = _mm512_extractf32x8_ps(acc[j], 1);
+        _mm256_storeu_ps(out + j * IGNIS_TILE, _mm256_add_ps(lo, hi));
+    }
+}
+static void IL(q4_k_z8x4)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(kq_z8)(n, w, x, o, 4, 12); }
+static void IL(q4_k_z8x8)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(kq_z8)(n, w, x, o, 8, 12); }
+static void IL(q6_k_z8x4)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(kq_z8)(n, w, x, o, 4, 14); }
+static void IL(q6_k_z8x8)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(kq_z8)(n, w, x, o, 8, 14); }

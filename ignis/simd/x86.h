@@ -148,6 +148,10 @@ IGNIS_INLINE __m256i IL(q5_0_quants)(const uint8_t *blk) {
     __m128i qs = _mm_loadu_si128((const __m128i *)(blk + 6));
     __m256i nib = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(qs, 4), _mm_set1_epi8(0x0f)),
                                    _mm_and_si128(qs, _mm_set1_epi8(0x0f)));
+#if IGNIS_X86_512
+    /* AVX-512BW: bit i of qh is the mask of byte i */
+    return _mm256_mask_add_epi8(nib, (__mmask32)ignis_load_u32(blk + 2), nib, _mm256_set1_epi8(0x10));
+#endif
     /* byte i of the result takes byte i/8 of qh, then tests bit i%8 */
     __m256i qh = _mm256_set1_epi32((int)ignis_load_u32(blk + 2));
     __m256i bytes = _mm256_shuffle_epi8(qh, _mm256_setr_epi8(
@@ -339,6 +343,10 @@ static inline void IL(tile)(int wtype, int64_t nblk, const uint8_t *const *w, in
         (rn > 4 ? IL(q8_0_z8x8) : IL(q8_0_z8x4))(nblk, wp, xp, tmp);
     } else if (wtype == 6 && rn >= 4) {
         (rn > 4 ? IL(q5_0_z8x8) : IL(q5_0_z8x4))(nblk, wp, xp, tmp);
+    } else if (wtype == 12 && rn >= 4) {
+        (rn > 4 ? IL(q4_k_z8x8) : IL(q4_k_z8x4))(nblk, wp, xp, tmp);
+    } else if (wtype == 14 && rn >= 4) {
+        (rn > 4 ? IL(q6_k_z8x8) : IL(q6_k_z8x4))(nblk, wp, xp, tmp);
     } else
 #endif
     if (wtype == 8 && rn >= 4) {
