@@ -106,11 +106,12 @@ group; row ops: rows; elementwise: elements) and a barrier (spin, then yield)
 separates instructions.
 
 Numerics (see _neon.h): quantized dots are defined exactly (integer halves per
-block, then fused multiply-adds in block order), so scalar, AVX2 and NEON give
-the same bits, and an output element does not depend on the tile it was
+block, then fused multiply-adds in block order), so every kernel level (scalar,
+avx2, avxvnni, avx512, neon, dotprod, i8mm: see isa_levels()) gives the same
+bits, and an output element does not depend on the tile it was
 computed in, on T or on the thread count. A fused op calls the same inline
 functions as the ops it replaces, in the same order, so a fused plan gives the
-bits of its unfused original. Reductions with tolerance between SIMD paths:
+bits of its unfused original. Reductions with tolerance between scalar and SIMD:
 rms_inv's sum of squares, attention's q.k and the softmax sum.
 """
 import math

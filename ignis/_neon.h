@@ -1,31 +1,45 @@
 /* _neon.h -- the SIMD layer of ignis.
  *
- * Plain C, static inline, no global state. Three implementations chosen at
- * compile time:
+ * Plain C, static inline. One build holds every kernel level of its architecture, each
+ * compiled inside its own target region (no -m/-march flags needed), and one level is
+ * chosen at run time (ignis_use_isa; the Python module picks the best this CPU runs, or
+ * IGNIS_ISA's choice):
  *
- *   aarch64 (__ARM_NEON)                         NEON intrinsics    IGNIS_SIMD_NAME "neon"
- *   x86-64 with __AVX2__ && __FMA__ && __F16C__  AVX2/FMA/F16C      IGNIS_SIMD_NAME "avx2"
- *   anything else (or -DIGNIS_FORCE_SCALAR)      portable C         IGNIS_SIMD_NAME "scalar"
+ *   level    where              int8 dot product                 template
+ *   scalar   everywhere         portable C (the definition)      this file
+ *   avx2     x86-64             vpmaddubsw + vpmaddwd            simd/x86.h
+ *   avxvnni  x86-64             VEX vpdpbusd (256-bit)           simd/x86.h
+ *   avx512   x86-64             EVEX vpdpbusd; 512-bit prefill   simd/x86.h + simd/avx512.h
+ *   neon     aarch64            vmull/vmlal + pairwise adds      simd/arm.h
+ *   dotprod  aarch64            sdot                             simd/arm.h
+ *   i8mm     aarch64            smmla (prefill), sdot            simd/arm.h
  *
- * The scalar functions (ignis_scalar_*) are always compiled: they *define* the
- * semantics, and tests compare the SIMD path (ignis_avx2_* / ignis_neon_*)
- * against them in one binary. The dispatching names (ignis_*) pick the SIMD
- * version when one exists.
+ * A level runs only when CPUID/HWCAP report it *and* the OS saves its register state
+ * (XCR0 via xgetbv for YMM and ZMM/opmask state; AMX is never used, whatever CPUID says).
+ * IGNIS_FORCE_SCALAR (IGNIS_ISA=scalar at build time) compiles the scalar level only.
+ *
+ * The scalar functions (ignis_scalar_*) *define* the semantics, and tests compare every
+ * level (ignis_<level>_*) against them in one binary (tests/simd/harness.c LEVEL). The
+ * dispatching names (ignis_*) call through the table of the level in use (ignis_cur).
  *
  * Compile with -ffp-contract=off (setup.py does): the scalar reference must not
  * be turned into fused multiply-adds behind our back (its explicit fmaf calls are
  * part of the definition).
  *
- * Agreement between paths (checked by tests/simd on x86-64 and under qemu-aarch64):
+ * Agreement between levels (checked by tests/simd on x86-64 and under qemu-aarch64):
  *   exact (same bits)   f16<->f32 conversions (IEEE round-to-nearest-even, NaNs
  *                       quieted), Q8_0 quantization (bytes), every quantized dot
  *                       product and matmul tile (Q8_0, Q5_0, Q4_K, Q6_K weights
  *                       against Q8_0 activations), axpy, exp, silu and every
  *                       elementwise row function.
  *   within tolerance    the float reductions ignis_dot_f32 / _f32_f16 and the
- *                       softmax sum: the SIMD paths keep 8 (AVX2) or 4 (NEON)
+ *                       softmax sum: the SIMD levels keep 8 (x86-64) or 4 (aarch64)
  *                       partial sums and use FMA. For terms t_i,
  *                       |simd - scalar| <= 1e-5 * sum_i |t_i|  (+1e-30 absolute).
+ *                       The SIMD levels of one architecture share this float code,
+ *                       so avx2/avxvnni/avx512 (and neon/dotprod/i8mm) agree bit for
+ *                       bit everywhere: they differ only in how the exact integer
+ *                       sums are formed.
  *
  * The quantized dot products are defined so that SIMD can compute them exactly:
  * per 32-element activation block b (in order) the integer sums of the low half
@@ -37,14 +51,16 @@
  * the integer parts are exact on every path; the float steps are the same IEEE
  * operations in the same order. Any tile shape gives the bits of the single dot.
  *
- * What each path implements with SIMD (the rest falls back to the scalar code,
+ * What each level implements with SIMD (the rest falls back to the scalar code,
  * which is the same arithmetic):
- *   AVX2   f16 rows, Q8_0 quantization, tiles for Q8_0/Q5_0/Q4_K/Q6_K weights x Q8_0
- *          activations (4 rows x 4/8 tokens for Q8_0 prefill, 8 rows x 1..4 tokens
- *          otherwise), Q8_0 x Q16 tiles, f32 dot/axpy (also against f16 rows),
- *          exp/silu, softmax exp-and-sum.
- *   NEON   the same except the Q16 tiles (scalar); uses the dot-product extension
- *          when compiled for it (-march=armv8.2-a+dotprod).
+ *   x86-64  f16 rows, Q8_0 quantization, tiles for Q8_0/Q5_0/Q4_K/Q6_K weights x Q8_0
+ *           activations (4 rows x 4/8 tokens for Q8_0 prefill, 8 rows x 1..4 tokens
+ *           otherwise; avx512: 8 rows x 4/8 tokens for every type, on a per-block
+ *           transposition of the weights so that one vpdpbusd serves 8 rows x 2 halves),
+ *           Q8_0 x Q16 tiles, f32 dot/axpy (also against f16 rows), exp/silu, softmax
+ *           exp-and-sum, and the elementwise rows compiled for the level.
+ *   aarch64 the same except the Q16 tiles (scalar); dotprod uses sdot, i8mm smmla for
+ *           the tiles of two or more tokens.
  *
  * Matmul tiles: ignis_tile(wtype, blocks per row, w[rm], rm, x[rn], rn, out) with
  * out[j*8 + i] = dot(weight row w[i], activation row x[j]), rm, rn <= 8.

@@ -216,6 +216,16 @@ IGNIS_INLINE void IL(q6_k_quants)(const uint8_t *blk, int j, int8x16_t *lo, int8
     *hi = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(l1, vshlq_n_u8(h1, 4))), vdupq_n_s8(32));
 }
 
+/* activation block jb of four Q6_K rows: signed quants (lo/hi halves) and the halves' scales */
+IGNIS_INLINE void IL(q6_k_rows)(const uint8_t *const *w, size_t wo, int jb, int8x16_t *wl, int8x16_t *wh,
+                                int32_t *scl, int32_t *sch) {
+    for (int k = 0; k < 4; k++) {
+        IL(q6_k_quants)(w[k] + wo, jb, &wl[k], &wh[k]);
+        scl[k] = ((const int8_t *)(w[k] + wo + 192))[2 * jb];
+        sch[k] = ((const int8_t *)(w[k] + wo + 192))[2 * jb + 1];
+    }
+}
+
 #if IGNIS_ARM_I8MM
 /* One activation block (offset xo in every token row) of the smmla K-quant tile: a[pair][] are the
  * packed weight quants (pack_rows), d the rows' scales. mode 0 (Q5_0): integer half sums as they
@@ -288,11 +298,7 @@ static void IL(kq_4xn_mm)(int wtype, int64_t nblk, const uint8_t *const *w, cons
             float32x4_t d = IL(f16x4)(w[0] + wo + 208, w[1] + wo + 208, w[2] + wo + 208, w[3] + wo + 208);
             for (int jb = 0; jb < 8; jb++) {
                 int32_t scl[4], sch[4];
-                for (int k = 0; k < 4; k++) {
-                    IL(q6_k_quants)(w[k] + wo, jb, &wl[k], &wh[k]);
-                    scl[k] = ((const int8_t *)(w[k] + wo + 192))[2 * jb];
-                    sch[k] = ((const int8_t *)(w[k] + wo + 192))[2 * jb + 1];
-                }
+                IL(q6_k_rows)(w, wo, jb, wl, wh, scl, sch);
                 IL(pack_rows)(wl, wh, a);
                 const size_t xo = (size_t)(s * 8 + jb) * IGNIS_Q8_0_BYTES;
                 IL(kq_mm_block)(a, x, xo, NP, d, 1, vld1q_s32(scl), vld1q_s32(sch), zf, zi, lo, hi);
@@ -331,6 +337,7 @@ static void IL(kq_4xn_mm)(int wtype, int64_t nblk, const uint8_t *const *w, cons
 }
 #endif
 
+
 /* Q5_0 / Q4_K / Q6_K weights, 4 rows x RN activation rows (lanes are the rows), the
  * definition's lo/hi chains per token. */
 static void IL(kq_4xn)(int wtype, int64_t nblk, const uint8_t *const *w, const uint8_t *const *x,
@@ -360,11 +367,7 @@ static void IL(kq_4xn)(int wtype, int64_t nblk, const uint8_t *const *w, const u
             float32x4_t d = IL(f16x4)(w[0] + wo + 208, w[1] + wo + 208, w[2] + wo + 208, w[3] + wo + 208);
             for (int jb = 0; jb < 8; jb++) {
                 int32_t scl[4], sch[4];
-                for (int k = 0; k < 4; k++) {
-                    IL(q6_k_quants)(w[k] + wo, jb, &wl[k], &wh[k]);
-                    scl[k] = ((const int8_t *)(w[k] + wo + 192))[2 * jb];
-                    sch[k] = ((const int8_t *)(w[k] + wo + 192))[2 * jb + 1];
-                }
+                IL(q6_k_rows)(w, wo, jb, wl, wh, scl, sch);
                 int32x4_t sl = vld1q_s32(scl), sh = vld1q_s32(sch);
                 const size_t xo = (size_t)(s * 8 + jb) * IGNIS_Q8_0_BYTES;
                 for (int j = 0; j < RN; j++) {

@@ -34,6 +34,14 @@ IGNIS_INLINE __m512 IL(z8_f16x8)(const uint8_t *const *p, size_t off) {
     return _mm512_insertf32x8(_mm512_castps256_ps512(v), v, 1);
 }
 
+/* out[j*8 + i] = lo + hi of row i, token j: the two lane halves of acc[j] */
+IGNIS_INLINE void IL(z8_store)(const __m512 *acc, const int RN, float *out) {
+    for (int j = 0; j < RN; j++) {
+        const __m256 lo = _mm512_castps512_ps256(acc[j]), hi = _mm512_extractf32x8_ps(acc[j], 1);
+        _mm256_storeu_ps(out + j * IGNIS_TILE, _mm256_add_ps(lo, hi));
+    }
+}
+
 /* one block's 32 signed weight quants */
 IGNIS_INLINE __m256i IL(z8_quants)(const uint8_t *blk, const int WT) {
     if (WT == 8) return _mm256_loadu_si256((const __m256i *)(blk + 2));
@@ -69,10 +77,7 @@ IGNIS_INLINE void IL(q8_z8)(int64_t nb, const uint8_t *const *w, const uint8_t *
             acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), sc, acc[j]);
         }
     }
-    for (int j = 0; j < RN; j++) {
-        const __m256 lo = _mm512_castps512_ps256(acc[j]), hi = _mm512_extractf32x8_ps(acc[j], 1);
-        _mm256_storeu_ps(out + j * IGNIS_TILE, _mm256_add_ps(lo, hi));
-    }
+    IL(z8_store)(acc, RN, out);
 }
 static void IL(q8_0_z8x4)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q8_z8)(n, w, x, o, 4, 8); }
 static void IL(q8_0_z8x8)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q8_z8)(n, w, x, o, 8, 8); }
@@ -160,10 +165,7 @@ IGNIS_INLINE void IL(kq_z8)(int64_t nsb, const uint8_t *const *w, const uint8_t 
             }
         }
     }
-    for (int j = 0; j < RN; j++) {
-        const __m256 lo = _mm512_castps512_ps256(acc[j]), hi = _mm512_extractf32x8_ps(acc[j], 1);
-        _mm256_storeu_ps(out + j * IGNIS_TILE, _mm256_add_ps(lo, hi));
-    }
+    IL(z8_store)(acc, RN, out);
 }
 static void IL(q4_k_z8x4)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(kq_z8)(n, w, x, o, 4, 12); }
 static void IL(q4_k_z8x8)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(kq_z8)(n, w, x, o, 8, 12); }
