@@ -171,3 +171,53 @@ static void IL(q4_k_z8x4)(int64_t n, const uint8_t *const *w, const uint8_t *con
 static void IL(q4_k_z8x8)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(kq_z8)(n, w, x, o, 8, 12); }
 static void IL(q6_k_z8x4)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(kq_z8)(n, w, x, o, 4, 14); }
 static void IL(q6_k_z8x8)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(kq_z8)(n, w, x, o, 8, 14); }
+
+/* [sum P0.L, sum P1.L, sum P2.L, sum P3.L] in each 128-bit lane L (exact int sums) */
+IGNIS_INLINE __m512i IL(z_reduce4)(__m512i p0, __m512i p1, __m512i p2, __m512i p3) {
+    __m512i a = _mm512_add_epi32(_mm512_unpacklo_epi32(p0, p1), _mm512_unpackhi_epi32(p0, p1));
+    __m512i b = _mm512_add_epi32(_mm512_unpacklo_epi32(p2, p3), _mm512_unpackhi_epi32(p2, p3));
+    return _mm512_add_epi32(_mm512_unpacklo_epi64(a, b), _mm512_unpackhi_epi64(a, b));
+}
+
+/* Q5_0, 8 weight rows x RN <= 4 tokens (decode). Rows p and p + 4 share a register whose
+ * 128-bit lanes hold [row p 0..15 | row p+4 0..15 | row p 16..31 | row p+4 16..31] (the
+ * nibble split gives this order for free; the fifth bits come from a 64-bit mask). The
+ * token is spread to match, vpdpbusd starts from -16 * its partial sums (q - 16 = q . x -
+ * 16 sum x), and one reduction of the four row pairs leaves [lo r0..3 | lo r4..7 | hi r0..3
+ * | hi r4..7]: the lane layout of the tiles above. */
+IGNIS_INLINE void IL(q5_0_zn)(int64_t nb, const uint8_t *const *w, const uint8_t *const *x,
+                              float *out, const int RN) {
+    const __m256i low = _mm256_set1_epi8(0x0f);
+    const __m512i sixteen = _mm512_set1_epi8(16), spread = _mm512_setr_epi64(0, 1, 0, 1, 2, 3, 2, 3);
+    __m512 acc[4];
+    for (int j = 0; j < RN; j++) acc[j] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const size_t wo = (size_t)b * IGNIS_Q5_0_BYTES, xo = (size_t)b * IGNIS_Q8_0_BYTES;
+        __m512i q[4];
+        for (int p = 0; p < 4; p++) {
+            const uint8_t *b0 = w[p] + wo, *b1 = w[p + 4] + wo;
+            const __m256i y = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(b0 + 6))),
+                                                      _mm_loadu_si128((const __m128i *)(b1 + 6)), 1);
+            const __m512i nib = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_and_si256(y, low)),
+                                                   _mm256_and_si256(_mm256_srli_epi16(y, 4), low), 1);
+            const uint64_t h0 = ignis_load_u32(b0 + 2), h1 = ignis_load_u32(b1 + 2);
+            const __mmask64 bits = (h0 & 0xffff) | ((h1 & 0xffff) << 16) | ((h0 >> 16) << 32) | ((h1 >> 16) << 48);
+            q[p] = _mm512_mask_add_epi8(nib, bits, nib, sixteen);
+        }
+        const __m512 dw = IL(z8_f16x8)(w, wo);
+        for (int j = 0; j < RN; j++) {
+            const __m512i xz = _mm512_permutexvar_epi64(spread, _mm512_castsi256_si512(
+                _mm256_loadu_si256((const __m256i *)(x[j] + xo + 2))));
+            const __m512i start = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), sixteen, xz));
+            const __m512i h = IL(z_reduce4)(_mm512_dpbusd_epi32(start, q[0], xz), _mm512_dpbusd_epi32(start, q[1], xz),
+                                            _mm512_dpbusd_epi32(start, q[2], xz), _mm512_dpbusd_epi32(start, q[3], xz));
+            const __m512 sc = _mm512_mul_ps(dw, _mm512_set1_ps(_cvtsh_ss(ignis_load_u16(x[j] + xo))));
+            acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(h), sc, acc[j]);
+        }
+    }
+    IL(z8_store)(acc, RN, out);
+}
+static void IL(q5_0_zn1)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q5_0_zn)(n, w, x, o, 1); }
+static void IL(q5_0_zn2)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q5_0_zn)(n, w, x, o, 2); }
+static void IL(q5_0_zn3)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q5_0_zn)(n, w, x, o, 3); }
+static void IL(q5_0_zn4)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q5_0_zn)(n, w, x, o, 4); }

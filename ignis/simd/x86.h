@@ -338,15 +338,18 @@ static inline void IL(tile)(int wtype, int64_t nblk, const uint8_t *const *w, in
     for (int i = 0; i < 8; i++) wp[i] = w[i < rm ? i : rm - 1];
     for (int j = 0; j < 8; j++) xp[j] = x[j < rn ? j : rn - 1];
     float tmp[IGNIS_TILE * IGNIS_TILE];
+    const int t = wtype == 8 ? 0 : wtype == 6 ? 1 : wtype == 12 ? 2 : 3;
 #if IGNIS_X86_512
-    if (wtype == 8 && rn >= 4) {
-        (rn > 4 ? IL(q8_0_z8x8) : IL(q8_0_z8x4))(nblk, wp, xp, tmp);
-    } else if (wtype == 6 && rn >= 4) {
-        (rn > 4 ? IL(q5_0_z8x8) : IL(q5_0_z8x4))(nblk, wp, xp, tmp);
-    } else if (wtype == 12 && rn >= 4) {
-        (rn > 4 ? IL(q4_k_z8x8) : IL(q4_k_z8x4))(nblk, wp, xp, tmp);
-    } else if (wtype == 14 && rn >= 4) {
-        (rn > 4 ? IL(q6_k_z8x8) : IL(q6_k_z8x4))(nblk, wp, xp, tmp);
+    /* 4+ tokens: 8 rows x 4/8 tokens on transposed weights; Q5_0 decode: row pairs in 512 bits
+       (the K-quants' decode stays on the 256-bit kernels: measured, their per-row scale
+       handling outweighs the wider dot products when a weight block meets one token) */
+    static const ignis_kernel_fn z8[4][2] = {{IL(q8_0_z8x4), IL(q8_0_z8x8)}, {IL(q5_0_z8x4), IL(q5_0_z8x8)},
+                                             {IL(q4_k_z8x4), IL(q4_k_z8x8)}, {IL(q6_k_z8x4), IL(q6_k_z8x8)}};
+    static const ignis_kernel_fn zn[4] = {IL(q5_0_zn1), IL(q5_0_zn2), IL(q5_0_zn3), IL(q5_0_zn4)};
+    if (rn >= 4) {
+        z8[t][rn > 4](nblk, wp, xp, tmp);
+    } else if (wtype == 6) {
+        zn[rn - 1](nblk, wp, xp, tmp);
     } else
 #endif
     if (wtype == 8 && rn >= 4) {
@@ -359,7 +362,6 @@ static inline void IL(tile)(int wtype, int64_t nblk, const uint8_t *const *w, in
             {IL(q5_0_8x1), IL(q5_0_8x2), IL(q5_0_8x3), IL(q5_0_8x4)},
             {IL(q4_k_8x1), IL(q4_k_8x2), IL(q4_k_8x3), IL(q4_k_8x4)},
             {IL(q6_k_8x1), IL(q6_k_8x2), IL(q6_k_8x3), IL(q6_k_8x4)}};
-        int t = wtype == 8 ? 0 : wtype == 6 ? 1 : wtype == 12 ? 2 : 3;
         for (int j0 = 0; j0 < rn; j0 += 4) {
             int n = rn - j0 < 4 ? rn - j0 : 4;
             ks[t][n - 1](nblk, wp, xp + j0, tmp + j0 * IGNIS_TILE);
