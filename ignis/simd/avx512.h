@@ -221,3 +221,146 @@ static void IL(q5_0_zn1)(int64_t n, const uint8_t *const *w, const uint8_t *cons
 static void IL(q5_0_zn2)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q5_0_zn)(n, w, x, o, 2); }
 static void IL(q5_0_zn3)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q5_0_zn)(n, w, x, o, 3); }
 static void IL(q5_0_zn4)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q5_0_zn)(n, w, x, o, 4); }
+
+/* rows p and p + 4 of one activation block's 32 quant bytes (each as loaded: [0..15 | 16..31])
+ * in the decode lane order [p 0..15 | p+4 0..15 | p 16..31 | p+4 16..31] */
+IGNIS_INLINE __m512i IL(zn_pair)(__m256i a, __m256i b) {
+    const __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1);
+    return _mm512_shuffle_i64x2(z, z, _MM_SHUFFLE(3, 1, 2, 0));
+}
+
+/* 16 int8 values sc_r[0..15] of 8 rows as floats per activation block jb, in the decode
+ * lane order: scf[jb] = [sc_r0..3[2jb], sc_r4..7[2jb], sc_r0..3[2jb+1], sc_r4..7[2jb+1]]
+ * (an 8 x 16 transposition: unpacks gather four rows per column, lane shuffles pick
+ * columns). Q6_K passes its 16 scales; Q4_K each 6-bit scale (or min) twice. */
+IGNIS_INLINE void IL(zn_scales)(const __m128i *bytes, __m512 *scf) {
+    __m512i v[8];
+    for (int r = 0; r < 8; r++) v[r] = _mm512_cvtepi8_epi32(bytes[r]);
+    __m512i c[2][4];                /* c[g][m] lane L: rows 4g..4g+3 of column 4L + m */
+    for (int g = 0; g < 2; g++) {
+        const __m512i *u = v + 4 * g;
+        const __m512i a01 = _mm512_unpacklo_epi32(u[0], u[1]), b01 = _mm512_unpackhi_epi32(u[0], u[1]);
+        const __m512i a23 = _mm512_unpacklo_epi32(u[2], u[3]), b23 = _mm512_unpackhi_epi32(u[2], u[3]);
+        c[g][0] = _mm512_unpacklo_epi64(a01, a23);
+        c[g][1] = _mm512_unpackhi_epi64(a01, a23);
+        c[g][2] = _mm512_unpacklo_epi64(b01, b23);
+        c[g][3] = _mm512_unpackhi_epi64(b01, b23);
+    }
+#define IGNIS_PICK_LANE(a, b, L) _mm512_shuffle_i32x4(a, b, _MM_SHUFFLE(L, L, L, L))
+#define IGNIS_SCALES_OF_LANE(L) \
+    for (int h = 0; h < 2; h++) { \
+        const __m512i lo = IGNIS_PICK_LANE(c[0][2 * h], c[0][2 * h + 1], L); \
+        const __m512i hi = IGNIS_PICK_LANE(c[1][2 * h], c[1][2 * h + 1], L); \
+        scf[2 * (L) + h] = _mm512_cvtepi32_ps(_mm512_mask_blend_epi32(0xf0f0, lo, hi)); \
+    }
+    IGNIS_SCALES_OF_LANE(0) IGNIS_SCALES_OF_LANE(1) IGNIS_SCALES_OF_LANE(2) IGNIS_SCALES_OF_LANE(3)
+#undef IGNIS_SCALES_OF_LANE
+#undef IGNIS_PICK_LANE
+}
+
+/* Q6_K, 8 weight rows x RN <= 4 tokens (decode), in the lane order of IL(q5_0_zn). The
+ * quants are taken as q + 32 (0..63, unsigned), the -32 folded into a start of -32 * the
+ * token's partial sums, so vpdpbusd takes the token as it is; the integer half sums times
+ * the scales (an exact float product: see IL(kq_z8)) then meet the definition's steps. */
+IGNIS_INLINE void IL(q6_k_zn)(int64_t nsb, const uint8_t *const *w, const uint8_t *const *x,
+                              float *out, const int RN) {
+    const __m512i k32 = _mm512_set1_epi8(32), spread = _mm512_setr_epi64(0, 1, 0, 1, 2, 3, 2, 3);
+    const __m256i low = _mm256_set1_epi8(0x0f), three = _mm256_set1_epi8(3);
+    __m512 acc[4];
+    for (int j = 0; j < RN; j++) acc[j] = _mm512_setzero_ps();
+    for (int64_t s = 0; s < nsb; s++) {
+        const size_t wo = (size_t)s * IGNIS_Q6_K_BYTES;
+        __m512 scf[8];
+        __m128i sc[8];
+        for (int r = 0; r < 8; r++) sc[r] = _mm_loadu_si128((const __m128i *)(w[r] + wo + 192));
+        IL(zn_scales)(sc, scf);
+        const __m512 d = IL(z8_f16x8)(w, wo + 208);
+        for (int jb = 0; jb < 8; jb++) {
+            const int half = jb / 4, kk = jb % 4;
+            __m256i r[8];
+            for (int i = 0; i < 8; i++) {
+                __m256i l = _mm256_loadu_si256((const __m256i *)(w[i] + wo + half * 64 + (kk & 1) * 32));
+                __m256i h = _mm256_loadu_si256((const __m256i *)(w[i] + wo + 128 + half * 32));
+                l = _mm256_and_si256((kk >> 1) ? _mm256_srli_epi16(l, 4) : l, low);
+                h = _mm256_and_si256(_mm256_srli_epi16(h, 2 * kk), three);
+                r[i] = _mm256_or_si256(l, _mm256_slli_epi16(h, 4));
+            }
+            __m512i q[4];
+            for (int p = 0; p < 4; p++) q[p] = IL(zn_pair)(r[p], r[p + 4]);
+            const size_t xo = (size_t)(s * 8 + jb) * IGNIS_Q8_0_BYTES;
+            for (int j = 0; j < RN; j++) {
+                const __m512i xz = _mm512_permutexvar_epi64(spread, _mm512_castsi256_si512(
+                    _mm256_loadu_si256((const __m256i *)(x[j] + xo + 2))));
+                const __m512 dx = _mm512_set1_ps(_cvtsh_ss(ignis_load_u16(x[j] + xo)));
+                const __m512i start = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), k32, xz));
+                const __m512i a = IL(z_reduce4)(_mm512_dpbusd_epi32(start, q[0], xz), _mm512_dpbusd_epi32(start, q[1], xz),
+                                                _mm512_dpbusd_epi32(start, q[2], xz), _mm512_dpbusd_epi32(start, q[3], xz));
+                acc[j] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(a), scf[jb]), _mm512_mul_ps(d, dx), acc[j]);
+            }
+        }
+    }
+    IL(z8_store)(acc, RN, out);
+}
+static void IL(q6_k_zn1)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q6_k_zn)(n, w, x, o, 1); }
+static void IL(q6_k_zn2)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q6_k_zn)(n, w, x, o, 2); }
+static void IL(q6_k_zn3)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q6_k_zn)(n, w, x, o, 3); }
+static void IL(q6_k_zn4)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q6_k_zn)(n, w, x, o, 4); }
+
+
+/* Q4_K's eight 6-bit scales and mins of one row, each byte twice (16 bytes apiece): the
+ * format's packing undone four at a time in 32-bit words */
+IGNIS_INLINE void IL(q4_k_zn_scale_bytes)(const uint8_t *s, __m128i *sc, __m128i *m) {
+    const uint32_t a = ignis_load_u32(s), b = ignis_load_u32(s + 4), c = ignis_load_u32(s + 8);
+    const uint64_t sc8 = (uint64_t)(a & 0x3f3f3f3fu) | (uint64_t)((c & 0x0f0f0f0fu) | ((a >> 2) & 0x30303030u)) << 32;
+    const uint64_t m8 = (uint64_t)(b & 0x3f3f3f3fu) | (uint64_t)(((c >> 4) & 0x0f0f0f0fu) | ((b >> 2) & 0x30303030u)) << 32;
+    const __m128i vs = _mm_cvtsi64_si128((long long)sc8), vm = _mm_cvtsi64_si128((long long)m8);
+    *sc = _mm_unpacklo_epi8(vs, vs);
+    *m = _mm_unpacklo_epi8(vm, vm);
+}
+
+/* Q4_K, 8 weight rows x RN <= 4 tokens (decode), in the lane order of IL(q5_0_zn): q
+ * (0..15, unsigned) . x per half, and the half sums of x for the min step, then the
+ * definition's two fused multiply-adds (exact scale products: see IL(kq_z8)). */
+IGNIS_INLINE void IL(q4_k_zn)(int64_t nsb, const uint8_t *const *w, const uint8_t *const *x,
+                              float *out, const int RN) {
+    const __m512i ones = _mm512_set1_epi8(1), spread = _mm512_setr_epi64(0, 1, 0, 1, 2, 3, 2, 3);
+    const __m256i low = _mm256_set1_epi8(0x0f);
+    __m512 acc[4];
+    for (int j = 0; j < RN; j++) acc[j] = _mm512_setzero_ps();
+    for (int64_t s = 0; s < nsb; s++) {
+        const size_t wo = (size_t)s * IGNIS_Q4_K_BYTES;
+        __m512 scf[8], mf[8];
+        __m128i sc[8], m[8];
+        for (int r = 0; r < 8; r++) IL(q4_k_zn_scale_bytes)(w[r] + wo + 4, &sc[r], &m[r]);
+        IL(zn_scales)(sc, scf);
+        IL(zn_scales)(m, mf);
+        const __m512 d = IL(z8_f16x8)(w, wo), dmin = IL(z8_f16x8)(w, wo + 2);
+        for (int jb = 0; jb < 8; jb++) {
+            __m512i q[4];
+            for (int p = 0; p < 4; p++) {
+                const __m256i a = _mm256_loadu_si256((const __m256i *)(w[p] + wo + 16 + (jb / 2) * 32));
+                const __m256i b = _mm256_loadu_si256((const __m256i *)(w[p + 4] + wo + 16 + (jb / 2) * 32));
+                q[p] = IL(zn_pair)(_mm256_and_si256((jb & 1) ? _mm256_srli_epi16(a, 4) : a, low),
+                                   _mm256_and_si256((jb & 1) ? _mm256_srli_epi16(b, 4) : b, low));
+            }
+            const size_t xo = (size_t)(s * 8 + jb) * IGNIS_Q8_0_BYTES;
+            for (int j = 0; j < RN; j++) {
+                const __m512i xz = _mm512_permutexvar_epi64(spread, _mm512_castsi256_si512(
+                    _mm256_loadu_si256((const __m256i *)(x[j] + xo + 2))));
+                const __m512 dx = _mm512_set1_ps(_cvtsh_ss(ignis_load_u16(x[j] + xo)));
+                const __m512i zero = _mm512_setzero_si512();
+                const __m512i a = IL(z_reduce4)(_mm512_dpbusd_epi32(zero, q[0], xz), _mm512_dpbusd_epi32(zero, q[1], xz),
+                                                _mm512_dpbusd_epi32(zero, q[2], xz), _mm512_dpbusd_epi32(zero, q[3], xz));
+                const __m512i c1 = _mm512_dpbusd_epi32(zero, ones, xz);
+                const __m512i c = IL(z_reduce4)(c1, c1, c1, c1);
+                acc[j] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(a), scf[jb]), _mm512_mul_ps(d, dx), acc[j]);
+                acc[j] = _mm512_fnmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(c), mf[jb]), _mm512_mul_ps(dmin, dx), acc[j]);
+            }
+        }
+    }
+    IL(z8_store)(acc, RN, out);
+}
+static void IL(q4_k_zn1)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q4_k_zn)(n, w, x, o, 1); }
+static void IL(q4_k_zn2)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q4_k_zn)(n, w, x, o, 2); }
+static void IL(q4_k_zn3)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q4_k_zn)(n, w, x, o, 3); }
+static void IL(q4_k_zn4)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q4_k_zn)(n, w, x, o, 4); }

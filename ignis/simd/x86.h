@@ -340,16 +340,18 @@ static inline void IL(tile)(int wtype, int64_t nblk, const uint8_t *const *w, in
     float tmp[IGNIS_TILE * IGNIS_TILE];
     const int t = wtype == 8 ? 0 : wtype == 6 ? 1 : wtype == 12 ? 2 : 3;
 #if IGNIS_X86_512
-    /* 4+ tokens: 8 rows x 4/8 tokens on transposed weights; Q5_0 decode: row pairs in 512 bits
-       (the K-quants' decode stays on the 256-bit kernels: measured, their per-row scale
-       handling outweighs the wider dot products when a weight block meets one token) */
+    /* 4+ tokens: 8 rows x 4/8 tokens on transposed weights; fewer (decode): row pairs in
+       512-bit registers (Q8_0 decode, memory-bound, stays on the 256-bit kernel) */
     static const ignis_kernel_fn z8[4][2] = {{IL(q8_0_z8x4), IL(q8_0_z8x8)}, {IL(q5_0_z8x4), IL(q5_0_z8x8)},
                                              {IL(q4_k_z8x4), IL(q4_k_z8x8)}, {IL(q6_k_z8x4), IL(q6_k_z8x8)}};
-    static const ignis_kernel_fn zn[4] = {IL(q5_0_zn1), IL(q5_0_zn2), IL(q5_0_zn3), IL(q5_0_zn4)};
+    static const ignis_kernel_fn zn[4][4] = {{NULL, NULL, NULL, NULL},
+                                             {IL(q5_0_zn1), IL(q5_0_zn2), IL(q5_0_zn3), IL(q5_0_zn4)},
+                                             {IL(q4_k_zn1), IL(q4_k_zn2), IL(q4_k_zn3), IL(q4_k_zn4)},
+                                             {IL(q6_k_zn1), IL(q6_k_zn2), IL(q6_k_zn3), IL(q6_k_zn4)}};
     if (rn >= 4) {
         z8[t][rn > 4](nblk, wp, xp, tmp);
-    } else if (wtype == 6) {
-        zn[rn - 1](nblk, wp, xp, tmp);
+    } else if (t > 0) {
+        zn[t][rn - 1](nblk, wp, xp, tmp);
     } else
 #endif
     if (wtype == 8 && rn >= 4) {
