@@ -56,7 +56,8 @@
  *   x86-64  f16 rows, Q8_0 quantization, tiles for Q8_0/Q5_0/Q4_K/Q6_K weights x Q8_0
  *           activations (4 rows x 4/8 tokens for Q8_0 prefill, 8 rows x 1..4 tokens
  *           otherwise; avx512: 8 rows x 4/8 tokens for every type, on a per-block
- *           transposition of the weights so that one vpdpbusd serves 8 rows x 2 halves),
+ *           transposition of the weights so that one vpdpbusd serves 8 rows x 2 halves,
+ *           and Q5_0/Q4_K/Q6_K decode with two rows per 512-bit register),
  *           Q8_0 x Q16 tiles, f32 dot/axpy (also against f16 rows), exp/silu, softmax
  *           exp-and-sum, and the elementwise rows compiled for the level.
  *   aarch64 the same except the Q16 tiles (scalar); dotprod uses sdot, i8mm smmla for

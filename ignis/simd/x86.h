@@ -207,25 +207,26 @@ IGNIS_INLINE void IL(q8_8xn)(int64_t nb, const uint8_t *const *w, const uint8_t 
         for (int g = 0; g < 2; g++) IL(store4)(acc[j][g], out + j * IGNIS_TILE + 4 * g, 1);
 }
 
-/* Q4_K, 8 weight rows x RN activation rows. Per sub-block: A = sc * q.x halves for four rows
+/* Q4_K, 4G weight rows (G = 1 or 2 groups of four) x RN activation rows (RN <= 4, or <= 8
+ * with one group: prefill reuses each decoded weight block for 8 tokens). Per sub-block: A = sc * q.x halves for four rows
  * at once (reduced like Q8_0), B = m * (sum x) halves as exact float products (both factors are
  * small integers), then fma(A, d*dx) and fnmadd(B, dmin*dx) per lane. */
 IGNIS_INLINE void IL(q4_k_8xn)(int64_t nsb, const uint8_t *const *w, const uint8_t *const *x,
-                                      float *out, const int RN) {
+                                      float *out, const int RN, const int G) {
     const __m256i low = _mm256_set1_epi8(0x0f), ones8 = _mm256_set1_epi8(1);
-    __m256 acc[4][2];
+    __m256 acc[8][2];
     for (int j = 0; j < RN; j++) acc[j][0] = acc[j][1] = _mm256_setzero_ps();
     for (int64_t s = 0; s < nsb; s++) {
         const size_t wo = (size_t)s * IGNIS_Q4_K_BYTES;
         /* per token and sub-block: [xs_lo x4 | xs_hi x4] as floats */
-        __m256 xs[4][8];
+        __m256 xs[8][8];
         for (int j = 0; j < RN; j++)
             for (int sb = 0; sb < 8; sb++) {
                 __m256i xv = _mm256_loadu_si256((const __m256i *)(x[j] + (size_t)(s * 8 + sb) * IGNIS_Q8_0_BYTES + 2));
                 __m256i t = IL(udot4)(ones8, xv);
                 xs[j][sb] = _mm256_cvtepi32_ps(IL(reduce4)(t, t, t, t));
             }
-        for (int g = 0; g < 2; g++) {
+        for (int g = 0; g < G; g++) {
             const uint8_t *const *wg = w + 4 * g;
             int16_t sc[8][4];
             float mf[8][8];
@@ -264,19 +265,19 @@ IGNIS_INLINE void IL(q4_k_8xn)(int64_t nsb, const uint8_t *const *w, const uint8
         }
     }
     for (int j = 0; j < RN; j++)
-        for (int g = 0; g < 2; g++) IL(store4)(acc[j][g], out + j * IGNIS_TILE + 4 * g, 1);
+        for (int g = 0; g < G; g++) IL(store4)(acc[j][g], out + j * IGNIS_TILE + 4 * g, 1);
 }
 
-/* Q6_K, 8 weight rows x RN activation rows. q (0..63) . x - 32 * sum x per 16-element half,
+/* Q6_K, 4G weight rows x RN activation rows (as Q4_K). q (0..63) . x - 32 * sum x per 16-element half,
  * times the half's int8 scale, for four rows at once. */
 IGNIS_INLINE void IL(q6_k_8xn)(int64_t nsb, const uint8_t *const *w, const uint8_t *const *x,
-                                      float *out, const int RN) {
+                                      float *out, const int RN, const int G) {
     const __m256i low = _mm256_set1_epi8(0x0f), three = _mm256_set1_epi8(3), k32 = _mm256_set1_epi8(32);
-    __m256 acc[4][2];
+    __m256 acc[8][2];
     for (int j = 0; j < RN; j++) acc[j][0] = acc[j][1] = _mm256_setzero_ps();
     for (int64_t s = 0; s < nsb; s++) {
         const size_t wo = (size_t)s * IGNIS_Q6_K_BYTES;
-        for (int g = 0; g < 2; g++) {
+        for (int g = 0; g < G; g++) {
             const uint8_t *const *wg = w + 4 * g;
             __m256 d = IL(f16x4_twice)(wg[0] + wo + 208, wg[1] + wo + 208, wg[2] + wo + 208, wg[3] + wo + 208);
             for (int half = 0; half < 2; half++) {
@@ -313,16 +314,18 @@ IGNIS_INLINE void IL(q6_k_8xn)(int64_t nsb, const uint8_t *const *w, const uint8
         }
     }
     for (int j = 0; j < RN; j++)
-        for (int g = 0; g < 2; g++) IL(store4)(acc[j][g], out + j * IGNIS_TILE + 4 * g, 1);
+        for (int g = 0; g < G; g++) IL(store4)(acc[j][g], out + j * IGNIS_TILE + 4 * g, 1);
 }
 
 #define IGNIS_X86_KERNELS(RN) \
     static void IL(q8_0_8x##RN)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q8_8xn)(n, w, x, o, RN, 8); } \
     static void IL(q5_0_8x##RN)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q8_8xn)(n, w, x, o, RN, 6); } \
-    static void IL(q4_k_8x##RN)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q4_k_8xn)(n, w, x, o, RN); } \
-    static void IL(q6_k_8x##RN)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q6_k_8xn)(n, w, x, o, RN); }
+    static void IL(q4_k_8x##RN)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q4_k_8xn)(n, w, x, o, RN, 2); } \
+    static void IL(q6_k_8x##RN)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q6_k_8xn)(n, w, x, o, RN, 2); }
 IGNIS_X86_KERNELS(1) IGNIS_X86_KERNELS(2) IGNIS_X86_KERNELS(3) IGNIS_X86_KERNELS(4)
 static void IL(q8_0_4x4)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q8_0_4xg)(n, w, x, o, 1); }
+static void IL(q4_k_4x8)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q4_k_8xn)(n, w, x, o, 8, 1); }
+static void IL(q6_k_4x8)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q6_k_8xn)(n, w, x, o, 8, 1); }
 static void IL(q8_0_4x8)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q8_0_4xg)(n, w, x, o, 2); }
 
 
@@ -354,8 +357,9 @@ static inline void IL(tile)(int wtype, int64_t nblk, const uint8_t *const *w, in
         zn[t][rn - 1](nblk, wp, xp, tmp);
     } else
 #endif
-    if (wtype == 8 && rn >= 4) {
-        ignis_kernel_fn k = rn > 4 ? IL(q8_0_4x8) : IL(q8_0_4x4);
+    if ((wtype == 8 && rn >= 4) || ((wtype == 12 || wtype == 14) && rn > 4)) {
+        /* prefill: 4 rows x 8 tokens (Q8_0 also 4 x 4), each weight block decoded once */
+        ignis_kernel_fn k = wtype == 12 ? IL(q4_k_4x8) : wtype == 14 ? IL(q6_k_4x8) : rn > 4 ? IL(q8_0_4x8) : IL(q8_0_4x4);
         k(nblk, wp, xp, tmp);
         if (rm > 4) k(nblk, wp + 4, xp, tmp + 4);
     } else {
