@@ -158,7 +158,8 @@ cdef extern from "_neon.h" nogil:
     void ignis_dequant_row_q6_k(const uint8_t *w, float *y, int64_t k)
     float ignis_dot_f32(const float *a, const float *b, int64_t n)
     float ignis_dot_f32_f16(const float *a, const uint16_t *b, int64_t n)
-    void ignis_dot_f32_f16_heads(const float *q, int64_t G, int64_t hd, const uint16_t *row, float *out, int64_t ostride)
+    void ignis_dot_f32_f16_heads(const float *q, int64_t nt, int64_t qts, int64_t G, int64_t hd,
+                                 const uint16_t *row, float *out, int64_t ots, int64_t ostride)
     void ignis_div_row(float *x, float d, int64_t n)
     void ignis_av_head(const float *w, const uint16_t *v, int64_t vstride, int64_t n, float *o, int64_t hd)
     void ignis_av_head_acc(const float *w, const uint16_t *v, int64_t vstride, int64_t n, float *o, int64_t hd)
@@ -307,6 +308,7 @@ _EPI_NAMES = {EPI_STORE: "", EPI_BIAS: "+bias", EPI_ADD: "+res", EPI_SWIGLU: "sw
 
 cdef enum:
     TILE = 8            # matmul tiles: up to 8 weight rows x 8 activation rows (out[j*8 + i])
+    ATT_QB = 4          # attention: query tokens per work unit (each K row read once for them)
 
 
 cdef struct Instr:

@@ -406,10 +406,13 @@ static inline float ignis_scalar_dot_f32_f16(const float *a, const uint16_t *b, 
     return s;
 }
 
-/* G dots against one f16 row: out[h * ostride] = dot_f32_f16(q + h * hd, row, hd). */
-static inline void ignis_scalar_dot_f32_f16_heads(const float *q, int64_t G, int64_t hd, const uint16_t *row,
-                                                  float *out, int64_t ostride) {
-    for (int64_t h = 0; h < G; h++) out[h * ostride] = ignis_scalar_dot_f32_f16(q + h * hd, row, hd);
+/* nt x G dots against one f16 row (G heads of nt tokens):
+ * out[t * ots + h * ostride] = dot_f32_f16(q + t * qts + h * hd, row, hd). */
+static inline void ignis_scalar_dot_f32_f16_heads(const float *q, int64_t nt, int64_t qts, int64_t G, int64_t hd,
+                                                  const uint16_t *row, float *out, int64_t ots, int64_t ostride) {
+    for (int64_t t = 0; t < nt; t++)
+        for (int64_t h = 0; h < G; h++)
+            out[t * ots + h * ostride] = ignis_scalar_dot_f32_f16(q + t * qts + h * hd, row, hd);
 }
 
 /* x[i] = x[i] / d (IEEE division: exact across paths). */
@@ -727,7 +730,7 @@ typedef struct {
     void (*tile_q16)(int64_t, const uint8_t *const *, int, const uint8_t *const *, int, float *);
     float (*dot_f32)(const float *, const float *, int64_t);
     float (*dot_f32_f16)(const float *, const uint16_t *, int64_t);
-    void (*dot_f32_f16_heads)(const float *, int64_t, int64_t, const uint16_t *, float *, int64_t);
+    void (*dot_f32_f16_heads)(const float *, int64_t, int64_t, int64_t, int64_t, const uint16_t *, float *, int64_t, int64_t);
     void (*div_row)(float *, float, int64_t);
     void (*axpy_f32)(float, const float *, float *, int64_t);
     void (*axpy_f16)(float, const uint16_t *, float *, int64_t);
@@ -801,8 +804,9 @@ static inline void ignis_tile_q16(int64_t nb, const uint8_t *const *w, int rm,
 }
 static inline float ignis_dot_f32(const float *a, const float *b, int64_t n) { return ignis_cur->dot_f32(a, b, n); }
 static inline float ignis_dot_f32_f16(const float *a, const uint16_t *b, int64_t n) { return ignis_cur->dot_f32_f16(a, b, n); }
-static inline void ignis_dot_f32_f16_heads(const float *q, int64_t G, int64_t hd, const uint16_t *row, float *out, int64_t ostride) {
-    ignis_cur->dot_f32_f16_heads(q, G, hd, row, out, ostride);
+static inline void ignis_dot_f32_f16_heads(const float *q, int64_t nt, int64_t qts, int64_t G, int64_t hd,
+                                           const uint16_t *row, float *out, int64_t ots, int64_t ostride) {
+    ignis_cur->dot_f32_f16_heads(q, nt, qts, G, hd, row, out, ots, ostride);
 }
 static inline void ignis_div_row(float *x, float d, int64_t n) { ignis_cur->div_row(x, d, n); }
 static inline void ignis_axpy_f32(float a, const float *x, float *y, int64_t n) { ignis_cur->axpy_f32(a, x, y, n); }

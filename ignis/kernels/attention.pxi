@@ -56,49 +56,65 @@ cdef inline void softmax_row(float *x, int64_t n) noexcept nogil:
 
 
 cdef void k_attention(Ctx *c, Instr *ins, long long *counter, int tid) noexcept nogil:
-    """Work unit = (token t, kv head g): each K/V row is read once for the G query heads
-    of the group. Causal, per sequence: token t sees positions 0..pos[t] of its own
-    sequence, found block by block through its table (a block's rows are contiguous)."""
+    """Work unit = (a block of ATT_QB consecutive tokens, kv head g): each K row is read once
+    for the block's tokens of one sequence and the G query heads of the group (a blocked
+    Q.K^T; each score is the same dot as unblocked), each V row once per token and group.
+    Causal, per sequence: token t sees positions 0..pos[t] of its own sequence, found block
+    by block through its table (a block's rows are contiguous)."""
     cdef int64_t G = ins.n_heads // ins.n_kv_heads, hd = ins.head_dim
     cdef int64_t wq = <int64_t>ins.n_heads * hd, wkv = c.kv_heads * hd
-    cdef int64_t units = ins.rows * ins.n_kv_heads, u, t, g, h, s, n, b, b0, m
+    cdef int64_t n_blocks = (ins.rows + ATT_QB - 1) // ATT_QB
+    cdef int64_t units = n_blocks * ins.n_kv_heads, u, t, ta, tb, te, g, h, s, n, nmax, b, b0, m, i
     cdef int64_t bs = c.block_size, stride = c.att_n
-    cdef float *S = c.att + tid * c.att_stride
+    cdef float *S0 = c.att + tid * c.att_stride
+    cdef float *S
     cdef float sqrt_hd = sqrtf(<float>hd)
     cdef const uint16_t *K = c.kc + <int64_t>ins.layer * c.n_ctx * wkv
     cdef const uint16_t *V = c.vc + <int64_t>ins.layer * c.n_ctx * wkv
-    cdef const uint16_t *blk
+    cdef const uint16_t *row
     cdef const int32_t *tab
-    cdef const float *q
     cdef float *o
     while True:
         u = ignis_next_chunk(counter)
         if u >= units:
             break
-        t = u // ins.n_kv_heads
         g = u % ins.n_kv_heads
-        n = <int64_t>c.pos[t] + 1
-        tab = c.tables + <int64_t>c.seq_row[t] * c.tab_w
-        q = c.arena + ins.x + t * wq + g * G * hd
-        o = c.arena + ins.out + t * wq + g * G * hd
-        b = 0
-        while b * bs < n:
-            b0, m = b * bs, _min(bs, n - b * bs)
-            blk = K + <int64_t>tab[b] * bs * wkv + g * hd
-            for s in range(m):
-                ignis_dot_f32_f16_heads(q, G, hd, blk + s * wkv, S + b0 + s, stride)
-            b += 1
-        for h in range(G):
-            ignis_div_row(S + h * stride, sqrt_hd, n)
-            softmax_row(S + h * stride, n)
-        for h in range(G):
-            # one sum over the positions in order, a block at a time (the same bits as one call)
-            memset(o + h * hd, 0, hd * sizeof(float))
+        ta = (u // ins.n_kv_heads) * ATT_QB
+        te = _min(ta + ATT_QB, ins.rows)
+        while ta < te:
+            # the run [ta, tb) of tokens of one sequence (one block table)
+            tb = ta + 1
+            while tb < te and c.seq_row[tb] == c.seq_row[ta]:
+                tb += 1
+            tab = c.tables + <int64_t>c.seq_row[ta] * c.tab_w
+            nmax = 0
+            for t in range(ta, tb):
+                nmax = _max(nmax, <int64_t>c.pos[t] + 1)
             b = 0
-            while b * bs < n:
-                b0, m = b * bs, _min(bs, n - b * bs)
-                ignis_av_head_acc(S + h * stride + b0, V + <int64_t>tab[b] * bs * wkv + g * hd, wkv, m,
-                                  o + h * hd, hd)
+            while b * bs < nmax:
+                b0, m = b * bs, _min(bs, nmax - b * bs)
+                for s in range(m):
+                    # every token of the run (a score past a token's own position is never read)
+                    row = K + (<int64_t>tab[b] * bs + s) * wkv + g * hd
+                    ignis_dot_f32_f16_heads(c.arena + ins.x + ta * wq + g * G * hd, tb - ta, wq, G, hd, row,
+                                            S0 + b0 + s, G * stride, stride)
                 b += 1
-        if ins.quantize_out:    # this unit's columns are whole Q8_0 blocks (G*hd % 32 == 0)
-            ignis_quantize_row_q8_0(o, c.qbuf + t * ins.xq_row_bytes + (g * G * hd // 32) * 34, G * hd)
+            for t in range(ta, tb):
+                S = S0 + (t - ta) * G * stride
+                n = <int64_t>c.pos[t] + 1
+                o = c.arena + ins.out + t * wq + g * G * hd
+                for h in range(G):
+                    ignis_div_row(S + h * stride, sqrt_hd, n)
+                    softmax_row(S + h * stride, n)
+                for h in range(G):
+                    # one sum over the positions in order, a block at a time (the same bits as one call)
+                    memset(o + h * hd, 0, hd * sizeof(float))
+                    b = 0
+                    while b * bs < n:
+                        b0, m = b * bs, _min(bs, n - b * bs)
+                        ignis_av_head_acc(S + h * stride + b0, V + <int64_t>tab[b] * bs * wkv + g * hd, wkv, m,
+                                          o + h * hd, hd)
+                        b += 1
+                if ins.quantize_out:    # this unit's columns are whole Q8_0 blocks (G*hd % 32 == 0)
+                    ignis_quantize_row_q8_0(o, c.qbuf + t * ins.xq_row_bytes + (g * G * hd // 32) * 34, G * hd)
+            ta = tb

@@ -16,6 +16,10 @@ cdef inline int64_t _min(int64_t a, int64_t b) noexcept nogil:
     return a if a < b else b
 
 
+cdef inline int64_t _max(int64_t a, int64_t b) noexcept nogil:
+    return a if a > b else b
+
+
 cdef inline void dequant_row(int wtype, const uint8_t *row, float *dst, int64_t k) noexcept nogil:
     if wtype == T_F32:
         memcpy(dst, row, k * 4)

@@ -961,13 +961,13 @@ cdef class Plan:
             rf = self._rope_floats()
             if self._rope is None or self._rope.size < rf:
                 self._rope = _aligned_buffer(max(rf, 16) * 4, np.float32)
-            need = self._att_group * n_ctx
+            need = ATT_QB * self._att_group * n_ctx
             need = (need + 15) // 16 * 16
             if self._att is None or self._att.size < need * self.n_threads:
                 self._att = _aligned_buffer(max(need * self.n_threads, 16) * 4, np.float32)
         except (MemoryError, ValueError, OverflowError):
             raise ModelError(f"plan.run: cannot allocate the scratch buffers (attention: "
-                             f"{self._att_group} x {n_ctx} positions x {self.n_threads} threads)") from None
+                             f"{ATT_QB} tokens x {self._att_group} heads x {n_ctx} positions x {self.n_threads} threads)") from None
 
     def _int32_input(self, what, v):
         """tokens / positions: a 1-D integer array of T values that fit int32 (checked before
@@ -1115,7 +1115,7 @@ cdef class Plan:
         c.fbuf = <float *><uintptr_t>_addr(self._fbuf)
         c.rope = <float *><uintptr_t>_addr(self._rope)
         c.att = <float *><uintptr_t>_addr(self._att)
-        c.att_stride = (self._att_group * att_n + 15) // 16 * 16
+        c.att_stride = (ATT_QB * self._att_group * att_n + 15) // 16 * 16
         c.T = T
         c.ins = self.ins
         c.n_ins = self.n_ins

@@ -557,9 +557,10 @@ static inline void IL(tile_q16)(int64_t nb, const uint8_t *const *w, int rm,
 
 
 /* the rest of the level's table: the scalar arithmetic through this level's axpy/dot */
-static inline void IL(dot_f32_f16_heads)(const float *q, int64_t G, int64_t hd, const uint16_t *row,
-                                         float *out, int64_t ostride) {
-    for (int64_t h = 0; h < G; h++) out[h * ostride] = IL(dot_f32_f16)(q + h * hd, row, hd);
+static inline void IL(dot_f32_f16_heads)(const float *q, int64_t nt, int64_t qts, int64_t G, int64_t hd,
+                                         const uint16_t *row, float *out, int64_t ots, int64_t ostride) {
+    for (int64_t t = 0; t < nt; t++)
+        for (int64_t h = 0; h < G; h++) out[t * ots + h * ostride] = IL(dot_f32_f16)(q + t * qts + h * hd, row, hd);
 }
 static inline void IL(div_row)(float *x, float d, int64_t n) { ignis_scalar_div_row(x, d, n); }
 static inline void IL(av_head_acc)(const float *w, const uint16_t *v, int64_t vstride, int64_t n, float *o, int64_t hd) {

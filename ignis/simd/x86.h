@@ -412,23 +412,26 @@ static inline float IL(dot_f32_f16)(const float *a, const uint16_t *b, int64_t n
     return s;
 }
 
-/* The same bits as G calls of IL(dot_f32_f16) (the row converted once: cvtph is exact). */
-static inline void IL(dot_f32_f16_heads)(const float *q, int64_t G, int64_t hd, const uint16_t *row,
-                                                float *out, int64_t ostride) {
+/* The same bits as nt x G calls of IL(dot_f32_f16) (the row converted once: cvtph is exact). */
+static inline void IL(dot_f32_f16_heads)(const float *q, int64_t nt, int64_t qts, int64_t G, int64_t hd,
+                                         const uint16_t *row, float *out, int64_t ots, int64_t ostride) {
     if (hd % 16 != 0 || hd > 256) {
-        for (int64_t h = 0; h < G; h++) out[h * ostride] = IL(dot_f32_f16)(q + h * hd, row, hd);
+        for (int64_t t = 0; t < nt; t++)
+            for (int64_t h = 0; h < G; h++) out[t * ots + h * ostride] = IL(dot_f32_f16)(q + t * qts + h * hd, row, hd);
         return;
     }
     __m256 kv[32];
     for (int64_t i = 0; i < hd / 8; i++) kv[i] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(row + 8 * i)));
-    for (int64_t h = 0; h < G; h++) {
-        const float *a = q + h * hd;
-        __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-        for (int64_t i = 0; i < hd / 8; i += 2) {
-            acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + 8 * i), kv[i], acc0);
-            acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + 8 * i + 8), kv[i + 1], acc1);
+    for (int64_t t = 0; t < nt; t++) {
+        for (int64_t h = 0; h < G; h++) {
+            const float *a = q + t * qts + h * hd;
+            __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+            for (int64_t i = 0; i < hd / 8; i += 2) {
+                acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + 8 * i), kv[i], acc0);
+                acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + 8 * i + 8), kv[i + 1], acc1);
+            }
+            out[t * ots + h * ostride] = IL(hsum)(_mm256_add_ps(acc0, acc1));
         }
-        out[h * ostride] = IL(hsum)(_mm256_add_ps(acc0, acc1));
     }
 }
 
