@@ -216,6 +216,18 @@ IGNIS_INLINE void IL(q6_k_quants)(const uint8_t *blk, int j, int8x16_t *lo, int8
     *hi = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(l1, vshlq_n_u8(h1, 4))), vdupq_n_s8(32));
 }
 
+/* sub-block sb of four Q4_K rows: the quants (0..15) of its low and high halves */
+IGNIS_INLINE void IL(q4_k_rows)(const uint8_t *const *w, size_t wo, int sb, int8x16_t *wl, int8x16_t *wh) {
+    for (int k = 0; k < 4; k++) {
+        const uint8_t *qs = w[k] + wo + 16 + (sb / 2) * 32;
+        uint8x16_t v0 = vld1q_u8(qs), v1 = vld1q_u8(qs + 16);
+        if (sb & 1) { v0 = vshrq_n_u8(v0, 4); v1 = vshrq_n_u8(v1, 4); }
+        else { v0 = vandq_u8(v0, vdupq_n_u8(0x0f)); v1 = vandq_u8(v1, vdupq_n_u8(0x0f)); }
+        wl[k] = vreinterpretq_s8_u8(v0);
+        wh[k] = vreinterpretq_s8_u8(v1);
+    }
+}
+
 /* activation block jb of four Q6_K rows: signed quants (lo/hi halves) and the halves' scales */
 IGNIS_INLINE void IL(q6_k_rows)(const uint8_t *const *w, size_t wo, int jb, int8x16_t *wl, int8x16_t *wh,
                                 int32_t *scl, int32_t *sch) {
@@ -318,14 +330,7 @@ static void IL(kq_4xn_mm)(int wtype, int64_t nblk, const uint8_t *const *w, cons
                     mn[sb][k] = m;
                 }
             for (int sb = 0; sb < 8; sb++) {
-                for (int k = 0; k < 4; k++) {
-                    const uint8_t *qs = w[k] + wo + 16 + (sb / 2) * 32;
-                    uint8x16_t v0 = vld1q_u8(qs), v1 = vld1q_u8(qs + 16);
-                    if (sb & 1) { v0 = vshrq_n_u8(v0, 4); v1 = vshrq_n_u8(v1, 4); }
-                    else { v0 = vandq_u8(v0, vdupq_n_u8(0x0f)); v1 = vandq_u8(v1, vdupq_n_u8(0x0f)); }
-                    wl[k] = vreinterpretq_s8_u8(v0);
-                    wh[k] = vreinterpretq_s8_u8(v1);
-                }
+                IL(q4_k_rows)(w, wo, sb, wl, wh);
                 IL(pack_rows)(wl, wh, a);
                 const size_t xo = (size_t)(s * 8 + sb) * IGNIS_Q8_0_BYTES;
                 IL(kq_mm_block)(a, x, xo, NP, d, 2, vld1q_s32(sc[sb]), zi, dmin, vld1q_s32(mn[sb]), lo, hi);
@@ -397,14 +402,7 @@ static void IL(kq_4xn)(int wtype, int64_t nblk, const uint8_t *const *w, const u
                     mf[sb][k] = (float)m;
                 }
             for (int sb = 0; sb < 8; sb++) {
-                for (int k = 0; k < 4; k++) {
-                    const uint8_t *qs = w[k] + wo + 16 + (sb / 2) * 32;
-                    uint8x16_t v0 = vld1q_u8(qs), v1 = vld1q_u8(qs + 16);
-                    if (sb & 1) { v0 = vshrq_n_u8(v0, 4); v1 = vshrq_n_u8(v1, 4); }
-                    else { v0 = vandq_u8(v0, vdupq_n_u8(0x0f)); v1 = vandq_u8(v1, vdupq_n_u8(0x0f)); }
-                    wl[k] = vreinterpretq_s8_u8(v0);
-                    wh[k] = vreinterpretq_s8_u8(v1);
-                }
+                IL(q4_k_rows)(w, wo, sb, wl, wh);
                 int32x4_t scv = vld1q_s32(sc[sb]);
                 float32x4_t mv = vld1q_f32(mf[sb]);
                 const size_t xo = (size_t)(s * 8 + sb) * IGNIS_Q8_0_BYTES;

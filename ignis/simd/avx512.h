@@ -179,6 +179,12 @@ IGNIS_INLINE __m512i IL(z_reduce4)(__m512i p0, __m512i p1, __m512i p2, __m512i p
     return _mm512_add_epi32(_mm512_unpacklo_epi64(a, b), _mm512_unpackhi_epi64(a, b));
 }
 
+/* a token's Q8_0 block spread to the decode lane order [0..15 | 0..15 | 16..31 | 16..31] */
+IGNIS_INLINE __m512i IL(zn_token)(const uint8_t *blk) {
+    const __m512i spread = _mm512_setr_epi64(0, 1, 0, 1, 2, 3, 2, 3);
+    return _mm512_permutexvar_epi64(spread, _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(blk + 2))));
+}
+
 /* Q5_0, 8 weight rows x RN <= 4 tokens (decode). Rows p and p + 4 share a register whose
  * 128-bit lanes hold [row p 0..15 | row p+4 0..15 | row p 16..31 | row p+4 16..31] (the
  * nibble split gives this order for free; the fifth bits come from a 64-bit mask). The
@@ -188,7 +194,7 @@ IGNIS_INLINE __m512i IL(z_reduce4)(__m512i p0, __m512i p1, __m512i p2, __m512i p
 IGNIS_INLINE void IL(q5_0_zn)(int64_t nb, const uint8_t *const *w, const uint8_t *const *x,
                               float *out, const int RN) {
     const __m256i low = _mm256_set1_epi8(0x0f);
-    const __m512i sixteen = _mm512_set1_epi8(16), spread = _mm512_setr_epi64(0, 1, 0, 1, 2, 3, 2, 3);
+    const __m512i sixteen = _mm512_set1_epi8(16);
     __m512 acc[4];
     for (int j = 0; j < RN; j++) acc[j] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
@@ -206,8 +212,7 @@ IGNIS_INLINE void IL(q5_0_zn)(int64_t nb, const uint8_t *const *w, const uint8_t
         }
         const __m512 dw = IL(z8_f16x8)(w, wo);
         for (int j = 0; j < RN; j++) {
-            const __m512i xz = _mm512_permutexvar_epi64(spread, _mm512_castsi256_si512(
-                _mm256_loadu_si256((const __m256i *)(x[j] + xo + 2))));
+            const __m512i xz = IL(zn_token)(x[j] + xo);
             const __m512i start = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), sixteen, xz));
             const __m512i h = IL(z_reduce4)(_mm512_dpbusd_epi32(start, q[0], xz), _mm512_dpbusd_epi32(start, q[1], xz),
                                             _mm512_dpbusd_epi32(start, q[2], xz), _mm512_dpbusd_epi32(start, q[3], xz));
@@ -264,7 +269,7 @@ IGNIS_INLINE void IL(zn_scales)(const __m128i *bytes, __m512 *scf) {
  * the scales (an exact float product: see IL(kq_z8)) then meet the definition's steps. */
 IGNIS_INLINE void IL(q6_k_zn)(int64_t nsb, const uint8_t *const *w, const uint8_t *const *x,
                               float *out, const int RN) {
-    const __m512i k32 = _mm512_set1_epi8(32), spread = _mm512_setr_epi64(0, 1, 0, 1, 2, 3, 2, 3);
+    const __m512i k32 = _mm512_set1_epi8(32);
     const __m256i low = _mm256_set1_epi8(0x0f), three = _mm256_set1_epi8(3);
     __m512 acc[4];
     for (int j = 0; j < RN; j++) acc[j] = _mm512_setzero_ps();
@@ -289,8 +294,7 @@ IGNIS_INLINE void IL(q6_k_zn)(int64_t nsb, const uint8_t *const *w, const uint8_
             for (int p = 0; p < 4; p++) q[p] = IL(zn_pair)(r[p], r[p + 4]);
             const size_t xo = (size_t)(s * 8 + jb) * IGNIS_Q8_0_BYTES;
             for (int j = 0; j < RN; j++) {
-                const __m512i xz = _mm512_permutexvar_epi64(spread, _mm512_castsi256_si512(
-                    _mm256_loadu_si256((const __m256i *)(x[j] + xo + 2))));
+                const __m512i xz = IL(zn_token)(x[j] + xo);
                 const __m512 dx = _mm512_set1_ps(_cvtsh_ss(ignis_load_u16(x[j] + xo)));
                 const __m512i start = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), k32, xz));
                 const __m512i a = IL(z_reduce4)(_mm512_dpbusd_epi32(start, q[0], xz), _mm512_dpbusd_epi32(start, q[1], xz),
@@ -323,7 +327,7 @@ IGNIS_INLINE void IL(q4_k_zn_scale_bytes)(const uint8_t *s, __m128i *sc, __m128i
  * definition's two fused multiply-adds (exact scale products: see IL(kq_z8)). */
 IGNIS_INLINE void IL(q4_k_zn)(int64_t nsb, const uint8_t *const *w, const uint8_t *const *x,
                               float *out, const int RN) {
-    const __m512i ones = _mm512_set1_epi8(1), spread = _mm512_setr_epi64(0, 1, 0, 1, 2, 3, 2, 3);
+    const __m512i ones = _mm512_set1_epi8(1);
     const __m256i low = _mm256_set1_epi8(0x0f);
     __m512 acc[4];
     for (int j = 0; j < RN; j++) acc[j] = _mm512_setzero_ps();
@@ -345,8 +349,7 @@ IGNIS_INLINE void IL(q4_k_zn)(int64_t nsb, const uint8_t *const *w, const uint8_
             }
             const size_t xo = (size_t)(s * 8 + jb) * IGNIS_Q8_0_BYTES;
             for (int j = 0; j < RN; j++) {
-                const __m512i xz = _mm512_permutexvar_epi64(spread, _mm512_castsi256_si512(
-                    _mm256_loadu_si256((const __m256i *)(x[j] + xo + 2))));
+                const __m512i xz = IL(zn_token)(x[j] + xo);
                 const __m512 dx = _mm512_set1_ps(_cvtsh_ss(ignis_load_u16(x[j] + xo)));
                 const __m512i zero = _mm512_setzero_si512();
                 const __m512i a = IL(z_reduce4)(_mm512_dpbusd_epi32(zero, q[0], xz), _mm512_dpbusd_epi32(zero, q[1], xz),
