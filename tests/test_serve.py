@@ -151,6 +151,34 @@ def test_n_choices(server):
     assert texts == {c.index: c.text for c in r.choices}
 
 
+def test_several_prompts_in_one_completions_request(server):
+    """OpenAI's batch form: choice i*n + j is completion j of prompt i, each the text that
+    prompt gets alone (batch invariance), usage sums the prompts; streamed the same."""
+    client = server.client()
+    common = dict(model="tiny", max_tokens=10, temperature=0.9, seed=11, extra_body={"ignore_eos": True})
+    prompts = ["abc", "a longer second prompt", [5, 6, 7]]
+    r = client.completions.create(prompt=prompts, n=2, **common)
+    assert sorted(c.index for c in r.choices) == list(range(6))
+    by_index = {c.index: c.text for c in r.choices}
+    n_prompt = 0
+    for i, p in enumerate(prompts):
+        alone = client.completions.create(prompt=p, n=2, **common)
+        n_prompt += alone.usage.prompt_tokens
+        assert [by_index[2 * i], by_index[2 * i + 1]] == [c.text for c in sorted(alone.choices, key=lambda c: c.index)]
+    assert r.usage.prompt_tokens == n_prompt and r.usage.completion_tokens == 60
+    texts = {}
+    for chunk in client.completions.create(prompt=prompts, n=2, stream=True, **common):
+        for c in chunk.choices:
+            texts[c.index] = texts.get(c.index, "") + c.text
+    assert texts == by_index
+    echoed = client.completions.create(prompt=["abc", "xyz"], echo=True, **common)
+    assert sorted(c.text[:3] for c in echoed.choices) == ["abc", "xyz"]
+    err = server.post("/v1/completions", {"prompt": ["ok", 3], "max_tokens": 1}).json()["error"]
+    assert err["param"] == "prompt"
+    err = server.post("/v1/completions", {"prompt": ["ok", [10**9]], "max_tokens": 1}).json()["error"]
+    assert "prompt[1]" in err["message"]
+
+
 def test_logprobs(server):
     client = server.client()
     r = client.completions.create(model="tiny", prompt="hello", max_tokens=6, temperature=0, logprobs=3,

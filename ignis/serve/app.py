@@ -239,47 +239,59 @@ async def _prep(state: ServerState, func, *args):
         raise APIError(str(exc)) from None
 
 
-def _submit(state: ServerState, ids, max_tokens, params, stops, ignore_eos, n, sink, logprobs=None):
-    """Submit n completions of one prompt; tag i goes to completion i."""
-    handles = state.scheduler.submit(ids, max_tokens=max_tokens, params=params, stop=stops, ignore_eos=ignore_eos,
-                                     sink=sink, tag=list(range(n)), n=n, logprobs=logprobs)
-    return handles if isinstance(handles, list) else [handles]
+def _submit(state: ServerState, prompts, max_tokens, params, stops, ignore_eos, n, sink, logprobs=None):
+    """Submit n completions of each prompt (token ids); tag i*n + j goes to completion j of
+    prompt i, the request's choice index."""
+    out = []
+    for i, ids in enumerate(prompts):
+        handles = state.scheduler.submit(ids, max_tokens=max_tokens, params=params, stop=stops,
+                                         ignore_eos=ignore_eos, sink=sink, tag=[i * n + j for j in range(n)],
+                                         n=n, logprobs=logprobs)
+        out.extend(handles if isinstance(handles, list) else [handles])
+    return out
 
 
 async def _generate(request: HTTPRequest, state: ServerState, kind: str):
     req = protocol.parse(await _json(request), kind, state.max_batch)
     model = state.model
     if kind == "chat":
-        prompt = await _prep(state, model.render_chat, req.messages)
+        prompts = [await _prep(state, model.render_chat, req.messages)]
     else:
-        prompt = req.prompt
-    max_tokens = model.n_ctx if req.max_tokens is None else req.max_tokens
-    ids, max_tokens, params, stops, ignore_eos = await _prep(
-        state, model._request, prompt, max_tokens, req.temperature, req.top_k, req.top_p, req.min_p,
-        req.repeat_penalty, req.presence_penalty, req.frequency_penalty, req.seed, req.stop,
-        req.ignore_eos, "messages" if kind == "chat" else "prompt")
+        prompts = req.prompts
+    want = model.n_ctx if req.max_tokens is None else req.max_tokens
+    all_ids = []
+    for i, prompt in enumerate(prompts):
+        where = "messages" if kind == "chat" else "prompt" if len(prompts) == 1 else f"prompt[{i}]"
+        ids, max_tokens, params, stops, ignore_eos = await _prep(
+            state, model._request, prompt, want, req.temperature, req.top_k, req.top_p, req.min_p,
+            req.repeat_penalty, req.presence_penalty, req.frequency_penalty, req.seed, req.stop,
+            req.ignore_eos, where)
+        all_ids.append(ids)
+    n_prompt = sum(len(ids) for ids in all_ids)
+    # what each choice (i*n + j) echoes: its prompt's text
+    echoes = [""] * (len(prompts) * req.n)
+    if req.echo:
+        echoes = [p if isinstance(p, str) else model.detokenize(ids)
+                  for p, ids in zip(prompts, all_ids) for _ in range(req.n)]
     if max_tokens == 0:           # nothing to generate: no need to run the prompt
-        return _empty(kind, state, req, len(ids))
-    if state.max_queue is not None and state.active + req.n - state.max_batch > state.max_queue:
+        return _empty(kind, state, req, n_prompt, echoes)
+    if state.max_queue is not None and state.active + len(echoes) - state.max_batch > state.max_queue:
         raise APIError(f"too many requests waiting ({state.waiting} queued, at most {state.max_queue}); "
                        "retry later", status=503, type_="unavailable_error", code="queue_full",
                        headers={"Retry-After": "1"})
     sink = _Sink(asyncio.get_running_loop())
     try:
-        if req.n == 1:
-            handles = _submit(state, ids, max_tokens, params, stops, ignore_eos, 1, sink, req.logprobs)
-        else:
-            handles = await asyncio.to_thread(_submit, state, ids, max_tokens, params, stops, ignore_eos,
+        if len(echoes) == 1:
+            handles = _submit(state, all_ids, max_tokens, params, stops, ignore_eos, 1, sink, req.logprobs)
+        else:       # forks copy KV blocks: off the event loop
+            handles = await asyncio.to_thread(_submit, state, all_ids, max_tokens, params, stops, ignore_eos,
                                               req.n, sink, req.logprobs)
     except IgnisError as exc:
         raise APIError(str(exc)) from None
-    run = _Run(state, handles, sink, len(ids))
+    run = _Run(state, handles, sink, n_prompt)
     rid = protocol.new_id(kind)
-    echo = ""
-    if req.echo:
-        echo = req.prompt if isinstance(req.prompt, str) else model.detokenize(ids)
     if req.stream:
-        return StreamingResponse(_stream(run, kind, rid, state.model_name, req, echo),
+        return StreamingResponse(_stream(run, kind, rid, state.model_name, req, echoes),
                                  media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
     try:
@@ -290,27 +302,25 @@ async def _generate(request: HTTPRequest, state: ServerState, kind: str):
     for h in handles:
         if h.error is not None:
             raise APIError(f"generation failed: {h.error}", status=500, type_="server_error")
-    texts = [echo + h.result.text for h in handles]
-    use = protocol.usage(len(ids), run.completion_tokens)
+    texts = [echo + h.result.text for echo, h in zip(echoes, handles)]
+    use = protocol.usage(n_prompt, run.completion_tokens)
     lps = None
     if req.logprobs is not None:
         lps = [protocol.logprobs(kind, model.tokenizer, h.result.tokens, h.result.logprobs, len(echo))
-               for h in handles]
+               for echo, h in zip(echoes, handles)]
     return JSONResponse(protocol.response(kind, rid, state.model_name, texts,
                                           [h.result.finish_reason for h in handles], use, lps))
 
 
-def _empty(kind: str, state: ServerState, req, n_prompt: int):
-    rid, use = protocol.new_id(kind), protocol.usage(n_prompt, 0)
-    echo = req.prompt if req.echo and isinstance(req.prompt, str) else ""
-    lps = None if req.logprobs is None else [protocol.logprobs(kind, None, [], [])] * req.n
+def _empty(kind: str, state: ServerState, req, n_prompt: int, echoes: list):
+    rid, use, k = protocol.new_id(kind), protocol.usage(n_prompt, 0), len(echoes)
+    lps = None if req.logprobs is None else [protocol.logprobs(kind, None, [], [])] * k
     if not req.stream:
-        return JSONResponse(protocol.response(kind, rid, state.model_name, [echo] * req.n, ["length"] * req.n,
-                                              use, lps))
+        return JSONResponse(protocol.response(kind, rid, state.model_name, echoes, ["length"] * k, use, lps))
     created = int(time.time())
 
     async def chunks():
-        choices = [(i, "" if kind == "chat" else echo, "length", kind == "chat", None) for i in range(req.n)]
+        choices = [(i, "" if kind == "chat" else echoes[i], "length", kind == "chat", None) for i in range(k)]
         yield _sse(protocol.chunk(kind, rid, state.model_name, created, choices, req.include_usage))
         if req.include_usage:
             yield _sse(protocol.chunk(kind, rid, state.model_name, created, [], True, use))
@@ -322,14 +332,14 @@ def _sse(body) -> str:
     return f"data: {json.dumps(body, ensure_ascii=False, separators=(',', ':'))}\n\n"
 
 
-async def _stream(run: _Run, kind: str, rid: str, model_name: str, req, echo: str):
+async def _stream(run: _Run, kind: str, rid: str, model_name: str, req, echoes: list):
     """SSE chunks: a first chunk per choice (the role / the echoed prompt), then the text as
     it comes (everything already queued goes out in one chunk per choice), a last chunk per
     choice with its finish reason, the usage chunk when asked for, then [DONE]."""
     created = int(time.time())
     n = len(run.handles)
     sent = [0] * n                  # logprobs entries already sent, per choice
-    offset = [len(echo)] * n        # text_offset of the next token (completions)
+    offset = [len(echo) for echo in echoes]      # text_offset of the next token (completions)
     tokenizer = run.state.model.tokenizer if req.logprobs is not None else None
 
     def out(choices, use=None):
@@ -350,8 +360,8 @@ async def _stream(run: _Run, kind: str, rid: str, model_name: str, req, echo: st
     try:
         if kind == "chat":
             yield out([(i, "", None, True, None) for i in range(n)])
-        elif echo:
-            yield out([(i, echo, None, False, None) for i in range(n)])
+        elif any(echoes):
+            yield out([(i, echoes[i], None, False, None) for i in range(n)])
         while run.left:
             events = await run.next_events()
             texts, finished = {}, []

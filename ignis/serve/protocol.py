@@ -70,11 +70,14 @@ def _boolean(body: dict, name: str, default: bool) -> bool:
     return value
 
 
+MAX_PROMPTS = 64          # prompts in one completions request (each runs as its own sequence)
+
+
 @dataclass
 class Request:
     """One checked request, before its prompt is tokenized."""
     kind: str                        # "chat" or "completion"
-    prompt: object = None            # completion: a str or a list of token ids
+    prompts: list = field(default_factory=list)      # completion: each a str or a list of token ids
     messages: list = field(default_factory=list)     # chat: [{"role", "content": str}]
     max_tokens: int | None = None
     temperature: float = 1.0
@@ -145,17 +148,21 @@ def _messages(body: dict) -> list:
     return out
 
 
-def _prompt(body: dict):
+def _is_ids(x) -> bool:
+    return isinstance(x, list) and bool(x) and all(isinstance(t, int) and not isinstance(t, bool) for t in x)
+
+
+def _prompts(body: dict) -> list:
+    """OpenAI's four prompt forms: a string, a list of token ids, a list of strings, a list of
+    token-id lists (a batch: choice i*n + j is completion j of prompt i)."""
     prompt = body.get("prompt")
-    if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], (str, list)):
-        prompt = prompt[0]           # a batch of one prompt
-    if isinstance(prompt, str):
-        return prompt
-    if isinstance(prompt, list) and prompt and all(isinstance(t, int) and not isinstance(t, bool) for t in prompt):
-        return prompt
-    if isinstance(prompt, list) and prompt and all(isinstance(p, (str, list)) for p in prompt):
-        raise APIError(f"prompt: one prompt per request is supported, got a list of {len(prompt)}", param="prompt")
-    raise APIError("prompt must be a string or a non-empty list of token ids"
+    if isinstance(prompt, str) or _is_ids(prompt):
+        return [prompt]
+    if isinstance(prompt, list) and prompt and all(isinstance(p, str) or _is_ids(p) for p in prompt):
+        if len(prompt) > MAX_PROMPTS:
+            raise APIError(f"prompt: at most {MAX_PROMPTS} prompts per request, got {len(prompt)}", param="prompt")
+        return list(prompt)
+    raise APIError("prompt must be a string, a non-empty list of token ids, or a non-empty list of those"
                    + ("" if "prompt" in body else " (missing)"), param="prompt")
 
 
@@ -167,7 +174,7 @@ def parse(body, kind: str, max_n: int) -> Request:
     if kind == "chat":
         r.messages = _messages(body)
     else:
-        r.prompt = _prompt(body)
+        r.prompts = _prompts(body)
         r.echo = _boolean(body, "echo", False)
     model = body.get("model")
     r.model = model if isinstance(model, str) else None
