@@ -16,25 +16,68 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _model_path(args) -> str:
-    """-m MODEL, else the default model (fetched on first use)."""
-    if getattr(args, "model", None):
-        return args.model
-    from ignis.hub import pull
+    """-m MODEL (a GGUF file, or a catalogue name pulled on first use), else the default
+    model (fetched on first use)."""
+    from ignis.hub import pull, resolve
+    model = getattr(args, "model", None) or getattr(args, "model_flag", None)
+    if model:
+        return resolve(model, progress=True)
     return str(pull(progress=True))
 
 
 # -- subcommands ---------------------------------------------------------------------------
 
 def cmd_pull(args) -> int:
-    from ignis.hub import pull, pull_q8_0
-    path = pull_q8_0(progress=True) if args.q8_0 else pull(progress=True)
-    print(path)
+    from ignis.hub import DEFAULT_MODEL, lookup, pull, pull_q8_0
+    source, q8_0 = lookup(args.name) if args.name else (DEFAULT_MODEL, False)
+    if args.q8_0 or q8_0:
+        if source.q8_0_tensor_sha256 is None:
+            raise IgnisError(f"--q8_0: {source.name} has no Q8_0 requantization (only {DEFAULT_MODEL.name})")
+        print(pull_q8_0(source, progress=True))
+    else:
+        print(pull(source, progress=True))
+    return 0
+
+
+def cmd_list(args) -> int:
+    from ignis.gguf import GGUFFile
+    from ignis.hub import CATALOGUE, cache_dir, cached
+    rows = []
+    for name, path in cached():
+        try:
+            with GGUFFile(str(path)) as gguf:
+                arch = gguf.architecture or "?"
+        except (OSError, IgnisError):
+            arch = "?"                  # not a readable GGUF file any more
+        rows.append({"name": name, "architecture": arch, "size": path.stat().st_size, "path": str(path)})
+    if args.json:
+        print(json.dumps(rows))
+        return 0
+    if not rows:
+        sys.stderr.write(f"no models cached in {cache_dir() / 'models'}; 'ignis pull NAME' fetches one of: "
+                         f"{', '.join(CATALOGUE)}\n")
+        return 0
+    from ignis.progress import _human
+    width = max(len("NAME"), *(len(r["name"]) for r in rows))
+    arch_width = max(len("ARCH"), *(len(r["architecture"]) for r in rows))
+    print(f"{'NAME':<{width}}  {'ARCH':<{arch_width}}  {'SIZE':>9}  PATH")
+    for r in rows:
+        print(f"{r['name']:<{width}}  {r['architecture']:<{arch_width}}  {_human(r['size']):>9}  {r['path']}")
+    return 0
+
+
+def cmd_rm(args) -> int:
+    from ignis.hub import remove
+    print(f"removed {remove(args.name)}")
     return 0
 
 
 def cmd_inspect(args) -> int:
     from ignis.gguf import GGUFFile
     from ignis.inspect import describe, format_report
+    if args.model and args.model_flag:
+        sys.stderr.write("ignis inspect: error: give the model once, as FILE or with -m (see 'ignis inspect --help')\n")
+        return 2
     with GGUFFile(_model_path(args)) as gguf:
         print(json.dumps(describe(gguf), ensure_ascii=False) if args.json else format_report(gguf))
     return 0
@@ -113,16 +156,27 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     def model_flag(p):
-        p.add_argument("-m", "--model", help="GGUF file (default: the default model, fetched on first use)")
+        p.add_argument("-m", "--model", help="GGUF file or model name, e.g. smollm2-135m (default: the "
+                                             "default model; a named model is fetched on first use)")
 
     p = command("info", cmd_info, "show the CPU, its features and the kernel level in use")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
-    p = command("pull", cmd_pull, "fetch the default model into the cache")
+    from ignis.hub import CATALOGUE, DEFAULT_MODEL
+    names = ", ".join(CATALOGUE)
+    p = command("pull", cmd_pull, "fetch a model of the catalogue into the cache")
+    p.add_argument("name", nargs="?", metavar="NAME", help=f"{names} (default {DEFAULT_MODEL.name})")
     p.add_argument("--q8_0", action="store_true", help="also make (and print) its Q8_0 requantization")
 
+    p = command("list", cmd_list, "show the cached models")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = command("rm", cmd_rm, "remove a cached model")
+    p.add_argument("name", metavar="NAME", help=f"a name 'ignis list' shows ({names}, or NAME:q8_0)")
+
     p = command("inspect", cmd_inspect, "show a GGUF file's metadata and tensors")
-    p.add_argument("model", nargs="?", metavar="FILE", help="GGUF file (default: the default model)")
+    p.add_argument("model", nargs="?", metavar="FILE", help="GGUF file or model name (default: the default model)")
+    p.add_argument("-m", "--model", dest="model_flag", metavar="MODEL", help="the same, as a flag")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
     p = command("quantize", cmd_quantize, "requantize a GGUF file")

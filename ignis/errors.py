@@ -47,3 +47,7 @@ class KVCacheFullError(IgnisError):
 
 class ISAError(IgnisError):
     """A kernel level (IGNIS_ISA, use_isa) that this build lacks or this CPU cannot run."""
+
+
+class UnknownModelError(IgnisError):
+    """A model name that is not in the catalogue (ignis.hub.CATALOGUE), or not cached where that is needed."""

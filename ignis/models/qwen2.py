@@ -98,7 +98,8 @@ class Qwen2Config:
         Raises ModelError naming the key or tensor that is missing or inconsistent."""
         arch = metadata.get("general.architecture")
         if arch != ARCH:
-            raise ModelError(f"{source}: general.architecture is {arch!r}, expected {ARCH!r}")
+            raise ModelError(f"{source}: general.architecture is {arch!r}, expected {ARCH!r}: that architecture "
+                             f"is not supported yet (ignis runs {ARCH} models only)")
 
         def integer(key):
             if key not in metadata:

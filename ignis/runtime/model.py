@@ -83,9 +83,9 @@ class Model:
                 raise ArgumentError(f"threads = {threads} is more than {most} (4x the {default_threads()} "
                                     "available cores, at least 64)")
         passes = _check_passes(passes)
-        if path is None:
-            from ignis.hub import pull
-            path = pull(progress=True)
+        from ignis.hub import pull, resolve
+        # a file path, else a catalogue name (pulled on first use), else the default model
+        path = pull(progress=True) if path is None else resolve(path, progress=True)
         self.path = str(path)
         self.gguf = GGUFFile(self.path)
         try:   # everything about the file is checked before any kernel runs
