@@ -59,8 +59,9 @@ from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
 # GGUF type numbers the kernels take, with (elements, bytes) per block
-F32, F16, Q5_0, Q8_0, Q4_K, Q6_K = 0, 1, 6, 8, 12, 14
-BLOCK = {F32: (1, 4), F16: (1, 2), Q5_0: (32, 22), Q8_0: (32, 34), Q4_K: (256, 144), Q6_K: (256, 210)}
+F32, F16, Q4_1, Q5_0, Q8_0, Q4_K, Q6_K = 0, 1, 3, 6, 8, 12, 14
+BLOCK = {F32: (1, 4), F16: (1, 2), Q4_1: (32, 20), Q5_0: (32, 22), Q8_0: (32, 34), Q4_K: (256, 144),
+         Q6_K: (256, 210)}
 FLOAT_TYPES = (F32, F16)
 
 # every public add_* method: (parameter, kind), in order
@@ -249,7 +250,7 @@ def weight_bytes(layout: int, rows: int, k: int, seed: int) -> np.ndarray:
     scale = lambda m: _f16_bytes(r.uniform(0.001, 0.01, size=m))
     if layout in (Q8_0, Q5_0):
         raw[:, 0:2] = scale(rows * nblk).reshape(-1, 2)
-    elif layout == Q4_K:
+    elif layout in (Q4_K, Q4_1):
         raw[:, 0:4] = scale(2 * rows * nblk).reshape(-1, 4)
     elif layout == Q6_K:
         raw[:, 208:210] = scale(rows * nblk).reshape(-1, 2)
@@ -1102,9 +1103,9 @@ def weight_spec(draw, n, k, types, seed, splits=None):
 def k_and_types(draw):
     cls = draw(st.sampled_from(["q", "q", "q", "kq", "float"]))
     if cls == "kq":
-        return 256, [Q8_0, Q5_0, Q4_K, Q6_K, F32, F16]
+        return 256, [Q8_0, Q5_0, Q4_1, Q4_K, Q6_K, F32, F16]
     if cls == "q":
-        return 32 * draw(st.integers(1, 4)), [Q8_0, Q8_0, Q5_0, F32, F16]
+        return 32 * draw(st.integers(1, 4)), [Q8_0, Q8_0, Q5_0, Q4_1, F32, F16]
     return draw(st.integers(1, 40)), [F32, F16]
 
 

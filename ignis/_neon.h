@@ -29,7 +29,7 @@
  * Agreement between levels (checked by tests/simd on x86-64 and under qemu-aarch64):
  *   exact (same bits)   f16<->f32 conversions (IEEE round-to-nearest-even, NaNs
  *                       quieted), Q8_0 quantization (bytes), every quantized dot
- *                       product and matmul tile (Q8_0, Q5_0, Q4_K, Q6_K weights
+ *                       product and matmul tile (Q8_0, Q5_0, Q4_1, Q4_K, Q6_K weights
  *                       against Q8_0 activations), axpy, exp, silu and every
  *                       elementwise row function.
  *   within tolerance    the float reductions ignis_dot_f32 / _f32_f16 and the
@@ -46,18 +46,18 @@
  * (elements 0..15) and the high half (16..31) are formed exactly, then two float
  * chains advance with one fused multiply-add each,
  *     lo = fmaf((float)ilo_b, s_b, lo),  hi = fmaf((float)ihi_b, s_b, hi),
- * with s_b = d_w * d_x (Q4_K adds a second pair of steps for its mins), and the
+ * with s_b = d_w * d_x (Q4_1 and Q4_K add a second pair of steps for their mins), and the
  * result is lo + hi. Every product fits in int32 and every half sum in 24 bits, so
  * the integer parts are exact on every path; the float steps are the same IEEE
  * operations in the same order. Any tile shape gives the bits of the single dot.
  *
  * What each level implements with SIMD (the rest falls back to the scalar code,
  * which is the same arithmetic):
- *   x86-64  f16 rows, Q8_0 quantization, tiles for Q8_0/Q5_0/Q4_K/Q6_K weights x Q8_0
+ *   x86-64  f16 rows, Q8_0 quantization, tiles for Q8_0/Q5_0/Q4_1/Q4_K/Q6_K weights x Q8_0
  *           activations (4 rows x 4/8 tokens for Q8_0 prefill, 8 rows x 1..4 tokens
  *           otherwise; avx512: 8 rows x 4/8 tokens for every type, on a per-block
  *           transposition of the weights so that one vpdpbusd serves 8 rows x 2 halves,
- *           and Q5_0/Q4_K/Q6_K decode with two rows per 512-bit register),
+ *           and Q5_0/Q4_1/Q4_K/Q6_K decode with two rows per 512-bit register),
  *           Q8_0 x Q16 tiles, f32 dot/axpy (also against f16 rows), exp/silu, softmax
  *           exp-and-sum, and the elementwise rows compiled for the level.
  *   aarch64 the same except the Q16 tiles (scalar); dotprod uses sdot, i8mm smmla for
@@ -73,6 +73,10 @@
  *   Q8_0  34 B / 32:  f16 d, int8 q[32]                        x = d*q
  *   Q5_0  22 B / 32:  f16 d, u32 qh, u8 qs[16]                  x = d*(q-16), q = nibble | bit<<4
  *         (low nibbles are elements 0..15, high nibbles 16..31, bit j of qh is element j's 5th bit)
+ *   Q4_1  20 B / 32:  f16 d, f16 m, u8 qs[16]                   x = d*q + m, q = nibble (0..15)
+ *         (low nibbles are elements 0..15, high nibbles 16..31). Its dot adds a min step per
+ *         half: with s = d*d_x, sm = m*d_x, the exact half sums ilo/ihi of q*x and clo/chi of x,
+ *         lo = fmaf(ilo, s, lo); lo = fmaf(clo, sm, lo); the same for hi with ihi, chi.
  *   Q4_K 144 B / 256: f16 d, f16 dmin, u8 scales[12], u8 qs[128] x = d*sc*q - dmin*m per 32-sub-block
  *   Q6_K 210 B / 256: u8 ql[128], u8 qh[64], int8 sc[16], f16 d  x = d*sc*(q-32) per 16-sub-block
  */
@@ -106,10 +110,11 @@
 #  define IGNIS_INLINE static inline
 #endif
 
-#define IGNIS_QK 32              /* elements of a Q8_0 / Q5_0 block */
+#define IGNIS_QK 32              /* elements of a Q8_0 / Q5_0 / Q4_1 block */
 #define IGNIS_QK_K 256           /* elements of a K-quant super-block */
 #define IGNIS_Q8_0_BYTES 34
 #define IGNIS_Q5_0_BYTES 22
+#define IGNIS_Q4_1_BYTES 20
 #define IGNIS_Q4_K_BYTES 144
 #define IGNIS_Q6_K_BYTES 210
 #define IGNIS_TILE 8             /* matmul tiles: up to 8 weight rows x 8 activation rows */
@@ -264,6 +269,35 @@ static inline float ignis_scalar_vec_dot_q5_0(int64_t nb, const uint8_t *w, cons
     return lo + hi;
 }
 
+/* Q4_1 block: quant j (0..31) in 0..15 (low nibbles are elements 0..15). */
+static inline int ignis_q4_1_quant(const uint8_t *blk, int j) {
+    const uint8_t *qs = blk + 4;
+    return j < 16 ? (qs[j] & 0x0f) : (qs[j - 16] >> 4);
+}
+
+/* Q4_1 weight row . Q8_0 activation row: s = d*d_x, sm = m*d_x; per half the exact sums
+ * i = sum q*x and c = sum x, then lo = fmaf(i_lo, s, lo); lo = fmaf(c_lo, sm, lo); hi alike. */
+static inline float ignis_scalar_vec_dot_q4_1(int64_t nb, const uint8_t *w, const uint8_t *x) {
+    float lo = 0.0f, hi = 0.0f;
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *wb = w + b * IGNIS_Q4_1_BYTES, *xb = x + b * IGNIS_Q8_0_BYTES;
+        const int8_t *xq = (const int8_t *)(xb + 2);
+        float dx = ignis_scalar_f16_to_f32(ignis_load_u16(xb));
+        float s = ignis_scalar_f16_to_f32(ignis_load_u16(wb)) * dx;
+        float sm = ignis_scalar_f16_to_f32(ignis_load_u16(wb + 2)) * dx;
+        int32_t a[2] = {0, 0}, c[2] = {0, 0};
+        for (int j = 0; j < 32; j++) {
+            a[j / 16] += ignis_q4_1_quant(wb, j) * (int32_t)xq[j];
+            c[j / 16] += xq[j];
+        }
+        lo = fmaf((float)a[0], s, lo);
+        lo = fmaf((float)c[0], sm, lo);
+        hi = fmaf((float)a[1], s, hi);
+        hi = fmaf((float)c[1], sm, hi);
+    }
+    return lo + hi;
+}
+
 /* Q4_K: the 6-bit scale and min of sub-block j (0..7) from the 12 packed bytes. */
 static inline void ignis_q4_k_scale_min(const uint8_t *s, int j, int *sc, int *m) {
     if (j < 4) {
@@ -364,6 +398,19 @@ static inline void ignis_dequant_row_q5_0(const uint8_t *w, float *y, int64_t k)
         const uint8_t *wb = w + b * IGNIS_Q5_0_BYTES;
         float d = ignis_scalar_f16_to_f32(ignis_load_u16(wb));
         for (int j = 0; j < IGNIS_QK; j++) y[b * IGNIS_QK + j] = (float)(ignis_q5_0_quant(wb, j) - 16) * d;
+    }
+}
+
+/* d*q then + m: two roundings, as ignis.gguf.quant's decode (a multiply, then an add) */
+static inline void ignis_dequant_row_q4_1(const uint8_t *w, float *y, int64_t k) {
+    for (int64_t b = 0; b < k / IGNIS_QK; b++) {
+        const uint8_t *wb = w + b * IGNIS_Q4_1_BYTES;
+        float d = ignis_scalar_f16_to_f32(ignis_load_u16(wb));
+        float m = ignis_scalar_f16_to_f32(ignis_load_u16(wb + 2));
+        for (int j = 0; j < IGNIS_QK; j++) {
+            float v = (float)ignis_q4_1_quant(wb, j) * d;
+            y[b * IGNIS_QK + j] = v + m;
+        }
     }
 }
 
@@ -478,12 +525,13 @@ static inline float ignis_scalar_exp_sub_sum(float *x, float m, int64_t n) {
 }
 
 /* Matmul micro-kernel: out[j*8 + i] = dot(weight row w[i], activation row x[j]) for
- * i < rm, j < rn (both <= 8). wtype: 8 Q8_0, 6 Q5_0, 12 Q4_K, 14 Q6_K; nblk = weight blocks
+ * i < rm, j < rn (both <= 8). wtype: 8 Q8_0, 6 Q5_0, 3 Q4_1, 12 Q4_K, 14 Q6_K; nblk = weight blocks
  * per row (K/32 or K/256). */
 static inline float ignis_scalar_vec_dot(int wtype, int64_t nblk, const uint8_t *w, const uint8_t *x) {
     switch (wtype) {
     case 8: return ignis_scalar_vec_dot_q8_0(nblk, w, x);
     case 6: return ignis_scalar_vec_dot_q5_0(nblk, w, x);
+    case 3: return ignis_scalar_vec_dot_q4_1(nblk, w, x);
     case 12: return ignis_scalar_vec_dot_q4_k(nblk, w, x);
     default: return ignis_scalar_vec_dot_q6_k(nblk, w, x);
     }
@@ -791,7 +839,7 @@ static inline uint16_t ignis_f32_to_f16(float f) { return ignis_scalar_f32_to_f1
 static inline void ignis_f16_to_f32_row(const uint16_t *x, float *y, int64_t n) { ignis_cur->f16_to_f32_row(x, y, n); }
 static inline void ignis_f32_to_f16_row(const float *x, uint16_t *y, int64_t n) { ignis_cur->f32_to_f16_row(x, y, n); }
 static inline void ignis_quantize_row_q8_0(const float *x, uint8_t *y, int64_t k) { ignis_cur->quantize_row_q8_0(x, y, k); }
-/* quantized dots and tiles (wtype 8 Q8_0, 6 Q5_0, 12 Q4_K, 14 Q6_K): identical bits on every level */
+/* quantized dots and tiles (wtype 8 Q8_0, 6 Q5_0, 3 Q4_1, 12 Q4_K, 14 Q6_K): identical bits on every level */
 static inline float ignis_vec_dot(int wtype, int64_t nblk, const uint8_t *w, const uint8_t *x) { return ignis_cur->vec_dot(wtype, nblk, w, x); }
 static inline void ignis_tile(int wtype, int64_t nblk, const uint8_t *const *w, int rm,
                               const uint8_t *const *x, int rn, float *out) {

@@ -142,12 +142,13 @@ def make_tiny_qwen2(path, *, n_layers: int = 2, width: int = 64, n_heads: int = 
 
 # the weight types the matmul and embedding kernels read natively, and the block size each
 # needs the row length k to be a multiple of
-KERNEL_TYPES = {"F32": 1, "F16": 1, "Q8_0": 32, "Q5_0": 32, "Q4_K": 256, "Q6_K": 256}
+KERNEL_TYPES = {"F32": 1, "F16": 1, "Q8_0": 32, "Q5_0": 32, "Q4_1": 32, "Q4_K": 256, "Q6_K": 256}
 
 # byte offset of each block's f16 scale fields (GGUF block layouts), and the largest
 # magnitude of the integer factor they multiply: a scale of amp / factor gives weights
 # of magnitude about amp
-_BLOCK_SCALES = {"Q8_0": ((0,), 127), "Q5_0": ((0,), 16), "Q4_K": ((0, 2), 63 * 15), "Q6_K": ((208,), 127 * 32)}
+_BLOCK_SCALES = {"Q8_0": ((0,), 127), "Q5_0": ((0,), 16), "Q4_1": ((0, 2), 15), "Q4_K": ((0, 2), 63 * 15),
+                 "Q6_K": ((208,), 127 * 32)}
 
 
 def random_weight_bytes(type_name: str, shape: tuple, rng: np.random.Generator) -> np.ndarray:
@@ -171,6 +172,8 @@ def random_weight_bytes(type_name: str, shape: tuple, rng: np.random.Generator) 
         scale = (amp / factor * rng.uniform(0.5, 1.5, size=blocks.shape[0])).astype("<f2")
         if type_name == "Q4_K" and at == 2:
             scale = (scale.astype(np.float32) * 7.5).astype("<f2")   # dmin: centres the weights
+        if type_name == "Q4_1" and at == 2:
+            scale = (scale.astype(np.float32) * -7.5).astype("<f2")  # m: centres d*q + m
         blocks[:, at:at + 2] = scale.view(np.uint8).reshape(-1, 2)
     return blocks.reshape(rows, -1)
 

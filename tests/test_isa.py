@@ -19,7 +19,7 @@ K = pytest.importorskip("ignis._kernels")
 
 RUNNABLE = [name for name, ok in K.isa_levels() if ok]
 SIMD_LEVELS = [name for name in RUNNABLE if name != "scalar"]
-T_Q5_0, T_Q8_0, T_Q4_K, T_Q6_K = 6, 8, 12, 14
+T_Q4_1, T_Q5_0, T_Q8_0, T_Q4_K, T_Q6_K = 3, 6, 8, 12, 14
 
 
 @pytest.fixture
@@ -60,6 +60,22 @@ def test_level_gives_scalar_bits_on_random_q8_0(at_level, level, T):
         ref = _matmul_at("scalar", x, w, T_Q8_0, act)
         got = _matmul_at(level, x, w, T_Q8_0, act)
         assert np.array_equal(ref.view(np.uint32), got.view(np.uint32)), (level, T, act)
+
+
+@pytest.mark.parametrize("level", SIMD_LEVELS or ["(none)"])
+@pytest.mark.parametrize("T", [1, 2, 3, 4, 5, 8, 9, 16, 19])
+def test_level_gives_scalar_bits_on_random_q4_1(at_level, level, T):
+    if level == "(none)":
+        pytest.skip("this CPU runs no SIMD level of this build")
+    from ignis.gguf.quant import quantize_q4_1
+    rng = np.random.default_rng(100 + T)
+    K_, N = 32 * 13, 21
+    w = quantize_q4_1((rng.standard_normal((N, K_)) * 0.05 + 0.02).astype(np.float32))
+    w[::5, 4:20] = 0xff                                             # all-15 quants
+    x = rng.standard_normal((T, K_)).astype(np.float32)
+    ref = _matmul_at("scalar", x, w, T_Q4_1)
+    got = _matmul_at(level, x, w, T_Q4_1)
+    assert np.array_equal(ref.view(np.uint32), got.view(np.uint32)), (level, T)
 
 
 def _real_weights(path, wtype, rows=24):

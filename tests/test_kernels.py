@@ -17,7 +17,8 @@ K = pytest.importorskip("ignis._kernels")
 
 Q8_0, Q5_0, Q4_K, Q6_K, F32, F16 = (int(TensorType.Q8_0), int(TensorType.Q5_0), int(TensorType.Q4_K),
                                      int(TensorType.Q6_K), int(TensorType.F32), int(TensorType.F16))
-BLOCK_BYTES = {Q8_0: (32, 34), Q5_0: (32, 22), Q4_K: (256, 144), Q6_K: (256, 210)}
+Q4_1 = int(TensorType.Q4_1)
+BLOCK_BYTES = {Q8_0: (32, 34), Q5_0: (32, 22), Q4_1: (32, 20), Q4_K: (256, 144), Q6_K: (256, 210)}
 
 
 def rng(seed=0):
@@ -37,6 +38,11 @@ def random_quant_weight(r, wtype, n, k, scale=0.02):
     f16 = lambda shape: (r.uniform(0.2, 1.0, size=shape) * scale / 16).astype(np.float16).view(np.uint8)
     if wtype == Q5_0:
         raw[:, :, 0:2] = f16((n, k // elems)).reshape(n, k // elems, 2)
+    elif wtype == Q4_1:      # d, then a minimum m of about -7.5 d (centred weights)
+        d = r.uniform(0.2, 1.0, size=(n, k // elems)) * scale / 16
+        m = -d * r.uniform(5.0, 10.0, size=d.shape)
+        raw[:, :, 0:2] = d.astype(np.float16).view(np.uint8).reshape(n, k // elems, 2)
+        raw[:, :, 2:4] = m.astype(np.float16).view(np.uint8).reshape(n, k // elems, 2)
     elif wtype == Q4_K:
         raw[:, :, 0:4] = f16((n, k // elems, 2)).reshape(n, k // elems, 4)
     elif wtype == Q6_K:
@@ -89,7 +95,7 @@ def test_quantize_q8_0_rejects_bad_shapes():
 
 # ---------------------------------------------------------------- matmul
 
-@pytest.mark.parametrize("wtype", [Q8_0, Q5_0, Q4_K, Q6_K, F32, F16])
+@pytest.mark.parametrize("wtype", [Q8_0, Q5_0, Q4_1, Q4_K, Q6_K, F32, F16])
 @pytest.mark.parametrize("T", [1, 3, 6])
 def test_matmul_all_weight_types(wtype, T):
     r = rng(wtype * 10 + T)
@@ -205,7 +211,7 @@ def test_softmax():
     np.testing.assert_allclose(K.softmax(x), e / e.sum(axis=1, keepdims=True), rtol=2e-6, atol=1e-12)
 
 
-@pytest.mark.parametrize("wtype", [Q8_0, Q5_0, Q4_K, Q6_K, F32, F16])
+@pytest.mark.parametrize("wtype", [Q8_0, Q5_0, Q4_1, Q4_K, Q6_K, F32, F16])
 def test_embed_is_exact_dequantization(wtype):
     r = rng(10 + wtype)
     vocab, dim = 11, 256
@@ -214,6 +220,73 @@ def test_embed_is_exact_dequantization(wtype):
     got = K.embed(tokens, w, dim, wtype)
     want = quant.dequantize_rows(w.reshape(-1).view(np.uint8), wtype, (vocab, dim), tokens)
     assert np.array_equal(got, want)
+
+
+def _fmaf(a, b, c):
+    """float32 fused multiply-add, correctly rounded (exact rational, then the nearest float32,
+    ties to even): numpy has no fma, and a float64 detour could round twice."""
+    from fractions import Fraction
+    exact = Fraction(float(a)) * Fraction(float(b)) + Fraction(float(c))
+    r = np.float32(float(exact))
+    cands = [np.nextafter(r, np.float32(-np.inf)), r, np.nextafter(r, np.float32(np.inf))]
+    err = [abs(Fraction(float(v)) - exact) for v in cands]
+    best = min(err)
+    ties = [v for v, e in zip(cands, err) if e == best]
+    return min(ties, key=lambda v: int(np.array(v).view(np.uint32)) & 1)
+
+
+def q4_1_dot_definition(wrow, xrow):
+    """The definition in ignis/_neon.h of one Q4_1 weight row . Q8_0 activation row, from the
+    integer fields (no dequantization): per block s = d*d_x, sm = m*d_x (float32 products),
+    exact half sums of q*x and of x, then lo = fma(i_lo, s, lo), lo = fma(c_lo, sm, lo), hi
+    likewise; the result is lo + hi."""
+    wb, xb = wrow.reshape(-1, 20), xrow.reshape(-1, 34)
+    lo = hi = np.float32(0)
+    for b in range(len(wb)):
+        d, m = wb[b, 0:4].view(np.float16).astype(np.float32)
+        dx = xb[b, 0:2].view(np.float16).astype(np.float32)[0]
+        qs = wb[b, 4:20].astype(np.int64)
+        q = np.concatenate([qs & 15, qs >> 4])
+        xq = xb[b, 2:34].view(np.int8).astype(np.int64)
+        s, sm = np.float32(d * dx), np.float32(m * dx)
+        lo = _fmaf(np.float32(q[:16] @ xq[:16]), s, lo)
+        lo = _fmaf(np.float32(xq[:16].sum()), sm, lo)
+        hi = _fmaf(np.float32(q[16:] @ xq[16:]), s, hi)
+        hi = _fmaf(np.float32(xq[16:].sum()), sm, hi)
+    return np.float32(lo + hi)
+
+
+@pytest.mark.parametrize("T", [1, 2, 4, 5, 8, 11])
+def test_matmul_q4_1_is_the_definition(T):
+    """Q4_1 weights (quantized from random data, plus random blocks with extreme fields)
+    give the definition's bits at the level in use, for decode and prefill tile shapes."""
+    r = rng(40 + T)
+    n, k = 11, 32 * 7
+    w = quant.quantize_q4_1((r.standard_normal((n, k)) * 0.05 + 0.01).astype(np.float32))
+    w[-3:] = random_quant_weight(r, Q4_1, 3, k)
+    w[-1, 4:20] = 0xff                                  # every quant 15 in the first block
+    x = r.standard_normal((T, k)).astype(np.float32)
+    x[0, :32] *= 1000.0
+    y = K.matmul(x, w, Q4_1)
+    xq = K.quantize_q8_0(x)
+    want = np.array([[q4_1_dot_definition(w[i], xq[t]) for i in range(n)] for t in range(T)], np.float32)
+    assert np.array_equal(y.view(np.uint32), want.view(np.uint32)), np.abs(y - want).max()
+
+
+def test_quantize_q4_1_round_trip():
+    r = rng(41)
+    x = (r.standard_normal((5, 32 * 6)) * 3 + 1).astype(np.float32)
+    x[0, :32] = 2.5                                      # a constant block: d = 0
+    w = quant.quantize_q4_1(x)
+    assert w.shape == (5, 6 * 20) and w.dtype == np.uint8
+    assert np.array_equal(quant.quantize(x, TensorType.Q4_1), w)
+    back = dequant(w, Q4_1, 5, 32 * 6)
+    blocks = x.reshape(-1, 32)
+    step = (blocks.max(axis=1) - blocks.min(axis=1)) / 15
+    # half a step of rounding, plus the f16 rounding of d (x15) and m
+    tol = step * 0.5 + np.abs(blocks).max(axis=1) * 2 ** -10 * 17
+    assert np.all(np.abs(back.reshape(-1, 32) - blocks) <= tol[:, None] + 1e-6)
+    assert np.array_equal(back[0, :32], np.full(32, np.float16(2.5), np.float32))
 
 
 # ---------------------------------------------------------------- kv cache and attention
@@ -353,7 +426,7 @@ def run_steps(cfg, W, fused, threads, inplace=False, parts=False, steps=((0, 6),
     return outs, kv
 
 
-@pytest.mark.parametrize("wtype", [Q8_0, Q4_K, "mixed"])
+@pytest.mark.parametrize("wtype", [Q8_0, Q4_1, Q4_K, "mixed"])
 def test_fused_plan_equals_unfused_plan(wtype):
     cfg, W = tiny_model(1, wtype)
     unfused, kv_u = run_steps(cfg, W, False, 1)

@@ -372,12 +372,50 @@ def quantize_q8_0(x: np.ndarray) -> np.ndarray:
     return out
 
 
+def _quantize_q4_1_blocks(x: np.ndarray, out: np.ndarray) -> None:
+    """(n, 32) float32 -> out (n, 20) bytes: m = min, d = (max - min)/15 (both stored as f16),
+    q = round((x - m)/d) (ties away from zero) clamped to 0..15; low nibbles are elements 0..15."""
+    lo, hi = x.min(axis=1), x.max(axis=1)
+    if not (np.isfinite(lo).all() and np.isfinite(hi).all()):
+        raise GGUFError("cannot quantize non-finite values to Q4_1")
+    d = (hi - lo) / np.float32(15)
+    with np.errstate(divide="ignore"):
+        inv_d = np.where(d == 0, np.float32(0), np.float32(1) / d)
+    with np.errstate(over="ignore"):
+        d_f16, m_f16 = d.astype(np.float16), lo.astype(np.float16)
+    if np.isinf(d_f16).any() or np.isinf(m_f16).any():
+        raise GGUFError("cannot quantize to Q4_1: a block's scale or minimum exceeds float16")
+    q = np.clip(_round_half_away((x - lo[:, None]) * inv_d[:, None]), 0, 15).astype(np.uint8)
+    blocks = out.view(_BLOCK_DTYPES[TensorType.Q4_1]).reshape(-1)
+    blocks["d"] = d_f16
+    blocks["m"] = m_f16
+    blocks["qs"] = q[:, :16] | (q[:, 16:] << 4)
+
+
+def quantize_q4_1(x: np.ndarray) -> np.ndarray:
+    """float32 [..., K] -> Q4_1 bytes uint8 [..., K//32*20] (min/max per block of 32)."""
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim == 0:
+        raise GGUFError("cannot quantize a 0-d array to Q4_1")
+    k = x.shape[-1]
+    stride = row_nbytes(TensorType.Q4_1, k)
+    out = np.empty(x.shape[:-1] + (stride,), dtype=np.uint8)
+    blocks_in = np.ascontiguousarray(x).reshape(-1, 32)
+    blocks_out = out.reshape(-1, 20)
+    step = _CHUNK_ELEMENTS // 32
+    for start in range(0, len(blocks_in), step):
+        _quantize_q4_1_blocks(blocks_in[start:start + step], blocks_out[start:start + step])
+    return out
+
+
 def quantize(x: np.ndarray, ttype: TensorType | int) -> np.ndarray:
     """float [..., K] -> the raw bytes of ttype, uint8 [..., row_nbytes(ttype, K)]."""
     ttype = _tensor_type(ttype)
     x = np.asarray(x)
     if ttype == TensorType.Q8_0:
         return quantize_q8_0(x)
+    if ttype == TensorType.Q4_1:
+        return quantize_q4_1(x)
     if ttype == TensorType.F32:
         data = np.ascontiguousarray(x, dtype="<f4")
     elif ttype == TensorType.F16:

@@ -29,6 +29,8 @@ cdef inline void dequant_row(int wtype, const uint8_t *row, float *dst, int64_t 
         ignis_dequant_row_q8_0(row, dst, k)
     elif wtype == T_Q5_0:
         ignis_dequant_row_q5_0(row, dst, k)
+    elif wtype == T_Q4_1:
+        ignis_dequant_row_q4_1(row, dst, k)
     elif wtype == T_Q4_K:
         ignis_dequant_row_q4_k(row, dst, k)
     elif wtype == T_Q6_K:

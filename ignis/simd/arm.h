@@ -202,6 +202,13 @@ IGNIS_INLINE void IL(q5_0_quants)(const uint8_t *blk, int8x16_t *lo, int8x16_t *
     *hi = vsubq_s8(vreinterpretq_s8_u8(qh), vdupq_n_s8(16));
 }
 
+/* Q4_1 block -> quants 0..15 for elements 0..15 (lo, low nibbles) and 16..31 (hi). */
+IGNIS_INLINE void IL(q4_1_quants)(const uint8_t *blk, int8x16_t *lo, int8x16_t *hi) {
+    uint8x16_t qs = vld1q_u8(blk + 4);
+    *lo = vreinterpretq_s8_u8(vandq_u8(qs, vdupq_n_u8(0x0f)));
+    *hi = vreinterpretq_s8_u8(vshrq_n_u8(qs, 4));
+}
+
 /* Q6_K super-block, activation block j -> signed quants q-32 for its two 16-element halves. */
 IGNIS_INLINE void IL(q6_k_quants)(const uint8_t *blk, int j, int8x16_t *lo, int8x16_t *hi) {
     const int half = j / 4, k = j % 4;
@@ -242,8 +249,9 @@ IGNIS_INLINE void IL(q6_k_rows)(const uint8_t *const *w, size_t wo, int jb, int8
 /* One activation block (offset xo in every token row) of the smmla K-quant tile: a[pair][] are the
  * packed weight quants (pack_rows), d the rows' scales. mode 0 (Q5_0): integer half sums as they
  * are; 1 (Q6_K): times the rows' sub-block scales scl (lo) / sch (hi); 2 (Q4_K): times scl for
- * both halves, then the min steps with the rows' mins mi and dmin. Same operations, same order
- * as kq_4xn, lanes [r0t0, r0t1, r1t0, r1t1] per (row pair p, token pair q). */
+ * both halves, then the min steps with the rows' mins mi and dmin; 3 (Q4_1): as they are, then
+ * the min steps fma(sum x, m * d_x) with the rows' mins m passed as dmin. Same operations, same
+ * order as kq_4xn, lanes [r0t0, r0t1, r1t0, r1t1] per (row pair p, token pair q). */
 IGNIS_INLINE void IL(kq_mm_block)(const int8x16_t a[2][4], const uint8_t *const *x, size_t xo, int NP,
                                   float32x4_t d, int mode, int32x4_t scl, int32x4_t sch,
                                   float32x4_t dmin, int32x4_t mi,
@@ -261,7 +269,7 @@ IGNIS_INLINE void IL(kq_mm_block)(const int8x16_t a[2][4], const uint8_t *const 
         int8x16_t bl0 = IL(pk0)(l0, l1), bl1 = IL(pk1)(l0, l1), bh0 = IL(pk0)(h0, h1), bh1 = IL(pk1)(h0, h1);
         float32x4_t dx = IL(dx2)(x0, x1);
         int32x4_t cl = vdupq_n_s32(0), ch = vdupq_n_s32(0);
-        if (mode == 2) {                     /* [sum x_t0, sum x_t1, sum x_t0, sum x_t1] per half */
+        if (mode >= 2) {                     /* [sum x_t0, sum x_t1, sum x_t0, sum x_t1] per half */
             cl = IL(mm16)(ones, ones, bl0, bl1);
             ch = IL(mm16)(ones, ones, bh0, bh1);
         }
@@ -276,16 +284,18 @@ IGNIS_INLINE void IL(kq_mm_block)(const int8x16_t a[2][4], const uint8_t *const 
                 float32x4_t sm = vmulq_f32(dmp[p], dx);                     /* dmin[r] * d_x[t] */
                 lo[p][q] = vfmsq_f32(lo[p][q], vcvtq_f32_s32(vmulq_s32(cl, mip[p])), sm);
             }
+            if (mode == 3) lo[p][q] = vfmaq_f32(lo[p][q], vcvtq_f32_s32(cl), vmulq_f32(dmp[p], dx));
             hi[p][q] = vfmaq_f32(hi[p][q], vcvtq_f32_s32(ih), sd);
             if (mode == 2) {
                 float32x4_t sm = vmulq_f32(dmp[p], dx);
                 hi[p][q] = vfmsq_f32(hi[p][q], vcvtq_f32_s32(vmulq_s32(ch, mip[p])), sm);
             }
+            if (mode == 3) hi[p][q] = vfmaq_f32(hi[p][q], vcvtq_f32_s32(ch), vmulq_f32(dmp[p], dx));
         }
     }
 }
 
-/* Q5_0 / Q4_K / Q6_K weights, 4 rows x RN (2..8) tokens with SMMLA; an odd RN computes its last
+/* Q5_0 / Q4_1 / Q4_K / Q6_K weights, 4 rows x RN (2..8) tokens with SMMLA; an odd RN computes its last
  * token twice (x holds 8 pointers, the padding repeats the last) and stores it once. */
 static void IL(kq_4xn_mm)(int wtype, int64_t nblk, const uint8_t *const *w, const uint8_t *const *x,
                           float *out, int RN) {
@@ -303,6 +313,15 @@ static void IL(kq_4xn_mm)(int wtype, int64_t nblk, const uint8_t *const *w, cons
             IL(pack_rows)(wl, wh, a);
             float32x4_t dw = IL(f16x4)(w[0] + wo, w[1] + wo, w[2] + wo, w[3] + wo);
             IL(kq_mm_block)(a, x, xo, NP, dw, 0, zi, zi, zf, zi, lo, hi);
+        }
+    } else if (wtype == 3) {
+        for (int64_t b = 0; b < nblk; b++) {
+            const size_t wo = (size_t)b * IGNIS_Q4_1_BYTES, xo = (size_t)b * IGNIS_Q8_0_BYTES;
+            for (int k = 0; k < 4; k++) IL(q4_1_quants)(w[k] + wo, &wl[k], &wh[k]);
+            IL(pack_rows)(wl, wh, a);
+            float32x4_t dw = IL(f16x4)(w[0] + wo, w[1] + wo, w[2] + wo, w[3] + wo);
+            float32x4_t mw = IL(f16x4)(w[0] + wo + 2, w[1] + wo + 2, w[2] + wo + 2, w[3] + wo + 2);
+            IL(kq_mm_block)(a, x, xo, NP, dw, 3, zi, zi, mw, zi, lo, hi);
         }
     } else if (wtype == 14) {
         for (int64_t s = 0; s < nblk; s++) {
@@ -343,8 +362,8 @@ static void IL(kq_4xn_mm)(int wtype, int64_t nblk, const uint8_t *const *w, cons
 #endif
 
 
-/* Q5_0 / Q4_K / Q6_K weights, 4 rows x RN activation rows (lanes are the rows), the
- * definition's lo/hi chains per token. */
+/* Q5_0 / Q4_1 / Q4_K / Q6_K weights, 4 rows x RN activation rows (lanes are the rows), the
+ * definition's lo/hi chains per token (Q4_1 and Q4_K with their min steps). */
 static void IL(kq_4xn)(int wtype, int64_t nblk, const uint8_t *const *w, const uint8_t *const *x,
                               float *out, int RN) {
     float32x4_t lo[8], hi[8];
@@ -364,6 +383,26 @@ static void IL(kq_4xn)(int wtype, int64_t nblk, const uint8_t *const *w, const u
                                                  IL(isum16)(wh[2], x1), IL(isum16)(wh[3], x1));
                 lo[j] = vfmaq_f32(lo[j], vcvtq_f32_s32(l), sd);
                 hi[j] = vfmaq_f32(hi[j], vcvtq_f32_s32(h), sd);
+            }
+        }
+    } else if (wtype == 3) {
+        for (int64_t b = 0; b < nblk; b++) {
+            const size_t wo = (size_t)b * IGNIS_Q4_1_BYTES, xo = (size_t)b * IGNIS_Q8_0_BYTES;
+            for (int k = 0; k < 4; k++) IL(q4_1_quants)(w[k] + wo, &wl[k], &wh[k]);
+            float32x4_t dw = IL(f16x4)(w[0] + wo, w[1] + wo, w[2] + wo, w[3] + wo);
+            float32x4_t mw = IL(f16x4)(w[0] + wo + 2, w[1] + wo + 2, w[2] + wo + 2, w[3] + wo + 2);
+            for (int j = 0; j < RN; j++) {
+                int8x16_t x0 = vld1q_s8((const int8_t *)(x[j] + xo + 2)), x1 = vld1q_s8((const int8_t *)(x[j] + xo + 18));
+                float dx = IL(f16_to_f32)(ignis_load_u16(x[j] + xo));
+                float32x4_t sd = vmulq_n_f32(dw, dx), sm = vmulq_n_f32(mw, dx);
+                int32x4_t l = IL(reduce4)(IL(isum16)(wl[0], x0), IL(isum16)(wl[1], x0),
+                                                 IL(isum16)(wl[2], x0), IL(isum16)(wl[3], x0));
+                int32x4_t h = IL(reduce4)(IL(isum16)(wh[0], x1), IL(isum16)(wh[1], x1),
+                                                 IL(isum16)(wh[2], x1), IL(isum16)(wh[3], x1));
+                lo[j] = vfmaq_f32(lo[j], vcvtq_f32_s32(l), sd);
+                lo[j] = vfmaq_f32(lo[j], vdupq_n_f32((float)vaddlvq_s8(x0)), sm);
+                hi[j] = vfmaq_f32(hi[j], vcvtq_f32_s32(h), sd);
+                hi[j] = vfmaq_f32(hi[j], vdupq_n_f32((float)vaddlvq_s8(x1)), sm);
             }
         }
     } else if (wtype == 14) {

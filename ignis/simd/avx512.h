@@ -84,6 +84,43 @@ static void IL(q8_0_z8x8)(int64_t n, const uint8_t *const *w, const uint8_t *con
 static void IL(q5_0_z8x4)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q8_z8)(n, w, x, o, 4, 6); }
 static void IL(q5_0_z8x8)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q8_z8)(n, w, x, o, 8, 6); }
 
+/* Q4_1, 8 weight rows x RN tokens, in the lane layout of the Q8_0 tile: the quants (0..15,
+ * unsigned) transposed as above meet the token as it is (no offset), the half sums of x come
+ * from the same spread token against ones, then the definition's two fused multiply-adds
+ * (d * d_x, then m * d_x). */
+IGNIS_INLINE void IL(q4_1_z8)(int64_t nb, const uint8_t *const *w, const uint8_t *const *x,
+                              float *out, const int RN) {
+    const __m512i ones = _mm512_set1_epi8(1);
+    __m512i spread[4];
+    for (int k = 0; k < 4; k++)
+        spread[k] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi32(k)), _mm256_set1_epi32(k + 4), 1);
+    __m512 acc[8];
+    for (int j = 0; j < RN; j++) acc[j] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const size_t off = (size_t)b * IGNIS_Q4_1_BYTES, xo = (size_t)b * IGNIS_Q8_0_BYTES;
+        __m256i r[8];
+        for (int i = 0; i < 8; i++) r[i] = IL(q4_1_quants)(w[i] + off);
+        __m512i wt[4];
+        IL(z8_transpose)(r, wt);
+        const __m512 dw = IL(z8_f16x8)(w, off), mw = IL(z8_f16x8)(w, off + 2);
+        for (int j = 0; j < RN; j++) {
+            const __m512i xz = _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(x[j] + xo + 2)));
+            __m512i a = _mm512_setzero_si512(), c = _mm512_setzero_si512();
+            for (int k = 0; k < 4; k++) {
+                const __m512i xk = _mm512_permutexvar_epi32(spread[k], xz);
+                a = _mm512_dpbusd_epi32(a, wt[k], xk);
+                c = _mm512_dpbusd_epi32(c, ones, xk);
+            }
+            const __m512 dx = _mm512_set1_ps(_cvtsh_ss(ignis_load_u16(x[j] + xo)));
+            acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a), _mm512_mul_ps(dw, dx), acc[j]);
+            acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(c), _mm512_mul_ps(mw, dx), acc[j]);
+        }
+    }
+    IL(z8_store)(acc, RN, out);
+}
+static void IL(q4_1_z8x4)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q4_1_z8)(n, w, x, o, 4); }
+static void IL(q4_1_z8x8)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q4_1_z8)(n, w, x, o, 8); }
+
 /* Q4_K (WT 12) and Q6_K (WT 14), 8 weight rows x RN tokens, in the lane layout of the Q8_0
  * tile. Per activation block (a Q4_K 32-sub-block, two Q6_K 16-sub-blocks): the half sums
  * q . x exactly (Q4_K: q is 0..15, unsigned, against x as it is; Q6_K: q - 32 against the
@@ -226,6 +263,43 @@ static void IL(q5_0_zn1)(int64_t n, const uint8_t *const *w, const uint8_t *cons
 static void IL(q5_0_zn2)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q5_0_zn)(n, w, x, o, 2); }
 static void IL(q5_0_zn3)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q5_0_zn)(n, w, x, o, 3); }
 static void IL(q5_0_zn4)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q5_0_zn)(n, w, x, o, 4); }
+
+/* Q4_1, 8 weight rows x RN <= 4 tokens (decode), in the lane order of IL(q5_0_zn): the
+ * nibbles (0..15, unsigned) meet the token as it is, the token's half sums give the min step,
+ * then the definition's two fused multiply-adds. */
+IGNIS_INLINE void IL(q4_1_zn)(int64_t nb, const uint8_t *const *w, const uint8_t *const *x,
+                              float *out, const int RN) {
+    const __m256i low = _mm256_set1_epi8(0x0f);
+    const __m512i ones = _mm512_set1_epi8(1), zero = _mm512_setzero_si512();
+    __m512 acc[4];
+    for (int j = 0; j < RN; j++) acc[j] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const size_t wo = (size_t)b * IGNIS_Q4_1_BYTES, xo = (size_t)b * IGNIS_Q8_0_BYTES;
+        __m512i q[4];
+        for (int p = 0; p < 4; p++) {
+            const __m256i y = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(w[p] + wo + 4))),
+                                                      _mm_loadu_si128((const __m128i *)(w[p + 4] + wo + 4)), 1);
+            q[p] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_and_si256(y, low)),
+                                      _mm256_and_si256(_mm256_srli_epi16(y, 4), low), 1);
+        }
+        const __m512 dw = IL(z8_f16x8)(w, wo), mw = IL(z8_f16x8)(w, wo + 2);
+        for (int j = 0; j < RN; j++) {
+            const __m512i xz = IL(zn_token)(x[j] + xo);
+            const __m512i h = IL(z_reduce4)(_mm512_dpbusd_epi32(zero, q[0], xz), _mm512_dpbusd_epi32(zero, q[1], xz),
+                                            _mm512_dpbusd_epi32(zero, q[2], xz), _mm512_dpbusd_epi32(zero, q[3], xz));
+            const __m512i c1 = _mm512_dpbusd_epi32(zero, ones, xz);
+            const __m512i c = IL(z_reduce4)(c1, c1, c1, c1);
+            const __m512 dx = _mm512_set1_ps(_cvtsh_ss(ignis_load_u16(x[j] + xo)));
+            acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(h), _mm512_mul_ps(dw, dx), acc[j]);
+            acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(c), _mm512_mul_ps(mw, dx), acc[j]);
+        }
+    }
+    IL(z8_store)(acc, RN, out);
+}
+static void IL(q4_1_zn1)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q4_1_zn)(n, w, x, o, 1); }
+static void IL(q4_1_zn2)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q4_1_zn)(n, w, x, o, 2); }
+static void IL(q4_1_zn3)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q4_1_zn)(n, w, x, o, 3); }
+static void IL(q4_1_zn4)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q4_1_zn)(n, w, x, o, 4); }
 
 /* rows p and p + 4 of one activation block's 32 quant bytes (each as loaded: [0..15 | 16..31])
  * in the decode lane order [p 0..15 | p+4 0..15 | p 16..31 | p+4 16..31] */

@@ -162,24 +162,36 @@ IGNIS_INLINE __m256i IL(q5_0_quants)(const uint8_t *blk) {
     return _mm256_or_si256(nib, _mm256_and_si256(set, _mm256_set1_epi8(0x10)));
 }
 
-/* Q8_0 / Q5_0 (WT 8 / 6), 8 weight rows x RN activation rows (decode): rows in two groups of
- * four, each group's block meets each token; one accumulator per (token, group).
+/* Q4_1 block quants as 32 unsigned bytes 0..15 (low nibbles are elements 0..15). */
+IGNIS_INLINE __m256i IL(q4_1_quants)(const uint8_t *blk) {
+    __m128i qs = _mm_loadu_si128((const __m128i *)(blk + 4));
+    return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(qs, 4), _mm_set1_epi8(0x0f)),
+                            _mm_and_si128(qs, _mm_set1_epi8(0x0f)));
+}
+
+/* Q8_0 / Q5_0 / Q4_1 (WT 8 / 6 / 3), 8 weight rows x RN activation rows (decode): rows in two
+ * groups of four, each group's block meets each token; one accumulator per (token, group).
  * Q5_0 skips the sign trick: sum (q-16)*x = maddubs(q, x) - 16 * sum x, with the activation
- * sums computed once per token block. */
+ * sums computed once per token block. Q4_1 takes maddubs(q, x) as it is (q <= 15), then the
+ * min step with the half sums of x ([c_lo x4 | c_hi x4], exact) and m * d_x. */
 IGNIS_INLINE void IL(q8_8xn)(int64_t nb, const uint8_t *const *w, const uint8_t *const *x,
                                     float *out, const int RN, const int WT) {
-    const size_t wbytes = WT == 8 ? IGNIS_Q8_0_BYTES : IGNIS_Q5_0_BYTES;
+    const size_t wbytes = WT == 8 ? IGNIS_Q8_0_BYTES : WT == 6 ? IGNIS_Q5_0_BYTES : IGNIS_Q4_1_BYTES;
     __m256 acc[4][2];
     for (int j = 0; j < RN; j++) acc[j][0] = acc[j][1] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const size_t xo = (size_t)b * IGNIS_Q8_0_BYTES, wo = (size_t)b * wbytes;
         __m256i xv[4], xs16[4];
-        __m256 dx[4];
+        __m256 dx[4], xsf[4];
         for (int j = 0; j < RN; j++) {
             xv[j] = _mm256_loadu_si256((const __m256i *)(x[j] + xo + 2));
             dx[j] = _mm256_set1_ps(_cvtsh_ss(ignis_load_u16(x[j] + xo)));
             if (WT == 6)
                 xs16[j] = IL(udot4)(_mm256_set1_epi8(16), xv[j]);
+            if (WT == 3) {
+                const __m256i t = IL(udot4)(_mm256_set1_epi8(1), xv[j]);
+                xsf[j] = _mm256_cvtepi32_ps(IL(reduce4)(t, t, t, t));
+            }
         }
         for (int g = 0; g < 2; g++) {
             const uint8_t *const *wg = w + 4 * g;
@@ -188,18 +200,24 @@ IGNIS_INLINE void IL(q8_8xn)(int64_t nb, const uint8_t *const *w, const uint8_t 
                 if (WT == 8) {
                     wv[k] = _mm256_loadu_si256((const __m256i *)(wg[k] + wo + 2));
                     aw[k] = _mm256_sign_epi8(wv[k], wv[k]);
-                } else {
+                } else if (WT == 6) {
                     wv[k] = IL(q5_0_quants)(wg[k] + wo);
+                } else {
+                    wv[k] = IL(q4_1_quants)(wg[k] + wo);
                 }
             }
             __m256 dw = IL(f16x4_twice)(wg[0] + wo, wg[1] + wo, wg[2] + wo, wg[3] + wo);
+            __m256 mw = WT == 3 ? IL(f16x4_twice)(wg[0] + wo + 2, wg[1] + wo + 2, wg[2] + wo + 2, wg[3] + wo + 2) : dw;
             for (int j = 0; j < RN; j++) {
                 __m256i p[4];
                 for (int k = 0; k < 4; k++)
                     p[k] = WT == 8 ? IL(pair_i8)(wv[k], aw[k], xv[j])
-                                   : _mm256_sub_epi32(IL(udot4)(wv[k], xv[j]), xs16[j]);
+                         : WT == 6 ? _mm256_sub_epi32(IL(udot4)(wv[k], xv[j]), xs16[j])
+                                   : IL(udot4)(wv[k], xv[j]);
                 __m256i h = IL(reduce4)(p[0], p[1], p[2], p[3]);
                 acc[j][g] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(h), _mm256_mul_ps(dw, dx[j]), acc[j][g]);
+                if (WT == 3)
+                    acc[j][g] = _mm256_fmadd_ps(xsf[j], _mm256_mul_ps(mw, dx[j]), acc[j][g]);
             }
         }
     }
@@ -320,6 +338,7 @@ IGNIS_INLINE void IL(q6_k_8xn)(int64_t nsb, const uint8_t *const *w, const uint8
 #define IGNIS_X86_KERNELS(RN) \
     static void IL(q8_0_8x##RN)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q8_8xn)(n, w, x, o, RN, 8); } \
     static void IL(q5_0_8x##RN)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q8_8xn)(n, w, x, o, RN, 6); } \
+    static void IL(q4_1_8x##RN)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q8_8xn)(n, w, x, o, RN, 3); } \
     static void IL(q4_k_8x##RN)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q4_k_8xn)(n, w, x, o, RN, 2); } \
     static void IL(q6_k_8x##RN)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q6_k_8xn)(n, w, x, o, RN, 2); }
 IGNIS_X86_KERNELS(1) IGNIS_X86_KERNELS(2) IGNIS_X86_KERNELS(3) IGNIS_X86_KERNELS(4)
@@ -341,16 +360,18 @@ static inline void IL(tile)(int wtype, int64_t nblk, const uint8_t *const *w, in
     for (int i = 0; i < 8; i++) wp[i] = w[i < rm ? i : rm - 1];
     for (int j = 0; j < 8; j++) xp[j] = x[j < rn ? j : rn - 1];
     float tmp[IGNIS_TILE * IGNIS_TILE];
-    const int t = wtype == 8 ? 0 : wtype == 6 ? 1 : wtype == 12 ? 2 : 3;
+    const int t = wtype == 8 ? 0 : wtype == 6 ? 1 : wtype == 12 ? 2 : wtype == 14 ? 3 : 4;   /* 4: Q4_1 */
 #if IGNIS_X86_512
     /* 4+ tokens: 8 rows x 4/8 tokens on transposed weights; fewer (decode): row pairs in
        512-bit registers (Q8_0 decode, memory-bound, stays on the 256-bit kernel) */
-    static const ignis_kernel_fn z8[4][2] = {{IL(q8_0_z8x4), IL(q8_0_z8x8)}, {IL(q5_0_z8x4), IL(q5_0_z8x8)},
-                                             {IL(q4_k_z8x4), IL(q4_k_z8x8)}, {IL(q6_k_z8x4), IL(q6_k_z8x8)}};
-    static const ignis_kernel_fn zn[4][4] = {{NULL, NULL, NULL, NULL},
+    static const ignis_kernel_fn z8[5][2] = {{IL(q8_0_z8x4), IL(q8_0_z8x8)}, {IL(q5_0_z8x4), IL(q5_0_z8x8)},
+                                             {IL(q4_k_z8x4), IL(q4_k_z8x8)}, {IL(q6_k_z8x4), IL(q6_k_z8x8)},
+                                             {IL(q4_1_z8x4), IL(q4_1_z8x8)}};
+    static const ignis_kernel_fn zn[5][4] = {{NULL, NULL, NULL, NULL},
                                              {IL(q5_0_zn1), IL(q5_0_zn2), IL(q5_0_zn3), IL(q5_0_zn4)},
                                              {IL(q4_k_zn1), IL(q4_k_zn2), IL(q4_k_zn3), IL(q4_k_zn4)},
-                                             {IL(q6_k_zn1), IL(q6_k_zn2), IL(q6_k_zn3), IL(q6_k_zn4)}};
+                                             {IL(q6_k_zn1), IL(q6_k_zn2), IL(q6_k_zn3), IL(q6_k_zn4)},
+                                             {IL(q4_1_zn1), IL(q4_1_zn2), IL(q4_1_zn3), IL(q4_1_zn4)}};
     if (rn >= 4) {
         z8[t][rn > 4](nblk, wp, xp, tmp);
     } else if (t > 0) {
@@ -363,11 +384,12 @@ static inline void IL(tile)(int wtype, int64_t nblk, const uint8_t *const *w, in
         k(nblk, wp, xp, tmp);
         if (rm > 4) k(nblk, wp + 4, xp, tmp + 4);
     } else {
-        static const ignis_kernel_fn ks[4][4] = {
+        static const ignis_kernel_fn ks[5][4] = {
             {IL(q8_0_8x1), IL(q8_0_8x2), IL(q8_0_8x3), IL(q8_0_8x4)},
             {IL(q5_0_8x1), IL(q5_0_8x2), IL(q5_0_8x3), IL(q5_0_8x4)},
             {IL(q4_k_8x1), IL(q4_k_8x2), IL(q4_k_8x3), IL(q4_k_8x4)},
-            {IL(q6_k_8x1), IL(q6_k_8x2), IL(q6_k_8x3), IL(q6_k_8x4)}};
+            {IL(q6_k_8x1), IL(q6_k_8x2), IL(q6_k_8x3), IL(q6_k_8x4)},
+            {IL(q4_1_8x1), IL(q4_1_8x2), IL(q4_1_8x3), IL(q4_1_8x4)}};
         for (int j0 = 0; j0 < rn; j0 += 4) {
             int n = rn - j0 < 4 ? rn - j0 : 4;
             ks[t][n - 1](nblk, wp, xp + j0, tmp + j0 * IGNIS_TILE);

@@ -7,7 +7,7 @@
  * check; exits 1 if anything failed. Inputs are pseudo-random with a fixed seed.
  *
  * Exact checks: f16<->f32, Q8_0 quantization bytes, every quantized dot and matmul tile
- * (Q8_0, Q5_0, Q4_K, Q6_K weights; all tile shapes up to 8x8), axpy, exp, silu.
+ * (Q8_0, Q5_0, Q4_1, Q4_K, Q6_K weights; all tile shapes up to 8x8), axpy, exp, silu.
  * Tolerance checks (reordered float sums):
  * |simd - scalar| <= 1e-5 * sum |terms| + 1e-30.
  */
@@ -145,12 +145,13 @@ typedef float (*dot_fn)(int64_t, const uint8_t *, const uint8_t *);
 
 /* random weight rows of a quantized type: random bytes, then sane f16 scales */
 static void make_weights(int type, uint8_t *w, int nblk) {
-    int bytes = type == 8 ? 34 : type == 6 ? 22 : type == 12 ? 144 : 210;
+    int bytes = type == 8 ? 34 : type == 6 ? 22 : type == 3 ? 20 : type == 12 ? 144 : 210;
     random_bytes(w, (size_t)nblk * bytes);
     for (int s = 0; s < nblk; s++) {
         uint8_t *b = w + (size_t)s * bytes;
         if (type == 8 || type == 6) put_f16(b, rndu() * 0.01f);
         if (type == 12) { put_f16(b, rndu() * 0.01f); put_f16(b + 2, rndu() * 0.01f); }
+        if (type == 3) { put_f16(b, rndu() * 0.01f); put_f16(b + 2, (rndu() - 0.6f) * 0.1f); }
         if (type == 14) put_f16(b + 208, rndu() * 0.01f);
     }
 }
@@ -158,6 +159,7 @@ static void make_weights(int type, uint8_t *w, int nblk) {
 static void dequant_any(int type, const uint8_t *w, float *y, int k) {
     if (type == 8) ignis_dequant_row_q8_0(w, y, k);
     if (type == 6) ignis_dequant_row_q5_0(w, y, k);
+    if (type == 3) ignis_dequant_row_q4_1(w, y, k);
     if (type == 12) ignis_dequant_row_q4_k(w, y, k);
     if (type == 14) ignis_dequant_row_q6_k(w, y, k);
 }
@@ -167,11 +169,11 @@ static void check_dots(const char *name, int type) {
     enum { MAXB = 48 };
     static uint8_t w[8][MAXB * 210], x[8][MAXB * 8 * 34];
     const uint8_t *wp[8], *xp[8];
-    int per = (type == 8 || type == 6) ? 1 : 8;          /* activation blocks per weight block */
+    int per = (type == 8 || type == 6 || type == 3) ? 1 : 8;   /* activation blocks per weight block */
     int bad_dot = 0, bad_tile = 0, tiles = 0;
     char nm[64];
     for (int it = 0; it < 60; it++) {
-        int nblk = rndi(1, type == 8 || type == 6 ? MAXB : 6);
+        int nblk = rndi(1, type == 8 || type == 6 || type == 3 ? MAXB : 6);
         for (int r = 0; r < 8; r++) {
             make_weights(type, w[r], nblk);
             make_act(x[r], nblk * per, it % 4 == 0 ? 127 : 0);   /* some with unit scales */
@@ -205,10 +207,10 @@ static void check_dot_definition(void) {
     static uint8_t w[16 * 210], x[16 * 8 * 34];
     static float wf[4096], xf[4096];
     int bad = 0, bad_int = 0;
-    for (int it = 0; it < 400; it++) {
-        int type = (int[]){8, 6, 12, 14}[it % 4];
-        int per = (type == 8 || type == 6) ? 1 : 8;
-        int bytes = type == 8 ? 34 : type == 6 ? 22 : type == 12 ? 144 : 210;
+    for (int it = 0; it < 500; it++) {
+        int type = (int[]){8, 6, 3, 12, 14}[it % 5];
+        int per = (type == 8 || type == 6 || type == 3) ? 1 : 8;
+        int bytes = type == 8 ? 34 : type == 6 ? 22 : type == 3 ? 20 : type == 12 ? 144 : 210;
         int n = rndi(1, 4);
         make_weights(type, w, n);
         make_act(x, n * per, 0);
@@ -223,6 +225,7 @@ static void check_dot_definition(void) {
             uint8_t *blk = w + (size_t)b * bytes;
             if (type == 8 || type == 6) put_f16(blk, 1.0f);
             if (type == 12) { put_f16(blk, 1.0f); put_f16(blk + 2, 1.0f); }
+            if (type == 3) { put_f16(blk, 1.0f); put_f16(blk + 2, -8.0f); }
             if (type == 14) put_f16(blk + 208, 1.0f);
         }
         make_act(x, n * per, 7);
@@ -232,8 +235,8 @@ static void check_dot_definition(void) {
         for (int i = 0; i < k; i++) exact += (double)wf[i] * xf[i];
         if ((double)ignis_scalar_vec_dot(type, n, w, x) != exact || (double)SIMD(vec_dot)(type, n, w, x) != exact) bad_int++;
     }
-    report("quant_dot_definition", bad == 0, "400 scalar dots vs dequantize-then-dot, %d off", bad);
-    report("quant_dot_int", bad_int == 0, "400 dots with unit scales, %d not the exact integer", bad_int);
+    report("quant_dot_definition", bad == 0, "500 scalar dots vs dequantize-then-dot, %d off", bad);
+    report("quant_dot_int", bad_int == 0, "500 dots with unit scales, %d not the exact integer", bad_int);
 }
 
 /* Q8_0 weights x Q16 activations: SIMD tiles == scalar bits; accuracy vs the float dot. */
@@ -418,6 +421,7 @@ int main(int argc, char **argv) {
     check_quantize();
     check_dots("q8_0", 8);
     check_dots("q5_0", 6);
+    check_dots("q4_1", 3);
     check_dots("q4_k", 12);
     check_dots("q6_k", 14);
     check_dot_definition();
