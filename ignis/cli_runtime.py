@@ -249,7 +249,21 @@ def _batch_sizes(text):
 
 
 def cmd_serve(args) -> int:
-    """`ignis serve`: the OpenAI-compatible HTTP server (ignis.serve)."""
+    """`ignis serve`: the OpenAI-compatible HTTP server (ignis.serve); with --ray, N replicas
+    of it on Ray Serve (ignis.serve.ray)."""
+    if args.replicas is not None and not args.ray:
+        sys.stderr.write("ignis serve: error: --replicas needs --ray (see 'ignis serve --help')\n")
+        return 2
+    if args.ray:
+        try:
+            from ignis.serve import ray as ray_serve
+        except ImportError as exc:
+            raise IgnisError("ignis serve --ray needs the ray extra: pip install 'ignis[ray]'"
+                             f" ({exc.name} is missing)") from None
+        return ray_serve.run(_model_path(args), replicas=args.replicas or 2, host=args.host,
+                             port=args.port, n_ctx=args.ctx,
+                             threads=args.threads, max_batch=args.parallel, api_key=args.api_key,
+                             max_queue=args.max_queue)
     try:
         from ignis.serve import serve
     except ImportError as exc:
@@ -342,3 +356,8 @@ def register(command, model_flag) -> None:
     p.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' (not on /health)")
     p.add_argument("--max-queue", type=_non_negative_int, default=None,
                    help="answer 503 beyond this many waiting requests (default: no limit)")
+    p.add_argument("--ray", action="store_true",
+                   help="serve replicas of the app on Ray Serve (the ray extra; RAY_ADDRESS picks a cluster, "
+                        "default: a local Ray instance)")
+    p.add_argument("--replicas", type=_positive("--replicas"), default=None,
+                   help="with --ray: replicas, each loading the model (default 2)")

@@ -14,19 +14,19 @@ deployment goes on that cluster, whose nodes share the replicas.
 """
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import logging
 import os
 import signal
 import sys
 import threading
+import time
 
 import ray
 from ray import serve
 
 from ignis.errors import IgnisError
 
-log = logging.getLogger("ignis.serve")
 
 APP_NAME = "ignis"
 REPLICA_HEADER = b"x-ignis-replica"
@@ -52,29 +52,39 @@ class ReplicaHeader:
         return await self.app(scope, receive, send_with_header)
 
 
+_replica_app = None     # this replica process's app (one replica per Ray actor process)
+
+
+class _ReplicaIngress:
+    """The deployment's ASGI app: forwards to the app that the replica's constructor built
+    (Ray Serve copies the ingress app when the class is defined, before any model is known)."""
+
+    async def __call__(self, scope, receive, send):
+        await _replica_app(scope, receive, send)
+
+
 @serve.deployment(name="ignis", health_check_period_s=2, health_check_timeout_s=30,
                   graceful_shutdown_timeout_s=10)
-@serve.ingress()
+@serve.ingress(_ReplicaIngress())
 class IgnisDeployment:
-    """One replica: the model (loaded here, off the event loop) and the ignis serve app."""
+    """One replica: loads the model, then builds the ignis serve app over it, with its
+    lifespan (the scheduler) run by Ray Serve after this constructor."""
 
-    async def __init__(self, model_path: str, n_ctx: int | None = None, threads: int | None = None,
-                     max_batch: int = 8, api_key: str | None = None, max_queue: int | None = None,
-                     model_name: str | None = None):
+    def __init__(self, model_path: str, n_ctx: int | None = None, threads: int | None = None,
+                 max_batch: int = 8, api_key: str | None = None, max_queue: int | None = None,
+                 model_name: str | None = None):
         import ignis
-        self.model = await asyncio.to_thread(ignis.load, model_path, n_ctx=n_ctx, threads=threads)
-        self.options = dict(max_batch=max_batch, api_key=api_key, max_queue=max_queue, model_name=model_name)
-        self.app = None
-
-    def __serve_build_asgi_app__(self):
-        from ignis.serve.app import create_app
-        self.app = create_app(self.model, **self.options)
-        return ReplicaHeader(self.app)
+        from ignis.serve import ray as this_module    # this class is pickled by value: its globals
+        from ignis.serve.app import create_app        # are a copy, the module's are not
+        model = ignis.load(model_path, n_ctx=n_ctx, threads=threads)
+        self.ignis_app = create_app(model, max_batch=max_batch, api_key=api_key, max_queue=max_queue,
+                                    model_name=model_name)
+        this_module._replica_app = ReplicaHeader(self.ignis_app)
 
     def check_health(self):
         """Ray's periodic health check: a replica whose model is gone is restarted."""
-        state = self.app.state.ignis if self.app is not None else None
-        if state is not None and state.load_error is not None:
+        state = self.ignis_app.state.ignis
+        if state.load_error is not None:
             raise RuntimeError(f"the model failed to load: {state.load_error}")
 
 
@@ -85,6 +95,10 @@ def _init_ray(replicas: int, cpus_per_replica: float) -> bool:
     if address == "local" or (address is None and not _running_cluster()):
         # a local instance: enough (logical) CPUs for every replica, whatever the core count
         need = int(replicas * cpus_per_replica + 0.999)
+        # a local instance is one node: its processes talk over loopback (Ray would otherwise use
+        # the machine's network address, which a cluster needs and a local instance does not)
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        kwargs["address"] = "local"
         ray.init(num_cpus=max(need, os.cpu_count() or 1), **kwargs)
         return True
     try:
@@ -114,8 +128,11 @@ def run(model_path: str, *, replicas: int = 2, host: str = "127.0.0.1", port: in
     model_path = os.path.abspath(model_path)
     cpus = float(threads) if threads else 1.0
     stop = threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    signals = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in signals}
     local = _init_ray(replicas, cpus)
+    for sig in signals:             # again: ray.init installs a handler of its own
+        signal.signal(sig, lambda *_: stop.set())
     try:
         serve.start(http_options={"host": host, "port": port}, proxy_location="HeadOnly")
         # each replica decodes max_batch sequences at once and queues the rest itself
@@ -138,9 +155,54 @@ def run(model_path: str, *, replicas: int = 2, host: str = "127.0.0.1", port: in
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        started = _descendants(os.getpid()) if local else []
         try:
             serve.delete(APP_NAME)          # on a shared cluster, only this deployment goes
             if local:
                 serve.shutdown()
         finally:
             ray.shutdown()
+            _reap(started)
+
+
+def _descendants(pid: int) -> list[int]:
+    """The processes under pid (Linux /proc; elsewhere none): the local Ray instance's."""
+    children: dict[int, list[int]] = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return []
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _reap(pids: list[int], timeout: float = 5.0) -> None:
+    """Stop what ray.shutdown() left of a local instance (its agents can outlive the raylet)."""
+    deadline = time.monotonic() + timeout
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for p in pids:
+        if _alive(p):
+            with contextlib.suppress(OSError):
+                os.kill(p, signal.SIGKILL)
