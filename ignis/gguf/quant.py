@@ -356,20 +356,26 @@ def _quantize_q8_0_blocks(x: np.ndarray, out: np.ndarray) -> None:
     blocks["qs"] = q.astype(np.int8)
 
 
-def quantize_q8_0(x: np.ndarray) -> np.ndarray:
-    """float32 [..., K] -> Q8_0 bytes uint8 [..., K//32*34] (llama.cpp's reference rounding)."""
+def _quantize_rows(x: np.ndarray, ttype: TensorType, name: str, blocks_fn) -> np.ndarray:
+    """float32 [..., K] -> [..., row bytes] of ttype, 32-element blocks quantized by blocks_fn
+    in chunks (bounded temporary memory)."""
     x = np.asarray(x, dtype=np.float32)
     if x.ndim == 0:
-        raise GGUFError("cannot quantize a 0-d array to Q8_0")
+        raise GGUFError(f"cannot quantize a 0-d array to {name}")
     k = x.shape[-1]
-    stride = row_nbytes(TensorType.Q8_0, k)
+    stride = row_nbytes(ttype, k)
     out = np.empty(x.shape[:-1] + (stride,), dtype=np.uint8)
     blocks_in = np.ascontiguousarray(x).reshape(-1, 32)
-    blocks_out = out.reshape(-1, 34)
+    blocks_out = out.reshape(-1, row_nbytes(ttype, 32))
     step = _CHUNK_ELEMENTS // 32
     for start in range(0, len(blocks_in), step):
-        _quantize_q8_0_blocks(blocks_in[start:start + step], blocks_out[start:start + step])
+        blocks_fn(blocks_in[start:start + step], blocks_out[start:start + step])
     return out
+
+
+def quantize_q8_0(x: np.ndarray) -> np.ndarray:
+    """float32 [..., K] -> Q8_0 bytes uint8 [..., K//32*34] (llama.cpp's reference rounding)."""
+    return _quantize_rows(x, TensorType.Q8_0, "Q8_0", _quantize_q8_0_blocks)
 
 
 def _quantize_q4_1_blocks(x: np.ndarray, out: np.ndarray) -> None:
@@ -394,18 +400,7 @@ def _quantize_q4_1_blocks(x: np.ndarray, out: np.ndarray) -> None:
 
 def quantize_q4_1(x: np.ndarray) -> np.ndarray:
     """float32 [..., K] -> Q4_1 bytes uint8 [..., K//32*20] (min/max per block of 32)."""
-    x = np.asarray(x, dtype=np.float32)
-    if x.ndim == 0:
-        raise GGUFError("cannot quantize a 0-d array to Q4_1")
-    k = x.shape[-1]
-    stride = row_nbytes(TensorType.Q4_1, k)
-    out = np.empty(x.shape[:-1] + (stride,), dtype=np.uint8)
-    blocks_in = np.ascontiguousarray(x).reshape(-1, 32)
-    blocks_out = out.reshape(-1, 20)
-    step = _CHUNK_ELEMENTS // 32
-    for start in range(0, len(blocks_in), step):
-        _quantize_q4_1_blocks(blocks_in[start:start + step], blocks_out[start:start + step])
-    return out
+    return _quantize_rows(x, TensorType.Q4_1, "Q4_1", _quantize_q4_1_blocks)
 
 
 def quantize(x: np.ndarray, ttype: TensorType | int) -> np.ndarray:
