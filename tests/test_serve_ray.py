@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-pytest.importorskip("ray")        # only for a run without the extra: CI installs it (.ci/run)
+pytest.importorskip("ray")        # the test extra installs it; only a run without the extra skips
 pytest.importorskip("ray.serve")
 openai = pytest.importorskip("openai")
 httpx = pytest.importorskip("httpx")
