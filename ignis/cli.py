@@ -144,9 +144,20 @@ def cmd_info(args) -> int:
 
 # -- wiring ----------------------------------------------------------------------------------
 
+def _version() -> str:
+    """The installed distribution's version, else ignis.__version__ (a source checkout)."""
+    try:
+        from importlib.metadata import PackageNotFoundError, version
+        return version("ignis")
+    except (ImportError, PackageNotFoundError):
+        import ignis
+        return getattr(ignis, "__version__", "unknown")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="ignis", description="An LLM inference engine built like a compiler.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument("--version", action="version", version=f"ignis {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     def command(name, func, help_text):

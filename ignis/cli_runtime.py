@@ -1,4 +1,4 @@
-"""Compiler and runtime subcommands of `ignis`: graph, plan, run, chat, bench, serve."""
+"""Compiler and runtime subcommands of `ignis`: graph, plan, run, chat, bench, serve, perplexity."""
 import json
 import sys
 import time
@@ -121,37 +121,120 @@ def _load(args):
 
 def _sampling(args) -> dict:
     return dict(temperature=args.temp, top_k=args.top_k, top_p=args.top_p, min_p=args.min_p,
-                repeat_penalty=args.repeat_penalty, seed=args.seed)
+                repeat_penalty=args.repeat_penalty, presence_penalty=args.presence_penalty,
+                frequency_penalty=args.frequency_penalty, seed=args.seed)
 
 
 def _print_timings(result, load_seconds=None) -> None:
     def line(name, n, secs):
-        rate = n / secs if secs > 0 else float("inf")
-        ms = 1000 * secs / n if n else 0.0
-        return f"ignis: {name:18s} = {1000 * secs:10.2f} ms / {n:5d} tokens ({ms:8.2f} ms per token, {rate:8.2f} tokens per second)\n"
+        head = f"ignis: {name:18s} = {1000 * secs:10.2f} ms / {n:5d} tokens"
+        if n == 0 or secs <= 0:         # no rate to speak of (e.g. -n 0): no "inf tokens per second"
+            return head + "\n"
+        return f"{head} ({1000 * secs / n:8.2f} ms per token, {n / secs:8.2f} tokens per second)\n"
     if load_seconds is not None:
         sys.stderr.write(f"ignis: {'load time':18s} = {1000 * load_seconds:10.2f} ms\n")
     sys.stderr.write(line("prompt eval time", result.prompt_tokens, result.prompt_seconds))
     sys.stderr.write(line("eval time", result.decode_tokens, result.decode_seconds))
 
 
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", '"': '"', "'": "'", "a": "\a", "b": "\b",
+            "f": "\f", "v": "\v", "0": "\0", "?": "?"}
+
+
+def _unescape(text: str) -> str:
+    """-e: \\n \\t \\r \\\\ \\" \\' \\a \\b \\f \\v \\0 \\? and \\xHH, as llama.cpp does; any other
+    backslash is kept as it is."""
+    def one(m):
+        body = m.group(1)
+        if body[0] == "x":
+            return chr(int(body[1:], 16))
+        return _ESCAPES[body]
+    import re
+    return re.sub(r"\\(x[0-9a-fA-F]{2}|[ntr\\\"'abfv0?])", one, text)
+
+
+def _read_text(path: str, what: str) -> str:
+    """The text of a file ('-': stdin), less one trailing newline (as llama.cpp's -f)."""
+    try:
+        if path == "-":
+            text = sys.stdin.read()
+        else:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+    except UnicodeDecodeError as e:
+        raise IgnisError(f"{what} {'(stdin)' if path == '-' else path}: not UTF-8 text ({e.reason} at byte "
+                         f"{e.start})") from None
+    return text[:-1] if text.endswith("\n") else text
+
+
+def _is_model_name(word: str) -> bool:
+    """An existing .gguf file or a catalogue name (NAME or NAME:q8_0)."""
+    import os
+    from ignis.hub import lookup
+    if word.lower().endswith(".gguf") and os.path.isfile(word):
+        return True
+    try:
+        lookup(word)
+    except IgnisError:
+        return False
+    return True
+
+
+def _run_usage_error(message: str) -> int:
+    sys.stderr.write(f"ignis run: error: {message} (see 'ignis run --help')\n")
+    return 2
+
+
+def _run_prompt(args):
+    """Sort out [MODEL] [PROMPT], -m, -p and -f: sets args.model, returns the prompt text, or an
+    error message (str) and None."""
+    words = list(args.words or [])
+    given = [flag for flag, value in (("-p", args.prompt), ("-f", args.file)) if value is not None]
+    if len(given) > 1:
+        return "give the prompt once: -p and -f both given", None
+    if len(words) > 2:
+        return f"at most two positional arguments (MODEL PROMPT), got {len(words)}", None
+    if len(words) == 2 or (len(words) == 1 and (given or _is_model_name(words[0]))):
+        if args.model:
+            return f"give the model once: -m {args.model!r} and {words[0]!r}", None
+        args.model = words.pop(0)
+    if words:
+        if given:
+            return f"give the prompt once: {given[0]} and a positional PROMPT", None
+        return None, words[0]
+    if args.file is not None:
+        return None, _read_text(args.file, "-f")
+    if args.prompt == "-":
+        return None, _read_text("-", "-p -")
+    if args.prompt is None:
+        return "the following arguments are required: -p/--prompt (or -f FILE, or PROMPT)", None
+    return None, args.prompt
+
+
 def cmd_run(args) -> int:
+    error, prompt = _run_prompt(args)
+    if error:
+        return _run_usage_error(error)
+    if args.escape:
+        prompt = _unescape(prompt)
     t0 = time.perf_counter()
     model = _load(args)
     load_seconds = time.perf_counter() - t0
-    prompt = args.prompt
+    shown = prompt
     if args.chat:
         prompt = model.render_chat([{"role": "user", "content": prompt}])
     pieces = model.generate(prompt, max_tokens=args.n_predict, stream=True, ignore_eos=args.ignore_eos,
                             stop=args.stop or None, **_sampling(args))
     if args.echo:
-        sys.stdout.write(args.prompt)
+        sys.stdout.write(shown)
     try:
         for piece in pieces:
             sys.stdout.write(piece)
             sys.stdout.flush()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:           # Ctrl-C: end the line, then main() says "interrupted", exit 130
         sys.stdout.write("\n")
+        sys.stdout.flush()
+        raise
     sys.stdout.write("\n")
     sys.stdout.flush()
     if model.last_result is not None:
@@ -292,9 +375,14 @@ def _run_flags(p) -> None:
     p.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling (default 0.95)")
     p.add_argument("--min-p", type=float, default=0.05, help="min-p (default 0.05)")
     p.add_argument("--repeat-penalty", type=float, default=1.0, help="repetition penalty (default 1.0 = off)")
-    p.add_argument("--seed", type=int, default=None, help="RNG seed (same seed, same output)")
+    p.add_argument("--presence-penalty", type=float, default=0.0,
+                   help="subtract this from the logit of each token in the recent context (default 0 = off)")
+    p.add_argument("--frequency-penalty", type=float, default=0.0,
+                   help="subtract this times its count in the recent context from a token's logit (default 0 = off)")
+    p.add_argument("-s", "--seed", type=int, default=None, help="RNG seed (same seed, same output)")
     p.add_argument("-t", "--threads", type=_positive("threads"), default=None, help="threads (default: all cores)")
-    p.add_argument("-c", "--ctx", type=_positive("context size"), default=None, help="context size (default: model's, at most 4096)")
+    p.add_argument("-c", "--ctx-size", "--ctx", dest="ctx", type=_positive("context size"), default=None,
+                   help="context size (default: model's, at most 4096)")
 
 
 def register(command, model_flag) -> None:
@@ -315,10 +403,21 @@ def register(command, model_flag) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
     p = command("run", cmd_run, "complete a prompt, streaming to stdout")
+    p.usage = "%(prog)s [MODEL] [PROMPT] [-m MODEL] [-p PROMPT | -f FILE] [options]"
+    p.epilog = ("Positional arguments: two are MODEL PROMPT. One is the PROMPT, unless -p/-f gives the prompt "
+                "or it names an existing .gguf file or a catalogue model (then it is the MODEL). "
+                "Keep positionals together (not split by flags).")
+    p.add_argument("words", nargs="*", metavar="[MODEL] [PROMPT]",
+                   help="a GGUF file or model name, then the prompt (see below)")
     model_flag(p)
-    p.add_argument("-p", "--prompt", required=True, help="the prompt (special tokens like <|im_start|> are parsed)")
+    p.add_argument("-p", "--prompt", default=None,
+                   help="the prompt (special tokens like <|im_start|> are parsed); '-' reads stdin")
+    p.add_argument("-f", "--file", metavar="FILE", default=None, help="read the prompt from FILE")
+    p.add_argument("-e", "--escape", action="store_true",
+                   help="process escapes in the prompt (\\n \\t \\r \\\\ \\\" \\' \\xHH ...), as llama.cpp")
     _run_flags(p)
-    p.add_argument("--stop", action="append", help="stop string (repeatable)")
+    p.add_argument("--stop", "-r", "--reverse-prompt", dest="stop", action="append",
+                   help="stop string (repeatable)")
     p.add_argument("--ignore-eos", action="store_true", help="do not stop at end-of-generation tokens")
     p.add_argument("--chat", action="store_true", help="wrap the prompt in the model's chat template")
     p.add_argument("--echo", action="store_true", help="print the prompt before the completion")
@@ -361,3 +460,64 @@ def register(command, model_flag) -> None:
                         "default: a local Ray instance)")
     p.add_argument("--replicas", type=_positive("--replicas"), default=None,
                    help="with --ray: replicas, each loading the model (default 2)")
+
+    _register_perplexity(command, model_flag, _positive)
+
+
+# -- `ignis perplexity` -----------------------------------------------------------------------
+
+def _read_whole_text(name: str) -> str:
+    """The whole text of a file ('-': stdin); bytes that are not UTF-8 become U+FFFD."""
+    if name == "-":
+        return sys.stdin.read()
+    with open(name, encoding="utf-8", errors="replace") as f:
+        return f.read()
+
+
+def cmd_perplexity(args) -> int:
+    """`ignis perplexity`: the running PPL per chunk, then the estimate with its error."""
+    import ignis
+    from ignis.cli import _model_path
+    from ignis.runtime.perplexity import perplexity, text_ids
+    text = _read_whole_text(args.file)
+    model = ignis.load(_model_path(args), n_ctx=args.ctx, threads=args.threads)
+    try:
+        ids = text_ids(model, text)
+        n_chunks = len(ids) // args.ctx
+        if args.chunks is not None:
+            n_chunks = min(n_chunks, args.chunks)
+        sys.stderr.write(f"ignis: {len(ids)} tokens, {n_chunks} chunks of {args.ctx} "
+                         f"(scoring the last {args.ctx - 1 - args.ctx // 2} of each)\n")
+        t0 = time.perf_counter()
+
+        def show(k, running):
+            sys.stdout.write(f"{',' if k > 1 else ''}[{k}]{running:.4f}")
+            sys.stdout.flush()
+
+        try:
+            ppl, err, n, _ = perplexity(model, ids, args.ctx, max_chunks=args.chunks, on_chunk=show)
+        finally:
+            sys.stdout.write("\n")
+        secs = time.perf_counter() - t0
+        print(f"Final estimate: PPL = {ppl:.4f} +/- {err:.5f}")
+        print(f"scored {n} tokens in {n_chunks} chunks of {args.ctx}")
+        sys.stderr.write(f"ignis: {secs:.2f} s, {n_chunks * args.ctx / secs:.1f} tokens/s evaluated\n")
+    finally:
+        model.close()
+    return 0
+
+
+def _register_perplexity(command, model_flag, positive) -> None:
+    """`ignis perplexity` (llama-perplexity's form)."""
+    p = command("perplexity", cmd_perplexity,
+                "perplexity of a text file, in chunks of -c tokens (llama-perplexity's method)")
+    model_flag(p)
+    p.add_argument("-f", "--file", required=True, help="the text file ('-' reads stdin)")
+    p.add_argument("-c", "--ctx-size", "--ctx", dest="ctx", type=positive("context size"), default=512,
+                   help="tokens per chunk; the second half of each chunk is scored (default 512)")
+    p.add_argument("-b", "--batch-size", type=positive("batch size"), default=None,
+                   help="accepted for llama-perplexity compatibility and ignored: ignis evaluates each "
+                        "chunk in one call, splitting it internally")
+    p.add_argument("-t", "--threads", type=positive("threads"), default=None, help="threads (default: all cores)")
+    p.add_argument("--chunks", type=positive("--chunks"), default=None,
+                   help="score at most this many chunks (default: all)")
