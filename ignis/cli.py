@@ -98,7 +98,8 @@ def cmd_tokenize(args) -> int:
         print(" ".join(map(str, ids)))
     else:
         for i in ids:
-            print(f"{i:8d} {tok.token_to_piece(i)!r}")
+            # the piece as text ('\n' and friends escaped; bytes of a split UTF-8 character: U+FFFD)
+            print(f"{i:8d} {tok.token_to_piece(i).decode('utf-8', errors='replace')!r}")
     return 0
 
 

@@ -368,8 +368,9 @@ def _port(text):
 
 # -- wiring ----------------------------------------------------------------------------------
 
-def _run_flags(p) -> None:
-    p.add_argument("-n", "--n-predict", type=_non_negative_int, default=128, help="tokens to generate (default 128)")
+def _run_flags(p, n_predict: int = 128) -> None:
+    p.add_argument("-n", "--n-predict", type=_non_negative_int, default=n_predict,
+                   help=f"tokens to generate (default {n_predict})")
     p.add_argument("--temp", type=float, default=0.8, help="temperature; 0 = greedy (default 0.8)")
     p.add_argument("--top-k", type=_non_negative_int, default=40, help="top-k, 0 = off (default 40)")
     p.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling (default 0.95)")
@@ -424,8 +425,7 @@ def register(command, model_flag) -> None:
 
     p = command("chat", cmd_chat, "interactive chat with the model's chat template")
     model_flag(p)
-    _run_flags(p)
-    p.set_defaults(n_predict=512)
+    _run_flags(p, n_predict=512)
     p.add_argument("--system", help="system prompt")
 
     p = command("bench", cmd_bench, "measure prompt processing and generation speed")

@@ -163,3 +163,15 @@ def test_ctrl_c_during_run_exits_130(tiny):
     err = err.decode(errors="replace")
     assert proc.returncode == 130, err
     assert "ignis: interrupted" in err and "Traceback" not in err, err
+
+
+@pytest.mark.real
+def test_tokenize_shows_pieces_as_text(real_model_path, capsys):
+    out = _run(["tokenize", "-m", real_model_path, "hi\n 世界"], capsys).out
+    assert "'世界'" in out and "'\\n'" in out          # text, newline escaped
+    assert "b'" not in out and "\\xe4" not in out        # no byte literals
+
+
+def test_chat_help_states_its_own_default(capsys):
+    assert "(default 512)" in _run(["chat", "--help"], capsys).out
+    assert "(default 128)" in _run(["run", "--help"], capsys).out
