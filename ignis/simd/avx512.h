@@ -1,14 +1,17 @@
-/* avx512.h -- the 512-bit prefill tiles of the AVX-512 level (included by x86.h inside the
- * AVX-512 target region only). Same arithmetic as the definition in _neon.h. */
+/* avx512.h -- the 512-bit kernels of the AVX-512 level (included by x86.h inside the AVX-512
+ * target region only): prefill tiles of 8 rows x 4/8 tokens on transposed weights ("z8"),
+ * decode kernels with two rows per register ("zn"). Same arithmetic as the definition in
+ * _neon.h.
+ *
+ * z8 lanes: lanes 0..7 of a register hold the low halves (elements 0..15) of rows 0..7, lanes
+ * 8..15 their high halves. Per block the rows' quants are transposed once, so that register k
+ * holds dword k (lanes 0..7) and dword k+4 (lanes 8..15) of every row; a token's dwords are
+ * spread to match, and four vpdpbusd form all 16 exact half sums. vpdpbusd multiplies
+ * unsigned by signed bytes: unsigned quants meet the token as it is; signed ones meet the
+ * token offset to x + 128 (x ^ 0x80), the sum starting from -128 * sum(w) of the half. */
 
-/* Q8_0 (WT 8) or Q5_0 (WT 6, as signed quants q - 16), 8 weight rows x RN tokens. Lanes 0..7 of a register hold the low halves (elements
- * 0..15) of rows 0..7, lanes 8..15 their high halves. Per block the rows' quants are
- * transposed once, so that register k holds dword k (lanes 0..7) and dword k+4 (lanes 8..15)
- * of every row; a token's dwords are spread to match, and four vpdpbusd form all 16 exact
- * half sums. vpdpbusd multiplies unsigned by signed bytes: the token is offset to x + 128
- * (x ^ 0x80) and the sum starts from -128 * sum(w) of the half, so it ends at sum(w * x). */
 /* 8 rows of one block's 32 quant bytes -> wt[k]: dword k of every row in lanes 0..7, dword
- * k + 4 in lanes 8..15 (the transposition of the tiles above). */
+ * k + 4 in lanes 8..15 */
 IGNIS_INLINE void IL(z8_transpose)(const __m256i *r, __m512i *wt) {
     const __m512i s1a = _mm512_setr_epi32(0, 8, 16, 24, 4, 12, 20, 28, 1, 9, 17, 25, 5, 13, 21, 29);
     const __m512i s1b = _mm512_setr_epi32(2, 10, 18, 26, 6, 14, 22, 30, 3, 11, 19, 27, 7, 15, 23, 31);
@@ -42,20 +45,71 @@ IGNIS_INLINE void IL(z8_store)(const __m512 *acc, const int RN, float *out) {
     }
 }
 
+/* spread[k] picks a token's dword k for lanes 0..7 and dword k + 4 for lanes 8..15 */
+IGNIS_INLINE void IL(z8_spread)(__m512i *spread) {
+    for (int k = 0; k < 4; k++)
+        spread[k] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi32(k)), _mm256_set1_epi32(k + 4), 1);
+}
+
+/* signed quants: -128 * sum(w) per lane, where the offset token's sums start */
+IGNIS_INLINE __m512i IL(z8_offset_start)(const __m512i *wt) {
+    const __m512i k80 = _mm512_set1_epi8((char)0x80);
+    __m512i corr = _mm512_setzero_si512();
+    for (int k = 0; k < 4; k++) corr = _mm512_dpbusd_epi32(corr, k80, wt[k]);
+    return _mm512_sub_epi32(_mm512_setzero_si512(), corr);
+}
+
+/* signed quants . the Q8_0 block at blk: the 16 exact half sums (start from z8_offset_start) */
+IGNIS_INLINE __m512i IL(z8_dot_signed)(__m512i start, const __m512i *wt, const __m512i *spread, const uint8_t *blk) {
+    const __m256i xu = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(blk + 2)), _mm256_set1_epi8((char)0x80));
+    const __m512i xz = _mm512_castsi256_si512(xu);
+    __m512i s = start;
+    for (int k = 0; k < 4; k++) s = _mm512_dpbusd_epi32(s, _mm512_permutexvar_epi32(spread[k], xz), wt[k]);
+    return s;
+}
+
+/* unsigned quants . the Q8_0 block at blk (*a), and the block's half sums of x (*c) */
+IGNIS_INLINE void IL(z8_dot_unsigned)(const __m512i *wt, const __m512i *spread, const uint8_t *blk,
+                                      __m512i *a, __m512i *c) {
+    const __m512i ones = _mm512_set1_epi8(1);
+    const __m512i xz = _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(blk + 2)));
+    __m512i sa = _mm512_setzero_si512(), sc = _mm512_setzero_si512();
+    for (int k = 0; k < 4; k++) {
+        const __m512i xk = _mm512_permutexvar_epi32(spread[k], xz);
+        sa = _mm512_dpbusd_epi32(sa, wt[k], xk);
+        sc = _mm512_dpbusd_epi32(sc, ones, xk);
+    }
+    *a = sa;
+    *c = sc;
+}
+
+/* the quants of activation block jb (0..7) of a K-quant super-block, as loaded for one row:
+ * Q4_K 0..15; Q6_K q + 32 in 0..63 (both unsigned) */
+IGNIS_INLINE __m256i IL(q4_k_block_quants)(const uint8_t *sb, int jb) {
+    const __m256i v = _mm256_loadu_si256((const __m256i *)(sb + 16 + (jb / 2) * 32));
+    return _mm256_and_si256((jb & 1) ? _mm256_srli_epi16(v, 4) : v, _mm256_set1_epi8(0x0f));
+}
+IGNIS_INLINE __m256i IL(q6_k_block_quants)(const uint8_t *sb, int jb) {
+    const int half = jb / 4, kk = jb % 4;
+    __m256i l = _mm256_loadu_si256((const __m256i *)(sb + half * 64 + (kk & 1) * 32));
+    __m256i h = _mm256_loadu_si256((const __m256i *)(sb + 128 + half * 32));
+    l = _mm256_and_si256((kk >> 1) ? _mm256_srli_epi16(l, 4) : l, _mm256_set1_epi8(0x0f));
+    h = _mm256_and_si256(_mm256_srli_epi16(h, 2 * kk), _mm256_set1_epi8(3));
+    return _mm256_or_si256(l, _mm256_slli_epi16(h, 4));
+}
+
 /* one block's 32 signed weight quants */
 IGNIS_INLINE __m256i IL(z8_quants)(const uint8_t *blk, const int WT) {
     if (WT == 8) return _mm256_loadu_si256((const __m256i *)(blk + 2));
     return _mm256_sub_epi8(IL(q5_0_quants)(blk), _mm256_set1_epi8(16));
 }
 
+/* Q8_0 (WT 8) or Q5_0 (WT 6, as signed quants q - 16), 8 weight rows x RN tokens (z8) */
 IGNIS_INLINE void IL(q8_z8)(int64_t nb, const uint8_t *const *w, const uint8_t *const *x,
                             float *out, const int RN, const int WT) {
     const size_t wbytes = WT == 8 ? IGNIS_Q8_0_BYTES : IGNIS_Q5_0_BYTES;
-    const __m512i k80 = _mm512_set1_epi8((char)0x80);
-    const __m256i k80y = _mm256_set1_epi8((char)0x80);
     __m512i spread[4];
-    for (int k = 0; k < 4; k++)
-        spread[k] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi32(k)), _mm256_set1_epi32(k + 4), 1);
+    IL(z8_spread)(spread);
     __m512 acc[8];
     for (int j = 0; j < RN; j++) acc[j] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
@@ -64,15 +118,10 @@ IGNIS_INLINE void IL(q8_z8)(int64_t nb, const uint8_t *const *w, const uint8_t *
         for (int i = 0; i < 8; i++) r[i] = IL(z8_quants)(w[i] + off, WT);
         __m512i wt[4];
         IL(z8_transpose)(r, wt);
-        __m512i corr = _mm512_setzero_si512();
-        for (int k = 0; k < 4; k++) corr = _mm512_dpbusd_epi32(corr, k80, wt[k]);
-        const __m512i start = _mm512_sub_epi32(_mm512_setzero_si512(), corr);
+        const __m512i start = IL(z8_offset_start)(wt);
         const __m512 dw = IL(z8_f16x8)(w, off);
         for (int j = 0; j < RN; j++) {
-            const __m256i xu = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(x[j] + xo + 2)), k80y);
-            const __m512i xz = _mm512_castsi256_si512(xu);
-            __m512i s = start;
-            for (int k = 0; k < 4; k++) s = _mm512_dpbusd_epi32(s, _mm512_permutexvar_epi32(spread[k], xz), wt[k]);
+            const __m512i s = IL(z8_dot_signed)(start, wt, spread, x[j] + xo);
             const __m512 sc = _mm512_mul_ps(dw, _mm512_set1_ps(_cvtsh_ss(ignis_load_u16(x[j] + xo))));
             acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), sc, acc[j]);
         }
@@ -90,10 +139,8 @@ static void IL(q5_0_z8x8)(int64_t n, const uint8_t *const *w, const uint8_t *con
  * (d * d_x, then m * d_x). */
 IGNIS_INLINE void IL(q4_1_z8)(int64_t nb, const uint8_t *const *w, const uint8_t *const *x,
                               float *out, const int RN) {
-    const __m512i ones = _mm512_set1_epi8(1);
     __m512i spread[4];
-    for (int k = 0; k < 4; k++)
-        spread[k] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi32(k)), _mm256_set1_epi32(k + 4), 1);
+    IL(z8_spread)(spread);
     __m512 acc[8];
     for (int j = 0; j < RN; j++) acc[j] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
@@ -104,13 +151,8 @@ IGNIS_INLINE void IL(q4_1_z8)(int64_t nb, const uint8_t *const *w, const uint8_t
         IL(z8_transpose)(r, wt);
         const __m512 dw = IL(z8_f16x8)(w, off), mw = IL(z8_f16x8)(w, off + 2);
         for (int j = 0; j < RN; j++) {
-            const __m512i xz = _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(x[j] + xo + 2)));
-            __m512i a = _mm512_setzero_si512(), c = _mm512_setzero_si512();
-            for (int k = 0; k < 4; k++) {
-                const __m512i xk = _mm512_permutexvar_epi32(spread[k], xz);
-                a = _mm512_dpbusd_epi32(a, wt[k], xk);
-                c = _mm512_dpbusd_epi32(c, ones, xk);
-            }
+            __m512i a, c;
+            IL(z8_dot_unsigned)(wt, spread, x[j] + xo, &a, &c);
             const __m512 dx = _mm512_set1_ps(_cvtsh_ss(ignis_load_u16(x[j] + xo)));
             acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a), _mm512_mul_ps(dw, dx), acc[j]);
             acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(c), _mm512_mul_ps(mw, dx), acc[j]);
@@ -129,11 +171,8 @@ static void IL(q4_1_z8x8)(int64_t n, const uint8_t *const *w, const uint8_t *con
 IGNIS_INLINE void IL(kq_z8)(int64_t nsb, const uint8_t *const *w, const uint8_t *const *x,
                             float *out, const int RN, const int WT) {
     const size_t wbytes = WT == 12 ? IGNIS_Q4_K_BYTES : IGNIS_Q6_K_BYTES;
-    const __m512i k80 = _mm512_set1_epi8((char)0x80), ones = _mm512_set1_epi8(1);
-    const __m256i k80y = _mm256_set1_epi8((char)0x80), low = _mm256_set1_epi8(0x0f), three = _mm256_set1_epi8(3);
     __m512i spread[4];
-    for (int k = 0; k < 4; k++)
-        spread[k] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi32(k)), _mm256_set1_epi32(k + 4), 1);
+    IL(z8_spread)(spread);
     __m512 acc[8];
     for (int j = 0; j < RN; j++) acc[j] = _mm512_setzero_ps();
     for (int64_t s = 0; s < nsb; s++) {
@@ -158,45 +197,23 @@ IGNIS_INLINE void IL(kq_z8)(int64_t nsb, const uint8_t *const *w, const uint8_t 
         const __m512 dmin = WT == 12 ? IL(z8_f16x8)(w, wo + 2) : d;
         for (int jb = 0; jb < 8; jb++) {
             __m256i r[8];
-            for (int i = 0; i < 8; i++) {
-                if (WT == 12) {
-                    __m256i v = _mm256_loadu_si256((const __m256i *)(w[i] + wo + 16 + (jb / 2) * 32));
-                    r[i] = _mm256_and_si256((jb & 1) ? _mm256_srli_epi16(v, 4) : v, low);
-                } else {
-                    const int half = jb / 4, kk = jb % 4;
-                    __m256i l = _mm256_loadu_si256((const __m256i *)(w[i] + wo + half * 64 + (kk & 1) * 32));
-                    __m256i h = _mm256_loadu_si256((const __m256i *)(w[i] + wo + 128 + half * 32));
-                    l = _mm256_and_si256((kk >> 1) ? _mm256_srli_epi16(l, 4) : l, low);
-                    h = _mm256_and_si256(_mm256_srli_epi16(h, 2 * kk), three);
-                    r[i] = _mm256_sub_epi8(_mm256_or_si256(l, _mm256_slli_epi16(h, 4)), _mm256_set1_epi8(32));
-                }
-            }
+            for (int i = 0; i < 8; i++)
+                r[i] = WT == 12 ? IL(q4_k_block_quants)(w[i] + wo, jb)
+                                : _mm256_sub_epi8(IL(q6_k_block_quants)(w[i] + wo, jb), _mm256_set1_epi8(32));
             __m512i wt[4];
             IL(z8_transpose)(r, wt);
-            __m512i start = _mm512_setzero_si512();
-            if (WT == 14) {
-                for (int k = 0; k < 4; k++) start = _mm512_dpbusd_epi32(start, k80, wt[k]);
-                start = _mm512_sub_epi32(_mm512_setzero_si512(), start);
-            }
+            const __m512i start = WT == 14 ? IL(z8_offset_start)(wt) : _mm512_setzero_si512();
             const __m512 scv = _mm512_loadu_ps(scf[jb]), mv = _mm512_loadu_ps(mf[jb]);
             const size_t xo = (size_t)(s * 8 + jb) * IGNIS_Q8_0_BYTES;
             for (int j = 0; j < RN; j++) {
-                const __m256i xv = _mm256_loadu_si256((const __m256i *)(x[j] + xo + 2));
                 const __m512 dx = _mm512_set1_ps(_cvtsh_ss(ignis_load_u16(x[j] + xo)));
                 if (WT == 12) {
-                    const __m512i xz = _mm512_castsi256_si512(xv);
-                    __m512i a = _mm512_setzero_si512(), c = _mm512_setzero_si512();
-                    for (int k = 0; k < 4; k++) {
-                        const __m512i xk = _mm512_permutexvar_epi32(spread[k], xz);
-                        a = _mm512_dpbusd_epi32(a, wt[k], xk);
-                        c = _mm512_dpbusd_epi32(c, ones, xk);
-                    }
+                    __m512i a, c;
+                    IL(z8_dot_unsigned)(wt, spread, x[j] + xo, &a, &c);
                     acc[j] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(a), scv), _mm512_mul_ps(d, dx), acc[j]);
                     acc[j] = _mm512_fnmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(c), mv), _mm512_mul_ps(dmin, dx), acc[j]);
                 } else {
-                    const __m512i xz = _mm512_castsi256_si512(_mm256_xor_si256(xv, k80y));
-                    __m512i a = start;
-                    for (int k = 0; k < 4; k++) a = _mm512_dpbusd_epi32(a, _mm512_permutexvar_epi32(spread[k], xz), wt[k]);
+                    const __m512i a = IL(z8_dot_signed)(start, wt, spread, x[j] + xo);
                     acc[j] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(a), scv), _mm512_mul_ps(d, dx), acc[j]);
                 }
             }
@@ -222,6 +239,34 @@ IGNIS_INLINE __m512i IL(zn_token)(const uint8_t *blk) {
     return _mm512_permutexvar_epi64(spread, _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(blk + 2))));
 }
 
+/* the exact half sums of the four row pairs q[p] against the spread token xz, from start:
+ * [lo r0..3 | lo r4..7 | hi r0..3 | hi r4..7] */
+IGNIS_INLINE __m512i IL(zn_dots)(__m512i start, const __m512i *q, __m512i xz) {
+    return IL(z_reduce4)(_mm512_dpbusd_epi32(start, q[0], xz), _mm512_dpbusd_epi32(start, q[1], xz),
+                         _mm512_dpbusd_epi32(start, q[2], xz), _mm512_dpbusd_epi32(start, q[3], xz));
+}
+
+/* -u times the spread token's partial sums (4 bytes a lane, not yet reduced): the start
+ * that turns (q + u) . x into q . x once zn_dots has reduced */
+IGNIS_INLINE __m512i IL(zn_neg_partials)(__m512i xz, char u) {
+    return _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(u), xz));
+}
+
+/* the spread token's half sums, times u (a byte), in that lane order */
+IGNIS_INLINE __m512i IL(zn_xsums)(__m512i xz, char u) {
+    const __m512i c1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(u), xz);
+    return IL(z_reduce4)(c1, c1, c1, c1);
+}
+
+/* the 16 nibble bytes at a and at b (rows p and p + 4) in the decode lane order */
+IGNIS_INLINE __m512i IL(zn_nibbles)(const uint8_t *a, const uint8_t *b) {
+    const __m256i low = _mm256_set1_epi8(0x0f);
+    const __m256i y = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)a)),
+                                              _mm_loadu_si128((const __m128i *)b), 1);
+    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_and_si256(y, low)),
+                              _mm256_and_si256(_mm256_srli_epi16(y, 4), low), 1);
+}
+
 /* Q5_0, 8 weight rows x RN <= 4 tokens (decode). Rows p and p + 4 share a register whose
  * 128-bit lanes hold [row p 0..15 | row p+4 0..15 | row p 16..31 | row p+4 16..31] (the
  * nibble split gives this order for free; the fifth bits come from a 64-bit mask). The
@@ -230,8 +275,7 @@ IGNIS_INLINE __m512i IL(zn_token)(const uint8_t *blk) {
  * | hi r4..7]: the lane layout of the tiles above. */
 IGNIS_INLINE void IL(q5_0_zn)(int64_t nb, const uint8_t *const *w, const uint8_t *const *x,
                               float *out, const int RN) {
-    const __m256i low = _mm256_set1_epi8(0x0f);
-    const __m512i sixteen = _mm512_set1_epi8(16);
+    const __m512i sixteen = _mm512_set1_epi8(16);      /* the fifth bit */
     __m512 acc[4];
     for (int j = 0; j < RN; j++) acc[j] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
@@ -239,10 +283,7 @@ IGNIS_INLINE void IL(q5_0_zn)(int64_t nb, const uint8_t *const *w, const uint8_t
         __m512i q[4];
         for (int p = 0; p < 4; p++) {
             const uint8_t *b0 = w[p] + wo, *b1 = w[p + 4] + wo;
-            const __m256i y = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(b0 + 6))),
-                                                      _mm_loadu_si128((const __m128i *)(b1 + 6)), 1);
-            const __m512i nib = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_and_si256(y, low)),
-                                                   _mm256_and_si256(_mm256_srli_epi16(y, 4), low), 1);
+            const __m512i nib = IL(zn_nibbles)(b0 + 6, b1 + 6);
             const uint64_t h0 = ignis_load_u32(b0 + 2), h1 = ignis_load_u32(b1 + 2);
             const __mmask64 bits = (h0 & 0xffff) | ((h1 & 0xffff) << 16) | ((h0 >> 16) << 32) | ((h1 >> 16) << 48);
             q[p] = _mm512_mask_add_epi8(nib, bits, nib, sixteen);
@@ -250,9 +291,8 @@ IGNIS_INLINE void IL(q5_0_zn)(int64_t nb, const uint8_t *const *w, const uint8_t
         const __m512 dw = IL(z8_f16x8)(w, wo);
         for (int j = 0; j < RN; j++) {
             const __m512i xz = IL(zn_token)(x[j] + xo);
-            const __m512i start = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), sixteen, xz));
-            const __m512i h = IL(z_reduce4)(_mm512_dpbusd_epi32(start, q[0], xz), _mm512_dpbusd_epi32(start, q[1], xz),
-                                            _mm512_dpbusd_epi32(start, q[2], xz), _mm512_dpbusd_epi32(start, q[3], xz));
+            const __m512i start = IL(zn_neg_partials)(xz, 16);
+            const __m512i h = IL(zn_dots)(start, q, xz);
             const __m512 sc = _mm512_mul_ps(dw, _mm512_set1_ps(_cvtsh_ss(ignis_load_u16(x[j] + xo))));
             acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(h), sc, acc[j]);
         }
@@ -269,26 +309,16 @@ static void IL(q5_0_zn4)(int64_t n, const uint8_t *const *w, const uint8_t *cons
  * then the definition's two fused multiply-adds. */
 IGNIS_INLINE void IL(q4_1_zn)(int64_t nb, const uint8_t *const *w, const uint8_t *const *x,
                               float *out, const int RN) {
-    const __m256i low = _mm256_set1_epi8(0x0f);
-    const __m512i ones = _mm512_set1_epi8(1), zero = _mm512_setzero_si512();
     __m512 acc[4];
     for (int j = 0; j < RN; j++) acc[j] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const size_t wo = (size_t)b * IGNIS_Q4_1_BYTES, xo = (size_t)b * IGNIS_Q8_0_BYTES;
         __m512i q[4];
-        for (int p = 0; p < 4; p++) {
-            const __m256i y = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(w[p] + wo + 4))),
-                                                      _mm_loadu_si128((const __m128i *)(w[p + 4] + wo + 4)), 1);
-            q[p] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_and_si256(y, low)),
-                                      _mm256_and_si256(_mm256_srli_epi16(y, 4), low), 1);
-        }
+        for (int p = 0; p < 4; p++) q[p] = IL(zn_nibbles)(w[p] + wo + 4, w[p + 4] + wo + 4);
         const __m512 dw = IL(z8_f16x8)(w, wo), mw = IL(z8_f16x8)(w, wo + 2);
         for (int j = 0; j < RN; j++) {
             const __m512i xz = IL(zn_token)(x[j] + xo);
-            const __m512i h = IL(z_reduce4)(_mm512_dpbusd_epi32(zero, q[0], xz), _mm512_dpbusd_epi32(zero, q[1], xz),
-                                            _mm512_dpbusd_epi32(zero, q[2], xz), _mm512_dpbusd_epi32(zero, q[3], xz));
-            const __m512i c1 = _mm512_dpbusd_epi32(zero, ones, xz);
-            const __m512i c = IL(z_reduce4)(c1, c1, c1, c1);
+            const __m512i h = IL(zn_dots)(_mm512_setzero_si512(), q, xz), c = IL(zn_xsums)(xz, 1);
             const __m512 dx = _mm512_set1_ps(_cvtsh_ss(ignis_load_u16(x[j] + xo)));
             acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(h), _mm512_mul_ps(dw, dx), acc[j]);
             acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(c), _mm512_mul_ps(mw, dx), acc[j]);
@@ -343,8 +373,6 @@ IGNIS_INLINE void IL(zn_scales)(const __m128i *bytes, __m512 *scf) {
  * the scales (an exact float product: see IL(kq_z8)) then meet the definition's steps. */
 IGNIS_INLINE void IL(q6_k_zn)(int64_t nsb, const uint8_t *const *w, const uint8_t *const *x,
                               float *out, const int RN) {
-    const __m512i k32 = _mm512_set1_epi8(32);
-    const __m256i low = _mm256_set1_epi8(0x0f), three = _mm256_set1_epi8(3);
     __m512 acc[4];
     for (int j = 0; j < RN; j++) acc[j] = _mm512_setzero_ps();
     for (int64_t s = 0; s < nsb; s++) {
@@ -355,24 +383,15 @@ IGNIS_INLINE void IL(q6_k_zn)(int64_t nsb, const uint8_t *const *w, const uint8_
         IL(zn_scales)(sc, scf);
         const __m512 d = IL(z8_f16x8)(w, wo + 208);
         for (int jb = 0; jb < 8; jb++) {
-            const int half = jb / 4, kk = jb % 4;
-            __m256i r[8];
-            for (int i = 0; i < 8; i++) {
-                __m256i l = _mm256_loadu_si256((const __m256i *)(w[i] + wo + half * 64 + (kk & 1) * 32));
-                __m256i h = _mm256_loadu_si256((const __m256i *)(w[i] + wo + 128 + half * 32));
-                l = _mm256_and_si256((kk >> 1) ? _mm256_srli_epi16(l, 4) : l, low);
-                h = _mm256_and_si256(_mm256_srli_epi16(h, 2 * kk), three);
-                r[i] = _mm256_or_si256(l, _mm256_slli_epi16(h, 4));
-            }
             __m512i q[4];
-            for (int p = 0; p < 4; p++) q[p] = IL(zn_pair)(r[p], r[p + 4]);
+            for (int p = 0; p < 4; p++)
+                q[p] = IL(zn_pair)(IL(q6_k_block_quants)(w[p] + wo, jb), IL(q6_k_block_quants)(w[p + 4] + wo, jb));
             const size_t xo = (size_t)(s * 8 + jb) * IGNIS_Q8_0_BYTES;
             for (int j = 0; j < RN; j++) {
                 const __m512i xz = IL(zn_token)(x[j] + xo);
                 const __m512 dx = _mm512_set1_ps(_cvtsh_ss(ignis_load_u16(x[j] + xo)));
-                const __m512i start = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), k32, xz));
-                const __m512i a = IL(z_reduce4)(_mm512_dpbusd_epi32(start, q[0], xz), _mm512_dpbusd_epi32(start, q[1], xz),
-                                                _mm512_dpbusd_epi32(start, q[2], xz), _mm512_dpbusd_epi32(start, q[3], xz));
+                const __m512i start = IL(zn_neg_partials)(xz, 32);
+                const __m512i a = IL(zn_dots)(start, q, xz);
                 acc[j] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(a), scf[jb]), _mm512_mul_ps(d, dx), acc[j]);
             }
         }
@@ -401,8 +420,6 @@ IGNIS_INLINE void IL(q4_k_zn_scale_bytes)(const uint8_t *s, __m128i *sc, __m128i
  * definition's two fused multiply-adds (exact scale products: see IL(kq_z8)). */
 IGNIS_INLINE void IL(q4_k_zn)(int64_t nsb, const uint8_t *const *w, const uint8_t *const *x,
                               float *out, const int RN) {
-    const __m512i ones = _mm512_set1_epi8(1);
-    const __m256i low = _mm256_set1_epi8(0x0f);
     __m512 acc[4];
     for (int j = 0; j < RN; j++) acc[j] = _mm512_setzero_ps();
     for (int64_t s = 0; s < nsb; s++) {
@@ -415,21 +432,13 @@ IGNIS_INLINE void IL(q4_k_zn)(int64_t nsb, const uint8_t *const *w, const uint8_
         const __m512 d = IL(z8_f16x8)(w, wo), dmin = IL(z8_f16x8)(w, wo + 2);
         for (int jb = 0; jb < 8; jb++) {
             __m512i q[4];
-            for (int p = 0; p < 4; p++) {
-                const __m256i a = _mm256_loadu_si256((const __m256i *)(w[p] + wo + 16 + (jb / 2) * 32));
-                const __m256i b = _mm256_loadu_si256((const __m256i *)(w[p + 4] + wo + 16 + (jb / 2) * 32));
-                q[p] = IL(zn_pair)(_mm256_and_si256((jb & 1) ? _mm256_srli_epi16(a, 4) : a, low),
-                                   _mm256_and_si256((jb & 1) ? _mm256_srli_epi16(b, 4) : b, low));
-            }
+            for (int p = 0; p < 4; p++)
+                q[p] = IL(zn_pair)(IL(q4_k_block_quants)(w[p] + wo, jb), IL(q4_k_block_quants)(w[p + 4] + wo, jb));
             const size_t xo = (size_t)(s * 8 + jb) * IGNIS_Q8_0_BYTES;
             for (int j = 0; j < RN; j++) {
                 const __m512i xz = IL(zn_token)(x[j] + xo);
                 const __m512 dx = _mm512_set1_ps(_cvtsh_ss(ignis_load_u16(x[j] + xo)));
-                const __m512i zero = _mm512_setzero_si512();
-                const __m512i a = IL(z_reduce4)(_mm512_dpbusd_epi32(zero, q[0], xz), _mm512_dpbusd_epi32(zero, q[1], xz),
-                                                _mm512_dpbusd_epi32(zero, q[2], xz), _mm512_dpbusd_epi32(zero, q[3], xz));
-                const __m512i c1 = _mm512_dpbusd_epi32(zero, ones, xz);
-                const __m512i c = IL(z_reduce4)(c1, c1, c1, c1);
+                const __m512i a = IL(zn_dots)(_mm512_setzero_si512(), q, xz), c = IL(zn_xsums)(xz, 1);
                 acc[j] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(a), scf[jb]), _mm512_mul_ps(d, dx), acc[j]);
                 acc[j] = _mm512_fnmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(c), mf[jb]), _mm512_mul_ps(dmin, dx), acc[j]);
             }
