@@ -71,7 +71,7 @@ def assert_dot_close(got, x_used, w_used):
 
 def test_isa_is_a_runnable_level_of_this_build():
     levels = dict(K.isa_levels())
-    assert K.simd_name() == K.isa() and levels[K.isa()]
+    assert levels[K.isa()]
     assert list(levels)[0] == "scalar" and levels["scalar"]
     expected = os.environ.get("IGNIS_ISA") or K.best_isa()
     assert K.isa() == expected

@@ -146,11 +146,6 @@ def openmp_threads() -> int:
     return ignis_omp_max_threads()
 
 
-def simd_name() -> str:
-    """The level in use (an alias of isa(), kept for callers of the single-level builds)."""
-    return isa()
-
-
 cdef inline uintptr_t _addr(arr):
     return <uintptr_t>arr.__array_interface__["data"][0]
 
@@ -950,6 +945,11 @@ cdef class Plan:
 
     # -- execution ----------------------------------------------------------
 
+    def _att_rows(self):
+        """Score rows an attention work unit holds: its query tokens (ATT_QB, fewer in a plan of
+        fewer tokens) times the query heads of a KV group."""
+        return min(ATT_QB, self.n_tokens) * self._att_group
+
     cdef _ensure_scratch(self, n_ctx):
         try:
             if self._qbuf is None or self._qbuf.nbytes < self._qbuf_bytes:
@@ -961,13 +961,13 @@ cdef class Plan:
             rf = self._rope_floats()
             if self._rope is None or self._rope.size < rf:
                 self._rope = _aligned_buffer(max(rf, 16) * 4, np.float32)
-            need = ATT_QB * self._att_group * n_ctx
+            need = self._att_rows() * n_ctx
             need = (need + 15) // 16 * 16
             if self._att is None or self._att.size < need * self.n_threads:
                 self._att = _aligned_buffer(max(need * self.n_threads, 16) * 4, np.float32)
         except (MemoryError, ValueError, OverflowError):
             raise ModelError(f"plan.run: cannot allocate the scratch buffers (attention: "
-                             f"{ATT_QB} tokens x {self._att_group} heads x {n_ctx} positions x {self.n_threads} threads)") from None
+                             f"{self._att_rows()} score rows x {n_ctx} positions x {self.n_threads} threads)") from None
 
     def _int32_input(self, what, v):
         """tokens / positions: a 1-D integer array of T values that fit int32 (checked before
@@ -1115,7 +1115,7 @@ cdef class Plan:
         c.fbuf = <float *><uintptr_t>_addr(self._fbuf)
         c.rope = <float *><uintptr_t>_addr(self._rope)
         c.att = <float *><uintptr_t>_addr(self._att)
-        c.att_stride = (ATT_QB * self._att_group * att_n + 15) // 16 * 16
+        c.att_stride = (self._att_rows() * att_n + 15) // 16 * 16
         c.T = T
         c.ins = self.ins
         c.n_ins = self.n_ins
