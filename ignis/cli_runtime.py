@@ -153,18 +153,20 @@ def _unescape(text: str) -> str:
     return re.sub(r"\\(x[0-9a-fA-F]{2}|[ntr\\\"'abfv0?])", one, text)
 
 
-def _read_text(path: str, what: str) -> str:
-    """The text of a file ('-': stdin), less one trailing newline (as llama.cpp's -f)."""
+def _read_text(path: str, what: str, strip_newline: bool = True, errors: str = "strict") -> str:
+    """The text of a file ('-': stdin), less one trailing newline (as llama.cpp's -f) unless
+    strip_newline is false. Bytes that are not UTF-8: a one-line error, or with
+    errors="replace" (a corpus to score) U+FFFD."""
     try:
         if path == "-":
             text = sys.stdin.read()
         else:
-            with open(path, encoding="utf-8") as f:
+            with open(path, encoding="utf-8", errors=errors) as f:
                 text = f.read()
     except UnicodeDecodeError as e:
         raise IgnisError(f"{what} {'(stdin)' if path == '-' else path}: not UTF-8 text ({e.reason} at byte "
                          f"{e.start})") from None
-    return text[:-1] if text.endswith("\n") else text
+    return text[:-1] if strip_newline and text.endswith("\n") else text
 
 
 def _is_model_name(word: str) -> bool:
@@ -466,20 +468,12 @@ def register(command, model_flag) -> None:
 
 # -- `ignis perplexity` -----------------------------------------------------------------------
 
-def _read_whole_text(name: str) -> str:
-    """The whole text of a file ('-': stdin); bytes that are not UTF-8 become U+FFFD."""
-    if name == "-":
-        return sys.stdin.read()
-    with open(name, encoding="utf-8", errors="replace") as f:
-        return f.read()
-
-
 def cmd_perplexity(args) -> int:
     """`ignis perplexity`: the running PPL per chunk, then the estimate with its error."""
     import ignis
     from ignis.cli import _model_path
     from ignis.runtime.perplexity import perplexity, text_ids
-    text = _read_whole_text(args.file)
+    text = _read_text(args.file, "-f", strip_newline=False, errors="replace")
     model = ignis.load(_model_path(args), n_ctx=args.ctx, threads=args.threads)
     try:
         ids = text_ids(model, text)
