@@ -143,11 +143,16 @@ IGNIS_INLINE void IL(q8_0_4xg)(int64_t nb, const uint8_t *const *w, const uint8_
         for (int g = 0; g < G; g++) IL(store4)(acc[i][g], out + 4 * g * IGNIS_TILE + i, IGNIS_TILE);
 }
 
+/* 16 bytes of nibbles as 32 bytes 0..15: low nibbles (elements 0..15), then high nibbles */
+IGNIS_INLINE __m256i IL(nibbles32)(const uint8_t *qs16) {
+    __m128i qs = _mm_loadu_si128((const __m128i *)qs16);
+    return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(qs, 4), _mm_set1_epi8(0x0f)),
+                            _mm_and_si128(qs, _mm_set1_epi8(0x0f)));
+}
+
 /* Q5_0 block quants as 32 unsigned bytes 0..31: nibble | bit << 4. */
 IGNIS_INLINE __m256i IL(q5_0_quants)(const uint8_t *blk) {
-    __m128i qs = _mm_loadu_si128((const __m128i *)(blk + 6));
-    __m256i nib = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(qs, 4), _mm_set1_epi8(0x0f)),
-                                   _mm_and_si128(qs, _mm_set1_epi8(0x0f)));
+    __m256i nib = IL(nibbles32)(blk + 6);
 #if IGNIS_X86_512
     /* AVX-512BW: bit i of qh is the mask of byte i */
     return _mm256_mask_add_epi8(nib, (__mmask32)ignis_load_u32(blk + 2), nib, _mm256_set1_epi8(0x10));
@@ -162,12 +167,8 @@ IGNIS_INLINE __m256i IL(q5_0_quants)(const uint8_t *blk) {
     return _mm256_or_si256(nib, _mm256_and_si256(set, _mm256_set1_epi8(0x10)));
 }
 
-/* Q4_1 block quants as 32 unsigned bytes 0..15 (low nibbles are elements 0..15). */
-IGNIS_INLINE __m256i IL(q4_1_quants)(const uint8_t *blk) {
-    __m128i qs = _mm_loadu_si128((const __m128i *)(blk + 4));
-    return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(qs, 4), _mm_set1_epi8(0x0f)),
-                            _mm_and_si128(qs, _mm_set1_epi8(0x0f)));
-}
+/* Q4_1 block quants as 32 unsigned bytes 0..15. */
+IGNIS_INLINE __m256i IL(q4_1_quants)(const uint8_t *blk) { return IL(nibbles32)(blk + 4); }
 
 /* Q8_0 / Q5_0 / Q4_1 (WT 8 / 6 / 3), 8 weight rows x RN activation rows (decode): rows in two
  * groups of four, each group's block meets each token; one accumulator per (token, group).
@@ -352,8 +353,10 @@ static void IL(q8_0_4x8)(int64_t n, const uint8_t *const *w, const uint8_t *cons
 #  include "avx512.h"
 #endif
 
-/* The tile (see ignis_scalar_tile): pads rows/tokens by repeating the last pointer. Q8_0 with
- * at least 4 tokens takes the 4-row x 4/8-token kernel, everything else 8 rows x up to 4 tokens. */
+/* The tile (see ignis_scalar_tile): pads rows/tokens by repeating the last pointer. avx512:
+ * the z8 tiles from 4 tokens, the zn kernels below (Q8_0 decode: the 8-row kernel). Otherwise
+ * Q8_0 with 4+ tokens and Q4_K/Q6_K with 5+ take the 4-row x 4/8-token kernels, everything
+ * else 8 rows x up to 4 tokens. */
 static inline void IL(tile)(int wtype, int64_t nblk, const uint8_t *const *w, int rm,
                                    const uint8_t *const *x, int rn, float *out) {
     const uint8_t *wp[8], *xp[8];
