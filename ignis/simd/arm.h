@@ -63,6 +63,11 @@ IGNIS_INLINE int32x4_t IL(reduce4)(int32x4_t p0, int32x4_t p1, int32x4_t p2, int
     return vpaddq_s32(vpaddq_s32(p0, p1), vpaddq_s32(p2, p3));
 }
 
+/* the sums of 16 byte pairs of four rows w[0..3] against x, one row a lane (exact) */
+IGNIS_INLINE int32x4_t IL(rows4_dot16)(const int8x16_t *w, int8x16_t x) {
+    return IL(reduce4)(IL(isum16)(w[0], x), IL(isum16)(w[1], x), IL(isum16)(w[2], x), IL(isum16)(w[3], x));
+}
+
 IGNIS_INLINE float32x4_t IL(f16x4)(const uint8_t *p0, const uint8_t *p1, const uint8_t *p2, const uint8_t *p3) {
     uint16x4_t h = vdup_n_u16(ignis_load_u16(p0));
     h = vset_lane_u16(ignis_load_u16(p1), h, 1);
@@ -88,10 +93,8 @@ IGNIS_INLINE void IL(q8_0_4xn)(int64_t nb, const uint8_t *const *w, const uint8_
             int8x16_t x0 = vld1q_s8((const int8_t *)(x[j] + off + 2));
             int8x16_t x1 = vld1q_s8((const int8_t *)(x[j] + off + 18));
             float32x4_t s = vmulq_n_f32(dw, IL(f16_to_f32)(ignis_load_u16(x[j] + off)));
-            int32x4_t l = IL(reduce4)(IL(isum16)(w0[0], x0), IL(isum16)(w0[1], x0),
-                                             IL(isum16)(w0[2], x0), IL(isum16)(w0[3], x0));
-            int32x4_t h = IL(reduce4)(IL(isum16)(w1[0], x1), IL(isum16)(w1[1], x1),
-                                             IL(isum16)(w1[2], x1), IL(isum16)(w1[3], x1));
+            int32x4_t l = IL(rows4_dot16)(w0, x0);
+            int32x4_t h = IL(rows4_dot16)(w1, x1);
             lo[j] = vfmaq_f32(lo[j], vcvtq_f32_s32(l), s);
             hi[j] = vfmaq_f32(hi[j], vcvtq_f32_s32(h), s);
         }
@@ -377,10 +380,8 @@ static void IL(kq_4xn)(int wtype, int64_t nblk, const uint8_t *const *w, const u
             for (int j = 0; j < RN; j++) {
                 int8x16_t x0 = vld1q_s8((const int8_t *)(x[j] + xo + 2)), x1 = vld1q_s8((const int8_t *)(x[j] + xo + 18));
                 float32x4_t sd = vmulq_n_f32(dw, IL(f16_to_f32)(ignis_load_u16(x[j] + xo)));
-                int32x4_t l = IL(reduce4)(IL(isum16)(wl[0], x0), IL(isum16)(wl[1], x0),
-                                                 IL(isum16)(wl[2], x0), IL(isum16)(wl[3], x0));
-                int32x4_t h = IL(reduce4)(IL(isum16)(wh[0], x1), IL(isum16)(wh[1], x1),
-                                                 IL(isum16)(wh[2], x1), IL(isum16)(wh[3], x1));
+                int32x4_t l = IL(rows4_dot16)(wl, x0);
+                int32x4_t h = IL(rows4_dot16)(wh, x1);
                 lo[j] = vfmaq_f32(lo[j], vcvtq_f32_s32(l), sd);
                 hi[j] = vfmaq_f32(hi[j], vcvtq_f32_s32(h), sd);
             }
@@ -395,10 +396,8 @@ static void IL(kq_4xn)(int wtype, int64_t nblk, const uint8_t *const *w, const u
                 int8x16_t x0 = vld1q_s8((const int8_t *)(x[j] + xo + 2)), x1 = vld1q_s8((const int8_t *)(x[j] + xo + 18));
                 float dx = IL(f16_to_f32)(ignis_load_u16(x[j] + xo));
                 float32x4_t sd = vmulq_n_f32(dw, dx), sm = vmulq_n_f32(mw, dx);
-                int32x4_t l = IL(reduce4)(IL(isum16)(wl[0], x0), IL(isum16)(wl[1], x0),
-                                                 IL(isum16)(wl[2], x0), IL(isum16)(wl[3], x0));
-                int32x4_t h = IL(reduce4)(IL(isum16)(wh[0], x1), IL(isum16)(wh[1], x1),
-                                                 IL(isum16)(wh[2], x1), IL(isum16)(wh[3], x1));
+                int32x4_t l = IL(rows4_dot16)(wl, x0);
+                int32x4_t h = IL(rows4_dot16)(wh, x1);
                 lo[j] = vfmaq_f32(lo[j], vcvtq_f32_s32(l), sd);
                 lo[j] = vfmaq_f32(lo[j], vdupq_n_f32((float)vaddlvq_s8(x0)), sm);
                 hi[j] = vfmaq_f32(hi[j], vcvtq_f32_s32(h), sd);
@@ -417,10 +416,8 @@ static void IL(kq_4xn)(int wtype, int64_t nblk, const uint8_t *const *w, const u
                 for (int j = 0; j < RN; j++) {
                     int8x16_t x0 = vld1q_s8((const int8_t *)(x[j] + xo + 2)), x1 = vld1q_s8((const int8_t *)(x[j] + xo + 18));
                     float32x4_t sd = vmulq_n_f32(d, IL(f16_to_f32)(ignis_load_u16(x[j] + xo)));
-                    int32x4_t l = IL(reduce4)(IL(isum16)(wl[0], x0), IL(isum16)(wl[1], x0),
-                                                     IL(isum16)(wl[2], x0), IL(isum16)(wl[3], x0));
-                    int32x4_t h = IL(reduce4)(IL(isum16)(wh[0], x1), IL(isum16)(wh[1], x1),
-                                                     IL(isum16)(wh[2], x1), IL(isum16)(wh[3], x1));
+                    int32x4_t l = IL(rows4_dot16)(wl, x0);
+                    int32x4_t h = IL(rows4_dot16)(wh, x1);
                     lo[j] = vfmaq_f32(lo[j], vcvtq_f32_s32(vmulq_s32(l, sl)), sd);
                     hi[j] = vfmaq_f32(hi[j], vcvtq_f32_s32(vmulq_s32(h, sh)), sd);
                 }
@@ -449,10 +446,8 @@ static void IL(kq_4xn)(int wtype, int64_t nblk, const uint8_t *const *w, const u
                     int8x16_t x0 = vld1q_s8((const int8_t *)(x[j] + xo + 2)), x1 = vld1q_s8((const int8_t *)(x[j] + xo + 18));
                     float dx = IL(f16_to_f32)(ignis_load_u16(x[j] + xo));
                     float32x4_t sd = vmulq_n_f32(d, dx), sm = vmulq_n_f32(dmin, dx);
-                    int32x4_t l = IL(reduce4)(IL(isum16)(wl[0], x0), IL(isum16)(wl[1], x0),
-                                                     IL(isum16)(wl[2], x0), IL(isum16)(wl[3], x0));
-                    int32x4_t h = IL(reduce4)(IL(isum16)(wh[0], x1), IL(isum16)(wh[1], x1),
-                                                     IL(isum16)(wh[2], x1), IL(isum16)(wh[3], x1));
+                    int32x4_t l = IL(rows4_dot16)(wl, x0);
+                    int32x4_t h = IL(rows4_dot16)(wh, x1);
                     float32x4_t bl = vmulq_n_f32(mv, (float)vaddlvq_s8(x0));
                     float32x4_t bh = vmulq_n_f32(mv, (float)vaddlvq_s8(x1));
                     lo[j] = vfmaq_f32(lo[j], vcvtq_f32_s32(vmulq_s32(l, scv)), sd);
