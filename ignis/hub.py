@@ -102,6 +102,11 @@ def _lock_path(path: Path) -> Path:
     return path.with_name(path.name + ".lock")
 
 
+def _partial_path(path: Path) -> Path:
+    """Where path is written until it is complete and verified."""
+    return path.with_name(path.name + ".partial")
+
+
 def is_cached(source: ModelSource = DEFAULT_MODEL) -> bool:
     """A complete copy whose digest was verified when it was assembled."""
     path = model_path(source)
@@ -281,7 +286,7 @@ def pull(source: ModelSource = DEFAULT_MODEL, progress: bool = True) -> Path:
     with _locked(path, source.name, progress):
         if is_cached(source):           # another pull finished it while we waited
             return path
-        partial = path.with_name(path.name + ".partial")
+        partial = _partial_path(path)
         digest = hashlib.sha256()
         try:
             _assemble(source, partial, digest, progress)
@@ -354,7 +359,7 @@ def pull_q8_0(source: ModelSource = DEFAULT_MODEL, progress: bool = True) -> Pat
     with _locked(out, f"{source.name}{Q8_0_SUFFIX}", progress):
         if out.exists() and (expected is None or _tensors_verified(out, expected)):
             return out                  # another pull made it while we waited
-        partial = out.with_name(out.name + ".partial")
+        partial = _partial_path(out)
         try:
             quantize_file(original, partial, "q8_0", progress=progress)
             got = tensor_data_sha256(partial) if expected is not None else None
@@ -393,7 +398,7 @@ def remove(name: str) -> Path:
     if not path.exists():
         raise UnknownModelError(f"model {name!r} is not cached ({path} does not exist)")
     with _locked(path, name, progress=True) as lock:
-        for f in (path, *markers, path.with_name(path.name + ".partial")):
+        for f in (path, *markers, _partial_path(path)):
             f.unlink(missing_ok=True)
         lock.unlink(missing_ok=True)    # a pull waiting on it takes a new one (see _locked)
     return path
