@@ -463,7 +463,7 @@ def register(command, model_flag) -> None:
     p.add_argument("--replicas", type=_positive("--replicas"), default=None,
                    help="with --ray: replicas, each loading the model (default 2)")
 
-    _register_perplexity(command, model_flag, _positive)
+    _register_perplexity(command, model_flag)
 
 
 # -- `ignis perplexity` -----------------------------------------------------------------------
@@ -472,14 +472,12 @@ def cmd_perplexity(args) -> int:
     """`ignis perplexity`: the running PPL per chunk, then the estimate with its error."""
     import ignis
     from ignis.cli import _model_path
-    from ignis.runtime.perplexity import perplexity, text_ids
+    from ignis.runtime.perplexity import chunk_count, perplexity, text_ids
     text = _read_text(args.file, "-f", strip_newline=False, errors="replace")
     model = ignis.load(_model_path(args), n_ctx=args.ctx, threads=args.threads)
     try:
         ids = text_ids(model, text)
-        n_chunks = len(ids) // args.ctx
-        if args.chunks is not None:
-            n_chunks = min(n_chunks, args.chunks)
+        n_chunks = chunk_count(len(ids), args.ctx, args.chunks)
         sys.stderr.write(f"ignis: {len(ids)} tokens, {n_chunks} chunks of {args.ctx} "
                          f"(scoring the last {args.ctx - 1 - args.ctx // 2} of each)\n")
         t0 = time.perf_counter()
@@ -501,17 +499,17 @@ def cmd_perplexity(args) -> int:
     return 0
 
 
-def _register_perplexity(command, model_flag, positive) -> None:
+def _register_perplexity(command, model_flag) -> None:
     """`ignis perplexity` (llama-perplexity's form)."""
     p = command("perplexity", cmd_perplexity,
                 "perplexity of a text file, in chunks of -c tokens (llama-perplexity's method)")
     model_flag(p)
     p.add_argument("-f", "--file", required=True, help="the text file ('-' reads stdin)")
-    p.add_argument("-c", "--ctx-size", "--ctx", dest="ctx", type=positive("context size"), default=512,
+    p.add_argument("-c", "--ctx-size", "--ctx", dest="ctx", type=_positive("context size"), default=512,
                    help="tokens per chunk; the second half of each chunk is scored (default 512)")
-    p.add_argument("-b", "--batch-size", type=positive("batch size"), default=None,
+    p.add_argument("-b", "--batch-size", type=_positive("batch size"), default=None,
                    help="accepted for llama-perplexity compatibility and ignored: ignis evaluates each "
                         "chunk in one call, splitting it internally")
-    p.add_argument("-t", "--threads", type=positive("threads"), default=None, help="threads (default: all cores)")
-    p.add_argument("--chunks", type=positive("--chunks"), default=None,
+    p.add_argument("-t", "--threads", type=_positive("threads"), default=None, help="threads (default: all cores)")
+    p.add_argument("--chunks", type=_positive("--chunks"), default=None,
                    help="score at most this many chunks (default: all)")

@@ -23,6 +23,12 @@ def text_ids(model, text: str) -> list:
     return ids
 
 
+def chunk_count(n_ids: int, n_ctx: int, max_chunks=None) -> int:
+    """Whole chunks of n_ctx tokens in n_ids (at most max_chunks)."""
+    n = n_ids // n_ctx
+    return n if max_chunks is None else min(n, max_chunks)
+
+
 def _chunk_nll(logits: np.ndarray, chunk: list, first: int) -> np.ndarray:
     """NLL of chunk[i + 1] given logits[i], for i in [first, len(chunk) - 1)."""
     x = np.asarray(logits[first:len(chunk) - 1], dtype=np.float64)
@@ -49,9 +55,7 @@ def perplexity(model, ids, n_ctx: int, max_chunks=None, on_chunk=None) -> tuple:
         raise IgnisError(f"perplexity needs a context of at least 4 tokens, got {n_ctx}")
     if n_ctx > model.n_ctx:
         raise IgnisError(f"context of {n_ctx} tokens is larger than the model's n_ctx = {model.n_ctx}")
-    n_chunks = len(ids) // n_ctx
-    if max_chunks is not None:
-        n_chunks = min(n_chunks, max_chunks)
+    n_chunks = chunk_count(len(ids), n_ctx, max_chunks)
     if n_chunks < 1:
         raise IgnisError(f"the text has {len(ids)} tokens, fewer than the {n_ctx} of one chunk "
                          f"(give a longer text or a smaller -c)")
