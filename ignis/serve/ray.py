@@ -129,10 +129,13 @@ def run(model_path: str, *, replicas: int = 2, host: str = "127.0.0.1", port: in
     cpus = float(threads) if threads else 1.0
     stop = threading.Event()
     signals = (signal.SIGINT, signal.SIGTERM)
-    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in signals}
+    def on_signal(*_):
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in signals}
     local = _init_ray(replicas, cpus)
     for sig in signals:             # again: ray.init installs a handler of its own
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, on_signal)
     try:
         serve.start(http_options={"host": host, "port": port}, proxy_location="HeadOnly")
         # each replica decodes max_batch sequences at once and queues the rest itself
@@ -165,6 +168,12 @@ def run(model_path: str, *, replicas: int = 2, host: str = "127.0.0.1", port: in
             _reap(started)
 
 
+def _stat_fields(pid) -> list:
+    """The fields of /proc/PID/stat after the command name: [state, ppid, ...] (Linux)."""
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()
+
+
 def _descendants(pid: int) -> list[int]:
     """The processes under pid (Linux /proc; elsewhere none): the local Ray instance's."""
     children: dict[int, list[int]] = {}
@@ -176,8 +185,7 @@ def _descendants(pid: int) -> list[int]:
         if not entry.isdigit():
             continue
         try:
-            with open(f"/proc/{entry}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            ppid = int(_stat_fields(entry)[1])
         except (OSError, ValueError, IndexError):
             continue
         children.setdefault(ppid, []).append(int(entry))
@@ -191,8 +199,7 @@ def _descendants(pid: int) -> list[int]:
 
 def _alive(pid: int) -> bool:
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+        return _stat_fields(pid)[0] != "Z"
     except (OSError, IndexError):
         return False
 
