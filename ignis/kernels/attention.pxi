@@ -64,7 +64,7 @@ cdef void k_attention(Ctx *c, Instr *ins, long long *counter, int tid) noexcept 
     cdef int64_t G = ins.n_heads // ins.n_kv_heads, hd = ins.head_dim
     cdef int64_t wq = <int64_t>ins.n_heads * hd, wkv = c.kv_heads * hd
     cdef int64_t n_blocks = (ins.rows + ATT_QB - 1) // ATT_QB
-    cdef int64_t units = n_blocks * ins.n_kv_heads, u, t, ta, tb, te, g, h, s, n, nmax, b, b0, m, i
+    cdef int64_t units = n_blocks * ins.n_kv_heads, u, t, ta, tb, te, g, h, s, n, nmax, b, b0, m
     cdef int64_t bs = c.block_size, stride = c.att_n
     cdef float *S0 = c.att + tid * c.att_stride
     cdef float *S
