@@ -2,7 +2,8 @@
 through the kernels users run. Shared by tests/ (few examples) and this fuzzer (many):
 `python -m fuzz.compiled --examples 20000 [--seed N] [--max-width 1024]`.
 
-For a generated Qwen2-shaped model (ignis' own GGUF writer; every weight type the
+For a generated model of each architecture (qwen2, llama, gemma3: ignis' own GGUF
+writer; gemma3 with a short sliding window and a global layer every 1-3; every weight type the
 kernels read, one type for the whole file or mixed per tensor as in real files;
 widths up to 1024 including non-power-of-two multiples of the block size; 1-4
 layers; GQA ratios 1-8; head dims 32-256; vocabularies of awkward sizes), a random
@@ -29,10 +30,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ignis.gguf import GGUFFile
-from ignis.models.qwen2 import Qwen2Config
 from ignis.passes import PASSES
 from ignis.runtime.engine import Engine
-from ignis.testing import allowed_types, tiny_qwen2_config, write_qwen2
+from ignis.testing import allowed_types, tiny_gemma3_config, tiny_llama_config, tiny_qwen2_config, write_model
 
 PASS_NAMES = tuple(PASSES)
 HEAD_DIMS = (32, 40, 48, 64, 80, 96, 128, 160, 192, 256)
@@ -55,7 +55,7 @@ def _sizes(draw, max_width: int) -> dict:
     return {"n_heads": n_kv * group, "n_kv_heads": n_kv, "width": width, "ffn": ffn}
 
 
-def _weight_types(draw, config: Qwen2Config) -> dict:
+def _weight_types(draw, config) -> dict:
     """Tensor name -> kernel type: one type for the file (where rows allow it) or a mix."""
     shapes = {name: shape for name, shape in config.tensor_shapes().items() if len(shape) == 2}
     one = draw(st.sampled_from(["mixed", "F32", "F16", "Q8_0", "Q5_0", "Q4_K", "Q6_K"]))
@@ -71,10 +71,17 @@ def compiled_cases(draw, max_width: int = 1024):
     sizes = _sizes(draw, max_width)
     n_prompt = draw(st.integers(1, MAX_PREFILL))
     n_decode = draw(st.integers(1, 3))
-    config = tiny_qwen2_config(
-        n_layers=draw(st.integers(1, 4)), vocab=draw(st.integers(260, 2000)),
-        n_ctx=n_prompt + n_decode + draw(st.integers(0, 16)), tied_output=draw(st.booleans()),
-        rope_theta=draw(st.sampled_from([10000.0, 1e6])), **sizes)
+    arch = draw(st.sampled_from(["qwen2", "llama", "gemma3"]))
+    common = dict(n_layers=draw(st.integers(1, 4)), vocab=draw(st.integers(260, 2000)),
+                  n_ctx=n_prompt + n_decode + draw(st.integers(0, 16)), tied_output=draw(st.booleans()),
+                  rope_theta=draw(st.sampled_from([10000.0, 1e6])))
+    if arch == "gemma3":    # the head dim is free of the width; a short window so it matters
+        sizes["head_dim"] = sizes.pop("width") // sizes["n_heads"]
+        config = tiny_gemma3_config(width=32 * draw(st.integers(1, min(max_width, 256) // 32)),
+                                    window=draw(st.integers(1, 24)), global_every=draw(st.integers(1, 3)),
+                                    **common, **sizes)
+    else:
+        config = (tiny_qwen2_config if arch == "qwen2" else tiny_llama_config)(**common, **sizes)
     cuts = sorted(draw(st.sets(st.integers(1, n_prompt - 1), max_size=4)) if n_prompt > 1 else [])
     bounds = [0] + cuts + [n_prompt]
     tokens = draw(st.lists(st.integers(0, config.vocab - 1), min_size=n_prompt + n_decode,
@@ -103,7 +110,8 @@ def compiled_cases(draw, max_width: int = 1024):
 def describe(case) -> str:
     c = case["config"]
     kinds = sorted(set(case["types"].values()))
-    return (f"{c.n_layers} layers, width {c.width}, ffn {c.ffn}, heads {c.n_heads}/{c.n_kv_heads} x "
+    window = f", window {c.window} global every {c.global_every}" if c.ARCH == "gemma3" else ""
+    return (f"{c.ARCH}{window}, {c.n_layers} layers, width {c.width}, ffn {c.ffn}, heads {c.n_heads}/{c.n_kv_heads} x "
             f"{c.head_dim}, vocab {c.vocab}, tied {c.tied_output}, types {'+'.join(kinds)}, "
             f"passes {case['passes']}, pieces {case['pieces']}, threads {case['threads']}, "
             f"batch lengths {case['batch']['lengths']} cut at {case['batch']['cuts']}")
@@ -177,7 +185,7 @@ def run_batch(engine, steps) -> list:
 
 def check_compiled(case) -> None:
     with tempfile.TemporaryDirectory(dir=_scratch_dir()) as tmp:
-        path = write_qwen2(os.path.join(tmp, "m.gguf"), case["config"], case["types"], case["seed"])
+        path = write_model(os.path.join(tmp, "m.gguf"), case["config"], case["types"], case["seed"])
         for got, want, what in run_case(path, case):
             assert got.shape == want.shape, f"{what}: shapes {got.shape} vs {want.shape} ({describe(case)})"
             if not np.array_equal(got, want):

@@ -92,9 +92,21 @@ SIGS = {
     "qkv_rope_kv": [("x", "off"), ("q_out", "off"), ("w", "w"), ("b", "vec"), ("layer", "layer"),
                     ("n_heads", "heads"), ("n_kv_heads", "heads"), ("head_dim", "heads"), ("theta", "theta"),
                     ("k", "dim"), ("wtype", "wtype")],
+    "gelu": [("x", "off"), ("out", "off"), ("n", "n")],
+    "scale": [("x", "off"), ("out", "off"), ("n", "n"), ("factor", "theta")],
+    "head_rmsnorm": [("x", "off"), ("out", "off"), ("g", "vec"), ("rows", "rows"), ("n_heads", "heads"),
+                     ("head_dim", "heads"), ("eps", "eps")],
+    "rmsnorm_add": [("y", "off"), ("res", "off"), ("out", "off"), ("g", "vec"), ("rows", "rows"), ("dim", "dim"),
+                    ("eps", "eps")],
+    "gate_up_geglu": [("x", "off"), ("out", "off"), ("w", "w"), ("rows", "rows"), ("k", "dim"),
+                      ("n_ff", "dim"), ("wtype", "wtype")],
+    "qkv_norm_rope_kv": [("x", "off"), ("q_out", "off"), ("w", "w"), ("gq", "vec"), ("gk", "vec"),
+                         ("layer", "layer"), ("n_heads", "heads"), ("n_kv_heads", "heads"), ("head_dim", "heads"),
+                         ("theta", "theta"), ("eps", "eps"), ("k", "dim"), ("wtype", "wtype")],
 }
 OPS = tuple(SIGS)
-MATMULS = ("matmul", "matmul_bias", "matmul_add", "gate_up_swiglu", "qkv_rope_kv")
+MATMULS = ("matmul", "matmul_bias", "matmul_add", "gate_up_swiglu", "qkv_rope_kv", "gate_up_geglu",
+           "qkv_norm_rope_kv")
 _PLAN_OPS = None
 
 
@@ -393,6 +405,21 @@ def _silu(x):
         return x / (1.0 + np.exp(-x))
 
 
+def _gelu(x):
+    return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3)))
+
+
+def _act(name):
+    return _gelu if "geglu" in name else _silu
+
+
+def head_norm_ref(x, g, n_heads, hd, eps):
+    """float64 rmsnorm of every head of x [T, n_heads*hd]; and 1/rms per element."""
+    h = x.reshape(len(x), n_heads, hd)
+    inv = 1.0 / np.sqrt((h * h).mean(axis=2, keepdims=True) + float(np.float32(eps)))
+    return (h * inv * g).reshape(len(x), -1), np.broadcast_to(inv, h.shape).reshape(len(x), -1)
+
+
 def q8_bound(x: np.ndarray, w_abs: np.ndarray, quantized: bool) -> np.ndarray:
     """Bound on |kernel - exact| of x @ w.T when x is rounded to Q8_0 blocks (per element:
     at most max|x_block|/127 * 0.57; taken as max|x_block|/127), plus float rounding."""
@@ -458,9 +485,9 @@ def _regions(name, a, T):
     if name in ("scale_rows",):
         r, d = n_("rows"), n_("dim")
         return [(n_("x"), r * d * 4), (n_("r"), r * 4)], [(n_("out"), r * d * 4)], False, False
-    if name in ("matmul", "matmul_bias", "gate_up_swiglu"):
+    if name in ("matmul", "matmul_bias", "gate_up_swiglu", "gate_up_geglu"):
         r, k = n_("rows"), n_("k")
-        n = n_("n_ff") if name == "gate_up_swiglu" else n_("n")
+        n = n_("n_ff") if name.startswith("gate_up") else n_("n")
         return [(n_("x"), r * k * 4)], [(n_("out"), r * n * 4)], False, False
     if name == "matmul_add":
         r, k, n = n_("rows"), n_("k"), n_("n")
@@ -481,8 +508,14 @@ def _regions(name, a, T):
         keys = [key for key, _ in SIGS[name]]
         nb = n_("n") * 4
         return [(n_(keys[0]), nb), (n_(keys[1]), nb)], [(n_("out"), nb)], False, False
-    if name == "silu":
+    if name in ("silu", "gelu", "scale"):
         return [(n_("x"), n_("n") * 4)], [(n_("out"), n_("n") * 4)], False, False
+    if name == "head_rmsnorm":
+        nb = n_("rows") * n_("n_heads") * n_("head_dim") * 4
+        return [(n_("x"), nb)], [(n_("out"), nb)], False, False
+    if name == "rmsnorm_add":
+        nb = n_("rows") * n_("dim") * 4
+        return [(n_("y"), nb), (n_("res"), nb)], [(n_("out"), nb)], False, False
     if name == "take_last":
         return [(n_("x"), n_("rows") * n_("dim") * 4)], [(n_("out"), n_("dim") * 4)], False, False
     if name == "take_rows":
@@ -491,7 +524,7 @@ def _regions(name, a, T):
     if name == "rmsnorm":
         nb = n_("rows") * n_("dim") * 4
         return [(n_("x"), nb)], [(n_("out"), nb)], False, False
-    if name == "qkv_rope_kv":
+    if name in ("qkv_rope_kv", "qkv_norm_rope_kv"):
         return ([(n_("x"), T * n_("k") * 4)], [(n_("q_out"), T * n_("n_heads") * n_("head_dim") * 4)],
                 False, True)
     raise AssertionError(name)
@@ -568,6 +601,25 @@ class Oracle:
                 b0 = read(n_(keys[1]), n)
                 ref = a0 + b0 if name == "add" else a0 * b0 if name == "mul" else _silu(a0) * b0
             _close(name, out_now(n_("out"), n), ref, tol(ref, 1e-5))
+        elif name in ("gelu", "scale"):
+            n = n_("n")
+            x = read(n_("x"), n)
+            ref = _gelu(x) if name == "gelu" else x * float(np.float32(float(i["factor"])))
+            _close(name, out_now(n_("out"), n), ref, tol(ref, 1e-5))
+        elif name == "head_rmsnorm":
+            r, nh, hd = n_("rows"), n_("n_heads"), n_("head_dim")
+            x = read(n_("x"), r * nh * hd).reshape(r, nh * hd)
+            ref, _ = head_norm_ref(x, np.asarray(i["g"], np.float64).reshape(-1), nh, hd, float(i["eps"]))
+            _close(name, out_now(n_("out"), r * nh * hd).reshape(r, -1), ref, tol(ref, 1e-4))
+        elif name == "rmsnorm_add":
+            r, d = n_("rows"), n_("dim")
+            y = read(n_("y"), r * d).reshape(r, d)
+            res = read(n_("res"), r * d).reshape(r, d)
+            inv = 1.0 / np.sqrt((y * y).mean(axis=1, keepdims=True) + float(np.float32(float(i["eps"]))))
+            normed = y * inv * np.asarray(i["g"], np.float64).reshape(-1)
+            ref = res + normed
+            _close(name, out_now(n_("out"), r * d).reshape(r, d), ref,
+                   tol(normed, 1e-4) + 1e-6 * np.abs(ref) + 1e-30)
         elif name == "take_last":
             r, d = n_("rows"), n_("dim")
             ref = read(n_("x"), r * d).reshape(r, d)[r - 1:]
@@ -576,16 +628,18 @@ class Oracle:
             r, d, n = n_("rows"), n_("dim"), n_("n_out")
             ref = read(n_("x"), r * d).reshape(r, d)[self.take]
             _close(name, out_now(n_("out"), n * d).reshape(n, d), ref, 0.0)
-        elif name in ("matmul", "matmul_bias", "matmul_add", "gate_up_swiglu"):
+        elif name in ("matmul", "matmul_bias", "matmul_add", "gate_up_swiglu", "gate_up_geglu"):
             r, k = n_("rows"), n_("k")
             x = read(n_("x"), r * k).reshape(r, k)
             parts = _parts(i["w"], i["wtype"])
             y, b = matmul_ref(x, parts, k)
-            if name == "gate_up_swiglu":
+            if name.startswith("gate_up"):
                 n = n_("n_ff")
+                act = _act(name)
                 g, u, bg, bu = y[:, :n], y[:, n:], b[:, :n], b[:, n:]
-                ref = _silu(g) * u
-                bound = (np.abs(_silu(g)) + 1.1 * bg) * bu + 1.1 * bg * np.abs(u) + 1e-5 * np.abs(ref) + 1e-30
+                ref = act(g) * u
+                # both activations have slopes below 1.2
+                bound = (np.abs(act(g)) + 1.2 * bg) * bu + 1.2 * bg * np.abs(u) + 1e-5 * np.abs(ref) + 1e-30
             else:
                 n = n_("n")
                 ref, bound = y, b
@@ -624,14 +678,26 @@ class Oracle:
                 got = cache[layer][self.pos]
                 _close(f"kv_write {key}", got.astype(np.float64), want.astype(np.float64),
                        1e-3 * np.abs(want.astype(np.float64)))
-        elif name == "qkv_rope_kv":
+        elif name in ("qkv_rope_kv", "qkv_norm_rope_kv"):
             nh, kvh, hd, layer, k = n_("n_heads"), n_("n_kv_heads"), n_("head_dim"), n_("layer"), n_("k")
             x = read(n_("x"), T * k).reshape(T, k)
             y, b = matmul_ref(x, _parts(i["w"], i["wtype"]), k)
-            if i["b"] is not None:
+            nq, nkv = nh * hd, kvh * hd
+            if name == "qkv_rope_kv" and i["b"] is not None:
                 y = y + np.asarray(i["b"], np.float64).reshape(-1)
                 b = b + 1e-6 * np.abs(y)
-            nq, nkv = nh * hd, kvh * hd
+            if name == "qkv_norm_rope_kv":     # a norm scales an error by |g| / rms (and moves it
+                eps = float(i["eps"])       # by at most that again through the rms itself)
+                parts = []
+                for lo, hi, heads, g in ((0, nq, nh, i["gq"]), (nq, nq + nkv, kvh, i["gk"])):
+                    g = np.asarray(g, np.float64).reshape(-1)
+                    normed, inv = head_norm_ref(y[:, lo:hi], g, heads, hd, eps)
+                    err = b[:, lo:hi].reshape(T, heads, hd).max(axis=2, keepdims=True)
+                    err = np.broadcast_to(err, (T, heads, hd)).reshape(T, -1)
+                    gabs = np.tile(np.abs(g), heads)
+                    parts.append((normed, 2.0 * err * inv * gabs + 1e-4 * (np.abs(normed) + gabs) + 1e-6))
+                y = np.concatenate([parts[0][0], parts[1][0], y[:, nq + nkv:]], axis=1)
+                b = np.concatenate([parts[0][1], parts[1][1], b[:, nq + nkv:]], axis=1)
             theta = float(i["theta"])
             q = rope_ref(y[:, :nq], self.pos, nh, hd, theta)
             kk = rope_ref(y[:, nq:nq + nkv], self.pos, kvh, hd, theta)
@@ -1158,7 +1224,17 @@ def valid_op(draw, name, T, lay, ctx, seed):
             tl = wt if isinstance(wt, list) else [wt]
             d["act"] = "q16" if all(t in (Q8_0, F32, F16) for t in tl) and draw(st.booleans()) else "q8_0"
         return d
-    if name == "gate_up_swiglu":
+    if name == "head_rmsnorm":
+        nh, hd = draw(st.integers(1, 4)), draw(st.integers(1, 16))
+        x = lay(rows * nh * hd)
+        return dict(x=x, out=x if draw(st.booleans()) else lay(rows * nh * hd), g=Vec(hd, seed), rows=rows,
+                    n_heads=nh, head_dim=hd, eps=draw(st.sampled_from([1e-6, 1e-5, 0.0])))
+    if name == "rmsnorm_add":
+        d = draw(st.integers(1, 48))
+        res = lay(rows * d)
+        return dict(y=lay(rows * d), res=res, out=res if draw(st.booleans()) else lay(rows * d), g=Vec(d, seed),
+                    rows=rows, dim=d, eps=draw(st.sampled_from([1e-6, 1e-5, 0.0])))
+    if name in ("gate_up_swiglu", "gate_up_geglu"):
         k, types = draw(k_and_types())
         n_ff = draw(st.integers(1, 16))
         kind = draw(st.sampled_from(["one", "two", "three", "up", "up", "any"]))
@@ -1186,6 +1262,14 @@ def valid_op(draw, name, T, lay, ctx, seed):
         q = lay(T * nh * hd)
         return dict(q=q, out=q if draw(st.booleans()) else lay(T * nh * hd), layer=layer, n_heads=nh,
                     n_kv_heads=kvh, head_dim=hd)
+    if name == "qkv_norm_rope_kv":
+        k, types = draw(k_and_types())
+        nq, nkv = nh * hd, kvh * hd
+        w, wt = draw(weight_spec(nq + 2 * nkv, k, types, seed,
+                                 splits=[nq, nq + nkv] if draw(st.booleans()) else None))
+        return dict(x=lay(T * k), q_out=lay(T * nq), w=w, gq=Vec(hd, seed), gk=Vec(hd, seed + 1), layer=layer,
+                    n_heads=nh, n_kv_heads=kvh, head_dim=hd, theta=theta, eps=draw(st.sampled_from([1e-6, 1e-5])),
+                    k=k, wtype=wt)
     if name == "qkv_rope_kv":
         k, types = draw(k_and_types())
         nq, nkv = nh * hd, kvh * hd
@@ -1196,8 +1280,11 @@ def valid_op(draw, name, T, lay, ctx, seed):
     # elementwise
     n = draw(st.integers(1, 200))
     a = lay(n)
-    if name == "silu":
+    if name in ("silu", "gelu"):
         return dict(x=a, out=a if draw(st.booleans()) else lay(n), n=n)
+    if name == "scale":
+        return dict(x=a, out=a if draw(st.booleans()) else lay(n), n=n,
+                    factor=draw(st.sampled_from([25.298221, -0.5, 0.0, 1.0])))
     b = lay(n)
     keys = [key for key, _ in SIGS[name]]
     out = draw(st.sampled_from([a, b, None]))

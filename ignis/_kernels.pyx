@@ -167,11 +167,13 @@ cdef extern from "_neon.h" nogil:
     void ignis_axpy_f32(float a, const float *x, float *y, int64_t n)
     void ignis_axpy_f16(float a, const uint16_t *x, float *y, int64_t n)
     void ignis_silu_row(const float *x, float *y, int64_t n)
+    void ignis_gelu_row(const float *x, float *y, int64_t n)
     float ignis_exp_sub_sum(float *x, float m, int64_t n)
     void ignis_add_row(const float *a, const float *b, float *y, int64_t n)
     void ignis_mul_row(const float *a, const float *b, float *y, int64_t n)
     void ignis_scale_row(const float *x, float r, const float *g, float *y, int64_t n)
     void ignis_rope_head(const float *x, float *y, const float *c, const float *s, int64_t half)
+    void ignis_rope_head_pairs(const float *x, float *y, const float *c, const float *s, int64_t half)
 
 
 cdef extern from *:
@@ -292,12 +294,17 @@ cdef enum:
     OP_ROPE_KV = 16
     OP_QUANTIZE16 = 17
     OP_TAKE_ROWS = 18
+    OP_GELU = 19
+    OP_SCALE = 20
+    OP_HEAD_RMSNORM = 21
+    OP_RMSNORM_ADD = 22
 
 _OP_NAMES = {OP_EMBED: "embed", OP_RMS_INV: "rms_inv", OP_SCALE_ROWS: "scale_rows",
              OP_QUANTIZE: "quantize", OP_MATMUL: "matmul", OP_ADD_BIAS: "add_bias",
              OP_ROPE: "rope", OP_KV_WRITE: "kv_write", OP_ATTENTION: "attention", OP_ADD: "add",
              OP_SILU: "silu", OP_MUL: "mul", OP_TAKE_LAST: "take_last", OP_TAKE_ROWS: "take_rows", OP_RMSNORM: "rmsnorm",
-             OP_SWIGLU: "swiglu", OP_ROPE_KV: "rope_kv", OP_QUANTIZE16: "quantize16"}
+             OP_SWIGLU: "swiglu", OP_ROPE_KV: "rope_kv", OP_QUANTIZE16: "quantize16",
+             OP_GELU: "gelu", OP_SCALE: "scale", OP_HEAD_RMSNORM: "head_rmsnorm", OP_RMSNORM_ADD: "rmsnorm_add"}
 
 # matmul epilogues: what happens to each dot product
 cdef enum:
@@ -306,8 +313,16 @@ cdef enum:
     EPI_ADD = 2        # out = res + dot
     EPI_SWIGLU = 3     # out = silu(dot(row n)) * dot(row n_ff + n)
     EPI_QKV = 4        # (dot [+ b]) -> q columns to out, k/v columns to scratch
+    EPI_GEGLU = 5      # out = gelu(dot(row n)) * dot(row n_ff + n)
 
-_EPI_NAMES = {EPI_STORE: "", EPI_BIAS: "+bias", EPI_ADD: "+res", EPI_SWIGLU: "swiglu", EPI_QKV: "qkv"}
+_EPI_NAMES = {EPI_STORE: "", EPI_BIAS: "+bias", EPI_ADD: "+res", EPI_SWIGLU: "swiglu", EPI_QKV: "qkv", EPI_GEGLU: "geglu"}
+
+# rope layouts (docs/ops.md): pairs (i, i + hd/2) / adjacent pairs (2i, 2i + 1)
+cdef enum:
+    ROPE_NEOX = 0
+    ROPE_NORMAL = 1
+
+_ROPE_MODES = {"neox": ROPE_NEOX, "normal": ROPE_NORMAL}
 
 cdef enum:
     TILE = 8            # matmul tiles: up to 8 weight rows x 8 activation rows (out[j*8 + i])
@@ -326,11 +341,15 @@ cdef struct Instr:
     int n_kv_heads
     int head_dim
     int layer
+    int rope_mode       # ROPE_NEOX / ROPE_NORMAL
+    int64_t window      # attention: the last `window` positions (0: all of them)
     float eps
+    float factor        # scale: the constant factor
     int64_t x           # float offsets into the arena (-1: unused)
     int64_t x2
     int64_t out
-    const float *vec    # bias or gain
+    const float *vec    # bias or gain (rope_kv: q's head-norm gain, or NULL)
+    const float *vec2   # rope_kv: k's head-norm gain
     int64_t xq_row_bytes
     int act16           # matmul: Q16 activations (from the q16 scratch) instead of Q8_0
     int quantize_out    # rmsnorm / attention: also write the output rows as Q8_0 to scratch

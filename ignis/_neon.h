@@ -509,9 +509,31 @@ static inline float ignis_scalar_expf(float x) {
     return y * ignis_bits_f32((uint32_t)((int32_t)n + 127) << 23);
 }
 
+/* "normal" (GPT-J / llama.cpp LLaMA) rotation of one head: adjacent pairs (2i, 2i + 1) turn by
+ * angle i, (x0, x1) -> (x0 c - x1 s, x0 s + x1 c). One definition for every level (rope is a
+ * sliver of a step's time): plain C, the operations of the NeoX form in the same order. */
+static inline void ignis_rope_head_pairs(const float *x, float *y, const float *c, const float *s, int64_t half) {
+    for (int64_t i = 0; i < half; i++) {
+        float x0 = x[2 * i], x1 = x[2 * i + 1];
+        y[2 * i] = x0 * c[i] - x1 * s[i];
+        y[2 * i + 1] = x0 * s[i] + x1 * c[i];
+    }
+}
+
 /* y = x / (1 + exp(-x)) */
 static inline void ignis_scalar_silu_row(const float *x, float *y, int64_t n) {
     for (int64_t i = 0; i < n; i++) y[i] = x[i] / (1.0f + ignis_scalar_expf(-x[i]));
+}
+
+/* GELU, tanh approximation: x/2 (1 + tanh(u)) = x / (1 + exp(-2u)), u = sqrt(2/pi) (x + 0.044715 x^3).
+ * One definition for every level (plain C on the scalar exp): the unfused gelu op and the fused
+ * gate_up_geglu epilogue both call it, so they give the same bits. */
+static inline void ignis_gelu_row(const float *x, float *y, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        float v = x[i];
+        float u = 0.7978845608028654f * (v + 0.044715f * (v * v * v));
+        y[i] = v / (1.0f + ignis_scalar_expf(-2.0f * u));
+    }
 }
 
 /* x[i] = exp(x[i] - m); returns the sum (sequential). */

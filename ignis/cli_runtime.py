@@ -13,9 +13,9 @@ def _model_path(args) -> str:
 
 def _config(path):
     from ignis.gguf import GGUFFile
-    from ignis.models.qwen2 import Qwen2Config
+    from ignis.models import config_from_file
     with GGUFFile(path) as gguf:
-        return Qwen2Config.from_file(gguf)
+        return config_from_file(gguf)
 
 
 def _positive(name):
@@ -49,7 +49,7 @@ def raise_arg(message):
 
 def cmd_graph(args) -> int:
     from ignis.ir import format_graph, to_dot
-    from ignis.models.qwen2 import build_graph
+    from ignis.models import build_graph
     from ignis.passes import run_pipeline
     config = _config(_model_path(args))
     graph = build_graph(config, args.tokens)
@@ -86,7 +86,7 @@ def _print_kinds(counts: dict) -> None:
 
 
 def cmd_plan(args) -> int:
-    from ignis.models.qwen2 import build_graph
+    from ignis.models import build_graph
     from ignis.passes import plan_memory, plan_svg, run_pipeline
     config = _config(_model_path(args))
     fused, _ = run_pipeline(build_graph(config, args.tokens))

@@ -1,8 +1,9 @@
-"""Tiny Qwen2-shaped models for tests: random weights with plausible scales, a tiny
-byte-level BPE vocabulary, written with ignis' own GGUF writer.
+"""Tiny models for tests (Qwen2, Llama and Gemma 3 shaped): random weights with plausible
+scales, a tiny byte-level BPE vocabulary, written with ignis' own GGUF writer.
 
     path = make_tiny_qwen2(tmp_path / "tiny.gguf", n_layers=2, width=64, n_heads=4,
                            n_kv_heads=2, ffn=128, vocab=300, seed=0)
+    path = write_model(tmp_path / "g.gguf", tiny_gemma3_config(), {})   # any config, any weight types
 
 The vocabulary: the 256 byte-level symbols (GPT-2's byte -> unicode map), then merges
 (" x" and letter pairs, then " " + pair), then the control tokens <|endoftext|>,
@@ -15,6 +16,8 @@ import string
 
 import numpy as np
 
+from ignis.models.gemma3 import Gemma3Config
+from ignis.models.llama import LlamaConfig
 from ignis.models.qwen2 import Qwen2Config
 
 SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
@@ -79,24 +82,57 @@ def tiny_qwen2_config(*, n_layers=2, width=64, n_heads=4, n_kv_heads=2, ffn=128,
                        context_length=n_ctx, tied_output=tied_output)
 
 
-def qwen2_metadata(config: Qwen2Config, name: str, file_type: int) -> tuple:
-    """(metadata, forced value types) of a Qwen2 GGUF for `config` with the tiny vocabulary."""
+def tiny_llama_config(*, n_layers=2, width=64, n_heads=4, n_kv_heads=2, ffn=128, vocab=300,
+                      n_ctx=256, tied_output=True, rope_theta=100000.0, rms_eps=1e-5) -> LlamaConfig:
+    return LlamaConfig(n_layers=n_layers, width=width, ffn=ffn, n_heads=n_heads, n_kv_heads=n_kv_heads,
+                       vocab=vocab, rope_theta=float(rope_theta), rms_eps=float(rms_eps),
+                       context_length=n_ctx, tied_output=tied_output)
+
+
+def tiny_gemma3_config(*, n_layers=3, width=64, n_heads=2, n_kv_heads=1, head_dim=64, ffn=128, vocab=300,
+                       n_ctx=256, window=8, global_every=3, tied_output=True, rope_theta=1_000_000.0,
+                       rms_eps=1e-6) -> Gemma3Config:
+    """A small Gemma 3: q wider than the model (n_heads x head_dim != width), a short window
+    and a global layer every `global_every` (the real model: 512 and 6)."""
+    return Gemma3Config(n_layers=n_layers, width=width, ffn=ffn, n_heads=n_heads, n_kv_heads=n_kv_heads,
+                        head_dim=head_dim, vocab=vocab, window=window, global_every=global_every,
+                        rope_theta=float(rope_theta), rms_eps=float(rms_eps), context_length=n_ctx,
+                        tied_output=tied_output)
+
+
+def _hyper_metadata(config) -> dict:
+    """The `<arch>.*` hyper-parameter keys of a config of any architecture."""
+    p = config.ARCH + "."
+    meta = {
+        p + "block_count": config.n_layers,
+        p + "context_length": config.context_length,
+        p + "embedding_length": config.width,
+        p + "feed_forward_length": config.ffn,
+        p + "attention.head_count": config.n_heads,
+        p + "attention.head_count_kv": config.n_kv_heads,
+        p + "rope.freq_base": float(config.rope_theta),
+        p + "attention.layer_norm_rms_epsilon": float(config.rms_eps),
+    }
+    if isinstance(config, Gemma3Config):
+        meta[p + "attention.key_length"] = meta[p + "attention.value_length"] = config.head_dim
+        meta[p + "attention.sliding_window"] = config.window
+        if config.global_every != 6:
+            meta[p + "attention.sliding_window_pattern"] = config.global_every
+    return meta
+
+
+def qwen2_metadata(config, name: str, file_type: int) -> tuple:
+    """(metadata, forced value types) of a GGUF for `config` (Qwen2, or any architecture's
+    config) with the tiny vocabulary."""
     from ignis.gguf import ValueType
 
     tokens, token_types, merges = tiny_vocab(config.vocab)
     eot = tokens.index("<|endoftext|>")
     metadata = {
-        "general.architecture": "qwen2",
+        "general.architecture": config.ARCH,
         "general.name": name,
         "general.file_type": file_type,
-        "qwen2.block_count": config.n_layers,
-        "qwen2.context_length": config.context_length,
-        "qwen2.embedding_length": config.width,
-        "qwen2.feed_forward_length": config.ffn,
-        "qwen2.attention.head_count": config.n_heads,
-        "qwen2.attention.head_count_kv": config.n_kv_heads,
-        "qwen2.rope.freq_base": float(config.rope_theta),
-        "qwen2.attention.layer_norm_rms_epsilon": float(config.rms_eps),
+        **_hyper_metadata(config),
         "tokenizer.ggml.model": "gpt2",
         "tokenizer.ggml.pre": "qwen2",
         "tokenizer.ggml.tokens": tokens,
@@ -183,14 +219,14 @@ def allowed_types(k: int) -> list:
     return [name for name, block in KERNEL_TYPES.items() if k % block == 0]
 
 
-def write_qwen2(path, config: Qwen2Config, weight_types: dict, seed: int = 0):
-    """Write a Qwen2 GGUF for `config` whose 2-D tensors have the types `weight_types`
-    (tensor name -> KERNEL_TYPES name; missing names are Q8_0), with random weights
-    (random_weight_bytes); norms and biases F32. Returns the path."""
+def write_model(path, config, weight_types: dict, seed: int = 0):
+    """Write a GGUF for `config` (any architecture) whose 2-D tensors have the types
+    `weight_types` (tensor name -> KERNEL_TYPES name; missing names are Q8_0), with random
+    weights (random_weight_bytes); norms and biases F32. Returns the path."""
     from ignis.gguf import TensorType, write_gguf
 
     rng = np.random.default_rng(seed)
-    metadata, types = qwen2_metadata(config, f"qwen2-{config.n_layers}x{config.width}", 1)
+    metadata, types = qwen2_metadata(config, f"{config.ARCH}-{config.n_layers}x{config.width}", 1)
     tensors = []
     for name, shape in config.tensor_shapes().items():
         if len(shape) == 2:
@@ -202,3 +238,6 @@ def write_qwen2(path, config: Qwen2Config, weight_types: dict, seed: int = 0):
             tensors.append((name, TensorType.F32, shape, w))
     write_gguf(path, metadata, tensors, types=types)
     return os.fspath(path) if isinstance(path, os.PathLike) else path
+
+
+write_qwen2 = write_model     # the name the Qwen2-only tests knew it by

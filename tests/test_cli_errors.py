@@ -23,7 +23,7 @@ def _files(tmp):
     files = {"tiny": tiny, "dir": os.path.join(tmp, "adir"), "text": os.path.join(tmp, "notes.txt"),
              "empty": os.path.join(tmp, "empty.gguf"), "truncated": os.path.join(tmp, "truncated.gguf"),
              "fifo": os.path.join(tmp, "pipe.gguf"), "noread": os.path.join(tmp, "noread.gguf"),
-             "llama": os.path.join(tmp, "llama.gguf"), "nan": os.path.join(tmp, "nan.gguf")}
+             "mamba": os.path.join(tmp, "mamba.gguf"), "nan": os.path.join(tmp, "nan.gguf")}
     os.mkdir(files["dir"])
     with open(files["text"], "w") as f:
         f.write("hello, I am not a model\n")
@@ -35,8 +35,8 @@ def _files(tmp):
     os.mkfifo(files["fifo"])
     shutil.copy(tiny, files["noread"])
     os.chmod(files["noread"], 0)
-    with open(files["llama"], "wb") as f:
-        f.write(blob.replace(b"\x05\x00\x00\x00\x00\x00\x00\x00qwen2", b"\x05\x00\x00\x00\x00\x00\x00\x00llama", 1))
+    with open(files["mamba"], "wb") as f:
+        f.write(blob.replace(b"\x05\x00\x00\x00\x00\x00\x00\x00qwen2", b"\x05\x00\x00\x00\x00\x00\x00\x00mamba", 1))
     from ignis.gguf import GGUFFile
     with GGUFFile(tiny) as g:
         at = g.tensors["output_norm.weight"].offset
@@ -69,7 +69,7 @@ CASES = [
     ("run text file", ["run", "-m", "{text}", "-p", "hi"], 1, "not a GGUF file"),
     ("inspect empty file", ["inspect", "{empty}"], 1, "file is empty"),
     ("inspect truncated file", ["inspect", "{truncated}"], 1, "truncated"),
-    ("run unknown architecture", ["run", "-m", "{llama}", "-p", "hi"], 1, "general.architecture is 'llama'"),
+    ("run unknown architecture", ["run", "-m", "{mamba}", "-p", "hi"], 1, "general.architecture is 'mamba'"),
     ("run NaN weights", ["run", "-m", "{nan}", "-p", "hi"], 1, "tensor output_norm.weight holds NaN/Inf"),
     ("-n -1", ["run", "-m", "{tiny}", "-p", "hi", "-n", "-1"], 2, "expected a non-negative integer, got '-1'"),
     ("-n abc", ["run", "-m", "{tiny}", "-p", "hi", "-n", "abc"], 2, "got 'abc'"),

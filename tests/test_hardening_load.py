@@ -114,8 +114,8 @@ LIES = {
         dict(set_keys={"qwen2.block_count": 2}),
         ModelError, ["tensor blk.1.attn_norm.weight is missing"]),
     "unknown architecture": (
-        dict(set_keys={"general.architecture": "llama"}),
-        ModelError, ["general.architecture is 'llama', expected 'qwen2'"]),
+        dict(set_keys={"general.architecture": "mamba"}),
+        ModelError, ["general.architecture is 'mamba': that architecture is not supported (ignis runs qwen2, "]),
     "architecture not a string": (
         dict(set_keys={"general.architecture": 7}),
         ModelError, ["general.architecture is 7"]),

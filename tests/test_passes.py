@@ -22,7 +22,7 @@ def tiny():
 
 @pytest.mark.parametrize("name, rewrites", [
     ("fuse_rmsnorm", 7), ("fuse_swiglu", 3), ("fuse_matmul_bias", 9), ("fuse_qkv", 3), ("fuse_residual", 6),
-    ("fuse_gate_up", 3), ("dce", 0)])
+    ("fuse_gate_up", 3), ("fuse_norm_add", 0), ("dce", 0)])
 def test_each_pass_alone(tiny, name, rewrites):
     g = build_graph(tiny, 2)
     out, report = PASSES[name](g)

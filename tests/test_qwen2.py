@@ -161,7 +161,7 @@ def test_real_graph_op_counts(real_config, T, unfused, article, full):
     assert len(fused.ops) == full <= 200
     assert {r.name: r.rewrites for r in reports} == {
         "fuse_rmsnorm": 49, "fuse_swiglu": 24, "fuse_matmul_bias": 72, "fuse_qkv": 24, "fuse_residual": 48,
-        "fuse_gate_up": 24, "dce": 0}
+        "fuse_gate_up": 24, "fuse_norm_add": 0, "dce": 0}
 
 
 GOLDEN = Path(__file__).parent / "data" / "logits_public.jsonl"

@@ -93,16 +93,18 @@ def _rope_tables(pos, head_dim, theta):
     return np.cos(angle).astype(F32), np.sin(angle).astype(F32)
 
 
-def rope(x, pos, n_heads, head_dim, theta):
-    """NeoX rotation of each head's pairs (i, i + hd/2)."""
+def rope(x, pos, n_heads, head_dim, theta, mode="neox"):
+    """Rotation of each head's pairs: (i, i + hd/2) for mode "neox", (2i, 2i + 1) for
+    "normal"; pair i turns by pos * theta^(-2i/hd) either way."""
     T, half = x.shape[0], head_dim // 2
     cos, sin = _rope_tables(pos, head_dim, theta)
     cos, sin = cos[:, None, :], sin[:, None, :]
     xh = x.reshape(T, n_heads, head_dim)
-    x0, x1 = xh[..., :half], xh[..., half:]
+    first, second = (slice(0, half), slice(half, None)) if mode == "neox" else (slice(0, None, 2), slice(1, None, 2))
+    x0, x1 = xh[..., first], xh[..., second]
     out = np.empty_like(xh)
-    out[..., :half] = x0 * cos - x1 * sin
-    out[..., half:] = x0 * sin + x1 * cos
+    out[..., first] = x0 * cos - x1 * sin
+    out[..., second] = x0 * sin + x1 * cos
     return out.reshape(T, n_heads * head_dim)
 
 
@@ -114,20 +116,21 @@ def kv_write(k, v, pos, seq, layer, n_kv_heads, head_dim, cache: KVCache):
     return None
 
 
-def attention(q, pos, seq, layer, n_heads, n_kv_heads, head_dim, cache: KVCache):
-    """Causal GQA attention of each token over positions 0..pos[t] of its own sequence,
-    float32 from the f16 cache."""
+def attention(q, pos, seq, layer, n_heads, n_kv_heads, head_dim, cache: KVCache, window=None):
+    """Causal GQA attention of each token over positions 0..pos[t] of its own sequence (the
+    last `window` of them, pos[t] - window < p <= pos[t], with a window), float32 from the
+    f16 cache."""
     out = np.empty_like(q, dtype=F32)
     cache.rows(pos, seq, layer)
     for s in np.unique(seq):
         mine = np.flatnonzero(seq == s)
         out[mine] = _attention_one(q[mine], pos[mine], cache.k[layer, s * cache.n_ctx:(s + 1) * cache.n_ctx],
                                    cache.v[layer, s * cache.n_ctx:(s + 1) * cache.n_ctx],
-                                   n_heads, n_kv_heads, head_dim)
+                                   n_heads, n_kv_heads, head_dim, window)
     return out
 
 
-def _attention_one(q, pos, k_rows, v_rows, n_heads, n_kv_heads, head_dim):
+def _attention_one(q, pos, k_rows, v_rows, n_heads, n_kv_heads, head_dim, window=None):
     """Attention of tokens of one sequence over its cache rows."""
     T = q.shape[0]
     n = int(pos.max()) + 1 if T else 0
@@ -138,6 +141,8 @@ def _attention_one(q, pos, k_rows, v_rows, n_heads, n_kv_heads, head_dim):
     scores = np.matmul(qh, K.transpose(1, 2, 0)[:, None])                  # [kvh, G, T, n]
     scores = scores / F32(np.sqrt(head_dim))
     future = np.arange(n)[None, :] > pos[:, None]                           # [T, n]
+    if window is not None:
+        future |= np.arange(n)[None, :] <= pos[:, None] - window          # out of the window
     scores[..., future] = -np.inf
     scores -= scores.max(axis=-1, keepdims=True)
     e = np.exp(scores)
@@ -157,6 +162,23 @@ def silu(x):
 
 def mul(a, b):
     return a * b
+
+
+def gelu(x):
+    """GELU, tanh approximation: x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
+    inner = F32(np.sqrt(2.0 / np.pi)) * (x + F32(0.044715) * x * x * x)
+    return (F32(0.5) * x * (F32(1.0) + np.tanh(inner))).astype(F32)
+
+
+def scale(x, factor):
+    return x * F32(factor)
+
+
+def head_rmsnorm(x, g, n_heads, head_dim, eps):
+    """rmsnorm over each head's head_dim values, with one gain vector g [head_dim] for all heads."""
+    T = x.shape[0]
+    heads = np.ascontiguousarray(x.reshape(T * n_heads, head_dim))
+    return rmsnorm(heads, g, eps).reshape(T, n_heads * head_dim)
 
 
 def take_last(x):
@@ -183,13 +205,35 @@ def matmul_bias(x, W_parts, b_parts):
     return add_bias(matmul(x, W_parts), b_parts)
 
 
-def qkv_rope_kv(a, pos, seq, W_parts, b_parts, layer, n_heads, n_kv_heads, head_dim, theta, cache):
+def qkv_rope_kv(a, pos, seq, W_parts, b_parts, layer, n_heads, n_kv_heads, head_dim, theta, cache, mode="neox"):
     y = matmul(a, W_parts)
     if b_parts is not None:
         y = add_bias(y, b_parts)
     nq, nk = n_heads * head_dim, n_kv_heads * head_dim
-    q = rope(np.ascontiguousarray(y[:, :nq]), pos, n_heads, head_dim, theta)
-    k = rope(np.ascontiguousarray(y[:, nq:nq + nk]), pos, n_kv_heads, head_dim, theta)
+    q = rope(np.ascontiguousarray(y[:, :nq]), pos, n_heads, head_dim, theta, mode)
+    k = rope(np.ascontiguousarray(y[:, nq:nq + nk]), pos, n_kv_heads, head_dim, theta, mode)
+    v = np.ascontiguousarray(y[:, nq + nk:])
+    return q, kv_write(k, v, pos, seq, layer, n_kv_heads, head_dim, cache)
+
+
+def rmsnorm_add(y, res, g, eps):
+    return add(res, rmsnorm(y, g, eps))
+
+
+def gate_up_geglu(f, W_parts):
+    y = matmul(f, W_parts)
+    n = y.shape[1] // 2
+    return mul(gelu(np.ascontiguousarray(y[:, :n])), np.ascontiguousarray(y[:, n:]))
+
+
+def qkv_norm_rope_kv(a, pos, seq, W_parts, gq, gk, layer, n_heads, n_kv_heads, head_dim, theta, eps, cache,
+                     mode="neox"):
+    y = matmul(a, W_parts)
+    nq, nk = n_heads * head_dim, n_kv_heads * head_dim
+    q = head_rmsnorm(np.ascontiguousarray(y[:, :nq]), gq, n_heads, head_dim, eps)
+    k = head_rmsnorm(np.ascontiguousarray(y[:, nq:nq + nk]), gk, n_kv_heads, head_dim, eps)
+    q = rope(q, pos, n_heads, head_dim, theta, mode)
+    k = rope(k, pos, n_kv_heads, head_dim, theta, mode)
     v = np.ascontiguousarray(y[:, nq + nk:])
     return q, kv_write(k, v, pos, seq, layer, n_kv_heads, head_dim, cache)
 
@@ -220,17 +264,24 @@ def _run_op(op, args, ws, cache):
     if k == "add_bias":
         return add_bias(args[0], ws[0])
     if k == "rope":
-        return rope(args[0], args[1], a["n_heads"], a["head_dim"], a["theta"])
+        return rope(args[0], args[1], a["n_heads"], a["head_dim"], a["theta"], a.get("mode", "neox"))
     if k == "kv_write":
         return kv_write(*args, a["layer"], a["n_kv_heads"], a["head_dim"], cache)
     if k == "attention":
-        return attention(args[0], args[2], args[3], a["layer"], a["n_heads"], a["n_kv_heads"], a["head_dim"], cache)
+        return attention(args[0], args[2], args[3], a["layer"], a["n_heads"], a["n_kv_heads"], a["head_dim"], cache,
+                         a.get("window"))
     if k == "add":
         return add(*args)
     if k == "silu":
         return silu(args[0])
     if k == "mul":
         return mul(*args)
+    if k == "gelu":
+        return gelu(args[0])
+    if k == "scale":
+        return scale(args[0], a["factor"])
+    if k == "head_rmsnorm":
+        return head_rmsnorm(args[0], np.concatenate(ws[0]), a["n_heads"], a["head_dim"], a["eps"])
     if k == "take_last":
         return take_last(args[0])
     if k == "take_rows":
@@ -243,11 +294,19 @@ def _run_op(op, args, ws, cache):
         return matmul_bias(args[0], ws[0], ws[1])
     if k == "qkv_rope_kv":
         return qkv_rope_kv(args[0], args[1], args[2], ws[0], ws[1] if len(ws) > 1 else None, a["layer"],
-                           a["n_heads"], a["n_kv_heads"], a["head_dim"], a["theta"], cache)
+                           a["n_heads"], a["n_kv_heads"], a["head_dim"], a["theta"], cache, a.get("mode", "neox"))
+    if k == "qkv_norm_rope_kv":
+        return qkv_norm_rope_kv(args[0], args[1], args[2], ws[0], np.concatenate(ws[1]), np.concatenate(ws[2]),
+                                a["layer"], a["n_heads"], a["n_kv_heads"], a["head_dim"], a["theta"], a["eps"],
+                                cache, a.get("mode", "neox"))
     if k == "matmul_add":
         return matmul_add(args[0], args[1], ws[0])
     if k == "gate_up_swiglu":
         return gate_up_swiglu(args[0], ws[0])
+    if k == "rmsnorm_add":
+        return rmsnorm_add(args[0], args[1], np.concatenate(ws[0]), a["eps"])
+    if k == "gate_up_geglu":
+        return gate_up_geglu(args[0], ws[0])
     raise ValueError(f"the reference interpreter has no definition of op kind {k!r}")
 
 
@@ -257,7 +316,8 @@ def run(graph: Graph, weights: Mapping, inputs: Mapping, cache: KVCache | None =
     inputs: graph input name -> array (seq may be left out: one sequence, 0); cache: the
     KV cache, updated in place.
     Returns output name -> array (with keep=True: every value -> array)."""
-    if cache is None and any(op.kind in ("kv_write", "attention", "qkv_rope_kv") for op in graph.ops):
+    if cache is None and any(op.kind in ("kv_write", "attention", "qkv_rope_kv", "qkv_norm_rope_kv")
+                            for op in graph.ops):
         raise ValueError("this graph reads or writes the KV cache: pass cache=KVCache(...)")
     env = {}
     for name, v in graph.inputs.items():

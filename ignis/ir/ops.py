@@ -29,7 +29,7 @@ class OpSpec:
 
     @property
     def n_results(self) -> int:
-        return 2 if self.kind == "qkv_rope_kv" else 1
+        return 2 if self.kind in ("qkv_rope_kv", "qkv_norm_rope_kv") else 1
 
 
 def _fail(kind, msg):
@@ -119,12 +119,24 @@ def _add_bias(kind, ins, ws, attrs):
     return [((T, N), "f32")]
 
 
+ROPE_MODES = ("neox", "normal")   # pairs (i, i + hd/2) / adjacent pairs (2i, 2i + 1)
+
+
+def _rope_mode(kind, attrs):
+    """The optional rope layout attribute (absent: neox)."""
+    mode = attrs.get("mode", "neox")
+    if mode not in ROPE_MODES:
+        _fail(kind, f"attribute mode must be one of {ROPE_MODES}, got {mode!r}")
+    return mode
+
+
 def _rope(kind, ins, ws, attrs):
     T, W = _act(kind, "x", ins[0])
     _ids(kind, "pos", ins[1], T)
     _heads(kind, attrs, W)
     if not isinstance(attrs.get("theta"), float) or not attrs["theta"] > 0:
         _fail(kind, f"attribute theta must be a positive float, got {attrs.get('theta')!r}")
+    _rope_mode(kind, attrs)
     return [((T, W), "f32")]
 
 
@@ -149,6 +161,8 @@ def _attention(kind, ins, ws, attrs):
     nh, _ = _heads(kind, attrs, W)
     if nh % _int_attr(kind, attrs, "n_kv_heads"):
         _fail(kind, f"n_heads {nh} is not a multiple of n_kv_heads {attrs['n_kv_heads']}")
+    if "window" in attrs:           # sliding-window attention: the last `window` positions
+        _int_attr(kind, attrs, "window")
     return [((T, W), "f32")]
 
 
@@ -158,6 +172,22 @@ def _unary(kind, ins, ws, attrs):
 
 def _binary(kind, ins, ws, attrs):
     return _same(kind, ins[0], ins[1])
+
+
+def _scale(kind, ins, ws, attrs):
+    f = attrs.get("factor")
+    if not isinstance(f, float) or not f == f or f in (float("inf"), float("-inf")):
+        _fail(kind, f"attribute factor must be a finite float, got {f!r}")
+    return [(_act(kind, "x", ins[0]), "f32")]
+
+
+def _head_rmsnorm(kind, ins, ws, attrs):
+    T, W = _act(kind, "x", ins[0])
+    _, hd = _heads(kind, attrs, W)
+    _vector(kind, "g", ws[0], hd)
+    if not isinstance(attrs.get("eps"), float) or not attrs["eps"] > 0:
+        _fail(kind, f"attribute eps must be a positive float, got {attrs.get('eps')!r}")
+    return [((T, W), "f32")]
 
 
 def _take_last(kind, ins, ws, attrs):
@@ -192,6 +222,7 @@ def _qkv_rope_kv(kind, ins, ws, attrs):
         _fail(kind, f"head_dim {hd} must be even and n_heads {nh} a multiple of n_kv_heads {kvh}")
     if not isinstance(attrs.get("theta"), float) or not attrs["theta"] > 0:
         _fail(kind, f"attribute theta must be a positive float, got {attrs.get('theta')!r}")
+    _rope_mode(kind, attrs)
     n = (nh + 2 * kvh) * hd
     if _matrix(kind, "Wqkv", ws[0], K) != n:
         _fail(kind, f"weight Wqkv must have (n_heads + 2 n_kv_heads) x head_dim = {n} rows, got {ws[0][0]}")
@@ -200,11 +231,28 @@ def _qkv_rope_kv(kind, ins, ws, attrs):
     return [((T, nh * hd), "f32"), ((), "kv")]
 
 
+def _qkv_norm_rope_kv(kind, ins, ws, attrs):
+    out = _qkv_rope_kv(kind, ins, ws[:1], attrs)
+    hd = attrs["head_dim"]
+    _vector(kind, "gq", ws[1], hd)
+    _vector(kind, "gk", ws[2], hd)
+    if not isinstance(attrs.get("eps"), float) or not attrs["eps"] > 0:
+        _fail(kind, f"attribute eps must be a positive float, got {attrs.get('eps')!r}")
+    return out
+
+
 def _matmul_add(kind, ins, ws, attrs):
     (T, N), _ = _matmul(kind, ins, ws, attrs)[0]
     if _act(kind, "res", ins[1]) != (T, N):
         _fail(kind, f"res must be [{T}, {N}], got {list(ins[1].shape)}")
     return [((T, N), "f32")]
+
+
+def _rmsnorm_add(kind, ins, ws, attrs):
+    shape = _rmsnorm(kind, ins[:1], ws, attrs)[0][0]
+    if _act(kind, "res", ins[1]) != shape:
+        _fail(kind, f"res must be {list(shape)}, got {list(ins[1].shape)}")
+    return [(shape, "f32")]
 
 
 def _gate_up_swiglu(kind, ins, ws, attrs):
@@ -229,6 +277,9 @@ OPS = {spec.kind: spec for spec in [
     OpSpec("add", ("a", "b"), (), (), _binary, inplace=(0, 1)),
     OpSpec("silu", ("x",), (), (), _unary, inplace=(0,)),
     OpSpec("mul", ("a", "b"), (), (), _binary, inplace=(0, 1)),
+    OpSpec("gelu", ("x",), (), (), _unary, inplace=(0,)),
+    OpSpec("scale", ("x",), (), ("factor",), _scale, inplace=(0,)),
+    OpSpec("head_rmsnorm", ("x",), ("g",), ("n_heads", "head_dim", "eps"), _head_rmsnorm, inplace=(0,)),
     OpSpec("take_last", ("x",), (), (), _take_last),
     OpSpec("take_rows", ("x", "rows"), (), (), _take_rows),
     # fused ops (the passes)
@@ -238,8 +289,13 @@ OPS = {spec.kind: spec for spec in [
     OpSpec("qkv_rope_kv", ("a", "pos", "seq"), ("Wqkv", "bqkv"),
            ("layer", "n_heads", "n_kv_heads", "head_dim", "theta"), _qkv_rope_kv,
            optional_weights=1, side_effect=True, fused=True),
+    OpSpec("qkv_norm_rope_kv", ("a", "pos", "seq"), ("Wqkv", "gq", "gk"),
+           ("layer", "n_heads", "n_kv_heads", "head_dim", "theta", "eps"), _qkv_norm_rope_kv,
+           side_effect=True, fused=True),
     OpSpec("matmul_add", ("x", "res"), ("W",), (), _matmul_add, inplace=(1,), fused=True),
     OpSpec("gate_up_swiglu", ("f",), ("Wgu",), (), _gate_up_swiglu, fused=True),
+    OpSpec("rmsnorm_add", ("y", "res"), ("g",), ("eps",), _rmsnorm_add, inplace=(1,), fused=True),
+    OpSpec("gate_up_geglu", ("f",), ("Wgu",), (), _gate_up_swiglu, fused=True),
 ]}
 
 PRIMITIVE_KINDS = tuple(k for k, s in OPS.items() if not s.fused)

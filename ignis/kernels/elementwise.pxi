@@ -73,6 +73,34 @@ cdef void k_rmsnorm(Ctx *c, Instr *ins, int tid, int nt) noexcept nogil:
             ignis_quantize_row_q8_0(c.arena + ins.out + t * ins.k, c.qbuf + t * ins.xq_row_bytes, ins.k)
 
 
+cdef void k_head_rmsnorm(Ctx *c, Instr *ins, int tid, int nt) noexcept nogil:
+    """rmsnorm of each head (head_dim values, gain vec[head_dim]) of rows x n_heads heads:
+    the rows of rmsnorm over a [rows * n_heads, head_dim] view (a head is read whole before
+    it is written, so out may be x)."""
+    cdef int64_t u, hd = ins.head_dim, units = ins.rows * ins.n_heads
+    cdef float r
+    for u in range(_lo(units, tid, nt), _lo(units, tid + 1, nt)):
+        r = rms_inv_row(c.arena + ins.x + u * hd, hd, ins.eps)
+        ignis_scale_row(c.arena + ins.x + u * hd, r, ins.vec, c.arena + ins.out + u * hd, hd)
+
+
+cdef void k_rmsnorm_add(Ctx *c, Instr *ins, int tid, int nt) noexcept nogil:
+    """out = res + scale_rows(y, rms_inv(y), g), element by element the two ops' arithmetic
+    ((y * r) * g, then res + that); out may be res."""
+    cdef int64_t t, i
+    cdef float r
+    cdef const float *y
+    cdef const float *res
+    cdef float *o
+    for t in range(_lo(ins.rows, tid, nt), _lo(ins.rows, tid + 1, nt)):
+        y = c.arena + ins.x + t * ins.k
+        res = c.arena + ins.x2 + t * ins.k
+        o = c.arena + ins.out + t * ins.k
+        r = rms_inv_row(y, ins.k, ins.eps)
+        for i in range(ins.k):
+            o[i] = res[i] + (y[i] * r) * ins.vec[i]
+
+
 cdef void k_quantize(Ctx *c, Instr *ins, int tid, int nt) noexcept nogil:
     # blocks of all rows are contiguous in x and in the Q8_0 scratch: split by blocks
     cdef int64_t nblocks = ins.rows * (ins.k // 32)
@@ -95,10 +123,13 @@ cdef void k_add_bias(Ctx *c, Instr *ins, int tid, int nt) noexcept nogil:
 
 
 cdef inline void rope_row(const float *x, float *y, int n_heads, int hd, const float *cs,
-                          const float *sn) noexcept nogil:
+                          const float *sn, int mode) noexcept nogil:
     cdef int h
     for h in range(n_heads):
-        ignis_rope_head(x + h * hd, y + h * hd, cs, sn, hd // 2)
+        if mode == ROPE_NORMAL:
+            ignis_rope_head_pairs(x + h * hd, y + h * hd, cs, sn, hd // 2)
+        else:
+            ignis_rope_head(x + h * hd, y + h * hd, cs, sn, hd // 2)
 
 
 cdef void k_rope(Ctx *c, Instr *ins, int tid, int nt) noexcept nogil:
@@ -107,7 +138,7 @@ cdef void k_rope(Ctx *c, Instr *ins, int tid, int nt) noexcept nogil:
     cdef int64_t w = <int64_t>ins.n_heads * ins.head_dim
     for t in range(_lo(ins.rows, tid, nt), _lo(ins.rows, tid + 1, nt)):
         rope_row(c.arena + ins.x + t * w, c.arena + ins.out + t * w, ins.n_heads, ins.head_dim,
-                 tab + t * half, tab + (c.T + t) * half)
+                 tab + t * half, tab + (c.T + t) * half, ins.rope_mode)
 
 
 cdef void k_elementwise(Ctx *c, Instr *ins, int tid, int nt) noexcept nogil:
@@ -125,6 +156,11 @@ cdef void k_elementwise(Ctx *c, Instr *ins, int tid, int nt) noexcept nogil:
         ignis_mul_row(a, b, y, i1 - i0)
     elif ins.op == OP_SILU:
         ignis_silu_row(a, y, i1 - i0)
+    elif ins.op == OP_GELU:
+        ignis_gelu_row(a, y, i1 - i0)
+    elif ins.op == OP_SCALE:
+        for i in range(i1 - i0):
+            y[i] = a[i] * ins.factor
     else:  # OP_SWIGLU: mul(silu(g), u) through a small buffer (out may alias g or u)
         i = 0
         while i < i1 - i0:

@@ -1,5 +1,5 @@
 # ignis/kernels/matmul.pxi -- the matmul tiles and their epilogues (store, bias, residual,
-# SwiGLU of the gate/up halves, the q | k,v split of qkv).
+# SwiGLU or GeGLU of the gate/up halves, the q | k,v split of qkv).
 #
 # Included by ignis/_kernels.pyx. Invariants it relies on (checked by Plan at add time):
 # a weight given as parts covers rows [pstart[p], pstart[p+1]) of part p, a gate/up
@@ -118,10 +118,13 @@ cdef void matmul_block(Ctx *c, Instr *ins, int64_t n0, int64_t rs, int rm) noexc
                 for i in range(rm):
                     n = (t0 + j) * N + n0 + i * rs
                     out[n] = res[n] + r[j * TILE + i]
-        elif ins.epi == EPI_SWIGLU:
+        elif ins.epi == EPI_SWIGLU or ins.epi == EPI_GEGLU:
             matmul_tile(c, ins, N + n0, rs, rm, t0, rn, r2)
             for j in range(rn):
-                ignis_silu_row(&r[j * TILE], s, rm)
+                if ins.epi == EPI_SWIGLU:
+                    ignis_silu_row(&r[j * TILE], s, rm)
+                else:
+                    ignis_gelu_row(&r[j * TILE], s, rm)
                 ignis_mul_row(s, &r2[j * TILE], g, rm)
                 for i in range(rm):
                     out[(t0 + j) * N + n0 + i * rs] = g[i]

@@ -80,6 +80,12 @@ def _theta(name, v) -> float:
     return f
 
 
+def _rope_mode(name, mode) -> int:
+    if not isinstance(mode, str) or mode not in _ROPE_MODES:
+        raise ModelError(f"{name}: mode must be one of {', '.join(_ROPE_MODES)}, got {_short(mode)}")
+    return _ROPE_MODES[mode]
+
+
 def _wtype(what, t) -> int:
     t = _as_int(what, t)
     if t not in _BLOCK:
@@ -672,11 +678,13 @@ cdef class Plan:
         finally:
             self._building = False
 
-    def add_rope(self, x, out, n_heads, head_dim, theta):
-        """NeoX rotation of each head of x [T, n_heads*head_dim] at the step's positions."""
+    def add_rope(self, x, out, n_heads, head_dim, theta, mode="neox"):
+        """Rotation of each head of x [T, n_heads*head_dim] at the step's positions (mode
+        "neox": pairs (i, i + hd/2); "normal": adjacent pairs)."""
         cdef Instr *p
         self._enter("rope")
         try:
+            rmode = _rope_mode("rope", mode)
             x = _as_int("rope: x offset", x)
             out = _as_int("rope: out offset", out)
             n_heads, head_dim, _ = self._head_dims("rope", n_heads, head_dim)
@@ -691,6 +699,7 @@ cdef class Plan:
             p = self._push(OP_ROPE, f"rope @{x} [{self.n_tokens},{n_heads}x{head_dim}] "
                                     f"theta={theta} -> @{out}")
             p.rows, p.n_heads, p.head_dim, p.x, p.out, p.rope_slot = self.n_tokens, n_heads, head_dim, xi, oi, slot
+            p.rope_mode = rmode
         finally:
             self._building = False
 
@@ -714,11 +723,13 @@ cdef class Plan:
         finally:
             self._building = False
 
-    def add_attention(self, q, out, layer, n_heads, n_kv_heads, head_dim):
-        """Causal GQA attention of q [T, n_heads*head_dim] over cache[layer] positions 0..pos[t]."""
+    def add_attention(self, q, out, layer, n_heads, n_kv_heads, head_dim, window=0):
+        """Causal GQA attention of q [T, n_heads*head_dim] over cache[layer] positions 0..pos[t]
+        (window > 0: only the last `window` of them, pos[t] - window < p <= pos[t])."""
         cdef Instr *p
         self._enter("attention")
         try:
+            window = _int_in("attention: window", window, 0, _MAX_WIDTH)
             q = _as_int("attention: q offset", q)
             out = _as_int("attention: out offset", out)
             n_heads, head_dim, n_kv_heads = self._head_dims("attention", n_heads, head_dim, n_kv_heads)
@@ -732,16 +743,17 @@ cdef class Plan:
             self._wrote(out, nb)
             self._att_group = max(self._att_group, n_heads // n_kv_heads)
             p = self._push(OP_ATTENTION, f"attention @{q} cache[{layer}] "
-                                         f"{n_heads}/{n_kv_heads} heads x {head_dim} -> @{out}")
+                                         f"{n_heads}/{n_kv_heads} heads x {head_dim}"
+                                         f"{f' window {window}' if window else ''} -> @{out}")
             p.rows, p.n_heads, p.n_kv_heads, p.head_dim, p.layer = self.n_tokens, n_heads, n_kv_heads, head_dim, layer
-            p.x, p.out = qi, oi
+            p.x, p.out, p.window = qi, oi, window
         finally:
             self._building = False
 
-    cdef _elementwise(self, int op, str name, a, b, out, n):
-        """b is unused by silu (the only unary op): every other op requires it."""
+    cdef _elementwise(self, int op, str name, a, b, out, n, float factor=0):
+        """b is unused by the unary ops (silu, gelu, scale): every other op requires it."""
         cdef Instr *p
-        cdef bint binary = op != OP_SILU
+        cdef bint binary = op != OP_SILU and op != OP_GELU and op != OP_SCALE
         self._enter(name)
         try:
             a = _as_int(f"{name}: {'a' if binary else 'x'} offset", a)
@@ -756,8 +768,8 @@ cdef class Plan:
             self._io(name, ins, [(out, n * 4)], (0, 1))
             self._wrote(out, n * 4)
             srcs = f"@{a}" + (f", @{b}" if binary else "")
-            p = self._push(op, f"{name} {srcs} [{n}] -> @{out}")
-            p.n, p.x, p.x2, p.out = n, ai, bi, oi
+            p = self._push(op, f"{name} {srcs} [{n}]{f' x {factor}' if op == OP_SCALE else ''} -> @{out}")
+            p.n, p.x, p.x2, p.out, p.factor = n, ai, bi, oi, factor
         finally:
             self._building = False
 
@@ -772,6 +784,41 @@ cdef class Plan:
     def add_silu(self, x, out, n):
         """out = x / (1 + exp(-x)) over n floats"""
         self._elementwise(OP_SILU, "silu", x, None, out, n)
+
+    def add_gelu(self, x, out, n):
+        """out = gelu(x) (tanh approximation) over n floats"""
+        self._elementwise(OP_GELU, "gelu", x, None, out, n)
+
+    def add_scale(self, x, out, n, factor):
+        """out = x * factor (a float32 constant) over n floats"""
+        factor = _as_real("scale: factor", factor)
+        if abs(factor) > _F32_MAX:
+            raise ModelError(f"scale: factor {factor} does not fit float32")
+        self._elementwise(OP_SCALE, "scale", x, None, out, n, factor)
+
+    def add_head_rmsnorm(self, x, out, g, rows, n_heads, head_dim, eps):
+        """rmsnorm of every head of x [rows, n_heads*head_dim] with one gain g [head_dim]"""
+        cdef Instr *p
+        self._enter("head_rmsnorm")
+        try:
+            x = _as_int("head_rmsnorm: x offset", x)
+            out = _as_int("head_rmsnorm: out offset", out)
+            rows = self._rows("head_rmsnorm", rows)
+            n_heads = _dim("head_rmsnorm", "n_heads", n_heads, _MAX_HEADS)
+            head_dim = _dim("head_rmsnorm", "head_dim", head_dim, _MAX_HEADS)
+            eps = _eps("head_rmsnorm", eps)
+            gv = self._vector("head_rmsnorm g", g, head_dim)
+            nb = rows * n_heads * head_dim * 4
+            xi = self._region("head_rmsnorm x", x, nb)
+            oi = self._region("head_rmsnorm out", out, nb)
+            self._io("head_rmsnorm", [(x, nb)], [(out, nb)], (0,))
+            self._wrote(out, nb)
+            p = self._push(OP_HEAD_RMSNORM, f"head_rmsnorm @{x} [{rows},{n_heads}x{head_dim}] "
+                                            f"eps={float(np.float32(eps))} -> @{out}")
+            p.rows, p.n_heads, p.head_dim, p.eps, p.x, p.out = rows, n_heads, head_dim, eps, xi, oi
+            p.vec = <const float *><uintptr_t>_addr(gv)
+        finally:
+            self._building = False
 
     def add_take_last(self, x, out, rows, dim):
         """out[1, dim] = x[rows - 1]"""
@@ -837,6 +884,31 @@ cdef class Plan:
         finally:
             self._building = False
 
+    def add_rmsnorm_add(self, y, res, out, g, rows, dim, eps):
+        """out = res + rmsnorm(y) * g (a post-norm and its residual add; out may be res)"""
+        cdef Instr *p
+        self._enter("rmsnorm_add")
+        try:
+            y = _as_int("rmsnorm_add: y offset", y)
+            res = _as_int("rmsnorm_add: res offset", res)
+            out = _as_int("rmsnorm_add: out offset", out)
+            rows = self._rows("rmsnorm_add", rows)
+            dim = _dim("rmsnorm_add", "dim", dim)
+            eps = _eps("rmsnorm_add", eps)
+            gv = self._vector("rmsnorm_add g", g, dim)
+            nb = rows * dim * 4
+            yi = self._region("rmsnorm_add y", y, nb)
+            ri = self._region("rmsnorm_add res", res, nb)
+            oi = self._region("rmsnorm_add out", out, nb)
+            self._io("rmsnorm_add", [(y, nb), (res, nb)], [(out, nb)], (1,))
+            self._wrote(out, nb)
+            p = self._push(OP_RMSNORM_ADD, f"rmsnorm_add @{res} + rmsnorm(@{y}) [{rows},{dim}] "
+                                           f"eps={float(np.float32(eps))} -> @{out}")
+            p.rows, p.k, p.eps, p.x, p.x2, p.out = rows, dim, eps, yi, ri, oi
+            p.vec = <const float *><uintptr_t>_addr(gv)
+        finally:
+            self._building = False
+
     def add_swiglu(self, g, u, out, n):
         """out = silu(g) * u over n floats"""
         self._elementwise(OP_SWIGLU, "swiglu", g, u, out, n)
@@ -877,12 +949,20 @@ cdef class Plan:
     def add_gate_up_swiglu(self, x, out, w, rows, k, n_ff, wtype=T_Q8_0):
         """out[rows, n_ff] = silu(x @ Wgate.T) * (x @ Wup.T); w = [Wgate; Wup] as one array of
         2*n_ff rows or the list [Wgate, Wup]"""
-        self._enter("gate_up_swiglu")
+        self._gate_up(EPI_SWIGLU, "gate_up_swiglu", x, out, w, rows, k, n_ff, wtype)
+
+    def add_gate_up_geglu(self, x, out, w, rows, k, n_ff, wtype=T_Q8_0):
+        """out[rows, n_ff] = gelu(x @ Wgate.T) * (x @ Wup.T) (gelu: tanh approximation); w as
+        for add_gate_up_swiglu"""
+        self._gate_up(EPI_GEGLU, "gate_up_geglu", x, out, w, rows, k, n_ff, wtype)
+
+    def _gate_up(self, int epi, str name, x, out, w, rows, k, n_ff, wtype):
+        self._enter(name)
         try:
-            x, out, rows, k, n_ff = self._matmul_args("gate_up_swiglu", x, out, rows, k, n_ff, "n_ff")
-            self._region("gate_up_swiglu x", x, rows * k * 4)
-            self._region("gate_up_swiglu out", out, rows * n_ff * 4)
-            parts = self._weight("gate_up_swiglu", w, wtype, 2 * n_ff, k)
+            x, out, rows, k, n_ff = self._matmul_args(name, x, out, rows, k, n_ff, "n_ff")
+            self._region(name + " x", x, rows * k * 4)
+            self._region(name + " out", out, rows * n_ff * 4)
+            parts = self._weight(name, w, wtype, 2 * n_ff, k)
             # The kernel computes gate rows [lo, hi) of one part and the up rows n_ff + [lo, hi)
             # together, reading the up rows from the part that holds row n_ff + lo: so the parts
             # must split at n_ff, and every boundary inside the up half must mirror one in the
@@ -892,42 +972,59 @@ cdef class Plan:
                 bounds.append(bounds[len(bounds) - 1] + part[3])
             if len(parts) > 1 and (n_ff not in bounds or
                                    any(n_ff < b < 2 * n_ff and b - n_ff not in bounds for b in bounds)):
-                raise ModelError(f"gate_up_swiglu: the weight parts ({' + '.join(str(pp[3]) for pp in parts)} "
+                raise ModelError(f"{name}: the weight parts ({' + '.join(str(pp[3]) for pp in parts)} "
                                  f"rows) must split at row {n_ff} (gate | up), with every split of the up "
                                  f"half also a split of the gate half")
-            self._io("gate_up_swiglu", [(x, rows * k * 4)], [(out, rows * n_ff * 4)])
+            self._io(name, [(x, rows * k * 4)], [(out, rows * n_ff * 4)])
             self._wrote(out, rows * n_ff * 4)
-            self._matmul_core(x, out, parts, rows, k, n_ff, EPI_SWIGLU, None, -1, n_ff,
-                              f"gate_up_swiglu @{x} [{rows},{k}] x {self._type_label(parts)} [2x{n_ff},{k}] -> @{out}")
+            self._matmul_core(x, out, parts, rows, k, n_ff, epi, None, -1, n_ff,
+                              f"{name} @{x} [{rows},{k}] x {self._type_label(parts)} [2x{n_ff},{k}] -> @{out}")
         finally:
             self._building = False
 
     def add_qkv_rope_kv(self, x, q_out, w, b, layer, n_heads, n_kv_heads, head_dim, theta, k,
-                        wtype=T_Q8_0):
+                        wtype=T_Q8_0, mode="neox"):
         """q_out[T, n_heads*head_dim] = rope(x @ Wq.T + bq); k = rope(x @ Wk.T + bk), v = x @ Wv.T + bv
         stored to cache[layer] at the step's positions. w = [Wq; Wk; Wv] as one array or the list
         [Wq, Wk, Wv] (types may differ per part); b = [bq; bk; bv] or None."""
+        self._qkv("qkv_rope_kv", x, q_out, w, b, None, None, 0.0, layer, n_heads, n_kv_heads, head_dim,
+                  theta, k, wtype, mode)
+
+    def add_qkv_norm_rope_kv(self, x, q_out, w, gq, gk, layer, n_heads, n_kv_heads, head_dim, theta, eps, k,
+                             wtype=T_Q8_0, mode="neox"):
+        """As add_qkv_rope_kv without biases, with every head of q and of k RMS-normed (gains
+        gq, gk [head_dim], epsilon eps) before the rotation: q = rope(head_rmsnorm(x @ Wq.T))."""
+        self._qkv("qkv_norm_rope_kv", x, q_out, w, None, gq, gk, eps, layer, n_heads, n_kv_heads, head_dim,
+                  theta, k, wtype, mode)
+
+    def _qkv(self, str name, x, q_out, w, b, gq, gk, eps, layer, n_heads, n_kv_heads, head_dim, theta, k,
+             wtype, mode):
         cdef Instr *p
-        self._enter("qkv_rope_kv")
+        self._enter(name)
         try:
-            x = _as_int("qkv_rope_kv: x offset", x)
-            q_out = _as_int("qkv_rope_kv: q_out offset", q_out)
-            n_heads, head_dim, n_kv_heads = self._head_dims("qkv_rope_kv", n_heads, head_dim, n_kv_heads)
-            layer = self._layer("qkv_rope_kv", layer)
-            theta = _theta("qkv_rope_kv", theta)
-            k = _dim("qkv_rope_kv", "k", k)
+            rmode = _rope_mode(name, mode)
+            if gq is not None:
+                eps = _eps(name, eps)
+            x = _as_int(name + ": x offset", x)
+            q_out = _as_int(name + ": q_out offset", q_out)
+            n_heads, head_dim, n_kv_heads = self._head_dims(name, n_heads, head_dim, n_kv_heads)
+            layer = self._layer(name, layer)
+            theta = _theta(name, theta)
+            k = _dim(name, "k", k)
             T = self.n_tokens
             nq, nkv = n_heads * head_dim, n_kv_heads * head_dim
             n = nq + 2 * nkv
             if n > _MAX_WIDTH:
-                raise ModelError(f"qkv_rope_kv: {n} output rows, at most {_MAX_WIDTH}")
-            bv = self._vector("qkv_rope_kv b", b, n) if b is not None else None
-            self._region("qkv_rope_kv x", x, T * k * 4)
-            qi = self._region("qkv_rope_kv q_out", q_out, T * nq * 4)
-            parts = self._weight("qkv_rope_kv", w, wtype, n, k)
-            self._kv_check("qkv_rope_kv", n_kv_heads, head_dim)
-            self._io("qkv_rope_kv", [(x, T * k * 4)], [(q_out, T * nq * 4)])
-            self._rope_check("qkv_rope_kv", head_dim, theta)
+                raise ModelError(f"{name}: {n} output rows, at most {_MAX_WIDTH}")
+            bv = self._vector(name + " b", b, n) if b is not None else None
+            gqv = self._vector(name + " gq", gq, head_dim) if gq is not None else None
+            gkv = self._vector(name + " gk", gk, head_dim) if gq is not None else None
+            self._region(name + " x", x, T * k * 4)
+            qi = self._region(name + " q_out", q_out, T * nq * 4)
+            parts = self._weight(name, w, wtype, n, k)
+            self._kv_check(name, n_kv_heads, head_dim)
+            self._io(name, [(x, T * k * 4)], [(q_out, T * nq * 4)])
+            self._rope_check(name, head_dim, theta)
             self._kv_commit(layer, n_kv_heads, head_dim)
             self._writes_kv = True
             self._wrote(q_out, T * nq * 4)
@@ -939,7 +1036,11 @@ cdef class Plan:
             p = self._push(OP_ROPE_KV, f"rope q @{q_out}, rope k, kv_write -> cache[{layer}] "
                                        f"theta={theta}")
             p.rows, p.n_heads, p.n_kv_heads, p.head_dim, p.layer = T, n_heads, n_kv_heads, head_dim, layer
-            p.out, p.rope_slot = qi, slot
+            p.out, p.rope_slot, p.rope_mode = qi, slot, rmode
+            if gqv is not None:     # the head norms before the rotation
+                p.vec = <const float *><uintptr_t>_addr(gqv)
+                p.vec2 = <const float *><uintptr_t>_addr(gkv)
+                p.eps = eps
         finally:
             self._building = False
 

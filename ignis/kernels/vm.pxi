@@ -13,12 +13,16 @@ cdef void exec_instr(Ctx *c, int64_t i, int tid, int nt) noexcept nogil:
         k_quantize(c, ins, tid, nt)
     elif op == OP_QUANTIZE16:
         k_quantize16(c, ins, tid, nt)
-    elif op == OP_ADD or op == OP_MUL or op == OP_SILU or op == OP_SWIGLU:
+    elif op == OP_ADD or op == OP_MUL or op == OP_SILU or op == OP_SWIGLU or op == OP_GELU or op == OP_SCALE:
         k_elementwise(c, ins, tid, nt)
     elif op == OP_RMSNORM:
         k_rmsnorm(c, ins, tid, nt)
     elif op == OP_ATTENTION:
         k_attention(c, ins, &c.counters[i], tid)
+    elif op == OP_HEAD_RMSNORM:
+        k_head_rmsnorm(c, ins, tid, nt)
+    elif op == OP_RMSNORM_ADD:
+        k_rmsnorm_add(c, ins, tid, nt)
     elif op == OP_ROPE_KV:
         k_rope_kv(c, ins, tid, nt)
     elif op == OP_ROPE:

@@ -98,6 +98,9 @@ def fuse_qkv(graph: Graph):
         q = rope(a @Wq + bq)   k = rope(a @Wk + bk)   v = a @Wv + bv   kv = kv_write(k, v, pos, seq)
         -> q, kv = qkv_rope_kv a, pos, seq @cat(Wq, Wk, Wv) @cat(bq, bk, bv)
 
+    and with q and k normed per head before rope (Gemma 3), q = rope(head_rmsnorm(a @Wq) @gq)
+    and k likewise -> qkv_norm_rope_kv a, pos, seq @cat(Wq, Wk, Wv) @gq @gk {eps}.
+
     q is the rope result some attention reads together with kv; k and v must be read
     only by the write, and the projections only by their rope / bias add."""
     def find(graph, claimed):
@@ -117,11 +120,23 @@ def fuse_qkv(graph: Graph):
                 continue
             rope_attrs = ("head_dim", "theta")
             if any(q_rope.attrs[a] != k_rope.attrs[a] for a in rope_attrs) \
+                    or q_rope.attrs.get("mode", "neox") != k_rope.attrs.get("mode", "neox") \
                     or k_rope.attrs["n_heads"] != write.attrs["n_kv_heads"] \
                     or k_rope.attrs["head_dim"] != write.attrs["head_dim"]:
                 continue
+            # Gemma 3: q and k RMS-normed per head between the projection and rope
+            q_in, k_in = q_rope.inputs[0], k_rope.inputs[0]
+            q_norm = _producer(graph, q_in, "head_rmsnorm", claimed)
+            k_norm = _producer(graph, k_in, "head_rmsnorm", claimed)
+            norms = ()
+            if q_norm is not None or k_norm is not None:
+                if q_norm is None or k_norm is None or not single_use(graph, q_in) or not single_use(graph, k_in) \
+                        or q_norm.attrs["eps"] != k_norm.attrs["eps"]:
+                    continue
+                norms = (q_norm, k_norm)
+                q_in, k_in = q_norm.inputs[0], k_norm.inputs[0]
             parts = []
-            for y in (q_rope.inputs[0], k_rope.inputs[0], v):
+            for y in (q_in, k_in, v):
                 lin = _linear(graph, y, claimed)
                 if lin is None or not single_use(graph, y):
                     break
@@ -129,7 +144,9 @@ def fuse_qkv(graph: Graph):
             if len(parts) != 3:
                 continue
             xs, biases = {id(p[0]) for p in parts}, [p[2] for p in parts]
-            ops = [o for p in parts for o in p[3]] + [q_rope, k_rope, write]
+            ops = [o for p in parts for o in p[3]] + list(norms) + [q_rope, k_rope, write]
+            if norms and any(b is not None for b in biases):
+                continue        # no model has both; the normed form takes no bias
             if len(xs) != 1 or (None in biases and any(b is not None for b in biases)) \
                     or len(set(ops)) != len(ops) or q_rope.attrs["n_heads"] % write.attrs["n_kv_heads"]:
                 continue
@@ -139,8 +156,15 @@ def fuse_qkv(graph: Graph):
             attrs = {"layer": write.attrs["layer"], "n_heads": q_rope.attrs["n_heads"],
                      "n_kv_heads": write.attrs["n_kv_heads"], "head_dim": write.attrs["head_dim"],
                      "theta": q_rope.attrs["theta"]}
+            if "mode" in q_rope.attrs:
+                attrs["mode"] = q_rope.attrs["mode"]
+            kind = "qkv_rope_kv"
+            if norms:
+                kind = "qkv_norm_rope_kv"
+                weights += (q_norm.weights[0], k_norm.weights[0])
+                attrs["eps"] = q_norm.attrs["eps"]
             claimed.update(ops)
-            found.append(Fusion(tuple(ops), Op("qkv_rope_kv", (parts[0][0], pos, seq),
+            found.append(Fusion(tuple(ops), Op(kind, (parts[0][0], pos, seq),
                                                (q_rope.result, write.result), weights, attrs)))
         return found
     return run_fusion_pass("fuse_qkv", graph, find)
@@ -166,24 +190,26 @@ def fuse_residual(graph: Graph):
 
 def fuse_gate_up(graph: Graph):
     """swiglu(matmul(f) @Wgate, matmul(f) @Wup), or its unfused mul(silu(.), .) form
-    -> gate_up_swiglu f @cat(Wgate, Wup)."""
+    -> gate_up_swiglu f @cat(Wgate, Wup); mul(gelu(matmul(f) @Wgate), matmul(f) @Wup)
+    -> gate_up_geglu f @cat(Wgate, Wup)."""
     def find(graph, claimed):
         found = []
         for op in graph.ops:
             if op in claimed:
                 continue
             if op.kind == "swiglu":
-                candidates = [((), op.inputs[0], op.inputs[1])]
+                candidates = [((), op.inputs[0], op.inputs[1], "gate_up_swiglu")]
             elif op.kind == "mul":
                 candidates = []
                 for act_side in (0, 1):
                     act = op.inputs[act_side]
-                    silu = _producer(graph, act, "silu", claimed)
-                    if silu is not None and single_use(graph, act):
-                        candidates.append(((silu,), silu.inputs[0], op.inputs[1 - act_side]))
+                    for act_kind, fused in (("silu", "gate_up_swiglu"), ("gelu", "gate_up_geglu")):
+                        a = _producer(graph, act, act_kind, claimed)
+                        if a is not None and single_use(graph, act):
+                            candidates.append(((a,), a.inputs[0], op.inputs[1 - act_side], fused))
             else:
                 continue
-            for extra, gate, up in candidates:
+            for extra, gate, up, fused in candidates:
                 mm_g = _producer(graph, gate, "matmul", claimed)
                 mm_u = _producer(graph, up, "matmul", claimed)
                 if mm_g is None or mm_u is None or mm_g is mm_u or mm_g.inputs[0] is not mm_u.inputs[0]:
@@ -192,8 +218,45 @@ def fuse_gate_up(graph: Graph):
                     continue
                 ops = (mm_g, mm_u) + extra + (op,)
                 claimed.update(ops)
-                found.append(Fusion(ops, Op("gate_up_swiglu", mm_g.inputs, op.results,
+                found.append(Fusion(ops, Op(fused, mm_g.inputs, op.results,
                                             (_cat(mm_g.weights[0], mm_u.weights[0]),))))
                 break
         return found
     return run_fusion_pass("fuse_gate_up", graph, find)
+
+
+def _norm(graph: Graph, v, claimed: set):
+    """v = rmsnorm(y) @g as rmsnorm or as scale_rows(y, rms_inv(y)) (rms_inv read only there).
+    Returns (y, g, eps, ops) or None."""
+    op = graph.producer(v)
+    if op is None or op in claimed:
+        return None
+    if op.kind == "rmsnorm":
+        return op.inputs[0], op.weights[0], op.attrs["eps"], (op,)
+    if op.kind == "scale_rows":
+        y, r = op.inputs
+        inv = _producer(graph, r, "rms_inv", claimed)
+        if inv is not None and inv.inputs[0] is y and single_use(graph, r):
+            return y, op.weights[0], inv.attrs["eps"], (inv, op)
+    return None
+
+
+def fuse_norm_add(graph: Graph):
+    """add(res, rmsnorm(y) @g) (either operand order; the norm fused or not) -> rmsnorm_add
+    y, res @g: a post-norm and the residual add it feeds (Gemma 3)."""
+    def find(graph, claimed):
+        found = []
+        for op in graph.ops:
+            if op.kind != "add" or op in claimed:
+                continue
+            for norm_side in (1, 0):
+                n, res = op.inputs[norm_side], op.inputs[1 - norm_side]
+                norm = _norm(graph, n, claimed)
+                if norm is None or not single_use(graph, n) or norm[0] is res:
+                    continue
+                y, g, eps, ops = norm
+                claimed.update(ops + (op,))
+                found.append(Fusion(ops + (op,), Op("rmsnorm_add", (y, res), op.results, (g,), {"eps": eps})))
+                break
+        return found
+    return run_fusion_pass("fuse_norm_add", graph, find)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from ignis.ir.graph import Graph
 from ignis.ir.verify import verify
 from ignis.passes.dce import dce
-from ignis.passes.fusion import (fuse_gate_up, fuse_matmul_bias, fuse_qkv, fuse_residual, fuse_rmsnorm,
-                                 fuse_swiglu)
+from ignis.passes.fusion import (fuse_gate_up, fuse_matmul_bias, fuse_norm_add, fuse_qkv, fuse_residual,
+                                 fuse_rmsnorm, fuse_swiglu)
 
 PASSES = {
     "fuse_rmsnorm": fuse_rmsnorm,
@@ -15,6 +15,7 @@ PASSES = {
     "fuse_qkv": fuse_qkv,
     "fuse_residual": fuse_residual,
     "fuse_gate_up": fuse_gate_up,
+    "fuse_norm_add": fuse_norm_add,
     "dce": dce,
 }
 DEFAULT_PIPELINE = tuple(PASSES)

@@ -1,4 +1,4 @@
-"""The compiled forward pass: for each step shape, build the Qwen2 graph, run the pass
+"""The compiled forward pass: for each step shape, build the model's graph, run the pass
 pipeline, plan memory, lower to a kernel Plan (cached per shape), and run it over the
 paged KV cache.
 
@@ -16,7 +16,7 @@ import numpy as np
 
 from ignis import _kernels
 from ignis.errors import ContextOverflowError, KVCacheFullError, ModelError
-from ignis.models.qwen2 import Qwen2Config, build_graph
+from ignis.models import build_graph
 from ignis.passes import plan_memory, run_pipeline
 from ignis.runtime.lower import lower
 from ignis.runtime.paged import PagedKVCache
@@ -60,7 +60,7 @@ def rows_bucket(n: int) -> int:
 
 
 class Engine:
-    def __init__(self, gguf, config: Qwen2Config, n_ctx: int, threads: int, passes=None,
+    def __init__(self, gguf, config, n_ctx: int, threads: int, passes=None,
                  kv_tokens: int | None = None):
         """n_ctx: the most positions one sequence may hold; kv_tokens: the KV-cache budget
         shared by every sequence (default n_ctx)."""

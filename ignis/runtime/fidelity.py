@@ -7,6 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 
 END_OF_TURN = (151643, 151645)  # <|endoftext|>, <|im_end|> of the Qwen2 vocab
+# the end-of-generation ids the golden set stops greedy continuations at, per architecture
+# of its models (shared/golden/README.md: --eot)
+END_OF_TURN_BY_ARCH = {"qwen2": END_OF_TURN, "llama": (2,), "gemma3": (1, 106)}
 
 
 def log_softmax(x: np.ndarray) -> np.ndarray:
@@ -60,11 +63,49 @@ def factory(path):
     """(logits, greedy) for shared/golden/fidelity.py."""
     import ignis
     model = ignis.load(path, n_ctx=2048)
+    stop = END_OF_TURN_BY_ARCH.get(model.gguf.metadata.get("general.architecture"), END_OF_TURN)
 
     def logits(ids):
         return model.logits(list(ids))
 
     def greedy(ids, n):
-        return model.greedy_ids(list(ids), n, stop_ids=END_OF_TURN)
+        return model.greedy_ids(list(ids), n, stop_ids=stop)
 
     return logits, greedy
+
+
+class EngineRunner:
+    """(logits, greedy) straight from the compiled engine, without a tokenizer (the golden
+    files carry token ids): `--engine ignis.runtime.fidelity:engine_factory`."""
+
+    def __init__(self, path, n_ctx: int = 2048, threads: int | None = None, passes=None):
+        from ignis.gguf import GGUFFile
+        from ignis.models import config_from_file
+        from ignis.runtime.engine import Engine, default_threads
+        self.gguf = GGUFFile(str(path))
+        self.config = config_from_file(self.gguf)
+        self.engine = Engine(self.gguf, self.config, n_ctx, threads or default_threads(), passes)
+        self.stop = END_OF_TURN_BY_ARCH.get(self.config.ARCH, END_OF_TURN)
+
+    def logits(self, ids) -> np.ndarray:
+        return self.engine.forward(list(ids), 0, all_logits=True)
+
+    def greedy(self, ids, n: int) -> list:
+        ids = list(ids)
+        logits, out = self.engine.forward(ids, 0), []
+        while len(out) < n:
+            t = int(np.argmax(logits))
+            out.append(t)
+            if t in self.stop or len(ids) + len(out) >= self.engine.n_ctx:
+                break
+            logits = self.engine.forward([t], len(ids) + len(out) - 1)
+        return out
+
+    def close(self) -> None:
+        self.gguf.close()
+
+
+def engine_factory(path):
+    """(logits, greedy) for shared/golden/fidelity.py, from the engine alone."""
+    runner = EngineRunner(path)
+    return runner.logits, runner.greedy

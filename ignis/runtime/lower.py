@@ -78,26 +78,40 @@ def _emit(plan, op, off, weights: WeightStore, logits_values=()) -> None:
     elif kind == "add_bias":
         plan.add_add_bias(off(ins[0]), off(out), vec(0), rows, out.shape[1])
     elif kind == "rope":
-        plan.add_rope(off(ins[0]), off(out), a["n_heads"], a["head_dim"], a["theta"])
+        plan.add_rope(off(ins[0]), off(out), a["n_heads"], a["head_dim"], a["theta"], a.get("mode", "neox"))
     elif kind == "kv_write":
         plan.add_kv_write(off(ins[0]), off(ins[1]), a["layer"], a["n_kv_heads"], a["head_dim"])
     elif kind == "attention":
-        plan.add_attention(off(ins[0]), off(out), a["layer"], a["n_heads"], a["n_kv_heads"], a["head_dim"])
+        plan.add_attention(off(ins[0]), off(out), a["layer"], a["n_heads"], a["n_kv_heads"], a["head_dim"],
+                           a.get("window", 0))
     elif kind in ("add", "mul", "swiglu"):
         getattr(plan, "add_" + kind)(off(ins[0]), off(ins[1]), off(out), int(np.prod(out.shape)))
     elif kind == "silu":
         plan.add_silu(off(ins[0]), off(out), int(np.prod(out.shape)))
+    elif kind == "gelu":
+        plan.add_gelu(off(ins[0]), off(out), int(np.prod(out.shape)))
+    elif kind == "scale":
+        plan.add_scale(off(ins[0]), off(out), int(np.prod(out.shape)), a["factor"])
+    elif kind == "head_rmsnorm":
+        plan.add_head_rmsnorm(off(ins[0]), off(out), vec(0), rows, a["n_heads"], a["head_dim"], a["eps"])
+    elif kind == "rmsnorm_add":
+        plan.add_rmsnorm_add(off(ins[0]), off(ins[1]), off(out), vec(0), rows, out.shape[1], a["eps"])
     elif kind == "take_last":
         plan.add_take_last(off(ins[0]), off(out), ins[0].shape[0], out.shape[1])
     elif kind == "take_rows":
         plan.add_take_rows(off(ins[0]), off(out), ins[0].shape[0], out.shape[1], out.shape[0])
-    elif kind == "gate_up_swiglu":
+    elif kind in ("gate_up_swiglu", "gate_up_geglu"):
         w, t = mat()
-        plan.add_gate_up_swiglu(off(ins[0]), off(out), w, rows, ins[0].shape[1], out.shape[1], t)
+        getattr(plan, "add_" + kind)(off(ins[0]), off(out), w, rows, ins[0].shape[1], out.shape[1], t)
     elif kind == "qkv_rope_kv":
         w, t = mat()
         b = vec(1) if len(op.weights) > 1 else None
         plan.add_qkv_rope_kv(off(ins[0]), off(out), w, b, a["layer"], a["n_heads"], a["n_kv_heads"],
-                             a["head_dim"], a["theta"], ins[0].shape[1], t)
+                             a["head_dim"], a["theta"], ins[0].shape[1], t, a.get("mode", "neox"))
+    elif kind == "qkv_norm_rope_kv":
+        w, t = mat()
+        plan.add_qkv_norm_rope_kv(off(ins[0]), off(out), w, vec(1), vec(2), a["layer"], a["n_heads"],
+                                  a["n_kv_heads"], a["head_dim"], a["theta"], a["eps"], ins[0].shape[1], t,
+                                  a.get("mode", "neox"))
     else:
         raise ModelError(f"no kernel for op kind {kind!r}")

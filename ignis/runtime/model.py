@@ -13,7 +13,8 @@ import numpy as np
 from ignis.args import INT64_MAX, check_bool, check_ids, check_int, check_path, check_str, describe
 from ignis.errors import ArgumentError, ArgumentTypeError, ContextOverflowError, IgnisError, TokenizerError
 from ignis.gguf import GGUFFile
-from ignis.models.qwen2 import MAX_CONTEXT, Qwen2Config
+from ignis.models import config_from_file
+from ignis.models.common import MAX_CONTEXT
 from ignis.passes.pipeline import PASSES
 from ignis.runtime.chat import ChatTemplate
 from ignis.runtime.engine import MAX_BATCH, Engine, default_threads
@@ -89,7 +90,7 @@ class Model:
         self.path = str(path)
         self.gguf = GGUFFile(self.path)
         try:   # everything about the file is checked before any kernel runs
-            self.config = Qwen2Config.from_file(self.gguf)
+            self.config = config_from_file(self.gguf)
             try:
                 self.tokenizer = Tokenizer.from_metadata(self.gguf.metadata)
             except TokenizerError as exc:

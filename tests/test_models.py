@@ -1,0 +1,198 @@
+"""The llama and gemma3 builders on tiny generated models: the compiled plan against the
+reference interpreter, sliding-window attention (a prompt longer than the window, in one
+chunk or many, alone or in a batch), and config errors: one line naming the key."""
+import numpy as np
+import pytest
+
+import ignis
+from ignis.errors import ModelError
+from ignis.gguf import GGUFFile
+from ignis.ir import KVCache, run
+from ignis.models import Gemma3Config, LlamaConfig, build_graph, config_from_file, load_weights
+from ignis.runtime.engine import Engine
+from ignis.testing import qwen2_metadata, tiny_gemma3_config, tiny_llama_config, write_model
+
+N_CTX = 64
+IDS = [5, 17, 200, 3, 99, 42, 7, 250, 1, 64, 12, 180, 33, 8, 140, 77, 2, 210, 66, 9, 101, 150, 4, 31]
+
+
+def _write(tmp_path, config, name):
+    return write_model(tmp_path / f"{name}.gguf", config, {}, seed=3)
+
+
+@pytest.fixture(scope="module")
+def llama_path(tmp_path_factory):
+    return _write(tmp_path_factory.mktemp("llama"), tiny_llama_config(n_layers=2), "llama")
+
+
+@pytest.fixture(scope="module")
+def gemma3_path(tmp_path_factory):
+    # 3 layers: local, local, global (global_every=3); window 8 < the 24-token prompt
+    return _write(tmp_path_factory.mktemp("gemma3"), tiny_gemma3_config(n_layers=3, window=8), "gemma3")
+
+
+def _reference_logits(path, ids):
+    with GGUFFile(path) as f:
+        config = config_from_file(f)
+        cache = KVCache(config.n_layers, N_CTX, config.n_kv_heads, config.head_dim)
+        graph = build_graph(config, len(ids), all_logits=True)
+        return run(graph, load_weights(f), {"tokens": np.array(ids), "pos": np.arange(len(ids))}, cache)["logits"]
+
+
+def _engine(path, passes=None, threads=2):
+    gguf = GGUFFile(path)
+    return gguf, Engine(gguf, config_from_file(gguf), N_CTX, threads, passes, kv_tokens=4 * N_CTX)
+
+
+@pytest.mark.parametrize("which", ["llama_path", "gemma3_path"])
+def test_compiled_plan_matches_reference_interpreter(which, request):
+    path = request.getfixturevalue(which)
+    gguf, engine = _engine(path)
+    with gguf:
+        ours = engine.forward(IDS, 0, all_logits=True)
+    ref = _reference_logits(path, IDS)
+    assert ours.shape == ref.shape == (len(IDS), 300)
+    # Q8_0 weights and activations against float32: a few percent of the logit spread at most
+    err = np.abs(ours - ref).max() / (np.abs(ref).max() + 1e-6)
+    assert err < 0.05, err
+    assert (ours.argmax(-1) == ref.argmax(-1)).mean() >= 0.8
+
+
+def test_gemma3_graph_structure():
+    c = tiny_gemma3_config(n_layers=6, window=8, global_every=3)
+    g = build_graph(c, 4)
+    attn = [op for op in g.ops if op.kind == "attention"]
+    assert [op.attrs.get("window") for op in attn] == [8, 8, None, 8, 8, None]
+    ropes = [op.attrs["theta"] for op in g.ops if op.kind == "rope"][::2]      # q's of each layer
+    assert ropes == [10000.0, 10000.0, 1e6, 10000.0, 10000.0, 1e6]
+    # the real model's pattern: layers 5, 11, 17 of 18 are global
+    real = Gemma3Config(n_layers=18, width=640, ffn=2048, n_heads=4, n_kv_heads=1, head_dim=256, vocab=300)
+    assert [L for L in range(18) if real.is_global(L)] == [5, 11, 17]
+
+
+def test_window_is_what_the_reference_reads():
+    """The interpreter's window: changing a key outside a token's window changes nothing."""
+    c = tiny_gemma3_config(n_layers=1, window=4, global_every=7)     # one local layer
+    from ignis.testing import random_qwen2_weights
+    w = random_qwen2_weights(c, 0)
+    g = build_graph(c, 12, all_logits=True)
+    inputs = {"tokens": np.arange(12) + 5, "pos": np.arange(12)}
+    base = run(g, w, inputs, KVCache.for_graph(g, 16))["logits"]
+    changed = dict(inputs, tokens=np.array([250] + list(inputs["tokens"][1:])))
+    other = run(g, w, changed, KVCache.for_graph(g, 16))["logits"]
+    assert not np.array_equal(base[:4], other[:4])          # positions 0..3 see token 0
+    assert np.array_equal(base[4:], other[4:])              # position 4 on: out of the window
+
+
+def test_gemma3_chunks_and_batches_give_the_same_bits(gemma3_path):
+    """A prompt longer than the window: one chunk, many chunks, token by token, and inside a
+    batch with another sequence all give the same logits."""
+    gguf, engine = _engine(gguf_path := gemma3_path)
+    with gguf:
+        whole = engine.forward(IDS, 0, all_logits=True)
+        pieces = []
+        for lo, hi in ((0, 5), (5, 13), (13, 14), (14, 24)):
+            pieces.append(engine.forward(IDS[lo:hi], lo, all_logits=True))
+        assert np.array_equal(whole, np.concatenate(pieces))
+        steps = [engine.forward([t], i) for i, t in enumerate(IDS)]
+        assert np.array_equal(whole, np.stack(steps))
+        # a batch: the same prompt interleaved with another sequence's tokens
+        kv = engine.kv
+        a, b = kv.new_sequence(), kv.new_sequence()
+        other = [7, 8, 9, 10, 11, 12, 13, 14, 15, 16]
+        out_a = []
+        for i in range(len(IDS)):
+            tokens, seqs, positions = [IDS[i]], [a], [i]
+            if i < len(other):
+                tokens, seqs, positions = tokens + [other[i]], seqs + [b], positions + [i]
+            for s in seqs:
+                kv.reserve(s, 1)
+            out_a.append(engine.step(tokens, seqs, positions, [0])[0])
+        assert np.array_equal(whole, np.stack(out_a)), gguf_path
+
+
+@pytest.mark.parametrize("which", ["llama_path", "gemma3_path"])
+def test_fused_equals_unfused(which, request):
+    path = request.getfixturevalue(which)
+    gf, fused = _engine(path)
+    gu, unfused = _engine(path, passes=[])
+    with gf, gu:
+        assert np.array_equal(fused.forward(IDS, 0, all_logits=True), unfused.forward(IDS, 0, all_logits=True))
+        assert np.array_equal(fused.forward([3], len(IDS)), unfused.forward([3], len(IDS)))
+
+
+@pytest.mark.parametrize("which", ["llama_path", "gemma3_path"])
+def test_load_and_generate(which, request):
+    model = ignis.load(request.getfixturevalue(which), n_ctx=N_CTX, threads=1)
+    try:
+        assert model.config.ARCH == ("llama" if which == "llama_path" else "gemma3")
+        text = model.generate("hello", max_tokens=6, temperature=0)
+        assert isinstance(text, str)
+        assert model.greedy_ids([5, 6, 7], 4, stop_ids=()) == model.greedy_ids([5, 6, 7], 4, stop_ids=())
+    finally:
+        model.close()
+
+
+# -- config errors ---------------------------------------------------------------------------
+
+def _metadata(config):
+    return qwen2_metadata(config, "t", 1)[0]
+
+
+class _Info:
+    def __init__(self, shape, type_name="F32"):
+        from ignis.gguf import TensorType
+        self.shape, self.type = shape, TensorType[type_name]
+
+
+def _tensors(config):
+    return {name: _Info(shape, "Q8_0" if len(shape) == 2 else "F32") for name, shape in config.tensor_shapes().items()}
+
+
+@pytest.mark.parametrize("arch, change, needle", [
+    ("gemma3", {"gemma3.attention.sliding_window": None}, "metadata key gemma3.attention.sliding_window is missing"),
+    ("gemma3", {"gemma3.attention.sliding_window": 0}, "gemma3.attention.sliding_window = 0, expected a positive"),
+    ("gemma3", {"gemma3.attention.key_length": 63, "gemma3.attention.value_length": 63},
+     "gemma3.attention.key_length = 63 must be even"),
+    ("gemma3", {"gemma3.attention.value_length": 32}, "gemma3.attention.value_length = 32, expected 64"),
+    ("gemma3", {"gemma3.attention.head_count_kv": 3}, "gemma3.attention.head_count 2 is not a multiple"),
+    ("gemma3", {"gemma3.final_logit_softcapping": 30.0}, "gemma3.final_logit_softcapping is set"),
+    ("gemma3", {"gemma3.rope.freq_base": -1.0}, "gemma3.rope.freq_base = -1.0, expected a positive number"),
+    ("gemma3", {"gemma3.attention.key_length": 32, "gemma3.attention.value_length": 32},
+     "tensor blk.0.attn_q.weight has shape (128, 64), expected (64, 64)"),
+    ("llama", {"llama.rope.dimension_count": 8}, "llama.rope.dimension_count = 8, expected 16"),
+    ("llama", {"llama.attention.head_count": 5}, "llama.embedding_length 64 is not divisible by llama.attention.head_count 5"),
+    ("llama", {"llama.block_count": None}, "metadata key llama.block_count is missing"),
+])
+def test_config_errors_name_the_key(arch, change, needle):
+    config = tiny_gemma3_config() if arch == "gemma3" else tiny_llama_config()
+    metadata = _metadata(config)
+    for key, value in change.items():
+        if value is None:
+            metadata.pop(key)
+        else:
+            metadata[key] = value
+    cls = Gemma3Config if arch == "gemma3" else LlamaConfig
+    with pytest.raises(ModelError) as info:
+        cls.from_gguf(metadata, _tensors(config), "m.gguf")
+    message = str(info.value)
+    assert "\n" not in message and message.startswith("m.gguf: ") and needle in message, message
+
+
+def test_config_by_hand_is_checked():
+    with pytest.raises(ModelError, match="gemma3 config: window must be a positive integer"):
+        tiny_gemma3_config(window=0)
+    with pytest.raises(ModelError, match="gemma3 config: head_dim 7 must be even"):
+        tiny_gemma3_config(head_dim=7)
+    with pytest.raises(ModelError, match="llama config: n_heads 4 is not a multiple of n_kv_heads 3"):
+        tiny_llama_config(n_kv_heads=3)
+
+
+def test_unknown_architecture_is_one_line(tmp_path):
+    config = tiny_llama_config()
+    path = write_model(tmp_path / "m.gguf", config, {})
+    with GGUFFile(path) as f:
+        f.metadata["general.architecture"] = "mamba"
+        with pytest.raises(ModelError, match=r"general.architecture is 'mamba': that architecture is not supported "
+                                             r"\(ignis runs qwen2, llama, gemma3\)"):
+            config_from_file(f)
