@@ -133,14 +133,20 @@ def run_case(path, case) -> list:
                           unfused.forward(tokens[lo:hi], lo, all_logits), what))
         for at in range(n_prompt, len(tokens)):
             pairs.append((fused.forward([tokens[at]], at), unfused.forward([tokens[at]], at), f"decode at {at}"))
-        pairs.append((fused.kv.k, unfused.kv.k, "KV cache keys"))
-        pairs.append((fused.kv.v, unfused.kv.v, "KV cache values"))
+        pairs += kv_pairs(fused, unfused, "")
         steps = batch_steps(case["batch"])
         for got, want, what in zip(run_batch(fused, steps), run_batch(unfused, steps), range(len(steps))):
             pairs.append((got, want, f"batch step {what}"))
-        pairs.append((fused.kv.k, unfused.kv.k, "KV cache keys after the batch"))
-        pairs.append((fused.kv.v, unfused.kv.v, "KV cache values after the batch"))
+        pairs += kv_pairs(fused, unfused, " after the batch")
         return pairs
+
+
+def kv_pairs(fused, unfused, when: str) -> list:
+    """The KV caches of two engines, side by side (both pools of a sliding-window model)."""
+    pools = [("", fused.kv, unfused.kv)] if fused.kv_layers is None else \
+        [("", fused.kv.full, unfused.kv.full), (" (sliding-window pool)", fused.kv.local, unfused.kv.local)]
+    return [(getattr(a, name), getattr(b, name), f"KV cache {what}{label}{when}")
+            for label, a, b in pools for name, what in (("k", "keys"), ("v", "values"))]
 
 
 def batch_steps(batch) -> list:

@@ -32,8 +32,9 @@ Q5_0 and Q8_0 within q/k/v). Vectors (`b` bias, `g` norm gain) are float32
     add_matmul(x, out, w, rows, k, n, wtype=8, act="q8_0")  out[rows, n] = x[rows, k] @ w.T
     add_add_bias(y, out, b, rows, n)                        out = y + b
     add_rope(x, out, n_heads, head_dim, theta)              NeoX rotation, rows = T
-    add_kv_write(k, v, layer, n_kv_heads, head_dim)         cache[layer][pos[t]] = f16(k[t]), f16(v[t])
-    add_attention(q, out, layer, n_heads, n_kv_heads, head_dim)
+    add_kv_write(k, v, layer, n_kv_heads, head_dim, pool=0) cache[layer][pos[t]] = f16(k[t]), f16(v[t])
+    add_attention(q, out, layer, n_heads, n_kv_heads, head_dim, window=0, pool=0)
+                                                            window > 0: the last `window` positions
     add_add(a, b, out, n)  add_mul(a, b, out, n)  add_silu(x, out, n)  add_swiglu(g, u, out, n)
                                                             elementwise over n floats
     add_take_last(x, out, rows, dim)                        out[1, dim] = x[rows - 1]
@@ -44,8 +45,19 @@ Q5_0 and Q8_0 within q/k/v). Vectors (`b` bias, `g` norm gain) are float32
     add_gate_up_swiglu(x, out, w, rows, k, n_ff, wtype=8)   w: [Wgate; Wup] (2*n_ff rows)
     add_qkv_rope_kv(x, q_out, w, b, layer, n_heads, n_kv_heads, head_dim, theta, k, wtype=8)
                                                             w: [Wq; Wk; Wv], b: [bq; bk; bv] or None
-    run(tokens=None, positions=None, kv=None, seqs=None, tables=None, block_size=None, rows=None)
-                                                            execute every instruction
+    add_gelu(x, out, n)  add_scale(x, out, n, factor)       elementwise over n floats
+    add_head_rmsnorm(x, out, g, rows, n_heads, head_dim, eps) rmsnorm of each head, gain g [head_dim]
+    add_rmsnorm_add(y, res, out, g, rows, dim, eps)         = add(res, rmsnorm(y, g))
+    add_gate_up_geglu(x, out, w, rows, k, n_ff, wtype=8)    gelu instead of silu
+    add_qkv_norm_rope_kv(x, q_out, w, gq, gk, layer, n_heads, n_kv_heads, head_dim, theta, eps, k, wtype=8)
+                                                            qkv_rope_kv with q, k head-normed before rope
+    run(tokens=None, positions=None, kv=None, seqs=None, tables=None, block_size=None, rows=None,
+        kv_local=None, tables_local=None)                   execute every instruction
+
+The rope ops and the qkv ops take `mode="neox"` (pairs i, i + hd/2) or "normal" (adjacent
+pairs). The KV ops take `pool`: 0 (the default) addresses `kv` through `tables`, 1 addresses
+`kv_local` through `tables_local` (a second cache, e.g. a model's sliding-window layers with a
+cache that keeps only their window; same sequences, same `seqs` rows, same block size).
 
 `act="q16"` (add_matmul, Q8_0/F32/F16 weights) quantizes the activations to
 16-bit blocks instead of Q8_0: use it for the output projection, where the
@@ -343,6 +355,7 @@ cdef struct Instr:
     int layer
     int rope_mode       # ROPE_NEOX / ROPE_NORMAL
     int64_t window      # attention: the last `window` positions (0: all of them)
+    int pool            # kv_write / attention / rope_kv: which KV cache (Ctx.pool) the layer is in
     float eps
     float factor        # scale: the constant factor
     int64_t x           # float offsets into the arena (-1: unused)
@@ -367,6 +380,14 @@ cdef struct RopeSlot:
     int64_t offset      # floats into the rope buffer: cos [T][hd/2] then sin [T][hd/2]
 
 
+cdef struct KVPool:
+    uint16_t *k
+    uint16_t *v
+    int64_t n_ctx           # physical rows of the cache, per layer
+    const int32_t *tables   # [n_tables, tab_w] physical block ids
+    int64_t tab_w
+
+
 cdef struct Ctx:
     float *arena
     uint8_t *qbuf
@@ -378,14 +399,10 @@ cdef struct Ctx:
     const int32_t *tokens
     const int32_t *pos
     int64_t T
-    uint16_t *kc
-    uint16_t *vc
-    int64_t n_ctx           # physical rows of the cache, per layer
+    KVPool pool[2]          # the KV caches: 0 full-attention layers, 1 sliding-window layers
     int64_t kv_heads
     int64_t kv_hd
     const int32_t *seq_row  # token t's row of the block tables
-    const int32_t *tables   # [n_tables, tab_w] physical block ids
-    int64_t tab_w
     int64_t block_size      # positions per block
     int64_t att_n           # positions a sequence may hold (tab_w * block_size): score row stride
     const int32_t *take     # take_rows: the batch rows to copy out

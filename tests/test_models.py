@@ -196,3 +196,45 @@ def test_unknown_architecture_is_one_line(tmp_path):
         with pytest.raises(ModelError, match=r"general.architecture is 'mamba': that architecture is not supported "
                                              r"\(ignis runs qwen2, llama, gemma3\)"):
             config_from_file(f)
+
+
+# -- the sliding-window KV cache ---------------------------------------------------------------
+
+def test_gemma3_windowed_cache_releases_and_stays_exact(tmp_path):
+    """A sequence longer than window + slack: decoding token by token releases the local
+    layers' old blocks, and the logits keep the bits of the whole prompt in one chunk."""
+    from ignis.runtime.engine import WINDOW_SLACK
+    config = tiny_gemma3_config(n_layers=3, window=8, n_ctx=256)
+    path = _write(tmp_path, config, "long")
+    ids = [(7 * i + 3) % 290 for i in range(200)]
+    g1, one = GGUFFile(path), None
+    with g1, GGUFFile(path) as g2:
+        one = Engine(g1, config_from_file(g1), 256, 2)
+        whole = one.forward(ids, 0, all_logits=True)
+        step = Engine(g2, config_from_file(g2), 256, 1)
+        rows = [step.forward(ids[:16], 0, all_logits=True)]
+        rows += [step.forward([t], 16 + i)[None] for i, t in enumerate(ids[16:])]
+        assert np.array_equal(whole, np.concatenate(rows))
+        local, full = step.kv.local, step.kv.full
+        held = local.n_used_blocks * local.block_size
+        assert held <= 8 + WINDOW_SLACK + 2 * local.block_size < 200 <= full.n_used_blocks * full.block_size
+        assert step.keepable(200) == 200 and step.keepable(20) == 0
+
+
+def test_model_recomputes_when_the_window_is_gone(tmp_path):
+    config = tiny_gemma3_config(n_layers=3, window=8, n_ctx=256)
+    path = _write(tmp_path, config, "rewind")
+    ids = [(5 * i + 1) % 290 for i in range(160)]
+    model = ignis.load(str(path), n_ctx=256, threads=1)
+    fresh = ignis.load(str(path), n_ctx=256, threads=1)
+    try:
+        model.eval_prompt(ids[:40])
+        for t in ids[40:]:                  # decode: the local layers' early blocks go
+            model.eval([t])
+        other = ids[:30] + [9, 8, 7]        # shares 30 tokens, whose window is gone
+        got = model.eval_prompt(other)
+        assert model.last_prompt_evaluated == len(other)      # recomputed from the start
+        assert np.array_equal(got, fresh.eval_prompt(other))
+    finally:
+        model.close()
+        fresh.close()

@@ -507,3 +507,59 @@ def test_machine_catches_planted_bug(broken):
             max_examples=200, stateful_step_count=40, deadline=None, database=None,
             report_multiple_bugs=False, phases=[Phase.generate],
             suppress_health_check=[HealthCheck.too_slow]))
+
+
+# -- sliding windows ------------------------------------------------------------------------
+
+def test_window_releases_blocks_behind_it():
+    c = PagedKVCache(1, 1, 2, n_blocks=16, block_size=4, window=6, keep_extra=2)
+    s = c.new_sequence()
+    c.reserve(s, 10)                       # nothing held before: nothing to release
+    assert c.table(s).tolist() == [0, 1, 2]
+    c.reserve(s, 10)                       # readers from 10 on look back to 10 - 6 + 1 - 2 = 3: block 0 holds 0..3
+    assert c.table(s).tolist() == [0, 1, 2, 3, 4]
+    c.reserve(s, 1)                        # from 20: back to 13 -> blocks 0..2 (positions 0..11) go,
+    assert c.table(s).tolist() == [-1, -1, -1, 3, 4, 0] and c.n_used_blocks == 3     # and 0 is reused
+    assert c.tables([s]).tolist() == [[3, 3, 3, 3, 4, 0]]          # holes: a held block id
+    with pytest.raises(ArgumentError, match="released"):
+        c.slot(s, 11)
+    assert c.slot(s, 12) == 12 and c.slots(s, 12).tolist() == list(range(12, 20)) + [0]
+    # resuming at n needs positions n - 6 + 1 .. n - 1, held from 12 on: 17 yes, 16 no
+    assert [c.keepable(s, n) for n in (21, 18, 17, 16, 5, 0)] == [21, 18, 17, 0, 0, 0]
+    with pytest.raises(ArgumentError, match="cannot resume sequence .* at position 16"):
+        c.truncate(s, 16)
+    c.truncate(s, 18)
+    f = c.fork(s)                          # holes are shared as holes
+    assert c.table(f).tolist() == [-1, -1, -1, 3, 4] and c.refcount(3) == 2
+    c.free(s)
+    c.free(f)
+    assert c.n_used_blocks == 0 and c.n_free_blocks == 16
+
+
+def test_window_bounds_what_a_sequence_holds():
+    c = PagedKVCache(1, 1, 2, n_blocks=8, block_size=4, window=5)
+    s = c.new_sequence()
+    for _ in range(200):                   # a long decode: never more than the window's blocks
+        c.reserve(s, 1)
+        assert c.n_used_blocks <= 3
+    assert c.length(s) == 200 and c.keepable(s, 200) == 200
+
+
+def test_layered_cache_keeps_both_pools_in_step():
+    from ignis.runtime.paged import LayeredKVCache
+    c = LayeredKVCache(1, 2, 1, 2, n_blocks=20, n_local_blocks=4, window=4, block_size=4)
+    s = c.new_sequence()
+    c.reserve(s, 8)
+    for _ in range(40):
+        c.reserve(s, 1)
+    assert c.length(s) == 48 and c.full.length(s) == c.local.length(s) == 48
+    assert c.full.n_used_blocks == 12 and c.local.n_used_blocks <= 3
+    t = c.new_sequence()
+    with pytest.raises(KVCacheFullError, match="sliding-window layers"):
+        c.reserve(t, 16)                   # 4 local blocks, one or more held by s
+    assert c.length(t) == 0 and c.full.length(t) == 0            # all or nothing
+    assert c.keepable(s, 10) == 0 and c.keepable(s, 47) == 47
+    c.truncate(s, 0)
+    c.free(s)
+    c.free(t)
+    assert c.full.n_used_blocks == c.local.n_used_blocks == 0

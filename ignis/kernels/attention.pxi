@@ -2,30 +2,32 @@
 # qkv_rope_kv) and causal GQA attention over a paged cache.
 #
 # Included by ignis/_kernels.pyx. Position p of token t's sequence lives in cache row
-# tables[seq_row[t], p // block_size] * block_size + p % block_size. run() checked before
+# tables[seq_row[t], p // block_size] * block_size + p % block_size of the instruction's
+# cache (Ctx.pool[ins.pool]: its k, v and tables). run() checked before
 # the nogil call: every table entry is a block of the cache, each token's table covers
 # its positions, no two tokens write one row. Attention visits positions 0..pos[t] in
 # order, block by block; its sums are the same bits as one pass over contiguous rows.
 
-cdef inline int64_t kv_row(Ctx *c, int64_t t, int64_t p) noexcept nogil:
+cdef inline int64_t kv_row(KVPool *kp, Ctx *c, int64_t t, int64_t p) noexcept nogil:
     """The physical cache row of position p of token t's sequence (run() checked that the
     table covers it and that its block is in the cache)."""
-    cdef const int32_t *tab = c.tables + <int64_t>c.seq_row[t] * c.tab_w
+    cdef const int32_t *tab = kp.tables + <int64_t>c.seq_row[t] * kp.tab_w
     return <int64_t>tab[p // c.block_size] * c.block_size + p % c.block_size
 
 
-cdef inline void kv_store(Ctx *c, int layer, int64_t t, const float *k, const float *v) noexcept nogil:
-    """Token t's k and v (f16) at its position of its sequence."""
+cdef inline void kv_store(Ctx *c, Instr *ins, int64_t t, const float *k, const float *v) noexcept nogil:
+    """Token t's k and v (f16) at its position of its sequence, in the instruction's cache."""
+    cdef KVPool *kp = &c.pool[ins.pool]
     cdef int64_t w = c.kv_heads * c.kv_hd
-    cdef int64_t at = (<int64_t>layer * c.n_ctx + kv_row(c, t, c.pos[t])) * w
-    ignis_f32_to_f16_row(k, c.kc + at, w)
-    ignis_f32_to_f16_row(v, c.vc + at, w)
+    cdef int64_t at = (<int64_t>ins.layer * kp.n_ctx + kv_row(kp, c, t, c.pos[t])) * w
+    ignis_f32_to_f16_row(k, kp.k + at, w)
+    ignis_f32_to_f16_row(v, kp.v + at, w)
 
 
 cdef void k_kv_write(Ctx *c, Instr *ins, int tid, int nt) noexcept nogil:
     cdef int64_t t, w = <int64_t>ins.n_kv_heads * ins.head_dim
     for t in range(_lo(ins.rows, tid, nt), _lo(ins.rows, tid + 1, nt)):
-        kv_store(c, ins.layer, t, c.arena + ins.x + t * w, c.arena + ins.x2 + t * w)
+        kv_store(c, ins, t, c.arena + ins.x + t * w, c.arena + ins.x2 + t * w)
 
 
 cdef inline void head_norm_row(float *x, int n_heads, int64_t hd, const float *g, float eps) noexcept nogil:
@@ -53,7 +55,7 @@ cdef void k_rope_kv(Ctx *c, Instr *ins, int tid, int nt) noexcept nogil:
             head_norm_row(kv, ins.n_kv_heads, ins.head_dim, ins.vec2, ins.eps)
         rope_row(q, q, ins.n_heads, ins.head_dim, tab + t * half, tab + (c.T + t) * half, ins.rope_mode)
         rope_row(kv, kv, ins.n_kv_heads, ins.head_dim, tab + t * half, tab + (c.T + t) * half, ins.rope_mode)
-        kv_store(c, ins.layer, t, kv, kv + wk)
+        kv_store(c, ins, t, kv, kv + wk)
 
 
 cdef inline void softmax_row(float *x, int64_t n) noexcept nogil:
@@ -86,8 +88,9 @@ cdef void k_attention(Ctx *c, Instr *ins, long long *counter, int tid) noexcept 
     cdef float *S0 = c.att + tid * c.att_stride
     cdef float *S
     cdef float sqrt_hd = sqrtf(<float>hd)
-    cdef const uint16_t *K = c.kc + <int64_t>ins.layer * c.n_ctx * wkv
-    cdef const uint16_t *V = c.vc + <int64_t>ins.layer * c.n_ctx * wkv
+    cdef KVPool *kp = &c.pool[ins.pool]
+    cdef const uint16_t *K = kp.k + <int64_t>ins.layer * kp.n_ctx * wkv
+    cdef const uint16_t *V = kp.v + <int64_t>ins.layer * kp.n_ctx * wkv
     cdef const uint16_t *row
     cdef const int32_t *tab
     cdef float *o
@@ -103,7 +106,7 @@ cdef void k_attention(Ctx *c, Instr *ins, long long *counter, int tid) noexcept 
             tb = ta + 1
             while tb < te and c.seq_row[tb] == c.seq_row[ta]:
                 tb += 1
-            tab = c.tables + <int64_t>c.seq_row[ta] * c.tab_w
+            tab = kp.tables + <int64_t>c.seq_row[ta] * kp.tab_w
             nmax = 0
             lo_run = -1
             for t in range(ta, tb):

@@ -209,6 +209,7 @@ cdef class Plan:
     cdef bint _running
     cdef bint _building        # an add_* call is between its checks and its commit
     cdef int _kv_layers        # 1 + the largest layer used, 0: no kv
+    cdef int _kv_layers1       # the same in KV pool 1 (kv_local)
     cdef int _kv_heads
     cdef int _kv_hd
 
@@ -264,6 +265,7 @@ cdef class Plan:
         self._take_from = 0
         self._writes_kv = False
         self._kv_layers = 0
+        self._kv_layers1 = 0
         self._kv_heads = 0
         self._kv_hd = 0
         self.n_slots = 0
@@ -481,9 +483,12 @@ cdef class Plan:
             raise ModelError(f"{name}: KV geometry {n_kv_heads}x{head_dim} differs from the plan's "
                              f"{self._kv_heads}x{self._kv_hd}")
 
-    cdef _kv_commit(self, layer, n_kv_heads, head_dim):
+    cdef _kv_commit(self, layer, n_kv_heads, head_dim, pool=0):
         self._kv_heads, self._kv_hd = n_kv_heads, head_dim
-        self._kv_layers = max(self._kv_layers, layer + 1)
+        if pool:
+            self._kv_layers1 = max(self._kv_layers1, layer + 1)
+        else:
+            self._kv_layers = max(self._kv_layers, layer + 1)
         self._needs_pos = True
 
     def _head_dims(self, name, n_heads, head_dim, n_kv_heads=1):
@@ -703,11 +708,12 @@ cdef class Plan:
         finally:
             self._building = False
 
-    def add_kv_write(self, k, v, layer, n_kv_heads, head_dim):
-        """cache.k/v[layer][pos[t]] = f16(k[t]), f16(v[t])"""
+    def add_kv_write(self, k, v, layer, n_kv_heads, head_dim, pool=0):
+        """cache.k/v[layer][pos[t]] = f16(k[t]), f16(v[t]) (pool 1: the kv_local cache)"""
         cdef Instr *p
         self._enter("kv_write")
         try:
+            pool = _int_in("kv_write: pool", pool, 0, 1)
             k = _as_int("kv_write: k offset", k)
             v = _as_int("kv_write: v offset", v)
             n_kv_heads, head_dim, _ = self._head_dims("kv_write", n_kv_heads, head_dim)
@@ -716,20 +722,22 @@ cdef class Plan:
             nb = self.n_tokens * n_kv_heads * head_dim * 4
             ki = self._region("kv_write k", k, nb)
             vi = self._region("kv_write v", v, nb)
-            self._kv_commit(layer, n_kv_heads, head_dim)
+            self._kv_commit(layer, n_kv_heads, head_dim, pool)
             self._writes_kv = True
-            p = self._push(OP_KV_WRITE, f"kv_write @{k} @{v} -> cache[{layer}]")
+            p = self._push(OP_KV_WRITE, f"kv_write @{k} @{v} -> {'local ' if pool else ''}cache[{layer}]")
             p.rows, p.n_kv_heads, p.head_dim, p.layer, p.x, p.x2 = self.n_tokens, n_kv_heads, head_dim, layer, ki, vi
+            p.pool = pool
         finally:
             self._building = False
 
-    def add_attention(self, q, out, layer, n_heads, n_kv_heads, head_dim, window=0):
+    def add_attention(self, q, out, layer, n_heads, n_kv_heads, head_dim, window=0, pool=0):
         """Causal GQA attention of q [T, n_heads*head_dim] over cache[layer] positions 0..pos[t]
         (window > 0: only the last `window` of them, pos[t] - window < p <= pos[t])."""
         cdef Instr *p
         self._enter("attention")
         try:
             window = _int_in("attention: window", window, 0, _MAX_WIDTH)
+            pool = _int_in("attention: pool", pool, 0, 1)
             q = _as_int("attention: q offset", q)
             out = _as_int("attention: out offset", out)
             n_heads, head_dim, n_kv_heads = self._head_dims("attention", n_heads, head_dim, n_kv_heads)
@@ -739,14 +747,14 @@ cdef class Plan:
             qi = self._region("attention q", q, nb)
             oi = self._region("attention out", out, nb)
             self._io("attention", [(q, nb)], [(out, nb)], (0,))
-            self._kv_commit(layer, n_kv_heads, head_dim)
+            self._kv_commit(layer, n_kv_heads, head_dim, pool)
             self._wrote(out, nb)
             self._att_group = max(self._att_group, n_heads // n_kv_heads)
-            p = self._push(OP_ATTENTION, f"attention @{q} cache[{layer}] "
+            p = self._push(OP_ATTENTION, f"attention @{q} {'local ' if pool else ''}cache[{layer}] "
                                          f"{n_heads}/{n_kv_heads} heads x {head_dim}"
                                          f"{f' window {window}' if window else ''} -> @{out}")
             p.rows, p.n_heads, p.n_kv_heads, p.head_dim, p.layer = self.n_tokens, n_heads, n_kv_heads, head_dim, layer
-            p.x, p.out, p.window = qi, oi, window
+            p.x, p.out, p.window, p.pool = qi, oi, window, pool
         finally:
             self._building = False
 
@@ -983,26 +991,27 @@ cdef class Plan:
             self._building = False
 
     def add_qkv_rope_kv(self, x, q_out, w, b, layer, n_heads, n_kv_heads, head_dim, theta, k,
-                        wtype=T_Q8_0, mode="neox"):
+                        wtype=T_Q8_0, mode="neox", pool=0):
         """q_out[T, n_heads*head_dim] = rope(x @ Wq.T + bq); k = rope(x @ Wk.T + bk), v = x @ Wv.T + bv
         stored to cache[layer] at the step's positions. w = [Wq; Wk; Wv] as one array or the list
         [Wq, Wk, Wv] (types may differ per part); b = [bq; bk; bv] or None."""
         self._qkv("qkv_rope_kv", x, q_out, w, b, None, None, 0.0, layer, n_heads, n_kv_heads, head_dim,
-                  theta, k, wtype, mode)
+                  theta, k, wtype, mode, pool)
 
     def add_qkv_norm_rope_kv(self, x, q_out, w, gq, gk, layer, n_heads, n_kv_heads, head_dim, theta, eps, k,
-                             wtype=T_Q8_0, mode="neox"):
+                             wtype=T_Q8_0, mode="neox", pool=0):
         """As add_qkv_rope_kv without biases, with every head of q and of k RMS-normed (gains
         gq, gk [head_dim], epsilon eps) before the rotation: q = rope(head_rmsnorm(x @ Wq.T))."""
         self._qkv("qkv_norm_rope_kv", x, q_out, w, None, gq, gk, eps, layer, n_heads, n_kv_heads, head_dim,
-                  theta, k, wtype, mode)
+                  theta, k, wtype, mode, pool)
 
     def _qkv(self, str name, x, q_out, w, b, gq, gk, eps, layer, n_heads, n_kv_heads, head_dim, theta, k,
-             wtype, mode):
+             wtype, mode, pool):
         cdef Instr *p
         self._enter(name)
         try:
             rmode = _rope_mode(name, mode)
+            pool = _int_in(f"{name}: pool", pool, 0, 1)
             if gq is not None:
                 eps = _eps(name, eps)
             x = _as_int(name + ": x offset", x)
@@ -1025,7 +1034,7 @@ cdef class Plan:
             self._kv_check(name, n_kv_heads, head_dim)
             self._io(name, [(x, T * k * 4)], [(q_out, T * nq * 4)])
             self._rope_check(name, head_dim, theta)
-            self._kv_commit(layer, n_kv_heads, head_dim)
+            self._kv_commit(layer, n_kv_heads, head_dim, pool)
             self._writes_kv = True
             self._wrote(q_out, T * nq * 4)
             slot = self._rope_slot(head_dim, theta)
@@ -1033,10 +1042,10 @@ cdef class Plan:
                               f"qkv matmul @{x} [{T},{k}] x {self._type_label(parts)} [{n},{k}]"
                               f"{' + b' if bv is not None else ''} -> q @{q_out}, k/v scratch")
             self._fbuf_floats = max(self._fbuf_floats, T * 2 * nkv)
-            p = self._push(OP_ROPE_KV, f"rope q @{q_out}, rope k, kv_write -> cache[{layer}] "
+            p = self._push(OP_ROPE_KV, f"rope q @{q_out}, rope k, kv_write -> {'local ' if pool else ''}cache[{layer}] "
                                        f"theta={theta}")
             p.rows, p.n_heads, p.n_kv_heads, p.head_dim, p.layer = T, n_heads, n_kv_heads, head_dim, layer
-            p.out, p.rope_slot, p.rope_mode = qi, slot, rmode
+            p.out, p.rope_slot, p.rope_mode, p.pool = qi, slot, rmode, pool
             if gqv is not None:     # the head norms before the rotation
                 p.vec = <const float *><uintptr_t>_addr(gqv)
                 p.vec2 = <const float *><uintptr_t>_addr(gkv)
@@ -1101,7 +1110,8 @@ cdef class Plan:
             raise ModelError(f"plan.run: {what} holds a value outside [0, {limit})")
         return np.array(a, dtype=np.int32, order="C", copy=True)
 
-    def run(self, tokens=None, positions=None, kv=None, seqs=None, tables=None, block_size=None, rows=None):
+    def run(self, tokens=None, positions=None, kv=None, seqs=None, tables=None, block_size=None, rows=None,
+            kv_local=None, tables_local=None):
         """Execute the plan for one step of n_tokens tokens (see the module docstring)."""
         if self.arena is None:
             raise ModelError("plan.run: the plan is not initialised")
@@ -1111,7 +1121,7 @@ cdef class Plan:
             raise ModelError("plan.run: an add_* call on this plan is in progress")
         self._running = True
         try:
-            self._run(tokens, positions, kv, seqs, tables, block_size, rows)
+            self._run(tokens, positions, kv, seqs, tables, block_size, rows, kv_local, tables_local)
         finally:
             self._running = False
 
@@ -1156,16 +1166,26 @@ cdef class Plan:
                              "(the same position of one sequence, or a shared block)")
         return seq, tab, bs
 
-    cdef _run(self, tokens, positions, kv, seqs, tables, block_size, rows):
+    cdef _run(self, tokens, positions, kv, seqs, tables, block_size, rows, kv_local, tables_local):
         cdef Ctx c
         cdef int64_t T = self.n_tokens
         memset(&c, 0, sizeof(Ctx))
         # every argument given is checked, used or not
         tok = self._int32_input("tokens", tokens) if tokens is not None else None
         pos = self._int32_input("positions", positions) if positions is not None else None
-        kc = vc = None
+        kc = vc = kc1 = vc1 = None
         if kv is not None:
             kc, vc = _kv_arrays(kv)
+        if kv_local is not None:
+            kc1, vc1 = _kv_arrays(kv_local)
+        elif tables_local is not None:
+            raise ModelError("plan.run: tables_local comes with kv_local")
+        if not self._kv_layers1 and kv_local is not None:
+            raise ModelError("plan.run: kv_local and tables_local are for plans with KV layers in pool 1")
+        if self._kv_layers1 and tables_local is None:
+            raise ModelError("plan.run: a plan with KV layers in pool 1 needs tables_local (and seqs)")
+        if self._kv_layers1 and self._kv_layers and tables is None:
+            raise ModelError("plan.run: a plan with two KV caches needs tables for both")
         if self._vocab >= 0:
             if tok is None:
                 raise ModelError("plan.run: this plan embeds tokens; pass tokens")
@@ -1174,17 +1194,25 @@ cdef class Plan:
                 bad = lo if lo < 0 else hi
                 raise ModelError(f"plan.run: token id {bad} out of range [0, {self._vocab})")
             c.tokens = <const int32_t *><uintptr_t>_addr(tok)
-        n_ctx = 0
-        if self._kv_layers:
-            if kc is None:
-                raise ModelError("plan.run: this plan reads/writes the KV cache; pass kv")
-            L, n_ctx, H, D = kc.shape
-            if L < self._kv_layers or H != self._kv_heads or D != self._kv_hd:
-                raise ModelError(f"plan.run: KV cache shape {kc.shape} does not fit the plan "
-                                 f"({self._kv_layers} layers, {self._kv_heads} kv heads x {self._kv_hd})")
-            c.kc = <uint16_t *><uintptr_t>_addr(kc)
-            c.vc = <uint16_t *><uintptr_t>_addr(vc)
-            c.n_ctx, c.kv_heads, c.kv_hd = n_ctx, H, D
+        n_ctx = n_ctx1 = 0
+        for pool, arrays, layers in ((0, (kc, vc), self._kv_layers), (1, (kc1, vc1), self._kv_layers1)):
+            if not layers:
+                continue
+            if arrays[0] is None:
+                raise ModelError("plan.run: this plan reads/writes the KV cache; pass kv" if pool == 0 else
+                                 "plan.run: this plan reads/writes the sliding-window KV cache; pass kv_local")
+            L, rows_n, H, D = arrays[0].shape
+            if L < layers or H != self._kv_heads or D != self._kv_hd:
+                raise ModelError(f"plan.run: KV cache {'' if pool == 0 else '(kv_local) '}shape {arrays[0].shape} "
+                                 f"does not fit the plan ({layers} layers, {self._kv_heads} kv heads x {self._kv_hd})")
+            c.pool[pool].k = <uint16_t *><uintptr_t>_addr(arrays[0])
+            c.pool[pool].v = <uint16_t *><uintptr_t>_addr(arrays[1])
+            c.pool[pool].n_ctx = rows_n
+            c.kv_heads, c.kv_hd = H, D
+            if pool == 0:
+                n_ctx = rows_n
+            else:
+                n_ctx1 = rows_n
         if self._needs_pos:
             if pos is None:
                 raise ModelError("plan.run: this plan uses positions; pass positions")
@@ -1192,12 +1220,18 @@ cdef class Plan:
                 raise ModelError(f"plan.run: negative position {int(pos.min())}")
             c.pos = <const int32_t *><uintptr_t>_addr(pos)
         att_n = 0
-        if self._kv_layers:
-            seq, tab, bs = self._tables(seqs, tables, block_size, pos, n_ctx)
-            c.seq_row = <const int32_t *><uintptr_t>_addr(seq)
-            c.tables = <const int32_t *><uintptr_t>_addr(tab)
-            c.tab_w, c.block_size = tab.shape[1], bs
-            att_n = tab.shape[1] * bs
+        if self._kv_layers or self._kv_layers1:
+            keep = []          # the checked copies the nogil run reads
+            for pool, tb, rows_n, layers in ((0, tables, n_ctx, self._kv_layers),
+                                             (1, tables_local, n_ctx1, self._kv_layers1)):
+                if not layers:
+                    continue
+                seq, tab, bs = self._tables(seqs, tb, block_size, pos, rows_n)
+                keep.append((seq, tab))
+                c.seq_row = <const int32_t *><uintptr_t>_addr(seq)
+                c.pool[pool].tables = <const int32_t *><uintptr_t>_addr(tab)
+                c.pool[pool].tab_w, c.block_size = tab.shape[1], bs
+                att_n = max(att_n, tab.shape[1] * bs)
             c.att_n = att_n
         elif seqs is not None or tables is not None or block_size is not None:
             raise ModelError("plan.run: seqs, tables and block_size are for plans that use the KV cache")

@@ -19,13 +19,16 @@ from ignis.errors import ContextOverflowError, KVCacheFullError, ModelError
 from ignis.models import build_graph
 from ignis.passes import plan_memory, run_pipeline
 from ignis.runtime.lower import lower
-from ignis.runtime.paged import PagedKVCache
+from ignis.runtime.paged import LayeredKVCache, PagedKVCache
 from ignis.runtime.weights import WeightStore
 
 MAX_BATCH = 512        # largest prefill chunk (tokens per plan run)
 MAX_LOGITS_BATCH = 64  # chunk size when every position's logits are wanted
 BLOCK_SIZE = 16        # positions per KV-cache block
 PAD_TOKENS = 16        # most padding a batch bucket adds (see step_bucket)
+WINDOW_SLACK = 64      # positions a sliding-window cache keeps beyond the window (a prompt may
+                       # rewind this far and still reuse its cache)
+WINDOW_SEQS = 8        # sequences the sliding-window cache holds a whole window and chunk for
 
 
 def default_threads() -> int:
@@ -70,18 +73,39 @@ class Engine:
         self.passes = passes
         self.weights = WeightStore(gguf)
         budget = n_ctx if kv_tokens is None else kv_tokens
-        self.kv = PagedKVCache(config.n_layers, config.n_kv_heads, config.head_dim,
-                               -(-budget // BLOCK_SIZE) + -(-PAD_TOKENS // BLOCK_SIZE), BLOCK_SIZE)
+        n_blocks = -(-budget // BLOCK_SIZE) + -(-PAD_TOKENS // BLOCK_SIZE)
+        self.kv_layers, self.kv = self._kv_cache(config, n_blocks)
         self._pad_seq = self.kv.new_sequence()      # where padding tokens write
         self.kv.reserve(self._pad_seq, PAD_TOKENS)
         self.seq = self.kv.new_sequence()           # the single caller's sequence (forward)
         self.reclaim = lambda: False    # frees a cached sequence when the pool is full (set by Model)
         self._plans = {}
 
+    @staticmethod
+    def _kv_cache(config, n_blocks):
+        """(layer map, cache): one paged cache for every layer, or, when some layers attend to
+        a sliding window, those in a second cache that keeps only about the window per sequence
+        (then the map: model layer -> (pool, layer within it))."""
+        window_of = getattr(config, "layer_window", lambda L: None)
+        windows = [window_of(L) for L in range(config.n_layers)]
+        local = [L for L, w in enumerate(windows) if w]
+        if not local:
+            return None, PagedKVCache(config.n_layers, config.n_kv_heads, config.head_dim, n_blocks, BLOCK_SIZE)
+        if len({windows[L] for L in local}) != 1:
+            raise ModelError("engine: sliding-window layers with different windows are not supported")
+        window = windows[local[0]]
+        full = [L for L, w in enumerate(windows) if not w]
+        layers = {L: (0, i) for i, L in enumerate(full)} | {L: (1, i) for i, L in enumerate(local)}
+        # a sequence's windowed rows: the window, the slack, and the chunk being reserved
+        per_seq = -(-(window + WINDOW_SLACK + MAX_BATCH) // BLOCK_SIZE) + 2
+        n_local = min(n_blocks, WINDOW_SEQS * per_seq + -(-PAD_TOKENS // BLOCK_SIZE))
+        return layers, LayeredKVCache(max(1, len(full)), len(local), config.n_kv_heads, config.head_dim,
+                                      n_blocks, n_local, window, BLOCK_SIZE, keep_extra=WINDOW_SLACK)
+
     def _compile(self, key, T: int, all_logits: bool, n_out=None):
         if key not in self._plans:
             graph, _ = run_pipeline(build_graph(self.config, T, all_logits, n_out), self.passes)
-            self._plans[key] = lower(graph, plan_memory(graph), self.weights, self.threads)
+            self._plans[key] = lower(graph, plan_memory(graph), self.weights, self.threads, self.kv_layers)
         return self._plans[key]
 
     def plan(self, T: int, all_logits: bool):
@@ -93,9 +117,19 @@ class Engine:
         return self._compile(("batch", T, n_out), T, False, n_out)
 
     def _run(self, lp, tokens, positions, seq_rows, seqs, rows=None):
-        lp.plan.run(tokens, positions, (self.kv.k, self.kv.v), seq_rows, self.kv.tables(seqs),
-                    self.kv.block_size, rows)
+        if self.kv_layers is None:
+            lp.plan.run(tokens, positions, (self.kv.k, self.kv.v), seq_rows, self.kv.tables(seqs),
+                        self.kv.block_size, rows)
+        else:
+            full, local = self.kv.full, self.kv.local
+            lp.plan.run(tokens, positions, (full.k, full.v), seq_rows, full.tables(seqs), self.kv.block_size, rows,
+                        kv_local=(local.k, local.v), tables_local=local.tables(seqs))
         return lp.plan.f32(lp.logits_offset, lp.logits_shape)
+
+    def keepable(self, n: int) -> int:
+        """How much of its first n positions the engine's own sequence can keep and continue
+        from (n, or 0 where a sliding-window cache released what the next token reads)."""
+        return self.kv.keepable(self.seq, min(n, self.kv.length(self.seq)))
 
     def _check_ids(self, ids: np.ndarray) -> None:
         if ids.size and (ids.min() < 0 or ids.max() >= self.config.vocab):

@@ -24,7 +24,9 @@ def _align(n: int, a: int = 64) -> int:
     return -(-n // a) * a
 
 
-def lower(graph, memory, weights: WeightStore, n_threads: int) -> LoweredPlan:
+def lower(graph, memory, weights: WeightStore, n_threads: int, kv_layers=None) -> LoweredPlan:
+    """kv_layers: model layer -> (KV pool, layer within the pool) when the engine keeps some
+    layers in a second cache (sliding-window layers); None: every layer in pool 0 as itself."""
     logits = graph.outputs["logits"]
     logits_offset = _align(memory.arena_bytes)
     arena = logits_offset + _align(logits.nbytes)
@@ -37,13 +39,15 @@ def lower(graph, memory, weights: WeightStore, n_threads: int) -> LoweredPlan:
         return at[v]
 
     for op in graph.ops:
-        _emit(plan, op, off, weights, (logits,))
+        _emit(plan, op, off, weights, (logits,), kv_layers)
     return LoweredPlan(plan, logits_offset, logits.shape, T)
 
 
-def _emit(plan, op, off, weights: WeightStore, logits_values=()) -> None:
+def _emit(plan, op, off, weights: WeightStore, logits_values=(), kv_layers=None) -> None:
     """Append the kernel instruction of one IR op."""
     kind, a = op.kind, op.attrs
+    if "layer" in a:
+        pool, layer = kv_layers[a["layer"]] if kv_layers else (0, a["layer"])
     ins, out = op.inputs, op.result
 
     def mat(i=0):
@@ -80,10 +84,10 @@ def _emit(plan, op, off, weights: WeightStore, logits_values=()) -> None:
     elif kind == "rope":
         plan.add_rope(off(ins[0]), off(out), a["n_heads"], a["head_dim"], a["theta"], a.get("mode", "neox"))
     elif kind == "kv_write":
-        plan.add_kv_write(off(ins[0]), off(ins[1]), a["layer"], a["n_kv_heads"], a["head_dim"])
+        plan.add_kv_write(off(ins[0]), off(ins[1]), layer, a["n_kv_heads"], a["head_dim"], pool)
     elif kind == "attention":
-        plan.add_attention(off(ins[0]), off(out), a["layer"], a["n_heads"], a["n_kv_heads"], a["head_dim"],
-                           a.get("window", 0))
+        plan.add_attention(off(ins[0]), off(out), layer, a["n_heads"], a["n_kv_heads"], a["head_dim"],
+                           a.get("window", 0), pool)
     elif kind in ("add", "mul", "swiglu"):
         getattr(plan, "add_" + kind)(off(ins[0]), off(ins[1]), off(out), int(np.prod(out.shape)))
     elif kind == "silu":
@@ -106,12 +110,12 @@ def _emit(plan, op, off, weights: WeightStore, logits_values=()) -> None:
     elif kind == "qkv_rope_kv":
         w, t = mat()
         b = vec(1) if len(op.weights) > 1 else None
-        plan.add_qkv_rope_kv(off(ins[0]), off(out), w, b, a["layer"], a["n_heads"], a["n_kv_heads"],
-                             a["head_dim"], a["theta"], ins[0].shape[1], t, a.get("mode", "neox"))
+        plan.add_qkv_rope_kv(off(ins[0]), off(out), w, b, layer, a["n_heads"], a["n_kv_heads"],
+                             a["head_dim"], a["theta"], ins[0].shape[1], t, a.get("mode", "neox"), pool)
     elif kind == "qkv_norm_rope_kv":
         w, t = mat()
-        plan.add_qkv_norm_rope_kv(off(ins[0]), off(out), w, vec(1), vec(2), a["layer"], a["n_heads"],
+        plan.add_qkv_norm_rope_kv(off(ins[0]), off(out), w, vec(1), vec(2), layer, a["n_heads"],
                                   a["n_kv_heads"], a["head_dim"], a["theta"], a["eps"], ins[0].shape[1], t,
-                                  a.get("mode", "neox"))
+                                  a.get("mode", "neox"), pool)
     else:
         raise ModelError(f"no kernel for op kind {kind!r}")

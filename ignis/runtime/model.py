@@ -176,6 +176,8 @@ class Model:
                 if a != b:
                     break
                 keep += 1
+            if keep and self.engine is not None:     # a sliding-window cache may not go back that far
+                keep = self.engine.keepable(keep)
             del self._tokens[keep:]
             self.last_prompt_evaluated = len(ids) - keep
             return self._eval(ids[keep:])

@@ -28,6 +28,20 @@ Invariants (checked by tests/test_paged.py after every step of a random state ma
     to 0 (truncate, free, or the last sharer copying away).
   - reserve() is all-or-nothing: it counts the blocks it needs (blocks_needed) before
     touching anything, and raises KVCacheFullError with nothing changed if too few are free.
+
+Sliding windows. A cache made with `window=W` serves layers whose readers look back at most W
+positions (pos - W < p <= pos). reserve(seq, n) first releases the blocks that hold only
+positions below length - W + 1 - keep_extra: no token at or after the current length reads
+them. Their table entries become -1 (holes, at the front of the table); tables() fills them
+with a held block id so that every entry stays a valid block (the kernels never read them).
+So a sequence holds about W + keep_extra + its last reservation's positions, whatever its
+length. A sequence can only be resumed where its window is still held: keepable(seq, n) is
+the position truncate() can go back to (n itself, or 0 when the rows before n were
+released), and truncate() to anything else is an error.
+
+LayeredKVCache puts a model's full-attention layers in one PagedKVCache and its sliding-window
+layers in a windowed one, with one sequence id for both (the engine's plans address the two
+pools through the same block-table rows).
 """
 import heapq
 
@@ -52,8 +66,10 @@ class PagedKVCache:
     """float16 K and V caches shared by many sequences through block tables (see the module
     docstring for the invariants)."""
 
-    def __init__(self, n_layers, n_kv_heads, head_dim, n_blocks, block_size=16):
+    def __init__(self, n_layers, n_kv_heads, head_dim, n_blocks, block_size=16, window=None, keep_extra=0):
         n_layers = check_int("PagedKVCache n_layers", n_layers, 1, _MAX_DIM)
+        self.window = None if window is None else check_int("PagedKVCache window", window, 1, _MAX_ROWS)
+        self.keep_extra = check_int("PagedKVCache keep_extra", keep_extra, 0, _MAX_ROWS)
         n_kv_heads = check_int("PagedKVCache n_kv_heads", n_kv_heads, 1, _MAX_DIM)
         head_dim = check_int("PagedKVCache head_dim", head_dim, 1, _MAX_DIM)
         block_size = check_int("PagedKVCache block_size", block_size, 1, _MAX_DIM)
@@ -134,6 +150,23 @@ class PagedKVCache:
         cow = n > 0 and (s.length & self._mask) != 0 and self._ref[s.blocks[-1]] > 1
         return new, cow
 
+    def _release_behind(self, s: _Seq) -> None:
+        """A windowed cache: release the blocks no reader at or past s.length looks at."""
+        if self.window is None:
+            return
+        stop = max(0, s.length - self.window + 1 - self.keep_extra) >> self._shift
+        for i in range(min(stop, len(s.blocks))):
+            if s.blocks[i] >= 0:
+                self._release(s.blocks[i])
+                s.blocks[i] = -1
+
+    def _held_from(self, s: _Seq) -> int:
+        """The first position whose rows s still holds (0 unless a window released some)."""
+        for i, b in enumerate(s.blocks):
+            if b >= 0:
+                return i << self._shift
+        return s.length
+
     # -- sequences ----------------------------------------------------------------------
 
     def new_sequence(self) -> int:
@@ -150,7 +183,8 @@ class PagedKVCache:
         """A new sequence holding the same positions as seq, sharing all its blocks."""
         s = self._seq("fork", seq)
         for b in s.blocks:
-            self._ref[b] += 1
+            if b >= 0:
+                self._ref[b] += 1
         child = self.new_sequence()
         self._seqs[child] = _Seq(list(s.blocks), s.length)
         return child
@@ -166,6 +200,7 @@ class PagedKVCache:
         shared last block), then length += n. On KVCacheFullError nothing has changed."""
         s = self._seq("reserve", seq)
         n = check_int("PagedKVCache.reserve n", n, 0)
+        self._release_behind(s)      # invisible to every reader from s.length on
         new, cow = self._needs(s, n)
         if new + cow > len(self._free):
             raise KVCacheFullError(
@@ -190,17 +225,33 @@ class PagedKVCache:
         if n > s.length:
             raise ArgumentError(f"PagedKVCache.truncate: cannot keep {n} positions of sequence {int(seq)}, "
                                 f"it holds {s.length}")
+        if self._keepable(s, n) != n:
+            raise ArgumentError(f"PagedKVCache.truncate: cannot resume sequence {int(seq)} at position {n}: "
+                                f"its window before it was released (keepable: 0)")
         keep = -(-n >> self._shift)
         for b in s.blocks[keep:]:
-            self._release(b)
+            if b >= 0:
+                self._release(b)
         del s.blocks[keep:]
         s.length = n
+
+    def _keepable(self, s: _Seq, n: int) -> int:
+        held = self._held_from(s)
+        return n if held == 0 or n - (self.window or 0) + 1 >= held else 0
+
+    def keepable(self, seq, n) -> int:
+        """The longest prefix of at most n positions of seq that truncate() can keep and a
+        step can continue from: n, or 0 when a window released rows the next token would read."""
+        s = self._seq("keepable", seq)
+        n = check_int("PagedKVCache.keepable n", n, 0, s.length)
+        return self._keepable(s, n)
 
     def free(self, seq) -> None:
         """Release every block of seq; the id becomes invalid."""
         s = self._seq("free", seq)
         for b in s.blocks:
-            self._release(b)
+            if b >= 0:
+                self._release(b)
         del self._seqs[int(seq)]
 
     # -- addressing ---------------------------------------------------------------------
@@ -216,8 +267,9 @@ class PagedKVCache:
         out = np.zeros((len(rows), max((len(r) for r in rows), default=0)), dtype=np.int32)
         for i, r in enumerate(rows):
             if r:
-                out[i, :len(r)] = r
-                out[i, len(r):] = r[0]
+                held = next((b for b in r if b >= 0), 0)     # a window's holes: any held block
+                out[i, :len(r)] = [b if b >= 0 else held for b in r]
+                out[i, len(r):] = out[i, 0]
         return out
 
     def slot(self, seq, p) -> int:
@@ -229,6 +281,9 @@ class PagedKVCache:
         if not 0 <= p < s.length:
             raise ArgumentError(f"PagedKVCache.slot: position {p} is out of range [0, {s.length}) "
                                 f"of sequence {int(seq)}")
+        if s.blocks[p >> self._shift] < 0:
+            raise ArgumentError(f"PagedKVCache.slot: position {p} of sequence {int(seq)} was released "
+                                "(behind its sliding window)")
         return (s.blocks[p >> self._shift] << self._shift) | (p & self._mask)
 
     def slots(self, seq, start=0, stop=None) -> np.ndarray:
@@ -237,5 +292,79 @@ class PagedKVCache:
         s = self._seq("slots", seq)
         stop = s.length if stop is None else check_int("PagedKVCache.slots stop", stop, 0, s.length)
         start = check_int("PagedKVCache.slots start", start, 0, stop)
+        if start < stop and start < self._held_from(s):
+            raise ArgumentError(f"PagedKVCache.slots: positions below {self._held_from(s)} of sequence "
+                                f"{int(seq)} were released (behind its sliding window)")
         p = np.arange(start, stop, dtype=np.int64)
         return (np.asarray(s.blocks, dtype=np.int64)[p >> self._shift] << self._shift) | (p & self._mask)
+
+
+class LayeredKVCache:
+    """Full-attention layers in one PagedKVCache (`full`), sliding-window layers in a windowed
+    one (`local`), behind the sequence API of one cache: every call goes to both, so a
+    sequence has the same id in both. reserve() is all-or-nothing across the two."""
+
+    def __init__(self, n_full_layers, n_local_layers, n_kv_heads, head_dim, n_blocks, n_local_blocks,
+                 window, block_size=16, keep_extra=0):
+        self.full = PagedKVCache(n_full_layers, n_kv_heads, head_dim, n_blocks, block_size)
+        self.local = PagedKVCache(n_local_layers, n_kv_heads, head_dim, n_local_blocks, block_size,
+                                  window=window, keep_extra=keep_extra)
+        self.block_size = block_size
+        self.window = window
+
+    @property
+    def n_free_blocks(self) -> int:
+        return self.full.n_free_blocks
+
+    @property
+    def n_used_blocks(self) -> int:
+        return self.full.n_used_blocks
+
+    def held_bytes(self) -> int:
+        return self.full.held_bytes() + self.local.held_bytes()
+
+    def sequences(self) -> list:
+        return self.full.sequences()
+
+    def __contains__(self, seq) -> bool:
+        return seq in self.full
+
+    def new_sequence(self) -> int:
+        seq = self.full.new_sequence()
+        if self.local.new_sequence() != seq:
+            raise AssertionError("LayeredKVCache: the two pools' sequence ids diverged")
+        return seq
+
+    def length(self, seq) -> int:
+        return self.full.length(seq)
+
+    def fork(self, seq) -> int:
+        child = self.full.fork(seq)
+        if self.local.fork(seq) != child:
+            raise AssertionError("LayeredKVCache: the two pools' sequence ids diverged")
+        return child
+
+    def blocks_needed(self, seq, n) -> int:
+        return self.full.blocks_needed(seq, n)
+
+    def reserve(self, seq, n) -> None:
+        s = self.local._seq("reserve", seq)
+        self.local._release_behind(s)
+        need_local = self.local.blocks_needed(seq, n)
+        if need_local > self.local.n_free_blocks:
+            raise KVCacheFullError(
+                f"KV cache full: sequence {int(seq)} needs {need_local} blocks of {self.block_size} tokens "
+                f"for its sliding-window layers, {self.local.n_free_blocks} of {self.local.n_blocks} are free")
+        self.full.reserve(seq, n)          # all-or-nothing; after it the local reserve cannot fail
+        self.local.reserve(seq, n)
+
+    def keepable(self, seq, n) -> int:
+        return self.local.keepable(seq, n)
+
+    def truncate(self, seq, n) -> None:
+        self.local.truncate(seq, n)        # first: it refuses a position whose window is gone
+        self.full.truncate(seq, n)
+
+    def free(self, seq) -> None:
+        self.full.free(seq)
+        self.local.free(seq)

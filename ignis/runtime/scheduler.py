@@ -350,6 +350,8 @@ class Scheduler:
                 n += 1
             if n > best_n:
                 best, best_n = seq, n
+        if best is not None:        # a sliding-window cache may not go back that far
+            best_n = kv.keepable(best, best_n)
         if best is None or best_n < kv.block_size:
             return kv.new_sequence(), 0
         self._cached.move_to_end(best)
