@@ -21,12 +21,12 @@ def _write(tmp_path, config, name):
 
 
 @pytest.fixture(scope="module")
-def llama_path(tmp_path_factory):
+def tiny_llama_path(tmp_path_factory):
     return _write(tmp_path_factory.mktemp("llama"), tiny_llama_config(n_layers=2), "llama")
 
 
 @pytest.fixture(scope="module")
-def gemma3_path(tmp_path_factory):
+def tiny_gemma3_path(tmp_path_factory):
     # 3 layers: local, local, global (global_every=3); window 8 < the 24-token prompt
     return _write(tmp_path_factory.mktemp("gemma3"), tiny_gemma3_config(n_layers=3, window=8), "gemma3")
 
@@ -44,7 +44,7 @@ def _engine(path, passes=None, threads=2):
     return gguf, Engine(gguf, config_from_file(gguf), N_CTX, threads, passes, kv_tokens=4 * N_CTX)
 
 
-@pytest.mark.parametrize("which", ["llama_path", "gemma3_path"])
+@pytest.mark.parametrize("which", ["tiny_llama_path", "tiny_gemma3_path"])
 def test_compiled_plan_matches_reference_interpreter(which, request):
     path = request.getfixturevalue(which)
     gguf, engine = _engine(path)
@@ -84,10 +84,10 @@ def test_window_is_what_the_reference_reads():
     assert np.array_equal(base[4:], other[4:])              # position 4 on: out of the window
 
 
-def test_gemma3_chunks_and_batches_give_the_same_bits(gemma3_path):
+def test_gemma3_chunks_and_batches_give_the_same_bits(tiny_gemma3_path):
     """A prompt longer than the window: one chunk, many chunks, token by token, and inside a
     batch with another sequence all give the same logits."""
-    gguf, engine = _engine(gguf_path := gemma3_path)
+    gguf, engine = _engine(gguf_path := tiny_gemma3_path)
     with gguf:
         whole = engine.forward(IDS, 0, all_logits=True)
         pieces = []
@@ -111,7 +111,7 @@ def test_gemma3_chunks_and_batches_give_the_same_bits(gemma3_path):
         assert np.array_equal(whole, np.stack(out_a)), gguf_path
 
 
-@pytest.mark.parametrize("which", ["llama_path", "gemma3_path"])
+@pytest.mark.parametrize("which", ["tiny_llama_path", "tiny_gemma3_path"])
 def test_fused_equals_unfused(which, request):
     path = request.getfixturevalue(which)
     gf, fused = _engine(path)
@@ -121,11 +121,11 @@ def test_fused_equals_unfused(which, request):
         assert np.array_equal(fused.forward([3], len(IDS)), unfused.forward([3], len(IDS)))
 
 
-@pytest.mark.parametrize("which", ["llama_path", "gemma3_path"])
+@pytest.mark.parametrize("which", ["tiny_llama_path", "tiny_gemma3_path"])
 def test_load_and_generate(which, request):
     model = ignis.load(request.getfixturevalue(which), n_ctx=N_CTX, threads=1)
     try:
-        assert model.config.ARCH == ("llama" if which == "llama_path" else "gemma3")
+        assert model.config.ARCH == ("llama" if which == "tiny_llama_path" else "gemma3")
         text = model.generate("hello", max_tokens=6, temperature=0)
         assert isinstance(text, str)
         assert model.greedy_ids([5, 6, 7], 4, stop_ids=()) == model.greedy_ids([5, 6, 7], 4, stop_ids=())
@@ -238,3 +238,70 @@ def test_model_recomputes_when_the_window_is_gone(tmp_path):
     finally:
         model.close()
         fresh.close()
+
+
+def test_the_kernels_window_edge(tmp_path):
+    """One local layer: position p's logits are a function of tokens p - W + 1 .. p exactly.
+    Through the compiled kernels, changing token 3 changes positions 3 .. 3 + W - 1 and
+    leaves every later position's bits alone."""
+    W = 4
+    config = tiny_gemma3_config(n_layers=1, window=W, global_every=7)
+    path = _write(tmp_path, config, "edge")
+    ids = [(11 * i + 5) % 290 for i in range(20)]
+    changed = list(ids)
+    changed[3] = 299
+    gguf, engine = _engine(path)
+    with gguf:
+        a = engine.forward(ids, 0, all_logits=True)
+        b = engine.forward(changed, 0, all_logits=True)
+    differs = [p for p in range(20) if not np.array_equal(a[p], b[p])]
+    assert differs == list(range(3, 3 + W))
+
+
+# -- the real files' graphs ----------------------------------------------------------------------
+
+@pytest.mark.real
+@pytest.mark.parametrize("fixture, unfused, fused, rewrites", [
+    ("smollm2_path", 575, 214, {"fuse_rmsnorm": 61, "fuse_swiglu": 30, "fuse_qkv": 30, "fuse_residual": 60,
+                                "fuse_gate_up": 30}),
+    # gemma3: 36 post-norm + residual fusions, q/k head norms inside the qkv kernel
+    ("gemma3_path", 456, 167, {"fuse_rmsnorm": 73, "fuse_qkv": 18, "fuse_gate_up": 18, "fuse_norm_add": 36}),
+])
+def test_real_graphs_fuse(fixture, unfused, fused, rewrites, request):
+    from ignis.passes import run_pipeline
+    with GGUFFile(request.getfixturevalue(fixture)) as f:
+        config = config_from_file(f)
+    g = build_graph(config, 512)
+    out, reports = run_pipeline(g)
+    assert (len(g.ops), len(out.ops)) == (unfused, fused)
+    assert {r.name: r.rewrites for r in reports if r.rewrites} == rewrites
+
+
+@pytest.mark.parametrize("slack", [0, 64])
+def test_windowed_cache_shared_by_interleaved_sequences(tmp_path, monkeypatch, slack):
+    """Two sequences decoded in one batch, the second starting later, with (slack 0) no margin
+    behind the window: a block released too early is taken by the other sequence at once and
+    overwritten. Each sequence's logits keep the bits of its prompt run alone in one chunk."""
+    import ignis.runtime.engine as engine_module
+    monkeypatch.setattr(engine_module, "WINDOW_SLACK", slack)
+    config = tiny_gemma3_config(n_layers=3, window=8, n_ctx=256)
+    path = _write(tmp_path, config, f"shared{slack}")
+    ids = {0: [(7 * i + 3) % 290 for i in range(120)], 1: [(13 * i + 1) % 290 for i in range(100)]}
+    with GGUFFile(path) as g:
+        ref_engine = Engine(g, config_from_file(g), 256, 1)
+        want = {s: ref_engine.forward(ids[s], 0, all_logits=True) for s in (0, 1)}
+        engine = Engine(g, config_from_file(g), 256, 2, kv_tokens=512)
+        kv = engine.kv
+        seqs = {s: kv.new_sequence() for s in (0, 1)}
+        got = {0: [], 1: []}
+        for step in range(120):
+            batch = [s for s in (0, 1) if (s == 0 or step >= 20) and len(got[s]) < len(ids[s])]
+            for s in batch:
+                kv.reserve(seqs[s], 1)
+            out = engine.step([ids[s][len(got[s])] for s in batch], [seqs[s] for s in batch],
+                              [len(got[s]) for s in batch], list(range(len(batch))))
+            for row, s in zip(out, batch):
+                got[s].append(row)
+        for s in (0, 1):
+            assert np.array_equal(np.stack(got[s]), want[s]), f"sequence {s}"
+        assert kv.local.n_used_blocks <= 2 * (-(-(8 + slack) // 16) + 2) + 1      # + the padding sequence
