@@ -31,10 +31,10 @@ from hypothesis import strategies as st
 from ignis.ir import KVCache, Op, Value, Weight, WeightInfo, run, verify
 from ignis.ir.graph import Graph, GraphBuilder
 from ignis.ir.verify import VerifyError
-from ignis.models.qwen2 import build_graph
+from ignis.models import build_graph
 from ignis.passes import (PASSES, assign_offsets, check_plan, find_overlap, live_ops, peak_live_bytes,
                           plan_memory, run_pipeline)
-from ignis.testing import random_qwen2_weights, tiny_qwen2_config
+from ignis.testing import random_qwen2_weights, tiny_gemma3_config, tiny_llama_config, tiny_qwen2_config
 
 PASS_NAMES = tuple(PASSES)
 
@@ -45,11 +45,11 @@ def _same(a, b) -> bool:
     return a.shape == b.shape and a.dtype == b.dtype and np.array_equal(a, b, equal_nan=True)
 
 
-# ------------------------------------------------------------------ graph rewiring on qwen2 models
+# ------------------------------------------------------------------ graph rewiring on real-shaped models
 
 @st.composite
 def rewiring_cases(draw):
-    """A small Qwen2 config, its random weights, a batched prefill of 1-3 sequences of
+    """A small Qwen2, Llama or Gemma 3 config, its random weights, a batched prefill of 1-3 sequences of
     different lengths (their tokens interleaved at random) and a decode step of one
     token per sequence, a pass list."""
     n_kv = draw(st.sampled_from([1, 2, 4]))
@@ -57,10 +57,15 @@ def rewiring_cases(draw):
     n_heads = n_kv * group
     head_dims = [hd for hd in (8, 16, 32, 64) if (n_heads * hd) % 32 == 0 and n_heads * hd <= 256]
     head_dim = draw(st.sampled_from(head_dims))
-    config = tiny_qwen2_config(
-        n_layers=draw(st.integers(1, 3)), width=n_heads * head_dim, n_heads=n_heads, n_kv_heads=n_kv,
-        ffn=32 * draw(st.integers(1, 6)), vocab=draw(st.integers(259, 400)), n_ctx=32,
-        tied_output=draw(st.booleans()), rope_theta=draw(st.sampled_from([10000.0, 1e6])))
+    arch = draw(st.sampled_from(["qwen2", "llama", "gemma3"]))
+    common = dict(n_layers=draw(st.integers(1, 3)), n_heads=n_heads, n_kv_heads=n_kv,
+                  ffn=32 * draw(st.integers(1, 6)), vocab=draw(st.integers(259, 400)), n_ctx=32,
+                  tied_output=draw(st.booleans()), rope_theta=draw(st.sampled_from([10000.0, 1e6])))
+    if arch == "gemma3":
+        config = tiny_gemma3_config(width=32 * draw(st.integers(1, 4)), head_dim=head_dim,
+                                    window=draw(st.integers(1, 8)), global_every=draw(st.integers(1, 3)), **common)
+    else:
+        config = (tiny_qwen2_config if arch == "qwen2" else tiny_llama_config)(width=n_heads * head_dim, **common)
     lengths = draw(st.lists(st.integers(1, 6), min_size=1, max_size=3))
     T = sum(lengths)
     seq = draw(st.permutations([s for s, n in enumerate(lengths) for _ in range(n)]))
