@@ -137,6 +137,14 @@ def _print_timings(result, load_seconds=None) -> None:
     sys.stderr.write(line("eval time", result.decode_tokens, result.decode_seconds))
 
 
+def report_context_limit(result, max_tokens: int, n_ctx: int) -> None:
+    """One line on stderr when generation ended because the context was full (before the -n
+    budget and any stop), so a cut-off text is not mistaken for a finished one."""
+    if result.finish_reason == "length" and len(result.tokens) < max_tokens:
+        sys.stderr.write(f"ignis: generation stopped at the context limit of {n_ctx} tokens after "
+                         f"{len(result.tokens)} tokens (raise --ctx-size)\n")
+
+
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", '"': '"', "'": "'", "a": "\a", "b": "\b",
             "f": "\f", "v": "\v", "0": "\0", "?": "?"}
 
@@ -240,40 +248,15 @@ def cmd_run(args) -> int:
     sys.stdout.write("\n")
     sys.stdout.flush()
     if model.last_result is not None:
+        report_context_limit(model.last_result, args.n_predict, model.n_ctx)
         _print_timings(model.last_result, load_seconds)
     return 0
 
 
 def cmd_chat(args) -> int:
+    from ignis.cli_chat import run_chat
     model = _load(args)
-    history = []
-    if args.system:
-        history.append({"role": "system", "content": args.system})
-    sys.stderr.write("ignis chat: /exit or Ctrl-D to quit, Ctrl-C stops a reply\n")
-    while True:
-        try:
-            line = input("> ")
-        except EOFError:
-            sys.stdout.write("\n")
-            return 0
-        except KeyboardInterrupt:
-            sys.stdout.write("\n")
-            continue
-        if line.strip() in ("/exit", "/quit"):
-            return 0
-        if not line.strip():
-            continue
-        history.append({"role": "user", "content": line})
-        reply = []
-        try:
-            for piece in model.chat(history, max_tokens=args.n_predict, stream=True, **_sampling(args)):
-                reply.append(piece)
-                sys.stdout.write(piece)
-                sys.stdout.flush()
-        except KeyboardInterrupt:
-            sys.stdout.write(" [stopped]")
-        sys.stdout.write("\n")
-        history.append({"role": "assistant", "content": "".join(reply)})
+    return run_chat(model, _sampling(args), args.n_predict, args.system)
 
 
 def cmd_bench(args) -> int:
@@ -283,16 +266,28 @@ def cmd_bench(args) -> int:
     path = _model_path(args)
     n_prompt = 512 if args.n_prompt is None else args.n_prompt
     n_gen = 128 if args.n_gen is None else args.n_gen
-    report = run_bench(path, n_prompt=n_prompt, n_gen=n_gen, threads=args.threads,
-                       repetitions=args.repetitions)
+    import os
+    reps = args.repetitions
+
+    def progress(run, pp, tg):          # stderr, so stdout stays the table (or the JSON)
+        sys.stderr.write(f"ignis bench: run {run}/{reps}: pp{n_prompt} {pp:.2f} tok/s, tg{n_gen} {tg:.2f} tok/s\n")
+        sys.stderr.flush()
+
+    sys.stderr.write(f"ignis bench: loading {os.path.basename(path)} and one untimed warm-up run\n")
+    sys.stderr.flush()
+    report = run_bench(path, n_prompt=n_prompt, n_gen=n_gen, threads=args.threads, repetitions=reps,
+                       on_run=progress)
     if args.json:
-        print(json.dumps({"pp_tok_s": report["pp_tok_s"], "tg_tok_s": report["tg_tok_s"],
-                          "threads": report["threads"], "model": report["model"]}))
+        print(json.dumps({key: report[key] for key in ("pp_tok_s", "tg_tok_s", "threads", "model", "pp_runs",
+                                                      "tg_runs", "pp_spread", "tg_spread")}))
         return 0
-    print("| model | threads | test | tok/s |")
-    print("|---|---|---|---|")
-    print(f"| {report['model']} | {report['threads']} | pp{n_prompt} | {report['pp_tok_s']:.2f} |")
-    print(f"| {report['model']} | {report['threads']} | tg{n_gen} | {report['tg_tok_s']:.2f} |")
+    print(f"{reps} run{'s' if reps > 1 else ''}: tok/s is the median; the spread is over the runs")
+    print("| model | threads | test | tok/s | mean ± stdev | min | max |")
+    print("|---|---|---|---|---|---|---|")
+    for test, key in ((f"pp{n_prompt}", "pp"), (f"tg{n_gen}", "tg")):
+        s = report[f"{key}_spread"]
+        print(f"| {report['model']} | {report['threads']} | {test} | {report[key + '_tok_s']:.2f} | "
+              f"{s['mean']:.2f} ± {s['stdev']:.2f} | {s['min']:.2f} | {s['max']:.2f} |")
     return 0
 
 
@@ -370,9 +365,9 @@ def _port(text):
 
 # -- wiring ----------------------------------------------------------------------------------
 
-def _run_flags(p, n_predict: int = 128) -> None:
+def _run_flags(p, n_predict: int = 128, n_help: str = "tokens to generate") -> None:
     p.add_argument("-n", "--n-predict", type=_non_negative_int, default=n_predict,
-                   help=f"tokens to generate (default {n_predict})")
+                   help=f"{n_help} (default {n_predict})")
     p.add_argument("--temp", type=float, default=0.8, help="temperature; 0 = greedy (default 0.8)")
     p.add_argument("--top-k", type=_non_negative_int, default=40, help="top-k, 0 = off (default 40)")
     p.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling (default 0.95)")
@@ -426,8 +421,13 @@ def register(command, model_flag) -> None:
     p.add_argument("--echo", action="store_true", help="print the prompt before the completion")
 
     p = command("chat", cmd_chat, "interactive chat with the model's chat template")
+    p.epilog = ("In the chat: /help lists the commands (/set temperature 0.7, /set system TEXT, /clear, /bye, "
+                "...); a line starting with \"\"\" opens a multi-line message, one ending with \"\"\" closes it, "
+                "and a paste is one message. When the conversation outgrows the context, its oldest turns are "
+                "dropped (the system prompt stays).")
     model_flag(p)
-    _run_flags(p, n_predict=512)
+    _run_flags(p, n_predict=512, n_help="most tokens per reply; a reply also ends at the context limit, "
+                                        "and /set max_tokens N changes it")
     p.add_argument("--system", help="system prompt")
 
     p = command("bench", cmd_bench, "measure prompt processing and generation speed")
