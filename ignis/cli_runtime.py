@@ -266,17 +266,19 @@ def cmd_bench(args) -> int:
     path = _model_path(args)
     n_prompt = 512 if args.n_prompt is None else args.n_prompt
     n_gen = 128 if args.n_gen is None else args.n_gen
-    import os
     reps = args.repetitions
 
-    def progress(run, pp, tg):          # stderr, so stdout stays the table (or the JSON)
+    # progress on stderr, so stdout stays the table (or the JSON)
+    def warmup():
+        sys.stderr.write("ignis bench: warm-up run (untimed: compiles the plans)\n")
+        sys.stderr.flush()
+
+    def progress(run, pp, tg):
         sys.stderr.write(f"ignis bench: run {run}/{reps}: pp{n_prompt} {pp:.2f} tok/s, tg{n_gen} {tg:.2f} tok/s\n")
         sys.stderr.flush()
 
-    sys.stderr.write(f"ignis bench: loading {os.path.basename(path)} and one untimed warm-up run\n")
-    sys.stderr.flush()
     report = run_bench(path, n_prompt=n_prompt, n_gen=n_gen, threads=args.threads, repetitions=reps,
-                       on_run=progress)
+                       on_run=progress, on_warmup=warmup)
     if args.json:
         print(json.dumps({key: report[key] for key in ("pp_tok_s", "tg_tok_s", "threads", "model", "pp_runs",
                                                       "tg_runs", "pp_spread", "tg_spread")}))

@@ -203,6 +203,7 @@ def test_bench_shows_progress_and_the_spread(tiny, tmp_path):
     assert proc.returncode == 0, proc.stderr
     runs = re.findall(r"^ignis bench: run (\d)/3: pp16 [\d.]+ tok/s, tg4 [\d.]+ tok/s$", proc.stderr, re.M)
     assert runs == ["1", "2", "3"], proc.stderr
+    assert proc.stderr.startswith("ignis bench: warm-up run"), proc.stderr
     rows = re.findall(r"^\| \S+ \| 1 \| (pp16|tg4) \| ([\d.]+) \| ([\d.]+) ± ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|$",
                       proc.stdout, re.M)
     assert [r[0] for r in rows] == ["pp16", "tg4"], proc.stdout

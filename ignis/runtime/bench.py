@@ -15,10 +15,12 @@ def bench_prompt(n_prompt: int, n_vocab: int) -> list:
     return (np.random.default_rng(0).integers(1000, 20000, size=n_prompt) % n_vocab).tolist()
 
 
-def measure(eval_ids, reset, ids: list, n_gen: int, repetitions: int = 1, on_run=None) -> tuple:
+def measure(eval_ids, reset, ids: list, n_gen: int, repetitions: int = 1, on_run=None, on_warmup=None) -> tuple:
     """(pp tok/s per run, tg tok/s per run). One warm-up pass first (plans compiled for the
     prompt's chunk sizes and for one token, weights faulted in), outside the timed runs.
-    on_run(i, pp, tg), if given, is called after run i (from 1) with its two rates."""
+    Progress, if wanted: on_warmup() before the warm-up, on_run(i, pp, tg) after run i (from 1)."""
+    if on_warmup is not None:
+        on_warmup()
     eval_ids(ids)
     eval_ids(ids[:1])
     pp, tg = [], []
@@ -45,12 +47,13 @@ def spread(runs: list) -> dict:
 
 
 def run_bench(path, n_prompt: int = 512, n_gen: int = 128, threads=None, repetitions: int = 3,
-              on_run=None) -> dict:
-    """`ignis bench`: pp and tg tok/s, the median and the spread over the repetitions (on_run:
-    see measure)."""
+              on_run=None, on_warmup=None) -> dict:
+    """`ignis bench`: pp and tg tok/s, the median and the spread over the repetitions (on_run,
+    on_warmup: see measure)."""
     import ignis
     model = ignis.load(path, n_ctx=n_prompt + n_gen + 8, threads=threads)
-    pp, tg = measure(model.eval, model.reset, bench_prompt(n_prompt, model.n_vocab), n_gen, repetitions, on_run)
+    pp, tg = measure(model.eval, model.reset, bench_prompt(n_prompt, model.n_vocab), n_gen, repetitions,
+                     on_run, on_warmup)
     return {"pp_tok_s": float(np.median(pp)), "tg_tok_s": float(np.median(tg)), "threads": model.threads,
             "model": os.path.basename(str(path)), "pp_runs": pp, "tg_runs": tg,
             "pp_spread": spread(pp), "tg_spread": spread(tg)}
