@@ -269,40 +269,60 @@ class ChatSession:
     def reply(self, text: str) -> None:
         """Send a user message and stream the reply; the conversation is trimmed to fit the
         context first (and left as it was if the message cannot fit at all)."""
-        from ignis.cli_runtime import report_context_limit
+        fitted = self._fit(self.history + [{"role": "user", "content": text}])
+        if fitted is None:
+            return
+        kept, ids = fitted
+        reply = self._stream(ids)
+        # the trimmed conversation becomes the history only now: a failed generation leaves it as it was
+        self.history = kept + [{"role": "assistant", "content": reply}]
+
+    def _fit(self, candidate: list):
+        """(messages kept, prompt ids) with the oldest turns dropped as the context needs, saying
+        so; None (said too) when the newest message does not fit even alone."""
         model = self.model
-        candidate = self.history + [{"role": "user", "content": text}]
         # room kept for the reply: all of -n, unless that is more than a quarter of the context
         reply_room = max(1, min(self.max_tokens, model.n_ctx // 4))
-        fitted = fit_history(candidate, lambda msgs: model.tokenize(model.render_chat(msgs)),
-                             model.n_ctx, reply_room)
+        fitted = fit_history(candidate, self._prompt_ids, model.n_ctx, reply_room)
         if fitted is None:
             system = [m for m in candidate if m["role"] == "system"]
-            needed = len(model.tokenize(model.render_chat(system + candidate[-1:])))
+            needed = len(self._prompt_ids(system + candidate[-1:]))
             say(f"message not sent: it needs {needed} tokens{' with the system prompt' if system else ''}, "
                 f"more than the context of {model.n_ctx} holds with room for a reply (shorten it, or start "
                 f"again with a larger --ctx-size); the conversation is unchanged")
-            return
+            return None
         kept, dropped, ids = fitted
         if dropped:
+            stays = " (the system prompt stays)" if kept[0]["role"] == "system" else ""
             say(f"the conversation outgrew the context of {model.n_ctx} tokens: dropped the oldest "
-                f"{dropped} turn{'s' if dropped > 1 else ''}" + (" (the system prompt stays)"
-                                                                 if kept[0]["role"] == "system" else ""))
+                f"{dropped} turn{'s' if dropped > 1 else ''}{stays}")
+        return kept, ids
+
+    def _prompt_ids(self, messages: list) -> list:
+        return self.model.tokenize(self.model.render_chat(messages))
+
+    def _stream(self, ids: list) -> str:
+        """Generate the reply to the prompt ids, streaming it to stdout; its text. Ctrl-C stops
+        it (what came so far is kept); the context filling up is reported."""
+        from ignis.cli_runtime import report_context_limit
+        model = self.model
         pieces = model.generate(ids, max_tokens=self.max_tokens, stream=True, **self.settings)
-        reply = []
+        reply, stopped = [], False
         try:
             for piece in pieces:
                 reply.append(piece)
                 sys.stdout.write(piece)
                 sys.stdout.flush()
-        except KeyboardInterrupt:           # Ctrl-C stops the reply; what came so far is kept
+        except KeyboardInterrupt:
             sys.stdout.write(" [stopped]")
+            stopped = True
+        finally:
+            pieces.close()                  # a stream stopped between pieces lets go of the model
         sys.stdout.write("\n")
         sys.stdout.flush()
-        # the trimmed conversation becomes the history only now: a failed generation leaves it as it was
-        self.history = kept + [{"role": "assistant", "content": "".join(reply)}]
-        if model.last_result is not None:
+        if not stopped and model.last_result is not None:
             report_context_limit(model.last_result, self.max_tokens, model.n_ctx)
+        return "".join(reply)
 
 
 def run_chat(model, settings: dict, max_tokens: int, system: str | None) -> int:

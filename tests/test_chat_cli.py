@@ -5,9 +5,13 @@ a source tree without its compiled extensions."""
 import json
 import os
 import re
+import select
 import shutil
+import signal
 import subprocess
 import sys
+import textwrap
+import time
 
 import pytest
 
@@ -187,6 +191,48 @@ def test_hitting_the_context_limit_is_reported(tiny, tmp_path):
     assert re.search(r"^ignis: generation stopped at the context limit of 20 tokens", proc.stderr, re.M), proc.stderr
     proc = _ignis([*argv, "-n", "4"], tmp_path=tmp_path)          # the -n budget ended it: no notice
     assert proc.returncode == 0 and "context limit" not in proc.stderr, proc.stderr
+
+
+def test_a_reply_cut_by_the_context_is_reported_and_the_chat_goes_on(tiny, tmp_path):
+    proc = _chat(tiny, "hello\n/show\n", tmp_path, "-c", "40", "-n", "100")
+    assert re.search(r"^ignis: generation stopped at the context limit of 40 tokens", proc.stderr, re.M), proc.stderr
+    assert [m["role"] for m in _shown(proc.stdout)] == ["system", "user", "assistant"]
+
+
+def test_ctrl_c_stops_a_reply_and_the_chat_goes_on(tiny, tmp_path):
+    # each sampled token waits a little, so the reply is still streaming when SIGINT arrives
+    script = textwrap.dedent(f"""
+        import sys, time
+        import ignis.runtime.generate as g
+        feed = g.Completion.feed
+        def slow(self, logits):
+            time.sleep(0.02)
+            return feed(self, logits)
+        g.Completion.feed = slow
+        from ignis.cli import main
+        sys.exit(main(["chat", "-m", {tiny!r}, "-n", "100000", "-c", "4096", "--temp", "0", "-t", "1"]))
+    """)
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), IGNIS_HOME=str(tmp_path))
+    proc = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env, cwd=ROOT)
+    try:
+        proc.stdin.write(b"hello\n")
+        proc.stdin.flush()
+        ready, _, _ = select.select([proc.stdout], [], [], 60)
+        assert ready, "no reply within 60 s"
+        assert proc.stdout.read1(64)                                # the reply is streaming
+        time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(b"/show\n", timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    out, err = out.decode(errors="replace"), err.decode(errors="replace")
+    assert proc.returncode == 0, err
+    assert "[stopped]" in out and "Traceback" not in err and "context limit" not in err, err
+    history = _shown(out)                                           # /show ran after the Ctrl-C
+    assert [m["role"] for m in history] == ["user", "assistant"] and history[1]["content"], out
 
 
 def test_no_infinite_rate_anywhere_with_n_0(tiny, tmp_path):
