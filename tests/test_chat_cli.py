@@ -229,10 +229,11 @@ def test_ctrl_c_stops_a_reply_and_the_chat_goes_on(tiny, tmp_path):
             proc.kill()
             proc.wait()
     out, err = out.decode(errors="replace"), err.decode(errors="replace")
-    assert proc.returncode == 0, err
-    assert "[stopped]" in out and "Traceback" not in err and "context limit" not in err, err
+    seen = f"exit {proc.returncode}\nstdout: {out!r}\nstderr: {err!r}"
+    assert proc.returncode == 0, seen
+    assert "[stopped]" in out and "Traceback" not in err and "context limit" not in err, seen
     history = _shown(out)                                           # /show ran after the Ctrl-C
-    assert [m["role"] for m in history] == ["user", "assistant"] and history[1]["content"], out
+    assert [m["role"] for m in history] == ["user", "assistant"] and history[1]["content"], seen
 
 
 def test_no_infinite_rate_anywhere_with_n_0(tiny, tmp_path):
