@@ -303,8 +303,13 @@ def _bench_batched(args) -> int:
         sys.stderr.write(f"ignis bench: error: with --batch, -n must be at least 2 (the first token ends "
                          f"prefill), got {n_gen} (see 'ignis bench --help')\n")
         return 2
+    def progress(r):                    # stderr, so stdout stays the table (or the JSON)
+        sys.stderr.write(f"ignis bench: batch {r['batch']}: decode {r['decode_tok_s']:.2f} tok/s, "
+                         f"prefill {r['prefill_tok_s']:.2f} tok/s\n")
+        sys.stderr.flush()
+
     report = run_batch_bench(_model_path(args), args.batch, n_prompt=n_prompt, n_gen=n_gen,
-                             threads=args.threads, step_tokens=args.step_tokens)
+                             threads=args.threads, step_tokens=args.step_tokens, on_result=progress)
     keys = ("batch", "decode_tok_s", "prefill_tok_s", "avg_decode_step_tokens")
     if args.json:
         print(json.dumps({"threads": report["threads"], "model": report["model"], "n_prompt": n_prompt,

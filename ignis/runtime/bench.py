@@ -4,6 +4,7 @@ on ignis and on llama.cpp); `run_bench` is what `ignis bench` prints. Batched de
 through the continuous-batching scheduler: `measure_batched` (bench/batched.py compares it
 with llama.cpp) and `run_batch_bench` (`ignis bench --batch`)."""
 import os
+import statistics
 import sys
 import time
 
@@ -41,7 +42,6 @@ def measure(eval_ids, reset, ids: list, n_gen: int, repetitions: int = 1, on_run
 
 def spread(runs: list) -> dict:
     """Mean, sample standard deviation (0 for one run), min and max of the rates of the runs."""
-    import statistics
     return {"mean": statistics.fmean(runs), "stdev": statistics.stdev(runs) if len(runs) > 1 else 0.0,
             "min": min(runs), "max": max(runs)}
 
