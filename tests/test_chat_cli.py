@@ -273,3 +273,61 @@ def test_import_from_an_unbuilt_source_tree_says_what_to_do(tmp_path):
     assert last.startswith("ImportError: ignis: ") and "compiled extensions are not built" in last, proc.stderr
     assert "python setup.py build_ext --inplace" in last and "outside the source tree" in last
     assert "circular import" not in proc.stderr
+
+
+# -- on a terminal: readline --------------------------------------------------------------------
+
+def _readline_with_paste() -> bool:
+    """GNU readline 7.0 or later (bracketed paste) is importable."""
+    try:
+        import readline
+    except ImportError:
+        return False
+    if "libedit" in (readline.__doc__ or ""):
+        return False
+    major, minor = (int(x) for x in readline._READLINE_LIBRARY_VERSION.split(".")[:2])
+    return (major, minor) >= (7, 0)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or not _readline_with_paste(),
+                    reason="needs a pty and GNU readline >= 7.0")
+def test_on_a_terminal_readline_keeps_history_and_a_paste_is_one_message(tiny, tmp_path):
+    import pty
+    pid, fd = pty.fork()
+    if pid == 0:                                    # the child: ignis chat on the pty
+        os.environ.update(PYTHONPATH=ROOT, IGNIS_HOME=str(tmp_path), TERM="xterm")
+        os.execv(sys.executable, [sys.executable, "-m", "ignis", "chat", "-m", tiny, "-n", "3", "--temp", "0",
+                                  "-t", "1"])
+    seen = b""
+
+    def prompts(n: int, timeout: float = 120):
+        """Read until the n-th "> " prompt (readline may write escapes before it)."""
+        nonlocal seen
+        end = time.monotonic() + timeout
+        while seen.count(b"> ") < n and time.monotonic() < end:
+            if select.select([fd], [], [], 0.2)[0]:
+                try:
+                    seen += os.read(fd, 4096)
+                except OSError:                     # the child closed the pty
+                    break
+        assert seen.count(b"> ") >= n, seen.decode(errors="replace")
+
+    try:
+        prompts(1)
+        os.write(fd, f"{PASTE_START}def f(x):\r    return x{PASTE_END}\r".encode())
+        prompts(2)                                  # the reply came, and the next prompt
+        os.write(fd, b"/show\r")
+        prompts(3)
+        os.write(fd, b"/bye\r")
+        _, status = os.waitpid(pid, 0)
+    finally:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        os.close(fd)
+    text = seen.decode(errors="replace")
+    assert os.WEXITSTATUS(status) == 0, text
+    assert '{"role": "user", "content": "def f(x):\\n    return x"}' in text, text   # one message
+    history = (tmp_path / "chat_history").read_text()
+    assert "/show" in history and "/bye" in history, history        # kept for the next session
