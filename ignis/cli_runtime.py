@@ -125,6 +125,30 @@ def _sampling(args) -> dict:
                 frequency_penalty=args.frequency_penalty, seed=args.seed)
 
 
+def _constraint(args) -> dict:
+    """json_schema / regex / grammar keyword arguments from the structured-output flags
+    (text given inline, or a file named by the flag: llama.cpp's --json-schema takes text,
+    its --grammar-file a file; ignis takes either where that is unambiguous)."""
+    import os
+    if args.json_schema_file is not None:
+        return {"json_schema": _read_text(args.json_schema_file, "--json-schema-file")}
+    if args.json_schema is not None:
+        text = args.json_schema
+        if not text.lstrip().startswith(("{", "true", "false")) and os.path.isfile(text):
+            text = _read_text(text, "--json-schema")
+        return {"json_schema": text}
+    if args.grammar_file is not None:
+        return {"grammar": _read_text(args.grammar_file, "--grammar-file", strip_newline=False)}
+    if args.grammar is not None:
+        text = args.grammar
+        if "\n" not in text and os.path.isfile(text):
+            text = _read_text(text, "--grammar", strip_newline=False)
+        return {"grammar": text}
+    if args.regex is not None:
+        return {"regex": args.regex}
+    return {}
+
+
 def _print_timings(result, load_seconds=None) -> None:
     def line(name, n, secs):
         head = f"ignis: {name:18s} = {1000 * secs:10.2f} ms / {n:5d} tokens"
@@ -226,7 +250,7 @@ def cmd_run(args) -> int:
     if args.chat:
         prompt = model.render_chat([{"role": "user", "content": prompt}])
     pieces = model.generate(prompt, max_tokens=args.n_predict, stream=True, ignore_eos=args.ignore_eos,
-                            stop=args.stop or None, **_sampling(args))
+                            stop=args.stop or None, **_sampling(args), **_constraint(args))
     if args.echo:
         sys.stdout.write(shown)
     try:
@@ -266,7 +290,8 @@ def cmd_chat(args) -> int:
         history.append({"role": "user", "content": line})
         reply = []
         try:
-            for piece in model.chat(history, max_tokens=args.n_predict, stream=True, **_sampling(args)):
+            for piece in model.chat(history, max_tokens=args.n_predict, stream=True, **_sampling(args),
+                                    **_constraint(args)):
                 reply.append(piece)
                 sys.stdout.write(piece)
                 sys.stdout.flush()
@@ -388,6 +413,17 @@ def _run_flags(p, n_predict: int = 128) -> None:
                    help="context size (default: model's, at most 4096)")
 
 
+def _constraint_flags(p) -> None:
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("-j", "--json-schema", metavar="SCHEMA|FILE", default=None,
+                       help="constrain the output to this JSON Schema (JSON text, or a file holding it)")
+    group.add_argument("--json-schema-file", metavar="FILE", default=None, help="the JSON Schema, from FILE")
+    group.add_argument("--regex", metavar="RE", default=None, help="the whole output matches this regex")
+    group.add_argument("--grammar", metavar="GRAMMAR|FILE", default=None,
+                       help="constrain the output to a Lark or GBNF grammar (text, or a file holding it)")
+    group.add_argument("--grammar-file", metavar="FILE", default=None, help="the grammar, from FILE")
+
+
 def register(command, model_flag) -> None:
     p = command("graph", cmd_graph, "show the SSA graph and what each pass does to it")
     model_flag(p)
@@ -419,6 +455,7 @@ def register(command, model_flag) -> None:
     p.add_argument("-e", "--escape", action="store_true",
                    help="process escapes in the prompt (\\n \\t \\r \\\\ \\\" \\' \\xHH ...), as llama.cpp")
     _run_flags(p)
+    _constraint_flags(p)
     p.add_argument("--stop", "-r", "--reverse-prompt", dest="stop", action="append",
                    help="stop string (repeatable)")
     p.add_argument("--ignore-eos", action="store_true", help="do not stop at end-of-generation tokens")
@@ -428,6 +465,7 @@ def register(command, model_flag) -> None:
     p = command("chat", cmd_chat, "interactive chat with the model's chat template")
     model_flag(p)
     _run_flags(p, n_predict=512)
+    _constraint_flags(p)
     p.add_argument("--system", help="system prompt")
 
     p = command("bench", cmd_bench, "measure prompt processing and generation speed")

@@ -63,3 +63,29 @@ def top_k(x, k):
                 _sift_down(&hv[0], &hi[0], kk, 0)
     order = np.lexsort((heap_i, -heap_v.astype(np.float64)))
     return heap_i[order]
+
+
+def mask_token_ids(words, n):
+    """The ids i < n whose bit is set in a token mask (bit i % 32 of int32 word i // 32,
+    llguidance's layout), ascending, as int64: the candidates a constrained sampler keeps."""
+    w = np.ascontiguousarray(words, dtype=np.int32)
+    n = _as_int("mask_token_ids: n", n)
+    if w.ndim != 1 or not 0 <= n <= 32 * w.shape[0]:
+        raise ModelError(f"mask_token_ids: need a 1-D mask of at least {n} bits, got shape {w.shape}")
+    out = np.empty(n, np.int64)
+    cdef const uint32_t[::1] wv = w.view(np.uint32)
+    cdef int64_t[::1] ov = out
+    cdef int64_t nn = n, count = 0, i, base
+    cdef uint32_t bits
+    cdef int j
+    with nogil:
+        for i in range((nn + 31) // 32):
+            bits = wv[i]
+            if bits == 0:         # most words of a tight mask: skip 32 ids at once
+                continue
+            base = 32 * i
+            for j in range(32):
+                if (bits >> j) & 1 and base + j < nn:
+                    ov[count] = base + j
+                    count += 1
+    return out[:count]

@@ -1,5 +1,7 @@
 """Next-token sampling over one row of logits, in llama.cpp's order:
-penalties → top-k → top-p → min-p → temperature → draw. Temperature <= 0 is greedy."""
+penalties → top-k → top-p → min-p → temperature → draw. Temperature <= 0 is greedy.
+A constrained request passes the ids its constraint allows: the same steps run over
+those candidates only (as if every other logit were -inf)."""
 from dataclasses import dataclass
 
 import numpy as np
@@ -64,9 +66,16 @@ class Sampler:
         self.params = params
         self.rng = np.random.default_rng(params.seed)
 
-    def __call__(self, logits: np.ndarray, history: list) -> int:
+    def __call__(self, logits: np.ndarray, history: list, allowed: np.ndarray | None = None) -> int:
+        """The next token; `allowed`: the ascending ids a constraint lets through (None: all)."""
+        logits = apply_penalties(np.asarray(logits, dtype=np.float32), history, self.params)
+        if allowed is None:
+            return self._draw(logits)
+        # ascending ids keep the tie rule (lower id first) on the compacted row
+        return int(allowed[self._draw(logits[allowed])])
+
+    def _draw(self, logits: np.ndarray) -> int:
         p = self.params
-        logits = apply_penalties(np.asarray(logits, dtype=np.float32), history, p)
         if p.temperature <= 0:
             return int(np.argmax(logits))
         # candidates sorted by logit, highest first
