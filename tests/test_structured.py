@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import ignis
-from ignis._kernels import mask_token_ids
+from ignis._kernels import mask_token_ids, top_k_masked
 from ignis.errors import ArgumentError, ConstraintError, IgnisError
 from ignis.runtime.constraint import response_format_schema
 from ignis.runtime.sampling import Sampler, SamplingParams
@@ -50,18 +50,50 @@ def test_mask_token_ids_refuses_a_short_mask():
         mask_token_ids(np.zeros(2, np.int32), 65)
 
 
+def _mask_of(ids, n):
+    """int32 words with bit i % 32 of word i // 32 set for each id."""
+    words = np.zeros((n + 31) // 32, dtype=np.uint32)
+    for i in ids:
+        words[i // 32] |= np.uint32(1 << (i % 32))
+    return words.view(np.int32)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from([-2.0, -1.0, 0.0, 0.5, 1.0, 3.0]), min_size=1, max_size=150), st.data())
+def test_top_k_masked_matches_a_sort_of_the_allowed(values, data):
+    """Few distinct values: many ties, which go to the lower id."""
+    logits = np.array(values, dtype=np.float32)
+    allowed = data.draw(st.sets(st.integers(0, logits.size - 1)))
+    k = data.draw(st.integers(1, logits.size))
+    want = sorted(allowed, key=lambda i: (-float(logits[i]), i))[:k]
+    assert top_k_masked(logits, _mask_of(allowed, logits.size), k).tolist() == want
+
+
 @settings(max_examples=100, deadline=None)
 @given(st.lists(st.floats(-30, 30, width=32), min_size=2, max_size=64), st.data())
 def test_sampler_draws_only_allowed_ids(logits, data):
     logits = np.array(logits, dtype=np.float32)
-    allowed = np.array(sorted(data.draw(st.sets(st.integers(0, logits.size - 1), min_size=1))), dtype=np.int64)
+    allowed = sorted(data.draw(st.sets(st.integers(0, logits.size - 1), min_size=1)))
     temperature = data.draw(st.sampled_from([0.0, 0.8, 1.5]))
     sampler = Sampler(SamplingParams(temperature=temperature, top_k=data.draw(st.integers(0, 8)), seed=1))
-    token = sampler(logits, [], allowed)
-    assert token in allowed.tolist()
+    token = sampler(logits, [], _mask_of(allowed, logits.size))
+    assert token in allowed
     if temperature == 0.0:
-        best = max(allowed.tolist(), key=lambda i: (logits[i], -i))     # highest logit, lowest id on ties
+        best = max(allowed, key=lambda i: (logits[i], -i))     # highest logit, lowest id on ties
         assert token == best
+
+
+def test_masked_sampling_equals_sampling_the_allowed_logits_alone():
+    """A constrained draw is the unconstrained draw over the allowed ids' logits (same seed)."""
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=500).astype(np.float32) * 3
+    allowed = sorted(rng.choice(500, size=60, replace=False).tolist())
+    for top_k in (0, 5, 40):
+        params = dict(temperature=0.9, top_k=top_k, top_p=0.9, min_p=0.02)
+        masked = Sampler(SamplingParams(seed=4, **params))
+        alone = Sampler(SamplingParams(seed=4, **params))
+        for _ in range(20):
+            assert masked(logits, [], _mask_of(allowed, 500)) == allowed[alone(logits[allowed], [])]
 
 
 def test_response_format_mapping():

@@ -10,7 +10,7 @@ Lifecycle: `compile_constraint(...)` checks and compiles once per request (befor
 token is generated: an invalid constraint is a ConstraintError). `Constraint.start()`
 gives one sequence its `ConstraintState`. Per step the state's mask is computed on a
 worker thread (`begin`) while the forward pass runs -- the kernels release the GIL --
-and the sampler reads it (`allowed`) when the logits are ready."""
+and the sampler reads it (`next_mask`) when the logits are ready."""
 from __future__ import annotations
 
 import json
@@ -20,7 +20,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from ignis._kernels import mask_token_ids
 from ignis.args import describe
 from ignis.errors import ArgumentError, ArgumentTypeError, ConstraintError, IgnisError
 
@@ -209,7 +208,7 @@ def response_format_schema(response_format):
 class ConstraintState:
     """A sequence's matcher and its next-token mask (bit i of the int32 words: token i
     allowed). Calls come from one thread at a time: the mask job runs between begin()
-    and allowed(), and accept() comes after allowed()."""
+    and next_mask(), and accept() comes after the sampler has read the mask."""
 
     def __init__(self, constraint: Constraint):
         llg = _llguidance()
@@ -229,17 +228,16 @@ class ConstraintState:
         if self._job is None:
             self._job = _worker_pool().submit(self._fill)
 
-    def allowed(self) -> np.ndarray:
-        """The ids allowed next, ascending (int64); waits for the mask job."""
+    def next_mask(self) -> np.ndarray:
+        """The mask of the ids allowed next (waits for the mask job); the sampler reads it."""
         self.begin()
         job, self._job = self._job, None
         job.result()
         if self.matcher.is_error():
             raise ConstraintError(f"{self.constraint.kind}: {_one_line(self.matcher.get_error())}")
-        ids = mask_token_ids(self.mask, self.n_vocab)
-        if ids.size == 0:
+        if not self.mask.any():
             raise ConstraintError(f"{self.constraint.kind}: no token of the vocabulary can continue the output")
-        return ids
+        return self.mask
 
     def accept(self, token: int) -> None:
         if not self.matcher.consume_token(token):

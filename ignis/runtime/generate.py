@@ -81,7 +81,7 @@ class Completion:
         evaluate next."""
         result = self.result
         constraint = self.constraint
-        token = self.sampler(logits, self.history, None if constraint is None else constraint.allowed())
+        token = self.sampler(logits, self.history, None if constraint is None else constraint.next_mask())
         if token in self.eog_ids and (not self.ignore_eos or constraint is not None):
             # (a constraint allows an end id only once its output is complete)
             result.finish_reason = "stop"
