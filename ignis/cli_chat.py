@@ -175,9 +175,10 @@ def fit_history(history: list, prompt_ids, n_ctx: int, reply_room: int) -> tuple
 class ChatSession:
     """The conversation, the sampling settings and the model; one method a user action."""
 
-    def __init__(self, model, settings: dict, max_tokens: int, system: str | None):
+    def __init__(self, model, settings: dict, max_tokens: int, system: str | None, constraint: dict | None = None):
         self.model = model
         self.settings = dict(settings)      # generate()'s sampling keywords
+        self.constraint = dict(constraint or {})    # json_schema, regex or grammar: every reply follows it
         self.max_tokens = max_tokens
         self.history = [{"role": "system", "content": system}] if system else []
 
@@ -257,6 +258,8 @@ class ChatSession:
             print(f"{key:18s} {value}")
         system = [m["content"] for m in self.history if m["role"] == "system"]
         print(f"{'system':18s} {json.dumps(system[0], ensure_ascii=False) if system else '(none)'}")
+        for key, value in self.constraint.items():      # fixed for the session (a command-line flag)
+            print(f"{key:18s} {value if isinstance(value, str) else json.dumps(value)}")
 
     def show(self) -> None:
         self.show_settings()
@@ -306,7 +309,7 @@ class ChatSession:
         it (what came so far is kept); the context filling up is reported."""
         from ignis.cli_runtime import report_context_limit
         model = self.model
-        pieces = model.generate(ids, max_tokens=self.max_tokens, stream=True, **self.settings)
+        pieces = model.generate(ids, max_tokens=self.max_tokens, stream=True, **self.settings, **self.constraint)
         reply, stopped = [], False
         try:
             for piece in pieces:
@@ -325,9 +328,9 @@ class ChatSession:
         return "".join(reply)
 
 
-def run_chat(model, settings: dict, max_tokens: int, system: str | None) -> int:
+def run_chat(model, settings: dict, max_tokens: int, system: str | None, constraint: dict | None = None) -> int:
     """The loop: read a message, run it as a command or send it; 0 at /bye or end of input."""
-    session = ChatSession(model, settings, max_tokens, system)
+    session = ChatSession(model, settings, max_tokens, system, constraint)
     read_line = stdin_reader()
     at_exit = enable_line_editing()
     if sys.stdin.isatty():

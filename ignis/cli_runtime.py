@@ -125,6 +125,30 @@ def _sampling(args) -> dict:
                 frequency_penalty=args.frequency_penalty, seed=args.seed)
 
 
+def _constraint(args) -> dict:
+    """json_schema / regex / grammar keyword arguments from the structured-output flags
+    (text given inline, or a file named by the flag: llama.cpp's --json-schema takes text,
+    its --grammar-file a file; ignis takes either where that is unambiguous)."""
+    import os
+    if args.json_schema_file is not None:
+        return {"json_schema": _read_text(args.json_schema_file, "--json-schema-file")}
+    if args.json_schema is not None:
+        text = args.json_schema
+        if not text.lstrip().startswith(("{", "true", "false")) and os.path.isfile(text):
+            text = _read_text(text, "--json-schema")
+        return {"json_schema": text}
+    if args.grammar_file is not None:
+        return {"grammar": _read_text(args.grammar_file, "--grammar-file", strip_newline=False)}
+    if args.grammar is not None:
+        text = args.grammar
+        if "\n" not in text and os.path.isfile(text):
+            text = _read_text(text, "--grammar", strip_newline=False)
+        return {"grammar": text}
+    if args.regex is not None:
+        return {"regex": args.regex}
+    return {}
+
+
 def _print_timings(result, load_seconds=None) -> None:
     def line(name, n, secs):
         head = f"ignis: {name:18s} = {1000 * secs:10.2f} ms / {n:5d} tokens"
@@ -234,7 +258,7 @@ def cmd_run(args) -> int:
     if args.chat:
         prompt = model.render_chat([{"role": "user", "content": prompt}])
     pieces = model.generate(prompt, max_tokens=args.n_predict, stream=True, ignore_eos=args.ignore_eos,
-                            stop=args.stop or None, **_sampling(args))
+                            stop=args.stop or None, **_sampling(args), **_constraint(args))
     if args.echo:
         sys.stdout.write(shown)
     try:
@@ -256,7 +280,10 @@ def cmd_run(args) -> int:
 def cmd_chat(args) -> int:
     from ignis.cli_chat import run_chat
     model = _load(args)
-    return run_chat(model, _sampling(args), args.n_predict, args.system)
+    constraint = _constraint(args)
+    if constraint:
+        model.constraint(**constraint)      # a bad schema, regex or grammar: one line before the chat starts
+    return run_chat(model, _sampling(args), args.n_predict, args.system, constraint)
 
 
 def cmd_bench(args) -> int:
@@ -390,6 +417,17 @@ def _run_flags(p, n_predict: int = 128, n_help: str = "tokens to generate") -> N
                    help="context size (default: model's, at most 4096)")
 
 
+def _constraint_flags(p) -> None:
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("-j", "--json-schema", metavar="SCHEMA|FILE", default=None,
+                       help="constrain the output to this JSON Schema (JSON text, or a file holding it)")
+    group.add_argument("--json-schema-file", metavar="FILE", default=None, help="the JSON Schema, from FILE")
+    group.add_argument("--regex", metavar="RE", default=None, help="the whole output matches this regex")
+    group.add_argument("--grammar", metavar="GRAMMAR|FILE", default=None,
+                       help="constrain the output to a Lark or GBNF grammar (text, or a file holding it)")
+    group.add_argument("--grammar-file", metavar="FILE", default=None, help="the grammar, from FILE")
+
+
 def register(command, model_flag) -> None:
     p = command("graph", cmd_graph, "show the SSA graph and what each pass does to it")
     model_flag(p)
@@ -421,6 +459,7 @@ def register(command, model_flag) -> None:
     p.add_argument("-e", "--escape", action="store_true",
                    help="process escapes in the prompt (\\n \\t \\r \\\\ \\\" \\' \\xHH ...), as llama.cpp")
     _run_flags(p)
+    _constraint_flags(p)
     p.add_argument("--stop", "-r", "--reverse-prompt", dest="stop", action="append",
                    help="stop string (repeatable)")
     p.add_argument("--ignore-eos", action="store_true", help="do not stop at end-of-generation tokens")
@@ -435,6 +474,7 @@ def register(command, model_flag) -> None:
     model_flag(p)
     _run_flags(p, n_predict=512, n_help="most tokens per reply; a reply also ends at the context limit, "
                                         "and /set max_tokens N changes it")
+    _constraint_flags(p)
     p.add_argument("--system", help="system prompt")
 
     p = command("bench", cmd_bench, "measure prompt processing and generation speed")

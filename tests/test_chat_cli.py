@@ -124,6 +124,15 @@ def test_set_changes_the_sampling_and_bad_values_keep_the_session(tiny, tmp_path
     assert _shown(proc.stdout) == [{"role": "system", "content": "be brief"}]
 
 
+def test_a_constraint_flag_holds_for_every_reply(tiny, tmp_path):
+    proc = _chat(tiny, "hi\nagain\n/show\n", tmp_path, "--regex", "[0-9]{3}", "-n", "8")
+    replies = [m["content"] for m in _shown(proc.stdout) if m["role"] == "assistant"]
+    assert len(replies) == 2 and all(re.fullmatch(r"[0-9]{3}", r) for r in replies), replies
+    assert _setting(proc.stdout, "regex") == "[0-9]{3}"
+    bad = _ignis(["chat", "-m", tiny, "--regex", "("], "hi\n", tmp_path)
+    assert bad.returncode == 1 and bad.stderr.startswith("ignis: error: regex") and bad.stdout == "", bad.stderr
+
+
 def test_help_lists_the_commands(tiny, tmp_path):
     out = _chat(tiny, "/help\n", tmp_path).stdout
     for command in ("/set", "/show", "/clear", "/bye", '"""'):
