@@ -1,5 +1,5 @@
 """Pre-tokenization: cut a text (with no special tokens in it) into the pieces BPE merges
-within. Byte-level BPE never merges across piece boundaries, so this regex decides as
+within (tokenizer.ggml.pre names the rules: "qwen2", or "smollm" further down). Byte-level BPE never merges across piece boundaries, so this regex decides as
 much of the result as the merges do.
 
 The Qwen2 pattern is the one its reference tokenizer uses (Hugging Face `tokenizers`,
@@ -82,7 +82,33 @@ def _qwen2() -> PreTokenizer:
     return PreTokenizer(_qwen2_pattern(r"\p{L}", r"\p{N}"), exact, UNICODE_17_LETTERS_NUMBERS)
 
 
-_BUILDERS = {"qwen2": _qwen2}
+# GPT-2's split pattern; the final \s+ takes the lone whitespace the others leave (the
+# reference keeps any text no branch matches as a piece of its own: the same result)
+_GPT2_PATTERN = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
+
+
+class DigitsThenGPT2:
+    """SmolLM's pre-tokenizer (tokenizer.ggml.pre = "smollm"), as llama.cpp applies it: every
+    number character is a piece of its own, then GPT-2's pattern splits the text between
+    them, each stretch on its own (so a lookahead never sees past a digit)."""
+
+    def __init__(self):
+        self._numbers = regex.compile(r"(\p{N})")
+        self._gpt2 = regex.compile(_GPT2_PATTERN)
+
+    def split(self, text: str) -> list:
+        """The pre-tokens of text, in order; they concatenate back to text."""
+        pieces = []
+        # re.split with a group alternates: stretch, number, stretch, number, ..., stretch
+        for k, part in enumerate(self._numbers.split(text, concurrent=False)):
+            if k % 2:
+                pieces.append(part)
+            elif part:
+                pieces.extend(self._gpt2.findall(part, concurrent=False))
+        return pieces
+
+
+_BUILDERS = {"qwen2": _qwen2, "smollm": DigitsThenGPT2}
 
 
 def pre_tokenizer(name: str) -> PreTokenizer:
