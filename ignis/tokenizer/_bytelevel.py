@@ -21,9 +21,11 @@ def byte_level_pieces(tokens: list, special_ids: set) -> list:
 class ByteLevelEncoder:
     """Plain text segments -> ids for one byte-level BPE vocabulary."""
 
-    def __init__(self, vocab: Vocab, token_to_id: dict):
+    def __init__(self, vocab: Vocab, token_to_id: dict, drop_missing_bytes: bool = False):
+        """drop_missing_bytes: a byte without a token is left out (llama.cpp's way: SmolLM2's
+        vocabulary lacks 21 bytes) rather than an encode error."""
         byte_ids = [token_to_id.get(BYTE_TO_CHAR[b], -1) for b in range(256)]
-        self.bpe = BPEMerger(*merge_ids(vocab, token_to_id), byte_ids)
+        self.bpe = BPEMerger(*merge_ids(vocab, token_to_id), byte_ids, drop_missing_bytes=drop_missing_bytes)
         self.pre = pre_tokenizer(vocab.pre)
 
     def encode(self, text: str, out: list, after_special: bool) -> None:

@@ -12,7 +12,7 @@ from ignis.tokenizer._vocab import SPECIAL_TYPES, TYPE_UNKNOWN, TYPE_USER_DEFINE
 _END_OF_GENERATION_TEXTS = ("<|im_end|>", "<|endoftext|>", "<end_of_turn>")
 
 # Whose rules a vocabulary follows where the two reference tokenizers differ (which special
-# tokens are matched, and how): Qwen2's golden ids are Hugging Face `tokenizers`', every
+# tokens are matched, and how; a byte without a token): Qwen2's golden ids are Hugging Face `tokenizers`', every
 # other vocabulary's are llama.cpp's.
 _HF_REFERENCE_PRE = ("qwen2",)
 
@@ -39,7 +39,7 @@ class Tokenizer:
             user_defined = [text for text, i in self._special_tokens.items() if types[i] == TYPE_USER_DEFINED]
             self._specials = LongestFirstSplitter(self._special_tokens, always=user_defined)
         if vocab.model == "gpt2":
-            self._encoder = ByteLevelEncoder(vocab, token_to_id)
+            self._encoder = ByteLevelEncoder(vocab, token_to_id, drop_missing_bytes=not hf_rules)
             self._pre, self._bpe = self._encoder.pre, self._encoder.bpe
             self._pieces = byte_level_pieces(vocab.tokens, set(self._special_tokens.values()))
         else:
