@@ -232,6 +232,10 @@ def test_longest_first_differs_from_leftmost_longest():
     ("\t\tx", ["\t", "\t", "x"]),
     ("٣٤ ²", ["٣", "٤", " ", "²"]),           # any number character, not only ASCII digits
     ("hello  world!!\n", ["hello", " ", " world", "!!", "\n"]),
+    # letters and numbers that Unicode 16 and 17 added are "other" to llama.cpp
+    ("x\U00011de0'll", ["x", "\U00011de0'", "ll"]),
+    ("a\u088fb \U00010d40", ["a", "\u088f", "b", " \U00010d40"]),
+    ("\U000323b0\U000323b1 1", ["\U000323b0\U000323b1", " ", "1"]),
 ])
 def test_smollm_pre_tokenizer(text, pieces):
     assert pre_tokenizer("smollm").split(text) == pieces
