@@ -185,6 +185,22 @@ def test_spm_from_gguf(tmp_path):
         assert tok.encode(text) == oracle_spm(text, meta)
 
 
+@few
+@given(st.binary(max_size=200))
+def test_spm_merger_takes_any_bytes(spm, data):
+    # the compiled loop on bytes that need not be UTF-8: no crash, and every byte comes back
+    ids = []
+    spm._encoder._merger.encode(data, ids)
+    assert b"".join(spm.token_to_piece(i) for i in ids) == data.replace(SPACE.encode(), b" ")
+
+
+def test_spm_merger_rejects_non_bytes(spm):
+    with pytest.raises(TypeError):
+        spm._encoder._merger.encode(None, [])
+    with pytest.raises(TypeError):
+        spm._encoder._merger.encode(b"ab", None)
+
+
 spm_text = st.text(st.sampled_from("abcthe é你🙂xs<>\t"), max_size=80)
 
 

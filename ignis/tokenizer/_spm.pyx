@@ -272,7 +272,7 @@ cdef class SPMMerger:
 
     # --- the Python-facing entry points ---------------------------------------------------
 
-    cpdef void encode(self, bytes fragment, list out) except *:
+    def encode(self, bytes fragment not None, list out not None):
         """Append the ids of one fragment (UTF-8 bytes, spaces as U+2581) to out."""
         cdef Py_ssize_t n = len(fragment), at = 0, j
         cdef const uint8_t* data = <const uint8_t*><const char*>fragment
@@ -300,6 +300,6 @@ cdef class SPMMerger:
                     "the vocabulary has neither a token nor byte tokens for it, and no unknown token")
             at = symbol.next
 
-    def token_of(self, bytes text):
+    def token_of(self, bytes text not None):
         """The id of the token whose UTF-8 text is text, or -1."""
         return self._find(<const uint8_t*><const char*>text, len(text))
