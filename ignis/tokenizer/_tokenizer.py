@@ -12,9 +12,24 @@ from ignis.tokenizer._vocab import SPECIAL_TYPES, TYPE_UNKNOWN, TYPE_USER_DEFINE
 _END_OF_GENERATION_TEXTS = ("<|im_end|>", "<|endoftext|>", "<end_of_turn>")
 
 # Whose rules a vocabulary follows where the two reference tokenizers differ (which special
-# tokens are matched, and how; a byte without a token): Qwen2's golden ids are Hugging Face `tokenizers`', every
-# other vocabulary's are llama.cpp's.
+# tokens are matched and how, a byte without a token): Qwen2's golden ids are Hugging Face
+# `tokenizers`', every other vocabulary's are llama.cpp's.
 _HF_REFERENCE_PRE = ("qwen2",)
+
+
+def _follows_hf(vocab) -> bool:
+    return vocab.model == "gpt2" and vocab.pre in _HF_REFERENCE_PRE
+
+
+def _special_splitter(vocab, types: list, hf_rules: bool) -> tuple:
+    """(special token text -> id, the splitter that finds them in a text)."""
+    # llama.cpp also matches unknown-type tokens, and user-defined ones even in untrusted text
+    kinds = set(SPECIAL_TYPES) if hf_rules else {*SPECIAL_TYPES, TYPE_UNKNOWN}
+    special = {text: i for i, (text, kind) in enumerate(zip(vocab.tokens, types)) if kind in kinds}
+    if hf_rules:
+        return special, SpecialSplitter(special)
+    user_defined = [text for text, i in special.items() if types[i] == TYPE_USER_DEFINED]
+    return special, LongestFirstSplitter(special, always=user_defined)
 
 
 class Tokenizer:
@@ -25,19 +40,11 @@ class Tokenizer:
     def __init__(self, metadata: dict):
         vocab = read_vocab(metadata)
         self._tokens = vocab.tokens
-        self.model = vocab.model
+        self.model = vocab.model        # "gpt2" (byte-level BPE) or "llama" (SentencePiece-style)
         token_to_id = {text: i for i, text in enumerate(vocab.tokens)}   # a repeated text: last id wins
         types = vocab.types.tolist()
-        hf_rules = vocab.model == "gpt2" and vocab.pre in _HF_REFERENCE_PRE
-        # llama.cpp also matches unknown-type tokens, and user-defined ones even in untrusted text
-        special_types = set(SPECIAL_TYPES) if hf_rules else {*SPECIAL_TYPES, TYPE_UNKNOWN}
-        self._special_tokens = {text: i for i, (text, kind) in enumerate(zip(vocab.tokens, types))
-                                if kind in special_types}
-        if hf_rules:
-            self._specials = SpecialSplitter(self._special_tokens)
-        else:
-            user_defined = [text for text, i in self._special_tokens.items() if types[i] == TYPE_USER_DEFINED]
-            self._specials = LongestFirstSplitter(self._special_tokens, always=user_defined)
+        hf_rules = _follows_hf(vocab)
+        self._special_tokens, self._specials = _special_splitter(vocab, types, hf_rules)
         if vocab.model == "gpt2":
             self._encoder = ByteLevelEncoder(vocab, token_to_id, drop_missing_bytes=not hf_rules)
             self._pre, self._bpe = self._encoder.pre, self._encoder.bpe
@@ -82,7 +89,8 @@ class Tokenizer:
 
     @property
     def special_tokens(self) -> dict:
-        """Special token text -> id: the control and user-defined tokens that
+        """Special token text -> id: the control and user-defined tokens (and, for a
+        vocabulary that follows llama.cpp, unknown-type ones) that
         encode(..., parse_special=True) recognises in a text."""
         return dict(self._special_tokens)
 
