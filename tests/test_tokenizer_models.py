@@ -225,6 +225,23 @@ def test_spm_stream(spm, data):
 
 # --- special tokens as llama.cpp matches them ------------------------------------------------
 
+def test_control_looking_texts_are_control_tokens():
+    # llama.cpp retypes end-of-generation and fill-in-the-middle markers as control tokens:
+    # a user-defined "</s>" is then not matched in untrusted text, a normal "<|im_end|>" is
+    # matched in trusted text
+    meta = tiny_spm_metadata()
+    tokens = meta["tokenizer.ggml.tokens"] + ["</s>", "<|im_end|>"]
+    types = meta["tokenizer.ggml.token_type"] + [4, 1]
+    scores = meta["tokenizer.ggml.scores"] + [0.0, 0.0]
+    tok = Tokenizer.from_metadata({**meta, "tokenizer.ggml.tokens": tokens, "tokenizer.ggml.token_type": types,
+                                   "tokenizer.ggml.scores": scores})
+    end_s, im_end = len(tokens) - 2, len(tokens) - 1
+    assert tok.encode("a</s>a<|im_end|>") == [_id("a"), end_s, _id("a"), im_end]
+    plain = tok.encode("a</s>a<|im_end|>", parse_special=False)
+    assert end_s not in plain and im_end not in plain
+    assert tok.special_tokens["</s>"] == end_s and tok.special_tokens["<|im_end|>"] == im_end
+
+
 def test_longest_first_differs_from_leftmost_longest():
     specials = {"ab": 10, "bcd": 11}
     # llama.cpp takes the longer token first wherever it is; the leftmost-longest rule does not
@@ -347,6 +364,8 @@ def test_gemma3_vocabulary_facts(gemma3):
     assert gemma3.encode("<start_of_turn>user\nHi", parse_special=False)[0] != 105
     assert gemma3.token_to_piece(1902) == b" world" and gemma3.token_to_piece(248) == b"\n"
     assert gemma3.encode("Hello  world") == [9259, 138, 12392]          # "  " is a user-defined token
+    # "</s>" is user-defined in the file, but a control token to llama.cpp
+    assert gemma3.encode("a</s>") == [236746, 212] and 212 not in gemma3.encode("a</s>", parse_special=False)
 
 
 @pytest.mark.real

@@ -6,6 +6,24 @@ the two reference tokenizers: SpecialSplitter is leftmost-longest (Hugging Face
 `tokenizers`, Qwen2's reference), LongestFirstSplitter is llama.cpp's."""
 import regex
 
+# Texts llama.cpp treats as control tokens whatever type the file gives them (it takes them
+# for end-of-generation or fill-in-the-middle markers), measured against llama.cpp itself:
+# a user-defined "</s>" in Gemma 3's vocabulary, for one, is not matched in untrusted text.
+# (Of several fill-in-the-middle markers of one kind in a vocabulary, llama.cpp retypes only
+# the first it meets; all of them are retyped here.)
+LLAMA_CPP_CONTROL_TEXTS = frozenset((
+    # end of generation
+    "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<EOT>", "_<EOT>",
+    "<\uff5cend\u2581of\u2581sentence\uff5c>", "<|end_of_text|>", "<end_of_utterance>", "<|eom_id|>",
+    "<|return|>", "<|call|>", "<|flush|>", "<|calls|>", "</s>",
+    # fill in the middle
+    "<|fim_prefix|>", "<fim-prefix>", "<\uff5cfim\u2581begin\uff5c>", "<PRE>", "\u2581<PRE>", "<|code_prefix|>",
+    "<fim_prefix>", "<|fim_suffix|>", "<fim-suffix>", "<\uff5cfim\u2581hole\uff5c>", "<SUF>", "\u2581<SUF>",
+    "<|code_suffix|>", "<fim_suffix>", "<|fim_middle|>", "<fim-middle>", "<\uff5cfim\u2581end\uff5c>", "<MID>",
+    "\u2581<MID>", "<|code_middle|>", "<fim_middle>", "<|fim_pad|>", "<fim-pad>", "<PAD>", "<fim_pad>", "[PAD]",
+    "<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>", "<reponame>", "<|file_sep|>",
+))
+
 
 class SpecialSplitter:
     """Cuts a text into plain segments (str) and special token ids (int)."""

@@ -4,9 +4,9 @@ from ignis.args import check_bool, check_id, check_ids, check_path, check_str
 from ignis.errors import TokenizerError
 from ignis.tokenizer._bytelevel import ByteLevelEncoder, byte_level_pieces
 from ignis.tokenizer._sentencepiece import SentencePieceEncoder, spm_pieces
-from ignis.tokenizer._special import LongestFirstSplitter, SpecialSplitter
+from ignis.tokenizer._special import LLAMA_CPP_CONTROL_TEXTS, LongestFirstSplitter, SpecialSplitter
 from ignis.tokenizer._stream import StreamDecoder
-from ignis.tokenizer._vocab import SPECIAL_TYPES, TYPE_UNKNOWN, TYPE_USER_DEFINED, read_vocab
+from ignis.tokenizer._vocab import SPECIAL_TYPES, TYPE_CONTROL, TYPE_UNKNOWN, TYPE_USER_DEFINED, read_vocab
 
 # texts that end a generation when the vocabulary has them (besides eos / eot / eom ids)
 _END_OF_GENERATION_TEXTS = ("<|im_end|>", "<|endoftext|>", "<end_of_turn>")
@@ -23,12 +23,20 @@ def _follows_hf(vocab) -> bool:
 
 def _special_splitter(vocab, types: list, hf_rules: bool) -> tuple:
     """(special token text -> id, the splitter that finds them in a text)."""
-    # llama.cpp also matches unknown-type tokens, and user-defined ones even in untrusted text
-    kinds = set(SPECIAL_TYPES) if hf_rules else {*SPECIAL_TYPES, TYPE_UNKNOWN}
-    special = {text: i for i, (text, kind) in enumerate(zip(vocab.tokens, types)) if kind in kinds}
     if hf_rules:
+        special = {text: i for i, (text, kind) in enumerate(zip(vocab.tokens, types)) if kind in SPECIAL_TYPES}
         return special, SpecialSplitter(special)
-    user_defined = [text for text, i in special.items() if types[i] == TYPE_USER_DEFINED]
+    # llama.cpp also matches unknown-type tokens, retypes some texts as control tokens, and
+    # matches user-defined tokens even in untrusted text
+    kinds = {*SPECIAL_TYPES, TYPE_UNKNOWN}
+    special, user_defined = {}, []
+    for i, (text, kind) in enumerate(zip(vocab.tokens, types)):
+        if text in LLAMA_CPP_CONTROL_TEXTS:
+            kind = TYPE_CONTROL
+        if kind in kinds:
+            special[text] = i
+            if kind == TYPE_USER_DEFINED:
+                user_defined.append(text)
     return special, LongestFirstSplitter(special, always=user_defined)
 
 
