@@ -201,6 +201,19 @@ def test_spm_merger_rejects_non_bytes(spm):
         spm._encoder._merger.encode(b"ab", None)
 
 
+@pytest.mark.parametrize("args, error", [
+    (([None], [0.0], [-1] * 256), TypeError),
+    (([b"a"], [0.0, 1.0], [-1] * 256), ValueError),
+    (([b"a"], [0.0], [-1] * 255), ValueError),
+    (([b"a"], [0.0], [5] * 256), ValueError),
+    (([b"a"], [0.0], [-1] * 256, 7), ValueError),
+])
+def test_spm_merger_checks_its_arguments(args, error):
+    from ignis.tokenizer._spm import SPMMerger
+    with pytest.raises(error):
+        SPMMerger(*args)
+
+
 spm_text = st.text(st.sampled_from("abcthe é你🙂xs<>\t"), max_size=80)
 
 

@@ -93,8 +93,10 @@ cdef class SPMMerger:
                 raise ValueError(f"byte_ids[{i}] = {bv[i]} is not a token id")
         if not -1 <= unk_id < n:
             raise ValueError(f"unk_id {unk_id} is not a token id")
-        for text in texts:
-            total += len(text)
+        for i in range(n):
+            if type(texts[i]) is not bytes:         # (a None typed as bytes would pass Cython)
+                raise TypeError(f"token text {i} is {type(texts[i]).__name__}, not bytes")
+            total += len(<bytes>texts[i])
         self.blob = <uint8_t*>malloc(max(total, 1))
         self.offsets = <int64_t*>malloc((n + 1) * sizeof(int64_t))
         self.scores = <float*>malloc(max(n, 1) * sizeof(float))
