@@ -3,7 +3,10 @@
 Token texts are plain UTF-8 with U+2581 ("▁") standing for a space; there are no merge
 rules, only a score per token: the merge loop (_spm.pyx) joins adjacent symbols into the
 highest-scoring token, and a character no token covers becomes its bytes' <0xXX> tokens.
-There is no pre-tokenizer: each plain segment between special tokens is merged whole."""
+There is no pre-tokenizer: each plain segment between special tokens is merged whole.
+With tokenizer.ggml.add_space_prefix (llama.cpp's default when the key is absent; Gemma 3
+has it off) a space goes before the text and after each special token; it is part of the
+ids, and decoding gives it back, as llama.cpp's token_to_piece does."""
 import regex
 
 from ignis.errors import TokenizerError
