@@ -136,7 +136,7 @@ import numpy as np
 from ignis.errors import ContextOverflowError, ISAError, ModelError
 
 cimport cython
-from libc.stdint cimport uint8_t, uint16_t, int32_t, int64_t, uintptr_t
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, int32_t, int64_t, uintptr_t
 from libc.string cimport memcpy, memmove, memset
 from libc.math cimport sqrtf, pow, cos, sin
 from cpython.mem cimport PyMem_Realloc, PyMem_Free

@@ -125,6 +125,30 @@ def _sampling(args) -> dict:
                 frequency_penalty=args.frequency_penalty, seed=args.seed)
 
 
+def _constraint(args) -> dict:
+    """json_schema / regex / grammar keyword arguments from the structured-output flags
+    (text given inline, or a file named by the flag: llama.cpp's --json-schema takes text,
+    its --grammar-file a file; ignis takes either where that is unambiguous)."""
+    import os
+    if args.json_schema_file is not None:
+        return {"json_schema": _read_text(args.json_schema_file, "--json-schema-file")}
+    if args.json_schema is not None:
+        text = args.json_schema
+        if not text.lstrip().startswith(("{", "true", "false")) and os.path.isfile(text):
+            text = _read_text(text, "--json-schema")
+        return {"json_schema": text}
+    if args.grammar_file is not None:
+        return {"grammar": _read_text(args.grammar_file, "--grammar-file", strip_newline=False)}
+    if args.grammar is not None:
+        text = args.grammar
+        if "\n" not in text and os.path.isfile(text):
+            text = _read_text(text, "--grammar", strip_newline=False)
+        return {"grammar": text}
+    if args.regex is not None:
+        return {"regex": args.regex}
+    return {}
+
+
 def _print_timings(result, load_seconds=None) -> None:
     def line(name, n, secs):
         head = f"ignis: {name:18s} = {1000 * secs:10.2f} ms / {n:5d} tokens"
@@ -135,6 +159,14 @@ def _print_timings(result, load_seconds=None) -> None:
         sys.stderr.write(f"ignis: {'load time':18s} = {1000 * load_seconds:10.2f} ms\n")
     sys.stderr.write(line("prompt eval time", result.prompt_tokens, result.prompt_seconds))
     sys.stderr.write(line("eval time", result.decode_tokens, result.decode_seconds))
+
+
+def report_context_limit(result, max_tokens: int, n_ctx: int) -> None:
+    """One line on stderr when generation ended because the context was full (before the -n
+    budget and any stop), so a cut-off text is not mistaken for a finished one."""
+    if result.finish_reason == "length" and len(result.tokens) < max_tokens:
+        sys.stderr.write(f"ignis: generation stopped at the context limit of {n_ctx} tokens after "
+                         f"{len(result.tokens)} tokens (raise --ctx-size)\n")
 
 
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", '"': '"', "'": "'", "a": "\a", "b": "\b",
@@ -226,7 +258,7 @@ def cmd_run(args) -> int:
     if args.chat:
         prompt = model.render_chat([{"role": "user", "content": prompt}])
     pieces = model.generate(prompt, max_tokens=args.n_predict, stream=True, ignore_eos=args.ignore_eos,
-                            stop=args.stop or None, **_sampling(args))
+                            stop=args.stop or None, **_sampling(args), **_constraint(args))
     if args.echo:
         sys.stdout.write(shown)
     try:
@@ -240,40 +272,18 @@ def cmd_run(args) -> int:
     sys.stdout.write("\n")
     sys.stdout.flush()
     if model.last_result is not None:
+        report_context_limit(model.last_result, args.n_predict, model.n_ctx)
         _print_timings(model.last_result, load_seconds)
     return 0
 
 
 def cmd_chat(args) -> int:
+    from ignis.cli_chat import run_chat
     model = _load(args)
-    history = []
-    if args.system:
-        history.append({"role": "system", "content": args.system})
-    sys.stderr.write("ignis chat: /exit or Ctrl-D to quit, Ctrl-C stops a reply\n")
-    while True:
-        try:
-            line = input("> ")
-        except EOFError:
-            sys.stdout.write("\n")
-            return 0
-        except KeyboardInterrupt:
-            sys.stdout.write("\n")
-            continue
-        if line.strip() in ("/exit", "/quit"):
-            return 0
-        if not line.strip():
-            continue
-        history.append({"role": "user", "content": line})
-        reply = []
-        try:
-            for piece in model.chat(history, max_tokens=args.n_predict, stream=True, **_sampling(args)):
-                reply.append(piece)
-                sys.stdout.write(piece)
-                sys.stdout.flush()
-        except KeyboardInterrupt:
-            sys.stdout.write(" [stopped]")
-        sys.stdout.write("\n")
-        history.append({"role": "assistant", "content": "".join(reply)})
+    constraint = _constraint(args)
+    if constraint:
+        model.constraint(**constraint)      # a bad schema, regex or grammar: one line before the chat starts
+    return run_chat(model, _sampling(args), args.n_predict, args.system, constraint)
 
 
 def cmd_bench(args) -> int:
@@ -283,16 +293,30 @@ def cmd_bench(args) -> int:
     path = _model_path(args)
     n_prompt = 512 if args.n_prompt is None else args.n_prompt
     n_gen = 128 if args.n_gen is None else args.n_gen
-    report = run_bench(path, n_prompt=n_prompt, n_gen=n_gen, threads=args.threads,
-                       repetitions=args.repetitions)
+    reps = args.repetitions
+
+    # progress on stderr, so stdout stays the table (or the JSON)
+    def warmup():
+        sys.stderr.write("ignis bench: warm-up run (untimed: compiles the plans)\n")
+        sys.stderr.flush()
+
+    def progress(run, pp, tg):
+        sys.stderr.write(f"ignis bench: run {run}/{reps}: pp{n_prompt} {pp:.2f} tok/s, tg{n_gen} {tg:.2f} tok/s\n")
+        sys.stderr.flush()
+
+    report = run_bench(path, n_prompt=n_prompt, n_gen=n_gen, threads=args.threads, repetitions=reps,
+                       on_run=progress, on_warmup=warmup)
     if args.json:
-        print(json.dumps({"pp_tok_s": report["pp_tok_s"], "tg_tok_s": report["tg_tok_s"],
-                          "threads": report["threads"], "model": report["model"]}))
+        print(json.dumps({key: report[key] for key in ("pp_tok_s", "tg_tok_s", "threads", "model", "pp_runs",
+                                                      "tg_runs", "pp_spread", "tg_spread")}))
         return 0
-    print("| model | threads | test | tok/s |")
-    print("|---|---|---|---|")
-    print(f"| {report['model']} | {report['threads']} | pp{n_prompt} | {report['pp_tok_s']:.2f} |")
-    print(f"| {report['model']} | {report['threads']} | tg{n_gen} | {report['tg_tok_s']:.2f} |")
+    print(f"{reps} run{'s' if reps > 1 else ''}: tok/s is the median; the spread is over the runs")
+    print("| model | threads | test | tok/s | mean ± stdev | min | max |")
+    print("|---|---|---|---|---|---|---|")
+    for test, key in ((f"pp{n_prompt}", "pp"), (f"tg{n_gen}", "tg")):
+        s = report[f"{key}_spread"]
+        print(f"| {report['model']} | {report['threads']} | {test} | {report[key + '_tok_s']:.2f} | "
+              f"{s['mean']:.2f} ± {s['stdev']:.2f} | {s['min']:.2f} | {s['max']:.2f} |")
     return 0
 
 
@@ -306,8 +330,13 @@ def _bench_batched(args) -> int:
         sys.stderr.write(f"ignis bench: error: with --batch, -n must be at least 2 (the first token ends "
                          f"prefill), got {n_gen} (see 'ignis bench --help')\n")
         return 2
+    def progress(r):                    # stderr, so stdout stays the table (or the JSON)
+        sys.stderr.write(f"ignis bench: batch {r['batch']}: decode {r['decode_tok_s']:.2f} tok/s, "
+                         f"prefill {r['prefill_tok_s']:.2f} tok/s\n")
+        sys.stderr.flush()
+
     report = run_batch_bench(_model_path(args), args.batch, n_prompt=n_prompt, n_gen=n_gen,
-                             threads=args.threads, step_tokens=args.step_tokens)
+                             threads=args.threads, step_tokens=args.step_tokens, on_result=progress)
     keys = ("batch", "decode_tok_s", "prefill_tok_s", "avg_decode_step_tokens")
     if args.json:
         print(json.dumps({"threads": report["threads"], "model": report["model"], "n_prompt": n_prompt,
@@ -370,9 +399,9 @@ def _port(text):
 
 # -- wiring ----------------------------------------------------------------------------------
 
-def _run_flags(p, n_predict: int = 128) -> None:
+def _run_flags(p, n_predict: int = 128, n_help: str = "tokens to generate") -> None:
     p.add_argument("-n", "--n-predict", type=_non_negative_int, default=n_predict,
-                   help=f"tokens to generate (default {n_predict})")
+                   help=f"{n_help} (default {n_predict})")
     p.add_argument("--temp", type=float, default=0.8, help="temperature; 0 = greedy (default 0.8)")
     p.add_argument("--top-k", type=_non_negative_int, default=40, help="top-k, 0 = off (default 40)")
     p.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling (default 0.95)")
@@ -386,6 +415,17 @@ def _run_flags(p, n_predict: int = 128) -> None:
     p.add_argument("-t", "--threads", type=_positive("threads"), default=None, help="threads (default: all cores)")
     p.add_argument("-c", "--ctx-size", "--ctx", dest="ctx", type=_positive("context size"), default=None,
                    help="context size (default: model's, at most 4096)")
+
+
+def _constraint_flags(p) -> None:
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("-j", "--json-schema", metavar="SCHEMA|FILE", default=None,
+                       help="constrain the output to this JSON Schema (JSON text, or a file holding it)")
+    group.add_argument("--json-schema-file", metavar="FILE", default=None, help="the JSON Schema, from FILE")
+    group.add_argument("--regex", metavar="RE", default=None, help="the whole output matches this regex")
+    group.add_argument("--grammar", metavar="GRAMMAR|FILE", default=None,
+                       help="constrain the output to a Lark or GBNF grammar (text, or a file holding it)")
+    group.add_argument("--grammar-file", metavar="FILE", default=None, help="the grammar, from FILE")
 
 
 def register(command, model_flag) -> None:
@@ -419,6 +459,7 @@ def register(command, model_flag) -> None:
     p.add_argument("-e", "--escape", action="store_true",
                    help="process escapes in the prompt (\\n \\t \\r \\\\ \\\" \\' \\xHH ...), as llama.cpp")
     _run_flags(p)
+    _constraint_flags(p)
     p.add_argument("--stop", "-r", "--reverse-prompt", dest="stop", action="append",
                    help="stop string (repeatable)")
     p.add_argument("--ignore-eos", action="store_true", help="do not stop at end-of-generation tokens")
@@ -426,8 +467,14 @@ def register(command, model_flag) -> None:
     p.add_argument("--echo", action="store_true", help="print the prompt before the completion")
 
     p = command("chat", cmd_chat, "interactive chat with the model's chat template")
+    p.epilog = ("In the chat: /help lists the commands (/set temperature 0.7, /set system TEXT, /clear, /bye, "
+                "...); a line starting with \"\"\" opens a multi-line message, one ending with \"\"\" closes it, "
+                "and a paste is one message. When the conversation outgrows the context, its oldest turns are "
+                "dropped (the system prompt stays).")
     model_flag(p)
-    _run_flags(p, n_predict=512)
+    _run_flags(p, n_predict=512, n_help="most tokens per reply; a reply also ends at the context limit, "
+                                        "and /set max_tokens N changes it")
+    _constraint_flags(p)
     p.add_argument("--system", help="system prompt")
 
     p = command("bench", cmd_bench, "measure prompt processing and generation speed")

@@ -51,3 +51,8 @@ class ISAError(IgnisError):
 
 class UnknownModelError(IgnisError):
     """A model name that is not in the catalogue (ignis.hub.CATALOGUE), or not cached where that is needed."""
+
+
+class ConstraintError(ArgumentError):
+    """A JSON Schema, regex or grammar that cannot constrain generation (malformed, or a
+    feature the constraint engine lacks). Also an ArgumentError: it is a bad argument."""

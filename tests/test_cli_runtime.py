@@ -55,8 +55,10 @@ def test_run_streams_and_prints_timings(tiny_path):
 
 def test_bench_json(tiny_path, capsys):
     report = _json(["bench", "-m", tiny_path, "-p", "16", "-n", "4", "-r", "1", "-t", "1", "--json"], capsys)
-    assert set(report) == {"pp_tok_s", "tg_tok_s", "threads", "model"}
+    assert set(report) == {"pp_tok_s", "tg_tok_s", "threads", "model", "pp_runs", "tg_runs", "pp_spread",
+                           "tg_spread"}
     assert report["pp_tok_s"] > 0 and report["tg_tok_s"] > 0 and report["threads"] == 1
+    assert report["pp_runs"] == [report["pp_tok_s"]] and report["tg_spread"]["stdev"] == 0.0   # one run
 
 
 @pytest.mark.real

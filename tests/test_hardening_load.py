@@ -188,7 +188,7 @@ def test_missing_tokenizer_key_is_rejected_at_load(tiny, tmp_path, key):
     ("tokenizer.ggml.token_type", ["x"] * 300, "tokenizer.ggml.token_type: expected an array of integers"),
     ("tokenizer.ggml.token_type", [1] * 7, "has 7 entries"),
     ("tokenizer.ggml.eos_token_id", 300, "token id 300 is outside the vocabulary"),
-    ("tokenizer.ggml.model", "llama", "unsupported tokenizer model 'llama'"),
+    ("tokenizer.ggml.model", "bert", "unsupported tokenizer model 'bert'"),
     ("tokenizer.ggml.add_bos_token", 3, "expected a bool"),
 ])
 def test_malformed_tokenizer_metadata_is_rejected_at_load(tiny, tmp_path, key, value, needle):

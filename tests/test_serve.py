@@ -1,6 +1,7 @@
 """`ignis serve`: a real server (a subprocess on 127.0.0.1, a free port, a tiny model) talked
 to with the official openai client. Every load is bounded in count and time."""
 import asyncio
+import json
 import math
 import os
 import re
@@ -223,6 +224,67 @@ def test_bad_requests_are_400(server):
     r = httpx.post(server.base + "/v1/completions", content=b"{not json", timeout=10,
                    headers={"Authorization": f"Bearer {KEY}"})
     assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_request_error"
+
+
+SCHEMA = {"type": "object", "properties": {"color": {"enum": ["red", "green", "blue"]},
+                                          "n": {"type": "integer", "minimum": 1, "maximum": 9}},
+          "required": ["color", "n"], "additionalProperties": False}
+
+
+def _valid(text) -> bool:
+    """The output is a JSON object of SCHEMA (checked here by hand, without ignis)."""
+    obj = json.loads(text)
+    return set(obj) == {"color", "n"} and obj["color"] in ("red", "green", "blue") and \
+        type(obj["n"]) is int and 1 <= obj["n"] <= 9
+
+
+@pytest.fixture(scope="module")
+def structured_server(tiny_path):
+    """A server of its own: these requests fill the prefix cache, which the KV-block
+    accounting tests of `server` must not see."""
+    srv = _Server(tiny_path, "--parallel", "4")
+    yield srv
+    code, err = srv.stop()
+    assert code == 0, err[-2000:]
+
+
+def test_response_format_on_both_endpoints(structured_server):
+    """The tiny model's weights are random: without the schema its output is not JSON."""
+    server = structured_server
+    client = server.client()
+    fmt = {"type": "json_schema", "json_schema": {"name": "pick", "schema": SCHEMA}}
+    for seed in (1, 2):
+        chat = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "pick"}],
+                                              response_format=fmt, max_tokens=200, seed=seed, temperature=0.8)
+        assert _valid(chat.choices[0].message.content), chat.choices[0].message.content
+        assert chat.choices[0].finish_reason == "stop"
+        comp = client.completions.create(model="tiny", prompt="pick", max_tokens=200, seed=seed, temperature=0.8,
+                                         extra_body={"response_format": fmt})
+        assert _valid(comp.choices[0].text), comp.choices[0].text
+    # streamed: the pieces join into a valid object
+    stream = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "pick"}],
+                                            response_format=fmt, max_tokens=200, seed=3, stream=True)
+    assert _valid("".join(c.choices[0].delta.content or "" for c in stream if c.choices))
+    # llama.cpp server's own field
+    r = server.post("/v1/completions", {"prompt": "x", "max_tokens": 30, "regex": "[0-9]{3}"})
+    assert re.fullmatch(r"[0-9]{3}", r.json()["choices"][0]["text"])
+    plain = client.completions.create(model="tiny", prompt="pick", max_tokens=40, seed=1, temperature=0.8)
+    with pytest.raises(ValueError):
+        json.loads(plain.choices[0].text)
+
+
+def test_bad_response_format_is_400(structured_server):
+    for body, words in [({"response_format": {"type": "json_schema", "json_schema": {"schema": {"type": "nope"}}}},
+                         "json_schema"),
+                        ({"response_format": {"type": "yaml"}}, "response_format"),
+                        ({"response_format": {"type": "json_object"}, "regex": "a"}, "at most one"),
+                        ({"regex": "(("}, "regex")]:
+        for path, extra in (("/v1/completions", {"prompt": "x"}),
+                            ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}]})):
+            r = structured_server.post(path, {**extra, "max_tokens": 5, **body})
+            assert r.status_code == 400, (path, body, r.text)
+            err = r.json()["error"]
+            assert err["type"] == "invalid_request_error" and words in err["message"], err
 
 
 def test_api_key(server):

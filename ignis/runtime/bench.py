@@ -4,6 +4,7 @@ on ignis and on llama.cpp); `run_bench` is what `ignis bench` prints. Batched de
 through the continuous-batching scheduler: `measure_batched` (bench/batched.py compares it
 with llama.cpp) and `run_batch_bench` (`ignis bench --batch`)."""
 import os
+import statistics
 import sys
 import time
 
@@ -15,13 +16,16 @@ def bench_prompt(n_prompt: int, n_vocab: int) -> list:
     return (np.random.default_rng(0).integers(1000, 20000, size=n_prompt) % n_vocab).tolist()
 
 
-def measure(eval_ids, reset, ids: list, n_gen: int, repetitions: int = 1) -> tuple:
+def measure(eval_ids, reset, ids: list, n_gen: int, repetitions: int = 1, on_run=None, on_warmup=None) -> tuple:
     """(pp tok/s per run, tg tok/s per run). One warm-up pass first (plans compiled for the
-    prompt's chunk sizes and for one token, weights faulted in), outside the timed runs."""
+    prompt's chunk sizes and for one token, weights faulted in), outside the timed runs.
+    Progress, if wanted: on_warmup() before the warm-up, on_run(i, pp, tg) after run i (from 1)."""
+    if on_warmup is not None:
+        on_warmup()
     eval_ids(ids)
     eval_ids(ids[:1])
     pp, tg = [], []
-    for _ in range(repetitions):
+    for run in range(1, repetitions + 1):
         reset()
         t0 = time.perf_counter()
         eval_ids(ids)
@@ -31,15 +35,28 @@ def measure(eval_ids, reset, ids: list, n_gen: int, repetitions: int = 1) -> tup
         for i in range(n_gen):
             eval_ids([ids[i % len(ids)]])
         tg.append(n_gen / (time.perf_counter() - t0))
+        if on_run is not None:
+            on_run(run, pp[-1], tg[-1])
     return pp, tg
 
 
-def run_bench(path, n_prompt: int = 512, n_gen: int = 128, threads=None, repetitions: int = 3) -> dict:
+def spread(runs: list) -> dict:
+    """Mean, sample standard deviation (0 for one run), min and max of the rates of the runs."""
+    return {"mean": statistics.fmean(runs), "stdev": statistics.stdev(runs) if len(runs) > 1 else 0.0,
+            "min": min(runs), "max": max(runs)}
+
+
+def run_bench(path, n_prompt: int = 512, n_gen: int = 128, threads=None, repetitions: int = 3,
+              on_run=None, on_warmup=None) -> dict:
+    """`ignis bench`: pp and tg tok/s, the median and the spread over the repetitions (on_run,
+    on_warmup: see measure)."""
     import ignis
     model = ignis.load(path, n_ctx=n_prompt + n_gen + 8, threads=threads)
-    pp, tg = measure(model.eval, model.reset, bench_prompt(n_prompt, model.n_vocab), n_gen, repetitions)
+    pp, tg = measure(model.eval, model.reset, bench_prompt(n_prompt, model.n_vocab), n_gen, repetitions,
+                     on_run, on_warmup)
     return {"pp_tok_s": float(np.median(pp)), "tg_tok_s": float(np.median(tg)), "threads": model.threads,
-            "model": os.path.basename(str(path)), "pp_runs": pp, "tg_runs": tg}
+            "model": os.path.basename(str(path)), "pp_runs": pp, "tg_runs": tg,
+            "pp_spread": spread(pp), "tg_spread": spread(tg)}
 
 
 # -- batched decoding (continuous batching) ------------------------------------------------

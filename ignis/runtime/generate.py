@@ -47,11 +47,18 @@ class Completion:
     or the token budget, and turns tokens into text that is final (never a broken UTF-8
     sequence, never a prefix of a stop string that may still complete). The single-stream
     loop below and the batch scheduler both drive it, so a request behaves the same
-    whichever runs it."""
+    whichever runs it.
+
+    With a constraint (ignis.runtime.constraint), every token is drawn from the ids it
+    allows, and generation ends when the output is complete, whatever ignore_eos says.
+    The mask for the next token is started as soon as a token is accepted, so it is
+    computed while the forward pass that produces the next logits runs."""
 
     def __init__(self, tokenizer, prompt_ids: list, max_tokens: int, params: SamplingParams, stop: list,
-                 eog_ids: set, ignore_eos: bool, result: GenerationResult, logprobs: int | None = None):
+                 eog_ids: set, ignore_eos: bool, result: GenerationResult, logprobs: int | None = None,
+                 constraint=None):
         self.sampler = Sampler(params)
+        self.constraint = constraint.start() if constraint is not None else None
         self.logprobs = logprobs     # None: not recorded; N >= 0: the chosen token and the top N
         self.detok = tokenizer.stream()
         self.history = list(prompt_ids)
@@ -65,17 +72,23 @@ class Completion:
         self.done = max_tokens <= 0
         self.last_token = None
         result.finish_reason = "length"
+        if self.constraint is not None and not self.done:
+            self.constraint.begin()       # the first mask: computed while the prompt is read
 
     def feed(self, logits) -> str:
         """Sample the next token from logits; the text that became final ("" if none).
         Afterwards `done` says whether generation ended, else `last_token` is the token to
         evaluate next."""
         result = self.result
-        token = self.sampler(logits, self.history)
-        if token in self.eog_ids and not self.ignore_eos:
+        constraint = self.constraint
+        token = self.sampler(logits, self.history, None if constraint is None else constraint.next_mask())
+        if token in self.eog_ids and (not self.ignore_eos or constraint is not None):
+            # (a constraint allows an end id only once its output is complete)
             result.finish_reason = "stop"
             self.done = True
             return ""
+        if constraint is not None:
+            constraint.accept(token)
         result.tokens.append(token)
         if self.logprobs is not None:
             result.logprobs.append(token_logprobs(logits, token, self.logprobs))
@@ -88,8 +101,13 @@ class Completion:
             result.finish_reason = "stop"
             self.hit_stop_string = self.done = True
             return ""
-        if len(result.tokens) >= self.max_tokens:
+        if constraint is not None and constraint.finished:
+            result.finish_reason = "stop"
             self.done = True
+        elif len(result.tokens) >= self.max_tokens:
+            self.done = True
+        elif constraint is not None:
+            constraint.begin()
         safe = len(self.pending) - (_held_back(self.pending, self.stop) if self.stop else 0)
         if safe <= 0:
             return ""
@@ -128,10 +146,12 @@ def token_logprobs(logits, token: int, top: int) -> tuple:
 
 
 def generate_pieces(session, prompt_ids: list, max_tokens: int, params: SamplingParams,
-                    stop: list, eog_ids: set, ignore_eos: bool, result: GenerationResult) -> Iterator[str]:
+                    stop: list, eog_ids: set, ignore_eos: bool, result: GenerationResult,
+                    constraint=None) -> Iterator[str]:
     """Yield text pieces as they become final; fill `result` as a side channel. `session`
     has eval_prompt(ids), eval(ids) -> the last position's logits, n_past, n_ctx."""
-    completion = Completion(session.tokenizer, prompt_ids, max_tokens, params, stop, eog_ids, ignore_eos, result)
+    completion = Completion(session.tokenizer, prompt_ids, max_tokens, params, stop, eog_ids, ignore_eos, result,
+                            constraint=constraint)
     t0 = time.perf_counter()
     logits = session.eval_prompt(prompt_ids)
     result.prompt_seconds = time.perf_counter() - t0

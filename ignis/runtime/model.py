@@ -240,17 +240,29 @@ class Model:
     def generate(self, prompt, max_tokens: int = 128, temperature: float = 0.8, top_k: int = 40,
                  top_p: float = 0.95, min_p: float = 0.05, repeat_penalty: float = 1.0,
                  presence_penalty: float = 0.0, frequency_penalty: float = 0.0, seed=None,
-                 stop=None, ignore_eos: bool = False, stream: bool = False):
+                 stop=None, ignore_eos: bool = False, stream: bool = False, json_schema=None, regex=None,
+                 grammar=None):
         """Complete a prompt (text with special tokens parsed, or a list of ids). Returns the
-        text, or with stream=True an iterator of text pieces as they are generated."""
+        text, or with stream=True an iterator of text pieces as they are generated.
+        Structured output: at most one of json_schema (a dict or JSON text), regex (the whole
+        output matches it) and grammar (Lark or llama.cpp GBNF text); generation then ends
+        when the output is complete."""
         # every argument is checked here, before any work (and before a stream starts)
         ids, max_tokens, params, stops, ignore_eos = self._request(
             prompt, max_tokens, temperature, top_k, top_p, min_p, repeat_penalty, presence_penalty,
             frequency_penalty, seed, stop, ignore_eos)
+        constraint = self.constraint(json_schema=json_schema, regex=regex, grammar=grammar)
         stream = check_bool("stream", stream)
         self.last_result = GenerationResult()
-        pieces = self._locked_pieces(ids, max_tokens, params, stops, ignore_eos, self.last_result)
+        pieces = self._locked_pieces(ids, max_tokens, params, stops, ignore_eos, self.last_result, constraint)
         return pieces if stream else "".join(pieces)
+
+    def constraint(self, json_schema=None, regex=None, grammar=None):
+        """The compiled constraint of at most one of json_schema, regex and grammar (None if
+        none is given); a ConstraintError names what is wrong with a bad one."""
+        from ignis.runtime.constraint import compile_constraint
+        return compile_constraint(self.tokenizer, self.n_vocab, self.tokenizer.eot_ids, json_schema=json_schema,
+                                  regex=regex, grammar=grammar)
 
     def _request(self, prompt, max_tokens, temperature, top_k, top_p, min_p, repeat_penalty, presence_penalty,
                  frequency_penalty, seed, stop, ignore_eos, name: str = "prompt") -> tuple:
@@ -273,30 +285,41 @@ class Model:
     def generate_batch(self, prompts, max_tokens: int = 128, temperature: float = 0.8, top_k: int = 40,
                        top_p: float = 0.95, min_p: float = 0.05, repeat_penalty: float = 1.0,
                        presence_penalty: float = 0.0, frequency_penalty: float = 0.0, seed=None,
-                       stop=None, ignore_eos: bool = False, stream: bool = False):
+                       stop=None, ignore_eos: bool = False, stream: bool = False, json_schema=None, regex=None,
+                       grammar=None):
         """Complete many prompts at once (continuous batching: one forward pass a step for all
         of them). Each prompt's text is what generate() gives it alone with the same settings
-        (seed: one for every prompt, or a list of one per prompt). Returns the list of texts,
-        or with stream=True an iterator of (index, piece) as pieces are generated."""
+        (seed, json_schema, regex, grammar: one for every prompt, or a list of one per prompt,
+        None for an unconstrained one). Returns the list of texts, or with stream=True an
+        iterator of (index, piece) as pieces are generated."""
         if not isinstance(prompts, (list, tuple)):
             raise ArgumentTypeError(f"prompts must be a list of prompts (texts or token id lists), "
                                     f"got {describe(prompts)}")
         if not prompts:
             raise ArgumentError("prompts is empty: give at least one prompt")
-        if isinstance(seed, (list, tuple)):
-            if len(seed) != len(prompts):
-                raise ArgumentError(f"seed: {len(seed)} seeds for {len(prompts)} prompts")
-            seeds = list(seed)
-        else:
-            seeds = [seed] * len(prompts)
+        seeds = _per_prompt("seed", seed, len(prompts))
+        schemas = _per_prompt("json_schema", json_schema, len(prompts))
+        regexes = _per_prompt("regex", regex, len(prompts))
+        grammars = _per_prompt("grammar", grammar, len(prompts))
         stream = check_bool("stream", stream)
         requests = [self._request(p, max_tokens, temperature, top_k, top_p, min_p, repeat_penalty,
                                   presence_penalty, frequency_penalty, s, stop, ignore_eos, f"prompts[{i}]")
                     for i, (p, s) in enumerate(zip(prompts, seeds))]
+        compiled = {}     # one compilation per distinct constraint
+        constraints = []
+        for i, spec in enumerate(zip(schemas, regexes, grammars)):
+            key = repr(spec)
+            if key not in compiled:
+                try:
+                    compiled[key] = self.constraint(*spec)
+                except IgnisError as exc:
+                    raise type(exc)(f"prompts[{i}]: {exc}") from None
+            constraints.append(compiled[key])
         sched = self._default_scheduler()
         events = queue.Queue() if stream else None
-        handles = [sched.submit(ids, max_tokens=n, params=params, stop=stops, ignore_eos=eos, sink=events, tag=i)
-                   for i, (ids, n, params, stops, eos) in enumerate(requests)]
+        handles = [sched.submit(ids, max_tokens=n, params=params, stop=stops, ignore_eos=eos, sink=events, tag=i,
+                                constraint=c)
+                   for i, ((ids, n, params, stops, eos), c) in enumerate(zip(requests, constraints))]
         if not stream:
             return [h.text() for h in handles]
         return _merged(handles, events)
@@ -327,20 +350,28 @@ class Model:
             self.engine.kv.truncate(self.engine.seq, 0)
             return True
 
-    def _locked_pieces(self, ids, max_tokens, params, stops, ignore_eos, result) -> Iterator[str]:
+    def _locked_pieces(self, ids, max_tokens, params, stops, ignore_eos, result, constraint=None) -> Iterator[str]:
         with self._lock:
             if max_tokens == 0:
                 return
             yield from generate_pieces(self, ids, max_tokens, params, stops,
-                                       set(self.tokenizer.eot_ids), ignore_eos, result)
+                                       set(self.tokenizer.eot_ids), ignore_eos, result, constraint)
 
-    def chat(self, messages, max_tokens: int = 512, stream: bool = False, **kwargs):
+    def chat(self, messages, max_tokens: int = 512, stream: bool = False, response_format=None, **kwargs):
         """Reply to a conversation (list of {"role", "content"}) using the file's chat template.
-        Other keyword arguments are generate()'s sampling settings."""
+        Other keyword arguments are generate()'s settings (json_schema, regex and grammar
+        too). response_format is OpenAI's: {"type": "json_object"} or {"type": "json_schema",
+        "json_schema": {"schema": {...}}} (the same as json_schema=...)."""
         unknown = sorted(set(kwargs) - _CHAT_SETTINGS)
         if unknown:
             raise ArgumentTypeError(f"chat() got an unexpected keyword argument {unknown[0]!r} "
-                                    f"(it takes {', '.join(sorted(_CHAT_SETTINGS))})")
+                                    f"(it takes {', '.join(sorted(_CHAT_SETTINGS | {'response_format'}))})")
+        from ignis.runtime.constraint import response_format_schema
+        schema = response_format_schema(response_format)
+        if schema is not None:
+            if any(kwargs.get(k) is not None for k in ("json_schema", "regex", "grammar")):
+                raise ArgumentError("give either response_format or one of json_schema, regex and grammar")
+            kwargs["json_schema"] = schema
         return self.generate(self.render_chat(messages), max_tokens=max_tokens, stream=stream, **kwargs)
 
     def render_chat(self, messages, add_generation_prompt: bool = True) -> str:
@@ -368,6 +399,16 @@ class Model:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _per_prompt(name: str, value, n: int) -> list:
+    """A setting given once for every prompt, or as a list of one per prompt."""
+    if isinstance(value, (list, tuple)):
+        if len(value) != n:
+            plural = {"seed": "seeds", "json_schema": "schemas", "regex": "regexes", "grammar": "grammars"}[name]
+            raise ArgumentError(f"{name}: {len(value)} {plural} for {n} prompts")
+        return list(value)
+    return [value] * n
 
 
 def _merged(handles, events) -> Iterator[tuple]:

@@ -1,10 +1,12 @@
 """Next-token sampling over one row of logits, in llama.cpp's order:
-penalties → top-k → top-p → min-p → temperature → draw. Temperature <= 0 is greedy."""
+penalties → top-k → top-p → min-p → temperature → draw. Temperature <= 0 is greedy.
+A constrained request passes the ids its constraint allows: the same steps run over
+those candidates only (as if every other logit were -inf)."""
 from dataclasses import dataclass
 
 import numpy as np
 
-from ignis._kernels import top_k
+from ignis._kernels import mask_token_ids, top_k, top_k_masked
 from ignis.args import INT64_MAX, UINT64_MAX, check_float, check_int
 
 _F32_MAX = float(np.finfo(np.float32).max)
@@ -64,17 +66,14 @@ class Sampler:
         self.params = params
         self.rng = np.random.default_rng(params.seed)
 
-    def __call__(self, logits: np.ndarray, history: list) -> int:
+    def __call__(self, logits: np.ndarray, history: list, mask: np.ndarray | None = None) -> int:
+        """The next token. `mask`: a constraint's allowed ids (bit i % 32 of int32 word
+        i // 32); the same steps then run over the allowed ids only."""
         p = self.params
         logits = apply_penalties(np.asarray(logits, dtype=np.float32), history, p)
         if p.temperature <= 0:
-            return int(np.argmax(logits))
-        # candidates sorted by logit, highest first
-        # (ties: the lower token id first, so the candidates never depend on how they were found)
-        if 0 < p.top_k < logits.size:
-            cand = top_k(logits, p.top_k)
-        else:
-            cand = np.lexsort((np.arange(logits.size), -logits.astype(np.float64)))
+            return int(np.argmax(logits)) if mask is None else int(top_k_masked(logits, mask, 1)[0])
+        cand = self._candidates(logits, mask)
         z = logits[cand].astype(np.float64)
         probs = np.exp(z - z[0])
         probs /= probs.sum()
@@ -91,3 +90,16 @@ class Sampler:
         probs = np.exp(scaled - scaled.max())
         probs /= probs.sum()
         return int(cand[self.rng.choice(cand.size, p=probs)])
+
+    def _candidates(self, logits: np.ndarray, mask) -> np.ndarray:
+        """Candidate ids sorted by logit, highest first (ties: the lower id first, so the
+        candidates never depend on how they were found): the top_k, or all of them."""
+        k = self.params.top_k
+        if mask is not None:
+            if k > 0:
+                return top_k_masked(logits, mask, min(k, logits.size))
+            ids = mask_token_ids(mask, logits.size)
+            return ids[np.lexsort((ids, -logits[ids].astype(np.float64)))]
+        if 0 < k < logits.size:
+            return top_k(logits, k)
+        return np.lexsort((np.arange(logits.size), -logits.astype(np.float64)))

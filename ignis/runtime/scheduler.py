@@ -136,12 +136,15 @@ class Scheduler:
     # -- submission (any thread) ----------------------------------------------------------
 
     def submit(self, prompt_ids: list, *, max_tokens: int, params: SamplingParams, stop: list,
-               ignore_eos: bool = False, sink=None, tag=None, n: int = 1, logprobs: int | None = None):
+               ignore_eos: bool = False, sink=None, tag=None, n: int = 1, logprobs: int | None = None,
+               constraint=None):
         """Queue one request (already validated token ids and settings); its handle. With
         n > 1: n completions of the prompt, a list of n handles. The prompt is prefilled
         once and its KV blocks shared (fork, copy-on-write); completion i samples with seed
         params.seed + i (each random when the seed is None). logprobs=N records, per sampled
-        token, its log-probability and the top N alternatives in handle.result.logprobs."""
+        token, its log-probability and the top N alternatives in handle.result.logprobs.
+        constraint: a compiled Constraint (Model.constraint); each completion keeps its own
+        matcher state, so every sequence in a batch is constrained on its own."""
         if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= self.max_batch:
             raise IgnisError(f"n must be an integer in [1, max_batch = {self.max_batch}], got {n!r}")
         if isinstance(tag, (list, tuple)) and len(tag) != n:
@@ -158,7 +161,7 @@ class Scheduler:
             handle = RequestHandle(next(self._ids), sink, tag[i] if isinstance(tag, (list, tuple)) else tag)
             completion = Completion(self.model.tokenizer, prompt_ids, max_tokens, p, stop,
                                     set(self.model.tokenizer.eot_ids), ignore_eos, handle.result,
-                                    logprobs=logprobs)
+                                    logprobs=logprobs, constraint=constraint)
             requests.append(_Request(handle, list(prompt_ids), completion))
         requests[0].followers = requests[1:]
         self._incoming.put(requests[0])

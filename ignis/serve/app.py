@@ -239,14 +239,15 @@ async def _prep(state: ServerState, func, *args):
         raise APIError(str(exc)) from None
 
 
-def _submit(state: ServerState, prompts, max_tokens, params, stops, ignore_eos, n, sink, logprobs=None):
+def _submit(state: ServerState, prompts, max_tokens, params, stops, ignore_eos, n, sink, logprobs=None,
+            constraint=None):
     """Submit n completions of each prompt (token ids); tag i*n + j goes to completion j of
     prompt i, the request's choice index."""
     out = []
     for i, ids in enumerate(prompts):
         handles = state.scheduler.submit(ids, max_tokens=max_tokens, params=params, stop=stops,
                                          ignore_eos=ignore_eos, sink=sink, tag=[i * n + j for j in range(n)],
-                                         n=n, logprobs=logprobs)
+                                         n=n, logprobs=logprobs, constraint=constraint)
         out.extend(handles if isinstance(handles, list) else [handles])
     return out
 
@@ -267,6 +268,8 @@ async def _generate(request: HTTPRequest, state: ServerState, kind: str):
             req.repeat_penalty, req.presence_penalty, req.frequency_penalty, req.seed, req.stop,
             req.ignore_eos, where)
         all_ids.append(ids)
+    # compiled before anything is queued: a bad schema, regex or grammar is a 400
+    constraint = await _prep(state, model.constraint, req.json_schema, req.regex, req.grammar)
     n_prompt = sum(len(ids) for ids in all_ids)
     # what each choice (i*n + j) echoes: its prompt's text
     echoes = [""] * (len(prompts) * req.n)
@@ -282,10 +285,11 @@ async def _generate(request: HTTPRequest, state: ServerState, kind: str):
     sink = _Sink(asyncio.get_running_loop())
     try:
         if len(echoes) == 1:
-            handles = _submit(state, all_ids, max_tokens, params, stops, ignore_eos, 1, sink, req.logprobs)
+            handles = _submit(state, all_ids, max_tokens, params, stops, ignore_eos, 1, sink, req.logprobs,
+                              constraint)
         else:       # forks copy KV blocks: off the event loop
             handles = await asyncio.to_thread(_submit, state, all_ids, max_tokens, params, stops, ignore_eos,
-                                              req.n, sink, req.logprobs)
+                                              req.n, sink, req.logprobs, constraint)
     except IgnisError as exc:
         raise APIError(str(exc)) from None
     run = _Run(state, handles, sink, n_prompt)

@@ -12,6 +12,8 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
+from ignis.errors import IgnisError
+
 
 class APIError(Exception):
     """An error answered with OpenAI's error JSON: {"error": {message, type, param, code}}."""
@@ -96,6 +98,10 @@ class Request:
     echo: bool = False
     model: str | None = None
     logprobs: int | None = None      # None: none; N: each token's log-probability and the top N
+    # structured output (at most one): response_format's schema, or llama.cpp server's fields
+    json_schema: object = None
+    regex: str | None = None
+    grammar: str | None = None
 
 
 def _stop(body: dict) -> list:
@@ -211,7 +217,30 @@ def parse(body, kind: str, max_n: int) -> Request:
             raise APIError("top_logprobs needs logprobs: true", param="top_logprobs")
     else:
         r.logprobs = _integer(body, "logprobs", None, 0, 20)
+    _structured(body, r)
     return r
+
+
+def _structured(body: dict, r: Request) -> None:
+    """response_format ({"type": "text" | "json_object" | "json_schema", ...}), or llama.cpp
+    server's json_schema / grammar fields, or regex: at most one."""
+    from ignis.runtime.constraint import response_format_schema
+    try:
+        schema = response_format_schema(body.get("response_format"))
+    except IgnisError as exc:
+        raise APIError(str(exc), param="response_format") from None
+    given = [name for name in ("json_schema", "regex", "grammar") if body.get(name) is not None]
+    if schema is not None:
+        given.insert(0, "response_format")
+    if len(given) > 1:
+        raise APIError(f"give at most one of response_format, json_schema, regex and grammar, got "
+                       f"{given[0]} and {given[1]}", param=given[1])
+    for name in ("regex", "grammar"):
+        value = body.get(name)
+        if value is not None and not isinstance(value, str):
+            raise APIError(f"{name} must be a string, got {_describe(value)}", param=name)
+    r.json_schema = schema if schema is not None else body.get("json_schema")
+    r.regex, r.grammar = body.get("regex"), body.get("grammar")
 
 
 def _piece(tokenizer, token: int) -> tuple:

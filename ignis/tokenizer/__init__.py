@@ -1,5 +1,6 @@
-"""Byte-level BPE tokenizer built from GGUF metadata: the Qwen2 pre-tokenizer regex,
-special tokens, merges by rank (the merge loop is compiled: _bpe.pyx) and a streaming
+"""Tokenizers built from GGUF metadata: byte-level BPE (tokenizer.ggml.model "gpt2": the Qwen2
+and smollm pre-tokenizers, merges by rank in _bpe.pyx) and SentencePiece-style ("llama":
+score-ordered merges in _spm.pyx, byte fallback), special tokens, and a streaming
 detokenizer."""
 from ignis.tokenizer._stream import StreamDecoder
 from ignis.tokenizer._tokenizer import Tokenizer

@@ -55,6 +55,7 @@ cdef class BPEMerger:
     cdef dict cache                 # piece (str) -> tuple of ids
     cdef Py_ssize_t cache_limit
     cdef Py_ssize_t cache_piece_max # longer pieces are not cached (rare, and they would bloat it)
+    cdef bint drop_missing_bytes    # a byte without a token: dropped (llama.cpp) or an error
     # work arrays for one piece, grown on demand
     cdef int32_t* sym       # token id of each symbol; -1 once merged into its left neighbour
     cdef int32_t* nxt       # index of the next live symbol, -1 at the end
@@ -69,9 +70,11 @@ cdef class BPEMerger:
         self.capacity = 0
 
     def __init__(self, left, right, merged, byte_ids, Py_ssize_t cache_limit=100_000,
-                 Py_ssize_t cache_piece_max=256):
+                 Py_ssize_t cache_piece_max=256, bint drop_missing_bytes=False):
         """left/right/merged: int32 arrays in rank order (a lower rank merges first);
-        byte_ids: 256 ids, -1 where the vocabulary has no token for that byte."""
+        byte_ids: 256 ids, -1 where the vocabulary has no token for that byte;
+        drop_missing_bytes: such a byte is left out (it still separates its neighbours,
+        which never merge across it) instead of being an error."""
         cdef const int32_t[::1] lv = np.ascontiguousarray(left, dtype=np.int32)
         cdef const int32_t[::1] rv = np.ascontiguousarray(right, dtype=np.int32)
         cdef const int32_t[::1] mv = np.ascontiguousarray(merged, dtype=np.int32)
@@ -99,6 +102,7 @@ cdef class BPEMerger:
         self.cache = {}
         self.cache_limit = cache_limit
         self.cache_piece_max = cache_piece_max
+        self.drop_missing_bytes = drop_missing_bytes
 
     def __dealloc__(self):
         free(self.slots)
@@ -248,12 +252,14 @@ cdef class BPEMerger:
             raise TokenizerError(f"cannot encode {piece!r}: {exc.reason} (a lone surrogate has no UTF-8 form)") from None
         if n == 0:
             return ()
-        for i in range(n):
-            if self.byte_ids[data[i]] < 0:
-                raise TokenizerError(
-                    f"cannot encode byte 0x{data[i]:02x} of {piece!r}: the vocabulary has no token for it")
         if n >= 0x7FFFFFFF:
             raise TokenizerError(f"a pre-token of {n} bytes is too long to encode")
+        for i in range(n):
+            if self.byte_ids[data[i]] < 0:
+                if self.drop_missing_bytes:
+                    return self._encode_around_missing(data, n)
+                raise TokenizerError(
+                    f"cannot encode byte 0x{data[i]:02x} of {piece!r}: the vocabulary has no token for it")
         self._reserve(n)
         count = self._merge(data, n)
         ids = PyTuple_New(count)
@@ -264,6 +270,27 @@ cdef class BPEMerger:
             PyTuple_SET_ITEM(ids, i, id_obj)
             at = self.nxt[at]
         return ids
+
+    cdef tuple _encode_around_missing(self, const uint8_t* data, Py_ssize_t n):
+        """The ids of a piece holding bytes without a token: each run of known bytes merged
+        on its own, the unknown bytes left out."""
+        cdef Py_ssize_t start = 0, end, i, at, count
+        cdef list ids = []
+        self._reserve(n)
+        while start < n:
+            if self.byte_ids[data[start]] < 0:
+                start += 1
+                continue
+            end = start
+            while end < n and self.byte_ids[data[end]] >= 0:
+                end += 1
+            count = self._merge(data + start, end - start)
+            at = 0
+            for i in range(count):
+                ids.append(self.sym[at])
+                at = self.nxt[at]
+            start = end
+        return tuple(ids)
 
     # --- the Python-facing entry points ---------------------------------------------------
 

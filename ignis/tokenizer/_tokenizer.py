@@ -1,15 +1,43 @@
-"""The public Tokenizer: byte-level BPE built from GGUF metadata."""
+"""The public Tokenizer, built from GGUF metadata: byte-level BPE (tokenizer.ggml.model
+"gpt2") or SentencePiece-style (model "llama"), behind one interface."""
 from ignis.args import check_bool, check_id, check_ids, check_path, check_str
 from ignis.errors import TokenizerError
-from ignis.tokenizer._bpe import BPEMerger
-from ignis.tokenizer._bytes import BYTE_TO_CHAR, token_texts_to_bytes
-from ignis.tokenizer._pretokenize import pre_tokenizer
-from ignis.tokenizer._special import SpecialSplitter
+from ignis.tokenizer._bytelevel import ByteLevelEncoder, byte_level_pieces
+from ignis.tokenizer._sentencepiece import SentencePieceEncoder, spm_pieces
+from ignis.tokenizer._special import LLAMA_CPP_CONTROL_TEXTS, LongestFirstSplitter, SpecialSplitter
 from ignis.tokenizer._stream import StreamDecoder
-from ignis.tokenizer._vocab import SPECIAL_TYPES, merge_ids, read_vocab
+from ignis.tokenizer._vocab import SPECIAL_TYPES, TYPE_CONTROL, TYPE_UNKNOWN, TYPE_USER_DEFINED, read_vocab
 
 # texts that end a generation when the vocabulary has them (besides eos / eot / eom ids)
-_END_OF_GENERATION_TEXTS = ("<|im_end|>", "<|endoftext|>")
+_END_OF_GENERATION_TEXTS = ("<|im_end|>", "<|endoftext|>", "<end_of_turn>")
+
+# Whose rules a vocabulary follows where the two reference tokenizers differ (which special
+# tokens are matched and how, a byte without a token): Qwen2's golden ids are Hugging Face
+# `tokenizers`', every other vocabulary's are llama.cpp's.
+_HF_REFERENCE_PRE = ("qwen2",)
+
+
+def _follows_hf(vocab) -> bool:
+    return vocab.model == "gpt2" and vocab.pre in _HF_REFERENCE_PRE
+
+
+def _special_splitter(vocab, types: list, hf_rules: bool) -> tuple:
+    """(special token text -> id, the splitter that finds them in a text)."""
+    if hf_rules:
+        special = {text: i for i, (text, kind) in enumerate(zip(vocab.tokens, types)) if kind in SPECIAL_TYPES}
+        return special, SpecialSplitter(special)
+    # llama.cpp also matches unknown-type tokens, retypes some texts as control tokens, and
+    # matches user-defined tokens even in untrusted text
+    kinds = {*SPECIAL_TYPES, TYPE_UNKNOWN}
+    special, user_defined = {}, []
+    for i, (text, kind) in enumerate(zip(vocab.tokens, types)):
+        if text in LLAMA_CPP_CONTROL_TEXTS:
+            kind = TYPE_CONTROL
+        if kind in kinds:
+            special[text] = i
+            if kind == TYPE_USER_DEFINED:
+                user_defined.append(text)
+    return special, LongestFirstSplitter(special, always=user_defined)
 
 
 class Tokenizer:
@@ -20,15 +48,19 @@ class Tokenizer:
     def __init__(self, metadata: dict):
         vocab = read_vocab(metadata)
         self._tokens = vocab.tokens
+        self.model = vocab.model        # "gpt2" (byte-level BPE) or "llama" (SentencePiece-style)
         token_to_id = {text: i for i, text in enumerate(vocab.tokens)}   # a repeated text: last id wins
-        special_types = set(SPECIAL_TYPES)
-        self._special_tokens = {text: i for i, (text, kind) in enumerate(zip(vocab.tokens, vocab.types.tolist()))
-                                if kind in special_types}
-        self._pieces = _token_pieces(vocab.tokens, set(self._special_tokens.values()))
-        byte_ids = [token_to_id.get(BYTE_TO_CHAR[b], -1) for b in range(256)]
-        self._bpe = BPEMerger(*merge_ids(vocab, token_to_id), byte_ids)
-        self._pre = pre_tokenizer(vocab.pre)
-        self._specials = SpecialSplitter(self._special_tokens)
+        types = vocab.types.tolist()
+        hf_rules = _follows_hf(vocab)
+        self._special_tokens, self._specials = _special_splitter(vocab, types, hf_rules)
+        if vocab.model == "gpt2":
+            self._encoder = ByteLevelEncoder(vocab, token_to_id, drop_missing_bytes=not hf_rules)
+            self._pre, self._bpe = self._encoder.pre, self._encoder.bpe
+            self._pieces = byte_level_pieces(vocab.tokens, set(self._special_tokens.values()))
+        else:
+            self._encoder = SentencePieceEncoder(vocab, token_to_id)
+            self._pre = self._bpe = None
+            self._pieces = spm_pieces(vocab.tokens, types)
         self.bos_id = vocab.bos_id
         self.eos_id = vocab.eos_id
         self.pad_id = vocab.pad_id
@@ -65,7 +97,8 @@ class Tokenizer:
 
     @property
     def special_tokens(self) -> dict:
-        """Special token text -> id: the control and user-defined tokens that
+        """Special token text -> id: the control and user-defined tokens (and, for a
+        vocabulary that follows llama.cpp, unknown-type ones) that
         encode(..., parse_special=True) recognises in a text."""
         return dict(self._special_tokens)
 
@@ -73,19 +106,21 @@ class Tokenizer:
 
     def encode(self, text: str, parse_special: bool = True) -> list:
         """Token ids of text. parse_special=True turns special token texts such as
-        <|im_start|> into their ids (chat prompts); False encodes them as plain text
-        (untrusted input). No BOS is added (see add_bos / bos_id)."""
+        <|im_start|> into their ids (chat prompts); False encodes control tokens as plain
+        text (untrusted input; the user-defined tokens of a vocabulary that follows llama.cpp,
+        such as Gemma's runs of spaces, are still matched, as there). No BOS is added
+        (see add_bos / bos_id)."""
         check_str("text", text)
         parse_special = check_bool("parse_special", parse_special)
         ids = []
-        if not parse_special:
-            self._bpe.encode_pieces(self._pre.split(text), ids)
-            return ids
-        for part in self._specials.split(text):
+        after_special = True
+        for part in self._specials.split(text, parse_special):
             if type(part) is int:
                 ids.append(part)
+                after_special = True
             else:
-                self._bpe.encode_pieces(self._pre.split(part), ids)
+                self._encoder.encode(part, ids, after_special)
+                after_special = False
         return ids
 
     # --- decoding -------------------------------------------------------------------------
@@ -111,14 +146,3 @@ class Tokenizer:
     def __repr__(self) -> str:
         return f"Tokenizer(n_vocab={self.n_vocab}, special_tokens={len(self._special_tokens)})"
 
-
-def _token_pieces(tokens: list, special_ids: set) -> list:
-    """token id -> the bytes it stands for: special tokens and texts outside the byte-level
-    alphabet as they are written (UTF-8), the others through the alphabet."""
-    pieces = token_texts_to_bytes(tokens)
-    for i, piece in enumerate(pieces):
-        if piece is None:
-            pieces[i] = tokens[i].encode("utf-8")
-    for i in special_ids:
-        pieces[i] = tokens[i].encode("utf-8")
-    return pieces

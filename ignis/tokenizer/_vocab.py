@@ -7,8 +7,8 @@ import numpy as np
 
 from ignis.errors import TokenizerError
 
-SUPPORTED_MODELS = ("gpt2",)          # byte-level BPE
-SUPPORTED_PRE = ("qwen2",)            # pre-tokenizer patterns we reproduce exactly
+SUPPORTED_MODELS = ("gpt2", "llama")  # byte-level BPE; SentencePiece-style (scores, byte fallback)
+SUPPORTED_PRE = ("qwen2", "smollm")   # byte-level BPE pre-tokenizers we reproduce exactly
 
 # tokenizer.ggml.token_type values (llama.cpp's numbering)
 TYPE_NORMAL = 1
@@ -26,16 +26,19 @@ _KEY = "tokenizer.ggml."
 class Vocab:
     """What the tokenizer needs from the metadata, validated."""
     model: str
-    pre: str
-    tokens: list            # token id -> token text (byte-level alphabet for normal tokens)
+    pre: str                # "" where the model has no pre-tokenizer (llama)
+    tokens: list            # token id -> token text (byte-level alphabet for normal gpt2 tokens)
     types: np.ndarray       # token id -> token type (int32)
-    merges: list            # rank -> (left text, right text)
+    merges: list            # rank -> (left text, right text); gpt2 only
+    scores: np.ndarray | None   # token id -> merge score (float32); llama only
     bos_id: int | None
     eos_id: int | None
     pad_id: int | None
     eot_id: int | None      # an explicit end-of-turn id, where the file has one
     eom_id: int | None
+    unk_id: int | None
     add_bos: bool
+    add_space_prefix: bool  # llama: a space before the text (and after each special token)
 
 
 def _fail(field: str, problem: str) -> TokenizerError:
@@ -79,6 +82,24 @@ def _token_types(metadata: dict, n_tokens: int) -> np.ndarray:
     return types.astype(np.int32)
 
 
+def _scores(metadata: dict, n_tokens: int) -> np.ndarray:
+    value = metadata.get(_KEY + "scores")
+    if value is None:           # optional in the format: all equal, the leftmost pair merges first
+        return np.zeros(n_tokens, dtype=np.float32)
+    try:
+        scores = np.asarray(value)
+    except (TypeError, ValueError) as exc:
+        raise _fail("scores", f"expected an array of numbers ({exc})") from None
+    if scores.ndim != 1 or (scores.size and scores.dtype.kind not in "iuf"):
+        raise _fail("scores", f"expected an array of numbers, found {scores.dtype} with shape {scores.shape}")
+    if len(scores) != n_tokens:
+        raise _fail("scores", f"has {len(scores)} entries but tokenizer.ggml.tokens has {n_tokens}")
+    scores = scores.astype(np.float32)
+    if np.isnan(scores).any():
+        raise _fail(f"scores[{int(np.argmax(np.isnan(scores)))}]", "is NaN")
+    return scores
+
+
 def _merges(metadata: dict) -> list:
     pairs = [merge.split(" ") for merge in _string_list(metadata, "merges")]
     for rank, pair in enumerate(pairs):
@@ -117,19 +138,28 @@ def read_vocab(metadata: dict) -> Vocab:
     model = _string(metadata, "model")
     if model not in SUPPORTED_MODELS:
         raise _fail("model", f"unsupported tokenizer model {model!r} (supported: {', '.join(SUPPORTED_MODELS)})")
-    pre = _string(metadata, "pre")
-    if pre not in SUPPORTED_PRE:
-        raise _fail("pre", f"unsupported pre-tokenizer {pre!r} (supported: {', '.join(SUPPORTED_PRE)})")
+    byte_level = model == "gpt2"
+    if byte_level:
+        pre = _string(metadata, "pre")
+        if pre not in SUPPORTED_PRE:
+            raise _fail("pre", f"unsupported pre-tokenizer {pre!r} (supported: {', '.join(SUPPORTED_PRE)})")
+    else:
+        pre = ""                # SentencePiece-style models are not pre-tokenized: any value is ignored
     tokens = _string_list(metadata, "tokens")
     if not tokens:
         raise _fail("tokens", "is empty")
     n = len(tokens)
     return Vocab(
-        model=model, pre=pre, tokens=tokens, types=_token_types(metadata, n), merges=_merges(metadata),
+        model=model, pre=pre, tokens=tokens, types=_token_types(metadata, n),
+        merges=_merges(metadata) if byte_level else [],
+        scores=None if byte_level else _scores(metadata, n),
         bos_id=_optional_id(metadata, "bos_token_id", n), eos_id=_optional_id(metadata, "eos_token_id", n),
         pad_id=_optional_id(metadata, "padding_token_id", n), eot_id=_optional_id(metadata, "eot_token_id", n),
         eom_id=_optional_id(metadata, "eom_token_id", n),
+        unk_id=None if byte_level else _optional_id(metadata, "unknown_token_id", n),
         add_bos=_optional_bool(metadata, "add_bos_token", False),
+        # llama.cpp's default where the key is absent: on for SentencePiece-style, off for BPE
+        add_space_prefix=_optional_bool(metadata, "add_space_prefix", not byte_level),
     )
 
 
