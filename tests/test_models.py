@@ -305,3 +305,19 @@ def test_windowed_cache_shared_by_interleaved_sequences(tmp_path, monkeypatch, s
         for s in (0, 1):
             assert np.array_equal(np.stack(got[s]), want[s]), f"sequence {s}"
         assert kv.local.n_used_blocks <= 2 * (-(-(8 + slack) // 16) + 2) + 1      # + the padding sequence
+
+
+def test_text_prompts_start_with_bos_when_the_vocabulary_asks(tiny_gemma3_path):
+    """Gemma 3 needs BOS: a text prompt gets it (once, also when a template already put it)."""
+    model = ignis.load(tiny_gemma3_path, n_ctx=N_CTX, threads=1)
+    try:
+        tok = model.tokenizer
+        assert model._prompt_ids("hello")[:1] != [tok.bos_id]          # the tiny vocabulary: no BOS
+        tok.add_bos = True
+        ids = model._prompt_ids("hello")
+        assert ids[0] == tok.bos_id and ids[1:] == model.tokenize("hello")
+        bos_text = tok.decode([tok.bos_id])
+        assert model._prompt_ids(bos_text + "hello") == ids
+        assert model._prompt_ids([5, 6]) == [5, 6]                      # ids are taken as they are
+    finally:
+        model.close()

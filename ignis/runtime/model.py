@@ -191,9 +191,13 @@ class Model:
         return self.tokenizer.decode(check_ids("ids", ids, self.n_vocab))
 
     def _prompt_ids(self, prompt, name: str = "prompt") -> list:
-        """Text (tokenized, special tokens parsed) or token ids, as a list of ids."""
+        """Text (tokenized, special tokens parsed, BOS first where the vocabulary asks for it:
+        Gemma 3) or token ids, as a list of ids."""
         if isinstance(prompt, str):
-            return self.tokenize(prompt)
+            ids, tok = self.tokenize(prompt), self.tokenizer
+            if tok.add_bos and tok.bos_id is not None and ids[:1] != [tok.bos_id]:   # a chat template may have put it
+                ids.insert(0, tok.bos_id)
+            return ids
         return check_ids(name, prompt, self.n_vocab, expected="a str or a list of token ids")
 
     # -- scoring --------------------------------------------------------------------------
