@@ -321,3 +321,14 @@ def test_text_prompts_start_with_bos_when_the_vocabulary_asks(tiny_gemma3_path):
         assert model._prompt_ids([5, 6]) == [5, 6]                      # ids are taken as they are
     finally:
         model.close()
+
+
+def test_qkv_norm_rope_kv_needs_both_gains():
+    """Found by fuzz/plan_api.py: a None gain made the op a silent qkv_rope_kv without norms."""
+    from ignis import _kernels as K
+    w = np.zeros((6, 34), np.uint8)          # 6 Q8_0 rows of 32: q, k, v of one head of 2
+    for gq, gk, missing in ((None, np.ones(2), "gq"), (np.ones(2), None, "gk")):
+        plan = K.Plan(4096, 1, 1)
+        with pytest.raises(ModelError, match=f"qkv_norm_rope_kv {missing}: vector is missing"):
+            plan.add_qkv_norm_rope_kv(0, 128, w, gq, gk, 0, 1, 1, 2, 10000.0, 1e-6, 32, 8)
+        assert plan.n_instructions == 0

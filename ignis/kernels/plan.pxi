@@ -1012,7 +1012,8 @@ cdef class Plan:
         try:
             rmode = _rope_mode(name, mode)
             pool = _int_in(f"{name}: pool", pool, 0, 1)
-            if gq is not None:
+            normed = name == "qkv_norm_rope_kv"     # both gains required (None is not "no norm")
+            if normed:
                 eps = _eps(name, eps)
             x = _as_int(name + ": x offset", x)
             q_out = _as_int(name + ": q_out offset", q_out)
@@ -1026,8 +1027,8 @@ cdef class Plan:
             if n > _MAX_WIDTH:
                 raise ModelError(f"{name}: {n} output rows, at most {_MAX_WIDTH}")
             bv = self._vector(name + " b", b, n) if b is not None else None
-            gqv = self._vector(name + " gq", gq, head_dim) if gq is not None else None
-            gkv = self._vector(name + " gk", gk, head_dim) if gq is not None else None
+            gqv = self._vector(name + " gq", gq, head_dim) if normed else None
+            gkv = self._vector(name + " gk", gk, head_dim) if normed else None
             self._region(name + " x", x, T * k * 4)
             qi = self._region(name + " q_out", q_out, T * nq * 4)
             parts = self._weight(name, w, wtype, n, k)
