@@ -22,14 +22,17 @@ from ignis.runtime.perplexity import perplexity, text_ids  # noqa: E402
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 
 
-def llama_cpp_perplexity(path, ids, c, n_chunks, threads):
-    """(ppl, err, n) of llama.cpp on the given chunks (same scoring as ignis)."""
+def llama_cpp_perplexity(path, ids, c, n_chunks, threads, bos=None):
+    """(ppl, err, n) of llama.cpp on the given chunks (same scoring as ignis: with a
+    vocabulary that wants BOS, each chunk's first token is BOS, as llama-perplexity does)."""
     from llama_cpp import Llama
     llm = Llama(model_path=path, logits_all=True, n_ctx=c, n_batch=c, n_threads=threads, verbose=False)
     nll = []
     try:
         for k in range(n_chunks):
-            chunk = ids[k * c:(k + 1) * c]
+            chunk = list(ids[k * c:(k + 1) * c])
+            if bos is not None:
+                chunk[0] = bos
             llm.reset()
             llm.eval(chunk)
             x = np.asarray(llm.scores[:c], dtype=np.float64)[c // 2:c - 1]
@@ -64,12 +67,14 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     with ignis.load(path, n_ctx=args.ctx, threads=args.threads) as model:
         ids = text_ids(model, text)
+        tok = model.tokenizer
+        bos = tok.bos_id if tok.add_bos else None
         show = lambda k, p: (sys.stderr.write(f"{',' if k > 1 else ''}[{k}]{p:.4f}"), sys.stderr.flush())  # noqa: E731
         ppl, err, n, per_chunk = perplexity(model, ids, args.ctx, max_chunks=args.chunks, on_chunk=show)
         sys.stderr.write("\n")
     t_ignis = time.perf_counter() - t0
     t0 = time.perf_counter()
-    theirs, their_err, their_n = llama_cpp_perplexity(path, ids, args.ctx, len(per_chunk), args.threads)
+    theirs, their_err, their_n = llama_cpp_perplexity(path, ids, args.ctx, len(per_chunk), args.threads, bos)
     t_llama = time.perf_counter() - t0
     assert their_n == n
     print(f"model: {os.path.basename(path)}; text: {', '.join(os.path.relpath(f) for f in files)}; "
