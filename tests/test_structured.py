@@ -347,3 +347,20 @@ def test_real_model_constrained_batch_equals_alone(real):
                                 json_schema=[c["schema"] for c in cases])
     for prompt, case, text in zip(prompts, cases, batch):
         assert real.generate(prompt, max_tokens=160, temperature=0.8, seed=9, json_schema=case["schema"]) == text
+
+
+@pytest.mark.real
+@pytest.mark.parametrize("fixture", ["smollm2_path", "gemma3_path"])
+def test_constraints_on_the_other_vocabularies(request, fixture):
+    """The vocabulary bridge works for SmolLM2's byte-level BPE (21 bytes without a token)
+    and Gemma 3's SentencePiece vocabulary (byte-fallback pieces, 262,144 tokens)."""
+    model = ignis.load(request.getfixturevalue(fixture), n_ctx=1024)
+    try:
+        pattern = r"(19|20)[0-9]{2}-[0-9]{2}-[0-9]{2}"
+        assert re.fullmatch(pattern, model.generate("The first moon landing was on", regex=pattern,
+                                                    temperature=0.8, seed=1))
+        for seed in (1, 2):
+            text = model.generate("A city as JSON:", json_schema=FINITE_SCHEMA, temperature=0.8, seed=seed)
+            jsonschema.validate(json.loads(text), FINITE_SCHEMA)
+    finally:
+        model.close()
