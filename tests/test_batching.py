@@ -123,8 +123,11 @@ def test_a_full_kv_cache_fails_one_request_only(tiny_path):
         from ignis.runtime.sampling import SamplingParams
         params = SamplingParams(temperature=0)
         rng = np.random.default_rng(2)
-        hs = [sched.submit(_prompt(rng, 20), max_tokens=30, params=params, stop=[], ignore_eos=True)
-              for _ in range(2)]
+        # both queued before any step runs (steps take the model's lock): on a loaded machine
+        # the first could otherwise decode far enough alone that the second fits after it
+        with m._lock:
+            hs = [sched.submit(_prompt(rng, 20), max_tokens=30, params=params, stop=[], ignore_eos=True)
+                  for _ in range(2)]
         errors = []
         for h in hs:
             try:
