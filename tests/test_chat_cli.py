@@ -10,13 +10,14 @@ import shutil
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 
 import pytest
 
 from ignis.cli_chat import fit_history, read_message, split_turns
 from ignis.testing import make_tiny_qwen2
+
+from helpers import start_slowed_ignis
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PASTE_START, PASTE_END = "\x1b[200~", "\x1b[201~"
@@ -210,20 +211,8 @@ def test_a_reply_cut_by_the_context_is_reported_and_the_chat_goes_on(tiny, tmp_p
 
 def test_ctrl_c_stops_a_reply_and_the_chat_goes_on(tiny, tmp_path):
     # each sampled token waits a little, so the reply is still streaming when SIGINT arrives
-    script = textwrap.dedent(f"""
-        import sys, time
-        import ignis.runtime.generate as g
-        feed = g.Completion.feed
-        def slow(self, logits):
-            time.sleep(0.02)
-            return feed(self, logits)
-        g.Completion.feed = slow
-        from ignis.cli import main
-        sys.exit(main(["chat", "-m", {tiny!r}, "-n", "100000", "-c", "4096", "--temp", "0", "-t", "1"]))
-    """)
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), IGNIS_HOME=str(tmp_path))
-    proc = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=env, cwd=ROOT)
+    proc = start_slowed_ignis(["chat", "-m", tiny, "-n", "100000", "-c", "4096", "--temp", "0", "-t", "1"],
+                              subprocess.PIPE, IGNIS_HOME=str(tmp_path))
     try:
         proc.stdin.write(b"hello\n")
         proc.stdin.flush()

@@ -1,12 +1,10 @@
 """`ignis run` flags a llama.cpp / ollama user expects: [MODEL] [PROMPT] positionals, -f FILE,
 -p -, -e, --ctx-size, -s, --presence/--frequency-penalty, -r, --version, -n 0 timings, Ctrl-C."""
 import io
-import os
 import select
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 
 import pytest
@@ -15,7 +13,8 @@ import ignis
 from ignis.cli import main
 from ignis.testing import make_tiny_qwen2
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from helpers import start_slowed_ignis
+
 GREEDY = ["-n", "12", "--temp", "0", "-t", "1", "--ignore-eos"]
 
 
@@ -134,21 +133,8 @@ def test_no_tokens_no_infinite_rate(tiny, capsys, n):
 
 def test_ctrl_c_during_run_exits_130(tiny):
     # each sampled token waits a little, so the run is still generating when SIGINT arrives
-    script = textwrap.dedent(f"""
-        import sys, time
-        import ignis.runtime.generate as g
-        feed = g.Completion.feed
-        def slow(self, logits):
-            time.sleep(0.02)
-            return feed(self, logits)
-        g.Completion.feed = slow
-        from ignis.cli import main
-        sys.exit(main(["run", "-m", {tiny!r}, "-p", "hello", "-n", "100000", "-c", "256", "--temp", "0",
-                       "-t", "1", "--ignore-eos"]))
-    """)
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            stdin=subprocess.DEVNULL, env=env, cwd=ROOT)
+    proc = start_slowed_ignis(["run", "-m", tiny, "-p", "hello", "-n", "100000", "-c", "256", "--temp", "0",
+                               "-t", "1", "--ignore-eos"], subprocess.DEVNULL)
     try:
         ready, _, _ = select.select([proc.stdout], [], [], 60)
         assert ready, "no output within 60 s"

@@ -1,14 +1,13 @@
 """Tokenizer: a tiny synthetic vocabulary checked against a naive BPE oracle, metadata
 errors, decoding and streaming; the golden ids of the real model (marked real)."""
 import json
-import sys
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
 import regex
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from ignis.errors import TokenizerError
@@ -16,11 +15,7 @@ from ignis.gguf import ValueType, write_gguf
 from ignis.tokenizer import Tokenizer
 from ignis.tokenizer._bytes import BYTE_TO_CHAR, bytes_to_token_text
 
-try:                    # the properties live in fuzz/, which runs them for much longer
-    from fuzz import tokenizer as props
-except ImportError:     # plain `pytest` does not put the repository root on sys.path
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from fuzz import tokenizer as props
+from helpers import few, props, real_tokenizer_properties
 
 from ignis.tokenizer._pretokenize import UNICODE_17_LETTERS_NUMBERS  # noqa: E402
 
@@ -314,7 +309,6 @@ def test_from_gguf(tmp_path):
 
 # --- properties (a few examples here; python -m fuzz.tokenizer runs thousands) ---------------
 
-few = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 @few
@@ -388,25 +382,10 @@ def test_unicode_17_code_points_follow_the_reference(real, text, pieces, ids):
     assert real.decode(ids) == text
 
 
-@pytest.mark.real
-@few
-@given(props.texts)
-def test_real_roundtrip(real, text):
-    props.check_roundtrip(real, text)
-
-
-@pytest.mark.real
-@few
-@given(st.data())
-def test_real_stream(real, data):
-    props.check_stream(real, data.draw(props.token_ids(real.n_vocab)))
-
-
-@pytest.mark.real
-@few
-@given(props.texts)
-def test_real_stream_of_encoded_text(real, text):
-    props.check_stream(real, real.encode(text))
+class TestRealProperties(real_tokenizer_properties()):
+    @pytest.fixture(scope="class")
+    def tok(self, real):
+        return real
 
 
 @pytest.fixture(scope="module")

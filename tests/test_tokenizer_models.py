@@ -3,12 +3,11 @@
 vocabulary is checked against a naive oracle; the real vocabularies against llama.cpp's
 golden ids (marked real)."""
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from ignis.errors import TokenizerError
@@ -17,14 +16,9 @@ from ignis.tokenizer import Tokenizer
 from ignis.tokenizer._pretokenize import pre_tokenizer
 from ignis.tokenizer._special import LongestFirstSplitter, SpecialSplitter
 
-try:                    # the shared strategies and properties live in fuzz/
-    from fuzz import tokenizer as props
-except ImportError:     # plain `pytest` does not put the repository root on sys.path
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from fuzz import tokenizer as props
+from helpers import few, props, real_tokenizer_properties
 
 DATA = Path(__file__).parent / "data"
-few = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 # --- a tiny SentencePiece-style vocabulary and a naive oracle --------------------------------
 
@@ -350,22 +344,22 @@ def _golden(name: str) -> list:
     return [json.loads(line) for line in (DATA / f"tokenizer_{name}_public.jsonl").open()]
 
 
-@pytest.mark.real
-@pytest.mark.parametrize("name", ["gemma3", "smollm2"])
-def test_golden_ids_exact(request, name):
-    tok = request.getfixturevalue(name)
-    cases = _golden(name)
-    wrong = [c["text"][:40] for c in cases if tok.encode(c["text"]) != c["ids"]]
-    assert not wrong, f"{len(wrong)}/{len(cases)} golden texts encode differently: {wrong[:5]}"
+# each golden case both ways: (does the tokenizer agree with the case, what the failure says)
+_GOLDEN_WAYS = {
+    "encode": (lambda tok, case: tok.encode(case["text"]) == case["ids"], "golden texts encode"),
+    "decode": (lambda tok, case: tok.decode(case["ids"]) == case["text"], "golden id lists decode"),
+}
 
 
 @pytest.mark.real
+@pytest.mark.parametrize("way", sorted(_GOLDEN_WAYS))
 @pytest.mark.parametrize("name", ["gemma3", "smollm2"])
-def test_golden_decode_exact(request, name):
+def test_golden_exact(request, name, way):
     tok = request.getfixturevalue(name)
+    agrees, what = _GOLDEN_WAYS[way]
     cases = _golden(name)
-    wrong = [c["text"][:40] for c in cases if tok.decode(c["ids"]) != c["text"]]
-    assert not wrong, f"{len(wrong)}/{len(cases)} golden id lists decode differently: {wrong[:5]}"
+    wrong = [c["text"][:40] for c in cases if not agrees(tok, c)]
+    assert not wrong, f"{len(wrong)}/{len(cases)} {what} differently: {wrong[:5]}"
 
 
 @pytest.mark.real
@@ -390,11 +384,10 @@ def test_smollm2_vocabulary_facts(smollm2):
     assert smollm2.encode("a\x04b") == smollm2.encode("a") + smollm2.encode("b")
 
 
-@pytest.mark.real
-@few
-@given(props.texts)
-def test_gemma3_roundtrip(gemma3, text):
-    props.check_roundtrip(gemma3, text)
+class TestGemma3Properties(real_tokenizer_properties()):
+    @pytest.fixture(scope="class")
+    def tok(self, gemma3):
+        return gemma3
 
 
 @pytest.mark.real
@@ -403,20 +396,6 @@ def test_gemma3_roundtrip(gemma3, text):
 def test_gemma3_pieces_concatenate(gemma3, text):
     ids = gemma3.encode(text, parse_special=False)
     assert b"".join(gemma3.token_to_piece(i) for i in ids) == text.encode("utf-8", "surrogatepass")
-
-
-@pytest.mark.real
-@few
-@given(st.data())
-def test_gemma3_stream(gemma3, data):
-    props.check_stream(gemma3, data.draw(props.token_ids(gemma3.n_vocab)))
-
-
-@pytest.mark.real
-@few
-@given(props.texts)
-def test_gemma3_stream_of_encoded_text(gemma3, text):
-    props.check_stream(gemma3, gemma3.encode(text))
 
 
 # bytes SmolLM2's vocabulary has a token for: a text made of them round-trips
@@ -449,17 +428,16 @@ def smollm2_reference():
     return _llama_cpp("smollm2-135m")
 
 
-@pytest.mark.real
-@few
-@given(props.texts, st.booleans())
-def test_gemma3_matches_llama_cpp(gemma3, gemma3_reference, text, parse_special):
-    expected = gemma3_reference.tokenize(text.encode(), add_bos=False, special=parse_special)
-    assert gemma3.encode(text, parse_special) == expected
+@pytest.fixture(scope="module", params=["gemma3", "smollm2"])
+def tokenizer_and_reference(request):
+    """(ignis' tokenizer, llama.cpp's) of one model."""
+    return request.getfixturevalue(request.param), request.getfixturevalue(f"{request.param}_reference")
 
 
 @pytest.mark.real
 @few
 @given(props.texts, st.booleans())
-def test_smollm2_matches_llama_cpp(smollm2, smollm2_reference, text, parse_special):
-    expected = smollm2_reference.tokenize(text.encode(), add_bos=False, special=parse_special)
-    assert smollm2.encode(text, parse_special) == expected
+def test_matches_llama_cpp(tokenizer_and_reference, text, parse_special):
+    tok, reference = tokenizer_and_reference
+    expected = reference.tokenize(text.encode(), add_bos=False, special=parse_special)
+    assert tok.encode(text, parse_special) == expected

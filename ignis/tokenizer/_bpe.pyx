@@ -11,7 +11,7 @@ contains_marked() is the scan that tells the pre-tokenizer whether a text holds 
 point from a small marked set (see _pretokenize.py for why).
 """
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
-from libc.stdlib cimport free, malloc, realloc
+from libc.stdlib cimport free, malloc
 from cpython.unicode cimport (PyUnicode_1BYTE_KIND, PyUnicode_2BYTE_KIND, PyUnicode_DATA,
                               PyUnicode_GET_LENGTH, PyUnicode_KIND)
 from cpython.dict cimport PyDict_GetItem, PyDict_SetItem
@@ -36,15 +36,24 @@ cdef struct MergeSlot:
     int32_t merged
 
 
+# a candidate merge: rank << 32 | position of its left symbol
+ctypedef int64_t HeapItem
+
+
+cdef inline bint before(const int64_t* a, const int64_t* b) noexcept nogil:
+    """Whether a merges before b: the lower rank, then the leftmost (a min-heap)."""
+    return a[0] < b[0]
+
+
+include "_merge_heap.pxi"
+
+
 cdef inline uint64_t pair_key(int32_t left, int32_t right) noexcept nogil:
     return (<uint64_t><uint32_t>left << 32) | <uint32_t>right
 
 
 cdef inline uint64_t slot_hash(uint64_t key) noexcept nogil:
-    # the splitmix64 finalizer: every key bit reaches the low bits that pick the slot
-    key = (key ^ (key >> 30)) * 0xBF58476D1CE4E5B9ULL
-    key = (key ^ (key >> 27)) * 0x94D049BB133111EBULL
-    return key ^ (key >> 31)
+    return splitmix64_finalize(key)
 
 
 cdef class BPEMerger:
@@ -135,26 +144,13 @@ cdef class BPEMerger:
         cdef Py_ssize_t cap
         if n <= self.capacity:
             return 0
-        cap = max(n, 2 * self.capacity, 64)
+        cap = capacity_for(n, self.capacity)
         # each pointer is replaced only once its realloc succeeded, so a failure leaves
         # the old (smaller, still valid) arrays and the old capacity in place
-        cdef int32_t* grown
-        grown = <int32_t*>realloc(self.sym, cap * sizeof(int32_t))
-        if grown == NULL:
-            raise MemoryError()
-        self.sym = grown
-        grown = <int32_t*>realloc(self.nxt, cap * sizeof(int32_t))
-        if grown == NULL:
-            raise MemoryError()
-        self.nxt = grown
-        grown = <int32_t*>realloc(self.prv, cap * sizeof(int32_t))
-        if grown == NULL:
-            raise MemoryError()
-        self.prv = grown
-        cdef int64_t* grown_heap = <int64_t*>realloc(self.heap, 3 * cap * sizeof(int64_t))
-        if grown_heap == NULL:
-            raise MemoryError()
-        self.heap = grown_heap
+        self.sym = <int32_t*>grown(self.sym, cap * sizeof(int32_t))
+        self.nxt = <int32_t*>grown(self.nxt, cap * sizeof(int32_t))
+        self.prv = <int32_t*>grown(self.prv, cap * sizeof(int32_t))
+        self.heap = <int64_t*>grown(self.heap, 3 * cap * sizeof(int64_t))
         self.capacity = cap
         return 0
 
@@ -164,42 +160,12 @@ cdef class BPEMerger:
         """Push the pair starting at symbol pos (if it has a merge); return the heap length."""
         cdef int32_t j = self.nxt[pos]
         cdef MergeSlot* slot
-        cdef Py_ssize_t child, parent
-        cdef int64_t item
         if j < 0:
             return heap_len
         slot = self._find(self.sym[pos], self.sym[j])
         if slot == NULL:
             return heap_len
-        item = (<int64_t>slot.rank << 32) | pos
-        child = heap_len
-        while child > 0:                # sift up
-            parent = (child - 1) >> 1
-            if self.heap[parent] <= item:
-                break
-            self.heap[child] = self.heap[parent]
-            child = parent
-        self.heap[child] = item
-        return heap_len + 1
-
-    cdef inline int64_t _pop(self, Py_ssize_t heap_len) noexcept nogil:
-        """Remove and return the smallest item; heap_len is the length before the pop."""
-        cdef int64_t top = self.heap[0]
-        cdef int64_t last = self.heap[heap_len - 1]
-        cdef Py_ssize_t n = heap_len - 1, i = 0, child
-        while True:                     # sift the last item down from the root
-            child = 2 * i + 1
-            if child >= n:
-                break
-            if child + 1 < n and self.heap[child + 1] < self.heap[child]:
-                child += 1
-            if self.heap[child] >= last:
-                break
-            self.heap[i] = self.heap[child]
-            i = child
-        if n > 0:
-            self.heap[i] = last
-        return top
+        return heap_push(self.heap, heap_len, (<int64_t>slot.rank << 32) | pos)
 
     cdef Py_ssize_t _merge(self, const uint8_t* data, Py_ssize_t n) noexcept nogil:
         """Merge the n bytes of one piece (all bytes known to have a token); the result
@@ -216,7 +182,7 @@ cdef class BPEMerger:
         for i in range(n - 1):
             heap_len = self._push_pair(heap_len, <int32_t>i)
         while heap_len > 0:
-            item = self._pop(heap_len)
+            item = heap_pop(self.heap, heap_len)
             heap_len -= 1
             rank = <int32_t>(item >> 32)
             pos = <int32_t>(item & <int64_t>0x7FFFFFFF)

@@ -11,7 +11,7 @@ arrays owned by the merger and grown on demand (the GIL is held throughout, so o
 merger may serve several threads one call at a time).
 """
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t
-from libc.stdlib cimport free, malloc, realloc
+from libc.stdlib cimport free, malloc
 from libc.string cimport memcmp, memcpy
 
 import numpy as np
@@ -33,20 +33,24 @@ cdef struct Bigram:
     int32_t size        # byte length of the pair when pushed: a mismatch later means stale
 
 
+ctypedef Bigram HeapItem
+
+
+cdef inline bint before(const Bigram* a, const Bigram* b) noexcept nogil:
+    """Whether a merges before b: the higher score, then the leftmost (a max-heap)."""
+    return a.score > b.score or (a.score == b.score and a.left < b.left)
+
+
+include "_merge_heap.pxi"
+
+
 cdef inline uint64_t text_hash(const uint8_t* data, Py_ssize_t n) noexcept nogil:
     # FNV-1a, then the splitmix64 finalizer so that the low bits (the slot) mix well
     cdef uint64_t h = 0xCBF29CE484222325ULL
     cdef Py_ssize_t i
     for i in range(n):
         h = (h ^ data[i]) * 0x100000001B3ULL
-    h = (h ^ (h >> 30)) * 0xBF58476D1CE4E5B9ULL
-    h = (h ^ (h >> 27)) * 0x94D049BB133111EBULL
-    return h ^ (h >> 31)
-
-
-cdef inline bint better(const Bigram* a, const Bigram* b) noexcept nogil:
-    """Whether a merges before b: the higher score, then the leftmost."""
-    return a.score > b.score or (a.score == b.score and a.left < b.left)
+    return splitmix64_finalize(h)
 
 
 cdef class SPMMerger:
@@ -168,17 +172,11 @@ cdef class SPMMerger:
         cdef Py_ssize_t cap
         if n <= self.capacity:
             return 0
-        cap = max(n, 2 * self.capacity, 64)
+        cap = capacity_for(n, self.capacity)
         # each pointer is replaced only once its realloc succeeded: a failure leaves the
         # old (smaller, still valid) arrays and capacity
-        cdef Symbol* grown_symbols = <Symbol*>realloc(self.symbols, cap * sizeof(Symbol))
-        if grown_symbols == NULL:
-            raise MemoryError()
-        self.symbols = grown_symbols
-        cdef Bigram* grown_heap = <Bigram*>realloc(self.heap, 3 * cap * sizeof(Bigram))
-        if grown_heap == NULL:
-            raise MemoryError()
-        self.heap = grown_heap
+        self.symbols = <Symbol*>grown(self.symbols, cap * sizeof(Symbol))
+        self.heap = <Bigram*>grown(self.heap, 3 * cap * sizeof(Bigram))
         self.capacity = cap
         return 0
 
@@ -186,7 +184,6 @@ cdef class SPMMerger:
                                       int32_t left, int32_t right) noexcept nogil:
         """Push the pair (left, right) if its text is a token; return the heap length."""
         cdef Bigram item
-        cdef Py_ssize_t child, parent
         cdef int32_t token_id
         if left < 0 or right < 0:
             return heap_len
@@ -197,34 +194,7 @@ cdef class SPMMerger:
         item.score = self.scores[token_id]
         item.left = left
         item.right = right
-        child = heap_len
-        while child > 0:                # sift up
-            parent = (child - 1) >> 1
-            if not better(&item, &self.heap[parent]):
-                break
-            self.heap[child] = self.heap[parent]
-            child = parent
-        self.heap[child] = item
-        return heap_len + 1
-
-    cdef inline Bigram _pop(self, Py_ssize_t heap_len) noexcept nogil:
-        """Remove and return the best pair; heap_len is the length before the pop."""
-        cdef Bigram top = self.heap[0]
-        cdef Bigram last = self.heap[heap_len - 1]
-        cdef Py_ssize_t n = heap_len - 1, i = 0, child
-        while True:                     # sift the last item down from the root
-            child = 2 * i + 1
-            if child >= n:
-                break
-            if child + 1 < n and better(&self.heap[child + 1], &self.heap[child]):
-                child += 1
-            if not better(&self.heap[child], &last):
-                break
-            self.heap[i] = self.heap[child]
-            i = child
-        if n > 0:
-            self.heap[i] = last
-        return top
+        return heap_push(self.heap, heap_len, item)
 
     cdef Py_ssize_t _merge(self, const uint8_t* data, Py_ssize_t n) noexcept nogil:
         """Merge the n bytes of one fragment (valid UTF-8, n >= 1, capacity >= n); the
@@ -250,7 +220,7 @@ cdef class SPMMerger:
         for i in range(count - 1):
             heap_len = self._push_pair(data, heap_len, <int32_t>i, <int32_t>(i + 1))
         while heap_len > 0:
-            pair = self._pop(heap_len)
+            pair = heap_pop(self.heap, heap_len)
             heap_len -= 1
             left = &self.symbols[pair.left]
             right = &self.symbols[pair.right]

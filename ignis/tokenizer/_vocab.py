@@ -67,33 +67,34 @@ def _string_list(metadata: dict, field: str) -> list:
     return items
 
 
-def _token_types(metadata: dict, n_tokens: int) -> np.ndarray:
-    value = metadata.get(_KEY + "token_type")
-    if value is None:           # optional in the format: every token is then a normal one
-        return np.full(n_tokens, TYPE_NORMAL, dtype=np.int32)
+def _per_token_array(metadata: dict, field: str, n_tokens: int, kinds: str, what: str):
+    """tokenizer.ggml.<field> as a 1-D array of one entry per token, its dtype kind one of
+    kinds ("i", "u", "f", "b"), what naming them in errors; None when the file has none."""
+    value = metadata.get(_KEY + field)
+    if value is None:
+        return None
     try:
-        types = np.asarray(value)
+        array = np.asarray(value)
     except (TypeError, ValueError) as exc:
-        raise _fail("token_type", f"expected an array of integers ({exc})") from None
-    if types.ndim != 1 or (types.size and types.dtype.kind not in "iub"):
-        raise _fail("token_type", f"expected an array of integers, found {types.dtype} with shape {types.shape}")
-    if len(types) != n_tokens:
-        raise _fail("token_type", f"has {len(types)} entries but tokenizer.ggml.tokens has {n_tokens}")
+        raise _fail(field, f"expected an array of {what} ({exc})") from None
+    if array.ndim != 1 or (array.size and array.dtype.kind not in kinds):
+        raise _fail(field, f"expected an array of {what}, found {array.dtype} with shape {array.shape}")
+    if len(array) != n_tokens:
+        raise _fail(field, f"has {len(array)} entries but tokenizer.ggml.tokens has {n_tokens}")
+    return array
+
+
+def _token_types(metadata: dict, n_tokens: int) -> np.ndarray:
+    types = _per_token_array(metadata, "token_type", n_tokens, "iub", "integers")
+    if types is None:           # optional in the format: every token is then a normal one
+        return np.full(n_tokens, TYPE_NORMAL, dtype=np.int32)
     return types.astype(np.int32)
 
 
 def _scores(metadata: dict, n_tokens: int) -> np.ndarray:
-    value = metadata.get(_KEY + "scores")
-    if value is None:           # optional in the format: all equal, the leftmost pair merges first
+    scores = _per_token_array(metadata, "scores", n_tokens, "iuf", "numbers")
+    if scores is None:          # optional in the format: all equal, the leftmost pair merges first
         return np.zeros(n_tokens, dtype=np.float32)
-    try:
-        scores = np.asarray(value)
-    except (TypeError, ValueError) as exc:
-        raise _fail("scores", f"expected an array of numbers ({exc})") from None
-    if scores.ndim != 1 or (scores.size and scores.dtype.kind not in "iuf"):
-        raise _fail("scores", f"expected an array of numbers, found {scores.dtype} with shape {scores.shape}")
-    if len(scores) != n_tokens:
-        raise _fail("scores", f"has {len(scores)} entries but tokenizer.ggml.tokens has {n_tokens}")
     scores = scores.astype(np.float32)
     if np.isnan(scores).any():
         raise _fail(f"scores[{int(np.argmax(np.isnan(scores)))}]", "is NaN")
