@@ -8,6 +8,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from ignis.errors import ModelError
+from ignis.ir.graph import Graph, GraphBuilder, WeightInfo
 
 MAX_CONTEXT = 1 << 24      # longer than any real model's context: a corrupt field
 MAX_LAYERS = 4096
@@ -22,6 +23,16 @@ def check_architecture(metadata: Mapping, source: str, arch: str) -> None:
         raise ModelError(f"{source}: general.architecture is {found!r}, expected {arch!r}")
 
 
+def _is_positive_integer(value) -> bool:
+    # bool is an int subclass, but True is no count
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1
+
+
+def _is_positive_number(value) -> bool:
+    return isinstance(value, (int, float, np.number)) and not isinstance(value, bool) \
+        and bool(np.isfinite(value)) and value > 0
+
+
 class Hyper:
     """Typed reads of `<arch>.<key>` metadata fields."""
 
@@ -31,30 +42,25 @@ class Hyper:
     def key(self, key: str) -> str:
         return self.prefix + key
 
-    def integer(self, key: str, default: int | None = None) -> int:
-        """A positive integer field (required unless a default is given)."""
+    def _field(self, key: str, default, valid, expected: str):
+        """The field's value if valid, the default if absent (required when the default is None)."""
         key = self.key(key)
         if key not in self.metadata:
             if default is None:
                 raise ModelError(f"{self.source}: metadata key {key} is missing")
             return default
         value = self.metadata[key]
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ModelError(f"{self.source}: {key} = {value!r}, expected a positive integer")
-        return int(value)
+        if not valid(value):
+            raise ModelError(f"{self.source}: {key} = {value!r}, expected {expected}")
+        return value
+
+    def integer(self, key: str, default: int | None = None) -> int:
+        """A positive integer field (required unless a default is given)."""
+        return int(self._field(key, default, _is_positive_integer, "a positive integer"))
 
     def number(self, key: str, default: float | None = None) -> float:
         """A positive finite number field (required unless a default is given)."""
-        key = self.key(key)
-        if key not in self.metadata:
-            if default is None:
-                raise ModelError(f"{self.source}: metadata key {key} is missing")
-            return default
-        value = self.metadata[key]
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) \
-                or not np.isfinite(value) or value <= 0:
-            raise ModelError(f"{self.source}: {key} = {value!r}, expected a positive number")
-        return float(value)
+        return float(self._field(key, default, _is_positive_number, "a positive number"))
 
     def bounded(self, n_layers: int, context: int) -> None:
         """Layer count and context length of a plausible model."""
@@ -122,13 +128,127 @@ def check_positive(arch: str, config, keys) -> None:
     """Config fields that must be positive integers (a config made by hand)."""
     for key in keys:
         value = getattr(config, key)
-        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+        if not _is_positive_integer(value):
             raise ModelError(f"{arch} config: {key} must be a positive integer, got {value!r}")
 
 
 def check_positive_number(arch: str, key: str, value) -> None:
     if not (np.isfinite(value) and value > 0):
         raise ModelError(f"{arch} config: {key} must be a positive number, got {value!r}")
+
+
+class DecoderConfig:
+    """What every architecture's config (a frozen dataclass with at least n_layers, width,
+    n_heads, n_kv_heads, head_dim, vocab, rms_eps, context_length, tied_output and
+    weight_types) does alike; mixed in, the fields stay the subclass'."""
+    ARCH: str
+
+    def _check_layout(self, head_dim_name: str, numbers) -> None:
+        """Head grouping, RoPE pairs, context bound and the positive float fields `numbers`
+        of a config made by hand (`head_dim_name`: how this architecture's message says it)."""
+        arch = self.ARCH
+        if self.n_heads % self.n_kv_heads:
+            raise ModelError(f"{arch} config: n_heads {self.n_heads} is not a multiple of "
+                             f"n_kv_heads {self.n_kv_heads}")
+        if self.head_dim % 2:
+            raise ModelError(f"{arch} config: {head_dim_name} {self.head_dim} must be even for RoPE")
+        if self.context_length > MAX_CONTEXT:
+            raise ModelError(f"{arch} config: context_length {self.context_length} exceeds {MAX_CONTEXT}")
+        for key in numbers:
+            check_positive_number(arch, key, getattr(self, key))
+
+    @property
+    def output_tensor(self) -> str:
+        return "token_embd.weight" if self.tied_output else "output.weight"
+
+    def weight_infos(self) -> dict:
+        types = self.weight_types or {}
+        return {name: WeightInfo(shape, types.get(name, "F32")) for name, shape in self.tensor_shapes().items()}
+
+    def _tensor_table(self, per_layer: Mapping) -> dict:
+        """The embedding and output tensors, then `per_layer` (name -> shape) for every block."""
+        D, V = self.width, self.vocab
+        shapes = {"token_embd.weight": (V, D), "output_norm.weight": (D,)}
+        if not self.tied_output:
+            shapes["output.weight"] = (V, D)
+        for L in range(self.n_layers):
+            for name, shape in per_layer.items():
+                shapes[f"blk.{L}.{name}"] = shape
+        return shapes
+
+    @classmethod
+    def from_file(cls, gguf):
+        """From an open ignis.gguf.GGUFFile."""
+        return cls.from_gguf(gguf.metadata, gguf.tensors, getattr(gguf, "path", "model"))
+
+
+def read_block_fields(hp: Hyper) -> dict:
+    """The sizes every decoder file has, as config fields (read in this order, so a file
+    with several bad keys names the same one whatever the architecture)."""
+    return {"n_layers": hp.integer("block_count"), "width": hp.integer("embedding_length"),
+            "ffn": hp.integer("feed_forward_length"), "n_heads": hp.integer("attention.head_count"),
+            "n_kv_heads": hp.integer("attention.head_count_kv"), "context_length": hp.integer("context_length")}
+
+
+def check_head_groups(hp: Hyper, n_heads: int, n_kv_heads: int) -> None:
+    """Grouped-query attention: every KV head serves the same number of query heads."""
+    if n_heads % n_kv_heads:
+        raise ModelError(f"{hp.source}: {hp.prefix}attention.head_count {n_heads} is not a multiple of "
+                         f"{hp.prefix}attention.head_count_kv {n_kv_heads}")
+
+
+def config_from_fields(cls, hp: Hyper, tensors: Mapping, fields: dict):
+    """The config of `fields` read from a file, with the vocabulary, tied output and weight
+    types its tensors give, checked against every tensor the graph references."""
+    hp.bounded(fields["n_layers"], fields["context_length"])
+    vocab = vocab_size(hp.metadata, tensors, hp.source, fields["width"], hp.key("embedding_length"))
+    config = cls(**fields, vocab=vocab, tied_output="output.weight" not in tensors,
+                 weight_types=weight_type_names(tensors))
+    check_tensors(config.tensor_shapes(), tensors, hp.source)
+    return config
+
+
+class DecoderGraph:
+    """The parts of the forward graph every architecture writes alike: the batch inputs,
+    RMS norms, plain projections and the logits head (docs of ignis.models.qwen2.build_graph)."""
+
+    def __init__(self, config: DecoderConfig, T: int, all_logits: bool, n_out: int | None):
+        arch = config.ARCH
+        if not isinstance(T, (int, np.integer)) or T < 1:
+            raise ModelError(f"{arch} graph: T must be a positive number of tokens, got {T!r}")
+        if n_out is not None and (not isinstance(n_out, (int, np.integer)) or not 1 <= n_out <= T):
+            raise ModelError(f"{arch} graph: n_out must be a number of rows in [1, {T}], got {n_out!r}")
+        c = config
+        self.eps = float(c.rms_eps)
+        # every row's logits, else only the last row's (or the rows `rows` names)
+        self.every = n_out is None and (all_logits or T == 1)
+        self.b = b = GraphBuilder(weights=c.weight_infos(), meta={
+            "arch": arch, "T": int(T), "all_logits": bool(self.every),
+            "n_out": None if n_out is None else int(n_out), "n_layers": c.n_layers, "width": c.width,
+            "n_heads": c.n_heads, "n_kv_heads": c.n_kv_heads, "head_dim": c.head_dim, "ffn": c.ffn,
+            "vocab": c.vocab})
+        self.tokens = b.input("tokens", (T,), "i32")
+        self.pos = b.input("pos", (T,), "i32")
+        self.seq = b.input("seq", (T,), "i32")
+        self.rows = b.input("rows", (n_out,), "i32") if n_out is not None else None
+
+    def rmsnorm(self, x, g: str, hint: str):
+        r = self.b.emit("rms_inv", [x], hint=hint + ".rinv", eps=self.eps)
+        return self.b.emit("scale_rows", [x, r], [g], hint=hint)
+
+    def linear(self, x, blk: str, name: str, hint: str):
+        return self.b.emit("matmul", [x], [f"{blk}.{name}.weight"], hint=hint)
+
+    def logits(self, h, output_tensor: str) -> Graph:
+        """Output norm and projection of the rows asked for; the finished graph."""
+        b = self.b
+        if self.rows is not None:
+            h = b.emit("take_rows", [h, self.rows], hint="rows")
+        elif not self.every:
+            h = b.emit("take_last", [h], hint="last")
+        n = self.rmsnorm(h, "output_norm.weight", "out_norm")
+        b.output("logits", b.emit("matmul", [n], [output_tensor], hint="logits"))
+        return b.finish()
 
 
 class GGUFWeights(Mapping):

@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ignis.errors import ModelError
-from ignis.ir.graph import Graph, GraphBuilder, WeightInfo
-from ignis.models.common import (MAX_CONTEXT, Hyper, check_architecture, check_positive, check_positive_number,
-                                 check_tensors, vocab_size, weight_type_names)
+from ignis.ir.graph import Graph
+from ignis.models.common import (DecoderConfig, DecoderGraph, Hyper, check_architecture, check_head_groups,
+                                 check_positive, config_from_fields, read_block_fields)
 
 ARCH = "gemma3"
 LOCAL_ROPE_THETA = 10000.0     # the sliding-window layers' RoPE base: fixed by the architecture
@@ -39,7 +39,7 @@ GLOBAL_EVERY = 6               # layer L attends globally when (L + 1) % 6 == 0
 
 
 @dataclass(frozen=True)
-class Gemma3Config:
+class Gemma3Config(DecoderConfig):
     n_layers: int
     width: int
     ffn: int
@@ -61,15 +61,7 @@ class Gemma3Config:
     def __post_init__(self):
         check_positive(ARCH, self, ("n_layers", "width", "ffn", "n_heads", "n_kv_heads", "head_dim", "vocab",
                                     "window", "global_every", "context_length"))
-        if self.n_heads % self.n_kv_heads:
-            raise ModelError(f"{ARCH} config: n_heads {self.n_heads} is not a multiple of "
-                             f"n_kv_heads {self.n_kv_heads}")
-        if self.head_dim % 2:
-            raise ModelError(f"{ARCH} config: head_dim {self.head_dim} must be even for RoPE")
-        if self.context_length > MAX_CONTEXT:
-            raise ModelError(f"{ARCH} config: context_length {self.context_length} exceeds {MAX_CONTEXT}")
-        for key in ("rope_theta", "rope_theta_local", "rms_eps"):
-            check_positive_number(ARCH, key, getattr(self, key))
+        self._check_layout("head_dim", ("rope_theta", "rope_theta_local", "rms_eps"))
 
     def is_global(self, layer: int) -> bool:
         """Whether layer attends to every position (else to the sliding window)."""
@@ -81,29 +73,15 @@ class Gemma3Config:
     def layer_theta(self, layer: int) -> float:
         return self.rope_theta if self.is_global(layer) else self.rope_theta_local
 
-    @property
-    def output_tensor(self) -> str:
-        return "token_embd.weight" if self.tied_output else "output.weight"
-
     def tensor_shapes(self) -> dict:
-        D, F, V, hd = self.width, self.ffn, self.vocab, self.head_dim
+        D, F, hd = self.width, self.ffn, self.head_dim
         q, kv = self.n_heads * hd, self.n_kv_heads * hd
-        shapes = {"token_embd.weight": (V, D), "output_norm.weight": (D,)}
-        if not self.tied_output:
-            shapes["output.weight"] = (V, D)
-        per_layer = {"attn_norm.weight": (D,), "attn_q.weight": (q, D), "attn_k.weight": (kv, D),
-                     "attn_v.weight": (kv, D), "attn_q_norm.weight": (hd,), "attn_k_norm.weight": (hd,),
-                     "attn_output.weight": (D, q), "post_attention_norm.weight": (D,), "ffn_norm.weight": (D,),
-                     "ffn_gate.weight": (F, D), "ffn_up.weight": (F, D), "ffn_down.weight": (D, F),
-                     "post_ffw_norm.weight": (D,)}
-        for L in range(self.n_layers):
-            for name, shape in per_layer.items():
-                shapes[f"blk.{L}.{name}"] = shape
-        return shapes
-
-    def weight_infos(self) -> dict:
-        types = self.weight_types or {}
-        return {name: WeightInfo(shape, types.get(name, "F32")) for name, shape in self.tensor_shapes().items()}
+        return self._tensor_table({
+            "attn_norm.weight": (D,), "attn_q.weight": (q, D), "attn_k.weight": (kv, D),
+            "attn_v.weight": (kv, D), "attn_q_norm.weight": (hd,), "attn_k_norm.weight": (hd,),
+            "attn_output.weight": (D, q), "post_attention_norm.weight": (D,), "ffn_norm.weight": (D,),
+            "ffn_gate.weight": (F, D), "ffn_up.weight": (F, D), "ffn_down.weight": (D, F),
+            "post_ffw_norm.weight": (D,)})
 
     def build_graph(self, T: int, all_logits: bool = False, n_out: int | None = None) -> Graph:
         return build_graph(self, T, all_logits, n_out)
@@ -114,23 +92,17 @@ class Gemma3Config:
         check_architecture(metadata, source, ARCH)
         hp = Hyper(metadata, source, ARCH)
         p = hp.prefix
-        n_layers = hp.integer("block_count")
-        width = hp.integer("embedding_length")
-        ffn = hp.integer("feed_forward_length")
-        n_heads = hp.integer("attention.head_count")
-        n_kv_heads = hp.integer("attention.head_count_kv")
-        context = hp.integer("context_length")
+        fields = read_block_fields(hp)
+        width, n_heads = fields["width"], fields["n_heads"]
         head_dim = hp.integer("attention.key_length", width // n_heads if width % n_heads == 0 else None)
         if hp.integer("attention.value_length", head_dim) != head_dim:
             raise ModelError(f"{source}: {p}attention.value_length = {metadata[p + 'attention.value_length']!r}, "
                              f"expected {head_dim} ({p}attention.key_length)")
-        window = hp.integer("attention.sliding_window")
-        every = hp.integer("attention.sliding_window_pattern", GLOBAL_EVERY)
-        theta = hp.number("rope.freq_base", 1_000_000.0)
-        eps = hp.number("attention.layer_norm_rms_epsilon")
-        if n_heads % n_kv_heads:
-            raise ModelError(f"{source}: {p}attention.head_count {n_heads} is not a multiple of "
-                             f"{p}attention.head_count_kv {n_kv_heads}")
+        fields.update(head_dim=head_dim, window=hp.integer("attention.sliding_window"),
+                      global_every=hp.integer("attention.sliding_window_pattern", GLOBAL_EVERY),
+                      rope_theta=hp.number("rope.freq_base", 1_000_000.0),
+                      rms_eps=hp.number("attention.layer_norm_rms_epsilon"))
+        check_head_groups(hp, n_heads, fields["n_kv_heads"])
         if head_dim % 2:
             raise ModelError(f"{source}: {p}attention.key_length = {head_dim} must be even for RoPE")
         if p + "rope.dimension_count" in metadata and metadata[p + "rope.dimension_count"] != head_dim:
@@ -140,53 +112,23 @@ class Gemma3Config:
             if p + key in metadata:
                 raise ModelError(f"{source}: {p}{key} is set: ignis' gemma3 builder has no "
                                  f"{key.split('.')[0].replace('_', ' ')} (a larger Gemma 3 than it was written for)")
-        hp.bounded(n_layers, context)
-        vocab = vocab_size(metadata, tensors, source, width, p + "embedding_length")
-        config = cls(n_layers=n_layers, width=width, ffn=ffn, n_heads=n_heads, n_kv_heads=n_kv_heads,
-                     head_dim=head_dim, vocab=vocab, window=window, rope_theta=theta, global_every=every,
-                     rms_eps=eps, context_length=context, tied_output="output.weight" not in tensors,
-                     weight_types=weight_type_names(tensors))
-        check_tensors(config.tensor_shapes(), tensors, source)
-        return config
-
-    @classmethod
-    def from_file(cls, gguf) -> "Gemma3Config":
-        return cls.from_gguf(gguf.metadata, gguf.tensors, getattr(gguf, "path", "model"))
+        return config_from_fields(cls, hp, tensors, fields)
 
 
 def build_graph(config: Gemma3Config, T: int, all_logits: bool = False, n_out: int | None = None) -> Graph:
     """The unfused forward graph for a batch of T new tokens (inputs and output as
     ignis.models.qwen2.build_graph)."""
-    if not isinstance(T, (int, np.integer)) or T < 1:
-        raise ModelError(f"{ARCH} graph: T must be a positive number of tokens, got {T!r}")
-    if n_out is not None and (not isinstance(n_out, (int, np.integer)) or not 1 <= n_out <= T):
-        raise ModelError(f"{ARCH} graph: n_out must be a number of rows in [1, {T}], got {n_out!r}")
     c = config
+    g = DecoderGraph(c, T, all_logits, n_out)
+    b, pos, seq, rmsnorm, linear = g.b, g.pos, g.seq, g.rmsnorm, g.linear
     D, H, KVH, hd = c.width, c.n_heads, c.n_kv_heads, c.head_dim
-    eps = float(c.rms_eps)
-    every = n_out is None and (all_logits or T == 1)
-    b = GraphBuilder(weights=c.weight_infos(), meta={
-        "arch": ARCH, "T": int(T), "all_logits": bool(every), "n_out": None if n_out is None else int(n_out),
-        "n_layers": c.n_layers, "width": D, "n_heads": H, "n_kv_heads": KVH, "head_dim": hd, "ffn": c.ffn,
-        "vocab": c.vocab})
-    tokens = b.input("tokens", (T,), "i32")
-    pos = b.input("pos", (T,), "i32")
-    seq = b.input("seq", (T,), "i32")
-    rows = b.input("rows", (n_out,), "i32") if n_out is not None else None
-
-    def rmsnorm(x, g, hint):
-        r = b.emit("rms_inv", [x], hint=hint + ".rinv", eps=eps)
-        return b.emit("scale_rows", [x, r], [g], hint=hint)
-
-    def linear(x, blk, name, hint):
-        return b.emit("matmul", [x], [f"{blk}.{name}.weight"], hint=hint)
 
     def normed_rope(y, blk, which, heads, theta, hint):
         n = b.emit("head_rmsnorm", [y], [f"{blk}.attn_{which}_norm.weight"], hint=hint + "_norm",
-                   n_heads=heads, head_dim=hd, eps=eps)
+                   n_heads=heads, head_dim=hd, eps=g.eps)
         return b.emit("rope", [n, pos], hint=hint + "_rope", n_heads=heads, head_dim=hd, theta=theta)
 
-    h = b.emit("embed", [tokens], ["token_embd.weight"], hint="embd")
+    h = b.emit("embed", [g.tokens], ["token_embd.weight"], hint="embd")
     # the float32 rounding of sqrt(D), as the reference multiplies by
     h = b.emit("scale", [h], hint="embd_scaled", factor=float(np.float32(np.sqrt(D))))
     for L in range(c.n_layers):
@@ -205,13 +147,7 @@ def build_graph(config: Gemma3Config, T: int, all_logits: bool = False, n_out: i
         h = b.emit("add", [h, o], hint=f"{blk}.h_attn")
         f = rmsnorm(h, f"{blk}.ffn_norm.weight", f"{blk}.ffn_in")
         gate = b.emit("gelu", [linear(f, blk, "ffn_gate", f"{blk}.gate")], hint=f"{blk}.gate_act")
-        g = b.emit("mul", [gate, linear(f, blk, "ffn_up", f"{blk}.up")], hint=f"{blk}.glu")
-        d = rmsnorm(linear(g, blk, "ffn_down", f"{blk}.down"), f"{blk}.post_ffw_norm.weight", f"{blk}.ffn_post")
+        u = b.emit("mul", [gate, linear(f, blk, "ffn_up", f"{blk}.up")], hint=f"{blk}.glu")
+        d = rmsnorm(linear(u, blk, "ffn_down", f"{blk}.down"), f"{blk}.post_ffw_norm.weight", f"{blk}.ffn_post")
         h = b.emit("add", [h, d], hint=f"{blk}.h")
-    if rows is not None:
-        h = b.emit("take_rows", [h, rows], hint="rows")
-    elif not every:
-        h = b.emit("take_last", [h], hint="last")
-    n = rmsnorm(h, "output_norm.weight", "out_norm")
-    b.output("logits", b.emit("matmul", [n], [c.output_tensor], hint="logits"))
-    return b.finish()
+    return g.logits(h, c.output_tensor)

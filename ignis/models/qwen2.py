@@ -17,13 +17,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from ignis.errors import ModelError
-from ignis.ir.graph import Graph, GraphBuilder, WeightInfo
-from ignis.models.common import (MAX_CONTEXT, GGUFWeights, Hyper, check_architecture, check_positive,
-                                 check_positive_number, check_tensors, load_weights, vocab_size,
-                                 weight_type_names)
+from ignis.ir.graph import Graph
+from ignis.models.common import (MAX_CONTEXT, DecoderConfig, DecoderGraph, GGUFWeights, Hyper, check_architecture,
+                                 check_head_groups, check_positive, config_from_fields, load_weights,
+                                 read_block_fields)
 
 ARCH = "qwen2"
 
@@ -31,7 +29,7 @@ __all__ = ["Qwen2Config", "build_graph", "GGUFWeights", "load_weights", "MAX_CON
 
 
 @dataclass(frozen=True)
-class Qwen2Config:
+class Qwen2Config(DecoderConfig):
     """Qwen2 hyper-parameters. `weight_types`: tensor name -> GGML type name (for
     reporting and for the loader; "F32" when the config was made by hand).
 
@@ -60,44 +58,22 @@ class Qwen2Config:
                                     "context_length"))
         if self.width % self.n_heads:
             raise ModelError(f"{arch} config: width {self.width} is not divisible by n_heads {self.n_heads}")
-        if self.n_heads % self.n_kv_heads:
-            raise ModelError(f"{arch} config: n_heads {self.n_heads} is not a multiple of "
-                             f"n_kv_heads {self.n_kv_heads}")
-        if self.head_dim % 2:
-            raise ModelError(f"{arch} config: head dim {self.head_dim} must be even for RoPE")
-        if self.context_length > MAX_CONTEXT:
-            raise ModelError(f"{arch} config: context_length {self.context_length} exceeds {MAX_CONTEXT}")
-        check_positive_number(arch, "rope_theta", self.rope_theta)
-        check_positive_number(arch, "rms_eps", self.rms_eps)
+        self._check_layout("head dim", ("rope_theta", "rms_eps"))
 
     @property
     def head_dim(self) -> int:
         return self.width // self.n_heads
 
-    @property
-    def output_tensor(self) -> str:
-        return "token_embd.weight" if self.tied_output else "output.weight"
-
     def tensor_shapes(self) -> dict:
         """Every tensor the graph references -> numpy shape (rows, cols) / (n,)."""
-        D, F, V, kv = self.width, self.ffn, self.vocab, self.n_kv_heads * self.head_dim
-        shapes = {"token_embd.weight": (V, D), "output_norm.weight": (D,)}
-        if not self.tied_output:
-            shapes["output.weight"] = (V, D)
+        D, F, kv = self.width, self.ffn, self.n_kv_heads * self.head_dim
         per_layer = {"attn_norm.weight": (D,), "attn_q.weight": (D, D), "attn_q.bias": (D,),
                      "attn_k.weight": (kv, D), "attn_k.bias": (kv,), "attn_v.weight": (kv, D),
                      "attn_v.bias": (kv,), "attn_output.weight": (D, D), "ffn_norm.weight": (D,),
                      "ffn_gate.weight": (F, D), "ffn_up.weight": (F, D), "ffn_down.weight": (D, F)}
         if not self.QKV_BIAS:
             per_layer = {name: shape for name, shape in per_layer.items() if not name.endswith(".bias")}
-        for L in range(self.n_layers):
-            for name, shape in per_layer.items():
-                shapes[f"blk.{L}.{name}"] = shape
-        return shapes
-
-    def weight_infos(self) -> dict:
-        types = self.weight_types or {}
-        return {name: WeightInfo(shape, types.get(name, "F32")) for name, shape in self.tensor_shapes().items()}
+        return self._tensor_table(per_layer)
 
     def build_graph(self, T: int, all_logits: bool = False, n_out: int | None = None) -> Graph:
         return build_graph(self, T, all_logits, n_out)
@@ -109,20 +85,14 @@ class Qwen2Config:
         check_architecture(metadata, source, cls.ARCH)
         hp = Hyper(metadata, source, cls.ARCH)
         p = hp.prefix
-        n_layers = hp.integer("block_count")
-        width = hp.integer("embedding_length")
-        ffn = hp.integer("feed_forward_length")
-        n_heads = hp.integer("attention.head_count")
-        n_kv_heads = hp.integer("attention.head_count_kv")
-        context = hp.integer("context_length")
-        theta = hp.number("rope.freq_base", 10000.0)
-        eps = hp.number("attention.layer_norm_rms_epsilon")
+        fields = read_block_fields(hp)
+        fields["rope_theta"] = hp.number("rope.freq_base", 10000.0)
+        fields["rms_eps"] = hp.number("attention.layer_norm_rms_epsilon")
+        width, n_heads = fields["width"], fields["n_heads"]
         if width % n_heads:
             raise ModelError(f"{source}: {p}embedding_length {width} is not divisible by "
                              f"{p}attention.head_count {n_heads}")
-        if n_heads % n_kv_heads:
-            raise ModelError(f"{source}: {p}attention.head_count {n_heads} is not a multiple of "
-                             f"{p}attention.head_count_kv {n_kv_heads}")
+        check_head_groups(hp, n_heads, fields["n_kv_heads"])
         head_dim = width // n_heads
         if head_dim % 2:
             raise ModelError(f"{source}: head dim {head_dim} ({p}embedding_length / "
@@ -131,18 +101,7 @@ class Qwen2Config:
             if key in metadata and metadata[key] != head_dim:
                 raise ModelError(f"{source}: {key} = {metadata[key]!r}, expected {head_dim} "
                                  f"({p}embedding_length / {p}attention.head_count)")
-        hp.bounded(n_layers, context)
-        vocab = vocab_size(metadata, tensors, source, width, p + "embedding_length")
-        config = cls(n_layers=n_layers, width=width, ffn=ffn, n_heads=n_heads, n_kv_heads=n_kv_heads,
-                     vocab=vocab, rope_theta=theta, rms_eps=eps, context_length=context,
-                     tied_output="output.weight" not in tensors, weight_types=weight_type_names(tensors))
-        check_tensors(config.tensor_shapes(), tensors, source)
-        return config
-
-    @classmethod
-    def from_file(cls, gguf) -> "Qwen2Config":
-        """From an open ignis.gguf.GGUFFile."""
-        return cls.from_gguf(gguf.metadata, gguf.tensors, getattr(gguf, "path", "model"))
+        return config_from_fields(cls, hp, tensors, fields)
 
 
 def build_graph(config: Qwen2Config, T: int, all_logits: bool = False, n_out: int | None = None) -> Graph:
@@ -153,36 +112,21 @@ def build_graph(config: Qwen2Config, T: int, all_logits: bool = False, n_out: in
     inputs: tokens, pos, seq i32 [T] (and rows i32 [n_out] when n_out is given);
     output: logits f32 [T, V] if all_logits (or T == 1), [n_out, V] for the rows
     `rows` of the batch when n_out is given, else [1, V] for the last token."""
-    if not isinstance(T, (int, np.integer)) or T < 1:
-        raise ModelError(f"{config.ARCH} graph: T must be a positive number of tokens, got {T!r}")
-    if n_out is not None and (not isinstance(n_out, (int, np.integer)) or not 1 <= n_out <= T):
-        raise ModelError(f"{config.ARCH} graph: n_out must be a number of rows in [1, {T}], got {n_out!r}")
     c = config
+    g = DecoderGraph(c, T, all_logits, n_out)
+    b, pos, seq, rmsnorm = g.b, g.pos, g.seq, g.rmsnorm
     bias = c.QKV_BIAS
     rope_mode = {} if c.ROPE_MODE == "neox" else {"mode": c.ROPE_MODE}   # neox is the default
-    D, H, KVH, hd = c.width, c.n_heads, c.n_kv_heads, c.head_dim
-    theta, eps = float(c.rope_theta), float(c.rms_eps)
-    every = n_out is None and (all_logits or T == 1)
-    b = GraphBuilder(weights=c.weight_infos(), meta={
-        "arch": c.ARCH, "T": int(T), "all_logits": bool(every), "n_out": None if n_out is None else int(n_out),
-        "n_layers": c.n_layers, "width": D, "n_heads": H, "n_kv_heads": KVH, "head_dim": hd, "ffn": c.ffn,
-        "vocab": c.vocab})
-    tokens = b.input("tokens", (T,), "i32")
-    pos = b.input("pos", (T,), "i32")
-    seq = b.input("seq", (T,), "i32")
-    rows = b.input("rows", (n_out,), "i32") if n_out is not None else None
-
-    def rmsnorm(x, g, hint):
-        r = b.emit("rms_inv", [x], hint=hint + ".rinv", eps=eps)
-        return b.emit("scale_rows", [x, r], [g], hint=hint)
+    H, KVH, hd = c.n_heads, c.n_kv_heads, c.head_dim
+    theta = float(c.rope_theta)
 
     def linear(x, blk, name, hint, bias=False):
-        y = b.emit("matmul", [x], [f"{blk}.{name}.weight"], hint=hint)
+        y = g.linear(x, blk, name, hint)
         if bias:
             y = b.emit("add_bias", [y], [f"{blk}.{name}.bias"], hint=hint + "+b")
         return y
 
-    h = b.emit("embed", [tokens], ["token_embd.weight"], hint="embd")
+    h = b.emit("embed", [g.tokens], ["token_embd.weight"], hint="embd")
     for L in range(c.n_layers):
         blk = f"blk.{L}"
         a = rmsnorm(h, f"{blk}.attn_norm.weight", f"{blk}.attn_in")
@@ -197,12 +141,6 @@ def build_graph(config: Qwen2Config, T: int, all_logits: bool = False, n_out: in
         h = b.emit("add", [h, linear(o, blk, "attn_output", f"{blk}.attn_out")], hint=f"{blk}.h_attn")
         f = rmsnorm(h, f"{blk}.ffn_norm.weight", f"{blk}.ffn_in")
         gate = b.emit("silu", [linear(f, blk, "ffn_gate", f"{blk}.gate")], hint=f"{blk}.gate_act")
-        g = b.emit("mul", [gate, linear(f, blk, "ffn_up", f"{blk}.up")], hint=f"{blk}.glu")
-        h = b.emit("add", [h, linear(g, blk, "ffn_down", f"{blk}.down")], hint=f"{blk}.h")
-    if rows is not None:
-        h = b.emit("take_rows", [h, rows], hint="rows")
-    elif not every:
-        h = b.emit("take_last", [h], hint="last")
-    n = rmsnorm(h, "output_norm.weight", "out_norm")
-    b.output("logits", b.emit("matmul", [n], [c.output_tensor], hint="logits"))
-    return b.finish()
+        u = b.emit("mul", [gate, linear(f, blk, "ffn_up", f"{blk}.up")], hint=f"{blk}.glu")
+        h = b.emit("add", [h, linear(u, blk, "ffn_down", f"{blk}.down")], hint=f"{blk}.h")
+    return g.logits(h, c.output_tensor)

@@ -24,6 +24,18 @@ def _cat(*weights: Weight) -> Weight:
     return Weight(tuple(p for w in weights for p in w.parts))
 
 
+def _either_operand(graph: Graph, op: Op, sides, match):
+    """A commutative binary op's operands tried in the orders `sides` (the side to match
+    first): (match(v, other), other) for the first operand v that `match` accepts (not
+    None) and that op alone reads, else None."""
+    for side in sides:
+        v, other = op.inputs[side], op.inputs[1 - side]
+        found = match(v, other)
+        if found is not None and single_use(graph, v):
+            return found, other
+    return None
+
+
 def _linear(graph: Graph, v, claimed: set):
     """v = x @W (+ @b) as matmul, matmul + add_bias (matmul read only by the bias add)
     or matmul_bias. Returns (x, W, b or None, ops) or None."""
@@ -65,13 +77,11 @@ def fuse_swiglu(graph: Graph):
         for op in graph.ops:
             if op.kind != "mul" or op in claimed:
                 continue
-            for act_side in (0, 1):
-                act, other = op.inputs[act_side], op.inputs[1 - act_side]
-                silu = _producer(graph, act, "silu", claimed)
-                if silu is not None and single_use(graph, act):
-                    claimed.update((silu, op))
-                    found.append(Fusion((silu, op), Op("swiglu", (silu.inputs[0], other), op.results)))
-                    break
+            hit = _either_operand(graph, op, (0, 1), lambda v, _: _producer(graph, v, "silu", claimed))
+            if hit is not None:
+                silu, other = hit
+                claimed.update((silu, op))
+                found.append(Fusion((silu, op), Op("swiglu", (silu.inputs[0], other), op.results)))
         return found
     return run_fusion_pass("fuse_swiglu", graph, find)
 
@@ -177,13 +187,11 @@ def fuse_residual(graph: Graph):
         for op in graph.ops:
             if op.kind != "add" or op in claimed:
                 continue
-            for mm_side in (1, 0):
-                y, res = op.inputs[mm_side], op.inputs[1 - mm_side]
-                mm = _producer(graph, y, "matmul", claimed)
-                if mm is not None and single_use(graph, y):
-                    claimed.update((mm, op))
-                    found.append(Fusion((mm, op), Op("matmul_add", (mm.inputs[0], res), op.results, mm.weights)))
-                    break
+            hit = _either_operand(graph, op, (1, 0), lambda v, _: _producer(graph, v, "matmul", claimed))
+            if hit is not None:
+                mm, res = hit
+                claimed.update((mm, op))
+                found.append(Fusion((mm, op), Op("matmul_add", (mm.inputs[0], res), op.results, mm.weights)))
         return found
     return run_fusion_pass("fuse_residual", graph, find)
 
@@ -241,6 +249,12 @@ def _norm(graph: Graph, v, claimed: set):
     return None
 
 
+def _norm_not_of(graph: Graph, v, res, claimed: set):
+    """_norm of v unless it norms `res` itself (rmsnorm_add's two operands are distinct)."""
+    norm = _norm(graph, v, claimed)
+    return None if norm is None or norm[0] is res else norm
+
+
 def fuse_norm_add(graph: Graph):
     """add(res, rmsnorm(y) @g) (either operand order; the norm fused or not) -> rmsnorm_add
     y, res @g: a post-norm and the residual add it feeds (Gemma 3)."""
@@ -249,14 +263,10 @@ def fuse_norm_add(graph: Graph):
         for op in graph.ops:
             if op.kind != "add" or op in claimed:
                 continue
-            for norm_side in (1, 0):
-                n, res = op.inputs[norm_side], op.inputs[1 - norm_side]
-                norm = _norm(graph, n, claimed)
-                if norm is None or not single_use(graph, n) or norm[0] is res:
-                    continue
-                y, g, eps, ops = norm
+            hit = _either_operand(graph, op, (1, 0), lambda v, res: _norm_not_of(graph, v, res, claimed))
+            if hit is not None:
+                (y, g, eps, ops), res = hit
                 claimed.update(ops + (op,))
                 found.append(Fusion(ops + (op,), Op("rmsnorm_add", (y, res), op.results, (g,), {"eps": eps})))
-                break
         return found
     return run_fusion_pass("fuse_norm_add", graph, find)
