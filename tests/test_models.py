@@ -332,3 +332,26 @@ def test_qkv_norm_rope_kv_needs_both_gains():
         with pytest.raises(ModelError, match=f"qkv_norm_rope_kv {missing}: vector is missing"):
             plan.add_qkv_norm_rope_kv(0, 128, w, gq, gk, 0, 1, 1, 2, 10000.0, 1e-6, 32, 8)
         assert plan.n_instructions == 0
+
+
+def test_a_file_without_a_chat_template_gets_the_turns_its_vocabulary_has():
+    from ignis.runtime.chat import CHATML, GEMMA_TURNS, ChatTemplate, default_template
+    assert default_template({"<|im_start|>": 1, "<|im_end|>": 2}) == CHATML
+    assert default_template({"<start_of_turn>": 105, "<end_of_turn>": 106}) == GEMMA_TURNS
+    text = ChatTemplate(GEMMA_TURNS).render([{"role": "system", "content": "Be brief."},
+                                             {"role": "user", "content": "Hi"},
+                                             {"role": "assistant", "content": "Hello!"},
+                                             {"role": "user", "content": "Bye"}])
+    assert text == ("<start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n<start_of_turn>model\nHello!<end_of_turn>\n"
+                    "<start_of_turn>user\nBye<end_of_turn>\n<start_of_turn>model\n")
+
+
+@pytest.mark.real
+def test_gemma3_chat_prompt_uses_its_turn_tokens(gemma3_path):
+    model = ignis.load(gemma3_path, n_ctx=256)
+    try:
+        ids = model.tokenize(model.render_chat([{"role": "user", "content": "Hi"}]))
+        specials = model.tokenizer.special_tokens
+        assert specials["<start_of_turn>"] in ids and specials["<end_of_turn>"] in ids
+    finally:
+        model.close()

@@ -6,6 +6,23 @@ CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }
           "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
 
 
+# Gemma's turn layout, for a file whose vocabulary has Gemma's turn markers but no template
+# (Gemma 3 270M base): a system message opens the first user turn, the assistant is "model"
+GEMMA_TURNS = ("{% set ns = namespace(system='') %}"
+               "{% for m in messages %}{% if m['role'] == 'system' %}{% set ns.system = m['content'] + '\n\n' %}"
+               "{% else %}<start_of_turn>{{ 'model' if m['role'] == 'assistant' else m['role'] }}\n"
+               "{% if m['role'] == 'user' %}{{ ns.system }}{% set ns.system = '' %}{% endif %}"
+               "{{ m['content'] | trim }}<end_of_turn>\n{% endif %}{% endfor %}"
+               "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}")
+
+
+def default_template(special_tokens) -> str:
+    """The template of a file without one, by the turn markers its vocabulary has."""
+    if "<start_of_turn>" in special_tokens and "<end_of_turn>" in special_tokens:
+        return GEMMA_TURNS
+    return CHATML
+
+
 def _raise(message):
     raise IgnisError(f"chat template: {message}")
 

@@ -16,7 +16,7 @@ from ignis.gguf import GGUFFile
 from ignis.models import config_from_file
 from ignis.models.common import MAX_CONTEXT
 from ignis.passes.pipeline import PASSES
-from ignis.runtime.chat import ChatTemplate
+from ignis.runtime.chat import ChatTemplate, default_template
 from ignis.runtime.engine import MAX_BATCH, Engine, default_threads
 from ignis.runtime.generate import GenerationResult, generate_pieces
 from ignis.runtime.sampling import SamplingParams
@@ -384,7 +384,8 @@ class Model:
         if self._template is None:
             md = self.gguf.metadata
             tok = self.tokenizer
-            self._template = ChatTemplate(md.get("tokenizer.chat_template"),
+            source = md.get("tokenizer.chat_template") or default_template(tok.special_tokens)
+            self._template = ChatTemplate(source,
                                           tok.decode([tok.bos_id]) if tok.bos_id is not None else "",
                                           tok.decode([tok.eos_id]) if tok.eos_id is not None else "")
         return self._template.render(messages, add_generation_prompt)
