@@ -81,21 +81,19 @@ class _VocabView:
         return self._encode(text, parse_special=False)
 
 
-_lltokenizers = {}
 _lltokenizers_lock = threading.Lock()
 
 
 def lltokenizer(tokenizer, n_vocab: int, eog_ids):
-    """The llguidance tokenizer of a vocabulary (built once, ~1 s for 150k tokens, then kept)."""
-    key = (id(tokenizer), n_vocab)
+    """The llguidance tokenizer of a vocabulary (built once, ~1 s for 150k tokens, then kept
+    on the tokenizer object, so it lives as long as the model does)."""
     with _lltokenizers_lock:
-        entry = _lltokenizers.get(key)
-        if entry is None or entry[0] is not tokenizer:
+        built = tokenizer.__dict__.setdefault("_llguidance", {})
+        if n_vocab not in built:
             llg = _llguidance()
-            entry = (tokenizer, llg.LLTokenizer(_VocabView(tokenizer, n_vocab), n_vocab=n_vocab,
-                                                eos_token=sorted(eog_ids)))
-            _lltokenizers[key] = entry
-        return entry[1]
+            built[n_vocab] = llg.LLTokenizer(_VocabView(tokenizer, n_vocab), n_vocab=n_vocab,
+                                             eos_token=sorted(eog_ids))
+        return built[n_vocab]
 
 
 # --- compiling a request's constraint ---------------------------------------------------
