@@ -133,6 +133,16 @@ static void IL(q8_0_z8x8)(int64_t n, const uint8_t *const *w, const uint8_t *con
 static void IL(q5_0_z8x4)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q8_z8)(n, w, x, o, 4, 6); }
 static void IL(q5_0_z8x8)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q8_z8)(n, w, x, o, 8, 6); }
 
+/* The Q4_1 definition's last step for one token, on 16 lanes of exact integer half sums:
+ * acc += q.x * (d * d_x), then acc += sum(x) * (m * d_x), in that order (both tile shapes
+ * share it, so they round alike). */
+IGNIS_INLINE __m512 IL(q4_1_fma2)(__m512 acc, __m512i qx, __m512i xsum, __m512 dw, __m512 mw,
+                                   const uint8_t *xblock) {
+    const __m512 dx = _mm512_set1_ps(_cvtsh_ss(ignis_load_u16(xblock)));
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(qx), _mm512_mul_ps(dw, dx), acc);
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(xsum), _mm512_mul_ps(mw, dx), acc);
+}
+
 /* Q4_1, 8 weight rows x RN tokens, in the lane layout of the Q8_0 tile: the quants (0..15,
  * unsigned) transposed as above meet the token as it is (no offset), the half sums of x come
  * from the same spread token against ones, then the definition's two fused multiply-adds
@@ -153,9 +163,7 @@ IGNIS_INLINE void IL(q4_1_z8)(int64_t nb, const uint8_t *const *w, const uint8_t
         for (int j = 0; j < RN; j++) {
             __m512i a, c;
             IL(z8_dot_unsigned)(wt, spread, x[j] + xo, &a, &c);
-            const __m512 dx = _mm512_set1_ps(_cvtsh_ss(ignis_load_u16(x[j] + xo)));
-            acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a), _mm512_mul_ps(dw, dx), acc[j]);
-            acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(c), _mm512_mul_ps(mw, dx), acc[j]);
+            acc[j] = IL(q4_1_fma2)(acc[j], a, c, dw, mw, x[j] + xo);
         }
     }
     IL(z8_store)(acc, RN, out);
@@ -319,9 +327,7 @@ IGNIS_INLINE void IL(q4_1_zn)(int64_t nb, const uint8_t *const *w, const uint8_t
         for (int j = 0; j < RN; j++) {
             const __m512i xz = IL(zn_token)(x[j] + xo);
             const __m512i h = IL(zn_dots)(_mm512_setzero_si512(), q, xz), c = IL(zn_xsums)(xz, 1);
-            const __m512 dx = _mm512_set1_ps(_cvtsh_ss(ignis_load_u16(x[j] + xo)));
-            acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(h), _mm512_mul_ps(dw, dx), acc[j]);
-            acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(c), _mm512_mul_ps(mw, dx), acc[j]);
+            acc[j] = IL(q4_1_fma2)(acc[j], h, c, dw, mw, x[j] + xo);
         }
     }
     IL(z8_store)(acc, RN, out);
