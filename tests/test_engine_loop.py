@@ -223,3 +223,23 @@ def test_n_completions_when_the_first_ends_on_its_first_token(tiny):
         assert sched.n_running == 0 and sched.n_waiting == 0
     finally:
         sched.close()
+
+
+def test_gemma_windowed_pool_serves_a_shared_prefix_longer_than_the_window(tmp_path):
+    """Gemma 3's sliding-window layers keep only their window per sequence; the prefix cache
+    still serves a later request: the full pool's blocks of the whole prefix and the windowed
+    pool's blocks of its last window. The text is the solo one."""
+    from ignis.testing import tiny_gemma3_config, write_model
+    path = str(write_model(tmp_path / "g.gguf", tiny_gemma3_config(n_layers=3, window=8, n_ctx=256), {}, seed=3))
+    rng = np.random.default_rng(4)
+    shared = _prompt(rng, 100)
+    a, b = shared + _prompt(rng, 5), shared + _prompt(rng, 7)
+    with ignis.load(path, n_ctx=256, threads=1) as m:
+        m.generate(a, max_tokens=6, temperature=0, ignore_eos=True)
+        sched = m._default_scheduler()
+        before = sched.cached_tokens
+        text = m.generate(b, max_tokens=6, temperature=0, ignore_eos=True)
+        assert sched.cached_tokens - before == 96       # 6 full blocks of the shared 100 tokens
+        m.clear_prefix_cache()
+        assert text == m.generate(b, max_tokens=6, temperature=0, ignore_eos=True)
+        assert m.last_result.prompt_tokens == len(b)
