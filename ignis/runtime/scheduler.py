@@ -55,7 +55,7 @@ class RequestHandle:
     or call text() for the whole completion. cancel() stops it at the next step. A score
     request's rows are in `logits` once it is done."""
 
-    def __init__(self, request_id: int, sink=None, tag=None):
+    def __init__(self, request_id: int, sink=None, tag=None, outbox=None):
         self.id = request_id
         self.result = GenerationResult()
         self.error = None
@@ -64,20 +64,27 @@ class RequestHandle:
         self._done = threading.Event()
         self._cancel = threading.Event()
         self._sink, self._tag = sink, tag
+        self._outbox = outbox     # the loop's per-step list of sink deliveries (None: at once)
 
     # engine side
     def _emit(self, piece: str) -> None:
         if piece:
             self._pieces.put(piece)
-            if self._sink is not None:
-                self._sink.put((self._tag, piece))
+            self._to_sink(piece)
 
     def _finish(self, error: Exception | None = None) -> None:
         self.error = error
         self._done.set()
         self._pieces.put(END_OF_STREAM)
-        if self._sink is not None:
-            self._sink.put((self._tag, END_OF_STREAM))
+        self._to_sink(END_OF_STREAM)
+
+    def _to_sink(self, piece) -> None:
+        if self._sink is None:
+            return
+        if self._outbox is None:
+            self._sink.put((self._tag, piece))
+        else:
+            self._outbox.append((self._sink, (self._tag, piece)))
 
     # caller side
     @property
@@ -201,6 +208,7 @@ class Scheduler:
         self._waiting = []      # not holding a sequence, arrival order
         self._running = []      # holding a sequence, arrival order
         self._parked = []       # sessions holding an idle sequence
+        self._outbox = []       # (sink, item) of this step: handed over once, per sink, after it
         self._ids = itertools.count()
         self._arrivals = itertools.count()
         self._wake = threading.Event()
@@ -236,11 +244,13 @@ class Scheduler:
         arrival = next(self._arrivals)
         group = []
         for i in range(n):
-            handle = RequestHandle(next(self._ids), sink, tag[i] if isinstance(tag, (list, tuple)) else tag)
+            handle = RequestHandle(next(self._ids), sink, tag[i] if isinstance(tag, (list, tuple)) else tag,
+                                   self._outbox)
             group.append(_Seq(request, handle, self._completion(request, i, handle), arrival))
         group[0].followers = group[1:]
         if request.rows == "sample" and request.max_tokens == 0:     # nothing to compute
             for s in group:
+                s.handle._outbox = None
                 s.handle._finish()
             return group[0].handle if n == 1 else [s.handle for s in group]
         self._incoming.put(group[0])
@@ -303,8 +313,9 @@ class Scheduler:
                     for s in self._waiting + self._running:
                         self._end(s, "cancelled")
                     self._waiting, self._running = [], []
-                    for session in self._parked:
+                    for session in list(self._parked):
                         self._unpark(session)
+                self._hand_over()
                 return
             if not self._running and not self._waiting:
                 self._wake.wait(0.5)
@@ -320,6 +331,23 @@ class Scheduler:
                     for s in self._waiting + self._running:
                         self._end(s, "error", error)
                     self._waiting, self._running = [], []
+            self._hand_over()
+
+    def _hand_over(self) -> None:
+        """One hand-off per sink per step: a sink with put_many gets the step's items in one
+        call (the server: one event-loop wake-up), any other sink one put() per item."""
+        if not self._outbox:
+            return
+        items, self._outbox[:] = list(self._outbox), []
+        by_sink = {}
+        for sink, item in items:
+            by_sink.setdefault(id(sink), (sink, []))[1].append(item)
+        for sink, batch in by_sink.values():
+            if hasattr(sink, "put_many"):
+                sink.put_many(batch)
+            else:
+                for item in batch:
+                    sink.put(item)
 
     def _take_incoming(self) -> None:
         while True:
