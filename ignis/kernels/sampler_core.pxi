@@ -278,7 +278,18 @@ cdef extern from *:
     static void ignis_top_positions(const float *z, int64_t n, int64_t k, float *hv, int32_t *hp) {
         for (int64_t i = 0; i < k; i++) { hv[i] = z[i]; hp[i] = (int32_t)i; }
         for (int64_t j = k / 2; j > 0; j--) ignis_heap_down(hv, hp, k, j - 1);
-        for (int64_t i = k; i < n; i++) {
+        int64_t i = k;
+    #if defined(__SSE2__)
+        for (; i + 4 <= n; i += 4) {             /* four at a time past the worst kept */
+            if (!_mm_movemask_ps(_mm_cmpgt_ps(_mm_loadu_ps(z + i), _mm_set1_ps(hv[0])))) continue;
+            for (int64_t j = i; j < i + 4; j++)
+                if (z[j] > hv[0]) {
+                    hv[0] = z[j]; hp[0] = (int32_t)j;
+                    ignis_heap_down(hv, hp, k, 0);
+                }
+        }
+    #endif
+        for (; i < n; i++) {
             if (z[i] > hv[0]) {                  /* a later equal logit has a larger id: never in */
                 hv[0] = z[i]; hp[0] = (int32_t)i;
                 ignis_heap_down(hv, hp, k, 0);
@@ -367,6 +378,22 @@ cdef extern from *:
         }
     }
 
+    /* candidate q of the view survives top-p's cut (rank <= the boundary kb, ib) and min-p's
+       (fl32(z - zmax) >= dmin): appended at m (m <= q, so compacting in place is safe) */
+    static inline int64_t ignis_keep_survivor(const ignis_srow *r, ignis_sscratch *s, const int32_t *ids,
+                                              const float *cz, int64_t q, int64_t m, int cut_p, uint32_t kb,
+                                              int32_t ib, float zmax, double dmin) {
+        uint32_t kq = ignis_rank_key(cz[q]);
+        int32_t id = IGNIS_ID(ids, q);
+        (void)r;
+        if (cut_p && !(kq > kb || (kq == kb && id <= ib))) return m;
+        if (!((double)(cz[q] - zmax) >= dmin)) return m;
+        s->cid[m] = id;
+        s->cz[m] = cz[q];
+        s->cw[m] = s->cw[q];                    /* (the weights at temperature 1, when cut_p) */
+        return m + 1;
+    }
+
     static void ignis_sample_row(ignis_srow *r, ignis_sscratch *s) {
         const int64_t V = r->V;
         const float *x = r->x;
@@ -409,6 +436,10 @@ cdef extern from *:
 
         int64_t pick = 0;
         if (r->temperature <= 0.0) {                       /* greedy: the first best */
+    #if defined(__SSE2__)
+            while (pick + 4 <= n && !_mm_movemask_ps(_mm_cmpeq_ps(_mm_loadu_ps(cz + pick), _mm_set1_ps(zmax))))
+                pick += 4;
+    #endif
             while (cz[pick] != zmax) pick++;
             r->token = IGNIS_ID(ids, pick);
             if (r->survivors) { r->survivors[0] = r->token; r->n_survivors = 1; }
@@ -432,27 +463,32 @@ cdef extern from *:
         int cut_p = r->top_p < 1.0, cut_min = r->min_p > 0.0;
         uint32_t kb = 0;
         int32_t ib = 0;
+        int64_t pb = 0;
         if (cut_p) {
             ignis_weights(cz, n, zmax, 1.0, s->cw);
             double total = ignis_dsum(s->cw, n);
-            int64_t pb = ignis_rank_select(cz, s->cw, n, zmax, 1.0, r->top_p * total, 0, s->g, s->hist, s->tmp);
+            pb = ignis_rank_select(cz, s->cw, n, zmax, 1.0, r->top_p * total, 0, s->g, s->hist, s->tmp);
             kb = ignis_rank_key(cz[pb]);
             ib = IGNIS_ID(ids, pb);
         }
         if (cut_p || cut_min) {
             double dmin = cut_min ? log(r->min_p) : -INFINITY;
-            int64_t m = 0;
-            for (int64_t p = 0; p < n; p++) {
-                uint32_t kp = ignis_rank_key(cz[p]);
-                int32_t id = IGNIS_ID(ids, p);
-                int keep = (!cut_p || kp > kb || (kp == kb && id <= ib)) && (double)(cz[p] - zmax) >= dmin;
-                if (keep) {                                 /* m <= p: in place is safe */
-                    s->cid[m] = id;
-                    s->cz[m] = cz[p];
-                    s->cw[m] = s->cw[p];                    /* (the weights at 1, when cut_p) */
-                    m++;
+            /* a float below every survivor (min-p's bound less a margin far above rounding) */
+            float zlo = cut_p ? cz[pb] : -FLT_MAX;
+            if (cut_min && (double)zmax + dmin - 1.0 > (double)zlo) zlo = (float)((double)zmax + dmin - 1.0);
+            int64_t m = 0, p = 0;
+    #if defined(__SSE2__)
+            for (; p + 4 <= n; p += 4) {
+                int bits = _mm_movemask_ps(_mm_cmpge_ps(_mm_loadu_ps(cz + p), _mm_set1_ps(zlo)));
+                while (bits) {
+                    int64_t q = p + __builtin_ctz((unsigned)bits);
+                    bits &= bits - 1;
+                    m = ignis_keep_survivor(r, s, ids, cz, q, m, cut_p, kb, ib, zmax, dmin);
                 }
             }
+    #endif
+            for (; p < n; p++)
+                if (cz[p] >= zlo) m = ignis_keep_survivor(r, s, ids, cz, p, m, cut_p, kb, ib, zmax, dmin);
             n = m;
             ids = s->cid;
             cz = s->cz;
