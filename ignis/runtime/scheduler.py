@@ -43,6 +43,7 @@ from ignis.errors import ArgumentTypeError, IgnisError, KVCacheFullError
 from ignis.runtime.engine import MAX_STEP_TOKENS
 from ignis.runtime.generate import Completion, GenerationResult
 from ignis.runtime.request import Request
+from ignis.runtime.sampling import sample_rows
 
 END_OF_STREAM = object()     # end of a request's piece stream
 ALL_ROWS_CHUNK = 64          # tokens per step of a request that wants every row's logits
@@ -581,6 +582,7 @@ class Scheduler:
         dt = time.perf_counter() - t0
         self.steps += 1
         self.step_sizes = (self.step_sizes + [len(tokens)])[-64:]
+        to_sample = []       # (completion's sequence, its logits row)
         for (s, n), (at, count) in zip(batch, wants):
             if s.seq is None or logits.get(id(s)) is False:
                 continue        # failed alone: already ended
@@ -591,7 +593,9 @@ class Scheduler:
             if s.request.rows == "all":
                 s.rows.extend(rows)
             if s.left == 0:
-                self._computed(s, rows)
+                to_sample += self._computed(s, rows)
+        if to_sample:
+            self._sample(to_sample)
 
     def _logits(self, batch, tokens, seqs, positions, out_rows, wants) -> dict:
         """id(seq) -> its logits rows; on a failed step, each request is rerun alone and one
@@ -601,10 +605,8 @@ class Scheduler:
             return {id(s): out[at:at + count] for (s, _), (at, count) in zip(batch, wants) if count}
         except Exception as exc:
             if len(batch) == 1:
-                s = batch[0][0]
-                self._drop(s)
-                self._end(s, "error", _as_ignis(exc))
-                return {id(s): False}
+                self._fail(batch[0][0], exc)
+                return {id(batch[0][0]): False}
         result, at = {}, 0
         for (s, n), (_, count) in zip(batch, wants):
             part = slice(at, at + n)
@@ -615,8 +617,7 @@ class Scheduler:
                 if count:
                     result[id(s)] = out
             except Exception as exc:
-                self._drop(s)
-                self._end(s, "error", _as_ignis(exc))
+                self._fail(s, exc)
                 result[id(s)] = False
         return result
 
@@ -630,38 +631,72 @@ class Scheduler:
             result.decode_tokens += n
             result.decode_seconds += dt
 
-    def _computed(self, s: _Seq, rows) -> None:
+    def _computed(self, s: _Seq, rows) -> list:
         """Every known token of s is computed: score requests are done; generations fork
-        their followers (sharing the prompt's blocks) and sample."""
+        their followers (sharing the prompt's blocks). The (sequence, row) pairs to sample."""
         if s.request.rows != "sample":
             s.handle.logits = np.stack(s.rows) if s.request.rows == "all" else np.array(rows[-1])
             self._drop(s)
             self._end(s)
-            return
+            return []
         group = [s] + s.followers
         for f in s.followers:
             f.seq, f.computed = self.kv.fork(s.seq), s.computed
             self._running.insert(self._running.index(s) + 1, f)
         s.followers = []
-        for f in group:
-            self._sample(f, rows[-1])
+        return [(f, rows[-1]) for f in group]
 
-    def _sample(self, s: _Seq, row) -> None:
+    def _sample(self, pairs: list) -> None:
+        """Every row of the step in one sampler call (ignis.runtime.sampling.sample_rows);
+        an exception from one request's constraint or settings ends that request only."""
+        live, masks = [], []
+        for s, row in pairs:
+            try:
+                masks.append(s.completion.next_mask())
+                live.append((s, row))
+            except Exception as exc:
+                self._fail(s, exc)
+        if not live:
+            return
         try:
-            piece = s.completion.feed(row)
-        except Exception as exc:      # a failing sampler or constraint ends its own request
-            self._drop(s)
-            self._end(s, "error", _as_ignis(exc))
-            return
-        s.handle._emit(piece)
-        if s.completion.done:
-            self._drop(s)
-            self._end(s)
-            return
-        s.tokens.append(s.completion.last_token)
-        if len(s.tokens) > self.engine.n_ctx:     # no room left for the token's position
-            self._drop(s)
-            self._end(s)
+            tokens, info = self._sample_rows([s for s, _ in live], np.stack([row for _, row in live]), masks)
+        except Exception:           # find the request it came from: each alone
+            tokens, info, kept = [], [], []
+            for (s, row), mask in zip(live, masks):
+                try:
+                    t, i = self._sample_rows([s], row[None, :], [mask])
+                except Exception as exc:
+                    self._fail(s, exc)
+                    continue
+                tokens.append(t[0])
+                info.append(i[0])
+                kept.append((s, row))
+            live = kept
+        for (s, _), token, lp in zip(live, tokens, info):
+            try:
+                piece = s.completion.accept(int(token), lp)
+            except Exception as exc:
+                self._fail(s, exc)
+                continue
+            s.handle._emit(piece)
+            if s.completion.done:
+                self._drop(s)
+                self._end(s)
+                continue
+            s.tokens.append(s.completion.last_token)
+            if len(s.tokens) > self.engine.n_ctx:     # no room left for the token's position
+                self._drop(s)
+                self._end(s)
+
+    @staticmethod
+    def _sample_rows(seqs: list, logits, masks: list):
+        completions = [s.completion for s in seqs]
+        return sample_rows(logits, [c.sampler for c in completions], [c.history for c in completions], masks,
+                           [c.logprobs for c in completions])
+
+    def _fail(self, s: _Seq, exc: Exception) -> None:
+        self._drop(s)
+        self._end(s, "error", _as_ignis(exc))
 
 
 def _as_ignis(exc: Exception) -> IgnisError:
