@@ -20,6 +20,8 @@ class GenerationResult:
     # [(id, log-probability)] of the N most likely) from the raw logits row (log-softmax)
     logprobs: list = field(default_factory=list)
     end_token: int | None = None    # the end-of-generation id that stopped it (with keep_end)
+    drafted: int = 0                # speculative decoding: tokens drafted, and accepted
+    accepted: int = 0
 
 
 def _stop_cut(text: str, stops: list) -> int:
