@@ -7,7 +7,7 @@ from typing import Iterator
 
 from ignis.errors import ArgumentError
 from ignis.runtime.toolparse import CallParser
-from ignis.runtime.tools import ToolRequest, bare_calls, check_compiles, check_tool_request, grammar, render
+from ignis.runtime.tools import ToolError, ToolRequest, bare_calls, check_compiles, check_tool_request, grammar, render
 
 
 @dataclass(frozen=True)
@@ -74,3 +74,33 @@ def _deltas(pieces, plan: ToolPlan) -> Iterator[dict]:
     for piece in pieces:
         yield from parser.feed(piece)
     yield from parser.finish()
+
+
+# --- for the server ---------------------------------------------------------------------
+
+def request_constraint(model, plan: ToolPlan | None, json_schema=None, regex=None, grammar=None):
+    """The compiled constraint of a chat request: its tool grammar (which holds a
+    response_format schema as the text answer's shape), else its own structured output."""
+    if plan is None or plan.grammar is None:
+        return model.constraint(json_schema, regex, grammar)
+    for name, value in (("regex", regex), ("grammar", grammar)):
+        if value is not None:
+            raise ToolError(name, f"tools cannot be combined with {name} (give response_format to shape "
+                                  "the text answer)")
+    return compile_plan(model, plan)
+
+
+def parsers(plan: ToolPlan | None, n: int):
+    """One CallParser per choice, or None when the replies are plain text."""
+    return [plan.parser() for _ in range(n)] if plan is not None and plan.parses else None
+
+
+def replies(plan: ToolPlan | None, texts: list, reasons: list) -> tuple:
+    """(messages or None, finish reasons) of whole replies: calls parsed out when allowed."""
+    ps = parsers(plan, len(texts))
+    if ps is None:
+        return None, reasons
+    for p, text in zip(ps, texts):
+        p.feed(text)
+        p.finish()
+    return [p.message() for p in ps], [p.finish_reason(r) for p, r in zip(ps, reasons)]

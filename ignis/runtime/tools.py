@@ -234,7 +234,8 @@ def _generic_history(messages) -> list:
         role = m.get("role")
         if role == "assistant" and m.get("tool_calls"):
             parts = [m["content"]] if m.get("content") else []
-            parts += [call_text(c["function"]["name"], c["function"]["arguments"]) for c in m["tool_calls"]]
+            parts += [call_text(c["function"]["name"], _arguments("messages", c["function"]["arguments"]))
+                      for c in m["tool_calls"]]
             out.append({"role": "assistant", "content": "\n".join(parts)})
             continue
         if role == "tool":
@@ -364,12 +365,14 @@ def grammar(request: ToolRequest | None, special_tokens, text_schema=None) -> st
         # the markers are single tokens, which text never contains
         rules.append(f'call: {OPEN} "\\n" body "\\n" {CLOSE}')
         if request.choice == "auto":
-            lead += ["text", "text calls"]
+            lead += ["text"] if text_schema is not None else ["text", "text calls"]
     else:
         # the markers are text: text before a call ends at the first marker (lazily)
         close = _lark_string(chr(10) + CLOSE)
         rules.append(f"call: {_lark_string(OPEN + chr(10))} body {close}")
-        if request.choice == "auto":
+        if request.choice == "auto" and text_schema is not None:
+            lead += ["text"]
+        elif request.choice == "auto":
             lead += ["text", f"head body {close}{more}"]
             rules.append(f"head[lazy]: /(?s:.*){re.escape(OPEN)}\\n/")
     return "\n".join(["start: " + " | ".join(lead)] + rules)
