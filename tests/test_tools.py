@@ -242,3 +242,34 @@ def test_parsed_messages():
     # a call cut short (max_tokens): no call, the text as written
     m, p = parse_reply(REPLIES[3][:30])
     assert m == {"role": "assistant", "content": REPLIES[3][:30]} and p.finish_reason("length") == "length"
+
+
+# -- the catalogue's chat models through the generic rendering ------------------------------
+
+@pytest.mark.real
+@pytest.mark.slow
+@pytest.mark.parametrize("fixture", ["smollm2_path", "gemma3_path"])
+def test_catalogue_models_without_tool_templates(request, fixture):
+    """SmolLM2 and Gemma 3 have no template that renders tools: the generic prompt is used,
+    and whatever they write, calls are valid ("required", a named function, "auto") and
+    "none" gives none."""
+    import ignis
+    strict = {"type": "function", "function": {**WEATHER["function"], "parameters": {
+        "type": "object", "properties": {"city": {"type": "string", "maxLength": 40}}, "required": ["city"],
+        "additionalProperties": False}}}
+    question = [{"role": "user", "content": "What's the weather like in Paris right now?"}]
+    with ignis.load(request.getfixturevalue(fixture), n_ctx=2048) as model:
+        assert not model.chat_template().handles_tools
+        for choice in ("required", {"type": "function", "function": {"name": "get_weather"}}, "auto"):
+            msg = model.chat(question, tools=[strict, ADD], tool_choice=choice, temperature=0, max_tokens=80)
+            for call in msg.get("tool_calls") or []:
+                assert call["function"]["name"] in ("get_weather", "add")
+                schema = strict["function"]["parameters"] if call["function"]["name"] == "get_weather" \
+                    else SCHEMAS["add"]
+                jsonschema.validate(json.loads(call["function"]["arguments"]), schema)
+            if choice != "auto":
+                assert msg.get("tool_calls"), msg
+            if isinstance(choice, dict):
+                assert {c["function"]["name"] for c in msg["tool_calls"]} == {"get_weather"}
+        msg = model.chat(question, tools=[strict], tool_choice="none", temperature=0, max_tokens=24)
+        assert "tool_calls" not in msg and "<tool_call>" not in msg["content"]

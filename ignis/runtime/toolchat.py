@@ -30,8 +30,9 @@ def prepare(model, messages, request: ToolRequest | None, text_schema=None) -> T
     """The prompt and the grammar of a chat request (request None: no tools, no constraint
     of its own; text_schema: a response_format schema the text answer must match)."""
     prompt = render(model.chat_template(), messages, True, request)
-    return ToolPlan(prompt, grammar(request, model.tokenizer.special_tokens, text_schema), request,
-                    bare_calls(request, text_schema))
+    tok = model.tokenizer
+    lark = grammar(request, tok.special_tokens, text_schema, getattr(tok, "text_special_ids", frozenset()))
+    return ToolPlan(prompt, lark, request, bare_calls(request, text_schema))
 
 
 def compile_plan(model, plan: ToolPlan):

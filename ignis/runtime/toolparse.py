@@ -103,7 +103,7 @@ class CallParser:
             text = self.held + self.buffer
             if text and not self.calls:
                 self._emit(out, text)
-            elif text.strip():
+            elif text.strip() and not OPEN.startswith(text.strip()):    # not a next call cut short
                 self._emit(out, text)
         self.held, self.buffer = "", ""
         return _merged(out)

@@ -334,10 +334,11 @@ def bare_calls(request: ToolRequest | None, text_schema=None) -> bool:
             and not (request.choice == "auto" and text_schema is not None))
 
 
-def grammar(request: ToolRequest | None, special_tokens, text_schema=None) -> str | None:
+def grammar(request: ToolRequest | None, special_tokens, text_schema=None, text_ids=frozenset()) -> str | None:
     """The Lark grammar (llguidance's dialect) that the output of a request with tools must
     match, or None when nothing constrains it. special_tokens: the vocabulary's special
-    token texts (when the call markers are tokens, the grammar asks for those tokens).
+    token texts (when the call markers are tokens, the grammar asks for those tokens;
+    text_ids: the ids of those that stand for text, Tokenizer.text_special_ids).
     text_schema: a response_format schema the text answer (no calls) must match."""
     if request is None:
         return None
@@ -354,27 +355,30 @@ def grammar(request: ToolRequest | None, special_tokens, text_schema=None) -> st
     if not calls_allowed:
         return "\n".join(["start: text"] + rules)
     offered = request.offered()
-    more = " (SEP call)*" if request.parallel else ""
+    # calls are separated by SEP; whitespace may close the reply (a model that ends a line
+    # after its call is not pushed into another one)
+    more = " (SEP call)* SEP?" if request.parallel else " SEP?"
     rules += [f"body_{i}: %json {json.dumps(_call_schema(t), ensure_ascii=False)}" for i, t in enumerate(offered)]
     rules.append("body: " + " | ".join(f"body_{i}" for i in range(len(offered))))
     rules.append("SEP: /[ \\n]{1,3}/")
     rules.append(f"calls: call{more}")
-    rules.append("bare: body" + (" (SEP body)*" if request.parallel else ""))
+    rules.append("bare: body" + (" (SEP body)* SEP?" if request.parallel else " SEP?"))
     lead = ["calls"] + (["bare"] if bare else [])
-    if OPEN in special_tokens and CLOSE in special_tokens:
+    if OPEN in special_tokens and CLOSE in special_tokens and special_tokens[OPEN] not in text_ids:
         # the markers are single tokens, which text never contains
         rules.append(f'call: {OPEN} "\\n" body "\\n" {CLOSE}')
         if request.choice == "auto":
             lead += ["text"] if text_schema is not None else ["text", "text calls"]
     else:
-        # the markers are text: text before a call ends at the first marker (lazily)
+        # the markers are text: text before a call holds no marker
         close = _lark_string(chr(10) + CLOSE)
         rules.append(f"call: {_lark_string(OPEN + chr(10))} body {close}")
         if request.choice == "auto" and text_schema is not None:
             lead += ["text"]
         elif request.choice == "auto":
-            lead += ["text", f"head body {close}{more}"]
-            rules.append(f"head[lazy]: /(?s:.*){re.escape(OPEN)}\\n/")
+            lead += ["text", f"HEAD body {close}{more}"]
+            rules.append(f"NOMARK: /(?s:.*)/ & ~/(?s:.*){re.escape(OPEN)}(?s:.*)/")
+            rules.append(f"HEAD: NOMARK {_lark_string(OPEN + chr(10))}")
     return "\n".join(["start: " + " | ".join(lead)] + rules)
 
 
