@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 
 from ignis.args import describe
-from ignis.errors import ArgumentError, ArgumentTypeError, ConstraintError
+from ignis.errors import ArgumentError, ConstraintError
 
 OPEN, CLOSE = "<tool_call>", "</tool_call>"
 RESPONSE_OPEN, RESPONSE_CLOSE = "<tool_response>", "</tool_response>"
