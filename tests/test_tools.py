@@ -226,6 +226,10 @@ def test_streamed_deltas_reassemble_to_the_message(reply, cuts):
     deltas += parser.finish()
     message, _ = parse_reply(reply)
     content, calls = _reassemble(deltas)
+    # as OpenAI streams a call: its id, type and name first (arguments ""), then the arguments
+    starts = [d["tool_calls"][0] for d in deltas if "tool_calls" in d and "id" in d["tool_calls"][0]]
+    assert all(s["type"] == "function" and s["function"]["arguments"] == "" for s in starts)
+    assert [s["index"] for s in starts] == list(range(len(starts)))
     assert content == (message["content"] or "")
     assert calls == [(c["function"]["name"], c["function"]["arguments"]) for c in message.get("tool_calls", [])]
 
