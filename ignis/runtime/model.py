@@ -57,6 +57,8 @@ def _check_messages(messages) -> list:
         for key in ("role", "content"):
             if key not in m:
                 raise ArgumentError(f"messages[{i}] has no {key!r} (a message is a dict with 'role' and 'content')")
+            if key == "content" and m[key] is None and m.get("tool_calls"):    # an assistant's calls alone
+                continue
             check_str(f"messages[{i}][{key!r}]", m[key])
     return list(messages)
 
@@ -325,11 +327,15 @@ class Model:
             return [h.text() for h in handles]
         return _merged(handles, events)
 
-    def chat(self, messages, max_tokens: int = 512, stream: bool = False, response_format=None, **kwargs):
+    def chat(self, messages, max_tokens: int = 512, stream: bool = False, response_format=None, tools=None,
+             tool_choice=None, parallel_tool_calls=None, **kwargs):
         """Reply to a conversation (list of {"role", "content"}) using the file's chat template.
         Other keyword arguments are generate()'s settings (json_schema, regex and grammar
         too). response_format is OpenAI's: {"type": "json_object"} or {"type": "json_schema",
-        "json_schema": {"schema": {...}}} (the same as json_schema=...)."""
+        "json_schema": {"schema": {...}}} (the same as json_schema=...).
+        tools, tool_choice, parallel_tool_calls: OpenAI's (see ignis.runtime.tools); with
+        them the reply is OpenAI's assistant message {"role", "content", "tool_calls"?}, and
+        with stream=True an iterator of OpenAI's deltas."""
         unknown = sorted(set(kwargs) - _CHAT_SETTINGS)
         if unknown:
             raise ArgumentTypeError(f"chat() got an unexpected keyword argument {unknown[0]!r} "
@@ -340,11 +346,21 @@ class Model:
             if any(kwargs.get(k) is not None for k in ("json_schema", "regex", "grammar")):
                 raise ArgumentError("give either response_format or one of json_schema, regex and grammar")
             kwargs["json_schema"] = schema
+        if tools is not None or tool_choice is not None:
+            from ignis.runtime.toolchat import chat_with_tools
+            return chat_with_tools(self, _check_messages(messages), tools, tool_choice, parallel_tool_calls,
+                                   max_tokens=max_tokens, stream=stream, **kwargs)
         return self.generate(self.render_chat(messages), max_tokens=max_tokens, stream=stream, **kwargs)
 
     def render_chat(self, messages, add_generation_prompt: bool = True) -> str:
+        """The prompt of a conversation (messages may hold OpenAI's tool calls and results)."""
+        from ignis.runtime.tools import render
         messages = _check_messages(messages)
         add_generation_prompt = check_bool("add_generation_prompt", add_generation_prompt)
+        return render(self.chat_template(), messages, add_generation_prompt)
+
+    def chat_template(self) -> ChatTemplate:
+        """The file's chat template (or the default one of its vocabulary), parsed once."""
         if self._template is None:
             md = self.gguf.metadata
             tok = self.tokenizer
@@ -352,7 +368,7 @@ class Model:
             self._template = ChatTemplate(source,
                                           tok.decode([tok.bos_id]) if tok.bos_id is not None else "",
                                           tok.decode([tok.eos_id]) if tok.eos_id is not None else "")
-        return self._template.render(messages, add_generation_prompt)
+        return self._template
 
     # -- lifetime -------------------------------------------------------------------------
 
