@@ -32,7 +32,8 @@ from hypothesis import strategies as st
 from ignis.gguf import GGUFFile
 from ignis.passes import PASSES
 from ignis.runtime.engine import Engine
-from ignis.testing import allowed_types, tiny_gemma3_config, tiny_llama_config, tiny_qwen2_config, write_model
+from ignis.testing import (EngineSequence, allowed_types, tiny_gemma3_config, tiny_llama_config, tiny_qwen2_config,
+                           write_model)
 
 PASS_NAMES = tuple(PASSES)
 HEAD_DIMS = (32, 40, 48, 64, 80, 96, 128, 160, 192, 256)
@@ -124,8 +125,8 @@ def run_case(path, case) -> list:
     fused_threads, unfused_threads = case["threads"]
     with GGUFFile(path) as gguf:
         kv_tokens = config.context_length + 4 * 32 + 16      # room for the batch part too
-        fused = Engine(gguf, config, config.context_length, fused_threads, case["passes"], kv_tokens)
-        unfused = Engine(gguf, config, config.context_length, unfused_threads, [], kv_tokens)
+        fused = EngineSequence(Engine(gguf, config, config.context_length, fused_threads, case["passes"], kv_tokens))
+        unfused = EngineSequence(Engine(gguf, config, config.context_length, unfused_threads, [], kv_tokens))
         pairs = []
         for lo, hi, all_logits in case["pieces"]:
             what = f"prefill [{lo}, {hi}){' all logits' if all_logits else ''}"

@@ -241,3 +241,34 @@ def write_model(path, config, weight_types: dict, seed: int = 0):
 
 
 write_qwen2 = write_model     # the name the Qwen2-only tests knew it by
+
+
+class EngineSequence:
+    """One KV sequence of an Engine driven step by step, for tests and fuzzers of the engine
+    itself (the runtime drives engines only through the scheduler): forward(ids, start) runs
+    ids at positions start.. (what the sequence held past start is dropped) in steps of at
+    most `chunk` tokens; the last position's logits, or every position's."""
+
+    def __init__(self, engine, chunk: int = 64):
+        self.engine, self.kv, self.chunk = engine, engine.kv, chunk
+        self.kv_layers = engine.kv_layers
+        self.seq = engine.kv.new_sequence()
+
+    def forward(self, ids, start: int, all_logits: bool = False):
+        kv = self.kv
+        kv.truncate(self.seq, min(start, kv.length(self.seq)))
+        if kv.length(self.seq) != start:
+            raise ValueError(f"forward at position {start}, but the sequence holds {kv.length(self.seq)}")
+        kv.reserve(self.seq, len(ids))
+        rows = []
+        for lo in range(0, len(ids), self.chunk):
+            part = [int(t) for t in ids[lo:lo + self.chunk]]
+            want = list(range(len(part))) if all_logits else [len(part) - 1]
+            rows.append(self.engine.step(part, [self.seq] * len(part), range(start + lo, start + lo + len(part)), want))
+        return np.concatenate(rows) if all_logits else rows[-1][-1]
+
+    def step(self, *args):
+        return self.engine.step(*args)
+
+    def keepable(self, n: int) -> int:
+        return self.kv.keepable(self.seq, min(n, self.kv.length(self.seq)))

@@ -10,9 +10,7 @@ from ignis.gguf import GGUFFile
 from ignis.ir import KVCache, run
 from ignis.models import Gemma3Config, LlamaConfig, build_graph, config_from_file, load_weights
 from ignis.runtime.engine import Engine
-from ignis.testing import qwen2_metadata, tiny_gemma3_config, tiny_llama_config, write_model
-
-from helpers import EngineSequence
+from ignis.testing import EngineSequence, qwen2_metadata, tiny_gemma3_config, tiny_llama_config, write_model
 
 N_CTX = 64
 IDS = [5, 17, 200, 3, 99, 42, 7, 250, 1, 64, 12, 180, 33, 8, 140, 77, 2, 210, 66, 9, 101, 150, 4, 31]
