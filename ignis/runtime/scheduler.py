@@ -40,6 +40,7 @@ import time
 import numpy as np
 
 from ignis.errors import ArgumentTypeError, IgnisError, KVCacheFullError
+from ignis.runtime.embedding import pool_rows
 from ignis.runtime.engine import MAX_STEP_TOKENS
 from ignis.runtime.generate import Completion, GenerationResult
 from ignis.runtime.request import Request
@@ -54,13 +55,15 @@ log = logging.getLogger("ignis.scheduler")
 class RequestHandle:
     """A submitted request: iterate it for text pieces as they are generated (blocking),
     or call text() for the whole completion. cancel() stops it at the next step. A score
-    request's rows are in `logits` once it is done."""
+    request's rows are in `logits` once it is done; an embedding request's pooled vector
+    (float32 [width], not normalized) in `embedding`."""
 
     def __init__(self, request_id: int, sink=None, tag=None, outbox=None):
         self.id = request_id
         self.result = GenerationResult()
         self.error = None
         self.logits = None
+        self.embedding = None
         self._pieces = queue.Queue()
         self._done = threading.Event()
         self._cancel = threading.Event()
@@ -174,7 +177,8 @@ class _Seq:
         self.computed = 0                   # tokens whose rows are in the KV sequence
         self.followers = []                 # completions of the same prompt: they fork this
                                             # sequence once its prompt is computed
-        self.rows = []                      # a score request's logits rows so far
+        self.rows = []                      # a score request's logits rows so far (an embedding
+                                            # request's hidden-state rows)
         self.skipped = 0                    # admissions passed over (too few batch slots)
 
     @property
@@ -187,8 +191,9 @@ class _Seq:
 
     def match_limit(self) -> int:
         """How many leading tokens may come from cached KV instead of being computed: all
-        but the last (its logits are wanted), or for every-row scores the rows already had."""
-        if self.request.rows == "all":
+        but the last (its logits are wanted), or for every-row scores and embeddings the rows
+        already had."""
+        if self.request.rows in ("all", "embed"):
             return len(self.rows)
         return len(self.tokens) - 1
 
@@ -490,7 +495,7 @@ class Scheduler:
                 self.cache_hits += 1
                 self.cached_tokens += n
             s.seq, s.computed = seq, n
-        if s.request.rows == "all":
+        if s.request.rows in ("all", "embed"):
             s.rows = s.rows[:s.computed]
         n = self._chunk(s, budget)
         try:
@@ -562,6 +567,35 @@ class Scheduler:
 
     def _run(self, batch: list) -> None:
         kv = self.kv
+        t0 = time.perf_counter()
+        # embedding requests' chunks run beside the others in a plan of their own (its output
+        # is hidden states, not logits): one engine call per kind present in the step
+        logits = {}
+        for hidden in (False, True):
+            part = [(s, n) for s, n in batch if (s.request.rows == "embed") == hidden]
+            if part:
+                logits.update(self._step_rows(part, hidden))
+        dt = time.perf_counter() - t0
+        self.steps += 1
+        self.step_sizes = (self.step_sizes + [sum(n for _, n in batch)])[-64:]
+        to_sample = []       # (completion's sequence, its logits row)
+        for s, n in batch:
+            if s.seq is None or logits.get(id(s)) is False:
+                continue        # failed alone: already ended
+            kv.commit(s.seq, s.tokens[s.computed:s.computed + n])
+            self._time(s, n, dt)
+            s.computed += n
+            rows = logits[id(s)] if id(s) in logits else None
+            if s.request.rows in ("all", "embed"):
+                s.rows.extend(rows)
+            if s.left == 0:
+                to_sample += self._computed(s, rows)
+        if to_sample:
+            self._sample(to_sample)
+
+    def _step_rows(self, batch: list, hidden: bool) -> dict:
+        """One engine call over batch's chunks: id(seq) -> the rows it wants (logits, or with
+        hidden the normed hidden states of an embedding request's every token)."""
         tokens, seqs, positions, out_rows, wants = [], [], [], [], []
         for s, n in batch:
             start = s.computed
@@ -569,7 +603,7 @@ class Scheduler:
             seqs.extend([s.seq] * n)
             positions.extend(range(start, start + n))
             first = len(tokens) - n
-            if s.request.rows == "all":
+            if s.request.rows in ("all", "embed"):
                 want = list(range(first, first + n))
             elif start + n == len(s.tokens):
                 want = [first + n - 1]
@@ -577,31 +611,13 @@ class Scheduler:
                 want = []
             wants.append((len(out_rows), len(want)))
             out_rows.extend(want)
-        t0 = time.perf_counter()
-        logits = self._logits(batch, tokens, seqs, positions, out_rows, wants)
-        dt = time.perf_counter() - t0
-        self.steps += 1
-        self.step_sizes = (self.step_sizes + [len(tokens)])[-64:]
-        to_sample = []       # (completion's sequence, its logits row)
-        for (s, n), (at, count) in zip(batch, wants):
-            if s.seq is None or logits.get(id(s)) is False:
-                continue        # failed alone: already ended
-            kv.commit(s.seq, s.tokens[s.computed:s.computed + n])
-            self._time(s, n, dt)
-            s.computed += n
-            rows = logits[id(s)] if id(s) in logits else None
-            if s.request.rows == "all":
-                s.rows.extend(rows)
-            if s.left == 0:
-                to_sample += self._computed(s, rows)
-        if to_sample:
-            self._sample(to_sample)
+        return self._logits(batch, tokens, seqs, positions, out_rows, wants, hidden)
 
-    def _logits(self, batch, tokens, seqs, positions, out_rows, wants) -> dict:
+    def _logits(self, batch, tokens, seqs, positions, out_rows, wants, hidden: bool = False) -> dict:
         """id(seq) -> its logits rows; on a failed step, each request is rerun alone and one
         that fails alone is ended (id -> False)."""
         try:
-            out = self.engine.step(tokens, seqs, positions, out_rows)
+            out = self.engine.step(tokens, seqs, positions, out_rows, hidden)
             return {id(s): out[at:at + count] for (s, _), (at, count) in zip(batch, wants) if count}
         except Exception as exc:
             if len(batch) == 1:
@@ -613,7 +629,7 @@ class Scheduler:
             at += n
             rows = [r - part.start for r in out_rows if part.start <= r < part.stop]
             try:
-                out = self.engine.step(tokens[part], seqs[part], positions[part], rows)
+                out = self.engine.step(tokens[part], seqs[part], positions[part], rows, hidden)
                 if count:
                     result[id(s)] = out
             except Exception as exc:
@@ -634,8 +650,11 @@ class Scheduler:
     def _computed(self, s: _Seq, rows) -> list:
         """Every known token of s is computed: score requests are done; generations fork
         their followers (sharing the prompt's blocks). The (sequence, row) pairs to sample."""
-        if s.request.rows != "sample":
+        if s.request.rows == "embed":
+            s.handle.embedding = pool_rows(np.stack(s.rows), s.request.pooling)
+        elif s.request.rows != "sample":
             s.handle.logits = np.stack(s.rows) if s.request.rows == "all" else np.array(rows[-1])
+        if s.request.rows != "sample":
             self._drop(s)
             self._end(s)
             return []
