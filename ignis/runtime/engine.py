@@ -110,11 +110,18 @@ class Engine:
                              "or not a model ignis can run)")
         return result
 
-    def step(self, tokens, seqs, positions, out_rows, hidden: bool = False) -> np.ndarray:
+    def step(self, tokens, seqs, positions, out_rows) -> np.ndarray:
         """One batch: token t at position positions[t] of KV sequence seqs[t] (reserved by the
         caller: positions below the sequence's length). Returns the logits of the batch rows
-        out_rows, [len(out_rows), V] (out_rows may be empty: a prefill chunk); with hidden,
-        their final-normed hidden states [len(out_rows), width] instead."""
+        out_rows, [len(out_rows), V] (out_rows may be empty: a prefill chunk)."""
+        return self._forward(tokens, seqs, positions, out_rows, False)
+
+    def step_hidden(self, tokens, seqs, positions, out_rows) -> np.ndarray:
+        """step() returning the final-normed hidden states of the rows out_rows instead of
+        their logits, [len(out_rows), width] (what embeddings pool)."""
+        return self._forward(tokens, seqs, positions, out_rows, True)
+
+    def _forward(self, tokens, seqs, positions, out_rows, hidden: bool) -> np.ndarray:
         T, n_out = len(tokens), len(out_rows)
         if not T or len(seqs) != T or len(positions) != T:
             raise ModelError(f"engine step: {T} tokens, {len(seqs)} sequences, {len(positions)} positions "

@@ -616,8 +616,9 @@ class Scheduler:
     def _logits(self, batch, tokens, seqs, positions, out_rows, wants, hidden: bool = False) -> dict:
         """id(seq) -> its logits rows; on a failed step, each request is rerun alone and one
         that fails alone is ended (id -> False)."""
+        engine_step = self.engine.step_hidden if hidden else self.engine.step
         try:
-            out = self.engine.step(tokens, seqs, positions, out_rows, hidden)
+            out = engine_step(tokens, seqs, positions, out_rows)
             return {id(s): out[at:at + count] for (s, _), (at, count) in zip(batch, wants) if count}
         except Exception as exc:
             if len(batch) == 1:
@@ -629,7 +630,7 @@ class Scheduler:
             at += n
             rows = [r - part.start for r in out_rows if part.start <= r < part.stop]
             try:
-                out = self.engine.step(tokens[part], seqs[part], positions[part], rows, hidden)
+                out = engine_step(tokens[part], seqs[part], positions[part], rows)
                 if count:
                     result[id(s)] = out
             except Exception as exc:
