@@ -266,24 +266,58 @@ def real_model(real_model_path):
         yield m
 
 
+_LLAMA_CPP = {}
+
+
+def _llama_cpp_embeddings(path, pooling):
+    """llama.cpp's unit embeddings of REAL_TEXTS (float64 [3, width]) and their token ids."""
+    if pooling not in _LLAMA_CPP:
+        llama_cpp = pytest.importorskip("llama_cpp")
+        kind = {"mean": llama_cpp.LLAMA_POOLING_TYPE_MEAN, "last": llama_cpp.LLAMA_POOLING_TYPE_LAST}[pooling]
+        ref_model = llama_cpp.Llama(model_path=path, embedding=True, pooling_type=kind, n_ctx=512, verbose=False)
+        try:
+            ref = np.array([ref_model.embed(t, normalize=True) for t in REAL_TEXTS], np.float64)
+            ids = [ref_model.tokenize(t.encode()) for t in REAL_TEXTS]
+        finally:
+            ref_model.close()
+        _LLAMA_CPP[pooling] = (ref / np.linalg.norm(ref, axis=1, keepdims=True), ids)
+    return _LLAMA_CPP[pooling]
+
+
 @pytest.mark.real
 @pytest.mark.parametrize("pooling", ["mean", "last"])
 def test_real_model_matches_llama_cpp_embeddings(real_model, pooling):
     """The bar: unit vectors of the model's width, cosine >= 0.999 with llama.cpp's
     embeddings of the same texts and file (measured >= 0.9997 for mean and last)."""
-    llama_cpp = pytest.importorskip("llama_cpp")
-    kind = {"mean": llama_cpp.LLAMA_POOLING_TYPE_MEAN, "last": llama_cpp.LLAMA_POOLING_TYPE_LAST}[pooling]
-    ref_model = llama_cpp.Llama(model_path=real_model.path, embedding=True, pooling_type=kind, n_ctx=512,
-                                verbose=False)
-    try:
-        ref = np.array([ref_model.embed(t, normalize=True) for t in REAL_TEXTS], np.float64)
-        ref_ids = [ref_model.tokenize(t.encode()) for t in REAL_TEXTS]
-    finally:
-        ref_model.close()
+    ref, ref_ids = _llama_cpp_embeddings(real_model.path, pooling)
     assert [real_model.tokenize(t) for t in REAL_TEXTS] == ref_ids      # the same tokens go in
     ours = real_model.embed(REAL_TEXTS, pooling=pooling)
     assert ours.shape == (3, real_model.config.width) == ref.shape
     assert np.allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
-    ref /= np.linalg.norm(ref, axis=1, keepdims=True)
     cos = [float(a @ b) for a, b in zip(ours, ref)]
+    assert min(cos) >= 0.999, cos
+
+
+@pytest.mark.real
+def test_real_server_embeddings_match_llama_cpp(real_model_path):
+    """/v1/embeddings over 3 texts with the file's default pooling (the default model has no
+    pooling_type: mean), through the openai client, against llama.cpp's mean pooling."""
+    openai = pytest.importorskip("openai")
+    pytest.importorskip("starlette")
+    from starlette.testclient import TestClient
+
+    from ignis.serve import create_app
+    ref, _ = _llama_cpp_embeddings(real_model_path, "mean")
+    app = create_app(lambda: ignis.load(real_model_path, n_ctx=512), max_batch=4)
+    with TestClient(app) as c:
+        import time
+        deadline = time.monotonic() + 120
+        while c.get("/health").status_code != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        api = openai.OpenAI(base_url="http://testserver/v1", api_key="none", http_client=c, max_retries=0)
+        result = api.embeddings.create(model="text-embedding-3-small", input=REAL_TEXTS)
+    got = np.array([d.embedding for d in result.data], np.float64)
+    assert got.shape == ref.shape and np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+    cos = [float(a @ b) for a, b in zip(got, ref)]
     assert min(cos) >= 0.999, cos
