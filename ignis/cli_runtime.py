@@ -384,7 +384,7 @@ def cmd_serve(args) -> int:
         raise IgnisError(f"ignis serve needs the serve extra ({exc.name} is missing): "
                          "pip install 'ignis[serve]'") from None
     return serve(_model_path(args), host=args.host, port=args.port, n_ctx=args.ctx, threads=args.threads,
-                 max_batch=args.parallel, api_key=args.api_key, max_queue=args.max_queue)
+                 max_batch=args.parallel, api_key=args.api_key, max_queue=args.max_queue, pooling=args.pooling)
 
 
 def _port(text):
@@ -504,6 +504,8 @@ def register(command, model_flag) -> None:
     p.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' (not on /health)")
     p.add_argument("--max-queue", type=_non_negative_int, default=None,
                    help="answer 503 beyond this many waiting requests (default: no limit)")
+    p.add_argument("--pooling", choices=("mean", "last", "cls"), default=None,
+                   help="/v1/embeddings pooling (default: the model file's pooling_type, else mean)")
     p.add_argument("--ray", action="store_true",
                    help="serve replicas of the app on Ray Serve (the ray extra; RAY_ADDRESS picks a cluster, "
                         "default: a local Ray instance)")

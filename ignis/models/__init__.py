@@ -1,7 +1,7 @@
 """Model builders: one per architecture, GGUF hyper-parameters -> unfused IR graph.
 
 `config_from_file(gguf)` picks the config class by `general.architecture`; every config
-has `.build_graph(T, all_logits, n_out)`, `.tensor_shapes()`, and the fields the runtime
+has `.build_graph(T, all_logits, n_out, hidden)`, `.tensor_shapes()`, and the fields the runtime
 reads (n_layers, n_kv_heads, head_dim, vocab, context_length, tied_output)."""
 from ignis.errors import ModelError
 from ignis.models.common import GGUFWeights, load_weights
@@ -28,9 +28,11 @@ def config_from_file(gguf):
     return config_class(gguf.metadata, source).from_gguf(gguf.metadata, gguf.tensors, source)
 
 
-def build_graph(config, T: int, all_logits: bool = False, n_out: int | None = None):
-    """The unfused forward graph of `config`'s architecture for T new tokens."""
-    return config.build_graph(T, all_logits, n_out)
+def build_graph(config, T: int, all_logits: bool = False, n_out: int | None = None, hidden: bool = False):
+    """The unfused forward graph of `config`'s architecture for T new tokens (hidden: its
+    output is the final-normed hidden state of those rows, "hidden" [rows, width], instead
+    of the logits: what embeddings pool)."""
+    return config.build_graph(T, all_logits, n_out, hidden)
 
 
 __all__ = ["CONFIGS", "Gemma3Config", "GGUFWeights", "LlamaConfig", "Qwen2Config", "build_graph",

@@ -212,7 +212,8 @@ class DecoderGraph:
     """The parts of the forward graph every architecture writes alike: the batch inputs,
     RMS norms, plain projections and the logits head (docs of ignis.models.qwen2.build_graph)."""
 
-    def __init__(self, config: DecoderConfig, T: int, all_logits: bool, n_out: int | None):
+    def __init__(self, config: DecoderConfig, T: int, all_logits: bool, n_out: int | None,
+                 hidden: bool = False):
         arch = config.ARCH
         if not isinstance(T, (int, np.integer)) or T < 1:
             raise ModelError(f"{arch} graph: T must be a positive number of tokens, got {T!r}")
@@ -222,8 +223,10 @@ class DecoderGraph:
         self.eps = float(c.rms_eps)
         # every row's logits, else only the last row's (or the rows `rows` names)
         self.every = n_out is None and (all_logits or T == 1)
+        # hidden: the output is the normed hidden state of those rows (embeddings), not logits
+        self.hidden = bool(hidden)
         self.b = b = GraphBuilder(weights=c.weight_infos(), meta={
-            "arch": arch, "T": int(T), "all_logits": bool(self.every),
+            "arch": arch, "T": int(T), "all_logits": bool(self.every), "hidden": self.hidden,
             "n_out": None if n_out is None else int(n_out), "n_layers": c.n_layers, "width": c.width,
             "n_heads": c.n_heads, "n_kv_heads": c.n_kv_heads, "head_dim": c.head_dim, "ffn": c.ffn,
             "vocab": c.vocab})
@@ -240,13 +243,17 @@ class DecoderGraph:
         return self.b.emit("matmul", [x], [f"{blk}.{name}.weight"], hint=hint)
 
     def logits(self, h, output_tensor: str) -> Graph:
-        """Output norm and projection of the rows asked for; the finished graph."""
+        """Output norm and projection of the rows asked for; the finished graph (with
+        hidden: the output norm only, as output "hidden" [rows, width])."""
         b = self.b
         if self.rows is not None:
             h = b.emit("take_rows", [h, self.rows], hint="rows")
         elif not self.every:
             h = b.emit("take_last", [h], hint="last")
         n = self.rmsnorm(h, "output_norm.weight", "out_norm")
+        if self.hidden:
+            b.output("hidden", n)
+            return b.finish()
         b.output("logits", b.emit("matmul", [n], [output_tensor], hint="logits"))
         return b.finish()
 

@@ -83,8 +83,9 @@ class Gemma3Config(DecoderConfig):
             "ffn_gate.weight": (F, D), "ffn_up.weight": (F, D), "ffn_down.weight": (D, F),
             "post_ffw_norm.weight": (D,)})
 
-    def build_graph(self, T: int, all_logits: bool = False, n_out: int | None = None) -> Graph:
-        return build_graph(self, T, all_logits, n_out)
+    def build_graph(self, T: int, all_logits: bool = False, n_out: int | None = None,
+                    hidden: bool = False) -> Graph:
+        return build_graph(self, T, all_logits, n_out, hidden)
 
     @classmethod
     def from_gguf(cls, metadata: Mapping, tensors: Mapping, source: str = "model") -> "Gemma3Config":
@@ -115,11 +116,12 @@ class Gemma3Config(DecoderConfig):
         return config_from_fields(cls, hp, tensors, fields)
 
 
-def build_graph(config: Gemma3Config, T: int, all_logits: bool = False, n_out: int | None = None) -> Graph:
+def build_graph(config: Gemma3Config, T: int, all_logits: bool = False, n_out: int | None = None,
+                hidden: bool = False) -> Graph:
     """The unfused forward graph for a batch of T new tokens (inputs and output as
     ignis.models.qwen2.build_graph)."""
     c = config
-    g = DecoderGraph(c, T, all_logits, n_out)
+    g = DecoderGraph(c, T, all_logits, n_out, hidden)
     b, pos, seq, rmsnorm, linear = g.b, g.pos, g.seq, g.rmsnorm, g.linear
     D, H, KVH, hd = c.width, c.n_heads, c.n_kv_heads, c.head_dim
 

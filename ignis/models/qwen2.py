@@ -75,8 +75,9 @@ class Qwen2Config(DecoderConfig):
             per_layer = {name: shape for name, shape in per_layer.items() if not name.endswith(".bias")}
         return self._tensor_table(per_layer)
 
-    def build_graph(self, T: int, all_logits: bool = False, n_out: int | None = None) -> Graph:
-        return build_graph(self, T, all_logits, n_out)
+    def build_graph(self, T: int, all_logits: bool = False, n_out: int | None = None,
+                    hidden: bool = False) -> Graph:
+        return build_graph(self, T, all_logits, n_out, hidden)
 
     @classmethod
     def from_gguf(cls, metadata: Mapping, tensors: Mapping, source: str = "model") -> "Qwen2Config":
@@ -104,16 +105,18 @@ class Qwen2Config(DecoderConfig):
         return config_from_fields(cls, hp, tensors, fields)
 
 
-def build_graph(config: Qwen2Config, T: int, all_logits: bool = False, n_out: int | None = None) -> Graph:
+def build_graph(config: Qwen2Config, T: int, all_logits: bool = False, n_out: int | None = None,
+                hidden: bool = False) -> Graph:
     """The unfused forward graph for a batch of T new tokens: token t sits at position
     pos[t] of sequence seq[t] (its own keys and values, causally; several sequences may
     share one batch).
 
     inputs: tokens, pos, seq i32 [T] (and rows i32 [n_out] when n_out is given);
     output: logits f32 [T, V] if all_logits (or T == 1), [n_out, V] for the rows
-    `rows` of the batch when n_out is given, else [1, V] for the last token."""
+    `rows` of the batch when n_out is given, else [1, V] for the last token; with hidden,
+    instead: hidden f32 [.., D], the same rows' hidden states after the output norm."""
     c = config
-    g = DecoderGraph(c, T, all_logits, n_out)
+    g = DecoderGraph(c, T, all_logits, n_out, hidden)
     b, pos, seq, rmsnorm = g.b, g.pos, g.seq, g.rmsnorm
     bias = c.QKV_BIAS
     rope_mode = {} if c.ROPE_MODE == "neox" else {"mode": c.ROPE_MODE}   # neox is the default

@@ -84,11 +84,12 @@ class Engine:
         return layers, LayeredKVCache(max(1, len(full)), len(local), config.n_kv_heads, config.head_dim,
                                       n_blocks, n_local, window, BLOCK_SIZE, keep_extra=WINDOW_SLACK)
 
-    def batch_plan(self, T: int, n_out: int):
-        """The plan of a batch of T tokens with n_out logit rows (compiled on first use)."""
-        key = (T, n_out)
+    def batch_plan(self, T: int, n_out: int, hidden: bool = False):
+        """The plan of a batch of T tokens with n_out logit rows (with hidden: n_out rows of
+        final-normed hidden states, for embeddings), compiled on first use."""
+        key = (T, n_out, hidden)
         if key not in self._plans:
-            graph, _ = run_pipeline(build_graph(self.config, T, False, n_out), self.passes)
+            graph, _ = run_pipeline(build_graph(self.config, T, False, n_out, hidden), self.passes)
             self._plans[key] = lower(graph, plan_memory(graph), self.weights, self.threads, self.kv_layers)
         return self._plans[key]
 
@@ -113,6 +114,14 @@ class Engine:
         """One batch: token t at position positions[t] of KV sequence seqs[t] (reserved by the
         caller: positions below the sequence's length). Returns the logits of the batch rows
         out_rows, [len(out_rows), V] (out_rows may be empty: a prefill chunk)."""
+        return self._forward(tokens, seqs, positions, out_rows, False)
+
+    def step_hidden(self, tokens, seqs, positions, out_rows) -> np.ndarray:
+        """step() returning the final-normed hidden states of the rows out_rows instead of
+        their logits, [len(out_rows), width] (what embeddings pool)."""
+        return self._forward(tokens, seqs, positions, out_rows, True)
+
+    def _forward(self, tokens, seqs, positions, out_rows, hidden: bool) -> np.ndarray:
         T, n_out = len(tokens), len(out_rows)
         if not T or len(seqs) != T or len(positions) != T:
             raise ModelError(f"engine step: {T} tokens, {len(seqs)} sequences, {len(positions)} positions "
@@ -126,5 +135,5 @@ class Engine:
         tok = np.concatenate([ids, np.zeros(Tb - T, np.int64)]).astype(np.int32)
         pos = np.array(list(positions) + list(range(Tb - T)), np.int32)
         rows = np.array(list(out_rows) + [out_rows[0] if n_out else 0] * (nb - n_out), np.int32)
-        out = self._run(self.batch_plan(Tb, nb), tok, pos, seq_rows, order, rows)
+        out = self._run(self.batch_plan(Tb, nb, hidden), tok, pos, seq_rows, order, rows)
         return self._check_finite(out[:n_out].copy(), f"a batch of {T} tokens")

@@ -27,7 +27,8 @@ def _align(n: int, a: int = 64) -> int:
 def lower(graph, memory, weights: WeightStore, n_threads: int, kv_layers=None) -> LoweredPlan:
     """kv_layers: model layer -> (KV pool, layer within the pool) when the engine keeps some
     layers in a second cache (sliding-window layers); None: every layer in pool 0 as itself."""
-    logits = graph.outputs["logits"]
+    # the one output: logits, or the normed hidden states of an embedding plan
+    logits = graph.outputs["hidden" if graph.meta.get("hidden") else "logits"]
     logits_offset = _align(memory.arena_bytes)
     arena = logits_offset + _align(logits.nbytes)
     T = graph.meta["T"]

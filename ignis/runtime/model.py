@@ -212,6 +212,16 @@ class Model:
         self.last_prompt_evaluated = handle.result.prompt_tokens
         return handle.logits
 
+    # -- embeddings -----------------------------------------------------------------------
+
+    def embed(self, texts, pooling=None, normalize: bool = True) -> np.ndarray:
+        """Embeddings, float32 [n inputs, width]: texts is a str, a list of token ids (one
+        input each), or a list of them. Each is the pooled final-normed hidden state of its
+        tokens (pooling "mean", "last" or "cls" = the first token; None: the file's
+        pooling_type, else mean), unit L2 norm with normalize. Runs in the engine loop."""
+        from ignis.runtime.embedding import embed
+        return embed(self, texts, pooling, normalize)
+
     # -- tokens ---------------------------------------------------------------------------
 
     def tokenize(self, text: str, parse_special: bool = True) -> list:

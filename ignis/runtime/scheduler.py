@@ -40,6 +40,7 @@ import time
 import numpy as np
 
 from ignis.errors import ArgumentTypeError, IgnisError, KVCacheFullError
+from ignis.runtime.embedding import pool_rows
 from ignis.runtime.engine import MAX_STEP_TOKENS
 from ignis.runtime.generate import Completion
 from ignis.runtime.handle import END_OF_STREAM, PieceStream, RequestHandle  # noqa: F401 (re-exported)
@@ -53,6 +54,119 @@ ALL_ROWS_CHUNK = 64          # tokens per step of a request that wants every row
 log = logging.getLogger("ignis.scheduler")
 
 
+<<<<<<< HEAD
+=======
+class RequestHandle:
+    """A submitted request: iterate it for text pieces as they are generated (blocking),
+    or call text() for the whole completion. cancel() stops it at the next step. A score
+    request's rows are in `logits` once it is done; an embedding request's pooled vector
+    (float32 [width], not normalized) in `embedding`."""
+
+    def __init__(self, request_id: int, sink=None, tag=None, outbox=None):
+        self.id = request_id
+        self.result = GenerationResult()
+        self.error = None
+        self.logits = None
+        self.embedding = None
+        self._pieces = queue.Queue()
+        self._done = threading.Event()
+        self._cancel = threading.Event()
+        self._sink, self._tag = sink, tag
+        self._outbox = outbox     # the loop's per-step list of sink deliveries (None: at once)
+
+    # engine side
+    def _emit(self, piece: str) -> None:
+        if piece:
+            self._pieces.put(piece)
+            self._to_sink(piece)
+
+    def _finish(self, error: Exception | None = None) -> None:
+        self.error = error
+        self._done.set()
+        self._pieces.put(END_OF_STREAM)
+        self._to_sink(END_OF_STREAM)
+
+    def _to_sink(self, piece) -> None:
+        if self._sink is None:
+            return
+        if self._outbox is None:
+            self._sink.put((self._tag, piece))
+        else:
+            self._outbox.append((self._sink, (self._tag, piece)))
+
+    # caller side
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    @property
+    def finish_reason(self) -> str:
+        return self.result.finish_reason
+
+    def cancel(self) -> None:
+        """Stop generating at the next step boundary (finish_reason "cancelled")."""
+        self._cancel.set()
+
+    def __iter__(self):
+        """The text pieces as they come (blocking); a stream closed or dropped before its end
+        cancels the request."""
+        return PieceStream(self)
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Wait for the request to finish (raises its error). A waiter interrupted (Ctrl-C)
+        cancels the request."""
+        try:
+            finished = self._done.wait(timeout)
+        except BaseException:
+            self.cancel()
+            raise
+        if not finished:
+            raise TimeoutError(f"request {self.id} did not finish within {timeout} s")
+        if self.error is not None:
+            raise self.error
+
+    def text(self, timeout: float | None = None) -> str:
+        """Wait for the request to finish; its whole text (raises the request's error)."""
+        self.wait(timeout)
+        return self.result.text
+
+
+class PieceStream:
+    """A handle's pieces as an iterator. Closing it, or dropping it, before the end cancels
+    the request: an abandoned stream never keeps the loop generating for nobody."""
+
+    def __init__(self, handle: RequestHandle):
+        self._handle = handle
+        self._open = True
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> str:
+        if not self._open:
+            raise StopIteration
+        try:
+            piece = self._handle._pieces.get()
+        except BaseException:       # interrupted while waiting (Ctrl-C): the consumer is gone
+            self.close()
+            raise
+        if piece is END_OF_STREAM:
+            self._open = False
+            if self._handle.error is not None:
+                raise self._handle.error
+            raise StopIteration
+        return piece
+
+    def close(self) -> None:
+        if self._open:
+            self._open = False
+            self._handle.cancel()
+
+    def __del__(self):
+        self.close()
+
+
+>>>>>>> embed
 class _Seq:
     """One completion in the loop: its tokens (prompt, then what it generated), how many of
     them have their keys and values in its KV sequence, and how to hand results back."""
@@ -68,7 +182,8 @@ class _Seq:
         self.computed = 0                   # tokens whose rows are in the KV sequence
         self.followers = []                 # completions of the same prompt: they fork this
                                             # sequence once its prompt is computed
-        self.rows = []                      # a score request's logits rows so far
+        self.rows = []                      # a score request's logits rows so far (an embedding
+                                            # request's hidden-state rows)
         self.skipped = 0                    # admissions passed over (too few batch slots)
         self.draft = []                     # tokens drafted to verify in this step
         self.drafter = NgramDrafter(self.tokens) if request.speculative == "ngram" else None
@@ -84,8 +199,9 @@ class _Seq:
 
     def match_limit(self) -> int:
         """How many leading tokens may come from cached KV instead of being computed: all
-        but the last (its logits are wanted), or for every-row scores the rows already had."""
-        if self.request.rows == "all":
+        but the last (its logits are wanted), or for every-row scores and embeddings the rows
+        already had."""
+        if self.request.rows in ("all", "embed"):
             return len(self.rows)
         return len(self.tokens) - 1
 
@@ -388,7 +504,7 @@ class Scheduler:
                 self.cache_hits += 1
                 self.cached_tokens += n
             s.seq, s.computed = seq, n
-        if s.request.rows == "all":
+        if s.request.rows in ("all", "embed"):
             s.rows = s.rows[:s.computed]
         n = self._chunk(s, budget)
         try:
@@ -460,6 +576,35 @@ class Scheduler:
 
     def _run(self, batch: list) -> None:
         kv = self.kv
+        t0 = time.perf_counter()
+        # embedding requests' chunks run beside the others in a plan of their own (its output
+        # is hidden states, not logits): one engine call per kind present in the step
+        logits = {}
+        for hidden in (False, True):
+            part = [(s, n) for s, n in batch if (s.request.rows == "embed") == hidden]
+            if part:
+                logits.update(self._step_rows(part, hidden))
+        dt = time.perf_counter() - t0
+        self.steps += 1
+        self.step_sizes = (self.step_sizes + [sum(n for _, n in batch)])[-64:]
+        to_sample = []       # (completion's sequence, its logits row)
+        for s, n in batch:
+            if s.seq is None or logits.get(id(s)) is False:
+                continue        # failed alone: already ended
+            kv.commit(s.seq, s.tokens[s.computed:s.computed + n])
+            self._time(s, n, dt)
+            s.computed += n
+            rows = logits[id(s)] if id(s) in logits else None
+            if s.request.rows in ("all", "embed"):
+                s.rows.extend(rows)
+            if s.left == 0:
+                to_sample += self._computed(s, rows)
+        if to_sample:
+            self._sample(to_sample)
+
+    def _step_rows(self, batch: list, hidden: bool) -> dict:
+        """One engine call over batch's chunks: id(seq) -> the rows it wants (logits, or with
+        hidden the normed hidden states of an embedding request's every token)."""
         tokens, seqs, positions, out_rows, wants = [], [], [], [], []
         for s, n in batch:
             start = s.computed
@@ -467,7 +612,11 @@ class Scheduler:
             seqs.extend([s.seq] * n)
             positions.extend(range(start, start + n))
             first = len(tokens) - n
+<<<<<<< HEAD
             if s.request.rows == "all" or s.draft:
+=======
+            if s.request.rows in ("all", "embed"):
+>>>>>>> embed
                 want = list(range(first, first + n))
             elif start + n == len(s.tokens):
                 want = [first + n - 1]
@@ -475,6 +624,7 @@ class Scheduler:
                 want = []
             wants.append((len(out_rows), len(want)))
             out_rows.extend(want)
+<<<<<<< HEAD
         t0 = time.perf_counter()
         logits = self._logits(batch, tokens, seqs, positions, out_rows, wants)
         dt = time.perf_counter() - t0
@@ -500,12 +650,16 @@ class Scheduler:
             self._sample(to_sample)
         for s, rows, dt in to_verify:
             self._verify(s, rows, dt)
+=======
+        return self._logits(batch, tokens, seqs, positions, out_rows, wants, hidden)
+>>>>>>> embed
 
-    def _logits(self, batch, tokens, seqs, positions, out_rows, wants) -> dict:
+    def _logits(self, batch, tokens, seqs, positions, out_rows, wants, hidden: bool = False) -> dict:
         """id(seq) -> its logits rows; on a failed step, each request is rerun alone and one
         that fails alone is ended (id -> False)."""
+        engine_step = self.engine.step_hidden if hidden else self.engine.step
         try:
-            out = self.engine.step(tokens, seqs, positions, out_rows)
+            out = engine_step(tokens, seqs, positions, out_rows)
             return {id(s): out[at:at + count] for (s, _), (at, count) in zip(batch, wants) if count}
         except Exception as exc:
             if len(batch) == 1:
@@ -517,7 +671,7 @@ class Scheduler:
             at += n
             rows = [r - part.start for r in out_rows if part.start <= r < part.stop]
             try:
-                out = self.engine.step(tokens[part], seqs[part], positions[part], rows)
+                out = engine_step(tokens[part], seqs[part], positions[part], rows)
                 if count:
                     result[id(s)] = out
             except Exception as exc:
@@ -538,8 +692,11 @@ class Scheduler:
     def _computed(self, s: _Seq, rows) -> list:
         """Every known token of s is computed: score requests are done; generations fork
         their followers (sharing the prompt's blocks). The (sequence, row) pairs to sample."""
-        if s.request.rows != "sample":
+        if s.request.rows == "embed":
+            s.handle.embedding = pool_rows(np.stack(s.rows), s.request.pooling)
+        elif s.request.rows != "sample":
             s.handle.logits = np.stack(s.rows) if s.request.rows == "all" else np.array(rows[-1])
+        if s.request.rows != "sample":
             self._drop(s)
             self._end(s)
             return []

@@ -21,6 +21,7 @@ import os
 import signal
 import time
 
+import numpy as np
 from starlette.applications import Starlette
 from starlette.requests import Request as HTTPRequest
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -28,7 +29,9 @@ from starlette.routing import Route
 
 from ignis.errors import IgnisError
 from ignis.runtime import toolchat
+from ignis.runtime.embedding import check_pooling, embed_request, l2_normalize
 from ignis.runtime.scheduler import END_OF_STREAM
+from ignis.serve import embeddings as embeddings_api
 from ignis.serve import protocol
 from ignis.serve.metrics import Metrics
 from ignis.serve.protocol import APIError
@@ -41,8 +44,9 @@ class ServerState:
     flight (for queue limits, metrics and cancel-all)."""
 
     def __init__(self, load, *, max_batch: int, step_tokens: int, api_key: str | None,
-                 max_queue: int | None, model_name: str | None):
+                 max_queue: int | None, model_name: str | None, pooling: str | None = None):
         self.load = load                  # () -> Model, run in a thread at startup
+        self.pooling = pooling            # /v1/embeddings: mean, last, cls (None: the file's, else mean)
         self.max_batch = max_batch
         self.step_tokens = step_tokens
         self.api_key = api_key
@@ -418,6 +422,36 @@ async def completions(request, state):
     return await _generate(request, state, "completion")
 
 
+@_endpoint("embeddings")
+async def embeddings(request, state):
+    """OpenAI's /v1/embeddings (ignis.serve.embeddings): every input a rows="embed" request
+    in the scheduler, prefilled beside the generations; unit vectors of the model's width."""
+    model = state.model
+    req = embeddings_api.parse(await _json(request), model.config.width)
+    pooling = await _prep(state, check_pooling, state.pooling, model.gguf.metadata)
+    requests = []
+    for i, x in enumerate(req.inputs):
+        name = "input" if len(req.inputs) == 1 else f"input[{i}]"
+        requests.append(await _prep(state, embed_request, model, x, pooling, name))
+    n_prompt = sum(len(r.ids) for r in requests)
+    sink = _Sink(asyncio.get_running_loop())
+    try:
+        handles = _submit(state, requests, sink)
+    except IgnisError as exc:
+        raise APIError(str(exc)) from None
+    run = _Run(state, handles, sink, n_prompt)
+    try:
+        while run.left:
+            await run.next_events(request)
+    finally:
+        run.close()
+    for h in handles:
+        if h.error is not None:
+            raise APIError(f"embedding failed: {h.error}", status=500, type_="server_error")
+    vectors = l2_normalize(np.stack([h.embedding for h in handles]))
+    return JSONResponse(embeddings_api.response(vectors, req.encoding_format, state.model_name, n_prompt))
+
+
 @_endpoint("models")
 async def models(request, state):
     model = state.model
@@ -460,12 +494,14 @@ async def metrics(request, state):
 
 
 def create_app(model, *, max_batch: int = 8, step_tokens: int = 256, api_key: str | None = None,
-               max_queue: int | None = None, model_name: str | None = None) -> Starlette:
+               max_queue: int | None = None, model_name: str | None = None,
+               pooling: str | None = None) -> Starlette:
     """The Starlette app. model: an ignis Model, or a function returning one (called in a
-    thread at startup; /health answers 503 until it returns)."""
+    thread at startup; /health answers 503 until it returns). pooling: /v1/embeddings'
+    (mean, last, cls; None: the file's pooling_type, else mean)."""
     load = model if callable(model) and not hasattr(model, "scheduler") else (lambda: model)
     state = ServerState(load, max_batch=max_batch, step_tokens=step_tokens, api_key=api_key,
-                        max_queue=max_queue, model_name=model_name)
+                        max_queue=max_queue, model_name=model_name, pooling=pooling)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -484,6 +520,8 @@ def create_app(model, *, max_batch: int = 8, step_tokens: int = 256, api_key: st
         Route("/chat/completions", chat_completions, methods=["POST"]),
         Route("/v1/completions", completions, methods=["POST"]),
         Route("/completions", completions, methods=["POST"]),
+        Route("/v1/embeddings", embeddings, methods=["POST"]),
+        Route("/embeddings", embeddings, methods=["POST"]),
         Route("/v1/models", models, methods=["GET"]),
         Route("/models", models, methods=["GET"]),
         Route("/tokenize", tokenize, methods=["POST"]),
@@ -499,14 +537,14 @@ def create_app(model, *, max_batch: int = 8, step_tokens: int = 256, api_key: st
 
 def serve(model_path: str, *, host: str = "127.0.0.1", port: int = 8080, n_ctx: int | None = None,
           threads: int | None = None, max_batch: int = 8, api_key: str | None = None,
-          max_queue: int | None = None, log_level: str = "info") -> int:
+          max_queue: int | None = None, log_level: str = "info", pooling: str | None = None) -> int:
     """Run the server until SIGINT / SIGTERM (graceful: requests in flight are cancelled)."""
     import uvicorn
 
     import ignis
 
     app = create_app(lambda: ignis.load(model_path, n_ctx=n_ctx, threads=threads), max_batch=max_batch,
-                     api_key=api_key, max_queue=max_queue)
+                     api_key=api_key, max_queue=max_queue, pooling=pooling)
     state: ServerState = app.state.ignis
 
     class _Server(uvicorn.Server):
