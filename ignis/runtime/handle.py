@@ -20,6 +20,7 @@ class RequestHandle:
         self.result = GenerationResult()
         self.error = None
         self.logits = None
+        self.embedding = None     # an embedding request's pooled vector
         self._pieces = queue.Queue()
         self._done = threading.Event()
         self._cancel = threading.Event()

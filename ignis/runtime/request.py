@@ -52,11 +52,8 @@ class Request:
     rows: str = "sample"
     session: Session | None = field(default=None, compare=False)
     vocab: int = 0                  # the model's vocabulary size (submit checks it is this model's)
-<<<<<<< HEAD
     speculative: str | None = None  # "ngram": drafts verified exactly (ignis.runtime.speculative)
-=======
     pooling: str = "mean"           # rows "embed": one of POOLINGS
->>>>>>> embed
 
 
 def check_stop(stop) -> tuple:
@@ -78,13 +75,8 @@ def check_stop(stop) -> tuple:
 
 def make_request(ids: list, *, n_ctx: int, vocab: int, max_tokens: int, params, stop, ignore_eos, n: int = 1,
                  max_n: int = 4096, logprobs=None, constraint=None, end_ids=(), keep_end: bool = False,
-<<<<<<< HEAD
                  rows: str = "sample", session: Session | None = None, speculative=None,
-                 name: str = "prompt") -> Request:
-=======
-                 rows: str = "sample", session: Session | None = None, name: str = "prompt",
-                 pooling: str = "mean") -> Request:
->>>>>>> embed
+                 name: str = "prompt", pooling: str = "mean") -> Request:
     """The validated Request (ids are already checked token ids of this model)."""
     if not ids:
         raise IgnisError(f"empty {name}: give some text or token ids")
@@ -97,23 +89,16 @@ def make_request(ids: list, *, n_ctx: int, vocab: int, max_tokens: int, params, 
         logprobs = check_int("logprobs", logprobs, 0, 1 << 20)
     if rows not in ROWS:
         raise ArgumentError(f"rows must be one of {', '.join(ROWS)}, got {describe(rows)}")
-<<<<<<< HEAD
     if speculative is not None and speculative not in MODES:
         raise ArgumentError(f"speculative must be None or one of {', '.join(map(repr, MODES))}, "
                             f"got {describe(speculative)}")
-=======
     if pooling not in POOLINGS:
         raise ArgumentError(f"pooling must be one of {', '.join(POOLINGS)}, got {describe(pooling)}")
     if rows == "embed" and (n != 1 or session is not None):
         raise ArgumentError("an embedding request has one completion and no session")
->>>>>>> embed
     params = copy.deepcopy(params)
     params.validate()
     return Request(ids=tuple(ids), max_tokens=max_tokens, params=params, stop=check_stop(stop),
                    ignore_eos=check_bool("ignore_eos", ignore_eos), n=n, logprobs=logprobs, constraint=constraint,
                    end_ids=frozenset(end_ids), keep_end=keep_end, rows=rows, session=session, vocab=vocab,
-<<<<<<< HEAD
-                   speculative=speculative)
-=======
-                   pooling=pooling)
->>>>>>> embed
+                   speculative=speculative, pooling=pooling)

@@ -54,119 +54,6 @@ ALL_ROWS_CHUNK = 64          # tokens per step of a request that wants every row
 log = logging.getLogger("ignis.scheduler")
 
 
-<<<<<<< HEAD
-=======
-class RequestHandle:
-    """A submitted request: iterate it for text pieces as they are generated (blocking),
-    or call text() for the whole completion. cancel() stops it at the next step. A score
-    request's rows are in `logits` once it is done; an embedding request's pooled vector
-    (float32 [width], not normalized) in `embedding`."""
-
-    def __init__(self, request_id: int, sink=None, tag=None, outbox=None):
-        self.id = request_id
-        self.result = GenerationResult()
-        self.error = None
-        self.logits = None
-        self.embedding = None
-        self._pieces = queue.Queue()
-        self._done = threading.Event()
-        self._cancel = threading.Event()
-        self._sink, self._tag = sink, tag
-        self._outbox = outbox     # the loop's per-step list of sink deliveries (None: at once)
-
-    # engine side
-    def _emit(self, piece: str) -> None:
-        if piece:
-            self._pieces.put(piece)
-            self._to_sink(piece)
-
-    def _finish(self, error: Exception | None = None) -> None:
-        self.error = error
-        self._done.set()
-        self._pieces.put(END_OF_STREAM)
-        self._to_sink(END_OF_STREAM)
-
-    def _to_sink(self, piece) -> None:
-        if self._sink is None:
-            return
-        if self._outbox is None:
-            self._sink.put((self._tag, piece))
-        else:
-            self._outbox.append((self._sink, (self._tag, piece)))
-
-    # caller side
-    @property
-    def done(self) -> bool:
-        return self._done.is_set()
-
-    @property
-    def finish_reason(self) -> str:
-        return self.result.finish_reason
-
-    def cancel(self) -> None:
-        """Stop generating at the next step boundary (finish_reason "cancelled")."""
-        self._cancel.set()
-
-    def __iter__(self):
-        """The text pieces as they come (blocking); a stream closed or dropped before its end
-        cancels the request."""
-        return PieceStream(self)
-
-    def wait(self, timeout: float | None = None) -> None:
-        """Wait for the request to finish (raises its error). A waiter interrupted (Ctrl-C)
-        cancels the request."""
-        try:
-            finished = self._done.wait(timeout)
-        except BaseException:
-            self.cancel()
-            raise
-        if not finished:
-            raise TimeoutError(f"request {self.id} did not finish within {timeout} s")
-        if self.error is not None:
-            raise self.error
-
-    def text(self, timeout: float | None = None) -> str:
-        """Wait for the request to finish; its whole text (raises the request's error)."""
-        self.wait(timeout)
-        return self.result.text
-
-
-class PieceStream:
-    """A handle's pieces as an iterator. Closing it, or dropping it, before the end cancels
-    the request: an abandoned stream never keeps the loop generating for nobody."""
-
-    def __init__(self, handle: RequestHandle):
-        self._handle = handle
-        self._open = True
-
-    def __iter__(self):
-        return self
-
-    def __next__(self) -> str:
-        if not self._open:
-            raise StopIteration
-        try:
-            piece = self._handle._pieces.get()
-        except BaseException:       # interrupted while waiting (Ctrl-C): the consumer is gone
-            self.close()
-            raise
-        if piece is END_OF_STREAM:
-            self._open = False
-            if self._handle.error is not None:
-                raise self._handle.error
-            raise StopIteration
-        return piece
-
-    def close(self) -> None:
-        if self._open:
-            self._open = False
-            self._handle.cancel()
-
-    def __del__(self):
-        self.close()
-
-
->>>>>>> embed
 class _Seq:
     """One completion in the loop: its tokens (prompt, then what it generated), how many of
     them have their keys and values in its KV sequence, and how to hand results back."""
@@ -587,10 +474,14 @@ class Scheduler:
         dt = time.perf_counter() - t0
         self.steps += 1
         self.step_sizes = (self.step_sizes + [sum(n for _, n in batch)])[-64:]
-        to_sample = []       # (completion's sequence, its logits row)
+        to_sample, to_verify = [], []       # (sequence, its logits row(s))
         for s, n in batch:
             if s.seq is None or logits.get(id(s)) is False:
+                s.draft = []
                 continue        # failed alone: already ended
+            if s.draft:
+                to_verify.append((s, logits[id(s)], dt))
+                continue
             kv.commit(s.seq, s.tokens[s.computed:s.computed + n])
             self._time(s, n, dt)
             s.computed += n
@@ -601,6 +492,8 @@ class Scheduler:
                 to_sample += self._computed(s, rows)
         if to_sample:
             self._sample(to_sample)
+        for s, rows, dt in to_verify:
+            self._verify(s, rows, dt)
 
     def _step_rows(self, batch: list, hidden: bool) -> dict:
         """One engine call over batch's chunks: id(seq) -> the rows it wants (logits, or with
@@ -612,11 +505,7 @@ class Scheduler:
             seqs.extend([s.seq] * n)
             positions.extend(range(start, start + n))
             first = len(tokens) - n
-<<<<<<< HEAD
-            if s.request.rows == "all" or s.draft:
-=======
-            if s.request.rows in ("all", "embed"):
->>>>>>> embed
+            if s.request.rows in ("all", "embed") or s.draft:
                 want = list(range(first, first + n))
             elif start + n == len(s.tokens):
                 want = [first + n - 1]
@@ -624,35 +513,7 @@ class Scheduler:
                 want = []
             wants.append((len(out_rows), len(want)))
             out_rows.extend(want)
-<<<<<<< HEAD
-        t0 = time.perf_counter()
-        logits = self._logits(batch, tokens, seqs, positions, out_rows, wants)
-        dt = time.perf_counter() - t0
-        self.steps += 1
-        self.step_sizes = (self.step_sizes + [len(tokens)])[-64:]
-        to_sample, to_verify = [], []       # (sequence, its logits row(s))
-        for (s, n), (at, count) in zip(batch, wants):
-            if s.seq is None or logits.get(id(s)) is False:
-                s.draft = []
-                continue        # failed alone: already ended
-            if s.draft:
-                to_verify.append((s, logits[id(s)], dt))
-                continue
-            kv.commit(s.seq, s.tokens[s.computed:s.computed + n])
-            self._time(s, n, dt)
-            s.computed += n
-            rows = logits[id(s)] if id(s) in logits else None
-            if s.request.rows == "all":
-                s.rows.extend(rows)
-            if s.left == 0:
-                to_sample += self._computed(s, rows)
-        if to_sample:
-            self._sample(to_sample)
-        for s, rows, dt in to_verify:
-            self._verify(s, rows, dt)
-=======
         return self._logits(batch, tokens, seqs, positions, out_rows, wants, hidden)
->>>>>>> embed
 
     def _logits(self, batch, tokens, seqs, positions, out_rows, wants, hidden: bool = False) -> dict:
         """id(seq) -> its logits rows; on a failed step, each request is rerun alone and one
