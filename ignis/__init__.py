@@ -15,6 +15,12 @@ except ImportError as _e:
     if _message() is None:
         raise
     raise ImportError(f"{_message()} [{type(_e).__name__}: {_e}]") from None
+else:
+    # compiled modules found elsewhere (an editable install of another tree on sys.path) would
+    # run this tree's Python over another tree's kernels: refuse that mix as well
+    from ignis._build_check import source_tree_message as _message
+    if _message() is not None:
+        raise ImportError(_message())
 
 __version__ = "0.1.0"
 

@@ -54,11 +54,11 @@ def start_slowed_ignis(argv: list, stdin, **env) -> subprocess.Popen:
     script = textwrap.dedent(f"""
         import sys, time
         import ignis.runtime.generate as g
-        feed = g.Completion.feed
-        def slow(self, logits):
+        accept = g.Completion.accept
+        def slow(self, token, logprob=None):
             time.sleep(0.02)
-            return feed(self, logits)
-        g.Completion.feed = slow
+            return accept(self, token, logprob)
+        g.Completion.accept = slow
         from ignis.cli import main
         sys.exit(main({argv!r}))
     """)
