@@ -439,6 +439,9 @@ static inline void ignis_dequant_row_q6_k(const uint8_t *w, float *y, int64_t k)
     }
 }
 
+/* Q4_0, Q5_1, IQ4_NL and float weights (F32, F16, BF16): their definitions */
+#include "simd/defs32.h"
+
 /* f32 dot, sequential. */
 static inline float ignis_scalar_dot_f32(const float *a, const float *b, int64_t n) {
     float s = 0.0f;
@@ -550,6 +553,7 @@ static inline float ignis_scalar_exp_sub_sum(float *x, float m, int64_t n) {
  * i < rm, j < rn (both <= 8). wtype: 8 Q8_0, 6 Q5_0, 3 Q4_1, 12 Q4_K, 14 Q6_K; nblk = weight blocks
  * per row (K/32 or K/256). */
 static inline float ignis_scalar_vec_dot(int wtype, int64_t nblk, const uint8_t *w, const uint8_t *x) {
+    if (ignis_is_32x(wtype)) return ignis_scalar_vec_dot_32x(wtype, nblk, w, x);
     switch (wtype) {
     case 8: return ignis_scalar_vec_dot_q8_0(nblk, w, x);
     case 6: return ignis_scalar_vec_dot_q5_0(nblk, w, x);

@@ -6,12 +6,14 @@ import numpy as np
 
 from ignis.errors import ModelError
 from ignis.gguf import GGUFFile, TensorType
-from ignis.gguf.quant import dequantize, quantize_q8_0
+from ignis.gguf.quant import SUPPORTED_DEQUANT_TYPES, dequantize, quantize_q8_0
+from ignis.gguf.types import type_label
 from ignis.ir import Weight
 
 # weight types the matmul kernels read directly; anything else is repacked to Q8_0
 NATIVE_MATMUL = {TensorType.Q8_0, TensorType.Q5_0, TensorType.Q4_1, TensorType.Q4_K, TensorType.Q6_K,
                  TensorType.F32, TensorType.F16}
+NATIVE_MATMUL |= {TensorType.Q4_0, TensorType.Q5_1, TensorType.IQ4_NL, TensorType.BF16}
 NATIVE_EMBED = NATIVE_MATMUL     # the embed kernel dequantizes a row of any of these
 
 
@@ -19,6 +21,12 @@ class WeightStore:
     """name or Weight expression -> (array, TensorType) in the form the kernels want."""
 
     def __init__(self, gguf: GGUFFile):
+        runs = NATIVE_MATMUL | SUPPORTED_DEQUANT_TYPES
+        for info in gguf.tensors.values():
+            if info.type not in runs:       # a file that cannot run is refused at load, in one line
+                names = ", ".join(t.name for t in sorted(runs))
+                raise ModelError(f"{gguf.path}: tensor {info.name!r} is {type_label(info.type)}, a type ignis "
+                                 f"cannot run (supported: {names})")
         self.gguf = gguf
         self._matrices = {}
         self._vectors = {}
@@ -38,6 +46,8 @@ class WeightStore:
                 return info.data.view(np.float32).reshape(info.shape), info.type
             if info.type == TensorType.F16:
                 return info.data.view(np.float16).reshape(info.shape), info.type
+            if info.type == TensorType.BF16:
+                return info.data.view(np.uint16).reshape(info.shape), info.type
             return info.data, info.type
         self.repacked.append(name)
         return self._repack_q8_0(info), TensorType.Q8_0
