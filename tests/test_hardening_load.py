@@ -161,7 +161,7 @@ def test_unreadable_matrix_type_is_rejected_at_load(tmp_path):
                           vocab=260, seed=1)
     path = rewrite(src, tmp_path / "q8k.gguf", tensors=replace_tensor(
         "blk.0.ffn_up.weight", ttype=TensorType.Q8_K, data=np.zeros(256 * 292, np.uint8)))
-    assert_rejected(path, ModelError, "tensor blk.0.ffn_up.weight is Q8_K, a type ignis cannot read")
+    assert_rejected(path, ModelError, "tensor blk.0.ffn_up.weight is Q8_K (type 15), a type ignis cannot run")
 
 
 def test_bf16_matrix_with_rows_not_a_multiple_of_32_is_rejected_at_load(tmp_path):

@@ -6,8 +6,7 @@ import numpy as np
 
 from ignis.errors import ModelError
 from ignis.gguf import GGUFFile, TensorType
-from ignis.gguf.quant import SUPPORTED_DEQUANT_TYPES, dequantize, quantize_q8_0
-from ignis.gguf.types import type_label
+from ignis.gguf.quant import dequantize, quantize_q8_0
 from ignis.ir import Weight
 
 # weight types the matmul kernels read directly; anything else is repacked to Q8_0
@@ -21,12 +20,6 @@ class WeightStore:
     """name or Weight expression -> (array, TensorType) in the form the kernels want."""
 
     def __init__(self, gguf: GGUFFile):
-        runs = NATIVE_MATMUL | SUPPORTED_DEQUANT_TYPES
-        for info in gguf.tensors.values():
-            if info.type not in runs:       # a file that cannot run is refused at load, in one line
-                names = ", ".join(t.name for t in sorted(runs))
-                raise ModelError(f"{gguf.path}: tensor {info.name!r} is {type_label(info.type)}, a type ignis "
-                                 f"cannot run (supported: {names})")
         self.gguf = gguf
         self._matrices = {}
         self._vectors = {}
