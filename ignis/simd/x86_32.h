@@ -65,12 +65,14 @@ IGNIS_INLINE void IL(b32_8xn)(int64_t nb, const uint8_t *const *w, const uint8_t
         for (int g = 0; g < 2; g++) IL(store4)(acc[j][g], out + j * IGNIS_TILE + 4 * g, 1);
 }
 
+#if !IGNIS_X86_512      /* avx512 takes the z8 / zn kernels below */
 #define IGNIS_B32_KERNELS(RN) \
     static void IL(q4_0_8x##RN)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(b32_8xn)(n, w, x, o, RN, 2); } \
     static void IL(q5_1_8x##RN)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(b32_8xn)(n, w, x, o, RN, 7); } \
     static void IL(iq4_nl_8x##RN)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(b32_8xn)(n, w, x, o, RN, 20); }
 IGNIS_B32_KERNELS(1) IGNIS_B32_KERNELS(2) IGNIS_B32_KERNELS(3) IGNIS_B32_KERNELS(4)
 #undef IGNIS_B32_KERNELS
+#endif
 
 #if IGNIS_X86_512
 /* the signed quants of one Q4_0 (nibble - 8) or IQ4_NL (level) block */
