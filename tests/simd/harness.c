@@ -239,6 +239,8 @@ static void check_dot_definition(void) {
     report("quant_dot_int", bad_int == 0, "500 dots with unit scales, %d not the exact integer", bad_int);
 }
 
+#include "checks32.h"     /* Q4_0, Q5_1, IQ4_NL, F32/F16/BF16 weights */
+
 /* Q8_0 weights x Q16 activations: SIMD tiles == scalar bits; accuracy vs the float dot. */
 static void check_q16(void) {
     enum { MAXB = 40 };
@@ -425,6 +427,7 @@ int main(int argc, char **argv) {
     check_dots("q4_k", 12);
     check_dots("q6_k", 14);
     check_dot_definition();
+    check_all32();
     check_q16();
     check_float();
     check_exp();
