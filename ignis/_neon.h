@@ -439,6 +439,8 @@ static inline void ignis_dequant_row_q6_k(const uint8_t *w, float *y, int64_t k)
     }
 }
 
+#include "simd/kquants.h"   /* Q5_K, Q3_K, Q2_K, IQ4_XS: definitions and row dequantizers */
+
 /* f32 dot, sequential. */
 static inline float ignis_scalar_dot_f32(const float *a, const float *b, int64_t n) {
     float s = 0.0f;
@@ -555,6 +557,7 @@ static inline float ignis_scalar_vec_dot(int wtype, int64_t nblk, const uint8_t 
     case 6: return ignis_scalar_vec_dot_q5_0(nblk, w, x);
     case 3: return ignis_scalar_vec_dot_q4_1(nblk, w, x);
     case 12: return ignis_scalar_vec_dot_q4_k(nblk, w, x);
+    case 10: case 11: case 13: case 23: return ignis_scalar_vec_dot_kx(wtype, nblk, w, x);
     default: return ignis_scalar_vec_dot_q6_k(nblk, w, x);
     }
 }
