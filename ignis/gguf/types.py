@@ -44,6 +44,7 @@ class TensorType(IntEnum):
     Q5_K = 13
     Q6_K = 14
     Q8_K = 15
+    IQ4_XS = 23
     BF16 = 30
 
 
@@ -72,6 +73,7 @@ BLOCK_LAYOUTS = {
     TensorType.Q5_K: BlockLayout(QK_K, 2 + 2 + 12 + QK_K // 8 + QK_K // 2),
     TensorType.Q6_K: BlockLayout(QK_K, QK_K // 2 + QK_K // 4 + QK_K // 16 + 2),
     TensorType.Q8_K: BlockLayout(QK_K, 4 + QK_K + QK_K // 8),
+    TensorType.IQ4_XS: BlockLayout(QK_K, 2 + 2 + QK_K // 64 + QK_K // 2),
 }
 
 
