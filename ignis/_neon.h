@@ -29,8 +29,8 @@
  * Agreement between levels (checked by tests/simd on x86-64 and under qemu-aarch64):
  *   exact (same bits)   f16<->f32 conversions (IEEE round-to-nearest-even, NaNs
  *                       quieted), Q8_0 quantization (bytes), every quantized dot
- *                       product and matmul tile (Q8_0, Q5_0, Q4_1, Q4_K, Q6_K weights
- *                       against Q8_0 activations), axpy, exp, silu and every
+ *                       product and matmul tile (Q8_0, Q5_0, Q4_1, Q4_K, Q6_K, Q5_K, Q3_K,
+ *                       Q2_K, IQ4_XS weights against Q8_0 activations), axpy, exp, silu and every
  *                       elementwise row function.
  *   within tolerance    the float reductions ignis_dot_f32 / _f32_f16 and the
  *                       softmax sum: the SIMD levels keep 8 (x86-64) or 4 (aarch64)
@@ -79,6 +79,9 @@
  *         lo = fmaf(ilo, s, lo); lo = fmaf(clo, sm, lo); the same for hi with ihi, chi.
  *   Q4_K 144 B / 256: f16 d, f16 dmin, u8 scales[12], u8 qs[128] x = d*sc*q - dmin*m per 32-sub-block
  *   Q6_K 210 B / 256: u8 ql[128], u8 qh[64], int8 sc[16], f16 d  x = d*sc*(q-32) per 16-sub-block
+ *   Q5_K 176 B, Q3_K 110 B, Q2_K 84 B, IQ4_XS 136 B / 256: see simd/kquants.h (their definitions,
+ *         by the same rule: scaled exact half sums, fmas in order, Q5_K/Q2_K with min steps; tiles
+ *         in simd/kquants_x86.h (the 256-bit kernel at avx2/avxvnni/avx512) and simd/kquants_arm.h)
  */
 #ifndef IGNIS_NEON_H
 #define IGNIS_NEON_H
