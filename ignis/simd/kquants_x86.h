@@ -118,6 +118,66 @@ IGNIS_INLINE void IL(kx_8xn)(int64_t nsb, const uint8_t *const *w, const uint8_t
 IGNIS_KX_KERNELS(q5_k, 13) IGNIS_KX_KERNELS(q3_k, 11) IGNIS_KX_KERNELS(q2_k, 10) IGNIS_KX_KERNELS(iq4_xs, 23)
 #undef IGNIS_KX_KERNELS
 
+#if IGNIS_X86_512
+/* avx512 decode: 8 weight rows x RN <= 4 tokens, rows p and p + 4 sharing a 512-bit register
+ * in the lane order of IL(q5_0_zn) ([p 0..15 | p+4 0..15 | p 16..31 | p+4 16..31]). vpdpbusd
+ * takes the quants unsigned: Q3_K as q + 4 and IQ4_XS as v + 128, the offset folded into a
+ * start of -u times the token's partial sums; the exact half sums times the integer scales
+ * (an exact float product, below 2^24), then the definition's steps. */
+IGNIS_INLINE void IL(kx_zn)(int64_t nsb, const uint8_t *const *w, const uint8_t *const *x,
+                            float *out, const int RN, const int WT) {
+    const size_t wbytes = WT == 13 ? IGNIS_Q5_K_BYTES : WT == 11 ? IGNIS_Q3_K_BYTES
+                        : WT == 10 ? IGNIS_Q2_K_BYTES : IGNIS_IQ4_XS_BYTES;
+    const size_t doff = WT == 11 ? 108 : WT == 10 ? 80 : 0, moff = WT == 10 ? 82 : 2;
+    const int has_min = WT == 13 || WT == 10;
+    const char u = WT == 11 ? 4 : WT == 23 ? (char)0x80 : 0;
+    const __m256i uv = _mm256_set1_epi8(u);
+    __m512 acc[4];
+    for (int j = 0; j < RN; j++) acc[j] = _mm512_setzero_ps();
+    for (int64_t s = 0; s < nsb; s++) {
+        const size_t wo = (size_t)s * wbytes;
+        const __m512 d = IL(z8_f16x8)(w, wo + doff);
+        const __m512 dmin = has_min ? IL(z8_f16x8)(w, wo + moff) : d;
+        for (int jb = 0; jb < 8; jb++) {
+            __m512i q[4];
+            float scf[16], mf[16];
+            for (int p = 0; p < 4; p++)
+                q[p] = IL(zn_pair)(_mm256_add_epi8(IL(kx_quants)(w[p] + wo, jb, WT), uv),
+                                   _mm256_add_epi8(IL(kx_quants)(w[p + 4] + wo, jb, WT), uv));
+            for (int r = 0; r < 8; r++) {
+                int scl, sch, ml, mh;
+                IL(kx_scales)(w[r] + wo, jb, WT, &scl, &sch, &ml, &mh);
+                scf[r] = (float)scl;
+                scf[r + 8] = (float)sch;
+                mf[r] = (float)ml;
+                mf[r + 8] = (float)mh;
+            }
+            const __m512 sv = _mm512_loadu_ps(scf), mv = _mm512_loadu_ps(mf);
+            const size_t xo = (size_t)(s * 8 + jb) * IGNIS_Q8_0_BYTES;
+            for (int j = 0; j < RN; j++) {
+                const __m512i xz = IL(zn_token)(x[j] + xo);
+                const __m512 dx = _mm512_set1_ps(_cvtsh_ss(ignis_load_u16(x[j] + xo)));
+                const __m512i start = u ? IL(zn_neg_partials)(xz, u) : _mm512_setzero_si512();
+                const __m512i a = IL(zn_dots)(start, q, xz);
+                acc[j] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(a), sv), _mm512_mul_ps(d, dx), acc[j]);
+                if (has_min) {
+                    const __m512i c = IL(zn_xsums)(xz, 1);
+                    acc[j] = _mm512_fnmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(c), mv), _mm512_mul_ps(dmin, dx), acc[j]);
+                }
+            }
+        }
+    }
+    IL(z8_store)(acc, RN, out);
+}
+#define IGNIS_KX_ZN(name, WT) \
+    static void IL(name##_zn1)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(kx_zn)(n, w, x, o, 1, WT); } \
+    static void IL(name##_zn2)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(kx_zn)(n, w, x, o, 2, WT); } \
+    static void IL(name##_zn3)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(kx_zn)(n, w, x, o, 3, WT); } \
+    static void IL(name##_zn4)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(kx_zn)(n, w, x, o, 4, WT); }
+IGNIS_KX_ZN(q5_k, 13) IGNIS_KX_ZN(q3_k, 11) IGNIS_KX_ZN(q2_k, 10) IGNIS_KX_ZN(iq4_xs, 23)
+#undef IGNIS_KX_ZN
+#endif
+
 /* the tile of these types (see ignis_scalar_tile): 8 rows x up to 4 tokens at a time, or
  * 4 rows x 8 tokens (each decoded weight block used for 8 tokens) from 5 tokens on */
 static inline void IL(kx_tile)(int wtype, int64_t nsb, const uint8_t *const *w, int rm,
@@ -132,6 +192,16 @@ static inline void IL(kx_tile)(int wtype, int64_t nsb, const uint8_t *const *w, 
     for (int i = 0; i < 8; i++) wp[i] = w[i < rm ? i : rm - 1];
     for (int j = 0; j < 8; j++) xp[j] = x[j < rn ? j : rn - 1];
     float tmp[IGNIS_TILE * IGNIS_TILE];
+#if IGNIS_X86_512
+    static const ignis_kernel_fn zn[4][4] = {
+        {IL(q5_k_zn1), IL(q5_k_zn2), IL(q5_k_zn3), IL(q5_k_zn4)},
+        {IL(q3_k_zn1), IL(q3_k_zn2), IL(q3_k_zn3), IL(q3_k_zn4)},
+        {IL(q2_k_zn1), IL(q2_k_zn2), IL(q2_k_zn3), IL(q2_k_zn4)},
+        {IL(iq4_xs_zn1), IL(iq4_xs_zn2), IL(iq4_xs_zn3), IL(iq4_xs_zn4)}};
+    if (rn <= 4) {
+        zn[t][rn - 1](nsb, wp, xp, tmp);
+    } else
+#endif
     if (rn > 4) {
         ks[t][4](nsb, wp, xp, tmp);
         if (rm > 4) ks[t][4](nsb, wp + 4, xp, tmp + 4);
