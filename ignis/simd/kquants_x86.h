@@ -119,6 +119,32 @@ IGNIS_KX_KERNELS(q5_k, 13) IGNIS_KX_KERNELS(q3_k, 11) IGNIS_KX_KERNELS(q2_k, 10)
 #undef IGNIS_KX_KERNELS
 
 #if IGNIS_X86_512
+/* one row's 16 half-block scales (and mins) as bytes, half 2jb + h of activation block jb at
+ * byte 2jb + h (the 32-element sub-blocks' values twice) */
+IGNIS_INLINE void IL(kx_scale_bytes)(const uint8_t *sb, const int WT, __m128i *sc, __m128i *m) {
+    if (WT == 13) {
+        IL(q4_k_zn_scale_bytes)(sb + 4, sc, m);
+    } else if (WT == 10) {
+        const __m128i v = _mm_loadu_si128((const __m128i *)sb);
+        *sc = _mm_and_si128(v, _mm_set1_epi8(0x0f));
+        *m = _mm_and_si128(_mm_srli_epi16(v, 4), _mm_set1_epi8(0x0f));
+    } else if (WT == 11) {
+        const uint32_t a = ignis_load_u32(sb + 96), b = ignis_load_u32(sb + 100), c = ignis_load_u32(sb + 104);
+        const __m128i low4 = _mm_setr_epi32((int)(a & 0x0f0f0f0fu), (int)(b & 0x0f0f0f0fu),
+                                            (int)((a >> 4) & 0x0f0f0f0fu), (int)((b >> 4) & 0x0f0f0f0fu));
+        const __m128i high2 = _mm_setr_epi32((int)(c & 0x03030303u), (int)((c >> 2) & 0x03030303u),
+                                             (int)((c >> 4) & 0x03030303u), (int)((c >> 6) & 0x03030303u));
+        *sc = _mm_sub_epi8(_mm_or_si128(low4, _mm_slli_epi16(high2, 4)), _mm_set1_epi8(32));
+        *m = *sc;
+    } else {
+        uint64_t v = 0;
+        for (int j = 0; j < 8; j++) v |= (uint64_t)(uint8_t)(int8_t)ignis_iq4_xs_scale(sb, j) << (8 * j);
+        const __m128i b = _mm_cvtsi64_si128((long long)v);
+        *sc = _mm_unpacklo_epi8(b, b);
+        *m = *sc;
+    }
+}
+
 /* avx512 decode: 8 weight rows x RN <= 4 tokens, rows p and p + 4 sharing a 512-bit register
  * in the lane order of IL(q5_0_zn) ([p 0..15 | p+4 0..15 | p 16..31 | p+4 16..31]). vpdpbusd
  * takes the quants unsigned: Q3_K as q + 4 and IQ4_XS as v + 128, the offset folded into a
@@ -138,21 +164,18 @@ IGNIS_INLINE void IL(kx_zn)(int64_t nsb, const uint8_t *const *w, const uint8_t 
         const size_t wo = (size_t)s * wbytes;
         const __m512 d = IL(z8_f16x8)(w, wo + doff);
         const __m512 dmin = has_min ? IL(z8_f16x8)(w, wo + moff) : d;
+        /* the rows' scales (and mins) of every activation block, lanes as the sums' */
+        __m512 scf[8], mf[8];
+        __m128i scb[8], mb[8];
+        for (int r = 0; r < 8; r++) IL(kx_scale_bytes)(w[r] + wo, WT, &scb[r], &mb[r]);
+        IL(zn_scales)(scb, scf);
+        if (has_min) IL(zn_scales)(mb, mf);
         for (int jb = 0; jb < 8; jb++) {
             __m512i q[4];
-            float scf[16], mf[16];
             for (int p = 0; p < 4; p++)
                 q[p] = IL(zn_pair)(_mm256_add_epi8(IL(kx_quants)(w[p] + wo, jb, WT), uv),
                                    _mm256_add_epi8(IL(kx_quants)(w[p + 4] + wo, jb, WT), uv));
-            for (int r = 0; r < 8; r++) {
-                int scl, sch, ml, mh;
-                IL(kx_scales)(w[r] + wo, jb, WT, &scl, &sch, &ml, &mh);
-                scf[r] = (float)scl;
-                scf[r + 8] = (float)sch;
-                mf[r] = (float)ml;
-                mf[r + 8] = (float)mh;
-            }
-            const __m512 sv = _mm512_loadu_ps(scf), mv = _mm512_loadu_ps(mf);
+            const __m512 sv = scf[jb], mv = has_min ? mf[jb] : sv;
             const size_t xo = (size_t)(s * 8 + jb) * IGNIS_Q8_0_BYTES;
             for (int j = 0; j < RN; j++) {
                 const __m512i xz = IL(zn_token)(x[j] + xo);
