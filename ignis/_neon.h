@@ -30,9 +30,10 @@
  *   exact (same bits)   f16<->f32 conversions (IEEE round-to-nearest-even, NaNs
  *                       quieted), Q8_0 quantization (bytes), every quantized dot
  *                       product and matmul tile (Q8_0, Q5_0, Q4_1, Q4_K, Q6_K, Q4_0,
- *                       Q5_1, IQ4_NL weights against Q8_0 activations), the matmul tiles
- *                       of F32/F16/BF16 weights against float activations (16 fma chains
- *                       in a fixed order: simd/defs32.h), axpy, exp, silu and every
+ *                       Q5_1, IQ4_NL, Q5_K, Q3_K, Q2_K, IQ4_XS weights against Q8_0
+ *                       activations), the matmul tiles of F32/F16/BF16 weights against
+ *                       float activations (16 fma chains in a fixed order:
+ *                       simd/defs32.h), axpy, exp, silu and every
  *                       elementwise row function.
  *   within tolerance    the float reductions ignis_dot_f32 / _f32_f16 and the
  *                       softmax sum: the SIMD levels keep 8 (x86-64) or 4 (aarch64)
@@ -87,6 +88,9 @@
  *   Q4_0, Q5_1, IQ4_NL (32-element blocks) and F32/F16/BF16 weights: simd/defs32.h defines them
  *   (the float weights meet the float activation row itself, not a Q8_0 copy: element i in
  *   fma chain i mod 16, then a fixed tree); simd/x86_32.h and simd/arm_32.h hold their levels.
+ *   Q5_K 176 B, Q3_K 110 B, Q2_K 84 B, IQ4_XS 136 B / 256: see simd/kquants.h (their definitions,
+ *         by the same rule: scaled exact half sums, fmas in order, Q5_K/Q2_K with min steps; tiles
+ *         in simd/kquants_x86.h (the 256-bit kernel at avx2/avxvnni/avx512) and simd/kquants_arm.h)
  */
 #ifndef IGNIS_NEON_H
 #define IGNIS_NEON_H
@@ -449,6 +453,7 @@ static inline void ignis_dequant_row_q6_k(const uint8_t *w, float *y, int64_t k)
 
 /* Q4_0, Q5_1, IQ4_NL and float weights (F32, F16, BF16): their definitions */
 #include "simd/defs32.h"
+#include "simd/kquants.h"   /* Q5_K, Q3_K, Q2_K, IQ4_XS: definitions and row dequantizers */
 
 /* f32 dot, sequential. */
 static inline float ignis_scalar_dot_f32(const float *a, const float *b, int64_t n) {
@@ -567,6 +572,7 @@ static inline float ignis_scalar_vec_dot(int wtype, int64_t nblk, const uint8_t 
     case 6: return ignis_scalar_vec_dot_q5_0(nblk, w, x);
     case 3: return ignis_scalar_vec_dot_q4_1(nblk, w, x);
     case 12: return ignis_scalar_vec_dot_q4_k(nblk, w, x);
+    case 10: case 11: case 13: case 23: return ignis_scalar_vec_dot_kx(wtype, nblk, w, x);
     default: return ignis_scalar_vec_dot_q6_k(nblk, w, x);
     }
 }

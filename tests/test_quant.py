@@ -31,6 +31,7 @@ F16_FIELD_OFFSETS = {
     TensorType.Q5_K: [0, 2],
     TensorType.Q6_K: [208],
     TensorType.IQ4_NL: [0],
+    TensorType.IQ4_XS: [0],
 }
 BLOCK_TYPES = list(F16_FIELD_OFFSETS)
 FLOAT_TYPES = [TensorType.F32, TensorType.F16, TensorType.BF16]
@@ -98,7 +99,8 @@ def test_dequantize_bit_exact(ttype, seed, n_rows, blocks_per_row):
     assert_bit_equal(dequantize(raw, ttype, shape), reference(raw, ttype, shape))
 
 
-@pytest.mark.parametrize("ttype", [TensorType.Q5_0, TensorType.Q4_K, TensorType.Q6_K],
+@pytest.mark.parametrize("ttype", [TensorType.Q5_0, TensorType.Q4_K, TensorType.Q6_K, TensorType.Q5_K,
+                                   TensorType.Q3_K, TensorType.Q2_K, TensorType.IQ4_XS],
                          ids=lambda t: t.name)
 def test_dequantize_spans_many_chunks(ttype):
     # more blocks than one internal chunk, with an odd row count
@@ -341,3 +343,38 @@ def test_real_model_tensors_bit_exact(real_model_path):
         rows = np.array([0, 1, 151643, shape[0] - 1, 42])
         expected = np.asarray(ref_dequantize(tensor.data[rows], tensor.tensor_type), dtype=np.float32)
         assert_bit_equal(dequantize_rows(tensor.data, ttype, shape, rows), expected)
+
+
+# ---------------------------------------------------------------------------
+# the super-block quantizers (Q5_K, Q3_K, Q2_K, IQ4_XS): valid blocks that the reference
+# decodes to what ignis decodes, close to the input
+
+# mean |error| / mean |x| of N(0, 1) data that a sane quantizer of each type stays under
+K_QUANT_ERROR = {TensorType.Q5_K: 0.06, TensorType.Q3_K: 0.22, TensorType.Q2_K: 0.45, TensorType.IQ4_XS: 0.12}
+
+
+@pytest.mark.parametrize("ttype", list(K_QUANT_ERROR), ids=lambda t: t.name)
+@FEW
+@given(seed=st.integers(0, 2**32 - 1), log_scale=st.integers(-4, 3))   # below, the f16 scales go subnormal
+def test_quantize_super_block_types(ttype, seed, log_scale):
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal((3, 512)) * 10.0 ** log_scale).astype(np.float32)
+    x[0, :256] = 0.0                                               # an all-zero super-block
+    x[1, 256:272] = np.abs(x[1, 256:272])                           # a one-signed sub-block
+    raw = quantize(x, ttype)
+    assert raw.shape == (3, row_nbytes(ttype, 512)) and raw.dtype == np.uint8
+    y = dequantize(raw, ttype, x.shape)
+    assert_bit_equal(y, reference(raw.reshape(-1), ttype, x.shape))
+    assert (y[0, :256] == 0).all()
+    err = np.abs(y[1:] - x[1:]).mean() / np.abs(x[1:]).mean()
+    assert err < K_QUANT_ERROR[ttype], err
+
+
+@pytest.mark.parametrize("ttype", list(K_QUANT_ERROR), ids=lambda t: t.name)
+def test_quantize_super_block_types_reject_bad_input(ttype):
+    with pytest.raises(GGUFError, match="non-finite"):
+        quantize(np.full((1, 256), np.nan, np.float32), ttype)
+    with pytest.raises(GGUFError, match="multiple"):
+        quantize(np.zeros((1, 128), np.float32), ttype)
+    with pytest.raises(GGUFError, match="float16"):
+        quantize(np.full((1, 256), 3e38, np.float32), ttype)

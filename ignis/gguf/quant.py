@@ -16,6 +16,7 @@ from typing import Callable
 import numpy as np
 
 from ignis.errors import GGUFError, ModelError
+from ignis.gguf import quant_k
 from ignis.gguf.types import BLOCK_LAYOUTS, QK_K, TensorType, type_label
 
 __all__ = ["dequantize", "dequantize_rows", "quantize", "quantize_q8_0", "row_nbytes",
@@ -46,6 +47,7 @@ _BLOCK_DTYPES = {
                                ("scales", "i1", QK_K // 16), ("d", _F16)]),
     TensorType.IQ4_NL: np.dtype([("d", _F16), ("qs", "u1", 16)]),
 }
+_BLOCK_DTYPES[TensorType.IQ4_XS] = quant_k.IQ4_XS_DTYPE
 for _t, _dt in _BLOCK_DTYPES.items():  # the dtypes must agree with the shared layout table
     assert _dt.itemsize == BLOCK_LAYOUTS[_t].nbytes, _t
 
@@ -232,11 +234,13 @@ _BLOCK_DECODERS: dict[TensorType, Callable[[np.ndarray, np.ndarray], None]] = {
     TensorType.Q6_K: _decode_q6_k,
     TensorType.IQ4_NL: _decode_iq4_nl,
 }
+_BLOCK_DECODERS[TensorType.IQ4_XS] = quant_k.decode_iq4_xs
 
 SUPPORTED_DEQUANT_TYPES = frozenset(
     [TensorType.F32, TensorType.F16, TensorType.BF16, *_BLOCK_DECODERS])
 SUPPORTED_QUANT_TYPES = frozenset([TensorType.F32, TensorType.F16, TensorType.BF16, TensorType.Q8_0,
-                                   TensorType.Q4_1, TensorType.Q4_0, TensorType.Q5_1, TensorType.IQ4_NL])
+                                   TensorType.Q4_1, TensorType.Q4_0, TensorType.Q5_1, TensorType.IQ4_NL,
+                                   *(TensorType[name] for name in quant_k.QUANTIZERS)])
 
 
 # ---------------------------------------------------------------------------
@@ -501,6 +505,8 @@ def quantize(x: np.ndarray, ttype: TensorType | int) -> np.ndarray:
         if data.ndim == 0:
             raise GGUFError("cannot quantize a 0-d array to BF16")
         return data.view(np.uint8).reshape(data.shape[:-1] + (-1,))
+    if ttype.name in quant_k.QUANTIZERS:
+        return _quantize_super_blocks(x, ttype)
     if ttype == TensorType.F32:
         data = np.ascontiguousarray(x, dtype="<f4")
     elif ttype == TensorType.F16:
@@ -510,3 +516,18 @@ def quantize(x: np.ndarray, ttype: TensorType | int) -> np.ndarray:
     if data.ndim == 0:
         raise GGUFError(f"cannot quantize a 0-d array to {ttype.name}")
     return data.view(np.uint8).reshape(data.shape[:-1] + (-1,))
+
+
+def _quantize_super_blocks(x: np.ndarray, ttype: TensorType) -> np.ndarray:
+    """float [..., K] -> [..., row bytes] of a 256-element type of quant_k, in chunks."""
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim == 0:
+        raise GGUFError(f"cannot quantize a 0-d array to {ttype.name}")
+    stride = row_nbytes(ttype, x.shape[-1])
+    out = np.empty(x.shape[:-1] + (stride,), dtype=np.uint8)
+    blocks_in = np.ascontiguousarray(x).reshape(-1, QK_K)
+    blocks_out = out.reshape(-1, BLOCK_LAYOUTS[ttype].nbytes)
+    step = _CHUNK_ELEMENTS // QK_K
+    for start in range(0, len(blocks_in), step):
+        blocks_out[start:start + step] = quant_k.QUANTIZERS[ttype.name](blocks_in[start:start + step])
+    return out

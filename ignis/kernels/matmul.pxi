@@ -32,7 +32,7 @@ cdef inline void matmul_tile(Ctx *c, Instr *ins, int64_t n0, int64_t rs, int rm,
         return
     for j in range(rn):
         xp[j] = c.qbuf + (t0 + j) * ins.xq_row_bytes
-    ignis_tile(wtype, k // 256 if wtype == T_Q4_K or wtype == T_Q6_K else k // 32, wp, rm, xp, rn, r)
+    ignis_tile(wtype, k // 256 if (T_Q2_K <= wtype <= T_Q6_K or wtype == T_IQ4_XS) else k // 32, wp, rm, xp, rn, r)
 
 
 cdef inline int64_t segment_chunks(int64_t rows, int nt) noexcept nogil:

@@ -13,6 +13,7 @@ from ignis.ir import Weight
 NATIVE_MATMUL = {TensorType.Q8_0, TensorType.Q5_0, TensorType.Q4_1, TensorType.Q4_K, TensorType.Q6_K,
                  TensorType.F32, TensorType.F16}
 NATIVE_MATMUL |= {TensorType.Q4_0, TensorType.Q5_1, TensorType.IQ4_NL, TensorType.BF16}
+NATIVE_MATMUL |= {TensorType.Q5_K, TensorType.Q3_K, TensorType.Q2_K, TensorType.IQ4_XS}
 NATIVE_EMBED = NATIVE_MATMUL     # the embed kernel dequantizes a row of any of these
 
 
