@@ -59,7 +59,8 @@ def _sizes(draw, max_width: int) -> dict:
 def _weight_types(draw, config) -> dict:
     """Tensor name -> kernel type: one type for the file (where rows allow it) or a mix."""
     shapes = {name: shape for name, shape in config.tensor_shapes().items() if len(shape) == 2}
-    one = draw(st.sampled_from(["mixed", "F32", "F16", "Q8_0", "Q5_0", "Q4_K", "Q6_K"]))
+    one = draw(st.sampled_from(["mixed", "F32", "F16", "Q8_0", "Q5_0", "Q4_K", "Q6_K"]
+                               + ["BF16", "Q4_0", "Q5_1", "IQ4_NL"] + ["Q5_K", "Q3_K", "Q2_K", "IQ4_XS"]))
     types = {}
     for name, (_, k) in shapes.items():
         fits = allowed_types(k)

@@ -60,9 +60,11 @@ from hypothesis import strategies as st
 
 # GGUF type numbers the kernels take, with (elements, bytes) per block
 F32, F16, Q4_1, Q5_0, Q8_0, Q4_K, Q6_K = 0, 1, 3, 6, 8, 12, 14
+Q4_0, Q5_1, IQ4_NL, BF16 = 2, 7, 20, 30
 BLOCK = {F32: (1, 4), F16: (1, 2), Q4_1: (32, 20), Q5_0: (32, 22), Q8_0: (32, 34), Q4_K: (256, 144),
          Q6_K: (256, 210)}
-FLOAT_TYPES = (F32, F16)
+BLOCK.update({Q4_0: (32, 18), Q5_1: (32, 24), IQ4_NL: (32, 18), BF16: (1, 2)})
+FLOAT_TYPES = (F32, F16, BF16)
 
 # every public add_* method: (parameter, kind), in order
 SIGS = {
@@ -257,12 +259,15 @@ def weight_bytes(layout: int, rows: int, k: int, seed: int) -> np.ndarray:
         return (r.standard_normal(rows * k) * 0.1).astype(np.float32).view(np.uint8)
     if layout == F16:
         return (r.standard_normal(rows * k) * 0.1).astype(np.float16).view(np.uint8)
+    if layout == BF16:
+        return ((r.standard_normal(rows * k) * 0.1).astype(np.float32).view(np.uint32) >> 16).astype(
+            np.uint16).view(np.uint8)
     nblk = -(-k // elems)
     raw = r.integers(0, 256, size=(rows * nblk, nb), dtype=np.uint8)
     scale = lambda m: _f16_bytes(r.uniform(0.001, 0.01, size=m))
-    if layout in (Q8_0, Q5_0):
+    if layout in (Q8_0, Q5_0, Q4_0, IQ4_NL):
         raw[:, 0:2] = scale(rows * nblk).reshape(-1, 2)
-    elif layout in (Q4_K, Q4_1):
+    elif layout in (Q4_K, Q4_1, Q5_1):
         raw[:, 0:4] = scale(2 * rows * nblk).reshape(-1, 4)
     elif layout == Q6_K:
         raw[:, 208:210] = scale(rows * nblk).reshape(-1, 2)
@@ -303,8 +308,8 @@ def _build_weight(s: Wt):
     elif s.extra < 0:
         data = data[:max(0, data.size + s.extra)]
     nbytes = data.size
-    dtype = np.dtype(s.dtype) if s.dtype else {F32: np.dtype(np.float32), F16: np.dtype(np.float16)}.get(
-        s.layout, np.dtype(np.uint8))
+    dtype = np.dtype(s.dtype) if s.dtype else {F32: np.dtype(np.float32), F16: np.dtype(np.float16),
+                                               BF16: np.dtype(np.uint16)}.get(s.layout, np.dtype(np.uint8))
     if s.form == "empty":
         return np.zeros(0, dtype)
     if s.form == "0d":
@@ -1071,7 +1076,7 @@ def bad_offset(draw, o, arena, others):
     return o + 4 * draw(st.integers(-8, 8))
 
 
-BAD_WTYPES = [2, 3, 7, 9, 10, 13, 15, 16, 30, 39, -1, 255, 2 ** 31, 2 ** 63, 2 ** 64, "8", 8.0, None,
+BAD_WTYPES = [3, 4, 5, 9, 10, 13, 15, 16, 17, 39, -1, 255, 2 ** 31, 2 ** 63, 2 ** 64, "8", 8.0, None,
               [8, 8, 8, 8], ["8"], [None], [], np.float32(8), True, Opaque(), F32, F16, Q5_0, Q8_0,
               Q4_K, Q6_K, np.int64(8), (8,), [8, 8], [8, 6], [0, 8, 8]]
 BAD_EPS = [float("nan"), float("inf"), -float("inf"), -1.0, -1e-30, 0.0, 1e300, 3.5e38, "1e-6", None,
@@ -1169,10 +1174,10 @@ def weight_spec(draw, n, k, types, seed, splits=None):
 def k_and_types(draw):
     cls = draw(st.sampled_from(["q", "q", "q", "kq", "float"]))
     if cls == "kq":
-        return 256, [Q8_0, Q5_0, Q4_1, Q4_K, Q6_K, F32, F16]
+        return 256, [Q8_0, Q5_0, Q4_1, Q4_K, Q6_K, F32, F16, Q4_0, Q5_1, IQ4_NL, BF16]
     if cls == "q":
-        return 32 * draw(st.integers(1, 4)), [Q8_0, Q8_0, Q5_0, Q4_1, F32, F16]
-    return draw(st.integers(1, 40)), [F32, F16]
+        return 32 * draw(st.integers(1, 4)), [Q8_0, Q8_0, Q5_0, Q4_1, F32, F16, Q4_0, Q5_1, IQ4_NL, BF16]
+    return draw(st.integers(1, 40)), [F32, F16, BF16]
 
 
 @st.composite
@@ -1222,7 +1227,7 @@ def valid_op(draw, name, T, lay, ctx, seed):
         d.update(rows=rows, k=k, n=n, wtype=wt)
         if name == "matmul":
             tl = wt if isinstance(wt, list) else [wt]
-            d["act"] = "q16" if all(t in (Q8_0, F32, F16) for t in tl) and draw(st.booleans()) else "q8_0"
+            d["act"] = "q16" if all(t in (Q8_0,) + FLOAT_TYPES for t in tl) and draw(st.booleans()) else "q8_0"
         return d
     if name == "head_rmsnorm":
         nh, hd = draw(st.integers(1, 4)), draw(st.integers(1, 16))

@@ -19,7 +19,7 @@ attention, qkv_rope_kv) always have rows = T.
 Weights are never copied and stay referenced by the plan (an mmapped GGUF stays
 mapped). `w` is a tensor's raw bytes as a C-contiguous numpy array: N rows of
 `k` elements of GGUF type `wtype` (TensorType number): Q8_0 (8, the default),
-Q5_0 (6), Q4_1 (3), Q4_K (12), Q6_K (14) as uint8/int8, F32 (0) as float32, F16 (1) as
+Q5_0 (6), Q4_1 (3), Q4_K (12), Q6_K (14), Q2_K (10), Q3_K (11), Q5_K (13), IQ4_XS (23) as uint8/int8, F32 (0) as float32, F16 (1) as
 float16/uint16. Every matmul-type op also takes `w` as a list of up to 3 arrays
 (a row-concatenation without the copy, e.g. [Wq, Wk, Wv] or [Wgate, Wup]) with
 `wtype` one type or a list of one type per part (the original Q4_K_M file mixes
@@ -169,6 +169,8 @@ cdef extern from "_neon.h" nogil:
     void ignis_dequant_row_q4_1(const uint8_t *w, float *y, int64_t k)
     void ignis_dequant_row_q4_k(const uint8_t *w, float *y, int64_t k)
     void ignis_dequant_row_q6_k(const uint8_t *w, float *y, int64_t k)
+    void ignis_dequant_row_32x(int wtype, const uint8_t *w, float *y, int64_t k)
+    void ignis_dequant_row_kx(int wtype, const uint8_t *w, float *y, int64_t k)
     float ignis_dot_f32(const float *a, const float *b, int64_t n)
     float ignis_dot_f32_f16(const float *a, const uint16_t *b, int64_t n)
     void ignis_dot_f32_f16_heads(const float *q, int64_t nt, int64_t qts, int64_t G, int64_t hd,
@@ -280,11 +282,24 @@ cdef enum:
     T_Q8_0 = 8
     T_Q4_K = 12
     T_Q6_K = 14
+    T_Q4_0 = 2
+    T_Q5_1 = 7
+    T_IQ4_NL = 20
+    T_BF16 = 30
+    T_Q2_K = 10
+    T_Q3_K = 11
+    T_Q5_K = 13
+    T_IQ4_XS = 23
 
 _TYPE_NAMES = {T_F32: "F32", T_F16: "F16", T_Q4_1: "Q4_1", T_Q5_0: "Q5_0", T_Q8_0: "Q8_0", T_Q4_K: "Q4_K",
-               T_Q6_K: "Q6_K"}
+               T_Q6_K: "Q6_K", T_Q4_0: "Q4_0", T_Q5_1: "Q5_1", T_IQ4_NL: "IQ4_NL", T_BF16: "BF16"}
 _BLOCK = {T_F32: (1, 4), T_F16: (1, 2), T_Q4_1: (32, 20), T_Q5_0: (32, 22), T_Q8_0: (32, 34),
-          T_Q4_K: (256, 144), T_Q6_K: (256, 210)}
+          T_Q4_K: (256, 144), T_Q6_K: (256, 210), T_Q4_0: (32, 18), T_Q5_1: (32, 24), T_IQ4_NL: (32, 18),
+          T_BF16: (1, 2)}
+# weight types whose matmuls take the float activation row (no Q8_0 copy)
+_FLOAT_WTYPES = (T_F32, T_F16, T_BF16)
+_TYPE_NAMES.update({T_Q2_K: "Q2_K", T_Q3_K: "Q3_K", T_Q5_K: "Q5_K", T_IQ4_XS: "IQ4_XS"})
+_BLOCK.update({T_Q2_K: (256, 84), T_Q3_K: (256, 110), T_Q5_K: (256, 176), T_IQ4_XS: (256, 136)})
 
 # internal opcodes
 cdef enum:

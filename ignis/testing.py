@@ -179,12 +179,19 @@ def make_tiny_qwen2(path, *, n_layers: int = 2, width: int = 64, n_heads: int = 
 # the weight types the matmul and embedding kernels read natively, and the block size each
 # needs the row length k to be a multiple of
 KERNEL_TYPES = {"F32": 1, "F16": 1, "Q8_0": 32, "Q5_0": 32, "Q4_1": 32, "Q4_K": 256, "Q6_K": 256}
+KERNEL_TYPES.update({"BF16": 1, "Q4_0": 32, "Q5_1": 32, "IQ4_NL": 32})
+KERNEL_TYPES.update({"Q5_K": 256, "Q3_K": 256, "Q2_K": 256, "IQ4_XS": 256})
 
 # byte offset of each block's f16 scale fields (GGUF block layouts), and the largest
 # magnitude of the integer factor they multiply: a scale of amp / factor gives weights
 # of magnitude about amp
 _BLOCK_SCALES = {"Q8_0": ((0,), 127), "Q5_0": ((0,), 16), "Q4_1": ((0, 2), 15), "Q4_K": ((0, 2), 63 * 15),
                  "Q6_K": ((208,), 127 * 32)}
+_BLOCK_SCALES.update({"Q4_0": ((0,), 8), "Q5_1": ((0, 2), 31), "IQ4_NL": ((0,), 127)})
+_BLOCK_SCALES.update({"Q5_K": ((0, 2), 63 * 31), "Q3_K": ((108,), 32 * 4), "Q2_K": ((80, 82), 15 * 3),
+                      "IQ4_XS": ((0,), 32 * 127)})
+# dmin over d that centres d*sc*q - dmin*m (random sc, m, q) at zero
+_DMIN_CENTRE = {"Q4_K": 7.5, "Q5_K": 15.5, "Q2_K": 1.5}
 
 
 def random_weight_bytes(type_name: str, shape: tuple, rng: np.random.Generator) -> np.ndarray:
@@ -200,16 +207,21 @@ def random_weight_bytes(type_name: str, shape: tuple, rng: np.random.Generator) 
     if type_name in ("F32", "F16"):
         w = rng.standard_normal((rows, k), dtype=np.float32) / np.float32(np.sqrt(k))
         return w.astype(np.float16 if type_name == "F16" else np.float32).view(np.uint8)
+    if type_name == "BF16":     # the top halves of f32 values (truncated: any bits are valid)
+        w = rng.standard_normal((rows, k), dtype=np.float32) / np.float32(np.sqrt(k))
+        return (w.view(np.uint32) >> 16).astype(np.uint16).view(np.uint8)
     layout = BLOCK_LAYOUTS[TensorType[type_name]]
     blocks = rng.integers(0, 256, size=(rows * k // layout.elements, layout.nbytes), dtype=np.uint8)
     fields, factor = _BLOCK_SCALES[type_name]
     amp = 2.0 / np.sqrt(k)
     for at in fields:
         scale = (amp / factor * rng.uniform(0.5, 1.5, size=blocks.shape[0])).astype("<f2")
-        if type_name == "Q4_K" and at == 2:
-            scale = (scale.astype(np.float32) * 7.5).astype("<f2")   # dmin: centres the weights
+        if type_name in _DMIN_CENTRE and at == fields[1]:
+            scale = (scale.astype(np.float32) * _DMIN_CENTRE[type_name]).astype("<f2")   # dmin: centres the weights
         if type_name == "Q4_1" and at == 2:
             scale = (scale.astype(np.float32) * -7.5).astype("<f2")  # m: centres d*q + m
+        if type_name == "Q5_1" and at == 2:
+            scale = (scale.astype(np.float32) * -15.5).astype("<f2")
         blocks[:, at:at + 2] = scale.view(np.uint8).reshape(-1, 2)
     return blocks.reshape(rows, -1)
 

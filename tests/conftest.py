@@ -25,6 +25,13 @@ def smollm2_path():
 
 
 @pytest.fixture(scope="session")
+def qwen15_path():
+    """Qwen2.5-Coder-1.5B-Instruct Q4_K_M (architecture qwen2, the default model's vocabulary)."""
+    from ignis.hub import CATALOGUE, pull
+    return str(pull(CATALOGUE["qwen2.5-coder-1.5b"], progress=False))
+
+
+@pytest.fixture(scope="session")
 def gemma3_path():
     """Gemma 3 270M (architecture gemma3, Q5_0/Q8_0/Q4_K/Q6_K, sliding-window layers)."""
     from ignis.hub import CATALOGUE, pull

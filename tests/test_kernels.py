@@ -19,6 +19,12 @@ Q8_0, Q5_0, Q4_K, Q6_K, F32, F16 = (int(TensorType.Q8_0), int(TensorType.Q5_0), 
                                      int(TensorType.Q6_K), int(TensorType.F32), int(TensorType.F16))
 Q4_1 = int(TensorType.Q4_1)
 BLOCK_BYTES = {Q8_0: (32, 34), Q5_0: (32, 22), Q4_1: (32, 20), Q4_K: (256, 144), Q6_K: (256, 210)}
+Q5_K, Q3_K, Q2_K, IQ4_XS = (int(TensorType.Q5_K), int(TensorType.Q3_K), int(TensorType.Q2_K),
+                            int(TensorType.IQ4_XS))
+# the super-block types of ignis/simd/kquants.h: block bytes and their f16 fields' offsets
+KX_F16 = {Q5_K: (0, 2), Q3_K: (108,), Q2_K: (80, 82), IQ4_XS: (0,)}
+BLOCK_BYTES.update({Q5_K: (256, 176), Q3_K: (256, 110), Q2_K: (256, 84), IQ4_XS: (256, 136)})
+KX = list(KX_F16)
 
 
 def rng(seed=0):
@@ -47,6 +53,9 @@ def random_quant_weight(r, wtype, n, k, scale=0.02):
         raw[:, :, 0:4] = f16((n, k // elems, 2)).reshape(n, k // elems, 4)
     elif wtype == Q6_K:
         raw[:, :, 208:210] = f16((n, k // elems)).reshape(n, k // elems, 2)
+    elif wtype in KX_F16:
+        for at in KX_F16[wtype]:
+            raw[:, :, at:at + 2] = f16((n, k // elems)).reshape(n, k // elems, 2)
     return raw.reshape(n, -1)
 
 
@@ -95,7 +104,7 @@ def test_quantize_q8_0_rejects_bad_shapes():
 
 # ---------------------------------------------------------------- matmul
 
-@pytest.mark.parametrize("wtype", [Q8_0, Q5_0, Q4_1, Q4_K, Q6_K, F32, F16])
+@pytest.mark.parametrize("wtype", [Q8_0, Q5_0, Q4_1, Q4_K, Q6_K, F32, F16] + KX)
 @pytest.mark.parametrize("T", [1, 3, 6])
 def test_matmul_all_weight_types(wtype, T):
     r = rng(wtype * 10 + T)
@@ -112,7 +121,7 @@ def test_matmul_all_weight_types(wtype, T):
     assert np.max(np.abs(y - y_f)) <= 0.02 * np.max(np.abs(y_f)) + 1e-6
 
 
-@pytest.mark.parametrize("wtype", [Q8_0, Q4_K])
+@pytest.mark.parametrize("wtype", [Q8_0, Q4_K] + KX)
 def test_matmul_value_independent_of_batch_and_threads(wtype):
     r = rng(3)
     n, k, T = 37, 256, 9
@@ -211,7 +220,7 @@ def test_softmax():
     np.testing.assert_allclose(K.softmax(x), e / e.sum(axis=1, keepdims=True), rtol=2e-6, atol=1e-12)
 
 
-@pytest.mark.parametrize("wtype", [Q8_0, Q5_0, Q4_1, Q4_K, Q6_K, F32, F16])
+@pytest.mark.parametrize("wtype", [Q8_0, Q5_0, Q4_1, Q4_K, Q6_K, F32, F16] + KX)
 def test_embed_is_exact_dequantization(wtype):
     r = rng(10 + wtype)
     vocab, dim = 11, 256

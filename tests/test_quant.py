@@ -30,6 +30,8 @@ F16_FIELD_OFFSETS = {
     TensorType.Q4_K: [0, 2],
     TensorType.Q5_K: [0, 2],
     TensorType.Q6_K: [208],
+    TensorType.IQ4_NL: [0],
+    TensorType.IQ4_XS: [0],
 }
 BLOCK_TYPES = list(F16_FIELD_OFFSETS)
 FLOAT_TYPES = [TensorType.F32, TensorType.F16, TensorType.BF16]
@@ -97,7 +99,8 @@ def test_dequantize_bit_exact(ttype, seed, n_rows, blocks_per_row):
     assert_bit_equal(dequantize(raw, ttype, shape), reference(raw, ttype, shape))
 
 
-@pytest.mark.parametrize("ttype", [TensorType.Q5_0, TensorType.Q4_K, TensorType.Q6_K],
+@pytest.mark.parametrize("ttype", [TensorType.Q5_0, TensorType.Q4_K, TensorType.Q6_K, TensorType.Q5_K,
+                                   TensorType.Q3_K, TensorType.Q2_K, TensorType.IQ4_XS],
                          ids=lambda t: t.name)
 def test_dequantize_spans_many_chunks(ttype):
     # more blocks than one internal chunk, with an odd row count
@@ -163,7 +166,8 @@ def test_row_not_whole_blocks():
 
 
 @pytest.mark.parametrize("ttype, message", [(TensorType.Q8_K, "Q8_K"), (TensorType.Q8_1, "Q8_1"),
-                                            (99, "unknown tensor type 99")])
+                                            (16, r"IQ2_XXS \(type 16\).*supported: F32, F16"),
+                                            (99, "type 99 is not a GGML tensor type")])
 def test_unsupported_types(ttype, message):
     with pytest.raises(GGUFError, match=message):
         dequantize(np.zeros(1024, np.uint8), ttype, (256,))
@@ -277,9 +281,37 @@ def test_quantize_dispatch():
     assert f32.shape == (2, 256)
     assert_bit_equal(dequantize(f32, TensorType.F32, x.shape), x)
     assert_bit_equal(dequantize(f16, TensorType.F16, x.shape), x.astype(np.float16).astype(np.float32))
-    for ttype in (TensorType.Q4_K, TensorType.Q5_0, TensorType.BF16):
+    for ttype in (TensorType.Q4_K, TensorType.Q5_0):
         with pytest.raises(GGUFError, match=f"quantizing to {ttype.name} is not supported"):
             quantize(x, ttype)
+
+
+@pytest.mark.parametrize("ttype", [TensorType.Q4_0, TensorType.Q5_1, TensorType.BF16], ids=lambda t: t.name)
+@FEW
+@given(seed=st.integers(0, 2**32 - 1), log_scale=st.integers(-6, 6), n_blocks=st.integers(1, 8))
+def test_quantize_matches_gguf(ttype, seed, log_scale, n_blocks):
+    """ignis' Q4_0 / Q5_1 / BF16 writers give the gguf package's bytes (llama.cpp's reference
+    rounding), zero blocks included."""
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal((3, 32 * n_blocks)) * 2.0 ** log_scale).astype(np.float32)
+    x[0, :32] = 0.0
+    expected = np.asarray(ref_quantize(x, gguf.GGMLQuantizationType(int(ttype)))).view(np.uint8).reshape(3, -1)
+    np.testing.assert_array_equal(quantize(x, ttype), expected)
+
+
+@FEW
+@given(seed=st.integers(0, 2**32 - 1), log_scale=st.integers(-6, 6))
+def test_quantize_iq4_nl_nearest_level(seed, log_scale):
+    """IQ4_NL (gguf has no writer for it): the value of largest magnitude lands on the level
+    -127 and every value on its nearest level, so the error is at most d times the larger of
+    half the widest gap between levels (12) and the distance from 127 to the top level (14)."""
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal((4, 64)) * 2.0 ** log_scale).astype(np.float32)
+    raw = quantize(x, TensorType.IQ4_NL)
+    y = dequantize(raw, TensorType.IQ4_NL, x.shape)
+    assert_bit_equal(y, reference(raw, TensorType.IQ4_NL, x.shape))
+    d = np.abs(raw.reshape(-1, 18)[:, :2].copy().view(np.float16).astype(np.float32)).reshape(-1, 1)
+    assert (np.abs(y.reshape(-1, 32) - x.reshape(-1, 32)) <= d * 14.5 + 1e-3 * np.abs(x).max()).all()
 
 
 # ---------------------------------------------------------------------------
@@ -311,3 +343,38 @@ def test_real_model_tensors_bit_exact(real_model_path):
         rows = np.array([0, 1, 151643, shape[0] - 1, 42])
         expected = np.asarray(ref_dequantize(tensor.data[rows], tensor.tensor_type), dtype=np.float32)
         assert_bit_equal(dequantize_rows(tensor.data, ttype, shape, rows), expected)
+
+
+# ---------------------------------------------------------------------------
+# the super-block quantizers (Q5_K, Q3_K, Q2_K, IQ4_XS): valid blocks that the reference
+# decodes to what ignis decodes, close to the input
+
+# mean |error| / mean |x| of N(0, 1) data that a sane quantizer of each type stays under
+K_QUANT_ERROR = {TensorType.Q5_K: 0.06, TensorType.Q3_K: 0.22, TensorType.Q2_K: 0.45, TensorType.IQ4_XS: 0.12}
+
+
+@pytest.mark.parametrize("ttype", list(K_QUANT_ERROR), ids=lambda t: t.name)
+@FEW
+@given(seed=st.integers(0, 2**32 - 1), log_scale=st.integers(-4, 3))   # below, the f16 scales go subnormal
+def test_quantize_super_block_types(ttype, seed, log_scale):
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal((3, 512)) * 10.0 ** log_scale).astype(np.float32)
+    x[0, :256] = 0.0                                               # an all-zero super-block
+    x[1, 256:272] = np.abs(x[1, 256:272])                           # a one-signed sub-block
+    raw = quantize(x, ttype)
+    assert raw.shape == (3, row_nbytes(ttype, 512)) and raw.dtype == np.uint8
+    y = dequantize(raw, ttype, x.shape)
+    assert_bit_equal(y, reference(raw.reshape(-1), ttype, x.shape))
+    assert (y[0, :256] == 0).all()
+    err = np.abs(y[1:] - x[1:]).mean() / np.abs(x[1:]).mean()
+    assert err < K_QUANT_ERROR[ttype], err
+
+
+@pytest.mark.parametrize("ttype", list(K_QUANT_ERROR), ids=lambda t: t.name)
+def test_quantize_super_block_types_reject_bad_input(ttype):
+    with pytest.raises(GGUFError, match="non-finite"):
+        quantize(np.full((1, 256), np.nan, np.float32), ttype)
+    with pytest.raises(GGUFError, match="multiple"):
+        quantize(np.zeros((1, 128), np.float32), ttype)
+    with pytest.raises(GGUFError, match="float16"):
+        quantize(np.full((1, 256), 3e38, np.float32), ttype)

@@ -16,7 +16,8 @@ from typing import Callable
 import numpy as np
 
 from ignis.errors import GGUFError, ModelError
-from ignis.gguf.types import BLOCK_LAYOUTS, QK_K, TensorType
+from ignis.gguf import quant_k
+from ignis.gguf.types import BLOCK_LAYOUTS, QK_K, TensorType, type_label
 
 __all__ = ["dequantize", "dequantize_rows", "quantize", "quantize_q8_0", "row_nbytes",
            "f16_to_f32", "SUPPORTED_DEQUANT_TYPES", "SUPPORTED_QUANT_TYPES"]
@@ -44,7 +45,9 @@ _BLOCK_DTYPES = {
                                ("qh", "u1", QK_K // 8), ("qs", "u1", QK_K // 2)]),
     TensorType.Q6_K: np.dtype([("ql", "u1", QK_K // 2), ("qh", "u1", QK_K // 4),
                                ("scales", "i1", QK_K // 16), ("d", _F16)]),
+    TensorType.IQ4_NL: np.dtype([("d", _F16), ("qs", "u1", 16)]),
 }
+_BLOCK_DTYPES[TensorType.IQ4_XS] = quant_k.IQ4_XS_DTYPE
 for _t, _dt in _BLOCK_DTYPES.items():  # the dtypes must agree with the shared layout table
     assert _dt.itemsize == BLOCK_LAYOUTS[_t].nbytes, _t
 
@@ -115,6 +118,15 @@ def _decode_q5_1(b: np.ndarray, out: np.ndarray) -> None:
 
 def _decode_q8_0(b: np.ndarray, out: np.ndarray) -> None:
     np.multiply(b["qs"], _scale(b["d"]), out=out)
+
+
+# IQ4_NL: a nibble indexes the format's fixed non-linear levels
+IQ4_NL_LEVELS = np.array([-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113], np.int8)
+
+
+def _decode_iq4_nl(b: np.ndarray, out: np.ndarray) -> None:
+    q = IQ4_NL_LEVELS[_nibbles(b["qs"]).reshape(len(b), 32)]
+    np.multiply(q, _scale(b["d"]), out=out)
 
 
 # ---------------------------------------------------------------------------
@@ -220,11 +232,15 @@ _BLOCK_DECODERS: dict[TensorType, Callable[[np.ndarray, np.ndarray], None]] = {
     TensorType.Q4_K: _decode_q4_k,
     TensorType.Q5_K: _decode_q5_k,
     TensorType.Q6_K: _decode_q6_k,
+    TensorType.IQ4_NL: _decode_iq4_nl,
 }
+_BLOCK_DECODERS[TensorType.IQ4_XS] = quant_k.decode_iq4_xs
 
 SUPPORTED_DEQUANT_TYPES = frozenset(
     [TensorType.F32, TensorType.F16, TensorType.BF16, *_BLOCK_DECODERS])
-SUPPORTED_QUANT_TYPES = frozenset([TensorType.F32, TensorType.F16, TensorType.Q8_0])
+SUPPORTED_QUANT_TYPES = frozenset([TensorType.F32, TensorType.F16, TensorType.BF16, TensorType.Q8_0,
+                                   TensorType.Q4_1, TensorType.Q4_0, TensorType.Q5_1, TensorType.IQ4_NL,
+                                   *(TensorType[name] for name in quant_k.QUANTIZERS)])
 
 
 # ---------------------------------------------------------------------------
@@ -234,7 +250,7 @@ def _tensor_type(ttype: TensorType | int) -> TensorType:
     try:
         return TensorType(int(ttype))
     except ValueError:
-        raise GGUFError(f"unknown tensor type {int(ttype)}") from None
+        raise GGUFError(f"{type_label(ttype)} is not a GGML tensor type") from None
 
 
 def row_nbytes(ttype: TensorType | int, k: int) -> int:
@@ -268,7 +284,8 @@ def _as_bytes(raw: np.ndarray) -> np.ndarray:
 def _supported(ttype: TensorType | int) -> TensorType:
     ttype = _tensor_type(ttype)
     if ttype not in SUPPORTED_DEQUANT_TYPES:
-        raise GGUFError(f"dequantizing {ttype.name} tensors is not supported")
+        raise GGUFError(f"dequantizing {type_label(ttype)} tensors is not supported (supported: "
+                        f"{', '.join(t.name for t in sorted(SUPPORTED_DEQUANT_TYPES))})")
     return ttype
 
 
@@ -403,6 +420,76 @@ def quantize_q4_1(x: np.ndarray) -> np.ndarray:
     return _quantize_rows(x, TensorType.Q4_1, "Q4_1", _quantize_q4_1_blocks)
 
 
+def _finite_f16(name: str, **fields) -> dict:
+    """Block fields (float32) as float16, refusing non-finite inputs and overflow."""
+    out = {}
+    for key, v in fields.items():
+        if not np.isfinite(v).all():
+            raise GGUFError(f"cannot quantize non-finite values to {name}")
+        with np.errstate(over="ignore"):
+            out[key] = v.astype(np.float16)
+        if np.isinf(out[key]).any():
+            raise GGUFError(f"cannot quantize to {name}: a block's {key} exceeds float16")
+    return out
+
+
+def _quantize_q4_0_blocks(x: np.ndarray, out: np.ndarray) -> None:
+    """(n, 32) -> (n, 18): d = (the value of largest magnitude) / -8, q = trunc(x/d + 8.5)
+    clamped to 0..15 (llama.cpp's reference rounding); low nibbles are elements 0..15."""
+    mx = np.take_along_axis(x, np.abs(x).argmax(axis=1)[:, None], axis=1)[:, 0]
+    d = mx / np.float32(-8)
+    f = _finite_f16("Q4_0", d=d)
+    with np.errstate(divide="ignore"):
+        inv_d = np.where(d == 0, np.float32(0), np.float32(1) / d)
+    q = np.clip(np.trunc(x * inv_d[:, None] + np.float32(8.5)), 0, 15).astype(np.uint8)
+    blocks = out.view(np.dtype([("d", _F16), ("qs", "u1", 16)])).reshape(-1)
+    blocks["d"] = f["d"]
+    blocks["qs"] = q[:, :16] | (q[:, 16:] << 4)
+
+
+def _quantize_q5_1_blocks(x: np.ndarray, out: np.ndarray) -> None:
+    """(n, 32) -> (n, 24): m = min, d = (max - min)/31, q = trunc((x - m)/d + 0.5) clamped to
+    0..31; the fifth bits in qh (bit j = element j)."""
+    lo, hi = x.min(axis=1), x.max(axis=1)
+    d = (hi - lo) / np.float32(31)
+    f = _finite_f16("Q5_1", d=d, m=lo)
+    with np.errstate(divide="ignore"):
+        inv_d = np.where(d == 0, np.float32(0), np.float32(1) / d)
+    q = np.clip(np.trunc((x - lo[:, None]) * inv_d[:, None] + np.float32(0.5)), 0, 31).astype(np.uint8)
+    blocks = out.view(_BLOCK_DTYPES[TensorType.Q5_1]).reshape(-1)
+    blocks["d"], blocks["m"] = f["d"], f["m"]
+    blocks["qs"] = (q[:, :16] & 0x0F) | ((q[:, 16:] & 0x0F) << 4)
+    blocks["qh"] = np.packbits(q >> 4, axis=1, bitorder="little")
+
+
+def _quantize_iq4_nl_blocks(x: np.ndarray, out: np.ndarray) -> None:
+    """(n, 32) -> (n, 18): d maps the value of largest magnitude to the level -127, each
+    element takes the nearest level (a plain nearest-level quantizer, not llama.cpp's scale
+    search: ignis needs it for test models, not for quality)."""
+    mx = np.take_along_axis(x, np.abs(x).argmax(axis=1)[:, None], axis=1)[:, 0]
+    d = mx / np.float32(-127)
+    f = _finite_f16("IQ4_NL", d=d)
+    dq = f["d"].astype(np.float32)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        v = np.where(dq[:, None] == 0, np.float32(0), x / dq[:, None])
+    q = np.abs(v[:, :, None] - IQ4_NL_LEVELS.astype(np.float32)).argmin(axis=2).astype(np.uint8)
+    blocks = out.view(_BLOCK_DTYPES[TensorType.IQ4_NL]).reshape(-1)
+    blocks["d"] = f["d"]
+    blocks["qs"] = q[:, :16] | (q[:, 16:] << 4)
+
+
+def _to_bf16(x: np.ndarray) -> np.ndarray:
+    """float32 -> bf16 bit patterns (uint16): round to nearest even; NaNs stay (quiet) NaNs."""
+    u = np.ascontiguousarray(x, dtype="<f4").view("<u4")
+    r = ((u + np.uint32(0x7FFF) + ((u >> 16) & 1)) >> 16).astype("<u2")
+    nan = np.isnan(x)
+    return np.where(nan, ((u >> 16) | 0x40).astype("<u2"), r) if nan.any() else r
+
+
+_BLOCK_QUANTIZERS = {TensorType.Q4_0: _quantize_q4_0_blocks, TensorType.Q5_1: _quantize_q5_1_blocks,
+                     TensorType.IQ4_NL: _quantize_iq4_nl_blocks}
+
+
 def quantize(x: np.ndarray, ttype: TensorType | int) -> np.ndarray:
     """float [..., K] -> the raw bytes of ttype, uint8 [..., row_nbytes(ttype, K)]."""
     ttype = _tensor_type(ttype)
@@ -411,6 +498,15 @@ def quantize(x: np.ndarray, ttype: TensorType | int) -> np.ndarray:
         return quantize_q8_0(x)
     if ttype == TensorType.Q4_1:
         return quantize_q4_1(x)
+    if ttype in _BLOCK_QUANTIZERS:
+        return _quantize_rows(x, ttype, ttype.name, _BLOCK_QUANTIZERS[ttype])
+    if ttype == TensorType.BF16:
+        data = _to_bf16(np.asarray(x, dtype=np.float32))
+        if data.ndim == 0:
+            raise GGUFError("cannot quantize a 0-d array to BF16")
+        return data.view(np.uint8).reshape(data.shape[:-1] + (-1,))
+    if ttype.name in quant_k.QUANTIZERS:
+        return _quantize_super_blocks(x, ttype)
     if ttype == TensorType.F32:
         data = np.ascontiguousarray(x, dtype="<f4")
     elif ttype == TensorType.F16:
@@ -420,3 +516,18 @@ def quantize(x: np.ndarray, ttype: TensorType | int) -> np.ndarray:
     if data.ndim == 0:
         raise GGUFError(f"cannot quantize a 0-d array to {ttype.name}")
     return data.view(np.uint8).reshape(data.shape[:-1] + (-1,))
+
+
+def _quantize_super_blocks(x: np.ndarray, ttype: TensorType) -> np.ndarray:
+    """float [..., K] -> [..., row bytes] of a 256-element type of quant_k, in chunks."""
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim == 0:
+        raise GGUFError(f"cannot quantize a 0-d array to {ttype.name}")
+    stride = row_nbytes(ttype, x.shape[-1])
+    out = np.empty(x.shape[:-1] + (stride,), dtype=np.uint8)
+    blocks_in = np.ascontiguousarray(x).reshape(-1, QK_K)
+    blocks_out = out.reshape(-1, BLOCK_LAYOUTS[ttype].nbytes)
+    step = _CHUNK_ELEMENTS // QK_K
+    for start in range(0, len(blocks_in), step):
+        blocks_out[start:start + step] = quant_k.QUANTIZERS[ttype.name](blocks_in[start:start + step])
+    return out

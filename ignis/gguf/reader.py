@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ignis.errors import GGUFError
-from ignis.gguf.types import BLOCK_LAYOUTS, SCALAR_FORMATS, TensorType, ValueType
+from ignis.gguf.types import BLOCK_LAYOUTS, SCALAR_FORMATS, TensorType, ValueType, type_label
 
 GGUF_MAGIC = b"GGUF"
 SUPPORTED_VERSIONS = (2, 3)
@@ -24,7 +24,9 @@ MAX_KEY_BYTES = 65535        # keys are short identifiers in every real file
 
 @dataclass(frozen=True)
 class TensorInfo:
-    """One tensor: its name, type, numpy-order shape, absolute file offset and a zero-copy view."""
+    """One tensor: its name, type, numpy-order shape, absolute file offset and a zero-copy view.
+    `type` is a TensorType, or the raw id (an int) of a type GGML does not define when the file
+    was opened with allow_unknown_types (its nbytes is then the gap to the next tensor)."""
     name: str
     type: TensorType
     shape: tuple
@@ -134,9 +136,10 @@ class GGUFFile:
     """A parsed GGUF file. `metadata` maps keys to Python values (arrays as lists),
     `metadata_types` to their GGUF value types, `tensors` names to TensorInfo (file order)."""
 
-    def __init__(self, path):
+    def __init__(self, path, *, allow_unknown_types: bool = False):
         self.path = os.fspath(path)
         self._mmap = None
+        self._allow_unknown = allow_unknown_types      # `ignis inspect` lists such tensors too
         if os.path.isdir(self.path):
             raise GGUFError(f"{self.path}: is a directory, expected a GGUF file")
         try:
@@ -163,6 +166,7 @@ class GGUFFile:
         for the path in messages."""
         self = cls.__new__(cls)
         self.path = str(name)
+        self._allow_unknown = False
         self._mmap = data if isinstance(data, bytes) else bytes(data)
         if not self._mmap:
             raise GGUFError(f"{self.path}: file is empty, expected a GGUF file")
@@ -222,12 +226,18 @@ class GGUFFile:
         try:
             ttype = TensorType(raw_type)
         except ValueError:
-            raise cur.fail(field + " type", f"unknown tensor type {raw_type}") from None
-        if ttype not in BLOCK_LAYOUTS:
-            raise cur.fail(field + " type", f"tensor type {ttype.name} has no known block layout")
+            if not self._allow_unknown:
+                known = ", ".join(t.name for t in BLOCK_LAYOUTS)
+                raise cur.fail(field + " type", f"{type_label(raw_type)} is not a GGML tensor type ignis "
+                                                f"knows (known: {known})") from None
+            ttype = None
+        if ttype is not None and ttype not in BLOCK_LAYOUTS:
+            raise cur.fail(field + " type", f"{type_label(ttype)} has no known block layout")
         offset = cur.scalar("Q", field + " offset")
         if any(d == 0 for d in ne):
             raise cur.fail(field + " dims", f"dimension of size 0 in {ne}")
+        if ttype is None:       # size unknown: the gap to the next tensor (set when placing)
+            return name, raw_type, tuple(reversed(ne)), offset, None
         layout = BLOCK_LAYOUTS[ttype]
         if ne[0] % layout.elements:
             raise cur.fail(field + " dims", f"row length {ne[0]} is not a multiple of the {ttype.name} block size {layout.elements}")
@@ -241,7 +251,11 @@ class GGUFFile:
 
     def _place_tensors(self, infos) -> dict:
         tensors, spans = {}, []
+        ends = sorted(rel for _, _, _, rel, _ in infos)
         for name, ttype, shape, rel, nbytes in infos:
+            if nbytes is None:      # a type of unknown size: up to the next tensor or the end
+                later = [e for e in ends if e > rel]
+                nbytes = (later[0] if later else len(self._mmap) - self.data_offset) - rel
             field = f"{self.path}: tensor {name!r}"
             if name in tensors:
                 raise GGUFError(f"{field}: duplicate tensor name")

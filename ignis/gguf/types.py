@@ -44,7 +44,24 @@ class TensorType(IntEnum):
     Q5_K = 13
     Q6_K = 14
     Q8_K = 15
+    IQ2_XXS = 16
+    IQ2_XS = 17
+    IQ3_XXS = 18
+    IQ1_S = 19
+    IQ4_NL = 20
+    IQ3_S = 21
+    IQ2_S = 22
+    IQ4_XS = 23
+    I8 = 24
+    I16 = 25
+    I32 = 26
+    I64 = 27
+    F64 = 28
+    IQ1_M = 29
     BF16 = 30
+    TQ1_0 = 34
+    TQ2_0 = 35
+    MXFP4 = 39
 
 
 @dataclass(frozen=True)
@@ -72,7 +89,35 @@ BLOCK_LAYOUTS = {
     TensorType.Q5_K: BlockLayout(QK_K, 2 + 2 + 12 + QK_K // 8 + QK_K // 2),
     TensorType.Q6_K: BlockLayout(QK_K, QK_K // 2 + QK_K // 4 + QK_K // 16 + 2),
     TensorType.Q8_K: BlockLayout(QK_K, 4 + QK_K + QK_K // 8),
+    # types ignis reads (inspect, the typed error that names them) but whose dot products it
+    # does not define: their sizes only, so that a file holding them still parses
+    TensorType.IQ2_XXS: BlockLayout(QK_K, 2 + QK_K // 4),
+    TensorType.IQ2_XS: BlockLayout(QK_K, 2 + QK_K // 4 + QK_K // 32),
+    TensorType.IQ3_XXS: BlockLayout(QK_K, 2 + 3 * QK_K // 8),
+    TensorType.IQ1_S: BlockLayout(QK_K, 2 + QK_K // 8 + QK_K // 16),
+    TensorType.IQ4_NL: BlockLayout(32, 2 + 16),
+    TensorType.IQ3_S: BlockLayout(QK_K, 2 + QK_K // 4 + QK_K // 8 + QK_K // 32 + 4),
+    TensorType.IQ2_S: BlockLayout(QK_K, 2 + QK_K // 4 + QK_K // 16),
+    TensorType.IQ4_XS: BlockLayout(QK_K, 2 + 2 + QK_K // 64 + QK_K // 2),
+    TensorType.I8: BlockLayout(1, 1),
+    TensorType.I16: BlockLayout(1, 2),
+    TensorType.I32: BlockLayout(1, 4),
+    TensorType.I64: BlockLayout(1, 8),
+    TensorType.F64: BlockLayout(1, 8),
+    TensorType.IQ1_M: BlockLayout(QK_K, QK_K // 8 + QK_K // 16 + QK_K // 32),
+    TensorType.TQ1_0: BlockLayout(QK_K, 2 + (QK_K - 4 * QK_K // 64) // 5 + QK_K // 64),
+    TensorType.TQ2_0: BlockLayout(QK_K, 2 + QK_K // 4),
+    TensorType.MXFP4: BlockLayout(32, 1 + 16),
 }
+
+
+def type_label(ttype) -> str:
+    """A tensor type as a person reads it: "IQ2_XXS (type 16)", or "type 99" for an id GGML
+    does not define."""
+    try:
+        return f"{TensorType(int(ttype)).name} (type {int(ttype)})"
+    except ValueError:
+        return f"type {int(ttype)}"
 
 
 def tensor_nbytes(ttype: TensorType, n_elements: int) -> int:

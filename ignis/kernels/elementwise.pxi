@@ -35,6 +35,10 @@ cdef inline void dequant_row(int wtype, const uint8_t *row, float *dst, int64_t 
         ignis_dequant_row_q4_k(row, dst, k)
     elif wtype == T_Q6_K:
         ignis_dequant_row_q6_k(row, dst, k)
+    elif wtype == T_Q5_K or wtype == T_Q3_K or wtype == T_Q2_K or wtype == T_IQ4_XS:
+        ignis_dequant_row_kx(wtype, row, dst, k)
+    else:   # Q4_0, Q5_1, IQ4_NL, BF16
+        ignis_dequant_row_32x(wtype, row, dst, k)
 
 
 cdef void k_embed(Ctx *c, Instr *ins, int tid, int nt) noexcept nogil:

@@ -14,21 +14,16 @@ cdef inline void matmul_tile(Ctx *c, Instr *ins, int64_t n0, int64_t rs, int rm,
     cdef int i, j, p = 0
     cdef const uint8_t *wp[TILE]
     cdef const uint8_t *xp[TILE]
-    cdef const float *xf
     cdef int64_t k = ins.k
     while n0 >= ins.pstart[p + 1]:
         p += 1
     cdef int wtype = ins.ptype[p]
     for i in range(rm):
         wp[i] = ins.pw[p] + (n0 + i * rs - ins.pstart[p]) * ins.prb[p]
-    if wtype == T_F32 or wtype == T_F16:
+    if wtype == T_F32 or wtype == T_F16 or wtype == T_BF16:     # the float rows, k elements
         for j in range(rn):
-            xf = c.arena + ins.x + (t0 + j) * k
-            for i in range(rm):
-                if wtype == T_F32:
-                    r[j * TILE + i] = ignis_dot_f32(xf, <const float *>wp[i], k)
-                else:
-                    r[j * TILE + i] = ignis_dot_f32_f16(xf, <const uint16_t *>wp[i], k)
+            xp[j] = <const uint8_t *>(c.arena + ins.x + (t0 + j) * k)
+        ignis_tile(wtype, k, wp, rm, xp, rn, r)
         return
     if ins.act16:
         for j in range(rn):
@@ -37,7 +32,7 @@ cdef inline void matmul_tile(Ctx *c, Instr *ins, int64_t n0, int64_t rs, int rm,
         return
     for j in range(rn):
         xp[j] = c.qbuf + (t0 + j) * ins.xq_row_bytes
-    ignis_tile(wtype, k // 256 if wtype == T_Q4_K or wtype == T_Q6_K else k // 32, wp, rm, xp, rn, r)
+    ignis_tile(wtype, k // 256 if (T_Q2_K <= wtype <= T_Q6_K or wtype == T_IQ4_XS) else k // 32, wp, rm, xp, rn, r)
 
 
 cdef inline int64_t segment_chunks(int64_t rows, int nt) noexcept nogil:

@@ -362,7 +362,7 @@ cdef class Plan:
         for a, t in zip(arrays, types):
             t = _wtype(f"{name}: weight type", t)
             rb = row_nbytes(t, k)
-            if t not in (T_F32, T_F16) and k % 32:
+            if t not in _FLOAT_WTYPES and k % 32:
                 raise ModelError(f"{name}: k={k} must be a multiple of 32 (Q8_0 activations)")
             if not isinstance(a, np.ndarray):
                 raise ModelError(f"{name}: weight must be a numpy array, got {type(a).__name__}")
@@ -375,6 +375,8 @@ cdef class Plan:
                 dtype_ok = a.dtype == np.float32
             elif t == T_F16:
                 dtype_ok = a.dtype == np.float16 or a.dtype == np.uint16
+            elif t == T_BF16:
+                dtype_ok = a.dtype == np.uint16
             else:
                 dtype_ok = a.dtype == np.uint8 or a.dtype == np.int8
             if not dtype_ok:
@@ -505,7 +507,7 @@ cdef class Plan:
         """Emit a quantize instruction for x unless its Q8_0 copy is already in scratch (or no
         part of the weight is quantized)."""
         cdef Instr *p
-        if all(part[1] in (T_F32, T_F16) for part in parts):
+        if all(part[1] in _FLOAT_WTYPES for part in parts):
             return
         if self._qcache == (x, rows, k):
             return
@@ -651,8 +653,8 @@ cdef class Plan:
             self._region("matmul x", x, rows * k * 4)
             self._region("matmul out", out, rows * n * 4)
             parts = self._weight("matmul", w, wtype, n, k)
-            act16 = act == "q16" and any(part[1] not in (T_F32, T_F16) for part in parts)
-            if act16 and any(part[1] not in (T_F32, T_F16, T_Q8_0) for part in parts):
+            act16 = act == "q16" and any(part[1] not in _FLOAT_WTYPES for part in parts)
+            if act16 and any(part[1] not in _FLOAT_WTYPES + (T_Q8_0,) for part in parts):
                 raise ModelError(f"matmul: act='q16' needs Q8_0 (or F32/F16) weights, got "
                                  f"{self._type_label(parts)}")
             self._io("matmul", [(x, rows * k * 4)], [(out, rows * n * 4)])

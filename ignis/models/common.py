@@ -116,12 +116,13 @@ def check_weight_type(source: str, name: str, shape: tuple, ttype) -> None:
             raise ModelError(f"{source}: tensor {name} is {type_name}, expected a float type "
                              f"({', '.join(VECTOR_TYPES)}) for a norm or bias vector")
         return
+    from ignis.gguf.types import type_label
     if type_name not in {t.name for t in SUPPORTED_DEQUANT_TYPES}:
-        raise ModelError(f"{source}: tensor {name} is {type_name}, a type ignis cannot read "
-                         f"(supported: {', '.join(sorted(t.name for t in SUPPORTED_DEQUANT_TYPES))})")
-    if type_name not in ("F32", "F16") and shape[-1] % 32:
+        raise ModelError(f"{source}: tensor {name} is {type_label(ttype)}, a type ignis cannot run "
+                         f"(supported: {', '.join(t.name for t in sorted(SUPPORTED_DEQUANT_TYPES))})")
+    if type_name not in ("F32", "F16", "BF16") and shape[-1] % 32:
         raise ModelError(f"{source}: tensor {name} is {type_name} with rows of {shape[-1]}, "
-                         "expected a multiple of 32 (it is repacked to Q8_0)")
+                         "expected a multiple of 32 (the activations are quantized in blocks of 32)")
 
 
 def check_positive(arch: str, config, keys) -> None:

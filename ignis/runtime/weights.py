@@ -12,6 +12,8 @@ from ignis.ir import Weight
 # weight types the matmul kernels read directly; anything else is repacked to Q8_0
 NATIVE_MATMUL = {TensorType.Q8_0, TensorType.Q5_0, TensorType.Q4_1, TensorType.Q4_K, TensorType.Q6_K,
                  TensorType.F32, TensorType.F16}
+NATIVE_MATMUL |= {TensorType.Q4_0, TensorType.Q5_1, TensorType.IQ4_NL, TensorType.BF16}
+NATIVE_MATMUL |= {TensorType.Q5_K, TensorType.Q3_K, TensorType.Q2_K, TensorType.IQ4_XS}
 NATIVE_EMBED = NATIVE_MATMUL     # the embed kernel dequantizes a row of any of these
 
 
@@ -38,6 +40,8 @@ class WeightStore:
                 return info.data.view(np.float32).reshape(info.shape), info.type
             if info.type == TensorType.F16:
                 return info.data.view(np.float16).reshape(info.shape), info.type
+            if info.type == TensorType.BF16:
+                return info.data.view(np.uint16).reshape(info.shape), info.type
             return info.data, info.type
         self.repacked.append(name)
         return self._repack_q8_0(info), TensorType.Q8_0

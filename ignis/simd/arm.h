@@ -461,9 +461,14 @@ static void IL(kq_4xn)(int wtype, int64_t nblk, const uint8_t *const *w, const u
     for (int j = 0; j < RN; j++) vst1q_f32(out + j * IGNIS_TILE, vaddq_f32(lo[j], hi[j]));
 }
 
+#include "arm_32.h"
+#include "kquants_arm.h"
+
 /* The tile (see ignis_scalar_tile): pads rows/tokens by repeating the last pointer. */
 static inline void IL(tile)(int wtype, int64_t nblk, const uint8_t *const *w, int rm,
                                    const uint8_t *const *x, int rn, float *out) {
+    if (ignis_is_32x(wtype)) { IL(tile_32x)(wtype, nblk, w, rm, x, rn, out); return; }
+    if (IGNIS_IS_KX(wtype)) { IL(kx_tile)(wtype, nblk, w, rm, x, rn, out); return; }
     const uint8_t *wp[8], *xp[8];
     for (int i = 0; i < 8; i++) wp[i] = w[i < rm ? i : rm - 1];
     for (int j = 0; j < 8; j++) xp[j] = x[j < rn ? j : rn - 1];

@@ -352,6 +352,8 @@ static void IL(q8_0_4x8)(int64_t n, const uint8_t *const *w, const uint8_t *cons
 #if IGNIS_X86_512
 #  include "avx512.h"
 #endif
+#include "x86_32.h"
+#include "kquants_x86.h"
 
 /* The tile (see ignis_scalar_tile): pads rows/tokens by repeating the last pointer. avx512:
  * the z8 tiles from 4 tokens, the zn kernels below (Q8_0 decode: the 8-row kernel). Otherwise
@@ -359,6 +361,8 @@ static void IL(q8_0_4x8)(int64_t n, const uint8_t *const *w, const uint8_t *cons
  * else 8 rows x up to 4 tokens. */
 static inline void IL(tile)(int wtype, int64_t nblk, const uint8_t *const *w, int rm,
                                    const uint8_t *const *x, int rn, float *out) {
+    if (ignis_is_32x(wtype)) { IL(tile_32x)(wtype, nblk, w, rm, x, rn, out); return; }
+    if (IGNIS_IS_KX(wtype)) { IL(kx_tile)(wtype, nblk, w, rm, x, rn, out); return; }
     const uint8_t *wp[8], *xp[8];
     for (int i = 0; i < 8; i++) wp[i] = w[i < rm ? i : rm - 1];
     for (int j = 0; j < 8; j++) xp[j] = x[j < rn ? j : rn - 1];

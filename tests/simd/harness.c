@@ -7,7 +7,7 @@
  * check; exits 1 if anything failed. Inputs are pseudo-random with a fixed seed.
  *
  * Exact checks: f16<->f32, Q8_0 quantization bytes, every quantized dot and matmul tile
- * (Q8_0, Q5_0, Q4_1, Q4_K, Q6_K weights; all tile shapes up to 8x8), axpy, exp, silu.
+ * (Q8_0, Q5_0, Q4_1, Q4_K, Q6_K, Q5_K, Q3_K, Q2_K, IQ4_XS weights; all tile shapes up to 8x8), axpy, exp, silu.
  * Tolerance checks (reordered float sums):
  * |simd - scalar| <= 1e-5 * sum |terms| + 1e-30.
  */
@@ -145,7 +145,7 @@ typedef float (*dot_fn)(int64_t, const uint8_t *, const uint8_t *);
 
 /* random weight rows of a quantized type: random bytes, then sane f16 scales */
 static void make_weights(int type, uint8_t *w, int nblk) {
-    int bytes = type == 8 ? 34 : type == 6 ? 22 : type == 3 ? 20 : type == 12 ? 144 : 210;
+    int bytes = IGNIS_IS_KX(type) ? (int)ignis_kx_bytes(type) : type == 8 ? 34 : type == 6 ? 22 : type == 3 ? 20 : type == 12 ? 144 : 210;
     random_bytes(w, (size_t)nblk * bytes);
     for (int s = 0; s < nblk; s++) {
         uint8_t *b = w + (size_t)s * bytes;
@@ -153,6 +153,7 @@ static void make_weights(int type, uint8_t *w, int nblk) {
         if (type == 12) { put_f16(b, rndu() * 0.01f); put_f16(b + 2, rndu() * 0.01f); }
         if (type == 3) { put_f16(b, rndu() * 0.01f); put_f16(b + 2, (rndu() - 0.6f) * 0.1f); }
         if (type == 14) put_f16(b + 208, rndu() * 0.01f);
+        if (IGNIS_IS_KX(type)) { put_f16(b + ignis_kx_d_off(type), rndu() * 0.01f); put_f16(b + ignis_kx_dmin_off(type), rndu() * 0.01f); }
     }
 }
 
@@ -162,6 +163,7 @@ static void dequant_any(int type, const uint8_t *w, float *y, int k) {
     if (type == 3) ignis_dequant_row_q4_1(w, y, k);
     if (type == 12) ignis_dequant_row_q4_k(w, y, k);
     if (type == 14) ignis_dequant_row_q6_k(w, y, k);
+    if (IGNIS_IS_KX(type)) ignis_dequant_row_kx(type, w, y, k);
 }
 
 /* Every quantized dot and every tile shape: SIMD bits == scalar bits. */
@@ -207,10 +209,10 @@ static void check_dot_definition(void) {
     static uint8_t w[16 * 210], x[16 * 8 * 34];
     static float wf[4096], xf[4096];
     int bad = 0, bad_int = 0;
-    for (int it = 0; it < 500; it++) {
-        int type = (int[]){8, 6, 3, 12, 14}[it % 5];
+    for (int it = 0; it < 900; it++) {
+        int type = (int[]){8, 6, 3, 12, 14, 13, 11, 10, 23}[it % 9];
         int per = (type == 8 || type == 6 || type == 3) ? 1 : 8;
-        int bytes = type == 8 ? 34 : type == 6 ? 22 : type == 3 ? 20 : type == 12 ? 144 : 210;
+        int bytes = IGNIS_IS_KX(type) ? (int)ignis_kx_bytes(type) : type == 8 ? 34 : type == 6 ? 22 : type == 3 ? 20 : type == 12 ? 144 : 210;
         int n = rndi(1, 4);
         make_weights(type, w, n);
         make_act(x, n * per, 0);
@@ -227,6 +229,7 @@ static void check_dot_definition(void) {
             if (type == 12) { put_f16(blk, 1.0f); put_f16(blk + 2, 1.0f); }
             if (type == 3) { put_f16(blk, 1.0f); put_f16(blk + 2, -8.0f); }
             if (type == 14) put_f16(blk + 208, 1.0f);
+            if (IGNIS_IS_KX(type)) { put_f16(blk + ignis_kx_d_off(type), 1.0f); put_f16(blk + ignis_kx_dmin_off(type), 1.0f); }
         }
         make_act(x, n * per, 7);
         dequant_any(type, w, wf, k);
@@ -235,9 +238,11 @@ static void check_dot_definition(void) {
         for (int i = 0; i < k; i++) exact += (double)wf[i] * xf[i];
         if ((double)ignis_scalar_vec_dot(type, n, w, x) != exact || (double)SIMD(vec_dot)(type, n, w, x) != exact) bad_int++;
     }
-    report("quant_dot_definition", bad == 0, "500 scalar dots vs dequantize-then-dot, %d off", bad);
-    report("quant_dot_int", bad_int == 0, "500 dots with unit scales, %d not the exact integer", bad_int);
+    report("quant_dot_definition", bad == 0, "900 scalar dots vs dequantize-then-dot, %d off", bad);
+    report("quant_dot_int", bad_int == 0, "900 dots with unit scales, %d not the exact integer", bad_int);
 }
+
+#include "checks32.h"     /* Q4_0, Q5_1, IQ4_NL, F32/F16/BF16 weights */
 
 /* Q8_0 weights x Q16 activations: SIMD tiles == scalar bits; accuracy vs the float dot. */
 static void check_q16(void) {
@@ -424,7 +429,12 @@ int main(int argc, char **argv) {
     check_dots("q4_1", 3);
     check_dots("q4_k", 12);
     check_dots("q6_k", 14);
+    check_dots("q5_k", 13);
+    check_dots("q3_k", 11);
+    check_dots("q2_k", 10);
+    check_dots("iq4_xs", 23);
     check_dot_definition();
+    check_all32();
     check_q16();
     check_float();
     check_exp();

@@ -1,0 +1,236 @@
+/* kquants_x86.h -- the tiles of Q5_K, Q3_K, Q2_K and IQ4_XS weights (WT 13, 11, 10, 23)
+ * against Q8_0 activations for the x86-64 levels (included by x86.h, once per level). The
+ * definition is ignis_scalar_vec_dot_kx (simd/kquants.h); these give its bits.
+ *
+ * One kernel for the four types: per activation block, each of four rows' 32 quants is
+ * decoded to bytes in element order (Q5_K 0..31 and Q2_K 0..3 unsigned; Q3_K -4..3 and
+ * IQ4_XS's grid values signed, met by the sign trick), vpmaddubsw against the token gives
+ * exact 16-bit pair sums (at most 2 * 127 * 127), vpmaddwd against the halves' integer
+ * scales the exact scaled half sums, and the reduction of four rows lays them out as
+ * [lo r0..3 | hi r0..3]: the lanes of the definition's lo and hi chains. The min steps use
+ * the token's half sums times the mins as exact float products (small integers). */
+
+/* the quants of activation block jb (0..7) of one super-block, 32 bytes in element order */
+IGNIS_INLINE __m256i IL(kx_quants)(const uint8_t *sb, int jb, const int WT) {
+    const __m256i low2 = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1);
+    if (WT == 13) {          /* Q5_K: nibble of qs, fifth bit jb of qh[l] */
+        const __m256i v = _mm256_loadu_si256((const __m256i *)(sb + 48 + (jb / 2) * 32));
+        const __m256i nib = _mm256_and_si256((jb & 1) ? _mm256_srli_epi16(v, 4) : v, _mm256_set1_epi8(0x0f));
+        const __m256i hb = _mm256_and_si256(_mm256_srl_epi16(_mm256_loadu_si256((const __m256i *)(sb + 16)),
+                                                             _mm_cvtsi32_si128(jb)), one);
+        return _mm256_or_si256(nib, _mm256_slli_epi16(hb, 4));
+    }
+    const __m128i sh2 = _mm_cvtsi32_si128(2 * (jb % 4));
+    if (WT == 10)            /* Q2_K: two bits of qs */
+        return _mm256_and_si256(_mm256_srl_epi16(_mm256_loadu_si256((const __m256i *)(sb + 16 + (jb / 4) * 32)), sh2), low2);
+    if (WT == 11) {          /* Q3_K: two bits of qs, + 4 * bit of hmask, - 4 */
+        const __m256i l2 = _mm256_and_si256(_mm256_srl_epi16(_mm256_loadu_si256((const __m256i *)(sb + 32 + (jb / 4) * 32)), sh2), low2);
+        const __m256i hb = _mm256_and_si256(_mm256_srl_epi16(_mm256_loadu_si256((const __m256i *)sb),
+                                                             _mm_cvtsi32_si128(4 * (jb / 4) + jb % 4)), one);
+        return _mm256_sub_epi8(_mm256_or_si256(l2, _mm256_slli_epi16(hb, 2)), _mm256_set1_epi8(4));
+    }
+    /* IQ4_XS: the grid value of each nibble */
+    const __m256i grid = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)ignis_iq4nl_values));
+    return _mm256_shuffle_epi8(grid, IL(nibbles32)(sb + 8 + jb * 16));
+}
+
+/* the integer scales (and mins) of the two halves of activation block jb */
+IGNIS_INLINE void IL(kx_scales)(const uint8_t *sb, int jb, const int WT, int *scl, int *sch, int *ml, int *mh) {
+    if (WT == 13) {
+        ignis_q4_k_scale_min(sb + 4, jb, scl, ml);
+        *sch = *scl;
+        *mh = *ml;
+    } else if (WT == 10) {
+        *scl = sb[2 * jb] & 0x0f;
+        *ml = sb[2 * jb] >> 4;
+        *sch = sb[2 * jb + 1] & 0x0f;
+        *mh = sb[2 * jb + 1] >> 4;
+    } else if (WT == 11) {
+        *scl = ignis_q3_k_scale(sb, 2 * jb);
+        *sch = ignis_q3_k_scale(sb, 2 * jb + 1);
+        *ml = *mh = 0;
+    } else {
+        *scl = *sch = ignis_iq4_xs_scale(sb, jb);
+        *ml = *mh = 0;
+    }
+}
+
+/* 4G weight rows (G = 1 or 2 groups of four) x RN tokens (RN <= 4 with two groups, <= 8 with one) */
+IGNIS_INLINE void IL(kx_8xn)(int64_t nsb, const uint8_t *const *w, const uint8_t *const *x,
+                             float *out, const int RN, const int G, const int WT) {
+    const size_t wbytes = WT == 13 ? IGNIS_Q5_K_BYTES : WT == 11 ? IGNIS_Q3_K_BYTES
+                        : WT == 10 ? IGNIS_Q2_K_BYTES : IGNIS_IQ4_XS_BYTES;
+    const size_t doff = WT == 11 ? 108 : WT == 10 ? 80 : 0, moff = WT == 10 ? 82 : 2;
+    const int has_min = WT == 13 || WT == 10, is_signed = WT == 11 || WT == 23;
+    const __m256i ones8 = _mm256_set1_epi8(1);
+    __m256 acc[8][2];
+    for (int j = 0; j < RN; j++) acc[j][0] = acc[j][1] = _mm256_setzero_ps();
+    for (int64_t s = 0; s < nsb; s++) {
+        const size_t wo = (size_t)s * wbytes;
+        for (int g = 0; g < G; g++) {
+            const uint8_t *const *wg = w + 4 * g;
+            const __m256 d = IL(f16x4_twice)(wg[0] + wo + doff, wg[1] + wo + doff, wg[2] + wo + doff, wg[3] + wo + doff);
+            const __m256 dmin = has_min ? IL(f16x4_twice)(wg[0] + wo + moff, wg[1] + wo + moff, wg[2] + wo + moff,
+                                                          wg[3] + wo + moff) : d;
+            for (int jb = 0; jb < 8; jb++) {
+                __m256i q[4], aq[4], scv[4];
+                float mf[8];
+                for (int k = 0; k < 4; k++) {
+                    q[k] = IL(kx_quants)(wg[k] + wo, jb, WT);
+                    aq[k] = is_signed ? _mm256_sign_epi8(q[k], q[k]) : q[k];
+                    int scl, sch, ml, mh;
+                    IL(kx_scales)(wg[k] + wo, jb, WT, &scl, &sch, &ml, &mh);
+                    scv[k] = _mm256_set_m128i(_mm_set1_epi16((short)sch), _mm_set1_epi16((short)scl));
+                    mf[k] = (float)ml;
+                    mf[k + 4] = (float)mh;
+                }
+                const __m256 m = _mm256_loadu_ps(mf);
+                const size_t xo = (size_t)(s * 8 + jb) * IGNIS_Q8_0_BYTES;
+                for (int j = 0; j < RN; j++) {
+                    const __m256i xv = _mm256_loadu_si256((const __m256i *)(x[j] + xo + 2));
+                    const __m256 dx = _mm256_set1_ps(_cvtsh_ss(ignis_load_u16(x[j] + xo)));
+                    __m256i p[4];
+                    for (int k = 0; k < 4; k++) {
+                        const __m256i xk = is_signed ? _mm256_sign_epi8(xv, q[k]) : xv;
+                        p[k] = _mm256_madd_epi16(_mm256_maddubs_epi16(aq[k], xk), scv[k]);
+                    }
+                    const __m256i h = IL(reduce4)(p[0], p[1], p[2], p[3]);
+                    acc[j][g] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(h), _mm256_mul_ps(d, dx), acc[j][g]);
+                    if (has_min) {
+                        const __m256i t = IL(udot4)(ones8, xv);
+                        const __m256 xs = _mm256_cvtepi32_ps(IL(reduce4)(t, t, t, t));
+                        acc[j][g] = _mm256_fnmadd_ps(_mm256_mul_ps(m, xs), _mm256_mul_ps(dmin, dx), acc[j][g]);
+                    }
+                }
+            }
+        }
+    }
+    for (int j = 0; j < RN; j++)
+        for (int g = 0; g < G; g++) IL(store4)(acc[j][g], out + j * IGNIS_TILE + 4 * g, 1);
+}
+
+#define IGNIS_KX_KERNELS(name, WT) \
+    static void IL(name##_8x1)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(kx_8xn)(n, w, x, o, 1, 2, WT); } \
+    static void IL(name##_8x2)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(kx_8xn)(n, w, x, o, 2, 2, WT); } \
+    static void IL(name##_8x3)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(kx_8xn)(n, w, x, o, 3, 2, WT); } \
+    static void IL(name##_8x4)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(kx_8xn)(n, w, x, o, 4, 2, WT); } \
+    static void IL(name##_4x8)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(kx_8xn)(n, w, x, o, 8, 1, WT); }
+IGNIS_KX_KERNELS(q5_k, 13) IGNIS_KX_KERNELS(q3_k, 11) IGNIS_KX_KERNELS(q2_k, 10) IGNIS_KX_KERNELS(iq4_xs, 23)
+#undef IGNIS_KX_KERNELS
+
+#if IGNIS_X86_512
+/* one row's 16 half-block scales (and mins) as bytes, half 2jb + h of activation block jb at
+ * byte 2jb + h (the 32-element sub-blocks' values twice) */
+IGNIS_INLINE void IL(kx_scale_bytes)(const uint8_t *sb, const int WT, __m128i *sc, __m128i *m) {
+    if (WT == 13) {
+        IL(q4_k_zn_scale_bytes)(sb + 4, sc, m);
+    } else if (WT == 10) {
+        const __m128i v = _mm_loadu_si128((const __m128i *)sb);
+        *sc = _mm_and_si128(v, _mm_set1_epi8(0x0f));
+        *m = _mm_and_si128(_mm_srli_epi16(v, 4), _mm_set1_epi8(0x0f));
+    } else if (WT == 11) {
+        const uint32_t a = ignis_load_u32(sb + 96), b = ignis_load_u32(sb + 100), c = ignis_load_u32(sb + 104);
+        const __m128i low4 = _mm_setr_epi32((int)(a & 0x0f0f0f0fu), (int)(b & 0x0f0f0f0fu),
+                                            (int)((a >> 4) & 0x0f0f0f0fu), (int)((b >> 4) & 0x0f0f0f0fu));
+        const __m128i high2 = _mm_setr_epi32((int)(c & 0x03030303u), (int)((c >> 2) & 0x03030303u),
+                                             (int)((c >> 4) & 0x03030303u), (int)((c >> 6) & 0x03030303u));
+        *sc = _mm_sub_epi8(_mm_or_si128(low4, _mm_slli_epi16(high2, 4)), _mm_set1_epi8(32));
+        *m = *sc;
+    } else {
+        uint64_t v = 0;
+        for (int j = 0; j < 8; j++) v |= (uint64_t)(uint8_t)(int8_t)ignis_iq4_xs_scale(sb, j) << (8 * j);
+        const __m128i b = _mm_cvtsi64_si128((long long)v);
+        *sc = _mm_unpacklo_epi8(b, b);
+        *m = *sc;
+    }
+}
+
+/* avx512 decode: 8 weight rows x RN <= 4 tokens, rows p and p + 4 sharing a 512-bit register
+ * in the lane order of IL(q5_0_zn) ([p 0..15 | p+4 0..15 | p 16..31 | p+4 16..31]). vpdpbusd
+ * takes the quants unsigned: Q3_K as q + 4 and IQ4_XS as v + 128, the offset folded into a
+ * start of -u times the token's partial sums; the exact half sums times the integer scales
+ * (an exact float product, below 2^24), then the definition's steps. */
+IGNIS_INLINE void IL(kx_zn)(int64_t nsb, const uint8_t *const *w, const uint8_t *const *x,
+                            float *out, const int RN, const int WT) {
+    const size_t wbytes = WT == 13 ? IGNIS_Q5_K_BYTES : WT == 11 ? IGNIS_Q3_K_BYTES
+                        : WT == 10 ? IGNIS_Q2_K_BYTES : IGNIS_IQ4_XS_BYTES;
+    const size_t doff = WT == 11 ? 108 : WT == 10 ? 80 : 0, moff = WT == 10 ? 82 : 2;
+    const int has_min = WT == 13 || WT == 10;
+    const char u = WT == 11 ? 4 : WT == 23 ? (char)0x80 : 0;
+    const __m256i uv = _mm256_set1_epi8(u);
+    __m512 acc[4];
+    for (int j = 0; j < RN; j++) acc[j] = _mm512_setzero_ps();
+    for (int64_t s = 0; s < nsb; s++) {
+        const size_t wo = (size_t)s * wbytes;
+        const __m512 d = IL(z8_f16x8)(w, wo + doff);
+        const __m512 dmin = has_min ? IL(z8_f16x8)(w, wo + moff) : d;
+        /* the rows' scales (and mins) of every activation block, lanes as the sums' */
+        __m512 scf[8], mf[8];
+        __m128i scb[8], mb[8];
+        for (int r = 0; r < 8; r++) IL(kx_scale_bytes)(w[r] + wo, WT, &scb[r], &mb[r]);
+        IL(zn_scales)(scb, scf);
+        if (has_min) IL(zn_scales)(mb, mf);
+        for (int jb = 0; jb < 8; jb++) {
+            __m512i q[4];
+            for (int p = 0; p < 4; p++)
+                q[p] = IL(zn_pair)(_mm256_add_epi8(IL(kx_quants)(w[p] + wo, jb, WT), uv),
+                                   _mm256_add_epi8(IL(kx_quants)(w[p + 4] + wo, jb, WT), uv));
+            const __m512 sv = scf[jb], mv = has_min ? mf[jb] : sv;
+            const size_t xo = (size_t)(s * 8 + jb) * IGNIS_Q8_0_BYTES;
+            for (int j = 0; j < RN; j++) {
+                const __m512i xz = IL(zn_token)(x[j] + xo);
+                const __m512 dx = _mm512_set1_ps(_cvtsh_ss(ignis_load_u16(x[j] + xo)));
+                const __m512i start = u ? IL(zn_neg_partials)(xz, u) : _mm512_setzero_si512();
+                const __m512i a = IL(zn_dots)(start, q, xz);
+                acc[j] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(a), sv), _mm512_mul_ps(d, dx), acc[j]);
+                if (has_min) {
+                    const __m512i c = IL(zn_xsums)(xz, 1);
+                    acc[j] = _mm512_fnmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(c), mv), _mm512_mul_ps(dmin, dx), acc[j]);
+                }
+            }
+        }
+    }
+    IL(z8_store)(acc, RN, out);
+}
+#define IGNIS_KX_ZN(name, WT) \
+    static void IL(name##_zn1)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(kx_zn)(n, w, x, o, 1, WT); } \
+    static void IL(name##_zn2)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(kx_zn)(n, w, x, o, 2, WT); } \
+    static void IL(name##_zn3)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(kx_zn)(n, w, x, o, 3, WT); } \
+    static void IL(name##_zn4)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(kx_zn)(n, w, x, o, 4, WT); }
+IGNIS_KX_ZN(q5_k, 13) IGNIS_KX_ZN(q3_k, 11) IGNIS_KX_ZN(q2_k, 10) IGNIS_KX_ZN(iq4_xs, 23)
+#undef IGNIS_KX_ZN
+#endif
+
+/* the tile of these types (see ignis_scalar_tile): 8 rows x up to 4 tokens at a time, or
+ * 4 rows x 8 tokens (each decoded weight block used for 8 tokens) from 5 tokens on */
+static inline void IL(kx_tile)(int wtype, int64_t nsb, const uint8_t *const *w, int rm,
+                               const uint8_t *const *x, int rn, float *out) {
+    const int t = wtype == 13 ? 0 : wtype == 11 ? 1 : wtype == 10 ? 2 : 3;
+    static const ignis_kernel_fn ks[4][5] = {
+        {IL(q5_k_8x1), IL(q5_k_8x2), IL(q5_k_8x3), IL(q5_k_8x4), IL(q5_k_4x8)},
+        {IL(q3_k_8x1), IL(q3_k_8x2), IL(q3_k_8x3), IL(q3_k_8x4), IL(q3_k_4x8)},
+        {IL(q2_k_8x1), IL(q2_k_8x2), IL(q2_k_8x3), IL(q2_k_8x4), IL(q2_k_4x8)},
+        {IL(iq4_xs_8x1), IL(iq4_xs_8x2), IL(iq4_xs_8x3), IL(iq4_xs_8x4), IL(iq4_xs_4x8)}};
+    const uint8_t *wp[8], *xp[8];
+    for (int i = 0; i < 8; i++) wp[i] = w[i < rm ? i : rm - 1];
+    for (int j = 0; j < 8; j++) xp[j] = x[j < rn ? j : rn - 1];
+    float tmp[IGNIS_TILE * IGNIS_TILE];
+#if IGNIS_X86_512
+    static const ignis_kernel_fn zn[4][4] = {
+        {IL(q5_k_zn1), IL(q5_k_zn2), IL(q5_k_zn3), IL(q5_k_zn4)},
+        {IL(q3_k_zn1), IL(q3_k_zn2), IL(q3_k_zn3), IL(q3_k_zn4)},
+        {IL(q2_k_zn1), IL(q2_k_zn2), IL(q2_k_zn3), IL(q2_k_zn4)},
+        {IL(iq4_xs_zn1), IL(iq4_xs_zn2), IL(iq4_xs_zn3), IL(iq4_xs_zn4)}};
+    if (rn <= 4) {
+        zn[t][rn - 1](nsb, wp, xp, tmp);
+    } else
+#endif
+    if (rn > 4) {
+        ks[t][4](nsb, wp, xp, tmp);
+        if (rm > 4) ks[t][4](nsb, wp + 4, xp, tmp + 4);
+    } else {
+        ks[t][rn - 1](nsb, wp, xp, tmp);
+    }
+    for (int j = 0; j < rn; j++)
+        for (int i = 0; i < rm; i++) out[j * IGNIS_TILE + i] = tmp[j * IGNIS_TILE + i];
+}
