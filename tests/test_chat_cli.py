@@ -14,8 +14,8 @@ import time
 
 import pytest
 
-from ignis.cli_chat import fit_history, read_message, split_turns
-from ignis.testing import make_tiny_qwen2
+from ignis.cli.chat import fit_history, split_turns
+from ignis.cli.chat_input import read_message
 
 from helpers import start_slowed_ignis
 
@@ -24,9 +24,8 @@ PASTE_START, PASTE_END = "\x1b[200~", "\x1b[201~"
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return str(make_tiny_qwen2(tmp_path_factory.mktemp("chat") / "tiny.gguf", n_layers=2, width=64, n_heads=4,
-                               n_kv_heads=2, ffn=128, vocab=300, seed=3))
+def tiny(tiny_model):
+    return tiny_model(n_layers=2, width=64, n_heads=4, n_kv_heads=2, ffn=128, vocab=300, seed=3)
 
 
 def _ignis(argv, stdin="", tmp_path=None, cwd=ROOT):

@@ -5,10 +5,10 @@ context. Replies stream to stdout; notices and errors are one line on stderr."""
 import json
 import sys
 
+from ignis.cli.chat_input import enable_line_editing, read_message, stdin_reader
+from ignis.cli.common import (constraint, constraint_flags, load, model_flag, report_context_limit, sampling,
+                              sampling_flags)
 from ignis.errors import ArgumentError, IgnisError
-
-BLOCK = '"""'                                         # opens and closes a multi-line message
-PASTE_START, PASTE_END = "\x1b[200~", "\x1b[201~"     # a terminal's bracketed-paste markers
 
 HELP = """\
 /help                this list
@@ -37,105 +37,6 @@ def say(message: str) -> None:
     """A notice or an error of the chat: one line on stderr."""
     sys.stderr.write(f"ignis chat: {message}\n")
     sys.stderr.flush()
-
-
-# -- reading a message -----------------------------------------------------------------------
-
-def read_message(read_line):
-    """The next message as (text, literal): one line, a \"\"\" block or a bracketed paste
-    (literal: never a command). read_line(prompt) returns a line without its newline and
-    raises EOFError at the end of input (propagated when no message was started)."""
-    line = read_line("> ")
-    if PASTE_START in line:
-        return _read_paste(line, read_line), True
-    if line.lstrip().startswith(BLOCK):
-        return _read_block(line.lstrip()[len(BLOCK):], read_line), True
-    return line, "\n" in line        # readline's own bracketed paste gives one line with newlines
-
-
-def _read_paste(line: str, read_line) -> str:
-    """Lines up to the one holding the end marker, markers dropped (text typed after the paste
-    on its last line belongs to the message). End of input ends the paste."""
-    lines = [line]
-    while PASTE_END not in lines[-1]:
-        try:
-            lines.append(read_line(""))
-        except EOFError:
-            break
-    text = "\n".join(lines).replace(PASTE_START, "").replace(PASTE_END, "")
-    return text.strip("\r\n")
-
-
-def _read_block(first: str, read_line) -> str:
-    """A \"\"\" block: from after the opening quotes to before the closing ones (on the first
-    line too: \"\"\"one line\"\"\"). End of input ends the block: nothing typed is lost."""
-    lines, line = [], first
-    while True:
-        stripped = line.rstrip()
-        if stripped.endswith(BLOCK):
-            lines.append(stripped[:-len(BLOCK)])
-            break
-        lines.append(line)
-        try:
-            line = read_line("... ")
-        except EOFError:
-            break
-    return "\n".join(lines).strip("\r\n")
-
-
-def stdin_reader():
-    """read_line for stdin: input() with its prompt on a terminal, plain lines (no prompt) from a
-    pipe or a file."""
-    if sys.stdin.isatty():
-        return input
-
-    def read_line(prompt: str) -> str:
-        line = sys.stdin.readline()
-        if not line:
-            raise EOFError
-        return line[:-1] if line.endswith("\n") else line
-    return read_line
-
-
-def enable_line_editing():
-    """On a terminal: readline's editing and history (kept in <cache>/chat_history, the cache
-    of `ignis pull`) and bracketed paste. Returns what to call at exit (saves the history,
-    turns paste mode off). Without readline, or not on a terminal: plain input."""
-    if not (sys.stdin.isatty() and sys.stdout.isatty()):
-        return lambda: None
-    try:
-        import readline
-    except ImportError:                  # e.g. a Python built without it: still a working chat
-        return _raw_bracketed_paste()
-    from ignis.hub import cache_dir
-    path = cache_dir() / "chat_history"
-    try:
-        readline.read_history_file(str(path))
-    except OSError:                      # no history yet, or unreadable: start empty
-        pass
-    readline.set_history_length(1000)
-    if "libedit" not in (readline.__doc__ or ""):
-        # GNU readline (8.1+ does this already) brackets pastes and hands back one line
-        readline.parse_and_bind("set enable-bracketed-paste on")
-
-    def save():
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            readline.write_history_file(str(path))
-        except OSError:                  # a read-only cache: the chat itself did not fail
-            pass
-    return save
-
-
-def _raw_bracketed_paste():
-    """Ask the terminal to bracket pastes (read_message joins them) when readline is missing."""
-    sys.stdout.write("\x1b[?2004h")
-    sys.stdout.flush()
-
-    def off():
-        sys.stdout.write("\x1b[?2004l")
-        sys.stdout.flush()
-    return off
 
 
 # -- fitting the conversation into the context ---------------------------------------------
@@ -307,7 +208,6 @@ class ChatSession:
     def _stream(self, ids: list) -> str:
         """Generate the reply to the prompt ids, streaming it to stdout; its text. Ctrl-C stops
         it (what came so far is kept); the context filling up is reported."""
-        from ignis.cli_runtime import report_context_limit
         model = self.model
         pieces = model.generate(ids, max_tokens=self.max_tokens, stream=True, **self.settings, **self.constraint)
         reply, stopped = [], False
@@ -358,3 +258,27 @@ def run_chat(model, settings: dict, max_tokens: int, system: str | None, constra
                 say(f"error: {e}")
     finally:
         at_exit()
+
+
+EPILOG = ("In the chat: /help lists the commands (/set temperature 0.7, /set system TEXT, /clear, /bye, "
+          "...); a line starting with \"\"\" opens a multi-line message, one ending with \"\"\" closes it, "
+          "and a paste is one message. When the conversation outgrows the context, its oldest turns are "
+          "dropped (the system prompt stays).")
+
+
+def chat_args(p) -> None:
+    p.epilog = EPILOG
+    model_flag(p)
+    sampling_flags(p, n_predict=512, n_help="most tokens per reply; a reply also ends at the context limit, "
+                                            "and /set max_tokens N changes it")
+    constraint_flags(p)
+    p.add_argument("--system", help="system prompt")
+
+
+def cmd_chat(args) -> int:
+    model = load(args)
+    rules = constraint(args)
+    if rules:
+        model.constraint(**rules)      # a bad schema, regex or grammar: one line before the chat starts
+    budget = model.n_ctx if args.n_predict is None else args.n_predict     # -1: each reply until the context ends it
+    return run_chat(model, sampling(args), budget, args.system, rules)
