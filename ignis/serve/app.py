@@ -287,7 +287,7 @@ async def _generate(request: HTTPRequest, state: ServerState, kind: str):
         if len(echoes) == 1:
             handles = _submit(state, all_ids, max_tokens, params, stops, ignore_eos, 1, sink, req.logprobs,
                               constraint)
-        else:       # forks copy KV blocks: off the event loop
+        else:       # forks share the prompt's KV blocks (copy-on-write); still off the event loop
             handles = await asyncio.to_thread(_submit, state, all_ids, max_tokens, params, stops, ignore_eos,
                                               req.n, sink, req.logprobs, constraint)
     except IgnisError as exc:
