@@ -5,7 +5,7 @@ context. Replies stream to stdout; notices and errors are one line on stderr."""
 import json
 import sys
 
-from ignis.cli.chat_input import enable_line_editing, read_message, stdin_reader
+from ignis.cli.chat_input import enable_line_editing, stdin_messages
 from ignis.cli.common import (constraint, constraint_flags, load, model_flag, report_context_limit, sampling,
                               sampling_flags)
 from ignis.errors import ArgumentError, IgnisError
@@ -16,7 +16,7 @@ HELP = """\
 /set NAME VALUE      change one: temperature, top_k, top_p, min_p, repeat_penalty,
                      presence_penalty, frequency_penalty, seed (or none), max_tokens
 /set system TEXT     replace the system prompt
-/show                the settings, then the conversation (one JSON message a line)
+/show                the settings, then the conversation (its size, one message a line)
 /clear               forget the conversation (the system prompt stays)
 /bye                 quit (also /exit, /quit, Ctrl-D); Ctrl-C stops a reply
 \"\"\"                  a line starting with \"\"\" opens a multi-line message, one ending with \"\"\" closes it
@@ -31,6 +31,12 @@ SETTINGS = {
     "frequency_penalty": ("frequency_penalty", _FLOAT), "seed": ("seed", _INT),
     "max_tokens": ("max_tokens", _INT), "num_predict": ("max_tokens", _INT),
 }
+
+
+def _one_line(text: str, width: int = 70) -> str:
+    """text on one line of at most width characters (whitespace runs as one space)."""
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[:width - 1] + "…"
 
 
 def say(message: str) -> None:
@@ -135,7 +141,7 @@ class ChatSession:
             self.max_tokens = parsed
         else:
             self.settings[key] = parsed
-        say(f"{key} = {parsed}")
+        say(f"{key} = {'random' if parsed is None else parsed}")
 
     def _checked(self, name: str, value: str) -> tuple:
         """(setting, value) parsed and checked by the rules generate() applies."""
@@ -156,17 +162,23 @@ class ChatSession:
 
     def show_settings(self) -> None:
         for key, value in [*self.settings.items(), ("max_tokens", self.max_tokens)]:
-            print(f"{key:18s} {value}")
+            shown = "random" if key == "seed" and value is None else value
+            print(f"{key:18s} {shown}")
         system = [m["content"] for m in self.history if m["role"] == "system"]
-        print(f"{'system':18s} {json.dumps(system[0], ensure_ascii=False) if system else '(none)'}")
+        print(f"{'system':18s} {_one_line(system[0]) if system else '(none)'}")
         for key, value in self.constraint.items():      # fixed for the session (a command-line flag)
-            print(f"{key:18s} {value if isinstance(value, str) else json.dumps(value)}")
+            print(f"{key:18s} {_one_line(value if isinstance(value, str) else json.dumps(value))}")
 
     def show(self) -> None:
+        """The settings, then the conversation: its size, then each message as role: "text"
+        (the text quoted, newlines as \\n, so that one message is one line)."""
         self.show_settings()
-        print(f"{len(self.history)} message{'' if len(self.history) == 1 else 's'}")
+        n = len(self.history)
+        turns = len(split_turns(self.history)[1])
+        size = f", {len(self._prompt_ids(self.history))} tokens of the context's {self.model.n_ctx}" if n else ""
+        print(f"{n} message{'' if n == 1 else 's'} ({turns} turn{'' if turns == 1 else 's'}{size})")
         for message in self.history:
-            print(json.dumps(message, ensure_ascii=False))
+            print(f"  {message['role']}: {json.dumps(message['content'], ensure_ascii=False)}")
 
     # replies
 
@@ -231,21 +243,11 @@ class ChatSession:
 def run_chat(model, settings: dict, max_tokens: int, system: str | None, constraint: dict | None = None) -> int:
     """The loop: read a message, run it as a command or send it; 0 at /bye or end of input."""
     session = ChatSession(model, settings, max_tokens, system, constraint)
-    read_line = stdin_reader()
     at_exit = enable_line_editing()
     if sys.stdin.isatty():
         say("/help for commands, /bye or Ctrl-D to quit, Ctrl-C stops a reply, \"\"\" for multi-line")
     try:
-        while True:
-            try:
-                text, literal = read_message(read_line)
-            except EOFError:
-                if sys.stdin.isatty():
-                    sys.stdout.write("\n")
-                return 0
-            except KeyboardInterrupt:       # Ctrl-C while typing: drop the line, keep the chat
-                sys.stdout.write("\n")
-                continue
+        for text, literal in stdin_messages():
             if not literal and text.lstrip().startswith("/"):
                 if not session.command(text):
                     return 0
@@ -256,14 +258,16 @@ def run_chat(model, settings: dict, max_tokens: int, system: str | None, constra
                 session.reply(text)
             except IgnisError as e:         # e.g. a template that rejects the conversation
                 say(f"error: {e}")
+        return 0
     finally:
         at_exit()
 
 
 EPILOG = ("In the chat: /help lists the commands (/set temperature 0.7, /set system TEXT, /clear, /bye, "
           "...); a line starting with \"\"\" opens a multi-line message, one ending with \"\"\" closes it, "
-          "and a paste is one message. When the conversation outgrows the context, its oldest turns are "
-          "dropped (the system prompt stays).")
+          "and a paste is one message. Piped in (not a terminal), each \"\"\" block is one message, a line "
+          "starting with / a command, and the other lines together one message. When the conversation would "
+          "outgrow the context, its oldest turns are dropped before the reply (the system prompt stays).")
 
 
 def chat_args(p) -> None:

@@ -48,6 +48,56 @@ def _read_block(first: str, read_line) -> str:
     return "\n".join(lines).strip("\r\n")
 
 
+def typed_messages(read_line):
+    """Messages typed on a terminal, as (text, literal): one read_message at a time; Ctrl-C while
+    typing drops the line and the chat goes on; the end of input ends them."""
+    while True:
+        try:
+            yield read_message(read_line)
+        except EOFError:
+            sys.stdout.write("\n")
+            return
+        except KeyboardInterrupt:
+            sys.stdout.write("\n")
+
+
+def piped_messages(read_line):
+    """Messages from a pipe or a file, as (text, literal): each \"\"\" block or bracketed paste is
+    one message, a line starting with `/` outside them is a command, and the lines between
+    those are one message together (a piped text is one message, not one per line)."""
+    pending = []
+
+    def text_so_far():
+        text = "\n".join(pending).strip("\r\n")
+        pending.clear()
+        return [(text, True)] if text.strip() else []
+
+    while True:
+        try:
+            line = read_line("")
+        except EOFError:
+            break
+        stripped = line.lstrip()
+        if PASTE_START in line:
+            yield from text_so_far()
+            yield _read_paste(line, read_line), True
+        elif stripped.startswith(BLOCK):
+            yield from text_so_far()
+            yield _read_block(stripped[len(BLOCK):], read_line), True
+        elif stripped.startswith("/"):
+            yield from text_so_far()
+            yield line, False
+        else:
+            pending.append(line)
+    yield from text_so_far()
+
+
+def stdin_messages():
+    """The chat's messages from stdin: typed (a terminal) or piped."""
+    read_line = stdin_reader()
+    return typed_messages(read_line) if sys.stdin.isatty() else piped_messages(read_line)
+
+
 def stdin_reader():
     """read_line for stdin: input() with its prompt on a terminal, plain lines (no prompt) from a
     pipe or a file."""

@@ -3,7 +3,7 @@ scored), the running PPL per chunk, then the estimate with its error."""
 import sys
 import time
 
-from ignis.cli.common import ctx_flag, model_flag, model_path, positive, read_text, threads_flag
+from ignis.cli.common import ctx_flag, load, model_flag, positive, read_text, threads_flag
 
 
 def perplexity_args(p) -> None:
@@ -19,10 +19,9 @@ def perplexity_args(p) -> None:
 
 
 def cmd_perplexity(args) -> int:
-    import ignis
     from ignis.runtime.perplexity import chunk_count, perplexity, text_ids
     text = read_text(args.file, "-f", strip_newline=False, errors="replace")
-    model = ignis.load(model_path(args), n_ctx=args.ctx, threads=args.threads)
+    model = load(args)
     try:
         ids = text_ids(model, text)
         n_chunks = chunk_count(len(ids), args.ctx, args.chunks)
