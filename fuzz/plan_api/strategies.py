@@ -319,7 +319,7 @@ def cases(draw):
     ctx = {"kvh": draw(st.sampled_from([1, 2])), "G": draw(st.sampled_from([1, 2, 3])),
            "hd": draw(st.sampled_from([2, 4, 8, 16, 32])), "L": 2,
            "theta": draw(st.sampled_from([10000.0, 1e6, 500.0])),
-           "pools": [0, 1] if draw(st.integers(0, 2)) == 0 else [0], "used_pools": set()}
+           "pools": [1, 0] if draw(st.booleans()) else [0], "used_pools": set()}    # 1: the kv_local pool
     n_ctx = T + draw(st.integers(0, 5))
     lay = Layout()
     names = draw(st.lists(st.sampled_from(plan_ops() + MATMULS), min_size=1, max_size=3))
