@@ -29,10 +29,16 @@ class Metrics:
               registry=r).set_function(lambda: state.waiting)
         Gauge("ignis_requests_running", "sequences in the running batch",
               registry=r).set_function(lambda: state.running)
-        Gauge("ignis_kv_blocks_used", "KV cache blocks in use", registry=r).set_function(
+        Gauge("ignis_kv_blocks_used", "KV cache blocks held by sequences", registry=r).set_function(
             lambda: _kv(state, "n_used_blocks"))
-        Gauge("ignis_kv_blocks_free", "KV cache blocks free", registry=r).set_function(
-            lambda: _kv(state, "n_free_blocks"))
+        Gauge("ignis_kv_blocks_free", "KV cache blocks an allocation can take (free or idle cached)",
+              registry=r).set_function(lambda: _kv(state, "n_free_blocks"))
+        Gauge("ignis_kv_blocks_cached", "KV cache blocks in the prefix cache (held or idle)",
+              registry=r).set_function(lambda: _kv(state, "n_cached_blocks"))
+        Gauge("ignis_preemptions", "sequences preempted (freed and recomputed later) for memory",
+              registry=r).set_function(lambda: _loop(state, "preemptions"))
+        Gauge("ignis_prefix_hit_tokens", "prompt tokens not computed thanks to the prefix cache",
+              registry=r).set_function(lambda: _loop(state, "cached_tokens"))
         Gauge("ignis_ready", "1 once the model is loaded", registry=r).set_function(lambda: 1 if state.ready else 0)
 
     def render(self) -> bytes:
@@ -45,3 +51,8 @@ def _kv(state, name: str) -> float:
     if engine is None:
         return 0
     return getattr(engine.kv, name)
+
+
+def _loop(state, name: str) -> float:
+    sched = state.scheduler
+    return 0 if sched is None else getattr(sched, name)
