@@ -40,7 +40,8 @@ def tiny_model(tmp_path_factory):
         tiny_model(arch="llama", n_layers=2)              write_model(tiny_llama_config(...), seed=3)
         tiny_model(arch="gemma3", n_layers=3, window=8)   write_model(tiny_gemma3_config(...), seed=3)
 
-    The files are shared between tests: read them, never change them in place."""
+    A qwen2 file is named tiny.gguf (the server calls its model "tiny"), the others llama.gguf,
+    gemma3.gguf. The files are shared between tests: read them, never change them in place."""
     import inspect
 
     from ignis import testing
@@ -54,7 +55,9 @@ def tiny_model(tmp_path_factory):
             params = {**qwen2_defaults, **params, "seed": qwen2_defaults["seed"] if seed is None else seed}
         key = (arch, seed, tuple(sorted(params.items())))
         if key not in made:
-            path = root / f"{arch}-{len(made)}.gguf"
+            folder = root / str(len(made))          # the file's stem names the model (e.g. the server's id)
+            folder.mkdir()
+            path = folder / ("tiny.gguf" if arch == "qwen2" else f"{arch}.gguf")
             if arch == "qwen2":
                 made[key] = testing.make_tiny_qwen2(path, **params)
             else:
