@@ -427,6 +427,7 @@ include "kernels/plan_ops.pxi"
 include "kernels/plan.pxi"
 include "kernels/plan_run.pxi"
 include "kernels/standalone.pxi"
+include "kernels/sampler_core.pxi"
 include "kernels/sampling.pxi"
 
 

@@ -102,6 +102,7 @@ class Request:
     json_schema: object = None
     regex: str | None = None
     grammar: str | None = None
+    tools: object = None             # chat: a ToolRequest (tools, tool_choice, parallel_tool_calls) or None
 
 
 def _stop(body: dict) -> list:
@@ -150,8 +151,26 @@ def _messages(body: dict) -> list:
         role = m.get("role")
         if not isinstance(role, str) or not role:
             raise APIError(f"messages[{i}].role must be a non-empty string, got {_describe(role)}", param="messages")
-        out.append({"role": role, "content": _content(i, m)})
+        out.append({"role": role, "content": _content(i, m), **_tool_fields(i, m)})
     return out
+
+
+def _tool_fields(i: int, message: dict) -> dict:
+    """An assistant's tool_calls, a tool message's tool_call_id (ignis.runtime.tools)."""
+    from ignis.runtime.tools import message_tool_fields
+    try:
+        return message_tool_fields(i, message)
+    except IgnisError as exc:
+        raise APIError(str(exc), param="messages") from None
+
+
+def _tools(body: dict, r: Request) -> None:
+    """tools, tool_choice and parallel_tool_calls (chat)."""
+    from ignis.runtime.tools import check_tool_request
+    try:
+        r.tools = check_tool_request(body.get("tools"), body.get("tool_choice"), body.get("parallel_tool_calls"))
+    except IgnisError as exc:
+        raise APIError(str(exc), param=getattr(exc, "param", "tools")) from None
 
 
 def _is_ids(x) -> bool:
@@ -218,6 +237,8 @@ def parse(body, kind: str, max_n: int) -> Request:
     else:
         r.logprobs = _integer(body, "logprobs", None, 0, 20)
     _structured(body, r)
+    if kind == "chat":
+        _tools(body, r)
     return r
 
 
@@ -291,12 +312,14 @@ def finish_reason(reason: str) -> str:
 
 
 def response(kind: str, rid: str, model: str, texts: list, reasons: list, use: dict,
-             lps: list | None = None) -> dict:
+             lps: list | None = None, messages: list | None = None) -> dict:
+    """messages: chat messages to answer with instead of texts (a reply with tool calls)."""
     created = int(time.time())
     lps = lps or [None] * len(texts)
     if kind == "chat":
-        choices = [{"index": i, "message": {"role": "assistant", "content": t}, "logprobs": lp,
-                    "finish_reason": finish_reason(f)} for i, (t, f, lp) in enumerate(zip(texts, reasons, lps))]
+        messages = messages or [{"role": "assistant", "content": t} for t in texts]
+        choices = [{"index": i, "message": m, "logprobs": lp, "finish_reason": finish_reason(f)}
+                   for i, (m, f, lp) in enumerate(zip(messages, reasons, lps))]
         return {"id": rid, "object": "chat.completion", "created": created, "model": model,
                 "choices": choices, "usage": use}
     choices = [{"index": i, "text": t, "logprobs": lp, "finish_reason": finish_reason(f)}
@@ -308,14 +331,16 @@ def response(kind: str, rid: str, model: str, texts: list, reasons: list, use: d
 def chunk(kind: str, rid: str, model: str, created: int, choices: list, include_usage: bool,
           use: dict | None = None) -> dict:
     """One streamed chunk; choices are (index, text or None, finish_reason or None, first,
-    logprobs object or None)."""
+    logprobs object or None); a chat choice's text may be a delta dict (tool calls)."""
     out = []
     for index, text, reason, first, lp in choices:
         if kind == "chat":
             delta = {}
             if first:
                 delta["role"] = "assistant"
-            if text is not None:
+            if isinstance(text, dict):
+                delta.update(text)
+            elif text is not None:
                 delta["content"] = text
             out.append({"index": index, "delta": delta, "logprobs": lp,
                         "finish_reason": finish_reason(reason) if reason else None})
