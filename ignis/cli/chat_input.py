@@ -77,6 +77,9 @@ def piped_messages(read_line):
             line = read_line("")
         except EOFError:
             break
+        except KeyboardInterrupt:       # Ctrl-C between messages: the chat goes on
+            sys.stdout.write("\n")
+            continue
         stripped = line.lstrip()
         if PASTE_START in line:
             yield from text_so_far()
