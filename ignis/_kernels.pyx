@@ -65,8 +65,8 @@ activation rounding decides near-tied top-1 tokens (measured on the real model:
 top-1 0.9885 -> 0.9923 on the Q8_0 file, 0.9846 -> 0.9917 on the original).
 
 `kv` is any object with `.k` and `.v` writable float16 C-contiguous arrays of
-shape [n_layers, n_rows, n_kv_heads, head_dim] (`KVCache` below,
-ignis.runtime.paged.PagedKVCache, ignis.ir.interpret.KVCache), or a (k, v) tuple.
+shape [n_layers, n_rows, n_kv_heads, head_dim] (ignis.runtime.paged.PagedKVCache,
+ignis.ir.interpret.KVCache, ignis.testing.KVCache), or a (k, v) tuple.
 `tokens` and `positions` are int32 [T] (required when the plan embeds / uses
 positions; tokens must be below the embedding's row count). A batch of many
 sequences passes `tables` (int32 [n_seq, w]: each sequence's physical blocks of
@@ -436,7 +436,11 @@ include "kernels/elementwise.pxi"
 include "kernels/matmul.pxi"
 include "kernels/attention.pxi"
 include "kernels/vm.pxi"
+include "kernels/isa.pxi"
+include "kernels/plan_args.pxi"
+include "kernels/plan_ops.pxi"
 include "kernels/plan.pxi"
+include "kernels/plan_run.pxi"
 include "kernels/standalone.pxi"
 include "kernels/sampler_core.pxi"
 include "kernels/sampling.pxi"

@@ -54,9 +54,6 @@ class Progress:
                 self.stream.flush()
                 self._last_decile = decile
 
-    def advance(self, n: int) -> None:
-        self.update(self.done + n)
-
     def close(self) -> None:
         if self.enabled and self.tty:
             self.stream.write("\r" + self._line() + "\n")

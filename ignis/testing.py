@@ -284,3 +284,32 @@ class EngineSequence:
 
     def keepable(self, n: int) -> int:
         return self.kv.keepable(self.seq, min(n, self.kv.length(self.seq)))
+
+
+class KVCache:
+    """float16 K and V caches [n_layers, n_ctx, n_kv_heads, head_dim] (zeros) for Plan.run in
+    tests: what the runtime's paged caches are, without the paging."""
+
+    def __init__(self, n_layers, n_ctx, n_kv_heads, head_dim):
+        import operator
+
+        from ignis.errors import ModelError
+        dims = []
+        for name, v, hi in (("n_layers", n_layers, 1 << 16), ("n_ctx", n_ctx, 1 << 24),
+                            ("n_kv_heads", n_kv_heads, 1 << 16), ("head_dim", head_dim, 1 << 16)):
+            if isinstance(v, (bool, np.bool_)):
+                raise ModelError(f"KVCache: {name} must be an integer, got bool {v!r}")
+            try:
+                v = operator.index(v)
+            except TypeError:
+                raise ModelError(f"KVCache: {name} must be an integer, got {type(v).__name__}") from None
+            if not 1 <= v <= hi:
+                raise ModelError(f"KVCache: {name} must be in [1, {hi}], got {v}")
+            dims.append(v)
+        shape = tuple(dims)
+        try:
+            self.k = np.zeros(shape, np.float16)
+            self.v = np.zeros(shape, np.float16)
+        except (MemoryError, ValueError):
+            raise ModelError(f"KVCache: cannot allocate 2 x {int(np.prod(shape)) * 2} bytes for {shape}") from None
+        self.n_ctx = dims[1]

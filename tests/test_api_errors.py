@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 
 import ignis
 from ignis import ArgumentError, ArgumentTypeError, IgnisError, SamplingParams, TokenIdError, Tokenizer
-from ignis.testing import make_tiny_qwen2
 
 VOCAB = 300
 N_CTX = 64
@@ -25,8 +24,8 @@ MSG = [{"role": "user", "content": "hi"}]
 
 
 @pytest.fixture(scope="module")
-def path(tmp_path_factory):
-    return str(make_tiny_qwen2(tmp_path_factory.mktemp("api") / "tiny.gguf", vocab=VOCAB, n_ctx=N_CTX, seed=7))
+def path(tiny_model):
+    return tiny_model(vocab=VOCAB, n_ctx=N_CTX, seed=7)
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,8 @@ import time
 
 import pytest
 
-from ignis.cli_chat import fit_history, read_message, split_turns
-from ignis.testing import make_tiny_qwen2
+from ignis.cli.chat import fit_history, split_turns
+from ignis.cli.chat_input import read_message
 
 from helpers import start_slowed_ignis
 
@@ -24,9 +24,8 @@ PASTE_START, PASTE_END = "\x1b[200~", "\x1b[201~"
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return str(make_tiny_qwen2(tmp_path_factory.mktemp("chat") / "tiny.gguf", n_layers=2, width=64, n_heads=4,
-                               n_kv_heads=2, ffn=128, vocab=300, seed=3))
+def tiny(tiny_model):
+    return tiny_model(n_layers=2, width=64, n_heads=4, n_kv_heads=2, ffn=128, vocab=300, seed=3)
 
 
 def _ignis(argv, stdin="", tmp_path=None, cwd=ROOT):
@@ -46,12 +45,17 @@ def _chat(tiny, stdin, tmp_path, *flags):
 
 
 def _shown(stdout: str) -> list:
-    """The conversation printed by the last /show: the JSON lines after 'N messages'."""
+    """The conversation printed by the last /show: after 'N messages (...)', one line a message,
+    '  role: "text"' (the text JSON-quoted)."""
     lines = stdout.splitlines()
-    heads = [i for i, line in enumerate(lines) if re.fullmatch(r"\d+ messages?", line)]
+    heads = [i for i, line in enumerate(lines) if re.fullmatch(r"\d+ messages? \(.*\)", line)]
     assert heads, stdout
     n = int(lines[heads[-1]].split()[0])
-    return [json.loads(line) for line in lines[heads[-1] + 1:heads[-1] + 1 + n]]
+    shown = []
+    for line in lines[heads[-1] + 1:heads[-1] + 1 + n]:
+        role, _, text = line.strip().partition(": ")
+        shown.append({"role": role, "content": json.loads(text)})
+    return shown
 
 
 def _setting(stdout: str, name: str) -> str:
@@ -126,7 +130,7 @@ def test_set_changes_the_sampling_and_bad_values_keep_the_session(tiny, tmp_path
 
 
 def test_a_constraint_flag_holds_for_every_reply(tiny, tmp_path):
-    proc = _chat(tiny, "hi\nagain\n/show\n", tmp_path, "--regex", "[0-9]{3}", "-n", "8")
+    proc = _chat(tiny, '"""hi"""\n"""again"""\n/show\n', tmp_path, "--regex", "[0-9]{3}", "-n", "8")
     replies = [m["content"] for m in _shown(proc.stdout) if m["role"] == "assistant"]
     assert len(replies) == 2 and all(re.fullmatch(r"[0-9]{3}", r) for r in replies), replies
     assert _setting(proc.stdout, "regex") == "[0-9]{3}"
@@ -158,10 +162,11 @@ def test_bye_exits_0_and_reads_no_further(tiny, tmp_path):
 # -- the context ------------------------------------------------------------------------------
 
 def test_history_outgrowing_the_context_drops_the_oldest_turns(tiny, tmp_path):
-    stdin = "first question\nsecond question\nthird question\n/show\n"
+    stdin = '"""first question"""\n"""second question"""\n"""third question"""\n/show\n'
     proc = _chat(tiny, stdin, tmp_path, "-c", "64", "-n", "8")
     assert re.search(r"^ignis chat: the conversation outgrew the context of 64 tokens: dropped the oldest "
                      r"\d+ turns? \(the system prompt stays\)$", proc.stderr, re.M), proc.stderr
+    assert "context limit" not in proc.stderr, proc.stderr      # trimmed before each reply, not after a cut
     history = _shown(proc.stdout)
     assert history[0] == {"role": "system", "content": "sys"}
     assert history[1] == {"role": "user", "content": "third question"}   # the oldest turns went
@@ -169,7 +174,7 @@ def test_history_outgrowing_the_context_drops_the_oldest_turns(tiny, tmp_path):
 
 
 def test_a_message_larger_than_the_context_is_refused_and_the_chat_goes_on(tiny, tmp_path):
-    stdin = f"hello\n{'x' * 300}\nagain\n/show\n"
+    stdin = f'"""hello"""\n"""{"x" * 300}"""\n"""again"""\n/show\n'
     proc = _chat(tiny, stdin, tmp_path, "-c", "64", "-n", "4")
     assert re.search(r"^ignis chat: message not sent: it needs \d+ tokens with the system prompt, more than "
                      r"the context of 64", proc.stderr, re.M), proc.stderr
@@ -214,7 +219,7 @@ def test_ctrl_c_stops_a_reply_and_the_chat_goes_on(tiny, tmp_path):
     proc = start_slowed_ignis(["chat", "-m", tiny, "-n", "100000", "-c", "4096", "--temp", "0", "-t", "1"],
                               subprocess.PIPE, IGNIS_HOME=str(tmp_path))
     try:
-        proc.stdin.write(b"hello\n")
+        proc.stdin.write(b'"""hello"""\n')        # a block is a whole message at once
         proc.stdin.flush()
         ready, _, _ = select.select([proc.stdout], [], [], 60)
         assert ready, "no reply within 60 s"
@@ -326,6 +331,24 @@ def test_on_a_terminal_readline_keeps_history_and_a_paste_is_one_message(tiny, t
         os.close(fd)
     text = seen.decode(errors="replace")
     assert os.WEXITSTATUS(status) == 0, text
-    assert '{"role": "user", "content": "def f(x):\\n    return x"}' in text, text   # one message
+    assert 'user: "def f(x):\\n    return x"' in text, text   # one message
     history = (tmp_path / "chat_history").read_text()
     assert "/show" in history and "/bye" in history, history        # kept for the next session
+
+
+# -- what a new user types (issue 24) ---------------------------------------------------------------
+
+def test_piped_text_is_one_message_and_blocks_are_one_each(tiny, tmp_path):
+    out = _chat(tiny, "line one\nline two\n\nline four\n/show\n", tmp_path).stdout
+    assert [m["content"] for m in _shown(out) if m["role"] == "user"] == ["line one\nline two\n\nline four"]
+    out = _chat(tiny, 'intro\n"""first"""\n"""second\nstill second"""\nlast\n/show\n', tmp_path).stdout
+    users = [m["content"] for m in _shown(out) if m["role"] == "user"]
+    assert users == ["intro", "first", "second\nstill second", "last"]
+
+
+def test_show_is_a_readable_summary(tiny, tmp_path):
+    out = _chat(tiny, '"""hello\nthere"""\n/show\n', tmp_path).stdout
+    assert "None" not in out and '{"role"' not in out, out
+    assert re.search(r"^seed\s+random$", out, re.M), out                   # not Python's None
+    assert re.search(r"^3 messages \(1 turn, \d+ tokens of the context's \d+\)$", out, re.M), out
+    assert '  user: "hello\\nthere"' in out.splitlines(), out           # one line a message

@@ -11,7 +11,6 @@ import pytest
 
 import ignis
 from ignis.cli import main
-from ignis.testing import make_tiny_qwen2
 
 from helpers import start_slowed_ignis
 
@@ -19,9 +18,8 @@ GREEDY = ["-n", "12", "--temp", "0", "-t", "1", "--ignore-eos"]
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return str(make_tiny_qwen2(tmp_path_factory.mktemp("compat") / "tiny.gguf", n_layers=2, width=64, n_heads=4,
-                               n_kv_heads=2, ffn=128, vocab=300, seed=3))
+def tiny(tiny_model):
+    return tiny_model(n_layers=2, width=64, n_heads=4, n_kv_heads=2, ffn=128, vocab=300, seed=3)
 
 
 def _run(argv, capsys, code=0):
@@ -72,7 +70,7 @@ def test_escape_turns_backslash_n_into_a_newline(tiny, capsys):
     escaped = _run(["run", "-m", tiny, "-p", "a\\nb\\tc", "-e", "--echo", *GREEDY], capsys).out
     assert escaped.startswith("a\nb\tc")
     assert escaped == _run(["run", "-m", tiny, "-p", "a\nb\tc", "--echo", *GREEDY], capsys).out
-    from ignis.cli_runtime import _unescape
+    from ignis.cli.common import unescape as _unescape
     assert _unescape(r"q\"\'\\x\x41\z") == "q\"'\\xA\\z"
 
 

@@ -71,7 +71,7 @@ CASES = [
     ("inspect truncated file", ["inspect", "{truncated}"], 1, "truncated"),
     ("run unknown architecture", ["run", "-m", "{mamba}", "-p", "hi"], 1, "general.architecture is 'mamba'"),
     ("run NaN weights", ["run", "-m", "{nan}", "-p", "hi"], 1, "tensor output_norm.weight holds NaN/Inf"),
-    ("-n -1", ["run", "-m", "{tiny}", "-p", "hi", "-n", "-1"], 2, "expected a non-negative integer, got '-1'"),
+    ("-n -2", ["run", "-m", "{tiny}", "-p", "hi", "-n", "-2"], 2, "expected a non-negative integer, got '-2'"),
     ("-n abc", ["run", "-m", "{tiny}", "-p", "hi", "-n", "abc"], 2, "got 'abc'"),
     ("--temp abc", ["run", "-m", "{tiny}", "-p", "hi", "--temp", "abc"], 2, "invalid float value: 'abc'"),
     ("--temp -1", ["run", "-m", "{tiny}", "-p", "hi", "--temp", "-1"], 1, "temperature must be >= 0"),

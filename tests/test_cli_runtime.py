@@ -7,13 +7,11 @@ import sys
 import pytest
 
 from ignis.cli import main
-from ignis.testing import make_tiny_qwen2
 
 
 @pytest.fixture(scope="module")
-def tiny_path(tmp_path_factory):
-    return str(make_tiny_qwen2(tmp_path_factory.mktemp("t") / "tiny.gguf", n_layers=2, width=64, n_heads=4,
-                               n_kv_heads=2, ffn=128, vocab=300, seed=3))
+def tiny_path(tiny_model):
+    return tiny_model(n_layers=2, width=64, n_heads=4, n_kv_heads=2, ffn=128, vocab=300, seed=3)
 
 
 def _json(argv, capsys):

@@ -12,15 +12,13 @@ from hypothesis import strategies as st
 
 import ignis
 from ignis.errors import ArgumentTypeError, IgnisError, TokenIdError
-from ignis.testing import make_tiny_qwen2
 
 SETTINGS = dict(temperature=1.0, top_k=0, top_p=1.0, min_p=0.0)
 
 
 @pytest.fixture(scope="module")
-def tiny_path(tmp_path_factory):
-    return str(make_tiny_qwen2(tmp_path_factory.mktemp("loop") / "tiny.gguf", n_layers=2, width=64,
-                               n_heads=4, n_kv_heads=2, ffn=128, vocab=300, seed=5))
+def tiny_path(tiny_model):
+    return tiny_model(n_layers=2, width=64, n_heads=4, n_kv_heads=2, ffn=128, vocab=300, seed=5)
 
 
 @pytest.fixture(scope="module")

@@ -14,10 +14,9 @@ from ignis.testing import make_tiny_qwen2
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
+def tiny(tiny_model):
     """A 1-layer tiny model (Q8_0 matrices, F32 norms and biases)."""
-    return make_tiny_qwen2(tmp_path_factory.mktemp("lies") / "tiny.gguf", n_layers=1, width=64, n_heads=4,
-                           n_kv_heads=2, ffn=128, vocab=300, seed=3)
+    return tiny_model(n_layers=1, width=64, n_heads=4, n_kv_heads=2, ffn=128, vocab=300, seed=3)
 
 
 def rewrite(src, dst, set_keys=None, drop_keys=(), types=None, tensors=None):

@@ -12,7 +12,6 @@ import pytest
 
 import ignis
 from ignis.errors import ContextOverflowError, IgnisError
-from ignis.testing import make_tiny_qwen2
 
 N_CTX = 64
 PROMPT = "ab cd ef gh ij kl mn op"      # 8 to 20 tokens in the tiny byte-level vocabulary
@@ -20,9 +19,8 @@ LONG_IDS = [(7 * i + 3) % 256 for i in range(40)]
 
 
 @pytest.fixture(scope="module")
-def path(tmp_path_factory):
-    return make_tiny_qwen2(tmp_path_factory.mktemp("edges") / "tiny.gguf", n_layers=2, width=64, n_heads=4,
-                           n_kv_heads=2, ffn=128, vocab=300, seed=5)
+def path(tiny_model):
+    return tiny_model(n_layers=2, width=64, n_heads=4, n_kv_heads=2, ffn=128, vocab=300, seed=5)
 
 
 def load(path, n_ctx=N_CTX):

@@ -12,6 +12,7 @@ from ignis import errors
 from ignis.gguf import quant
 from ignis.gguf.types import TensorType
 from ignis.ir import interpret as ref
+from ignis.testing import KVCache
 
 K = pytest.importorskip("ignis._kernels")
 
@@ -304,7 +305,7 @@ def test_quantize_q4_1_round_trip():
 def test_kv_write_and_attention_match_reference(threads):
     r = rng(11)
     L, n_ctx, H, KVH, hd = 2, 24, 6, 2, 16
-    kv, kv_ref = K.KVCache(L, n_ctx, KVH, hd), ref.KVCache(L, n_ctx, KVH, hd)
+    kv, kv_ref = KVCache(L, n_ctx, KVH, hd), ref.KVCache(L, n_ctx, KVH, hd)
     for start, T in ((0, 7), (7, 1), (8, 3)):
         pos = np.arange(start, start + T, dtype=np.int32)
         k = r.standard_normal((T, KVH * hd)).astype(np.float32)
@@ -425,7 +426,7 @@ def build_plan(cfg, W, T, fused, threads, inplace=False, parts=False):
 
 
 def run_steps(cfg, W, fused, threads, inplace=False, parts=False, steps=((0, 6), (6, 1), (7, 1))):
-    kv = K.KVCache(cfg["L"], 16, cfg["KVH"], cfg["hd"])
+    kv = KVCache(cfg["L"], 16, cfg["KVH"], cfg["hd"])
     toks = rng(99).integers(0, cfg["V"], size=16).astype(np.int32)
     outs = []
     for start, T in steps:
@@ -575,7 +576,7 @@ def test_plan_validation_errors():
 def test_run_validation_errors():
     cfg, W = tiny_model(4)
     plan, _ = build_plan(cfg, W, 2, fused=True, threads=1)
-    kv = K.KVCache(cfg["L"], 8, cfg["KVH"], cfg["hd"])
+    kv = KVCache(cfg["L"], 8, cfg["KVH"], cfg["hd"])
     pos = np.array([0, 1], np.int32)
     with pytest.raises(errors.ModelError):
         plan.run(np.array([0, cfg["V"]], np.int32), pos, kv)           # token id out of range
@@ -588,10 +589,10 @@ def test_run_validation_errors():
     with pytest.raises(errors.ModelError):
         plan.run(np.array([0, 1], np.int32), pos, None)                # no cache
     with pytest.raises(errors.ModelError):
-        plan.run(np.array([0, 1], np.int32), pos, K.KVCache(1, 8, cfg["KVH"], cfg["hd"]))
+        plan.run(np.array([0, 1], np.int32), pos, KVCache(1, 8, cfg["KVH"], cfg["hd"]))
     with pytest.raises(errors.ModelError):
-        plan.run(np.array([0, 1], np.int32), pos, K.KVCache(cfg["L"], 8, 1, cfg["hd"]))
-    bad_kv = K.KVCache(cfg["L"], 8, cfg["KVH"], cfg["hd"])
+        plan.run(np.array([0, 1], np.int32), pos, KVCache(cfg["L"], 8, 1, cfg["hd"]))
+    bad_kv = KVCache(cfg["L"], 8, cfg["KVH"], cfg["hd"])
     bad_kv.k = bad_kv.k.astype(np.float32)
     with pytest.raises(errors.ModelError):
         plan.run(np.array([0, 1], np.int32), pos, bad_kv)

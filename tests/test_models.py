@@ -21,14 +21,14 @@ def _write(tmp_path, config, name):
 
 
 @pytest.fixture(scope="module")
-def tiny_llama_path(tmp_path_factory):
-    return _write(tmp_path_factory.mktemp("llama"), tiny_llama_config(n_layers=2), "llama")
+def tiny_llama_path(tiny_model):
+    return tiny_model(arch="llama", n_layers=2)
 
 
 @pytest.fixture(scope="module")
-def tiny_gemma3_path(tmp_path_factory):
+def tiny_gemma3_path(tiny_model):
     # 3 layers: local, local, global (global_every=3); window 8 < the 24-token prompt
-    return _write(tmp_path_factory.mktemp("gemma3"), tiny_gemma3_config(n_layers=3, window=8), "gemma3")
+    return tiny_model(arch="gemma3", n_layers=3, window=8)
 
 
 def _reference_logits(path, ids):

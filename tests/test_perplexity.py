@@ -10,14 +10,13 @@ import ignis
 from ignis.cli import main
 from ignis.errors import IgnisError
 from ignis.runtime.perplexity import perplexity
-from ignis.testing import make_tiny_qwen2
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
-def tiny_path(tmp_path_factory):
-    return str(make_tiny_qwen2(tmp_path_factory.mktemp("ppl") / "tiny.gguf", vocab=300, seed=5, n_ctx=256))
+def tiny_path(tiny_model):
+    return tiny_model(vocab=300, seed=5, n_ctx=256)
 
 
 def _oracle(model, ids, c, n_chunks):

@@ -14,6 +14,7 @@ from fuzz.plan_api import (BF16, F16, F32, IQ4_NL, KV, Q4_0, Q4_1, Q4_K, Q5_0, Q
                            Opaque, Segfault, Vec, Wt,
                            cases, check_case, matmul_ref, run_case)
 from ignis.errors import IgnisError, ModelError
+from ignis.testing import KVCache
 
 K = pytest.importorskip("ignis._kernels")
 
@@ -286,7 +287,7 @@ def test_a_failed_add_leaves_the_plan_as_it_was():
     with pytest.raises(ModelError):
         plan.add_attention(0, 4000, 5, 2, 2, 8)
     plan.add_attention(0, 512, 0, 2, 1, 16)      # another KV geometry: fine, nothing was recorded
-    kv = K.KVCache(1, 4, 1, 16)
+    kv = KVCache(1, 4, 1, 16)
     plan.run(positions=np.array([0, 1], np.int32), kv=kv)
 
 
@@ -345,9 +346,9 @@ def test_f32_views_check_their_shape():
     lambda: K.embed(np.array([0.5]), K.quantize_q8_0(np.ones((4, 32), np.float32)), 32),
     lambda: K.silu(np.array(["x"])),
     lambda: K.add(np.ones(3), np.ones(3), threads="2"),
-    lambda: K.KVCache("2", 4, 1, 4),
-    lambda: K.KVCache(1, 2 ** 30, 1, 4),
-    lambda: K.KVCache(2 ** 16, 2 ** 24, 2 ** 16, 2 ** 16),
+    lambda: KVCache("2", 4, 1, 4),
+    lambda: KVCache(1, 2 ** 30, 1, 4),
+    lambda: KVCache(2 ** 16, 2 ** 24, 2 ** 16, 2 ** 16),
     lambda: K.row_nbytes("8", 32),
     lambda: K.row_nbytes(8, 33.0),
     lambda: K.row_nbytes(8, None),
@@ -364,7 +365,7 @@ def test_valid_standalone_calls_are_unchanged():
     w = K.quantize_q8_0(r.standard_normal((8, 64)).astype(np.float32) * 0.1)
     assert np.array_equal(K.matmul(x, w, np.int64(Q8_0)), K.matmul(x, w, Q8_0, 1, "q8_0"))
     assert K.row_nbytes(np.int32(Q8_0), np.int64(64)) == 68
-    assert K.KVCache(np.int64(1), 4, 1, 4).k.shape == (1, 4, 1, 4)
+    assert KVCache(np.int64(1), 4, 1, 4).k.shape == (1, 4, 1, 4)
 
 
 # ------------------------------------------------------------------ the harness itself

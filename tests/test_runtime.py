@@ -14,9 +14,8 @@ from ignis.testing import make_tiny_qwen2
 
 
 @pytest.fixture(scope="module")
-def tiny_path(tmp_path_factory):
-    return str(make_tiny_qwen2(tmp_path_factory.mktemp("tiny") / "tiny.gguf", n_layers=2, width=64,
-                               n_heads=4, n_kv_heads=2, ffn=128, vocab=300, seed=1))
+def tiny_path(tiny_model):
+    return tiny_model(n_layers=2, width=64, n_heads=4, n_kv_heads=2, ffn=128, vocab=300, seed=1)
 
 
 @pytest.fixture(scope="module")

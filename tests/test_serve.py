@@ -19,7 +19,6 @@ pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
 pytest.importorskip("prometheus_client")
 
-from ignis.testing import make_tiny_qwen2  # noqa: E402
 
 KEY = "test-key"
 CTX = 2048
@@ -79,8 +78,8 @@ class _Server:
 
 
 @pytest.fixture(scope="module")
-def tiny_path(tmp_path_factory):
-    return str(make_tiny_qwen2(tmp_path_factory.mktemp("serve") / "tiny.gguf", n_ctx=CTX, seed=3))
+def tiny_path(tiny_model):
+    return tiny_model(n_ctx=CTX, seed=3)
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,6 @@ pytest.importorskip("ray.serve")
 openai = pytest.importorskip("openai")
 httpx = pytest.importorskip("httpx")
 
-from ignis.testing import make_tiny_qwen2  # noqa: E402
 
 CTX = 32768         # room in each replica's KV cache for every stream at once
 HEADER = "x-ignis-replica"
@@ -120,8 +119,8 @@ class _RayServer:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    path = str(make_tiny_qwen2(tmp_path_factory.mktemp("ray") / "tiny.gguf", n_ctx=CTX, seed=3))
+def server(tiny_model):
+    path = tiny_model(n_ctx=CTX, seed=3)
     srv = _RayServer(path)
     try:
         yield srv

@@ -9,15 +9,13 @@ from hypothesis import strategies as st
 import ignis
 from ignis.runtime import speculative
 from ignis.runtime.speculative import DraftLength, NgramDrafter
-from ignis.testing import make_tiny_qwen2
 
 SETTINGS = dict(temperature=1.0, top_k=0, top_p=1.0, min_p=0.0)
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    path = make_tiny_qwen2(tmp_path_factory.mktemp("spec") / "tiny.gguf", n_layers=2, width=64, n_heads=4,
-                           n_kv_heads=2, ffn=128, vocab=300, seed=7)
+def tiny(tiny_model):
+    path = tiny_model(n_layers=2, width=64, n_heads=4, n_kv_heads=2, ffn=128, vocab=300, seed=7)
     m = ignis.load(str(path), n_ctx=512, threads=2)
     yield m
     m.close()

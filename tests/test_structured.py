@@ -20,7 +20,6 @@ from ignis._kernels import mask_token_ids, top_k_masked
 from ignis.errors import ArgumentError, ConstraintError, IgnisError
 from ignis.runtime.constraint import response_format_schema
 from ignis.runtime.sampling import Sampler, SamplingParams
-from ignis.testing import make_tiny_qwen2
 
 jsonschema = pytest.importorskip("jsonschema")
 
@@ -110,8 +109,8 @@ def test_response_format_mapping():
 # --- a tiny model (random weights: without the constraint its output is noise) ---------
 
 @pytest.fixture(scope="module")
-def tiny_path(tmp_path_factory):
-    return str(make_tiny_qwen2(tmp_path_factory.mktemp("structured") / "tiny.gguf", n_ctx=512, seed=5))
+def tiny_path(tiny_model):
+    return tiny_model(n_ctx=512, seed=5)
 
 
 @pytest.fixture(scope="module")

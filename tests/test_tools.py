@@ -12,7 +12,6 @@ from ignis.errors import ArgumentError, IgnisError
 from ignis.runtime.chat import ChatTemplate
 from ignis.runtime.toolparse import CallParser, parse_reply
 from ignis.runtime.tools import ToolError, check_tool_request, grammar, render
-from ignis.testing import make_tiny_qwen2
 
 jsonschema = pytest.importorskip("jsonschema")
 
@@ -122,9 +121,9 @@ def _valid_message(message, names, parallel=True):
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
+def tiny(tiny_model):
     import ignis
-    path = make_tiny_qwen2(tmp_path_factory.mktemp("tools") / "tiny.gguf", n_ctx=4096, seed=5)
+    path = tiny_model(n_ctx=4096, seed=5)
     with ignis.load(path, n_ctx=4096, threads=1) as model:
         yield model
 

@@ -45,8 +45,9 @@ class Value:
 @dataclass(frozen=True)
 class Weight:
     """A weight operand: one GGUF tensor by name, or the row-concatenation of several
-    (planned by a pass, materialised once at load). Rows of every part are independent,
-    so a concatenation of quantized rows is a byte concatenation."""
+    (planned by a pass). A concatenated matrix is never copied: the kernels read its parts
+    in place; a concatenated vector is copied once at load. Rows of every part are
+    independent, so a concatenation of quantized rows reads like a byte concatenation."""
     parts: tuple
 
     @classmethod

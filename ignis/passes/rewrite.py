@@ -24,10 +24,6 @@ class PassReport:
     rewrites: int
     kinds: dict = field(default_factory=dict)
 
-    def as_dict(self) -> dict:
-        return {"name": self.name, "ops_before": self.ops_before, "ops_after": self.ops_after,
-                "rewrites": self.rewrites, "kinds": dict(self.kinds)}
-
 
 @dataclass(frozen=True)
 class Fusion:

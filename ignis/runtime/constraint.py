@@ -252,11 +252,6 @@ class ConstraintState:
                                   f"{_one_line(self.matcher.get_error())}")
 
     @property
-    def accepting(self) -> bool:
-        """The output so far is complete (it may still go on)."""
-        return self.matcher.is_accepting()
-
-    @property
     def finished(self) -> bool:
         """The output is complete and nothing may follow."""
         return self.matcher.is_stopped()

@@ -260,10 +260,6 @@ cdef class BPEMerger:
 
     # --- the Python-facing entry points ---------------------------------------------------
 
-    def encode_piece(self, str piece):
-        """Token ids of one pre-token (uncached)."""
-        return list(self._encode_piece(piece))
-
     cpdef void encode_pieces(self, list pieces, list out) except *:
         """Append the ids of every pre-token in pieces to out."""
         cdef object piece
@@ -284,24 +280,8 @@ cdef class BPEMerger:
             else:
                 out.extend(ids)
 
-    def probe_stats(self):
-        """(merges stored, slots, longest probe chain): a check that the hash spreads well."""
-        cdef uint64_t i, j, longest = 0, stored = 0, chain
-        for i in range(self.slot_mask + 1):
-            if self.slots[i].key == EMPTY_KEY:
-                continue
-            stored += 1
-            j = slot_hash(self.slots[i].key) & self.slot_mask
-            chain = ((i - j) & self.slot_mask) + 1
-            longest = max(longest, chain)
-        return stored, self.slot_mask + 1, longest
-
     def clear_cache(self):
         self.cache.clear()
-
-    @property
-    def cache_size(self):
-        return len(self.cache)
 
 
 def contains_marked(str text, const uint8_t[::1] bitmap not None, uint32_t lowest):

@@ -271,7 +271,3 @@ cdef class SPMMerger:
                     f"cannot encode {fragment[symbol.start:symbol.start + symbol.n].decode('utf-8', 'replace')!r}: "
                     "the vocabulary has neither a token nor byte tokens for it, and no unknown token")
             at = symbol.next
-
-    def token_of(self, bytes text not None):
-        """The id of the token whose UTF-8 text is text, or -1."""
-        return self._find(<const uint8_t*><const char*>text, len(text))

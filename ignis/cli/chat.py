@@ -5,10 +5,10 @@ context. Replies stream to stdout; notices and errors are one line on stderr."""
 import json
 import sys
 
+from ignis.cli.chat_input import enable_line_editing, stdin_messages
+from ignis.cli.common import (constraint, constraint_flags, load, model_flag, report_context_limit, sampling,
+                              sampling_flags)
 from ignis.errors import ArgumentError, IgnisError
-
-BLOCK = '"""'                                         # opens and closes a multi-line message
-PASTE_START, PASTE_END = "\x1b[200~", "\x1b[201~"     # a terminal's bracketed-paste markers
 
 HELP = """\
 /help                this list
@@ -16,7 +16,7 @@ HELP = """\
 /set NAME VALUE      change one: temperature, top_k, top_p, min_p, repeat_penalty,
                      presence_penalty, frequency_penalty, seed (or none), max_tokens
 /set system TEXT     replace the system prompt
-/show                the settings, then the conversation (one JSON message a line)
+/show                the settings, then the conversation (its size, one message a line)
 /clear               forget the conversation (the system prompt stays)
 /bye                 quit (also /exit, /quit, Ctrl-D); Ctrl-C stops a reply
 \"\"\"                  a line starting with \"\"\" opens a multi-line message, one ending with \"\"\" closes it
@@ -33,109 +33,16 @@ SETTINGS = {
 }
 
 
+def _one_line(text: str, width: int = 70) -> str:
+    """text on one line of at most width characters (whitespace runs as one space)."""
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
 def say(message: str) -> None:
     """A notice or an error of the chat: one line on stderr."""
     sys.stderr.write(f"ignis chat: {message}\n")
     sys.stderr.flush()
-
-
-# -- reading a message -----------------------------------------------------------------------
-
-def read_message(read_line):
-    """The next message as (text, literal): one line, a \"\"\" block or a bracketed paste
-    (literal: never a command). read_line(prompt) returns a line without its newline and
-    raises EOFError at the end of input (propagated when no message was started)."""
-    line = read_line("> ")
-    if PASTE_START in line:
-        return _read_paste(line, read_line), True
-    if line.lstrip().startswith(BLOCK):
-        return _read_block(line.lstrip()[len(BLOCK):], read_line), True
-    return line, "\n" in line        # readline's own bracketed paste gives one line with newlines
-
-
-def _read_paste(line: str, read_line) -> str:
-    """Lines up to the one holding the end marker, markers dropped (text typed after the paste
-    on its last line belongs to the message). End of input ends the paste."""
-    lines = [line]
-    while PASTE_END not in lines[-1]:
-        try:
-            lines.append(read_line(""))
-        except EOFError:
-            break
-    text = "\n".join(lines).replace(PASTE_START, "").replace(PASTE_END, "")
-    return text.strip("\r\n")
-
-
-def _read_block(first: str, read_line) -> str:
-    """A \"\"\" block: from after the opening quotes to before the closing ones (on the first
-    line too: \"\"\"one line\"\"\"). End of input ends the block: nothing typed is lost."""
-    lines, line = [], first
-    while True:
-        stripped = line.rstrip()
-        if stripped.endswith(BLOCK):
-            lines.append(stripped[:-len(BLOCK)])
-            break
-        lines.append(line)
-        try:
-            line = read_line("... ")
-        except EOFError:
-            break
-    return "\n".join(lines).strip("\r\n")
-
-
-def stdin_reader():
-    """read_line for stdin: input() with its prompt on a terminal, plain lines (no prompt) from a
-    pipe or a file."""
-    if sys.stdin.isatty():
-        return input
-
-    def read_line(prompt: str) -> str:
-        line = sys.stdin.readline()
-        if not line:
-            raise EOFError
-        return line[:-1] if line.endswith("\n") else line
-    return read_line
-
-
-def enable_line_editing():
-    """On a terminal: readline's editing and history (kept in <cache>/chat_history, the cache
-    of `ignis pull`) and bracketed paste. Returns what to call at exit (saves the history,
-    turns paste mode off). Without readline, or not on a terminal: plain input."""
-    if not (sys.stdin.isatty() and sys.stdout.isatty()):
-        return lambda: None
-    try:
-        import readline
-    except ImportError:                  # e.g. a Python built without it: still a working chat
-        return _raw_bracketed_paste()
-    from ignis.hub import cache_dir
-    path = cache_dir() / "chat_history"
-    try:
-        readline.read_history_file(str(path))
-    except OSError:                      # no history yet, or unreadable: start empty
-        pass
-    readline.set_history_length(1000)
-    if "libedit" not in (readline.__doc__ or ""):
-        # GNU readline (8.1+ does this already) brackets pastes and hands back one line
-        readline.parse_and_bind("set enable-bracketed-paste on")
-
-    def save():
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            readline.write_history_file(str(path))
-        except OSError:                  # a read-only cache: the chat itself did not fail
-            pass
-    return save
-
-
-def _raw_bracketed_paste():
-    """Ask the terminal to bracket pastes (read_message joins them) when readline is missing."""
-    sys.stdout.write("\x1b[?2004h")
-    sys.stdout.flush()
-
-    def off():
-        sys.stdout.write("\x1b[?2004l")
-        sys.stdout.flush()
-    return off
 
 
 # -- fitting the conversation into the context ---------------------------------------------
@@ -234,7 +141,7 @@ class ChatSession:
             self.max_tokens = parsed
         else:
             self.settings[key] = parsed
-        say(f"{key} = {parsed}")
+        say(f"{key} = {'random' if parsed is None else parsed}")
 
     def _checked(self, name: str, value: str) -> tuple:
         """(setting, value) parsed and checked by the rules generate() applies."""
@@ -255,17 +162,23 @@ class ChatSession:
 
     def show_settings(self) -> None:
         for key, value in [*self.settings.items(), ("max_tokens", self.max_tokens)]:
-            print(f"{key:18s} {value}")
+            shown = "random" if key == "seed" and value is None else value
+            print(f"{key:18s} {shown}")
         system = [m["content"] for m in self.history if m["role"] == "system"]
-        print(f"{'system':18s} {json.dumps(system[0], ensure_ascii=False) if system else '(none)'}")
+        print(f"{'system':18s} {_one_line(system[0]) if system else '(none)'}")
         for key, value in self.constraint.items():      # fixed for the session (a command-line flag)
-            print(f"{key:18s} {value if isinstance(value, str) else json.dumps(value)}")
+            print(f"{key:18s} {_one_line(value if isinstance(value, str) else json.dumps(value))}")
 
     def show(self) -> None:
+        """The settings, then the conversation: its size, then each message as role: "text"
+        (the text quoted, newlines as \\n, so that one message is one line)."""
         self.show_settings()
-        print(f"{len(self.history)} message{'' if len(self.history) == 1 else 's'}")
+        n = len(self.history)
+        turns = len(split_turns(self.history)[1])
+        size = f", {len(self._prompt_ids(self.history))} tokens of the context's {self.model.n_ctx}" if n else ""
+        print(f"{n} message{'' if n == 1 else 's'} ({turns} turn{'' if turns == 1 else 's'}{size})")
         for message in self.history:
-            print(json.dumps(message, ensure_ascii=False))
+            print(f"  {message['role']}: {json.dumps(message['content'], ensure_ascii=False)}")
 
     # replies
 
@@ -307,7 +220,6 @@ class ChatSession:
     def _stream(self, ids: list) -> str:
         """Generate the reply to the prompt ids, streaming it to stdout; its text. Ctrl-C stops
         it (what came so far is kept); the context filling up is reported."""
-        from ignis.cli_runtime import report_context_limit
         model = self.model
         pieces = model.generate(ids, max_tokens=self.max_tokens, stream=True, **self.settings, **self.constraint)
         reply, stopped = [], False
@@ -331,21 +243,11 @@ class ChatSession:
 def run_chat(model, settings: dict, max_tokens: int, system: str | None, constraint: dict | None = None) -> int:
     """The loop: read a message, run it as a command or send it; 0 at /bye or end of input."""
     session = ChatSession(model, settings, max_tokens, system, constraint)
-    read_line = stdin_reader()
     at_exit = enable_line_editing()
     if sys.stdin.isatty():
         say("/help for commands, /bye or Ctrl-D to quit, Ctrl-C stops a reply, \"\"\" for multi-line")
     try:
-        while True:
-            try:
-                text, literal = read_message(read_line)
-            except EOFError:
-                if sys.stdin.isatty():
-                    sys.stdout.write("\n")
-                return 0
-            except KeyboardInterrupt:       # Ctrl-C while typing: drop the line, keep the chat
-                sys.stdout.write("\n")
-                continue
+        for text, literal in stdin_messages():
             if not literal and text.lstrip().startswith("/"):
                 if not session.command(text):
                     return 0
@@ -356,5 +258,31 @@ def run_chat(model, settings: dict, max_tokens: int, system: str | None, constra
                 session.reply(text)
             except IgnisError as e:         # e.g. a template that rejects the conversation
                 say(f"error: {e}")
+        return 0
     finally:
         at_exit()
+
+
+EPILOG = ("In the chat: /help lists the commands (/set temperature 0.7, /set system TEXT, /clear, /bye, "
+          "...); a line starting with \"\"\" opens a multi-line message, one ending with \"\"\" closes it, "
+          "and a paste is one message. Piped in (not a terminal), each \"\"\" block is one message, a line "
+          "starting with / a command, and the other lines together one message. When the conversation would "
+          "outgrow the context, its oldest turns are dropped before the reply (the system prompt stays).")
+
+
+def chat_args(p) -> None:
+    p.epilog = EPILOG
+    model_flag(p)
+    sampling_flags(p, n_predict=512, n_help="most tokens per reply; a reply also ends at the context limit, "
+                                            "and /set max_tokens N changes it")
+    constraint_flags(p)
+    p.add_argument("--system", help="system prompt")
+
+
+def cmd_chat(args) -> int:
+    model = load(args)
+    rules = constraint(args)
+    if rules:
+        model.constraint(**rules)      # a bad schema, regex or grammar: one line before the chat starts
+    budget = model.n_ctx if args.n_predict is None else args.n_predict     # -1: each reply until the context ends it
+    return run_chat(model, sampling(args), budget, args.system, rules)
