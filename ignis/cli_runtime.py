@@ -384,7 +384,18 @@ def cmd_serve(args) -> int:
         raise IgnisError(f"ignis serve needs the serve extra ({exc.name} is missing): "
                          "pip install 'ignis[serve]'") from None
     return serve(_model_path(args), host=args.host, port=args.port, n_ctx=args.ctx, threads=args.threads,
-                 max_batch=args.parallel, api_key=args.api_key, max_queue=args.max_queue)
+                 max_batch=args.parallel, api_key=args.api_key, max_queue=args.max_queue,
+                 shutdown_timeout=args.shutdown_timeout, quiet=args.quiet)
+
+
+def _seconds(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise_arg(f"--shutdown-timeout must be a non-negative number of seconds, got {text!r}")
+    return value
 
 
 def _port(text):
@@ -503,7 +514,12 @@ def register(command, model_flag) -> None:
     p.add_argument("-t", "--threads", type=_positive("threads"), default=None, help="threads (default: all cores)")
     p.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' (not on /health)")
     p.add_argument("--max-queue", type=_non_negative_int, default=None,
-                   help="answer 503 beyond this many waiting requests (default: no limit)")
+                   help="answer 503 beyond this many waiting sequences (a request counts n per prompt; "
+                        "default: no limit)")
+    p.add_argument("--shutdown-timeout", type=_seconds, default=10.0,
+                   help="on SIGTERM / Ctrl-C, seconds that requests in flight have to finish before they "
+                        "are cancelled (default 10)")
+    p.add_argument("--quiet", action="store_true", help="no access log line per request")
     p.add_argument("--ray", action="store_true",
                    help="serve replicas of the app on Ray Serve (the ray extra; RAY_ADDRESS picks a cluster, "
                         "default: a local Ray instance)")
