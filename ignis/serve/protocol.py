@@ -107,8 +107,10 @@ ROLES = ("system", "developer", "user", "assistant", "tool")     # developer: Op
 
 def _neutral(name: str, value, body: dict) -> bool:
     """A refused field given a value that asks for nothing beyond the default."""
-    if value is None or value in ({}, [], ""):
+    if value is None:
         return True
+    if name in ("logit_bias", "tools", "functions", "suffix"):     # empty: nothing asked for
+        return value in ({}, [], "")
     if name == "modalities":
         return value == ["text"]
     if name == "best_of":        # best_of == n (1 by default) is what every request does
