@@ -188,7 +188,7 @@ class _Run:
         self.n_prompt = n_prompt
         self.scope = scope                     # the HTTP request's: the access log reads the usage
         self.watcher = None
-        self.left = len(handles)
+        self.ended = set()                     # tags whose end has come
         self.t0 = time.perf_counter()
         self.last = [None] * len(handles)      # time of the latest piece
         self.counted = [0] * len(handles)      # tokens already timed
@@ -220,9 +220,13 @@ class _Run:
         if _GONE in events:
             raise ClientGone()
         now = time.perf_counter()
+        kept = []
         for tag, piece in events:
+            if tag in self.ended:
+                continue             # a second end, or a piece after the end: each choice ends once
+            kept.append((tag, piece))
             if piece is END_OF_STREAM:
-                self.left -= 1
+                self.ended.add(tag)
                 continue
             h = self.handles[tag]
             n = len(h.result.tokens)
@@ -233,7 +237,11 @@ class _Run:
                 for _ in range(min(k, 64)):
                     self.state.metrics.itl.observe((now - self.last[tag]) / k)
             self.last[tag], self.counted[tag] = now, n
-        return events
+        return kept
+
+    @property
+    def left(self) -> int:
+        return len(self.handles) - len(self.ended)
 
     def close(self) -> None:
         if self.closed:

@@ -33,6 +33,9 @@ class Metrics:
             lambda: _kv(state, "n_used_blocks"))
         Gauge("ignis_kv_blocks_free", "KV cache blocks free", registry=r).set_function(
             lambda: _kv(state, "n_free_blocks"))
+        Gauge("ignis_kv_blocks_reserved", "KV cache blocks held for no request: the prefix cache's finished "
+              "sequences and the engine's own; with nothing running, every used block is one of these",
+              registry=r).set_function(lambda: _reserved_blocks(state))
         Gauge("ignis_ready", "1 once the model is loaded", registry=r).set_function(lambda: 1 if state.ready else 0)
 
     def render(self) -> bytes:
@@ -45,3 +48,30 @@ def _kv(state, name: str) -> float:
     if engine is None:
         return 0
     return getattr(engine.kv, name)
+
+
+def _reserved_blocks(state) -> float:
+    """Distinct blocks of the scheduler's cached sequences and of the engine's own (padding,
+    the single-caller sequence), read without the model's lock (a step may run meanwhile: a
+    sequence freed under us is skipped, a changed dict re-read)."""
+    scheduler, model = state.scheduler, state.model
+    engine = getattr(model, "engine", None) if model is not None else None
+    if engine is None:
+        return 0
+    own = [getattr(engine, name) for name in ("_pad_seq", "seq") if getattr(engine, name, None) is not None]
+    cached = getattr(scheduler, "_cached", None) or {}
+    for _ in range(5):
+        try:
+            seqs = own + list(cached)
+            break
+        except RuntimeError:         # resized by the engine thread while we copied it
+            continue
+    else:
+        return 0
+    blocks = set()
+    for seq in seqs:
+        try:
+            blocks.update(int(b) for b in engine.kv.table(seq) if b >= 0)
+        except Exception:            # noqa: BLE001 - freed meanwhile
+            continue
+    return len(blocks)
