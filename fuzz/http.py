@@ -392,6 +392,7 @@ def run(model: str | None = None, count: int = 20000, seconds: float = 3600, see
             with lock:
                 failures.append((i, f"{case['method']} {case['path']} {case['mode']}: {exc}"))
                 modes[case["mode"]] += 1
+            print(f"fuzz/http: FAIL case {i}: {failures[-1][1]}", file=out, flush=True)
 
     try:
         with concurrent.futures.ThreadPoolExecutor(workers) as pool:

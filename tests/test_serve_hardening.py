@@ -485,3 +485,19 @@ def test_busy_port_is_one_line_before_the_model_loads(tiny_path):
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and f"127.0.0.1:{port}" in lines[0] and "in use" in lines[0], r.stderr
     assert "loaded" not in r.stderr
+
+
+def test_n2_ending_on_the_first_token_answers(server):
+    """n = 2 where the first completion ends at once (max_tokens 1, a stop string): each
+    request answers with both choices, each ended once (it hung on 3 of 6 tries)."""
+    for stream in (False, True):
+        for _ in range(6):
+            body = {"prompt": "The capital of Spain is", "max_tokens": 1, "n": 2, "stop": [" "], "temperature": 0}
+            if not stream:
+                r = httpx.post(server.base + "/v1/completions", json=body, timeout=20)
+                assert r.status_code == 200 and sorted(c["index"] for c in r.json()["choices"]) == [0, 1]
+                continue
+            lines = []
+            _stream_lines(server.base, "/v1/completions", body, lines, timeout=20)
+            finals = [c["index"] for x in lines[1:-1] for c in json.loads(x)["choices"] if c["finish_reason"]]
+            assert lines[-1] == "[DONE]" and sorted(finals) == [0, 1]
