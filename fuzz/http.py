@@ -24,6 +24,7 @@ import json
 import os
 import random
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -454,6 +455,7 @@ def main(argv=None) -> int:
     p.add_argument("--threads", "-t", type=int, default=None, help="the server's threads")
     p.add_argument("--max-n", type=int, default=3, help="largest n sent (default 3)")
     args = p.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))      # so that the server is stopped too
     summary = run(args.model, args.count, args.time, args.seed, args.workers, args.max_tokens, args.ctx,
                   threads=args.threads, max_n=args.max_n)
     failures = summary.pop("failures")
