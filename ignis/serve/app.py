@@ -29,7 +29,7 @@ from starlette.requests import Request as HTTPRequest
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from ignis.errors import IgnisError
+from ignis.errors import IgnisError, KVCacheFullError
 from ignis.runtime.scheduler import END_OF_STREAM
 from ignis.serve import protocol
 from ignis.serve.accesslog import AccessLog
@@ -268,6 +268,10 @@ class _Run:
     def cut_off(self, i: int) -> APIError | None:
         """Choice i's error if it did not finish (cancelled by shutdown, or failed)."""
         h = self.handles[i]
+        if isinstance(h.error, KVCacheFullError):     # an overload, not a fault: worth a retry
+            return APIError(f"the KV cache is full (every block held by other sequences): retry later, or serve "
+                            f"with a larger -c ({' '.join(str(h.error).split())})", status=503,
+                            type_="unavailable_error", code="kv_cache_full", headers={"Retry-After": "1"})
         if h.error is not None:
             return APIError(f"generation failed: {' '.join(str(h.error).split())}", status=503,
                             type_="server_error", code="engine_error", headers={"Retry-After": "1"})
