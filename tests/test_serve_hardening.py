@@ -501,3 +501,27 @@ def test_n2_ending_on_the_first_token_answers(server):
             _stream_lines(server.base, "/v1/completions", body, lines, timeout=20)
             finals = [c["index"] for x in lines[1:-1] for c in json.loads(x)["choices"] if c["finish_reason"]]
             assert lines[-1] == "[DONE]" and sorted(finals) == [0, 1]
+
+
+def test_a_full_kv_cache_is_a_503_to_retry(tiny_path):
+    """A KV pool smaller than the sequences running together: a request that cannot grow
+    gets a 503 kv_cache_full with Retry-After (an overload), never a 500 or a "stop"."""
+    model = ignis.load(tiny_path, n_ctx=64, threads=1)
+    srv = _InProcess(model, max_batch=4)
+    try:
+        async def together():
+            async with httpx.AsyncClient(timeout=60) as client:
+                return await asyncio.gather(*[
+                    client.post(srv.base + "/v1/completions", json={"prompt": f"p{i} " * 6, "max_tokens": 50,
+                                                                    "ignore_eos": True, "seed": i})
+                    for i in range(4)])
+
+        # today 3 of the 4 get the 503; a scheduler that waits or preempts instead may answer all
+        for r in asyncio.run(together()):
+            if r.status_code == 503:
+                assert r.json()["error"]["code"] == "kv_cache_full" and r.headers["retry-after"]
+            else:
+                assert r.status_code == 200 and r.json()["choices"][0]["finish_reason"] == "length", r.text
+        assert _wait_for(lambda: srv.metric("ignis_kv_blocks_used") == srv.metric("ignis_kv_blocks_reserved"))
+    finally:
+        srv.close()
