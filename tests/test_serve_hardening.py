@@ -525,3 +525,21 @@ def test_a_full_kv_cache_is_a_503_to_retry(tiny_path):
         assert _wait_for(lambda: srv.metric("ignis_kv_blocks_used") == srv.metric("ignis_kv_blocks_reserved"))
     finally:
         srv.close()
+
+
+@pytest.mark.real
+def test_qwen_padding_ids_are_400(real_model_path):
+    """The default model's GGUF pads its 151,665 tokens to 151,936 embedding rows with
+    [PADn] entries: those ids are a 400, the last real one is served."""
+    model = ignis.load(real_model_path, n_ctx=128, threads=1)
+    assert model.n_vocab == 151936
+    srv = _InProcess(model, max_batch=2)
+    try:
+        assert srv.post("/v1/completions", {"prompt": [151664], "max_tokens": 1}).status_code == 200
+        for ids in ([151665], [9707, 151900], [151935]):
+            r = srv.post("/v1/completions", {"prompt": ids, "max_tokens": 1})
+            assert r.status_code == 400 and "not in the vocabulary" in r.json()["error"]["message"], r.text
+        assert srv.post("/detokenize", {"tokens": [151935]}).status_code == 400
+        assert srv.post("/detokenize", {"tokens": [151664]}).json() == {"content": "<|file_sep|>"}
+    finally:
+        srv.close()

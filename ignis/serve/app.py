@@ -200,7 +200,10 @@ class _Run:
         """Cancel the run as soon as its client disconnects, tokens flowing or not: a task
         waits on the connection beside the events."""
         async def watch():
-            while (await request.receive())["type"] != "http.disconnect":
+            try:
+                while (await request.receive())["type"] != "http.disconnect":
+                    pass
+            except Exception:            # noqa: BLE001 - a connection torn down under us: gone too
                 pass
             for h in self.handles:
                 h.cancel()                     # the scheduler frees the sequences at its next step
