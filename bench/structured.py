@@ -53,8 +53,8 @@ def batch(model, n, constrained, seed):
     constraint = model.constraint(json_schema=PERMISSIVE) if constrained else None
     prompts = [model.tokenize(_prompt(model, t)) for t in TOPICS]
     t0 = time.perf_counter()
-    handles = [sched.submit(ids, max_tokens=n, params=ignis.SamplingParams(temperature=0.8, seed=seed + i),
-                            stop=[], ignore_eos=not constrained, constraint=constraint)
+    handles = [sched.submit(model.request(ids, max_tokens=n, temperature=0.8, seed=seed + i,
+                                          ignore_eos=not constrained, constraint=constraint))
                for i, ids in enumerate(prompts)]
     for h in handles:
         h.text()

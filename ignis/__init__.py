@@ -6,7 +6,7 @@ from ignis.errors import (ArgumentError, ArgumentTypeError, ContextOverflowError
 
 try:
     from ignis.gguf import GGUFFile
-    from ignis.runtime import Model, SamplingParams, load
+    from ignis.runtime import Model, Request, SamplingParams, load
     from ignis.tokenizer import Tokenizer
 except ImportError as _e:
     # from a source tree without the compiled extensions (e.g. the repo root after
@@ -18,6 +18,6 @@ except ImportError as _e:
 
 __version__ = "0.1.0"
 
-__all__ = ["load", "Model", "SamplingParams", "Tokenizer", "GGUFFile",
+__all__ = ["load", "Model", "Request", "SamplingParams", "Tokenizer", "GGUFFile",
            "IgnisError", "GGUFError", "TokenizerError", "ModelError", "ContextOverflowError",
            "PullError", "ArgumentError", "ArgumentTypeError", "TokenIdError", "__version__"]

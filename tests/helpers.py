@@ -65,3 +65,29 @@ def start_slowed_ignis(argv: list, stdin, **env) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), **env)
     return subprocess.Popen([sys.executable, "-c", script], stdin=stdin, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, env=env, cwd=ROOT)
+
+
+class EngineSequence:
+    """One KV sequence of an Engine driven step by step, for tests of the engine itself
+    (the runtime drives engines only through the scheduler): forward(ids, start) runs ids at
+    positions start.. (what the sequence held past start is dropped) in steps of at most
+    `chunk` tokens; the last position's logits, or every position's."""
+
+    def __init__(self, engine, chunk: int = 64):
+        self.engine, self.kv, self.chunk = engine, engine.kv, chunk
+        self.seq = engine.kv.new_sequence()
+
+    def forward(self, ids, start: int, all_logits: bool = False):
+        import numpy as np
+        kv = self.kv
+        kv.truncate(self.seq, start)
+        kv.reserve(self.seq, len(ids))
+        rows = []
+        for lo in range(0, len(ids), self.chunk):
+            part = list(ids[lo:lo + self.chunk])
+            want = list(range(len(part))) if all_logits else [len(part) - 1]
+            rows.append(self.engine.step(part, [self.seq] * len(part), range(start + lo, start + lo + len(part)), want))
+        return np.concatenate(rows) if all_logits else rows[-1][-1]
+
+    def keepable(self, n: int) -> int:
+        return self.kv.keepable(self.seq, min(n, self.kv.length(self.seq)))

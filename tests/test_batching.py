@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import ignis
-from ignis.errors import IgnisError, KVCacheFullError
+from ignis.errors import IgnisError
 from ignis.testing import make_tiny_qwen2
 
 SETTINGS = dict(temperature=1.0, top_k=0, top_p=1.0, min_p=0.0)
@@ -98,46 +98,40 @@ def test_cancel_stops_one_request_and_the_others_go_on(tiny):
     sched = tiny.scheduler(max_batch=4)
     try:
         ids = tiny.tokenize("hello there")
-        from ignis.runtime.sampling import SamplingParams
-        params = SamplingParams(temperature=0)
-        a = sched.submit(ids, max_tokens=200, params=params, stop=[], ignore_eos=True)
-        b = sched.submit(ids, max_tokens=20, params=params, stop=[], ignore_eos=True)
-        a.cancel()
+        with tiny._lock:       # both queued before a step runs
+            a = sched.submit(tiny.request(ids, max_tokens=200, temperature=0, ignore_eos=True))
+            b = sched.submit(tiny.request(ids, max_tokens=20, temperature=0, ignore_eos=True))
+            a.cancel()
         assert b.text(timeout=60) == tiny.generate(ids, max_tokens=20, temperature=0, ignore_eos=True)
         a.text(timeout=60)
         assert a.finish_reason == "cancelled" and len(a.result.tokens) < 200
-        # what is left: the padding and Model sequences, and finished requests in the prefix cache
+        # what is left holding blocks: the padding sequence and parked sessions only; finished
+        # requests left their full blocks in the prefix cache, held by nobody
         kv = tiny.engine.kv
-        cached = set().union(*(set(s._cached) for s in tiny._schedulers))
-        assert set(kv.sequences()) == {tiny.engine._pad_seq, tiny.engine.seq} | cached
-        assert len(sched._cached) == 1
+        parked = {s.seq for sc in tiny._schedulers for s in sc._parked}
+        assert set(kv.sequences()) == {tiny.engine._pad_seq} | parked
     finally:
         sched.close()
 
 
-def test_a_full_kv_cache_fails_one_request_only(tiny_path):
-    # 4 blocks of 16 for everyone: two 20-token prompts cannot both grow to 50 positions
+def test_a_full_kv_cache_preempts_and_every_request_completes(tiny_path):
+    # 4 blocks of 16 for everyone: two 20-token prompts cannot both grow to 50 positions; the
+    # later one is preempted, recomputed once the first is done, and gives its solo text
     m = ignis.load(tiny_path, n_ctx=64, threads=1)
     try:
         sched = m.scheduler(max_batch=2)
-        from ignis.runtime.sampling import SamplingParams
-        params = SamplingParams(temperature=0)
         rng = np.random.default_rng(2)
+        prompts = [_prompt(rng, 20) for _ in range(2)]
         # both queued before any step runs (steps take the model's lock): on a loaded machine
         # the first could otherwise decode far enough alone that the second fits after it
         with m._lock:
-            hs = [sched.submit(_prompt(rng, 20), max_tokens=30, params=params, stop=[], ignore_eos=True)
-                  for _ in range(2)]
-        errors = []
-        for h in hs:
-            try:
-                h.text(timeout=60)
-            except KVCacheFullError as e:
-                errors.append(e)
-        assert len(errors) == 1 and "KV cache full" in str(errors[0]) and "\n" not in str(errors[0])
-        ok = [h for h in hs if h.error is None]
-        assert len(ok) == 1 and len(ok[0].result.tokens) == 30
+            hs = [sched.submit(m.request(p, max_tokens=30, temperature=0, ignore_eos=True)) for p in prompts]
+        texts = [h.text(timeout=60) for h in hs]
+        assert sched.preemptions >= 1
+        assert all(len(h.result.tokens) == 30 for h in hs)
         sched.close()
+        m.clear_prefix_cache()
+        assert texts == [m.generate(p, max_tokens=30, temperature=0, ignore_eos=True) for p in prompts]
     finally:
         m.close()
 
@@ -162,7 +156,6 @@ def test_batch_invariance_under_random_arrivals(tiny, data):
     for p, b, s in zip(prompts, budgets, seeds):
         tiny.generate(p, max_tokens=b, ignore_eos=True, seed=s, **kw)
         alone.append(list(tiny.last_result.tokens))
-    from ignis.runtime.sampling import SamplingParams
     sched = tiny.scheduler(max_batch=max_batch, step_tokens=max(step_tokens, max_batch))
     try:
         handles = [None] * n
@@ -171,8 +164,8 @@ def test_batch_invariance_under_random_arrivals(tiny, data):
             while sched.steps < arrivals[i] and time.time() < deadline and any(
                     h is not None and not h.done for h in handles):
                 time.sleep(0.001)
-            handles[i] = sched.submit(prompts[i], max_tokens=budgets[i], stop=[], ignore_eos=True,
-                                      params=SamplingParams(seed=seeds[i], **kw))
+            handles[i] = sched.submit(tiny.request(prompts[i], max_tokens=budgets[i], ignore_eos=True,
+                                                   seed=seeds[i], **kw))
         for i, h in enumerate(handles):
             h.text(timeout=60)
             assert h.result.tokens == alone[i], i
@@ -182,13 +175,11 @@ def test_batch_invariance_under_random_arrivals(tiny, data):
 
 def test_scheduler_submission_is_thread_safe(tiny):
     sched = tiny.scheduler(max_batch=8)
-    from ignis.runtime.sampling import SamplingParams
     results, errors = {}, []
 
     def worker(k):
         try:
-            h = sched.submit([1 + k, 2, 3], max_tokens=6, params=SamplingParams(temperature=0), stop=[],
-                             ignore_eos=True)
+            h = sched.submit(tiny.request([1 + k, 2, 3], max_tokens=6, temperature=0, ignore_eos=True))
             results[k] = h.text(timeout=60)
         except Exception as e:       # noqa: BLE001 (reported below)
             errors.append(e)
@@ -245,13 +236,11 @@ def test_real_model_batch_equals_one_by_one(real_q8_0_path):
 
 
 def test_n_completions_share_the_prompt_and_equal_solo_runs(tiny):
-    from ignis.runtime.sampling import SamplingParams
     rng = np.random.default_rng(5)
     prompt = _prompt(rng, 70)
     sched = tiny.scheduler(max_batch=4)
     try:
-        hs = sched.submit(prompt, max_tokens=10, params=SamplingParams(seed=100, **SETTINGS), stop=[],
-                          ignore_eos=True, n=3)
+        hs = sched.submit(tiny.request(prompt, max_tokens=10, seed=100, ignore_eos=True, n=3, **SETTINGS))
         texts = [h.text(timeout=60) for h in hs]
         for i, h in enumerate(hs):
             tiny.generate(prompt, max_tokens=10, ignore_eos=True, seed=100 + i, **SETTINGS)
@@ -263,7 +252,6 @@ def test_n_completions_share_the_prompt_and_equal_solo_runs(tiny):
 
 def test_forked_completions_hold_the_prefix_once(tiny_path):
     """8 completions of a 512-token prompt: KV blocks held at the end, against one sequence."""
-    from ignis.runtime.sampling import SamplingParams
     m = ignis.load(tiny_path, n_ctx=1024, threads=1)
     try:
         kv = m.engine.kv
@@ -273,8 +261,8 @@ def test_forked_completions_hold_the_prefix_once(tiny_path):
         for n in (1, 8):
             sched = m.scheduler(max_batch=8)
             peak = [0]
-            hs = sched.submit(prompt, max_tokens=32, params=SamplingParams(temperature=0), stop=[],
-                              ignore_eos=True, n=n)
+            m.clear_prefix_cache()
+            hs = sched.submit(m.request(prompt, max_tokens=32, temperature=0, ignore_eos=True, n=n))
             hs = hs if isinstance(hs, list) else [hs]
             while not all(h.done for h in hs):
                 peak[0] = max(peak[0], kv.n_used_blocks - base)
@@ -288,46 +276,46 @@ def test_forked_completions_hold_the_prefix_once(tiny_path):
 
 
 def test_prefix_cache_reuses_a_finished_prompt_and_changes_nothing(tiny):
-    from ignis.runtime.sampling import SamplingParams
     rng = np.random.default_rng(9)
     system = _prompt(rng, 100)
     questions = [_prompt(rng, 7), _prompt(rng, 12)]
+    tiny.clear_prefix_cache()
     sched = tiny.scheduler(max_batch=2)
+    block = tiny.engine.kv.block_size
     try:
-        first = sched.submit(system + questions[0], max_tokens=8, params=SamplingParams(temperature=0), stop=[],
-                             ignore_eos=True)
+        first = sched.submit(tiny.request(system + questions[0], max_tokens=8, temperature=0, ignore_eos=True))
         first.text(timeout=60)
         assert sched.cache_hits == 0
-        second = sched.submit(system + questions[1], max_tokens=8, params=SamplingParams(seed=4, **SETTINGS),
-                              stop=[], ignore_eos=True)
+        second = sched.submit(tiny.request(system + questions[1], max_tokens=8, seed=4, ignore_eos=True, **SETTINGS))
         second.text(timeout=60)
-        assert sched.cache_hits == 1 and sched.cached_tokens == 100      # the shared system prompt
+        # the shared system prompt's full blocks
+        assert sched.cache_hits == 1 and sched.cached_tokens == 100 // block * block
+        tiny.clear_prefix_cache()
         tiny.generate(system + questions[1], max_tokens=8, ignore_eos=True, seed=4, **SETTINGS)
         assert second.result.tokens == tiny.last_result.tokens
-        # the same prompt again: all but its last token come from the cache
-        again = sched.submit(system + questions[1], max_tokens=8, params=SamplingParams(seed=4, **SETTINGS),
-                             stop=[], ignore_eos=True)
+        # the same prompt again: every full block of all but its last token from the cache
+        before = sched.cached_tokens
+        again = sched.submit(tiny.request(system + questions[1], max_tokens=8, seed=4, ignore_eos=True, **SETTINGS))
         again.text(timeout=60)
-        assert sched.cached_tokens == 100 + len(system + questions[1]) - 1
+        assert sched.cached_tokens - before == (len(system + questions[1]) - 1) // block * block
         assert again.result.tokens == second.result.tokens
     finally:
         sched.close()
-    assert not sched._cached
 
 
-def test_a_full_pool_evicts_cached_prefixes_for_the_model(tiny_path):
-    """Prefixes a scheduler keeps of finished requests never stop Model.generate: the pool
-    gives them up first."""
-    from ignis.runtime.sampling import SamplingParams
+def test_model_generate_reuses_cached_blocks_of_any_earlier_request(tiny_path):
+    """Blocks finished requests left in the pool serve a later Model.generate; when the pool
+    is full they are evicted (least recently used first) instead of stopping anything."""
     m = ignis.load(tiny_path, n_ctx=64, threads=1)
     try:
         sched = m.scheduler(max_batch=1)
         rng = np.random.default_rng(8)
-        sched.submit(_prompt(rng, 40), max_tokens=4, params=SamplingParams(temperature=0), stop=[],
-                     ignore_eos=True).text(timeout=60)
-        assert len(sched._cached) == 1 and m.engine.kv.n_free_blocks < 4
+        prompt = _prompt(rng, 40)
+        sched.submit(m.request(prompt, max_tokens=4, temperature=0, ignore_eos=True)).text(timeout=60)
+        kv = m.engine.kv
+        assert kv.n_cached_blocks == 2 and kv.n_idle_cached_blocks == 2
         assert m.generate(_prompt(rng, 60), max_tokens=2, temperature=0, ignore_eos=True) is not None
-        assert not sched._cached
+        assert m._default_scheduler().cache_hits == 0 and kv.n_cached_blocks <= 3
         sched.close()
     finally:
         m.close()

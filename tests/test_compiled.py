@@ -37,11 +37,13 @@ def _fused_vs_unfused(path):
         assert np.array_equal(a, b), f"{int(np.sum(a != b))} of {a.size} teacher-forced logits differ"
         ga, gb = fused.greedy_ids(ids, 16, stop_ids=()), unfused.greedy_ids(ids, 16, stop_ids=())
         assert len(ga) == 16 and ga == gb
+        # the context of prompt and continuation, kept by each model's session
+        assert np.array_equal(fused.eval_prompt(ids + ga), unfused.eval_prompt(ids + gb))
         n = fused.n_past
-        assert n == unfused.n_past == len(ids) + 16   # greedy_ids evaluates each token it returns
+        assert n == unfused.n_past == len(ids) + 16
         for name in ("k", "v"):                       # the rows of the sequence, in position order
-            rows = fused.engine.kv.slots(fused.engine.seq)
-            assert rows.shape == (n,) and np.array_equal(rows, unfused.engine.kv.slots(unfused.engine.seq))
+            rows = fused.engine.kv.slots(fused._session.seq)
+            assert rows.shape == (n,) and np.array_equal(rows, unfused.engine.kv.slots(unfused._session.seq))
             ka, kb = getattr(fused.engine.kv, name), getattr(unfused.engine.kv, name)
             assert np.array_equal(ka[:, rows], kb[:, rows]), f"KV cache {name} differs"
     finally:

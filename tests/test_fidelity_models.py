@@ -1,12 +1,13 @@
 """Fidelity of the second-wave architectures (llama: SmolLM2-135M; gemma3: Gemma 3 270M)
 against their float references (tests/data, copied from the golden set): at least as
 faithful as llama.cpp on the same files (shared/golden/README.md). The engine runs the
-golden token ids directly, so these need no tokenizer."""
+golden token ids directly."""
 from pathlib import Path
 
 import pytest
 
-from ignis.runtime.fidelity import EngineRunner, score_file, totals
+import ignis
+from ignis.runtime.fidelity import score_file, scorers, totals
 
 DATA = Path(__file__).parent / "data"
 
@@ -20,11 +21,8 @@ LLAMA_CPP = {
 
 
 def _check(path, golden, bar):
-    runner = EngineRunner(path, n_ctx=2048)
-    try:
-        scores = score_file(golden, runner.logits, runner.greedy)
-    finally:
-        runner.close()
+    with ignis.load(path, n_ctx=2048) as model:
+        scores = score_file(golden, *scorers(model))
     report = "\n".join(s.line() for s in scores)
     total = totals(scores)
     print(report, total)

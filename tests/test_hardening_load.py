@@ -291,7 +291,7 @@ def test_overflowing_finite_weights_are_flagged_not_sampled(tmp_path):
         model.generate("ab", max_tokens=3, temperature=0.0)
     with pytest.raises(ModelError, match="non-finite logits"):
         model.logits([1, 2, 3])
-    assert model.n_past == 0       # nothing was appended to the context
+    assert model.n_past == 0 and model.last_result.finish_reason == "error"
 
 
 def test_clean_tiny_model_still_loads_and_generates(tiny):

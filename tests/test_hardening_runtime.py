@@ -1,7 +1,7 @@
 """Runtime edges (issue 7): prompts longer than the context, max_tokens 0 or huge, empty
-prompts, Ctrl-C during prefill and during decode (the Model stays usable and its KV
-cache consistent), two threads on one Model, all on a tiny generated model."""
-import dataclasses
+prompts, Ctrl-C during prefill and during decode (the request is cancelled, the Model stays
+usable and its KV cache consistent), two threads on one Model, all on a tiny generated model.
+n_past is the eval() context (generation runs in the engine loop and leaves it alone)."""
 import random
 import signal
 import threading
@@ -68,14 +68,15 @@ def test_prompt_filling_the_context_exactly(path):
     model = load(path, n_ctx=40)
     text = model.generate(LONG_IDS, max_tokens=10, temperature=0.0, ignore_eos=True)
     assert len(model.last_result.tokens) == 1       # sampled after the prompt, never evaluated
-    assert model.n_past == 40 and isinstance(text, str)
+    assert model.last_result.finish_reason == "length" and isinstance(text, str)
+    assert model.last_result.prompt_tokens == 40 and model.last_result.decode_tokens == 0
 
 
 def test_max_tokens_zero_returns_nothing_and_runs_nothing(path, monkeypatch):
     model = load(path)
     calls = []
-    real = model.engine.forward
-    monkeypatch.setattr(model.engine, "forward", lambda *a, **k: calls.append(a) or real(*a, **k))
+    real = model.engine.step
+    monkeypatch.setattr(model.engine, "step", lambda *a, **k: calls.append(a) or real(*a, **k))
     assert model.generate(PROMPT, max_tokens=0) == ""
     assert list(model.generate(PROMPT, max_tokens=0, stream=True)) == []
     assert calls == [] and model.n_past == 0
@@ -93,7 +94,8 @@ def test_huge_max_tokens_stops_at_the_end_of_the_context(path, fresh):
     text = model.generate(prompt, max_tokens=10**12, temperature=0.0, ignore_eos=True)
     result = model.last_result
     assert result.finish_reason == "length"
-    assert len(result.tokens) == N_CTX - len(prompt) + 1 and model.n_past == N_CTX
+    assert len(result.tokens) == N_CTX - len(prompt) + 1
+    assert result.prompt_tokens + result.decode_tokens == N_CTX
     assert text == fresh(prompt, 10**12)
     pieces = list(model.generate(prompt, max_tokens=10**12, temperature=0.0, ignore_eos=True, stream=True))
     assert "".join(pieces) == text
@@ -121,45 +123,28 @@ def test_empty_prompt_is_a_clear_error(path, call, empty):
 
 # -- Ctrl-C -------------------------------------------------------------------------------------
 
-class _Interrupting:
-    """Stands in for a kernel Plan: raises KeyboardInterrupt at the chosen run (before the
-    kernels run, or after they wrote the KV cache, as a signal arriving during the nogil
-    call is raised when it returns)."""
+def interrupt_at_step(model, monkeypatch, at):
+    """Ctrl-C in the caller while the engine loop runs its at-th step (SIGINT to the main
+    thread, as a terminal sends it): the step itself completes (it is on the loop's thread);
+    the caller gets KeyboardInterrupt."""
+    state = {"steps": 0}
+    real = model.engine.step
 
-    def __init__(self, plan, state):
-        self._plan, self._state = plan, state
-
-    def run(self, *args):
-        s = self._state
-        s["runs"] += 1
-        if s["runs"] == s["at"] and not s["after"]:
-            raise KeyboardInterrupt
-        self._plan.run(*args)
-        if s["runs"] == s["at"] and s["after"]:
-            raise KeyboardInterrupt
-
-    def __getattr__(self, name):
-        return getattr(self._plan, name)
-
-
-def interrupt_plan_run(model, monkeypatch, at, after, tokens=None):
-    """Make the at-th plan run (counting only plans of `tokens` tokens, if given) raise KeyboardInterrupt."""
-    state = {"runs": 0, "at": at, "after": after}
-    real = model.engine.plan
-
-    def plan(T, all_logits):
-        lowered = real(T, all_logits)
-        if tokens is not None and T != tokens:
-            return lowered
-        return dataclasses.replace(lowered, plan=_Interrupting(lowered.plan, state))
-    monkeypatch.setattr(model.engine, "plan", plan)
+    def step(*args):
+        state["steps"] += 1
+        if state["steps"] == at:
+            time.sleep(0.05)         # the caller is waiting by now
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+            time.sleep(0.05)         # and is interrupted while this step runs
+        return real(*args)
+    monkeypatch.setattr(model.engine, "step", step)
     return state
 
 
 def assert_consistent(model, path, fresh):
     """The KV cache holds exactly the keys/values of model's recorded context: continuing
     from it gives what a fresh model computes from scratch."""
-    context = list(model._tokens)
+    context = list(model._session.tokens)
     if context:
         want = load(path).logits(context)[-1]
         assert np.array_equal(model.logits(context)[-1], want)
@@ -167,52 +152,48 @@ def assert_consistent(model, path, fresh):
         assert greedy(model, prompt, 6) == fresh(prompt, 6)
 
 
-@pytest.mark.parametrize("after", [False, True])
-@pytest.mark.parametrize("at", [1, 2])
-def test_ctrl_c_during_prefill(path, fresh, monkeypatch, at, after):
+@pytest.mark.parametrize("at", [1, 2, 5])
+@pytest.mark.parametrize("stream", [False, True])
+def test_ctrl_c_during_a_generation_cancels_it(path, fresh, monkeypatch, at, stream):
+    """Step 1 prefills (a 37-token prompt), later steps decode: an interrupt in the caller
+    cancels the request at the next step boundary, and the Model answers as a fresh one."""
     model = load(path)
-    prompt = LONG_IDS[:37]                        # prefilled as chunks of 32 + 4 + 1 tokens
-    state = interrupt_plan_run(model, monkeypatch, at, after)
+    prompt = LONG_IDS[:37]
+    state = interrupt_at_step(model, monkeypatch, at)
     with pytest.raises(KeyboardInterrupt):
-        greedy(model, prompt, 5)
+        if stream:
+            for _ in model.generate(prompt, max_tokens=30, temperature=0.0, ignore_eos=True, stream=True):
+                pass
+        else:
+            greedy(model, prompt, 30)
+    result = model.last_result
+    deadline = time.time() + 10
+    while result.finish_reason != "cancelled" and time.time() < deadline:
+        time.sleep(0.005)
+    assert result.finish_reason == "cancelled" and len(result.tokens) <= at + 1
     monkeypatch.undo()
-    assert state["runs"] == at and model.n_past == 0
+    assert state["steps"] <= at + 2          # nothing ran on for nobody
     assert greedy(model, prompt, 5) == fresh(prompt, 5)
     assert_consistent(model, path, fresh)
 
 
-def test_ctrl_c_during_prefill_of_a_follow_up_prompt(path, fresh, monkeypatch):
-    """A chat turn: the cached prefix survives the interrupt; only the new part is lost."""
+def test_ctrl_c_during_eval_keeps_the_context_consistent(path, fresh, monkeypatch):
+    """An interrupted eval() leaves the context as it was before it (or as after it, if the
+    step had finished): never a context whose KV rows were not computed."""
     model = load(path)
-    first = model.tokenize(PROMPT)
-    greedy(model, first, 3)
-    context = list(model._tokens)
-    interrupt_plan_run(model, monkeypatch, 2, True)
+    model.eval_prompt(LONG_IDS[:10])
+    interrupt_at_step(model, monkeypatch, 1)
     with pytest.raises(KeyboardInterrupt):
-        greedy(model, first + LONG_IDS[:20], 4)
+        model.eval(LONG_IDS[10:20])
     monkeypatch.undo()
-    assert model._tokens == context[:len(model._tokens)] and model.n_past <= len(context)
-    assert greedy(model, first + LONG_IDS[:20], 4) == fresh(first + LONG_IDS[:20], 4)
-    assert_consistent(model, path, fresh)
-
-
-@pytest.mark.parametrize("after", [False, True])
-@pytest.mark.parametrize("at", [1, 4])
-def test_ctrl_c_during_decode(path, fresh, monkeypatch, at, after):
-    model = load(path)
-    prompt = LONG_IDS[:16]                 # one prefill chunk of 16: every 1-token run is a decode step
-    interrupt_plan_run(model, monkeypatch, at, after, tokens=1)
-    with pytest.raises(KeyboardInterrupt):
-        greedy(model, prompt, 12)
-    monkeypatch.undo()
-    assert model.n_past == len(prompt) + at - 1    # the interrupted step is not in the context
-    assert greedy(model, prompt, 12) == fresh(prompt, 12)
+    time.sleep(0.2)
+    assert model.n_past in (10, 20)
     assert_consistent(model, path, fresh)
 
 
 def test_ctrl_c_while_the_caller_consumes_a_stream(path, fresh):
     """Ctrl-C in the consumer's loop (e.g. while writing to a terminal): closing the stream
-    releases the Model to other threads; the context stays consistent."""
+    cancels the request; other threads go on; the context stays consistent."""
     model = load(path)
     stream = model.generate(PROMPT, max_tokens=20, temperature=0.0, ignore_eos=True, stream=True)
     with pytest.raises(KeyboardInterrupt):
@@ -224,7 +205,7 @@ def test_ctrl_c_while_the_caller_consumes_a_stream(path, fresh):
     worker = threading.Thread(target=lambda: out.append(greedy(model, PROMPT, 6)))
     worker.start()
     worker.join(30)
-    assert not worker.is_alive(), "the interrupted stream still holds the Model's lock"
+    assert not worker.is_alive(), "the interrupted stream still holds the Model"
     assert out == [fresh(PROMPT, 6)]
     assert_consistent(model, path, fresh)
 

@@ -12,6 +12,8 @@ from ignis.models import Gemma3Config, LlamaConfig, build_graph, config_from_fil
 from ignis.runtime.engine import Engine
 from ignis.testing import qwen2_metadata, tiny_gemma3_config, tiny_llama_config, write_model
 
+from helpers import EngineSequence
+
 N_CTX = 64
 IDS = [5, 17, 200, 3, 99, 42, 7, 250, 1, 64, 12, 180, 33, 8, 140, 77, 2, 210, 66, 9, 101, 150, 4, 31]
 
@@ -40,8 +42,9 @@ def _reference_logits(path, ids):
 
 
 def _engine(path, passes=None, threads=2):
+    """(the open file, one sequence of an Engine over it)."""
     gguf = GGUFFile(path)
-    return gguf, Engine(gguf, config_from_file(gguf), N_CTX, threads, passes, kv_tokens=4 * N_CTX)
+    return gguf, EngineSequence(Engine(gguf, config_from_file(gguf), N_CTX, threads, passes, kv_tokens=4 * N_CTX))
 
 
 @pytest.mark.parametrize("which", ["tiny_llama_path", "tiny_gemma3_path"])
@@ -98,6 +101,7 @@ def test_gemma3_chunks_and_batches_give_the_same_bits(tiny_gemma3_path):
         assert np.array_equal(whole, np.stack(steps))
         # a batch: the same prompt interleaved with another sequence's tokens
         kv = engine.kv
+        engine = engine.engine
         a, b = kv.new_sequence(), kv.new_sequence()
         other = [7, 8, 9, 10, 11, 12, 13, 14, 15, 16]
         out_a = []
@@ -209,9 +213,9 @@ def test_gemma3_windowed_cache_releases_and_stays_exact(tmp_path):
     ids = [(7 * i + 3) % 290 for i in range(200)]
     g1, one = GGUFFile(path), None
     with g1, GGUFFile(path) as g2:
-        one = Engine(g1, config_from_file(g1), 256, 2)
+        one = EngineSequence(Engine(g1, config_from_file(g1), 256, 2), chunk=256)
         whole = one.forward(ids, 0, all_logits=True)
-        step = Engine(g2, config_from_file(g2), 256, 1)
+        step = EngineSequence(Engine(g2, config_from_file(g2), 256, 1))
         rows = [step.forward(ids[:16], 0, all_logits=True)]
         rows += [step.forward([t], 16 + i)[None] for i, t in enumerate(ids[16:])]
         assert np.array_equal(whole, np.concatenate(rows))
@@ -221,7 +225,10 @@ def test_gemma3_windowed_cache_releases_and_stays_exact(tmp_path):
         assert step.keepable(200) == 200 and step.keepable(20) == 0
 
 
-def test_model_recomputes_when_the_window_is_gone(tmp_path):
+def test_model_rewinds_through_the_prefix_cache_when_the_window_is_gone(tmp_path):
+    """The session's own sequence cannot go back to position 30 (its local layers released
+    that window); the pool's cached blocks can: block 0 of both pools (positions 0..15) is
+    reused, the rest recomputed, with the bits of a fresh model."""
     config = tiny_gemma3_config(n_layers=3, window=8, n_ctx=256)
     path = _write(tmp_path, config, "rewind")
     ids = [(5 * i + 1) % 290 for i in range(160)]
@@ -233,7 +240,7 @@ def test_model_recomputes_when_the_window_is_gone(tmp_path):
             model.eval([t])
         other = ids[:30] + [9, 8, 7]        # shares 30 tokens, whose window is gone
         got = model.eval_prompt(other)
-        assert model.last_prompt_evaluated == len(other)      # recomputed from the start
+        assert model.last_prompt_evaluated == len(other) - 16      # block 0 from the cache
         assert np.array_equal(got, fresh.eval_prompt(other))
     finally:
         model.close()
@@ -288,8 +295,8 @@ def test_windowed_cache_shared_by_interleaved_sequences(tmp_path, monkeypatch, s
     path = _write(tmp_path, config, f"shared{slack}")
     ids = {0: [(7 * i + 3) % 290 for i in range(120)], 1: [(13 * i + 1) % 290 for i in range(100)]}
     with GGUFFile(path) as g:
-        ref_engine = Engine(g, config_from_file(g), 256, 1)
-        want = {s: ref_engine.forward(ids[s], 0, all_logits=True) for s in (0, 1)}
+        ref = EngineSequence(Engine(g, config_from_file(g), 256, 1), chunk=256)
+        want = {s: ref.forward(ids[s], 0, all_logits=True) for s in (0, 1)}
         engine = Engine(g, config_from_file(g), 256, 2, kv_tokens=512)
         kv = engine.kv
         seqs = {s: kv.new_sequence() for s in (0, 1)}

@@ -1,6 +1,7 @@
 """The paged KV-cache block manager (ignis/runtime/paged.py): block arithmetic, fork and
 copy-on-write, the shared budget, and a Hypothesis state machine checking that every live
 sequence always reads back what was written through it."""
+import heapq
 from collections import Counter
 
 import numpy as np
@@ -10,7 +11,7 @@ from hypothesis.stateful import (RuleBasedStateMachine, initialize, invariant, p
                                  run_state_machine_as_test)
 
 from ignis.errors import ArgumentError, ArgumentTypeError, IgnisError, KVCacheFullError
-from ignis.runtime.paged import PagedKVCache
+from ignis.runtime.paged import PagedKVCache, chain
 
 
 def fill(cache, seq, start, stop, rng):
@@ -371,6 +372,7 @@ class PagedMachine(RuleBasedStateMachine):
         # the rows about to be written are in blocks this sequence holds alone
         mine = c.table(seq)[start // c.block_size:] if n else []
         assert all(c.refcount(b) == 1 for b in mine), f"reserve left a shared block to write: {mine}"
+        assert not any(b in c._entry for b in mine), f"reserve left a cached block to write: {mine}"
         if not write:
             self.model[seq].extend([None] * n)
             return
@@ -381,6 +383,39 @@ class PagedMachine(RuleBasedStateMachine):
                 c.k[layer, row] = tag + TAG_MAX * layer
                 c.v[layer, row] = -(tag + TAG_MAX * layer)
         self.model[seq].extend(tags)
+
+    @precondition(lambda self: self.model)
+    @rule(data=st.data())
+    def commit(self, data):
+        """Say which tokens (here: the tags) the written rows of a sequence hold."""
+        seq = self.pick(data)
+        tags = self.model[seq]
+        done = len(self.cache._seqs[seq].tokens)
+        known = 0
+        while done + known < len(tags) and tags[done + known] is not None:
+            known += 1
+        n = data.draw(st.integers(0, known), label="commit n")
+        self.cache.commit(seq, tags[done:done + n])
+
+    @precondition(lambda self: self.model)
+    @rule(data=st.data())
+    def adopt_prefix(self, data):
+        """A new sequence from the cached blocks of another's committed tokens (changed at
+        a drawn position, so the match may stop early)."""
+        c = self.cache
+        src = self.pick(data)
+        tokens = list(c._seqs[src].tokens)
+        if tokens and data.draw(st.booleans(), label="change"):
+            at = data.draw(st.integers(0, len(tokens) - 1), label="at")
+            tokens[at] = tokens[at] % TAG_MAX + 1
+        held = sum(1 for b in range(c.n_blocks) if c.refcount(b))
+        seq, n = c.adopt_prefix(tokens)
+        if seq is None:
+            assert n == 0 and not c.match(chain(tokens, c.block_size))
+            return
+        assert n % c.block_size == 0 and 0 < n <= len(tokens) and c.length(seq) == n
+        assert sum(1 for b in range(c.n_blocks) if c.refcount(b)) >= held
+        self.model[seq] = tokens[:n]
 
     @precondition(lambda self: self.model)
     @rule(data=st.data())
@@ -436,6 +471,18 @@ class PagedMachine(RuleBasedStateMachine):
                 f"v of sequence {seq}: {got_v[:, :, 0, 0].tolist()} != {(-want)[:, :, 0, 0].tolist()}"
 
     @invariant()
+    def cached_blocks_hold_their_tokens(self):
+        """A registered block's rows are the tags of its tokens, for as long as it is cached."""
+        c = self.cache
+        if c is None:
+            return
+        bs = c.block_size
+        for b, (_, tokens, _) in c._entry.items():
+            want = np.array(tokens, np.float16)[None, :] + np.float16(TAG_MAX) * np.arange(LAYERS, dtype=np.float16)[:, None]
+            got = c.k[:, b * bs:(b + 1) * bs, 0, 0]
+            assert np.array_equal(got, want), f"cached block {b}: {got.tolist()} != {want.tolist()}"
+
+    @invariant()
     def refcounts_match_tables(self):
         c = self.cache
         if c is None:
@@ -447,9 +494,12 @@ class PagedMachine(RuleBasedStateMachine):
             assert all(0 <= b < c.n_blocks for b in tab)
             held.update(tab)
         assert [c.refcount(b) for b in range(c.n_blocks)] == [held[b] for b in range(c.n_blocks)]
-        free = c._free                                    # the free list itself (internal)
+        free, lru = c._free, list(c._lru)                 # the free heap and the idle cached blocks
         assert len(set(free)) == len(free), "a block is twice in the free list"
-        assert set(free) == {b for b in range(c.n_blocks) if not held[b]}, "free list vs used blocks"
+        assert not set(free) & set(lru), "a block both free and cached"
+        assert set(free) | set(lru) == {b for b in range(c.n_blocks) if not held[b]}, "free list vs used blocks"
+        assert set(lru) <= set(c._entry) and not set(free) & set(c._entry), "idle blocks vs the cache"
+        assert {e[2]: b for b, e in c._entry.items()} == c._by_key
         assert c.n_free_blocks + c.n_used_blocks == c.n_blocks
         assert c.n_used_blocks == len(held) and c.held_bytes() == len(held) * c.bytes_per_block
         assert sorted(c.sequences()) == sorted(self.model)
@@ -467,6 +517,7 @@ class PagedMachine(RuleBasedStateMachine):
         for seq in list(self.model):
             c.free(seq)
         assert c.n_free_blocks == c.n_blocks and c.n_used_blocks == 0 and c.held_bytes() == 0
+        assert c.n_idle_cached_blocks == c.n_cached_blocks
         assert all(c.refcount(b) == 0 for b in range(c.n_blocks))
 
 
@@ -497,6 +548,58 @@ class _FreeShared(PagedKVCache):
             self._ref[b] = 0
             self._free.append(b)
             self._free.sort()
+
+
+class _WriteCached(PagedKVCache):
+    """Writes into a registered (cached) last block in place when it is not shared."""
+    def _needs(self, s, n):
+        new = -(-(s.length + n) >> self._shift) - len(s.blocks)
+        return new, n > 0 and (s.length & self._mask) != 0 and self._ref[s.blocks[-1]] > 1
+
+
+class _ReuseCached(PagedKVCache):
+    """Allocates an idle cached block without forgetting its key."""
+    def _alloc(self):
+        if self._free:
+            b = heapq.heappop(self._free)
+        else:
+            b = self._lru.popitem(last=False)[0]
+        self._ref[b] = 1
+        return b
+
+
+def _cached_block_scenario(cache_class):
+    """Two full blocks committed and the sequence freed (both cached, idle); a sequence adopts
+    them, is truncated into the second and written there; then the pool is filled."""
+    c = cache_class(1, 1, 1, 4, block_size=2)
+    s = c.new_sequence()
+    c.reserve(s, 4)
+    c.k[0, [c.slot(s, p) for p in range(4)], 0, 0] = [1, 2, 3, 4]
+    c.commit(s, [1, 2, 3, 4])
+    c.free(s)
+    t, n = c.adopt_prefix([1, 2, 3, 4, 5])
+    assert n == 4
+    c.truncate(t, 3)
+    c.reserve(t, 1)
+    c.k[0, c.slot(t, 3), 0, 0] = 9           # position 3 now holds token 9, in a block of t's own
+    c.commit(t, [9])
+    u, m = c.adopt_prefix([1, 2, 3, 4, 5])   # the cached [3, 4] block must still hold 3, 4
+    assert m == 4 and c.k[0, [c.slot(u, p) for p in range(4)], 0, 0].tolist() == [1, 2, 3, 4]
+    c.free(u)
+    c.free(t)
+    v = c.new_sequence()                     # fill the pool: cached blocks are evicted
+    c.reserve(v, 8)
+    assert c.n_cached_blocks == 0 and c.adopt_prefix([1, 2, 3, 4, 5]) == (None, 0)
+
+
+def test_cached_blocks_are_read_only_and_evicted_when_allocated():
+    _cached_block_scenario(PagedKVCache)
+
+
+@pytest.mark.parametrize("broken", [_WriteCached, _ReuseCached])
+def test_cached_block_scenario_catches_planted_bugs(broken):
+    with pytest.raises(AssertionError):
+        _cached_block_scenario(broken)
 
 
 @pytest.mark.parametrize("broken", [_NoCopy, _NoCow, _FreeShared])

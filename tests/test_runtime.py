@@ -10,7 +10,6 @@ from ignis.errors import ContextOverflowError, IgnisError
 from ignis.gguf import GGUFFile
 from ignis.ir import KVCache, run
 from ignis.models.qwen2 import Qwen2Config, build_graph, load_weights
-from ignis.runtime.engine import chunk_sizes
 from ignis.testing import make_tiny_qwen2
 
 
@@ -33,12 +32,6 @@ def _reference_logits(path, ids):
         cache = KVCache(config.n_layers, 128, config.n_kv_heads, config.head_dim)
         graph = build_graph(config, len(ids), all_logits=True)
         return run(graph, weights, {"tokens": np.array(ids), "pos": np.arange(len(ids))}, cache)["logits"]
-
-
-def test_chunk_sizes_cover_exactly():
-    for n in range(1, 1100, 7):
-        sizes = chunk_sizes(n, 512)
-        assert sum(sizes) == n and all(s & (s - 1) == 0 and s <= 512 for s in sizes)
 
 
 def test_executor_matches_reference_interpreter(tiny, tiny_path):

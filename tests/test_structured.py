@@ -248,8 +248,8 @@ def test_batch_constraint_errors_name_the_prompt(tiny):
 def test_scheduler_n_completions_each_keep_their_own_state(tiny):
     constraint = tiny.constraint(regex=r"[0-9]{4}")
     sched = tiny.scheduler()
-    handles = sched.submit(tiny.tokenize("x"), max_tokens=16, params=SamplingParams(temperature=1.0, seed=5),
-                           stop=[], n=3, constraint=constraint)
+    handles = sched.submit(tiny.request(tiny.tokenize("x"), max_tokens=16, temperature=1.0, seed=5, n=3,
+                                        constraint=constraint))
     texts = [h.text(timeout=60) for h in handles]
     assert all(re.fullmatch(r"[0-9]{4}", t) for t in texts), texts
     assert len(set(texts)) > 1          # different seeds, different digits

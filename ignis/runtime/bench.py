@@ -100,13 +100,8 @@ def batch_rates(n_seq: int, n_prompt: int, t0: float, t_first: float, t_end: flo
 def _scheduler_run(sched, prompts: list, n_gen: int, poll: float) -> dict:
     """Submit every prompt at once and watch the handles' token counts until all finish."""
     from ignis.errors import IgnisError
-    from ignis.runtime.sampling import SamplingParams
 
-    def greedy():
-        params = SamplingParams(temperature=0.0)
-        params.validate()
-        return params
-
+    requests = [sched.model.request(ids, max_tokens=n_gen, temperature=0.0, ignore_eos=True) for ids in prompts]
     steps0 = sched.steps
     # all at once: the engine thread (already running) cannot take the GIL and start a step
     # with only some of them while they are submitted (a few ms)
@@ -114,8 +109,7 @@ def _scheduler_run(sched, prompts: list, n_gen: int, poll: float) -> dict:
     sys.setswitchinterval(1.0)
     try:
         t0 = time.perf_counter()
-        handles = [sched.submit(ids, max_tokens=n_gen, params=greedy(), stop=[], ignore_eos=True)
-                   for ids in prompts]
+        handles = [sched.submit(r) for r in requests]
     finally:
         sys.setswitchinterval(interval)
     t_first, first_step, sizes0 = None, None, len(sched.step_sizes)
@@ -167,7 +161,7 @@ def measure_batched(model, n_seq: int, n_prompt: int = 128, n_gen: int = 64,
 
 
 def _fresh_run(model, prompts: list, n_gen: int, step_tokens: int, poll: float, attempts: int = 3) -> dict:
-    """One run on a fresh scheduler (an empty prefix cache: every prompt is prefilled). The
+    """One run on a fresh scheduler, the prefix cache emptied first (every prompt is prefilled). The
     engine thread may, rarely, take the first request alone into a step before the others
     are queued; such a run (its first step smaller than all prompts at once would make it)
     is done again, up to `attempts` times."""
@@ -176,6 +170,7 @@ def _fresh_run(model, prompts: list, n_gen: int, step_tokens: int, poll: float, 
     plans = getattr(model.engine, "_plans", None)
     for attempt in range(attempts):
         sched = model.scheduler(max_batch=n_seq, step_tokens=per_step)
+        model.clear_prefix_cache()
         try:
             _start(sched, prompts[0][0])
             compiled = len(plans) if plans is not None else 0
@@ -183,7 +178,7 @@ def _fresh_run(model, prompts: list, n_gen: int, step_tokens: int, poll: float, 
             out["plans_compiled"] = (len(plans) - compiled) if plans is not None else None
             out["cache_hits"] = getattr(sched, "cache_hits", 0)
         finally:
-            sched.close()       # its prefix cache goes with it
+            sched.close()
         if out["first_step_tokens"] in (None, min(per_step, n_seq * n_prompt)):
             break
     out["arrival_retries"] = attempt
@@ -193,10 +188,7 @@ def _fresh_run(model, prompts: list, n_gen: int, step_tokens: int, poll: float, 
 def _start(sched, token: int) -> None:
     """Start the scheduler's engine thread (a one-token request), so that a run's prompts all
     arrive in its first step."""
-    from ignis.runtime.sampling import SamplingParams
-    params = SamplingParams(temperature=0.0)
-    params.validate()
-    sched.submit([token], max_tokens=1, params=params, stop=[], ignore_eos=True).text()
+    sched.submit(sched.model.request([token], max_tokens=1, temperature=0.0, ignore_eos=True)).text()
 
 
 def run_batch_bench(path, batches, n_prompt: int = 128, n_gen: int = 64, threads=None,

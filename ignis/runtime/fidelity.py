@@ -1,6 +1,7 @@
 """Fidelity against the float reference (shared/golden): top-1 agreement, |Δ log-prob| over the
 reference's top-20, greedy continuation match. Also the engine factory that
-shared/golden/fidelity.py takes: `--engine ignis.runtime.fidelity:factory`."""
+shared/golden/fidelity.py takes: `--engine ignis.runtime.fidelity:factory`. Both run
+through the Model (its engine loop), on the golden files' token ids."""
 import json
 from dataclasses import dataclass
 
@@ -59,10 +60,9 @@ def totals(scores: list) -> dict:
             "mean_dlp": float(errs.mean()), "p99_dlp": float(np.quantile(errs, 0.99))}
 
 
-def factory(path):
-    """(logits, greedy) for shared/golden/fidelity.py."""
-    import ignis
-    model = ignis.load(path, n_ctx=2048)
+def scorers(model) -> tuple:
+    """(logits, greedy) of a Model over token ids, greedy stopping at the end ids the golden
+    set uses for the model's architecture."""
     stop = END_OF_TURN_BY_ARCH.get(model.gguf.metadata.get("general.architecture"), END_OF_TURN)
 
     def logits(ids):
@@ -74,38 +74,7 @@ def factory(path):
     return logits, greedy
 
 
-class EngineRunner:
-    """(logits, greedy) straight from the compiled engine, without a tokenizer (the golden
-    files carry token ids): `--engine ignis.runtime.fidelity:engine_factory`."""
-
-    def __init__(self, path, n_ctx: int = 2048, threads: int | None = None, passes=None):
-        from ignis.gguf import GGUFFile
-        from ignis.models import config_from_file
-        from ignis.runtime.engine import Engine, default_threads
-        self.gguf = GGUFFile(str(path))
-        self.config = config_from_file(self.gguf)
-        self.engine = Engine(self.gguf, self.config, n_ctx, threads or default_threads(), passes)
-        self.stop = END_OF_TURN_BY_ARCH.get(self.config.ARCH, END_OF_TURN)
-
-    def logits(self, ids) -> np.ndarray:
-        return self.engine.forward(list(ids), 0, all_logits=True)
-
-    def greedy(self, ids, n: int) -> list:
-        ids = list(ids)
-        logits, out = self.engine.forward(ids, 0), []
-        while len(out) < n:
-            t = int(np.argmax(logits))
-            out.append(t)
-            if t in self.stop or len(ids) + len(out) >= self.engine.n_ctx:
-                break
-            logits = self.engine.forward([t], len(ids) + len(out) - 1)
-        return out
-
-    def close(self) -> None:
-        self.gguf.close()
-
-
-def engine_factory(path):
-    """(logits, greedy) for shared/golden/fidelity.py, from the engine alone."""
-    runner = EngineRunner(path)
-    return runner.logits, runner.greedy
+def factory(path):
+    """(logits, greedy) for shared/golden/fidelity.py: `--engine ignis.runtime.fidelity:factory`."""
+    import ignis
+    return scorers(ignis.load(path, n_ctx=2048))

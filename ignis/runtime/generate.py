@@ -1,9 +1,6 @@
-"""The generation loop: prompt ids → sampled ids → streamed text, with stop strings,
-end-of-generation tokens and a token budget. Works on anything with `eval(ids) -> logits`
-(the last position's logits after appending ids to the context) and `n_ctx`/`n_past`."""
-import time
+"""One completion's state: logits rows in, sampled ids and final text out, with stop
+strings, end-of-generation tokens and a token budget (the engine loop drives it)."""
 from dataclasses import dataclass, field
-from typing import Iterator
 
 import numpy as np
 
@@ -22,6 +19,7 @@ class GenerationResult:
     # with Completion(logprobs=N): per generated token, (log-probability of the token,
     # [(id, log-probability)] of the N most likely) from the raw logits row (log-softmax)
     logprobs: list = field(default_factory=list)
+    end_token: int | None = None    # the end-of-generation id that stopped it (with keep_end)
 
 
 def _stop_cut(text: str, stops: list) -> int:
@@ -45,9 +43,8 @@ class Completion:
     """One request's generation state, fed one row of logits at a time: it samples the
     next token (its own seeded sampler), stops on an end-of-generation id, a stop string
     or the token budget, and turns tokens into text that is final (never a broken UTF-8
-    sequence, never a prefix of a stop string that may still complete). The single-stream
-    loop below and the batch scheduler both drive it, so a request behaves the same
-    whichever runs it.
+    sequence, never a prefix of a stop string that may still complete). The engine loop
+    (ignis.runtime.scheduler) drives one per completion.
 
     With a constraint (ignis.runtime.constraint), every token is drawn from the ids it
     allows, and generation ends when the output is complete, whatever ignore_eos says.
@@ -56,7 +53,7 @@ class Completion:
 
     def __init__(self, tokenizer, prompt_ids: list, max_tokens: int, params: SamplingParams, stop: list,
                  eog_ids: set, ignore_eos: bool, result: GenerationResult, logprobs: int | None = None,
-                 constraint=None):
+                 constraint=None, keep_end: bool = False):
         self.sampler = Sampler(params)
         self.constraint = constraint.start() if constraint is not None else None
         self.logprobs = logprobs     # None: not recorded; N >= 0: the chosen token and the top N
@@ -66,6 +63,7 @@ class Completion:
         self.stop = stop
         self.eog_ids = eog_ids
         self.ignore_eos = ignore_eos
+        self.keep_end = keep_end     # record the end id that stopped generation (result.end_token)
         self.result = result
         self.pending = ""            # decoded text not yet emitted (may hold a stop-string prefix)
         self.hit_stop_string = False
@@ -85,6 +83,8 @@ class Completion:
         if token in self.eog_ids and (not self.ignore_eos or constraint is not None):
             # (a constraint allows an end id only once its output is complete)
             result.finish_reason = "stop"
+            if self.keep_end:
+                result.end_token = token
             self.done = True
             return ""
         if constraint is not None:
@@ -143,29 +143,3 @@ def token_logprobs(logits, token: int, top: int) -> tuple:
         ids = ids[np.lexsort((ids, -row[ids]))]
         best = [(int(i), float(row[i] - lse)) for i in ids]
     return float(row[token] - lse), best
-
-
-def generate_pieces(session, prompt_ids: list, max_tokens: int, params: SamplingParams,
-                    stop: list, eog_ids: set, ignore_eos: bool, result: GenerationResult,
-                    constraint=None) -> Iterator[str]:
-    """Yield text pieces as they become final; fill `result` as a side channel. `session`
-    has eval_prompt(ids), eval(ids) -> the last position's logits, n_past, n_ctx."""
-    completion = Completion(session.tokenizer, prompt_ids, max_tokens, params, stop, eog_ids, ignore_eos, result,
-                            constraint=constraint)
-    t0 = time.perf_counter()
-    logits = session.eval_prompt(prompt_ids)
-    result.prompt_seconds = time.perf_counter() - t0
-    result.prompt_tokens = session.last_prompt_evaluated
-    while True:
-        piece = completion.feed(logits)
-        if piece:
-            yield piece
-        if completion.done or session.n_past >= session.n_ctx:
-            break
-        t0 = time.perf_counter()
-        logits = session.eval([completion.last_token])
-        result.decode_seconds += time.perf_counter() - t0
-        result.decode_tokens += 1
-    tail = completion.finish()
-    if tail:
-        yield tail

@@ -1,8 +1,10 @@
-"""The public Model: load a GGUF, tokenize, run prompts, generate, chat.
+"""The public Model: load a GGUF, tokenize, score, generate, chat.
 
-Shaped like llama-cpp-python where that fits. One Model serves one caller at a time
-(a lock serialises concurrent calls); the KV cache keeps the longest prefix shared
-with the next prompt, so chat turns only prefill what is new."""
+Shaped like llama-cpp-python where that fits. Every call that runs the model makes a
+validated Request (Model.request) and submits it to the engine loop (the model's own
+Scheduler, ignis.runtime.scheduler): nothing else runs a forward pass. The KV block pool
+keeps finished requests' full blocks as a prefix cache, so a chat turn only computes what
+is new; eval() keeps a context between calls (a session)."""
 import inspect
 import queue
 import threading
@@ -17,8 +19,8 @@ from ignis.models import config_from_file
 from ignis.models.common import MAX_CONTEXT
 from ignis.passes.pipeline import PASSES
 from ignis.runtime.chat import ChatTemplate, default_template
-from ignis.runtime.engine import MAX_BATCH, Engine, default_threads
-from ignis.runtime.generate import GenerationResult, generate_pieces
+from ignis.runtime.engine import MAX_STEP_TOKENS, Engine, default_threads
+from ignis.runtime.request import Request, Session, make_request
 from ignis.runtime.sampling import SamplingParams
 from ignis.runtime.scheduler import END_OF_STREAM, Scheduler
 from ignis.runtime.validate import check_finite_weights
@@ -59,17 +61,6 @@ def _check_messages(messages) -> list:
     return list(messages)
 
 
-def _check_stop(stop) -> list:
-    """None, one stop string or a list/tuple of them; empty strings stop nothing."""
-    if stop is None:
-        return []
-    if isinstance(stop, str):
-        return [stop] if stop else []
-    if not isinstance(stop, (list, tuple)):
-        raise ArgumentTypeError(f"stop must be None, a str or a list of str, got {describe(stop)}")
-    return [s for i, s in enumerate(stop) if check_str(f"stop[{i}]", s)]
-
-
 class Model:
     def __init__(self, path=None, n_ctx: int | None = None, threads: int | None = None, passes=None):
         # arguments are checked before anything is fetched or opened
@@ -106,81 +97,114 @@ class Model:
                 threads = default_threads()
             self.n_ctx = n_ctx
             self.threads = threads
-            try:
-                self.engine = Engine(self.gguf, self.config, n_ctx, threads, passes)
-            except MemoryError:
-                c = self.config
-                gib = 2 * c.n_layers * n_ctx * c.n_kv_heads * c.head_dim * 2 / 2**30
-                raise IgnisError(f"n_ctx = {n_ctx}: the KV cache needs {gib:.1f} GiB, more memory than "
-                                 "there is (lower n_ctx / --ctx)") from None
+            self.engine = Engine(self.gguf, self.config, n_ctx, threads, passes)
         except IgnisError:
             self.gguf.close()
             raise
-        self._tokens = []           # the ids whose keys and values are in the KV cache
         self._schedulers = []
-        self._batch_scheduler = None
-        # a full KV pool first gives up the prefixes schedulers keep of finished requests
-        self.engine.reclaim = lambda: any(sched.evict_one() for sched in self._schedulers)
-        self._lock = threading.RLock()
+        self._loop = None               # the default scheduler (made on first use)
+        self._lock = threading.RLock()  # the engine: one step at a time, whichever scheduler runs it
+        self._session = Session()       # eval()'s context
+        self._session_lock = threading.Lock()
         self._template = None
         self.last_prompt_evaluated = 0
         self.last_result = None
 
-    # -- context ------------------------------------------------------------------------
+    # -- the engine loop ------------------------------------------------------------------
+
+    def scheduler(self, max_batch: int = 16, step_tokens: int = 256):
+        """A continuous-batching scheduler over this model (see ignis.runtime.scheduler):
+        submit(model.request(...)) returns a handle that streams pieces and can cancel()."""
+        max_batch = check_int("max_batch", max_batch, 1, 4096)
+        step_tokens = check_int("step_tokens", step_tokens, max_batch, 1 << 16)
+        if self.engine is None:
+            raise IgnisError(f"{self.path}: the model is closed")
+        sched = Scheduler(self, max_batch, step_tokens)
+        self._schedulers.append(sched)
+        return sched
+
+    def _default_scheduler(self):
+        if self.engine is None:
+            raise IgnisError(f"{self.path}: the model is closed")
+        if self._loop is None:
+            self._loop = self.scheduler(max_batch=16, step_tokens=MAX_STEP_TOKENS)
+        return self._loop
+
+    def clear_prefix_cache(self) -> None:
+        """Forget every cached KV block (for measurements that must compute every prompt)."""
+        with self._lock:
+            if self.engine is not None:
+                self.engine.kv.clear_cache()
+
+    def _run(self, request: Request):
+        """Submit to the default scheduler and wait: the handle, done (raises its error)."""
+        handle = self._default_scheduler().submit(request)
+        handle.wait()
+        return handle
+
+    # -- requests -------------------------------------------------------------------------
+
+    def request(self, prompt, max_tokens: int = 128, temperature: float = 0.8, top_k: int = 40,
+                top_p: float = 0.95, min_p: float = 0.05, repeat_penalty: float = 1.0,
+                presence_penalty: float = 0.0, frequency_penalty: float = 0.0, seed=None,
+                stop=None, ignore_eos: bool = False, n: int = 1, logprobs: int | None = None,
+                json_schema=None, regex=None, grammar=None, constraint=None, name: str = "prompt") -> Request:
+        """A validated, immutable Request for Scheduler.submit: the prompt (text, special
+        tokens parsed, or token ids, each checked against the vocabulary), generate()'s
+        settings, n completions, logprobs=N (per sampled token its log-probability and the
+        N most likely), and at most one constraint (json_schema, regex, grammar, or an
+        already compiled `constraint`). Every check happens here, with a typed one-line error."""
+        params = SamplingParams(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
+                                repeat_penalty=repeat_penalty, presence_penalty=presence_penalty,
+                                frequency_penalty=frequency_penalty, seed=seed)
+        if constraint is None:
+            constraint = self.constraint(json_schema=json_schema, regex=regex, grammar=grammar)
+        elif any(x is not None for x in (json_schema, regex, grammar)):
+            raise ArgumentError("give either a compiled constraint or one of json_schema, regex and grammar")
+        return make_request(self._prompt_ids(prompt, name), n_ctx=self.n_ctx, vocab=self.n_vocab,
+                            max_tokens=max_tokens, params=params, stop=stop, ignore_eos=ignore_eos, n=n,
+                            logprobs=logprobs, constraint=constraint, end_ids=self.tokenizer.eot_ids, name=name)
+
+    def _score(self, ids: list, rows: str, session=None, name: str = "ids") -> Request:
+        return make_request(ids, n_ctx=self.n_ctx, vocab=self.n_vocab, max_tokens=0, params=SamplingParams(),
+                            stop=None, ignore_eos=False, rows=rows, session=session, name=name)
+
+    # -- context (a session kept between calls) --------------------------------------------
 
     @property
     def n_past(self) -> int:
-        return len(self._tokens)
+        return len(self._session.tokens)
 
     @property
     def n_vocab(self) -> int:
         return self.config.vocab
 
     def reset(self) -> None:
-        """Forget the context (the KV cache contents become unreachable)."""
-        with self._lock:
-            self._tokens = []
+        """Forget the context (its KV blocks stay in the prefix cache)."""
+        with self._session_lock:
+            self._session.tokens = []
 
     def eval(self, ids) -> np.ndarray:
-        """Append ids to the context; the last position's logits. The context grows only by
-        what was actually computed, so an interrupt leaves it consistent."""
-        return self._eval(check_ids("ids", ids, self.n_vocab))
-
-    def _eval(self, ids: list) -> np.ndarray:
+        """Append ids to the context; the last position's logits."""
+        ids = check_ids("ids", ids, self.n_vocab)
         if not ids:
             raise IgnisError("nothing to evaluate: empty token list")
-        with self._lock:      # one caller at a time: plans and KV cache are shared state
-            if self.engine is None:
-                raise IgnisError(f"{self.path}: the model is closed")
-            start = len(self._tokens)
-            logits = None
-            for lo in range(0, len(ids), MAX_BATCH):
-                piece = ids[lo:lo + MAX_BATCH]
-                logits = self.engine.forward(piece, start + lo)
-                self._tokens.extend(piece)
-            return logits
+        with self._session_lock:
+            return self._eval_session(self._session.tokens + ids)
 
     def eval_prompt(self, ids) -> np.ndarray:
-        """Evaluate a prompt, reusing the KV cache for the prefix it shares with the context."""
-        return self._eval_prompt(check_ids("ids", ids, self.n_vocab))
-
-    def _eval_prompt(self, ids: list) -> np.ndarray:
+        """Make ids the context (what it shares with the current one is not recomputed); the
+        last position's logits."""
+        ids = check_ids("ids", ids, self.n_vocab)
         if not ids:
             raise IgnisError("empty prompt: give at least one token")
-        if len(ids) > self.n_ctx:
-            raise ContextOverflowError(f"prompt of {len(ids)} tokens does not fit in the context of "
-                                       f"{self.n_ctx} tokens (raise n_ctx / --ctx, or shorten the prompt)")
-        with self._lock:
-            keep = 0
-            for a, b in zip(self._tokens, ids[:-1]):
-                if a != b:
-                    break
-                keep += 1
-            if keep and self.engine is not None:     # a sliding-window cache may not go back that far
-                keep = self.engine.keepable(keep)
-            del self._tokens[keep:]
-            self.last_prompt_evaluated = len(ids) - keep
-            return self._eval(ids[keep:])
+        with self._session_lock:
+            return self._eval_session(ids)
+
+    def _eval_session(self, ids: list) -> np.ndarray:
+        handle = self._run(self._score(ids, "last", self._session))
+        self.last_prompt_evaluated = handle.result.prompt_tokens
+        return handle.logits
 
     # -- tokens ---------------------------------------------------------------------------
 
@@ -203,22 +227,15 @@ class Model:
     # -- scoring --------------------------------------------------------------------------
 
     def logits(self, ids) -> np.ndarray:
-        """Teacher-forced logits [len(ids), n_vocab] (float32) from an empty context."""
+        """Teacher-forced logits [len(ids), n_vocab] (float32), every position computed."""
         ids = self._prompt_ids(ids, "ids")
         if not ids:
             raise IgnisError("empty prompt: logits() needs at least one token")
-        with self._lock:
-            if self.engine is None:
-                raise IgnisError(f"{self.path}: the model is closed")
-            self._tokens = []
-            if len(ids) > self.n_ctx:
-                raise ContextOverflowError(f"{len(ids)} tokens do not fit in the context of {self.n_ctx}")
-            out = self.engine.forward(ids, 0, all_logits=True)
-            self._tokens = list(ids)
-            return out
+        return self._run(self._score(ids, "all")).logits
 
     def greedy_ids(self, prompt, n: int, stop_ids=None) -> list:
-        """Up to n greedy token ids after the prompt (stops after an end-of-generation id)."""
+        """Up to n greedy token ids after the prompt (stops after an end-of-generation id,
+        which is included)."""
         n = check_int("n", n, 0, INT64_MAX)
         if stop_ids is None:
             stop_ids = self.tokenizer.eot_ids
@@ -226,18 +243,11 @@ class Model:
             if isinstance(stop_ids, (set, frozenset)):
                 stop_ids = list(stop_ids)
             stop_ids = check_ids("stop_ids", stop_ids, self.n_vocab, expected="a list or set of token ids")
-        ids = self._prompt_ids(prompt)
-        stop_ids = set(stop_ids)
-        with self._lock:
-            logits = self._eval_prompt(ids)
-            out = []
-            while len(out) < n:
-                t = int(np.argmax(logits))
-                out.append(t)
-                if t in stop_ids or self.n_past >= self.n_ctx:
-                    break
-                logits = self._eval([t])
-            return out
+        request = make_request(self._prompt_ids(prompt), n_ctx=self.n_ctx, vocab=self.n_vocab, max_tokens=n,
+                               params=SamplingParams(temperature=0.0), stop=None, ignore_eos=False,
+                               end_ids=stop_ids, keep_end=True)
+        result = self._run(request).result
+        return result.tokens + ([] if result.end_token is None else [result.end_token])
 
     # -- generation -----------------------------------------------------------------------
 
@@ -247,19 +257,22 @@ class Model:
                  stop=None, ignore_eos: bool = False, stream: bool = False, json_schema=None, regex=None,
                  grammar=None):
         """Complete a prompt (text with special tokens parsed, or a list of ids). Returns the
-        text, or with stream=True an iterator of text pieces as they are generated.
-        Structured output: at most one of json_schema (a dict or JSON text), regex (the whole
-        output matches it) and grammar (Lark or llama.cpp GBNF text); generation then ends
-        when the output is complete."""
+        text, or with stream=True an iterator of text pieces as they are generated (closing
+        it early cancels the request). Structured output: at most one of json_schema (a dict
+        or JSON text), regex (the whole output matches it) and grammar (Lark or llama.cpp
+        GBNF text); generation then ends when the output is complete."""
         # every argument is checked here, before any work (and before a stream starts)
-        ids, max_tokens, params, stops, ignore_eos = self._request(
-            prompt, max_tokens, temperature, top_k, top_p, min_p, repeat_penalty, presence_penalty,
-            frequency_penalty, seed, stop, ignore_eos)
-        constraint = self.constraint(json_schema=json_schema, regex=regex, grammar=grammar)
+        request = self.request(prompt, max_tokens, temperature, top_k, top_p, min_p, repeat_penalty,
+                               presence_penalty, frequency_penalty, seed, stop, ignore_eos,
+                               json_schema=json_schema, regex=regex, grammar=grammar)
         stream = check_bool("stream", stream)
-        self.last_result = GenerationResult()
-        pieces = self._locked_pieces(ids, max_tokens, params, stops, ignore_eos, self.last_result, constraint)
-        return pieces if stream else "".join(pieces)
+        handle = self._default_scheduler().submit(request)
+        try:
+            self.last_result = handle.result
+            return iter(handle) if stream else handle.text()
+        except BaseException:       # Ctrl-C before the caller has the stream: nobody will read it
+            handle.cancel()
+            raise
 
     def constraint(self, json_schema=None, regex=None, grammar=None):
         """The compiled constraint of at most one of json_schema, regex and grammar (None if
@@ -267,24 +280,6 @@ class Model:
         from ignis.runtime.constraint import compile_constraint
         return compile_constraint(self.tokenizer, self.n_vocab, self.tokenizer.eot_ids, json_schema=json_schema,
                                   regex=regex, grammar=grammar)
-
-    def _request(self, prompt, max_tokens, temperature, top_k, top_p, min_p, repeat_penalty, presence_penalty,
-                 frequency_penalty, seed, stop, ignore_eos, name: str = "prompt") -> tuple:
-        """One completion request, checked: (ids, max_tokens, SamplingParams, stops, ignore_eos)."""
-        max_tokens = check_int("max_tokens", max_tokens, 0, INT64_MAX)
-        params = SamplingParams(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
-                                repeat_penalty=repeat_penalty, presence_penalty=presence_penalty,
-                                frequency_penalty=frequency_penalty, seed=seed)
-        params.validate()
-        stops = _check_stop(stop)
-        ignore_eos = check_bool("ignore_eos", ignore_eos)
-        ids = self._prompt_ids(prompt, name)
-        if not ids:
-            raise IgnisError(f"empty {name}: give some text or token ids")
-        if len(ids) > self.n_ctx:
-            raise ContextOverflowError(f"{name} of {len(ids)} tokens does not fit in the context of "
-                                       f"{self.n_ctx} tokens (raise n_ctx / --ctx, or shorten the prompt)")
-        return ids, max_tokens, params, stops, ignore_eos
 
     def generate_batch(self, prompts, max_tokens: int = 128, temperature: float = 0.8, top_k: int = 40,
                        top_p: float = 0.95, min_p: float = 0.05, repeat_penalty: float = 1.0,
@@ -306,60 +301,24 @@ class Model:
         regexes = _per_prompt("regex", regex, len(prompts))
         grammars = _per_prompt("grammar", grammar, len(prompts))
         stream = check_bool("stream", stream)
-        requests = [self._request(p, max_tokens, temperature, top_k, top_p, min_p, repeat_penalty,
-                                  presence_penalty, frequency_penalty, s, stop, ignore_eos, f"prompts[{i}]")
-                    for i, (p, s) in enumerate(zip(prompts, seeds))]
         compiled = {}     # one compilation per distinct constraint
-        constraints = []
-        for i, spec in enumerate(zip(schemas, regexes, grammars)):
+        requests = []
+        for i, (p, s, spec) in enumerate(zip(prompts, seeds, zip(schemas, regexes, grammars))):
             key = repr(spec)
             if key not in compiled:
                 try:
                     compiled[key] = self.constraint(*spec)
                 except IgnisError as exc:
                     raise type(exc)(f"prompts[{i}]: {exc}") from None
-            constraints.append(compiled[key])
+            requests.append(self.request(p, max_tokens, temperature, top_k, top_p, min_p, repeat_penalty,
+                                         presence_penalty, frequency_penalty, s, stop, ignore_eos,
+                                         constraint=compiled[key], name=f"prompts[{i}]"))
         sched = self._default_scheduler()
         events = queue.Queue() if stream else None
-        handles = [sched.submit(ids, max_tokens=n, params=params, stop=stops, ignore_eos=eos, sink=events, tag=i,
-                                constraint=c)
-                   for i, ((ids, n, params, stops, eos), c) in enumerate(zip(requests, constraints))]
+        handles = [sched.submit(r, sink=events, tag=i) for i, r in enumerate(requests)]
         if not stream:
             return [h.text() for h in handles]
         return _merged(handles, events)
-
-    def scheduler(self, max_batch: int = 16, step_tokens: int = 256):
-        """A continuous-batching scheduler over this model (see ignis.runtime.scheduler):
-        submit(...) returns a handle that streams pieces and can cancel()."""
-        max_batch = check_int("max_batch", max_batch, 1, 4096)
-        step_tokens = check_int("step_tokens", step_tokens, max_batch, 1 << 16)
-        if self.engine is None:
-            raise IgnisError(f"{self.path}: the model is closed")
-        sched = Scheduler(self, max_batch, step_tokens)
-        self._schedulers.append(sched)
-        return sched
-
-    def _default_scheduler(self):
-        if self._batch_scheduler is None:
-            self._batch_scheduler = self.scheduler()
-        return self._batch_scheduler
-
-    def _release_cached_prefix(self) -> bool:
-        """Drop the KV cache this Model keeps of its last prompt (for the scheduler when the
-        pool is full). True if it held any."""
-        with self._lock:
-            if not self._tokens or self.engine is None:
-                return False
-            self._tokens = []
-            self.engine.kv.truncate(self.engine.seq, 0)
-            return True
-
-    def _locked_pieces(self, ids, max_tokens, params, stops, ignore_eos, result, constraint=None) -> Iterator[str]:
-        with self._lock:
-            if max_tokens == 0:
-                return
-            yield from generate_pieces(self, ids, max_tokens, params, stops,
-                                       set(self.tokenizer.eot_ids), ignore_eos, result, constraint)
 
     def chat(self, messages, max_tokens: int = 512, stream: bool = False, response_format=None, **kwargs):
         """Reply to a conversation (list of {"role", "content"}) using the file's chat template.
@@ -395,7 +354,7 @@ class Model:
     def close(self) -> None:
         for sched in self._schedulers:       # cancels their requests, stops their threads
             sched.close()
-        with self._lock:      # waits for a generation in another thread to finish
+        with self._lock:      # waits for a step in progress
             self.engine = None
             self.gguf.close()
 
@@ -417,16 +376,22 @@ def _per_prompt(name: str, value, n: int) -> list:
 
 
 def _merged(handles, events) -> Iterator[tuple]:
-    """(index, piece) from every handle's stream, as they come; raises a request's error."""
+    """(index, piece) from every handle's stream, as they come; raises a request's error.
+    Closing it early cancels the requests still running."""
     left = len(handles)
-    while left:
-        tag, piece = events.get()
-        if piece is END_OF_STREAM:
-            left -= 1
-            if handles[tag].error is not None:
-                raise handles[tag].error
-            continue
-        yield tag, piece
+    try:
+        while left:
+            tag, piece = events.get()
+            if piece is END_OF_STREAM:
+                left -= 1
+                if handles[tag].error is not None:
+                    raise handles[tag].error
+                continue
+            yield tag, piece
+    finally:
+        for h in handles:
+            if not h.done:
+                h.cancel()
 
 
 # the keyword arguments chat() passes on to generate()

@@ -39,10 +39,25 @@ length. A sequence can only be resumed where its window is still held: keepable(
 the position truncate() can go back to (n itself, or 0 when the rows before n were
 released), and truncate() to anything else is an error.
 
+Prefix cache. A block whose block_size positions all hold known tokens can be registered
+(commit()) under a hash chained on its parent's: key(i) = hash((key(i - 1), tokens of block i)),
+so a key names the whole prefix up to the end of its block. Registered blocks are read-only:
+
+  - a block is in exactly one of: held (refcount > 0), the free heap (refcount 0, not
+    registered), the LRU of cached blocks (refcount 0, registered). n_free_blocks counts the
+    heap and the LRU (both can be allocated); allocation takes the heap first, then evicts
+    the least recently used cached block (its key is forgotten).
+  - reserve() copies a sequence's partial last block first when it is shared *or registered*,
+    so a registered block's rows never change while it is registered.
+  - find(parent, tokens) returns the registered block of that chain link (its key and its
+    tokens are both compared: a hash collision is a miss), and adopt() makes a new sequence
+    of such blocks: a later request reuses the KV rows of any earlier one's prefix.
+
 LayeredKVCache puts a model's full-attention layers in one PagedKVCache and its sliding-window
 layers in a windowed one, with one sequence id for both (the engine's plans address the two
 pools through the same block-table rows).
 """
+import collections
 import heapq
 
 import numpy as np
@@ -54,12 +69,28 @@ _MAX_DIM = 1 << 16            # n_layers, n_kv_heads, head_dim, block_size
 _MAX_ROWS = (1 << 31) - 1     # n_blocks * block_size: rows (and block ids) fit in int32
 
 
-class _Seq:
-    __slots__ = ("blocks", "length")
+ROOT_KEY = 0                  # the parent key of a sequence's first block
 
-    def __init__(self, blocks, length):
+
+def chain(tokens, block_size: int) -> list:
+    """[(parent key, block tokens, key)] of every full block of tokens, in order."""
+    out, parent = [], ROOT_KEY
+    for i in range(len(tokens) // block_size):
+        block = tuple(tokens[i * block_size:(i + 1) * block_size])
+        key = hash((parent, block))
+        out.append((parent, block, key))
+        parent = key
+    return out
+
+
+class _Seq:
+    __slots__ = ("blocks", "length", "tokens", "keys")
+
+    def __init__(self, blocks, length, tokens=(), keys=()):
         self.blocks = blocks      # physical block ids, one per block_size positions
         self.length = length      # positions held
+        self.tokens = list(tokens)   # the committed tokens of positions 0.. (their rows are written)
+        self.keys = list(keys)       # the chain key of each full committed block
 
 
 class PagedKVCache:
@@ -91,6 +122,9 @@ class PagedKVCache:
         self.bytes_per_block = 2 * n_layers * block_size * n_kv_heads * head_dim * 2
         self._ref = [0] * n_blocks             # refcount per block
         self._free = list(range(n_blocks))     # a min-heap (a sorted list is one)
+        self._lru = collections.OrderedDict()  # unheld registered blocks, least recently used first
+        self._entry = {}                       # registered block -> (parent key, tokens, key)
+        self._by_key = {}                      # key -> registered block
         self._seqs = {}                        # seq id -> _Seq
         self._next_id = 0
 
@@ -98,11 +132,23 @@ class PagedKVCache:
 
     @property
     def n_free_blocks(self) -> int:
-        return len(self._free)
+        """Blocks an allocation can take: free ones and unheld cached ones."""
+        return len(self._free) + len(self._lru)
 
     @property
     def n_used_blocks(self) -> int:
-        return self.n_blocks - len(self._free)
+        """Blocks held by live sequences."""
+        return self.n_blocks - self.n_free_blocks
+
+    @property
+    def n_cached_blocks(self) -> int:
+        """Registered blocks (held or not): the prefix cache."""
+        return len(self._entry)
+
+    @property
+    def n_idle_cached_blocks(self) -> int:
+        """Registered blocks no sequence holds (the LRU allocation evicts from)."""
+        return len(self._lru)
 
     def held_bytes(self) -> int:
         return self.n_used_blocks * self.bytes_per_block
@@ -121,14 +167,26 @@ class PagedKVCache:
     # -- blocks -------------------------------------------------------------------------
 
     def _alloc(self) -> int:
-        b = heapq.heappop(self._free)
+        if self._free:
+            b = heapq.heappop(self._free)
+        else:       # evict the least recently used cached block
+            b = self._lru.popitem(last=False)[0]
+            del self._by_key[self._entry.pop(b)[2]]
         self._ref[b] = 1
         return b
 
     def _release(self, b: int) -> None:
         self._ref[b] -= 1
         if self._ref[b] == 0:
-            heapq.heappush(self._free, b)
+            if b in self._entry:
+                self._lru[b] = None
+            else:
+                heapq.heappush(self._free, b)
+
+    def _hold(self, b: int) -> None:
+        if self._ref[b] == 0:
+            del self._lru[b]
+        self._ref[b] += 1
 
     def _copy_block(self, src: int, dst: int) -> None:
         bs = self.block_size
@@ -147,7 +205,7 @@ class PagedKVCache:
     def _needs(self, s: _Seq, n: int):
         """(new blocks, whether the last block must be copied) for reserving n positions."""
         new = -(-(s.length + n) >> self._shift) - len(s.blocks)
-        cow = n > 0 and (s.length & self._mask) != 0 and self._ref[s.blocks[-1]] > 1
+        cow = n > 0 and (s.length & self._mask) != 0 and (self._ref[s.blocks[-1]] > 1 or s.blocks[-1] in self._entry)
         return new, cow
 
     def _release_behind(self, s: _Seq) -> None:
@@ -186,7 +244,7 @@ class PagedKVCache:
             if b >= 0:
                 self._ref[b] += 1
         child = self.new_sequence()
-        self._seqs[child] = _Seq(list(s.blocks), s.length)
+        self._seqs[child] = _Seq(list(s.blocks), s.length, s.tokens, s.keys)
         return child
 
     def blocks_needed(self, seq, n) -> int:
@@ -202,10 +260,10 @@ class PagedKVCache:
         n = check_int("PagedKVCache.reserve n", n, 0)
         self._release_behind(s)      # invisible to every reader from s.length on
         new, cow = self._needs(s, n)
-        if new + cow > len(self._free):
+        if new + cow > self.n_free_blocks:
             raise KVCacheFullError(
                 f"KV cache full: sequence {int(seq)} needs {new + cow} blocks of {self.block_size} tokens "
-                f"to grow from {s.length} to {s.length + n} positions, {len(self._free)} of "
+                f"to grow from {s.length} to {s.length + n} positions, {self.n_free_blocks} of "
                 f"{self.n_blocks} are free")
         if cow:
             old = s.blocks[-1]
@@ -234,6 +292,8 @@ class PagedKVCache:
                 self._release(b)
         del s.blocks[keep:]
         s.length = n
+        del s.tokens[n:]
+        del s.keys[n >> self._shift:]
 
     def _keepable(self, s: _Seq, n: int) -> int:
         held = self._held_from(s)
@@ -253,6 +313,86 @@ class PagedKVCache:
             if b >= 0:
                 self._release(b)
         del self._seqs[int(seq)]
+
+    # -- the prefix cache ---------------------------------------------------------------
+
+    def commit(self, seq, tokens) -> None:
+        """The rows of positions [c, c + len(tokens)) of seq now hold these tokens' keys and
+        values, c being what was committed before (positions must be reserved). Every block
+        this fills is registered under its chain key, unless that key already has a block."""
+        s = self._seq("commit", seq)
+        if len(s.tokens) + len(tokens) > s.length:
+            raise ArgumentError(f"PagedKVCache.commit: {len(s.tokens)} + {len(tokens)} tokens, but sequence "
+                                f"{int(seq)} holds {s.length} positions")
+        s.tokens.extend(tokens)
+        bs = self.block_size
+        while (len(s.keys) + 1) * bs <= len(s.tokens):
+            i = len(s.keys)
+            parent = s.keys[-1] if s.keys else ROOT_KEY
+            block = tuple(s.tokens[i * bs:(i + 1) * bs])
+            key = hash((parent, block))
+            s.keys.append(key)
+            b = s.blocks[i]
+            if b >= 0 and key not in self._by_key and b not in self._entry:
+                self._entry[b] = (parent, block, key)
+                self._by_key[key] = b
+
+    def find(self, parent, tokens, key) -> int:
+        """The registered block of the chain link (parent key, block tokens, key), or -1."""
+        b = self._by_key.get(key, -1)
+        if b >= 0 and self._entry[b][:2] != (parent, tokens):
+            return -1          # a hash collision
+        return b
+
+    def match(self, links) -> list:
+        """The registered blocks of the longest run of the chain links (see chain()) from
+        the first one on."""
+        out = []
+        for parent, tokens, key in links:
+            b = self.find(parent, tokens, key)
+            if b < 0:
+                break
+            out.append(b)
+        return out
+
+    def adopt(self, blocks, links, first: int = 0) -> int:
+        """A new sequence of len(links) full blocks: the registered blocks `blocks` at block
+        indices first.. (earlier indices are holes: a window's released rows)."""
+        held = [-1] * first + list(blocks)
+        if len(held) != len(links):
+            raise ArgumentError(f"PagedKVCache.adopt: {len(blocks)} blocks from index {first} for {len(links)} links")
+        for b in blocks:
+            self._hold(b)
+        seq = self.new_sequence()
+        s = self._seqs[seq]
+        s.blocks, s.length = held, len(links) * self.block_size
+        s.tokens = [t for _, block, _ in links for t in block]
+        s.keys = [key for _, _, key in links]
+        return seq
+
+    def clear_cache(self) -> None:
+        """Forget every registered block: idle ones become free, held ones plain blocks."""
+        for b in self._lru:
+            heapq.heappush(self._free, b)
+        self._lru.clear()
+        self._entry.clear()
+        self._by_key.clear()
+
+    def cached_length(self, tokens) -> int:
+        """How many leading tokens the cached full blocks hold (an upper bound of what
+        adopt_prefix gives: a window may need blocks that are gone)."""
+        return len(self.match(chain(tokens, self.block_size))) * self.block_size
+
+    def adopt_prefix(self, tokens) -> tuple:
+        """(a new sequence holding the longest cached prefix of tokens, its length), or
+        (None, 0) when no full block of it is cached."""
+        links = chain(tokens, self.block_size)
+        blocks = self.match(links)
+        if self.window is not None:
+            raise ArgumentError("PagedKVCache.adopt_prefix: a windowed cache is matched through LayeredKVCache")
+        if not blocks:
+            return None, 0
+        return self.adopt(blocks, links[:len(blocks)]), len(blocks) * self.block_size
 
     # -- addressing ---------------------------------------------------------------------
 
@@ -320,6 +460,25 @@ class LayeredKVCache:
     def n_used_blocks(self) -> int:
         return self.full.n_used_blocks
 
+    @property
+    def n_cached_blocks(self) -> int:
+        return self.full.n_cached_blocks
+
+    @property
+    def n_blocks(self) -> int:
+        return self.full.n_blocks
+
+    def cached_length(self, tokens) -> int:
+        return self.full.cached_length(tokens)
+
+    def clear_cache(self) -> None:
+        self.full.clear_cache()
+        self.local.clear_cache()
+
+    @property
+    def n_idle_cached_blocks(self) -> int:
+        return self.full.n_idle_cached_blocks
+
     def held_bytes(self) -> int:
         return self.full.held_bytes() + self.local.held_bytes()
 
@@ -368,3 +527,24 @@ class LayeredKVCache:
     def free(self, seq) -> None:
         self.full.free(seq)
         self.local.free(seq)
+
+    def commit(self, seq, tokens) -> None:
+        self.full.commit(seq, tokens)
+        self.local.commit(seq, tokens)
+
+    def adopt_prefix(self, tokens) -> tuple:
+        """(a new sequence, its length) holding the longest prefix of tokens whose full blocks
+        are cached in the full pool and whose last window is cached in the windowed one (the
+        rows a step continuing from it reads); (None, 0) if there is none."""
+        bs = self.block_size
+        links = chain(tokens, bs)
+        full = self.full.match(links)
+        for m in range(len(full), 0, -1):
+            first = max(0, m * bs - self.window + 1) // bs
+            local = self.local.match(links[first:m])
+            if len(local) == m - first:
+                seq = self.full.adopt(full[:m], links[:m])
+                if self.local.adopt(local, links[:m], first) != seq:
+                    raise AssertionError("LayeredKVCache: the two pools' sequence ids diverged")
+                return seq, m * bs
+        return None, 0

@@ -1,49 +1,65 @@
-"""Continuous batching: many requests share one forward pass per step.
+"""The engine loop: the one thing that runs the model.
 
-Each step of the engine thread gathers
-  - one decode token from every running sequence (its last sampled token), and
-  - prefill tokens of sequences still reading their prompts, in arrival order, up to
-    `step_tokens` tokens in all (chunked prefill: a long prompt never stalls the others),
-runs them as one batch (`Engine.step`: every token carries its sequence and position,
-attention reads only its own sequence's keys and values), then samples the next token
-of every sequence whose last prompt token or decode token was in the batch.
+Every request (a generation, a chat turn, a batch, a server call, a teacher-forced score)
+is a `Request` (ignis.runtime.request, validated once) submitted here. One thread runs
+steps; each step
 
-Requests join at step boundaries (a bounded number run at once, `max_batch`; the rest
-wait in arrival order) and leave when they finish or are cancelled; their KV blocks go
-back to the shared pool at once. Sampling, stop strings and streaming are the same
-`Completion` the single-stream loop uses, with the request's own seeded sampler, and the
-kernels give every row the same bits whatever else is in the batch: a request's tokens do
-not depend on what it ran beside (batch invariance).
+  1. gives every running sequence the tokens it still has to compute, in one budget of
+     `step_tokens`: a sequence whose known tokens are all computed but its last sampled
+     one needs 1 (a decode), one reading its prompt (or recomputing after a preemption)
+     gets a chunk of what is left (chunked prefill beside the decodes); waiting requests
+     are admitted, arrival order first, while batch slots and the budget last (a request
+     that needs more slots than are free is passed over, not waited for);
+  2. reserves KV positions in the block pool. A new sequence starts from the longest
+     cached chain of blocks of its tokens (the prefix cache: ignis.runtime.paged). When the
+     pool is full, parked sessions are dropped, then the most recently arrived running
+     sequence is preempted: its blocks go back (full ones stay cached), it is requeued with
+     everything it has generated, and recomputed later. Prefill is bit-stable, so its text
+     is the one it would have had alone;
+  3. runs one Engine.step over all those tokens (each token carries its sequence and
+     position; the kernels give every row the same bits whatever else is in the batch);
+  4. commits the computed tokens to the pool (full blocks become cached prefixes) and
+     samples the sequences whose known tokens are all computed (or hands a score request
+     its rows).
 
-Thread safety: `submit` and `RequestHandle.cancel` may be called from any thread; the
-engine thread is the only one that touches sequences, the KV cache and the plans (under
-the model's lock, so it also waits for a `Model.generate` in progress).
+Errors stay with their request: a step that fails is rerun one request at a time, and only
+a request that fails alone ends (with the error); an exception while sampling one request
+ends that request. Thread safety: submit() and RequestHandle.cancel() may be called from any
+thread; only the loop's thread touches sequences and the pool (under the model's engine lock,
+shared by the schedulers of one model).
 """
 from __future__ import annotations
 
-import collections
 import dataclasses
 import itertools
+import logging
 import queue
 import threading
 import time
-from dataclasses import dataclass, field
 
-from ignis.errors import ContextOverflowError, IgnisError, KVCacheFullError
+import numpy as np
+
+from ignis.errors import ArgumentTypeError, IgnisError, KVCacheFullError
+from ignis.runtime.engine import MAX_STEP_TOKENS
 from ignis.runtime.generate import Completion, GenerationResult
-from ignis.runtime.sampling import SamplingParams
+from ignis.runtime.request import Request
 
 END_OF_STREAM = object()     # end of a request's piece stream
+ALL_ROWS_CHUNK = 64          # tokens per step of a request that wants every row's logits
+
+log = logging.getLogger("ignis.scheduler")
 
 
 class RequestHandle:
     """A submitted request: iterate it for text pieces as they are generated (blocking),
-    or call text() for the whole completion. cancel() stops it at the next step."""
+    or call text() for the whole completion. cancel() stops it at the next step. A score
+    request's rows are in `logits` once it is done."""
 
     def __init__(self, request_id: int, sink=None, tag=None):
         self.id = request_id
         self.result = GenerationResult()
         self.error = None
+        self.logits = None
         self._pieces = queue.Queue()
         self._done = threading.Event()
         self._cancel = threading.Event()
@@ -77,37 +93,100 @@ class RequestHandle:
         self._cancel.set()
 
     def __iter__(self):
-        while True:
-            piece = self._pieces.get()
-            if piece is END_OF_STREAM:
-                if self.error is not None:
-                    raise self.error
-                return
-            yield piece
+        """The text pieces as they come (blocking); a stream closed or dropped before its end
+        cancels the request."""
+        return PieceStream(self)
 
-    def text(self, timeout: float | None = None) -> str:
-        """Wait for the request to finish; its whole text (raises the request's error)."""
-        if not self._done.wait(timeout):
+    def wait(self, timeout: float | None = None) -> None:
+        """Wait for the request to finish (raises its error). A waiter interrupted (Ctrl-C)
+        cancels the request."""
+        try:
+            finished = self._done.wait(timeout)
+        except BaseException:
+            self.cancel()
+            raise
+        if not finished:
             raise TimeoutError(f"request {self.id} did not finish within {timeout} s")
         if self.error is not None:
             raise self.error
+
+    def text(self, timeout: float | None = None) -> str:
+        """Wait for the request to finish; its whole text (raises the request's error)."""
+        self.wait(timeout)
         return self.result.text
 
 
-@dataclass
-class _Request:
-    handle: RequestHandle
-    ids: list
-    completion: Completion
-    seq: int | None = None          # the sequence in the paged KV cache (once admitted)
-    fed: int = 0                    # prompt tokens already in the cache
-    next_token: int | None = None   # the sampled token to evaluate in the next step
-    followers: list = field(default_factory=list)   # completions of the same prompt: they fork
-                                                    # this sequence once its prompt is in    arrived: float = field(default_factory=time.perf_counter)
+class PieceStream:
+    """A handle's pieces as an iterator. Closing it, or dropping it, before the end cancels
+    the request: an abandoned stream never keeps the loop generating for nobody."""
+
+    def __init__(self, handle: RequestHandle):
+        self._handle = handle
+        self._open = True
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> str:
+        if not self._open:
+            raise StopIteration
+        try:
+            piece = self._handle._pieces.get()
+        except BaseException:       # interrupted while waiting (Ctrl-C): the consumer is gone
+            self.close()
+            raise
+        if piece is END_OF_STREAM:
+            self._open = False
+            if self._handle.error is not None:
+                raise self._handle.error
+            raise StopIteration
+        return piece
+
+    def close(self) -> None:
+        if self._open:
+            self._open = False
+            self._handle.cancel()
+
+    def __del__(self):
+        self.close()
+
+
+class _Seq:
+    """One completion in the loop: its tokens (prompt, then what it generated), how many of
+    them have their keys and values in its KV sequence, and how to hand results back."""
+
+    def __init__(self, request: Request, handle: RequestHandle, completion, arrival: int):
+        self.request = request
+        self.handle = handle
+        self.completion = completion        # None for a score request
+        self.tokens = list(request.ids)
+        self.n_prompt = len(self.tokens)
+        self.arrival = arrival              # priority: the earliest is preempted last
+        self.seq = None                     # KV sequence id while admitted
+        self.computed = 0                   # tokens whose rows are in the KV sequence
+        self.followers = []                 # completions of the same prompt: they fork this
+                                            # sequence once its prompt is computed
+        self.rows = []                      # a score request's logits rows so far
+        self.skipped = 0                    # admissions passed over (too few batch slots)
+
+    @property
+    def width(self) -> int:
+        return 1 + len(self.followers)
+
+    @property
+    def left(self) -> int:
+        return len(self.tokens) - self.computed
+
+    def match_limit(self) -> int:
+        """How many leading tokens may come from cached KV instead of being computed: all
+        but the last (its logits are wanted), or for every-row scores the rows already had."""
+        if self.request.rows == "all":
+            return len(self.rows)
+        return len(self.tokens) - 1
 
 
 class Scheduler:
-    """The continuous-batching engine loop over one Model (see the module docstring)."""
+    """The engine loop over one Model (see the module docstring)."""
 
     def __init__(self, model, max_batch: int = 16, step_tokens: int = 256):
         if max_batch < 1 or step_tokens < max_batch:
@@ -115,59 +194,69 @@ class Scheduler:
                              f"{max_batch} and {step_tokens}")
         self.model = model
         self.engine = model.engine
+        self.kv = model.engine.kv
         self.max_batch = max_batch
         self.step_tokens = step_tokens
         self._incoming = queue.Queue()
-        self._waiting = []      # admitted to the scheduler, not yet holding a sequence
-        self._running = []      # holding a sequence: prefilling or decoding
+        self._waiting = []      # not holding a sequence, arrival order
+        self._running = []      # holding a sequence, arrival order
+        self._parked = []       # sessions holding an idle sequence
         self._ids = itertools.count()
+        self._arrivals = itertools.count()
         self._wake = threading.Event()
         self._stop = False
         self._thread = None
         self._lock = threading.Lock()
+        # counts for reports and /metrics
         self.steps = 0
-        self.step_sizes = []    # tokens per step (recent), for reports
-        # the prefix cache: finished sequences kept with the tokens their KV holds, newest
-        # last; a new prompt forks the one it shares the longest prefix with
-        self._cached = collections.OrderedDict()    # sequence id -> token tuple
-        self.cache_hits = 0
-        self.cached_tokens = 0                      # prompt tokens not prefilled thanks to it
+        self.step_sizes = []    # tokens per step (recent)
+        self.preemptions = 0
+        self.cache_hits = 0     # admissions that started from cached blocks
+        self.cached_tokens = 0  # tokens not computed thanks to them
 
     # -- submission (any thread) ----------------------------------------------------------
 
-    def submit(self, prompt_ids: list, *, max_tokens: int, params: SamplingParams, stop: list,
-               ignore_eos: bool = False, sink=None, tag=None, n: int = 1, logprobs: int | None = None,
-               constraint=None):
-        """Queue one request (already validated token ids and settings); its handle. With
-        n > 1: n completions of the prompt, a list of n handles. The prompt is prefilled
-        once and its KV blocks shared (fork, copy-on-write); completion i samples with seed
-        params.seed + i (each random when the seed is None). logprobs=N records, per sampled
-        token, its log-probability and the top N alternatives in handle.result.logprobs.
-        constraint: a compiled Constraint (Model.constraint); each completion keeps its own
-        matcher state, so every sequence in a batch is constrained on its own."""
-        if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= self.max_batch:
-            raise IgnisError(f"n must be an integer in [1, max_batch = {self.max_batch}], got {n!r}")
+    def submit(self, request: Request, *, sink=None, tag=None):
+        """Queue a Request (Model.request makes one); its handle, or with n > 1 a list of n
+        handles. Completion i of n samples with seed + i (each random when the seed is None);
+        the prompt is computed once and its KV blocks shared. sink/tag: every piece (and
+        END_OF_STREAM) also goes to sink.put((tag, piece)); tag may be a list of one per
+        completion."""
+        if not isinstance(request, Request):
+            raise ArgumentTypeError(f"Scheduler.submit takes a Request (make one with Model.request(...)), "
+                                    f"got {type(request).__name__}")
+        if request.vocab != self.engine.config.vocab:
+            raise IgnisError(f"this request was made for a vocabulary of {request.vocab} tokens, the scheduler's "
+                             f"model has {self.engine.config.vocab}")
+        n = request.n
+        if n > self.max_batch:
+            raise IgnisError(f"n = {n} is more than this scheduler runs at once ({self.max_batch})")
         if isinstance(tag, (list, tuple)) and len(tag) != n:
             raise IgnisError(f"{len(tag)} tags for {n} completions")
-        if not prompt_ids:
-            raise IgnisError("empty prompt: give some text or token ids")
-        limit = self.engine.n_ctx
-        if len(prompt_ids) > limit:
-            raise ContextOverflowError(f"prompt of {len(prompt_ids)} tokens does not fit in the context of "
-                                       f"{limit} tokens (raise n_ctx / --ctx, or shorten the prompt)")
-        requests = []
+        arrival = next(self._arrivals)
+        group = []
         for i in range(n):
-            p = params if i == 0 or params.seed is None else dataclasses.replace(params, seed=params.seed + i)
             handle = RequestHandle(next(self._ids), sink, tag[i] if isinstance(tag, (list, tuple)) else tag)
-            completion = Completion(self.model.tokenizer, prompt_ids, max_tokens, p, stop,
-                                    set(self.model.tokenizer.eot_ids), ignore_eos, handle.result,
-                                    logprobs=logprobs, constraint=constraint)
-            requests.append(_Request(handle, list(prompt_ids), completion))
-        requests[0].followers = requests[1:]
-        self._incoming.put(requests[0])
+            group.append(_Seq(request, handle, self._completion(request, i, handle), arrival))
+        group[0].followers = group[1:]
+        if request.rows == "sample" and request.max_tokens == 0:     # nothing to compute
+            for s in group:
+                s.handle._finish()
+            return group[0].handle if n == 1 else [s.handle for s in group]
+        self._incoming.put(group[0])
         self._ensure_thread()
         self._wake.set()
-        return requests[0].handle if n == 1 else [r.handle for r in requests]
+        return group[0].handle if n == 1 else [s.handle for s in group]
+
+    def _completion(self, request: Request, i: int, handle: RequestHandle):
+        if request.rows != "sample":
+            return None
+        params = request.params
+        if i and params.seed is not None:
+            params = dataclasses.replace(params, seed=params.seed + i)
+        return Completion(self.model.tokenizer, list(request.ids), request.max_tokens, params, list(request.stop),
+                          set(request.end_ids), request.ignore_eos, handle.result, logprobs=request.logprobs,
+                          constraint=request.constraint, keep_end=request.keep_end)
 
     def _ensure_thread(self) -> None:
         with self._lock:
@@ -178,25 +267,44 @@ class Scheduler:
                 self._thread.start()
 
     def close(self) -> None:
-        """Cancel every request and stop the engine thread."""
+        """Cancel every request and stop the loop's thread."""
         with self._lock:
             self._stop = True
         self._wake.set()
-        if self._thread is not None:
+        if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join()
 
-    # -- the engine thread --------------------------------------------------------------------
+    # -- counts -----------------------------------------------------------------------------
+
+    @property
+    def n_waiting(self) -> int:
+        return len(self._waiting) + self._incoming.qsize()
+
+    @property
+    def n_running(self) -> int:
+        return len(self._running)
+
+    def stats(self) -> dict:
+        """What /metrics shows: blocks held by sequences and cached, preemptions, prefix hits."""
+        kv = self.kv
+        return {"kv_blocks_total": kv.n_blocks,
+                "kv_blocks_used": kv.n_used_blocks, "kv_blocks_cached": kv.n_cached_blocks,
+                "kv_blocks_idle_cached": kv.n_idle_cached_blocks, "preemptions": self.preemptions,
+                "prefix_hits": self.cache_hits, "prefix_hit_tokens": self.cached_tokens,
+                "steps": self.steps}
+
+    # -- the loop ----------------------------------------------------------------------------
 
     def _loop(self) -> None:
         while True:
-            self._admit()
+            self._take_incoming()
             if self._stop:
                 with self.model._lock:
-                    for r in self._waiting + self._running:
-                        self._end(r, "cancelled")
+                    for s in self._waiting + self._running:
+                        self._end(s, "cancelled")
                     self._waiting, self._running = [], []
-                    while self._cached:
-                        self.engine.kv.free(self._cached.popitem()[0])
+                    for session in self._parked:
+                        self._unpark(session)
                 return
             if not self._running and not self._waiting:
                 self._wake.wait(0.5)
@@ -205,171 +313,328 @@ class Scheduler:
             try:
                 with self.model._lock:
                     self._step()
-            except Exception as exc:     # a bug or a failed kernel: every request learns of it
-                for r in self._waiting + self._running:
-                    self._end(r, "error", exc if isinstance(exc, IgnisError) else
-                              IgnisError(f"scheduler step failed: {type(exc).__name__}: {exc}"))
-                self._waiting, self._running = [], []
+            except Exception as exc:     # a bug in the loop itself: every request learns of it
+                log.exception("scheduler step failed")
+                error = IgnisError(f"scheduler step failed: {type(exc).__name__}: {exc}")
+                with self.model._lock:
+                    for s in self._waiting + self._running:
+                        self._end(s, "error", error)
+                    self._waiting, self._running = [], []
 
-    def _admit(self) -> None:
+    def _take_incoming(self) -> None:
         while True:
             try:
                 self._waiting.append(self._incoming.get_nowait())
             except queue.Empty:
                 return
 
-    def _end(self, r: _Request, reason: str | None = None, error: Exception | None = None) -> None:
-        """Finish a request (and the completions still waiting for its prompt): its last
-        text, its sequence back to the pool."""
-        for f in r.followers:
+    def _end(self, s: _Seq, reason: str | None = None, error: Exception | None = None) -> None:
+        """Finish a completion (and the completions still waiting for its prompt): its last
+        text, its sequence back to the pool (or to its session)."""
+        for f in s.followers:
             self._end(f, reason, error)
-        r.followers = []
-        if r.seq is not None:
-            self._retire(r, keep=error is None and reason != "cancelled")
-        if error is None:
-            r.handle._emit(r.completion.finish())
+        s.followers = []
+        if s.seq is not None:
+            session = s.request.session
+            if session is not None and error is None and reason != "cancelled":
+                self._park(session, s)
+            else:
+                self.kv.free(s.seq)
+            s.seq = None
+        if error is None and s.completion is not None:
+            s.handle._emit(s.completion.finish())
         if reason is not None:
-            r.handle.result.finish_reason = reason
-        r.handle._finish(error)
+            s.handle.result.finish_reason = reason
+        s.handle._finish(error)
 
-    def _step(self) -> None:
-        kv = self.engine.kv
-        # cancellations first: their blocks are free for this very step
-        for r in [r for r in self._waiting + self._running if r.handle._cancel.is_set()]:
-            (self._waiting if r in self._waiting else self._running).remove(r)
-            self._end(r, "cancelled")
-        while self._waiting and len(self._running) + 1 + len(self._waiting[0].followers) <= self.max_batch:
-            r = self._waiting.pop(0)
-            r.seq, r.fed = self._reuse(r.ids)
-            self._running.append(r)
-        tokens, seqs, positions, sampled = [], [], [], []
-        budget = self.step_tokens
-        for r in list(self._running):
-            if r.next_token is None:
-                continue
-            if not self._grow(r, 1, decoding=True):
-                continue
-            tokens.append(r.next_token)
-            seqs.append(r.seq)
-            positions.append(kv.length(r.seq) - 1)
-            sampled.append((r, len(tokens) - 1))
-            budget -= 1
-        for r in list(self._running):
-            if r.next_token is not None or budget <= 0:
-                continue
-            n = min(len(r.ids) - r.fed, budget)
-            if not self._grow(r, n, decoding=False):
-                continue
-            start = r.fed
-            tokens.extend(r.ids[start:start + n])
-            seqs.extend([r.seq] * n)
-            positions.extend(range(start, start + n))
-            r.fed += n
-            budget -= n
-            if r.fed == len(r.ids):
-                sampled.append((r, len(tokens) - 1))
-        if not tokens:
-            return
-        logits = self.engine.step(tokens, seqs, positions, [row for _, row in sampled])
-        self.steps += 1
-        self.step_sizes = (self.step_sizes + [len(tokens)])[-64:]
-        for i, (r, _) in enumerate(sampled):
-            # completions of the same prompt share its blocks: fork before the first sampled
-            # token is appended (its position then goes to a block of the fork's own)
-            for f in r.followers:
-                f.seq = kv.fork(r.seq)
-                f.fed = r.fed
-                self._running.append(f)
-            for f in [r] + r.followers:
-                self._after_logits(f, logits[i])
-            r.followers = []
+    def _drop(self, s: _Seq) -> None:
+        """Take s out of the loop's lists (before ending it)."""
+        if s in self._running:
+            self._running.remove(s)
+        elif s in self._waiting:
+            self._waiting.remove(s)
 
-    def _grow(self, r: _Request, n: int, decoding: bool) -> bool:
-        """Reserve n positions of r's sequence. A full pool stops only this request (or, for a
-        prompt, waits while other sequences may still free blocks)."""
-        kv = self.engine.kv
-        if kv.length(r.seq) + n > self.engine.n_ctx:
-            if decoding:
-                r.next_token = None
-                self._running.remove(r)
-                self._end(r, "length")
-                return False
-            # a prompt longer than the context was refused at submit
-        try:
-            kv.reserve(r.seq, n)
-            return True
-        except KVCacheFullError as exc:
-            while self.evict_one() or self.model._release_cached_prefix():
-                try:
-                    kv.reserve(r.seq, n)
-                    return True
-                except KVCacheFullError:
-                    pass
-            others = [o for o in self._running if o is not r and o.next_token is not None]
-            if not decoding and others:
-                return False         # try again once others have finished
-            self._running.remove(r)
-            self._end(r, None, exc)
+    def _cancellations(self) -> None:
+        for s in list(self._waiting + self._running):
+            for f in [f for f in s.followers if f.handle._cancel.is_set()]:
+                s.followers.remove(f)
+                self._end(f, "cancelled")
+            if s.handle._cancel.is_set():
+                successor = s.followers[0] if s.followers else None
+                if successor is not None:        # the next completion takes over the prompt
+                    successor.followers, s.followers = s.followers[1:], []
+                    successor.seq, successor.computed, s.seq = s.seq, s.computed, None
+                    lst = self._running if s in self._running else self._waiting
+                    lst[lst.index(s)] = successor
+                else:
+                    self._drop(s)
+                self._end(s, "cancelled")
+
+    # -- sessions ------------------------------------------------------------------------------
+
+    def _park(self, session, s: _Seq) -> None:
+        if session.seq is not None:
+            self._unpark(session)
+        session.seq, session.held, session.tokens = s.seq, s.computed, s.tokens[:s.computed]
+        self._parked.append(session)
+
+    def _unpark(self, session) -> None:
+        if session in self._parked:
+            self._parked.remove(session)
+        if session.seq is not None:
+            self.kv.free(session.seq)
+        session.seq, session.held = None, 0
+
+    def _from_session(self, s: _Seq, session) -> bool:
+        """Continue s from its session's parked sequence (truncated to what they share);
+        False to start from the prefix cache instead, when that holds more of it."""
+        if session.seq is None:
             return False
-
-    # -- the prefix cache -------------------------------------------------------------------
-
-    MAX_CACHED = 64         # finished sequences kept (the oldest go first; all go when the pool is full)
-
-    def evict_one(self) -> bool:
-        """Free the least recently used cached sequence (call with the model's lock held, as
-        every change to the cache is made); False if the cache is empty."""
-        if not self._cached:
+        limit = s.match_limit()
+        keep = 0
+        for a, b in zip(session.tokens[:session.held], s.tokens[:limit]):
+            if a != b:
+                break
+            keep += 1
+        keep = self.kv.keepable(session.seq, keep)
+        if limit - keep >= self.kv.block_size and self.kv.cached_length(s.tokens[:limit]) > keep:
+            self._unpark(session)
             return False
-        self.engine.kv.free(self._cached.popitem(last=False)[0])
+        self._parked.remove(session)
+        self.kv.truncate(session.seq, keep)
+        s.seq, s.computed = session.seq, keep
+        session.seq, session.held = None, 0
         return True
 
-    def _retire(self, r: _Request, keep: bool) -> None:
-        """A finished request's sequence goes to the prefix cache (its KV holds the prompt and
-        every generated token but the last); a cancelled or failed one is freed at once."""
-        kv = self.engine.kv
-        held = kv.length(r.seq)
-        tokens = (r.ids + r.handle.result.tokens)[:held]
-        if keep and len(tokens) == held and held >= kv.block_size:
-            self._cached[r.seq] = tuple(tokens)
-            while len(self._cached) > self.MAX_CACHED:
-                kv.free(self._cached.popitem(last=False)[0])
-        else:
-            kv.free(r.seq)
-        r.seq = None
+    # -- one step ----------------------------------------------------------------------------
 
-    def _reuse(self, ids: list) -> tuple:
-        """(sequence, positions already held) for a new prompt: a fork of the cached sequence
-        sharing its longest prefix (at least a block; the last prompt token is always run, its
-        logits are wanted), else a new empty sequence. The shared rows hold the bits a fresh
-        prefill would write (causal: position p depends on tokens 0..p only)."""
-        kv = self.engine.kv
-        best, best_n = None, 0
-        for seq, tokens in self._cached.items():
-            n = 0
-            for a, b in zip(tokens, ids[:-1]):
-                if a != b:
+    def _step(self) -> None:
+        self._cancellations()
+        budget = self.step_tokens
+        batch = []       # (seq, n tokens) in the order they go into the step
+        for s in list(self._running):                                 # decodes first
+            if s.left == 1 and s in self._running and self._reserve(s, 1, batch):
+                batch.append((s, 1))
+                budget -= 1
+        for s in list(self._running):                                 # then prompt chunks
+            if budget <= 0:
+                break
+            if s.left > 1 and s in self._running:
+                n = self._chunk(s, budget)
+                if self._reserve(s, n, batch):
+                    batch.append((s, n))
+                    budget -= n
+        slots = self.max_batch - sum(s.width for s in self._running)
+        for s in list(self._waiting):                                 # then admissions
+            if budget <= 0:
+                break
+            if s.width > slots:
+                s.skipped += 1
+                if s.skipped > 64:       # never passed over for ever
                     break
-                n += 1
-            if n > best_n:
-                best, best_n = seq, n
-        if best is not None:        # a sliding-window cache may not go back that far
-            best_n = kv.keepable(best, best_n)
-        if best is None or best_n < kv.block_size:
-            return kv.new_sequence(), 0
-        self._cached.move_to_end(best)
-        seq = kv.fork(best)
-        kv.truncate(seq, best_n)
-        self.cache_hits += 1
-        self.cached_tokens += best_n
-        return seq, best_n
+                continue
+            if not self._admit(s, budget, batch):
+                break
+            n = self._chunk(s, budget)
+            batch.append((s, n))
+            budget -= n
+            slots -= s.width
+        if batch:
+            self._run(batch)
+        else:           # everything waits for memory another scheduler of the model holds
+            self._wake.wait(0.005)
 
-    def _after_logits(self, r: _Request, row) -> None:
-        piece = r.completion.feed(row)
-        r.handle._emit(piece)
-        if r.completion.done or self.engine.kv.length(r.seq) >= self.engine.n_ctx:
-            r.next_token = None
-            self._running.remove(r)
-            self._end(r)
+    def _chunk(self, s: _Seq, budget: int) -> int:
+        n = min(s.left, budget, MAX_STEP_TOKENS)
+        return min(n, ALL_ROWS_CHUNK) if s.request.rows == "all" else n
+
+    def _admit(self, s: _Seq, budget: int, batch: list) -> bool:
+        """Give s a KV sequence (from its session, the prefix cache, or new) and reserve its
+        first chunk; False (s stays waiting, nothing held) if the pool cannot take it now."""
+        kv = self.kv
+        session = s.request.session
+        if not (session is not None and self._from_session(s, session)):
+            seq, n = kv.adopt_prefix(s.tokens[:s.match_limit()])
+            if seq is None:
+                seq, n = kv.new_sequence(), 0
+            elif n:
+                self.cache_hits += 1
+                self.cached_tokens += n
+            s.seq, s.computed = seq, n
+        if s.request.rows == "all":
+            s.rows = s.rows[:s.computed]
+        n = self._chunk(s, budget)
+        try:
+            kv.reserve(s.seq, n)
+        except KVCacheFullError as exc:
+            while self._drop_parked():
+                try:
+                    kv.reserve(s.seq, n)
+                    break
+                except KVCacheFullError:
+                    pass
+            else:
+                self._unadmit(s)
+                if not (self._running or batch):      # alone, and still too big for the pool
+                    self._waiting.remove(s)
+                    self._end(s, None, exc)
+                return False
+        self._waiting.remove(s)
+        self._running.append(s)
+        self._running.sort(key=lambda r: r.arrival)
+        return True
+
+    def _unadmit(self, s: _Seq) -> bool:
+        self.kv.free(s.seq)
+        s.seq, s.computed = None, 0
+        return False
+
+    def _drop_parked(self) -> bool:
+        if not self._parked:
+            return False
+        self._unpark(self._parked[0])
+        return True
+
+    def _reserve(self, s: _Seq, n: int, batch: list) -> bool:
+        """Reserve n positions of s's sequence; under memory pressure drop parked sessions,
+        then preempt the latest-arrived running sequences not in this step. False if s must
+        wait (or ended: past the context, or alone and too big for the pool)."""
+        kv = self.kv
+        if kv.length(s.seq) + n > self.engine.n_ctx:
+            self._drop(s)
+            self._end(s, "length")
+            return False
+        while True:
+            try:
+                kv.reserve(s.seq, n)
+                return True
+            except KVCacheFullError as exc:
+                if self._drop_parked():
+                    continue
+                in_batch = {id(b) for b, _ in batch}
+                victims = [r for r in self._running if r is not s and r.arrival > s.arrival and id(r) not in in_batch]
+                if victims:
+                    self._preempt(victims[-1])
+                    continue
+                if batch or any(r is not s for r in self._running):
+                    return False         # others hold the blocks: wait for them
+                self._drop(s)
+                self._end(s, None, exc)
+                return False
+
+    def _preempt(self, s: _Seq) -> None:
+        """Free s's blocks (full ones stay cached) and requeue it to be recomputed."""
+        self.kv.free(s.seq)
+        s.seq, s.computed = None, 0
+        self._running.remove(s)
+        self._waiting.append(s)
+        self._waiting.sort(key=lambda r: r.arrival)
+        self.preemptions += 1
+
+    def _run(self, batch: list) -> None:
+        kv = self.kv
+        tokens, seqs, positions, out_rows, wants = [], [], [], [], []
+        for s, n in batch:
+            start = s.computed
+            tokens.extend(s.tokens[start:start + n])
+            seqs.extend([s.seq] * n)
+            positions.extend(range(start, start + n))
+            first = len(tokens) - n
+            if s.request.rows == "all":
+                want = list(range(first, first + n))
+            elif start + n == len(s.tokens):
+                want = [first + n - 1]
+            else:
+                want = []
+            wants.append((len(out_rows), len(want)))
+            out_rows.extend(want)
+        t0 = time.perf_counter()
+        logits = self._logits(batch, tokens, seqs, positions, out_rows, wants)
+        dt = time.perf_counter() - t0
+        self.steps += 1
+        self.step_sizes = (self.step_sizes + [len(tokens)])[-64:]
+        for (s, n), (at, count) in zip(batch, wants):
+            if s.seq is None or logits.get(id(s)) is False:
+                continue        # failed alone: already ended
+            kv.commit(s.seq, s.tokens[s.computed:s.computed + n])
+            self._time(s, n, dt)
+            s.computed += n
+            rows = logits[id(s)] if id(s) in logits else None
+            if s.request.rows == "all":
+                s.rows.extend(rows)
+            if s.left == 0:
+                self._computed(s, rows)
+
+    def _logits(self, batch, tokens, seqs, positions, out_rows, wants) -> dict:
+        """id(seq) -> its logits rows; on a failed step, each request is rerun alone and one
+        that fails alone is ended (id -> False)."""
+        try:
+            out = self.engine.step(tokens, seqs, positions, out_rows)
+            return {id(s): out[at:at + count] for (s, _), (at, count) in zip(batch, wants) if count}
+        except Exception as exc:
+            if len(batch) == 1:
+                s = batch[0][0]
+                self._drop(s)
+                self._end(s, "error", _as_ignis(exc))
+                return {id(s): False}
+        result, at = {}, 0
+        for (s, n), (_, count) in zip(batch, wants):
+            part = slice(at, at + n)
+            at += n
+            rows = [r - part.start for r in out_rows if part.start <= r < part.stop]
+            try:
+                out = self.engine.step(tokens[part], seqs[part], positions[part], rows)
+                if count:
+                    result[id(s)] = out
+            except Exception as exc:
+                self._drop(s)
+                self._end(s, "error", _as_ignis(exc))
+                result[id(s)] = False
+        return result
+
+    @staticmethod
+    def _time(s: _Seq, n: int, dt: float) -> None:
+        result = s.handle.result
+        if s.computed < s.n_prompt:
+            result.prompt_tokens += min(n, s.n_prompt - s.computed)
+            result.prompt_seconds += dt
         else:
-            r.next_token = r.completion.last_token
+            result.decode_tokens += n
+            result.decode_seconds += dt
+
+    def _computed(self, s: _Seq, rows) -> None:
+        """Every known token of s is computed: score requests are done; generations fork
+        their followers (sharing the prompt's blocks) and sample."""
+        if s.request.rows != "sample":
+            s.handle.logits = np.stack(s.rows) if s.request.rows == "all" else np.array(rows[-1])
+            self._drop(s)
+            self._end(s)
+            return
+        group = [s] + s.followers
+        for f in s.followers:
+            f.seq, f.computed = self.kv.fork(s.seq), s.computed
+            self._running.insert(self._running.index(s) + 1, f)
+        s.followers = []
+        for f in group:
+            self._sample(f, rows[-1])
+
+    def _sample(self, s: _Seq, row) -> None:
+        try:
+            piece = s.completion.feed(row)
+        except Exception as exc:      # a failing sampler or constraint ends its own request
+            self._drop(s)
+            self._end(s, "error", _as_ignis(exc))
+            return
+        s.handle._emit(piece)
+        if s.completion.done:
+            self._drop(s)
+            self._end(s)
+            return
+        s.tokens.append(s.completion.last_token)
+        if len(s.tokens) > self.engine.n_ctx:     # no room left for the token's position
+            self._drop(s)
+            self._end(s)
+
+
+def _as_ignis(exc: Exception) -> IgnisError:
+    return exc if isinstance(exc, IgnisError) else IgnisError(f"{type(exc).__name__}: {exc}")

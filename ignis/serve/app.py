@@ -337,15 +337,13 @@ async def _prep(state: ServerState, func, *args):
         raise APIError(str(exc)) from None
 
 
-def _submit(state: ServerState, prompts, max_tokens, params, stops, ignore_eos, n, sink, logprobs=None,
-            constraint=None):
-    """Submit n completions of each prompt (token ids); tag i*n + j goes to completion j of
+def _submit(state: ServerState, requests, sink):
+    """Submit each prompt's Request (n completions each); tag i*n + j goes to completion j of
     prompt i, the request's choice index. The one place the server calls the scheduler."""
     out = []
-    for i, ids in enumerate(prompts):
-        handles = state.scheduler.submit(ids, max_tokens=max_tokens, params=params, stop=stops,
-                                         ignore_eos=ignore_eos, sink=sink, tag=[i * n + j for j in range(n)],
-                                         n=n, logprobs=logprobs, constraint=constraint)
+    for i, request in enumerate(requests):
+        n = request.n
+        handles = state.scheduler.submit(request, sink=sink, tag=[i * n + j for j in range(n)])
         out.extend(handles if isinstance(handles, list) else [handles])
     return out
 
@@ -358,18 +356,19 @@ async def _generate(request: HTTPRequest, state: ServerState, kind: str):
     else:
         prompts = req.prompts
     want = model.n_ctx if req.max_tokens is None else req.max_tokens
-    all_ids = []
+    # compiled before anything is queued: a bad schema, regex or grammar is a 400
+    constraint = await _prep(state, model.constraint, req.json_schema, req.regex, req.grammar)
+    requests = []
     for i, prompt in enumerate(prompts):
         where = "messages" if kind == "chat" else "prompt" if len(prompts) == 1 else f"prompt[{i}]"
         if not isinstance(prompt, str):
             _check_vocab(state, prompt, where)
-        ids, max_tokens, params, stops, ignore_eos = await _prep(
-            state, model._request, prompt, want, req.temperature, req.top_k, req.top_p, req.min_p,
-            req.repeat_penalty, req.presence_penalty, req.frequency_penalty, req.seed, req.stop,
-            req.ignore_eos, where)
-        all_ids.append(ids)
-    # compiled before anything is queued: a bad schema, regex or grammar is a 400
-    constraint = await _prep(state, model.constraint, req.json_schema, req.regex, req.grammar)
+        requests.append(await _prep(state, functools.partial(
+            model.request, prompt, want, req.temperature, req.top_k, req.top_p, req.min_p, req.repeat_penalty,
+            req.presence_penalty, req.frequency_penalty, req.seed, req.stop, req.ignore_eos, n=req.n,
+            logprobs=req.logprobs, constraint=constraint, name=where)))
+    all_ids = [list(r.ids) for r in requests]
+    max_tokens = requests[0].max_tokens
     n_prompt = sum(len(ids) for ids in all_ids)
     # what each choice (i*n + j) echoes: its prompt's text
     echoes = [""] * (len(prompts) * req.n)
@@ -381,12 +380,7 @@ async def _generate(request: HTTPRequest, state: ServerState, kind: str):
     state.reserve(len(echoes))          # counted at once: no await between the check and the count
     sink = _Sink(asyncio.get_running_loop())
     try:
-        if len(echoes) == 1:
-            handles = _submit(state, all_ids, max_tokens, params, stops, ignore_eos, 1, sink, req.logprobs,
-                              constraint)
-        else:       # forks copy KV blocks: off the event loop
-            handles = await asyncio.to_thread(_submit, state, all_ids, max_tokens, params, stops, ignore_eos,
-                                              req.n, sink, req.logprobs, constraint)
+        handles = _submit(state, requests, sink)
     except IgnisError as exc:
         state.active -= len(echoes)
         raise APIError(str(exc)) from None
@@ -676,6 +670,10 @@ def serve(model_path: str, *, host: str = "127.0.0.1", port: int = 8080, n_ctx: 
                             access_log=False)
     server = _Server(config)
     state.server = server
+    # uvicorn puts back the handlers it found when it stops: a signal then (a second SIGTERM
+    # while the process exits) is ignored instead of killing it with a non-zero status
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
     with sock:
         server.run(sockets=[sock])
     if state.load_error is not None:

@@ -29,13 +29,19 @@ class Metrics:
               registry=r).set_function(lambda: state.waiting)
         Gauge("ignis_requests_running", "sequences in the running batch",
               registry=r).set_function(lambda: state.running)
-        Gauge("ignis_kv_blocks_used", "KV cache blocks in use", registry=r).set_function(
+        Gauge("ignis_kv_blocks_used", "KV cache blocks held by sequences", registry=r).set_function(
             lambda: _kv(state, "n_used_blocks"))
-        Gauge("ignis_kv_blocks_free", "KV cache blocks free", registry=r).set_function(
-            lambda: _kv(state, "n_free_blocks"))
-        Gauge("ignis_kv_blocks_reserved", "KV cache blocks held for no request: the prefix cache's finished "
-              "sequences and the engine's own; with nothing running, every used block is one of these",
-              registry=r).set_function(lambda: _reserved_blocks(state))
+        Gauge("ignis_kv_blocks_free", "KV cache blocks an allocation can take (free or idle cached)",
+              registry=r).set_function(lambda: _kv(state, "n_free_blocks"))
+        Gauge("ignis_kv_blocks_cached", "KV cache blocks in the prefix cache (held or idle)",
+              registry=r).set_function(lambda: _kv(state, "n_cached_blocks"))
+        Gauge("ignis_preemptions", "sequences preempted (freed and recomputed later) for memory",
+              registry=r).set_function(lambda: _loop(state, "preemptions"))
+        Gauge("ignis_prefix_hit_tokens", "prompt tokens not computed thanks to the prefix cache",
+              registry=r).set_function(lambda: _loop(state, "cached_tokens"))
+        Gauge("ignis_kv_blocks_reserved", "KV cache blocks held for no request (the engine's own): with "
+              "nothing running, ignis_kv_blocks_used equals this", registry=r).set_function(
+            lambda: _reserved_blocks(state))
         Gauge("ignis_ready", "1 once the model is loaded", registry=r).set_function(lambda: 1 if state.ready else 0)
 
     def render(self) -> bytes:
@@ -51,27 +57,20 @@ def _kv(state, name: str) -> float:
 
 
 def _reserved_blocks(state) -> float:
-    """Distinct blocks of the scheduler's cached sequences and of the engine's own (padding,
-    the single-caller sequence), read without the model's lock (a step may run meanwhile: a
-    sequence freed under us is skipped, a changed dict re-read)."""
-    scheduler, model = state.scheduler, state.model
+    """Blocks of the engine's own sequences (where padding rows write), which no request
+    holds and none frees."""
+    model = state.model
     engine = getattr(model, "engine", None) if model is not None else None
     if engine is None:
         return 0
-    own = [getattr(engine, name) for name in ("_pad_seq", "seq") if getattr(engine, name, None) is not None]
-    cached = getattr(scheduler, "_cached", None) or {}
-    for _ in range(5):
-        try:
-            seqs = own + list(cached)
-            break
-        except RuntimeError:         # resized by the engine thread while we copied it
-            continue
-    else:
-        return 0
     blocks = set()
-    for seq in seqs:
-        try:
+    for name in ("_pad_seq", "seq"):
+        seq = getattr(engine, name, None)
+        if seq is not None and seq in engine.kv:
             blocks.update(int(b) for b in engine.kv.table(seq) if b >= 0)
-        except Exception:            # noqa: BLE001 - freed meanwhile
-            continue
     return len(blocks)
+
+
+def _loop(state, name: str) -> float:
+    sched = state.scheduler
+    return 0 if sched is None else getattr(sched, name)

@@ -1,0 +1,225 @@
+"""The one engine loop: every way of running the model goes through the scheduler; the
+block pool's prefix cache and preemption keep texts identical to solo runs; validation
+happens once, in Model.request; an error stays with the request that caused it."""
+import gc
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import ignis
+from ignis.errors import ArgumentTypeError, IgnisError, TokenIdError
+from ignis.testing import make_tiny_qwen2
+
+SETTINGS = dict(temperature=1.0, top_k=0, top_p=1.0, min_p=0.0)
+
+
+@pytest.fixture(scope="module")
+def tiny_path(tmp_path_factory):
+    return str(make_tiny_qwen2(tmp_path_factory.mktemp("loop") / "tiny.gguf", n_layers=2, width=64,
+                               n_heads=4, n_kv_heads=2, ffn=128, vocab=300, seed=5))
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_path):
+    m = ignis.load(tiny_path, n_ctx=512, threads=2)
+    yield m
+    m.close()
+
+
+def _prompt(rng, n):
+    return rng.integers(0, 256, size=n).tolist()
+
+
+def _solo(path, prompts, **kw):
+    """Each prompt alone on a fresh model (nothing cached, nothing beside it)."""
+    with ignis.load(path, n_ctx=512, threads=1) as m:
+        out = []
+        for p in prompts:
+            m.clear_prefix_cache()
+            m.generate(p, **kw)
+            out.append(list(m.last_result.tokens))
+        return out
+
+
+@pytest.mark.parametrize("greedy", [True, False])
+def test_a_pool_too_small_preempts_and_every_text_equals_its_solo_run(tiny_path, greedy):
+    """n_ctx 128 for everyone (8 blocks), six requests of 40 prompt + 60 generated tokens:
+    at most two fit at once. None fails; each gets its solo tokens."""
+    rng = np.random.default_rng(11)
+    prompts = [_prompt(rng, 40) for _ in range(6)]
+    kw = dict(max_tokens=60, ignore_eos=True, **({"temperature": 0} if greedy else SETTINGS))
+    seeds = list(range(100, 106))
+    with ignis.load(tiny_path, n_ctx=128, threads=1) as m:
+        sched = m.scheduler(max_batch=6)
+        with m._lock:       # all queued before the first step
+            handles = [sched.submit(m.request(p, seed=s, **kw)) for p, s in zip(prompts, seeds)]
+        for h in handles:
+            h.text(timeout=120)
+        assert sched.preemptions > 0
+        got = [h.result.tokens for h in handles]
+        sched.close()
+    alone = []
+    for p, s in zip(prompts, seeds):
+        alone += _solo(tiny_path, [p], seed=s, **kw)
+    assert got == alone
+
+
+def test_prefix_blocks_of_a_finished_request_serve_a_different_later_one(tiny):
+    rng = np.random.default_rng(3)
+    shared = _prompt(rng, 400)
+    tiny.clear_prefix_cache()
+    sched = tiny._default_scheduler()
+    first = tiny.generate(shared + _prompt(rng, 5), max_tokens=4, temperature=0)
+    before = sched.cached_tokens
+    other = shared + _prompt(rng, 9)
+    second = tiny.generate(other, max_tokens=4, temperature=0)
+    assert sched.cached_tokens - before == 400 // 16 * 16        # every full block of the shared part
+    assert tiny.last_result.prompt_tokens == len(other) - 400 // 16 * 16
+    assert isinstance(first, str)
+    assert second == _solo_text(tiny, other)
+
+
+def _solo_text(model, prompt):
+    model.clear_prefix_cache()
+    return model.generate(prompt, max_tokens=4, temperature=0)
+
+
+def test_chat_turns_reuse_the_conversation_so_far(tiny):
+    tiny.clear_prefix_cache()
+    messages = [{"role": "system", "content": "be brief " * 20}, {"role": "user", "content": "hello there"}]
+    reply = tiny.chat(messages, max_tokens=8, temperature=0)
+    first = tiny.last_result.prompt_tokens
+    messages += [{"role": "assistant", "content": reply}, {"role": "user", "content": "and again"}]
+    tiny.chat(messages, max_tokens=8, temperature=0)
+    whole = len(tiny.tokenize(tiny.render_chat(messages)))
+    assert tiny.last_result.prompt_tokens < whole - first // 2
+
+
+def test_bad_request_fails_at_once_and_a_running_one_finishes(tiny):
+    sched = tiny.scheduler(max_batch=4)
+    try:
+        ids = [1, 2, 3]
+        running = sched.submit(tiny.request(ids, max_tokens=40, temperature=0, ignore_eos=True))
+        with pytest.raises(TokenIdError):
+            tiny.request([1, 2, 300], max_tokens=4)
+        with pytest.raises(IgnisError):
+            tiny.request([1, 2, -1], max_tokens=4)
+        with pytest.raises(ArgumentTypeError, match="takes a Request"):
+            sched.submit([1, 2, 3])
+        assert running.text(timeout=60) == tiny.generate(ids, max_tokens=40, temperature=0, ignore_eos=True)
+        assert running.error is None and len(running.result.tokens) == 40
+    finally:
+        sched.close()
+
+
+class _FailingConstraint:
+    """A constraint whose mask raises once generation has started: an exception inside one
+    request's sampler."""
+
+    def start(self):
+        return self
+
+    def begin(self):
+        pass
+
+    def next_mask(self):
+        raise RuntimeError("planted failure in the sampler")
+
+
+def test_an_exception_in_one_requests_sampler_ends_that_request_only(tiny):
+    sched = tiny.scheduler(max_batch=4)
+    try:
+        with tiny._lock:
+            good = sched.submit(tiny.request([5, 6, 7], max_tokens=20, temperature=0, ignore_eos=True))
+            bad = sched.submit(tiny.request([5, 6, 8], max_tokens=20, temperature=0, constraint=_FailingConstraint()))
+        with pytest.raises(IgnisError, match="planted failure"):
+            bad.text(timeout=60)
+        assert "\n" not in str(bad.error)
+        assert good.text(timeout=60) == tiny.generate([5, 6, 7], max_tokens=20, temperature=0, ignore_eos=True)
+    finally:
+        sched.close()
+
+
+def test_a_failing_step_ends_the_request_that_fails_alone(tiny_path):
+    """A step that fails is rerun one request at a time: a kernel refusal for one request's
+    tokens ends that request; the others go on with their solo tokens."""
+    with ignis.load(tiny_path, n_ctx=512, threads=1) as m:
+        real_step = m.engine.step
+
+        def step(tokens, seqs, positions, out_rows):
+            if 299 in list(tokens):
+                raise ValueError("planted kernel refusal")
+            return real_step(tokens, seqs, positions, out_rows)
+
+        m.engine.step = step
+        sched = m.scheduler(max_batch=4)
+        with m._lock:
+            good = [sched.submit(m.request([3, 4, k], max_tokens=12, temperature=0, ignore_eos=True)) for k in (5, 6)]
+            bad = sched.submit(m.request([3, 4, 299], max_tokens=12, temperature=0, ignore_eos=True))
+        with pytest.raises(IgnisError, match="planted kernel refusal"):
+            bad.text(timeout=60)
+        texts = [h.text(timeout=60) for h in good]
+        sched.close()
+        m.engine.step = real_step
+        m.clear_prefix_cache()
+        assert texts == [m.generate([3, 4, k], max_tokens=12, temperature=0, ignore_eos=True) for k in (5, 6)]
+
+
+def test_an_abandoned_stream_is_cancelled_and_never_stalls_the_loop(tiny):
+    sched = tiny._default_scheduler()
+    stream = tiny.generate([9, 9, 9], max_tokens=400, ignore_eos=True, stream=True, **SETTINGS)
+    next(stream)
+    result = tiny.last_result
+    del stream
+    gc.collect()
+    deadline = time.time() + 30
+    while result.finish_reason != "cancelled" and time.time() < deadline:
+        time.sleep(0.01)
+    assert result.finish_reason == "cancelled" and len(result.tokens) < 400
+    assert not sched._running or all(s.handle.result is not result for s in sched._running)
+    # and a consumer on another thread, while this one generates too
+    out = {}
+    t = threading.Thread(target=lambda: out.setdefault("a", tiny.generate([4, 4], max_tokens=9, temperature=0)))
+    t.start()
+    b = tiny.generate([4, 5], max_tokens=9, temperature=0)
+    t.join(60)
+    assert out["a"] == tiny.generate([4, 4], max_tokens=9, temperature=0) and isinstance(b, str)
+
+
+def test_every_entry_point_runs_through_the_scheduler(tiny):
+    sched = tiny._default_scheduler()
+    steps = sched.steps
+    ids = [7, 8, 9, 10, 11]
+    rows = tiny.logits(ids)
+    assert rows.shape == (5, 300) and sched.steps > steps
+    steps = sched.steps
+    tiny.reset()
+    last = tiny.eval(ids)
+    assert np.array_equal(last, rows[-1]) and sched.steps > steps and tiny.n_past == 5
+    steps = sched.steps
+    nxt = tiny.eval([12])                     # the session continues: one token computed
+    assert sched.steps == steps + 1 and tiny.n_past == 6
+    assert np.array_equal(nxt, tiny.logits(ids + [12])[-1])
+    g = tiny.greedy_ids(ids, 3, stop_ids=())
+    assert g == [int(np.argmax(rows[-1]))] + g[1:] and len(g) == 3
+
+
+def test_n_completions_when_the_first_ends_on_its_first_token(tiny):
+    """n > 1 where the first completion stops at once (max_tokens 1, or a stop string hit by
+    its first token): every handle ends exactly once, with its own tokens."""
+    sched = tiny.scheduler(max_batch=4)
+    try:
+        hs = sched.submit(tiny.request([1, 2, 3], max_tokens=1, n=3, seed=1, **SETTINGS))
+        assert all(len(h.text(timeout=30)) >= 0 and len(h.result.tokens) == 1 for h in hs)
+        hs = sched.submit(tiny.request([1, 2, 3], max_tokens=8, n=3, seed=1, ignore_eos=True, **SETTINGS))
+        texts = [h.text(timeout=30) for h in hs]
+        stop = texts[0][:1]
+        hs = sched.submit(tiny.request([1, 2, 3], max_tokens=8, n=3, seed=1, ignore_eos=True, stop=[stop], **SETTINGS))
+        for h, full in zip(hs, texts):
+            got = h.text(timeout=30)
+            assert got == full.split(stop)[0] if stop in full else got == full
+        assert sched.n_running == 0 and sched.n_waiting == 0
+    finally:
+        sched.close()
