@@ -145,6 +145,9 @@ class ServerState:
         self.prep.shutdown(wait=False)
 
 
+_TYPE_UNUSED = 5        # tokenizer.ggml.token_type of a padding entry
+
+
 def _real_vocab(model) -> int:
     """The ids the tokenizer really has: a converted file may pad its vocabulary to the
     embedding's rows with unused-type tokens at the end (Qwen's [PAD151665]...)."""
@@ -155,9 +158,6 @@ def _real_vocab(model) -> int:
         while n > 0 and int(types[n - 1]) == _TYPE_UNUSED:
             n -= 1
     return n
-
-
-_TYPE_UNUSED = 5        # tokenizer.ggml.token_type of a padding entry
 
 
 def _shutting_down() -> APIError:
@@ -476,7 +476,6 @@ async def _stream(run: _Run, kind: str, rid: str, model_name: str, req, echoes: 
                 events = await run.next_events()
             except ClientGone:
                 return                 # nobody to write to
-
             texts, finished = {}, []
             for tag, piece in events:
                 if piece is END_OF_STREAM:
