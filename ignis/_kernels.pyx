@@ -423,6 +423,7 @@ include "kernels/attention.pxi"
 include "kernels/vm.pxi"
 include "kernels/plan.pxi"
 include "kernels/standalone.pxi"
+include "kernels/sampler_core.pxi"
 include "kernels/sampling.pxi"
 
 

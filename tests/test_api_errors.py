@@ -265,8 +265,8 @@ def test_valid_unusual_arguments_are_accepted(m, path):
 def test_validation_happens_before_any_work(m, monkeypatch):
     """A bad argument neither runs a kernel nor waits for the model lock."""
     calls = []
-    real = m.engine.forward
-    monkeypatch.setattr(m.engine, "forward", lambda *a, **k: calls.append(a) or real(*a, **k))
+    real = m.engine.step
+    monkeypatch.setattr(m.engine, "step", lambda *a, **k: calls.append(a) or real(*a, **k))
     held, release = threading.Event(), threading.Event()
 
     def hold():

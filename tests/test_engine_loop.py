@@ -7,6 +7,8 @@ import time
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import ignis
 from ignis.errors import ArgumentTypeError, IgnisError, TokenIdError
@@ -220,6 +222,79 @@ def test_n_completions_when_the_first_ends_on_its_first_token(tiny):
         for h, full in zip(hs, texts):
             got = h.text(timeout=30)
             assert got == full.split(stop)[0] if stop in full else got == full
+        assert sched.n_running == 0 and sched.n_waiting == 0
+    finally:
+        sched.close()
+
+
+def test_gemma_windowed_pool_serves_a_shared_prefix_longer_than_the_window(tmp_path):
+    """Gemma 3's sliding-window layers keep only their window per sequence; the prefix cache
+    still serves a later request: the full pool's blocks of the whole prefix and the windowed
+    pool's blocks of its last window. The text is the solo one."""
+    from ignis.testing import tiny_gemma3_config, write_model
+    path = str(write_model(tmp_path / "g.gguf", tiny_gemma3_config(n_layers=3, window=8, n_ctx=256), {}, seed=3))
+    rng = np.random.default_rng(4)
+    shared = _prompt(rng, 100)
+    a, b = shared + _prompt(rng, 5), shared + _prompt(rng, 7)
+    with ignis.load(path, n_ctx=256, threads=1) as m:
+        m.generate(a, max_tokens=6, temperature=0, ignore_eos=True)
+        sched = m._default_scheduler()
+        before = sched.cached_tokens
+        text = m.generate(b, max_tokens=6, temperature=0, ignore_eos=True)
+        assert sched.cached_tokens - before == 96       # 6 full blocks of the shared 100 tokens
+        m.clear_prefix_cache()
+        assert text == m.generate(b, max_tokens=6, temperature=0, ignore_eos=True)
+        assert m.last_result.prompt_tokens == len(b)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@given(data=st.data())
+def test_n_completions_property(tiny, data):
+    """n completions of each request, whatever the first does (ends on its first token, hits
+    a stop string, completes a regex), under random arrival: every handle ends exactly once,
+    with the tokens of its solo run (seed + i)."""
+    import queue
+    from ignis.runtime.scheduler import END_OF_STREAM
+    n_req = data.draw(st.integers(1, 3), label="requests")
+    specs = []
+    for r in range(n_req):
+        specs.append(dict(
+            prompt=data.draw(st.lists(st.integers(0, 255), min_size=1, max_size=12), label=f"prompt{r}"),
+            n=data.draw(st.integers(1, 4), label=f"n{r}"),
+            max_tokens=data.draw(st.integers(0, 6), label=f"max_tokens{r}"),
+            stop=data.draw(st.lists(st.sampled_from(["a", "b", " ", "ab", "\n"]), max_size=2), label=f"stop{r}"),
+            regex=data.draw(st.sampled_from([None, r"[0-9]", r"[ab]{1,3}", r"x|yy"]), label=f"regex{r}"),
+            seed=data.draw(st.integers(0, 1000), label=f"seed{r}"),
+            delay=data.draw(st.integers(0, 3), label=f"delay{r}")))
+    sched = tiny.scheduler(max_batch=4)
+    events = queue.Queue()
+    try:
+        handles = []
+        for r, spec in enumerate(specs):
+            deadline = time.time() + 10
+            while sched.steps < spec["delay"] and time.time() < deadline and any(not h.done for h in handles):
+                time.sleep(0.001)
+            req = tiny.request(spec["prompt"], max_tokens=spec["max_tokens"], stop=spec["stop"], regex=spec["regex"],
+                               seed=spec["seed"], n=spec["n"], **SETTINGS)
+            got = sched.submit(req, sink=events, tag=[(r, i) for i in range(spec["n"])])
+            handles += got if isinstance(got, list) else [got]
+        for h in handles:
+            h.text(timeout=60)
+        ends = {}
+        while not events.empty():
+            tag, piece = events.get_nowait()
+            if piece is END_OF_STREAM:
+                ends[tag] = ends.get(tag, 0) + 1
+        assert sorted(ends) == sorted((r, i) for r, s in enumerate(specs) for i in range(s["n"]))
+        assert set(ends.values()) == {1}
+        k = 0
+        for r, spec in enumerate(specs):
+            for i in range(spec["n"]):
+                tiny.generate(spec["prompt"], max_tokens=spec["max_tokens"], stop=spec["stop"], regex=spec["regex"],
+                              seed=spec["seed"] + i, **SETTINGS)
+                assert handles[k].result.tokens == tiny.last_result.tokens, (r, i)
+                assert handles[k].text() == tiny.last_result.text, (r, i)
+                k += 1
         assert sched.n_running == 0 and sched.n_waiting == 0
     finally:
         sched.close()

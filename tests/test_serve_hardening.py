@@ -427,7 +427,8 @@ def test_every_known_openai_field_is_honoured_ignored_or_refused(server, kind):
         if name in ("messages", "prompt"):
             continue
         value = VALUES[name] if kind == "chat" or name != "logprobs" else 2
-        needs = {"logprobs": True} if name == "top_logprobs" else {}     # as OpenAI asks
+        needs = {"top_logprobs": {"logprobs": True}, "tool_choice": {"tools": VALUES["tools"]},
+                 "parallel_tool_calls": {"tools": VALUES["tools"]}}.get(name, {})     # as OpenAI asks
         r = server.post(path, {**base, **needs, name: value})
         if name in protocol.REFUSED[kind]:
             assert r.status_code == 400, (name, r.text)
@@ -436,7 +437,7 @@ def test_every_known_openai_field_is_honoured_ignored_or_refused(server, kind):
         else:
             assert r.status_code == 200, (name, r.text)
     # a refused field with a value that asks for nothing is accepted
-    for name, neutral in (("logit_bias", {}), ("best_of", 1), ("modalities", ["text"]), ("tools", None)):
+    for name, neutral in (("logit_bias", {}), ("best_of", 1), ("modalities", ["text"]), ("functions", [])):
         if name in protocol.REFUSED[kind]:
             assert server.post(path, {**base, name: neutral}).status_code == 200, name
 

@@ -229,9 +229,9 @@ def test_constrained_batch_equals_each_request_alone(tiny):
                        grammar=[None, LARK, None, None],
                        json_schema=[None, None, FINITE_SCHEMA, None])
     seeds = [1, 2, 3, 4]
-    batch = tiny.generate_batch(prompts, temperature=0.8, seed=seeds, max_tokens=80, **constraints)
+    batch = tiny.generate_batch(prompts, temperature=0.8, seed=seeds, max_tokens=200, **constraints)
     for i, prompt in enumerate(prompts):
-        alone = tiny.generate(prompt, temperature=0.8, seed=seeds[i], max_tokens=80,
+        alone = tiny.generate(prompt, temperature=0.8, seed=seeds[i], max_tokens=200,
                               **{k: v[i] for k, v in constraints.items()})
         assert batch[i] == alone, i
     assert re.fullmatch(r"[a-c]{2,5}-[0-9]{3}", batch[0])

@@ -1,4 +1,6 @@
 """Chat prompts: render the GGUF's `tokenizer.chat_template` (Jinja) with jinja2's sandbox."""
+import json
+
 from ignis.errors import IgnisError
 
 # used when a file carries no template: the ChatML layout Qwen2 models are trained on
@@ -27,16 +29,27 @@ def _raise(message):
     raise IgnisError(f"chat template: {message}")
 
 
+def _tojson(value, indent=None, separators=None, sort_keys=False, ensure_ascii=False):
+    """tojson as chat templates are written for: plain JSON (jinja2's own escapes <, >, &
+    and ' for HTML, which would change the tool signatures a template renders)."""
+    return json.dumps(value, indent=indent, separators=separators, sort_keys=sort_keys, ensure_ascii=ensure_ascii)
+
+
 class ChatTemplate:
     def __init__(self, source: str | None, bos_token: str = "", eos_token: str = ""):
         from jinja2.exceptions import TemplateError
         from jinja2.sandbox import ImmutableSandboxedEnvironment
         env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+        from jinja2 import meta
         env.globals["raise_exception"] = _raise
+        env.filters["tojson"] = _tojson
         try:
             self.template = env.from_string(source or CHATML)
+            names = meta.find_undeclared_variables(env.parse(source or CHATML))
         except TemplateError as e:
             raise IgnisError(f"chat template does not parse: {e}") from None
+        # a template that reads `tools` renders them (and its own call format) itself
+        self.handles_tools = "tools" in names
         self.bos_token, self.eos_token = bos_token, eos_token
 
     def render(self, messages: list, add_generation_prompt: bool = True, **extra) -> str:

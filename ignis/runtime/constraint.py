@@ -65,7 +65,9 @@ class _VocabView:
     is_tokenizer_wrapper = True
 
     def __init__(self, tokenizer, n_vocab: int):
-        special = set(tokenizer.special_tokens.values())
+        # control tokens are marked; user-defined ones that stand for text (Gemma's "\n")
+        # are text, which a grammar's literal may be tokenized into
+        special = set(tokenizer.special_tokens.values()) - getattr(tokenizer, "text_special_ids", frozenset())
         n_text = min(tokenizer.n_vocab, n_vocab)
         self.tokens = [_SPECIAL_MARK + tokenizer.token_to_piece(i) if i in special else tokenizer.token_to_piece(i)
                        for i in range(n_text)]

@@ -4,7 +4,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ignis.runtime.sampling import Sampler, SamplingParams
+from ignis.runtime.sampling import Sampler, SamplingParams, sample_rows
 
 
 @dataclass
@@ -20,6 +20,8 @@ class GenerationResult:
     # [(id, log-probability)] of the N most likely) from the raw logits row (log-softmax)
     logprobs: list = field(default_factory=list)
     end_token: int | None = None    # the end-of-generation id that stopped it (with keep_end)
+    drafted: int = 0                # speculative decoding: tokens drafted, and accepted
+    accepted: int = 0
 
 
 def _stop_cut(text: str, stops: list) -> int:
@@ -73,13 +75,22 @@ class Completion:
         if self.constraint is not None and not self.done:
             self.constraint.begin()       # the first mask: computed while the prompt is read
 
+    def next_mask(self):
+        """The constraint's mask of allowed ids for the next token (None: unconstrained)."""
+        return None if self.constraint is None else self.constraint.next_mask()
+
     def feed(self, logits) -> str:
-        """Sample the next token from logits; the text that became final ("" if none).
-        Afterwards `done` says whether generation ended, else `last_token` is the token to
-        evaluate next."""
+        """Sample the next token from one row of logits, then accept it (see accept)."""
+        tokens, info = sample_rows(np.asarray(logits)[None, :], [self.sampler], [self.history], [self.next_mask()],
+                                   [self.logprobs])
+        return self.accept(int(tokens[0]), info[0])
+
+    def accept(self, token: int, logprob=None) -> str:
+        """Take the sampled token (and its log-probability record, when logprobs were asked
+        for); the text that became final ("" if none). Afterwards `done` says whether
+        generation ended, else `last_token` is the token to evaluate next."""
         result = self.result
         constraint = self.constraint
-        token = self.sampler(logits, self.history, None if constraint is None else constraint.next_mask())
         if token in self.eog_ids and (not self.ignore_eos or constraint is not None):
             # (a constraint allows an end id only once its output is complete)
             result.finish_reason = "stop"
@@ -91,7 +102,7 @@ class Completion:
             constraint.accept(token)
         result.tokens.append(token)
         if self.logprobs is not None:
-            result.logprobs.append(token_logprobs(logits, token, self.logprobs))
+            result.logprobs.append(logprob)
         self.history.append(token)
         self.last_token = token
         self.pending += self.detok.push(token)
@@ -128,18 +139,3 @@ class Completion:
         self.pending = ""
         self.result.text += pending
         return pending
-
-
-def token_logprobs(logits, token: int, top: int) -> tuple:
-    """(log-probability of token, [(id, log-probability)] of the `top` most likely, most
-    likely first) under the log-softmax of the raw logits row."""
-    row = np.asarray(logits, dtype=np.float64)
-    m = row.max()
-    lse = m + np.log(np.exp(row - m).sum())
-    best = []
-    if top > 0:
-        k = min(top, row.size)
-        ids = np.argpartition(-row, k - 1)[:k]
-        ids = ids[np.lexsort((ids, -row[ids]))]
-        best = [(int(i), float(row[i] - lse)) for i in ids]
-    return float(row[token] - lse), best

@@ -57,6 +57,8 @@ def _check_messages(messages) -> list:
         for key in ("role", "content"):
             if key not in m:
                 raise ArgumentError(f"messages[{i}] has no {key!r} (a message is a dict with 'role' and 'content')")
+            if key == "content" and m[key] is None and m.get("tool_calls"):    # an assistant's calls alone
+                continue
             check_str(f"messages[{i}][{key!r}]", m[key])
     return list(messages)
 
@@ -148,12 +150,15 @@ class Model:
                 top_p: float = 0.95, min_p: float = 0.05, repeat_penalty: float = 1.0,
                 presence_penalty: float = 0.0, frequency_penalty: float = 0.0, seed=None,
                 stop=None, ignore_eos: bool = False, n: int = 1, logprobs: int | None = None,
-                json_schema=None, regex=None, grammar=None, constraint=None, name: str = "prompt") -> Request:
+                json_schema=None, regex=None, grammar=None, constraint=None, speculative=None,
+                name: str = "prompt") -> Request:
         """A validated, immutable Request for Scheduler.submit: the prompt (text, special
         tokens parsed, or token ids, each checked against the vocabulary), generate()'s
         settings, n completions, logprobs=N (per sampled token its log-probability and the
         N most likely), and at most one constraint (json_schema, regex, grammar, or an
-        already compiled `constraint`). Every check happens here, with a typed one-line error."""
+        already compiled `constraint`), and speculative="ngram" to decode with prompt-lookup
+        drafts verified exactly (the same tokens, fewer steps). Every check happens here, with
+        a typed one-line error."""
         params = SamplingParams(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
                                 repeat_penalty=repeat_penalty, presence_penalty=presence_penalty,
                                 frequency_penalty=frequency_penalty, seed=seed)
@@ -163,7 +168,8 @@ class Model:
             raise ArgumentError("give either a compiled constraint or one of json_schema, regex and grammar")
         return make_request(self._prompt_ids(prompt, name), n_ctx=self.n_ctx, vocab=self.n_vocab,
                             max_tokens=max_tokens, params=params, stop=stop, ignore_eos=ignore_eos, n=n,
-                            logprobs=logprobs, constraint=constraint, end_ids=self.tokenizer.eot_ids, name=name)
+                            logprobs=logprobs, constraint=constraint, end_ids=self.tokenizer.eot_ids,
+                            speculative=speculative, name=name)
 
     def _score(self, ids: list, rows: str, session=None, name: str = "ids") -> Request:
         return make_request(ids, n_ctx=self.n_ctx, vocab=self.n_vocab, max_tokens=0, params=SamplingParams(),
@@ -255,16 +261,17 @@ class Model:
                  top_p: float = 0.95, min_p: float = 0.05, repeat_penalty: float = 1.0,
                  presence_penalty: float = 0.0, frequency_penalty: float = 0.0, seed=None,
                  stop=None, ignore_eos: bool = False, stream: bool = False, json_schema=None, regex=None,
-                 grammar=None):
+                 grammar=None, speculative=None):
         """Complete a prompt (text with special tokens parsed, or a list of ids). Returns the
         text, or with stream=True an iterator of text pieces as they are generated (closing
         it early cancels the request). Structured output: at most one of json_schema (a dict
         or JSON text), regex (the whole output matches it) and grammar (Lark or llama.cpp
-        GBNF text); generation then ends when the output is complete."""
+        GBNF text); generation then ends when the output is complete. speculative="ngram":
+        prompt-lookup drafts verified exactly (the text is the one without it)."""
         # every argument is checked here, before any work (and before a stream starts)
         request = self.request(prompt, max_tokens, temperature, top_k, top_p, min_p, repeat_penalty,
                                presence_penalty, frequency_penalty, seed, stop, ignore_eos,
-                               json_schema=json_schema, regex=regex, grammar=grammar)
+                               json_schema=json_schema, regex=regex, grammar=grammar, speculative=speculative)
         stream = check_bool("stream", stream)
         handle = self._default_scheduler().submit(request)
         try:
@@ -285,7 +292,7 @@ class Model:
                        top_p: float = 0.95, min_p: float = 0.05, repeat_penalty: float = 1.0,
                        presence_penalty: float = 0.0, frequency_penalty: float = 0.0, seed=None,
                        stop=None, ignore_eos: bool = False, stream: bool = False, json_schema=None, regex=None,
-                       grammar=None):
+                       grammar=None, speculative=None):
         """Complete many prompts at once (continuous batching: one forward pass a step for all
         of them). Each prompt's text is what generate() gives it alone with the same settings
         (seed, json_schema, regex, grammar: one for every prompt, or a list of one per prompt,
@@ -312,7 +319,7 @@ class Model:
                     raise type(exc)(f"prompts[{i}]: {exc}") from None
             requests.append(self.request(p, max_tokens, temperature, top_k, top_p, min_p, repeat_penalty,
                                          presence_penalty, frequency_penalty, s, stop, ignore_eos,
-                                         constraint=compiled[key], name=f"prompts[{i}]"))
+                                         constraint=compiled[key], speculative=speculative, name=f"prompts[{i}]"))
         sched = self._default_scheduler()
         events = queue.Queue() if stream else None
         handles = [sched.submit(r, sink=events, tag=i) for i, r in enumerate(requests)]
@@ -320,11 +327,15 @@ class Model:
             return [h.text() for h in handles]
         return _merged(handles, events)
 
-    def chat(self, messages, max_tokens: int = 512, stream: bool = False, response_format=None, **kwargs):
+    def chat(self, messages, max_tokens: int = 512, stream: bool = False, response_format=None, tools=None,
+             tool_choice=None, parallel_tool_calls=None, **kwargs):
         """Reply to a conversation (list of {"role", "content"}) using the file's chat template.
         Other keyword arguments are generate()'s settings (json_schema, regex and grammar
         too). response_format is OpenAI's: {"type": "json_object"} or {"type": "json_schema",
-        "json_schema": {"schema": {...}}} (the same as json_schema=...)."""
+        "json_schema": {"schema": {...}}} (the same as json_schema=...).
+        tools, tool_choice, parallel_tool_calls: OpenAI's (see ignis.runtime.tools); with
+        them the reply is OpenAI's assistant message {"role", "content", "tool_calls"?}, and
+        with stream=True an iterator of OpenAI's deltas."""
         unknown = sorted(set(kwargs) - _CHAT_SETTINGS)
         if unknown:
             raise ArgumentTypeError(f"chat() got an unexpected keyword argument {unknown[0]!r} "
@@ -335,11 +346,21 @@ class Model:
             if any(kwargs.get(k) is not None for k in ("json_schema", "regex", "grammar")):
                 raise ArgumentError("give either response_format or one of json_schema, regex and grammar")
             kwargs["json_schema"] = schema
+        if tools is not None or tool_choice is not None:
+            from ignis.runtime.toolchat import chat_with_tools
+            return chat_with_tools(self, _check_messages(messages), tools, tool_choice, parallel_tool_calls,
+                                   max_tokens=max_tokens, stream=stream, **kwargs)
         return self.generate(self.render_chat(messages), max_tokens=max_tokens, stream=stream, **kwargs)
 
     def render_chat(self, messages, add_generation_prompt: bool = True) -> str:
+        """The prompt of a conversation (messages may hold OpenAI's tool calls and results)."""
+        from ignis.runtime.tools import render
         messages = _check_messages(messages)
         add_generation_prompt = check_bool("add_generation_prompt", add_generation_prompt)
+        return render(self.chat_template(), messages, add_generation_prompt)
+
+    def chat_template(self) -> ChatTemplate:
+        """The file's chat template (or the default one of its vocabulary), parsed once."""
         if self._template is None:
             md = self.gguf.metadata
             tok = self.tokenizer
@@ -347,7 +368,7 @@ class Model:
             self._template = ChatTemplate(source,
                                           tok.decode([tok.bos_id]) if tok.bos_id is not None else "",
                                           tok.decode([tok.eos_id]) if tok.eos_id is not None else "")
-        return self._template.render(messages, add_generation_prompt)
+        return self._template
 
     # -- lifetime -------------------------------------------------------------------------
 

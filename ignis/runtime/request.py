@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from ignis.args import check_bool, check_int, describe
 from ignis.errors import ArgumentError, ArgumentTypeError, ContextOverflowError, IgnisError
+from ignis.runtime.speculative import MODES
 
 ROWS = ("sample", "last", "all")
 
@@ -47,6 +48,7 @@ class Request:
     rows: str = "sample"
     session: Session | None = field(default=None, compare=False)
     vocab: int = 0                  # the model's vocabulary size (submit checks it is this model's)
+    speculative: str | None = None  # "ngram": drafts verified exactly (ignis.runtime.speculative)
 
 
 def check_stop(stop) -> tuple:
@@ -68,7 +70,8 @@ def check_stop(stop) -> tuple:
 
 def make_request(ids: list, *, n_ctx: int, vocab: int, max_tokens: int, params, stop, ignore_eos, n: int = 1,
                  max_n: int = 4096, logprobs=None, constraint=None, end_ids=(), keep_end: bool = False,
-                 rows: str = "sample", session: Session | None = None, name: str = "prompt") -> Request:
+                 rows: str = "sample", session: Session | None = None, speculative=None,
+                 name: str = "prompt") -> Request:
     """The validated Request (ids are already checked token ids of this model)."""
     if not ids:
         raise IgnisError(f"empty {name}: give some text or token ids")
@@ -81,8 +84,12 @@ def make_request(ids: list, *, n_ctx: int, vocab: int, max_tokens: int, params, 
         logprobs = check_int("logprobs", logprobs, 0, 1 << 20)
     if rows not in ROWS:
         raise ArgumentError(f"rows must be one of {', '.join(ROWS)}, got {describe(rows)}")
+    if speculative is not None and speculative not in MODES:
+        raise ArgumentError(f"speculative must be None or one of {', '.join(map(repr, MODES))}, "
+                            f"got {describe(speculative)}")
     params = copy.deepcopy(params)
     params.validate()
     return Request(ids=tuple(ids), max_tokens=max_tokens, params=params, stop=check_stop(stop),
                    ignore_eos=check_bool("ignore_eos", ignore_eos), n=n, logprobs=logprobs, constraint=constraint,
-                   end_ids=frozenset(end_ids), keep_end=keep_end, rows=rows, session=session, vocab=vocab)
+                   end_ids=frozenset(end_ids), keep_end=keep_end, rows=rows, session=session, vocab=vocab,
+                   speculative=speculative)

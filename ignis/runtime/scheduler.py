@@ -41,114 +41,16 @@ import numpy as np
 
 from ignis.errors import ArgumentTypeError, IgnisError, KVCacheFullError
 from ignis.runtime.engine import MAX_STEP_TOKENS
-from ignis.runtime.generate import Completion, GenerationResult
+from ignis.runtime.generate import Completion
+from ignis.runtime.handle import END_OF_STREAM, PieceStream, RequestHandle  # noqa: F401 (re-exported)
 from ignis.runtime.request import Request
+from ignis.runtime.sampling import sample_rows
+from ignis.runtime.speculative import DraftLength, NgramDrafter
 
-END_OF_STREAM = object()     # end of a request's piece stream
+SPEC_MAX_BATCH = 4           # no drafting when more sequences decode at once (compute-bound steps)
 ALL_ROWS_CHUNK = 64          # tokens per step of a request that wants every row's logits
 
 log = logging.getLogger("ignis.scheduler")
-
-
-class RequestHandle:
-    """A submitted request: iterate it for text pieces as they are generated (blocking),
-    or call text() for the whole completion. cancel() stops it at the next step. A score
-    request's rows are in `logits` once it is done."""
-
-    def __init__(self, request_id: int, sink=None, tag=None):
-        self.id = request_id
-        self.result = GenerationResult()
-        self.error = None
-        self.logits = None
-        self._pieces = queue.Queue()
-        self._done = threading.Event()
-        self._cancel = threading.Event()
-        self._sink, self._tag = sink, tag
-
-    # engine side
-    def _emit(self, piece: str) -> None:
-        if piece:
-            self._pieces.put(piece)
-            if self._sink is not None:
-                self._sink.put((self._tag, piece))
-
-    def _finish(self, error: Exception | None = None) -> None:
-        self.error = error
-        self._done.set()
-        self._pieces.put(END_OF_STREAM)
-        if self._sink is not None:
-            self._sink.put((self._tag, END_OF_STREAM))
-
-    # caller side
-    @property
-    def done(self) -> bool:
-        return self._done.is_set()
-
-    @property
-    def finish_reason(self) -> str:
-        return self.result.finish_reason
-
-    def cancel(self) -> None:
-        """Stop generating at the next step boundary (finish_reason "cancelled")."""
-        self._cancel.set()
-
-    def __iter__(self):
-        """The text pieces as they come (blocking); a stream closed or dropped before its end
-        cancels the request."""
-        return PieceStream(self)
-
-    def wait(self, timeout: float | None = None) -> None:
-        """Wait for the request to finish (raises its error). A waiter interrupted (Ctrl-C)
-        cancels the request."""
-        try:
-            finished = self._done.wait(timeout)
-        except BaseException:
-            self.cancel()
-            raise
-        if not finished:
-            raise TimeoutError(f"request {self.id} did not finish within {timeout} s")
-        if self.error is not None:
-            raise self.error
-
-    def text(self, timeout: float | None = None) -> str:
-        """Wait for the request to finish; its whole text (raises the request's error)."""
-        self.wait(timeout)
-        return self.result.text
-
-
-class PieceStream:
-    """A handle's pieces as an iterator. Closing it, or dropping it, before the end cancels
-    the request: an abandoned stream never keeps the loop generating for nobody."""
-
-    def __init__(self, handle: RequestHandle):
-        self._handle = handle
-        self._open = True
-
-    def __iter__(self):
-        return self
-
-    def __next__(self) -> str:
-        if not self._open:
-            raise StopIteration
-        try:
-            piece = self._handle._pieces.get()
-        except BaseException:       # interrupted while waiting (Ctrl-C): the consumer is gone
-            self.close()
-            raise
-        if piece is END_OF_STREAM:
-            self._open = False
-            if self._handle.error is not None:
-                raise self._handle.error
-            raise StopIteration
-        return piece
-
-    def close(self) -> None:
-        if self._open:
-            self._open = False
-            self._handle.cancel()
-
-    def __del__(self):
-        self.close()
 
 
 class _Seq:
@@ -168,6 +70,9 @@ class _Seq:
                                             # sequence once its prompt is computed
         self.rows = []                      # a score request's logits rows so far
         self.skipped = 0                    # admissions passed over (too few batch slots)
+        self.draft = []                     # tokens drafted to verify in this step
+        self.drafter = NgramDrafter(self.tokens) if request.speculative == "ngram" else None
+        self.draft_len = DraftLength()
 
     @property
     def width(self) -> int:
@@ -201,6 +106,7 @@ class Scheduler:
         self._waiting = []      # not holding a sequence, arrival order
         self._running = []      # holding a sequence, arrival order
         self._parked = []       # sessions holding an idle sequence
+        self._outbox = []       # (sink, item) of this step: handed over once, per sink, after it
         self._ids = itertools.count()
         self._arrivals = itertools.count()
         self._wake = threading.Event()
@@ -236,11 +142,13 @@ class Scheduler:
         arrival = next(self._arrivals)
         group = []
         for i in range(n):
-            handle = RequestHandle(next(self._ids), sink, tag[i] if isinstance(tag, (list, tuple)) else tag)
+            handle = RequestHandle(next(self._ids), sink, tag[i] if isinstance(tag, (list, tuple)) else tag,
+                                   self._outbox)
             group.append(_Seq(request, handle, self._completion(request, i, handle), arrival))
         group[0].followers = group[1:]
         if request.rows == "sample" and request.max_tokens == 0:     # nothing to compute
             for s in group:
+                s.handle._outbox = None
                 s.handle._finish()
             return group[0].handle if n == 1 else [s.handle for s in group]
         self._incoming.put(group[0])
@@ -303,8 +211,9 @@ class Scheduler:
                     for s in self._waiting + self._running:
                         self._end(s, "cancelled")
                     self._waiting, self._running = [], []
-                    for session in self._parked:
+                    for session in list(self._parked):
                         self._unpark(session)
+                self._hand_over()
                 return
             if not self._running and not self._waiting:
                 self._wake.wait(0.5)
@@ -320,6 +229,23 @@ class Scheduler:
                     for s in self._waiting + self._running:
                         self._end(s, "error", error)
                     self._waiting, self._running = [], []
+            self._hand_over()
+
+    def _hand_over(self) -> None:
+        """One hand-off per sink per step: a sink with put_many gets the step's items in one
+        call (the server: one event-loop wake-up), any other sink one put() per item."""
+        if not self._outbox:
+            return
+        items, self._outbox[:] = list(self._outbox), []
+        by_sink = {}
+        for sink, item in items:
+            by_sink.setdefault(id(sink), (sink, []))[1].append(item)
+        for sink, batch in by_sink.values():
+            if hasattr(sink, "put_many"):
+                sink.put_many(batch)
+            else:
+                for item in batch:
+                    sink.put(item)
 
     def _take_incoming(self) -> None:
         while True:
@@ -412,10 +338,11 @@ class Scheduler:
         self._cancellations()
         budget = self.step_tokens
         batch = []       # (seq, n tokens) in the order they go into the step
-        for s in list(self._running):                                 # decodes first
-            if s.left == 1 and s in self._running and self._reserve(s, 1, batch):
-                batch.append((s, 1))
-                budget -= 1
+        decoding = [s for s in self._running if s.left == 1]
+        for s in decoding:                                            # decodes first
+            if s in self._running and (self._draft(s, len(decoding)) or self._reserve(s, 1, batch)):
+                batch.append((s, 1 + len(s.draft)))
+                budget -= 1 + len(s.draft)
         for s in list(self._running):                                 # then prompt chunks
             if budget <= 0:
                 break
@@ -536,11 +463,11 @@ class Scheduler:
         tokens, seqs, positions, out_rows, wants = [], [], [], [], []
         for s, n in batch:
             start = s.computed
-            tokens.extend(s.tokens[start:start + n])
+            tokens.extend((s.tokens + s.draft)[start:start + n] if s.draft else s.tokens[start:start + n])
             seqs.extend([s.seq] * n)
             positions.extend(range(start, start + n))
             first = len(tokens) - n
-            if s.request.rows == "all":
+            if s.request.rows == "all" or s.draft:
                 want = list(range(first, first + n))
             elif start + n == len(s.tokens):
                 want = [first + n - 1]
@@ -553,9 +480,14 @@ class Scheduler:
         dt = time.perf_counter() - t0
         self.steps += 1
         self.step_sizes = (self.step_sizes + [len(tokens)])[-64:]
+        to_sample, to_verify = [], []       # (sequence, its logits row(s))
         for (s, n), (at, count) in zip(batch, wants):
             if s.seq is None or logits.get(id(s)) is False:
+                s.draft = []
                 continue        # failed alone: already ended
+            if s.draft:
+                to_verify.append((s, logits[id(s)], dt))
+                continue
             kv.commit(s.seq, s.tokens[s.computed:s.computed + n])
             self._time(s, n, dt)
             s.computed += n
@@ -563,7 +495,11 @@ class Scheduler:
             if s.request.rows == "all":
                 s.rows.extend(rows)
             if s.left == 0:
-                self._computed(s, rows)
+                to_sample += self._computed(s, rows)
+        if to_sample:
+            self._sample(to_sample)
+        for s, rows, dt in to_verify:
+            self._verify(s, rows, dt)
 
     def _logits(self, batch, tokens, seqs, positions, out_rows, wants) -> dict:
         """id(seq) -> its logits rows; on a failed step, each request is rerun alone and one
@@ -573,10 +509,8 @@ class Scheduler:
             return {id(s): out[at:at + count] for (s, _), (at, count) in zip(batch, wants) if count}
         except Exception as exc:
             if len(batch) == 1:
-                s = batch[0][0]
-                self._drop(s)
-                self._end(s, "error", _as_ignis(exc))
-                return {id(s): False}
+                self._fail(batch[0][0], exc)
+                return {id(batch[0][0]): False}
         result, at = {}, 0
         for (s, n), (_, count) in zip(batch, wants):
             part = slice(at, at + n)
@@ -587,8 +521,7 @@ class Scheduler:
                 if count:
                     result[id(s)] = out
             except Exception as exc:
-                self._drop(s)
-                self._end(s, "error", _as_ignis(exc))
+                self._fail(s, exc)
                 result[id(s)] = False
         return result
 
@@ -602,38 +535,130 @@ class Scheduler:
             result.decode_tokens += n
             result.decode_seconds += dt
 
-    def _computed(self, s: _Seq, rows) -> None:
+    def _computed(self, s: _Seq, rows) -> list:
         """Every known token of s is computed: score requests are done; generations fork
-        their followers (sharing the prompt's blocks) and sample."""
+        their followers (sharing the prompt's blocks). The (sequence, row) pairs to sample."""
         if s.request.rows != "sample":
             s.handle.logits = np.stack(s.rows) if s.request.rows == "all" else np.array(rows[-1])
             self._drop(s)
             self._end(s)
-            return
+            return []
         group = [s] + s.followers
         for f in s.followers:
             f.seq, f.computed = self.kv.fork(s.seq), s.computed
             self._running.insert(self._running.index(s) + 1, f)
         s.followers = []
-        for f in group:
-            self._sample(f, rows[-1])
+        return [(f, rows[-1]) for f in group]
 
-    def _sample(self, s: _Seq, row) -> None:
-        try:
-            piece = s.completion.feed(row)
-        except Exception as exc:      # a failing sampler or constraint ends its own request
-            self._drop(s)
-            self._end(s, "error", _as_ignis(exc))
+    def _sample(self, pairs: list) -> None:
+        """Every row of the step in one sampler call (ignis.runtime.sampling.sample_rows);
+        an exception from one request's constraint or settings ends that request only."""
+        live, masks = [], []
+        for s, row in pairs:
+            try:
+                masks.append(s.completion.next_mask())
+                live.append((s, row))
+            except Exception as exc:
+                self._fail(s, exc)
+        if not live:
             return
+        try:
+            tokens, info = self._sample_rows([s for s, _ in live], np.stack([row for _, row in live]), masks)
+        except Exception:           # find the request it came from: each alone
+            tokens, info, kept = [], [], []
+            for (s, row), mask in zip(live, masks):
+                try:
+                    t, i = self._sample_rows([s], row[None, :], [mask])
+                except Exception as exc:
+                    self._fail(s, exc)
+                    continue
+                tokens.append(t[0])
+                info.append(i[0])
+                kept.append((s, row))
+            live = kept
+        for (s, _), token, lp in zip(live, tokens, info):
+            self._accept(s, int(token), lp)
+
+    def _accept(self, s: _Seq, token: int, lp) -> bool:
+        """Hand a sampled token to s's completion; False if s ended with it."""
+        try:
+            piece = s.completion.accept(token, lp)
+        except Exception as exc:
+            self._fail(s, exc)
+            return False
         s.handle._emit(piece)
         if s.completion.done:
             self._drop(s)
             self._end(s)
-            return
+            return False
         s.tokens.append(s.completion.last_token)
         if len(s.tokens) > self.engine.n_ctx:     # no room left for the token's position
             self._drop(s)
             self._end(s)
+            return False
+        return True
+
+    # -- speculative decoding (ignis.runtime.speculative) -----------------------------------
+
+    def _draft(self, s: _Seq, n_decoding: int) -> bool:
+        """Draft tokens for s and reserve their positions with its next one; False (and no
+        draft) when there is nothing to draft, the batch is large (a step is compute-bound
+        there: verifying costs more than it saves), or the pool has no room for it."""
+        s.draft = []
+        if s.drafter is None or n_decoding > SPEC_MAX_BATCH:
+            return False
+        done = len(s.handle.result.tokens)
+        room = min(s.completion.max_tokens - done - 1, self.engine.n_ctx - len(s.tokens))
+        draft = s.drafter.propose(min(s.draft_len.k, room))
+        if not draft:
+            return False
+        try:
+            self.kv.reserve(s.seq, 1 + len(draft))
+        except KVCacheFullError:
+            return False
+        s.draft = draft
+        return True
+
+    def _verify(self, s: _Seq, rows, dt: float) -> None:
+        """Sample s's rows in order as plain decoding would (its own draw for each position);
+        go on while the sampled token is the drafted one; keep the KV rows of what was
+        accepted and drop the rest."""
+        draft, s.draft = s.draft, []
+        start = s.computed               # the position of the last sampled token
+        result = s.handle.result
+        accepted = 0
+        for j in range(len(draft) + 1):
+            try:
+                mask = s.completion.next_mask()
+                tokens, info = self._sample_rows([s], rows[j][None, :], [mask])
+            except Exception as exc:
+                self._fail(s, exc)
+                return
+            token = int(tokens[0])
+            if not self._accept(s, token, info[0]):
+                break
+            if j == len(draft) or token != draft[j]:
+                break
+            accepted += 1
+        result.drafted += len(draft)
+        result.accepted += accepted
+        s.draft_len.update(len(draft), accepted)
+        self._time(s, 1 + len(draft), dt)
+        if s.seq is None:                # ended
+            return
+        self.kv.truncate(s.seq, start + 1 + accepted)
+        self.kv.commit(s.seq, s.tokens[start:start + 1 + accepted])
+        s.computed = start + 1 + accepted
+
+    @staticmethod
+    def _sample_rows(seqs: list, logits, masks: list):
+        completions = [s.completion for s in seqs]
+        return sample_rows(logits, [c.sampler for c in completions], [c.history for c in completions], masks,
+                           [c.logprobs for c in completions])
+
+    def _fail(self, s: _Seq, exc: Exception) -> None:
+        self._drop(s)
+        self._end(s, "error", _as_ignis(exc))
 
 
 def _as_ignis(exc: Exception) -> IgnisError:

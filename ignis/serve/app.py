@@ -30,6 +30,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from ignis.errors import IgnisError, KVCacheFullError
+from ignis.runtime import toolchat
 from ignis.runtime.scheduler import END_OF_STREAM
 from ignis.serve import protocol
 from ignis.serve.accesslog import AccessLog
@@ -334,7 +335,7 @@ async def _prep(state: ServerState, func, *args):
     try:
         return await loop.run_in_executor(state.prep, functools.partial(func, *args))
     except IgnisError as exc:
-        raise APIError(str(exc)) from None
+        raise APIError(str(exc), param=getattr(exc, "param", None)) from None
 
 
 def _submit(state: ServerState, requests, sink):
@@ -351,13 +352,17 @@ def _submit(state: ServerState, requests, sink):
 async def _generate(request: HTTPRequest, state: ServerState, kind: str):
     req = protocol.parse(await _json(request), kind, state.max_batch)
     model = state.model
-    if kind == "chat":
-        prompts = [await _prep(state, model.render_chat, req.messages)]
+    plan = None
+    if kind == "chat":      # the tools rendered, the grammar of valid calls made (ignis.runtime.toolchat)
+        plan = await _prep(state, toolchat.prepare, model, req.messages, req.tools,
+                           req.json_schema if req.tools is not None else None)
+        prompts = [plan.prompt]
     else:
         prompts = req.prompts
     want = model.n_ctx if req.max_tokens is None else req.max_tokens
     # compiled before anything is queued: a bad schema, regex or grammar is a 400
-    constraint = await _prep(state, model.constraint, req.json_schema, req.regex, req.grammar)
+    constraint = await _prep(state, toolchat.request_constraint, model, plan, req.json_schema, req.regex,
+                             req.grammar)
     requests = []
     for i, prompt in enumerate(prompts):
         where = "messages" if kind == "chat" else "prompt" if len(prompts) == 1 else f"prompt[{i}]"
@@ -391,7 +396,8 @@ async def _generate(request: HTTPRequest, state: ServerState, kind: str):
     run.watch(request)
     rid = protocol.new_id(kind)
     if req.stream:
-        return StreamingResponse(_stream(run, kind, rid, state.model_name, req, echoes),
+        return StreamingResponse(_stream(run, kind, rid, state.model_name, req, echoes,
+                                         toolchat.parsers(plan, len(handles))),
                                  media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
     try:
@@ -408,8 +414,8 @@ async def _generate(request: HTTPRequest, state: ServerState, kind: str):
     if req.logprobs is not None:
         lps = [protocol.logprobs(kind, model.tokenizer, h.result.tokens, h.result.logprobs, len(echo))
                for echo, h in zip(echoes, handles)]
-    return JSONResponse(protocol.response(kind, rid, state.model_name, texts,
-                                          [h.result.finish_reason for h in handles], use, lps))
+    messages, reasons = toolchat.replies(plan, texts, [h.result.finish_reason for h in handles])
+    return JSONResponse(protocol.response(kind, rid, state.model_name, texts, reasons, use, lps, messages))
 
 
 def _empty(kind: str, state: ServerState, req, n_prompt: int, echoes: list):
@@ -441,10 +447,11 @@ def _sse(body) -> str:
     return f"data: {json.dumps(body, ensure_ascii=False, separators=(',', ':'))}\n\n"
 
 
-async def _stream(run: _Run, kind: str, rid: str, model_name: str, req, echoes: list):
+async def _stream(run: _Run, kind: str, rid: str, model_name: str, req, echoes: list, parsers=None):
     """SSE chunks: a first chunk per choice (the role / the echoed prompt), then the text as
     it comes (everything already queued goes out in one chunk per choice), a last chunk per
-    choice with its finish reason, the usage chunk when asked for, then [DONE]."""
+    choice with its finish reason, the usage chunk when asked for, then [DONE]. parsers: a
+    CallParser per choice when replies may hold tool calls (text then goes out as deltas)."""
     created = int(time.time())
     n = len(run.handles)
     sent = [0] * n                  # logprobs entries already sent, per choice
@@ -482,20 +489,36 @@ async def _stream(run: _Run, kind: str, rid: str, model_name: str, req, echoes: 
                     finished.append(tag)
                 else:
                     texts[tag] = texts.get(tag, "") + piece
-            if texts:
+            if texts and parsers is not None:
+                for i in sorted(texts):
+                    deltas = parsers[i].feed(texts[i])
+                    for k, delta in enumerate(deltas):
+                        yield out([(i, delta, None, False, new_logprobs(i) if k == 0 else None)])
+            elif texts:
                 yield out([(i, texts[i], None, False, new_logprobs(i)) for i in sorted(texts)])
             for i in finished:
                 h = run.handles[i]
                 if (err := run.cut_off(i)) is not None:
                     yield _sse(err.body())      # the last event: no [DONE], the client sees the cut
                     return
-                yield out([(i, None if kind == "chat" else "", h.result.finish_reason, False,
-                            new_logprobs(i, final=True))])
+                reason = h.result.finish_reason
+                if parsers is not None:
+                    for delta in parsers[i].finish():
+                        yield out([(i, delta, None, False, None)])
+                    reason = parsers[i].finish_reason(reason)
+                yield out([(i, None if kind == "chat" else "", reason, False, new_logprobs(i, final=True))])
         if req.include_usage:
             yield out([], protocol.usage(run.n_prompt, run.completion_tokens))
         yield "data: [DONE]\n\n"
     finally:
         run.close()      # a client gone mid-stream lands here (the task is cancelled): cancel
+
+
+@_endpoint("page", auth=False, ready=False)
+async def page(request, state):
+    """The chat page (ignis/serve/page/index.html): it asks for the API key itself."""
+    from ignis.serve.page import html
+    return Response(html(), media_type="text/html; charset=utf-8")
 
 
 @_endpoint("chat_completions")
@@ -582,6 +605,7 @@ def create_app(model, *, max_batch: int = 8, step_tokens: int = 256, api_key: st
             await state.shutdown()
 
     routes = [
+        Route("/", page, methods=["GET"]),
         Route("/v1/chat/completions", chat_completions, methods=["POST"]),
         Route("/chat/completions", chat_completions, methods=["POST"]),
         Route("/v1/completions", completions, methods=["POST"]),

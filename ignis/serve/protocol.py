@@ -83,7 +83,8 @@ _EXTENSIONS = {"top_k", "min_p", "repeat_penalty", "ignore_eos", "json_schema", 
 HONOURED = {
     "chat": frozenset({"messages", "model", "frequency_penalty", "logprobs", "top_logprobs", "max_tokens",
                        "max_completion_tokens", "n", "presence_penalty", "response_format", "seed", "stop",
-                       "stream", "stream_options", "temperature", "top_p", *_EXTENSIONS}),
+                       "stream", "stream_options", "temperature", "top_p", "tools", "tool_choice",
+                       "parallel_tool_calls", *_EXTENSIONS}),
     "completion": frozenset({"model", "prompt", "echo", "frequency_penalty", "logprobs", "max_tokens", "n",
                              "presence_penalty", "seed", "stop", "stream", "stream_options", "temperature",
                              "top_p", "response_format", *_EXTENSIONS}),
@@ -94,11 +95,9 @@ IGNORED = {
                        "safety_identifier"}),
     "completion": frozenset({"user"}),
 }
-# tool calls are being added (ignis.serve.tools): these move to HONOURED["chat"] when they land
-TOOL_FIELDS = ("tools", "tool_choice", "parallel_tool_calls")
 # OpenAI's fields that would change the answer and are not supported: a 400 naming the field
 REFUSED = {
-    "chat": frozenset({"logit_bias", *TOOL_FIELDS, "audio", "modalities", "reasoning_effort",
+    "chat": frozenset({"logit_bias", "audio", "modalities", "reasoning_effort",
                        "web_search_options", "functions", "function_call", "verbosity"}),
     "completion": frozenset({"logit_bias", "best_of", "suffix"}),
 }
@@ -109,7 +108,7 @@ def _neutral(name: str, value, body: dict) -> bool:
     """A refused field given a value that asks for nothing beyond the default."""
     if value is None:
         return True
-    if name in ("logit_bias", "tools", "functions", "suffix"):     # empty: nothing asked for
+    if name in ("logit_bias", "functions", "suffix"):     # empty: nothing asked for
         return value in ({}, [], "")
     if name == "modalities":
         return value == ["text"]
@@ -154,6 +153,7 @@ class Request:
     json_schema: object = None
     regex: str | None = None
     grammar: str | None = None
+    tools: object = None             # chat: a ToolRequest (tools, tool_choice, parallel_tool_calls) or None
 
 
 def _stop(body: dict) -> list:
@@ -203,8 +203,27 @@ def _messages(body: dict) -> list:
         if role not in ROLES:
             raise APIError(f"messages[{i}].role must be one of {', '.join(ROLES)}, got {_describe(role)}",
                            param="messages")
-        out.append({"role": "system" if role == "developer" else role, "content": _content(i, m)})
+        out.append({"role": "system" if role == "developer" else role, "content": _content(i, m),
+                    **_tool_fields(i, m)})
     return out
+
+
+def _tool_fields(i: int, message: dict) -> dict:
+    """An assistant's tool_calls, a tool message's tool_call_id (ignis.runtime.tools)."""
+    from ignis.runtime.tools import message_tool_fields
+    try:
+        return message_tool_fields(i, message)
+    except IgnisError as exc:
+        raise APIError(str(exc), param="messages") from None
+
+
+def _tools(body: dict, r: Request) -> None:
+    """tools, tool_choice and parallel_tool_calls (chat)."""
+    from ignis.runtime.tools import check_tool_request
+    try:
+        r.tools = check_tool_request(body.get("tools"), body.get("tool_choice"), body.get("parallel_tool_calls"))
+    except IgnisError as exc:
+        raise APIError(str(exc), param=getattr(exc, "param", "tools")) from None
 
 
 def _is_ids(x) -> bool:
@@ -272,6 +291,8 @@ def parse(body, kind: str, max_n: int) -> Request:
     else:
         r.logprobs = _integer(body, "logprobs", None, 0, 20)
     _structured(body, r)
+    if kind == "chat":
+        _tools(body, r)
     return r
 
 
@@ -349,12 +370,14 @@ def finish_reason(reason: str) -> str:
 
 
 def response(kind: str, rid: str, model: str, texts: list, reasons: list, use: dict,
-             lps: list | None = None) -> dict:
+             lps: list | None = None, messages: list | None = None) -> dict:
+    """messages: chat messages to answer with instead of texts (a reply with tool calls)."""
     created = int(time.time())
     lps = lps or [None] * len(texts)
     if kind == "chat":
-        choices = [{"index": i, "message": {"role": "assistant", "content": t}, "logprobs": lp,
-                    "finish_reason": finish_reason(f)} for i, (t, f, lp) in enumerate(zip(texts, reasons, lps))]
+        messages = messages or [{"role": "assistant", "content": t} for t in texts]
+        choices = [{"index": i, "message": m, "logprobs": lp, "finish_reason": finish_reason(f)}
+                   for i, (m, f, lp) in enumerate(zip(messages, reasons, lps))]
         return {"id": rid, "object": "chat.completion", "created": created, "model": model,
                 "choices": choices, "usage": use}
     choices = [{"index": i, "text": t, "logprobs": lp, "finish_reason": finish_reason(f)}
@@ -366,14 +389,16 @@ def response(kind: str, rid: str, model: str, texts: list, reasons: list, use: d
 def chunk(kind: str, rid: str, model: str, created: int, choices: list, include_usage: bool,
           use: dict | None = None) -> dict:
     """One streamed chunk; choices are (index, text or None, finish_reason or None, first,
-    logprobs object or None)."""
+    logprobs object or None); a chat choice's text may be a delta dict (tool calls)."""
     out = []
     for index, text, reason, first, lp in choices:
         if kind == "chat":
             delta = {}
             if first:
                 delta["role"] = "assistant"
-            if text is not None:
+            if isinstance(text, dict):
+                delta.update(text)
+            elif text is not None:
                 delta["content"] = text
             out.append({"index": index, "delta": delta, "logprobs": lp,
                         "finish_reason": finish_reason(reason) if reason else None})

@@ -53,6 +53,10 @@ class Tokenizer:
         types = vocab.types.tolist()
         hf_rules = _follows_hf(vocab)
         self._special_tokens, self._specials = _special_splitter(vocab, types, hf_rules)
+        # user-defined tokens matched even in untrusted text (llama.cpp's rule): pieces of
+        # text such as Gemma's "\n" and runs of spaces, not control tokens
+        always = getattr(self._specials, "_always", frozenset())
+        self.text_special_ids = frozenset(self._special_tokens[t] for t in always)
         if vocab.model == "gpt2":
             self._encoder = ByteLevelEncoder(vocab, token_to_id, drop_missing_bytes=not hf_rules)
             self._pre, self._bpe = self._encoder.pre, self._encoder.bpe
