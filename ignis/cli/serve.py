@@ -26,7 +26,12 @@ def serve_args(p) -> None:
     threads_flag(p)
     p.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' (not on /health)")
     p.add_argument("--max-queue", type=non_negative_int, default=None,
-                   help="answer 503 beyond this many waiting requests (default: no limit)")
+                   help="answer 503 beyond this many waiting sequences (a request counts n per prompt; "
+                        "default: no limit)")
+    p.add_argument("--shutdown-timeout", type=_seconds, default=10.0,
+                   help="on SIGTERM / Ctrl-C, seconds that requests in flight have to finish before they "
+                        "are cancelled (default 10)")
+    p.add_argument("--quiet", action="store_true", help="no access log line per request")
     p.add_argument("--pooling", choices=("mean", "last", "cls"), default=None,
                    help="/v1/embeddings pooling (default: the model file's pooling_type, else mean)")
     p.add_argument("--ray", action="store_true",
@@ -56,4 +61,15 @@ def cmd_serve(args) -> int:
         raise IgnisError(f"ignis serve needs the serve extra ({exc.name} is missing): "
                          "pip install 'ignis[serve]'") from None
     return serve(model_path(args), host=args.host, port=args.port, n_ctx=args.ctx, threads=args.threads,
-                 max_batch=args.parallel, api_key=args.api_key, max_queue=args.max_queue, pooling=args.pooling)
+                 max_batch=args.parallel, api_key=args.api_key, max_queue=args.max_queue, pooling=args.pooling,
+                 shutdown_timeout=args.shutdown_timeout, quiet=args.quiet)
+
+
+def _seconds(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise_arg(f"--shutdown-timeout must be a non-negative number of seconds, got {text!r}")
+    return value

@@ -5,8 +5,9 @@ The engine runs in the scheduler's thread; handlers never run a forward pass. A 
 pieces reach its handler through a sink whose put() hands them to the event loop
 (loop.call_soon_threadsafe), so the loop never blocks on generation. Tokenizing and chat
 templates run in a one-thread executor. A client that goes away cancels its request (its KV
-blocks are freed at the next step); shutdown cancels everything in flight, then closes the
-scheduler and the model.
+blocks are freed at the next step). Shutdown drains: new requests get a 503 while those in
+flight finish, for up to shutdown_timeout seconds; what is left then is cancelled and its
+client gets an error (a 503, or a stream's last event), never a "stop".
 """
 from __future__ import annotations
 
@@ -19,20 +20,24 @@ import json
 import logging
 import os
 import signal
+import socket
 import time
 
 import numpy as np
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request as HTTPRequest
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from ignis.errors import IgnisError
+from ignis.errors import IgnisError, KVCacheFullError
 from ignis.runtime import toolchat
 from ignis.runtime.embedding import check_pooling, embed_request, l2_normalize
 from ignis.runtime.scheduler import END_OF_STREAM
 from ignis.serve import embeddings as embeddings_api
 from ignis.serve import protocol
+from ignis.serve.accesslog import AccessLog
+from ignis.serve.body import ClientGone, read_json
 from ignis.serve.metrics import Metrics
 from ignis.serve.protocol import APIError
 
@@ -44,7 +49,8 @@ class ServerState:
     flight (for queue limits, metrics and cancel-all)."""
 
     def __init__(self, load, *, max_batch: int, step_tokens: int, api_key: str | None,
-                 max_queue: int | None, model_name: str | None, pooling: str | None = None):
+                 max_queue: int | None, model_name: str | None, pooling: str | None = None,
+                 shutdown_timeout: float = 10.0):
         self.load = load                  # () -> Model, run in a thread at startup
         self.pooling = pooling            # /v1/embeddings: mean, last, cls (None: the file's, else mean)
         self.max_batch = max_batch
@@ -55,7 +61,10 @@ class ServerState:
         self.model = None
         self.scheduler = None
         self.ready = False
-        self.closing = False
+        self.closing = False              # no new requests (draining, or shutting down)
+        self.shutdown_timeout = shutdown_timeout
+        self.drain_deadline = None        # time.monotonic() when what is in flight gets cancelled
+        self.n_real_vocab = None          # ids at or past this one are the file's padding, not tokens
         self.load_error = None
         self.server = None                # the uvicorn.Server, when run by serve()
         self.active = 0                   # sequences submitted and not finished (event-loop side)
@@ -78,16 +87,55 @@ class ServerState:
         for h in list(self.inflight):
             h.cancel()
 
+    def reserve(self, k: int) -> None:
+        """Count k sequences as in flight, or refuse them (503 while closing or past
+        --max-queue waiting sequences). Called on the event loop with no await between the
+        check and the count, so concurrent requests cannot all pass the same check."""
+        if self.closing:
+            raise _shutting_down()
+        if self.max_queue is not None:
+            if k > self.max_batch + self.max_queue:
+                raise APIError(f"this request needs {k} sequences (prompts x n), more than --parallel "
+                               f"{self.max_batch} + --max-queue {self.max_queue} can ever hold", param="n")
+            if self.active + k - self.max_batch > self.max_queue:
+                raise APIError(f"too many requests waiting ({self.waiting} sequences queued, at most "
+                               f"{self.max_queue}); retry later", status=503, type_="unavailable_error",
+                               code="queue_full", headers={"Retry-After": "1"})
+        self.active += k
+
+    def begin_drain(self) -> None:
+        """Stop accepting; what is in flight may finish until the deadline (signal-safe: only
+        sets fields)."""
+        self.closing = True
+        if self.drain_deadline is None:
+            self.drain_deadline = time.monotonic() + self.shutdown_timeout
+
+    def drained(self) -> bool:
+        """While draining: True once nothing is in flight; past the deadline, cancel what is
+        left (it ends at the next step) and give it a few seconds to answer its clients."""
+        if self.active == 0:
+            return True
+        now = time.monotonic()
+        if now >= self.drain_deadline:
+            if self.inflight:
+                log.warning("ignis serve: %d sequences still running after %.0f s: cancelled",
+                            len(self.inflight), self.shutdown_timeout)
+            self.cancel_all()
+            return now >= self.drain_deadline + 5.0
+        return False
+
     async def startup(self) -> None:
         try:
             model = await asyncio.to_thread(self.load)
             self.model = model
+            self.n_real_vocab = _real_vocab(model)
             if self.model_name is None:
                 self.model_name = os.path.splitext(os.path.basename(model.path))[0]
             self.scheduler = model.scheduler(max_batch=self.max_batch,
                                              step_tokens=max(self.step_tokens, self.max_batch))
             self.ready = True
-            log.info("ignis serve: model %s loaded (n_ctx %d), ready", self.model_name, model.n_ctx)
+            log.info("ignis serve: model %s loaded from %s (n_ctx %d, --parallel %d), ready", self.model_name,
+                     model.path, model.n_ctx, self.max_batch)
         except Exception as exc:          # noqa: BLE001 - reported by serve() as one line
             self.load_error = str(exc) if isinstance(exc, IgnisError) else f"{type(exc).__name__}: {exc}"
             log.error("ignis serve: could not load the model: %s", self.load_error)
@@ -101,6 +149,26 @@ class ServerState:
         if model is not None:
             await asyncio.to_thread(model.close)      # closes the scheduler (cancels what is left)
         self.prep.shutdown(wait=False)
+
+
+_TYPE_UNUSED = 5        # tokenizer.ggml.token_type of a padding entry
+
+
+def _real_vocab(model) -> int:
+    """The ids the tokenizer really has: a converted file may pad its vocabulary to the
+    embedding's rows with unused-type tokens at the end (Qwen's [PAD151665]...)."""
+    tokens = getattr(model.tokenizer, "n_vocab", model.n_vocab)
+    n = min(model.n_vocab, tokens)
+    types = model.gguf.metadata.get("tokenizer.ggml.token_type") if getattr(model, "gguf", None) else None
+    if types is not None and len(types) >= n:
+        while n > 0 and int(types[n - 1]) == _TYPE_UNUSED:
+            n -= 1
+    return n
+
+
+def _shutting_down() -> APIError:
+    return APIError("the server is shutting down", status=503, type_="unavailable_error",
+                    code="shutting_down", headers={"Retry-After": "5"})
 
 
 class _Sink:
@@ -119,41 +187,55 @@ class _Sink:
 
 class _Run:
     """One request's handles as seen from the event loop: pieces as they come, metrics,
-    and cleanup (cancel what is unfinished, release the queue slots)."""
+    and cleanup (cancel what is unfinished, release the queue slots reserved for it)."""
 
-    def __init__(self, state: ServerState, handles: list, sink: _Sink, n_prompt: int):
+    def __init__(self, state: ServerState, handles: list, sink: _Sink, n_prompt: int, scope: dict):
         self.state, self.handles, self.sink = state, handles, sink
         self.n_prompt = n_prompt
-        self.left = len(handles)
+        self.scope = scope                     # the HTTP request's: the access log reads the usage
+        self.watcher = None
+        self.ended = set()                     # tags whose end has come
         self.t0 = time.perf_counter()
         self.last = [None] * len(handles)      # time of the latest piece
         self.counted = [0] * len(handles)      # tokens already timed
         self.closed = False
-        state.active += len(handles)
         state.inflight.update(handles)
         state.metrics.prompt_tokens.inc(n_prompt)
 
-    async def next_events(self, request: HTTPRequest | None = None) -> list:
-        """The next (tag, piece) events (at least one; all already queued). With a request:
-        wake every second to see whether its client went away (then ClientGone)."""
-        q = self.sink.queue
-        while True:
+    def watch(self, request: HTTPRequest) -> None:
+        """Cancel the run as soon as its client disconnects, tokens flowing or not: a task
+        waits on the connection beside the events."""
+        async def watch():
             try:
-                first = await asyncio.wait_for(q.get(), 1.0) if request is not None else await q.get()
-                break
-            except asyncio.TimeoutError:
-                if await request.is_disconnected():
-                    raise _ClientGone() from None
-        events = [first]
+                while (await request.receive())["type"] != "http.disconnect":
+                    pass
+            except Exception:            # noqa: BLE001 - a connection torn down under us: gone too
+                pass
+            for h in self.handles:
+                h.cancel()                     # the scheduler frees the sequences at its next step
+            self.sink.queue.put_nowait(_GONE)
+        self.watcher = asyncio.create_task(watch())
+
+    async def next_events(self) -> list:
+        """The next (tag, piece) events (at least one; all already queued); ClientGone once
+        the client has disconnected."""
+        q = self.sink.queue
+        events = [await q.get()]
         while True:
             try:
                 events.append(q.get_nowait())
             except asyncio.QueueEmpty:
                 break
+        if _GONE in events:
+            raise ClientGone()
         now = time.perf_counter()
+        kept = []
         for tag, piece in events:
+            if tag in self.ended:
+                continue             # a second end, or a piece after the end: each choice ends once
+            kept.append((tag, piece))
             if piece is END_OF_STREAM:
-                self.left -= 1
+                self.ended.add(tag)
                 continue
             h = self.handles[tag]
             n = len(h.result.tokens)
@@ -164,12 +246,18 @@ class _Run:
                 for _ in range(min(k, 64)):
                     self.state.metrics.itl.observe((now - self.last[tag]) / k)
             self.last[tag], self.counted[tag] = now, n
-        return events
+        return kept
+
+    @property
+    def left(self) -> int:
+        return len(self.handles) - len(self.ended)
 
     def close(self) -> None:
         if self.closed:
             return
         self.closed = True
+        if self.watcher is not None:
+            self.watcher.cancel()
         metrics = self.state.metrics
         for h in self.handles:
             if not h.done:
@@ -180,14 +268,30 @@ class _Run:
             metrics.generated_tokens.inc(len(h.result.tokens))
             self.state.inflight.discard(h)
         self.state.active -= len(self.handles)
+        self.scope["ignis.tokens"] = (self.n_prompt, self.completion_tokens)
 
     @property
     def completion_tokens(self) -> int:
         return sum(len(h.result.tokens) for h in self.handles)
 
+    def cut_off(self, i: int) -> APIError | None:
+        """Choice i's error if it did not finish (cancelled by shutdown, or failed)."""
+        h = self.handles[i]
+        if isinstance(h.error, KVCacheFullError):     # an overload, not a fault: worth a retry
+            return APIError(f"the KV cache is full (every block held by other sequences): retry later, or serve "
+                            f"with a larger -c ({' '.join(str(h.error).split())})", status=503,
+                            type_="unavailable_error", code="kv_cache_full", headers={"Retry-After": "1"})
+        if h.error is not None:
+            return APIError(f"generation failed: {' '.join(str(h.error).split())}", status=503,
+                            type_="server_error", code="engine_error", headers={"Retry-After": "1"})
+        if h.result.finish_reason == "cancelled":
+            return APIError(f"the server shut down before the request finished (cut off after "
+                            f"{len(h.result.tokens)} tokens)", status=503, type_="unavailable_error",
+                            code="shutting_down", headers={"Retry-After": "5"})
+        return None
 
-class _ClientGone(Exception):
-    pass
+
+_GONE = object()      # put in a run's queue when its client disconnects
 
 
 # -- endpoints ---------------------------------------------------------------------------------
@@ -211,15 +315,14 @@ def _endpoint(name: str, auth: bool = True, ready: bool = True):
                         raise APIError("invalid or missing API key: send 'Authorization: Bearer <key>'",
                                        status=401, type_="authentication_error", code="invalid_api_key")
                 if ready and state.closing:
-                    raise APIError("the server is shutting down", status=503, type_="unavailable_error",
-                                   headers={"Retry-After": "5"})
+                    raise _shutting_down()
                 if ready and not state.ready:
                     raise APIError("the model is loading", status=503, type_="unavailable_error",
                                    headers={"Retry-After": "1"})
                 response = await func(request, state)
             except APIError as exc:
                 response = _error(exc)
-            except _ClientGone:
+            except ClientGone:
                 response = Response(status_code=499)
             state.metrics.requests.labels(name, str(response.status_code)).inc()
             return response
@@ -228,11 +331,7 @@ def _endpoint(name: str, auth: bool = True, ready: bool = True):
 
 
 async def _json(request: HTTPRequest):
-    raw = await request.body()
-    try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise APIError(f"the request body is not valid JSON: {exc}") from None
+    return await read_json(request)
 
 
 async def _prep(state: ServerState, func, *args):
@@ -246,7 +345,7 @@ async def _prep(state: ServerState, func, *args):
 
 def _submit(state: ServerState, requests, sink):
     """Submit each prompt's Request (n completions each); tag i*n + j goes to completion j of
-    prompt i, the request's choice index."""
+    prompt i, the request's choice index. The one place the server calls the scheduler."""
     out = []
     for i, request in enumerate(requests):
         n = request.n
@@ -272,6 +371,8 @@ async def _generate(request: HTTPRequest, state: ServerState, kind: str):
     requests = []
     for i, prompt in enumerate(prompts):
         where = "messages" if kind == "chat" else "prompt" if len(prompts) == 1 else f"prompt[{i}]"
+        if not isinstance(prompt, str):
+            _check_vocab(state, prompt, where)
         requests.append(await _prep(state, functools.partial(
             model.request, prompt, want, req.temperature, req.top_k, req.top_p, req.min_p, req.repeat_penalty,
             req.presence_penalty, req.frequency_penalty, req.seed, req.stop, req.ignore_eos, n=req.n,
@@ -286,16 +387,18 @@ async def _generate(request: HTTPRequest, state: ServerState, kind: str):
                   for p, ids in zip(prompts, all_ids) for _ in range(req.n)]
     if max_tokens == 0:           # nothing to generate: no need to run the prompt
         return _empty(kind, state, req, n_prompt, echoes)
-    if state.max_queue is not None and state.active + len(echoes) - state.max_batch > state.max_queue:
-        raise APIError(f"too many requests waiting ({state.waiting} queued, at most {state.max_queue}); "
-                       "retry later", status=503, type_="unavailable_error", code="queue_full",
-                       headers={"Retry-After": "1"})
+    state.reserve(len(echoes))          # counted at once: no await between the check and the count
     sink = _Sink(asyncio.get_running_loop())
     try:
         handles = _submit(state, requests, sink)
     except IgnisError as exc:
+        state.active -= len(echoes)
         raise APIError(str(exc)) from None
-    run = _Run(state, handles, sink, n_prompt)
+    except BaseException:
+        state.active -= len(echoes)
+        raise
+    run = _Run(state, handles, sink, n_prompt, request.scope)
+    run.watch(request)
     rid = protocol.new_id(kind)
     if req.stream:
         return StreamingResponse(_stream(run, kind, rid, state.model_name, req, echoes,
@@ -304,12 +407,12 @@ async def _generate(request: HTTPRequest, state: ServerState, kind: str):
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
     try:
         while run.left:
-            await run.next_events(request)
+            await run.next_events()
     finally:
         run.close()
-    for h in handles:
-        if h.error is not None:
-            raise APIError(f"generation failed: {h.error}", status=500, type_="server_error")
+    for i in range(len(handles)):
+        if (err := run.cut_off(i)) is not None:
+            raise err
     texts = [echo + h.result.text for echo, h in zip(echoes, handles)]
     use = protocol.usage(n_prompt, run.completion_tokens)
     lps = None
@@ -334,6 +437,15 @@ def _empty(kind: str, state: ServerState, req, n_prompt: int, echoes: list):
             yield _sse(protocol.chunk(kind, rid, state.model_name, created, [], True, use))
         yield "data: [DONE]\n\n"
     return StreamingResponse(chunks(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+
+def _check_vocab(state: ServerState, ids, where: str) -> None:
+    """Token ids the tokenizer does not have (past its real vocabulary) are a 400."""
+    if isinstance(ids, list):
+        bad = [t for t in ids if isinstance(t, int) and not 0 <= t < state.n_real_vocab]
+        if bad:
+            raise APIError(f"{where}: token id {bad[0]} is not in the vocabulary (ids are 0 to "
+                           f"{state.n_real_vocab - 1})", param="prompt" if where.startswith("prompt") else "tokens")
 
 
 def _sse(body) -> str:
@@ -372,7 +484,10 @@ async def _stream(run: _Run, kind: str, rid: str, model_name: str, req, echoes: 
         elif any(echoes):
             yield out([(i, echoes[i], None, False, None) for i in range(n)])
         while run.left:
-            events = await run.next_events()
+            try:
+                events = await run.next_events()
+            except ClientGone:
+                return                 # nobody to write to
             texts, finished = {}, []
             for tag, piece in events:
                 if piece is END_OF_STREAM:
@@ -388,10 +503,9 @@ async def _stream(run: _Run, kind: str, rid: str, model_name: str, req, echoes: 
                 yield out([(i, texts[i], None, False, new_logprobs(i)) for i in sorted(texts)])
             for i in finished:
                 h = run.handles[i]
-                if h.error is not None:
-                    err = APIError(f"generation failed: {h.error}", status=500, type_="server_error")
-                    yield _sse(err.body())
-                    continue
+                if (err := run.cut_off(i)) is not None:
+                    yield _sse(err.body())      # the last event: no [DONE], the client sees the cut
+                    return
                 reason = h.result.finish_reason
                 if parsers is not None:
                     for delta in parsers[i].finish():
@@ -475,6 +589,7 @@ async def detokenize(request, state):
     tokens = body.get("tokens") if isinstance(body, dict) else None
     if not isinstance(tokens, list):
         raise APIError(f"tokens must be a list of token ids, got {type(tokens).__name__}", param="tokens")
+    _check_vocab(state, tokens, "tokens")
     return JSONResponse({"content": await _prep(state, state.model.detokenize, tokens)})
 
 
@@ -493,15 +608,27 @@ async def metrics(request, state):
     return Response(state.metrics.render(), media_type=state.metrics.content_type)
 
 
+async def _not_found(request, exc):
+    """404 / 405 as OpenAI's error JSON (what clients parse), not Starlette's text/plain."""
+    status = getattr(exc, "status_code", 404)
+    if status == 405:
+        err = APIError(f"{request.method} is not allowed on {request.url.path}", status=405,
+                       code="method_not_allowed", headers=dict(getattr(exc, "headers", None) or {}))
+    else:
+        err = APIError(f"no such endpoint: {request.method} {request.url.path}", status=404, code="not_found")
+    return _error(err)
+
+
 def create_app(model, *, max_batch: int = 8, step_tokens: int = 256, api_key: str | None = None,
-               max_queue: int | None = None, model_name: str | None = None,
-               pooling: str | None = None) -> Starlette:
+               max_queue: int | None = None, model_name: str | None = None, pooling: str | None = None,
+               shutdown_timeout: float = 10.0, access_log: bool = True) -> Starlette:
     """The Starlette app. model: an ignis Model, or a function returning one (called in a
     thread at startup; /health answers 503 until it returns). pooling: /v1/embeddings'
     (mean, last, cls; None: the file's pooling_type, else mean)."""
     load = model if callable(model) and not hasattr(model, "scheduler") else (lambda: model)
     state = ServerState(load, max_batch=max_batch, step_tokens=step_tokens, api_key=api_key,
-                        max_queue=max_queue, model_name=model_name, pooling=pooling)
+                        max_queue=max_queue, model_name=model_name, pooling=pooling,
+                        shutdown_timeout=shutdown_timeout)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -530,35 +657,87 @@ def create_app(model, *, max_batch: int = 8, step_tokens: int = 256, api_key: st
         Route("/v1/health", health, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    middleware = [Middleware(AccessLog)] if access_log else []
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware,
+                    exception_handlers={404: _not_found, 405: _not_found})
     app.state.ignis = state
     return app
 
 
+def _bind(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before the model loads: a busy port is one line at once."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise IgnisError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        hint = " (another server is using it: stop it or pick another --port)" if exc.errno == 98 else ""
+        raise IgnisError(f"cannot listen on {host}:{port}: {exc.strerror or exc}{hint}") from None
+    return sock
+
+
+def _log_to_stderr(quiet: bool) -> None:
+    """ignis.serve's lines (model loaded, access log) on stderr, as uvicorn's own."""
+    logger = logging.getLogger("ignis.serve")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s:     %(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
+    logger.setLevel(logging.INFO)
+    logging.getLogger("ignis.serve.access").setLevel(logging.WARNING if quiet else logging.INFO)
+
+
 def serve(model_path: str, *, host: str = "127.0.0.1", port: int = 8080, n_ctx: int | None = None,
           threads: int | None = None, max_batch: int = 8, api_key: str | None = None,
-          max_queue: int | None = None, log_level: str = "info", pooling: str | None = None) -> int:
-    """Run the server until SIGINT / SIGTERM (graceful: requests in flight are cancelled)."""
+          max_queue: int | None = None, log_level: str = "info", pooling: str | None = None,
+          shutdown_timeout: float = 10.0, quiet: bool = False) -> int:
+    """Run the server until SIGINT / SIGTERM. The first signal drains: new requests get a 503,
+    those in flight have shutdown_timeout seconds to finish, then the rest are cancelled
+    (their clients get an error) and the server exits 0. A second signal skips the wait."""
     import uvicorn
 
     import ignis
 
+    sock = _bind(host, port)
+    _log_to_stderr(quiet)
     app = create_app(lambda: ignis.load(model_path, n_ctx=n_ctx, threads=threads), max_batch=max_batch,
-                     api_key=api_key, max_queue=max_queue, pooling=pooling)
+                     api_key=api_key, max_queue=max_queue, pooling=pooling, shutdown_timeout=shutdown_timeout,
+                     access_log=not quiet)
     state: ServerState = app.state.ignis
 
     class _Server(uvicorn.Server):
         def handle_exit(self, sig, frame):
-            state.cancel_all()            # in-flight generations end at the next step
-            super().handle_exit(sig, frame)
-            if sig == signal.SIGTERM:     # a requested stop: exit 0 (uvicorn would re-raise it)
-                self._captured_signals = [s for s in self._captured_signals if s != signal.SIGTERM]
+            if state.ready and not state.closing:
+                state.begin_drain()       # on_tick ends the server once drained
+                log.info("ignis serve: draining (up to %.0f s; signal again to stop now)", state.shutdown_timeout)
+            else:
+                state.cancel_all()        # a second signal, or nothing loaded: stop now
+                super().handle_exit(sig, frame)
+            # a requested stop exits 0 (uvicorn would re-raise the signal after shutting down)
+            self._captured_signals = [s for s in self._captured_signals if s not in (signal.SIGTERM, signal.SIGINT)]
 
-    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on",
-                            timeout_graceful_shutdown=10, access_log=False)
+        async def on_tick(self, counter):
+            if state.drain_deadline is not None and not self.should_exit and state.drained():
+                self.should_exit = True
+            return await super().on_tick(counter)
+
+    config = uvicorn.Config(app, log_level=log_level, lifespan="on", timeout_graceful_shutdown=5,
+                            access_log=False)
     server = _Server(config)
     state.server = server
-    server.run()
+    # uvicorn puts back the handlers it found when it stops: a signal then (a second SIGTERM
+    # while the process exits) is ignored instead of killing it with a non-zero status
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
+    with sock:
+        server.run(sockets=[sock])
     if state.load_error is not None:
         raise IgnisError(state.load_error)
     if not server.started:

@@ -39,6 +39,9 @@ class Metrics:
               registry=r).set_function(lambda: _loop(state, "preemptions"))
         Gauge("ignis_prefix_hit_tokens", "prompt tokens not computed thanks to the prefix cache",
               registry=r).set_function(lambda: _loop(state, "cached_tokens"))
+        Gauge("ignis_kv_blocks_reserved", "KV cache blocks held for no request (the engine's own): with "
+              "nothing running, ignis_kv_blocks_used equals this", registry=r).set_function(
+            lambda: _reserved_blocks(state))
         Gauge("ignis_ready", "1 once the model is loaded", registry=r).set_function(lambda: 1 if state.ready else 0)
 
     def render(self) -> bytes:
@@ -51,6 +54,21 @@ def _kv(state, name: str) -> float:
     if engine is None:
         return 0
     return getattr(engine.kv, name)
+
+
+def _reserved_blocks(state) -> float:
+    """Blocks of the engine's own sequences (where padding rows write), which no request
+    holds and none frees."""
+    model = state.model
+    engine = getattr(model, "engine", None) if model is not None else None
+    if engine is None:
+        return 0
+    blocks = set()
+    for name in ("_pad_seq", "seq"):
+        seq = getattr(engine, name, None)
+        if seq is not None and seq in engine.kv:
+            blocks.update(int(b) for b in engine.kv.table(seq) if b >= 0)
+    return len(blocks)
 
 
 def _loop(state, name: str) -> float:

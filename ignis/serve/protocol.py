@@ -1,9 +1,12 @@
 """OpenAI request parsing and response shapes for `ignis serve`.
 
 A request body is checked field by field (a bad one is an `APIError` naming it, which the
-app turns into a 400 with OpenAI's error JSON); fields ignis does not know are ignored.
-Sampling defaults are OpenAI's (temperature 1, top_p 1, no top-k or min-p cut) unless the
-request sets them; top_k, min_p, repeat_penalty and ignore_eos are accepted as extensions.
+app turns into a 400 with OpenAI's error JSON). Each endpoint has one list of the fields it
+honours, one of OpenAI's fields that do not change the answer (accepted, ignored) and one of
+OpenAI's fields it does not support (a 400 naming the field); other fields are not OpenAI's
+and are ignored. Sampling defaults are OpenAI's (temperature 1, top_p 1, no top-k or min-p
+cut) unless the request sets them; top_k, min_p, repeat_penalty and ignore_eos are accepted
+as extensions.
 """
 from __future__ import annotations
 
@@ -73,6 +76,54 @@ def _boolean(body: dict, name: str, default: bool) -> bool:
 
 
 MAX_PROMPTS = 64          # prompts in one completions request (each runs as its own sequence)
+DEFAULT_MAX_TOKENS = {"completion": 16, "chat": None}     # OpenAI's; None: up to the context
+
+# llama.cpp server's extensions both endpoints honour
+_EXTENSIONS = {"top_k", "min_p", "repeat_penalty", "ignore_eos", "json_schema", "regex", "grammar"}
+HONOURED = {
+    "chat": frozenset({"messages", "model", "frequency_penalty", "logprobs", "top_logprobs", "max_tokens",
+                       "max_completion_tokens", "n", "presence_penalty", "response_format", "seed", "stop",
+                       "stream", "stream_options", "temperature", "top_p", "tools", "tool_choice",
+                       "parallel_tool_calls", *_EXTENSIONS}),
+    "completion": frozenset({"model", "prompt", "echo", "frequency_penalty", "logprobs", "max_tokens", "n",
+                             "presence_penalty", "seed", "stop", "stream", "stream_options", "temperature",
+                             "top_p", "response_format", *_EXTENSIONS}),
+}
+# OpenAI's fields that do not change the answer: accepted and ignored
+IGNORED = {
+    "chat": frozenset({"user", "metadata", "store", "service_tier", "prediction", "prompt_cache_key",
+                       "safety_identifier"}),
+    "completion": frozenset({"user"}),
+}
+# OpenAI's fields that would change the answer and are not supported: a 400 naming the field
+REFUSED = {
+    "chat": frozenset({"logit_bias", "audio", "modalities", "reasoning_effort",
+                       "web_search_options", "functions", "function_call", "verbosity"}),
+    "completion": frozenset({"logit_bias", "best_of", "suffix"}),
+}
+ROLES = ("system", "developer", "user", "assistant", "tool")     # developer: OpenAI's newer name for system
+
+
+def _neutral(name: str, value, body: dict) -> bool:
+    """A refused field given a value that asks for nothing beyond the default."""
+    if value is None:
+        return True
+    if name in ("logit_bias", "functions", "suffix"):     # empty: nothing asked for
+        return value in ({}, [], "")
+    if name == "modalities":
+        return value == ["text"]
+    if name == "best_of":        # best_of == n (1 by default) is what every request does
+        return value == (body.get("n") if body.get("n") is not None else 1)
+    return False
+
+
+def refuse_unsupported(body: dict, kind: str) -> None:
+    """A 400 naming the first field the endpoint does not support (given a value that counts)."""
+    for name in sorted(REFUSED[kind] & body.keys()):
+        if not _neutral(name, body[name], body):
+            where = "/v1/chat/completions" if kind == "chat" else "/v1/completions"
+            raise APIError(f"{name} is not supported by this server on {where}", param=name,
+                           code="unsupported_parameter")
 
 
 @dataclass
@@ -149,9 +200,11 @@ def _messages(body: dict) -> list:
             raise APIError(f"messages[{i}] must be an object with role and content, got {_describe(m)}",
                            param="messages")
         role = m.get("role")
-        if not isinstance(role, str) or not role:
-            raise APIError(f"messages[{i}].role must be a non-empty string, got {_describe(role)}", param="messages")
-        out.append({"role": role, "content": _content(i, m), **_tool_fields(i, m)})
+        if role not in ROLES:
+            raise APIError(f"messages[{i}].role must be one of {', '.join(ROLES)}, got {_describe(role)}",
+                           param="messages")
+        out.append({"role": "system" if role == "developer" else role, "content": _content(i, m),
+                    **_tool_fields(i, m)})
     return out
 
 
@@ -195,6 +248,7 @@ def parse(body, kind: str, max_n: int) -> Request:
     """Check a chat ("chat") or completion ("completion") request body."""
     if not isinstance(body, dict):
         raise APIError(f"the request body must be a JSON object, got {type(body).__name__}")
+    refuse_unsupported(body, kind)
     r = Request(kind)
     if kind == "chat":
         r.messages = _messages(body)
@@ -203,7 +257,7 @@ def parse(body, kind: str, max_n: int) -> Request:
         r.echo = _boolean(body, "echo", False)
     model = body.get("model")
     r.model = model if isinstance(model, str) else None
-    r.max_tokens = _integer(body, "max_tokens", None, 0)
+    r.max_tokens = _integer(body, "max_tokens", DEFAULT_MAX_TOKENS[kind], 0)
     if kind == "chat":
         r.max_tokens = _integer(body, "max_completion_tokens", r.max_tokens, 0)
     r.temperature = _number(body, "temperature", 1.0, 0.0, 2.0)
@@ -308,7 +362,11 @@ def usage(prompt_tokens: int, completion_tokens: int) -> dict:
 
 
 def finish_reason(reason: str) -> str:
-    return reason if reason in ("stop", "length") else "stop" if reason == "cancelled" else reason
+    """OpenAI's finish reason; a cut-off ("cancelled", "error") is never one (the app answers
+    those with an error)."""
+    if reason in ("cancelled", "error"):
+        raise ValueError(f"no OpenAI finish reason for {reason!r}")
+    return reason
 
 
 def response(kind: str, rid: str, model: str, texts: list, reasons: list, use: dict,
