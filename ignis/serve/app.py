@@ -172,17 +172,25 @@ def _shutting_down() -> APIError:
 
 
 class _Sink:
-    """Receives (tag, piece) from the engine thread; hands it to the event loop."""
+    """Receives (tag, piece) from the engine thread; hands them to the event loop."""
 
     def __init__(self, loop):
         self.loop = loop
         self.queue = asyncio.Queue()
 
     def put(self, item) -> None:
+        self.put_many([item])
+
+    def put_many(self, items: list) -> None:
+        """A step's items in one event-loop wake-up (the scheduler hands them over per step)."""
         try:
-            self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
+            self.loop.call_soon_threadsafe(self._enqueue, items)
         except RuntimeError:              # the loop is closed: nobody is listening any more
             pass
+
+    def _enqueue(self, items: list) -> None:
+        for item in items:
+            self.queue.put_nowait(item)
 
 
 class _Run:
