@@ -127,3 +127,13 @@ def test_bad_speculative_mode_is_a_clear_error(tiny):
     with pytest.raises(ignis.IgnisError, match="speculative"):
         tiny.request([1, 2], speculative="draft-model-please")
     assert speculative.MODES == ("ngram",)
+
+
+def test_the_server_request_field():
+    from ignis.serve import protocol
+    body = {"prompt": "x", "max_tokens": 4}
+    assert protocol.parse(dict(body), "completion", 8).speculative == "default"      # the server's --spec
+    assert protocol.parse(dict(body, speculative="ngram"), "completion", 8).speculative == "ngram"
+    assert protocol.parse(dict(body, speculative=None), "completion", 8).speculative is None
+    with pytest.raises(protocol.APIError, match="speculative"):
+        protocol.parse(dict(body, speculative="draft"), "completion", 8)

@@ -82,8 +82,10 @@ def fit_history(history: list, prompt_ids, n_ctx: int, reply_room: int) -> tuple
 class ChatSession:
     """The conversation, the sampling settings and the model; one method a user action."""
 
-    def __init__(self, model, settings: dict, max_tokens: int, system: str | None, constraint: dict | None = None):
+    def __init__(self, model, settings: dict, max_tokens: int, system: str | None, constraint: dict | None = None,
+                 speculative: str | None = None):
         self.model = model
+        self.speculative = speculative      # None or "ngram" (the text is the same either way)
         self.settings = dict(settings)      # generate()'s sampling keywords
         self.constraint = dict(constraint or {})    # json_schema, regex or grammar: every reply follows it
         self.max_tokens = max_tokens
@@ -221,7 +223,8 @@ class ChatSession:
         """Generate the reply to the prompt ids, streaming it to stdout; its text. Ctrl-C stops
         it (what came so far is kept); the context filling up is reported."""
         model = self.model
-        pieces = model.generate(ids, max_tokens=self.max_tokens, stream=True, **self.settings, **self.constraint)
+        pieces = model.generate(ids, max_tokens=self.max_tokens, stream=True, speculative=self.speculative,
+                                **self.settings, **self.constraint)
         reply, stopped = [], False
         try:
             for piece in pieces:
@@ -240,9 +243,10 @@ class ChatSession:
         return "".join(reply)
 
 
-def run_chat(model, settings: dict, max_tokens: int, system: str | None, constraint: dict | None = None) -> int:
+def run_chat(model, settings: dict, max_tokens: int, system: str | None, constraint: dict | None = None,
+             speculative: str | None = None) -> int:
     """The loop: read a message, run it as a command or send it; 0 at /bye or end of input."""
-    session = ChatSession(model, settings, max_tokens, system, constraint)
+    session = ChatSession(model, settings, max_tokens, system, constraint, speculative)
     at_exit = enable_line_editing()
     if sys.stdin.isatty():
         say("/help for commands, /bye or Ctrl-D to quit, Ctrl-C stops a reply, \"\"\" for multi-line")
@@ -285,4 +289,4 @@ def cmd_chat(args) -> int:
     if rules:
         model.constraint(**rules)      # a bad schema, regex or grammar: one line before the chat starts
     budget = model.n_ctx if args.n_predict is None else args.n_predict     # -1: each reply until the context ends it
-    return run_chat(model, sampling(args), budget, args.system, rules)
+    return run_chat(model, sampling(args), budget, args.system, rules, args.spec)

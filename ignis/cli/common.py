@@ -163,6 +163,9 @@ def sampling_flags(p, n_predict: int = 128, n_help: str = "tokens to generate") 
     p.add_argument("--frequency-penalty", type=float, default=0.0,
                    help="subtract this times its count in the recent context from a token's logit (default 0 = off)")
     p.add_argument("-s", "--seed", type=int, default=None, help="RNG seed (same seed, same output)")
+    p.add_argument("--spec", choices=("ngram",), default=None,
+                   help="speculative decoding: ngram = prompt-lookup drafts, verified exactly (the same text, "
+                        "fewer steps)")
     threads_flag(p)
     ctx_flag(p)
 

@@ -95,6 +95,9 @@ def print_timings(result, load_seconds=None) -> None:
         sys.stderr.write(f"ignis: {'load time':18s} = {1000 * load_seconds:10.2f} ms\n")
     sys.stderr.write(line("prompt eval time", result.prompt_tokens, result.prompt_seconds))
     sys.stderr.write(line("eval time", result.decode_tokens, result.decode_seconds))
+    if result.drafted:
+        sys.stderr.write(f"ignis: {'speculative':18s} = {result.drafted} drafted, {result.accepted} accepted "
+                         f"({100 * result.accepted / result.drafted:.1f} %)\n")
 
 
 def cmd_run(args) -> int:
@@ -111,7 +114,7 @@ def cmd_run(args) -> int:
         prompt = model.render_chat([{"role": "user", "content": prompt}])
     budget = model.n_ctx if args.n_predict is None else args.n_predict     # -1: the context ends it
     pieces = model.generate(prompt, max_tokens=budget, stream=True, ignore_eos=args.ignore_eos,
-                            stop=args.stop or None, **sampling(args), **constraint(args))
+                            stop=args.stop or None, speculative=args.spec, **sampling(args), **constraint(args))
     if args.echo:
         sys.stdout.write(shown)
     try:

@@ -32,6 +32,9 @@ def serve_args(p) -> None:
                    help="on SIGTERM / Ctrl-C, seconds that requests in flight have to finish before they "
                         "are cancelled (default 10)")
     p.add_argument("--quiet", action="store_true", help="no access log line per request")
+    p.add_argument("--spec", choices=("ngram",), default=None,
+                   help="speculative decoding for requests that do not set \"speculative\" (ngram: prompt-lookup "
+                        "drafts, verified exactly: the same text)")
     p.add_argument("--pooling", choices=("mean", "last", "cls"), default=None,
                    help="/v1/embeddings pooling (default: the model file's pooling_type, else mean)")
     p.add_argument("--ray", action="store_true",
@@ -62,7 +65,7 @@ def cmd_serve(args) -> int:
                          "pip install 'ignis[serve]'") from None
     return serve(model_path(args), host=args.host, port=args.port, n_ctx=args.ctx, threads=args.threads,
                  max_batch=args.parallel, api_key=args.api_key, max_queue=args.max_queue, pooling=args.pooling,
-                 shutdown_timeout=args.shutdown_timeout, quiet=args.quiet)
+                 shutdown_timeout=args.shutdown_timeout, quiet=args.quiet, spec=args.spec)
 
 
 def _seconds(text):

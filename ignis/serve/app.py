@@ -50,9 +50,10 @@ class ServerState:
 
     def __init__(self, load, *, max_batch: int, step_tokens: int, api_key: str | None,
                  max_queue: int | None, model_name: str | None, pooling: str | None = None,
-                 shutdown_timeout: float = 10.0):
+                 shutdown_timeout: float = 10.0, spec: str | None = None):
         self.load = load                  # () -> Model, run in a thread at startup
         self.pooling = pooling            # /v1/embeddings: mean, last, cls (None: the file's, else mean)
+        self.spec = spec                  # --spec: the speculative decoding of requests that do not say
         self.max_batch = max_batch
         self.step_tokens = step_tokens
         self.api_key = api_key
@@ -384,7 +385,8 @@ async def _generate(request: HTTPRequest, state: ServerState, kind: str):
         requests.append(await _prep(state, functools.partial(
             model.request, prompt, want, req.temperature, req.top_k, req.top_p, req.min_p, req.repeat_penalty,
             req.presence_penalty, req.frequency_penalty, req.seed, req.stop, req.ignore_eos, n=req.n,
-            logprobs=req.logprobs, constraint=constraint, name=where)))
+            logprobs=req.logprobs, constraint=constraint, name=where,
+            speculative=state.spec if req.speculative == "default" else req.speculative)))
     all_ids = [list(r.ids) for r in requests]
     max_tokens = requests[0].max_tokens
     n_prompt = sum(len(ids) for ids in all_ids)
@@ -629,14 +631,14 @@ async def _not_found(request, exc):
 
 def create_app(model, *, max_batch: int = 8, step_tokens: int = 256, api_key: str | None = None,
                max_queue: int | None = None, model_name: str | None = None, pooling: str | None = None,
-               shutdown_timeout: float = 10.0, access_log: bool = True) -> Starlette:
+               shutdown_timeout: float = 10.0, access_log: bool = True, spec: str | None = None) -> Starlette:
     """The Starlette app. model: an ignis Model, or a function returning one (called in a
     thread at startup; /health answers 503 until it returns). pooling: /v1/embeddings'
     (mean, last, cls; None: the file's pooling_type, else mean)."""
     load = model if callable(model) and not hasattr(model, "scheduler") else (lambda: model)
     state = ServerState(load, max_batch=max_batch, step_tokens=step_tokens, api_key=api_key,
                         max_queue=max_queue, model_name=model_name, pooling=pooling,
-                        shutdown_timeout=shutdown_timeout)
+                        shutdown_timeout=shutdown_timeout, spec=spec)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -705,7 +707,7 @@ def _log_to_stderr(quiet: bool) -> None:
 def serve(model_path: str, *, host: str = "127.0.0.1", port: int = 8080, n_ctx: int | None = None,
           threads: int | None = None, max_batch: int = 8, api_key: str | None = None,
           max_queue: int | None = None, log_level: str = "info", pooling: str | None = None,
-          shutdown_timeout: float = 10.0, quiet: bool = False) -> int:
+          shutdown_timeout: float = 10.0, quiet: bool = False, spec: str | None = None) -> int:
     """Run the server until SIGINT / SIGTERM. The first signal drains: new requests get a 503,
     those in flight have shutdown_timeout seconds to finish, then the rest are cancelled
     (their clients get an error) and the server exits 0. A second signal skips the wait."""
@@ -717,7 +719,7 @@ def serve(model_path: str, *, host: str = "127.0.0.1", port: int = 8080, n_ctx: 
     _log_to_stderr(quiet)
     app = create_app(lambda: ignis.load(model_path, n_ctx=n_ctx, threads=threads), max_batch=max_batch,
                      api_key=api_key, max_queue=max_queue, pooling=pooling, shutdown_timeout=shutdown_timeout,
-                     access_log=not quiet)
+                     access_log=not quiet, spec=spec)
     state: ServerState = app.state.ignis
 
     class _Server(uvicorn.Server):

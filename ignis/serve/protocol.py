@@ -79,7 +79,7 @@ MAX_PROMPTS = 64          # prompts in one completions request (each runs as its
 DEFAULT_MAX_TOKENS = {"completion": 16, "chat": None}     # OpenAI's; None: up to the context
 
 # llama.cpp server's extensions both endpoints honour
-_EXTENSIONS = {"top_k", "min_p", "repeat_penalty", "ignore_eos", "json_schema", "regex", "grammar"}
+_EXTENSIONS = {"top_k", "min_p", "repeat_penalty", "ignore_eos", "json_schema", "regex", "grammar", "speculative"}
 HONOURED = {
     "chat": frozenset({"messages", "model", "frequency_penalty", "logprobs", "top_logprobs", "max_tokens",
                        "max_completion_tokens", "n", "presence_penalty", "response_format", "seed", "stop",
@@ -146,6 +146,7 @@ class Request:
     stream: bool = False
     include_usage: bool = False
     ignore_eos: bool = False
+    speculative: str | None = "default"   # None (off), "ngram", or the server's --spec
     echo: bool = False
     model: str | None = None
     logprobs: int | None = None      # None: none; N: each token's log-probability and the top N
@@ -283,6 +284,11 @@ def parse(body, kind: str, max_n: int) -> Request:
             raise APIError(f"stream_options must be an object, got {_describe(options)}", param="stream_options")
         r.include_usage = _boolean(options, "include_usage", False)
     r.ignore_eos = _boolean(body, "ignore_eos", False)
+    if "speculative" in body:        # an extension: null turns the server's --spec off for this request
+        spec = body["speculative"]
+        if spec is not None and spec != "ngram":
+            raise APIError(f"speculative must be null or \"ngram\", got {_describe(spec)}", param="speculative")
+        r.speculative = spec
     if kind == "chat":
         if _boolean(body, "logprobs", False):
             r.logprobs = _integer(body, "top_logprobs", 0, 0, 20)
