@@ -65,3 +65,12 @@ def start_slowed_ignis(argv: list, stdin, **env) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), **env)
     return subprocess.Popen([sys.executable, "-c", script], stdin=stdin, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, env=env, cwd=ROOT)
+
+
+def weights_in_place(model) -> bool:
+    """Every weight matrix the model's plans use is a view of the mmapped file (no converted copy)."""
+    arrays = []
+    for value in model.engine.weights._matrices.values():
+        arr = value[0]
+        arrays += arr if isinstance(arr, list) else [arr]
+    return bool(arrays) and all(not a.flags.owndata for a in arrays)

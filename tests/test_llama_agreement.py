@@ -11,6 +11,8 @@ import pytest
 
 import ignis
 
+from helpers import weights_in_place
+
 TEXT = (
     "The lighthouse keeper climbed the spiral stairs every evening at dusk, counting the steps "
     "out of habit even though he had known for years that there were exactly one hundred and "
@@ -50,7 +52,7 @@ def top1_agreement(path, n_tokens=300):
     llama_cpp = pytest.importorskip("llama_cpp")
     model = ignis.load(str(path), n_ctx=512, threads=2)
     try:
-        assert model.engine.weights.repacked == []      # every weight read in place
+        assert weights_in_place(model)      # every weight read in place
         ids = model.tokenize(TEXT)[:n_tokens]
         ours = model.logits(ids)
     finally:

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 
-from fuzz.plan_api import (BF16, F16, F32, IQ4_NL, KV, Q4_0, Q4_1, Q4_K, Q5_0, Q5_1, Q6_K, Q8_0, Case, Hang, Ints,
+from fuzz.plan_api import (BF16, F16, F32, IQ4_NL, IQ4_XS, KV, Q2_K, Q3_K, Q4_0, Q4_1, Q4_K, Q5_0, Q5_1, Q5_K, Q6_K, Q8_0,
+                           Case, Hang, Ints,
                            Opaque, Segfault, Vec, Wt,
                            cases, check_case, matmul_ref, run_case)
 from ignis.errors import IgnisError, ModelError
@@ -418,5 +419,5 @@ def test_every_public_add_method_is_fuzzed():
 
 
 def test_every_kernel_weight_type_is_covered():
-    assert {F32, F16, Q4_1, Q5_0, Q8_0, Q4_K, Q6_K, Q4_0, Q5_1, IQ4_NL, BF16} == set(K._BLOCK)
+    assert {F32, F16, Q4_1, Q5_0, Q8_0, Q4_K, Q6_K, Q4_0, Q5_1, IQ4_NL, BF16, Q2_K, Q3_K, Q5_K, IQ4_XS} == set(K._BLOCK)
     assert issubclass(ModelError, IgnisError)

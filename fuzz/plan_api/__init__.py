@@ -43,11 +43,13 @@ from fuzz.plan_api.build import build, weight_bytes
 from fuzz.plan_api.child import execute
 from fuzz.plan_api.oracle import CaseFailure, Oracle, dequantize, matmul_ref, q8_bound, rope_ref
 from fuzz.plan_api.server import TIMEOUT, Runner, check_case, run_case
-from fuzz.plan_api.specs import (BLOCK, F16, F32, FLOAT_TYPES, KV, MATMULS, OPS, Q4_1, Q4_K, Q5_0, Q6_K, Q8_0, SIGS,
-                                 Case, Hang, Ints, Opaque, Segfault, Vec, Wt, plan_ops)
+from fuzz.plan_api.specs import (BF16, BLOCK, F16, F32, FLOAT_TYPES, IQ4_NL, IQ4_XS, KV, MATMULS, OPS, Q2_K, Q3_K, Q4_0,
+                                 Q4_1, Q4_K, Q5_0, Q5_1, Q5_K, Q6_K, Q8_0, SIGS, Case, Hang, Ints, Opaque, Segfault, Vec,
+                                 Wt, plan_ops)
 from fuzz.plan_api.strategies import cases
 
-__all__ = ["BLOCK", "F16", "F32", "FLOAT_TYPES", "KV", "MATMULS", "OPS", "Q4_1", "Q4_K", "Q5_0", "Q6_K", "Q8_0",
+__all__ = ["BF16", "BLOCK", "F16", "F32", "FLOAT_TYPES", "IQ4_NL", "IQ4_XS", "KV", "MATMULS", "OPS", "Q2_K", "Q3_K",
+           "Q4_0", "Q4_1", "Q4_K", "Q5_0", "Q5_1", "Q5_K", "Q6_K", "Q8_0",
            "SIGS", "TIMEOUT", "Case", "CaseFailure", "Hang", "Ints", "Opaque", "Oracle", "Runner", "Segfault", "Vec",
            "Wt", "build", "cases", "check_case", "dequantize", "execute", "matmul_ref", "plan_ops", "q8_bound",
            "rope_ref", "run_case", "weight_bytes"]

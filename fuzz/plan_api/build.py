@@ -9,8 +9,8 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from fuzz.plan_api.specs import (BF16, BLOCK, F16, F32, IQ4_NL, KV, Q4_0, Q4_1, Q4_K, Q5_0, Q5_1, Q6_K, Q8_0, Ints,
-                                 Vec, Wt)
+from fuzz.plan_api.specs import (BF16, BLOCK, F16, F32, IQ4_NL, IQ4_XS, KV, Q2_K, Q3_K, Q4_0, Q4_1, Q4_K, Q5_0, Q5_1,
+                                 Q5_K, Q6_K, Q8_0, Ints, Vec, Wt)
 
 _KEEP = []
 _LIBC = None
@@ -65,10 +65,14 @@ def weight_bytes(layout: int, rows: int, k: int, seed: int) -> np.ndarray:
     nblk = -(-k // elems)
     raw = r.integers(0, 256, size=(rows * nblk, nb), dtype=np.uint8)
     scale = lambda m: _f16_bytes(r.uniform(0.001, 0.01, size=m))
-    if layout in (Q8_0, Q5_0, Q4_0, IQ4_NL):
+    if layout in (Q8_0, Q5_0, Q4_0, IQ4_NL, IQ4_XS):
         raw[:, 0:2] = scale(rows * nblk).reshape(-1, 2)
-    elif layout in (Q4_K, Q4_1, Q5_1):
+    elif layout in (Q4_K, Q4_1, Q5_1, Q5_K):
         raw[:, 0:4] = scale(2 * rows * nblk).reshape(-1, 4)
+    elif layout == Q2_K:          # d, dmin after the 16 scale bytes and 64 quant bytes
+        raw[:, 80:84] = scale(2 * rows * nblk).reshape(-1, 4)
+    elif layout == Q3_K:          # d last, after hmask, qs and the 12 scale bytes
+        raw[:, 108:110] = scale(rows * nblk).reshape(-1, 2)
     elif layout == Q6_K:
         raw[:, 208:210] = scale(rows * nblk).reshape(-1, 2)
     return raw.reshape(-1)

@@ -10,9 +10,11 @@ from dataclasses import dataclass, field
 # GGUF type numbers the kernels take, with (elements, bytes) per block
 F32, F16, Q4_1, Q5_0, Q8_0, Q4_K, Q6_K = 0, 1, 3, 6, 8, 12, 14
 Q4_0, Q5_1, IQ4_NL, BF16 = 2, 7, 20, 30
+Q2_K, Q3_K, Q5_K, IQ4_XS = 10, 11, 13, 23
 BLOCK = {F32: (1, 4), F16: (1, 2), Q4_1: (32, 20), Q5_0: (32, 22), Q8_0: (32, 34), Q4_K: (256, 144),
          Q6_K: (256, 210)}
 BLOCK.update({Q4_0: (32, 18), Q5_1: (32, 24), IQ4_NL: (32, 18), BF16: (1, 2)})
+BLOCK.update({Q2_K: (256, 84), Q3_K: (256, 110), Q5_K: (256, 176), IQ4_XS: (256, 136)})
 FLOAT_TYPES = (F32, F16, BF16)
 
 # every public add_* method: (parameter, kind), in order

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import strategies as st
 
-from fuzz.plan_api.specs import (BF16, BLOCK, F16, F32, IQ4_NL, KV, MATMULS, Q4_0, Q4_1, Q4_K, Q5_0, Q5_1, Q6_K, Q8_0,
-                                 SIGS, Case, Ints, Opaque, Vec, Wt, plan_ops)
+from fuzz.plan_api.specs import (BF16, BLOCK, F16, F32, IQ4_NL, IQ4_XS, KV, MATMULS, Q2_K, Q3_K, Q4_0, Q4_1, Q4_K,
+                                 Q5_0, Q5_1, Q5_K, Q6_K, Q8_0, SIGS, Case, Ints, Opaque, Vec, Wt, plan_ops)
 
 POW = [2 ** 31 - 1, 2 ** 31, 2 ** 32, 2 ** 62 + 1, 2 ** 63 - 1, 2 ** 63, -2 ** 63, 2 ** 64 + 5, 10 ** 30, -(2 ** 64)]
 
@@ -147,7 +147,7 @@ def weight_spec(draw, n, k, types, seed, splits=None):
 def k_and_types(draw):
     cls = draw(st.sampled_from(["q", "q", "q", "kq", "float"]))
     if cls == "kq":
-        return 256, [Q8_0, Q5_0, Q4_1, Q4_K, Q6_K, F32, F16, Q4_0, Q5_1, IQ4_NL, BF16]
+        return 256, [Q8_0, Q5_0, Q4_1, Q4_K, Q6_K, F32, F16, Q4_0, Q5_1, IQ4_NL, BF16, Q2_K, Q3_K, Q5_K, IQ4_XS]
     if cls == "q":
         return 32 * draw(st.integers(1, 4)), [Q8_0, Q8_0, Q5_0, Q4_1, F32, F16, Q4_0, Q5_1, IQ4_NL, BF16]
     return draw(st.integers(1, 40)), [F32, F16, BF16]

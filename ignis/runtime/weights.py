@@ -1,15 +1,16 @@
-"""Weights as the kernels take them: zero-copy views of the mmapped file where the kernels
-read the tensor's type natively, repacked once at load where they do not. The
+"""Weights as the kernels take them: zero-copy views of the mmapped file, in the file's own
+types (every type llama.cpp's quantize presets write is read natively; a file holding another
+type is refused at load, see ignis.models.common). The
 row-concatenations the passes planned (e.g. [Wq; Wk; Wv]) are handed over as lists of
 parts, which the kernels read in place."""
 import numpy as np
 
 from ignis.errors import ModelError
 from ignis.gguf import GGUFFile, TensorType
-from ignis.gguf.quant import dequantize, quantize_q8_0
+from ignis.gguf.quant import dequantize
 from ignis.ir import Weight
 
-# weight types the matmul kernels read directly; anything else is repacked to Q8_0
+# weight types the matmul kernels read directly
 NATIVE_MATMUL = {TensorType.Q8_0, TensorType.Q5_0, TensorType.Q4_1, TensorType.Q4_K, TensorType.Q6_K,
                  TensorType.F32, TensorType.F16}
 NATIVE_MATMUL |= {TensorType.Q4_0, TensorType.Q5_1, TensorType.IQ4_NL, TensorType.BF16}
@@ -24,7 +25,6 @@ class WeightStore:
         self.gguf = gguf
         self._matrices = {}
         self._vectors = {}
-        self.repacked = []          # names of tensors that had to be converted (for the load report)
 
     def _info(self, name: str):
         try:
@@ -33,32 +33,18 @@ class WeightStore:
             raise ModelError(f"{self.gguf.path}: tensor {name!r} is missing") from None
 
     def _raw(self, name: str, native: set):
-        """One tensor's bytes as (array, type), converted to Q8_0 when not in `native`."""
+        """One tensor's bytes as (array, type): a view of the mmapped file."""
         info = self._info(name)
-        if info.type in native:
-            if info.type == TensorType.F32:
-                return info.data.view(np.float32).reshape(info.shape), info.type
-            if info.type == TensorType.F16:
-                return info.data.view(np.float16).reshape(info.shape), info.type
-            if info.type == TensorType.BF16:
-                return info.data.view(np.uint16).reshape(info.shape), info.type
-            return info.data, info.type
-        self.repacked.append(name)
-        return self._repack_q8_0(info), TensorType.Q8_0
-
-    def _repack_q8_0(self, info) -> np.ndarray:
-        """Requantize a tensor to Q8_0 a slab of rows at a time, so the float32 transient stays
-        small (a whole embedding table in float32 would be half a gigabyte)."""
-        rows, k = info.shape[0], info.shape[-1]
-        row_bytes = info.nbytes // rows
-        out = np.empty((rows, k // 32 * 34), dtype=np.uint8)
-        step = max(1, (1 << 22) // k)
-        for lo in range(0, rows, step):
-            hi = min(rows, lo + step)
-            slab = info.data[lo * row_bytes:hi * row_bytes]
-            out[lo:hi] = quantize_q8_0(dequantize(slab, info.type, (hi - lo, k)))
-        self.gguf.release(info.name)
-        return out
+        if info.type not in native:      # the load-time check refuses such a file first
+            raise ModelError(f"{self.gguf.path}: tensor {name} is {info.type.name}, which the kernels do not read "
+                             f"(supported: {', '.join(sorted(t.name for t in native))})")
+        if info.type == TensorType.F32:
+            return info.data.view(np.float32).reshape(info.shape), info.type
+        if info.type == TensorType.F16:
+            return info.data.view(np.float16).reshape(info.shape), info.type
+        if info.type == TensorType.BF16:
+            return info.data.view(np.uint16).reshape(info.shape), info.type
+        return info.data, info.type
 
     def matrix(self, weight: Weight, native: set = NATIVE_MATMUL):
         """A weight matrix -> (array, type); a row-concatenation planned by the passes ->
