@@ -237,7 +237,7 @@ def test_http_pooling_flag(paths, tiny):
     pytest.importorskip("starlette")
     from starlette.testclient import TestClient
 
-    from ignis.cli import build_parser
+    from ignis.cli.main import build_parser
     from ignis.serve import create_app
     assert build_parser().parse_args(["serve", "--pooling", "last"]).pooling == "last"
     with pytest.raises(SystemExit):

@@ -175,8 +175,8 @@ def test_bf16_matrix_with_rows_not_a_multiple_of_32_runs_natively(tmp_path):
         "blk.0.attn_q.weight", ttype=TensorType.BF16, data=bf16.view(np.uint8).reshape(-1)))
     model = ignis.load(str(path), n_ctx=32)
     try:
-        assert weights_in_place(model)
         assert np.isfinite(model.logits([1, 2, 3])).all()
+        assert weights_in_place(model)          # checked once the plans have taken their weights
     finally:
         model.close()
 

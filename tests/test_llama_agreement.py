@@ -52,9 +52,9 @@ def top1_agreement(path, n_tokens=300):
     llama_cpp = pytest.importorskip("llama_cpp")
     model = ignis.load(str(path), n_ctx=512, threads=2)
     try:
-        assert weights_in_place(model)      # every weight read in place
         ids = model.tokenize(TEXT)[:n_tokens]
         ours = model.logits(ids)
+        assert weights_in_place(model)      # every weight read in place
     finally:
         model.close()
     llm = llama_cpp.Llama(model_path=str(path), n_ctx=512, n_batch=512, logits_all=True, verbose=False, n_threads=2)

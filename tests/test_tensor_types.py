@@ -144,8 +144,8 @@ def test_model_of_the_type_runs_without_a_repack(tmp_path, type_name):
     path = write_model(tmp_path / f"{type_name}.gguf", config, weight_types)
     model = ignis.load(str(path), n_ctx=64)
     try:
-        assert weights_in_place(model)
         logits = model.logits([1, 2, 3, 4, 5])
         assert logits.shape == (5, config.vocab) and np.isfinite(logits).all()
+        assert weights_in_place(model)          # checked once the plans have taken their weights
     finally:
         model.close()

@@ -26,6 +26,7 @@ _SCALES = {
     TensorType.Q6_K: ("<u2", (104,)),
     TensorType.Q8_K: ("<u4", (0,)),
     TensorType.IQ4_XS: ("<u2", (0,)),
+    TensorType.IQ4_NL: ("<u2", (0,)),
 }
 # all-ones exponent (an infinity or a NaN) of an IEEE value held as unsigned bits
 _EXP_MASK = {"<u2": 0x7C00, "<u4": 0x7F800000}

@@ -558,20 +558,26 @@ async def embeddings(request, state):
         name = "input" if len(req.inputs) == 1 else f"input[{i}]"
         requests.append(await _prep(state, embed_request, model, x, pooling, name))
     n_prompt = sum(len(r.ids) for r in requests)
+    state.reserve(len(requests))          # counted at once: no await between the check and the count
     sink = _Sink(asyncio.get_running_loop())
     try:
         handles = _submit(state, requests, sink)
     except IgnisError as exc:
+        state.active -= len(requests)
         raise APIError(str(exc)) from None
-    run = _Run(state, handles, sink, n_prompt)
+    except BaseException:
+        state.active -= len(requests)
+        raise
+    run = _Run(state, handles, sink, n_prompt, request.scope)
+    run.watch(request)
     try:
         while run.left:
-            await run.next_events(request)
+            await run.next_events()
     finally:
         run.close()
-    for h in handles:
-        if h.error is not None:
-            raise APIError(f"embedding failed: {h.error}", status=500, type_="server_error")
+    for i in range(len(handles)):
+        if (err := run.cut_off(i)) is not None:
+            raise err
     vectors = l2_normalize(np.stack([h.embedding for h in handles]))
     return JSONResponse(embeddings_api.response(vectors, req.encoding_format, state.model_name, n_prompt))
 
