@@ -130,11 +130,35 @@ def schema_text(json_schema) -> str:
     raise ArgumentTypeError(f"json_schema must be a dict or a JSON string, got {describe(json_schema)}")
 
 
+# Decimal places a generated JSON number may have. llguidance's numbers are unbounded, and a
+# sampled model can fall into "199.9999..." until max_tokens (the output never closes); a
+# bound as llama.cpp's JSON grammars have (16 there; 10 is the most llguidance takes as a
+# multipleOf) ends such a run. Written as multipleOf on
+# every number schema that has none.
+JSON_DECIMALS = 10
+
+
+def _bound_numbers(node):
+    """The schema with every {"type": "number"} (without multipleOf, enum or const) bounded
+    to JSON_DECIMALS decimal places; walks every nested object and list."""
+    if isinstance(node, list):
+        return [_bound_numbers(x) for x in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: _bound_numbers(v) for k, v in node.items()}
+    kind = node.get("type")
+    numeric = kind == "number" or (isinstance(kind, list) and "number" in kind)
+    if numeric and not {"multipleOf", "enum", "const"} & node.keys():
+        out["multipleOf"] = float(f"1e-{JSON_DECIMALS}")     # written "1e-10": exact as a decimal
+    return out
+
+
 def _grammar(kind: str, source: str) -> str:
     """The llguidance grammar of a constraint (ConstraintError if it is malformed)."""
     llg = _llguidance()
     try:
         if kind == "json_schema":
+            source = json.dumps(_bound_numbers(json.loads(source)))
             return llg.LLMatcher.grammar_from_json_schema(source, defaults={"whitespace_pattern": JSON_WHITESPACE})
         if kind == "regex":
             return llg.LLMatcher.grammar_from_regex(source)
