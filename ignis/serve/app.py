@@ -352,6 +352,23 @@ async def _prep(state: ServerState, func, *args):
         raise APIError(str(exc), param=getattr(exc, "param", None)) from None
 
 
+def _start(state: ServerState, requests, n_sequences: int, n_prompt: int, request: HTTPRequest) -> "_Run":
+    """Count the request's sequences in flight, submit them, and watch the client: its _Run."""
+    state.reserve(n_sequences)          # counted at once: no await between the check and the count
+    sink = _Sink(asyncio.get_running_loop())
+    try:
+        handles = _submit(state, requests, sink)
+    except IgnisError as exc:
+        state.active -= n_sequences
+        raise APIError(str(exc)) from None
+    except BaseException:
+        state.active -= n_sequences
+        raise
+    run = _Run(state, handles, sink, n_prompt, request.scope)
+    run.watch(request)
+    return run
+
+
 def _submit(state: ServerState, requests, sink):
     """Submit each prompt's Request (n completions each); tag i*n + j goes to completion j of
     prompt i, the request's choice index. The one place the server calls the scheduler."""
@@ -397,18 +414,8 @@ async def _generate(request: HTTPRequest, state: ServerState, kind: str):
                   for p, ids in zip(prompts, all_ids) for _ in range(req.n)]
     if max_tokens == 0:           # nothing to generate: no need to run the prompt
         return _empty(kind, state, req, n_prompt, echoes)
-    state.reserve(len(echoes))          # counted at once: no await between the check and the count
-    sink = _Sink(asyncio.get_running_loop())
-    try:
-        handles = _submit(state, requests, sink)
-    except IgnisError as exc:
-        state.active -= len(echoes)
-        raise APIError(str(exc)) from None
-    except BaseException:
-        state.active -= len(echoes)
-        raise
-    run = _Run(state, handles, sink, n_prompt, request.scope)
-    run.watch(request)
+    run = _start(state, requests, len(echoes), n_prompt, request)
+    handles = run.handles
     rid = protocol.new_id(kind)
     if req.stream:
         return StreamingResponse(_stream(run, kind, rid, state.model_name, req, echoes,
@@ -558,18 +565,8 @@ async def embeddings(request, state):
         name = "input" if len(req.inputs) == 1 else f"input[{i}]"
         requests.append(await _prep(state, embed_request, model, x, pooling, name))
     n_prompt = sum(len(r.ids) for r in requests)
-    state.reserve(len(requests))          # counted at once: no await between the check and the count
-    sink = _Sink(asyncio.get_running_loop())
-    try:
-        handles = _submit(state, requests, sink)
-    except IgnisError as exc:
-        state.active -= len(requests)
-        raise APIError(str(exc)) from None
-    except BaseException:
-        state.active -= len(requests)
-        raise
-    run = _Run(state, handles, sink, n_prompt, request.scope)
-    run.watch(request)
+    run = _start(state, requests, len(requests), n_prompt, request)
+    handles = run.handles
     try:
         while run.left:
             await run.next_events()
