@@ -741,8 +741,10 @@ def serve(model_path: str, *, host: str = "127.0.0.1", port: int = 8080, n_ctx: 
                 self.should_exit = True
             return await super().on_tick(counter)
 
+    # h11 whatever else is installed (httptools comes with ray[serve] and answers some malformed
+    # requests h11 takes, with a plain-text 400): one HTTP parser, one behaviour
     config = uvicorn.Config(app, log_level=log_level, lifespan="on", timeout_graceful_shutdown=5,
-                            access_log=False)
+                            access_log=False, http="h11")
     server = _Server(config)
     state.server = server
     # uvicorn puts back the handlers it found when it stops: a signal then (a second SIGTERM
