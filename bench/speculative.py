@@ -50,7 +50,7 @@ def ignis_run(model, prompt: str, n: int, speculative) -> tuple:
 def llama_run(path: str, threads: int, prompt: str, n: int) -> float:
     from llama_cpp import Llama
     from llama_cpp.llama_speculative import LlamaPromptLookupDecoding
-    llm = Llama(model_path=path, n_ctx=4096, n_threads=threads, verbose=False,
+    llm = Llama(model_path=path, n_ctx=4096, n_threads=threads, verbose=False, logits_all=True,
                 draft_model=LlamaPromptLookupDecoding(num_pred_tokens=10))
     t0, first, count = time.perf_counter(), None, 0
     for _ in llm.create_chat_completion([{"role": "user", "content": prompt}], max_tokens=n, temperature=0,
