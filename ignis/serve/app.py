@@ -283,6 +283,17 @@ class _Run:
     def completion_tokens(self) -> int:
         return sum(len(h.result.tokens) for h in self.handles)
 
+    async def finish(self) -> None:
+        """Wait for every choice of a non-streamed request; raise the first one's cut-off."""
+        try:
+            while self.left:
+                await self.next_events()
+        finally:
+            self.close()
+        for i in range(len(self.handles)):
+            if (err := self.cut_off(i)) is not None:
+                raise err
+
     def cut_off(self, i: int) -> APIError | None:
         """Choice i's error if it did not finish (cancelled by shutdown, or failed)."""
         h = self.handles[i]
@@ -422,14 +433,7 @@ async def _generate(request: HTTPRequest, state: ServerState, kind: str):
                                          toolchat.parsers(plan, len(handles))),
                                  media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-    try:
-        while run.left:
-            await run.next_events()
-    finally:
-        run.close()
-    for i in range(len(handles)):
-        if (err := run.cut_off(i)) is not None:
-            raise err
+    await run.finish()
     texts = [echo + h.result.text for echo, h in zip(echoes, handles)]
     use = protocol.usage(n_prompt, run.completion_tokens)
     lps = None
@@ -567,14 +571,7 @@ async def embeddings(request, state):
     n_prompt = sum(len(r.ids) for r in requests)
     run = _start(state, requests, len(requests), n_prompt, request)
     handles = run.handles
-    try:
-        while run.left:
-            await run.next_events()
-    finally:
-        run.close()
-    for i in range(len(handles)):
-        if (err := run.cut_off(i)) is not None:
-            raise err
+    await run.finish()
     vectors = l2_normalize(np.stack([h.embedding for h in handles]))
     return JSONResponse(embeddings_api.response(vectors, req.encoding_format, state.model_name, n_prompt))
 
