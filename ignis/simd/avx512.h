@@ -373,43 +373,6 @@ IGNIS_INLINE void IL(zn_scales)(const __m128i *bytes, __m512 *scf) {
 #undef IGNIS_PICK_LANE
 }
 
-/* Q6_K, 8 weight rows x RN <= 4 tokens (decode), in the lane order of IL(q5_0_zn). The
- * quants are taken as q + 32 (0..63, unsigned), the -32 folded into a start of -32 * the
- * token's partial sums, so vpdpbusd takes the token as it is; the integer half sums times
- * the scales (an exact float product: see IL(kq_z8)) then meet the definition's steps. */
-IGNIS_INLINE void IL(q6_k_zn)(int64_t nsb, const uint8_t *const *w, const uint8_t *const *x,
-                              float *out, const int RN) {
-    __m512 acc[4];
-    for (int j = 0; j < RN; j++) acc[j] = _mm512_setzero_ps();
-    for (int64_t s = 0; s < nsb; s++) {
-        const size_t wo = (size_t)s * IGNIS_Q6_K_BYTES;
-        __m512 scf[8];
-        __m128i sc[8];
-        for (int r = 0; r < 8; r++) sc[r] = _mm_loadu_si128((const __m128i *)(w[r] + wo + 192));
-        IL(zn_scales)(sc, scf);
-        const __m512 d = IL(z8_f16x8)(w, wo + 208);
-        for (int jb = 0; jb < 8; jb++) {
-            __m512i q[4];
-            for (int p = 0; p < 4; p++)
-                q[p] = IL(zn_pair)(IL(q6_k_block_quants)(w[p] + wo, jb), IL(q6_k_block_quants)(w[p + 4] + wo, jb));
-            const size_t xo = (size_t)(s * 8 + jb) * IGNIS_Q8_0_BYTES;
-            for (int j = 0; j < RN; j++) {
-                const __m512i xz = IL(zn_token)(x[j] + xo);
-                const __m512 dx = _mm512_set1_ps(_cvtsh_ss(ignis_load_u16(x[j] + xo)));
-                const __m512i start = IL(zn_neg_partials)(xz, 32);
-                const __m512i a = IL(zn_dots)(start, q, xz);
-                acc[j] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(a), scf[jb]), _mm512_mul_ps(d, dx), acc[j]);
-            }
-        }
-    }
-    IL(z8_store)(acc, RN, out);
-}
-static void IL(q6_k_zn1)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q6_k_zn)(n, w, x, o, 1); }
-static void IL(q6_k_zn2)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q6_k_zn)(n, w, x, o, 2); }
-static void IL(q6_k_zn3)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q6_k_zn)(n, w, x, o, 3); }
-static void IL(q6_k_zn4)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q6_k_zn)(n, w, x, o, 4); }
-
-
 /* Q4_K's eight 6-bit scales and mins of one row, each byte twice (16 bytes apiece): the
  * format's packing undone four at a time in 32-bit words */
 IGNIS_INLINE void IL(q4_k_zn_scale_bytes)(const uint8_t *s, __m128i *sc, __m128i *m) {
@@ -420,56 +383,3 @@ IGNIS_INLINE void IL(q4_k_zn_scale_bytes)(const uint8_t *s, __m128i *sc, __m128i
     *sc = _mm_unpacklo_epi8(vs, vs);
     *m = _mm_unpacklo_epi8(vm, vm);
 }
-
-/* Q4_K, 8 weight rows x RN <= 4 tokens (decode). Rows p and p + 4 share a register in the
- * lane order [p 0..15 | p 16..31 | p+4 0..15 | p+4 16..31]: one 512-bit load of the two rows'
- * 32 nibble bytes serves two activation blocks (low nibbles, then high), and the token is its
- * 32 bytes twice. q (0..15, unsigned) . x per half and the half sums of x for the min step,
- * reduced to [lo r0..3 | hi r0..3 | lo r4..7 | hi r4..7], then the definition's two fused
- * multiply-adds (exact scale products: see IL(kq_z8)); the scales, d and dmin are permuted
- * to that lane order, the sums back to the tiles' order at the end. */
-IGNIS_INLINE void IL(q4_k_zn)(int64_t nsb, const uint8_t *const *w, const uint8_t *const *x,
-                              float *out, const int RN) {
-    const __m512i low = _mm512_set1_epi8(0x0f);
-    const int pair_lanes = _MM_SHUFFLE(1, 1, 0, 0);      /* [r0..3 | r4..7 | ..] -> [r0..3 | r0..3 | r4..7 | r4..7] */
-    __m512 acc[4];
-    for (int j = 0; j < RN; j++) acc[j] = _mm512_setzero_ps();
-    for (int64_t s = 0; s < nsb; s++) {
-        const size_t wo = (size_t)s * IGNIS_Q4_K_BYTES;
-        __m512 scf[8], mf[8];
-        __m128i sc[8], m[8];
-        for (int r = 0; r < 8; r++) IL(q4_k_zn_scale_bytes)(w[r] + wo + 4, &sc[r], &m[r]);
-        IL(zn_scales)(sc, scf);
-        IL(zn_scales)(m, mf);
-        const __m512 d0 = IL(z8_f16x8)(w, wo), dm0 = IL(z8_f16x8)(w, wo + 2);
-        const __m512 d = _mm512_shuffle_f32x4(d0, d0, pair_lanes), dmin = _mm512_shuffle_f32x4(dm0, dm0, pair_lanes);
-        for (int jp = 0; jp < 4; jp++) {
-            __m512i v[4];
-            for (int p = 0; p < 4; p++)
-                v[p] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(w[p] + wo + 16 + jp * 32))),
-                                          _mm256_loadu_si256((const __m256i *)(w[p + 4] + wo + 16 + jp * 32)), 1);
-            for (int h = 0; h < 2; h++) {
-                const int jb = 2 * jp + h;
-                __m512i q[4];
-                for (int p = 0; p < 4; p++) q[p] = _mm512_and_si512(h ? _mm512_srli_epi16(v[p], 4) : v[p], low);
-                const __m512 sv = _mm512_shuffle_f32x4(scf[jb], scf[jb], pair_lanes);
-                const __m512 mv = _mm512_shuffle_f32x4(mf[jb], mf[jb], pair_lanes);
-                const size_t xo = (size_t)(s * 8 + jb) * IGNIS_Q8_0_BYTES;
-                for (int j = 0; j < RN; j++) {
-                    const __m512i xz = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(x[j] + xo + 2)));
-                    const __m512 dx = _mm512_set1_ps(_cvtsh_ss(ignis_load_u16(x[j] + xo)));
-                    const __m512i a = IL(zn_dots)(_mm512_setzero_si512(), q, xz), c = IL(zn_xsums)(xz, 1);
-                    acc[j] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(a), sv), _mm512_mul_ps(d, dx), acc[j]);
-                    acc[j] = _mm512_fnmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(c), mv), _mm512_mul_ps(dmin, dx), acc[j]);
-                }
-            }
-        }
-    }
-    /* [lo r0..3 | hi r0..3 | lo r4..7 | hi r4..7] -> [lo r0..3 | lo r4..7 | hi r0..3 | hi r4..7] */
-    for (int j = 0; j < RN; j++) acc[j] = _mm512_shuffle_f32x4(acc[j], acc[j], _MM_SHUFFLE(3, 1, 2, 0));
-    IL(z8_store)(acc, RN, out);
-}
-static void IL(q4_k_zn1)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q4_k_zn)(n, w, x, o, 1); }
-static void IL(q4_k_zn2)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q4_k_zn)(n, w, x, o, 2); }
-static void IL(q4_k_zn3)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q4_k_zn)(n, w, x, o, 3); }
-static void IL(q4_k_zn4)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q4_k_zn)(n, w, x, o, 4); }

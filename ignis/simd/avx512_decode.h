@@ -1,0 +1,237 @@
+/* avx512_decode.h -- the AVX-512 decode kernels of Q4_K and Q6_K weights: 8 weight rows x RN <= 4
+ * tokens (included by x86.h after avx512.h, inside the AVX-512 target region). Same arithmetic
+ * as the definitions in simd/defs.h; they give its bits.
+ *
+ * Decode streams every weight byte once per token, so these kernels are built to spend as few
+ * instructions per weight byte as the definition allows (most of all on port 5, where every
+ * 512-bit shuffle goes):
+ * - Row pairs: a register holds 32 quant bytes of row p and of row p + 4 ([p | p+4], one load
+ *   and one insert), vpdpbusd meets the token block broadcast twice, and one reduction of
+ *   the four pairs leaves the exact half sums in "row-quad order": 128-bit lane 0 the low
+ *   halves of rows 0..3, lane 1 their high halves, lanes 2 and 3 the same for rows 4..7.
+ *   These are the lanes of the definition's lo and hi chains.
+ * - Scales: the packed scale bytes of four rows (one row per 128-bit lane) are unpacked for
+ *   all four at once, transposed with one dword permute and one byte shuffle, and turned
+ *   into one float vector per activation block with a single two-source permute (Q4_K) or
+ *   lane shuffle (Q6_K) -- once per super-block, shared by every token.
+ * - Token data: per super-block the eight blocks' f16 scales are converted together, and
+ *   Q4_K's half sums of x (for the min step) come from four vpdpbusd and one reduction.
+ * - Q4_K's high nibbles are used in place (q * 16, masked, not shifted): the sums are 16x
+ *   the definition's, exactly, and the block's d * d_x is taken / 16 (exact: a power of
+ *   two on a normal float), so the fused multiply-add sees the same real product. */
+
+/* row-quad order -> the order z8_store expects ([lo r0..3 | lo r4..7 | hi r0..3 | hi r4..7]) */
+#define IGNIS_ZD_TO_Z8 _MM_SHUFFLE(3, 1, 2, 0)
+
+/* 32 bytes at a (lanes 0, 1) and at b (lanes 2, 3) */
+IGNIS_INLINE __m512i IL(zd_rows2)(const uint8_t *a, const uint8_t *b) {
+    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)a)),
+                              _mm256_loadu_si256((const __m256i *)b), 1);
+}
+
+/* 16 bytes at p[r] + off in 128-bit lane r, r = 0..3 */
+IGNIS_INLINE __m512i IL(zd_rows4x16)(const uint8_t *const *p, size_t off) {
+    __m512i z = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(p[0] + off)));
+    z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(p[1] + off)), 1);
+    z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(p[2] + off)), 2);
+    return _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(p[3] + off)), 3);
+}
+
+/* four rows' 16 bytes (row r in lane r) -> lane q, dword i holds byte 4q + i of rows 0..3 */
+IGNIS_INLINE __m512i IL(zd_transpose16)(__m512i u) {
+    const __m512i didx = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    const __m512i bidx = _mm512_broadcast_i32x4(_mm_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15));
+    return _mm512_shuffle_epi8(_mm512_permutexvar_epi32(didx, u), bidx);
+}
+
+/* the 16 bytes of lane q of a stored transposed register as floats (unsigned or signed bytes) */
+IGNIS_INLINE __m512 IL(zd_lane_u8)(const uint8_t *t, int q) {
+    return _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_load_si128((const __m128i *)(t + 16 * q))));
+}
+IGNIS_INLINE __m512 IL(zd_lane_i8)(const uint8_t *t, int q) {
+    return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_load_si128((const __m128i *)(t + 16 * q))));
+}
+
+/* the f16 at p[r] + off for the 8 rows (with the f16 at + 2 in the odd lanes when pair):
+ * pair = 0: lanes 2r = the f16 of row r; pair = 1: lanes 2r, 2r + 1 = the two f16 of row r */
+IGNIS_INLINE __m512 IL(zd_f16_rows)(const uint8_t *const *p, size_t off) {
+    uint32_t u[8];
+    for (int r = 0; r < 8; r++) u[r] = ignis_load_u32(p[r] + off);
+    return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)u));
+}
+/* lanes 2r of f (or 2r + 1: odd) in row-quad order */
+IGNIS_INLINE __m512 IL(zd_rowquad)(__m512 f, int odd) {
+    const __m512i idx = _mm512_add_epi32(_mm512_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6, 8, 10, 12, 14, 8, 10, 12, 14),
+                                         _mm512_set1_epi32(odd));
+    return _mm512_permutexvar_ps(idx, f);
+}
+
+/* the 8 activation blocks' scales d_x of a super-block of token x (at xs) as floats, and
+ * the same / 16 for the odd blocks (Q4_K's high-nibble blocks) */
+IGNIS_INLINE void IL(zd_token_scales)(const uint8_t *xs, float *dxf, float *dx16) {
+    uint16_t h[8];
+    for (int j = 0; j < 8; j++) h[j] = ignis_load_u16(xs + j * IGNIS_Q8_0_BYTES);
+    const __m256 v = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)h));
+    _mm256_storeu_ps(dxf, v);
+    if (dx16) _mm256_storeu_ps(dx16, _mm256_mul_ps(v, _mm256_setr_ps(1, 0.0625f, 1, 0.0625f, 1, 0.0625f, 1, 0.0625f)));
+}
+
+/* the half sums of x of a super-block's 8 blocks (token at xs), as floats: lane 0 c_lo of
+ * blocks 0..3, lane 1 c_hi of blocks 0..3, lanes 2, 3 the same for blocks 4..7 */
+IGNIS_INLINE __m512 IL(zd_token_sums)(const uint8_t *xs) {
+    const __m512i ones = _mm512_set1_epi8(1), z = _mm512_setzero_si512();
+    __m512i c[4];
+    for (int i = 0; i < 4; i++)
+        c[i] = _mm512_dpbusd_epi32(z, ones, IL(zd_rows2)(xs + i * IGNIS_Q8_0_BYTES + 2, xs + (i + 4) * IGNIS_Q8_0_BYTES + 2));
+    return _mm512_cvtepi32_ps(IL(z_reduce4)(c[0], c[1], c[2], c[3]));
+}
+/* block j's half sums from zd_token_sums in row-quad order (c_lo in lanes 0, 2; c_hi in 1, 3) */
+IGNIS_INLINE __m512 IL(zd_block_sums)(__m512 c, int j) {
+    const int b = 8 * (j / 4) + j % 4;
+    const __m512i idx = _mm512_setr_epi32(b, b, b, b, b + 4, b + 4, b + 4, b + 4, b, b, b, b, b + 4, b + 4, b + 4, b + 4);
+    return _mm512_permutexvar_ps(idx, c);
+}
+
+/* a token block's 32 bytes twice ([x | x]) */
+IGNIS_INLINE __m512i IL(zd_token)(const uint8_t *blk) {
+    return _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(blk + 2)));
+}
+
+/* Q4_K: per row (one per 128-bit lane) the 12 packed bytes at 0..11 -> [sc0..7 | m0..7] as
+ * bytes: sc_j = s[j] & 63 (j < 4), (s[j+4] & 15) | (s[j-4] >> 6) << 4 (j >= 4); m_j likewise
+ * from s[j+4] and the high nibbles of s[8..11] (see ignis_q4_k_scale_min) */
+IGNIS_INLINE __m512i IL(zd_q4_k_unpack)(__m512i z) {
+    const __m512i p = _mm512_srlv_epi32(_mm512_shuffle_epi32(z, _MM_SHUFFLE(2, 1, 2, 0)), _mm512_set4_epi32(4, 0, 0, 0));
+    const __m512i q = _mm512_srli_epi32(_mm512_shuffle_epi32(z, _MM_SHUFFLE(1, 1, 0, 0)), 2);
+    const __m512i lo = _mm512_and_si512(p, _mm512_set4_epi32(0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f));
+    return _mm512_ternarylogic_epi32(lo, q, _mm512_set4_epi32(0x30303030, 0, 0x30303030, 0), 0xF8);  /* lo | (q & hm) */
+}
+
+/* Q4_K, 8 weight rows x RN <= 4 tokens (decode) */
+IGNIS_INLINE void IL(q4_k_zd)(int64_t nsb, const uint8_t *const *w, const uint8_t *const *x,
+                              float *out, const int RN) {
+    const __m512i low = _mm512_set1_epi8(0x0f), high = _mm512_set1_epi8((char)0xf0), zero = _mm512_setzero_si512();
+    __m512 acc[4];
+    for (int t = 0; t < RN; t++) acc[t] = _mm512_setzero_ps();
+    for (int64_t s = 0; s < nsb; s++) {
+        const size_t wo = (size_t)s * IGNIS_Q4_K_BYTES, xo = (size_t)s * 8 * IGNIS_Q8_0_BYTES;
+        /* the rows' scales and mins: lane q of tb (rows 0..3) / tb + 64 (rows 4..7) holds
+           values 4q..4q+3 (sc0..7, then m0..7) of the four rows, dword i = value 4q + i */
+        _Alignas(64) uint8_t tb[128];
+        _mm512_store_si512((__m512i *)tb, IL(zd_transpose16)(IL(zd_q4_k_unpack)(IL(zd_rows4x16)(w, wo + 4))));
+        _mm512_store_si512((__m512i *)(tb + 64), IL(zd_transpose16)(IL(zd_q4_k_unpack)(IL(zd_rows4x16)(w + 4, wo + 4))));
+        const __m512 dd = IL(zd_f16_rows)(w, wo);
+        const __m512 d = IL(zd_rowquad)(dd, 0), dmin = IL(zd_rowquad)(dd, 1);
+        float dxf[4][8], dx16[4][8];
+        __m512 csum[4];
+        for (int t = 0; t < RN; t++) {
+            IL(zd_token_scales)(x[t] + xo, dxf[t], dx16[t]);
+            csum[t] = IL(zd_token_sums)(x[t] + xo);
+        }
+        /* lane q of the transposed scales as floats: f[q] rows 0..3, g[q] rows 4..7 */
+        __m512 f[4], g[4];
+        for (int q = 0; q < 4; q++) {
+            f[q] = IL(zd_lane_u8)(tb, q);
+            g[q] = IL(zd_lane_u8)(tb + 64, q);
+        }
+#pragma GCC unroll 4
+        for (int jp = 0; jp < 4; jp++) {
+            __m512i qlo[4], qhi[4];
+            for (int p = 0; p < 4; p++) {
+                const __m512i v = IL(zd_rows2)(w[p] + wo + 16 + 32 * jp, w[p + 4] + wo + 16 + 32 * jp);
+                qlo[p] = _mm512_and_si512(v, low);
+                qhi[p] = _mm512_and_si512(v, high);     /* 16 q */
+            }
+            /* block j = 2jp + h: its sc and m of rows 0..3, 0..3, 4..7, 4..7 */
+            __m512 sc[2], mn[2];
+            for (int h = 0; h < 2; h++) {
+                const int j = 2 * jp + h, i = 4 * (j % 4);
+                const __m512i idx = _mm512_setr_epi32(i, i + 1, i + 2, i + 3, i, i + 1, i + 2, i + 3,
+                                                      16 + i, 17 + i, 18 + i, 19 + i, 16 + i, 17 + i, 18 + i, 19 + i);
+                sc[h] = _mm512_permutex2var_ps(f[j / 4], idx, g[j / 4]);
+                mn[h] = _mm512_permutex2var_ps(f[2 + j / 4], idx, g[2 + j / 4]);
+            }
+            for (int t = 0; t < RN; t++) {
+                const uint8_t *xb = x[t] + xo + 2 * jp * IGNIS_Q8_0_BYTES;
+                const __m512i alo = IL(zn_dots)(zero, qlo, IL(zd_token)(xb));
+                const __m512i ahi = IL(zn_dots)(zero, qhi, IL(zd_token)(xb + IGNIS_Q8_0_BYTES));
+                const __m512 dx0 = _mm512_set1_ps(dxf[t][2 * jp]), dx1 = _mm512_set1_ps(dxf[t][2 * jp + 1]);
+                const __m512 dx1s = _mm512_set1_ps(dx16[t][2 * jp + 1]);
+                __m512 a = acc[t];
+                a = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(alo), sc[0]), _mm512_mul_ps(d, dx0), a);
+                a = _mm512_fnmadd_ps(_mm512_mul_ps(mn[0], IL(zd_block_sums)(csum[t], 2 * jp)), _mm512_mul_ps(dmin, dx0), a);
+                a = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(ahi), sc[1]), _mm512_mul_ps(d, dx1s), a);
+                a = _mm512_fnmadd_ps(_mm512_mul_ps(mn[1], IL(zd_block_sums)(csum[t], 2 * jp + 1)), _mm512_mul_ps(dmin, dx1), a);
+                acc[t] = a;
+            }
+        }
+    }
+    for (int t = 0; t < RN; t++) acc[t] = _mm512_shuffle_f32x4(acc[t], acc[t], IGNIS_ZD_TO_Z8);
+    IL(z8_store)(acc, RN, out);
+}
+static void IL(q4_k_zn1)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q4_k_zd)(n, w, x, o, 1); }
+static void IL(q4_k_zn2)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q4_k_zd)(n, w, x, o, 2); }
+static void IL(q4_k_zn3)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q4_k_zd)(n, w, x, o, 3); }
+static void IL(q4_k_zn4)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q4_k_zd)(n, w, x, o, 4); }
+
+/* Q6_K, 8 weight rows x RN <= 4 tokens (decode). The quants are taken as q + 32 (0..63,
+ * unsigned: the low nibble of ql merged with two bits of qh by one ternary-logic op), the
+ * -32 folded into a start of -32 times the token's partial sums. */
+IGNIS_INLINE void IL(q6_k_zd)(int64_t nsb, const uint8_t *const *w, const uint8_t *const *x,
+                              float *out, const int RN) {
+    const __m512i low = _mm512_set1_epi8(0x0f), bits45 = _mm512_set1_epi8(0x30);
+    __m512 acc[4];
+    for (int t = 0; t < RN; t++) acc[t] = _mm512_setzero_ps();
+    for (int64_t s = 0; s < nsb; s++) {
+        const size_t wo = (size_t)s * IGNIS_Q6_K_BYTES, xo = (size_t)s * 8 * IGNIS_Q8_0_BYTES;
+        /* the rows' 16 int8 scales: lane q of tb (rows 0..3) / tb + 64 (rows 4..7), dword i =
+           scale 4q + i of the four rows */
+        _Alignas(64) uint8_t tb[128];
+        _mm512_store_si512((__m512i *)tb, IL(zd_transpose16)(IL(zd_rows4x16)(w, wo + 192)));
+        _mm512_store_si512((__m512i *)(tb + 64), IL(zd_transpose16)(IL(zd_rows4x16)(w + 4, wo + 192)));
+        const __m512 d = IL(zd_rowquad)(IL(zd_f16_rows)(w, wo + 208), 0);
+        float dxf[4][8];
+        for (int t = 0; t < RN; t++) IL(zd_token_scales)(x[t] + xo, dxf[t], NULL);
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            __m512i qh[4], ql0[4], ql1[4];
+            for (int p = 0; p < 4; p++) {
+                qh[p] = IL(zd_rows2)(w[p] + wo + 128 + 32 * h, w[p + 4] + wo + 128 + 32 * h);
+                ql0[p] = IL(zd_rows2)(w[p] + wo + 64 * h, w[p + 4] + wo + 64 * h);
+                ql1[p] = IL(zd_rows2)(w[p] + wo + 64 * h + 32, w[p + 4] + wo + 64 * h + 32);
+            }
+            /* scales of blocks 4h + 2e and 4h + 2e + 1 are in lane 2h + e */
+            __m512 fa[2], fb[2];
+            for (int e = 0; e < 2; e++) {
+                fa[e] = IL(zd_lane_i8)(tb, 2 * h + e);
+                fb[e] = IL(zd_lane_i8)(tb + 64, 2 * h + e);
+            }
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) {
+                const int j = 4 * h + k;
+                __m512i q[4];
+                for (int p = 0; p < 4; p++) {
+                    const __m512i l = k >= 2 ? _mm512_srli_epi16(k & 1 ? ql1[p] : ql0[p], 4) : (k & 1 ? ql1[p] : ql0[p]);
+                    const __m512i hs = k == 0 ? _mm512_slli_epi16(qh[p], 4) : k == 1 ? _mm512_slli_epi16(qh[p], 2)
+                                     : k == 2 ? qh[p] : _mm512_srli_epi16(qh[p], 2);
+                    q[p] = _mm512_ternarylogic_epi32(l, _mm512_and_si512(hs, bits45), low, 0xEC);  /* (l & low) | hs */
+                }
+                const __m512 sc = (j & 1) ? _mm512_shuffle_f32x4(fa[(j / 2) & 1], fb[(j / 2) & 1], _MM_SHUFFLE(3, 2, 3, 2))
+                                          : _mm512_shuffle_f32x4(fa[(j / 2) & 1], fb[(j / 2) & 1], _MM_SHUFFLE(1, 0, 1, 0));
+                for (int t = 0; t < RN; t++) {
+                    const uint8_t *xb = x[t] + xo + j * IGNIS_Q8_0_BYTES;
+                    const __m512i xz = IL(zd_token)(xb);
+                    const __m512i a = IL(zn_dots)(IL(zn_neg_partials)(xz, 32), q, xz);
+                    acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(a), sc),
+                                             _mm512_mul_ps(d, _mm512_set1_ps(dxf[t][j])), acc[t]);
+                }
+            }
+        }
+    }
+    for (int t = 0; t < RN; t++) acc[t] = _mm512_shuffle_f32x4(acc[t], acc[t], IGNIS_ZD_TO_Z8);
+    IL(z8_store)(acc, RN, out);
+}
+static void IL(q6_k_zn1)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q6_k_zd)(n, w, x, o, 1); }
+static void IL(q6_k_zn2)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q6_k_zd)(n, w, x, o, 2); }
+static void IL(q6_k_zn3)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q6_k_zd)(n, w, x, o, 3); }
+static void IL(q6_k_zn4)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q6_k_zd)(n, w, x, o, 4); }
