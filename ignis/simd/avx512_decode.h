@@ -20,6 +20,10 @@
  *   the definition's, exactly, and the block's d * d_x is taken / 16 (exact: a power of
  *   two on a normal float), so the fused multiply-add sees the same real product. */
 
+/* the compiler must take the values of v from memory from here on (it would otherwise rebuild
+ * the broadcasts below from registers with shuffles: port 5 again) */
+#define IGNIS_ZD_IN_MEMORY(v) __asm__("" : "+m"(v))
+
 /* row-quad order -> the order z8_store expects ([lo r0..3 | lo r4..7 | hi r0..3 | hi r4..7]) */
 #define IGNIS_ZD_TO_Z8 _MM_SHUFFLE(3, 1, 2, 0)
 
@@ -52,14 +56,20 @@ IGNIS_INLINE __m512 IL(zd_lane_i8)(const uint8_t *t, int q) {
     return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_load_si128((const __m128i *)(t + 16 * q))));
 }
 
-/* the f16 at p[r] + off for the 8 rows (with the f16 at + 2 in the odd lanes when pair):
- * pair = 0: lanes 2r = the f16 of row r; pair = 1: lanes 2r, 2r + 1 = the two f16 of row r */
-IGNIS_INLINE __m512 IL(zd_f16_rows)(const uint8_t *const *p, size_t off) {
-    uint32_t u[8];
-    for (int r = 0; r < 8; r++) u[r] = ignis_load_u32(p[r] + off);
-    return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)u));
+/* the f16 values of the 8 rows at p[r] + off as floats: lanes 2r and 2r + 1 hold the f16 at
+ * + off and + off + 2 (pairs) or lane r the one at + off (single). The halves are packed in
+ * 64-bit integers first: two vector inserts instead of eight. */
+IGNIS_INLINE __m512 IL(zd_f16_pairs)(const uint8_t *const *p, size_t off) {
+    uint64_t u[4];
+    for (int i = 0; i < 4; i++) u[i] = ignis_load_u32(p[2 * i] + off) | (uint64_t)ignis_load_u32(p[2 * i + 1] + off) << 32;
+    return _mm512_cvtph_ps(_mm256_setr_epi64x((long long)u[0], (long long)u[1], (long long)u[2], (long long)u[3]));
 }
-/* lanes 2r of f (or 2r + 1: odd) in row-quad order */
+IGNIS_INLINE __m256 IL(zd_f16_single)(const uint8_t *const *p, size_t off) {
+    uint64_t u[2] = {0, 0};
+    for (int r = 0; r < 8; r++) u[r / 4] |= (uint64_t)ignis_load_u16(p[r] + off) << (16 * (r % 4));
+    return _mm256_cvtph_ps(_mm_set_epi64x((long long)u[1], (long long)u[0]));
+}
+/* lanes 2r (or 2r + 1: odd) of f in row-quad order */
 IGNIS_INLINE __m512 IL(zd_rowquad)(__m512 f, int odd) {
     const __m512i idx = _mm512_add_epi32(_mm512_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6, 8, 10, 12, 14, 8, 10, 12, 14),
                                          _mm512_set1_epi32(odd));
@@ -69,27 +79,63 @@ IGNIS_INLINE __m512 IL(zd_rowquad)(__m512 f, int odd) {
 /* the 8 activation blocks' scales d_x of a super-block of token x (at xs) as floats, and
  * the same / 16 for the odd blocks (Q4_K's high-nibble blocks) */
 IGNIS_INLINE void IL(zd_token_scales)(const uint8_t *xs, float *dxf, float *dx16) {
-    uint16_t h[8];
-    for (int j = 0; j < 8; j++) h[j] = ignis_load_u16(xs + j * IGNIS_Q8_0_BYTES);
-    const __m256 v = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)h));
+    uint64_t u[2] = {0, 0};
+    for (int j = 0; j < 8; j++) u[j / 4] |= (uint64_t)ignis_load_u16(xs + j * IGNIS_Q8_0_BYTES) << (16 * (j % 4));
+    const __m256 v = _mm256_cvtph_ps(_mm_set_epi64x((long long)u[1], (long long)u[0]));
     _mm256_storeu_ps(dxf, v);
     if (dx16) _mm256_storeu_ps(dx16, _mm256_mul_ps(v, _mm256_setr_ps(1, 0.0625f, 1, 0.0625f, 1, 0.0625f, 1, 0.0625f)));
 }
 
-/* the half sums of x of a super-block's 8 blocks (token at xs), as floats: lane 0 c_lo of
- * blocks 0..3, lane 1 c_hi of blocks 0..3, lanes 2, 3 the same for blocks 4..7 */
-IGNIS_INLINE __m512 IL(zd_token_sums)(const uint8_t *xs) {
+/* the half sums of x of a super-block's 8 blocks (token at xs), as floats at cs[16]: c_lo of
+ * blocks 0..3, c_hi of blocks 0..3, then the same for blocks 4..7 */
+IGNIS_INLINE void IL(zd_token_sums)(const uint8_t *xs, float *cs) {
     const __m512i ones = _mm512_set1_epi8(1), z = _mm512_setzero_si512();
     __m512i c[4];
     for (int i = 0; i < 4; i++)
         c[i] = _mm512_dpbusd_epi32(z, ones, IL(zd_rows2)(xs + i * IGNIS_Q8_0_BYTES + 2, xs + (i + 4) * IGNIS_Q8_0_BYTES + 2));
-    return _mm512_cvtepi32_ps(IL(z_reduce4)(c[0], c[1], c[2], c[3]));
+    _mm512_store_ps(cs, _mm512_cvtepi32_ps(IL(z_reduce4)(c[0], c[1], c[2], c[3])));
 }
-/* block j's half sums from zd_token_sums in row-quad order (c_lo in lanes 0, 2; c_hi in 1, 3) */
-IGNIS_INLINE __m512 IL(zd_block_sums)(__m512 c, int j) {
-    const int b = 8 * (j / 4) + j % 4;
-    const __m512i idx = _mm512_setr_epi32(b, b, b, b, b + 4, b + 4, b + 4, b + 4, b, b, b, b, b + 4, b + 4, b + 4, b + 4);
-    return _mm512_permutexvar_ps(idx, c);
+/* block j's half sums in row-quad order (c_lo in lanes 0, 2; c_hi in 1, 3): two broadcasts */
+IGNIS_INLINE __m512 IL(zd_block_sums)(const float *cs, int j) {
+    const float *c = cs + 8 * (j / 4) + j % 4;
+    return _mm512_mask_broadcastss_ps(_mm512_set1_ps(c[0]), 0xf0f0, _mm_load_ss(c + 4));
+}
+
+/* [a a b b]: the 4 floats at a in lanes 0, 1 and those at b in lanes 2, 3 (two broadcasts
+ * from memory: no shuffle) */
+IGNIS_INLINE __m512 IL(zd_quads)(const float *a, const float *b) {
+    return _mm512_mask_broadcast_f32x4(_mm512_broadcast_f32x4(_mm_load_ps(a)), 0xff00, _mm_load_ps(b));
+}
+/* [a b]: the 8 floats at a in lanes 0, 1 and those at b in lanes 2, 3 */
+IGNIS_INLINE __m512 IL(zd_octs)(const float *a, const float *b) {
+    return _mm512_mask_broadcast_f32x8(_mm512_broadcast_f32x8(_mm256_load_ps(a)), 0xff00, _mm256_load_ps(b));
+}
+
+/* 4x4 transposition of the dwords of each 128-bit lane across v[0..3]: v[d] lane l dword p
+ * becomes the old v[p] lane l dword d */
+IGNIS_INLINE void IL(zd_transpose4)(__m512i *v) {
+    const __m512i t0 = _mm512_unpacklo_epi32(v[0], v[1]), t1 = _mm512_unpackhi_epi32(v[0], v[1]);
+    const __m512i t2 = _mm512_unpacklo_epi32(v[2], v[3]), t3 = _mm512_unpackhi_epi32(v[2], v[3]);
+    v[0] = _mm512_unpacklo_epi64(t0, t2);
+    v[1] = _mm512_unpackhi_epi64(t0, t2);
+    v[2] = _mm512_unpacklo_epi64(t1, t3);
+    v[3] = _mm512_unpackhi_epi64(t1, t3);
+}
+
+/* dword d of the token block's low half (elements 4d..4d+3) in lanes 0 and 2, of its high
+ * half (16 + 4d..) in lanes 1 and 3: a broadcast and a masked broadcast from memory */
+IGNIS_INLINE __m512i IL(zd_token_dword)(const uint8_t *blk, int d) {
+    int32_t lo, hi;
+    memcpy(&lo, blk + 2 + 4 * d, 4);
+    memcpy(&hi, blk + 18 + 4 * d, 4);
+    return _mm512_mask_set1_epi32(_mm512_set1_epi32(lo), 0xf0f0, hi);
+}
+
+/* the exact half sums (row-quad order) of transposed quants q[d] against the token block at blk */
+IGNIS_INLINE __m512i IL(zd_dots_t)(__m512i start, const __m512i *q, const uint8_t *blk) {
+    __m512i s = start;
+    for (int d = 0; d < 4; d++) s = _mm512_dpbusd_epi32(s, q[d], IL(zd_token_dword)(blk, d));
+    return s;
 }
 
 /* a token block's 32 bytes twice ([x | x]) */
@@ -115,53 +161,52 @@ IGNIS_INLINE void IL(q4_k_zd)(int64_t nsb, const uint8_t *const *w, const uint8_
     for (int t = 0; t < RN; t++) acc[t] = _mm512_setzero_ps();
     for (int64_t s = 0; s < nsb; s++) {
         const size_t wo = (size_t)s * IGNIS_Q4_K_BYTES, xo = (size_t)s * 8 * IGNIS_Q8_0_BYTES;
-        /* the rows' scales and mins: lane q of tb (rows 0..3) / tb + 64 (rows 4..7) holds
-           values 4q..4q+3 (sc0..7, then m0..7) of the four rows, dword i = value 4q + i */
+        /* the rows' scales and mins as floats: sf[h][4v + r] = value v (sc0..7, then m0..7)
+           of row 4h + r */
         _Alignas(64) uint8_t tb[128];
+        _Alignas(64) float sf[2][64];
         _mm512_store_si512((__m512i *)tb, IL(zd_transpose16)(IL(zd_q4_k_unpack)(IL(zd_rows4x16)(w, wo + 4))));
         _mm512_store_si512((__m512i *)(tb + 64), IL(zd_transpose16)(IL(zd_q4_k_unpack)(IL(zd_rows4x16)(w + 4, wo + 4))));
-        const __m512 dd = IL(zd_f16_rows)(w, wo);
+        for (int q = 0; q < 8; q++) _mm512_store_ps(sf[q / 4] + 16 * (q % 4), IL(zd_lane_u8)(tb, q));
+        IGNIS_ZD_IN_MEMORY(sf);
+        const __m512 dd = IL(zd_f16_pairs)(w, wo);
         const __m512 d = IL(zd_rowquad)(dd, 0), dmin = IL(zd_rowquad)(dd, 1);
+        _Alignas(64) float cs[4][16];
         float dxf[4][8], dx16[4][8];
-        __m512 csum[4];
         for (int t = 0; t < RN; t++) {
             IL(zd_token_scales)(x[t] + xo, dxf[t], dx16[t]);
-            csum[t] = IL(zd_token_sums)(x[t] + xo);
+            IL(zd_token_sums)(x[t] + xo, cs[t]);
         }
-        /* lane q of the transposed scales as floats: f[q] rows 0..3, g[q] rows 4..7 */
-        __m512 f[4], g[4];
-        for (int q = 0; q < 4; q++) {
-            f[q] = IL(zd_lane_u8)(tb, q);
-            g[q] = IL(zd_lane_u8)(tb + 64, q);
-        }
+        IGNIS_ZD_IN_MEMORY(cs);
+        IGNIS_ZD_IN_MEMORY(dxf);
+        IGNIS_ZD_IN_MEMORY(dx16);
 #pragma GCC unroll 4
         for (int jp = 0; jp < 4; jp++) {
-            __m512i qlo[4], qhi[4];
-            for (int p = 0; p < 4; p++) {
-                const __m512i v = IL(zd_rows2)(w[p] + wo + 16 + 32 * jp, w[p + 4] + wo + 16 + 32 * jp);
-                qlo[p] = _mm512_and_si512(v, low);
-                qhi[p] = _mm512_and_si512(v, high);     /* 16 q */
+            /* the 32 nibble bytes of rows p | p + 4, transposed: raw[d] lane l dword p is dword
+               d of lane l of row pair p, so that four vpdpbusd into one register (d = 0..3,
+               each against token dword d of the lane's half) leave the exact half sums */
+            __m512i raw[4], qlo[4], qhi[4];
+            for (int p = 0; p < 4; p++) raw[p] = IL(zd_rows2)(w[p] + wo + 16 + 32 * jp, w[p + 4] + wo + 16 + 32 * jp);
+            IL(zd_transpose4)(raw);
+            for (int d = 0; d < 4; d++) {
+                qlo[d] = _mm512_and_si512(raw[d], low);
+                qhi[d] = _mm512_and_si512(raw[d], high);     /* 16 q */
             }
             /* block j = 2jp + h: its sc and m of rows 0..3, 0..3, 4..7, 4..7 */
-            __m512 sc[2], mn[2];
-            for (int h = 0; h < 2; h++) {
-                const int j = 2 * jp + h, i = 4 * (j % 4);
-                const __m512i idx = _mm512_setr_epi32(i, i + 1, i + 2, i + 3, i, i + 1, i + 2, i + 3,
-                                                      16 + i, 17 + i, 18 + i, 19 + i, 16 + i, 17 + i, 18 + i, 19 + i);
-                sc[h] = _mm512_permutex2var_ps(f[j / 4], idx, g[j / 4]);
-                mn[h] = _mm512_permutex2var_ps(f[2 + j / 4], idx, g[2 + j / 4]);
-            }
+            const int j0 = 2 * jp, j1 = 2 * jp + 1;
+            const __m512 sc0 = IL(zd_quads)(sf[0] + 4 * j0, sf[1] + 4 * j0), sc1 = IL(zd_quads)(sf[0] + 4 * j1, sf[1] + 4 * j1);
+            const __m512 m0 = IL(zd_quads)(sf[0] + 32 + 4 * j0, sf[1] + 32 + 4 * j0);
+            const __m512 m1 = IL(zd_quads)(sf[0] + 32 + 4 * j1, sf[1] + 32 + 4 * j1);
             for (int t = 0; t < RN; t++) {
-                const uint8_t *xb = x[t] + xo + 2 * jp * IGNIS_Q8_0_BYTES;
-                const __m512i alo = IL(zn_dots)(zero, qlo, IL(zd_token)(xb));
-                const __m512i ahi = IL(zn_dots)(zero, qhi, IL(zd_token)(xb + IGNIS_Q8_0_BYTES));
-                const __m512 dx0 = _mm512_set1_ps(dxf[t][2 * jp]), dx1 = _mm512_set1_ps(dxf[t][2 * jp + 1]);
-                const __m512 dx1s = _mm512_set1_ps(dx16[t][2 * jp + 1]);
+                const uint8_t *xb = x[t] + xo + j0 * IGNIS_Q8_0_BYTES;
+                const __m512i alo = IL(zd_dots_t)(zero, qlo, xb), ahi = IL(zd_dots_t)(zero, qhi, xb + IGNIS_Q8_0_BYTES);
+                const __m512 dx0 = _mm512_set1_ps(dxf[t][j0]), dx1 = _mm512_set1_ps(dxf[t][j1]);
+                const __m512 dx1s = _mm512_set1_ps(dx16[t][j1]);
                 __m512 a = acc[t];
-                a = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(alo), sc[0]), _mm512_mul_ps(d, dx0), a);
-                a = _mm512_fnmadd_ps(_mm512_mul_ps(mn[0], IL(zd_block_sums)(csum[t], 2 * jp)), _mm512_mul_ps(dmin, dx0), a);
-                a = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(ahi), sc[1]), _mm512_mul_ps(d, dx1s), a);
-                a = _mm512_fnmadd_ps(_mm512_mul_ps(mn[1], IL(zd_block_sums)(csum[t], 2 * jp + 1)), _mm512_mul_ps(dmin, dx1), a);
+                a = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(alo), sc0), _mm512_mul_ps(d, dx0), a);
+                a = _mm512_fnmadd_ps(_mm512_mul_ps(m0, IL(zd_block_sums)(cs[t], j0)), _mm512_mul_ps(dmin, dx0), a);
+                a = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(ahi), sc1), _mm512_mul_ps(d, dx1s), a);
+                a = _mm512_fnmadd_ps(_mm512_mul_ps(m1, IL(zd_block_sums)(cs[t], j1)), _mm512_mul_ps(dmin, dx1), a);
                 acc[t] = a;
             }
         }
@@ -189,9 +234,15 @@ IGNIS_INLINE void IL(q6_k_zd)(int64_t nsb, const uint8_t *const *w, const uint8_
         _Alignas(64) uint8_t tb[128];
         _mm512_store_si512((__m512i *)tb, IL(zd_transpose16)(IL(zd_rows4x16)(w, wo + 192)));
         _mm512_store_si512((__m512i *)(tb + 64), IL(zd_transpose16)(IL(zd_rows4x16)(w + 4, wo + 192)));
-        const __m512 d = IL(zd_rowquad)(IL(zd_f16_rows)(w, wo + 208), 0);
+        /* as floats: sf[h][4v + r] = scale v of row 4h + r */
+        __m512 fsc[8];
+        for (int q = 0; q < 8; q++) fsc[q] = IL(zd_lane_i8)(tb, q);
+        const __m256 d8 = IL(zd_f16_single)(w, wo + 208);
+        const __m512 d = _mm512_permutexvar_ps(_mm512_setr_epi32(0, 1, 2, 3, 0, 1, 2, 3, 4, 5, 6, 7, 4, 5, 6, 7),
+                                               _mm512_castps256_ps512(d8));
         float dxf[4][8];
         for (int t = 0; t < RN; t++) IL(zd_token_scales)(x[t] + xo, dxf[t], NULL);
+        IGNIS_ZD_IN_MEMORY(dxf);
 #pragma GCC unroll 2
         for (int h = 0; h < 2; h++) {
             __m512i qh[4], ql0[4], ql1[4];
@@ -199,12 +250,6 @@ IGNIS_INLINE void IL(q6_k_zd)(int64_t nsb, const uint8_t *const *w, const uint8_
                 qh[p] = IL(zd_rows2)(w[p] + wo + 128 + 32 * h, w[p + 4] + wo + 128 + 32 * h);
                 ql0[p] = IL(zd_rows2)(w[p] + wo + 64 * h, w[p + 4] + wo + 64 * h);
                 ql1[p] = IL(zd_rows2)(w[p] + wo + 64 * h + 32, w[p + 4] + wo + 64 * h + 32);
-            }
-            /* scales of blocks 4h + 2e and 4h + 2e + 1 are in lane 2h + e */
-            __m512 fa[2], fb[2];
-            for (int e = 0; e < 2; e++) {
-                fa[e] = IL(zd_lane_i8)(tb, 2 * h + e);
-                fb[e] = IL(zd_lane_i8)(tb + 64, 2 * h + e);
             }
 #pragma GCC unroll 4
             for (int k = 0; k < 4; k++) {
@@ -216,8 +261,9 @@ IGNIS_INLINE void IL(q6_k_zd)(int64_t nsb, const uint8_t *const *w, const uint8_
                                      : k == 2 ? qh[p] : _mm512_srli_epi16(qh[p], 2);
                     q[p] = _mm512_ternarylogic_epi32(l, _mm512_and_si512(hs, bits45), low, 0xEC);  /* (l & low) | hs */
                 }
-                const __m512 sc = (j & 1) ? _mm512_shuffle_f32x4(fa[(j / 2) & 1], fb[(j / 2) & 1], _MM_SHUFFLE(3, 2, 3, 2))
-                                          : _mm512_shuffle_f32x4(fa[(j / 2) & 1], fb[(j / 2) & 1], _MM_SHUFFLE(1, 0, 1, 0));
+                /* scales 2j (low halves) and 2j + 1 (high halves) of rows 0..3, then 4..7 */
+                const __m512 sc = (j & 1) ? _mm512_shuffle_f32x4(fsc[j / 2], fsc[4 + j / 2], _MM_SHUFFLE(3, 2, 3, 2))
+                                          : _mm512_shuffle_f32x4(fsc[j / 2], fsc[4 + j / 2], _MM_SHUFFLE(1, 0, 1, 0));
                 for (int t = 0; t < RN; t++) {
                     const uint8_t *xb = x[t] + xo + j * IGNIS_Q8_0_BYTES;
                     const __m512i xz = IL(zd_token)(xb);
