@@ -1,13 +1,25 @@
-"""ignis against llama.cpp (llama-cpp-python) on the same GGUF, same threads, in one run.
+"""ignis against llama.cpp (its own llama-bench, built natively for this CPU) on the same GGUF.
 
     python bench/speed.py                      # the Q8_0 copy of the default model
     python bench/speed.py --original           # the original Q4_K_M-mix file
     python bench/speed.py -m FILE -p 512 -n 128 -t 2 -r 3
+    python bench/speed.py --presets [MODEL]    # MODEL requantized into llama.cpp's presets
+    python bench/speed.py --presets MODEL --only Q4_0,Q6_K --no-prefill
 
 Each measurement runs in a fresh process (so peak RSS is the engine's own), engines
-alternate run by run, and the table reports medians: pp (prompt tokens/s from an
-empty context), tg (decode tokens/s), peak RSS, the ratio ignis / llama.cpp, and the
-memory roofline for decode (weight bytes read per token ÷ measured read bandwidth)."""
+alternate run by run, and the tables report medians: pp (prompt tokens/s from an empty
+context), tg (decode tokens/s), the ratio ignis / llama.cpp, and each engine's share of
+the decode memory roofline (read bandwidth measured by a probe / weight bytes read per
+token).
+
+llama.cpp's numbers come from llama-bench of a native build (GGML_NATIVE: this CPU's
+kernels), not from llama-cpp-python's portable wheel, which flatters ignis. Its bin
+directory: --llama-bin, else $IGNIS_LLAMA_BIN, else the default of
+/work/shared/tools/build-llama-server.sh (~/.cache/llama-server-0.3.36/...).
+
+--presets requantizes MODEL (default: the original default model) with llama.cpp's own
+quantizer (llama_model_quantize through llama-cpp-python, allow_requantize) into each
+preset, cached in ~/.cache/ignis/presets/ (never in the repository)."""
 import argparse
 import json
 import os
@@ -17,34 +29,55 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from ignis.runtime.bench import bench_prompt, measure  # noqa: E402
 
+PRESETS = ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K_M", "Q4_K_M", "Q5_K_M", "Q6_K",
+           "IQ4_NL", "IQ4_XS", "BF16")
+PRESET_DIR = Path.home() / ".cache" / "ignis" / "presets"
+DEFAULT_LLAMA_BIN = Path.home() / ".cache" / "llama-server-0.3.36" / "src" / "vendor" / "llama.cpp" / "build" / "bin"
+
 
 def worker_ignis(path, n_prompt, n_gen, threads) -> dict:
     import ignis
-    model = ignis.load(path, n_ctx=n_prompt + n_gen + 8, threads=threads)
-    pp, tg = measure(model.eval, model.reset, bench_prompt(n_prompt, model.n_vocab), n_gen)
-    return {"pp": pp[0], "tg": tg[0]}
+    model = ignis.load(path, n_ctx=max(n_prompt, 1) + n_gen + 8, threads=threads)
+    ids = bench_prompt(max(n_prompt, 1), model.n_vocab)
+    pp, tg = measure(model.eval, model.reset, ids, n_gen)
+    return {"pp": pp[0] if n_prompt else 0.0, "tg": tg[0]}
 
 
-def worker_llama(path, n_prompt, n_gen, threads) -> dict:
-    from llama_cpp import Llama
-    llm = Llama(model_path=path, n_ctx=n_prompt + n_gen + 8, n_threads=threads, n_threads_batch=threads,
-                n_batch=512, n_ubatch=512, verbose=False)
-    pp, tg = measure(llm.eval, llm.reset, bench_prompt(n_prompt, llm.n_vocab()), n_gen)
-    return {"pp": pp[0], "tg": tg[0]}
+def llama_bench_path(bin_dir) -> Path:
+    exe = Path(bin_dir or os.environ.get("IGNIS_LLAMA_BIN") or DEFAULT_LLAMA_BIN) / "llama-bench"
+    if not exe.exists():
+        raise SystemExit(f"{exe} not found: build llama.cpp natively (bash /work/shared/tools/build-llama-server.sh) "
+                         "and pass its bin directory with --llama-bin")
+    return exe
 
 
-def run_worker(engine, args) -> dict:
-    cmd = [sys.executable, __file__, "--worker", engine, "-m", args.model, "-p", str(args.n_prompt),
+def run_llama_bench(exe, path, n_prompt, n_gen, threads) -> dict:
+    """One llama-bench process (one repetition): pp and tg tok/s and its peak RSS."""
+    cmd = [str(exe), "-m", str(path), "-t", str(threads), "-p", str(n_prompt), "-n", str(n_gen), "-r", "1", "-o", "json"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = proc.communicate()
+    if proc.returncode != 0:
+        raise SystemExit(f"llama-bench failed:\n{err[-2000:]}")
+    rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    res = {"pp": 0.0, "tg": 0.0, "rss_mb": rss}
+    for test in json.loads(out):
+        res["pp" if test["n_prompt"] > 0 else "tg"] = float(test["avg_ts"])
+    return res
+
+
+def run_ignis(args, path) -> dict:
+    cmd = [sys.executable, __file__, "--worker", "-m", str(path), "-p", str(args.n_prompt),
            "-n", str(args.n_gen), "-t", str(args.threads)]
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode != 0:
-        raise SystemExit(f"{engine} worker failed:\n{out.stderr[-2000:]}")
+        raise SystemExit(f"ignis worker failed:\n{out.stderr[-2000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -59,7 +92,8 @@ def decode_weight_bytes(path) -> int:
 
 
 def read_bandwidth(threads: int, nbytes: int = 1 << 30) -> float:
-    """Bytes/s that `threads` threads read from a buffer much larger than the caches."""
+    """Bytes/s that `threads` threads read from a buffer much larger than the caches (the best of
+    three passes: numpy's sum streams its part with SIMD loads, the GIL released)."""
     buf = np.ones(nbytes // 8, dtype=np.float64)
     parts = np.array_split(buf, threads)
     best = 0.0
@@ -71,48 +105,99 @@ def read_bandwidth(threads: int, nbytes: int = 1 << 30) -> float:
     return best
 
 
+def compare(args, exe, path) -> dict:
+    """Interleaved runs of both engines on one file: medians and peak RSS."""
+    runs = {"ignis": [], "llama.cpp": []}
+    for rep in range(args.repetitions):
+        for engine in (("ignis", "llama.cpp") if rep % 2 == 0 else ("llama.cpp", "ignis")):
+            r = run_ignis(args, path) if engine == "ignis" else run_llama_bench(exe, path, args.n_prompt, args.n_gen,
+                                                                                 args.threads)
+            runs[engine].append(r)
+            print(f"  {os.path.basename(str(path))} run {rep + 1} {engine:9s} pp {r['pp']:7.1f}  tg {r['tg']:6.2f}",
+                  file=sys.stderr, flush=True)
+    med = {e: {k: statistics.median(r[k] for r in rs) for k in ("pp", "tg")} for e, rs in runs.items()}
+    for e, rs in runs.items():
+        med[e]["rss_mb"] = max(r["rss_mb"] for r in rs)
+        med[e]["tg_runs"] = [r["tg"] for r in rs]
+    return med
+
+
+def quantize_preset(src: Path, preset: str) -> Path:
+    """src requantized into preset by llama.cpp's quantizer, cached in ~/.cache/ignis/presets."""
+    PRESET_DIR.mkdir(parents=True, exist_ok=True)
+    dst = PRESET_DIR / f"{src.stem}.{preset}.gguf"
+    if dst.exists():
+        return dst
+    import llama_cpp
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{preset}")
+    params.allow_requantize = True
+    params.nthread = os.cpu_count() or 1
+    tmp = dst.with_suffix(".part")
+    print(f"  quantizing {src.name} -> {dst.name}", file=sys.stderr, flush=True)
+    rc = llama_cpp.llama_model_quantize(str(src).encode(), str(tmp).encode(), params)
+    if rc != 0:
+        raise SystemExit(f"llama_model_quantize failed for {preset} (code {rc})")
+    tmp.rename(dst)
+    return dst
+
+
+def pct(x) -> str:
+    return f"{100 * x:.0f} %"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-m", "--model", help="GGUF file (default: the Q8_0 copy of the default model)")
     ap.add_argument("--original", action="store_true", help="use the original default model file")
+    ap.add_argument("--presets", nargs="?", const="", metavar="MODEL",
+                    help="requantize MODEL (default: the original default model) into llama.cpp's presets")
+    ap.add_argument("--only", help="with --presets: a comma-separated subset, e.g. Q4_0,Q4_K_M,Q6_K")
+    ap.add_argument("--no-prefill", action="store_true", help="measure decode only (-p 0)")
     ap.add_argument("-p", "--n-prompt", type=int, default=512)
     ap.add_argument("-n", "--n-gen", type=int, default=128)
     ap.add_argument("-t", "--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("-r", "--repetitions", type=int, default=3)
-    ap.add_argument("--worker", choices=["ignis", "llama.cpp"], help=argparse.SUPPRESS)
+    ap.add_argument("--llama-bin", help="directory of the native llama.cpp build's llama-bench")
+    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.no_prefill:
+        args.n_prompt = 0
     if args.worker:
-        fn = worker_ignis if args.worker == "ignis" else worker_llama
-        result = fn(args.model, args.n_prompt, args.n_gen, args.threads)
+        result = worker_ignis(args.model, args.n_prompt, args.n_gen, args.threads)
         result["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(json.dumps(result))
         return 0
+    exe = llama_bench_path(args.llama_bin)
     from ignis.hub import pull, pull_q8_0
-    if not args.model:
-        args.model = str(pull() if args.original else pull_q8_0())
-    runs = {"ignis": [], "llama.cpp": []}
-    for rep in range(args.repetitions):
-        for engine in (("ignis", "llama.cpp") if rep % 2 == 0 else ("llama.cpp", "ignis")):
-            r = run_worker(engine, args)
-            runs[engine].append(r)
-            print(f"  run {rep + 1} {engine:9s} pp {r['pp']:7.1f}  tg {r['tg']:6.2f}  rss {r['rss_mb']:.0f} MB", file=sys.stderr)
-    med = {e: {k: statistics.median(r[k] for r in rs) for k in ("pp", "tg")} for e, rs in runs.items()}
-    rss = {e: max(r["rss_mb"] for r in rs) for e, rs in runs.items()}
-    name = os.path.basename(args.model)
-    pp_name, tg_name = f"pp{args.n_prompt}", f"tg{args.n_gen}"
-    print(f"model {name}, threads {args.threads}, {args.repetitions} runs each (median)")
-    print(f"| engine    | {pp_name:>8s} tok/s | {tg_name:>8s} tok/s | peak RSS MB |")
-    print("|-----------|----------------|----------------|-------------|")
-    for e in ("ignis", "llama.cpp"):
-        print(f"| {e:9s} | {med[e]['pp']:14.2f} | {med[e]['tg']:14.2f} | {rss[e]:11.0f} |")
-    print(f"| ratio     | {med['ignis']['pp'] / med['llama.cpp']['pp']:13.2f}x | "
-          f"{med['ignis']['tg'] / med['llama.cpp']['tg']:13.2f}x | {rss['ignis'] / rss['llama.cpp']:10.2f}x |")
-    wbytes = decode_weight_bytes(args.model)
+    if args.presets is not None:
+        src = Path(args.presets or args.model or pull())
+        names = [p.strip().upper() for p in args.only.split(",")] if args.only else list(PRESETS)
+        unknown = [p for p in names if p not in PRESETS]
+        if unknown:
+            raise SystemExit(f"unknown preset(s) {', '.join(unknown)}; choose from {', '.join(PRESETS)}")
+        files = [(p, quantize_preset(src, p)) for p in names]
+    else:
+        if not args.model:
+            args.model = str(pull() if args.original else pull_q8_0())
+        files = [(None, Path(args.model))]
     bw = read_bandwidth(args.threads)
-    roof = bw / wbytes
-    print(f"roofline: {wbytes / 1e6:.0f} MB of weights per decoded token / {bw / 1e9:.1f} GB/s read bandwidth "
-          f"= {roof:.1f} tok/s; ignis at {100 * med['ignis']['tg'] / roof:.0f} %, "
-          f"llama.cpp at {100 * med['llama.cpp']['tg'] / roof:.0f} %")
+    print(f"threads {args.threads}, {args.repetitions} runs each (median), llama.cpp: {exe}; "
+          f"read bandwidth {bw / 1e9:.1f} GB/s; load average {os.getloadavg()[0]:.1f}", flush=True)
+    pp_name, tg_name = f"pp{args.n_prompt}", f"tg{args.n_gen}"
+    print(f"| file | {pp_name} ignis | {pp_name} llama.cpp | ratio | {tg_name} ignis | {tg_name} llama.cpp | ratio | "
+          f"MB/token | roofline tok/s | ignis | llama.cpp |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for preset, path in files:
+        med = compare(args, exe, path)
+        wbytes = decode_weight_bytes(path)
+        roof = bw / wbytes
+        ig, ll = med["ignis"], med["llama.cpp"]
+        pp_ratio = f"{ig['pp'] / ll['pp']:.2f}x" if args.n_prompt and ll["pp"] else "-"
+        print(f"| {preset or os.path.basename(str(path))} | {ig['pp']:.1f} | {ll['pp']:.1f} | {pp_ratio} | "
+              f"{ig['tg']:.2f} | {ll['tg']:.2f} | {ig['tg'] / ll['tg']:.2f}x | {wbytes / 1e6:.0f} | {roof:.1f} | "
+              f"{pct(ig['tg'] / roof)} | {pct(ll['tg'] / roof)} |", flush=True)
+    print(f"load average after: {os.getloadavg()[0]:.1f}")
     return 0
 
 
