@@ -320,7 +320,8 @@ def test_round_trip_prompt_matches_the_reference_rendering(real_model_path):
     question = {"role": "user", "content": "What's the weather like in Paris right now?"}
     conversations = [
         [question, {"role": "assistant", "content": None, "tool_calls": [call]},
-         {"role": "tool", "tool_call_id": "call_1", "content": '{"city": "Paris", "temperature_c": 18, "sky": "cloudy"}'}],
+         {"role": "tool", "tool_call_id": "call_1",
+          "content": '{"city": "Paris", "temperature_c": 18, "sky": "cloudy"}'}],
         # a system prompt (it replaces the default one), two calls with text before them, two results
         [{"role": "system", "content": "Answer questions about the weather."}, question,
          {"role": "assistant", "content": "Let me look.", "tool_calls": [call, call2]},
