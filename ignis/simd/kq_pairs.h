@@ -22,6 +22,7 @@ IGNIS_INLINE void IL(kp_tokens)(const uint8_t *const *x, size_t xo, uint64_t xi[
     const __m256i ones = _mm256_set1_epi8(1);
     uint16_t h[8];
     for (int j = 0; j < 8; j++) h[j] = ignis_load_u16(x[j] + xo);
+    __asm__ volatile("" : : "r"(h) : "memory");     /* 8 stores and one load, not 8 inserts */
     _mm256_storeu_ps(dx, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)h)));
     for (int p = 0; p < 4; p++) {
         const __m256i a = _mm256_loadu_si256((const __m256i *)(x[2 * p] + xo + 2));
@@ -38,12 +39,18 @@ IGNIS_INLINE void IL(kp_tokens)(const uint8_t *const *x, size_t xo, uint64_t xi[
     }
 }
 
-/* The 8 rows' byte b8[i] (byte jb of row i's 8 bytes) as floats in lanes 2i and 2i + 1, from
- * v holding row i's 8 bytes in qword i; signed bytes when sgn */
-IGNIS_INLINE __m512 IL(kp_row_bytes)(__m512i v, int jb) {
-    const char z = (char)0x80, a = (char)jb, b = (char)(8 + jb);
-    const __m512i ctl = _mm512_broadcast_i32x4(_mm_setr_epi8(z, z, z, a, z, z, z, a, z, z, z, b, z, z, z, b));
+/* The 8 rows' byte jb of their 8 bytes as floats in lanes 2i and 2i + 1, from v holding row
+ * i's 8 bytes in qword i (sign-extended). ctl is IL(kp_row_ctl)() plus jb in every byte. */
+IGNIS_INLINE __m512 IL(kp_row_bytes)(__m512i v, __m512i ctl) {
     return _mm512_cvtepi32_ps(_mm512_srai_epi32(_mm512_shuffle_epi8(v, ctl), 24));
+}
+
+/* the byte shuffle of IL(kp_row_bytes) for jb = 0: in each 128-bit lane (rows 2L, 2L + 1) the
+ * top byte of dwords 0, 1 takes byte 0 (row 2L), of dwords 2, 3 byte 8 (row 2L + 1); the other
+ * bytes are zeroed (0x80, which stays >= 0x80 when jb is added) */
+IGNIS_INLINE __m512i IL(kp_row_ctl)(void) {
+    const char z = (char)0x80;
+    return _mm512_broadcast_i32x4(_mm_setr_epi8(z, z, z, 0, z, z, z, 0, z, z, z, 8, z, z, z, 8));
 }
 
 /* rows' 8 values at p[i] + off (f16) as floats in lanes 2i and 2i + 1 */
@@ -85,7 +92,8 @@ IGNIS_INLINE void IL(kp_8x8)(int64_t nsb, const uint8_t *const *w, const uint8_t
         const __m512i v0 = _mm512_loadu_si512(b0), v1 = _mm512_loadu_si512(b1);
         const __m512 d = IL(kp_f16x8)(w, wo + (WT == 12 ? 0 : 208));
         const __m512 dmin = WT == 12 ? IL(kp_f16x8)(w, wo + 2) : d;
-        for (int jb = 0; jb < 8; jb++) {
+        __m512i ctl = IL(kp_row_ctl)();
+        for (int jb = 0; jb < 8; jb++, ctl = _mm512_add_epi8(ctl, _mm512_set1_epi8(1))) {
             __m256i r[8];
             for (int i = 0; i < 8; i++)
                 r[i] = WT == 12 ? IL(q4_k_block_quants)(w[i] + wo, jb) : IL(q6_k_block_quants)(w[i] + wo, jb);
@@ -95,7 +103,7 @@ IGNIS_INLINE void IL(kp_8x8)(int64_t nsb, const uint8_t *const *w, const uint8_t
                 w2[k] = _mm512_permutexvar_epi32(dup_lo, wt[k]);
                 w2[k + 4] = _mm512_permutexvar_epi32(dup_hi, wt[k]);
             }
-            const __m512 s0 = IL(kp_row_bytes)(v0, jb), s1 = IL(kp_row_bytes)(v1, jb);
+            const __m512 s0 = IL(kp_row_bytes)(v0, ctl), s1 = IL(kp_row_bytes)(v1, ctl);
             uint64_t xi[4][8];
             uint64_t cs[4][2];
             float dx[8];
