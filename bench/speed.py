@@ -21,13 +21,13 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from ignis.runtime.bench import bench_prompt, measure  # noqa: E402
+from ignis.runtime.bench import bench_prompt, forget, measure  # noqa: E402
 
 
 def worker_ignis(path, n_prompt, n_gen, threads) -> dict:
     import ignis
     model = ignis.load(path, n_ctx=n_prompt + n_gen + 8, threads=threads)
-    pp, tg = measure(model.eval, model.reset, bench_prompt(n_prompt, model.n_vocab), n_gen)
+    pp, tg = measure(model.eval, lambda: forget(model), bench_prompt(n_prompt, model.n_vocab), n_gen)
     return {"pp": pp[0], "tg": tg[0]}
 
 
