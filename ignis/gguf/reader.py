@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ignis.errors import GGUFError
+from ignis.gguf._strings import read_strings
 from ignis.gguf.types import BLOCK_LAYOUTS, SCALAR_FORMATS, TensorType, ValueType, type_label
 
 GGUF_MAGIC = b"GGUF"
@@ -80,26 +81,11 @@ class _Cursor:
             raise self.fail(field, "string is not valid UTF-8") from None
 
     def strings(self, count: int, field: str) -> list:
-        """An array's count strings in one tight loop (a vocabulary has 150k of them: the
-        general path per item made loading take seconds). Any item that is not a whole valid
-        string goes through string(), which raises its usual error."""
-        buf, pos, size, out = self.buf, self.pos, self.size, []
-        unpack_len, append = _LENGTH.unpack_from, out.append
-        for i in range(count):
-            if pos + 8 <= size:
-                (n,) = unpack_len(buf, pos)
-                end = pos + 8 + n
-                if end <= size:
-                    try:
-                        append(str(buf[pos + 8:end], "utf-8"))
-                        pos = end
-                        continue
-                    except UnicodeDecodeError:
-                        pass
-            self.pos = pos
-            append(self.string(f"{field}[{i}]"))      # raises
-            pos = self.pos
-        self.pos = pos
+        """An array's count strings, read in C (a vocabulary has 150k of them). An item that is
+        not a whole valid string goes through string(), which raises its usual error."""
+        out, self.pos = read_strings(self.buf, self.pos, count)
+        if len(out) < count:
+            self.string(f"{field}[{len(out)}]")      # raises
         return out
 
     def array_of(self, dtype: str, count: int, field: str) -> np.ndarray:
@@ -110,7 +96,6 @@ class _Cursor:
         return out
 
 
-_LENGTH = struct.Struct("<Q")     # a string's length prefix
 
 _NUMPY_OF = {
     ValueType.UINT8: "<u1", ValueType.INT8: "<i1", ValueType.UINT16: "<u2", ValueType.INT16: "<i2",
