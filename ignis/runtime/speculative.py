@@ -12,12 +12,18 @@ tokens); the draft only decides how many tokens one step yields.
 
 `NgramDrafter` is prompt lookup: the last n tokens (longest n first) are looked up in the
 prompt and what was generated so far, and what followed their latest earlier occurrence is
-proposed. `DraftLength` adapts how many tokens a request drafts from how many it had
-accepted, so a request whose drafts keep failing stops paying for them.
+proposed. A draft model (mode "draft", ignis.runtime.draft_model) proposes its own greedy
+continuation instead. `DraftLength` adapts how many tokens a request drafts from how many it
+had accepted, so a request whose drafts keep failing stops paying for them; for a draft
+model, whose steps cost time, it weighs that cost (`DraftCost`) against the expected gain.
+`propose_all` gathers one step's drafts: a draft model gets all its requests at once.
 """
 from __future__ import annotations
 
-MODES = ("ngram",)
+import time
+
+MODES = ("ngram", "draft")
+SPEC_MAX_BATCH = 4   # no drafting when more sequences decode at once (compute-bound steps)
 NGRAM_MAX = 4        # the longest suffix looked up
 NGRAM_MIN = 2        # the shortest (a single token matches too often to be worth a draft)
 DRAFT_MAX = 10       # most tokens drafted at once
@@ -53,19 +59,130 @@ class NgramDrafter:
                 return toks[at:at + k]
         return []
 
+    def close(self) -> None:
+        """Nothing held outside the request."""
+
+
+VERIFY_ROW = 0.03     # what one more row costs a memory-bound verify step, next to the step
+MIN_GAIN = 1.05       # a draft model drafts only when it is expected to pay this much
+DECAY = 0.8           # weight of the acceptance seen so far at each new round
+PAUSE_MAX = 64        # most steps a request waits before it tries drafting again
+
+
+class DraftCost:
+    """What drafting one token costs next to one step of the main model, from timings shared
+    by every request of one draft model (seconds per draft step over seconds per main step;
+    `prior` until both were timed)."""
+
+    def __init__(self, prior: float):
+        self.prior = prior
+        self.draft_step = None
+        self.main_step = None
+
+    @staticmethod
+    def _mean(old, new: float) -> float:
+        return new if old is None else 0.8 * old + 0.2 * new
+
+    def draft_round(self, seconds: float, k: int) -> None:
+        if k > 0:
+            self.draft_step = self._mean(self.draft_step, seconds / k)
+
+    def main_round(self, seconds: float, rows: int) -> None:
+        if seconds > 0:
+            self.main_step = self._mean(self.main_step, seconds / (1 + VERIFY_ROW * (rows - 1)))
+
+    @property
+    def ratio(self) -> float:
+        if self.draft_step is None or self.main_step is None:
+            return self.prior
+        return self.draft_step / self.main_step
+
+
+def best_length(p: float, cost: float, most: int) -> tuple:
+    """(k, expected speed-up) of drafting k tokens, each accepted with probability p (until the
+    first rejection), when a drafted token costs `cost` main steps: a step then yields
+    1 + p + ... + p^k tokens for 1 + cost * k steps' time."""
+    best = (0, 1.0)
+    tokens = 1.0
+    for k in range(1, most + 1):
+        tokens += p ** k
+        gain = tokens / (1 + cost * k)
+        if gain > best[1]:
+            best = (k, gain)
+    return best
+
 
 class DraftLength:
-    """How many tokens to draft next: grows while drafts are accepted whole, shrinks to what
-    was accepted (plus one) when one fails, never above DRAFT_MAX."""
+    """How many tokens to draft next. Free drafts (prompt lookup): grows while drafts are
+    accepted whole, shrinks to what was accepted (plus one) when one fails, never above
+    DRAFT_MAX. Costly drafts (a DraftCost): the k that maximises the expected speed-up at the
+    request's acceptance rate (a decaying count of accepted and rejected tokens); when no k
+    pays MIN_GAIN, no drafts for a while (doubling, at most PAUSE_MAX steps), then a short probe."""
 
-    def __init__(self, most: int = DRAFT_MAX):
+    def __init__(self, most: int = DRAFT_MAX, cost: DraftCost | None = None):
         self.most = most
         self.k = most
+        self.cost = cost
+        if cost is not None:
+            self.k = 4
+            self.hits, self.misses = 3.0, 1.0      # a prior acceptance rate of 3/4
+            self.pause = self.backoff = 0
 
-    def update(self, drafted: int, accepted: int) -> None:
+    def want(self) -> int:
+        """The length to draft at this step (0 while paused)."""
+        if self.cost is not None and self.pause > 0:
+            self.pause -= 1
+            return 0
+        return self.k
+
+    def update(self, drafted: int, accepted: int, seconds: float | None = None) -> None:
+        """A verified draft: `seconds` is the main step's time that verified it."""
         if drafted == 0:
+            return
+        if self.cost is not None:
+            self._weigh(drafted, accepted, seconds)
             return
         if accepted == drafted:
             self.k = min(self.most, self.k + 2)
         else:
             self.k = max(1, accepted + 1)
+
+    def _weigh(self, drafted: int, accepted: int, seconds: float | None) -> None:
+        if seconds is not None:
+            self.cost.main_round(seconds, drafted + 1)
+        self.hits = DECAY * self.hits + accepted
+        self.misses = DECAY * self.misses + (accepted < drafted)
+        k, gain = best_length(self.hits / (self.hits + self.misses), self.cost.ratio + VERIFY_ROW, self.most)
+        if gain < MIN_GAIN:
+            self.backoff = min(PAUSE_MAX, max(4, 2 * self.backoff))
+            self.pause, self.k = self.backoff, 2
+        else:
+            self.backoff, self.pause, self.k = 0, 0, k
+
+
+def propose_all(seqs: list, n_ctx: int) -> dict:
+    """id(seq) -> the tokens drafted for it at this step, for the loop's decoding sequences
+    (ignis.runtime.scheduler._Seq) that draft: prompt lookup at once, a draft model's requests
+    all together (one batch in the draft model). The drafting time counts as decode time."""
+    out, by_source = {}, {}
+    for s in seqs:
+        if s.drafter is None:
+            continue
+        done = len(s.handle.result.tokens)
+        room = min(s.completion.max_tokens - done - 1, n_ctx - len(s.tokens))
+        k = min(s.draft_len.want(), room)
+        if k <= 0:
+            continue
+        source = getattr(s.drafter, "source", None)
+        if source is None:
+            out[id(s)] = s.drafter.propose(k)
+        else:
+            by_source.setdefault(id(source), (source, []))[1].append((s, k))
+    for source, items in by_source.values():
+        t0 = time.perf_counter()
+        drafts = source.propose_many([(s.drafter, k) for s, k in items])
+        seconds = time.perf_counter() - t0
+        for (s, _), draft in zip(items, drafts):
+            out[id(s)] = draft
+            s.handle.result.decode_seconds += seconds
+    return out
