@@ -241,6 +241,30 @@ def test_drafts_of_a_batch_run_as_one_batch(with_drafts, monkeypatch, cheap_draf
     assert max(widths) == len(PROMPTS), widths
 
 
+def test_every_draft_is_the_draft_models_own_greedy_continuation(with_drafts, tiny_model, monkeypatch,
+                                                                  cheap_drafts):
+    """What the draft loop proposes (continuing a session rolled back after rejections, in a
+    batch) is what the draft model alone continues the same context with."""
+    m = with_drafts["other"]
+    seen = []
+    real = type(m.draft).propose_many
+
+    def spy(self, wanted):
+        out = real(self, wanted)
+        seen.extend((list(d.tokens), k, draft) for (d, k), draft in zip(wanted, out))
+        return out
+    monkeypatch.setattr(type(m.draft), "propose_many", spy)
+    kw = dict(max_tokens=30, ignore_eos=True)
+    m.generate_batch(PROMPTS, temperature=0, speculative="draft", **kw)
+    m.generate(PROMPTS[1], seed=4, speculative="draft", **kw, **SETTINGS)
+    monkeypatch.undo()
+    assert len(seen) > 10
+    with ignis.load(m.draft.model.path, n_ctx=512, threads=1) as ref:
+        for context, k, draft in seen:
+            ref.generate(context, max_tokens=k, temperature=0, ignore_eos=True)
+            assert draft == ref.last_result.tokens, (len(context), k)
+
+
 def test_cancelled_and_ended_requests_release_their_draft_sessions(with_drafts):
     m = with_drafts["other"]
     sched = m.scheduler()
