@@ -103,9 +103,11 @@ class LlamaServer:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
         argv = [os.path.join(out, "llama-server"), "-m", model, "-t", str(threads), "-c", "4096", "--port",
-                str(self.port), "--host", "127.0.0.1", "-np", "1"]
+                str(self.port), "--host", "127.0.0.1", "-np", "1", "--poll", "0"]
         if draft:
-            argv += ["-md", draft, "--spec-draft-n-max", "16", "--spec-draft-n-min", "1", "-td", str(threads)]
+            argv += ["-md", draft, "--spec-type", "draft-simple", "--spec-draft-n-max", "16", "--spec-draft-n-min", "1",
+                     "-td", str(threads),
+                     "--spec-draft-poll", "0"]
         self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 120
         while True:
@@ -130,6 +132,7 @@ class LlamaServer:
         with urllib.request.urlopen(req, timeout=900) as r:
             out = json.loads(r.read())
         t = out.get("timings", {})
+        self.last_timings = t
         return (out["choices"][0]["message"]["content"], t.get("predicted_per_second", 0.0),
                 t.get("draft_n", 0), t.get("draft_n_accepted", 0))
 
@@ -187,6 +190,8 @@ def section_draft(args) -> None:
     print(head + "   (tok/s, x plain, accepted/drafted %)")
     tasks = dict(COMPLETIONS)
     tasks.update(workloads())
+    if args.workloads:
+        tasks = {k: v for k, v in tasks.items() if k in args.workloads.split(",")}
     try:
         for name, prompt in tasks.items():
             rates = {m: [] for m, _, _ in modes}
@@ -197,6 +202,11 @@ def section_draft(args) -> None:
                         model.draft = d
                     model.clear_prefix_cache()
                     text, rate, drafted, accepted = ignis_run(model, prompt, args.n, spec)
+                    cost = d.cost if d is not None else None
+                    sys.stderr.write(f"  {name} {label}: {rate:.2f} tok/s, {accepted}/{drafted} accepted"
+                                     + (f", draft step {1000 * cost.draft_step:.1f} ms, main step "
+                                        f"{1000 * cost.main_step:.1f} ms" if cost and cost.main_step else "")
+                                     + f", load {os.getloadavg()[0]:.1f}\n")
                     rates[label].append(rate)
                     stats[label] = (drafted, accepted)
                     texts.setdefault(label, text)
@@ -271,6 +281,8 @@ def main():
     ap.add_argument("--batch-n", type=int, default=96, help="batch: tokens per request (default 96)")
     ap.add_argument("--repeat", type=int, default=2, help="draft and batch: interleaved rounds (default 2)")
     ap.add_argument("--sections", default="lookup,draft,batch")
+    ap.add_argument("--workloads", default=None, help="draft: a comma-separated subset of "
+                    f"{', '.join(list(COMPLETIONS) + ['code edit', 'grounded', 'open-ended'])}")
     ap.add_argument("--no-llama", action="store_true", help="skip llama.cpp")
     args = ap.parse_args()
     print(f"cpu: {cpu_model()}; {os.cpu_count()} cores; load average {os.getloadavg()}")

@@ -64,38 +64,61 @@ class NgramDrafter:
 
 
 VERIFY_ROW = 0.03     # what one more row costs a memory-bound verify step, next to the step
+FIT_DECAY = 0.95      # weight of the verify steps seen so far in the fit of their time
 MIN_GAIN = 1.05       # a draft model drafts only when it is expected to pay this much
 DECAY = 0.8           # weight of the acceptance seen so far at each new round
 PAUSE_MAX = 64        # most steps a request waits before it tries drafting again
 
 
 class DraftCost:
-    """What drafting one token costs next to one step of the main model, from timings shared
-    by every request of one draft model (seconds per draft step over seconds per main step;
-    `prior` until both were timed)."""
+    """What drafting one token costs, in single-row steps of the main model, from timings
+    shared by every request of one draft model: seconds per draft step, and the main step's
+    time as a line in its rows, a + b * rows, fitted to the verify steps seen (a memory-bound
+    step costs little more per row, a compute-bound one (a loaded machine) much more).
+    A drafted token costs a draft step and a verify row: (draft step + b) / (a + b).
+    `prior` (+ VERIFY_ROW) until both were timed."""
 
     def __init__(self, prior: float):
         self.prior = prior
         self.draft_step = None
-        self.main_step = None
-
-    @staticmethod
-    def _mean(old, new: float) -> float:
-        return new if old is None else 0.8 * old + 0.2 * new
+        self._sums = [0.0] * 5      # decayed weight, rows, seconds, rows^2, rows * seconds
 
     def draft_round(self, seconds: float, k: int) -> None:
         if k > 0:
-            self.draft_step = self._mean(self.draft_step, seconds / k)
+            per = seconds / k
+            self.draft_step = per if self.draft_step is None else 0.8 * self.draft_step + 0.2 * per
 
     def main_round(self, seconds: float, rows: int) -> None:
         if seconds > 0:
-            self.main_step = self._mean(self.main_step, seconds / (1 + VERIFY_ROW * (rows - 1)))
+            for i, v in enumerate((1.0, rows, seconds, rows * rows, rows * seconds)):
+                self._sums[i] = FIT_DECAY * self._sums[i] + v
+
+    def main_line(self):
+        """(a, b): a main step of r rows takes about a + b * r seconds; None before any."""
+        n, sx, sy, sxx, sxy = self._sums
+        if n == 0:
+            return None
+        mx, my = sx / n, sy / n
+        var = sxx / n - mx * mx
+        if var > 0.25:               # the rows varied enough to fit a slope
+            b = max(0.0, (sxy / n - mx * my) / var)
+        else:
+            b = VERIFY_ROW * my / (1 + VERIFY_ROW * mx)
+        return max(my - b * mx, 0.05 * my), b
+
+    @property
+    def main_step(self):
+        """Seconds of a single-row main step (None before any)."""
+        line = self.main_line()
+        return None if line is None else line[0] + line[1]
 
     @property
     def ratio(self) -> float:
-        if self.draft_step is None or self.main_step is None:
-            return self.prior
-        return self.draft_step / self.main_step
+        line = self.main_line()
+        if self.draft_step is None or line is None:
+            return self.prior + VERIFY_ROW
+        a, b = line
+        return (self.draft_step + b) / (a + b)
 
 
 def best_length(p: float, cost: float, most: int) -> tuple:
@@ -152,7 +175,7 @@ class DraftLength:
             self.cost.main_round(seconds, drafted + 1)
         self.hits = DECAY * self.hits + accepted
         self.misses = DECAY * self.misses + (accepted < drafted)
-        k, gain = best_length(self.hits / (self.hits + self.misses), self.cost.ratio + VERIFY_ROW, self.most)
+        k, gain = best_length(self.hits / (self.hits + self.misses), self.cost.ratio, self.most)
         if gain < MIN_GAIN:
             self.backoff = min(PAUSE_MAX, max(4, 2 * self.backoff))
             self.pause, self.k = self.backoff, 2
