@@ -20,7 +20,10 @@ model, whose steps cost time, it weighs that cost (`DraftCost`) against the expe
 """
 from __future__ import annotations
 
+import logging
 import time
+
+log = logging.getLogger("ignis.speculative")
 
 MODES = ("ngram", "draft")
 SPEC_MAX_BATCH = 4   # no drafting when more sequences decode at once (compute-bound steps)
@@ -203,7 +206,11 @@ def propose_all(seqs: list, n_ctx: int) -> dict:
             by_source.setdefault(id(source), (source, []))[1].append((s, k))
     for source, items in by_source.values():
         t0 = time.perf_counter()
-        drafts = source.propose_many([(s.drafter, k) for s, k in items])
+        try:
+            drafts = source.propose_many([(s.drafter, k) for s, k in items])
+        except Exception:       # the draft model failed (or was closed): no drafts, the text goes on
+            log.exception("drafting failed")
+            drafts = [[] for _ in items]
         seconds = time.perf_counter() - t0
         for (s, _), draft in zip(items, drafts):
             out[id(s)] = draft
