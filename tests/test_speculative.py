@@ -490,3 +490,21 @@ def test_real_server_spec_ngram_streamed_edit_is_the_plain_text(real_model_path)
     finally:
         code, err = srv.stop()
     assert code == 0, err[-2000:]
+
+
+def test_draft_cost_fits_the_verify_steps_time():
+    """A verify step's time is fitted as a + b * rows: a compute-bound main model (each row
+    costs) makes drafts dearer than a memory-bound one (rows nearly free)."""
+    bound = {"memory": (1.0, 0.01), "compute": (1.0, 0.5)}
+    ratios = {}
+    for name, (a, b) in bound.items():
+        cost = speculative.DraftCost(prior=0.4)
+        for rows in [2, 5, 3, 9, 4, 7] * 4:
+            cost.main_round(a + b * rows, rows)
+        cost.draft_round(0.2 * 4, 4)
+        fa, fb = cost.main_line()
+        assert abs(fa - a) < 1e-6 and abs(fb - b) < 1e-6
+        assert abs(cost.ratio - (0.2 + b) / (a + b)) < 1e-6
+        ratios[name] = cost.ratio
+    assert speculative.best_length(0.8, ratios["memory"], 10)[0] >= 3
+    assert speculative.best_length(0.8, ratios["compute"], 10)[0] <= 2
