@@ -146,7 +146,7 @@ class Request:
     stream: bool = False
     include_usage: bool = False
     ignore_eos: bool = False
-    speculative: str | None = "default"   # None (off), "ngram", or the server's --spec
+    speculative: str | None = "default"   # None (off), "ngram", "draft", or the server's --spec
     echo: bool = False
     model: str | None = None
     logprobs: int | None = None      # None: none; N: each token's log-probability and the top N
@@ -286,8 +286,9 @@ def parse(body, kind: str, max_n: int) -> Request:
     r.ignore_eos = _boolean(body, "ignore_eos", False)
     if "speculative" in body:        # an extension: null turns the server's --spec off for this request
         spec = body["speculative"]
-        if spec is not None and spec != "ngram":
-            raise APIError(f"speculative must be null or \"ngram\", got {_describe(spec)}", param="speculative")
+        if spec is not None and spec not in ("ngram", "draft"):
+            raise APIError(f"speculative must be null, \"ngram\" or \"draft\", got {_describe(spec)}",
+                           param="speculative")
         r.speculative = spec
     if kind == "chat":
         if _boolean(body, "logprobs", False):
