@@ -58,8 +58,10 @@ SAMPLING = {
 PARALLEL = 8
 READY_TIMEOUT = 600.0      # seconds for a server to load the model and answer
 STOP_TIMEOUT = 30.0        # seconds between SIGTERM and SIGKILL
-TOOLS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "tools",
-                     "build-llama-server.sh")
+_HERE = os.path.dirname(os.path.abspath(__file__))
+# the build script, next to the repository (a worktree is one level deeper)
+TOOLS = [os.path.normpath(os.path.join(_HERE, *up, "shared", "tools", "build-llama-server.sh"))
+         for up in ((("..",) * 2), (("..",) * 3))]
 TOPICS = ["the ocean", "a lighthouse", "autumn leaves", "a mountain village", "coffee", "the moon",
           "a thunderstorm", "a library", "trains", "a desert at night", "honeybees", "a snowy forest",
           "a busy market", "the first computer", "a paper airplane", "a garden in spring",
@@ -104,13 +106,25 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def llama_server_bin() -> str:
-    """The natively built llama-server (the build script reuses its build; its last line is the bin dir)."""
-    out = subprocess.run(["bash", os.path.normpath(TOOLS)], capture_output=True, text=True, timeout=7200)
+def llama_server_bin(given: str | None) -> str:
+    """The natively built llama-server: --llama-server (the binary or its directory), else
+    $LLAMA_SERVER, else what ../shared/tools/build-llama-server.sh prints last (its bin dir;
+    the script reuses its build)."""
+    given = given or os.environ.get("LLAMA_SERVER")
+    if given:
+        path = os.path.join(given, "llama-server") if os.path.isdir(given) else given
+        if not os.path.isfile(path):
+            raise SystemExit(f"bench/serve: no llama-server at {path}")
+        return path
+    script = next((t for t in TOOLS if os.path.isfile(t)), None)
+    if script is None:
+        raise SystemExit(f"bench/serve: no {os.path.basename(TOOLS[0])} in {' or '.join(map(os.path.dirname, TOOLS))}"
+                         "; pass --llama-server PATH")
+    out = subprocess.run(["bash", script], capture_output=True, text=True, timeout=7200)
     lines = out.stdout.strip().splitlines()
     path = os.path.join(lines[-1].strip(), "llama-server") if lines else ""
     if out.returncode != 0 or not os.path.isfile(path):
-        raise SystemExit(f"bench/serve: no llama-server from {TOOLS}: {out.stderr[-1000:]}")
+        raise SystemExit(f"bench/serve: no llama-server from {script}: {out.stderr[-1000:]}")
     return path
 
 
@@ -349,6 +363,8 @@ def main() -> int:
                     help="comma-separated, from " + ", ".join(SAMPLING) + " (default: all; mixed runs full only)")
     ap.add_argument("--slow-engine-loads", default="c16",
                     help="loads llama-cpp-python runs (it serves one request at a time; default c16)")
+    ap.add_argument("--llama-server", help="the llama-server binary or its directory (default: $LLAMA_SERVER, "
+                    "else built by ../shared/tools/build-llama-server.sh)")
     ap.add_argument("--round-timeout", type=float, default=900.0, help="seconds a round may take (default 900)")
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of the tables")
     args = ap.parse_args()
@@ -358,7 +374,7 @@ def main() -> int:
     if not args.model:
         args.model = str(pull(progress=False) if args.original else pull_q8_0(progress=False))
     if "llama-server" in args.engines:
-        args.llama_server = llama_server_bin()
+        args.llama_server = llama_server_bin(args.llama_server)
     scenarios = [(load, s) for load in args.loads for s in (args.sampling if load != "mixed" else ["full"])]
     slow_loads = _list(args.slow_engine_loads, LOADS, "--slow-engine-loads")
     procs = []
