@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import dataclasses
 import functools
 import hmac
 import json
@@ -432,6 +433,8 @@ async def _generate(request: HTTPRequest, state: ServerState, kind: str):
             req.presence_penalty, req.frequency_penalty, req.seed, req.stop, req.ignore_eos, n=req.n,
             logprobs=req.logprobs, constraint=constraint, name=where,
             speculative=state.spec if req.speculative == "default" else req.speculative)))
+    if req.logit_bias:
+        requests = [_with_bias(state, r, req.logit_bias) for r in requests]
     all_ids = [list(r.ids) for r in requests]
     max_tokens = requests[0].max_tokens
     n_prompt = sum(len(ids) for ids in all_ids)
@@ -484,6 +487,18 @@ def _check_vocab(state: ServerState, ids, where: str) -> None:
         if bad:
             raise APIError(f"{where}: token id {bad[0]} is not in the vocabulary (ids are 0 to "
                            f"{state.n_real_vocab - 1})", param="prompt" if where.startswith("prompt") else "tokens")
+
+
+def _with_bias(state: ServerState, request, bias: dict):
+    """The request with logit_bias added to its sampling settings (ids checked against the
+    tokenizer's real vocabulary: a 400 naming logit_bias)."""
+    bad = sorted(t for t in bias if t >= state.n_real_vocab)
+    if bad:
+        raise APIError(f"logit_bias: token id {bad[0]} is not in the vocabulary (ids are 0 to "
+                       f"{state.n_real_vocab - 1})", param="logit_bias")
+    params = dataclasses.replace(request.params, logit_bias=dict(bias))
+    params.validate(n_vocab=state.n_real_vocab)
+    return dataclasses.replace(request, params=params)
 
 
 def _sse(body) -> str:
