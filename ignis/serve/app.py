@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import dataclasses
 import functools
 import hmac
 import json
@@ -423,6 +422,7 @@ async def _generate(request: HTTPRequest, state: ServerState, kind: str):
     # compiled before anything is queued: a bad schema, regex or grammar is a 400
     constraint = await _prep(state, toolchat.request_constraint, model, plan, req.json_schema, req.regex,
                              req.grammar)
+    bias = _check_bias(state, req.logit_bias)
     requests = []
     for i, prompt in enumerate(prompts):
         where = "messages" if kind == "chat" else "prompt" if len(prompts) == 1 else f"prompt[{i}]"
@@ -431,10 +431,8 @@ async def _generate(request: HTTPRequest, state: ServerState, kind: str):
         requests.append(await _prep(state, functools.partial(
             model.request, prompt, want, req.temperature, req.top_k, req.top_p, req.min_p, req.repeat_penalty,
             req.presence_penalty, req.frequency_penalty, req.seed, req.stop, req.ignore_eos, n=req.n,
-            logprobs=req.logprobs, constraint=constraint, name=where,
+            logprobs=req.logprobs, constraint=constraint, name=where, logit_bias=bias,
             speculative=state.spec if req.speculative == "default" else req.speculative)))
-    if req.logit_bias:
-        requests = [_with_bias(state, r, req.logit_bias) for r in requests]
     all_ids = [list(r.ids) for r in requests]
     max_tokens = requests[0].max_tokens
     n_prompt = sum(len(ids) for ids in all_ids)
@@ -489,16 +487,14 @@ def _check_vocab(state: ServerState, ids, where: str) -> None:
                            f"{state.n_real_vocab - 1})", param="prompt" if where.startswith("prompt") else "tokens")
 
 
-def _with_bias(state: ServerState, request, bias: dict):
-    """The request with logit_bias added to its sampling settings (ids checked against the
-    tokenizer's real vocabulary: a 400 naming logit_bias)."""
-    bad = sorted(t for t in bias if t >= state.n_real_vocab)
+def _check_bias(state: ServerState, bias: dict | None) -> dict | None:
+    """logit_bias with its ids checked against the tokenizer's real vocabulary (a 400 naming
+    logit_bias; the model's padded logits rows past it hold no token)."""
+    bad = sorted(t for t in bias or () if t >= state.n_real_vocab)
     if bad:
         raise APIError(f"logit_bias: token id {bad[0]} is not in the vocabulary (ids are 0 to "
                        f"{state.n_real_vocab - 1})", param="logit_bias")
-    params = dataclasses.replace(request.params, logit_bias=dict(bias))
-    params.validate(n_vocab=state.n_real_vocab)
-    return dataclasses.replace(request, params=params)
+    return dict(bias) if bias else None
 
 
 def _sse(body) -> str:
