@@ -46,7 +46,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from ignis.runtime.bench import cpu_model, positive_int, ratio  # noqa: E402
+from ignis.runtime.bench import SSE_DONE, cpu_model, positive_int, ratio, sse_event  # noqa: E402
 
 ENGINES = ("ignis", "llama-server", "llama-cpp-python")
 LOADS = {"c16": (16, False), "c32": (32, False), "mixed": (16, True)}     # concurrency, long prompts
@@ -199,13 +199,12 @@ async def one_request(client, model: str, prompt: str, max_tokens: int, sampling
                 return r
             done, usage, parts = False, None, []
             async for line in resp.aiter_lines():
-                if not line.startswith("data:"):
+                chunk = sse_event(line)
+                if chunk is None:
                     continue
-                data = line[5:].strip()
-                if data == "[DONE]":
+                if chunk == SSE_DONE:
                     done = True
                     break
-                chunk = json.loads(data)
                 if chunk.get("usage"):
                     usage = chunk["usage"]
                 for choice in chunk.get("choices") or []:

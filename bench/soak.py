@@ -45,6 +45,9 @@ from collections import Counter
 
 import httpx
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from ignis.runtime.bench import SSE_DONE, sse_event  # noqa: E402
+
 REQUEST_DEADLINE = 180.0      # seconds a request may take before it counts as hung (a loaded machine is slow)
 HARD_MARGIN = 300.0           # seconds past the end before the watchdog ends everything
 RSS_TOLERANCE = 0.05
@@ -249,13 +252,12 @@ def send(base: str, port: int, client: httpx.Client, kind: str, rng: random.Rand
             r.read()
             raise Failure(f"{kind} stream: HTTP {r.status_code} {r.text[:300]}")
         for line in r.iter_lines():
-            if not line.startswith("data:"):
+            chunk = sse_event(line)
+            if chunk is None:
                 continue
-            data = line[5:].strip()
-            if data == "[DONE]":
+            if chunk == SSE_DONE:
                 done = True
                 break
-            chunk = json.loads(data)
             if "error" in chunk:
                 raise Failure(f"{kind} stream: error event {chunk['error']}")
             chunks += 1
@@ -465,5 +467,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
     sys.exit(main())

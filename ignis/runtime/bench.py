@@ -3,6 +3,7 @@ decode steps. `measure` works on any engine given its eval and reset (bench/spee
 on ignis and on llama.cpp); `run_bench` is what `ignis bench` prints. Batched decoding
 through the continuous-batching scheduler: `measure_batched` (bench/batched.py compares it
 with llama.cpp) and `run_batch_bench` (`ignis bench --batch`)."""
+import json
 import os
 import statistics
 import sys
@@ -258,3 +259,15 @@ def positive_int(text: str) -> int:
 def ratio(a, b) -> str:
     """a / b as '1.23x', '-' when either is missing."""
     return f"{a / b:.2f}x" if a and b else "-"
+
+
+SSE_DONE = "[DONE]"
+
+
+def sse_event(line: str):
+    """One line of an OpenAI-style event stream: None (not a data line), SSE_DONE, or the
+    data's parsed JSON (the serve benchmark and the soak read streams line by line)."""
+    if not line.startswith("data:"):
+        return None
+    data = line[5:].strip()
+    return SSE_DONE if data == SSE_DONE else json.loads(data)
