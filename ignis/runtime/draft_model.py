@@ -16,7 +16,6 @@ and none while its acceptance is too low.
 """
 from __future__ import annotations
 
-import logging
 import os
 import time
 
@@ -26,8 +25,6 @@ from ignis.runtime.request import Session, make_request
 from ignis.runtime.sampling import SamplingParams
 from ignis.runtime.scheduler import Scheduler
 from ignis.runtime.speculative import SPEC_MAX_BATCH, DraftCost, DraftLength
-
-log = logging.getLogger("ignis.draft")
 
 GREEDY = SamplingParams(temperature=0.0)
 CATCH_UP_TIMED = 8       # a draft round that computed more context than this is not timed (a prefill)
@@ -62,16 +59,7 @@ class _DraftLoop(Scheduler):
     def drive(self) -> None:
         self._take_incoming()
         while self._running or self._waiting:
-            try:
-                with self.model._lock:
-                    self._step()
-            except Exception as exc:     # a bug in the loop: the drafts are lost, never the main text
-                log.exception("draft step failed")
-                error = IgnisError(f"draft step failed: {type(exc).__name__}: {exc}")
-                with self.model._lock:
-                    for s in self._waiting + self._running:
-                        self._end(s, "error", error)
-                    self._waiting, self._running = [], []
+            self._guarded_step("draft step")     # a failure loses the drafts, never the main text
             self._outbox.clear()         # nobody reads a draft request's pieces
 
     def release(self, session: Session) -> None:

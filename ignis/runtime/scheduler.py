@@ -226,17 +226,22 @@ class Scheduler:
                 self._wake.wait(0.5)
                 self._wake.clear()
                 continue
-            try:
-                with self.model._lock:
-                    self._step()
-            except Exception as exc:     # a bug in the loop itself: every request learns of it
-                log.exception("scheduler step failed")
-                error = IgnisError(f"scheduler step failed: {type(exc).__name__}: {exc}")
-                with self.model._lock:
-                    for s in self._waiting + self._running:
-                        self._end(s, "error", error)
-                    self._waiting, self._running = [], []
+            self._guarded_step("scheduler step")
             self._hand_over()
+
+    def _guarded_step(self, what: str) -> None:
+        """One step; an exception there is a bug in the loop itself: every request of the
+        loop ends with it as its error (never a hang)."""
+        try:
+            with self.model._lock:
+                self._step()
+        except Exception as exc:
+            log.exception("%s failed", what)
+            error = IgnisError(f"{what} failed: {type(exc).__name__}: {exc}")
+            with self.model._lock:
+                for s in self._waiting + self._running:
+                    self._end(s, "error", error)
+                self._waiting, self._running = [], []
 
     def _hand_over(self) -> None:
         """One hand-off per sink per step: a sink with put_many gets the step's items in one
