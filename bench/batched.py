@@ -4,6 +4,7 @@ low-level batch API) on the same GGUF, same threads, in one run.
     python bench/batched.py                          # the Q8_0 copy of the default model
     python bench/batched.py --original               # the original Q4_K_M-mix file
     python bench/batched.py -m FILE -t 2 -b 1,2,4,8,16 -p 128 -n 64 [--ignis-only] [--json]
+    python bench/batched.py --ignis-only -b 8 --sampling greedy,full --sampler-share
 
 For each batch size B: B sequences, each with its own p-token prompt (distinct pseudo-random
 ids, the same for both engines: ignis.runtime.bench.batch_prompts), all submitted at once,
@@ -27,6 +28,12 @@ and then timed; ignis' timed run is on a fresh scheduler (an empty prefix cache,
 prompt is prefilled) whose engine thread is already running, and is redone in the rare case
 that the thread started a step before every prompt was queued (--steps-report shows it).
 
+--sampling runs ignis' sequences under other settings too (ignis.runtime.bench.BATCH_SAMPLING:
+full = temperature 1, top_p 1, top_k 0, min_p 0, OpenAI's default; llama = llama.cpp's filters;
+each sequence seeded), with the ratio of each to greedy; llama.cpp stays greedy (its argmax).
+--sampler-share times ignis' sampler call of every step (the scheduler's sample_rows, wrapped
+with two perf_counter reads) and prints its share of the timed run and of its decode window.
+
 The numbers are only as good as the machine is quiet: llama.cpp's threads wait for each
 other by spinning, so with another busy process on the same cores its speed collapses
 (and jumps around from run to run) much more than ignis'.
@@ -47,8 +54,8 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from ignis.runtime.bench import (BATCH_STEP_TOKENS, batch_ctx, batch_prompts, batch_rates, cpu_model,  # noqa: E402
-                                 measure_batched, positive_int, ratio)
+from ignis.runtime.bench import (BATCH_SAMPLING, BATCH_STEP_TOKENS, batch_ctx, batch_prompts,  # noqa: E402
+                                 batch_rates, cpu_model, measure_batched, positive_int, ratio)
 
 LLAMA_N_BATCH = 512
 
@@ -63,14 +70,42 @@ def _peak_rss_mb() -> float:
 
 # -- workers (one process per engine, every batch size) ---------------------------------------
 
+def _time_sampler() -> list:
+    """Wrap the scheduler's sampler call; the list it fills with (start, seconds) per call."""
+    from ignis.runtime import scheduler
+    calls, inner = [], scheduler.sample_rows
+
+    def timed(*a, **kw):
+        t = time.perf_counter()
+        try:
+            return inner(*a, **kw)
+        finally:
+            calls.append((t, time.perf_counter() - t))
+    scheduler.sample_rows = timed
+    return calls
+
+
+def _sampler_share(calls: list, r: dict) -> None:
+    def within(lo, hi):
+        return sum(d for t, d in calls if lo <= t <= hi)
+    r["sampler_s"] = within(r["t0"], r["t_end"])
+    r["sampler_share"] = r["sampler_s"] / (r["t_end"] - r["t0"])
+    r["sampler_share_decode"] = within(r["t_first"], r["t_end"]) / max(r["t_end"] - r["t_first"], 1e-9)
+
+
 def worker_ignis(args) -> None:
     import ignis
     model = ignis.load(args.model, n_ctx=batch_ctx(max(args.batches), args.n_prompt, args.n_gen),
                        threads=args.threads)
+    calls = _time_sampler() if args.sampler_share else None
     for b in args.batches:
-        r = measure_batched(model, b, args.n_prompt, args.n_gen, args.step_tokens)
-        r["prompt_sum"] = int(sum(map(sum, batch_prompts(b, args.n_prompt, model.n_vocab))))
-        _emit(r)
+        for sampling in args.sampling:
+            r = measure_batched(model, b, args.n_prompt, args.n_gen, args.step_tokens, sampling=sampling)
+            r["prompt_sum"] = int(sum(map(sum, batch_prompts(b, args.n_prompt, model.n_vocab))))
+            if calls is not None:
+                _sampler_share(calls, r)
+                calls.clear()
+            _emit(r)
     _emit({"rss_mb": _peak_rss_mb(), "threads": model.threads})
 
 
@@ -159,7 +194,9 @@ def run_worker(engine: str, args) -> dict:
     """Run one engine's worker; its per-batch results as they come (progress on stderr)."""
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", engine, "-m", args.model,
            "-b", ",".join(map(str, args.batches)), "-p", str(args.n_prompt), "-n", str(args.n_gen),
-           "-t", str(args.threads), "--step-tokens", str(args.step_tokens)]
+           "-t", str(args.threads), "--step-tokens", str(args.step_tokens), "--sampling", ",".join(args.sampling)]
+    if args.sampler_share:
+        cmd.append("--sampler-share")
     results, tail = [], {}
     with tempfile.TemporaryFile("w+") as err:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True)
@@ -170,7 +207,8 @@ def run_worker(engine: str, args) -> dict:
                 continue
             if "batch" in r:
                 results.append(r)
-                print(f"  {engine:9s} B={r['batch']:<3d} decode {r['decode_tok_s']:8.2f} tok/s  "
+                print(f"  {engine:9s} B={r['batch']:<3d} {r.get('sampling', 'greedy'):6s} "
+                      f"decode {r['decode_tok_s']:8.2f} tok/s  "
                       f"prefill {r['prefill_tok_s']:8.2f} tok/s", file=sys.stderr, flush=True)
             else:
                 tail = r
@@ -190,6 +228,17 @@ def _batches(text: str) -> list:
     return sizes
 
 
+def _samplings(text: str) -> list:
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    if not names or any(n not in BATCH_SAMPLING for n in names):
+        raise argparse.ArgumentTypeError(f"pick from {', '.join(BATCH_SAMPLING)}, got {text!r}")
+    return names
+
+
+def _pct(x) -> str:
+    return "-" if x is None else f"{100 * x:.1f} %"
+
+
 def _num(x) -> str:
     return f"{x:.2f}" if x is not None else "-"
 
@@ -206,6 +255,11 @@ def main() -> int:
     ap.add_argument("--step-tokens", type=positive_int, default=BATCH_STEP_TOKENS,
                     help=f"ignis scheduler tokens per step (default {BATCH_STEP_TOKENS})")
     ap.add_argument("--ignis-only", action="store_true", help="skip llama.cpp")
+    ap.add_argument("--sampling", type=_samplings, default=["greedy"],
+                    help="ignis' sampling settings, comma-separated, from " + ", ".join(BATCH_SAMPLING)
+                    + " (default greedy; llama.cpp is always greedy)")
+    ap.add_argument("--sampler-share", action="store_true",
+                    help="time ignis' sampler call per step and print its share of the run")
     ap.add_argument("--steps-report", action="store_true",
                     help="also print ignis' scheduler steps and average tokens per step")
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
@@ -226,7 +280,8 @@ def main() -> int:
     if not args.ignis_only:
         runs["llama.cpp"] = run_worker("llama.cpp", args)
     seconds = time.perf_counter() - started
-    by_b = {e: {r["batch"]: r for r in run["results"]} for e, run in runs.items()}
+    by_b = {e: {r["batch"]: r for r in run["results"] if r.get("sampling", args.sampling[0]) == args.sampling[0]}
+            for e, run in runs.items()}
     if not args.ignis_only:
         for b in args.batches:
             if by_b["ignis"][b]["prompt_sum"] != by_b["llama.cpp"][b]["prompt_sum"]:
@@ -259,6 +314,19 @@ def main() -> int:
         print(f"| {b} | {i['decode_tok_s']:.2f} | {_num(ll.get('decode_tok_s'))} | "
               f"{ratio(i['decode_tok_s'], ll.get('decode_tok_s'))} | {i['prefill_tok_s']:.2f} | "
               f"{_num(ll.get('prefill_tok_s'))} | {ratio(i['prefill_tok_s'], ll.get('prefill_tok_s'))} |")
+    if len(args.sampling) > 1 or args.sampler_share:
+        names = ", ".join(f"{k} = {v}" for k, v in BATCH_SAMPLING.items() if k in args.sampling)
+        print(f"ignis by sampling setting ({names}):")
+        print("| B | sampling | decode tok/s | vs greedy | sampler share of the run | of the decode window |")
+        print("|---:|---|---:|---:|---:|---:|")
+        for b in args.batches:
+            rows = {r["sampling"]: r for r in runs["ignis"]["results"] if r["batch"] == b}
+            greedy = rows.get("greedy")
+            for name, r in rows.items():
+                share = [_pct(r.get(k)) for k in ("sampler_share", "sampler_share_decode")]
+                print(f"| {b} | {name} | {r['decode_tok_s']:.2f} | "
+                      f"{ratio(r['decode_tok_s'], greedy['decode_tok_s']) if greedy else '-'} | "
+                      f"{share[0]} | {share[1]} |")
     for b in args.batches:
         if by_b["ignis"][b]["cache_hits"]:
             print(f"warning: B={b}: ignis' prefix cache served {by_b['ignis'][b]['cache_hits']} prompts "

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from ignis.runtime.bench import bench_prompt, measure  # noqa: E402
+from ignis.runtime.bench import bench_prompt, forget, measure  # noqa: E402
 
 PRESETS = ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K_M", "Q4_K_M", "Q5_K_M", "Q6_K",
            "IQ4_NL", "IQ4_XS", "BF16")
@@ -46,7 +46,7 @@ def worker_ignis(path, n_prompt, n_gen, threads) -> dict:
     import ignis
     model = ignis.load(path, n_ctx=max(n_prompt, 1) + n_gen + 8, threads=threads)
     ids = bench_prompt(max(n_prompt, 1), model.n_vocab)
-    pp, tg = measure(model.eval, model.reset, ids, n_gen)
+    pp, tg = measure(model.eval, lambda: forget(model), ids, n_gen)
     return {"pp": pp[0] if n_prompt else 0.0, "tg": tg[0]}
 
 

@@ -128,6 +128,7 @@ def _good_fields(rng: random.Random, kind: str, max_tokens: int, max_n: int) -> 
         "repeat_penalty": lambda: rng.choice([1.0, 1.1]), "user": lambda: "u",
         "response_format": lambda: rng.choice(_RESPONSE_FORMATS[:2] + _RESPONSE_FORMATS[4:5]),
         "regex": lambda: rng.choice(["[0-9]+", "(a|b)*"]),
+        "logit_bias": lambda: rng.choice([{}, {"5": -100}, {"1": 100, "2": -5.5}, {"0": 0}]),
     }
     if kind == "chat":
         options["logprobs"] = lambda: True

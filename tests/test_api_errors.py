@@ -560,3 +560,18 @@ def test_tokenizer_from_gguf_and_metadata(path, value, real):
     target = {None: value, "str": path, "pathlib": pathlib.Path(path), "bytes": path.encode()}[real]
     _check(_path_ok(target, path), lambda: Tokenizer.from_gguf(target))
     _check(False, lambda: Tokenizer.from_metadata(value))     # none of these is a vocabulary
+
+
+def test_logit_bias_in_the_python_api(m):
+    """generate/generate_batch take OpenAI's logit_bias: -100 on the greedy token moves the
+    choice elsewhere, +100 forces a token; an id outside the logits is a one-line error."""
+    m.generate([104, 105], max_tokens=1, temperature=0)
+    first = m.last_result.tokens[0]
+    m.generate([104, 105], max_tokens=1, temperature=0, logit_bias={first: -100})
+    assert m.last_result.tokens[0] != first
+    forced = 107 if first != 107 else 108
+    assert m.generate_batch([[104, 105], [106]], max_tokens=3, temperature=1.0, top_k=0, top_p=1.0, min_p=0.0,
+                            seed=5, logit_bias={forced: 100}) == [m.detokenize([forced] * 3)] * 2
+    with pytest.raises(ArgumentError) as info:
+        m.generate("a", max_tokens=1, logit_bias={m.n_vocab: 1.0})
+    _one_line(info.value)

@@ -2,6 +2,7 @@
 chromedriver; nothing downloads a browser): a message typed and sent with the keyboard, the
 reply streamed in with its token counts, a long reply stopped, and no console errors."""
 import os
+import re
 import shutil
 import time
 
@@ -79,17 +80,30 @@ def test_chat_page_streams_stops_and_logs_no_errors(server, browser, tmp_path):
     assert browser.find_element(By.CSS_SELECTOR, ".msg.user").text.endswith("adds two numbers.")
     # a long reply, stopped with the Stop button while it streams
     _set(browser, "max_tokens", "2000")
-    box.send_keys("Write a very long story about a lighthouse keeper.", Keys.ENTER)
+    # (greedy, the model refuses a "very long story" in 12 tokens; this one runs for hundreds)
+    box.send_keys("Write a long Python module with a class for a bank account and many methods, with docstrings.",
+                  Keys.ENTER)
     stop = browser.find_element(By.ID, "stop")
     _wait(lambda: stop.is_enabled(), what="the stop button")
-    _wait(lambda: len(replies()) == 2 and replies()[-1].find_element(By.CLASS_NAME, "body").text.strip(),
-          what="the long reply's first text")
+    generated_before = server.metric("ignis_generated_tokens_total")
+    _wait(lambda: len(replies()) == 2 and len(replies()[-1].find_element(By.CLASS_NAME, "body").text) > 40,
+          what="the long reply's first lines")
     stop.click()
     _wait(lambda: replies()[-1].find_elements(By.CLASS_NAME, "stats"), timeout=30, what="the stop")
-    assert "stopped" in replies()[-1].find_element(By.CLASS_NAME, "stats").text
+    stats = replies()[-1].find_element(By.CLASS_NAME, "stats").text
+    # a stopped reply has no usage chunk: the page counts the tokens it received, and their speed
+    m = re.search(r"(\d+) generated before the stop · ([\d.]+) tok/s · [\d.]+ s · stopped$", stats)
+    assert m, stats
+    received, speed = int(m.group(1)), float(m.group(2))
     assert not stop.is_enabled() and browser.find_element(By.ID, "go").is_enabled()
     # the server cancelled it: nothing left running
     _wait(lambda: server.metric("ignis_requests_running") == 0, timeout=30, what="the cancel on the server")
+    # the server generated at least what the page received (a few more before the cancel);
+    # it counts a request's tokens once, when the request is closed
+    _wait(lambda: server.metric("ignis_generated_tokens_total") > generated_before, timeout=30,
+          what="the stopped request's token count")
+    generated = server.metric("ignis_generated_tokens_total") - generated_before
+    assert 2 <= received <= generated and speed > 0, (received, generated, stats)
     # structured output from the JSON-schema box
     _set(browser, "max_tokens", "60")
     _set(browser, "schema", '{"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}')

@@ -72,3 +72,20 @@ def test_real_model_graph_and_plan(real_model_path, capsys, tokens):
     p = _json(["plan", "-m", real_model_path, "--json", "--tokens", str(tokens)], capsys)
     assert p["planned_bytes"] == p["lower_bound_bytes"]
     assert 1 - p["planned_bytes"] / p["naive_bytes"] > 0.76
+
+
+def test_bench_times_a_computed_prompt(tiny_path):
+    """Each timed prefill computes the whole prompt: the prefix cache of the warm-up (which
+    holds the same prompt) is emptied between runs, else pp would time cache hits."""
+    import ignis
+    from ignis.runtime.bench import bench_prompt, forget, measure
+    model = ignis.load(tiny_path, n_ctx=64, threads=1)
+    evaluated = []
+
+    def eval_ids(ids):
+        out = model.eval(ids)
+        evaluated.append(model.last_prompt_evaluated)
+        return out
+    measure(eval_ids, lambda: forget(model), bench_prompt(48, model.n_vocab), 2, repetitions=2)
+    # warm-up prompt, warm-up token, then per run: the prompt, then 2 decode tokens
+    assert evaluated[2] == 48 and evaluated[5] == 48, evaluated

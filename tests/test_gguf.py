@@ -150,6 +150,20 @@ def test_absurd_string_and_array_lengths(tmp_path):
         _open_bytes(tmp_path, _header(0, bad_type + b"\0" * 64, 1))
 
 
+def test_string_arrays_read_whole_and_refuse_bad_items(tmp_path):
+    """Arrays of strings (a vocabulary) take their own fast path: the items read back, and an
+    item that is not valid UTF-8 or runs past the end is the per-item error naming its index."""
+    def arr(*items: bytes) -> bytes:
+        return _s("v") + struct.pack("<IIQ", ValueType.ARRAY, ValueType.STRING, len(items)) + b"".join(items)
+    words = ["a", "", "hé", "日本", "x" * 300]
+    f = _open_bytes(tmp_path, _header(0, arr(*(_s(w) for w in words)), 1))
+    assert f.metadata["v"] == words
+    with pytest.raises(GGUFError, match=r"'v'\[1\] at byte \d+: string is not valid UTF-8"):
+        _open_bytes(tmp_path, _header(0, arr(_s("ok"), struct.pack("<Q", 2) + b"\xff\xfe"), 1))
+    with pytest.raises(GGUFError, match=r"'v'\[1\] at byte \d+: needs 50 bytes"):
+        _open_bytes(tmp_path, _header(0, arr(_s("ok"), struct.pack("<Q", 50) + b"short") + b"\0" * 8, 1))
+
+
 def _tensor_info(name, ne, ttype, offset) -> bytes:
     return _s(name) + struct.pack("<I", len(ne)) + struct.pack("<%dQ" % len(ne), *ne) + struct.pack("<IQ", ttype, offset)
 

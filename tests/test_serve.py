@@ -431,3 +431,72 @@ def test_health_is_503_while_loading(tiny_path):
         assert _wait_for(lambda: client.get("/health").status_code == 200)
         r = client.post("/v1/completions", json={"prompt": "hi", "max_tokens": 3, "temperature": 0})
         assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] <= 3
+
+
+# -- logit_bias ---------------------------------------------------------------------------------
+
+def _greedy_ids(server, prompt_ids, n, **extra):
+    """The ids a temperature-0 completion of prompt_ids picks (each a one-token prompt
+    extension, so no text has to round-trip through the tokenizer)."""
+    ids = list(prompt_ids)
+    out = []
+    for _ in range(n):
+        r = server.post("/v1/completions", {"prompt": ids, "max_tokens": 1, "temperature": 0, "ignore_eos": True,
+                                            "logprobs": 0, **extra})
+        assert r.status_code == 200, r.text
+        text = r.json()["choices"][0]["text"]
+        token = server.post("/tokenize", {"content": text}).json()["tokens"]
+        assert len(token) == 1, (text, token)
+        out.append(token[0])
+        ids.append(token[0])
+    return out
+
+
+def test_logit_bias_forces_and_bans_tokens(server):
+    prompt = [5, 17, 42, 9]
+    base = {"prompt": prompt, "max_tokens": 6, "temperature": 0, "ignore_eos": True}
+    plain = server.post("/v1/completions", base).json()["choices"][0]["text"]
+    greedy = _greedy_ids(server, prompt, 1)[0]
+    # -100 on the greedy token: it is never picked, so the answer changes
+    banned = server.post("/v1/completions", {**base, "logit_bias": {str(greedy): -100}})
+    assert banned.status_code == 200, banned.text
+    assert banned.json()["choices"][0]["text"] != plain
+    assert _greedy_ids(server, prompt, 1, logit_bias={str(greedy): -100})[0] != greedy
+    # +100 on one token forces it, whatever the sampling settings (a full-vocabulary draw here)
+    forced = next(t for t in range(65, 91) if t != greedy)
+    piece = server.post("/detokenize", {"tokens": [forced] * 6}).json()["content"]
+    for body in ({**base}, {**base, "temperature": 1.0, "top_p": 1.0, "seed": 7}):
+        r = server.post("/v1/completions", {**body, "logit_bias": {str(forced): 100}})
+        assert r.status_code == 200, r.text
+        assert r.json()["choices"][0]["text"] == piece
+    # chat, streamed and not, honours it too
+    client = server.client()
+    common = dict(model="tiny", messages=[{"role": "user", "content": "hi"}], max_tokens=4, temperature=0.9,
+                  seed=1, logit_bias={str(forced): 100}, extra_body={"ignore_eos": True})
+    whole = client.chat.completions.create(**common).choices[0].message.content
+    streamed = "".join(c.choices[0].delta.content or "" for c in client.chat.completions.create(**common, stream=True)
+                       if c.choices)
+    four = server.post("/detokenize", {"tokens": [forced] * 4}).json()["content"]
+    assert whole == streamed == four
+
+
+@pytest.mark.parametrize("bias, says", [
+    ([1, 2], "object"), ("5", "object"), ({"abc": 1}, "decimal"), ({"-1": 1}, "decimal"), ({" 5": 1}, "decimal"),
+    ({"1.5": 1}, "decimal"), ({"5": 101}, "[-100, 100]"), ({"5": -100.5}, "[-100, 100]"), ({"5": "1"}, "number"),
+    ({"5": True}, "number"), ({"5": None}, "number"), ({"5": 1, "05": 2}, "twice"),
+    ({"299": 1, "300": 1}, "vocabulary"), ({"99999999999": 1}, "vocabulary"),
+])
+def test_bad_logit_bias_is_a_400_naming_it(server, bias, says):
+    for path, body in (("/v1/completions", {"prompt": "hi", "max_tokens": 2}),
+                       ("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2})):
+        r = server.post(path, {**body, "logit_bias": bias})
+        assert r.status_code == 400, (path, bias, r.text)
+        err = r.json()["error"]
+        assert err["param"] == "logit_bias" and says in err["message"], err
+
+
+def test_logit_bias_edges_are_accepted(server):
+    top = server.get("/v1/models").json()["data"][0]["meta"]["n_vocab"] - 1     # the tiny vocab has no padding
+    for bias in ({}, None, {"0": -100}, {str(top): 100.0}, {"7": 0}, {"7": -100, "8": 100, "9": 0.5}):
+        r = server.post("/v1/completions", {"prompt": "hi", "max_tokens": 2, "logit_bias": bias})
+        assert r.status_code == 200, (bias, r.text)

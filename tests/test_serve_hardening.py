@@ -422,6 +422,7 @@ def test_every_known_openai_field_is_honoured_ignored_or_refused(server, kind):
     lists = protocol.HONOURED[kind] | protocol.IGNORED[kind] | protocol.REFUSED[kind]
     assert set(KNOWN[kind]) <= lists, set(KNOWN[kind]) - lists
     assert not (protocol.HONOURED[kind] & protocol.REFUSED[kind])
+    assert "logit_bias" in protocol.HONOURED[kind]          # passed to the sampler (tests/test_serve.py)
     path, base = BASE[kind]
     for name in KNOWN[kind]:
         if name in ("messages", "prompt"):

@@ -136,8 +136,10 @@ def test_openai_agents_runs_a_function_tool(server):
 
     agents.set_tracing_disabled(True)
     model = agents.OpenAIChatCompletionsModel(model="ignis", openai_client=server.client(cls=AsyncOpenAI))
-    # the 0.5B model calls the tool again rather than answering from its result, so the run
-    # ends on the tool's output (the SDK's stop_on_first_tool)
+    # the run ends on the tool's output (the SDK's stop_on_first_tool): the default model calls
+    # the tool again rather than answering from its result, with the template's own prompt
+    # (test_tools.py::test_round_trip_prompt_matches_the_reference_rendering) and under
+    # llama-server --jinja alike; the issue's bar for a final answer is open (issue 24's note)
     agent = agents.Agent(name="weather", instructions="Answer questions about the weather.", model=model,
                          tools=[get_weather], tool_use_behavior="stop_on_first_tool",
                          model_settings=agents.ModelSettings(temperature=0, max_tokens=100))

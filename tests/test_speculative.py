@@ -1,6 +1,8 @@
 """Exact speculative decoding: whatever is drafted (right, wrong, partly right), the tokens
 are plain decoding's, greedy and sampled, with stop strings, penalties and constraints, alone
 and in a batch; the KV rows of rejected drafts are dropped."""
+import dataclasses
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -126,7 +128,11 @@ def test_ngram_on_a_repetitive_prompt_accepts_drafts_and_changes_nothing(tiny):
 def test_bad_speculative_mode_is_a_clear_error(tiny):
     with pytest.raises(ignis.IgnisError, match="speculative"):
         tiny.request([1, 2], speculative="draft-model-please")
-    assert speculative.MODES == ("ngram",)
+    assert speculative.MODES == ("ngram", "draft")
+    with pytest.raises(ignis.ArgumentError, match="needs a draft model"):      # none loaded
+        tiny.generate([1, 2], max_tokens=4, speculative="draft")
+    with pytest.raises(ignis.IgnisError, match="needs a draft model"):
+        tiny.scheduler().submit(dataclasses.replace(tiny.request([1, 2]), speculative="draft"))
 
 
 def test_the_server_request_field():
@@ -135,5 +141,370 @@ def test_the_server_request_field():
     assert protocol.parse(dict(body), "completion", 8).speculative == "default"      # the server's --spec
     assert protocol.parse(dict(body, speculative="ngram"), "completion", 8).speculative == "ngram"
     assert protocol.parse(dict(body, speculative=None), "completion", 8).speculative is None
+    assert protocol.parse(dict(body, speculative="draft"), "completion", 8).speculative == "draft"
     with pytest.raises(protocol.APIError, match="speculative"):
-        protocol.parse(dict(body, speculative="draft"), "completion", 8)
+        protocol.parse(dict(body, speculative="lookahead"), "completion", 8)
+
+
+# -- a draft model (speculative="draft") ----------------------------------------------------
+
+@pytest.fixture(scope="module")
+def with_drafts(tiny_model):
+    """The tiny model twice: drafting for itself (its greedy drafts are always right), and
+    with another tiny model of the same vocabulary (different weights: drafts partly right)."""
+    main = tiny_model(n_layers=2, width=64, n_heads=4, n_kv_heads=2, ffn=128, vocab=300, seed=7)
+    other = tiny_model(n_layers=1, width=64, n_heads=4, n_kv_heads=2, ffn=128, vocab=300, seed=11)
+    models = {name: ignis.load(main, n_ctx=512, threads=2, draft_model=path)
+              for name, path in (("self", main), ("other", other))}
+    yield models
+    for m in models.values():
+        m.close()
+
+
+def _draft_pool_idle(m) -> bool:
+    """Every draft session released: nothing parked, no KV block held by a sequence."""
+    loop, kv = m.draft.loop, m.draft.model.engine.kv
+    return loop.n_parked == 0 and not loop._running and kv.n_used_blocks == _engine_blocks(m.draft.model)
+
+
+def _engine_blocks(model) -> int:
+    """Blocks the engine holds for itself (padding rows), which no request frees."""
+    engine, blocks = model.engine, set()
+    for name in ("_pad_seq", "seq"):
+        seq = getattr(engine, name, None)
+        if seq is not None and seq in engine.kv:
+            blocks.update(int(b) for b in engine.kv.table(seq) if b >= 0)
+    return len(blocks)
+
+
+PROMPTS = [[1, 2, 3, 4, 5], [40, 41, 42, 43] * 5, [200, 7, 99]]
+
+
+@pytest.fixture
+def cheap_drafts(monkeypatch):
+    """Drafts priced as nearly free, so that the tiny models (whose steps are all Python
+    overhead) draft at every step and the rejections are exercised."""
+    monkeypatch.setattr(speculative.DraftCost, "ratio", property(lambda self: 0.05))
+
+
+@pytest.mark.usefixtures("cheap_drafts")
+@pytest.mark.parametrize("which", ["self", "other"])
+@pytest.mark.parametrize("kw", [{"temperature": 0}, dict(SETTINGS, seed=5), dict(SETTINGS, seed=6, stop=" b",
+                                                                                  repeat_penalty=1.3)],
+                         ids=["greedy", "seeded", "seeded-stop-penalty"])
+def test_a_draft_model_gives_the_plain_tokens(with_drafts, which, kw):
+    m = with_drafts[which]
+    for prompt in PROMPTS:
+        plain = m.generate(prompt, max_tokens=40, ignore_eos=True, **kw)
+        plain_tokens = list(m.last_result.tokens)
+        fast = m.generate(prompt, max_tokens=40, ignore_eos=True, speculative="draft", **kw)
+        assert fast == plain and m.last_result.tokens == plain_tokens
+        r = m.last_result
+        assert r.drafted >= r.accepted >= 0
+        if which == "self" and kw.get("temperature") == 0:
+            # the model drafting for itself: every greedy draft is the plain continuation
+            assert r.drafted > 0 and r.accepted == r.drafted, (r.drafted, r.accepted)
+    assert _draft_pool_idle(m)
+
+
+@pytest.mark.parametrize("which", ["self", "other"])
+def test_a_draft_model_in_a_batch(with_drafts, which):
+    """Several requests draft in one step (one batch in the draft model), beside ngram and
+    plain requests; each text is its plain one."""
+    m = with_drafts[which]
+    kw = dict(max_tokens=32, ignore_eos=True, **SETTINGS)
+    seeds = [1, 2, 3]
+    plain = [m.generate(p, seed=s, **kw) for p, s in zip(PROMPTS, seeds)]
+    assert m.generate_batch(PROMPTS, seed=seeds, speculative="draft", **kw) == plain
+    sched = m.scheduler(max_batch=8)
+    modes = ["draft", "ngram", None, "draft"]
+    prompts = PROMPTS + [[5, 6, 7, 8, 9]]
+    handles = [sched.submit(m.request(p, seed=9, speculative=mode, **kw)) for p, mode in zip(prompts, modes)]
+    texts = [h.text() for h in handles]
+    assert texts == [m.generate(p, seed=9, **kw) for p in prompts]
+    assert _draft_pool_idle(m)
+
+
+def test_drafts_of_a_batch_run_as_one_batch(with_drafts, monkeypatch, cheap_drafts):
+    """The draft model gets every drafting request of a step at once (its steps hold them
+    all), not one request after the other."""
+    m = with_drafts["self"]
+    loop = m.draft.loop
+    widths = []
+    real = type(loop)._run
+
+    def run(self, batch):
+        widths.append(len(batch))
+        return real(self, batch)
+    monkeypatch.setattr(type(loop), "_run", run)
+    m.generate_batch(PROMPTS, max_tokens=24, ignore_eos=True, temperature=0, speculative="draft")
+    assert max(widths) == len(PROMPTS), widths
+
+
+def test_every_draft_is_the_draft_models_own_greedy_continuation(with_drafts, tiny_model, monkeypatch,
+                                                                  cheap_drafts):
+    """What the draft loop proposes (continuing a session rolled back after rejections, in a
+    batch) is what the draft model alone continues the same context with."""
+    m = with_drafts["other"]
+    seen = []
+    real = type(m.draft).propose_many
+
+    def spy(self, wanted):
+        out = real(self, wanted)
+        seen.extend((list(d.tokens), k, draft) for (d, k), draft in zip(wanted, out))
+        return out
+    monkeypatch.setattr(type(m.draft), "propose_many", spy)
+    kw = dict(max_tokens=30, ignore_eos=True)
+    m.generate_batch(PROMPTS, temperature=0, speculative="draft", **kw)
+    m.generate(PROMPTS[1], seed=4, speculative="draft", **kw, **SETTINGS)
+    monkeypatch.undo()
+    assert len(seen) > 10
+    with ignis.load(m.draft.model.path, n_ctx=512, threads=1) as ref:
+        for context, k, draft in seen:
+            ref.generate(context, max_tokens=k, temperature=0, ignore_eos=True)
+            assert draft == ref.last_result.tokens, (len(context), k)
+
+
+def test_cancelled_and_ended_requests_release_their_draft_sessions(with_drafts):
+    m = with_drafts["other"]
+    sched = m.scheduler()
+    h = sched.submit(m.request(PROMPTS[1], max_tokens=400, ignore_eos=True, temperature=0, speculative="draft"))
+    for i, _ in enumerate(h):
+        if i == 5:
+            h.cancel()
+    h.wait()
+    # n completions of one prompt (forked from its sequence): each drafts in a session of its own
+    kw = dict(max_tokens=16, n=3, seed=1, stop="a", **SETTINGS)
+    plain = [h.text() for h in sched.submit(m.request(PROMPTS[0], **kw))]
+    assert [h.text() for h in sched.submit(m.request(PROMPTS[0], speculative="draft", **kw))] == plain
+    assert _draft_pool_idle(m)
+
+
+def test_a_planted_stale_draft_context_is_caught(with_drafts, monkeypatch, cheap_drafts):
+    """Plant: the draft model continues the context minus its newest token (a stale one).
+    The text stays plain (verification is exact) but the self-draft acceptance test sees it."""
+    from ignis.runtime import draft_model
+    m = with_drafts["self"]
+    m.generate(PROMPTS[0], max_tokens=30, ignore_eos=True, temperature=0, speculative="draft")
+    assert m.last_result.accepted == m.last_result.drafted > 0
+    real = draft_model.make_request
+    monkeypatch.setattr(draft_model, "make_request", lambda ids, **kw: real(ids[:-1], **kw))
+    m.generate(PROMPTS[0], max_tokens=30, ignore_eos=True, temperature=0, speculative="draft")
+    assert m.last_result.accepted < m.last_result.drafted
+
+
+def test_a_planted_session_leak_is_caught(with_drafts, monkeypatch):
+    from ignis.runtime import draft_model
+    m = with_drafts["self"]
+    monkeypatch.setattr(draft_model.ModelDrafter, "close", lambda self: None)
+    m.generate(PROMPTS[0], max_tokens=12, ignore_eos=True, temperature=0, speculative="draft")
+    assert not _draft_pool_idle(m)
+    monkeypatch.undo()
+    m.draft.loop.close()          # the leak, cleaned up for the next tests
+    m.draft.loop._stop = False
+    assert _draft_pool_idle(m)
+
+
+def _tiny_with_vocab(path, swap=False, vocab=300):
+    """A tiny model file whose token table has two tokens swapped (same size, other strings)."""
+    from ignis import testing
+    real = testing.tiny_vocab
+
+    def swapped(n):
+        tokens, types, merges = real(n)
+        tokens = list(tokens)
+        tokens[256], tokens[257] = tokens[257], tokens[256]
+        return tokens, types, merges
+    if swap:
+        testing.tiny_vocab = swapped
+    try:
+        return testing.make_tiny_qwen2(path, vocab=vocab, seed=7)
+    finally:
+        testing.tiny_vocab = real
+
+
+def test_a_draft_model_of_another_vocabulary_is_refused(tiny_model, tmp_path):
+    main = tiny_model(n_layers=2, width=64, n_heads=4, n_kv_heads=2, ffn=128, vocab=300, seed=7)
+    bigger = _tiny_with_vocab(tmp_path / "bigger.gguf", vocab=320)
+    swapped = _tiny_with_vocab(tmp_path / "swapped.gguf", swap=True)
+    with pytest.raises(ignis.ModelError, match="320 tokens, the model has 300") as exc:
+        ignis.load(main, n_ctx=256, threads=1, draft_model=bigger)
+    assert "\n" not in str(exc.value)
+    with pytest.raises(ignis.ModelError, match="token 256 is") as exc:
+        ignis.load(main, n_ctx=256, threads=1, draft_model=swapped)
+    assert "\n" not in str(exc.value)
+    with pytest.raises(ignis.IgnisError):
+        ignis.load(main, n_ctx=256, threads=1, draft_model=str(tmp_path / "missing.gguf"))
+
+
+def test_draft_cost_decides_the_length():
+    cost = speculative.DraftCost(prior=0.4)
+    assert speculative.best_length(0.95, 0.1, 10)[0] >= 6           # cheap, good drafts: long
+    assert speculative.best_length(0.3, 0.4, 10)[0] == 0            # costly, bad drafts: none
+    k = DraftLength(cost=cost)
+    for _ in range(6):                                              # nothing accepted: a pause
+        k.update(4, 0)
+    assert k.want() == 0
+    k.pause = 0
+    for _ in range(12):
+        k.update(k.k, k.k)                                          # all accepted: drafts again
+    assert k.want() >= 4
+
+
+# -- the server: the request field, the usage extension and /metrics over real HTTP ----------
+
+@pytest.fixture(scope="module")
+def draft_server(tiny_model):
+    pytest.importorskip("uvicorn")
+    from test_serve import _Server
+    path = tiny_model(n_ctx=2048, seed=3)
+    srv = _Server(path, "--spec", "draft", "-md", path)
+    yield srv
+    code, err = srv.stop()
+    assert code == 0 and "Traceback" not in err, err[-2000:]
+
+
+def test_the_server_reports_drafts_in_usage_and_metrics(draft_server):
+    import json as _json
+
+    import httpx
+    body = {"model": "tiny", "prompt": "abc abc abc", "max_tokens": 24, "temperature": 0, "ignore_eos": True}
+    plain = draft_server.post("/v1/completions", dict(body, speculative=None)).json()
+    assert plain["usage"].keys() == {"prompt_tokens", "completion_tokens", "total_tokens"}
+    before = (draft_server.metric("ignis_speculative_drafted_tokens_total"),
+              draft_server.metric("ignis_speculative_accepted_tokens_total"))
+    r = draft_server.post("/v1/completions", body).json()          # the server's --spec draft
+    assert r["choices"][0]["text"] == plain["choices"][0]["text"]
+    use = r["usage"]
+    assert use["drafted_tokens"] > 0 and use["accepted_tokens"] == use["drafted_tokens"]   # the model drafts for itself
+    assert use["completion_tokens_details"] == {"accepted_prediction_tokens": use["accepted_tokens"],
+                                                "rejected_prediction_tokens": 0}
+    after = (draft_server.metric("ignis_speculative_drafted_tokens_total"),
+             draft_server.metric("ignis_speculative_accepted_tokens_total"))
+    assert after[0] - before[0] == use["drafted_tokens"] and after[1] - before[1] == use["accepted_tokens"]
+    # streamed: the same text, the counts in the usage chunk
+    stream = dict(body, stream=True, stream_options={"include_usage": True}, speculative="ngram")
+    with httpx.stream("POST", draft_server.base + "/v1/completions", json=stream, timeout=30,
+                      headers={"Authorization": "Bearer test-key"}) as resp:
+        events = [_json.loads(line[6:]) for line in resp.iter_lines()
+                  if line.startswith("data: ") and line != "data: [DONE]"]
+    text = "".join(c["text"] for e in events for c in e["choices"])
+    assert text == plain["choices"][0]["text"]
+    use = events[-1]["usage"]
+    assert use["drafted_tokens"] >= use["accepted_tokens"] >= 0 and "completion_tokens_details" in use
+
+
+def test_the_server_refuses_draft_without_a_draft_model(tiny_model):
+    pytest.importorskip("uvicorn")
+    from test_serve import _Server
+    srv = _Server(tiny_model(n_ctx=2048, seed=3), "--spec", "ngram")
+    try:
+        r = srv.post("/v1/completions", {"model": "tiny", "prompt": "abc", "max_tokens": 4, "speculative": "draft"})
+        assert r.status_code == 400 and "draft model" in r.json()["error"]["message"]
+        r = srv.post("/v1/completions", {"model": "tiny", "prompt": "abc abc abc", "max_tokens": 8})
+        assert r.status_code == 200 and r.json()["usage"]["drafted_tokens"] >= 0
+    finally:
+        code, err = srv.stop()
+    assert code == 0, err[-2000:]
+
+
+def test_the_cli_flags(tiny_model):
+    import subprocess
+    import sys
+    path = tiny_model(n_ctx=512, seed=3)
+    run = [sys.executable, "-m", "ignis", "run", "-m", path, "-p", "abc abc abc", "-n", "12", "--temp", "0",
+           "--ignore-eos"]
+    plain = subprocess.run(run, capture_output=True, text=True, timeout=120)
+    fast = subprocess.run(run + ["-md", path], capture_output=True, text=True, timeout=120)
+    assert plain.returncode == 0 and fast.returncode == 0, fast.stderr[-2000:]
+    assert fast.stdout == plain.stdout and "drafted" in fast.stderr
+    bad = subprocess.run(run + ["--spec", "draft"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "-md MODEL" in bad.stderr and "Traceback" not in bad.stderr
+
+
+# -- real models -------------------------------------------------------------------------------
+
+REAL_PROMPTS = [
+    "Rename the function `propose` to `suggest` in this code and give the whole code back:\n\n```python\n"
+    + NgramDrafter.propose.__doc__ + "\ndef propose(self, k):\n    if k <= 0:\n        return []\n"
+    "    self._index()\n    toks = self.tokens\n    for n in range(4, 1, -1):\n"
+    "        at = self._next.get(tuple(toks[len(toks) - n:]))\n        if at is not None:\n"
+    "            return toks[at:at + k]\n    return []\n```",
+    "Write a Python function that checks whether a string is a palindrome.",
+    "List the planets of the solar system, one per line.",
+]
+
+
+@pytest.mark.real
+@pytest.mark.slow
+@pytest.mark.parametrize("kw", [{"temperature": 0}, {"temperature": 0.8, "seed": 42}], ids=["greedy", "t0.8"])
+def test_real_model_ngram_gives_the_plain_text(real_model_path, kw):
+    with ignis.load(real_model_path, n_ctx=2048, threads=2) as m:
+        drafted = 0
+        for prompt in REAL_PROMPTS:
+            messages = [{"role": "user", "content": prompt}]
+            plain = m.chat(messages, max_tokens=96, **kw)
+            assert m.chat(messages, max_tokens=96, speculative="ngram", **kw) == plain
+            drafted += m.last_result.drafted
+        assert drafted > 0
+
+
+@pytest.mark.real
+@pytest.mark.slow
+def test_real_draft_model_gives_the_plain_text(real_model_path, real_q8_0_path):
+    """The default model with its Q8_0 copy as the draft (the same vocabulary)."""
+    with ignis.load(real_model_path, n_ctx=2048, threads=2, draft_model=real_q8_0_path) as m:
+        for kw in ({"temperature": 0}, {"temperature": 0.8, "seed": 42}):
+            for prompt in REAL_PROMPTS[:2]:
+                messages = [{"role": "user", "content": prompt}]
+                plain = m.chat(messages, max_tokens=64, **kw)
+                assert m.chat(messages, max_tokens=64, speculative="draft", **kw) == plain
+                assert m.last_result.accepted > 0
+        assert _draft_pool_idle(m)
+
+
+@pytest.mark.real
+@pytest.mark.slow
+def test_real_server_spec_ngram_streamed_edit_is_the_plain_text(real_model_path):
+    """`ignis serve --spec ngram` on the default model: a streamed code edit gives the text of
+    the same request without speculative decoding (real HTTP over loopback)."""
+    import json as _json
+
+    import httpx
+    from test_serve import _Server
+    srv = _Server(real_model_path, "--spec", "ngram", "-t", "2")
+    try:
+        body = {"model": "m", "messages": [{"role": "user", "content": REAL_PROMPTS[0]}], "max_tokens": 160,
+                "temperature": 0, "stream": True, "stream_options": {"include_usage": True}}
+        texts, usages = [], []
+        for extra in ({"speculative": None}, {}):
+            with httpx.stream("POST", srv.base + "/v1/chat/completions", json=dict(body, **extra), timeout=300,
+                              headers={"Authorization": "Bearer test-key"}) as resp:
+                assert resp.status_code == 200
+                events = [_json.loads(line[6:]) for line in resp.iter_lines()
+                          if line.startswith("data: ") and line != "data: [DONE]"]
+            texts.append("".join(c["delta"].get("content") or "" for e in events for c in e["choices"]))
+            usages.append(events[-1]["usage"])
+        assert texts[1] == texts[0] and len(texts[0]) > 50
+        assert "drafted_tokens" not in usages[0] and usages[1]["accepted_tokens"] > 0
+    finally:
+        code, err = srv.stop()
+    assert code == 0, err[-2000:]
+
+
+def test_draft_cost_fits_the_verify_steps_time():
+    """A verify step's time is fitted as a + b * rows: a compute-bound main model (each row
+    costs) makes drafts dearer than a memory-bound one (rows nearly free)."""
+    bound = {"memory": (1.0, 0.01), "compute": (1.0, 0.5)}
+    ratios = {}
+    for name, (a, b) in bound.items():
+        cost = speculative.DraftCost(prior=0.4)
+        for rows in [2, 5, 3, 9, 4, 7] * 4:
+            cost.main_round(a + b * rows, rows)
+        cost.draft_round(0.2 * 4, 4)
+        fa, fb = cost.main_line()
+        assert abs(fa - a) < 1e-6 and abs(fb - b) < 1e-6
+        assert abs(cost.ratio - (0.2 + b) / (a + b)) < 1e-6
+        ratios[name] = cost.ratio
+    assert speculative.best_length(0.8, ratios["memory"], 10)[0] >= 3
+    assert speculative.best_length(0.8, ratios["compute"], 10)[0] <= 2

@@ -276,3 +276,62 @@ def test_catalogue_models_without_tool_templates(request, fixture):
                 assert {c["function"]["name"] for c in msg["tool_calls"]} == {"get_weather"}
         msg = model.chat(question, tools=[strict], tool_choice="none", temperature=0, max_tokens=24)
         assert "tool_calls" not in msg and "<tool_call>" not in msg["content"]
+
+
+# -- the default model's round trip, against a reference rendering ---------------------------
+
+def _reference_prompt(path, messages, tools):
+    """The oracle: the file's chat template read by gguf and rendered by plain jinja2 the way
+    Transformers' apply_chat_template does it (tojson without ASCII escapes, trimmed blocks),
+    with each call's arguments as a JSON object, Transformers' convention. llama-server
+    --jinja renders this same text for these messages (its /apply-template, checked by hand)."""
+    gguf = pytest.importorskip("gguf")
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+    field = gguf.GGUFReader(path).fields["tokenizer.chat_template"]
+    source = bytes(field.parts[field.data[0]]).decode()
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    env.filters["tojson"] = lambda x, indent=None: json.dumps(x, ensure_ascii=False, indent=indent)
+    as_objects = []
+    for m in messages:
+        m = dict(m)
+        if m.get("tool_calls"):
+            m["tool_calls"] = [{**c, "function": {**c["function"], "arguments": json.loads(c["function"]["arguments"])}}
+                               for c in m["tool_calls"]]
+        as_objects.append(m)
+    return env.from_string(source).render(messages=as_objects, tools=tools, add_generation_prompt=True)
+
+
+@pytest.mark.real
+@pytest.mark.slow
+def test_round_trip_prompt_matches_the_reference_rendering(real_model_path):
+    """The prompt after a tool result (tools, the question, the assistant's call with its
+    arguments as the JSON string OpenAI clients send, the tool's result) is the template's own
+    rendering byte for byte, and its tokens are llama.cpp's (special tokens parsed). So when
+    Qwen2.5-Coder-0.5B calls the tool again instead of answering, it does so on the same
+    prompt as under llama.cpp: the model's choice, not a rendering of ours."""
+    import ignis
+    llama_cpp = pytest.importorskip("llama_cpp")
+    weather = {"type": "function", "function": {
+        "name": "get_weather", "description": "Get the current weather in a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string", "description": "The city"}},
+                       "required": ["city"], "additionalProperties": False}}}
+    call = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
+    call2 = {"id": "call_2", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Nice"}'}}
+    question = {"role": "user", "content": "What's the weather like in Paris right now?"}
+    conversations = [
+        [question, {"role": "assistant", "content": None, "tool_calls": [call]},
+         {"role": "tool", "tool_call_id": "call_1",
+          "content": '{"city": "Paris", "temperature_c": 18, "sky": "cloudy"}'}],
+        # a system prompt (it replaces the default one), two calls with text before them, two results
+        [{"role": "system", "content": "Answer questions about the weather."}, question,
+         {"role": "assistant", "content": "Let me look.", "tool_calls": [call, call2]},
+         {"role": "tool", "tool_call_id": "call_1", "content": "18 C, cloudy"},
+         {"role": "tool", "tool_call_id": "call_2", "content": "Nice: 21 °C, sunny"}],
+    ]
+    vocab = llama_cpp.Llama(real_model_path, vocab_only=True, verbose=False)
+    with ignis.load(real_model_path, n_ctx=2048, threads=1) as model:
+        for messages in conversations:
+            ours = render(model.chat_template(), messages, True, check_tool_request([weather]))
+            assert ours == _reference_prompt(real_model_path, messages, [weather])
+            assert ours.endswith("</tool_response><|im_end|>\n<|im_start|>assistant\n")
+            assert list(model.tokenize(ours)) == vocab.tokenize(ours.encode(), add_bos=False, special=True)

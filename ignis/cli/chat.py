@@ -7,7 +7,7 @@ import sys
 
 from ignis.cli.chat_input import enable_line_editing, stdin_messages
 from ignis.cli.common import (constraint, constraint_flags, load, model_flag, report_context_limit, sampling,
-                              sampling_flags)
+                              sampling_flags, spec_error, usage_error)
 from ignis.errors import ArgumentError, IgnisError
 
 HELP = """\
@@ -85,7 +85,7 @@ class ChatSession:
     def __init__(self, model, settings: dict, max_tokens: int, system: str | None, constraint: dict | None = None,
                  speculative: str | None = None):
         self.model = model
-        self.speculative = speculative      # None or "ngram" (the text is the same either way)
+        self.speculative = speculative      # None, "ngram" or "draft" (the text is the same either way)
         self.settings = dict(settings)      # generate()'s sampling keywords
         self.constraint = dict(constraint or {})    # json_schema, regex or grammar: every reply follows it
         self.max_tokens = max_tokens
@@ -284,6 +284,9 @@ def chat_args(p) -> None:
 
 
 def cmd_chat(args) -> int:
+    error = spec_error(args)
+    if error:
+        return usage_error("chat", error)
     model = load(args)
     rules = constraint(args)
     if rules:

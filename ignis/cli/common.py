@@ -67,7 +67,7 @@ def load(args):
     the load, which refuses what cannot work at all)."""
     import ignis
     path = model_path(args)
-    model = ignis.load(path, n_ctx=args.ctx, threads=args.threads)
+    model = ignis.load(path, n_ctx=args.ctx, threads=args.threads, draft_model=draft_path(args))
     warn_limits(args, path)
     return model
 
@@ -139,6 +139,31 @@ def model_flag(p) -> None:
                                          "default model; a named model is fetched on first use)")
 
 
+def spec_flags(p, help_text: str) -> None:
+    """--spec and -md / --model-draft (llama.cpp's spelling)."""
+    p.add_argument("--spec", choices=("ngram", "draft"), default=None, help=help_text)
+    p.add_argument("-md", "--model-draft", dest="model_draft", metavar="MODEL", default=None,
+                   help="draft model for --spec draft (a GGUF file or model name sharing the model's vocabulary, "
+                        "e.g. the default model for qwen2.5-coder-1.5b); -md alone means --spec draft")
+
+
+def spec_error(args) -> str | None:
+    """Settle args.spec (-md alone means draft); the usage error of --spec draft without -md."""
+    if getattr(args, "model_draft", None) and args.spec is None:
+        args.spec = "draft"
+    if args.spec == "draft" and not getattr(args, "model_draft", None):
+        return "--spec draft needs a draft model: -md MODEL (--model-draft)"
+    return None
+
+
+def draft_path(args):
+    """-md MODEL resolved (a file, or a catalogue name pulled on first use), or None."""
+    if not getattr(args, "model_draft", None):
+        return None
+    from ignis.hub import resolve
+    return resolve(args.model_draft, progress=True)
+
+
 def threads_flag(p) -> None:
     p.add_argument("-t", "--threads", type=positive("threads"), default=None, help="threads (default: all cores)")
 
@@ -163,9 +188,8 @@ def sampling_flags(p, n_predict: int = 128, n_help: str = "tokens to generate") 
     p.add_argument("--frequency-penalty", type=float, default=0.0,
                    help="subtract this times its count in the recent context from a token's logit (default 0 = off)")
     p.add_argument("-s", "--seed", type=int, default=None, help="RNG seed (same seed, same output)")
-    p.add_argument("--spec", choices=("ngram",), default=None,
-                   help="speculative decoding: ngram = prompt-lookup drafts, verified exactly (the same text, "
-                        "fewer steps)")
+    spec_flags(p, "speculative decoding, verified exactly (the same text, fewer steps): ngram = prompt-lookup "
+                  "drafts, draft = the draft model's (-md)")
     threads_flag(p)
     ctx_flag(p)
 

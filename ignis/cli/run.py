@@ -3,7 +3,7 @@ import sys
 import time
 
 from ignis.cli.common import (constraint, constraint_flags, load, model_flag, read_text, report_context_limit,
-                              sampling, sampling_flags, unescape, usage_error)
+                              sampling, sampling_flags, spec_error, unescape, usage_error)
 from ignis.errors import IgnisError
 
 EPILOG = ("Positional arguments: two are MODEL PROMPT. One is the PROMPT, unless -p/-f gives the prompt "
@@ -102,6 +102,7 @@ def print_timings(result, load_seconds=None) -> None:
 
 def cmd_run(args) -> int:
     error, prompt = _run_prompt(args)
+    error = error or spec_error(args)
     if error:
         return usage_error("run", error)
     if args.escape:

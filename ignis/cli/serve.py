@@ -2,7 +2,8 @@
 on Ray Serve (ignis.serve.ray)."""
 import sys
 
-from ignis.cli.common import ctx_flag, model_flag, model_path, non_negative_int, positive, raise_arg, threads_flag
+from ignis.cli.common import (ctx_flag, draft_path, model_flag, model_path, non_negative_int, positive, raise_arg,
+                              spec_error, spec_flags, threads_flag, usage_error)
 from ignis.errors import IgnisError
 
 
@@ -32,9 +33,8 @@ def serve_args(p) -> None:
                    help="on SIGTERM / Ctrl-C, seconds that requests in flight have to finish before they "
                         "are cancelled (default 10)")
     p.add_argument("--quiet", action="store_true", help="no access log line per request")
-    p.add_argument("--spec", choices=("ngram",), default=None,
-                   help="speculative decoding for requests that do not set \"speculative\" (ngram: prompt-lookup "
-                        "drafts, verified exactly: the same text)")
+    spec_flags(p, "speculative decoding for requests that do not set \"speculative\", verified exactly (the "
+                  "same text): ngram = prompt-lookup drafts, draft = the draft model's (-md)")
     p.add_argument("--pooling", choices=("mean", "last", "cls"), default=None,
                    help="/v1/embeddings pooling (default: the model file's pooling_type, else mean)")
     p.add_argument("--ray", action="store_true",
@@ -45,6 +45,9 @@ def serve_args(p) -> None:
 
 
 def cmd_serve(args) -> int:
+    error = spec_error(args)
+    if error:
+        return usage_error("serve", error)
     if args.replicas is not None and not args.ray:
         sys.stderr.write("ignis serve: error: --replicas needs --ray (see 'ignis serve --help')\n")
         return 2
@@ -65,7 +68,8 @@ def cmd_serve(args) -> int:
                          "pip install 'ignis[serve]'") from None
     return serve(model_path(args), host=args.host, port=args.port, n_ctx=args.ctx, threads=args.threads,
                  max_batch=args.parallel, api_key=args.api_key, max_queue=args.max_queue, pooling=args.pooling,
-                 shutdown_timeout=args.shutdown_timeout, quiet=args.quiet, spec=args.spec)
+                 shutdown_timeout=args.shutdown_timeout, quiet=args.quiet, spec=args.spec,
+                 draft_model=draft_path(args))
 
 
 def _seconds(text):

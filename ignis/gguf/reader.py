@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ignis.errors import GGUFError
+from ignis.gguf._strings import read_strings
 from ignis.gguf.types import BLOCK_LAYOUTS, SCALAR_FORMATS, TensorType, ValueType, type_label
 
 GGUF_MAGIC = b"GGUF"
@@ -79,12 +80,21 @@ class _Cursor:
         except UnicodeDecodeError:
             raise self.fail(field, "string is not valid UTF-8") from None
 
+    def strings(self, count: int, field: str) -> list:
+        """An array's count strings, read in C (a vocabulary has 150k of them). An item that is
+        not a whole valid string goes through string(), which raises its usual error."""
+        out, self.pos = read_strings(self.buf, self.pos, count)
+        if len(out) < count:
+            self.string(f"{field}[{len(out)}]")      # raises
+        return out
+
     def array_of(self, dtype: str, count: int, field: str) -> np.ndarray:
         item = np.dtype(dtype).itemsize
         self.need(count * item, field)
         out = np.frombuffer(self.buf, dtype=dtype, count=count, offset=self.pos)
         self.pos += count * item
         return out
+
 
 
 _NUMPY_OF = {
@@ -120,6 +130,8 @@ def _read_value(cur: _Cursor, vtype: ValueType, field: str, depth: int = 0):
     min_item = 8 if item_type in (ValueType.STRING, ValueType.ARRAY) else struct.calcsize(SCALAR_FORMATS[item_type])
     if count * min_item > cur.size - cur.pos:
         raise cur.fail(field, f"array of {count} items cannot fit in the {cur.size - cur.pos} bytes left")
+    if item_type == ValueType.STRING:
+        return cur.strings(count, field), (ValueType.ARRAY, item_type)
     if item_type in _NUMPY_OF:
         items = cur.array_of(_NUMPY_OF[item_type], count, field).tolist()
         if item_type == ValueType.BOOL:

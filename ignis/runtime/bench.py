@@ -3,6 +3,7 @@ decode steps. `measure` works on any engine given its eval and reset (bench/spee
 on ignis and on llama.cpp); `run_bench` is what `ignis bench` prints. Batched decoding
 through the continuous-batching scheduler: `measure_batched` (bench/batched.py compares it
 with llama.cpp) and `run_batch_bench` (`ignis bench --batch`)."""
+import json
 import os
 import statistics
 import sys
@@ -14,6 +15,13 @@ import numpy as np
 def bench_prompt(n_prompt: int, n_vocab: int) -> list:
     """The same pseudo-random prompt for every engine and run."""
     return (np.random.default_rng(0).integers(1000, 20000, size=n_prompt) % n_vocab).tolist()
+
+
+def forget(model) -> None:
+    """An empty context and an empty prefix cache: Model.reset alone keeps the KV blocks, so the
+    next run of the same prompt would be served from the cache instead of computed."""
+    model.reset()
+    model.clear_prefix_cache()
 
 
 def measure(eval_ids, reset, ids: list, n_gen: int, repetitions: int = 1, on_run=None, on_warmup=None) -> tuple:
@@ -52,7 +60,7 @@ def run_bench(path, n_prompt: int = 512, n_gen: int = 128, threads=None, repetit
     on_warmup: see measure)."""
     import ignis
     model = ignis.load(path, n_ctx=n_prompt + n_gen + 8, threads=threads)
-    pp, tg = measure(model.eval, model.reset, bench_prompt(n_prompt, model.n_vocab), n_gen, repetitions,
+    pp, tg = measure(model.eval, lambda: forget(model), bench_prompt(n_prompt, model.n_vocab), n_gen, repetitions,
                      on_run, on_warmup)
     return {"pp_tok_s": float(np.median(pp)), "tg_tok_s": float(np.median(tg)), "threads": model.threads,
             "model": os.path.basename(str(path)), "pp_runs": pp, "tg_runs": tg,
@@ -97,11 +105,21 @@ def batch_rates(n_seq: int, n_prompt: int, t0: float, t_first: float, t_end: flo
             "prefill_s": prefill_s, "decode_s": decode_s, "decode_tokens": decode_tokens}
 
 
-def _scheduler_run(sched, prompts: list, n_gen: int, poll: float) -> dict:
+# sampling settings a batched run can use (Model.request's keywords); greedy is the default
+BATCH_SAMPLING = {
+    "greedy": {"temperature": 0.0},
+    "full": {"temperature": 1.0, "top_p": 1.0, "top_k": 0, "min_p": 0.0},     # OpenAI's default
+    "llama": {"temperature": 0.8, "top_k": 40, "top_p": 0.95, "min_p": 0.05},  # llama.cpp's filters
+}
+
+
+def _scheduler_run(sched, prompts: list, n_gen: int, poll: float, sampling: str = "greedy") -> dict:
     """Submit every prompt at once and watch the handles' token counts until all finish."""
     from ignis.errors import IgnisError
 
-    requests = [sched.model.request(ids, max_tokens=n_gen, temperature=0.0, ignore_eos=True) for ids in prompts]
+    settings = BATCH_SAMPLING[sampling]
+    requests = [sched.model.request(ids, max_tokens=n_gen, ignore_eos=True, seed=i, **settings)
+                for i, ids in enumerate(prompts)]
     steps0 = sched.steps
     # all at once: the engine thread (already running) cannot take the GIL and start a step
     # with only some of them while they are submitted (a few ms)
@@ -135,32 +153,36 @@ def _scheduler_run(sched, prompts: list, n_gen: int, poll: float) -> dict:
     decode_tokens = n_gen * len(handles) - sum(at_first)
     out = batch_rates(len(prompts), len(prompts[0]), t0, t_first, t_end, decode_tokens)
     steps, decode_steps = sched.steps - steps0, sched.steps - steps_first
-    out.update(steps=steps, decode_steps=decode_steps, first_step_tokens=first_step,
+    out.update(steps=steps, decode_steps=decode_steps, first_step_tokens=first_step, t0=t0, t_first=t_first,
+               t_end=t_end, sampling=sampling,
                avg_step_tokens=(len(prompts) * len(prompts[0]) + n_gen * len(handles) - len(handles)) / max(steps, 1),
                avg_decode_step_tokens=decode_tokens / decode_steps if decode_steps else 0.0)
     return out
 
 
 def measure_batched(model, n_seq: int, n_prompt: int = 128, n_gen: int = 64,
-                    step_tokens: int = BATCH_STEP_TOKENS, warmup: bool = True, poll: float = 0.0005) -> dict:
+                    step_tokens: int = BATCH_STEP_TOKENS, warmup: bool = True, poll: float = 0.0005,
+                    sampling: str = "greedy") -> dict:
     """Batched prefill and aggregate decode speed of `model` through its continuous-batching
     scheduler (greedy, ignore_eos, so everything a caller pays per step is in): n_seq
     sequences with prompts from batch_prompts, n_gen tokens each. One untimed run first
     (min(n_gen, 16) tokens: compiles the step plans, faults the weights in), then the timed
-    run. Returns batch_rates' dict plus the scheduler's steps, average tokens per step (whole
+    run. sampling: a BATCH_SAMPLING name (seeded per sequence). Returns batch_rates' dict
+    plus the run's perf_counter timestamps (t0, t_first, t_end), the scheduler's steps, average tokens per step (whole
     run and decode window), the plans compiled during the timed run (0 if the warm-up
     covered every step shape), its prefix-cache hits (0) and arrival retries (see _fresh_run)."""
     if n_gen < 2:
         raise ValueError("measure_batched: n_gen must be at least 2 (the first token ends prefill)")
     prompts = batch_prompts(n_seq, n_prompt, model.n_vocab)
     if warmup:
-        _fresh_run(model, prompts, min(n_gen, 16), step_tokens, poll)
-    out = _fresh_run(model, prompts, n_gen, step_tokens, poll)
+        _fresh_run(model, prompts, min(n_gen, 16), step_tokens, poll, sampling)
+    out = _fresh_run(model, prompts, n_gen, step_tokens, poll, sampling)
     out["batch"] = n_seq
     return out
 
 
-def _fresh_run(model, prompts: list, n_gen: int, step_tokens: int, poll: float, attempts: int = 3) -> dict:
+def _fresh_run(model, prompts: list, n_gen: int, step_tokens: int, poll: float, sampling: str = "greedy",
+               attempts: int = 3) -> dict:
     """One run on a fresh scheduler, the prefix cache emptied first (every prompt is prefilled). The
     engine thread may, rarely, take the first request alone into a step before the others
     are queued; such a run (its first step smaller than all prompts at once would make it)
@@ -174,7 +196,7 @@ def _fresh_run(model, prompts: list, n_gen: int, step_tokens: int, poll: float, 
         try:
             _start(sched, prompts[0][0])
             compiled = len(plans) if plans is not None else 0
-            out = _scheduler_run(sched, prompts, n_gen, poll)
+            out = _scheduler_run(sched, prompts, n_gen, poll, sampling)
             out["plans_compiled"] = (len(plans) - compiled) if plans is not None else None
             out["cache_hits"] = getattr(sched, "cache_hits", 0)
         finally:
@@ -237,3 +259,15 @@ def positive_int(text: str) -> int:
 def ratio(a, b) -> str:
     """a / b as '1.23x', '-' when either is missing."""
     return f"{a / b:.2f}x" if a and b else "-"
+
+
+SSE_DONE = "[DONE]"
+
+
+def sse_event(line: str):
+    """One line of an OpenAI-style event stream: None (not a data line), SSE_DONE, or the
+    data's parsed JSON (the serve benchmark and the soak read streams line by line)."""
+    if not line.startswith("data:"):
+        return None
+    data = line[5:].strip()
+    return SSE_DONE if data == SSE_DONE else json.loads(data)

@@ -64,7 +64,8 @@ def _check_messages(messages) -> list:
 
 
 class Model:
-    def __init__(self, path=None, n_ctx: int | None = None, threads: int | None = None, passes=None):
+    def __init__(self, path=None, n_ctx: int | None = None, threads: int | None = None, passes=None,
+                 draft_model=None):
         # arguments are checked before anything is fetched or opened
         if path is not None:
             path = check_path("path", path)
@@ -77,6 +78,8 @@ class Model:
                 raise ArgumentError(f"threads = {threads} is more than {most} (4x the {default_threads()} "
                                     "available cores, at least 64)")
         passes = _check_passes(passes)
+        if draft_model is not None:
+            draft_model = check_path("draft_model", draft_model)
         from ignis.hub import pull, resolve
         # a file path, else a catalogue name (pulled on first use), else the default model
         path = pull(progress=True) if path is None else resolve(path, progress=True)
@@ -111,6 +114,14 @@ class Model:
         self._template = None
         self.last_prompt_evaluated = 0
         self.last_result = None
+        self.draft = None               # speculative="draft": ignis.runtime.draft_model.DraftModel
+        if draft_model is not None:
+            from ignis.runtime.draft_model import DraftModel
+            try:
+                self.draft = DraftModel.load(self, draft_model)
+            except BaseException:
+                self.close()
+                raise
 
     # -- the engine loop ------------------------------------------------------------------
 
@@ -151,17 +162,22 @@ class Model:
                 presence_penalty: float = 0.0, frequency_penalty: float = 0.0, seed=None,
                 stop=None, ignore_eos: bool = False, n: int = 1, logprobs: int | None = None,
                 json_schema=None, regex=None, grammar=None, constraint=None, speculative=None,
-                name: str = "prompt") -> Request:
+                logit_bias=None, name: str = "prompt") -> Request:
         """A validated, immutable Request for Scheduler.submit: the prompt (text, special
         tokens parsed, or token ids, each checked against the vocabulary), generate()'s
         settings, n completions, logprobs=N (per sampled token its log-probability and the
         N most likely), and at most one constraint (json_schema, regex, grammar, or an
         already compiled `constraint`), and speculative="ngram" to decode with prompt-lookup
-        drafts verified exactly (the same tokens, fewer steps). Every check happens here, with
-        a typed one-line error."""
+        drafts verified exactly (the same tokens, fewer steps), or "draft" with the draft
+        model's (load(..., draft_model=...)). logit_bias: {token id: finite bias} added to those
+        logits before any other filter (OpenAI's and llama.cpp's order; -100 all but bans). Every
+        check happens here, with a typed one-line error."""
+        if speculative == "draft" and self.draft is None:
+            raise ArgumentError("speculative=\"draft\" needs a draft model: load the model with "
+                                "ignis.load(path, draft_model=NAME_OR_PATH) (--spec draft -md MODEL)")
         params = SamplingParams(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
                                 repeat_penalty=repeat_penalty, presence_penalty=presence_penalty,
-                                frequency_penalty=frequency_penalty, seed=seed)
+                                frequency_penalty=frequency_penalty, seed=seed, logit_bias=logit_bias)
         if constraint is None:
             constraint = self.constraint(json_schema=json_schema, regex=regex, grammar=grammar)
         elif any(x is not None for x in (json_schema, regex, grammar)):
@@ -271,17 +287,19 @@ class Model:
                  top_p: float = 0.95, min_p: float = 0.05, repeat_penalty: float = 1.0,
                  presence_penalty: float = 0.0, frequency_penalty: float = 0.0, seed=None,
                  stop=None, ignore_eos: bool = False, stream: bool = False, json_schema=None, regex=None,
-                 grammar=None, speculative=None):
+                 grammar=None, speculative=None, logit_bias=None):
         """Complete a prompt (text with special tokens parsed, or a list of ids). Returns the
         text, or with stream=True an iterator of text pieces as they are generated (closing
         it early cancels the request). Structured output: at most one of json_schema (a dict
         or JSON text), regex (the whole output matches it) and grammar (Lark or llama.cpp
         GBNF text); generation then ends when the output is complete. speculative="ngram":
-        prompt-lookup drafts verified exactly (the text is the one without it)."""
+        prompt-lookup drafts verified exactly (the text is the one without it); "draft": the
+        draft model's drafts (load(..., draft_model=...)), as exact."""
         # every argument is checked here, before any work (and before a stream starts)
         request = self.request(prompt, max_tokens, temperature, top_k, top_p, min_p, repeat_penalty,
                                presence_penalty, frequency_penalty, seed, stop, ignore_eos,
-                               json_schema=json_schema, regex=regex, grammar=grammar, speculative=speculative)
+                               json_schema=json_schema, regex=regex, grammar=grammar, speculative=speculative,
+                               logit_bias=logit_bias)
         stream = check_bool("stream", stream)
         handle = self._default_scheduler().submit(request)
         try:
@@ -302,7 +320,7 @@ class Model:
                        top_p: float = 0.95, min_p: float = 0.05, repeat_penalty: float = 1.0,
                        presence_penalty: float = 0.0, frequency_penalty: float = 0.0, seed=None,
                        stop=None, ignore_eos: bool = False, stream: bool = False, json_schema=None, regex=None,
-                       grammar=None, speculative=None):
+                       grammar=None, speculative=None, logit_bias=None):
         """Complete many prompts at once (continuous batching: one forward pass a step for all
         of them). Each prompt's text is what generate() gives it alone with the same settings
         (seed, json_schema, regex, grammar: one for every prompt, or a list of one per prompt,
@@ -329,7 +347,8 @@ class Model:
                     raise type(exc)(f"prompts[{i}]: {exc}") from None
             requests.append(self.request(p, max_tokens, temperature, top_k, top_p, min_p, repeat_penalty,
                                          presence_penalty, frequency_penalty, s, stop, ignore_eos,
-                                         constraint=compiled[key], speculative=speculative, name=f"prompts[{i}]"))
+                                         constraint=compiled[key], speculative=speculative, logit_bias=logit_bias,
+                                         name=f"prompts[{i}]"))
         sched = self._default_scheduler()
         events = queue.Queue() if stream else None
         handles = [sched.submit(r, sink=events, tag=i) for i, r in enumerate(requests)]
@@ -388,6 +407,8 @@ class Model:
         with self._lock:      # waits for a step in progress
             self.engine = None
             self.gguf.close()
+        if self.draft is not None:
+            self.draft.close()
 
     def __enter__(self):
         return self
@@ -429,6 +450,7 @@ def _merged(handles, events) -> Iterator[tuple]:
 _CHAT_SETTINGS = frozenset(inspect.signature(Model.generate).parameters) - {"self", "prompt", "max_tokens", "stream"}
 
 
-def load(path=None, n_ctx: int | None = None, threads: int | None = None, passes=None) -> Model:
-    """Open a GGUF model (the default model, fetched on first use, when path is None)."""
-    return Model(path, n_ctx=n_ctx, threads=threads, passes=passes)
+def load(path=None, n_ctx: int | None = None, threads: int | None = None, passes=None, draft_model=None) -> Model:
+    """Open a GGUF model (the default model, fetched on first use, when path is None);
+    draft_model (a file or catalogue name sharing the vocabulary) drafts for speculative="draft"."""
+    return Model(path, n_ctx=n_ctx, threads=threads, passes=passes, draft_model=draft_model)

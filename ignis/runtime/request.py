@@ -97,7 +97,7 @@ def make_request(ids: list, *, n_ctx: int, vocab: int, max_tokens: int, params, 
     if rows == "embed" and (n != 1 or session is not None):
         raise ArgumentError("an embedding request has one completion and no session")
     params = copy.deepcopy(params)
-    params.validate()
+    params.validate(n_vocab=vocab or None)      # logit_bias ids within this model's logits
     return Request(ids=tuple(ids), max_tokens=max_tokens, params=params, stop=check_stop(stop),
                    ignore_eos=check_bool("ignore_eos", ignore_eos), n=n, logprobs=logprobs, constraint=constraint,
                    end_ids=frozenset(end_ids), keep_end=keep_end, rows=rows, session=session, vocab=vocab,

@@ -46,9 +46,8 @@ from ignis.runtime.generate import Completion
 from ignis.runtime.handle import END_OF_STREAM, PieceStream, RequestHandle  # noqa: F401 (re-exported)
 from ignis.runtime.request import Request
 from ignis.runtime.sampling import sample_rows
-from ignis.runtime.speculative import DraftLength, NgramDrafter
+from ignis.runtime.speculative import SPEC_MAX_BATCH, DraftLength, NgramDrafter, propose_all
 
-SPEC_MAX_BATCH = 4           # no drafting when more sequences decode at once (compute-bound steps)
 ALL_ROWS_CHUNK = 64          # tokens per step of a request that wants every row's logits
 
 log = logging.getLogger("ignis.scheduler")
@@ -143,11 +142,16 @@ class Scheduler:
         if isinstance(tag, (list, tuple)) and len(tag) != n:
             raise IgnisError(f"{len(tag)} tags for {n} completions")
         arrival = next(self._arrivals)
+        draft = getattr(self.model, "draft", None)
+        if request.speculative == "draft" and draft is None:
+            raise IgnisError("speculative=\"draft\" needs a draft model (load the model with draft_model=...)")
         group = []
         for i in range(n):
             handle = RequestHandle(next(self._ids), sink, tag[i] if isinstance(tag, (list, tuple)) else tag,
                                    self._outbox)
             group.append(_Seq(request, handle, self._completion(request, i, handle), arrival))
+            if request.speculative == "draft":
+                group[-1].drafter, group[-1].draft_len = draft.drafter(group[-1].tokens), draft.draft_length()
         group[0].followers = group[1:]
         if request.rows == "sample" and request.max_tokens == 0:     # nothing to compute
             for s in group:
@@ -222,17 +226,22 @@ class Scheduler:
                 self._wake.wait(0.5)
                 self._wake.clear()
                 continue
-            try:
-                with self.model._lock:
-                    self._step()
-            except Exception as exc:     # a bug in the loop itself: every request learns of it
-                log.exception("scheduler step failed")
-                error = IgnisError(f"scheduler step failed: {type(exc).__name__}: {exc}")
-                with self.model._lock:
-                    for s in self._waiting + self._running:
-                        self._end(s, "error", error)
-                    self._waiting, self._running = [], []
+            self._guarded_step("scheduler step")
             self._hand_over()
+
+    def _guarded_step(self, what: str) -> None:
+        """One step; an exception there is a bug in the loop itself: every request of the
+        loop ends with it as its error (never a hang)."""
+        try:
+            with self.model._lock:
+                self._step()
+        except Exception as exc:
+            log.exception("%s failed", what)
+            error = IgnisError(f"{what} failed: {type(exc).__name__}: {exc}")
+            with self.model._lock:
+                for s in self._waiting + self._running:
+                    self._end(s, "error", error)
+                self._waiting, self._running = [], []
 
     def _hand_over(self) -> None:
         """One hand-off per sink per step: a sink with put_many gets the step's items in one
@@ -263,6 +272,8 @@ class Scheduler:
         for f in s.followers:
             self._end(f, reason, error)
         s.followers = []
+        if s.drafter is not None:        # a draft model's session goes back to its pool
+            s.drafter.close()
         if s.seq is not None:
             session = s.request.session
             if session is not None and error is None and reason != "cancelled":
@@ -338,12 +349,14 @@ class Scheduler:
     # -- one step ----------------------------------------------------------------------------
 
     def _step(self) -> None:
+        self._take_incoming()        # all that was submitted together steps together
         self._cancellations()
         budget = self.step_tokens
         batch = []       # (seq, n tokens) in the order they go into the step
         decoding = [s for s in self._running if s.left == 1]
+        drafts = propose_all(decoding, self.engine.n_ctx) if len(decoding) <= SPEC_MAX_BATCH else {}
         for s in decoding:                                            # decodes first
-            if s in self._running and (self._draft(s, len(decoding)) or self._reserve(s, 1, batch)):
+            if s in self._running and (self._draft(s, drafts.get(id(s))) or self._reserve(s, 1, batch)):
                 batch.append((s, 1 + len(s.draft)))
                 budget -= 1 + len(s.draft)
         for s in list(self._running):                                 # then prompt chunks
@@ -619,16 +632,11 @@ class Scheduler:
 
     # -- speculative decoding (ignis.runtime.speculative) -----------------------------------
 
-    def _draft(self, s: _Seq, n_decoding: int) -> bool:
-        """Draft tokens for s and reserve their positions with its next one; False (and no
-        draft) when there is nothing to draft, the batch is large (a step is compute-bound
-        there: verifying costs more than it saves), or the pool has no room for it."""
+    def _draft(self, s: _Seq, draft) -> bool:
+        """Reserve the positions of s's draft (speculative.propose_all: none when the batch is
+        large, a step being compute-bound there) with its next one; False (and no draft) when
+        there is nothing to verify or the pool has no room for it."""
         s.draft = []
-        if s.drafter is None or n_decoding > SPEC_MAX_BATCH:
-            return False
-        done = len(s.handle.result.tokens)
-        room = min(s.completion.max_tokens - done - 1, self.engine.n_ctx - len(s.tokens))
-        draft = s.drafter.propose(min(s.draft_len.k, room))
         if not draft:
             return False
         try:
@@ -661,7 +669,7 @@ class Scheduler:
             accepted += 1
         result.drafted += len(draft)
         result.accepted += accepted
-        s.draft_len.update(len(draft), accepted)
+        s.draft_len.update(len(draft), accepted, dt)
         self._time(s, 1 + len(draft), dt)
         if s.seq is None:                # ended
             return

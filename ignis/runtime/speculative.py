@@ -12,12 +12,21 @@ tokens); the draft only decides how many tokens one step yields.
 
 `NgramDrafter` is prompt lookup: the last n tokens (longest n first) are looked up in the
 prompt and what was generated so far, and what followed their latest earlier occurrence is
-proposed. `DraftLength` adapts how many tokens a request drafts from how many it had
-accepted, so a request whose drafts keep failing stops paying for them.
+proposed. A draft model (mode "draft", ignis.runtime.draft_model) proposes its own greedy
+continuation instead. `DraftLength` adapts how many tokens a request drafts from how many it
+had accepted, so a request whose drafts keep failing stops paying for them; for a draft
+model, whose steps cost time, it weighs that cost (`DraftCost`) against the expected gain.
+`propose_all` gathers one step's drafts: a draft model gets all its requests at once.
 """
 from __future__ import annotations
 
-MODES = ("ngram",)
+import logging
+import time
+
+log = logging.getLogger("ignis.speculative")
+
+MODES = ("ngram", "draft")
+SPEC_MAX_BATCH = 4   # no drafting when more sequences decode at once (compute-bound steps)
 NGRAM_MAX = 4        # the longest suffix looked up
 NGRAM_MIN = 2        # the shortest (a single token matches too often to be worth a draft)
 DRAFT_MAX = 10       # most tokens drafted at once
@@ -53,19 +62,157 @@ class NgramDrafter:
                 return toks[at:at + k]
         return []
 
+    def close(self) -> None:
+        """Nothing held outside the request."""
+
+
+VERIFY_ROW = 0.03     # what one more row costs a memory-bound verify step, next to the step
+FIT_DECAY = 0.95      # weight of the verify steps seen so far in the fit of their time
+MIN_GAIN = 1.05       # a draft model drafts only when it is expected to pay this much
+DECAY = 0.8           # weight of the acceptance seen so far at each new round
+PAUSE_MAX = 64        # most steps a request waits before it tries drafting again
+
+
+class DraftCost:
+    """What drafting one token costs, in single-row steps of the main model, from timings
+    shared by every request of one draft model: seconds per draft step, and the main step's
+    time as a line in its rows, a + b * rows, fitted to the verify steps seen (a memory-bound
+    step costs little more per row, a compute-bound one (a loaded machine) much more).
+    A drafted token costs a draft step and a verify row: (draft step + b) / (a + b).
+    `prior` (+ VERIFY_ROW) until both were timed."""
+
+    def __init__(self, prior: float):
+        self.prior = prior
+        self.draft_step = None
+        self._sums = [0.0] * 5      # decayed weight, rows, seconds, rows^2, rows * seconds
+
+    def draft_round(self, seconds: float, k: int) -> None:
+        if k > 0:
+            per = seconds / k
+            self.draft_step = per if self.draft_step is None else 0.8 * self.draft_step + 0.2 * per
+
+    def main_round(self, seconds: float, rows: int) -> None:
+        if seconds > 0:
+            for i, v in enumerate((1.0, rows, seconds, rows * rows, rows * seconds)):
+                self._sums[i] = FIT_DECAY * self._sums[i] + v
+
+    def main_line(self):
+        """(a, b): a main step of r rows takes about a + b * r seconds; None before any."""
+        n, sx, sy, sxx, sxy = self._sums
+        if n == 0:
+            return None
+        mx, my = sx / n, sy / n
+        var = sxx / n - mx * mx
+        if var > 0.25:               # the rows varied enough to fit a slope
+            b = max(0.0, (sxy / n - mx * my) / var)
+        else:
+            b = VERIFY_ROW * my / (1 + VERIFY_ROW * mx)
+        return max(my - b * mx, 0.05 * my), b
+
+    @property
+    def main_step(self):
+        """Seconds of a single-row main step (None before any)."""
+        line = self.main_line()
+        return None if line is None else line[0] + line[1]
+
+    @property
+    def ratio(self) -> float:
+        line = self.main_line()
+        if self.draft_step is None or line is None:
+            return self.prior + VERIFY_ROW
+        a, b = line
+        return (self.draft_step + b) / (a + b)
+
+
+def best_length(p: float, cost: float, most: int) -> tuple:
+    """(k, expected speed-up) of drafting k tokens, each accepted with probability p (until the
+    first rejection), when a drafted token costs `cost` main steps: a step then yields
+    1 + p + ... + p^k tokens for 1 + cost * k steps' time."""
+    best = (0, 1.0)
+    tokens = 1.0
+    for k in range(1, most + 1):
+        tokens += p ** k
+        gain = tokens / (1 + cost * k)
+        if gain > best[1]:
+            best = (k, gain)
+    return best
+
 
 class DraftLength:
-    """How many tokens to draft next: grows while drafts are accepted whole, shrinks to what
-    was accepted (plus one) when one fails, never above DRAFT_MAX."""
+    """How many tokens to draft next. Free drafts (prompt lookup): grows while drafts are
+    accepted whole, shrinks to what was accepted (plus one) when one fails, never above
+    DRAFT_MAX. Costly drafts (a DraftCost): the k that maximises the expected speed-up at the
+    request's acceptance rate (a decaying count of accepted and rejected tokens); when no k
+    pays MIN_GAIN, no drafts for a while (doubling, at most PAUSE_MAX steps), then a short probe."""
 
-    def __init__(self, most: int = DRAFT_MAX):
+    def __init__(self, most: int = DRAFT_MAX, cost: DraftCost | None = None):
         self.most = most
         self.k = most
+        self.cost = cost
+        if cost is not None:
+            self.k = 4
+            self.hits, self.misses = 3.0, 1.0      # a prior acceptance rate of 3/4
+            self.pause = self.backoff = 0
 
-    def update(self, drafted: int, accepted: int) -> None:
+    def want(self) -> int:
+        """The length to draft at this step (0 while paused)."""
+        if self.cost is not None and self.pause > 0:
+            self.pause -= 1
+            return 0
+        return self.k
+
+    def update(self, drafted: int, accepted: int, seconds: float | None = None) -> None:
+        """A verified draft: `seconds` is the main step's time that verified it."""
         if drafted == 0:
+            return
+        if self.cost is not None:
+            self._weigh(drafted, accepted, seconds)
             return
         if accepted == drafted:
             self.k = min(self.most, self.k + 2)
         else:
             self.k = max(1, accepted + 1)
+
+    def _weigh(self, drafted: int, accepted: int, seconds: float | None) -> None:
+        if seconds is not None:
+            self.cost.main_round(seconds, drafted + 1)
+        self.hits = DECAY * self.hits + accepted
+        self.misses = DECAY * self.misses + (accepted < drafted)
+        k, gain = best_length(self.hits / (self.hits + self.misses), self.cost.ratio, self.most)
+        if gain < MIN_GAIN:
+            self.backoff = min(PAUSE_MAX, max(4, 2 * self.backoff))
+            self.pause, self.k = self.backoff, 2
+        else:
+            self.backoff, self.pause, self.k = 0, 0, k
+
+
+def propose_all(seqs: list, n_ctx: int) -> dict:
+    """id(seq) -> the tokens drafted for it at this step, for the loop's decoding sequences
+    (ignis.runtime.scheduler._Seq) that draft: prompt lookup at once, a draft model's requests
+    all together (one batch in the draft model). The drafting time counts as decode time."""
+    out, by_source = {}, {}
+    for s in seqs:
+        if s.drafter is None:
+            continue
+        done = len(s.handle.result.tokens)
+        room = min(s.completion.max_tokens - done - 1, n_ctx - len(s.tokens))
+        k = min(s.draft_len.want(), room)
+        if k <= 0:
+            continue
+        source = getattr(s.drafter, "source", None)
+        if source is None:
+            out[id(s)] = s.drafter.propose(k)
+        else:
+            by_source.setdefault(id(source), (source, []))[1].append((s, k))
+    for source, items in by_source.values():
+        t0 = time.perf_counter()
+        try:
+            drafts = source.propose_many([(s.drafter, k) for s, k in items])
+        except Exception:       # the draft model failed (or was closed): no drafts, the text goes on
+            log.exception("drafting failed")
+            drafts = [[] for _ in items]
+        seconds = time.perf_counter() - t0
+        for (s, _), draft in zip(items, drafts):
+            out[id(s)] = draft
+            s.handle.result.decode_seconds += seconds
+    return out

@@ -206,6 +206,7 @@ class _Run:
         self.ended = set()                     # tags whose end has come
         self.t0 = time.perf_counter()
         self.last = [None] * len(handles)      # time of the latest piece
+        self.speculative = False               # drafts verified: the usage says how many
         self.counted = [0] * len(handles)      # tokens already timed
         self.closed = False
         state.inflight.update(handles)
@@ -275,6 +276,8 @@ class _Run:
             else:
                 metrics.finished.labels("error" if h.error is not None else h.result.finish_reason).inc()
             metrics.generated_tokens.inc(len(h.result.tokens))
+            metrics.drafted_tokens.inc(h.result.drafted)
+            metrics.accepted_tokens.inc(h.result.accepted)
             self.state.inflight.discard(h)
         self.state.active -= len(self.handles)
         self.scope["ignis.tokens"] = (self.n_prompt, self.completion_tokens)
@@ -282,6 +285,19 @@ class _Run:
     @property
     def completion_tokens(self) -> int:
         return sum(len(h.result.tokens) for h in self.handles)
+
+    def usage(self) -> dict:
+        """OpenAI's usage; with speculative decoding also the draft counts: ignis' drafted_tokens
+        and accepted_tokens, and OpenAI's completion_tokens_details (the accepted and rejected
+        "prediction" tokens of its predicted outputs)."""
+        use = protocol.usage(self.n_prompt, self.completion_tokens)
+        if self.speculative:
+            drafted = sum(h.result.drafted for h in self.handles)
+            accepted = sum(h.result.accepted for h in self.handles)
+            use.update(drafted_tokens=drafted, accepted_tokens=accepted,
+                       completion_tokens_details={"accepted_prediction_tokens": accepted,
+                                                  "rejected_prediction_tokens": drafted - accepted})
+        return use
 
     async def finish(self) -> None:
         """Wait for every choice of a non-streamed request; raise the first one's cut-off."""
@@ -376,6 +392,7 @@ def _start(state: ServerState, requests, n_sequences: int, n_prompt: int, reques
         state.active -= n_sequences
         raise
     run = _Run(state, handles, sink, n_prompt, request.scope)
+    run.speculative = any(getattr(r, "speculative", None) for r in requests)
     run.watch(request)
     return run
 
@@ -405,6 +422,7 @@ async def _generate(request: HTTPRequest, state: ServerState, kind: str):
     # compiled before anything is queued: a bad schema, regex or grammar is a 400
     constraint = await _prep(state, toolchat.request_constraint, model, plan, req.json_schema, req.regex,
                              req.grammar)
+    bias = _check_bias(state, req.logit_bias)
     requests = []
     for i, prompt in enumerate(prompts):
         where = "messages" if kind == "chat" else "prompt" if len(prompts) == 1 else f"prompt[{i}]"
@@ -413,7 +431,7 @@ async def _generate(request: HTTPRequest, state: ServerState, kind: str):
         requests.append(await _prep(state, functools.partial(
             model.request, prompt, want, req.temperature, req.top_k, req.top_p, req.min_p, req.repeat_penalty,
             req.presence_penalty, req.frequency_penalty, req.seed, req.stop, req.ignore_eos, n=req.n,
-            logprobs=req.logprobs, constraint=constraint, name=where,
+            logprobs=req.logprobs, constraint=constraint, name=where, logit_bias=bias,
             speculative=state.spec if req.speculative == "default" else req.speculative)))
     all_ids = [list(r.ids) for r in requests]
     max_tokens = requests[0].max_tokens
@@ -435,7 +453,7 @@ async def _generate(request: HTTPRequest, state: ServerState, kind: str):
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
     await run.finish()
     texts = [echo + h.result.text for echo, h in zip(echoes, handles)]
-    use = protocol.usage(n_prompt, run.completion_tokens)
+    use = run.usage()
     lps = None
     if req.logprobs is not None:
         lps = [protocol.logprobs(kind, model.tokenizer, h.result.tokens, h.result.logprobs, len(echo))
@@ -467,6 +485,16 @@ def _check_vocab(state: ServerState, ids, where: str) -> None:
         if bad:
             raise APIError(f"{where}: token id {bad[0]} is not in the vocabulary (ids are 0 to "
                            f"{state.n_real_vocab - 1})", param="prompt" if where.startswith("prompt") else "tokens")
+
+
+def _check_bias(state: ServerState, bias: dict | None) -> dict | None:
+    """logit_bias with its ids checked against the tokenizer's real vocabulary (a 400 naming
+    logit_bias; the model's padded logits rows past it hold no token)."""
+    bad = sorted(t for t in bias or () if t >= state.n_real_vocab)
+    if bad:
+        raise APIError(f"logit_bias: token id {bad[0]} is not in the vocabulary (ids are 0 to "
+                       f"{state.n_real_vocab - 1})", param="logit_bias")
+    return dict(bias) if bias else None
 
 
 def _sse(body) -> str:
@@ -534,7 +562,7 @@ async def _stream(run: _Run, kind: str, rid: str, model_name: str, req, echoes: 
                     reason = parsers[i].finish_reason(reason)
                 yield out([(i, None if kind == "chat" else "", reason, False, new_logprobs(i, final=True))])
         if req.include_usage:
-            yield out([], protocol.usage(run.n_prompt, run.completion_tokens))
+            yield out([], run.usage())
         yield "data: [DONE]\n\n"
     finally:
         run.close()      # a client gone mid-stream lands here (the task is cancelled): cancel
@@ -707,7 +735,7 @@ def _log_to_stderr(quiet: bool) -> None:
 def serve(model_path: str, *, host: str = "127.0.0.1", port: int = 8080, n_ctx: int | None = None,
           threads: int | None = None, max_batch: int = 8, api_key: str | None = None,
           max_queue: int | None = None, log_level: str = "info", pooling: str | None = None,
-          shutdown_timeout: float = 10.0, quiet: bool = False, spec: str | None = None) -> int:
+          shutdown_timeout: float = 10.0, quiet: bool = False, spec: str | None = None, draft_model=None) -> int:
     """Run the server until SIGINT / SIGTERM. The first signal drains: new requests get a 503,
     those in flight have shutdown_timeout seconds to finish, then the rest are cancelled
     (their clients get an error) and the server exits 0. A second signal skips the wait."""
@@ -717,7 +745,8 @@ def serve(model_path: str, *, host: str = "127.0.0.1", port: int = 8080, n_ctx: 
 
     sock = _bind(host, port)
     _log_to_stderr(quiet)
-    app = create_app(lambda: ignis.load(model_path, n_ctx=n_ctx, threads=threads), max_batch=max_batch,
+    app = create_app(lambda: ignis.load(model_path, n_ctx=n_ctx, threads=threads, draft_model=draft_model),
+                     max_batch=max_batch,
                      api_key=api_key, max_queue=max_queue, pooling=pooling, shutdown_timeout=shutdown_timeout,
                      access_log=not quiet, spec=spec)
     state: ServerState = app.state.ignis

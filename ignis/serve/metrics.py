@@ -20,6 +20,10 @@ class Metrics:
                                 ["reason"], registry=r)
         self.prompt_tokens = Counter("ignis_prompt_tokens", "prompt tokens of accepted requests", registry=r)
         self.generated_tokens = Counter("ignis_generated_tokens", "tokens generated", registry=r)
+        self.drafted_tokens = Counter("ignis_speculative_drafted_tokens", "tokens drafted by speculative decoding "
+                                      "(ngram or the draft model)", registry=r)
+        self.accepted_tokens = Counter("ignis_speculative_accepted_tokens", "drafted tokens that verification "
+                                       "accepted", registry=r)
         self.ttft = Histogram("ignis_time_to_first_token_seconds", "from submission to the first text",
                               buckets=_LATENCY_BUCKETS, registry=r)
         self.itl = Histogram("ignis_inter_token_latency_seconds", "between consecutive generated tokens "

@@ -6,7 +6,8 @@ honours, one of OpenAI's fields that do not change the answer (accepted, ignored
 OpenAI's fields it does not support (a 400 naming the field); other fields are not OpenAI's
 and are ignored. Sampling defaults are OpenAI's (temperature 1, top_p 1, no top-k or min-p
 cut) unless the request sets them; top_k, min_p, repeat_penalty and ignore_eos are accepted
-as extensions.
+as extensions. logit_bias is checked as OpenAI does ({"token id": bias in [-100, 100]}); the
+app checks its ids against the tokenizer's real vocabulary.
 """
 from __future__ import annotations
 
@@ -81,13 +82,13 @@ DEFAULT_MAX_TOKENS = {"completion": 16, "chat": None}     # OpenAI's; None: up t
 # llama.cpp server's extensions both endpoints honour
 _EXTENSIONS = {"top_k", "min_p", "repeat_penalty", "ignore_eos", "json_schema", "regex", "grammar", "speculative"}
 HONOURED = {
-    "chat": frozenset({"messages", "model", "frequency_penalty", "logprobs", "top_logprobs", "max_tokens",
-                       "max_completion_tokens", "n", "presence_penalty", "response_format", "seed", "stop",
-                       "stream", "stream_options", "temperature", "top_p", "tools", "tool_choice",
+    "chat": frozenset({"messages", "model", "frequency_penalty", "logit_bias", "logprobs", "top_logprobs",
+                       "max_tokens", "max_completion_tokens", "n", "presence_penalty", "response_format", "seed",
+                       "stop", "stream", "stream_options", "temperature", "top_p", "tools", "tool_choice",
                        "parallel_tool_calls", *_EXTENSIONS}),
-    "completion": frozenset({"model", "prompt", "echo", "frequency_penalty", "logprobs", "max_tokens", "n",
-                             "presence_penalty", "seed", "stop", "stream", "stream_options", "temperature",
-                             "top_p", "response_format", *_EXTENSIONS}),
+    "completion": frozenset({"model", "prompt", "echo", "frequency_penalty", "logit_bias", "logprobs",
+                             "max_tokens", "n", "presence_penalty", "seed", "stop", "stream", "stream_options",
+                             "temperature", "top_p", "response_format", *_EXTENSIONS}),
 }
 # OpenAI's fields that do not change the answer: accepted and ignored
 IGNORED = {
@@ -97,9 +98,9 @@ IGNORED = {
 }
 # OpenAI's fields that would change the answer and are not supported: a 400 naming the field
 REFUSED = {
-    "chat": frozenset({"logit_bias", "audio", "modalities", "reasoning_effort",
+    "chat": frozenset({"audio", "modalities", "reasoning_effort",
                        "web_search_options", "functions", "function_call", "verbosity"}),
-    "completion": frozenset({"logit_bias", "best_of", "suffix"}),
+    "completion": frozenset({"best_of", "suffix"}),
 }
 ROLES = ("system", "developer", "user", "assistant", "tool")     # developer: OpenAI's newer name for system
 
@@ -108,7 +109,7 @@ def _neutral(name: str, value, body: dict) -> bool:
     """A refused field given a value that asks for nothing beyond the default."""
     if value is None:
         return True
-    if name in ("logit_bias", "functions", "suffix"):     # empty: nothing asked for
+    if name in ("functions", "suffix"):     # empty: nothing asked for
         return value in ({}, [], "")
     if name == "modalities":
         return value == ["text"]
@@ -141,12 +142,13 @@ class Request:
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
     seed: int | None = None
+    logit_bias: dict | None = None   # {token id: bias in [-100, 100]}; None or {}: none
     stop: list = field(default_factory=list)
     n: int = 1
     stream: bool = False
     include_usage: bool = False
     ignore_eos: bool = False
-    speculative: str | None = "default"   # None (off), "ngram", or the server's --spec
+    speculative: str | None = "default"   # None (off), "ngram", "draft", or the server's --spec
     echo: bool = False
     model: str | None = None
     logprobs: int | None = None      # None: none; N: each token's log-probability and the top N
@@ -166,6 +168,35 @@ def _stop(body: dict) -> list:
     if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
         raise APIError(f"stop must be a string or a list of strings, got {_describe(stop)}", param="stop")
     return [s for s in stop if s]
+
+
+LOGIT_BIAS_LIMIT = 100.0      # OpenAI's range: -100 bans a token, +100 forces it
+
+
+def _logit_bias(body: dict) -> dict | None:
+    """OpenAI's logit_bias: an object mapping token ids (decimal strings) to numbers in
+    [-100, 100]; {token id: float}, or None when it asks for nothing. Whether the ids are
+    in the vocabulary is the app's check (it knows the tokenizer)."""
+    value = body.get("logit_bias")
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise APIError(f"logit_bias must be an object mapping token ids to biases, got {_describe(value)}",
+                       param="logit_bias")
+    out = {}
+    for key, bias in value.items():
+        if not (isinstance(key, str) and key.isascii() and key.isdigit() and len(key) <= 12):
+            raise APIError(f"logit_bias keys must be token ids written as decimal strings, got {_describe(key)}",
+                           param="logit_bias")
+        token = int(key)
+        if token in out:
+            raise APIError(f"logit_bias names token id {token} twice", param="logit_bias")
+        if isinstance(bias, bool) or not isinstance(bias, (int, float)) or not math.isfinite(bias):
+            raise APIError(f"logit_bias[{key!r}] must be a finite number, got {_describe(bias)}", param="logit_bias")
+        if not -LOGIT_BIAS_LIMIT <= bias <= LOGIT_BIAS_LIMIT:
+            raise APIError(f"logit_bias[{key!r}] must be in [-100, 100], got {bias}", param="logit_bias")
+        out[token] = float(bias)
+    return out or None
 
 
 def _content(i: int, message: dict) -> str:
@@ -275,6 +306,7 @@ def parse(body, kind: str, max_n: int) -> Request:
     r.seed = _integer(body, "seed", None)
     if r.seed is not None and r.seed < 0:
         r.seed &= (1 << 64) - 1          # OpenAI clients may send negative seeds: use their bits
+    r.logit_bias = _logit_bias(body)
     r.stop = _stop(body)
     r.n = _integer(body, "n", 1, 1, max_n)
     r.stream = _boolean(body, "stream", False)
@@ -286,8 +318,9 @@ def parse(body, kind: str, max_n: int) -> Request:
     r.ignore_eos = _boolean(body, "ignore_eos", False)
     if "speculative" in body:        # an extension: null turns the server's --spec off for this request
         spec = body["speculative"]
-        if spec is not None and spec != "ngram":
-            raise APIError(f"speculative must be null or \"ngram\", got {_describe(spec)}", param="speculative")
+        if spec is not None and spec not in ("ngram", "draft"):
+            raise APIError(f"speculative must be null, \"ngram\" or \"draft\", got {_describe(spec)}",
+                           param="speculative")
         r.speculative = spec
     if kind == "chat":
         if _boolean(body, "logprobs", False):

@@ -352,6 +352,7 @@ static void IL(q8_0_4x8)(int64_t n, const uint8_t *const *w, const uint8_t *cons
 #if IGNIS_X86_512
 #  include "avx512.h"
 #  include "avx512_decode.h"   /* the Q4_K and Q6_K decode kernels */
+#  include "kq_pairs.h"
 #endif
 #include "x86_32.h"
 #include "kquants_x86.h"
@@ -380,7 +381,9 @@ static inline void IL(tile)(int wtype, int64_t nblk, const uint8_t *const *w, in
                                              {IL(q4_k_zn1), IL(q4_k_zn2), IL(q4_k_zn3), IL(q4_k_zn4)},
                                              {IL(q6_k_zn1), IL(q6_k_zn2), IL(q6_k_zn3), IL(q6_k_zn4)},
                                              {IL(q4_1_zn1), IL(q4_1_zn2), IL(q4_1_zn3), IL(q4_1_zn4)}};
-    if (rn >= 4) {
+    if (rn > 4 && (t == 2 || t == 3)) {
+        (t == 2 ? IL(q4_k_p8x8) : IL(q6_k_p8x8))(nblk, wp, xp, tmp);
+    } else if (rn >= 4) {
         z8[t][rn > 4](nblk, wp, xp, tmp);
     } else if (t > 0) {
         zn[t][rn - 1](nblk, wp, xp, tmp);

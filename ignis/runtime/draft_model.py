@@ -1,0 +1,149 @@
+"""speculative="draft": a second, smaller model sharing the vocabulary proposes the tokens.
+
+The draft model is an ordinary ignis Model with its own KV block pool. Each drafting
+request holds one Session in it (ignis.runtime.request.Session): a draft request's ids are
+the main request's whole context, so the draft loop continues the parked sequence from what
+the two share (the rejected draft rows are dropped by that truncation, for free) and
+computes only what is new, then decodes k tokens greedily. The draft model's own engine
+loop (`_DraftLoop`) has no thread: the main loop drives it, all of a step's draft requests at
+once, so the draft model runs them as one batch, step by step. Whatever the draft says, the
+main loop's verification keeps the text plain decoding's; the draft only decides how many
+tokens a step yields.
+
+A draft model's step is not free (unlike prompt lookup), so a request drafts only as many
+tokens as pay for themselves at its acceptance rate (speculative.DraftLength with a cost),
+and none while its acceptance is too low.
+"""
+from __future__ import annotations
+
+import os
+import time
+
+from ignis.errors import IgnisError, ModelError
+from ignis.runtime.engine import MAX_STEP_TOKENS
+from ignis.runtime.request import Session, make_request
+from ignis.runtime.sampling import SamplingParams
+from ignis.runtime.scheduler import Scheduler
+from ignis.runtime.speculative import SPEC_MAX_BATCH, DraftCost, DraftLength
+
+GREEDY = SamplingParams(temperature=0.0)
+CATCH_UP_TIMED = 8       # a draft round that computed more context than this is not timed (a prefill)
+
+
+def check_vocabulary(main, draft) -> None:
+    """A one-line ModelError unless draft has main's vocabulary: the same number of logits
+    rows and the same token table (every id the same token text)."""
+    name = f"draft model {draft.path}"
+    if draft.n_vocab != main.n_vocab:
+        raise ModelError(f"{name}: {draft.n_vocab} tokens, the model has {main.n_vocab} (a draft model must "
+                         "share the vocabulary)")
+    ours = main.gguf.metadata.get("tokenizer.ggml.tokens") or []
+    theirs = draft.gguf.metadata.get("tokenizer.ggml.tokens") or []
+    if len(ours) != len(theirs):
+        raise ModelError(f"{name}: its tokenizer has {len(theirs)} tokens, the model's {len(ours)} (a draft model "
+                         "must share the vocabulary)")
+    if ours != theirs:
+        at = next(i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b)
+        raise ModelError(f"{name}: token {at} is {theirs[at]!r}, the model's is {ours[at]!r} (a draft model must "
+                         "share the vocabulary)")
+
+
+class _DraftLoop(Scheduler):
+    """The draft model's engine loop, run by the main loop's thread (no thread of its own):
+    submit() queues, drive() steps until every queued request is done."""
+
+    def _ensure_thread(self) -> None:
+        if self._stop:
+            raise IgnisError("the draft model is closed")
+
+    def drive(self) -> None:
+        self._take_incoming()
+        while self._running or self._waiting:
+            self._guarded_step("draft step")     # a failure loses the drafts, never the main text
+            self._outbox.clear()         # nobody reads a draft request's pieces
+
+    def release(self, session: Session) -> None:
+        """Free a session's KV sequence (its request has ended)."""
+        with self.model._lock:
+            self._unpark(session)
+
+    def close(self) -> None:
+        with self._lock:
+            self._stop = True
+        with self.model._lock:
+            for session in list(self._parked):
+                self._unpark(session)
+
+    @property
+    def n_parked(self) -> int:
+        return len(self._parked)
+
+
+class ModelDrafter:
+    """One request's drafts: its Session in the draft model's pool."""
+
+    def __init__(self, source: "DraftModel", tokens: list):
+        self.source = source
+        self.tokens = tokens            # the request's own list (prompt, then generated)
+        self.session = Session()
+
+    def close(self) -> None:
+        self.source.loop.release(self.session)
+
+
+class DraftModel:
+    """A loaded draft model and its loop, shared by every request of one main model."""
+
+    def __init__(self, main, draft):
+        check_vocabulary(main, draft)
+        self.model = draft
+        self.loop = _DraftLoop(draft, max_batch=2 * SPEC_MAX_BATCH, step_tokens=MAX_STEP_TOKENS)
+        draft._schedulers.append(self.loop)
+        # a memory-bound step reads the weights once: the files' sizes are the first guess of
+        # what a draft step costs next to a main one, until both are timed
+        self.cost = DraftCost(prior=_weight_bytes(draft) / max(1, _weight_bytes(main)))
+
+    @classmethod
+    def load(cls, main, name_or_path) -> "DraftModel":
+        from ignis.runtime.model import Model
+        draft = Model(name_or_path, n_ctx=main.n_ctx, threads=main.threads)
+        try:
+            return cls(main, draft)
+        except BaseException:
+            draft.close()
+            raise
+
+    def drafter(self, tokens: list) -> ModelDrafter:
+        return ModelDrafter(self, tokens)
+
+    def draft_length(self) -> DraftLength:
+        return DraftLength(cost=self.cost)
+
+    def propose_many(self, wanted: list) -> list:
+        """[(drafter, k)] -> the k greedy tokens the draft model continues each context with
+        (fewer at its context's end; none if its request fails), all in one batch."""
+        t0, compiled = time.perf_counter(), self.model.engine.compile_seconds
+        handles = []
+        for drafter, k in wanted:
+            try:
+                request = make_request(drafter.tokens, n_ctx=self.model.n_ctx, vocab=self.model.n_vocab,
+                                       max_tokens=k, params=GREEDY, stop=None, ignore_eos=True,
+                                       session=drafter.session)
+                handles.append(self.loop.submit(request))
+            except IgnisError:       # e.g. the context is past the draft model's: no draft
+                handles.append(None)
+        self.loop.drive()
+        out = [[] if h is None or h.error is not None else list(h.result.tokens) for h in handles]
+        caught_up = max((h.result.prompt_tokens for h in handles if h is not None), default=0)
+        if caught_up <= CATCH_UP_TIMED:
+            # the round's time, not the one-off compilation of a plan for a new shape
+            seconds = time.perf_counter() - t0 - (self.model.engine.compile_seconds - compiled)
+            self.cost.draft_round(seconds, max((k for _, k in wanted), default=0))
+        return out
+
+    def close(self) -> None:
+        self.model.close()
+
+
+def _weight_bytes(model) -> int:
+    return os.path.getsize(model.path)
