@@ -103,16 +103,6 @@ class DraftModel:
         # what a draft step costs next to a main one, until both are timed
         self.cost = DraftCost(prior=_weight_bytes(draft) / max(1, _weight_bytes(main)))
 
-    @classmethod
-    def load(cls, main, name_or_path) -> "DraftModel":
-        from ignis.runtime.model import Model
-        draft = Model(name_or_path, n_ctx=main.n_ctx, threads=main.threads)
-        try:
-            return cls(main, draft)
-        except BaseException:
-            draft.close()
-            raise
-
     def drafter(self, tokens: list) -> ModelDrafter:
         return ModelDrafter(self, tokens)
 

@@ -118,8 +118,14 @@ class Model:
         if draft_model is not None:
             from ignis.runtime.draft_model import DraftModel
             try:
-                self.draft = DraftModel.load(self, draft_model)
+                draft = Model(draft_model, n_ctx=self.n_ctx, threads=self.threads)
             except BaseException:
+                self.close()
+                raise
+            try:
+                self.draft = DraftModel(self, draft)     # checks the vocabularies
+            except BaseException:
+                draft.close()
                 self.close()
                 raise
 
