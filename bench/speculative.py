@@ -167,7 +167,8 @@ def section_lookup(args) -> None:
 def _load_15b(args):
     from ignis.runtime.draft_model import DraftModel
     model = ignis.load(args.main, n_ctx=4096, threads=args.threads)
-    drafts = {name: DraftModel.load(model, path) for name, path in DRAFTS.items() if os.path.exists(path)}
+    drafts = {name: DraftModel(model, ignis.load(path, n_ctx=model.n_ctx, threads=model.threads))
+              for name, path in DRAFTS.items() if os.path.exists(path)}
     for d in drafts.values():
         model.draft = d
         model.chat([{"role": "user", "content": "hi"}], max_tokens=8, speculative="draft")   # compile the plans
