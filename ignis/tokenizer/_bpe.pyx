@@ -313,3 +313,51 @@ def contains_marked(str text, const uint8_t[::1] bitmap not None, uint32_t lowes
             if c >= lowest and (bitmap[c >> 3] >> (c & 7)) & 1:
                 return True
     return False
+
+
+# -- the merge table (read once per model load: 150k merges made loading take seconds in Python) --
+
+cdef Py_ssize_t _split_at(str merge):
+    """Where a merge "left right" splits: the index of its one space, or -1 when it is not
+    two non-empty tokens separated by exactly one space."""
+    cdef Py_ssize_t n = len(merge), at = merge.find(" ")
+    if at <= 0 or at == n - 1 or merge.find(" ", at + 1) >= 0:
+        return -1
+    return at
+
+
+def first_bad_merge(list merges):
+    """The rank of the first merge that is not "left right" (one space, two non-empty tokens),
+    or -1 when every one is."""
+    cdef Py_ssize_t r
+    for r in range(len(merges)):
+        if _split_at(<str>merges[r]) < 0:
+            return r
+    return -1
+
+
+def merge_table(list merges, dict token_to_id):
+    """(left ids, right ids, merged ids, -1) as int32 arrays in rank order for well-formed
+    merges (first_bad_merge), or (…, rank) at the first merge one of whose three tokens is not
+    in token_to_id (the caller names it)."""
+    cdef Py_ssize_t n = len(merges), r, at
+    left = np.empty(n, dtype=np.int32)
+    right = np.empty(n, dtype=np.int32)
+    merged = np.empty(n, dtype=np.int32)
+    cdef int32_t[::1] lv = left, rv = right, mv = merged
+    cdef str merge
+    cdef PyObject *a
+    cdef PyObject *b
+    cdef PyObject *ab
+    for r in range(n):
+        merge = <str>merges[r]
+        at = _split_at(merge)
+        a = PyDict_GetItem(token_to_id, merge[:at])
+        b = PyDict_GetItem(token_to_id, merge[at + 1:])
+        ab = PyDict_GetItem(token_to_id, merge[:at] + merge[at + 1:])
+        if a == NULL or b == NULL or ab == NULL:
+            return left, right, merged, r
+        lv[r] = <object>a
+        rv[r] = <object>b
+        mv[r] = <object>ab
+    return left, right, merged, -1

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ignis.errors import TokenizerError
+from ignis.tokenizer._bpe import first_bad_merge, merge_table
 
 SUPPORTED_MODELS = ("gpt2", "llama")  # byte-level BPE; SentencePiece-style (scores, byte fallback)
 SUPPORTED_PRE = ("qwen2", "smollm")   # byte-level BPE pre-tokenizers we reproduce exactly
@@ -29,7 +30,7 @@ class Vocab:
     pre: str                # "" where the model has no pre-tokenizer (llama)
     tokens: list            # token id -> token text (byte-level alphabet for normal gpt2 tokens)
     types: np.ndarray       # token id -> token type (int32)
-    merges: list            # rank -> (left text, right text); gpt2 only
+    merges: list            # rank -> "left right" as written; gpt2 only
     scores: np.ndarray | None   # token id -> merge score (float32); llama only
     bos_id: int | None
     eos_id: int | None
@@ -102,11 +103,13 @@ def _scores(metadata: dict, n_tokens: int) -> np.ndarray:
 
 
 def _merges(metadata: dict) -> list:
-    pairs = [merge.split(" ") for merge in _string_list(metadata, "merges")]
-    for rank, pair in enumerate(pairs):
-        if len(pair) != 2 or not pair[0] or not pair[1]:
-            raise _fail(f"merges[{rank}]", f"expected two tokens separated by one space, found {' '.join(pair)!r}")
-    return pairs
+    """The merges as written ("left right" in rank order), each checked to be two tokens
+    separated by one space (the check runs in C: a vocabulary has 150k of them)."""
+    merges = _string_list(metadata, "merges")
+    rank = first_bad_merge(merges)
+    if rank >= 0:
+        raise _fail(f"merges[{rank}]", f"expected two tokens separated by one space, found {merges[rank]!r}")
+    return merges
 
 
 def _optional_id(metadata: dict, field: str, n_tokens: int) -> int | None:
@@ -166,16 +169,10 @@ def read_vocab(metadata: dict) -> Vocab:
 
 def merge_ids(vocab: Vocab, token_to_id: dict) -> tuple:
     """The merges as three int32 arrays in rank order: left id, right id, merged id."""
-    try:
-        left = [token_to_id[a] for a, _ in vocab.merges]
-        right = [token_to_id[b] for _, b in vocab.merges]
-        merged = [token_to_id[a + b] for a, b in vocab.merges]
-    except KeyError:
-        for rank, (a, b) in enumerate(vocab.merges):
-            for text in (a, b, a + b):
-                if text not in token_to_id:
-                    raise _fail(f"merges[{rank}]", f"{a + ' ' + b!r} needs token {text!r}, "
-                                                   "which is not in tokenizer.ggml.tokens") from None
-        raise
-    return (np.array(left, dtype=np.int32), np.array(right, dtype=np.int32),
-            np.array(merged, dtype=np.int32))
+    left, right, merged, rank = merge_table(vocab.merges, token_to_id)
+    if rank >= 0:
+        a, b = vocab.merges[rank].split(" ")
+        text = next(t for t in (a, b, a + b) if t not in token_to_id)
+        raise _fail(f"merges[{rank}]", f"{vocab.merges[rank]!r} needs token {text!r}, which is not in "
+                                       "tokenizer.ggml.tokens")
+    return left, right, merged
