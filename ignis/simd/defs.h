@@ -57,19 +57,22 @@ static inline int ignis_q4_1_quant(const uint8_t *blk, int j) {
     return j < 16 ? (qs[j] & 0x0f) : (qs[j - 16] >> 4);
 }
 
-/* Q4_1 weight row . Q8_0 activation row: s = d*d_x, sm = m*d_x; per half the exact sums
- * i = sum q*x and c = sum x, then lo = fmaf(i_lo, s, lo); lo = fmaf(c_lo, sm, lo); hi alike. */
-static inline float ignis_scalar_vec_dot_q4_1(int64_t nb, const uint8_t *w, const uint8_t *x) {
+/* A weight row of 32-element blocks "d (f16), m (f16), quants" . Q8_0 activation row:
+ * s = d*d_x, sm = m*d_x; per half the exact sums i = sum q*x and c = sum x, then
+ * lo = fmaf(i_lo, s, lo); lo = fmaf(c_lo, sm, lo); hi alike. Q4_1 and Q5_1 differ only in
+ * their block size and how quant j is read. */
+static inline float ignis_scalar_vec_dot_dm(int64_t nb, const uint8_t *w, const uint8_t *x, int64_t block_bytes,
+                                            int (*quant)(const uint8_t *, int)) {
     float lo = 0.0f, hi = 0.0f;
     for (int64_t b = 0; b < nb; b++) {
-        const uint8_t *wb = w + b * IGNIS_Q4_1_BYTES, *xb = x + b * IGNIS_Q8_0_BYTES;
+        const uint8_t *wb = w + b * block_bytes, *xb = x + b * IGNIS_Q8_0_BYTES;
         const int8_t *xq = (const int8_t *)(xb + 2);
         float dx = ignis_scalar_f16_to_f32(ignis_load_u16(xb));
         float s = ignis_scalar_f16_to_f32(ignis_load_u16(wb)) * dx;
         float sm = ignis_scalar_f16_to_f32(ignis_load_u16(wb + 2)) * dx;
         int32_t a[2] = {0, 0}, c[2] = {0, 0};
         for (int j = 0; j < 32; j++) {
-            a[j / 16] += ignis_q4_1_quant(wb, j) * (int32_t)xq[j];
+            a[j / 16] += quant(wb, j) * (int32_t)xq[j];
             c[j / 16] += xq[j];
         }
         lo = fmaf((float)a[0], s, lo);
@@ -78,6 +81,11 @@ static inline float ignis_scalar_vec_dot_q4_1(int64_t nb, const uint8_t *w, cons
         hi = fmaf((float)c[1], sm, hi);
     }
     return lo + hi;
+}
+
+/* Q4_1 weight row . Q8_0 activation row */
+static inline float ignis_scalar_vec_dot_q4_1(int64_t nb, const uint8_t *w, const uint8_t *x) {
+    return ignis_scalar_vec_dot_dm(nb, w, x, IGNIS_Q4_1_BYTES, ignis_q4_1_quant);
 }
 
 /* Q4_K: the 6-bit scale and min of sub-block j (0..7) from the 12 packed bytes. */

@@ -63,24 +63,7 @@ static inline int ignis_q5_1_quant(const uint8_t *blk, int j) { return ignis_q5_
 
 /* Q5_1 weight row . Q8_0 activation row (the Q4_1 definition with 5-bit quants) */
 static inline float ignis_scalar_vec_dot_q5_1(int64_t nb, const uint8_t *w, const uint8_t *x) {
-    float lo = 0.0f, hi = 0.0f;
-    for (int64_t b = 0; b < nb; b++) {
-        const uint8_t *wb = w + b * IGNIS_Q5_1_BYTES, *xb = x + b * IGNIS_Q8_0_BYTES;
-        const int8_t *xq = (const int8_t *)(xb + 2);
-        float dx = ignis_scalar_f16_to_f32(ignis_load_u16(xb));
-        float s = ignis_scalar_f16_to_f32(ignis_load_u16(wb)) * dx;
-        float sm = ignis_scalar_f16_to_f32(ignis_load_u16(wb + 2)) * dx;
-        int32_t a[2] = {0, 0}, c[2] = {0, 0};
-        for (int j = 0; j < 32; j++) {
-            a[j / 16] += ignis_q5_1_quant(wb, j) * (int32_t)xq[j];
-            c[j / 16] += xq[j];
-        }
-        lo = fmaf((float)a[0], s, lo);
-        lo = fmaf((float)c[0], sm, lo);
-        hi = fmaf((float)a[1], s, hi);
-        hi = fmaf((float)c[1], sm, hi);
-    }
-    return lo + hi;
+    return ignis_scalar_vec_dot_dm(nb, w, x, IGNIS_Q5_1_BYTES, ignis_q5_1_quant);
 }
 
 /* one float weight element, exactly */
