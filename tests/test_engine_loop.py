@@ -142,6 +142,30 @@ def test_an_exception_in_one_requests_sampler_ends_that_request_only(tiny):
         sched.close()
 
 
+def test_a_step_that_decodes_takes_a_short_prompt_chunk(tiny):
+    """Chunked prefill beside decodes: once a sequence decodes, a step takes at most
+    PROMPT_BESIDE_DECODES prompt tokens (a whole-budget chunk held every stream for the
+    length of its prefill); a step with no decode takes the whole budget."""
+    from ignis.runtime.scheduler import PROMPT_BESIDE_DECODES as cap
+    tiny.clear_prefix_cache()
+    rng = np.random.default_rng(11)
+    long_ids = _prompt(rng, 400)
+    sched = tiny.scheduler(max_batch=4, step_tokens=256)
+    try:
+        with tiny._lock:      # both arrive before the first step
+            short = sched.submit(tiny.request([5, 6, 7], max_tokens=30, temperature=0, ignore_eos=True))
+            long = sched.submit(tiny.request(long_ids, max_tokens=3, temperature=0, ignore_eos=True))
+        texts = short.text(timeout=60), long.text(timeout=60)
+        rest = 400 - 253
+        chunks = [cap] * (rest // cap) + ([rest % cap] if rest % cap else [])
+        assert sched.step_sizes[:1 + len(chunks)] == [256] + [1 + c for c in chunks]
+    finally:
+        sched.close()
+    tiny.clear_prefix_cache()
+    assert texts == (tiny.generate([5, 6, 7], max_tokens=30, temperature=0, ignore_eos=True),
+                     tiny.generate(long_ids, max_tokens=3, temperature=0, ignore_eos=True))
+
+
 def test_a_failing_step_ends_the_request_that_fails_alone(tiny_path):
     """A step that fails is rerun one request at a time: a kernel refusal for one request's
     tokens ends that request; the others go on with their solo tokens."""
