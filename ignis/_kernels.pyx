@@ -7,10 +7,13 @@ call with OpenMP threads.
 
 Plan
 ----
-    plan = Plan(arena_bytes, n_threads, n_tokens)
+    plan = Plan(arena_bytes, n_threads, n_tokens, workspace=None)
 
 One plan executes one forward step of exactly `n_tokens` tokens (T); build one
-plan per chunk size. Activations live in the plan's arena: every operand named
+plan per chunk size. Plans that never run at the same time may share a
+`Workspace()` (the arena and the kernels' scratch, grown to the largest plan's
+needs; an engine's plans do); without one a plan has its own. Nothing in a
+workspace outlives a run. Activations live in the plan's arena: every operand named
 `x`, `out`, `res`, ... is a *byte offset* into it (multiple of 4; the region it
 names must fit). Values are float32 row-major [rows, width]. `rows` is T, or
 fewer for ops after `take_last`; ops that use positions (embed, rope, kv_write,

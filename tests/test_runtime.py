@@ -151,3 +151,34 @@ def test_chat_uses_template(tiny):
 def test_non_finite_or_out_of_range_sampling_settings(tiny, kwargs):
     with pytest.raises(IgnisError):
         tiny.generate("a", max_tokens=2, **kwargs)
+
+
+def test_an_engines_plans_share_one_workspace(tiny_path):
+    """Every step shape's plan runs in the engine's one workspace: memory is the largest
+    plan's, not the sum (a server met a dozen shapes and kept ~10 MB each), and a plan's
+    results do not depend on what ran in the workspace before it."""
+    rng = np.random.default_rng(3)
+    short, long = rng.integers(0, 256, 5).tolist(), rng.integers(0, 256, 150).tolist()
+    with ignis.load(tiny_path, n_ctx=512, threads=2) as m:
+        before = m.logits(short)                     # the first plan in a fresh workspace
+        m.logits(long)                               # a larger one, then others
+        for n in (1, 17, 40, 90):
+            m.clear_prefix_cache()
+            m.generate(rng.integers(0, 256, n).tolist(), max_tokens=3, temperature=0)
+        m.clear_prefix_cache()
+        after = m.logits(short)
+        plans = [lp.plan for lp in m.engine._plans.values()]
+        ws = m.engine.workspace
+    assert len(plans) >= 5 and all(p.workspace is ws for p in plans)
+    largest, total = max(p.arena_bytes for p in plans), sum(p.arena_bytes for p in plans)
+    assert largest <= ws.nbytes < total
+    assert np.array_equal(before, after)
+
+
+def test_a_plan_workspace_must_be_a_workspace():
+    from ignis import _kernels
+    with pytest.raises(IgnisError, match="workspace"):
+        _kernels.Plan(64, 1, 1, workspace=bytearray(64))
+    ws = _kernels.Workspace()
+    a, b = _kernels.Plan(256, 1, 1, workspace=ws), _kernels.Plan(64, 1, 1, workspace=ws)
+    assert a.arena.nbytes == 256 and b.arena.nbytes == 64 and ws.nbytes >= 256

@@ -5,6 +5,34 @@
 # A failed add_* leaves the plan as it was: every check comes before the first change.
 
 @cython.final
+cdef class Workspace:
+    """The memory plans run in: the activation arena and the kernels' scratch buffers.
+    A plan made without one gets its own. Plans that never run at the same time may share
+    one (an engine's plans, one per step shape, do): it grows to the largest plan's needs,
+    so the memory is the largest plan's rather than the sum. Nothing in it outlives a run:
+    a view taken from a plan is valid until another plan of the workspace runs."""
+    cdef object arena
+    cdef object qbuf, q16buf, fbuf, rope, att
+
+    def __init__(self):
+        self.arena = None
+        self.qbuf = self.q16buf = self.fbuf = self.rope = self.att = None
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held: the arena and every scratch buffer."""
+        return sum(b.nbytes for b in (self.arena, self.qbuf, self.q16buf, self.fbuf, self.rope, self.att)
+                   if b is not None)
+
+    cdef _reserve_arena(self, int64_t nbytes):
+        if self.arena is None or self.arena.nbytes < nbytes:
+            try:
+                self.arena = _aligned_buffer(nbytes)
+            except (MemoryError, ValueError, OverflowError):
+                raise ModelError(f"plan: cannot allocate an arena of {nbytes} bytes") from None
+
+
+@cython.final
 cdef class Plan:
     """A flat instruction list over one activation arena, run in one nogil call.
     See the module docstring for the API and its contracts."""
@@ -16,20 +44,15 @@ cdef class Plan:
     cdef readonly int64_t arena_bytes
     cdef readonly int n_threads
     cdef readonly int64_t n_tokens
-    cdef readonly object arena
+    cdef Workspace _ws         # the arena and scratch (None until initialised)
     cdef object _refs
     cdef object _text
-    cdef object _qbuf
-    cdef object _fbuf
-    cdef object _rope
-    cdef object _att
     cdef object _counters
     cdef int64_t _qbuf_bytes
     cdef int64_t _fbuf_floats
     cdef int64_t _att_group
     cdef object _qcache        # (x offset, rows, k) of the x whose Q8_0 copy is in scratch
     cdef object _q16cache      # the same for the Q16 scratch
-    cdef object _q16buf
     cdef int64_t _q16_bytes
     cdef int64_t _vocab        # smallest embed vocabulary (tokens must be below), -1: no embed
     cdef bint _needs_pos
@@ -53,9 +76,9 @@ cdef class Plan:
     def __dealloc__(self):
         PyMem_Free(self.ins)
 
-    def __init__(self, arena_bytes, n_threads, n_tokens):
+    def __init__(self, arena_bytes, n_threads, n_tokens, workspace=None):
         check_isa()
-        if self.arena is not None or self._running or self._building:
+        if self._ws is not None or self._running or self._building:
             raise ModelError("plan: a Plan is initialised once (build a new Plan instead)")
         arena_bytes = _as_int("plan arena size", arena_bytes)
         n_threads = _as_int("plan thread count", n_threads)
@@ -72,22 +95,22 @@ cdef class Plan:
             raise ModelError(f"plan token count must be at least 1, got {n_tokens}")
         if n_tokens > _MAX_TOKENS:
             raise ModelError(f"plan token count {n_tokens} is more than {_MAX_TOKENS}")
-        try:
-            arena = _aligned_buffer(arena_bytes)
-        except (MemoryError, ValueError, OverflowError):
-            raise ModelError(f"plan: cannot allocate an arena of {arena_bytes} bytes") from None
+        if workspace is None:
+            workspace = Workspace()
+        elif not isinstance(workspace, Workspace):
+            raise ModelError(f"plan workspace must be a Workspace, got {type(workspace).__name__}")
+        (<Workspace>workspace)._reserve_arena(arena_bytes)
         self.arena_bytes = arena_bytes
         self.n_threads = n_threads
         self.n_tokens = n_tokens
         self._refs = []
         self._text = []
-        self._qbuf = self._fbuf = self._rope = self._att = self._counters = None
+        self._counters = None
         self._qbuf_bytes = 0
         self._fbuf_floats = 0
         self._att_group = 0
         self._qcache = None
         self._q16cache = None
-        self._q16buf = None
         self._q16_bytes = 0
         self._vocab = -1
         self._needs_pos = False
@@ -99,9 +122,18 @@ cdef class Plan:
         self._kv_heads = 0
         self._kv_hd = 0
         self.n_slots = 0
-        self.arena = arena
+        self._ws = workspace
 
     # -- inspection ---------------------------------------------------------
+
+    @property
+    def arena(self):
+        """A writable uint8 view of the plan's arena_bytes (None before initialisation)."""
+        return None if self._ws is None else self._ws.arena[:self.arena_bytes]
+
+    @property
+    def workspace(self):
+        return self._ws
 
     @property
     def n_instructions(self) -> int:
@@ -113,7 +145,7 @@ cdef class Plan:
 
     def f32(self, offset, shape):
         """A float32 view of the arena region starting at byte `offset`."""
-        if self.arena is None:
+        if self._ws is None:
             raise ModelError("view: the plan is not initialised")
         offset = _as_int("view offset", offset)
         dims = tuple(shape) if isinstance(shape, (tuple, list)) else (shape,)
@@ -122,7 +154,7 @@ cdef class Plan:
         for s in dims:
             n *= s
         self._region("view", offset, n * 4)
-        return self.arena[offset:offset + n * 4].view(np.float32).reshape(dims)
+        return self._ws.arena[offset:offset + n * 4].view(np.float32).reshape(dims)
 
     # -- validation helpers (Python ints throughout) ------------------------
 
@@ -135,7 +167,7 @@ cdef class Plan:
     cdef int _enter(self, str name) except -1:
         """Start an add_*: the plan is initialised, not running and not being extended
         (an argument's __index__ or __array__ may run Python code, another thread may call run)."""
-        if self.arena is None:
+        if self._ws is None:
             raise ModelError(f"{name}: the plan is not initialised")
         if self._running:
             raise ModelError(f"{name}: cannot extend a plan while it runs")
@@ -647,7 +679,7 @@ cdef class Plan:
     def run(self, tokens=None, positions=None, kv=None, seqs=None, tables=None, block_size=None, rows=None,
             kv_local=None, tables_local=None):
         """Execute the plan for one step of n_tokens tokens (see the module docstring)."""
-        if self.arena is None:
+        if self._ws is None:
             raise ModelError("plan.run: the plan is not initialised")
         if self._running:
             raise ModelError("plan.run: this plan is already running (one run at a time per plan)")

@@ -11,20 +11,23 @@ cdef int64_t _att_rows(Plan plan):
 
 
 cdef _ensure_scratch(Plan plan, n_ctx):
+    """Grow the plan's workspace scratch to what this run needs (its arena was reserved when
+    the plan was made)."""
+    cdef Workspace ws = plan._ws
     try:
-        if plan._qbuf is None or plan._qbuf.nbytes < plan._qbuf_bytes:
-            plan._qbuf = _aligned_buffer(max(plan._qbuf_bytes, 64))
-        if plan._q16buf is None or plan._q16buf.nbytes < plan._q16_bytes:
-            plan._q16buf = _aligned_buffer(max(plan._q16_bytes, 64))
-        if plan._fbuf is None or plan._fbuf.size < plan._fbuf_floats:
-            plan._fbuf = _aligned_buffer(max(plan._fbuf_floats, 16) * 4, np.float32)
+        if ws.qbuf is None or ws.qbuf.nbytes < plan._qbuf_bytes:
+            ws.qbuf = _aligned_buffer(max(plan._qbuf_bytes, 64))
+        if ws.q16buf is None or ws.q16buf.nbytes < plan._q16_bytes:
+            ws.q16buf = _aligned_buffer(max(plan._q16_bytes, 64))
+        if ws.fbuf is None or ws.fbuf.size < plan._fbuf_floats:
+            ws.fbuf = _aligned_buffer(max(plan._fbuf_floats, 16) * 4, np.float32)
         rf = plan._rope_floats()
-        if plan._rope is None or plan._rope.size < rf:
-            plan._rope = _aligned_buffer(max(rf, 16) * 4, np.float32)
+        if ws.rope is None or ws.rope.size < rf:
+            ws.rope = _aligned_buffer(max(rf, 16) * 4, np.float32)
         need = _att_rows(plan) * n_ctx
         need = (need + 15) // 16 * 16
-        if plan._att is None or plan._att.size < need * plan.n_threads:
-            plan._att = _aligned_buffer(max(need * plan.n_threads, 16) * 4, np.float32)
+        if ws.att is None or ws.att.size < need * plan.n_threads:
+            ws.att = _aligned_buffer(max(need * plan.n_threads, 16) * 4, np.float32)
     except (MemoryError, ValueError, OverflowError):
         raise ModelError(f"plan.run: cannot allocate the scratch buffers (attention: "
                          f"{_att_rows(plan)} score rows x {n_ctx} positions x {plan.n_threads} threads)") from None
@@ -150,12 +153,13 @@ cdef _run(Plan plan, tokens, positions, kv, seqs, tables, block_size, rows, kv_l
     elif rows is not None:
         raise ModelError("plan.run: rows is for plans with take_rows")
     _ensure_scratch(plan, att_n)
-    c.arena = <float *><uintptr_t>_addr(plan.arena)
-    c.qbuf = <uint8_t *><uintptr_t>_addr(plan._qbuf)
-    c.q16buf = <uint8_t *><uintptr_t>_addr(plan._q16buf)
-    c.fbuf = <float *><uintptr_t>_addr(plan._fbuf)
-    c.rope = <float *><uintptr_t>_addr(plan._rope)
-    c.att = <float *><uintptr_t>_addr(plan._att)
+    cdef Workspace ws = plan._ws
+    c.arena = <float *><uintptr_t>_addr(ws.arena)
+    c.qbuf = <uint8_t *><uintptr_t>_addr(ws.qbuf)
+    c.q16buf = <uint8_t *><uintptr_t>_addr(ws.q16buf)
+    c.fbuf = <float *><uintptr_t>_addr(ws.fbuf)
+    c.rope = <float *><uintptr_t>_addr(ws.rope)
+    c.att = <float *><uintptr_t>_addr(ws.att)
     c.att_stride = (_att_rows(plan) * att_n + 15) // 16 * 16
     c.T = T
     c.ins = plan.ins

@@ -63,6 +63,7 @@ class Engine:
         self._pad_seq = self.kv.new_sequence()      # where padding tokens write
         self.kv.reserve(self._pad_seq, PAD_TOKENS)
         self._plans = {}
+        self.workspace = _kernels.Workspace()   # every plan's arena and scratch: they run one at a time
         self.compile_seconds = 0.0     # one-off plan compilation (kept out of the run timings)
 
     @staticmethod
@@ -93,7 +94,8 @@ class Engine:
         if key not in self._plans:
             t0 = time.perf_counter()
             graph, _ = run_pipeline(build_graph(self.config, T, False, n_out, hidden), self.passes)
-            self._plans[key] = lower(graph, plan_memory(graph), self.weights, self.threads, self.kv_layers)
+            self._plans[key] = lower(graph, plan_memory(graph), self.weights, self.threads, self.kv_layers,
+                                     self.workspace)
             self.compile_seconds += time.perf_counter() - t0
         return self._plans[key]
 

@@ -24,15 +24,17 @@ def _align(n: int, a: int = 64) -> int:
     return -(-n // a) * a
 
 
-def lower(graph, memory, weights: WeightStore, n_threads: int, kv_layers=None) -> LoweredPlan:
+def lower(graph, memory, weights: WeightStore, n_threads: int, kv_layers=None, workspace=None) -> LoweredPlan:
     """kv_layers: model layer -> (KV pool, layer within the pool) when the engine keeps some
-    layers in a second cache (sliding-window layers); None: every layer in pool 0 as itself."""
+    layers in a second cache (sliding-window layers); None: every layer in pool 0 as itself.
+    workspace: the _kernels.Workspace the plan runs in (shared by plans that never run at
+    once); None: its own."""
     # the one output: logits, or the normed hidden states of an embedding plan
     logits = graph.outputs["hidden" if graph.meta.get("hidden") else "logits"]
     logits_offset = _align(memory.arena_bytes)
     arena = logits_offset + _align(logits.nbytes)
     T = graph.meta["T"]
-    plan = _kernels.Plan(arena, n_threads, T)
+    plan = _kernels.Plan(arena, n_threads, T, workspace)
     at = dict(memory.offsets)
     at[logits] = logits_offset
 
