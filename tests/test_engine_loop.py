@@ -142,6 +142,27 @@ def test_an_exception_in_one_requests_sampler_ends_that_request_only(tiny):
         sched.close()
 
 
+def test_completions_of_one_request_short_of_memory_preempt_each_other(tiny_path):
+    """n completions outgrowing the pool together: one of them is preempted and recomputed
+    later (they had one arrival, so each waited for the other to be preempted: a hang the
+    HTTP fuzzer found with n = 3 and no max_tokens under a 256-token context)."""
+    prompt = [7, 8, 9, 10, 11]
+    with ignis.load(tiny_path, n_ctx=64, threads=1) as m:
+        sched = m.scheduler(max_batch=4, step_tokens=64)
+        try:
+            handles = sched.submit(m.request(prompt, max_tokens=59, n=3, seed=21, ignore_eos=True, **SETTINGS))
+            texts = [h.text(timeout=120) for h in handles]
+            assert all(h.result.finish_reason == "length" for h in handles)
+            assert sched.preemptions > 0
+        finally:
+            sched.close()
+        solo = []
+        for i in range(3):
+            m.clear_prefix_cache()
+            solo.append(m.generate(prompt, max_tokens=59, seed=21 + i, ignore_eos=True, **SETTINGS))
+    assert texts == solo
+
+
 def test_a_step_that_decodes_takes_a_short_prompt_chunk(tiny):
     """Chunked prefill beside decodes: once a sequence decodes, a step takes at most
     PROMPT_BESIDE_DECODES prompt tokens (a whole-budget chunk held every stream for the

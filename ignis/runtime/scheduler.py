@@ -67,7 +67,7 @@ class _Seq:
         self.completion = completion        # None for a score request
         self.tokens = list(request.ids)
         self.n_prompt = len(self.tokens)
-        self.arrival = arrival              # priority: the earliest is preempted last
+        self.arrival = arrival              # priority (a total order): the earliest is preempted last
         self.seq = None                     # KV sequence id while admitted
         self.computed = 0                   # tokens whose rows are in the KV sequence
         self.followers = []                 # completions of the same prompt: they fork this
@@ -154,7 +154,9 @@ class Scheduler:
         for i in range(n):
             handle = RequestHandle(next(self._ids), sink, tag[i] if isinstance(tag, (list, tuple)) else tag,
                                    self._outbox)
-            group.append(_Seq(request, handle, self._completion(request, i, handle), arrival))
+            # (arrival, i): the completions of one request are ordered too, or two of them short
+            # of memory would each wait for the other to be preempted, for ever
+            group.append(_Seq(request, handle, self._completion(request, i, handle), (arrival, i)))
             if request.speculative == "draft":
                 group[-1].drafter, group[-1].draft_len = draft.drafter(group[-1].tokens), draft.draft_length()
         group[0].followers = group[1:]
