@@ -573,3 +573,67 @@ def test_the_loop_times_a_drafting_requests_plain_steps(with_drafts, monkeypatch
     monkeypatch.setattr(speculative.DraftCost, "step_cost", lambda self, k: 1 + 10 * k)
     m.generate(PROMPTS[0], max_tokens=12, ignore_eos=True, temperature=0, speculative="draft")
     assert 1 in rows and any(r > 1 for r in rows), rows
+
+
+def test_a_row_count_not_timed_lately_is_estimated_by_the_line():
+    """The machine's load moves: a row count whose own time is old (here the single-row step,
+    timed once while every later step verified drafts) gives way to the line of them all."""
+    cost = speculative.DraftCost(prior=0.4)
+    cost.main_round(5.0, 1)                     # timed once, on a busy machine
+    assert cost.main_time(1) == 5.0
+    for _ in range(speculative.ROWS_FRESH):
+        for rows in (3, 5):
+            cost.main_round(1.0 + 0.1 * rows, rows)
+    a, b = cost.main_line()
+    assert cost.main_time(1) == a + b < 5.0
+    assert cost.main_time(5) == 1.5
+
+
+def _drafting_pair(tiny_model, logits):
+    """The tiny main model with another tiny model drafting from ids [0, logits) only."""
+    from ignis.runtime.draft_model import DraftModel
+    main = ignis.load(tiny_model(n_layers=2, width=64, n_heads=4, n_kv_heads=2, ffn=128, vocab=300, seed=7),
+                      n_ctx=512, threads=2)
+    draft = ignis.load(tiny_model(n_layers=1, width=64, n_heads=4, n_kv_heads=2, ffn=128, vocab=300, seed=11),
+                       n_ctx=512, threads=2)
+    main.draft = DraftModel(main, draft, logits=logits)
+    return main
+
+
+@pytest.mark.parametrize("logits", [120, None])
+def test_a_draft_model_proposes_from_its_first_ids_only(tiny_model, monkeypatch, cheap_drafts, logits):
+    """DraftModel(logits=N): the draft model's steps compute the logits of ids [0, N) only
+    (a smaller output projection), so it never drafts a later id; the text is the plain one."""
+    m = _drafting_pair(tiny_model, logits)
+    drafted = []
+    real = type(m.draft).propose_many
+
+    def spy(self, wanted):
+        out = real(self, wanted)
+        drafted.extend(t for d in out for t in d)
+        return out
+    monkeypatch.setattr(type(m.draft), "propose_many", spy)
+    try:
+        for prompt in PROMPTS:
+            plain = m.generate(prompt, max_tokens=40, ignore_eos=True, seed=3, **SETTINGS)
+            assert m.generate(prompt, max_tokens=40, ignore_eos=True, seed=3, speculative="draft", **SETTINGS) == plain
+        assert len(drafted) > 50
+        if logits is None:
+            assert max(drafted) >= 120                       # the tiny draft model does use later ids
+        else:
+            assert max(drafted) < logits
+            assert m.draft.model.engine.batch_plan(1, 1).logits_shape == (1, logits)
+    finally:
+        m.draft.model.close()
+        m.close()
+
+
+def test_output_rows_is_checked(tiny_model):
+    from ignis.models import Qwen2Config
+    kw = dict(n_layers=1, width=64, ffn=128, n_heads=4, n_kv_heads=2, vocab=300)
+    assert Qwen2Config(**kw, output_rows=100).tensor_shapes()["output.weight"] == (100, 64)
+    for bad in (0, 301, 2.5, True):
+        with pytest.raises(ignis.ModelError, match="output_rows"):
+            Qwen2Config(**kw, output_rows=bad)
+    with pytest.raises(ignis.ModelError, match="untied"):
+        Qwen2Config(**kw, output_rows=100, tied_output=True)

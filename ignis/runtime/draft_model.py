@@ -28,6 +28,12 @@ from ignis.runtime.speculative import SPEC_MAX_BATCH, DraftCost, DraftLength
 
 GREEDY = SamplingParams(temperature=0.0)
 CATCH_UP_TIMED = 2       # most tokens per request of a draft step timed as a decode step
+# the ids a draft model proposes from: its logits of the first DRAFT_LOGITS ids only. A BPE
+# vocabulary numbers its tokens in merge order, so the common ones come first: with the
+# Qwen2.5 vocabulary, 98 % of the tokens of Python code (and 97 % of English prose) are
+# below 65536, and the 0.5B's step reads 78 MB (a fifth) fewer weight bytes. A token past
+# them is never drafted (its position is a rejection), which verification keeps exact.
+DRAFT_LOGITS = 81920
 
 
 def check_vocabulary(main, draft) -> None:
@@ -102,9 +108,13 @@ class ModelDrafter:
 class DraftModel:
     """A loaded draft model and its loop, shared by every request of one main model."""
 
-    def __init__(self, main, draft):
+    def __init__(self, main, draft, logits: int | None = DRAFT_LOGITS):
+        """logits: the ids the draft proposes from are [0, logits) (None or more than the
+        vocabulary: all; a tied output projection, the embedding table too, keeps all)."""
         check_vocabulary(main, draft)
         self.model = draft
+        if logits is not None and logits < draft.n_vocab and not draft.engine.config.tied_output:
+            draft.engine.limit_logits(logits)
         self.loop = _DraftLoop(draft, max_batch=2 * SPEC_MAX_BATCH, step_tokens=MAX_STEP_TOKENS)
         draft._schedulers.append(self.loop)
         # a memory-bound step reads the weights once: the files' sizes are the first guess of

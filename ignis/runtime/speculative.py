@@ -69,6 +69,7 @@ class NgramDrafter:
 VERIFY_ROW = 0.03     # what one more row costs a memory-bound verify step, next to the step
 FIT_DECAY = 0.95      # weight of the verify steps seen so far in the fit of their time
 ROWS_DECAY = 0.8      # weight of the times seen so far of a main step of one number of rows
+ROWS_FRESH = 32       # a row count's own mean is used while it was timed in the last this many main steps
 MIN_GAIN = 1.05       # a draft model drafts only when it is expected to pay this much
 DECAY = 0.8           # weight of the acceptance seen so far at each new round
 PAUSE_MAX = 64        # most steps a request waits before it tries drafting again
@@ -82,7 +83,8 @@ class DraftCost:
       plain decode step, k + 1 for a verify step). The kernels do not make a row's cost a
       line (a memory-bound step costs little more per row up to some shape, then a tile
       shape may cost much more), so each row count seen has its own decayed mean; a count
-      not seen yet is estimated by a line a + b * rows fitted to all of them.
+      not seen lately (the machine's load moves) is estimated by a line a + b * rows fitted
+      to all of them.
     step_cost(k): a step verifying k drafts, the k draft steps included, in single-row main
     steps; `prior` (+ VERIFY_ROW) per drafted token until both models were timed."""
 
@@ -90,7 +92,8 @@ class DraftCost:
         self.prior = prior
         self.draft_step = None
         self._sums = [0.0] * 5      # decayed weight, rows, seconds, rows^2, rows * seconds
-        self._by_rows = {}          # rows -> decayed mean seconds of a main step of that many
+        self._by_rows = {}          # rows -> (decayed mean seconds of a main step of that many, when)
+        self._main_rounds = 0
 
     def draft_round(self, seconds: float, steps: int) -> None:
         """`steps` draft-model decode steps took `seconds`."""
@@ -102,8 +105,10 @@ class DraftCost:
         if seconds > 0:
             for i, v in enumerate((1.0, rows, seconds, rows * rows, rows * seconds)):
                 self._sums[i] = FIT_DECAY * self._sums[i] + v
+            self._main_rounds += 1
             old = self._by_rows.get(rows)
-            self._by_rows[rows] = seconds if old is None else ROWS_DECAY * old + (1 - ROWS_DECAY) * seconds
+            mean = seconds if old is None else ROWS_DECAY * old[0] + (1 - ROWS_DECAY) * seconds
+            self._by_rows[rows] = (mean, self._main_rounds)
 
     def main_line(self):
         """(a, b): a main step of r rows takes about a + b * r seconds; None before any."""
@@ -119,10 +124,10 @@ class DraftCost:
         return max(my - b * mx, 0.05 * my), b
 
     def main_time(self, rows: int):
-        """Seconds of a main step of `rows` rows: its own mean if seen, else the line's."""
+        """Seconds of a main step of `rows` rows: its own mean if seen lately, else the line's."""
         seen = self._by_rows.get(rows)
-        if seen is not None:
-            return seen
+        if seen is not None and self._main_rounds - seen[1] < ROWS_FRESH:
+            return seen[0]
         line = self.main_line()
         return None if line is None else line[0] + line[1] * rows
 
