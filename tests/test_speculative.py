@@ -637,3 +637,21 @@ def test_output_rows_is_checked(tiny_model):
             Qwen2Config(**kw, output_rows=bad)
     with pytest.raises(ignis.ModelError, match="untied"):
         Qwen2Config(**kw, output_rows=100, tied_output=True)
+
+
+def test_a_row_count_between_two_timed_ones_is_tried_at_the_smaller_ones_time():
+    """Rows 1, 2 and 5 timed (a jump at 4 rows: 2 is cheap, 5 dear); 3 rows has never been
+    tried: it is priced as 2 rows (a lower bound), so the policy tries it instead of being
+    held at 1 draft by a line through the jump; past the timed counts, the line."""
+    cost = speculative.DraftCost(prior=0.4)
+    for _ in range(3):
+        for rows, t in ((1, 1.0), (2, 1.3), (5, 2.8)):
+            cost.main_round(t, rows)
+    cost.draft_round(0.3, 1)
+    assert cost.main_time(3) == cost.main_time(4) == 1.3
+    a, b = cost.main_line()
+    assert cost.main_time(8) == max(a + 8 * b, 2.8)
+    assert speculative.best_length(0.9, cost.step_cost, 10)[0] == 3
+    cost.main_round(1.4, 3)
+    cost.main_round(2.7, 4)                 # now known: the jump is at 4
+    assert speculative.best_length(0.9, cost.step_cost, 10)[0] == 2

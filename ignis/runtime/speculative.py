@@ -83,8 +83,8 @@ class DraftCost:
       plain decode step, k + 1 for a verify step). The kernels do not make a row's cost a
       line (a memory-bound step costs little more per row up to some shape, then a tile
       shape may cost much more), so each row count seen has its own decayed mean; a count
-      not seen lately (the machine's load moves) is estimated by a line a + b * rows fitted
-      to all of them.
+      not seen lately (the machine's load moves) is estimated from them (`main_time`) or a
+      line a + b * rows fitted to all of them.
     step_cost(k): a step verifying k drafts, the k draft steps included, in single-row main
     steps; `prior` (+ VERIFY_ROW) per drafted token until both models were timed."""
 
@@ -124,12 +124,19 @@ class DraftCost:
         return max(my - b * mx, 0.05 * my), b
 
     def main_time(self, rows: int):
-        """Seconds of a main step of `rows` rows: its own mean if seen lately, else the line's."""
-        seen = self._by_rows.get(rows)
-        if seen is not None and self._main_rounds - seen[1] < ROWS_FRESH:
-            return seen[0]
+        """Seconds of a main step of `rows` rows: its own mean if timed lately; between two
+        row counts timed lately, the smaller one's (a step of more rows never costs less: the
+        bound is tried, then known); past them, the line's (not below the largest's)."""
+        fresh = {r: t for r, (t, when) in self._by_rows.items() if self._main_rounds - when < ROWS_FRESH}
+        if rows in fresh:
+            return fresh[rows]
+        below = max((r for r in fresh if r < rows), default=None)
+        if below is not None and any(r > rows for r in fresh):
+            return fresh[below]
         line = self.main_line()
-        return None if line is None else line[0] + line[1] * rows
+        if line is None:
+            return None
+        return max(line[0] + line[1] * rows, fresh[below] if below is not None else 0.0)
 
     @property
     def main_step(self):
