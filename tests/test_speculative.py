@@ -184,7 +184,7 @@ PROMPTS = [[1, 2, 3, 4, 5], [40, 41, 42, 43] * 5, [200, 7, 99]]
 def cheap_drafts(monkeypatch):
     """Drafts priced as nearly free, so that the tiny models (whose steps are all Python
     overhead) draft at every step and the rejections are exercised."""
-    monkeypatch.setattr(speculative.DraftCost, "ratio", property(lambda self: 0.05))
+    monkeypatch.setattr(speculative.DraftCost, "step_cost", lambda self, k: 1 + 0.05 * k)
 
 
 @pytest.mark.usefixtures("cheap_drafts")
@@ -496,7 +496,7 @@ def test_draft_cost_fits_the_verify_steps_time():
     """A verify step's time is fitted as a + b * rows: a compute-bound main model (each row
     costs) makes drafts dearer than a memory-bound one (rows nearly free)."""
     bound = {"memory": (1.0, 0.01), "compute": (1.0, 0.5)}
-    ratios = {}
+    costs = {}
     for name, (a, b) in bound.items():
         cost = speculative.DraftCost(prior=0.4)
         for rows in [2, 5, 3, 9, 4, 7] * 4:
@@ -504,7 +504,154 @@ def test_draft_cost_fits_the_verify_steps_time():
         cost.draft_round(0.2 * 4, 4)
         fa, fb = cost.main_line()
         assert abs(fa - a) < 1e-6 and abs(fb - b) < 1e-6
-        assert abs(cost.ratio - (0.2 + b) / (a + b)) < 1e-6
-        ratios[name] = cost.ratio
-    assert speculative.best_length(0.8, ratios["memory"], 10)[0] >= 3
-    assert speculative.best_length(0.8, ratios["compute"], 10)[0] <= 2
+        for k in (1, 3, 6):        # a single-row step was never seen: the line's
+            assert abs(cost.step_cost(k) - (1 + k * (0.2 + b) / (a + b))) < 1e-6
+        costs[name] = cost.step_cost
+    assert speculative.best_length(0.8, costs["memory"], 10)[0] >= 3
+    assert speculative.best_length(0.8, costs["compute"], 10)[0] <= 2
+
+
+def test_draft_cost_takes_each_row_count_as_timed():
+    """Verify steps whose cost jumps at some number of rows (a kernel's tile shape): the
+    length is chosen from the times seen for each row count, not from a line through them."""
+    times = {1: 1.0, 2: 1.1, 3: 1.15, 4: 1.2, 5: 3.0, 6: 3.1, 7: 3.2}      # a jump at 5 rows
+    cost = speculative.DraftCost(prior=0.4)
+    for _ in range(3):
+        for rows, t in times.items():
+            cost.main_round(t, rows)
+    cost.draft_round(0.1 * 5, 5)
+    for k in range(1, 7):
+        assert abs(cost.step_cost(k) - (times[k + 1] + 0.1 * k)) < 1e-9
+    k, gain = speculative.best_length(0.9, cost.step_cost, 6)
+    assert k == 3 and gain > 1.5, (k, gain)
+    a, b = cost.main_line()
+    assert speculative.best_length(0.9, lambda k: (a + b * (k + 1) + 0.1 * k) / (a + b), 6)[0] != 3   # a line's
+
+
+def test_plain_steps_time_the_single_row_step():
+    cost = speculative.DraftCost(prior=0.4)
+    k = DraftLength(cost=cost)
+    assert cost.main_step is None
+    k.plain_step(0.05)
+    assert cost.main_step == 0.05
+    assert DraftLength().plain_step(0.05) is None          # free drafts keep no costs
+
+
+def test_a_draft_round_is_timed_by_its_decode_steps_not_its_catch_up(with_drafts, monkeypatch):
+    """A round whose first step catches up a long context (a prompt, or what was generated
+    while the request drafted nothing) is timed by its decode steps: the catch-up is a
+    prefill, and counting it per drafted token would price the draft model out."""
+    m = with_drafts["other"]
+    src = m.draft
+    seen = []
+    real = speculative.DraftCost.draft_round
+    monkeypatch.setattr(speculative.DraftCost, "draft_round",
+                        lambda self, seconds, steps: (seen.append((seconds, steps)), real(self, seconds, steps)))
+    tokens = list(range(3, 203))                 # a 200-token context to catch up
+    drafter = src.drafter(tokens)
+    try:
+        draft = src.propose_many([(drafter, 3)])[0]
+        assert len(draft) == 3 and seen[-1][1] == 2          # the catch-up step left out
+        tokens += draft + [draft[-1]]               # all accepted, and one more: 2 new tokens
+        src.propose_many([(drafter, 3)])
+        assert seen[-1][1] == 3                     # its first step computes 2 tokens: a decode step
+        tokens += [7] * 40                          # a context grown by 40 while not drafting
+        src.propose_many([(drafter, 4)])
+        assert seen[-1][1] == 3
+    finally:
+        drafter.close()
+
+
+def test_the_loop_times_a_drafting_requests_plain_steps(with_drafts, monkeypatch):
+    """The engine loop reports the decode steps in which a drafting request drafted nothing
+    (drafts priced out here: it pauses after its first) as single-row main steps."""
+    m = with_drafts["self"]
+    rows = []
+    real = speculative.DraftCost.main_round
+    monkeypatch.setattr(speculative.DraftCost, "main_round",
+                        lambda self, seconds, r: (rows.append(r), real(self, seconds, r)))
+    monkeypatch.setattr(speculative.DraftCost, "step_cost", lambda self, k: 1 + 10 * k)
+    m.generate(PROMPTS[0], max_tokens=12, ignore_eos=True, temperature=0, speculative="draft")
+    assert 1 in rows and any(r > 1 for r in rows), rows
+
+
+def test_a_row_count_not_timed_lately_is_estimated_by_the_line():
+    """The machine's load moves: a row count whose own time is old (here the single-row step,
+    timed once while every later step verified drafts) gives way to the line of them all."""
+    cost = speculative.DraftCost(prior=0.4)
+    cost.main_round(5.0, 1)                     # timed once, on a busy machine
+    assert cost.main_time(1) == 5.0
+    for _ in range(speculative.ROWS_FRESH):
+        for rows in (3, 5):
+            cost.main_round(1.0 + 0.1 * rows, rows)
+    a, b = cost.main_line()
+    assert cost.main_time(1) == a + b < 5.0
+    assert cost.main_time(5) == 1.5
+
+
+def _drafting_pair(tiny_model, logits):
+    """The tiny main model with another tiny model drafting from ids [0, logits) only."""
+    from ignis.runtime.draft_model import DraftModel
+    main = ignis.load(tiny_model(n_layers=2, width=64, n_heads=4, n_kv_heads=2, ffn=128, vocab=300, seed=7),
+                      n_ctx=512, threads=2)
+    draft = ignis.load(tiny_model(n_layers=1, width=64, n_heads=4, n_kv_heads=2, ffn=128, vocab=300, seed=11),
+                       n_ctx=512, threads=2)
+    main.draft = DraftModel(main, draft, logits=logits)
+    return main
+
+
+@pytest.mark.parametrize("logits", [120, None])
+def test_a_draft_model_proposes_from_its_first_ids_only(tiny_model, monkeypatch, cheap_drafts, logits):
+    """DraftModel(logits=N): the draft model's steps compute the logits of ids [0, N) only
+    (a smaller output projection), so it never drafts a later id; the text is the plain one."""
+    m = _drafting_pair(tiny_model, logits)
+    drafted = []
+    real = type(m.draft).propose_many
+
+    def spy(self, wanted):
+        out = real(self, wanted)
+        drafted.extend(t for d in out for t in d)
+        return out
+    monkeypatch.setattr(type(m.draft), "propose_many", spy)
+    try:
+        for prompt in PROMPTS:
+            plain = m.generate(prompt, max_tokens=40, ignore_eos=True, seed=3, **SETTINGS)
+            assert m.generate(prompt, max_tokens=40, ignore_eos=True, seed=3, speculative="draft", **SETTINGS) == plain
+        assert len(drafted) > 50
+        if logits is None:
+            assert max(drafted) >= 120                       # the tiny draft model does use later ids
+        else:
+            assert max(drafted) < logits
+            assert m.draft.model.engine.batch_plan(1, 1).logits_shape == (1, logits)
+    finally:
+        m.draft.model.close()
+        m.close()
+
+
+def test_output_rows_is_checked(tiny_model):
+    from ignis.models import Qwen2Config
+    kw = dict(n_layers=1, width=64, ffn=128, n_heads=4, n_kv_heads=2, vocab=300)
+    assert Qwen2Config(**kw, output_rows=100).tensor_shapes()["output.weight"] == (100, 64)
+    for bad in (0, 301, 2.5, True):
+        with pytest.raises(ignis.ModelError, match="output_rows"):
+            Qwen2Config(**kw, output_rows=bad)
+    with pytest.raises(ignis.ModelError, match="untied"):
+        Qwen2Config(**kw, output_rows=100, tied_output=True)
+
+
+def test_a_row_count_between_two_timed_ones_is_tried_at_the_smaller_ones_time():
+    """Rows 1, 2 and 5 timed (a jump at 4 rows: 2 is cheap, 5 dear); 3 rows has never been
+    tried: it is priced as 2 rows (a lower bound), so the policy tries it instead of being
+    held at 1 draft by a line through the jump; past the timed counts, the line."""
+    cost = speculative.DraftCost(prior=0.4)
+    for _ in range(3):
+        for rows, t in ((1, 1.0), (2, 1.3), (5, 2.8)):
+            cost.main_round(t, rows)
+    cost.draft_round(0.3, 1)
+    assert cost.main_time(3) == cost.main_time(4) == 1.3
+    a, b = cost.main_line()
+    assert cost.main_time(8) == max(a + 8 * b, 2.8)
+    assert speculative.best_length(0.9, cost.step_cost, 10)[0] == 3
+    cost.main_round(1.4, 3)
+    cost.main_round(2.7, 4)                 # now known: the jump is at 4
+    assert speculative.best_length(0.9, cost.step_cost, 10)[0] == 2

@@ -140,8 +140,13 @@ def check_positive_number(arch: str, key: str, value) -> None:
 
 class DecoderConfig:
     """What every architecture's config (a frozen dataclass with at least n_layers, width,
-    n_heads, n_kv_heads, head_dim, vocab, rms_eps, context_length, tied_output and
-    weight_types) does alike; mixed in, the fields stay the subclass'."""
+    n_heads, n_kv_heads, head_dim, vocab, rms_eps, context_length, tied_output, output_rows
+    and weight_types) does alike; mixed in, the fields stay the subclass'.
+
+    output_rows: the output projection computes the logits of ids [0, output_rows) only (its
+    weight's first rows; None: every id). A draft model's greedy proposals need no more than
+    the ids text mostly uses, and its step then reads fewer weight bytes. An untied output
+    only (a tied one is the embedding table too, which needs every row)."""
     ARCH: str
 
     def _check_layout(self, head_dim_name: str, numbers) -> None:
@@ -157,6 +162,11 @@ class DecoderConfig:
             raise ModelError(f"{arch} config: context_length {self.context_length} exceeds {MAX_CONTEXT}")
         for key in numbers:
             check_positive_number(arch, key, getattr(self, key))
+        rows = self.output_rows
+        if rows is not None and (isinstance(rows, bool) or not isinstance(rows, int) or not 1 <= rows <= self.vocab
+                                 or self.tied_output):
+            raise ModelError(f"{arch} config: output_rows must be None or an int in [1, vocab {self.vocab}] with an "
+                             f"untied output, got {rows!r} (tied_output {self.tied_output})")
 
     @property
     def output_tensor(self) -> str:
@@ -171,7 +181,7 @@ class DecoderConfig:
         D, V = self.width, self.vocab
         shapes = {"token_embd.weight": (V, D), "output_norm.weight": (D,)}
         if not self.tied_output:
-            shapes["output.weight"] = (V, D)
+            shapes["output.weight"] = (self.output_rows or V, D)
         for L in range(self.n_layers):
             for name, shape in per_layer.items():
                 shapes[f"blk.{L}.{name}"] = shape

@@ -54,6 +54,7 @@ class Gemma3Config(DecoderConfig):
     rms_eps: float = 1e-6
     context_length: int = 32768
     tied_output: bool = True
+    output_rows: int | None = None       # logits of the first ids only (see DecoderConfig)
     weight_types: Mapping | None = field(default=None, repr=False, compare=False)
 
     ARCH = ARCH

@@ -46,6 +46,7 @@ class Qwen2Config(DecoderConfig):
     rms_eps: float = 1e-6
     context_length: int = 32768
     tied_output: bool = False
+    output_rows: int | None = None       # logits of the first ids only (see DecoderConfig)
     weight_types: Mapping | None = field(default=None, repr=False, compare=False)
 
     ARCH = ARCH

@@ -8,6 +8,7 @@ position positions[t] of sequence seqs[t]; the logits of the rows out_rows. Batc
 padded to a few bucket sizes, so only a handful of plans exist: padding tokens sit in a
 sequence of their own and are never read back. Every token's logits have the same bits
 whatever batch, chunk or bucket it went in."""
+import dataclasses
 import os
 import time
 
@@ -86,6 +87,12 @@ class Engine:
         n_local = min(n_blocks, WINDOW_SEQS * per_seq + -(-PAD_TOKENS // BLOCK_SIZE))
         return layers, LayeredKVCache(max(1, len(full)), len(local), config.n_kv_heads, config.head_dim,
                                       n_blocks, n_local, window, BLOCK_SIZE, keep_extra=WINDOW_SLACK)
+
+    def limit_logits(self, rows: int) -> None:
+        """From now on a step computes the logits of ids [0, rows) only (the config's
+        output_rows): the plans are rebuilt."""
+        self.config = dataclasses.replace(self.config, output_rows=rows)
+        self._plans.clear()
 
     def batch_plan(self, T: int, n_out: int, hidden: bool = False):
         """The plan of a batch of T tokens with n_out logit rows (with hidden: n_out rows of

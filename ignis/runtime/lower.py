@@ -53,8 +53,8 @@ def _emit(plan, op, off, weights: WeightStore, logits_values=(), kv_layers=None)
         pool, layer = kv_layers[a["layer"]] if kv_layers else (0, a["layer"])
     ins, out = op.inputs, op.result
 
-    def mat(i=0):
-        arr, ttype = weights.matrix(op.weights[i])
+    def mat(i=0, rows=None):
+        arr, ttype = weights.matrix(op.weights[i], rows=rows)
         return arr, (ttype if isinstance(ttype, list) else int(ttype))
 
     def vec(i):
@@ -71,7 +71,7 @@ def _emit(plan, op, off, weights: WeightStore, logits_values=(), kv_layers=None)
     elif kind == "rmsnorm":
         plan.add_rmsnorm(off(ins[0]), off(out), vec(0), rows, out.shape[1], a["eps"])
     elif kind == "matmul":
-        w, t = mat()
+        w, t = mat(rows=out.shape[1])          # the weight's first rows (all of them but with output_rows)
         # the output projection decides the next token: its activations get 16-bit blocks
         # (256x finer than Q8_0) where the kernels support it, for top-1 agreement
         act = "q16" if out in logits_values and t == int(TensorType.Q8_0) else "q8_0"

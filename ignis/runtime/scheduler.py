@@ -506,6 +506,8 @@ class Scheduler:
                 to_verify.append((s, logits[id(s)], dt))
                 continue
             kv.commit(s.seq, s.tokens[s.computed:s.computed + n])
+            if n == 1 and s.drafter is not None and s.computed >= s.n_prompt:
+                s.draft_len.plain_step(dt)       # a decode step without drafts: what drafts must beat
             self._time(s, n, dt)
             s.computed += n
             rows = logits[id(s)] if id(s) in logits else None

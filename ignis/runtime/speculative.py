@@ -68,33 +68,47 @@ class NgramDrafter:
 
 VERIFY_ROW = 0.03     # what one more row costs a memory-bound verify step, next to the step
 FIT_DECAY = 0.95      # weight of the verify steps seen so far in the fit of their time
+ROWS_DECAY = 0.8      # weight of the times seen so far of a main step of one number of rows
+ROWS_FRESH = 32       # a row count's own mean is used while it was timed in the last this many main steps
 MIN_GAIN = 1.05       # a draft model drafts only when it is expected to pay this much
 DECAY = 0.8           # weight of the acceptance seen so far at each new round
 PAUSE_MAX = 64        # most steps a request waits before it tries drafting again
 
 
 class DraftCost:
-    """What drafting one token costs, in single-row steps of the main model, from timings
-    shared by every request of one draft model: seconds per draft step, and the main step's
-    time as a line in its rows, a + b * rows, fitted to the verify steps seen (a memory-bound
-    step costs little more per row, a compute-bound one (a loaded machine) much more).
-    A drafted token costs a draft step and a verify row: (draft step + b) / (a + b).
-    `prior` (+ VERIFY_ROW) until both were timed."""
+    """What drafting costs, from timings shared by every request of one draft model:
+    - the draft model's step (`draft_round`: its decode steps only; catching up a context
+      that grew while no draft was asked for is a prefill, paid once, not per drafted token);
+    - the main model's step by the rows one request puts into it (`main_round`: 1 for a
+      plain decode step, k + 1 for a verify step). The kernels do not make a row's cost a
+      line (a memory-bound step costs little more per row up to some shape, then a tile
+      shape may cost much more), so each row count seen has its own decayed mean; a count
+      not seen lately (the machine's load moves) is estimated from them (`main_time`) or a
+      line a + b * rows fitted to all of them.
+    step_cost(k): a step verifying k drafts, the k draft steps included, in single-row main
+    steps; `prior` (+ VERIFY_ROW) per drafted token until both models were timed."""
 
     def __init__(self, prior: float):
         self.prior = prior
         self.draft_step = None
         self._sums = [0.0] * 5      # decayed weight, rows, seconds, rows^2, rows * seconds
+        self._by_rows = {}          # rows -> (decayed mean seconds of a main step of that many, when)
+        self._main_rounds = 0
 
-    def draft_round(self, seconds: float, k: int) -> None:
-        if k > 0:
-            per = seconds / k
+    def draft_round(self, seconds: float, steps: int) -> None:
+        """`steps` draft-model decode steps took `seconds`."""
+        if steps > 0 and seconds > 0:
+            per = seconds / steps
             self.draft_step = per if self.draft_step is None else 0.8 * self.draft_step + 0.2 * per
 
     def main_round(self, seconds: float, rows: int) -> None:
         if seconds > 0:
             for i, v in enumerate((1.0, rows, seconds, rows * rows, rows * seconds)):
                 self._sums[i] = FIT_DECAY * self._sums[i] + v
+            self._main_rounds += 1
+            old = self._by_rows.get(rows)
+            mean = seconds if old is None else ROWS_DECAY * old[0] + (1 - ROWS_DECAY) * seconds
+            self._by_rows[rows] = (mean, self._main_rounds)
 
     def main_line(self):
         """(a, b): a main step of r rows takes about a + b * r seconds; None before any."""
@@ -109,30 +123,44 @@ class DraftCost:
             b = VERIFY_ROW * my / (1 + VERIFY_ROW * mx)
         return max(my - b * mx, 0.05 * my), b
 
+    def main_time(self, rows: int):
+        """Seconds of a main step of `rows` rows: its own mean if timed lately; between two
+        row counts timed lately, the smaller one's (a step of more rows never costs less: the
+        bound is tried, then known); past them, the line's (not below the largest's)."""
+        fresh = {r: t for r, (t, when) in self._by_rows.items() if self._main_rounds - when < ROWS_FRESH}
+        if rows in fresh:
+            return fresh[rows]
+        below = max((r for r in fresh if r < rows), default=None)
+        if below is not None and any(r > rows for r in fresh):
+            return fresh[below]
+        line = self.main_line()
+        if line is None:
+            return None
+        return max(line[0] + line[1] * rows, fresh[below] if below is not None else 0.0)
+
     @property
     def main_step(self):
         """Seconds of a single-row main step (None before any)."""
-        line = self.main_line()
-        return None if line is None else line[0] + line[1]
+        return self.main_time(1)
 
-    @property
-    def ratio(self) -> float:
-        line = self.main_line()
-        if self.draft_step is None or line is None:
-            return self.prior + VERIFY_ROW
-        a, b = line
-        return (self.draft_step + b) / (a + b)
+    def step_cost(self, k: int) -> float:
+        """A main step verifying k drafted tokens plus the k draft steps, in single-row main steps."""
+        one = self.main_time(1)
+        if self.draft_step is None or not one:
+            return 1 + k * (self.prior + VERIFY_ROW)
+        return (self.main_time(k + 1) + k * self.draft_step) / one
 
 
-def best_length(p: float, cost: float, most: int) -> tuple:
+def best_length(p: float, cost, most: int) -> tuple:
     """(k, expected speed-up) of drafting k tokens, each accepted with probability p (until the
-    first rejection), when a drafted token costs `cost` main steps: a step then yields
-    1 + p + ... + p^k tokens for 1 + cost * k steps' time."""
+    first rejection): a step then yields 1 + p + ... + p^k tokens for cost(k) single-row steps'
+    time (a float c: a drafted token costs c such steps, cost(k) = 1 + c * k)."""
+    step_cost = cost if callable(cost) else (lambda k: 1 + cost * k)
     best = (0, 1.0)
     tokens = 1.0
     for k in range(1, most + 1):
         tokens += p ** k
-        gain = tokens / (1 + cost * k)
+        gain = tokens / step_cost(k)
         if gain > best[1]:
             best = (k, gain)
     return best
@@ -161,6 +189,11 @@ class DraftLength:
             return 0
         return self.k
 
+    def plain_step(self, seconds: float) -> None:
+        """A main step that decoded one token of the request without drafts took `seconds`."""
+        if self.cost is not None:
+            self.cost.main_round(seconds, 1)
+
     def update(self, drafted: int, accepted: int, seconds: float | None = None) -> None:
         """A verified draft: `seconds` is the main step's time that verified it."""
         if drafted == 0:
@@ -178,7 +211,7 @@ class DraftLength:
             self.cost.main_round(seconds, drafted + 1)
         self.hits = DECAY * self.hits + accepted
         self.misses = DECAY * self.misses + (accepted < drafted)
-        k, gain = best_length(self.hits / (self.hits + self.misses), self.cost.ratio, self.most)
+        k, gain = best_length(self.hits / (self.hits + self.misses), self.cost.step_cost, self.most)
         if gain < MIN_GAIN:
             self.backoff = min(PAUSE_MAX, max(4, 2 * self.backoff))
             self.pause, self.k = self.backoff, 2

@@ -46,18 +46,31 @@ class WeightStore:
             return info.data.view(np.uint16).reshape(info.shape), info.type
         return info.data, info.type
 
-    def matrix(self, weight: Weight, native: set = NATIVE_MATMUL):
+    def matrix(self, weight: Weight, native: set = NATIVE_MATMUL, rows: int | None = None):
         """A weight matrix -> (array, type); a row-concatenation planned by the passes ->
         (list of part arrays, list of types): the kernels read the parts in place, so the
-        concatenation costs no copy and the weights stay in the mmap."""
-        key = (weight.name, id(native))
+        concatenation costs no copy and the weights stay in the mmap. rows: only the first
+        `rows` rows of a single tensor (a view; a config's output_rows)."""
+        key = (weight.name, id(native), rows)
         if key not in self._matrices:
             parts = [self._raw(p, native) for p in weight.parts]
+            if rows is not None and len(parts) == 1:
+                parts = [(self._first_rows(weight.parts[0], parts[0][0], rows), parts[0][1])]
             if len(parts) == 1:
                 self._matrices[key] = parts[0]
             else:
                 self._matrices[key] = [a for a, _ in parts], [int(t) for _, t in parts]
         return self._matrices[key]
+
+    def _first_rows(self, name: str, arr: np.ndarray, rows: int) -> np.ndarray:
+        total = int(self._info(name).shape[0])
+        if not 1 <= rows <= total:
+            raise ModelError(f"{self.gguf.path}: tensor {name} has {total} rows, {rows} were asked for")
+        if rows == total:
+            return arr
+        if arr.ndim > 1:          # float types: a view of rows
+            return arr[:rows]
+        return arr[:arr.nbytes // total * rows]     # quantized rows are whole blocks, in order
 
     def vector(self, weight: Weight) -> np.ndarray:
         """A (possibly concatenated) 1-D float32 vector (norm gains, biases)."""
