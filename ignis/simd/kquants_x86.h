@@ -8,7 +8,8 @@
  * exact 16-bit pair sums (at most 2 * 127 * 127), vpmaddwd against the halves' integer
  * scales the exact scaled half sums, and the reduction of four rows lays them out as
  * [lo r0..3 | hi r0..3]: the lanes of the definition's lo and hi chains. The min steps use
- * the token's half sums times the mins as exact float products (small integers). */
+ * the token's half sums times the mins as exact float products (small integers). The AVX-512
+ * level takes its own kernels instead: IL(kx_zn) below for decode, kx_pairs.h for prefill. */
 
 /* the quants of activation block jb (0..7) of one super-block, 32 bytes in element order */
 IGNIS_INLINE __m256i IL(kx_quants)(const uint8_t *sb, int jb, const int WT) {
