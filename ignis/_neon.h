@@ -90,7 +90,8 @@
  *   fma chain i mod 16, then a fixed tree); simd/x86_32.h and simd/arm_32.h hold their levels.
  *   Q5_K 176 B, Q3_K 110 B, Q2_K 84 B, IQ4_XS 136 B / 256: see simd/kquants.h (their definitions,
  *         by the same rule: scaled exact half sums, fmas in order, Q5_K/Q2_K with min steps; tiles
- *         in simd/kquants_x86.h (256-bit tiles at every x86 level, avx512 decode on 512 bits) and
+ *         in simd/kquants_x86.h (256-bit tiles at every x86 level; avx512: decode on 512 bits, prefill in
+ *         the 8-row x 8-token pair tile of simd/kx_pairs.h) and
  *         simd/kquants_arm.h (4 rows a register at neon/dotprod/i8mm; i8mm uses sdot, not smmla))
  */
 #ifndef IGNIS_NEON_H

@@ -43,7 +43,9 @@ def top1_agreement(path, n_tokens=256):
 
 
 @pytest.mark.real
-@pytest.mark.parametrize("preset, expect", [("LLAMA_FTYPE_MOSTLY_Q5_K_M", TensorType.Q5_K)])
+@pytest.mark.parametrize("preset, expect", [("LLAMA_FTYPE_MOSTLY_Q5_K_M", TensorType.Q5_K),
+                                            ("LLAMA_FTYPE_MOSTLY_Q2_K", TensorType.Q3_K),     # ffn_down
+                                            ("LLAMA_FTYPE_MOSTLY_IQ4_XS", TensorType.IQ4_XS)])
 def test_preset_agrees_with_llama_cpp(smollm2_path, tmp_path, preset, expect):
     out = tmp_path / f"smollm2-{preset}.gguf"
     requantize(smollm2_path, out, getattr(llama_cpp, preset))

@@ -8,7 +8,8 @@
  * exact 16-bit pair sums (at most 2 * 127 * 127), vpmaddwd against the halves' integer
  * scales the exact scaled half sums, and the reduction of four rows lays them out as
  * [lo r0..3 | hi r0..3]: the lanes of the definition's lo and hi chains. The min steps use
- * the token's half sums times the mins as exact float products (small integers). */
+ * the token's half sums times the mins as exact float products (small integers). The AVX-512
+ * level takes its own kernels instead: IL(kx_zn) below for decode, kx_pairs.h for prefill. */
 
 /* the quants of activation block jb (0..7) of one super-block, 32 bytes in element order */
 IGNIS_INLINE __m256i IL(kx_quants)(const uint8_t *sb, int jb, const int WT) {
@@ -109,6 +110,7 @@ IGNIS_INLINE void IL(kx_8xn)(int64_t nsb, const uint8_t *const *w, const uint8_t
         for (int g = 0; g < G; g++) IL(store4)(acc[j][g], out + j * IGNIS_TILE + 4 * g, 1);
 }
 
+#if !IGNIS_X86_512      /* avx512 takes the zn kernels and the pair tile below */
 #define IGNIS_KX_KERNELS(name, WT) \
     static void IL(name##_8x1)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(kx_8xn)(n, w, x, o, 1, 2, WT); } \
     static void IL(name##_8x2)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(kx_8xn)(n, w, x, o, 2, 2, WT); } \
@@ -117,8 +119,22 @@ IGNIS_INLINE void IL(kx_8xn)(int64_t nsb, const uint8_t *const *w, const uint8_t
     static void IL(name##_4x8)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(kx_8xn)(n, w, x, o, 8, 1, WT); }
 IGNIS_KX_KERNELS(q5_k, 13) IGNIS_KX_KERNELS(q3_k, 11) IGNIS_KX_KERNELS(q2_k, 10) IGNIS_KX_KERNELS(iq4_xs, 23)
 #undef IGNIS_KX_KERNELS
+#endif
 
 #if IGNIS_X86_512
+/* IQ4_XS's eight signed 6-bit scales of one row, byte j for sub-block j (bytes 8..15 zero):
+ * low nibbles from scales_l, the two high bits from scales_h shifted per 16-bit lane */
+IGNIS_INLINE __m128i IL(iq4_xs_scales8)(const uint8_t *sb) {
+    const __m128i l = _mm_cvtsi32_si128((int)ignis_load_u32(sb + 4));
+    const __m128i nib = _mm_unpacklo_epi8(_mm_and_si128(l, _mm_set1_epi8(0x0f)),
+                                          _mm_and_si128(_mm_srli_epi16(l, 4), _mm_set1_epi8(0x0f)));
+    const __m128i h = _mm_and_si128(_mm_srlv_epi16(_mm_set1_epi16((short)ignis_load_u16(sb + 2)),
+                                                   _mm_setr_epi16(0, 2, 4, 6, 8, 10, 12, 14)), _mm_set1_epi16(3));
+    const __m128i hb = _mm_packus_epi16(h, _mm_setzero_si128());
+    return _mm_sub_epi8(_mm_or_si128(nib, _mm_slli_epi16(hb, 4)), _mm_setr_epi8(32, 32, 32, 32, 32, 32, 32, 32,
+                                                                                 0, 0, 0, 0, 0, 0, 0, 0));
+}
+
 /* one row's 16 half-block scales (and mins) as bytes, half 2jb + h of activation block jb at
  * byte 2jb + h (the 32-element sub-blocks' values twice) */
 IGNIS_INLINE void IL(kx_scale_bytes)(const uint8_t *sb, const int WT, __m128i *sc, __m128i *m) {
@@ -137,9 +153,7 @@ IGNIS_INLINE void IL(kx_scale_bytes)(const uint8_t *sb, const int WT, __m128i *s
         *sc = _mm_sub_epi8(_mm_or_si128(low4, _mm_slli_epi16(high2, 4)), _mm_set1_epi8(32));
         *m = *sc;
     } else {
-        uint64_t v = 0;
-        for (int j = 0; j < 8; j++) v |= (uint64_t)(uint8_t)(int8_t)ignis_iq4_xs_scale(sb, j) << (8 * j);
-        const __m128i b = _mm_cvtsi64_si128((long long)v);
+        const __m128i b = IL(iq4_xs_scales8)(sb);
         *sc = _mm_unpacklo_epi8(b, b);
         *m = *sc;
     }
@@ -199,18 +213,15 @@ IGNIS_INLINE void IL(kx_zn)(int64_t nsb, const uint8_t *const *w, const uint8_t 
     static void IL(name##_zn4)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(kx_zn)(n, w, x, o, 4, WT); }
 IGNIS_KX_ZN(q5_k, 13) IGNIS_KX_ZN(q3_k, 11) IGNIS_KX_ZN(q2_k, 10) IGNIS_KX_ZN(iq4_xs, 23)
 #undef IGNIS_KX_ZN
+#include "kx_pairs.h"      /* avx512 prefill: 8 rows x 8 tokens in row/token-pair lanes */
 #endif
 
 /* the tile of these types (see ignis_scalar_tile): 8 rows x up to 4 tokens at a time, or
- * 4 rows x 8 tokens (each decoded weight block used for 8 tokens) from 5 tokens on */
+ * 4 rows x 8 tokens (each decoded weight block used for 8 tokens) from 5 tokens on; avx512:
+ * the zn kernels up to 4 tokens, the 8 x 8 pair tile (kx_pairs.h) from 5 on */
 static inline void IL(kx_tile)(int wtype, int64_t nsb, const uint8_t *const *w, int rm,
                                const uint8_t *const *x, int rn, float *out) {
     const int t = wtype == 13 ? 0 : wtype == 11 ? 1 : wtype == 10 ? 2 : 3;
-    static const ignis_kernel_fn ks[4][5] = {
-        {IL(q5_k_8x1), IL(q5_k_8x2), IL(q5_k_8x3), IL(q5_k_8x4), IL(q5_k_4x8)},
-        {IL(q3_k_8x1), IL(q3_k_8x2), IL(q3_k_8x3), IL(q3_k_8x4), IL(q3_k_4x8)},
-        {IL(q2_k_8x1), IL(q2_k_8x2), IL(q2_k_8x3), IL(q2_k_8x4), IL(q2_k_4x8)},
-        {IL(iq4_xs_8x1), IL(iq4_xs_8x2), IL(iq4_xs_8x3), IL(iq4_xs_8x4), IL(iq4_xs_4x8)}};
     const uint8_t *wp[8], *xp[8];
     for (int i = 0; i < 8; i++) wp[i] = w[i < rm ? i : rm - 1];
     for (int j = 0; j < 8; j++) xp[j] = x[j < rn ? j : rn - 1];
@@ -221,16 +232,25 @@ static inline void IL(kx_tile)(int wtype, int64_t nsb, const uint8_t *const *w, 
         {IL(q3_k_zn1), IL(q3_k_zn2), IL(q3_k_zn3), IL(q3_k_zn4)},
         {IL(q2_k_zn1), IL(q2_k_zn2), IL(q2_k_zn3), IL(q2_k_zn4)},
         {IL(iq4_xs_zn1), IL(iq4_xs_zn2), IL(iq4_xs_zn3), IL(iq4_xs_zn4)}};
+    static const ignis_kernel_fn pairs[4] = {IL(q5_k_p8x8), IL(q3_k_p8x8), IL(q2_k_p8x8), IL(iq4_xs_p8x8)};
     if (rn <= 4) {
         zn[t][rn - 1](nsb, wp, xp, tmp);
-    } else
-#endif
+    } else {
+        pairs[t](nsb, wp, xp, tmp);
+    }
+#else
+    static const ignis_kernel_fn ks[4][5] = {
+        {IL(q5_k_8x1), IL(q5_k_8x2), IL(q5_k_8x3), IL(q5_k_8x4), IL(q5_k_4x8)},
+        {IL(q3_k_8x1), IL(q3_k_8x2), IL(q3_k_8x3), IL(q3_k_8x4), IL(q3_k_4x8)},
+        {IL(q2_k_8x1), IL(q2_k_8x2), IL(q2_k_8x3), IL(q2_k_8x4), IL(q2_k_4x8)},
+        {IL(iq4_xs_8x1), IL(iq4_xs_8x2), IL(iq4_xs_8x3), IL(iq4_xs_8x4), IL(iq4_xs_4x8)}};
     if (rn > 4) {
         ks[t][4](nsb, wp, xp, tmp);
         if (rm > 4) ks[t][4](nsb, wp + 4, xp, tmp + 4);
     } else {
         ks[t][rn - 1](nsb, wp, xp, tmp);
     }
+#endif
     for (int j = 0; j < rn; j++)
         for (int i = 0; i < rm; i++) out[j * IGNIS_TILE + i] = tmp[j * IGNIS_TILE + i];
 }

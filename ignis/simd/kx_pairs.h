@@ -1,0 +1,118 @@
+/* kx_pairs.h -- the 8-row x 8-token prefill tiles of Q5_K, Q3_K, Q2_K and IQ4_XS weights
+ * (WT 13, 11, 10, 23) for the AVX-512 level (included by kquants_x86.h inside its AVX-512
+ * region). Same arithmetic as ignis_scalar_vec_dot_kx (simd/kquants.h): these give its bits.
+ *
+ * The lane layout is kq_pairs.h's (lane 2i + e: weight row i, token 2p + e of pair p; one
+ * register per pair for the lo chain, one for the hi chain) and it uses that file's token
+ * table (IL(kp_tokens)), scale-byte spreading (IL(kp_row_bytes)) and f16 loads. The quants
+ * meet the token unsigned through vpdpbusd: Q5_K 0..31 and Q2_K 0..3 as they are, Q3_K as
+ * q + 4 (0..7) and IQ4_XS as its grid value + 128; those two take the offset back exactly in
+ * integers (- u * sum x of the half). The half sums times the integer scales are exact float
+ * products (below 2^24, as in IL(kx_zn)); the min steps multiply the half sums of x (exact
+ * floats) by the mins. Then the definition's fused multiply-adds, in its order. */
+
+/* one row's scale (and min) bytes of one super-block as qwords, byte jb for activation block
+ * jb: *sl / *sh the scales of its lo / hi half, *ml / *mh the mins (types with mins only) */
+IGNIS_INLINE void IL(xp_row_scales)(const uint8_t *sb, const int WT, uint64_t *sl, uint64_t *sh,
+                                    uint64_t *ml, uint64_t *mh) {
+    const __m128i even_odd = _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
+    if (WT == 13) {                      /* Q5_K: Q4_K's packing, one scale per block */
+        IL(kp_q4_k_scales)(sb + 4, sl, ml);
+        *sh = *sl;
+        *mh = *ml;
+    } else if (WT == 10) {               /* Q2_K: byte 2jb + h = sc | m << 4 */
+        const __m128i v = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)sb), even_odd);
+        const __m128i sc = _mm_and_si128(v, _mm_set1_epi8(0x0f));
+        const __m128i m = _mm_and_si128(_mm_srli_epi16(v, 4), _mm_set1_epi8(0x0f));
+        *sl = (uint64_t)_mm_cvtsi128_si64(sc);
+        *sh = (uint64_t)_mm_extract_epi64(sc, 1);
+        *ml = (uint64_t)_mm_cvtsi128_si64(m);
+        *mh = (uint64_t)_mm_extract_epi64(m, 1);
+    } else if (WT == 11) {               /* Q3_K: 16 signed scales, byte 2jb + h */
+        __m128i sc, unused;
+        IL(kx_scale_bytes)(sb, WT, &sc, &unused);
+        sc = _mm_shuffle_epi8(sc, even_odd);
+        *sl = (uint64_t)_mm_cvtsi128_si64(sc);
+        *sh = (uint64_t)_mm_extract_epi64(sc, 1);
+    } else {                             /* IQ4_XS: 8 signed scales, one per block */
+        *sl = *sh = (uint64_t)_mm_cvtsi128_si64(IL(iq4_xs_scales8)(sb));
+    }
+}
+
+/* Q5_K / Q3_K / Q2_K / IQ4_XS, 8 weight rows x 8 tokens (pad pointers for fewer) */
+IGNIS_INLINE void IL(xp_8x8)(int64_t nsb, const uint8_t *const *w, const uint8_t *const *x, float *out, const int WT) {
+    const size_t wbytes = WT == 13 ? IGNIS_Q5_K_BYTES : WT == 11 ? IGNIS_Q3_K_BYTES
+                        : WT == 10 ? IGNIS_Q2_K_BYTES : IGNIS_IQ4_XS_BYTES;
+    const size_t doff = WT == 11 ? 108 : WT == 10 ? 80 : 0, moff = WT == 10 ? 82 : 2;
+    const int has_min = WT == 13 || WT == 10, split = WT == 11 || WT == 10;   /* split: lo/hi scales differ */
+    const int ushift = WT == 11 ? 2 : WT == 23 ? 7 : 0;                      /* the offset u = 1 << ushift */
+    const __m256i uv = _mm256_set1_epi8(WT == 11 ? 4 : WT == 23 ? (char)0x80 : 0);
+    const __m512i dup_lo = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+    const __m512i dup_hi = _mm512_add_epi32(dup_lo, _mm512_set1_epi32(8));
+    static const int slot[8] = {0, 1, 4, 5, 2, 3, 6, 7};
+    __m512 lo[4], hi[4];
+    for (int p = 0; p < 4; p++) lo[p] = hi[p] = _mm512_setzero_ps();
+    for (int64_t s = 0; s < nsb; s++) {
+        const size_t wo = (size_t)s * wbytes;
+        uint64_t bsl[8], bsh[8], bml[8], bmh[8];
+        for (int i = 0; i < 8; i++) IL(xp_row_scales)(w[i] + wo, WT, &bsl[i], &bsh[i], &bml[i], &bmh[i]);
+        const __m512i vsl = _mm512_loadu_si512(bsl), vsh = _mm512_loadu_si512(bsh);
+        const __m512i vml = has_min ? _mm512_loadu_si512(bml) : vsl, vmh = has_min ? _mm512_loadu_si512(bmh) : vsl;
+        const __m512 d = IL(kp_f16x8)(w, wo + doff);
+        const __m512 dmin = has_min ? IL(kp_f16x8)(w, wo + moff) : d;
+        __m512i ctl = IL(kp_row_ctl)();
+        for (int jb = 0; jb < 8; jb++, ctl = _mm512_add_epi8(ctl, _mm512_set1_epi8(1))) {
+            __m256i r[8];
+            for (int i = 0; i < 8; i++) r[i] = _mm256_add_epi8(IL(kx_quants)(w[i] + wo, jb, WT), uv);
+            __m512i wt[4], w2[8];
+            IL(z8_transpose)(r, wt);
+            for (int k = 0; k < 4; k++) {
+                w2[k] = _mm512_permutexvar_epi32(dup_lo, wt[k]);
+                w2[k + 4] = _mm512_permutexvar_epi32(dup_hi, wt[k]);
+            }
+            const __m512 scl = IL(kp_row_bytes)(vsl, ctl), sch = split ? IL(kp_row_bytes)(vsh, ctl) : scl;
+            const __m512 mnl = has_min ? IL(kp_row_bytes)(vml, ctl) : scl;
+            const __m512 mnh = has_min ? (split ? IL(kp_row_bytes)(vmh, ctl) : mnl) : scl;
+            uint64_t xi[4][8];
+            uint64_t cs[4][2];
+            float dx[8];
+            IL(kp_tokens)(x, (size_t)(s * 8 + jb) * IGNIS_Q8_0_BYTES, xi, cs, dx, has_min);
+            /* the table read back from memory: broadcast loads, no shuffles (see kq_pairs.h) */
+            __asm__ volatile("" : : "r"(xi), "r"(cs), "r"(dx) : "memory");
+            for (int p = 0; p < 4; p++) {
+                __m512i al = _mm512_setzero_si512(), ah = _mm512_setzero_si512();
+                for (int k = 0; k < 4; k++) {
+                    al = _mm512_dpbusd_epi32(al, w2[k], _mm512_set1_epi64((long long)xi[p][slot[k]]));
+                    ah = _mm512_dpbusd_epi32(ah, w2[k + 4], _mm512_set1_epi64((long long)xi[p][slot[k + 4]]));
+                }
+                const __m512i cl = _mm512_set1_epi64((long long)cs[p][0]), ch = _mm512_set1_epi64((long long)cs[p][1]);
+                if (ushift) {        /* (q + u) . x - u sum x = q . x, exactly */
+                    al = _mm512_sub_epi32(al, _mm512_slli_epi32(cl, ushift));
+                    ah = _mm512_sub_epi32(ah, _mm512_slli_epi32(ch, ushift));
+                }
+                double dxp;
+                memcpy(&dxp, &dx[2 * p], 8);
+                const __m512 dxv = _mm512_castpd_ps(_mm512_set1_pd(dxp));
+                const __m512 sd = _mm512_mul_ps(d, dxv);
+                lo[p] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(al), scl), sd, lo[p]);
+                if (has_min)
+                    lo[p] = _mm512_fnmadd_ps(_mm512_mul_ps(_mm512_castsi512_ps(cl), mnl), _mm512_mul_ps(dmin, dxv), lo[p]);
+                hi[p] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(ah), sch), sd, hi[p]);
+                if (has_min)
+                    hi[p] = _mm512_fnmadd_ps(_mm512_mul_ps(_mm512_castsi512_ps(ch), mnh), _mm512_mul_ps(dmin, dxv), hi[p]);
+            }
+        }
+    }
+    for (int p = 0; p < 4; p++) {
+        float t[16];
+        _mm512_storeu_ps(t, _mm512_add_ps(lo[p], hi[p]));
+        for (int i = 0; i < 8; i++) {
+            out[(2 * p) * IGNIS_TILE + i] = t[2 * i];
+            out[(2 * p + 1) * IGNIS_TILE + i] = t[2 * i + 1];
+        }
+    }
+}
+static void IL(q5_k_p8x8)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(xp_8x8)(n, w, x, o, 13); }
+static void IL(q3_k_p8x8)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(xp_8x8)(n, w, x, o, 11); }
+static void IL(q2_k_p8x8)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(xp_8x8)(n, w, x, o, 10); }
+static void IL(iq4_xs_p8x8)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(xp_8x8)(n, w, x, o, 23); }
