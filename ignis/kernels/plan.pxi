@@ -31,6 +31,8 @@ cdef class Plan:
     cdef object _q16cache      # the same for the Q16 scratch
     cdef object _q16buf
     cdef int64_t _q16_bytes
+    cdef object _kpbuf
+    cdef int64_t _kp_bytes     # per thread: prepared Q4_K / Q6_K rows (matmul.pxi kp_bytes)
     cdef int64_t _vocab        # smallest embed vocabulary (tokens must be below), -1: no embed
     cdef bint _needs_pos
     cdef bint _writes_kv       # kv_write / qkv_rope_kv: no two tokens of a run may write one row
@@ -89,6 +91,8 @@ cdef class Plan:
         self._q16cache = None
         self._q16buf = None
         self._q16_bytes = 0
+        self._kpbuf = None
+        self._kp_bytes = 0
         self._vocab = -1
         self._needs_pos = False
         self._take_n = -1
@@ -378,6 +382,8 @@ cdef class Plan:
         p.out = out // 4
         self._set_parts(p, parts)
         p.xq_row_bytes = (k // 32) * 34
+        if not act16 and rows > TILE and any(part[1] == T_Q4_K or part[1] == T_Q6_K for part in parts):
+            self._kp_bytes = max(self._kp_bytes, kp_bytes(k, 2 if epi == EPI_SWIGLU or epi == EPI_GEGLU else 1))
         if vec is not None:
             p.vec = <const float *><uintptr_t>_addr(vec)
         else:

@@ -18,6 +18,8 @@ cdef _ensure_scratch(Plan plan, n_ctx):
             plan._q16buf = _aligned_buffer(max(plan._q16_bytes, 64))
         if plan._fbuf is None or plan._fbuf.size < plan._fbuf_floats:
             plan._fbuf = _aligned_buffer(max(plan._fbuf_floats, 16) * 4, np.float32)
+        if plan._kp_bytes and (plan._kpbuf is None or plan._kpbuf.nbytes < plan._kp_bytes * plan.n_threads):
+            plan._kpbuf = _aligned_buffer(plan._kp_bytes * plan.n_threads)
         rf = plan._rope_floats()
         if plan._rope is None or plan._rope.size < rf:
             plan._rope = _aligned_buffer(max(rf, 16) * 4, np.float32)
@@ -154,6 +156,9 @@ cdef _run(Plan plan, tokens, positions, kv, seqs, tables, block_size, rows, kv_l
     c.qbuf = <uint8_t *><uintptr_t>_addr(plan._qbuf)
     c.q16buf = <uint8_t *><uintptr_t>_addr(plan._q16buf)
     c.fbuf = <float *><uintptr_t>_addr(plan._fbuf)
+    if plan._kp_bytes:
+        c.kp_buf = <uint8_t *><uintptr_t>_addr(plan._kpbuf)
+        c.kp_stride = plan._kp_bytes
     c.rope = <float *><uintptr_t>_addr(plan._rope)
     c.att = <float *><uintptr_t>_addr(plan._att)
     c.att_stride = (_att_rows(plan) * att_n + 15) // 16 * 16
