@@ -119,8 +119,9 @@ IGNIS_INLINE void IL(kp_block_tab)(const __m512i *w2, __m512 s0, __m512 s1, __m5
     for (int p = 0; p < 4; p++) {
         __m512i al = _mm512_setzero_si512(), ah = _mm512_setzero_si512();
         for (int k = 0; k < 4; k++) {
-            al = _mm512_dpbusd_epi32(al, w2[k], _mm512_set1_epi64((long long)xi[p][slot[k]]));
-            ah = _mm512_dpbusd_epi32(ah, w2[k + 4], _mm512_set1_epi64((long long)xi[p][slot[k + 4]]));
+            /* unaligned loads: a prepared buffer need not be 64-byte aligned */
+            al = _mm512_dpbusd_epi32(al, _mm512_loadu_si512(&w2[k]), _mm512_set1_epi64((long long)xi[p][slot[k]]));
+            ah = _mm512_dpbusd_epi32(ah, _mm512_loadu_si512(&w2[k + 4]), _mm512_set1_epi64((long long)xi[p][slot[k + 4]]));
         }
         const __m512i cl = _mm512_set1_epi64((long long)cs[p][0]), ch = _mm512_set1_epi64((long long)cs[p][1]);
         double dxp;
