@@ -414,8 +414,10 @@ cdef struct Ctx:
     uint8_t *qbuf
     uint8_t *q16buf
     float *fbuf
-    uint8_t *kp_buf         # prepared Q4_K / Q6_K rows and a token table: kp_stride bytes per thread
+    uint8_t *kp_buf         # prepared Q4_K / Q6_K rows: kp_stride bytes per thread
     int64_t kp_stride
+    uint8_t *kp_tab         # their token tables (one per 8 tokens of the matmul's x)
+    int64_t kp_tab_bytes
     float *rope
     float *att
     int64_t att_stride

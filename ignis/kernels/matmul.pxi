@@ -9,8 +9,9 @@
 # computed in, on T or on the thread count (the chunks threads take are whole rows).
 #
 # Q4_K / Q6_K rows at a level that prepares them (avx512; simd/kq_prep.h) and more than 8
-# tokens: the rows of up to 8 tiles are unpacked once into the thread's scratch, then each 8
-# tokens' table is made once and serves them all (the same bits: the same tile operations).
+# tokens: first the threads write the token tables of every 8 tokens (plan scratch), then
+# the rows of up to 8 tiles are unpacked once into the thread's scratch and run against each
+# table in turn (the same bits: the same tile operations as the plain tile).
 
 cdef inline int tile_rows(Instr *ins, int64_t n0, int64_t rs, int rm, const uint8_t **wp) noexcept nogil:
     """wp[i] = W row n0 + i*rs (i < rm, rows of one part); returns the part's weight type."""
@@ -62,6 +63,10 @@ cdef void k_matmul(Ctx *c, Instr *ins, long long *counter, int tid, int nt) noex
         if hi > lo:
             total += segment_chunks(hi - lo, nt)
     cdef long long chunk
+    cdef bint tables = kp_tables_ready(c, ins)
+    if tables:      # every thread takes this branch (the test reads only the plan and the level)
+        kp_fill_tables(c, ins, tid, nt)
+        ignis_bar_wait(&c.bar)
     while True:
         chunk = ignis_next_chunk(counter)
         if chunk >= total:
@@ -74,18 +79,19 @@ cdef void k_matmul(Ctx *c, Instr *ins, long long *counter, int tid, int nt) noex
                 continue
             nch = segment_chunks(hi - lo, nt)
             if ci < nch:
-                matmul_rows(c, ins, lo + (hi - lo) * ci // nch, lo + (hi - lo) * (ci + 1) // nch, tid)
+                matmul_rows(c, ins, lo + (hi - lo) * ci // nch, lo + (hi - lo) * (ci + 1) // nch, tid, tables)
                 break
             ci -= nch
 
 
-cdef void matmul_rows(Ctx *c, Instr *ins, int64_t r0, int64_t r1, int tid) noexcept nogil:
+cdef void matmul_rows(Ctx *c, Instr *ins, int64_t r0, int64_t r1, int tid, bint tables) noexcept nogil:
     """Rows [r0, r1) as 8 interleaved streams: tile i takes rows r0 + i + j*Q (j < 8), so the
     memory system sees 8 sequential streams (one stream gets well under half the bandwidth
-    on Zen 3). The leftover rows go in plain tiles."""
+    on Zen 3). The leftover rows go in plain tiles. With the token tables written: prepared
+    rows where they can be."""
     cdef int64_t Q = (r1 - r0) // TILE, i, n
     cdef int rm
-    if kp_prepared_rows(c, ins, r0, r1, tid):
+    if tables and kp_prepared_rows(c, ins, r0, r1, tid):
         return
     for i in range(Q):
         matmul_block(c, ins, r0 + i, Q, TILE)
@@ -169,29 +175,56 @@ cdef inline int kp_groups(int64_t nsb, int sides) noexcept nogil:
 
 
 cdef inline int64_t kp_bytes(int64_t k, int sides) noexcept nogil:
-    """A thread's scratch for prepared rows of width k: one token table and the groups' rows
-    (0: the width is too large to prepare)."""
+    """A thread's scratch for the prepared rows of width k (0: too wide to prepare)."""
     cdef int64_t nsb = k // 256
-    cdef int g = kp_groups(nsb, sides)
-    if g == 0:
-        return 0
-    return nsb * 8 * IGNIS_KP_TOK_BYTES + g * sides * nsb * IGNIS_KP_SB_BYTES
+    return kp_groups(nsb, sides) * sides * nsb * IGNIS_KP_SB_BYTES
+
+
+cdef inline int64_t kp_tab_bytes(int64_t T, int64_t k) noexcept nogil:
+    """The token tables of T tokens of width k: one per 8 tokens."""
+    return (T + TILE - 1) // TILE * (k // 32) * IGNIS_KP_TOK_BYTES
+
+
+cdef bint kp_tables_ready(Ctx *c, Instr *ins) noexcept nogil:
+    """Whether a matmul writes token tables: more than 8 tokens of Q8_0 activations, a part of
+    a type the level prepares, and the plan's table scratch large enough."""
+    cdef int p
+    if c.kp_tab == NULL or ins.rows <= TILE or ins.act16 or kp_tab_bytes(ins.rows, ins.k) > c.kp_tab_bytes:
+        return False
+    for p in range(ins.n_parts):
+        if ignis_kq_prepares(ins.ptype[p]):
+            return True
+    return False
+
+
+cdef void kp_fill_tables(Ctx *c, Instr *ins, int tid, int nt) noexcept nogil:
+    """Thread tid's share of the token tables (tiles tid, tid + nt, ...)."""
+    cdef int64_t T = ins.rows, nb = ins.k // 32, tile = tid, t0
+    cdef const uint8_t *xp[TILE]
+    cdef int j, rn
+    while tile * TILE < T:
+        t0 = tile * TILE
+        rn = <int>_min(TILE, T - t0)
+        for j in range(rn):
+            xp[j] = c.qbuf + (t0 + j) * ins.xq_row_bytes
+        ignis_kq_tokens(nb, xp, rn, c.kp_tab + tile * nb * IGNIS_KP_TOK_BYTES)
+        tile += nt
 
 
 cdef bint kp_prepared_rows(Ctx *c, Instr *ins, int64_t r0, int64_t r1, int tid) noexcept nogil:
     """Rows [r0, r1) (the streams of matmul_rows, then the leftover rows as one more group) on
-    prepared rows, when they are Q4_K / Q6_K (both halves of a gate/up weight), the level
-    prepares them, there are more than 8 tokens and the thread's scratch holds them. Returns
-    whether it ran."""
+    prepared rows against the token tables (kp_fill_tables wrote them), when they are Q4_K /
+    Q6_K (both halves of a gate/up weight), the level prepares them and the thread's scratch
+    holds them. Returns whether it ran."""
     cdef int64_t T = ins.rows, k = ins.k, nsb = k // 256, Q = (r1 - r0) // TILE
     cdef int sides = 2 if (ins.epi == EPI_SWIGLU or ins.epi == EPI_GEGLU) else 1
     cdef const uint8_t *wp[TILE]
-    cdef const uint8_t *xp[TILE]
-    cdef int wt0, wt1 = 0, G, ng, b0, nbat, g, side, rm, rn, j
+    cdef const uint8_t *tab
+    cdef int wt0, wt1 = 0, G, ng, b0, nbat, g, side, rm, rn
     cdef int64_t gn0, grs, t0, sb_bytes = nsb * IGNIS_KP_SB_BYTES
     cdef float r[TILE * TILE]
     cdef float r2[TILE * TILE]
-    if c.kp_buf == NULL or T <= TILE or ins.act16:
+    if c.kp_buf == NULL:
         return False
     wt0 = tile_rows(ins, r0, 1, 1, wp)
     if sides == 2:
@@ -201,8 +234,7 @@ cdef bint kp_prepared_rows(Ctx *c, Instr *ins, int64_t r0, int64_t r1, int tid) 
     G = kp_groups(nsb, sides)
     if G == 0 or kp_bytes(k, sides) > c.kp_stride:
         return False
-    cdef uint8_t *tab = c.kp_buf + tid * c.kp_stride
-    cdef uint8_t *rows = tab + nsb * 8 * IGNIS_KP_TOK_BYTES    # group g, side s at (g*sides + s) * sb_bytes
+    cdef uint8_t *rows = c.kp_buf + tid * c.kp_stride     # group g, side s at (g*sides + s) * sb_bytes
     ng = <int>Q + (1 if r0 + TILE * Q < r1 else 0)
     b0 = 0
     while b0 < ng:
@@ -215,9 +247,7 @@ cdef bint kp_prepared_rows(Ctx *c, Instr *ins, int64_t r0, int64_t r1, int tid) 
         t0 = 0
         while t0 < T:
             rn = <int>_min(TILE, T - t0)
-            for j in range(rn):
-                xp[j] = c.qbuf + (t0 + j) * ins.xq_row_bytes
-            ignis_kq_tokens(nsb * 8, xp, rn, tab)
+            tab = c.kp_tab + (t0 // TILE) * (k // 32) * IGNIS_KP_TOK_BYTES
             for g in range(nbat):
                 kp_group(r0, r1, Q, b0 + g, &gn0, &grs, &rm)
                 ignis_kq_prep_tile(wt0, nsb, rows + g * sides * sb_bytes, tab, r)

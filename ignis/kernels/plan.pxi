@@ -33,6 +33,8 @@ cdef class Plan:
     cdef int64_t _q16_bytes
     cdef object _kpbuf
     cdef int64_t _kp_bytes     # per thread: prepared Q4_K / Q6_K rows (matmul.pxi kp_bytes)
+    cdef object _kptab
+    cdef int64_t _kp_tab_bytes  # their token tables (matmul.pxi kp_tab_bytes)
     cdef int64_t _vocab        # smallest embed vocabulary (tokens must be below), -1: no embed
     cdef bint _needs_pos
     cdef bint _writes_kv       # kv_write / qkv_rope_kv: no two tokens of a run may write one row
@@ -93,6 +95,8 @@ cdef class Plan:
         self._q16_bytes = 0
         self._kpbuf = None
         self._kp_bytes = 0
+        self._kptab = None
+        self._kp_tab_bytes = 0
         self._vocab = -1
         self._needs_pos = False
         self._take_n = -1
@@ -382,8 +386,11 @@ cdef class Plan:
         p.out = out // 4
         self._set_parts(p, parts)
         p.xq_row_bytes = (k // 32) * 34
-        if not act16 and rows > TILE and any(part[1] == T_Q4_K or part[1] == T_Q6_K for part in parts):
-            self._kp_bytes = max(self._kp_bytes, kp_bytes(k, 2 if epi == EPI_SWIGLU or epi == EPI_GEGLU else 1))
+        # scratch for prepared Q4_K / Q6_K rows (used at levels that prepare them; matmul.pxi)
+        kp = kp_bytes(k, 2 if epi == EPI_SWIGLU or epi == EPI_GEGLU else 1)
+        if not act16 and rows > TILE and kp and any(part[1] == T_Q4_K or part[1] == T_Q6_K for part in parts):
+            self._kp_bytes = max(self._kp_bytes, kp)
+            self._kp_tab_bytes = max(self._kp_tab_bytes, kp_tab_bytes(rows, k))
         if vec is not None:
             p.vec = <const float *><uintptr_t>_addr(vec)
         else:

@@ -20,6 +20,8 @@ cdef _ensure_scratch(Plan plan, n_ctx):
             plan._fbuf = _aligned_buffer(max(plan._fbuf_floats, 16) * 4, np.float32)
         if plan._kp_bytes and (plan._kpbuf is None or plan._kpbuf.nbytes < plan._kp_bytes * plan.n_threads):
             plan._kpbuf = _aligned_buffer(plan._kp_bytes * plan.n_threads)
+        if plan._kp_tab_bytes and (plan._kptab is None or plan._kptab.nbytes < plan._kp_tab_bytes):
+            plan._kptab = _aligned_buffer(plan._kp_tab_bytes)
         rf = plan._rope_floats()
         if plan._rope is None or plan._rope.size < rf:
             plan._rope = _aligned_buffer(max(rf, 16) * 4, np.float32)
@@ -159,6 +161,9 @@ cdef _run(Plan plan, tokens, positions, kv, seqs, tables, block_size, rows, kv_l
     if plan._kp_bytes:
         c.kp_buf = <uint8_t *><uintptr_t>_addr(plan._kpbuf)
         c.kp_stride = plan._kp_bytes
+    if plan._kp_tab_bytes:
+        c.kp_tab = <uint8_t *><uintptr_t>_addr(plan._kptab)
+        c.kp_tab_bytes = plan._kp_tab_bytes
     c.rope = <float *><uintptr_t>_addr(plan._rope)
     c.att = <float *><uintptr_t>_addr(plan._att)
     c.att_stride = (_att_rows(plan) * att_n + 15) // 16 * 16
