@@ -169,8 +169,10 @@ cdef void matmul_epilogue(Ctx *c, Instr *ins, int64_t n0, int64_t rs, int rm, in
 cdef inline int kp_groups(int64_t nsb, int sides) noexcept nogil:
     """Row groups of 8 prepared at once: as many as KP_BUDGET bytes hold, at most 8; 0 when
     fewer than 4 fit (one token table then serves too few groups to beat the plain tile)."""
-    cdef int64_t g = KP_BUDGET // (sides * nsb * IGNIS_KP_SB_BYTES)
-    g = _min(g, 8)
+    cdef int64_t g
+    if nsb < 1:         # narrower than a super-block: no K-quant rows
+        return 0
+    g = _min(KP_BUDGET // (sides * nsb * IGNIS_KP_SB_BYTES), 8)
     return <int>g if g >= 4 else 0
 
 
