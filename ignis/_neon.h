@@ -60,7 +60,9 @@
  *           activations (4 rows x 4/8 tokens for Q8_0 prefill, 8 rows x 1..4 tokens
  *           otherwise; avx512: 8 rows x 4/8 tokens for every type, on a per-block
  *           transposition of the weights so that one vpdpbusd serves 8 rows x 2 halves,
- *           and Q5_0/Q4_1/Q4_K/Q6_K decode with two rows per 512-bit register),
+ *           and Q5_0/Q4_1/Q4_K/Q6_K decode with two rows per 512-bit register; for Q4_K/Q6_K
+ *           prefill the rows can be unpacked once and the tokens' tables made once, then
+ *           run against each other: ignis_kq_prep / _kq_tokens / _kq_prep_tile, simd/kq_prep.h),
  *           Q8_0 x Q16 tiles, f32 dot/axpy (also against f16 rows), exp/silu, softmax
  *           exp-and-sum, and the elementwise rows compiled for the level.
  *   aarch64 the same except the Q16 tiles (scalar); dotprod uses sdot, i8mm smmla for
@@ -132,6 +134,8 @@
 #define IGNIS_Q4_K_BYTES 144
 #define IGNIS_Q6_K_BYTES 210
 #define IGNIS_TILE 8             /* matmul tiles: up to 8 weight rows x 8 activation rows */
+#define IGNIS_KP_SB_BYTES 5248   /* prepared Q4_K / Q6_K rows (simd/kq_prep.h): bytes per super-block */
+#define IGNIS_KP_TOK_BYTES 416   /* their token tables: bytes per activation block of 8 tokens */
 
 typedef void (*ignis_kernel_fn)(int64_t, const uint8_t *const *, const uint8_t *const *, float *);
 
@@ -616,26 +620,30 @@ typedef struct {
     void (*mul_row)(const float *, const float *, float *, int64_t);
     void (*scale_row)(const float *, float, const float *, float *, int64_t);
     void (*rope_head)(const float *, float *, const float *, const float *, int64_t);
+    /* prepared Q4_K / Q6_K weight rows for many token tiles (NULL: the level has none) */
+    void (*kq_prep)(int, int64_t, const uint8_t *const *, int, uint8_t *);
+    void (*kq_tokens)(int64_t, const uint8_t *const *, int, uint8_t *);
+    void (*kq_prep_tile)(int, int64_t, const uint8_t *, const uint8_t *, float *);
 } ignis_isa;
 
-#define IGNIS_ISA_TABLE(p, needs) { #p, needs, \
+#define IGNIS_ISA_TABLE(p, needs, kq_prep, kq_tokens, kq_prep_tile) { #p, needs, \
     ignis_##p##_f16_to_f32_row, ignis_##p##_f32_to_f16_row, ignis_##p##_quantize_row_q8_0, \
     ignis_##p##_vec_dot, ignis_##p##_tile, ignis_##p##_tile_q16, ignis_##p##_dot_f32, ignis_##p##_dot_f32_f16, \
     ignis_##p##_dot_f32_f16_heads, ignis_##p##_div_row, ignis_##p##_axpy_f32, ignis_##p##_axpy_f16, \
     ignis_##p##_silu_row, ignis_##p##_av_head_acc, ignis_##p##_exp_sub_sum, \
-    ignis_##p##_add_row, ignis_##p##_mul_row, ignis_##p##_scale_row, ignis_##p##_rope_head }
+    ignis_##p##_add_row, ignis_##p##_mul_row, ignis_##p##_scale_row, ignis_##p##_rope_head, kq_prep, kq_tokens, kq_prep_tile }
 
 /* every level this build has, lowest first */
 static const ignis_isa ignis_isas[] = {
-    IGNIS_ISA_TABLE(scalar, 0),
+    IGNIS_ISA_TABLE(scalar, 0, NULL, NULL, NULL),
 #if defined(IGNIS_X86)
-    IGNIS_ISA_TABLE(avx2, IGNIS_F_AVX2),
-    IGNIS_ISA_TABLE(avxvnni, IGNIS_F_AVX2 | IGNIS_F_AVXVNNI),
-    IGNIS_ISA_TABLE(avx512, IGNIS_F_AVX2 | IGNIS_F_AVX512),
+    IGNIS_ISA_TABLE(avx2, IGNIS_F_AVX2, NULL, NULL, NULL),
+    IGNIS_ISA_TABLE(avxvnni, IGNIS_F_AVX2 | IGNIS_F_AVXVNNI, NULL, NULL, NULL),
+    IGNIS_ISA_TABLE(avx512, IGNIS_F_AVX2 | IGNIS_F_AVX512, ignis_avx512_kq_prep, ignis_avx512_kq_tokens, ignis_avx512_kq_prep_tile),
 #elif defined(IGNIS_ARM)
-    IGNIS_ISA_TABLE(neon, IGNIS_F_NEON),
-    IGNIS_ISA_TABLE(dotprod, IGNIS_F_NEON | IGNIS_F_DOTPROD),
-    IGNIS_ISA_TABLE(i8mm, IGNIS_F_NEON | IGNIS_F_DOTPROD | IGNIS_F_I8MM),
+    IGNIS_ISA_TABLE(neon, IGNIS_F_NEON, NULL, NULL, NULL),
+    IGNIS_ISA_TABLE(dotprod, IGNIS_F_NEON | IGNIS_F_DOTPROD, NULL, NULL, NULL),
+    IGNIS_ISA_TABLE(i8mm, IGNIS_F_NEON | IGNIS_F_DOTPROD | IGNIS_F_I8MM, NULL, NULL, NULL),
 #endif
 };
 #define IGNIS_N_ISAS ((int)(sizeof ignis_isas / sizeof ignis_isas[0]))
@@ -676,6 +684,21 @@ static inline void ignis_tile(int wtype, int64_t nblk, const uint8_t *const *w, 
 static inline void ignis_tile_q16(int64_t nb, const uint8_t *const *w, int rm,
                                   const uint8_t *const *x, int rn, float *out) {
     ignis_cur->tile_q16(nb, w, rm, x, rn, out);
+}
+/* prepared rows (avx512 only; simd/kq_prep.h). ignis_kq_prepares(wtype): 1 when this level
+ * prepares rows of wtype. Then kq_prep(wtype, nsb super-blocks, w[rm], rm, buf of nsb *
+ * IGNIS_KP_SB_BYTES), kq_tokens(nsb * 8, x[rn], rn, tab of nsb * 8 * IGNIS_KP_TOK_BYTES) and
+ * kq_prep_tile(wtype, nsb, buf, tab, out) give out[j*8 + i] (i, j < 8) with the bits of
+ * ignis_tile for the rows and tokens (the last of each repeated up to 8). */
+static inline int ignis_kq_prepares(int wtype) { return ignis_cur->kq_prep != NULL && (wtype == 12 || wtype == 14); }
+static inline void ignis_kq_prep(int wtype, int64_t nsb, const uint8_t *const *w, int rm, uint8_t *buf) {
+    ignis_cur->kq_prep(wtype, nsb, w, rm, buf);
+}
+static inline void ignis_kq_tokens(int64_t nblk, const uint8_t *const *x, int rn, uint8_t *tab) {
+    ignis_cur->kq_tokens(nblk, x, rn, tab);
+}
+static inline void ignis_kq_prep_tile(int wtype, int64_t nsb, const uint8_t *buf, const uint8_t *tab, float *out) {
+    ignis_cur->kq_prep_tile(wtype, nsb, buf, tab, out);
 }
 static inline float ignis_dot_f32(const float *a, const float *b, int64_t n) { return ignis_cur->dot_f32(a, b, n); }
 static inline float ignis_dot_f32_f16(const float *a, const uint16_t *b, int64_t n) { return ignis_cur->dot_f32_f16(a, b, n); }

@@ -7,19 +7,30 @@
 # multiple of the weight's block size, x's quantized copy is in scratch. An output element
 # is one tile's dot product plus its epilogue: its bits do not depend on the tile it was
 # computed in, on T or on the thread count (the chunks threads take are whole rows).
+#
+# Q4_K / Q6_K rows at a level that prepares them (avx512; simd/kq_prep.h) and more than 8
+# tokens: first the threads write the token tables of every 8 tokens (plan scratch), then
+# the rows of up to 8 tiles are unpacked once into the thread's scratch and run against each
+# table in turn (the same bits: the same tile operations as the plain tile).
+
+cdef inline int tile_rows(Instr *ins, int64_t n0, int64_t rs, int rm, const uint8_t **wp) noexcept nogil:
+    """wp[i] = W row n0 + i*rs (i < rm, rows of one part); returns the part's weight type."""
+    cdef int i, p = 0
+    while n0 >= ins.pstart[p + 1]:
+        p += 1
+    for i in range(rm):
+        wp[i] = ins.pw[p] + (n0 + i * rs - ins.pstart[p]) * ins.prb[p]
+    return ins.ptype[p]
+
 
 cdef inline void matmul_tile(Ctx *c, Instr *ins, int64_t n0, int64_t rs, int rm, int64_t t0, int rn,
                              float *r) noexcept nogil:
     """r[j*8 + i] = W row (n0 + i*rs) . x row (t0 + j) for i < rm, j < rn (rows of one part)."""
-    cdef int i, j, p = 0
+    cdef int j
     cdef const uint8_t *wp[TILE]
     cdef const uint8_t *xp[TILE]
     cdef int64_t k = ins.k
-    while n0 >= ins.pstart[p + 1]:
-        p += 1
-    cdef int wtype = ins.ptype[p]
-    for i in range(rm):
-        wp[i] = ins.pw[p] + (n0 + i * rs - ins.pstart[p]) * ins.prb[p]
+    cdef int wtype = tile_rows(ins, n0, rs, rm, wp)
     if wtype == T_F32 or wtype == T_F16 or wtype == T_BF16:     # the float rows, k elements
         for j in range(rn):
             xp[j] = <const uint8_t *>(c.arena + ins.x + (t0 + j) * k)
@@ -41,7 +52,7 @@ cdef inline int64_t segment_chunks(int64_t rows, int nt) noexcept nogil:
     return _min((rows + 63) // 64, 16 * nt) if nt > 1 else 1
 
 
-cdef void k_matmul(Ctx *c, Instr *ins, long long *counter, int nt) noexcept nogil:
+cdef void k_matmul(Ctx *c, Instr *ins, long long *counter, int tid, int nt) noexcept nogil:
     """The output rows [0, n) cut at weight-part boundaries into segments, each segment into
     chunks (segment_chunks) that the threads take dynamically."""
     cdef int64_t N = ins.n, total = 0, lo, hi, nch, ci
@@ -52,6 +63,10 @@ cdef void k_matmul(Ctx *c, Instr *ins, long long *counter, int nt) noexcept nogi
         if hi > lo:
             total += segment_chunks(hi - lo, nt)
     cdef long long chunk
+    cdef bint tables = kp_tables_ready(c, ins)
+    if tables:      # every thread takes this branch (the test reads only the plan and the level)
+        kp_fill_tables(c, ins, tid, nt)
+        ignis_bar_wait(&c.bar)
     while True:
         chunk = ignis_next_chunk(counter)
         if chunk >= total:
@@ -64,17 +79,20 @@ cdef void k_matmul(Ctx *c, Instr *ins, long long *counter, int nt) noexcept nogi
                 continue
             nch = segment_chunks(hi - lo, nt)
             if ci < nch:
-                matmul_rows(c, ins, lo + (hi - lo) * ci // nch, lo + (hi - lo) * (ci + 1) // nch)
+                matmul_rows(c, ins, lo + (hi - lo) * ci // nch, lo + (hi - lo) * (ci + 1) // nch, tid, tables)
                 break
             ci -= nch
 
 
-cdef void matmul_rows(Ctx *c, Instr *ins, int64_t r0, int64_t r1) noexcept nogil:
+cdef void matmul_rows(Ctx *c, Instr *ins, int64_t r0, int64_t r1, int tid, bint tables) noexcept nogil:
     """Rows [r0, r1) as 8 interleaved streams: tile i takes rows r0 + i + j*Q (j < 8), so the
     memory system sees 8 sequential streams (one stream gets well under half the bandwidth
-    on Zen 3). The leftover rows go in plain tiles."""
+    on Zen 3). The leftover rows go in plain tiles. With the token tables written: prepared
+    rows where they can be."""
     cdef int64_t Q = (r1 - r0) // TILE, i, n
     cdef int rm
+    if tables and kp_prepared_rows(c, ins, r0, r1, tid):
+        return
     for i in range(Q):
         matmul_block(c, ins, r0 + i, Q, TILE)
     n = r0 + TILE * Q
@@ -86,53 +104,167 @@ cdef void matmul_rows(Ctx *c, Instr *ins, int64_t r0, int64_t r1) noexcept nogil
 
 cdef void matmul_block(Ctx *c, Instr *ins, int64_t n0, int64_t rs, int rm) noexcept nogil:
     """Weight rows n0 + i*rs (i < rm) against every row of x, 8 at a time, then the epilogue."""
-    cdef int64_t N = ins.n, T = ins.rows
-    cdef int64_t t0, t, n, nk
-    cdef int rn, i, j
+    cdef int64_t T = ins.rows, t0 = 0
+    cdef int rn
     cdef float r[TILE * TILE]
     cdef float r2[TILE * TILE]
+    while t0 < T:
+        rn = <int>_min(TILE, T - t0)
+        matmul_tile(c, ins, n0, rs, rm, t0, rn, r)
+        if ins.epi == EPI_SWIGLU or ins.epi == EPI_GEGLU:
+            matmul_tile(c, ins, ins.n + n0, rs, rm, t0, rn, r2)
+        matmul_epilogue(c, ins, n0, rs, rm, t0, rn, r, r2)
+        t0 += TILE
+
+
+cdef void matmul_epilogue(Ctx *c, Instr *ins, int64_t n0, int64_t rs, int rm, int64_t t0, int rn,
+                          float *r, float *r2) noexcept nogil:
+    """The tile r (rows n0 + i*rs, tokens t0 + j; r2: the up rows N + n0 + i*rs of a gate/up
+    weight) into the output."""
+    cdef int64_t N = ins.n, t, n, nk
+    cdef int i, j
     cdef float g[TILE]
     cdef float s[TILE]
     cdef float *out = c.arena + ins.out
     cdef const float *res = c.arena + ins.x2
-    t0 = 0
-    while t0 < T:
-        rn = <int>_min(TILE, T - t0)
-        matmul_tile(c, ins, n0, rs, rm, t0, rn, r)
-        if ins.epi == EPI_STORE:
-            for j in range(rn):
-                for i in range(rm):
-                    out[(t0 + j) * N + n0 + i * rs] = r[j * TILE + i]
-        elif ins.epi == EPI_BIAS:
-            for j in range(rn):
-                for i in range(rm):
-                    n = n0 + i * rs
-                    out[(t0 + j) * N + n] = r[j * TILE + i] + ins.vec[n]
-        elif ins.epi == EPI_ADD:
-            for j in range(rn):
-                for i in range(rm):
-                    n = (t0 + j) * N + n0 + i * rs
-                    out[n] = res[n] + r[j * TILE + i]
-        elif ins.epi == EPI_SWIGLU or ins.epi == EPI_GEGLU:
-            matmul_tile(c, ins, N + n0, rs, rm, t0, rn, r2)
-            for j in range(rn):
-                if ins.epi == EPI_SWIGLU:
-                    ignis_silu_row(&r[j * TILE], s, rm)
+    if ins.epi == EPI_STORE:
+        for j in range(rn):
+            for i in range(rm):
+                out[(t0 + j) * N + n0 + i * rs] = r[j * TILE + i]
+    elif ins.epi == EPI_BIAS:
+        for j in range(rn):
+            for i in range(rm):
+                n = n0 + i * rs
+                out[(t0 + j) * N + n] = r[j * TILE + i] + ins.vec[n]
+    elif ins.epi == EPI_ADD:
+        for j in range(rn):
+            for i in range(rm):
+                n = (t0 + j) * N + n0 + i * rs
+                out[n] = res[n] + r[j * TILE + i]
+    elif ins.epi == EPI_SWIGLU or ins.epi == EPI_GEGLU:
+        for j in range(rn):
+            if ins.epi == EPI_SWIGLU:
+                ignis_silu_row(&r[j * TILE], s, rm)
+            else:
+                ignis_gelu_row(&r[j * TILE], s, rm)
+            ignis_mul_row(s, &r2[j * TILE], g, rm)
+            for i in range(rm):
+                out[(t0 + j) * N + n0 + i * rs] = g[i]
+    else:  # EPI_QKV: q columns -> out [T, n_split], k/v columns -> fbuf [T, N - n_split]
+        nk = N - ins.n_split
+        for j in range(rn):
+            t = t0 + j
+            for i in range(rm):
+                n = n0 + i * rs
+                if ins.vec != NULL:
+                    r[j * TILE + i] = r[j * TILE + i] + ins.vec[n]
+                if n < ins.n_split:
+                    out[t * ins.n_split + n] = r[j * TILE + i]
                 else:
-                    ignis_gelu_row(&r[j * TILE], s, rm)
-                ignis_mul_row(s, &r2[j * TILE], g, rm)
-                for i in range(rm):
-                    out[(t0 + j) * N + n0 + i * rs] = g[i]
-        else:  # EPI_QKV: q columns -> out [T, n_split], k/v columns -> fbuf [T, N - n_split]
-            nk = N - ins.n_split
-            for j in range(rn):
-                t = t0 + j
-                for i in range(rm):
-                    n = n0 + i * rs
-                    if ins.vec != NULL:
-                        r[j * TILE + i] = r[j * TILE + i] + ins.vec[n]
-                    if n < ins.n_split:
-                        out[t * ins.n_split + n] = r[j * TILE + i]
-                    else:
-                        c.fbuf[t * nk + n - ins.n_split] = r[j * TILE + i]
-        t0 += TILE
+                    c.fbuf[t * nk + n - ins.n_split] = r[j * TILE + i]
+
+
+# -- prepared Q4_K / Q6_K rows -------------------------------------------------------------
+
+cdef inline int kp_groups(int64_t nsb, int sides) noexcept nogil:
+    """Row groups of 8 prepared at once: as many as KP_BUDGET bytes hold, at most 8; 0 when
+    fewer than 4 fit (one token table then serves too few groups to beat the plain tile)."""
+    cdef int64_t g
+    if nsb < 1:         # narrower than a super-block: no K-quant rows
+        return 0
+    g = _min(KP_BUDGET // (sides * nsb * IGNIS_KP_SB_BYTES), 8)
+    return <int>g if g >= 4 else 0
+
+
+cdef inline int64_t kp_bytes(int64_t k, int sides) noexcept nogil:
+    """A thread's scratch for the prepared rows of width k (0: too wide to prepare)."""
+    cdef int64_t nsb = k // 256
+    return kp_groups(nsb, sides) * sides * nsb * IGNIS_KP_SB_BYTES
+
+
+cdef inline int64_t kp_tab_bytes(int64_t T, int64_t k) noexcept nogil:
+    """The token tables of T tokens of width k: one per 8 tokens."""
+    return (T + TILE - 1) // TILE * (k // 32) * IGNIS_KP_TOK_BYTES
+
+
+cdef bint kp_tables_ready(Ctx *c, Instr *ins) noexcept nogil:
+    """Whether a matmul writes token tables: more than 8 tokens of Q8_0 activations, a part of
+    a type the level prepares, and the plan's table scratch large enough."""
+    cdef int p
+    if c.kp_tab == NULL or ins.rows <= TILE or ins.act16 or kp_tab_bytes(ins.rows, ins.k) > c.kp_tab_bytes:
+        return False
+    for p in range(ins.n_parts):
+        if ignis_kq_prepares(ins.ptype[p]):
+            return True
+    return False
+
+
+cdef void kp_fill_tables(Ctx *c, Instr *ins, int tid, int nt) noexcept nogil:
+    """Thread tid's share of the token tables (tiles tid, tid + nt, ...)."""
+    cdef int64_t T = ins.rows, nb = ins.k // 32, tile = tid, t0
+    cdef const uint8_t *xp[TILE]
+    cdef int j, rn
+    while tile * TILE < T:
+        t0 = tile * TILE
+        rn = <int>_min(TILE, T - t0)
+        for j in range(rn):
+            xp[j] = c.qbuf + (t0 + j) * ins.xq_row_bytes
+        ignis_kq_tokens(nb, xp, rn, c.kp_tab + tile * nb * IGNIS_KP_TOK_BYTES)
+        tile += nt
+
+
+cdef bint kp_prepared_rows(Ctx *c, Instr *ins, int64_t r0, int64_t r1, int tid) noexcept nogil:
+    """Rows [r0, r1) (the streams of matmul_rows, then the leftover rows as one more group) on
+    prepared rows against the token tables (kp_fill_tables wrote them), when they are Q4_K /
+    Q6_K (both halves of a gate/up weight), the level prepares them and the thread's scratch
+    holds them. Returns whether it ran."""
+    cdef int64_t T = ins.rows, k = ins.k, nsb = k // 256, Q = (r1 - r0) // TILE
+    cdef int sides = 2 if (ins.epi == EPI_SWIGLU or ins.epi == EPI_GEGLU) else 1
+    cdef const uint8_t *wp[TILE]
+    cdef const uint8_t *tab
+    cdef int wt0, wt1 = 0, G, ng, b0, nbat, g, side, rm, rn
+    cdef int64_t gn0, grs, t0, sb_bytes = nsb * IGNIS_KP_SB_BYTES
+    cdef float r[TILE * TILE]
+    cdef float r2[TILE * TILE]
+    if c.kp_buf == NULL:
+        return False
+    wt0 = tile_rows(ins, r0, 1, 1, wp)
+    if sides == 2:
+        wt1 = tile_rows(ins, ins.n + r0, 1, 1, wp)
+    if not ignis_kq_prepares(wt0) or (sides == 2 and not ignis_kq_prepares(wt1)):
+        return False
+    G = kp_groups(nsb, sides)
+    if G == 0 or kp_bytes(k, sides) > c.kp_stride:
+        return False
+    cdef uint8_t *rows = c.kp_buf + tid * c.kp_stride     # group g, side s at (g*sides + s) * sb_bytes
+    ng = <int>Q + (1 if r0 + TILE * Q < r1 else 0)
+    b0 = 0
+    while b0 < ng:
+        nbat = min(G, ng - b0)
+        for g in range(nbat):
+            kp_group(r0, r1, Q, b0 + g, &gn0, &grs, &rm)
+            for side in range(sides):
+                ignis_kq_prep(tile_rows(ins, gn0 + side * ins.n, grs, rm, wp), nsb, wp, rm,
+                              rows + (g * sides + side) * sb_bytes)
+        t0 = 0
+        while t0 < T:
+            rn = <int>_min(TILE, T - t0)
+            tab = c.kp_tab + (t0 // TILE) * (k // 32) * IGNIS_KP_TOK_BYTES
+            for g in range(nbat):
+                kp_group(r0, r1, Q, b0 + g, &gn0, &grs, &rm)
+                ignis_kq_prep_tile(wt0, nsb, rows + g * sides * sb_bytes, tab, r)
+                if sides == 2:
+                    ignis_kq_prep_tile(wt1, nsb, rows + (g * sides + 1) * sb_bytes, tab, r2)
+                matmul_epilogue(c, ins, gn0, grs, rm, t0, rn, r, r2)
+            t0 += TILE
+        b0 += nbat
+    return True
+
+
+cdef inline void kp_group(int64_t r0, int64_t r1, int64_t Q, int g, int64_t *n0, int64_t *rs, int *rm) noexcept nogil:
+    """Group g of rows [r0, r1): the stream r0 + g (stride Q, 8 rows) for g < Q, then the
+    leftover rows r0 + 8Q .. r1 (stride 1)."""
+    if g < Q:
+        n0[0], rs[0], rm[0] = r0 + g, Q, TILE
+    else:
+        n0[0], rs[0], rm[0] = r0 + TILE * Q, 1, <int>(r1 - r0 - TILE * Q)

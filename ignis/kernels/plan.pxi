@@ -12,17 +12,17 @@ cdef class Workspace:
     so the memory is the largest plan's rather than the sum. Nothing in it outlives a run:
     a view taken from a plan is valid until another plan of the workspace runs."""
     cdef object arena
-    cdef object qbuf, q16buf, fbuf, rope, att
+    cdef object qbuf, q16buf, fbuf, rope, att, kpbuf, kptab
 
     def __init__(self):
         self.arena = None
-        self.qbuf = self.q16buf = self.fbuf = self.rope = self.att = None
+        self.qbuf = self.q16buf = self.fbuf = self.rope = self.att = self.kpbuf = self.kptab = None
 
     @property
     def nbytes(self) -> int:
         """Bytes held: the arena and every scratch buffer."""
-        return sum(b.nbytes for b in (self.arena, self.qbuf, self.q16buf, self.fbuf, self.rope, self.att)
-                   if b is not None)
+        return sum(b.nbytes for b in (self.arena, self.qbuf, self.q16buf, self.fbuf, self.rope, self.att,
+                                      self.kpbuf, self.kptab) if b is not None)
 
     cdef _reserve_arena(self, int64_t nbytes):
         if self.arena is None or self.arena.nbytes < nbytes:
@@ -54,6 +54,8 @@ cdef class Plan:
     cdef object _qcache        # (x offset, rows, k) of the x whose Q8_0 copy is in scratch
     cdef object _q16cache      # the same for the Q16 scratch
     cdef int64_t _q16_bytes
+    cdef int64_t _kp_bytes     # per thread: prepared Q4_K / Q6_K rows (matmul.pxi kp_bytes)
+    cdef int64_t _kp_tab_bytes  # their token tables (matmul.pxi kp_tab_bytes)
     cdef int64_t _vocab        # smallest embed vocabulary (tokens must be below), -1: no embed
     cdef bint _needs_pos
     cdef bint _writes_kv       # kv_write / qkv_rope_kv: no two tokens of a run may write one row
@@ -112,6 +114,8 @@ cdef class Plan:
         self._qcache = None
         self._q16cache = None
         self._q16_bytes = 0
+        self._kp_bytes = 0
+        self._kp_tab_bytes = 0
         self._vocab = -1
         self._needs_pos = False
         self._take_n = -1
@@ -410,6 +414,11 @@ cdef class Plan:
         p.out = out // 4
         self._set_parts(p, parts)
         p.xq_row_bytes = (k // 32) * 34
+        # scratch for prepared Q4_K / Q6_K rows (used at levels that prepare them; matmul.pxi)
+        kp = kp_bytes(k, 2 if epi == EPI_SWIGLU or epi == EPI_GEGLU else 1)
+        if not act16 and rows > TILE and kp and any(part[1] == T_Q4_K or part[1] == T_Q6_K for part in parts):
+            self._kp_bytes = max(self._kp_bytes, kp)
+            self._kp_tab_bytes = max(self._kp_tab_bytes, kp_tab_bytes(rows, k))
         if vec is not None:
             p.vec = <const float *><uintptr_t>_addr(vec)
         else:

@@ -21,6 +21,10 @@ cdef _ensure_scratch(Plan plan, n_ctx):
             ws.q16buf = _aligned_buffer(max(plan._q16_bytes, 64))
         if ws.fbuf is None or ws.fbuf.size < plan._fbuf_floats:
             ws.fbuf = _aligned_buffer(max(plan._fbuf_floats, 16) * 4, np.float32)
+        if plan._kp_bytes and (ws.kpbuf is None or ws.kpbuf.nbytes < plan._kp_bytes * plan.n_threads):
+            ws.kpbuf = _aligned_buffer(plan._kp_bytes * plan.n_threads)
+        if plan._kp_tab_bytes and (ws.kptab is None or ws.kptab.nbytes < plan._kp_tab_bytes):
+            ws.kptab = _aligned_buffer(plan._kp_tab_bytes)
         rf = plan._rope_floats()
         if ws.rope is None or ws.rope.size < rf:
             ws.rope = _aligned_buffer(max(rf, 16) * 4, np.float32)
@@ -158,6 +162,12 @@ cdef _run(Plan plan, tokens, positions, kv, seqs, tables, block_size, rows, kv_l
     c.qbuf = <uint8_t *><uintptr_t>_addr(ws.qbuf)
     c.q16buf = <uint8_t *><uintptr_t>_addr(ws.q16buf)
     c.fbuf = <float *><uintptr_t>_addr(ws.fbuf)
+    if plan._kp_bytes:
+        c.kp_buf = <uint8_t *><uintptr_t>_addr(ws.kpbuf)
+        c.kp_stride = plan._kp_bytes
+    if plan._kp_tab_bytes:
+        c.kp_tab = <uint8_t *><uintptr_t>_addr(ws.kptab)
+        c.kp_tab_bytes = plan._kp_tab_bytes
     c.rope = <float *><uintptr_t>_addr(ws.rope)
     c.att = <float *><uintptr_t>_addr(ws.att)
     c.att_stride = (_att_rows(plan) * att_n + 15) // 16 * 16

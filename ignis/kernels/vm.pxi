@@ -8,7 +8,7 @@ cdef void exec_instr(Ctx *c, int64_t i, int tid, int nt) noexcept nogil:
     cdef Instr *ins = &c.ins[i]
     cdef int op = ins.op
     if op == OP_MATMUL:
-        k_matmul(c, ins, &c.counters[i], nt)
+        k_matmul(c, ins, &c.counters[i], tid, nt)
     elif op == OP_QUANTIZE:
         k_quantize(c, ins, tid, nt)
     elif op == OP_QUANTIZE16:

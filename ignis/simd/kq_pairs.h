@@ -74,70 +74,91 @@ IGNIS_INLINE void IL(kp_q6_k_scales)(const uint8_t *s, uint64_t *lo, uint64_t *h
     *hi = (uint64_t)_mm_extract_epi64(v, 1);
 }
 
-/* Q4_K (WT 12) or Q6_K (WT 14), 8 weight rows x 8 tokens (pad pointers for fewer) */
-IGNIS_INLINE void IL(kp_8x8)(int64_t nsb, const uint8_t *const *w, const uint8_t *const *x, float *out, const int WT) {
-    const size_t wbytes = WT == 12 ? IGNIS_Q4_K_BYTES : IGNIS_Q6_K_BYTES;
+/* One super-block's per-row fields for the 8 rows: the scale/min bytes (v0, v1: Q4_K scales and
+ * mins, Q6_K lo and hi scales, row i's 8 bytes in qword i) and d, dmin as floats (lanes 2i, 2i + 1) */
+IGNIS_INLINE void IL(kp_sb_fields)(const uint8_t *const *w, size_t wo, __m512i *v0, __m512i *v1, __m512 *d,
+                                   __m512 *dmin, const int WT) {
+    uint64_t b0[8], b1[8];
+    for (int i = 0; i < 8; i++) {
+        if (WT == 12) IL(kp_q4_k_scales)(w[i] + wo + 4, &b0[i], &b1[i]);
+        else IL(kp_q6_k_scales)(w[i] + wo + 192, &b0[i], &b1[i]);
+    }
+    *v0 = _mm512_loadu_si512(b0);
+    *v1 = _mm512_loadu_si512(b1);
+    *d = IL(kp_f16x8)(w, wo + (WT == 12 ? 0 : 208));
+    *dmin = WT == 12 ? IL(kp_f16x8)(w, wo + 2) : *d;
+}
+
+/* activation block jb of the super-block at w[i] + wo, unpacked for the 8 rows: w2[k] (k < 4 the
+ * lo dwords, k >= 4 the hi ones, each row twice) and its scales s0 / s1 (Q4_K scale and min,
+ * Q6_K lo and hi scale) as floats; ctl is IL(kp_row_ctl)() plus jb in every byte */
+IGNIS_INLINE void IL(kp_unpack)(const uint8_t *const *w, size_t wo, int jb, __m512i v0, __m512i v1, __m512i ctl,
+                                __m512i *w2, __m512 *s0, __m512 *s1, const int WT) {
     const __m512i dup_lo = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
     const __m512i dup_hi = _mm512_add_epi32(dup_lo, _mm512_set1_epi32(8));
+    __m256i r[8];
+    for (int i = 0; i < 8; i++)
+        r[i] = WT == 12 ? IL(q4_k_block_quants)(w[i] + wo, jb) : IL(q6_k_block_quants)(w[i] + wo, jb);
+    __m512i wt[4];
+    IL(z8_transpose)(r, wt);
+    for (int k = 0; k < 4; k++) {
+        w2[k] = _mm512_permutexvar_epi32(dup_lo, wt[k]);
+        w2[k + 4] = _mm512_permutexvar_epi32(dup_hi, wt[k]);
+    }
+    *s0 = IL(kp_row_bytes)(v0, ctl);
+    *s1 = IL(kp_row_bytes)(v1, ctl);
+}
+
+/* One activation block of the 8 tokens, given as their table (IL(kp_tokens)), against the
+ * unpacked rows: the exact half sums, then the definition's float steps into the lo / hi
+ * chains of the 4 pairs. w2 and the table may be registers or memory (the same operations). */
+IGNIS_INLINE void IL(kp_block_tab)(const __m512i *w2, __m512 s0, __m512 s1, __m512 d, __m512 dmin,
+                                   const uint64_t xi[4][8], const uint64_t cs[4][2], const float *dx,
+                                   __m512 *lo, __m512 *hi, const int WT) {
     static const int slot[8] = {0, 1, 4, 5, 2, 3, 6, 7};
-    __m512 lo[4], hi[4];
-    for (int p = 0; p < 4; p++) lo[p] = hi[p] = _mm512_setzero_ps();
-    for (int64_t s = 0; s < nsb; s++) {
-        const size_t wo = (size_t)s * wbytes;
-        uint64_t b0[8], b1[8];       /* Q4_K: scales, mins; Q6_K: lo scales, hi scales */
-        for (int i = 0; i < 8; i++) {
-            if (WT == 12) IL(kp_q4_k_scales)(w[i] + wo + 4, &b0[i], &b1[i]);
-            else IL(kp_q6_k_scales)(w[i] + wo + 192, &b0[i], &b1[i]);
+    for (int p = 0; p < 4; p++) {
+        __m512i al = _mm512_setzero_si512(), ah = _mm512_setzero_si512();
+        for (int k = 0; k < 4; k++) {
+            /* unaligned loads: a prepared buffer need not be 64-byte aligned */
+            al = _mm512_dpbusd_epi32(al, _mm512_loadu_si512(&w2[k]), _mm512_set1_epi64((long long)xi[p][slot[k]]));
+            ah = _mm512_dpbusd_epi32(ah, _mm512_loadu_si512(&w2[k + 4]), _mm512_set1_epi64((long long)xi[p][slot[k + 4]]));
         }
-        const __m512i v0 = _mm512_loadu_si512(b0), v1 = _mm512_loadu_si512(b1);
-        const __m512 d = IL(kp_f16x8)(w, wo + (WT == 12 ? 0 : 208));
-        const __m512 dmin = WT == 12 ? IL(kp_f16x8)(w, wo + 2) : d;
-        __m512i ctl = IL(kp_row_ctl)();
-        for (int jb = 0; jb < 8; jb++, ctl = _mm512_add_epi8(ctl, _mm512_set1_epi8(1))) {
-            __m256i r[8];
-            for (int i = 0; i < 8; i++)
-                r[i] = WT == 12 ? IL(q4_k_block_quants)(w[i] + wo, jb) : IL(q6_k_block_quants)(w[i] + wo, jb);
-            __m512i wt[4], w2[8];
-            IL(z8_transpose)(r, wt);
-            for (int k = 0; k < 4; k++) {
-                w2[k] = _mm512_permutexvar_epi32(dup_lo, wt[k]);
-                w2[k + 4] = _mm512_permutexvar_epi32(dup_hi, wt[k]);
-            }
-            const __m512 s0 = IL(kp_row_bytes)(v0, ctl), s1 = IL(kp_row_bytes)(v1, ctl);
-            uint64_t xi[4][8];
-            uint64_t cs[4][2];
-            float dx[8];
-            IL(kp_tokens)(x, (size_t)(s * 8 + jb) * IGNIS_Q8_0_BYTES, xi, cs, dx, WT == 12);
-            /* read the table back from memory: a broadcast load costs no shuffle, a broadcast
-               of a value the compiler kept in a register does */
-            __asm__ volatile("" : : "r"(xi), "r"(cs), "r"(dx) : "memory");
-            for (int p = 0; p < 4; p++) {
-                __m512i al = _mm512_setzero_si512(), ah = _mm512_setzero_si512();
-                for (int k = 0; k < 4; k++) {
-                    al = _mm512_dpbusd_epi32(al, w2[k], _mm512_set1_epi64((long long)xi[p][slot[k]]));
-                    ah = _mm512_dpbusd_epi32(ah, w2[k + 4], _mm512_set1_epi64((long long)xi[p][slot[k + 4]]));
-                }
-                const __m512i cl = _mm512_set1_epi64((long long)cs[p][0]), ch = _mm512_set1_epi64((long long)cs[p][1]);
-                double dxp;
-                memcpy(&dxp, &dx[2 * p], 8);
-                const __m512 dxv = _mm512_castpd_ps(_mm512_set1_pd(dxp));
-                const __m512 sd = _mm512_mul_ps(d, dxv);
-                if (WT == 12) {
-                    const __m512 sm = _mm512_mul_ps(dmin, dxv);
-                    lo[p] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(al), s0), sd, lo[p]);
-                    lo[p] = _mm512_fnmadd_ps(_mm512_mul_ps(_mm512_castsi512_ps(cl), s1), sm, lo[p]);
-                    hi[p] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(ah), s0), sd, hi[p]);
-                    hi[p] = _mm512_fnmadd_ps(_mm512_mul_ps(_mm512_castsi512_ps(ch), s1), sm, hi[p]);
-                } else {
-                    /* (q + 32) . x - 32 sum x = q . x, exactly */
-                    al = _mm512_sub_epi32(al, _mm512_slli_epi32(cl, 5));
-                    ah = _mm512_sub_epi32(ah, _mm512_slli_epi32(ch, 5));
-                    lo[p] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(al), s0), sd, lo[p]);
-                    hi[p] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(ah), s1), sd, hi[p]);
-                }
-            }
+        const __m512i cl = _mm512_set1_epi64((long long)cs[p][0]), ch = _mm512_set1_epi64((long long)cs[p][1]);
+        double dxp;
+        memcpy(&dxp, &dx[2 * p], 8);
+        const __m512 dxv = _mm512_castpd_ps(_mm512_set1_pd(dxp));
+        const __m512 sd = _mm512_mul_ps(d, dxv);
+        if (WT == 12) {
+            const __m512 sm = _mm512_mul_ps(dmin, dxv);
+            lo[p] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(al), s0), sd, lo[p]);
+            lo[p] = _mm512_fnmadd_ps(_mm512_mul_ps(_mm512_castsi512_ps(cl), s1), sm, lo[p]);
+            hi[p] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(ah), s0), sd, hi[p]);
+            hi[p] = _mm512_fnmadd_ps(_mm512_mul_ps(_mm512_castsi512_ps(ch), s1), sm, hi[p]);
+        } else {
+            /* (q + 32) . x - 32 sum x = q . x, exactly */
+            al = _mm512_sub_epi32(al, _mm512_slli_epi32(cl, 5));
+            ah = _mm512_sub_epi32(ah, _mm512_slli_epi32(ch, 5));
+            lo[p] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(al), s0), sd, lo[p]);
+            hi[p] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(ah), s1), sd, hi[p]);
         }
     }
+}
+
+/* the same for the block at xo of the 8 tokens x[j], their table made on the spot */
+IGNIS_INLINE void IL(kp_block)(const __m512i *w2, __m512 s0, __m512 s1, __m512 d, __m512 dmin,
+                               const uint8_t *const *x, size_t xo, __m512 *lo, __m512 *hi, const int WT) {
+    uint64_t xi[4][8];
+    uint64_t cs[4][2];
+    float dx[8];
+    IL(kp_tokens)(x, xo, xi, cs, dx, WT == 12);
+    /* read the table back from memory: a broadcast load costs no shuffle, a broadcast
+       of a value the compiler kept in a register does */
+    __asm__ volatile("" : : "r"(xi), "r"(cs), "r"(dx) : "memory");
+    IL(kp_block_tab)(w2, s0, s1, d, dmin, (const uint64_t (*)[8])xi, (const uint64_t (*)[2])cs, dx, lo, hi, WT);
+}
+
+/* out[j * 8 + i] = lo + hi of row i, token j (lane 2i + e of pair p is token 2p + e) */
+IGNIS_INLINE void IL(kp_store)(const __m512 *lo, const __m512 *hi, float *out) {
     for (int p = 0; p < 4; p++) {
         float t[16];
         _mm512_storeu_ps(t, _mm512_add_ps(lo[p], hi[p]));
@@ -146,6 +167,27 @@ IGNIS_INLINE void IL(kp_8x8)(int64_t nsb, const uint8_t *const *w, const uint8_t
             out[(2 * p + 1) * IGNIS_TILE + i] = t[2 * i + 1];
         }
     }
+}
+
+/* Q4_K (WT 12) or Q6_K (WT 14), 8 weight rows x 8 tokens (pad pointers for fewer) */
+IGNIS_INLINE void IL(kp_8x8)(int64_t nsb, const uint8_t *const *w, const uint8_t *const *x, float *out, const int WT) {
+    const size_t wbytes = WT == 12 ? IGNIS_Q4_K_BYTES : IGNIS_Q6_K_BYTES;
+    __m512 lo[4], hi[4];
+    for (int p = 0; p < 4; p++) lo[p] = hi[p] = _mm512_setzero_ps();
+    for (int64_t s = 0; s < nsb; s++) {
+        const size_t wo = (size_t)s * wbytes;
+        __m512i v0, v1;
+        __m512 d, dmin;
+        IL(kp_sb_fields)(w, wo, &v0, &v1, &d, &dmin, WT);
+        __m512i ctl = IL(kp_row_ctl)();
+        for (int jb = 0; jb < 8; jb++, ctl = _mm512_add_epi8(ctl, _mm512_set1_epi8(1))) {
+            __m512i w2[8];
+            __m512 s0, s1;
+            IL(kp_unpack)(w, wo, jb, v0, v1, ctl, w2, &s0, &s1, WT);
+            IL(kp_block)(w2, s0, s1, d, dmin, x, (size_t)(s * 8 + jb) * IGNIS_Q8_0_BYTES, lo, hi, WT);
+        }
+    }
+    IL(kp_store)(lo, hi, out);
 }
 static void IL(q4_k_p8x8)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(kp_8x8)(n, w, x, o, 12); }
 static void IL(q6_k_p8x8)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(kp_8x8)(n, w, x, o, 14); }

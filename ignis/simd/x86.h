@@ -353,6 +353,7 @@ static void IL(q8_0_4x8)(int64_t n, const uint8_t *const *w, const uint8_t *cons
 #  include "avx512.h"
 #  include "avx512_decode.h"   /* the Q4_K and Q6_K decode kernels */
 #  include "kq_pairs.h"
+#  include "kq_prep.h"      /* the same tile on rows unpacked once for many token tiles */
 #endif
 #include "x86_32.h"
 #include "kquants_x86.h"

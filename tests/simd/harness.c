@@ -203,6 +203,56 @@ static void check_dots(const char *name, int type) {
     report(nm, bad_tile == 0, "%d tiles (all shapes up to 8x8), %d differ from the scalar bits", tiles, bad_tile);
 }
 
+/* The prepared rows of Q4_K / Q6_K (the avx512 level's prefill, simd/kq_prep.h): kq_prep of
+ * rm rows, kq_tokens of rn tokens, kq_prep_tile == the scalar dots. Two buffers of rows meet
+ * each token table, and the tables are rebuilt over the same memory (stale data must not leak). */
+static void check_kq_prep(void) {
+    enum { MAXS = 6 };
+    static uint8_t w[16][MAXS * 210], x[8][MAXS * 8 * 34];
+    static uint8_t buf[2][MAXS * IGNIS_KP_SB_BYTES], tab[MAXS * 8 * IGNIS_KP_TOK_BYTES];
+    const int types[2] = {12, 14};
+    int bad = 0, tiles = 0;
+    if (!ignis_kq_prepares(12) || !ignis_kq_prepares(14)) {
+        report("kq_prep", 1, "this level prepares no rows (it runs the plain tiles)");
+        return;
+    }
+    for (int it = 0; it < 80; it++) {
+        const int nsb = rndi(1, MAXS);
+        const int t0 = types[it % 2], t1 = types[(it / 2) % 2];
+        const uint8_t *wp[2][8], *xp[8];
+        int rm[2];
+        for (int g = 0; g < 2; g++) {
+            rm[g] = rndi(1, 8);
+            for (int i = 0; i < 8; i++) {
+                make_weights(g ? t1 : t0, w[8 * g + i], nsb);
+                wp[g][i] = w[8 * g + i];
+            }
+            ignis_kq_prep(g ? t1 : t0, nsb, wp[g], rm[g], buf[g]);
+        }
+        for (int pass = 0; pass < 2; pass++) {
+            const int rn = rndi(1, 8);
+            for (int j = 0; j < 8; j++) {
+                make_act(x[j], nsb * 8, (it + pass) % 4 == 0 ? 127 : 0);
+                xp[j] = x[j];
+            }
+            ignis_kq_tokens(nsb * 8, xp, rn, tab);
+            for (int g = 0; g < 2; g++) {
+                float out[64];
+                ignis_kq_prep_tile(g ? t1 : t0, nsb, buf[g], tab, out);
+                tiles++;
+                for (int i = 0; i < 8; i++)
+                    for (int j = 0; j < rn; j++) {
+                        /* padding repeats the last row / token */
+                        const float ref = ignis_scalar_vec_dot(g ? t1 : t0, nsb, wp[g][i < rm[g] ? i : rm[g] - 1], x[j]);
+                        if (ignis_f32_bits(out[j * 8 + i]) != ignis_f32_bits(ref)) { bad++; i = 8; break; }
+                    }
+            }
+        }
+    }
+    report("kq_prep", bad == 0, "%d prepared tiles (Q4_K, Q6_K; 1-8 rows, 1-8 tokens), %d differ from the scalar bits",
+           tiles, bad);
+}
+
 /* The scalar definition vs dequantize-then-dot in double; with unit scales and small
  * activations every float step is exact and the result is the integer dot. */
 static void check_dot_definition(void) {
@@ -434,6 +484,7 @@ int main(int argc, char **argv) {
     check_dots("q2_k", 10);
     check_dots("iq4_xs", 23);
     check_dot_definition();
+    check_kq_prep();
     check_all32();
     check_q16();
     check_float();

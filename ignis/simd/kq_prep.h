@@ -1,0 +1,88 @@
+/* kq_prep.h -- the Q4_K / Q6_K prefill tile of the AVX-512 level in two steps, for a matmul of
+ * many token tiles (included by x86.h after kq_pairs.h, inside the AVX-512 target region only).
+ *
+ * IL(kp_8x8) unpacks its 8 weight rows (quants transposed and doubled, scale and min bytes,
+ * d and dmin) for every 8 tokens it meets, the same work each time. Here kq_prep does that once
+ * into a buffer and kq_prep_tile runs the 8-token step of kp_8x8 (IL(kp_block_tab), the very
+ * same operations) on the buffer, so the bits are kp_8x8's, which are the definition's.
+ *
+ * The tokens' side is done once per 8 tokens too: kq_tokens writes the table IL(kp_tokens) makes
+ * for every activation block, and one table serves every group of prepared rows.
+ *
+ * The rows' buffer (IGNIS_KP_SB_BYTES per super-block, a multiple of 64): d and dmin of the 8
+ * rows as floats in lanes 2i, 2i + 1 (64 B each), then per activation block jb (0..7) w2[0..7]
+ * (512 B) and the scales s0, s1 (64 B each). */
+
+/* the 8 rows w[0..7] (nsb super-blocks each) into buf */
+IGNIS_INLINE void IL(kp_prep_rows)(int64_t nsb, const uint8_t *const *w, uint8_t *buf, const int WT) {
+    const size_t wbytes = WT == 12 ? IGNIS_Q4_K_BYTES : IGNIS_Q6_K_BYTES;
+    for (int64_t s = 0; s < nsb; s++) {
+        const size_t wo = (size_t)s * wbytes;
+        uint8_t *b = buf + (size_t)s * IGNIS_KP_SB_BYTES;
+        __m512i v0, v1;
+        __m512 d, dmin;
+        IL(kp_sb_fields)(w, wo, &v0, &v1, &d, &dmin, WT);
+        _mm512_storeu_ps(b, d);
+        _mm512_storeu_ps(b + 64, dmin);
+        __m512i ctl = IL(kp_row_ctl)();
+        for (int jb = 0; jb < 8; jb++, ctl = _mm512_add_epi8(ctl, _mm512_set1_epi8(1))) {
+            uint8_t *q = b + 128 + (size_t)jb * 640;
+            __m512i w2[8];
+            __m512 s0, s1;
+            IL(kp_unpack)(w, wo, jb, v0, v1, ctl, w2, &s0, &s1, WT);
+            for (int k = 0; k < 8; k++) _mm512_storeu_si512(q + 64 * k, w2[k]);
+            _mm512_storeu_ps(q + 512, s0);
+            _mm512_storeu_ps(q + 576, s1);
+        }
+    }
+}
+
+/* the 8 tokens x[0..7] (nblk activation blocks each) as their tables: per block the table of
+ * IL(kp_tokens) with the half sums as int32 and again as floats (IGNIS_KP_TOK_BYTES: xi 256 B,
+ * cs 64 B, cs as floats 64 B, dx 32 B) */
+IGNIS_INLINE void IL(kp_tokens_all)(int64_t nblk, const uint8_t *const *x, uint8_t *tab) {
+    for (int64_t b = 0; b < nblk; b++) {
+        uint8_t *t = tab + (size_t)b * IGNIS_KP_TOK_BYTES;
+        IL(kp_tokens)(x, (size_t)b * IGNIS_Q8_0_BYTES, (uint64_t (*)[8])t, (uint64_t (*)[2])(t + 256), (float *)(t + 384), 0);
+        _mm512_storeu_ps(t + 320, _mm512_cvtepi32_ps(_mm512_loadu_si512(t + 256)));
+    }
+}
+
+/* the prepared rows x the 8 tokens of tab: out[j * 8 + i] as IL(kp_8x8) */
+IGNIS_INLINE void IL(kp_run)(int64_t nsb, const uint8_t *buf, const uint8_t *tab, float *out, const int WT) {
+    __m512 lo[4], hi[4];
+    for (int p = 0; p < 4; p++) lo[p] = hi[p] = _mm512_setzero_ps();
+    for (int64_t s = 0; s < nsb; s++) {
+        const uint8_t *b = buf + (size_t)s * IGNIS_KP_SB_BYTES;
+        const __m512 d = _mm512_loadu_ps(b), dmin = _mm512_loadu_ps(b + 64);
+        for (int jb = 0; jb < 8; jb++) {
+            const uint8_t *q = b + 128 + (size_t)jb * 640;
+            const uint8_t *t = tab + (size_t)(s * 8 + jb) * IGNIS_KP_TOK_BYTES;
+            IL(kp_block_tab)((const __m512i *)q, _mm512_loadu_ps(q + 512), _mm512_loadu_ps(q + 576), d, dmin,
+                             (const uint64_t (*)[8])t, (const uint64_t (*)[2])(t + (WT == 12 ? 320 : 256)),
+                             (const float *)(t + 384), lo, hi, WT);
+        }
+    }
+    IL(kp_store)(lo, hi, out);
+}
+
+/* wtype 12 (Q4_K) or 14 (Q6_K): weight rows w[0..rm) (the last repeated up to 8) into buf */
+static void IL(kq_prep)(int wtype, int64_t nsb, const uint8_t *const *w, int rm, uint8_t *buf) {
+    const uint8_t *wp[8];
+    for (int i = 0; i < 8; i++) wp[i] = w[i < rm ? i : rm - 1];
+    if (wtype == 12) IL(kp_prep_rows)(nsb, wp, buf, 12);
+    else IL(kp_prep_rows)(nsb, wp, buf, 14);
+}
+
+/* tokens x[0..rn) (the last repeated up to 8), nblk activation blocks, as tables into tab */
+static void IL(kq_tokens)(int64_t nblk, const uint8_t *const *x, int rn, uint8_t *tab) {
+    const uint8_t *xp[8];
+    for (int j = 0; j < 8; j++) xp[j] = x[j < rn ? j : rn - 1];
+    IL(kp_tokens_all)(nblk, xp, tab);
+}
+
+/* the rows kq_prep put in buf x the tokens kq_tokens put in tab: out[j * 8 + i], j, i < 8 */
+static void IL(kq_prep_tile)(int wtype, int64_t nsb, const uint8_t *buf, const uint8_t *tab, float *out) {
+    if (wtype == 12) IL(kp_run)(nsb, buf, tab, out, 12);
+    else IL(kp_run)(nsb, buf, tab, out, 14);
+}
