@@ -194,8 +194,9 @@ def main() -> int:
         roof = bw / wbytes
         ig, ll = med["ignis"], med["llama.cpp"]
         pp_ratio = f"{ig['pp'] / ll['pp']:.2f}x" if args.n_prompt and ll["pp"] else "-"
+        tg_ratio = f"{ig['tg'] / ll['tg']:.2f}x" if args.n_gen and ll["tg"] else "-"
         print(f"| {preset or os.path.basename(str(path))} | {ig['pp']:.1f} | {ll['pp']:.1f} | {pp_ratio} | "
-              f"{ig['tg']:.2f} | {ll['tg']:.2f} | {ig['tg'] / ll['tg']:.2f}x | {wbytes / 1e6:.0f} | {roof:.1f} | "
+              f"{ig['tg']:.2f} | {ll['tg']:.2f} | {tg_ratio} | {wbytes / 1e6:.0f} | {roof:.1f} | "
               f"{pct(ig['tg'] / roof)} | {pct(ll['tg'] / roof)} |", flush=True)
     print(f"load average after: {os.getloadavg()[0]:.1f}")
     return 0
