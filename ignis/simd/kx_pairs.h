@@ -103,14 +103,7 @@ IGNIS_INLINE void IL(xp_8x8)(int64_t nsb, const uint8_t *const *w, const uint8_t
             }
         }
     }
-    for (int p = 0; p < 4; p++) {
-        float t[16];
-        _mm512_storeu_ps(t, _mm512_add_ps(lo[p], hi[p]));
-        for (int i = 0; i < 8; i++) {
-            out[(2 * p) * IGNIS_TILE + i] = t[2 * i];
-            out[(2 * p + 1) * IGNIS_TILE + i] = t[2 * i + 1];
-        }
-    }
+    IL(kp_store)(lo, hi, out);
 }
 static void IL(q5_k_p8x8)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(xp_8x8)(n, w, x, o, 13); }
 static void IL(q3_k_p8x8)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(xp_8x8)(n, w, x, o, 11); }
