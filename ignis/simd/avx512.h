@@ -10,6 +10,16 @@
  * unsigned by signed bytes: unsigned quants meet the token as it is; signed ones meet the
  * token offset to x + 128 (x ^ 0x80), the sum starting from -128 * sum(w) of the half. */
 
+/* The decode entry points name##_zn1..4 of a kernel taking the token count RN (and any
+ * further arguments): the tile's table picks one by the number of tokens. */
+#ifndef IGNIS_ZN_BY_RN
+#  define IGNIS_ZN_BY_RN(name, kernel, ...) \
+    static void IL(name##_zn1)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(kernel)(n, w, x, o, 1, ##__VA_ARGS__); } \
+    static void IL(name##_zn2)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(kernel)(n, w, x, o, 2, ##__VA_ARGS__); } \
+    static void IL(name##_zn3)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(kernel)(n, w, x, o, 3, ##__VA_ARGS__); } \
+    static void IL(name##_zn4)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(kernel)(n, w, x, o, 4, ##__VA_ARGS__); }
+#endif
+
 /* 8 rows of one block's 32 quant bytes -> wt[k]: dword k of every row in lanes 0..7, dword
  * k + 4 in lanes 8..15 */
 IGNIS_INLINE void IL(z8_transpose)(const __m256i *r, __m512i *wt) {
@@ -307,10 +317,7 @@ IGNIS_INLINE void IL(q5_0_zn)(int64_t nb, const uint8_t *const *w, const uint8_t
     }
     IL(z8_store)(acc, RN, out);
 }
-static void IL(q5_0_zn1)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q5_0_zn)(n, w, x, o, 1); }
-static void IL(q5_0_zn2)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q5_0_zn)(n, w, x, o, 2); }
-static void IL(q5_0_zn3)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q5_0_zn)(n, w, x, o, 3); }
-static void IL(q5_0_zn4)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q5_0_zn)(n, w, x, o, 4); }
+IGNIS_ZN_BY_RN(q5_0, q5_0_zn)
 
 /* Q4_1, 8 weight rows x RN <= 4 tokens (decode), in the lane order of IL(q5_0_zn): the
  * nibbles (0..15, unsigned) meet the token as it is, the token's half sums give the min step,
@@ -332,10 +339,7 @@ IGNIS_INLINE void IL(q4_1_zn)(int64_t nb, const uint8_t *const *w, const uint8_t
     }
     IL(z8_store)(acc, RN, out);
 }
-static void IL(q4_1_zn1)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q4_1_zn)(n, w, x, o, 1); }
-static void IL(q4_1_zn2)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q4_1_zn)(n, w, x, o, 2); }
-static void IL(q4_1_zn3)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q4_1_zn)(n, w, x, o, 3); }
-static void IL(q4_1_zn4)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q4_1_zn)(n, w, x, o, 4); }
+IGNIS_ZN_BY_RN(q4_1, q4_1_zn)
 
 /* rows p and p + 4 of one activation block's 32 quant bytes (each as loaded: [0..15 | 16..31])
  * in the decode lane order [p 0..15 | p+4 0..15 | p 16..31 | p+4 16..31] */

@@ -214,10 +214,7 @@ IGNIS_INLINE void IL(q4_k_zd)(int64_t nsb, const uint8_t *const *w, const uint8_
     for (int t = 0; t < RN; t++) acc[t] = _mm512_shuffle_f32x4(acc[t], acc[t], IGNIS_ZD_TO_Z8);
     IL(z8_store)(acc, RN, out);
 }
-static void IL(q4_k_zn1)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q4_k_zd)(n, w, x, o, 1); }
-static void IL(q4_k_zn2)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q4_k_zd)(n, w, x, o, 2); }
-static void IL(q4_k_zn3)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q4_k_zd)(n, w, x, o, 3); }
-static void IL(q4_k_zn4)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q4_k_zd)(n, w, x, o, 4); }
+IGNIS_ZN_BY_RN(q4_k, q4_k_zd)
 
 /* Q6_K, 8 weight rows x RN <= 4 tokens (decode). The quants are taken as q + 32 (0..63,
  * unsigned: the low nibble of ql merged with two bits of qh by one ternary-logic op), the
@@ -277,7 +274,4 @@ IGNIS_INLINE void IL(q6_k_zd)(int64_t nsb, const uint8_t *const *w, const uint8_
     for (int t = 0; t < RN; t++) acc[t] = _mm512_shuffle_f32x4(acc[t], acc[t], IGNIS_ZD_TO_Z8);
     IL(z8_store)(acc, RN, out);
 }
-static void IL(q6_k_zn1)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q6_k_zd)(n, w, x, o, 1); }
-static void IL(q6_k_zn2)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q6_k_zd)(n, w, x, o, 2); }
-static void IL(q6_k_zn3)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q6_k_zd)(n, w, x, o, 3); }
-static void IL(q6_k_zn4)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q6_k_zd)(n, w, x, o, 4); }
+IGNIS_ZN_BY_RN(q6_k, q6_k_zd)

@@ -206,13 +206,8 @@ IGNIS_INLINE void IL(kx_zn)(int64_t nsb, const uint8_t *const *w, const uint8_t 
     }
     IL(z8_store)(acc, RN, out);
 }
-#define IGNIS_KX_ZN(name, WT) \
-    static void IL(name##_zn1)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(kx_zn)(n, w, x, o, 1, WT); } \
-    static void IL(name##_zn2)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(kx_zn)(n, w, x, o, 2, WT); } \
-    static void IL(name##_zn3)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(kx_zn)(n, w, x, o, 3, WT); } \
-    static void IL(name##_zn4)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(kx_zn)(n, w, x, o, 4, WT); }
-IGNIS_KX_ZN(q5_k, 13) IGNIS_KX_ZN(q3_k, 11) IGNIS_KX_ZN(q2_k, 10) IGNIS_KX_ZN(iq4_xs, 23)
-#undef IGNIS_KX_ZN
+IGNIS_ZN_BY_RN(q5_k, kx_zn, 13) IGNIS_ZN_BY_RN(q3_k, kx_zn, 11) IGNIS_ZN_BY_RN(q2_k, kx_zn, 10)
+IGNIS_ZN_BY_RN(iq4_xs, kx_zn, 23)
 #include "kx_pairs.h"      /* avx512 prefill: 8 rows x 8 tokens in row/token-pair lanes */
 #endif
 
