@@ -1,4 +1,4 @@
-/* kq_tile.c -- the Q4_K / Q6_K prefill tile, one thread: 8 weight rows against T tokens the way
+/* kq_tile.c -- the K-quant and IQ4_XS prefill tiles, one thread: 8 weight rows against T tokens the way
  * matmul_block runs them (one tile per 8 tokens), with and without the prepared rows of the
  * level (simd/kq_prep.h), in GMAC/s and ns per activation block per tile. The two paths' outputs
  * are compared bit for bit. "unpack alone" times kq_prep by itself (the weight side).
@@ -34,21 +34,25 @@ int main(int argc, char **argv) {
         for (int i = 0; i < 32; i++) x[b * 34 + 2 + i] = (uint8_t)rnd64();
     }
     const int BATCH = argc > 5 ? atoi(argv[5]) : 8;
-    uint8_t *buf = aligned_alloc(64, (size_t)BATCH * nsb * IGNIS_KP_SB_BYTES);
+    uint8_t *buf = aligned_alloc(64, (size_t)BATCH * nsb * IGNIS_KX_SB_BYTES);
     uint8_t *tab = aligned_alloc(64, (size_t)nb * IGNIS_KP_TOK_BYTES);
     float *o1 = malloc(sizeof(float) * 64 * (size_t)((T + 7) / 8) * G), *o2 = malloc(sizeof(float) * 64 * (size_t)((T + 7) / 8) * G);
-    const int types[2] = {12, 14};
+    const int types[6] = {12, 14, 13, 11, 10, 23};
+    const char *names[6] = {"q4_k", "q6_k", "q5_k", "q3_k", "q2_k", "iq4_xs"};
+    const int bytes[6] = {144, 210, 176, 110, 84, 136}, d_at[6] = {0, 208, 0, 108, 80, 0}, dmin_at[6] = {2, -1, 2, -1, 82, -1};
     printf("level %s, k %lld, T %lld, %d row groups of 8 (prepared %d at a time), one thread\n", lvl, (long long)K,
            (long long)T, G, BATCH);
-    for (int ti = 0; ti < 2; ti++) {
+    for (int ti = 0; ti < 6; ti++) {
         const int wt = types[ti];
-        const size_t rb = (size_t)nsb * (wt == 12 ? 144 : 210);
+        const size_t rb = (size_t)nsb * bytes[ti];
+        const size_t sbb = (size_t)ignis_kq_sb_bytes(wt);
         uint8_t *w = aligned_alloc(64, rb * 8 * G + 64);
         for (size_t i = 0; i < rb * 8 * G; i += 8) { uint64_t v = rnd64(); memcpy(w + i, &v, 8); }
         for (int64_t r = 0; r < 8 * G; r++)
             for (int64_t s = 0; s < nsb; s++) {
-                uint8_t *blk = w + r * rb + s * (wt == 12 ? 144 : 210);
-                if (wt == 12) { put_f16(blk, 0.01f); put_f16(blk + 2, 0.002f); } else put_f16(blk + 208, 0.01f);
+                uint8_t *blk = w + r * rb + s * bytes[ti];
+                put_f16(blk + d_at[ti], 0.01f);
+                if (dmin_at[ti] >= 0) put_f16(blk + dmin_at[ti], 0.002f);
             }
         double best_old = 1e30, best_new = 1e30, best_prep = 1e30;
         for (int pass = 0; pass < 5; pass++) {
@@ -64,14 +68,14 @@ int main(int argc, char **argv) {
                 }
             }
             double t1 = omp_get_wtime();
-            if (ignis_kq_prepares(wt)) {
+            if (sbb) {
                 /* as the runtime: BATCH groups prepared, then per 8 tokens one token table for them */
                 for (int g0 = 0; g0 < G; g0 += BATCH) {
                     const int ng = G - g0 < BATCH ? G - g0 : BATCH;
                     for (int g = g0; g < g0 + ng; g++) {
                         const uint8_t *wp[8];
                         for (int i = 0; i < 8; i++) wp[i] = w + (size_t)(g * 8 + i) * rb;
-                        ignis_kq_prep(wt, nsb, wp, 8, buf + (size_t)(g - g0) * nsb * IGNIS_KP_SB_BYTES);
+                        ignis_kq_prep(wt, nsb, wp, 8, buf + (size_t)(g - g0) * nsb * sbb);
                     }
                     for (int64_t t = 0; t < T; t += 8) {
                         const uint8_t *xp[8];
@@ -79,13 +83,13 @@ int main(int argc, char **argv) {
                         for (int j = 0; j < rn; j++) xp[j] = x + (size_t)(t + j) * nb * 34;
                         ignis_kq_tokens(nb, xp, rn, tab);
                         for (int g = g0; g < g0 + ng; g++)
-                            ignis_kq_prep_tile(wt, nsb, buf + (size_t)(g - g0) * nsb * IGNIS_KP_SB_BYTES, tab,
+                            ignis_kq_prep_tile(wt, nsb, buf + (size_t)(g - g0) * nsb * sbb, tab,
                                                o2 + ((size_t)g * ((T + 7) / 8) + t / 8) * 64);
                     }
                 }
             }
             double t2 = omp_get_wtime();
-            if (ignis_kq_prepares(wt))
+            if (sbb)
                 for (int g = 0; g < G; g++) {
                     const uint8_t *wp[8];
                     for (int i = 0; i < 8; i++) wp[i] = w + (size_t)(g * 8 + i) * rb;
@@ -97,9 +101,9 @@ int main(int argc, char **argv) {
             if (t3 - t2 < best_prep) best_prep = t3 - t2;
         }
         const double macs = 8.0 * G * (double)T * (double)K, tiles = (double)G * (double)((T + 7) / 8) * (double)nb;
-        printf("%s  tile per 8 tokens: %6.2f GMAC/s  %6.2f ns/block-tile\n", wt == 12 ? "q4_k" : "q6_k",
+        printf("%-6s tile per 8 tokens: %6.2f GMAC/s  %6.2f ns/block-tile\n", names[ti],
                macs / best_old * 1e-9, best_old / tiles * 1e9);
-        if (ignis_kq_prepares(wt)) {
+        if (sbb) {
             int bad = 0;
             for (int g = 0; g < G; g++)
                 for (int64_t t = 0; t < T; t += 8) {

@@ -60,8 +60,8 @@
  *           activations (4 rows x 4/8 tokens for Q8_0 prefill, 8 rows x 1..4 tokens
  *           otherwise; avx512: 8 rows x 4/8 tokens for every type, on a per-block
  *           transposition of the weights so that one vpdpbusd serves 8 rows x 2 halves,
- *           and Q5_0/Q4_1/Q4_K/Q6_K decode with two rows per 512-bit register; for Q4_K/Q6_K
- *           prefill the rows can be unpacked once and the tokens' tables made once, then
+ *           and Q5_0/Q4_1/Q4_K/Q6_K decode with two rows per 512-bit register; for K-quant
+ *           and IQ4_XS prefill the rows can be unpacked once and the tokens' tables made once, then
  *           run against each other: ignis_kq_prep / _kq_tokens / _kq_prep_tile, simd/kq_prep.h),
  *           Q8_0 x Q16 tiles, f32 dot/axpy (also against f16 rows), exp/silu, softmax
  *           exp-and-sum, and the elementwise rows compiled for the level.
@@ -135,6 +135,7 @@
 #define IGNIS_Q6_K_BYTES 210
 #define IGNIS_TILE 8             /* matmul tiles: up to 8 weight rows x 8 activation rows */
 #define IGNIS_KP_SB_BYTES 5248   /* prepared Q4_K / Q6_K rows (simd/kq_prep.h): bytes per super-block */
+#define IGNIS_KX_SB_BYTES 6272   /* prepared Q5_K / Q3_K / Q2_K / IQ4_XS rows: bytes per super-block */
 #define IGNIS_KP_TOK_BYTES 416   /* their token tables: bytes per activation block of 8 tokens */
 
 typedef void (*ignis_kernel_fn)(int64_t, const uint8_t *const *, const uint8_t *const *, float *);
@@ -685,12 +686,16 @@ static inline void ignis_tile_q16(int64_t nb, const uint8_t *const *w, int rm,
                                   const uint8_t *const *x, int rn, float *out) {
     ignis_cur->tile_q16(nb, w, rm, x, rn, out);
 }
-/* prepared rows (avx512 only; simd/kq_prep.h). ignis_kq_prepares(wtype): 1 when this level
- * prepares rows of wtype. Then kq_prep(wtype, nsb super-blocks, w[rm], rm, buf of nsb *
- * IGNIS_KP_SB_BYTES), kq_tokens(nsb * 8, x[rn], rn, tab of nsb * 8 * IGNIS_KP_TOK_BYTES) and
+/* prepared rows (avx512 only; simd/kq_prep.h). ignis_kq_sb_bytes(wtype): the bytes per
+ * super-block of prepared rows of wtype, 0 when this level does not prepare them. Then
+ * kq_prep(wtype, nsb super-blocks, w[rm], rm, buf of nsb * that), kq_tokens(nsb * 8, x[rn], rn, tab of nsb * 8 * IGNIS_KP_TOK_BYTES) and
  * kq_prep_tile(wtype, nsb, buf, tab, out) give out[j*8 + i] (i, j < 8) with the bits of
  * ignis_tile for the rows and tokens (the last of each repeated up to 8). */
-static inline int ignis_kq_prepares(int wtype) { return ignis_cur->kq_prep != NULL && (wtype == 12 || wtype == 14); }
+static inline int ignis_kq_type_sb_bytes(int wtype) {      /* at a level that prepares rows */
+    return wtype == 12 || wtype == 14 ? IGNIS_KP_SB_BYTES
+         : wtype == 13 || wtype == 11 || wtype == 10 || wtype == 23 ? IGNIS_KX_SB_BYTES : 0;
+}
+static inline int ignis_kq_sb_bytes(int wtype) { return ignis_cur->kq_prep != NULL ? ignis_kq_type_sb_bytes(wtype) : 0; }
 static inline void ignis_kq_prep(int wtype, int64_t nsb, const uint8_t *const *w, int rm, uint8_t *buf) {
     ignis_cur->kq_prep(wtype, nsb, w, rm, buf);
 }

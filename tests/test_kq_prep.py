@@ -1,8 +1,8 @@
-"""The prefill of Q4_K / Q6_K weights on prepared rows (simd/kq_prep.h; matmul.pxi
+"""The prefill of K-quant and IQ4_XS weights on prepared rows (simd/kq_prep.h; matmul.pxi
 kp_prepared_rows: up to 8 row groups unpacked once, one token table per 8 tokens) against the
 scalar level, which is the definition: the bits must be equal for every epilogue (store, bias,
 residual add, SwiGLU, GeGLU, the qkv split), 9..64 tokens (T not a multiple of 8), rows not a
-multiple of 8, weights given as parts that mix Q4_K, Q6_K and other types (so prepared and plain
+multiple of 8, weights given as parts that mix the prepared types and others (so prepared and plain
 tiles meet in one matmul), and 1 or 2 threads."""
 import numpy as np
 import pytest
@@ -12,9 +12,11 @@ from ignis.testing import KVCache
 K = pytest.importorskip("ignis._kernels")
 
 LEVELS = [name for name, ok in K.isa_levels() if ok and name != "scalar"]
-Q5_0, Q8_0, Q4_K, Q6_K = 6, 8, 12, 14
-BLOCK = {Q5_0: (32, 22), Q8_0: (32, 34), Q4_K: (256, 144), Q6_K: (256, 210)}
-F16_AT = {Q5_0: (0,), Q8_0: (0,), Q4_K: (0, 2), Q6_K: (208,)}
+Q5_0, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS = 6, 8, 10, 11, 12, 13, 14, 23
+BLOCK = {Q5_0: (32, 22), Q8_0: (32, 34), Q4_K: (256, 144), Q6_K: (256, 210), Q5_K: (256, 176),
+         Q3_K: (256, 110), Q2_K: (256, 84), IQ4_XS: (256, 136)}
+F16_AT = {Q5_0: (0,), Q8_0: (0,), Q4_K: (0, 2), Q6_K: (208,), Q5_K: (0, 2), Q3_K: (108,), Q2_K: (80, 82),
+          IQ4_XS: (0,)}
 
 
 def weight(r, wtype, n, k):
@@ -71,6 +73,15 @@ CASES = [
     ("geglu", [9, 28, 37], [Q6_K, Q4_K, Q6_K]),
     ("qkv", [64, 32, 32], [Q4_K, Q4_K, Q6_K]),
     ("qkv", [64, 32, 32], [Q4_K, Q5_0, Q6_K]),
+    ("store", [21, 19, 13], [Q5_K, Q3_K, Q2_K]),
+    ("store", [40], [IQ4_XS]),
+    ("bias", [17, 20], [Q3_K, Q8_0]),
+    ("add", [33], [Q2_K]),
+    ("swiglu", [37, 37], [Q5_K, Q6_K]),         # the halves' prepared rows differ in size
+    ("swiglu", [46], [Q3_K]),
+    ("geglu", [7, 30, 37], [Q4_K, IQ4_XS, Q5_K]),
+    ("qkv", [64, 32, 32], [Q5_K, Q4_K, Q6_K]),
+    ("qkv", [64, 32, 32], [Q3_K, Q2_K, Q5_K]),
 ]
 
 

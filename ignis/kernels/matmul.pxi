@@ -8,7 +8,7 @@
 # is one tile's dot product plus its epilogue: its bits do not depend on the tile it was
 # computed in, on T or on the thread count (the chunks threads take are whole rows).
 #
-# Q4_K / Q6_K rows at a level that prepares them (avx512; simd/kq_prep.h) and more than 8
+# K-quant and IQ4_XS rows at a level that prepares them (avx512; simd/kq_prep.h) and more than 8
 # tokens: first the threads write the token tables of every 8 tokens (plan scratch), then
 # the rows of up to 8 tiles are unpacked once into the thread's scratch and run against each
 # table in turn (the same bits: the same tile operations as the plain tile).
@@ -164,22 +164,23 @@ cdef void matmul_epilogue(Ctx *c, Instr *ins, int64_t n0, int64_t rs, int rm, in
                     c.fbuf[t * nk + n - ins.n_split] = r[j * TILE + i]
 
 
-# -- prepared Q4_K / Q6_K rows -------------------------------------------------------------
+# -- prepared K-quant rows -----------------------------------------------------------------
 
-cdef inline int kp_groups(int64_t nsb, int sides) noexcept nogil:
-    """Row groups of 8 prepared at once: as many as KP_BUDGET bytes hold, at most 8; 0 when
-    fewer than 4 fit (one token table then serves too few groups to beat the plain tile)."""
+cdef inline int kp_groups(int64_t nsb, int sides, int64_t sb_bytes) noexcept nogil:
+    """Row groups of 8 prepared at once (sb_bytes per super-block and side): as many as
+    KP_BUDGET bytes hold, at most 8; 0 when fewer than 4 fit (one token table then serves too
+    few groups to beat the plain tile)."""
     cdef int64_t g
-    if nsb < 1:         # narrower than a super-block: no K-quant rows
+    if nsb < 1 or sb_bytes < 1:         # narrower than a super-block, or not a prepared type
         return 0
-    g = _min(KP_BUDGET // (sides * nsb * IGNIS_KP_SB_BYTES), 8)
+    g = _min(KP_BUDGET // (sides * nsb * sb_bytes), 8)
     return <int>g if g >= 4 else 0
 
 
-cdef inline int64_t kp_bytes(int64_t k, int sides) noexcept nogil:
+cdef inline int64_t kp_bytes(int64_t k, int sides, int64_t sb_bytes) noexcept nogil:
     """A thread's scratch for the prepared rows of width k (0: too wide to prepare)."""
     cdef int64_t nsb = k // 256
-    return kp_groups(nsb, sides) * sides * nsb * IGNIS_KP_SB_BYTES
+    return kp_groups(nsb, sides, sb_bytes) * sides * nsb * sb_bytes
 
 
 cdef inline int64_t kp_tab_bytes(int64_t T, int64_t k) noexcept nogil:
@@ -194,7 +195,7 @@ cdef bint kp_tables_ready(Ctx *c, Instr *ins) noexcept nogil:
     if c.kp_tab == NULL or ins.rows <= TILE or ins.act16 or kp_tab_bytes(ins.rows, ins.k) > c.kp_tab_bytes:
         return False
     for p in range(ins.n_parts):
-        if ignis_kq_prepares(ins.ptype[p]):
+        if ignis_kq_sb_bytes(ins.ptype[p]):
             return True
     return False
 
@@ -215,15 +216,15 @@ cdef void kp_fill_tables(Ctx *c, Instr *ins, int tid, int nt) noexcept nogil:
 
 cdef bint kp_prepared_rows(Ctx *c, Instr *ins, int64_t r0, int64_t r1, int tid) noexcept nogil:
     """Rows [r0, r1) (the streams of matmul_rows, then the leftover rows as one more group) on
-    prepared rows against the token tables (kp_fill_tables wrote them), when they are Q4_K /
-    Q6_K (both halves of a gate/up weight), the level prepares them and the thread's scratch
-    holds them. Returns whether it ran."""
+    prepared rows against the token tables (kp_fill_tables wrote them), when the level prepares
+    their type (both halves' of a gate/up weight) and the thread's scratch holds them. Returns
+    whether it ran."""
     cdef int64_t T = ins.rows, k = ins.k, nsb = k // 256, Q = (r1 - r0) // TILE
     cdef int sides = 2 if (ins.epi == EPI_SWIGLU or ins.epi == EPI_GEGLU) else 1
     cdef const uint8_t *wp[TILE]
     cdef const uint8_t *tab
     cdef int wt0, wt1 = 0, G, ng, b0, nbat, g, side, rm, rn
-    cdef int64_t gn0, grs, t0, sb_bytes = nsb * IGNIS_KP_SB_BYTES
+    cdef int64_t gn0, grs, t0, sb_bytes
     cdef float r[TILE * TILE]
     cdef float r2[TILE * TILE]
     if c.kp_buf == NULL:
@@ -231,11 +232,13 @@ cdef bint kp_prepared_rows(Ctx *c, Instr *ins, int64_t r0, int64_t r1, int tid) 
     wt0 = tile_rows(ins, r0, 1, 1, wp)
     if sides == 2:
         wt1 = tile_rows(ins, ins.n + r0, 1, 1, wp)
-    if not ignis_kq_prepares(wt0) or (sides == 2 and not ignis_kq_prepares(wt1)):
+    if not ignis_kq_sb_bytes(wt0) or (sides == 2 and not ignis_kq_sb_bytes(wt1)):
         return False
-    G = kp_groups(nsb, sides)
-    if G == 0 or kp_bytes(k, sides) > c.kp_stride:
+    sb_bytes = _max(ignis_kq_sb_bytes(wt0), ignis_kq_sb_bytes(wt1))     # a side's stride: the larger
+    G = kp_groups(nsb, sides, sb_bytes)
+    if G == 0 or kp_bytes(k, sides, sb_bytes) > c.kp_stride:
         return False
+    sb_bytes *= nsb
     cdef uint8_t *rows = c.kp_buf + tid * c.kp_stride     # group g, side s at (g*sides + s) * sb_bytes
     ng = <int>Q + (1 if r0 + TILE * Q < r1 else 0)
     b0 = 0

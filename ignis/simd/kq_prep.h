@@ -1,5 +1,6 @@
-/* kq_prep.h -- the Q4_K / Q6_K prefill tile of the AVX-512 level in two steps, for a matmul of
- * many token tiles (included by x86.h after kq_pairs.h, inside the AVX-512 target region only).
+/* kq_prep.h -- the K-quant and IQ4_XS prefill tiles of the AVX-512 level in two steps, for a
+ * matmul of many token tiles (included by x86.h after kq_pairs.h and kx_pairs.h, inside the
+ * AVX-512 target region only).
  *
  * IL(kp_8x8) unpacks its 8 weight rows (quants transposed and doubled, scale and min bytes,
  * d and dmin) for every 8 tokens it meets, the same work each time. Here kq_prep does that once
@@ -66,12 +67,59 @@ IGNIS_INLINE void IL(kp_run)(int64_t nsb, const uint8_t *buf, const uint8_t *tab
     IL(kp_store)(lo, hi, out);
 }
 
-/* wtype 12 (Q4_K) or 14 (Q6_K): weight rows w[0..rm) (the last repeated up to 8) into buf */
+/* The Q5_K / Q3_K / Q2_K / IQ4_XS rows of kx_pairs.h the same way (IGNIS_KX_SB_BYTES per
+ * super-block: d and dmin as above, then per activation block jb w2[0..7] (512 B) and the lo /
+ * hi scales and mins sc[0..3] (256 B), IL(xp_unpack)'s; IL(xp_block_tab) runs them). */
+IGNIS_INLINE void IL(xp_prep_rows)(int64_t nsb, const uint8_t *const *w, uint8_t *buf, const int WT) {
+    for (int64_t s = 0; s < nsb; s++) {
+        const size_t wo = (size_t)s * ignis_kx_bytes(WT);
+        uint8_t *b = buf + (size_t)s * IGNIS_KX_SB_BYTES;
+        __m512i v[4];
+        __m512 d, dmin;
+        IL(xp_sb_fields)(w, wo, v, &d, &dmin, WT);
+        _mm512_storeu_ps(b, d);
+        _mm512_storeu_ps(b + 64, dmin);
+        __m512i ctl = IL(kp_row_ctl)();
+        for (int jb = 0; jb < 8; jb++, ctl = _mm512_add_epi8(ctl, _mm512_set1_epi8(1))) {
+            uint8_t *q = b + 128 + (size_t)jb * 768;
+            __m512i w2[8];
+            __m512 sc[4];
+            IL(xp_unpack)(w, wo, jb, v, ctl, w2, sc, WT);
+            for (int k = 0; k < 8; k++) _mm512_storeu_si512(q + 64 * k, w2[k]);
+            for (int k = 0; k < 4; k++) _mm512_storeu_ps(q + 512 + 64 * k, sc[k]);
+        }
+    }
+}
+
+IGNIS_INLINE void IL(xp_run)(int64_t nsb, const uint8_t *buf, const uint8_t *tab, float *out, const int WT) {
+    __m512 lo[4], hi[4];
+    for (int p = 0; p < 4; p++) lo[p] = hi[p] = _mm512_setzero_ps();
+    const int has_min = WT == 13 || WT == 10;
+    for (int64_t s = 0; s < nsb; s++) {
+        const uint8_t *b = buf + (size_t)s * IGNIS_KX_SB_BYTES;
+        const __m512 d = _mm512_loadu_ps(b), dmin = _mm512_loadu_ps(b + 64);
+        for (int jb = 0; jb < 8; jb++) {
+            const uint8_t *q = b + 128 + (size_t)jb * 768;
+            const uint8_t *t = tab + (size_t)(s * 8 + jb) * IGNIS_KP_TOK_BYTES;
+            IL(xp_block_tab)((const __m512i *)q, (const __m512 *)(q + 512), d, dmin, (const uint64_t (*)[8])t,
+                             (const uint64_t (*)[2])(t + (has_min ? 320 : 256)), (const float *)(t + 384), lo, hi, WT);
+        }
+    }
+    IL(kp_store)(lo, hi, out);
+}
+
+/* weight rows w[0..rm) (the last repeated up to 8) of a type ignis_kq_sb_bytes names into buf */
 static void IL(kq_prep)(int wtype, int64_t nsb, const uint8_t *const *w, int rm, uint8_t *buf) {
     const uint8_t *wp[8];
     for (int i = 0; i < 8; i++) wp[i] = w[i < rm ? i : rm - 1];
-    if (wtype == 12) IL(kp_prep_rows)(nsb, wp, buf, 12);
-    else IL(kp_prep_rows)(nsb, wp, buf, 14);
+    switch (wtype) {
+    case 12: IL(kp_prep_rows)(nsb, wp, buf, 12); break;
+    case 14: IL(kp_prep_rows)(nsb, wp, buf, 14); break;
+    case 13: IL(xp_prep_rows)(nsb, wp, buf, 13); break;
+    case 11: IL(xp_prep_rows)(nsb, wp, buf, 11); break;
+    case 10: IL(xp_prep_rows)(nsb, wp, buf, 10); break;
+    default: IL(xp_prep_rows)(nsb, wp, buf, 23); break;
+    }
 }
 
 /* tokens x[0..rn) (the last repeated up to 8), nblk activation blocks, as tables into tab */
@@ -83,6 +131,12 @@ static void IL(kq_tokens)(int64_t nblk, const uint8_t *const *x, int rn, uint8_t
 
 /* the rows kq_prep put in buf x the tokens kq_tokens put in tab: out[j * 8 + i], j, i < 8 */
 static void IL(kq_prep_tile)(int wtype, int64_t nsb, const uint8_t *buf, const uint8_t *tab, float *out) {
-    if (wtype == 12) IL(kp_run)(nsb, buf, tab, out, 12);
-    else IL(kp_run)(nsb, buf, tab, out, 14);
+    switch (wtype) {
+    case 12: IL(kp_run)(nsb, buf, tab, out, 12); break;
+    case 14: IL(kp_run)(nsb, buf, tab, out, 14); break;
+    case 13: IL(xp_run)(nsb, buf, tab, out, 13); break;
+    case 11: IL(xp_run)(nsb, buf, tab, out, 11); break;
+    case 10: IL(xp_run)(nsb, buf, tab, out, 10); break;
+    default: IL(xp_run)(nsb, buf, tab, out, 23); break;
+    }
 }

@@ -39,68 +39,98 @@ IGNIS_INLINE void IL(xp_row_scales)(const uint8_t *sb, const int WT, uint64_t *s
     }
 }
 
-/* Q5_K / Q3_K / Q2_K / IQ4_XS, 8 weight rows x 8 tokens (pad pointers for fewer) */
-IGNIS_INLINE void IL(xp_8x8)(int64_t nsb, const uint8_t *const *w, const uint8_t *const *x, float *out, const int WT) {
-    const size_t wbytes = WT == 13 ? IGNIS_Q5_K_BYTES : WT == 11 ? IGNIS_Q3_K_BYTES
-                        : WT == 10 ? IGNIS_Q2_K_BYTES : IGNIS_IQ4_XS_BYTES;
-    const size_t doff = WT == 11 ? 108 : WT == 10 ? 80 : 0, moff = WT == 10 ? 82 : 2;
+/* one super-block's fields of the 8 rows: the scale (and min) bytes as qwords per row (v[0..3]:
+ * lo scales, hi scales, lo mins, hi mins), d and dmin in lanes 2i, 2i + 1 */
+IGNIS_INLINE void IL(xp_sb_fields)(const uint8_t *const *w, size_t wo, __m512i v[4], __m512 *d, __m512 *dmin,
+                                   const int WT) {
+    const int has_min = WT == 13 || WT == 10;
+    uint64_t b[4][8];
+    for (int i = 0; i < 8; i++) IL(xp_row_scales)(w[i] + wo, WT, &b[0][i], &b[1][i], &b[2][i], &b[3][i]);
+    for (int k = 0; k < 4; k++) v[k] = _mm512_loadu_si512(b[has_min || k < 2 ? k : 0]);
+    *d = IL(kp_f16x8)(w, wo + ignis_kx_d_off(WT));
+    *dmin = has_min ? IL(kp_f16x8)(w, wo + ignis_kx_dmin_off(WT)) : *d;
+}
+
+/* activation block jb of the 8 rows: the quants transposed and doubled into the pair lanes
+ * (w2[0..3] the lo chain's, w2[4..7] the hi chain's, offset to unsigned) and sc[0..3] the lo
+ * scales, hi scales, lo mins, hi mins as floats (ctl: IL(kp_row_ctl)() plus jb) */
+IGNIS_INLINE void IL(xp_unpack)(const uint8_t *const *w, size_t wo, int jb, const __m512i v[4], __m512i ctl,
+                                __m512i w2[8], __m512 sc[4], const int WT) {
     const int has_min = WT == 13 || WT == 10, split = WT == 11 || WT == 10;   /* split: lo/hi scales differ */
-    const int ushift = WT == 11 ? 2 : WT == 23 ? 7 : 0;                      /* the offset u = 1 << ushift */
     const __m256i uv = _mm256_set1_epi8(WT == 11 ? 4 : WT == 23 ? (char)0x80 : 0);
     const __m512i dup_lo = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
     const __m512i dup_hi = _mm512_add_epi32(dup_lo, _mm512_set1_epi32(8));
+    __m256i r[8];
+    for (int i = 0; i < 8; i++) r[i] = _mm256_add_epi8(IL(kx_quants)(w[i] + wo, jb, WT), uv);
+    __m512i wt[4];
+    IL(z8_transpose)(r, wt);
+    for (int k = 0; k < 4; k++) {
+        w2[k] = _mm512_permutexvar_epi32(dup_lo, wt[k]);
+        w2[k + 4] = _mm512_permutexvar_epi32(dup_hi, wt[k]);
+    }
+    sc[0] = IL(kp_row_bytes)(v[0], ctl);
+    sc[1] = split ? IL(kp_row_bytes)(v[1], ctl) : sc[0];
+    sc[2] = has_min ? IL(kp_row_bytes)(v[2], ctl) : sc[0];
+    sc[3] = has_min ? (split ? IL(kp_row_bytes)(v[3], ctl) : sc[2]) : sc[0];
+}
+
+/* one activation block of the 8 tokens, given as their table (IL(kp_tokens); cs: the half sums
+ * as floats for types with mins, as int32 otherwise), against the unpacked rows. w2, sc and the
+ * table may be registers or memory (the same operations). */
+IGNIS_INLINE void IL(xp_block_tab)(const __m512i *w2, const __m512 *sc, __m512 d, __m512 dmin,
+                                   const uint64_t xi[4][8], const uint64_t cs[4][2], const float *dx,
+                                   __m512 *lo, __m512 *hi, const int WT) {
     static const int slot[8] = {0, 1, 4, 5, 2, 3, 6, 7};
+    const int has_min = WT == 13 || WT == 10;
+    const int ushift = WT == 11 ? 2 : WT == 23 ? 7 : 0;                      /* the offset u = 1 << ushift */
+    const __m512 scl = _mm512_loadu_ps(&sc[0]), sch = _mm512_loadu_ps(&sc[1]);
+    const __m512 mnl = _mm512_loadu_ps(&sc[2]), mnh = _mm512_loadu_ps(&sc[3]);
+    for (int p = 0; p < 4; p++) {
+        __m512i al = _mm512_setzero_si512(), ah = _mm512_setzero_si512();
+        for (int k = 0; k < 4; k++) {
+            al = _mm512_dpbusd_epi32(al, _mm512_loadu_si512(&w2[k]), _mm512_set1_epi64((long long)xi[p][slot[k]]));
+            ah = _mm512_dpbusd_epi32(ah, _mm512_loadu_si512(&w2[k + 4]), _mm512_set1_epi64((long long)xi[p][slot[k + 4]]));
+        }
+        const __m512i cl = _mm512_set1_epi64((long long)cs[p][0]), ch = _mm512_set1_epi64((long long)cs[p][1]);
+        if (ushift) {        /* (q + u) . x - u sum x = q . x, exactly */
+            al = _mm512_sub_epi32(al, _mm512_slli_epi32(cl, ushift));
+            ah = _mm512_sub_epi32(ah, _mm512_slli_epi32(ch, ushift));
+        }
+        double dxp;
+        memcpy(&dxp, &dx[2 * p], 8);
+        const __m512 dxv = _mm512_castpd_ps(_mm512_set1_pd(dxp));
+        const __m512 sd = _mm512_mul_ps(d, dxv);
+        lo[p] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(al), scl), sd, lo[p]);
+        if (has_min)
+            lo[p] = _mm512_fnmadd_ps(_mm512_mul_ps(_mm512_castsi512_ps(cl), mnl), _mm512_mul_ps(dmin, dxv), lo[p]);
+        hi[p] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(ah), sch), sd, hi[p]);
+        if (has_min)
+            hi[p] = _mm512_fnmadd_ps(_mm512_mul_ps(_mm512_castsi512_ps(ch), mnh), _mm512_mul_ps(dmin, dxv), hi[p]);
+    }
+}
+
+/* Q5_K / Q3_K / Q2_K / IQ4_XS, 8 weight rows x 8 tokens (pad pointers for fewer) */
+IGNIS_INLINE void IL(xp_8x8)(int64_t nsb, const uint8_t *const *w, const uint8_t *const *x, float *out, const int WT) {
+    const int has_min = WT == 13 || WT == 10;
     __m512 lo[4], hi[4];
     for (int p = 0; p < 4; p++) lo[p] = hi[p] = _mm512_setzero_ps();
     for (int64_t s = 0; s < nsb; s++) {
-        const size_t wo = (size_t)s * wbytes;
-        uint64_t bsl[8], bsh[8], bml[8], bmh[8];
-        for (int i = 0; i < 8; i++) IL(xp_row_scales)(w[i] + wo, WT, &bsl[i], &bsh[i], &bml[i], &bmh[i]);
-        const __m512i vsl = _mm512_loadu_si512(bsl), vsh = _mm512_loadu_si512(bsh);
-        const __m512i vml = has_min ? _mm512_loadu_si512(bml) : vsl, vmh = has_min ? _mm512_loadu_si512(bmh) : vsl;
-        const __m512 d = IL(kp_f16x8)(w, wo + doff);
-        const __m512 dmin = has_min ? IL(kp_f16x8)(w, wo + moff) : d;
+        const size_t wo = (size_t)s * ignis_kx_bytes(WT);
+        __m512i v[4];
+        __m512 d, dmin;
+        IL(xp_sb_fields)(w, wo, v, &d, &dmin, WT);
         __m512i ctl = IL(kp_row_ctl)();
         for (int jb = 0; jb < 8; jb++, ctl = _mm512_add_epi8(ctl, _mm512_set1_epi8(1))) {
-            __m256i r[8];
-            for (int i = 0; i < 8; i++) r[i] = _mm256_add_epi8(IL(kx_quants)(w[i] + wo, jb, WT), uv);
-            __m512i wt[4], w2[8];
-            IL(z8_transpose)(r, wt);
-            for (int k = 0; k < 4; k++) {
-                w2[k] = _mm512_permutexvar_epi32(dup_lo, wt[k]);
-                w2[k + 4] = _mm512_permutexvar_epi32(dup_hi, wt[k]);
-            }
-            const __m512 scl = IL(kp_row_bytes)(vsl, ctl), sch = split ? IL(kp_row_bytes)(vsh, ctl) : scl;
-            const __m512 mnl = has_min ? IL(kp_row_bytes)(vml, ctl) : scl;
-            const __m512 mnh = has_min ? (split ? IL(kp_row_bytes)(vmh, ctl) : mnl) : scl;
+            __m512i w2[8];
+            __m512 sc[4];
+            IL(xp_unpack)(w, wo, jb, v, ctl, w2, sc, WT);
             uint64_t xi[4][8];
             uint64_t cs[4][2];
             float dx[8];
             IL(kp_tokens)(x, (size_t)(s * 8 + jb) * IGNIS_Q8_0_BYTES, xi, cs, dx, has_min);
             /* the table read back from memory: broadcast loads, no shuffles (see kq_pairs.h) */
             __asm__ volatile("" : : "r"(xi), "r"(cs), "r"(dx) : "memory");
-            for (int p = 0; p < 4; p++) {
-                __m512i al = _mm512_setzero_si512(), ah = _mm512_setzero_si512();
-                for (int k = 0; k < 4; k++) {
-                    al = _mm512_dpbusd_epi32(al, w2[k], _mm512_set1_epi64((long long)xi[p][slot[k]]));
-                    ah = _mm512_dpbusd_epi32(ah, w2[k + 4], _mm512_set1_epi64((long long)xi[p][slot[k + 4]]));
-                }
-                const __m512i cl = _mm512_set1_epi64((long long)cs[p][0]), ch = _mm512_set1_epi64((long long)cs[p][1]);
-                if (ushift) {        /* (q + u) . x - u sum x = q . x, exactly */
-                    al = _mm512_sub_epi32(al, _mm512_slli_epi32(cl, ushift));
-                    ah = _mm512_sub_epi32(ah, _mm512_slli_epi32(ch, ushift));
-                }
-                double dxp;
-                memcpy(&dxp, &dx[2 * p], 8);
-                const __m512 dxv = _mm512_castpd_ps(_mm512_set1_pd(dxp));
-                const __m512 sd = _mm512_mul_ps(d, dxv);
-                lo[p] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(al), scl), sd, lo[p]);
-                if (has_min)
-                    lo[p] = _mm512_fnmadd_ps(_mm512_mul_ps(_mm512_castsi512_ps(cl), mnl), _mm512_mul_ps(dmin, dxv), lo[p]);
-                hi[p] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(ah), sch), sd, hi[p]);
-                if (has_min)
-                    hi[p] = _mm512_fnmadd_ps(_mm512_mul_ps(_mm512_castsi512_ps(ch), mnh), _mm512_mul_ps(dmin, dxv), hi[p]);
-            }
+            IL(xp_block_tab)(w2, sc, d, dmin, (const uint64_t (*)[8])xi, (const uint64_t (*)[2])cs, dx, lo, hi, WT);
         }
     }
     IL(kp_store)(lo, hi, out);

@@ -353,10 +353,12 @@ static void IL(q8_0_4x8)(int64_t n, const uint8_t *const *w, const uint8_t *cons
 #  include "avx512.h"
 #  include "avx512_decode.h"   /* the Q4_K and Q6_K decode kernels */
 #  include "kq_pairs.h"
-#  include "kq_prep.h"      /* the same tile on rows unpacked once for many token tiles */
 #endif
 #include "x86_32.h"
 #include "kquants_x86.h"
+#if IGNIS_X86_512
+#  include "kq_prep.h"      /* the K-quant tiles on rows unpacked once for many token tiles */
+#endif
 
 /* The tile (see ignis_scalar_tile): pads rows/tokens by repeating the last pointer. avx512:
  * the z8 tiles from 4 tokens, the zn kernels below (Q8_0 decode: the 8-row kernel). Otherwise

@@ -203,22 +203,27 @@ static void check_dots(const char *name, int type) {
     report(nm, bad_tile == 0, "%d tiles (all shapes up to 8x8), %d differ from the scalar bits", tiles, bad_tile);
 }
 
-/* The prepared rows of Q4_K / Q6_K (the avx512 level's prefill, simd/kq_prep.h): kq_prep of
+/* The prepared rows of the K-quants and IQ4_XS (the avx512 level's prefill, simd/kq_prep.h): kq_prep of
  * rm rows, kq_tokens of rn tokens, kq_prep_tile == the scalar dots. Two buffers of rows meet
  * each token table, and the tables are rebuilt over the same memory (stale data must not leak). */
 static void check_kq_prep(void) {
     enum { MAXS = 6 };
     static uint8_t w[16][MAXS * 210], x[8][MAXS * 8 * 34];
-    static uint8_t buf[2][MAXS * IGNIS_KP_SB_BYTES], tab[MAXS * 8 * IGNIS_KP_TOK_BYTES];
-    const int types[2] = {12, 14};
+    static uint8_t buf[2][MAXS * IGNIS_KX_SB_BYTES], tab[MAXS * 8 * IGNIS_KP_TOK_BYTES];
+    const int types[6] = {12, 14, 13, 11, 10, 23};
     int bad = 0, tiles = 0;
-    if (!ignis_kq_prepares(12) || !ignis_kq_prepares(14)) {
+    if (!ignis_kq_sb_bytes(12)) {
         report("kq_prep", 1, "this level prepares no rows (it runs the plain tiles)");
         return;
     }
-    for (int it = 0; it < 80; it++) {
+    for (int t = 0; t < 6; t++)
+        if (!ignis_kq_sb_bytes(types[t])) {
+            report("kq_prep", 0, "type %d is not prepared at a level that prepares rows", types[t]);
+            return;
+        }
+    for (int it = 0; it < 216; it++) {
         const int nsb = rndi(1, MAXS);
-        const int t0 = types[it % 2], t1 = types[(it / 2) % 2];
+        const int t0 = types[it % 6], t1 = types[(it / 6) % 6];
         const uint8_t *wp[2][8], *xp[8];
         int rm[2];
         for (int g = 0; g < 2; g++) {
@@ -249,7 +254,7 @@ static void check_kq_prep(void) {
             }
         }
     }
-    report("kq_prep", bad == 0, "%d prepared tiles (Q4_K, Q6_K; 1-8 rows, 1-8 tokens), %d differ from the scalar bits",
+    report("kq_prep", bad == 0, "%d prepared tiles (Q4_K, Q6_K, Q5_K, Q3_K, Q2_K, IQ4_XS; 1-8 rows, 1-8 tokens), %d differ from the scalar bits",
            tiles, bad);
 }
 
