@@ -1,4 +1,4 @@
-/* kq_tile.c -- the K-quant and IQ4_XS prefill tiles, one thread: 8 weight rows against T tokens the way
+/* kq_tile.c -- the quantized prefill tiles, one thread: 8 weight rows against T tokens the way
  * matmul_block runs them (one tile per 8 tokens), with and without the prepared rows of the
  * level (simd/kq_prep.h), in GMAC/s and ns per activation block per tile. The two paths' outputs
  * are compared bit for bit. "unpack alone" times kq_prep by itself (the weight side).
@@ -37,19 +37,22 @@ int main(int argc, char **argv) {
     uint8_t *buf = aligned_alloc(64, (size_t)BATCH * nsb * IGNIS_KX_SB_BYTES);
     uint8_t *tab = aligned_alloc(64, (size_t)nb * IGNIS_KP_TOK_BYTES);
     float *o1 = malloc(sizeof(float) * 64 * (size_t)((T + 7) / 8) * G), *o2 = malloc(sizeof(float) * 64 * (size_t)((T + 7) / 8) * G);
-    const int types[6] = {12, 14, 13, 11, 10, 23};
-    const char *names[6] = {"q4_k", "q6_k", "q5_k", "q3_k", "q2_k", "iq4_xs"};
-    const int bytes[6] = {144, 210, 176, 110, 84, 136}, d_at[6] = {0, 208, 0, 108, 80, 0}, dmin_at[6] = {2, -1, 2, -1, 82, -1};
+    enum { NT = 12 };
+    const int types[NT] = {12, 14, 13, 11, 10, 23, 8, 6, 2, 20, 3, 7};
+    const char *names[NT] = {"q4_k", "q6_k", "q5_k", "q3_k", "q2_k", "iq4_xs", "q8_0", "q5_0", "q4_0", "iq4_nl", "q4_1", "q5_1"};
+    const int bytes[NT] = {144, 210, 176, 110, 84, 136, 34, 22, 18, 18, 20, 24};
+    const int d_at[NT] = {0, 208, 0, 108, 80, 0, 0, 0, 0, 0, 0, 0}, dmin_at[NT] = {2, -1, 2, -1, 82, -1, -1, -1, -1, -1, 2, 2};
     printf("level %s, k %lld, T %lld, %d row groups of 8 (prepared %d at a time), one thread\n", lvl, (long long)K,
            (long long)T, G, BATCH);
-    for (int ti = 0; ti < 6; ti++) {
+    for (int ti = 0; ti < NT; ti++) {
         const int wt = types[ti];
-        const size_t rb = (size_t)nsb * bytes[ti];
-        const size_t sbb = (size_t)ignis_kq_sb_bytes(wt);
+        const int64_t units = ti < 6 ? nsb : nb;      /* the type's blocks per row */
+        const size_t rb = (size_t)units * bytes[ti];
+        const size_t sbb = (size_t)ignis_kq_row_bytes(wt, K);
         uint8_t *w = aligned_alloc(64, rb * 8 * G + 64);
         for (size_t i = 0; i < rb * 8 * G; i += 8) { uint64_t v = rnd64(); memcpy(w + i, &v, 8); }
         for (int64_t r = 0; r < 8 * G; r++)
-            for (int64_t s = 0; s < nsb; s++) {
+            for (int64_t s = 0; s < units; s++) {
                 uint8_t *blk = w + r * rb + s * bytes[ti];
                 put_f16(blk + d_at[ti], 0.01f);
                 if (dmin_at[ti] >= 0) put_f16(blk + dmin_at[ti], 0.002f);
@@ -64,7 +67,7 @@ int main(int argc, char **argv) {
                     const uint8_t *xp[8];
                     int rn = T - t < 8 ? (int)(T - t) : 8;
                     for (int j = 0; j < rn; j++) xp[j] = x + (size_t)(t + j) * nb * 34;
-                    ignis_tile(wt, nsb, wp, 8, xp, rn, o1 + ((size_t)g * ((T + 7) / 8) + t / 8) * 64);
+                    ignis_tile(wt, units, wp, 8, xp, rn, o1 + ((size_t)g * ((T + 7) / 8) + t / 8) * 64);
                 }
             }
             double t1 = omp_get_wtime();
@@ -75,7 +78,7 @@ int main(int argc, char **argv) {
                     for (int g = g0; g < g0 + ng; g++) {
                         const uint8_t *wp[8];
                         for (int i = 0; i < 8; i++) wp[i] = w + (size_t)(g * 8 + i) * rb;
-                        ignis_kq_prep(wt, nsb, wp, 8, buf + (size_t)(g - g0) * nsb * sbb);
+                        ignis_kq_prep(wt, K, wp, 8, buf + (size_t)(g - g0) * sbb);
                     }
                     for (int64_t t = 0; t < T; t += 8) {
                         const uint8_t *xp[8];
@@ -83,7 +86,7 @@ int main(int argc, char **argv) {
                         for (int j = 0; j < rn; j++) xp[j] = x + (size_t)(t + j) * nb * 34;
                         ignis_kq_tokens(nb, xp, rn, tab);
                         for (int g = g0; g < g0 + ng; g++)
-                            ignis_kq_prep_tile(wt, nsb, buf + (size_t)(g - g0) * nsb * sbb, tab,
+                            ignis_kq_prep_tile(wt, K, buf + (size_t)(g - g0) * sbb, tab,
                                                o2 + ((size_t)g * ((T + 7) / 8) + t / 8) * 64);
                     }
                 }
@@ -93,7 +96,7 @@ int main(int argc, char **argv) {
                 for (int g = 0; g < G; g++) {
                     const uint8_t *wp[8];
                     for (int i = 0; i < 8; i++) wp[i] = w + (size_t)(g * 8 + i) * rb;
-                    ignis_kq_prep(wt, nsb, wp, 8, buf);
+                    ignis_kq_prep(wt, K, wp, 8, buf);
                 }
             double t3 = omp_get_wtime();
             if (t1 - t0 < best_old) best_old = t1 - t0;

@@ -165,11 +165,11 @@ cdef extern from "_neon.h" nogil:
     void ignis_tile(int wtype, int64_t nblk, const uint8_t *const *w, int rm,
                     const uint8_t *const *x, int rn, float *out)
     int IGNIS_KP_TOK_BYTES
-    int ignis_kq_type_sb_bytes(int wtype)
-    int ignis_kq_sb_bytes(int wtype)
-    void ignis_kq_prep(int wtype, int64_t nsb, const uint8_t *const *w, int rm, uint8_t *buf)
+    int64_t ignis_kq_type_row_bytes(int wtype, int64_t k)
+    int64_t ignis_kq_row_bytes(int wtype, int64_t k)
+    void ignis_kq_prep(int wtype, int64_t k, const uint8_t *const *w, int rm, uint8_t *buf)
     void ignis_kq_tokens(int64_t nblk, const uint8_t *const *x, int rn, uint8_t *tab)
-    void ignis_kq_prep_tile(int wtype, int64_t nsb, const uint8_t *buf, const uint8_t *tab, float *out)
+    void ignis_kq_prep_tile(int wtype, int64_t k, const uint8_t *buf, const uint8_t *tab, float *out)
     void ignis_quantize_row_q16(const float *x, uint8_t *y, int64_t k)
     void ignis_tile_q16(int64_t nb, const uint8_t *const *w, int rm,
                         const uint8_t *const *x, int rn, float *out)
@@ -363,7 +363,7 @@ _ROPE_MODES = {"neox": ROPE_NEOX, "normal": ROPE_NORMAL}
 cdef enum:
     TILE = 8            # matmul tiles: up to 8 weight rows x 8 activation rows (out[j*8 + i])
     ATT_QB = 4          # attention: query tokens per work unit (each K row read once for them)
-    KP_BUDGET = 1536 * 1024     # prepared K-quant rows: bytes per thread (within its L2)
+    KP_BUDGET = 1536 * 1024     # prepared weight rows: bytes per thread (within its L2)
 
 
 cdef struct Instr:
@@ -418,7 +418,7 @@ cdef struct Ctx:
     uint8_t *qbuf
     uint8_t *q16buf
     float *fbuf
-    uint8_t *kp_buf         # prepared K-quant rows: kp_stride bytes per thread
+    uint8_t *kp_buf         # prepared weight rows: kp_stride bytes per thread
     int64_t kp_stride
     uint8_t *kp_tab         # their token tables (one per 8 tokens of the matmul's x)
     int64_t kp_tab_bytes

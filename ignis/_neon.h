@@ -136,6 +136,7 @@
 #define IGNIS_TILE 8             /* matmul tiles: up to 8 weight rows x 8 activation rows */
 #define IGNIS_KP_SB_BYTES 5248   /* prepared Q4_K / Q6_K rows (simd/kq_prep.h): bytes per super-block */
 #define IGNIS_KX_SB_BYTES 6272   /* prepared Q5_K / Q3_K / Q2_K / IQ4_XS rows: bytes per super-block */
+#define IGNIS_ZP_BLOCK_BYTES 640 /* prepared rows of 32-element block types: bytes per block */
 #define IGNIS_KP_TOK_BYTES 416   /* their token tables: bytes per activation block of 8 tokens */
 
 typedef void (*ignis_kernel_fn)(int64_t, const uint8_t *const *, const uint8_t *const *, float *);
@@ -621,7 +622,7 @@ typedef struct {
     void (*mul_row)(const float *, const float *, float *, int64_t);
     void (*scale_row)(const float *, float, const float *, float *, int64_t);
     void (*rope_head)(const float *, float *, const float *, const float *, int64_t);
-    /* prepared Q4_K / Q6_K weight rows for many token tiles (NULL: the level has none) */
+    /* prepared weight rows for many token tiles (NULL: the level has none) */
     void (*kq_prep)(int, int64_t, const uint8_t *const *, int, uint8_t *);
     void (*kq_tokens)(int64_t, const uint8_t *const *, int, uint8_t *);
     void (*kq_prep_tile)(int, int64_t, const uint8_t *, const uint8_t *, float *);
@@ -686,24 +687,28 @@ static inline void ignis_tile_q16(int64_t nb, const uint8_t *const *w, int rm,
                                   const uint8_t *const *x, int rn, float *out) {
     ignis_cur->tile_q16(nb, w, rm, x, rn, out);
 }
-/* prepared rows (avx512 only; simd/kq_prep.h). ignis_kq_sb_bytes(wtype): the bytes per
- * super-block of prepared rows of wtype, 0 when this level does not prepare them. Then
- * kq_prep(wtype, nsb super-blocks, w[rm], rm, buf of nsb * that), kq_tokens(nsb * 8, x[rn], rn, tab of nsb * 8 * IGNIS_KP_TOK_BYTES) and
- * kq_prep_tile(wtype, nsb, buf, tab, out) give out[j*8 + i] (i, j < 8) with the bits of
- * ignis_tile for the rows and tokens (the last of each repeated up to 8). */
-static inline int ignis_kq_type_sb_bytes(int wtype) {      /* at a level that prepares rows */
-    return wtype == 12 || wtype == 14 ? IGNIS_KP_SB_BYTES
-         : wtype == 13 || wtype == 11 || wtype == 10 || wtype == 23 ? IGNIS_KX_SB_BYTES : 0;
+/* prepared rows (avx512 only; simd/kq_prep.h). ignis_kq_row_bytes(wtype, k): the bytes of a
+ * group of 8 prepared rows of width k, 0 when this level does not prepare wtype. Then
+ * kq_prep(wtype, k, w[rm], rm, buf of that), kq_tokens(k / 32, x[rn], rn, tab of k / 32 *
+ * IGNIS_KP_TOK_BYTES) and kq_prep_tile(wtype, k, buf, tab, out) give out[j*8 + i] (i, j < 8)
+ * with the bits of ignis_tile for the rows and tokens (the last of each repeated up to 8). */
+static inline int64_t ignis_kq_type_row_bytes(int wtype, int64_t k) {      /* at a level that prepares rows */
+    if (wtype == 12 || wtype == 14) return k / 256 * IGNIS_KP_SB_BYTES;
+    if (wtype == 13 || wtype == 11 || wtype == 10 || wtype == 23) return k / 256 * IGNIS_KX_SB_BYTES;
+    if (wtype == 8 || wtype == 6 || wtype == 2 || wtype == 20 || wtype == 3 || wtype == 7) return k / 32 * IGNIS_ZP_BLOCK_BYTES;
+    return 0;
 }
-static inline int ignis_kq_sb_bytes(int wtype) { return ignis_cur->kq_prep != NULL ? ignis_kq_type_sb_bytes(wtype) : 0; }
-static inline void ignis_kq_prep(int wtype, int64_t nsb, const uint8_t *const *w, int rm, uint8_t *buf) {
-    ignis_cur->kq_prep(wtype, nsb, w, rm, buf);
+static inline int64_t ignis_kq_row_bytes(int wtype, int64_t k) {
+    return ignis_cur->kq_prep != NULL ? ignis_kq_type_row_bytes(wtype, k) : 0;
+}
+static inline void ignis_kq_prep(int wtype, int64_t k, const uint8_t *const *w, int rm, uint8_t *buf) {
+    ignis_cur->kq_prep(wtype, k, w, rm, buf);
 }
 static inline void ignis_kq_tokens(int64_t nblk, const uint8_t *const *x, int rn, uint8_t *tab) {
     ignis_cur->kq_tokens(nblk, x, rn, tab);
 }
-static inline void ignis_kq_prep_tile(int wtype, int64_t nsb, const uint8_t *buf, const uint8_t *tab, float *out) {
-    ignis_cur->kq_prep_tile(wtype, nsb, buf, tab, out);
+static inline void ignis_kq_prep_tile(int wtype, int64_t k, const uint8_t *buf, const uint8_t *tab, float *out) {
+    ignis_cur->kq_prep_tile(wtype, k, buf, tab, out);
 }
 static inline float ignis_dot_f32(const float *a, const float *b, int64_t n) { return ignis_cur->dot_f32(a, b, n); }
 static inline float ignis_dot_f32_f16(const float *a, const uint16_t *b, int64_t n) { return ignis_cur->dot_f32_f16(a, b, n); }

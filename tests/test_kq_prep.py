@@ -12,15 +12,19 @@ from ignis.testing import KVCache
 K = pytest.importorskip("ignis._kernels")
 
 LEVELS = [name for name, ok in K.isa_levels() if ok and name != "scalar"]
-Q5_0, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS = 6, 8, 10, 11, 12, 13, 14, 23
-BLOCK = {Q5_0: (32, 22), Q8_0: (32, 34), Q4_K: (256, 144), Q6_K: (256, 210), Q5_K: (256, 176),
-         Q3_K: (256, 110), Q2_K: (256, 84), IQ4_XS: (256, 136)}
-F16_AT = {Q5_0: (0,), Q8_0: (0,), Q4_K: (0, 2), Q6_K: (208,), Q5_K: (0, 2), Q3_K: (108,), Q2_K: (80, 82),
-          IQ4_XS: (0,)}
+F32, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL = 0, 2, 3, 6, 7, 8, 20
+Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS = 10, 11, 12, 13, 14, 23
+BLOCK = {Q5_0: (32, 22), Q8_0: (32, 34), Q4_0: (32, 18), Q4_1: (32, 20), Q5_1: (32, 24), IQ4_NL: (32, 18),
+         Q4_K: (256, 144), Q6_K: (256, 210), Q5_K: (256, 176), Q3_K: (256, 110), Q2_K: (256, 84),
+         IQ4_XS: (256, 136)}
+F16_AT = {Q5_0: (0,), Q8_0: (0,), Q4_0: (0,), Q4_1: (0, 2), Q5_1: (0, 2), IQ4_NL: (0,), Q4_K: (0, 2),
+          Q6_K: (208,), Q5_K: (0, 2), Q3_K: (108,), Q2_K: (80, 82), IQ4_XS: (0,)}
 
 
 def weight(r, wtype, n, k):
-    """n random rows of wtype: random bytes, modest f16 scales (and mins)."""
+    """n random rows of wtype: random bytes, modest f16 scales (and mins); F32: normal floats."""
+    if wtype == F32:
+        return (r.standard_normal((n, k)) * 0.05).astype(np.float32)
     elems, nbytes = BLOCK[wtype]
     raw = r.integers(0, 256, size=(n, k // elems, nbytes), dtype=np.uint8)
     for at in F16_AT[wtype]:
@@ -69,7 +73,6 @@ CASES = [
     ("add", [16, 13], [Q8_0, Q6_K]),
     ("swiglu", [74], [Q4_K]),
     ("swiglu", [37, 37], [Q4_K, Q6_K]),
-    ("swiglu", [37, 37], [Q4_K, Q5_0]),          # the up half cannot be prepared: plain tiles
     ("geglu", [9, 28, 37], [Q6_K, Q4_K, Q6_K]),
     ("qkv", [64, 32, 32], [Q4_K, Q4_K, Q6_K]),
     ("qkv", [64, 32, 32], [Q4_K, Q5_0, Q6_K]),
@@ -82,6 +85,13 @@ CASES = [
     ("geglu", [7, 30, 37], [Q4_K, IQ4_XS, Q5_K]),
     ("qkv", [64, 32, 32], [Q5_K, Q4_K, Q6_K]),
     ("qkv", [64, 32, 32], [Q3_K, Q2_K, Q5_K]),
+    ("store", [21, 19, 13], [Q8_0, Q4_0, IQ4_NL]),
+    ("add", [25, 12], [Q4_1, Q5_1]),
+    ("swiglu", [37, 37], [Q5_0, Q8_0]),
+    ("swiglu", [37, 37], [Q4_K, Q5_0]),          # prepared halves of different row layouts
+    ("geglu", [7, 30, 37], [Q4_0, Q5_1, Q6_K]),
+    ("qkv", [64, 32, 32], [Q5_0, Q5_0, Q8_0]),
+    ("bias", [20, 17], [F32, Q4_1]),             # float rows beside prepared ones
 ]
 
 

@@ -8,7 +8,7 @@
 # is one tile's dot product plus its epilogue: its bits do not depend on the tile it was
 # computed in, on T or on the thread count (the chunks threads take are whole rows).
 #
-# K-quant and IQ4_XS rows at a level that prepares them (avx512; simd/kq_prep.h) and more than 8
+# Quantized rows at a level that prepares them (avx512; simd/kq_prep.h) and more than 8
 # tokens: first the threads write the token tables of every 8 tokens (plan scratch), then
 # the rows of up to 8 tiles are unpacked once into the thread's scratch and run against each
 # table in turn (the same bits: the same tile operations as the plain tile).
@@ -164,23 +164,22 @@ cdef void matmul_epilogue(Ctx *c, Instr *ins, int64_t n0, int64_t rs, int rm, in
                     c.fbuf[t * nk + n - ins.n_split] = r[j * TILE + i]
 
 
-# -- prepared K-quant rows -----------------------------------------------------------------
+# -- prepared rows ------------------------------------------------------------------------
 
-cdef inline int kp_groups(int64_t nsb, int sides, int64_t sb_bytes) noexcept nogil:
-    """Row groups of 8 prepared at once (sb_bytes per super-block and side): as many as
-    KP_BUDGET bytes hold, at most 8; 0 when fewer than 4 fit (one token table then serves too
-    few groups to beat the plain tile)."""
+cdef inline int kp_groups(int64_t group_bytes, int sides) noexcept nogil:
+    """Row groups of 8 prepared at once (group_bytes per group and side): as many as KP_BUDGET
+    bytes hold, at most 8; 0 when fewer than 4 fit (one token table then serves too few
+    groups to beat the plain tile)."""
     cdef int64_t g
-    if nsb < 1 or sb_bytes < 1:         # narrower than a super-block, or not a prepared type
+    if group_bytes < 1:         # not a prepared type, or narrower than its block
         return 0
-    g = _min(KP_BUDGET // (sides * nsb * sb_bytes), 8)
+    g = _min(KP_BUDGET // (sides * group_bytes), 8)
     return <int>g if g >= 4 else 0
 
 
-cdef inline int64_t kp_bytes(int64_t k, int sides, int64_t sb_bytes) noexcept nogil:
-    """A thread's scratch for the prepared rows of width k (0: too wide to prepare)."""
-    cdef int64_t nsb = k // 256
-    return kp_groups(nsb, sides, sb_bytes) * sides * nsb * sb_bytes
+cdef inline int64_t kp_bytes(int64_t group_bytes, int sides) noexcept nogil:
+    """A thread's scratch for the prepared rows (0: too wide to prepare)."""
+    return kp_groups(group_bytes, sides) * sides * group_bytes
 
 
 cdef inline int64_t kp_tab_bytes(int64_t T, int64_t k) noexcept nogil:
@@ -195,7 +194,7 @@ cdef bint kp_tables_ready(Ctx *c, Instr *ins) noexcept nogil:
     if c.kp_tab == NULL or ins.rows <= TILE or ins.act16 or kp_tab_bytes(ins.rows, ins.k) > c.kp_tab_bytes:
         return False
     for p in range(ins.n_parts):
-        if ignis_kq_sb_bytes(ins.ptype[p]):
+        if ignis_kq_row_bytes(ins.ptype[p], ins.k):
             return True
     return False
 
@@ -219,12 +218,12 @@ cdef bint kp_prepared_rows(Ctx *c, Instr *ins, int64_t r0, int64_t r1, int tid) 
     prepared rows against the token tables (kp_fill_tables wrote them), when the level prepares
     their type (both halves' of a gate/up weight) and the thread's scratch holds them. Returns
     whether it ran."""
-    cdef int64_t T = ins.rows, k = ins.k, nsb = k // 256, Q = (r1 - r0) // TILE
+    cdef int64_t T = ins.rows, k = ins.k, Q = (r1 - r0) // TILE
     cdef int sides = 2 if (ins.epi == EPI_SWIGLU or ins.epi == EPI_GEGLU) else 1
     cdef const uint8_t *wp[TILE]
     cdef const uint8_t *tab
     cdef int wt0, wt1 = 0, G, ng, b0, nbat, g, side, rm, rn
-    cdef int64_t gn0, grs, t0, sb_bytes
+    cdef int64_t gn0, grs, t0, group_bytes
     cdef float r[TILE * TILE]
     cdef float r2[TILE * TILE]
     if c.kp_buf == NULL:
@@ -232,14 +231,13 @@ cdef bint kp_prepared_rows(Ctx *c, Instr *ins, int64_t r0, int64_t r1, int tid) 
     wt0 = tile_rows(ins, r0, 1, 1, wp)
     if sides == 2:
         wt1 = tile_rows(ins, ins.n + r0, 1, 1, wp)
-    if not ignis_kq_sb_bytes(wt0) or (sides == 2 and not ignis_kq_sb_bytes(wt1)):
+    if not ignis_kq_row_bytes(wt0, k) or (sides == 2 and not ignis_kq_row_bytes(wt1, k)):
         return False
-    sb_bytes = _max(ignis_kq_sb_bytes(wt0), ignis_kq_sb_bytes(wt1))     # a side's stride: the larger
-    G = kp_groups(nsb, sides, sb_bytes)
-    if G == 0 or kp_bytes(k, sides, sb_bytes) > c.kp_stride:
+    group_bytes = _max(ignis_kq_row_bytes(wt0, k), ignis_kq_row_bytes(wt1, k))     # a side's stride: the larger
+    G = kp_groups(group_bytes, sides)
+    if G == 0 or kp_bytes(group_bytes, sides) > c.kp_stride:
         return False
-    sb_bytes *= nsb
-    cdef uint8_t *rows = c.kp_buf + tid * c.kp_stride     # group g, side s at (g*sides + s) * sb_bytes
+    cdef uint8_t *rows = c.kp_buf + tid * c.kp_stride     # group g, side s at (g*sides + s) * group_bytes
     ng = <int>Q + (1 if r0 + TILE * Q < r1 else 0)
     b0 = 0
     while b0 < ng:
@@ -247,17 +245,17 @@ cdef bint kp_prepared_rows(Ctx *c, Instr *ins, int64_t r0, int64_t r1, int tid) 
         for g in range(nbat):
             kp_group(r0, r1, Q, b0 + g, &gn0, &grs, &rm)
             for side in range(sides):
-                ignis_kq_prep(tile_rows(ins, gn0 + side * ins.n, grs, rm, wp), nsb, wp, rm,
-                              rows + (g * sides + side) * sb_bytes)
+                ignis_kq_prep(tile_rows(ins, gn0 + side * ins.n, grs, rm, wp), k, wp, rm,
+                              rows + (g * sides + side) * group_bytes)
         t0 = 0
         while t0 < T:
             rn = <int>_min(TILE, T - t0)
             tab = c.kp_tab + (t0 // TILE) * (k // 32) * IGNIS_KP_TOK_BYTES
             for g in range(nbat):
                 kp_group(r0, r1, Q, b0 + g, &gn0, &grs, &rm)
-                ignis_kq_prep_tile(wt0, nsb, rows + g * sides * sb_bytes, tab, r)
+                ignis_kq_prep_tile(wt0, k, rows + g * sides * group_bytes, tab, r)
                 if sides == 2:
-                    ignis_kq_prep_tile(wt1, nsb, rows + (g * sides + 1) * sb_bytes, tab, r2)
+                    ignis_kq_prep_tile(wt1, k, rows + (g * sides + 1) * group_bytes, tab, r2)
                 matmul_epilogue(c, ins, gn0, grs, rm, t0, rn, r, r2)
             t0 += TILE
         b0 += nbat

@@ -54,7 +54,7 @@ cdef class Plan:
     cdef object _qcache        # (x offset, rows, k) of the x whose Q8_0 copy is in scratch
     cdef object _q16cache      # the same for the Q16 scratch
     cdef int64_t _q16_bytes
-    cdef int64_t _kp_bytes     # per thread: prepared K-quant rows (matmul.pxi kp_bytes)
+    cdef int64_t _kp_bytes     # per thread: prepared weight rows (matmul.pxi kp_bytes)
     cdef int64_t _kp_tab_bytes  # their token tables (matmul.pxi kp_tab_bytes)
     cdef int64_t _vocab        # smallest embed vocabulary (tokens must be below), -1: no embed
     cdef bint _needs_pos
@@ -414,9 +414,9 @@ cdef class Plan:
         p.out = out // 4
         self._set_parts(p, parts)
         p.xq_row_bytes = (k // 32) * 34
-        # scratch for prepared K-quant rows (used at levels that prepare them; matmul.pxi)
-        kp = kp_bytes(k, 2 if epi == EPI_SWIGLU or epi == EPI_GEGLU else 1,
-                      max(ignis_kq_type_sb_bytes(part[1]) for part in parts))
+        # scratch for prepared rows (used at levels that prepare them; matmul.pxi)
+        kp = kp_bytes(max(ignis_kq_type_row_bytes(part[1], k) for part in parts),
+                      2 if epi == EPI_SWIGLU or epi == EPI_GEGLU else 1)
         if not act16 and rows > TILE and kp:
             self._kp_bytes = max(self._kp_bytes, kp)
             self._kp_tab_bytes = max(self._kp_tab_bytes, kp_tab_bytes(rows, k))

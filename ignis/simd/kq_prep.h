@@ -108,17 +108,108 @@ IGNIS_INLINE void IL(xp_run)(int64_t nsb, const uint8_t *buf, const uint8_t *tab
     IL(kp_store)(lo, hi, out);
 }
 
-/* weight rows w[0..rm) (the last repeated up to 8) of a type ignis_kq_sb_bytes names into buf */
-static void IL(kq_prep)(int wtype, int64_t nsb, const uint8_t *const *w, int rm, uint8_t *buf) {
+/* The 32-element block types the same way, in the pair lanes: Q8_0, Q5_0, Q4_0, IQ4_NL (one
+ * scale, signed quants) and Q4_1, Q5_1 (scale and min). The quants go in unsigned: Q8_0 and
+ * IQ4_NL as q + 128, Q5_0 as q + 16 (its 5-bit value), Q4_0 as q + 8 (its nibble); the offset
+ * comes back exactly in integers (- u * sum x of the half, from the token table). Then the
+ * definition's steps: s = d * d_x, lo = fma(i_lo, s, lo) (and lo = fma(c_lo, m * d_x, lo)).
+ * A group's prepared block (IGNIS_ZP_BLOCK_BYTES): w2[0..7] (512 B), d and m of the 8 rows
+ * in lanes 2i, 2i + 1 (64 B each). */
+IGNIS_INLINE __m256i IL(zp_quants)(const uint8_t *blk, const int WT) {
+    const __m256i k80 = _mm256_set1_epi8((char)0x80);
+    switch (WT) {
+    case 8: return _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(blk + 2)), k80);
+    case 6: return IL(q5_0_quants)(blk);
+    case 2: return IL(nibbles32)(blk + 2);
+    case 20: return _mm256_xor_si256(IL(iq4_nl_quants)(blk), k80);
+    case 3: return IL(q4_1_quants)(blk);
+    default: return IL(q5_0_quants)(blk + 2);     /* Q5_1: Q5_0's layout after m */
+    }
+}
+
+IGNIS_INLINE size_t IL(zp_bytes)(const int WT) {
+    return WT == 8 ? IGNIS_Q8_0_BYTES : WT == 6 ? IGNIS_Q5_0_BYTES : WT == 3 ? IGNIS_Q4_1_BYTES
+         : WT == 7 ? IGNIS_Q5_1_BYTES : IGNIS_Q4_0_BYTES;
+}
+
+IGNIS_INLINE void IL(zp_prep_rows)(int64_t nb, const uint8_t *const *w, uint8_t *buf, const int WT) {
+    const __m512i dup_lo = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+    const __m512i dup_hi = _mm512_add_epi32(dup_lo, _mm512_set1_epi32(8));
+    for (int64_t b = 0; b < nb; b++) {
+        const size_t wo = (size_t)b * IL(zp_bytes)(WT);
+        uint8_t *q = buf + (size_t)b * IGNIS_ZP_BLOCK_BYTES;
+        __m256i r[8];
+        for (int i = 0; i < 8; i++) r[i] = IL(zp_quants)(w[i] + wo, WT);
+        __m512i wt[4];
+        IL(z8_transpose)(r, wt);
+        for (int k = 0; k < 4; k++) {
+            _mm512_storeu_si512(q + 64 * k, _mm512_permutexvar_epi32(dup_lo, wt[k]));
+            _mm512_storeu_si512(q + 64 * (k + 4), _mm512_permutexvar_epi32(dup_hi, wt[k]));
+        }
+        _mm512_storeu_ps(q + 512, IL(kp_f16x8)(w, wo));
+        _mm512_storeu_ps(q + 576, WT == 3 || WT == 7 ? IL(kp_f16x8)(w, wo + 2) : _mm512_setzero_ps());
+    }
+}
+
+IGNIS_INLINE void IL(zp_run)(int64_t nb, const uint8_t *buf, const uint8_t *tab, float *out, const int WT) {
+    static const int slot[8] = {0, 1, 4, 5, 2, 3, 6, 7};
+    const int has_min = WT == 3 || WT == 7;
+    const int ushift = WT == 8 || WT == 20 ? 7 : WT == 6 ? 4 : WT == 2 ? 3 : 0;    /* the offset u = 1 << ushift */
+    __m512 lo[4], hi[4];
+    for (int p = 0; p < 4; p++) lo[p] = hi[p] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *q = buf + (size_t)b * IGNIS_ZP_BLOCK_BYTES;
+        const uint8_t *t = tab + (size_t)b * IGNIS_KP_TOK_BYTES;
+        const uint64_t (*xi)[8] = (const uint64_t (*)[8])t;
+        const uint64_t (*cs)[2] = (const uint64_t (*)[2])(t + (has_min ? 320 : 256));
+        const float *dx = (const float *)(t + 384);
+        const __m512 d = _mm512_loadu_ps(q + 512), m = _mm512_loadu_ps(q + 576);
+        for (int p = 0; p < 4; p++) {
+            __m512i al = _mm512_setzero_si512(), ah = _mm512_setzero_si512();
+            for (int k = 0; k < 4; k++) {
+                al = _mm512_dpbusd_epi32(al, _mm512_loadu_si512(q + 64 * k), _mm512_set1_epi64((long long)xi[p][slot[k]]));
+                ah = _mm512_dpbusd_epi32(ah, _mm512_loadu_si512(q + 64 * (k + 4)), _mm512_set1_epi64((long long)xi[p][slot[k + 4]]));
+            }
+            const __m512i cl = _mm512_set1_epi64((long long)cs[p][0]), ch = _mm512_set1_epi64((long long)cs[p][1]);
+            if (ushift) {        /* (q + u) . x - u sum x = q . x, exactly */
+                al = _mm512_sub_epi32(al, _mm512_slli_epi32(cl, ushift));
+                ah = _mm512_sub_epi32(ah, _mm512_slli_epi32(ch, ushift));
+            }
+            double dxp;
+            memcpy(&dxp, &dx[2 * p], 8);
+            const __m512 dxv = _mm512_castpd_ps(_mm512_set1_pd(dxp));
+            const __m512 sd = _mm512_mul_ps(d, dxv);
+            lo[p] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(al), sd, lo[p]);
+            hi[p] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ah), sd, hi[p]);
+            if (has_min) {
+                const __m512 sm = _mm512_mul_ps(m, dxv);
+                lo[p] = _mm512_fmadd_ps(_mm512_castsi512_ps(cl), sm, lo[p]);
+                hi[p] = _mm512_fmadd_ps(_mm512_castsi512_ps(ch), sm, hi[p]);
+            }
+        }
+    }
+    IL(kp_store)(lo, hi, out);
+}
+
+/* weight rows w[0..rm) (the last repeated up to 8) of width k, of a type ignis_kq_row_bytes
+ * names, into buf */
+static void IL(kq_prep)(int wtype, int64_t k, const uint8_t *const *w, int rm, uint8_t *buf) {
     const uint8_t *wp[8];
     for (int i = 0; i < 8; i++) wp[i] = w[i < rm ? i : rm - 1];
+    const int64_t nsb = k / 256, nb = k / 32;
     switch (wtype) {
     case 12: IL(kp_prep_rows)(nsb, wp, buf, 12); break;
     case 14: IL(kp_prep_rows)(nsb, wp, buf, 14); break;
     case 13: IL(xp_prep_rows)(nsb, wp, buf, 13); break;
     case 11: IL(xp_prep_rows)(nsb, wp, buf, 11); break;
     case 10: IL(xp_prep_rows)(nsb, wp, buf, 10); break;
-    default: IL(xp_prep_rows)(nsb, wp, buf, 23); break;
+    case 23: IL(xp_prep_rows)(nsb, wp, buf, 23); break;
+    case 8: IL(zp_prep_rows)(nb, wp, buf, 8); break;
+    case 6: IL(zp_prep_rows)(nb, wp, buf, 6); break;
+    case 2: IL(zp_prep_rows)(nb, wp, buf, 2); break;
+    case 20: IL(zp_prep_rows)(nb, wp, buf, 20); break;
+    case 3: IL(zp_prep_rows)(nb, wp, buf, 3); break;
+    default: IL(zp_prep_rows)(nb, wp, buf, 7); break;
     }
 }
 
@@ -130,13 +221,20 @@ static void IL(kq_tokens)(int64_t nblk, const uint8_t *const *x, int rn, uint8_t
 }
 
 /* the rows kq_prep put in buf x the tokens kq_tokens put in tab: out[j * 8 + i], j, i < 8 */
-static void IL(kq_prep_tile)(int wtype, int64_t nsb, const uint8_t *buf, const uint8_t *tab, float *out) {
+static void IL(kq_prep_tile)(int wtype, int64_t k, const uint8_t *buf, const uint8_t *tab, float *out) {
+    const int64_t nsb = k / 256, nb = k / 32;
     switch (wtype) {
     case 12: IL(kp_run)(nsb, buf, tab, out, 12); break;
     case 14: IL(kp_run)(nsb, buf, tab, out, 14); break;
     case 13: IL(xp_run)(nsb, buf, tab, out, 13); break;
     case 11: IL(xp_run)(nsb, buf, tab, out, 11); break;
     case 10: IL(xp_run)(nsb, buf, tab, out, 10); break;
-    default: IL(xp_run)(nsb, buf, tab, out, 23); break;
+    case 23: IL(xp_run)(nsb, buf, tab, out, 23); break;
+    case 8: IL(zp_run)(nb, buf, tab, out, 8); break;
+    case 6: IL(zp_run)(nb, buf, tab, out, 6); break;
+    case 2: IL(zp_run)(nb, buf, tab, out, 2); break;
+    case 20: IL(zp_run)(nb, buf, tab, out, 20); break;
+    case 3: IL(zp_run)(nb, buf, tab, out, 3); break;
+    default: IL(zp_run)(nb, buf, tab, out, 7); break;
     }
 }

@@ -203,36 +203,45 @@ static void check_dots(const char *name, int type) {
     report(nm, bad_tile == 0, "%d tiles (all shapes up to 8x8), %d differ from the scalar bits", tiles, bad_tile);
 }
 
-/* The prepared rows of the K-quants and IQ4_XS (the avx512 level's prefill, simd/kq_prep.h): kq_prep of
+static void make_weights32(int type, uint8_t *w, int nblk);     /* checks32.h */
+
+/* nsb super-blocks' worth (256 nsb elements) of weights of any quantized type */
+static void make_weights_k(int type, uint8_t *w, int nsb) {
+    if (type == 2 || type == 7 || type == 20) make_weights32(type, w, 8 * nsb);
+    else make_weights(type, w, IGNIS_IS_KX(type) || type == 12 || type == 14 ? nsb : 8 * nsb);
+}
+
+/* The prepared rows of every quantized type (the avx512 level's prefill, simd/kq_prep.h): kq_prep of
  * rm rows, kq_tokens of rn tokens, kq_prep_tile == the scalar dots. Two buffers of rows meet
  * each token table, and the tables are rebuilt over the same memory (stale data must not leak). */
 static void check_kq_prep(void) {
     enum { MAXS = 6 };
-    static uint8_t w[16][MAXS * 210], x[8][MAXS * 8 * 34];
+    enum { NT = 12 };
+    static uint8_t w[16][MAXS * 8 * 34], x[8][MAXS * 8 * 34];
     static uint8_t buf[2][MAXS * IGNIS_KX_SB_BYTES], tab[MAXS * 8 * IGNIS_KP_TOK_BYTES];
-    const int types[6] = {12, 14, 13, 11, 10, 23};
+    const int types[NT] = {12, 14, 13, 11, 10, 23, 8, 6, 2, 20, 3, 7};
     int bad = 0, tiles = 0;
-    if (!ignis_kq_sb_bytes(12)) {
+    if (!ignis_kq_row_bytes(12, 256)) {
         report("kq_prep", 1, "this level prepares no rows (it runs the plain tiles)");
         return;
     }
-    for (int t = 0; t < 6; t++)
-        if (!ignis_kq_sb_bytes(types[t])) {
+    for (int t = 0; t < NT; t++)
+        if (!ignis_kq_row_bytes(types[t], 256) || ignis_kq_row_bytes(types[t], 256 * MAXS) > (int64_t)sizeof buf[0]) {
             report("kq_prep", 0, "type %d is not prepared at a level that prepares rows", types[t]);
             return;
         }
-    for (int it = 0; it < 216; it++) {
-        const int nsb = rndi(1, MAXS);
-        const int t0 = types[it % 6], t1 = types[(it / 6) % 6];
+    for (int it = 0; it < 3 * NT * NT; it++) {
+        const int nsb = rndi(1, MAXS);     /* k = 256 nsb: nsb super-blocks or 8 nsb blocks of 32 */
+        const int t0 = types[it % NT], t1 = types[(it / NT) % NT];
         const uint8_t *wp[2][8], *xp[8];
         int rm[2];
         for (int g = 0; g < 2; g++) {
             rm[g] = rndi(1, 8);
             for (int i = 0; i < 8; i++) {
-                make_weights(g ? t1 : t0, w[8 * g + i], nsb);
+                make_weights_k(g ? t1 : t0, w[8 * g + i], nsb);
                 wp[g][i] = w[8 * g + i];
             }
-            ignis_kq_prep(g ? t1 : t0, nsb, wp[g], rm[g], buf[g]);
+            ignis_kq_prep(g ? t1 : t0, 256 * nsb, wp[g], rm[g], buf[g]);
         }
         for (int pass = 0; pass < 2; pass++) {
             const int rn = rndi(1, 8);
@@ -243,18 +252,19 @@ static void check_kq_prep(void) {
             ignis_kq_tokens(nsb * 8, xp, rn, tab);
             for (int g = 0; g < 2; g++) {
                 float out[64];
-                ignis_kq_prep_tile(g ? t1 : t0, nsb, buf[g], tab, out);
+                ignis_kq_prep_tile(g ? t1 : t0, 256 * nsb, buf[g], tab, out);
                 tiles++;
                 for (int i = 0; i < 8; i++)
                     for (int j = 0; j < rn; j++) {
                         /* padding repeats the last row / token */
-                        const float ref = ignis_scalar_vec_dot(g ? t1 : t0, nsb, wp[g][i < rm[g] ? i : rm[g] - 1], x[j]);
+                        const int tg = g ? t1 : t0, units = IGNIS_IS_KX(tg) || tg == 12 || tg == 14 ? nsb : 8 * nsb;
+                        const float ref = ignis_scalar_vec_dot(tg, units, wp[g][i < rm[g] ? i : rm[g] - 1], x[j]);
                         if (ignis_f32_bits(out[j * 8 + i]) != ignis_f32_bits(ref)) { bad++; i = 8; break; }
                     }
             }
         }
     }
-    report("kq_prep", bad == 0, "%d prepared tiles (Q4_K, Q6_K, Q5_K, Q3_K, Q2_K, IQ4_XS; 1-8 rows, 1-8 tokens), %d differ from the scalar bits",
+    report("kq_prep", bad == 0, "%d prepared tiles (K-quants, IQ4_XS, Q8_0, Q5_0, Q4_0, IQ4_NL, Q4_1, Q5_1; 1-8 rows, 1-8 tokens), %d differ from the scalar bits",
            tiles, bad);
 }
 
