@@ -108,6 +108,8 @@ cdef void matmul_block(Ctx *c, Instr *ins, int64_t n0, int64_t rs, int rm) noexc
     cdef int rn
     cdef float r[TILE * TILE]
     cdef float r2[TILE * TILE]
+    memset(r, 0, sizeof(r))      # a tile of fewer rows leaves columns the epilogue reads unstored
+    memset(r2, 0, sizeof(r2))
     while t0 < T:
         rn = <int>_min(TILE, T - t0)
         matmul_tile(c, ins, n0, rs, rm, t0, rn, r)
@@ -123,8 +125,8 @@ cdef void matmul_epilogue(Ctx *c, Instr *ins, int64_t n0, int64_t rs, int rm, in
     weight) into the output."""
     cdef int64_t N = ins.n, t, n, nk
     cdef int i, j
-    cdef float g[TILE]
-    cdef float s[TILE]
+    cdef float g[TILE * TILE]
+    cdef float s[TILE * TILE]
     cdef float *out = c.arena + ins.out
     cdef const float *res = c.arena + ins.x2
     if ins.epi == EPI_STORE:
@@ -142,14 +144,16 @@ cdef void matmul_epilogue(Ctx *c, Instr *ins, int64_t n0, int64_t rs, int rm, in
                 n = (t0 + j) * N + n0 + i * rs
                 out[n] = res[n] + r[j * TILE + i]
     elif ins.epi == EPI_SWIGLU or ins.epi == EPI_GEGLU:
+        # the whole tile in one call each (elementwise: the same bits; columns i >= rm hold a
+        # repeated row's finite values and are not stored)
+        if ins.epi == EPI_SWIGLU:
+            ignis_silu_row(r, s, rn * TILE)
+        else:
+            ignis_gelu_row(r, s, rn * TILE)
+        ignis_mul_row(s, r2, g, rn * TILE)
         for j in range(rn):
-            if ins.epi == EPI_SWIGLU:
-                ignis_silu_row(&r[j * TILE], s, rm)
-            else:
-                ignis_gelu_row(&r[j * TILE], s, rm)
-            ignis_mul_row(s, &r2[j * TILE], g, rm)
             for i in range(rm):
-                out[(t0 + j) * N + n0 + i * rs] = g[i]
+                out[(t0 + j) * N + n0 + i * rs] = g[j * TILE + i]
     else:  # EPI_QKV: q columns -> out [T, n_split], k/v columns -> fbuf [T, N - n_split]
         nk = N - ins.n_split
         for j in range(rn):
