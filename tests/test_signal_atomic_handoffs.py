@@ -131,11 +131,45 @@ def test_ctrl_c_anywhere_in_submit_and_wait(path):
         check()          # the loop's thread is running
         points = every_point(lambda: sched.submit(request).text(), check, progress)
         points += every_point(lambda: "".join(sched.submit(request)), check, progress)
+        # a cancel() interrupted, then the same handle cancelled and waited for again (a second
+        # Ctrl-C: the stream's close() and generate()'s own handler both cancel)
+        handles = [sched.submit(request)]
+
+        def cancel_again():
+            handles[-1].cancel()
+            handles[-1].wait()
+            check()
+        points += every_point(lambda: handles.append(sched.submit(request)) or handles[-1].cancel(),
+                              cancel_again, progress)
         assert settles(sched), "an interrupted request never ended"
         return points
 
     assert run_watched(work) > 100          # the interrupts really ran through submit and wait
     sched.close()
+    model.close()
+
+
+def test_ctrl_c_anywhere_in_generate(path):
+    """Model.generate, whole and streamed (its own Ctrl-C handling cancels a second time)."""
+    model = ignis.load(path, n_ctx=64, threads=1)
+    want = ignis.load(path, n_ctx=64, threads=1).generate(IDS, max_tokens=3, temperature=0.0, ignore_eos=True)
+
+    def whole():
+        return model.generate(IDS, max_tokens=3, temperature=0.0, ignore_eos=True)
+
+    def streamed():
+        return "".join(model.generate(IDS, max_tokens=3, temperature=0.0, ignore_eos=True, stream=True))
+
+    def check():
+        assert whole() == want
+
+    def work(progress):
+        check()
+        points = every_point(whole, check, progress) + every_point(streamed, check, progress)
+        assert settles(model._default_scheduler()), "an interrupted request never ended"
+        return points
+
+    assert run_watched(work) > 100
     model.close()
 
 

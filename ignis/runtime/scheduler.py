@@ -26,8 +26,10 @@ steps; each step
 Errors stay with their request: a step that fails is rerun one request at a time, and only
 a request that fails alone ends (with the error); an exception while sampling one request
 ends that request. Thread safety: submit() and RequestHandle.cancel() may be called from any
-thread; only the loop's thread touches sequences and the pool (under the model's engine lock,
-shared by the schedulers of one model).
+thread, and a Ctrl-C anywhere in them (or in waiting for a result) leaves no lock held: every
+hand-off between the caller and the loop is a SimpleQueue put/get or a flag store (see
+ignis.runtime.handle); only the loop's thread touches sequences and the pool (under the
+model's engine lock, shared by the schedulers of one model).
 """
 from __future__ import annotations
 
