@@ -21,8 +21,8 @@ class Latch:
     """A flag set once and never cleared that any thread may wait for (threading.Event's
     set/is_set/wait), made of signal-atomic parts only (see the module docstring)."""
 
-    RECHECK = 0.25      # seconds: how often a waiter looks at the flag itself (a wake-up token
-                        # another waiter took and was interrupted before passing on is not needed)
+    RECHECK = 0.25      # seconds: how often a waiter looks at the flag itself, so that it never
+                        # depends on a token another waiter took and, interrupted, did not pass on
 
     def __init__(self):
         self._set = False
