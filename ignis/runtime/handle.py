@@ -1,13 +1,52 @@
 """What a caller holds for a submitted request: its handle (pieces as they come, the result,
-cancel) and the stream of its pieces. The engine loop's thread fills them; any thread reads."""
+cancel) and the stream of its pieces. The engine loop's thread fills them; any thread reads.
+
+Every hand-off a caller's thread makes here is signal-atomic: a Ctrl-C (KeyboardInterrupt
+from a signal handler) may land between any two bytecodes of the caller's thread, and
+queue.Queue and threading.Event are Python code over a Condition, so one landing inside
+them can leave the Condition's lock held, and the loop's next put() or set() on it then
+blocks for ever (with the Model's lock held). queue.SimpleQueue's put/get are single C
+calls, and a flag is one attribute store: an interrupt lands before or after them."""
 from __future__ import annotations
 
 import queue
-import threading
+import time
 
 from ignis.runtime.generate import GenerationResult
 
 END_OF_STREAM = object()     # end of a request's piece stream
+
+
+class Latch:
+    """A flag set once and never cleared that any thread may wait for (threading.Event's
+    set/is_set/wait), made of signal-atomic parts only (see the module docstring)."""
+
+    RECHECK = 0.25      # seconds: how often a waiter looks at the flag itself, so that it never
+                        # depends on a token another waiter took and, interrupted, did not pass on
+
+    def __init__(self):
+        self._set = False
+        self._wakeups = queue.SimpleQueue()     # one token once set, passed from waiter to waiter
+
+    def set(self) -> None:
+        if not self._set:
+            self._set = True
+            self._wakeups.put(True)
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def wait(self, timeout: float | None = None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._set:
+            left = self.RECHECK if deadline is None else min(self.RECHECK, deadline - time.monotonic())
+            if left <= 0:
+                break
+            try:
+                self._wakeups.put(self._wakeups.get(timeout=left))
+            except queue.Empty:
+                pass
+        return self._set
 
 
 class RequestHandle:
@@ -21,9 +60,9 @@ class RequestHandle:
         self.error = None
         self.logits = None
         self.embedding = None     # an embedding request's pooled vector
-        self._pieces = queue.Queue()
-        self._done = threading.Event()
-        self._cancel = threading.Event()
+        self._pieces = queue.SimpleQueue()
+        self._done = Latch()
+        self._cancel = Latch()
         self._sink, self._tag = sink, tag
         self._outbox = outbox     # the loop's per-step list of sink deliveries (None: at once)
 
@@ -87,6 +126,8 @@ class RequestHandle:
 class PieceStream:
     """A handle's pieces as an iterator. Closing it, or dropping it, before the end cancels
     the request: an abandoned stream never keeps the loop generating for nobody."""
+
+    _open = False       # until __init__ has run (a Ctrl-C inside it: __del__ has nothing to close)
 
     def __init__(self, handle: RequestHandle):
         self._handle = handle

@@ -356,7 +356,7 @@ class Model:
                                          constraint=compiled[key], speculative=speculative, logit_bias=logit_bias,
                                          name=f"prompts[{i}]"))
         sched = self._default_scheduler()
-        events = queue.Queue() if stream else None
+        events = queue.SimpleQueue() if stream else None     # signal-atomic (runtime/handle.py)
         handles = [sched.submit(r, sink=events, tag=i) for i, r in enumerate(requests)]
         if not stream:
             return [h.text() for h in handles]

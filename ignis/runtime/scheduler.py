@@ -26,8 +26,10 @@ steps; each step
 Errors stay with their request: a step that fails is rerun one request at a time, and only
 a request that fails alone ends (with the error); an exception while sampling one request
 ends that request. Thread safety: submit() and RequestHandle.cancel() may be called from any
-thread; only the loop's thread touches sequences and the pool (under the model's engine lock,
-shared by the schedulers of one model).
+thread, and a Ctrl-C anywhere in them (or in waiting for a result) leaves no lock held: every
+hand-off between the caller and the loop is a SimpleQueue put/get or a flag store (see
+ignis.runtime.handle); only the loop's thread touches sequences and the pool (under the
+model's engine lock, shared by the schedulers of one model).
 """
 from __future__ import annotations
 
@@ -109,14 +111,16 @@ class Scheduler:
         self.max_batch = max_batch
         self.step_tokens = step_tokens
         self.prompt_beside_decodes = min(step_tokens, PROMPT_BESIDE_DECODES)
-        self._incoming = queue.Queue()
+        # the hand-offs from submitting threads are signal-atomic (ignis.runtime.handle's docstring):
+        # requests come in through a SimpleQueue, and wake-ups are tokens in another one
+        self._incoming = queue.SimpleQueue()
         self._waiting = []      # not holding a sequence, arrival order
         self._running = []      # holding a sequence, arrival order
         self._parked = []       # sessions holding an idle sequence
         self._outbox = []       # (sink, item) of this step: handed over once, per sink, after it
         self._ids = itertools.count()
         self._arrivals = itertools.count()
-        self._wake = threading.Event()
+        self._wakeups = queue.SimpleQueue()
         self._stop = False
         self._thread = None
         self._lock = threading.Lock()
@@ -167,7 +171,7 @@ class Scheduler:
             return group[0].handle if n == 1 else [s.handle for s in group]
         self._incoming.put(group[0])
         self._ensure_thread()
-        self._wake.set()
+        self._wake()
         return group[0].handle if n == 1 else [s.handle for s in group]
 
     def _completion(self, request: Request, i: int, handle: RequestHandle):
@@ -192,7 +196,7 @@ class Scheduler:
         """Cancel every request and stop the loop's thread."""
         with self._lock:
             self._stop = True
-        self._wake.set()
+        self._wake()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join()
 
@@ -230,11 +234,28 @@ class Scheduler:
                 self._hand_over()
                 return
             if not self._running and not self._waiting:
-                self._wake.wait(0.5)
-                self._wake.clear()
+                self._sleep(0.5)
                 continue
             self._guarded_step("scheduler step")
             self._hand_over()
+
+    def _wake(self) -> None:
+        """Wake the loop (from any thread). One token is enough: the loop takes every incoming
+        request after any wake-up (empty() then put() may race into two: harmless)."""
+        if self._wakeups.empty():
+            self._wakeups.put(True)
+
+    def _sleep(self, seconds: float) -> None:
+        """Wait up to `seconds` unless woken (loop thread), then drop the other tokens."""
+        try:
+            self._wakeups.get(timeout=seconds)
+        except queue.Empty:
+            return
+        while True:
+            try:
+                self._wakeups.get_nowait()
+            except queue.Empty:
+                return
 
     def _guarded_step(self, what: str) -> None:
         """One step; an exception there is a bug in the loop itself: every request of the
@@ -394,7 +415,7 @@ class Scheduler:
         if batch:
             self._run(batch)
         else:           # everything waits for memory another scheduler of the model holds
-            self._wake.wait(0.005)
+            self._sleep(0.005)
 
     def _chunk(self, s: _Seq, budget: int) -> int:
         n = min(s.left, budget, MAX_STEP_TOKENS)
