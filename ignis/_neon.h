@@ -137,7 +137,8 @@
 #define IGNIS_KP_SB_BYTES 5248   /* prepared Q4_K / Q6_K rows (simd/kq_prep.h): bytes per super-block */
 #define IGNIS_KX_SB_BYTES 6272   /* prepared Q5_K / Q3_K / Q2_K / IQ4_XS rows: bytes per super-block */
 #define IGNIS_ZP_BLOCK_BYTES 640 /* prepared rows of 32-element block types: bytes per block */
-#define IGNIS_KP_TOK_BYTES 416   /* their token tables: bytes per activation block of 8 tokens */
+#define IGNIS_KP_TOK_BYTES 736   /* their token tables: bytes per activation block of 8 tokens */
+#define IGNIS_KP_CORR(shift) (416 + 64 * ((shift) == 7 ? 4 : (shift) - 2))   /* -(sum x << shift), shift 2..5, 7 */
 
 typedef void (*ignis_kernel_fn)(int64_t, const uint8_t *const *, const uint8_t *const *, float *);
 

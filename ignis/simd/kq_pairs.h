@@ -114,10 +114,13 @@ IGNIS_INLINE void IL(kp_unpack)(const uint8_t *const *w, size_t wo, int jb, __m5
  * chains of the 4 pairs. w2 and the table may be registers or memory (the same operations). */
 IGNIS_INLINE void IL(kp_block_tab)(const __m512i *w2, __m512 s0, __m512 s1, __m512 d, __m512 dmin,
                                    const uint64_t xi[4][8], const uint64_t cs[4][2], const float *dx,
-                                   __m512 *lo, __m512 *hi, const int WT) {
+                                   const uint64_t (*corr)[2], __m512 *lo, __m512 *hi, const int WT) {
     static const int slot[8] = {0, 1, 4, 5, 2, 3, 6, 7};
     for (int p = 0; p < 4; p++) {
-        __m512i al = _mm512_setzero_si512(), ah = _mm512_setzero_si512();
+        /* Q6_K with the table's -32 sum x (corr, IGNIS_KP_CORR): the sums start there */
+        const int start = WT == 14 && corr != NULL;
+        __m512i al = start ? _mm512_set1_epi64((long long)corr[p][0]) : _mm512_setzero_si512();
+        __m512i ah = start ? _mm512_set1_epi64((long long)corr[p][1]) : _mm512_setzero_si512();
         for (int k = 0; k < 4; k++) {
             /* unaligned loads: a prepared buffer need not be 64-byte aligned */
             al = _mm512_dpbusd_epi32(al, _mm512_loadu_si512(&w2[k]), _mm512_set1_epi64((long long)xi[p][slot[k]]));
@@ -136,8 +139,10 @@ IGNIS_INLINE void IL(kp_block_tab)(const __m512i *w2, __m512 s0, __m512 s1, __m5
             hi[p] = _mm512_fnmadd_ps(_mm512_mul_ps(_mm512_castsi512_ps(ch), s1), sm, hi[p]);
         } else {
             /* (q + 32) . x - 32 sum x = q . x, exactly */
-            al = _mm512_sub_epi32(al, _mm512_slli_epi32(cl, 5));
-            ah = _mm512_sub_epi32(ah, _mm512_slli_epi32(ch, 5));
+            if (!start) {
+                al = _mm512_sub_epi32(al, _mm512_slli_epi32(cl, 5));
+                ah = _mm512_sub_epi32(ah, _mm512_slli_epi32(ch, 5));
+            }
             lo[p] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(al), s0), sd, lo[p]);
             hi[p] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(ah), s1), sd, hi[p]);
         }
@@ -154,7 +159,7 @@ IGNIS_INLINE void IL(kp_block)(const __m512i *w2, __m512 s0, __m512 s1, __m512 d
     /* read the table back from memory: a broadcast load costs no shuffle, a broadcast
        of a value the compiler kept in a register does */
     __asm__ volatile("" : : "r"(xi), "r"(cs), "r"(dx) : "memory");
-    IL(kp_block_tab)(w2, s0, s1, d, dmin, (const uint64_t (*)[8])xi, (const uint64_t (*)[2])cs, dx, lo, hi, WT);
+    IL(kp_block_tab)(w2, s0, s1, d, dmin, (const uint64_t (*)[8])xi, (const uint64_t (*)[2])cs, dx, NULL, lo, hi, WT);
 }
 
 /* out[j * 8 + i] = lo + hi of row i, token j (lane 2i + e of pair p is token 2p + e) */

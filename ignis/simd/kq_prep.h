@@ -40,12 +40,19 @@ IGNIS_INLINE void IL(kp_prep_rows)(int64_t nsb, const uint8_t *const *w, uint8_t
 
 /* the 8 tokens x[0..7] (nblk activation blocks each) as their tables: per block the table of
  * IL(kp_tokens) with the half sums as int32 and again as floats (IGNIS_KP_TOK_BYTES: xi 256 B,
- * cs 64 B, cs as floats 64 B, dx 32 B) */
+ * cs 64 B, cs as floats 64 B, dx 32 B), then -(cs << u) for the quant offsets 1 << u of the
+ * types (u = 2, 3, 4, 5, 7; 64 B each, at IGNIS_KP_CORR(u)): the unsigned quants' sums start
+ * there, which takes the offset back with no work per tile */
 IGNIS_INLINE void IL(kp_tokens_all)(int64_t nblk, const uint8_t *const *x, uint8_t *tab) {
+    static const int shifts[5] = {2, 3, 4, 5, 7};
     for (int64_t b = 0; b < nblk; b++) {
         uint8_t *t = tab + (size_t)b * IGNIS_KP_TOK_BYTES;
         IL(kp_tokens)(x, (size_t)b * IGNIS_Q8_0_BYTES, (uint64_t (*)[8])t, (uint64_t (*)[2])(t + 256), (float *)(t + 384), 0);
-        _mm512_storeu_ps(t + 320, _mm512_cvtepi32_ps(_mm512_loadu_si512(t + 256)));
+        const __m512i cs = _mm512_loadu_si512(t + 256);
+        _mm512_storeu_ps(t + 320, _mm512_cvtepi32_ps(cs));
+        for (int u = 0; u < 5; u++)
+            _mm512_storeu_si512(t + IGNIS_KP_CORR(shifts[u]),
+                                _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_sll_epi32(cs, _mm_cvtsi32_si128(shifts[u]))));
     }
 }
 
@@ -61,7 +68,7 @@ IGNIS_INLINE void IL(kp_run)(int64_t nsb, const uint8_t *buf, const uint8_t *tab
             const uint8_t *t = tab + (size_t)(s * 8 + jb) * IGNIS_KP_TOK_BYTES;
             IL(kp_block_tab)((const __m512i *)q, _mm512_loadu_ps(q + 512), _mm512_loadu_ps(q + 576), d, dmin,
                              (const uint64_t (*)[8])t, (const uint64_t (*)[2])(t + (WT == 12 ? 320 : 256)),
-                             (const float *)(t + 384), lo, hi, WT);
+                             (const float *)(t + 384), (const uint64_t (*)[2])(t + IGNIS_KP_CORR(5)), lo, hi, WT);
         }
     }
     IL(kp_store)(lo, hi, out);
@@ -102,7 +109,8 @@ IGNIS_INLINE void IL(xp_run)(int64_t nsb, const uint8_t *buf, const uint8_t *tab
             const uint8_t *q = b + 128 + (size_t)jb * 768;
             const uint8_t *t = tab + (size_t)(s * 8 + jb) * IGNIS_KP_TOK_BYTES;
             IL(xp_block_tab)((const __m512i *)q, (const __m512 *)(q + 512), d, dmin, (const uint64_t (*)[8])t,
-                             (const uint64_t (*)[2])(t + (has_min ? 320 : 256)), (const float *)(t + 384), lo, hi, WT);
+                             (const uint64_t (*)[2])(t + (has_min ? 320 : 256)), (const float *)(t + 384),
+                             (const uint64_t (*)[2])(t + IGNIS_KP_CORR(WT == 11 ? 2 : 7)), lo, hi, WT);
         }
     }
     IL(kp_store)(lo, hi, out);
@@ -163,18 +171,17 @@ IGNIS_INLINE void IL(zp_run)(int64_t nb, const uint8_t *buf, const uint8_t *tab,
         const uint64_t (*xi)[8] = (const uint64_t (*)[8])t;
         const uint64_t (*cs)[2] = (const uint64_t (*)[2])(t + (has_min ? 320 : 256));
         const float *dx = (const float *)(t + 384);
+        const uint64_t (*corr)[2] = (const uint64_t (*)[2])(t + IGNIS_KP_CORR(ushift ? ushift : 2));
         const __m512 d = _mm512_loadu_ps(q + 512), m = _mm512_loadu_ps(q + 576);
         for (int p = 0; p < 4; p++) {
-            __m512i al = _mm512_setzero_si512(), ah = _mm512_setzero_si512();
+            /* the sums start at -u sum x: (q + u) . x - u sum x = q . x, exactly */
+            __m512i al = ushift ? _mm512_set1_epi64((long long)corr[p][0]) : _mm512_setzero_si512();
+            __m512i ah = ushift ? _mm512_set1_epi64((long long)corr[p][1]) : _mm512_setzero_si512();
             for (int k = 0; k < 4; k++) {
                 al = _mm512_dpbusd_epi32(al, _mm512_loadu_si512(q + 64 * k), _mm512_set1_epi64((long long)xi[p][slot[k]]));
                 ah = _mm512_dpbusd_epi32(ah, _mm512_loadu_si512(q + 64 * (k + 4)), _mm512_set1_epi64((long long)xi[p][slot[k + 4]]));
             }
             const __m512i cl = _mm512_set1_epi64((long long)cs[p][0]), ch = _mm512_set1_epi64((long long)cs[p][1]);
-            if (ushift) {        /* (q + u) . x - u sum x = q . x, exactly */
-                al = _mm512_sub_epi32(al, _mm512_slli_epi32(cl, ushift));
-                ah = _mm512_sub_epi32(ah, _mm512_slli_epi32(ch, ushift));
-            }
             double dxp;
             memcpy(&dxp, &dx[2 * p], 8);
             const __m512 dxv = _mm512_castpd_ps(_mm512_set1_pd(dxp));
