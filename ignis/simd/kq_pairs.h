@@ -112,20 +112,31 @@ IGNIS_INLINE void IL(kp_unpack)(const uint8_t *const *w, size_t wo, int jb, __m5
 /* One activation block of the 8 tokens, given as their table (IL(kp_tokens)), against the
  * unpacked rows: the exact half sums, then the definition's float steps into the lo / hi
  * chains of the 4 pairs. w2 and the table may be registers or memory (the same operations). */
+/* The exact half sums of pair p (tokens 2p, 2p + 1) against the unpacked rows w2: *al (lo
+ * half), *ah (hi half), starting from the table's -u sum x (corr, IGNIS_KP_CORR) when given,
+ * else from 0. w2 may be registers or memory: unaligned loads (a prepared buffer need not be
+ * 64-byte aligned). */
+IGNIS_INLINE void IL(kp_pair_sums)(const __m512i *w2, const uint64_t xi[4][8], const uint64_t (*corr)[2], int p,
+                                   __m512i *al, __m512i *ah) {
+    static const int slot[8] = {0, 1, 4, 5, 2, 3, 6, 7};
+    __m512i l = corr != NULL ? _mm512_set1_epi64((long long)corr[p][0]) : _mm512_setzero_si512();
+    __m512i h = corr != NULL ? _mm512_set1_epi64((long long)corr[p][1]) : _mm512_setzero_si512();
+    for (int k = 0; k < 4; k++) {
+        l = _mm512_dpbusd_epi32(l, _mm512_loadu_si512(&w2[k]), _mm512_set1_epi64((long long)xi[p][slot[k]]));
+        h = _mm512_dpbusd_epi32(h, _mm512_loadu_si512(&w2[k + 4]), _mm512_set1_epi64((long long)xi[p][slot[k + 4]]));
+    }
+    *al = l;
+    *ah = h;
+}
+
 IGNIS_INLINE void IL(kp_block_tab)(const __m512i *w2, __m512 s0, __m512 s1, __m512 d, __m512 dmin,
                                    const uint64_t xi[4][8], const uint64_t cs[4][2], const float *dx,
                                    const uint64_t (*corr)[2], __m512 *lo, __m512 *hi, const int WT) {
-    static const int slot[8] = {0, 1, 4, 5, 2, 3, 6, 7};
+    /* Q6_K with the table's -32 sum x: the sums start there */
+    const int start = WT == 14 && corr != NULL;
     for (int p = 0; p < 4; p++) {
-        /* Q6_K with the table's -32 sum x (corr, IGNIS_KP_CORR): the sums start there */
-        const int start = WT == 14 && corr != NULL;
-        __m512i al = start ? _mm512_set1_epi64((long long)corr[p][0]) : _mm512_setzero_si512();
-        __m512i ah = start ? _mm512_set1_epi64((long long)corr[p][1]) : _mm512_setzero_si512();
-        for (int k = 0; k < 4; k++) {
-            /* unaligned loads: a prepared buffer need not be 64-byte aligned */
-            al = _mm512_dpbusd_epi32(al, _mm512_loadu_si512(&w2[k]), _mm512_set1_epi64((long long)xi[p][slot[k]]));
-            ah = _mm512_dpbusd_epi32(ah, _mm512_loadu_si512(&w2[k + 4]), _mm512_set1_epi64((long long)xi[p][slot[k + 4]]));
-        }
+        __m512i al, ah;
+        IL(kp_pair_sums)(w2, xi, start ? corr : NULL, p, &al, &ah);
         const __m512i cl = _mm512_set1_epi64((long long)cs[p][0]), ch = _mm512_set1_epi64((long long)cs[p][1]);
         double dxp;
         memcpy(&dxp, &dx[2 * p], 8);

@@ -14,26 +14,30 @@
  * rows as floats in lanes 2i, 2i + 1 (64 B each), then per activation block jb (0..7) w2[0..7]
  * (512 B) and the scales s0, s1 (64 B each). */
 
-/* the 8 rows w[0..7] (nsb super-blocks each) into buf */
+/* the 8 rows w[0..7] (nsb super-blocks each) into buf; Q5_K / Q3_K / Q2_K / IQ4_XS (the layout
+ * below) too */
 IGNIS_INLINE void IL(kp_prep_rows)(int64_t nsb, const uint8_t *const *w, uint8_t *buf, const int WT) {
-    const size_t wbytes = WT == 12 ? IGNIS_Q4_K_BYTES : IGNIS_Q6_K_BYTES;
+    const int kq = WT == 12 || WT == 14;
+    const size_t wbytes = WT == 12 ? IGNIS_Q4_K_BYTES : WT == 14 ? IGNIS_Q6_K_BYTES : ignis_kx_bytes(WT);
+    const size_t sb_bytes = kq ? IGNIS_KP_SB_BYTES : IGNIS_KX_SB_BYTES, jb_bytes = kq ? 640 : 768;
     for (int64_t s = 0; s < nsb; s++) {
         const size_t wo = (size_t)s * wbytes;
-        uint8_t *b = buf + (size_t)s * IGNIS_KP_SB_BYTES;
-        __m512i v0, v1;
+        uint8_t *b = buf + (size_t)s * sb_bytes;
+        __m512i v[4];
         __m512 d, dmin;
-        IL(kp_sb_fields)(w, wo, &v0, &v1, &d, &dmin, WT);
+        if (kq) IL(kp_sb_fields)(w, wo, &v[0], &v[1], &d, &dmin, WT);
+        else IL(xp_sb_fields)(w, wo, v, &d, &dmin, WT);
         _mm512_storeu_ps(b, d);
         _mm512_storeu_ps(b + 64, dmin);
         __m512i ctl = IL(kp_row_ctl)();
         for (int jb = 0; jb < 8; jb++, ctl = _mm512_add_epi8(ctl, _mm512_set1_epi8(1))) {
-            uint8_t *q = b + 128 + (size_t)jb * 640;
+            uint8_t *q = b + 128 + (size_t)jb * jb_bytes;
             __m512i w2[8];
-            __m512 s0, s1;
-            IL(kp_unpack)(w, wo, jb, v0, v1, ctl, w2, &s0, &s1, WT);
+            __m512 sc[4];
+            if (kq) IL(kp_unpack)(w, wo, jb, v[0], v[1], ctl, w2, &sc[0], &sc[1], WT);
+            else IL(xp_unpack)(w, wo, jb, v, ctl, w2, sc, WT);
             for (int k = 0; k < 8; k++) _mm512_storeu_si512(q + 64 * k, w2[k]);
-            _mm512_storeu_ps(q + 512, s0);
-            _mm512_storeu_ps(q + 576, s1);
+            for (int k = 0; k < (kq ? 2 : 4); k++) _mm512_storeu_ps(q + 512 + 64 * k, sc[k]);
         }
     }
 }
@@ -56,61 +60,34 @@ IGNIS_INLINE void IL(kp_tokens_all)(int64_t nblk, const uint8_t *const *x, uint8
     }
 }
 
-/* the prepared rows x the 8 tokens of tab: out[j * 8 + i] as IL(kp_8x8) */
-IGNIS_INLINE void IL(kp_run)(int64_t nsb, const uint8_t *buf, const uint8_t *tab, float *out, const int WT) {
-    __m512 lo[4], hi[4];
-    for (int p = 0; p < 4; p++) lo[p] = hi[p] = _mm512_setzero_ps();
-    for (int64_t s = 0; s < nsb; s++) {
-        const uint8_t *b = buf + (size_t)s * IGNIS_KP_SB_BYTES;
-        const __m512 d = _mm512_loadu_ps(b), dmin = _mm512_loadu_ps(b + 64);
-        for (int jb = 0; jb < 8; jb++) {
-            const uint8_t *q = b + 128 + (size_t)jb * 640;
-            const uint8_t *t = tab + (size_t)(s * 8 + jb) * IGNIS_KP_TOK_BYTES;
-            IL(kp_block_tab)((const __m512i *)q, _mm512_loadu_ps(q + 512), _mm512_loadu_ps(q + 576), d, dmin,
-                             (const uint64_t (*)[8])t, (const uint64_t (*)[2])(t + (WT == 12 ? 320 : 256)),
-                             (const float *)(t + 384), (const uint64_t (*)[2])(t + IGNIS_KP_CORR(5)), lo, hi, WT);
-        }
-    }
-    IL(kp_store)(lo, hi, out);
-}
-
 /* The Q5_K / Q3_K / Q2_K / IQ4_XS rows of kx_pairs.h the same way (IGNIS_KX_SB_BYTES per
  * super-block: d and dmin as above, then per activation block jb w2[0..7] (512 B) and the lo /
- * hi scales and mins sc[0..3] (256 B), IL(xp_unpack)'s; IL(xp_block_tab) runs them). */
-IGNIS_INLINE void IL(xp_prep_rows)(int64_t nsb, const uint8_t *const *w, uint8_t *buf, const int WT) {
-    for (int64_t s = 0; s < nsb; s++) {
-        const size_t wo = (size_t)s * ignis_kx_bytes(WT);
-        uint8_t *b = buf + (size_t)s * IGNIS_KX_SB_BYTES;
-        __m512i v[4];
-        __m512 d, dmin;
-        IL(xp_sb_fields)(w, wo, v, &d, &dmin, WT);
-        _mm512_storeu_ps(b, d);
-        _mm512_storeu_ps(b + 64, dmin);
-        __m512i ctl = IL(kp_row_ctl)();
-        for (int jb = 0; jb < 8; jb++, ctl = _mm512_add_epi8(ctl, _mm512_set1_epi8(1))) {
-            uint8_t *q = b + 128 + (size_t)jb * 768;
-            __m512i w2[8];
-            __m512 sc[4];
-            IL(xp_unpack)(w, wo, jb, v, ctl, w2, sc, WT);
-            for (int k = 0; k < 8; k++) _mm512_storeu_si512(q + 64 * k, w2[k]);
-            for (int k = 0; k < 4; k++) _mm512_storeu_ps(q + 512 + 64 * k, sc[k]);
-        }
-    }
-}
+ * hi scales and mins sc[0..3] (256 B), IL(xp_unpack)'s, written by IL(kp_prep_rows);
+ * IL(xp_block_tab) runs them). */
 
-IGNIS_INLINE void IL(xp_run)(int64_t nsb, const uint8_t *buf, const uint8_t *tab, float *out, const int WT) {
+/* the prepared rows x the 8 tokens of tab: out[j * 8 + i] as IL(kp_8x8) (Q4_K, Q6_K) or
+ * IL(xp_8x8) (the others) */
+IGNIS_INLINE void IL(kp_run)(int64_t nsb, const uint8_t *buf, const uint8_t *tab, float *out, const int WT) {
+    const int kq = WT == 12 || WT == 14, has_min = WT == 12 || WT == 13 || WT == 10;
+    const size_t sb_bytes = kq ? IGNIS_KP_SB_BYTES : IGNIS_KX_SB_BYTES, jb_bytes = kq ? 640 : 768;
+    const int ushift = WT == 14 ? 5 : WT == 11 ? 2 : 7;      /* (unused by the types without an offset) */
     __m512 lo[4], hi[4];
     for (int p = 0; p < 4; p++) lo[p] = hi[p] = _mm512_setzero_ps();
-    const int has_min = WT == 13 || WT == 10;
     for (int64_t s = 0; s < nsb; s++) {
-        const uint8_t *b = buf + (size_t)s * IGNIS_KX_SB_BYTES;
+        const uint8_t *b = buf + (size_t)s * sb_bytes;
         const __m512 d = _mm512_loadu_ps(b), dmin = _mm512_loadu_ps(b + 64);
         for (int jb = 0; jb < 8; jb++) {
-            const uint8_t *q = b + 128 + (size_t)jb * 768;
+            const uint8_t *q = b + 128 + (size_t)jb * jb_bytes;
             const uint8_t *t = tab + (size_t)(s * 8 + jb) * IGNIS_KP_TOK_BYTES;
-            IL(xp_block_tab)((const __m512i *)q, (const __m512 *)(q + 512), d, dmin, (const uint64_t (*)[8])t,
-                             (const uint64_t (*)[2])(t + (has_min ? 320 : 256)), (const float *)(t + 384),
-                             (const uint64_t (*)[2])(t + IGNIS_KP_CORR(WT == 11 ? 2 : 7)), lo, hi, WT);
+            const uint64_t (*xi)[8] = (const uint64_t (*)[8])t;
+            const uint64_t (*cs)[2] = (const uint64_t (*)[2])(t + (has_min ? 320 : 256));
+            const uint64_t (*corr)[2] = (const uint64_t (*)[2])(t + IGNIS_KP_CORR(ushift));
+            if (kq)
+                IL(kp_block_tab)((const __m512i *)q, _mm512_loadu_ps(q + 512), _mm512_loadu_ps(q + 576), d, dmin,
+                                 xi, cs, (const float *)(t + 384), corr, lo, hi, WT);
+            else
+                IL(xp_block_tab)((const __m512i *)q, (const __m512 *)(q + 512), d, dmin, xi, cs,
+                                 (const float *)(t + 384), corr, lo, hi, WT);
         }
     }
     IL(kp_store)(lo, hi, out);
@@ -160,7 +137,6 @@ IGNIS_INLINE void IL(zp_prep_rows)(int64_t nb, const uint8_t *const *w, uint8_t 
 }
 
 IGNIS_INLINE void IL(zp_run)(int64_t nb, const uint8_t *buf, const uint8_t *tab, float *out, const int WT) {
-    static const int slot[8] = {0, 1, 4, 5, 2, 3, 6, 7};
     const int has_min = WT == 3 || WT == 7;
     const int ushift = WT == 8 || WT == 20 ? 7 : WT == 6 ? 4 : WT == 2 ? 3 : 0;    /* the offset u = 1 << ushift */
     __m512 lo[4], hi[4];
@@ -175,12 +151,8 @@ IGNIS_INLINE void IL(zp_run)(int64_t nb, const uint8_t *buf, const uint8_t *tab,
         const __m512 d = _mm512_loadu_ps(q + 512), m = _mm512_loadu_ps(q + 576);
         for (int p = 0; p < 4; p++) {
             /* the sums start at -u sum x: (q + u) . x - u sum x = q . x, exactly */
-            __m512i al = ushift ? _mm512_set1_epi64((long long)corr[p][0]) : _mm512_setzero_si512();
-            __m512i ah = ushift ? _mm512_set1_epi64((long long)corr[p][1]) : _mm512_setzero_si512();
-            for (int k = 0; k < 4; k++) {
-                al = _mm512_dpbusd_epi32(al, _mm512_loadu_si512(q + 64 * k), _mm512_set1_epi64((long long)xi[p][slot[k]]));
-                ah = _mm512_dpbusd_epi32(ah, _mm512_loadu_si512(q + 64 * (k + 4)), _mm512_set1_epi64((long long)xi[p][slot[k + 4]]));
-            }
+            __m512i al, ah;
+            IL(kp_pair_sums)((const __m512i *)q, xi, ushift ? corr : NULL, p, &al, &ah);
             const __m512i cl = _mm512_set1_epi64((long long)cs[p][0]), ch = _mm512_set1_epi64((long long)cs[p][1]);
             double dxp;
             memcpy(&dxp, &dx[2 * p], 8);
@@ -207,10 +179,10 @@ static void IL(kq_prep)(int wtype, int64_t k, const uint8_t *const *w, int rm, u
     switch (wtype) {
     case 12: IL(kp_prep_rows)(nsb, wp, buf, 12); break;
     case 14: IL(kp_prep_rows)(nsb, wp, buf, 14); break;
-    case 13: IL(xp_prep_rows)(nsb, wp, buf, 13); break;
-    case 11: IL(xp_prep_rows)(nsb, wp, buf, 11); break;
-    case 10: IL(xp_prep_rows)(nsb, wp, buf, 10); break;
-    case 23: IL(xp_prep_rows)(nsb, wp, buf, 23); break;
+    case 13: IL(kp_prep_rows)(nsb, wp, buf, 13); break;
+    case 11: IL(kp_prep_rows)(nsb, wp, buf, 11); break;
+    case 10: IL(kp_prep_rows)(nsb, wp, buf, 10); break;
+    case 23: IL(kp_prep_rows)(nsb, wp, buf, 23); break;
     case 8: IL(zp_prep_rows)(nb, wp, buf, 8); break;
     case 6: IL(zp_prep_rows)(nb, wp, buf, 6); break;
     case 2: IL(zp_prep_rows)(nb, wp, buf, 2); break;
@@ -233,10 +205,10 @@ static void IL(kq_prep_tile)(int wtype, int64_t k, const uint8_t *buf, const uin
     switch (wtype) {
     case 12: IL(kp_run)(nsb, buf, tab, out, 12); break;
     case 14: IL(kp_run)(nsb, buf, tab, out, 14); break;
-    case 13: IL(xp_run)(nsb, buf, tab, out, 13); break;
-    case 11: IL(xp_run)(nsb, buf, tab, out, 11); break;
-    case 10: IL(xp_run)(nsb, buf, tab, out, 10); break;
-    case 23: IL(xp_run)(nsb, buf, tab, out, 23); break;
+    case 13: IL(kp_run)(nsb, buf, tab, out, 13); break;
+    case 11: IL(kp_run)(nsb, buf, tab, out, 11); break;
+    case 10: IL(kp_run)(nsb, buf, tab, out, 10); break;
+    case 23: IL(kp_run)(nsb, buf, tab, out, 23); break;
     case 8: IL(zp_run)(nb, buf, tab, out, 8); break;
     case 6: IL(zp_run)(nb, buf, tab, out, 6); break;
     case 2: IL(zp_run)(nb, buf, tab, out, 2); break;

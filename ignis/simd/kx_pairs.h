@@ -80,19 +80,14 @@ IGNIS_INLINE void IL(xp_unpack)(const uint8_t *const *w, size_t wo, int jb, cons
 IGNIS_INLINE void IL(xp_block_tab)(const __m512i *w2, const __m512 *sc, __m512 d, __m512 dmin,
                                    const uint64_t xi[4][8], const uint64_t cs[4][2], const float *dx,
                                    const uint64_t (*corr)[2], __m512 *lo, __m512 *hi, const int WT) {
-    static const int slot[8] = {0, 1, 4, 5, 2, 3, 6, 7};
     const int has_min = WT == 13 || WT == 10;
     const int ushift = WT == 11 ? 2 : WT == 23 ? 7 : 0;                      /* the offset u = 1 << ushift */
     const __m512 scl = _mm512_loadu_ps(&sc[0]), sch = _mm512_loadu_ps(&sc[1]);
     const __m512 mnl = _mm512_loadu_ps(&sc[2]), mnh = _mm512_loadu_ps(&sc[3]);
     const int start = ushift && corr != NULL;      /* the sums start at the table's -u sum x */
     for (int p = 0; p < 4; p++) {
-        __m512i al = start ? _mm512_set1_epi64((long long)corr[p][0]) : _mm512_setzero_si512();
-        __m512i ah = start ? _mm512_set1_epi64((long long)corr[p][1]) : _mm512_setzero_si512();
-        for (int k = 0; k < 4; k++) {
-            al = _mm512_dpbusd_epi32(al, _mm512_loadu_si512(&w2[k]), _mm512_set1_epi64((long long)xi[p][slot[k]]));
-            ah = _mm512_dpbusd_epi32(ah, _mm512_loadu_si512(&w2[k + 4]), _mm512_set1_epi64((long long)xi[p][slot[k + 4]]));
-        }
+        __m512i al, ah;
+        IL(kp_pair_sums)(w2, xi, start ? corr : NULL, p, &al, &ah);
         const __m512i cl = _mm512_set1_epi64((long long)cs[p][0]), ch = _mm512_set1_epi64((long long)cs[p][1]);
         if (ushift && !start) {        /* (q + u) . x - u sum x = q . x, exactly */
             al = _mm512_sub_epi32(al, _mm512_slli_epi32(cl, ushift));
