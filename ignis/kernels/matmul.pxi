@@ -108,8 +108,6 @@ cdef void matmul_block(Ctx *c, Instr *ins, int64_t n0, int64_t rs, int rm) noexc
     cdef int rn
     cdef float r[TILE * TILE]
     cdef float r2[TILE * TILE]
-    memset(r, 0, sizeof(r))      # a tile of fewer rows leaves columns the epilogue reads unstored
-    memset(r2, 0, sizeof(r2))
     while t0 < T:
         rn = <int>_min(TILE, T - t0)
         matmul_tile(c, ins, n0, rs, rm, t0, rn, r)
@@ -144,8 +142,13 @@ cdef void matmul_epilogue(Ctx *c, Instr *ins, int64_t n0, int64_t rs, int rm, in
                 n = (t0 + j) * N + n0 + i * rs
                 out[n] = res[n] + r[j * TILE + i]
     elif ins.epi == EPI_SWIGLU or ins.epi == EPI_GEGLU:
-        # the whole tile in one call each (elementwise: the same bits; columns i >= rm hold a
-        # repeated row's finite values and are not stored)
+        # the whole tile in one call each (elementwise: the same bits); a tile of fewer rows
+        # need not have stored columns i >= rm: zeroed, never stored
+        if rm < TILE:
+            for j in range(rn):
+                for i in range(rm, TILE):
+                    r[j * TILE + i] = 0
+                    r2[j * TILE + i] = 0
         if ins.epi == EPI_SWIGLU:
             ignis_silu_row(r, s, rn * TILE)
         else:
