@@ -184,11 +184,36 @@ IGNIS_INLINE void IL(kx_zn)(int64_t nsb, const uint8_t *const *w, const uint8_t 
         for (int r = 0; r < 8; r++) IL(kx_scale_bytes)(w[r] + wo, WT, &scb[r], &mb[r]);
         IL(zn_scales)(scb, scf);
         if (has_min) IL(zn_scales)(mb, mf);
+        /* Q2_K / Q3_K: the 2-bit fields of a row pair are paired once per super-block (the two
+           32-byte halves of qs; Q3_K also hmask) and each block shifts and masks them in place */
+        __m512i qz[4][2], hz[4];
+        if (WT == 10 || WT == 11) {
+            const size_t qo = WT == 10 ? 16 : 32;
+            for (int p = 0; p < 4; p++) {
+                for (int h = 0; h < 2; h++)
+                    qz[p][h] = IL(zn_pair)(_mm256_loadu_si256((const __m256i *)(w[p] + wo + qo + 32 * h)),
+                                           _mm256_loadu_si256((const __m256i *)(w[p + 4] + wo + qo + 32 * h)));
+                if (WT == 11)
+                    hz[p] = IL(zn_pair)(_mm256_loadu_si256((const __m256i *)(w[p] + wo)),
+                                        _mm256_loadu_si256((const __m256i *)(w[p + 4] + wo)));
+            }
+        }
         for (int jb = 0; jb < 8; jb++) {
             __m512i q[4];
-            for (int p = 0; p < 4; p++)
-                q[p] = IL(zn_pair)(_mm256_add_epi8(IL(kx_quants)(w[p] + wo, jb, WT), uv),
-                                   _mm256_add_epi8(IL(kx_quants)(w[p + 4] + wo, jb, WT), uv));
+            for (int p = 0; p < 4; p++) {
+                if (WT == 10 || WT == 11) {     /* as IL(kx_quants), Q3_K as q + 4 */
+                    const __m128i sh2 = _mm_cvtsi32_si128(2 * (jb % 4));
+                    q[p] = _mm512_and_si512(_mm512_srl_epi16(qz[p][jb / 4], sh2), _mm512_set1_epi8(3));
+                    if (WT == 11) {
+                        const __m512i hb = _mm512_and_si512(_mm512_srl_epi16(hz[p], _mm_cvtsi32_si128(4 * (jb / 4) + jb % 4)),
+                                                            _mm512_set1_epi8(1));
+                        q[p] = _mm512_or_si512(q[p], _mm512_slli_epi16(hb, 2));
+                    }
+                } else {
+                    q[p] = IL(zn_pair)(_mm256_add_epi8(IL(kx_quants)(w[p] + wo, jb, WT), uv),
+                                       _mm256_add_epi8(IL(kx_quants)(w[p + 4] + wo, jb, WT), uv));
+                }
+            }
             const __m512 sv = scf[jb], mv = has_min ? mf[jb] : sv;
             const size_t xo = (size_t)(s * 8 + jb) * IGNIS_Q8_0_BYTES;
             for (int j = 0; j < RN; j++) {
