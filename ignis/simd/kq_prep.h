@@ -1,6 +1,7 @@
-/* kq_prep.h -- the K-quant and IQ4_XS prefill tiles of the AVX-512 level in two steps, for a
- * matmul of many token tiles (included by x86.h after kq_pairs.h and kx_pairs.h, inside the
- * AVX-512 target region only).
+/* kq_prep.h -- the prefill tiles of every quantized type at the AVX-512 level in two steps, for
+ * a matmul of many token tiles (included by x86.h after kq_pairs.h and kx_pairs.h, inside the
+ * AVX-512 target region only). Q4_K / Q6_K first (below), then the other K-quants and IQ4_XS,
+ * then the 32-element block types; one token table format serves them all.
  *
  * IL(kp_8x8) unpacks its 8 weight rows (quants transposed and doubled, scale and min bytes,
  * d and dmin) for every 8 tokens it meets, the same work each time. Here kq_prep does that once
