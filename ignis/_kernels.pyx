@@ -165,7 +165,6 @@ cdef extern from "_neon.h" nogil:
     void ignis_tile(int wtype, int64_t nblk, const uint8_t *const *w, int rm,
                     const uint8_t *const *x, int rn, float *out)
     int IGNIS_KP_TOK_BYTES
-    int64_t ignis_kq_type_row_bytes(int wtype, int64_t k)
     int64_t ignis_kq_row_bytes(int wtype, int64_t k)
     void ignis_kq_prep(int wtype, int64_t k, const uint8_t *const *w, int rm, uint8_t *buf)
     void ignis_kq_tokens(int64_t nblk, const uint8_t *const *x, int rn, uint8_t *tab)

@@ -60,8 +60,8 @@
  *           activations (4 rows x 4/8 tokens for Q8_0 prefill, 8 rows x 1..4 tokens
  *           otherwise; avx512: 8 rows x 4/8 tokens for every type, on a per-block
  *           transposition of the weights so that one vpdpbusd serves 8 rows x 2 halves,
- *           and Q5_0/Q4_1/Q4_K/Q6_K decode with two rows per 512-bit register; for K-quant
- *           and IQ4_XS prefill the rows can be unpacked once and the tokens' tables made once, then
+ *           and Q5_0/Q4_1/Q4_K/Q6_K decode with two rows per 512-bit register; for the prefill
+ *           of every quantized type the rows can be unpacked once and the tokens' tables made once, then
  *           run against each other: ignis_kq_prep / _kq_tokens / _kq_prep_tile, simd/kq_prep.h),
  *           Q8_0 x Q16 tiles, f32 dot/axpy (also against f16 rows), exp/silu, softmax
  *           exp-and-sum, and the elementwise rows compiled for the level.
@@ -139,6 +139,19 @@
 #define IGNIS_ZP_BLOCK_BYTES 640 /* prepared rows of 32-element block types: bytes per block */
 #define IGNIS_KP_TOK_BYTES 736   /* their token tables: bytes per activation block of 8 tokens */
 #define IGNIS_KP_CORR(shift) (416 + 64 * ((shift) == 7 ? 4 : (shift) - 2))   /* -(sum x << shift), shift 2..5, 7 */
+
+/* The offset 1 << shift that the pair tiles (simd/kq_pairs.h, kx_pairs.h, kq_prep.h) add to a
+ * type's quants to make them unsigned for vpdpbusd; 0: the quants are unsigned already. */
+static inline int ignis_quant_offset_shift(int wtype) {
+    switch (wtype) {
+    case 11: return 2;                      /* Q3_K: q + 4 */
+    case 2: return 3;                       /* Q4_0: its nibble */
+    case 6: return 4;                       /* Q5_0: its 5-bit value */
+    case 14: return 5;                      /* Q6_K: q + 32 */
+    case 8: case 20: case 23: return 7;     /* Q8_0, IQ4_NL, IQ4_XS: q + 128 */
+    default: return 0;
+    }
+}
 
 typedef void (*ignis_kernel_fn)(int64_t, const uint8_t *const *, const uint8_t *const *, float *);
 
@@ -693,14 +706,12 @@ static inline void ignis_tile_q16(int64_t nb, const uint8_t *const *w, int rm,
  * kq_prep(wtype, k, w[rm], rm, buf of that), kq_tokens(k / 32, x[rn], rn, tab of k / 32 *
  * IGNIS_KP_TOK_BYTES) and kq_prep_tile(wtype, k, buf, tab, out) give out[j*8 + i] (i, j < 8)
  * with the bits of ignis_tile for the rows and tokens (the last of each repeated up to 8). */
-static inline int64_t ignis_kq_type_row_bytes(int wtype, int64_t k) {      /* at a level that prepares rows */
+static inline int64_t ignis_kq_row_bytes(int wtype, int64_t k) {
+    if (ignis_cur->kq_prep == NULL) return 0;
     if (wtype == 12 || wtype == 14) return k / 256 * IGNIS_KP_SB_BYTES;
     if (wtype == 13 || wtype == 11 || wtype == 10 || wtype == 23) return k / 256 * IGNIS_KX_SB_BYTES;
     if (wtype == 8 || wtype == 6 || wtype == 2 || wtype == 20 || wtype == 3 || wtype == 7) return k / 32 * IGNIS_ZP_BLOCK_BYTES;
     return 0;
-}
-static inline int64_t ignis_kq_row_bytes(int wtype, int64_t k) {
-    return ignis_cur->kq_prep != NULL ? ignis_kq_type_row_bytes(wtype, k) : 0;
 }
 static inline void ignis_kq_prep(int wtype, int64_t k, const uint8_t *const *w, int rm, uint8_t *buf) {
     ignis_cur->kq_prep(wtype, k, w, rm, buf);

@@ -414,8 +414,9 @@ cdef class Plan:
         p.out = out // 4
         self._set_parts(p, parts)
         p.xq_row_bytes = (k // 32) * 34
-        # scratch for prepared rows (used at levels that prepare them; matmul.pxi)
-        kp = kp_bytes(max(ignis_kq_type_row_bytes(part[1], k) for part in parts),
+        # scratch for prepared rows, at a level that prepares them (matmul.pxi; a plan run at
+        # another level than it was built at takes the plain tiles where its scratch falls short)
+        kp = kp_bytes(max(ignis_kq_row_bytes(part[1], k) for part in parts),
                       2 if epi == EPI_SWIGLU or epi == EPI_GEGLU else 1)
         if not act16 and rows > TILE and kp:
             self._kp_bytes = max(self._kp_bytes, kp)

@@ -112,18 +112,24 @@ IGNIS_INLINE void IL(kp_unpack)(const uint8_t *const *w, size_t wo, int jb, __m5
 /* One activation block of the 8 tokens, given as their table (IL(kp_tokens)), against the
  * unpacked rows: the exact half sums, then the definition's float steps into the lo / hi
  * chains of the 4 pairs. w2 and the table may be registers or memory (the same operations). */
-/* The exact half sums of pair p (tokens 2p, 2p + 1) against the unpacked rows w2: *al (lo
- * half), *ah (hi half), starting from the table's -u sum x (corr, IGNIS_KP_CORR) when given,
- * else from 0. w2 may be registers or memory: unaligned loads (a prepared buffer need not be
- * 64-byte aligned). */
-IGNIS_INLINE void IL(kp_pair_sums)(const __m512i *w2, const uint64_t xi[4][8], const uint64_t (*corr)[2], int p,
-                                   __m512i *al, __m512i *ah) {
+/* The exact half sums q . x of pair p (tokens 2p, 2p + 1) against the unpacked rows w2, whose
+ * quants carry the type's offset u (ignis_quant_offset_shift; 0: none): *al (lo half), *ah (hi
+ * half). (q + u) . x - u sum x = q . x: the sums start at the table's -u sum x (corr,
+ * IGNIS_KP_CORR) when given, else u times the half sums (cs, int32) is subtracted at the end.
+ * w2 may be registers or memory: unaligned loads (a prepared buffer need not be 64-byte aligned). */
+IGNIS_INLINE void IL(kp_pair_sums)(const __m512i *w2, const uint64_t xi[4][8], const uint64_t cs[4][2],
+                                   const uint64_t (*corr)[2], int p, __m512i *al, __m512i *ah, const int WT) {
     static const int slot[8] = {0, 1, 4, 5, 2, 3, 6, 7};
-    __m512i l = corr != NULL ? _mm512_set1_epi64((long long)corr[p][0]) : _mm512_setzero_si512();
-    __m512i h = corr != NULL ? _mm512_set1_epi64((long long)corr[p][1]) : _mm512_setzero_si512();
+    const int ushift = ignis_quant_offset_shift(WT), start = ushift && corr != NULL;
+    __m512i l = start ? _mm512_set1_epi64((long long)corr[p][0]) : _mm512_setzero_si512();
+    __m512i h = start ? _mm512_set1_epi64((long long)corr[p][1]) : _mm512_setzero_si512();
     for (int k = 0; k < 4; k++) {
         l = _mm512_dpbusd_epi32(l, _mm512_loadu_si512(&w2[k]), _mm512_set1_epi64((long long)xi[p][slot[k]]));
         h = _mm512_dpbusd_epi32(h, _mm512_loadu_si512(&w2[k + 4]), _mm512_set1_epi64((long long)xi[p][slot[k + 4]]));
+    }
+    if (ushift && !start) {
+        l = _mm512_sub_epi32(l, _mm512_slli_epi32(_mm512_set1_epi64((long long)cs[p][0]), ushift));
+        h = _mm512_sub_epi32(h, _mm512_slli_epi32(_mm512_set1_epi64((long long)cs[p][1]), ushift));
     }
     *al = l;
     *ah = h;
@@ -132,11 +138,9 @@ IGNIS_INLINE void IL(kp_pair_sums)(const __m512i *w2, const uint64_t xi[4][8], c
 IGNIS_INLINE void IL(kp_block_tab)(const __m512i *w2, __m512 s0, __m512 s1, __m512 d, __m512 dmin,
                                    const uint64_t xi[4][8], const uint64_t cs[4][2], const float *dx,
                                    const uint64_t (*corr)[2], __m512 *lo, __m512 *hi, const int WT) {
-    /* Q6_K with the table's -32 sum x: the sums start there */
-    const int start = WT == 14 && corr != NULL;
     for (int p = 0; p < 4; p++) {
         __m512i al, ah;
-        IL(kp_pair_sums)(w2, xi, start ? corr : NULL, p, &al, &ah);
+        IL(kp_pair_sums)(w2, xi, cs, corr, p, &al, &ah, WT);
         const __m512i cl = _mm512_set1_epi64((long long)cs[p][0]), ch = _mm512_set1_epi64((long long)cs[p][1]);
         double dxp;
         memcpy(&dxp, &dx[2 * p], 8);
@@ -149,11 +153,6 @@ IGNIS_INLINE void IL(kp_block_tab)(const __m512i *w2, __m512 s0, __m512 s1, __m5
             hi[p] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(ah), s0), sd, hi[p]);
             hi[p] = _mm512_fnmadd_ps(_mm512_mul_ps(_mm512_castsi512_ps(ch), s1), sm, hi[p]);
         } else {
-            /* (q + 32) . x - 32 sum x = q . x, exactly */
-            if (!start) {
-                al = _mm512_sub_epi32(al, _mm512_slli_epi32(cl, 5));
-                ah = _mm512_sub_epi32(ah, _mm512_slli_epi32(ch, 5));
-            }
             lo[p] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(al), s0), sd, lo[p]);
             hi[p] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(ah), s1), sd, hi[p]);
         }

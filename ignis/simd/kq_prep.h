@@ -61,6 +61,12 @@ IGNIS_INLINE void IL(kp_tokens_all)(int64_t nblk, const uint8_t *const *x, uint8
     }
 }
 
+/* a table block's -(sum x << u) section for WT's quant offset u; NULL for a type without one */
+IGNIS_INLINE const uint64_t (*IL(kp_tab_corr)(const uint8_t *t, const int WT))[2] {
+    const int u = ignis_quant_offset_shift(WT);
+    return u ? (const uint64_t (*)[2])(t + IGNIS_KP_CORR(u)) : NULL;
+}
+
 /* The Q5_K / Q3_K / Q2_K / IQ4_XS rows of kx_pairs.h the same way (IGNIS_KX_SB_BYTES per
  * super-block: d and dmin as above, then per activation block jb w2[0..7] (512 B) and the lo /
  * hi scales and mins sc[0..3] (256 B), IL(xp_unpack)'s, written by IL(kp_prep_rows);
@@ -71,7 +77,6 @@ IGNIS_INLINE void IL(kp_tokens_all)(int64_t nblk, const uint8_t *const *x, uint8
 IGNIS_INLINE void IL(kp_run)(int64_t nsb, const uint8_t *buf, const uint8_t *tab, float *out, const int WT) {
     const int kq = WT == 12 || WT == 14, has_min = WT == 12 || WT == 13 || WT == 10;
     const size_t sb_bytes = kq ? IGNIS_KP_SB_BYTES : IGNIS_KX_SB_BYTES, jb_bytes = kq ? 640 : 768;
-    const int ushift = WT == 14 ? 5 : WT == 11 ? 2 : 7;      /* (unused by the types without an offset) */
     __m512 lo[4], hi[4];
     for (int p = 0; p < 4; p++) lo[p] = hi[p] = _mm512_setzero_ps();
     for (int64_t s = 0; s < nsb; s++) {
@@ -82,7 +87,7 @@ IGNIS_INLINE void IL(kp_run)(int64_t nsb, const uint8_t *buf, const uint8_t *tab
             const uint8_t *t = tab + (size_t)(s * 8 + jb) * IGNIS_KP_TOK_BYTES;
             const uint64_t (*xi)[8] = (const uint64_t (*)[8])t;
             const uint64_t (*cs)[2] = (const uint64_t (*)[2])(t + (has_min ? 320 : 256));
-            const uint64_t (*corr)[2] = (const uint64_t (*)[2])(t + IGNIS_KP_CORR(ushift));
+            const uint64_t (*corr)[2] = IL(kp_tab_corr)(t, WT);
             if (kq)
                 IL(kp_block_tab)((const __m512i *)q, _mm512_loadu_ps(q + 512), _mm512_loadu_ps(q + 576), d, dmin,
                                  xi, cs, (const float *)(t + 384), corr, lo, hi, WT);
@@ -139,7 +144,6 @@ IGNIS_INLINE void IL(zp_prep_rows)(int64_t nb, const uint8_t *const *w, uint8_t 
 
 IGNIS_INLINE void IL(zp_run)(int64_t nb, const uint8_t *buf, const uint8_t *tab, float *out, const int WT) {
     const int has_min = WT == 3 || WT == 7;
-    const int ushift = WT == 8 || WT == 20 ? 7 : WT == 6 ? 4 : WT == 2 ? 3 : 0;    /* the offset u = 1 << ushift */
     __m512 lo[4], hi[4];
     for (int p = 0; p < 4; p++) lo[p] = hi[p] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
@@ -148,12 +152,11 @@ IGNIS_INLINE void IL(zp_run)(int64_t nb, const uint8_t *buf, const uint8_t *tab,
         const uint64_t (*xi)[8] = (const uint64_t (*)[8])t;
         const uint64_t (*cs)[2] = (const uint64_t (*)[2])(t + (has_min ? 320 : 256));
         const float *dx = (const float *)(t + 384);
-        const uint64_t (*corr)[2] = (const uint64_t (*)[2])(t + IGNIS_KP_CORR(ushift ? ushift : 2));
+        const uint64_t (*corr)[2] = IL(kp_tab_corr)(t, WT);
         const __m512 d = _mm512_loadu_ps(q + 512), m = _mm512_loadu_ps(q + 576);
         for (int p = 0; p < 4; p++) {
-            /* the sums start at -u sum x: (q + u) . x - u sum x = q . x, exactly */
             __m512i al, ah;
-            IL(kp_pair_sums)((const __m512i *)q, xi, ushift ? corr : NULL, p, &al, &ah);
+            IL(kp_pair_sums)((const __m512i *)q, xi, cs, corr, p, &al, &ah, WT);
             const __m512i cl = _mm512_set1_epi64((long long)cs[p][0]), ch = _mm512_set1_epi64((long long)cs[p][1]);
             double dxp;
             memcpy(&dxp, &dx[2 * p], 8);

@@ -81,18 +81,12 @@ IGNIS_INLINE void IL(xp_block_tab)(const __m512i *w2, const __m512 *sc, __m512 d
                                    const uint64_t xi[4][8], const uint64_t cs[4][2], const float *dx,
                                    const uint64_t (*corr)[2], __m512 *lo, __m512 *hi, const int WT) {
     const int has_min = WT == 13 || WT == 10;
-    const int ushift = WT == 11 ? 2 : WT == 23 ? 7 : 0;                      /* the offset u = 1 << ushift */
     const __m512 scl = _mm512_loadu_ps(&sc[0]), sch = _mm512_loadu_ps(&sc[1]);
     const __m512 mnl = _mm512_loadu_ps(&sc[2]), mnh = _mm512_loadu_ps(&sc[3]);
-    const int start = ushift && corr != NULL;      /* the sums start at the table's -u sum x */
     for (int p = 0; p < 4; p++) {
         __m512i al, ah;
-        IL(kp_pair_sums)(w2, xi, start ? corr : NULL, p, &al, &ah);
+        IL(kp_pair_sums)(w2, xi, cs, corr, p, &al, &ah, WT);
         const __m512i cl = _mm512_set1_epi64((long long)cs[p][0]), ch = _mm512_set1_epi64((long long)cs[p][1]);
-        if (ushift && !start) {        /* (q + u) . x - u sum x = q . x, exactly */
-            al = _mm512_sub_epi32(al, _mm512_slli_epi32(cl, ushift));
-            ah = _mm512_sub_epi32(ah, _mm512_slli_epi32(ch, ushift));
-        }
         double dxp;
         memcpy(&dxp, &dx[2 * p], 8);
         const __m512 dxv = _mm512_castpd_ps(_mm512_set1_pd(dxp));
