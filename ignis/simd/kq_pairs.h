@@ -109,9 +109,6 @@ IGNIS_INLINE void IL(kp_unpack)(const uint8_t *const *w, size_t wo, int jb, __m5
     *s1 = IL(kp_row_bytes)(v1, ctl);
 }
 
-/* One activation block of the 8 tokens, given as their table (IL(kp_tokens)), against the
- * unpacked rows: the exact half sums, then the definition's float steps into the lo / hi
- * chains of the 4 pairs. w2 and the table may be registers or memory (the same operations). */
 /* The exact half sums q . x of pair p (tokens 2p, 2p + 1) against the unpacked rows w2, whose
  * quants carry the type's offset u (ignis_quant_offset_shift; 0: none): *al (lo half), *ah (hi
  * half). (q + u) . x - u sum x = q . x: the sums start at the table's -u sum x (corr,
@@ -135,9 +132,17 @@ IGNIS_INLINE void IL(kp_pair_sums)(const __m512i *w2, const uint64_t xi[4][8], c
     *ah = h;
 }
 
-IGNIS_INLINE void IL(kp_block_tab)(const __m512i *w2, __m512 s0, __m512 s1, __m512 d, __m512 dmin,
+/* One activation block of the 8 tokens, given as their table (IL(kp_tokens); cs: the half sums
+ * as floats for types with mins, as int32 otherwise), against the unpacked rows: the exact half
+ * sums, then the definition's float steps into the lo / hi chains of the 4 pairs. sc: the lo
+ * and hi scales, the lo and hi mins (types with mins: Q4_K, Q5_K, Q2_K). w2, sc and the table
+ * may be registers or memory (the same operations). */
+IGNIS_INLINE void IL(kp_block_tab)(const __m512i *w2, const __m512 *sc, __m512 d, __m512 dmin,
                                    const uint64_t xi[4][8], const uint64_t cs[4][2], const float *dx,
                                    const uint64_t (*corr)[2], __m512 *lo, __m512 *hi, const int WT) {
+    const int has_min = WT == 12 || WT == 13 || WT == 10;
+    const __m512 scl = _mm512_loadu_ps(&sc[0]), sch = _mm512_loadu_ps(&sc[1]);
+    const __m512 mnl = _mm512_loadu_ps(&sc[2]), mnh = _mm512_loadu_ps(&sc[3]);
     for (int p = 0; p < 4; p++) {
         __m512i al, ah;
         IL(kp_pair_sums)(w2, xi, cs, corr, p, &al, &ah, WT);
@@ -146,17 +151,20 @@ IGNIS_INLINE void IL(kp_block_tab)(const __m512i *w2, __m512 s0, __m512 s1, __m5
         memcpy(&dxp, &dx[2 * p], 8);
         const __m512 dxv = _mm512_castpd_ps(_mm512_set1_pd(dxp));
         const __m512 sd = _mm512_mul_ps(d, dxv);
-        if (WT == 12) {
-            const __m512 sm = _mm512_mul_ps(dmin, dxv);
-            lo[p] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(al), s0), sd, lo[p]);
-            lo[p] = _mm512_fnmadd_ps(_mm512_mul_ps(_mm512_castsi512_ps(cl), s1), sm, lo[p]);
-            hi[p] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(ah), s0), sd, hi[p]);
-            hi[p] = _mm512_fnmadd_ps(_mm512_mul_ps(_mm512_castsi512_ps(ch), s1), sm, hi[p]);
-        } else {
-            lo[p] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(al), s0), sd, lo[p]);
-            hi[p] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(ah), s1), sd, hi[p]);
-        }
+        lo[p] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(al), scl), sd, lo[p]);
+        if (has_min)
+            lo[p] = _mm512_fnmadd_ps(_mm512_mul_ps(_mm512_castsi512_ps(cl), mnl), _mm512_mul_ps(dmin, dxv), lo[p]);
+        hi[p] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(ah), sch), sd, hi[p]);
+        if (has_min)
+            hi[p] = _mm512_fnmadd_ps(_mm512_mul_ps(_mm512_castsi512_ps(ch), mnh), _mm512_mul_ps(dmin, dxv), hi[p]);
     }
+}
+
+/* Q4_K's scale and min (s0, s1) or Q6_K's lo and hi scales as the sc of IL(kp_block_tab) */
+IGNIS_INLINE void IL(kp_sc)(__m512 s0, __m512 s1, __m512 *sc, const int WT) {
+    sc[0] = s0;
+    sc[1] = WT == 12 ? s0 : s1;
+    sc[2] = sc[3] = s1;
 }
 
 /* the same for the block at xo of the 8 tokens x[j], their table made on the spot */
@@ -169,7 +177,9 @@ IGNIS_INLINE void IL(kp_block)(const __m512i *w2, __m512 s0, __m512 s1, __m512 d
     /* read the table back from memory: a broadcast load costs no shuffle, a broadcast
        of a value the compiler kept in a register does */
     __asm__ volatile("" : : "r"(xi), "r"(cs), "r"(dx) : "memory");
-    IL(kp_block_tab)(w2, s0, s1, d, dmin, (const uint64_t (*)[8])xi, (const uint64_t (*)[2])cs, dx, NULL, lo, hi, WT);
+    __m512 sc[4];
+    IL(kp_sc)(s0, s1, sc, WT);
+    IL(kp_block_tab)(w2, sc, d, dmin, (const uint64_t (*)[8])xi, (const uint64_t (*)[2])cs, dx, NULL, lo, hi, WT);
 }
 
 /* out[j * 8 + i] = lo + hi of row i, token j (lane 2i + e of pair p is token 2p + e) */

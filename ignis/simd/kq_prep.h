@@ -70,7 +70,7 @@ IGNIS_INLINE const uint64_t (*IL(kp_tab_corr)(const uint8_t *t, const int WT))[2
 /* The Q5_K / Q3_K / Q2_K / IQ4_XS rows of kx_pairs.h the same way (IGNIS_KX_SB_BYTES per
  * super-block: d and dmin as above, then per activation block jb w2[0..7] (512 B) and the lo /
  * hi scales and mins sc[0..3] (256 B), IL(xp_unpack)'s, written by IL(kp_prep_rows);
- * IL(xp_block_tab) runs them). */
+ * IL(kp_block_tab) runs them). */
 
 /* the prepared rows x the 8 tokens of tab: out[j * 8 + i] as IL(kp_8x8) (Q4_K, Q6_K) or
  * IL(xp_8x8) (the others) */
@@ -88,12 +88,10 @@ IGNIS_INLINE void IL(kp_run)(int64_t nsb, const uint8_t *buf, const uint8_t *tab
             const uint64_t (*xi)[8] = (const uint64_t (*)[8])t;
             const uint64_t (*cs)[2] = (const uint64_t (*)[2])(t + (has_min ? 320 : 256));
             const uint64_t (*corr)[2] = IL(kp_tab_corr)(t, WT);
-            if (kq)
-                IL(kp_block_tab)((const __m512i *)q, _mm512_loadu_ps(q + 512), _mm512_loadu_ps(q + 576), d, dmin,
-                                 xi, cs, (const float *)(t + 384), corr, lo, hi, WT);
-            else
-                IL(xp_block_tab)((const __m512i *)q, (const __m512 *)(q + 512), d, dmin, xi, cs,
-                                 (const float *)(t + 384), corr, lo, hi, WT);
+            __m512 sq[4];
+            if (kq) IL(kp_sc)(_mm512_loadu_ps(q + 512), _mm512_loadu_ps(q + 576), sq, WT);
+            IL(kp_block_tab)((const __m512i *)q, kq ? sq : (const __m512 *)(q + 512), d, dmin, xi, cs,
+                             (const float *)(t + 384), corr, lo, hi, WT);
         }
     }
     IL(kp_store)(lo, hi, out);

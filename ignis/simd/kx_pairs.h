@@ -74,32 +74,6 @@ IGNIS_INLINE void IL(xp_unpack)(const uint8_t *const *w, size_t wo, int jb, cons
     sc[3] = has_min ? (split ? IL(kp_row_bytes)(v[3], ctl) : sc[2]) : sc[0];
 }
 
-/* one activation block of the 8 tokens, given as their table (IL(kp_tokens); cs: the half sums
- * as floats for types with mins, as int32 otherwise), against the unpacked rows. w2, sc and the
- * table may be registers or memory (the same operations). */
-IGNIS_INLINE void IL(xp_block_tab)(const __m512i *w2, const __m512 *sc, __m512 d, __m512 dmin,
-                                   const uint64_t xi[4][8], const uint64_t cs[4][2], const float *dx,
-                                   const uint64_t (*corr)[2], __m512 *lo, __m512 *hi, const int WT) {
-    const int has_min = WT == 13 || WT == 10;
-    const __m512 scl = _mm512_loadu_ps(&sc[0]), sch = _mm512_loadu_ps(&sc[1]);
-    const __m512 mnl = _mm512_loadu_ps(&sc[2]), mnh = _mm512_loadu_ps(&sc[3]);
-    for (int p = 0; p < 4; p++) {
-        __m512i al, ah;
-        IL(kp_pair_sums)(w2, xi, cs, corr, p, &al, &ah, WT);
-        const __m512i cl = _mm512_set1_epi64((long long)cs[p][0]), ch = _mm512_set1_epi64((long long)cs[p][1]);
-        double dxp;
-        memcpy(&dxp, &dx[2 * p], 8);
-        const __m512 dxv = _mm512_castpd_ps(_mm512_set1_pd(dxp));
-        const __m512 sd = _mm512_mul_ps(d, dxv);
-        lo[p] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(al), scl), sd, lo[p]);
-        if (has_min)
-            lo[p] = _mm512_fnmadd_ps(_mm512_mul_ps(_mm512_castsi512_ps(cl), mnl), _mm512_mul_ps(dmin, dxv), lo[p]);
-        hi[p] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(ah), sch), sd, hi[p]);
-        if (has_min)
-            hi[p] = _mm512_fnmadd_ps(_mm512_mul_ps(_mm512_castsi512_ps(ch), mnh), _mm512_mul_ps(dmin, dxv), hi[p]);
-    }
-}
-
 /* Q5_K / Q3_K / Q2_K / IQ4_XS, 8 weight rows x 8 tokens (pad pointers for fewer) */
 IGNIS_INLINE void IL(xp_8x8)(int64_t nsb, const uint8_t *const *w, const uint8_t *const *x, float *out, const int WT) {
     const int has_min = WT == 13 || WT == 10;
@@ -121,7 +95,7 @@ IGNIS_INLINE void IL(xp_8x8)(int64_t nsb, const uint8_t *const *w, const uint8_t
             IL(kp_tokens)(x, (size_t)(s * 8 + jb) * IGNIS_Q8_0_BYTES, xi, cs, dx, has_min);
             /* the table read back from memory: broadcast loads, no shuffles (see kq_pairs.h) */
             __asm__ volatile("" : : "r"(xi), "r"(cs), "r"(dx) : "memory");
-            IL(xp_block_tab)(w2, sc, d, dmin, (const uint64_t (*)[8])xi, (const uint64_t (*)[2])cs, dx, NULL, lo, hi, WT);
+            IL(kp_block_tab)(w2, sc, d, dmin, (const uint64_t (*)[8])xi, (const uint64_t (*)[2])cs, dx, NULL, lo, hi, WT);
         }
     }
     IL(kp_store)(lo, hi, out);
