@@ -374,8 +374,9 @@ static inline void IL(tile)(int wtype, int64_t nblk, const uint8_t *const *w, in
     float tmp[IGNIS_TILE * IGNIS_TILE];
     const int t = wtype == 8 ? 0 : wtype == 6 ? 1 : wtype == 12 ? 2 : wtype == 14 ? 3 : 4;   /* 4: Q4_1 */
 #if IGNIS_X86_512
-    /* 4+ tokens: 8 rows x 4/8 tokens on transposed weights; fewer (decode): row pairs in
-       512-bit registers (Q8_0 decode, memory-bound, stays on the 256-bit kernel) */
+    /* 5+ tokens (Q8_0: 4+): 8 rows x 4/8 tokens on transposed weights; fewer (decode, a
+       speculative verify step): row pairs in 512-bit registers (4 tokens there: ~1.7x the
+       z8x4 tile's speed; Q8_0 decode, memory-bound, stays on the 256-bit kernel) */
     static const ignis_kernel_fn z8[5][2] = {{IL(q8_0_z8x4), IL(q8_0_z8x8)}, {IL(q5_0_z8x4), IL(q5_0_z8x8)},
                                              {IL(q4_k_z8x4), IL(q4_k_z8x8)}, {IL(q6_k_z8x4), IL(q6_k_z8x8)},
                                              {IL(q4_1_z8x4), IL(q4_1_z8x8)}};
@@ -386,7 +387,7 @@ static inline void IL(tile)(int wtype, int64_t nblk, const uint8_t *const *w, in
                                              {IL(q4_1_zn1), IL(q4_1_zn2), IL(q4_1_zn3), IL(q4_1_zn4)}};
     if (rn > 4 && (t == 2 || t == 3)) {
         (t == 2 ? IL(q4_k_p8x8) : IL(q6_k_p8x8))(nblk, wp, xp, tmp);
-    } else if (rn >= 4) {
+    } else if (rn > 4 || (rn == 4 && t == 0)) {
         z8[t][rn > 4](nblk, wp, xp, tmp);
     } else if (t > 0) {
         zn[t][rn - 1](nblk, wp, xp, tmp);
