@@ -169,6 +169,11 @@ cdef extern from "_neon.h" nogil:
     void ignis_kq_prep(int wtype, int64_t k, const uint8_t *const *w, int rm, uint8_t *buf)
     void ignis_kq_tokens(int64_t nblk, const uint8_t *const *x, int rn, uint8_t *tab)
     void ignis_kq_prep_tile(int wtype, int64_t k, const uint8_t *buf, const uint8_t *tab, float *out)
+    int IGNIS_ZT_SB_BYTES
+    int ignis_zt_ok(int wtype, int64_t k, int rn)
+    void ignis_zt_tokens(int64_t s0, int64_t s1, const uint8_t *x, uint8_t *tab)
+    void ignis_zt_tile(int wtype, int64_t nsb, const uint8_t *const *w, int rm,
+                       const uint8_t *const *xt, int rn, float *out)
     void ignis_quantize_row_q16(const float *x, uint8_t *y, int64_t k)
     void ignis_tile_q16(int64_t nb, const uint8_t *const *w, int rm,
                         const uint8_t *const *x, int rn, float *out)
@@ -419,7 +424,8 @@ cdef struct Ctx:
     float *fbuf
     uint8_t *kp_buf         # prepared weight rows: kp_stride bytes per thread
     int64_t kp_stride
-    uint8_t *kp_tab         # their token tables (one per 8 tokens of the matmul's x)
+    uint8_t *kp_tab         # their token tables (one per 8 tokens of the matmul's x), or a
+                            # few tokens' decode tables (zt_tab_bytes)
     int64_t kp_tab_bytes
     float *rope
     float *att

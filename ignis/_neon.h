@@ -138,6 +138,7 @@
 #define IGNIS_KX_SB_BYTES 6272   /* prepared Q5_K / Q3_K / Q2_K / IQ4_XS rows: bytes per super-block */
 #define IGNIS_ZP_BLOCK_BYTES 640 /* prepared rows of 32-element block types: bytes per block */
 #define IGNIS_KP_TOK_BYTES 736   /* their token tables: bytes per activation block of 8 tokens */
+#define IGNIS_ZT_SB_BYTES 1600   /* decode token tables (simd/zt_decode.h): bytes per super-block and token */
 #define IGNIS_KP_CORR(shift) (416 + 64 * ((shift) == 7 ? 4 : (shift) - 2))   /* -(sum x << shift), shift 2..5, 7 */
 
 /* The offset 1 << shift that the pair tiles (simd/kq_pairs.h, kx_pairs.h, kq_prep.h) add to a
@@ -640,26 +641,30 @@ typedef struct {
     void (*kq_prep)(int, int64_t, const uint8_t *const *, int, uint8_t *);
     void (*kq_tokens)(int64_t, const uint8_t *const *, int, uint8_t *);
     void (*kq_prep_tile)(int, int64_t, const uint8_t *, const uint8_t *, float *);
+    /* Q4_K / Q6_K rows against a few tokens' tables (NULL: the level has none) */
+    void (*zt_tokens)(int64_t, int64_t, const uint8_t *, uint8_t *);
+    void (*zt_tile)(int, int64_t, const uint8_t *const *, int, const uint8_t *const *, int, float *);
 } ignis_isa;
 
-#define IGNIS_ISA_TABLE(p, needs, kq_prep, kq_tokens, kq_prep_tile) { #p, needs, \
+#define IGNIS_ISA_TABLE(p, needs, kq_prep, kq_tokens, kq_prep_tile, zt_tokens, zt_tile) { #p, needs, \
     ignis_##p##_f16_to_f32_row, ignis_##p##_f32_to_f16_row, ignis_##p##_quantize_row_q8_0, \
     ignis_##p##_vec_dot, ignis_##p##_tile, ignis_##p##_tile_q16, ignis_##p##_dot_f32, ignis_##p##_dot_f32_f16, \
     ignis_##p##_dot_f32_f16_heads, ignis_##p##_div_row, ignis_##p##_axpy_f32, ignis_##p##_axpy_f16, \
     ignis_##p##_silu_row, ignis_##p##_av_head_acc, ignis_##p##_exp_sub_sum, \
-    ignis_##p##_add_row, ignis_##p##_mul_row, ignis_##p##_scale_row, ignis_##p##_rope_head, kq_prep, kq_tokens, kq_prep_tile }
+    ignis_##p##_add_row, ignis_##p##_mul_row, ignis_##p##_scale_row, ignis_##p##_rope_head, kq_prep, kq_tokens, kq_prep_tile, zt_tokens, zt_tile }
 
 /* every level this build has, lowest first */
 static const ignis_isa ignis_isas[] = {
-    IGNIS_ISA_TABLE(scalar, 0, NULL, NULL, NULL),
+    IGNIS_ISA_TABLE(scalar, 0, NULL, NULL, NULL, NULL, NULL),
 #if defined(IGNIS_X86)
-    IGNIS_ISA_TABLE(avx2, IGNIS_F_AVX2, NULL, NULL, NULL),
-    IGNIS_ISA_TABLE(avxvnni, IGNIS_F_AVX2 | IGNIS_F_AVXVNNI, NULL, NULL, NULL),
-    IGNIS_ISA_TABLE(avx512, IGNIS_F_AVX2 | IGNIS_F_AVX512, ignis_avx512_kq_prep, ignis_avx512_kq_tokens, ignis_avx512_kq_prep_tile),
+    IGNIS_ISA_TABLE(avx2, IGNIS_F_AVX2, NULL, NULL, NULL, NULL, NULL),
+    IGNIS_ISA_TABLE(avxvnni, IGNIS_F_AVX2 | IGNIS_F_AVXVNNI, NULL, NULL, NULL, NULL, NULL),
+    IGNIS_ISA_TABLE(avx512, IGNIS_F_AVX2 | IGNIS_F_AVX512, ignis_avx512_kq_prep, ignis_avx512_kq_tokens, ignis_avx512_kq_prep_tile,
+                    ignis_avx512_zt_tokens, ignis_avx512_zt_tile),
 #elif defined(IGNIS_ARM)
-    IGNIS_ISA_TABLE(neon, IGNIS_F_NEON, NULL, NULL, NULL),
-    IGNIS_ISA_TABLE(dotprod, IGNIS_F_NEON | IGNIS_F_DOTPROD, NULL, NULL, NULL),
-    IGNIS_ISA_TABLE(i8mm, IGNIS_F_NEON | IGNIS_F_DOTPROD | IGNIS_F_I8MM, NULL, NULL, NULL),
+    IGNIS_ISA_TABLE(neon, IGNIS_F_NEON, NULL, NULL, NULL, NULL, NULL),
+    IGNIS_ISA_TABLE(dotprod, IGNIS_F_NEON | IGNIS_F_DOTPROD, NULL, NULL, NULL, NULL, NULL),
+    IGNIS_ISA_TABLE(i8mm, IGNIS_F_NEON | IGNIS_F_DOTPROD | IGNIS_F_I8MM, NULL, NULL, NULL, NULL, NULL),
 #endif
 };
 #define IGNIS_N_ISAS ((int)(sizeof ignis_isas / sizeof ignis_isas[0]))
@@ -721,6 +726,22 @@ static inline void ignis_kq_tokens(int64_t nblk, const uint8_t *const *x, int rn
 }
 static inline void ignis_kq_prep_tile(int wtype, int64_t k, const uint8_t *buf, const uint8_t *tab, float *out) {
     ignis_cur->kq_prep_tile(wtype, k, buf, tab, out);
+}
+/* decode token tables (avx512 only; simd/zt_decode.h): ignis_zt_ok(wtype, k) whether this
+ * level runs rows of wtype and width k on them. zt_tokens(s0, s1, x, tab) writes super-blocks
+ * [s0, s1) of the table of the token at x (a Q8_0 row; k / 256 * IGNIS_ZT_SB_BYTES bytes,
+ * 64-aligned), zt_tile(wtype, k / 256, w[rm], rm, tab[rn], rn <= 8, out) gives the bits of
+ * ignis_tile on those tokens' Q8_0 rows. */
+static inline int ignis_zt_ok(int wtype, int64_t k, int rn) {
+    /* Q6_K's zd kernel is as fast below 3 tokens (its rows need no transposing there) */
+    return ignis_cur->zt_tile != NULL && (wtype == 12 || (wtype == 14 && rn >= 3)) && k % 256 == 0;
+}
+static inline void ignis_zt_tokens(int64_t s0, int64_t s1, const uint8_t *x, uint8_t *tab) {
+    ignis_cur->zt_tokens(s0, s1, x, tab);
+}
+static inline void ignis_zt_tile(int wtype, int64_t nsb, const uint8_t *const *w, int rm,
+                                 const uint8_t *const *xt, int rn, float *out) {
+    ignis_cur->zt_tile(wtype, nsb, w, rm, xt, rn, out);
 }
 static inline float ignis_dot_f32(const float *a, const float *b, int64_t n) { return ignis_cur->dot_f32(a, b, n); }
 static inline float ignis_dot_f32_f16(const float *a, const uint16_t *b, int64_t n) { return ignis_cur->dot_f32_f16(a, b, n); }

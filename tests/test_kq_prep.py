@@ -3,7 +3,8 @@ kp_prepared_rows: up to 8 row groups unpacked once, one token table per 8 tokens
 scalar level, which is the definition: the bits must be equal for every epilogue (store, bias,
 residual add, SwiGLU, GeGLU, the qkv split), 9..64 tokens (T not a multiple of 8), rows not a
 multiple of 8, weights given as parts that mix the prepared types and others (so prepared and plain
-tiles meet in one matmul), and 1 or 2 threads."""
+tiles meet in one matmul), and 1 or 2 threads. The same cases at 1..8 tokens check the decode
+token tables (simd/zt_decode.h: Q4_K / Q6_K tiles of a decode or speculative verify step)."""
 import numpy as np
 import pytest
 
@@ -95,18 +96,14 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("level", LEVELS or ["(none)"])
-@pytest.mark.parametrize("epi,sizes,types", CASES, ids=[f"{c[0]}-{'+'.join(map(str, c[1]))}" for c in CASES])
-def test_prepared_rows_give_the_scalar_bits(level, epi, sizes, types):
-    if level == "(none)":
-        pytest.skip("this CPU runs no SIMD level of this build")
+def check_levels(level, epi, sizes, types, token_counts):
     before = K.isa()
     try:
         r = np.random.default_rng(sum(sizes) * 31 + len(types))
         k = 512 if epi != "qkv" else 256
         n = sum(sizes)
         ws = [weight(r, t, m, k) for t, m in zip(types, sizes)]
-        for T in (9, 16, 23, 64):
+        for T in token_counts:
             x = r.standard_normal((T, k)).astype(np.float32)
             extra = None
             if epi in ("bias", "qkv"):
@@ -122,6 +119,27 @@ def test_prepared_rows_give_the_scalar_bits(level, epi, sizes, types):
                         (level, epi, T, threads)
     finally:
         K.use_isa(before)
+
+
+IDS = [f"{c[0]}-{'+'.join(map(str, c[1]))}" for c in CASES]
+
+
+@pytest.mark.parametrize("level", LEVELS or ["(none)"])
+@pytest.mark.parametrize("epi,sizes,types", CASES, ids=IDS)
+def test_prepared_rows_give_the_scalar_bits(level, epi, sizes, types):
+    if level == "(none)":
+        pytest.skip("this CPU runs no SIMD level of this build")
+    check_levels(level, epi, sizes, types, (9, 16, 23, 64))
+
+
+@pytest.mark.parametrize("level", LEVELS or ["(none)"])
+@pytest.mark.parametrize("epi,sizes,types", CASES, ids=IDS)
+def test_few_tokens_give_the_scalar_bits(level, epi, sizes, types):
+    """Decode and verify steps (1..8 tokens): Q4_K / Q6_K parts on the decode token tables
+    where the level has them, beside parts of other types on the plain tiles."""
+    if level == "(none)":
+        pytest.skip("this CPU runs no SIMD level of this build")
+    check_levels(level, epi, sizes, types, (1, 2, 3, 4, 5, 8))
 
 
 @pytest.mark.parametrize("level", LEVELS or ["(none)"])

@@ -12,6 +12,10 @@
 # tokens: first the threads write the token tables of every 8 tokens (plan scratch), then
 # the rows of up to 8 tiles are unpacked once into the thread's scratch and run against each
 # table in turn (the same bits: the same tile operations as the plain tile).
+#
+# At most 8 tokens (decode, a speculative verify step) at a level with decode token tables
+# (avx512; simd/zt_decode.h): the threads first write every token's table (what the decode
+# kernels would otherwise rebuild for every 8 weight rows), then Q4_K / Q6_K tiles read them.
 
 cdef inline int tile_rows(Instr *ins, int64_t n0, int64_t rs, int rm, const uint8_t **wp) noexcept nogil:
     """wp[i] = W row n0 + i*rs (i < rm, rows of one part); returns the part's weight type."""
@@ -24,13 +28,19 @@ cdef inline int tile_rows(Instr *ins, int64_t n0, int64_t rs, int rm, const uint
 
 
 cdef inline void matmul_tile(Ctx *c, Instr *ins, int64_t n0, int64_t rs, int rm, int64_t t0, int rn,
-                             float *r) noexcept nogil:
-    """r[j*8 + i] = W row (n0 + i*rs) . x row (t0 + j) for i < rm, j < rn (rows of one part)."""
+                             float *r, bint zt) noexcept nogil:
+    """r[j*8 + i] = W row (n0 + i*rs) . x row (t0 + j) for i < rm, j < rn (rows of one part);
+    zt: the decode token tables are written (zt_fill_tables)."""
     cdef int j
     cdef const uint8_t *wp[TILE]
     cdef const uint8_t *xp[TILE]
     cdef int64_t k = ins.k
     cdef int wtype = tile_rows(ins, n0, rs, rm, wp)
+    if zt and ignis_zt_ok(wtype, k, rn):
+        for j in range(rn):
+            xp[j] = c.kp_tab + (t0 + j) * (k // 256) * IGNIS_ZT_SB_BYTES
+        ignis_zt_tile(wtype, k // 256, wp, rm, xp, rn, r)
+        return
     if wtype == T_F32 or wtype == T_F16 or wtype == T_BF16:     # the float rows, k elements
         for j in range(rn):
             xp[j] = <const uint8_t *>(c.arena + ins.x + (t0 + j) * k)
@@ -63,9 +73,12 @@ cdef void k_matmul(Ctx *c, Instr *ins, long long *counter, int tid, int nt) noex
         if hi > lo:
             total += segment_chunks(hi - lo, nt)
     cdef long long chunk
-    cdef bint tables = kp_tables_ready(c, ins)
+    cdef bint tables = kp_tables_ready(c, ins), zt = zt_tables_ready(c, ins)
     if tables:      # every thread takes this branch (the test reads only the plan and the level)
         kp_fill_tables(c, ins, tid, nt)
+        ignis_bar_wait(&c.bar)
+    elif zt:
+        zt_fill_tables(c, ins, tid, nt)
         ignis_bar_wait(&c.bar)
     while True:
         chunk = ignis_next_chunk(counter)
@@ -79,12 +92,12 @@ cdef void k_matmul(Ctx *c, Instr *ins, long long *counter, int tid, int nt) noex
                 continue
             nch = segment_chunks(hi - lo, nt)
             if ci < nch:
-                matmul_rows(c, ins, lo + (hi - lo) * ci // nch, lo + (hi - lo) * (ci + 1) // nch, tid, tables)
+                matmul_rows(c, ins, lo + (hi - lo) * ci // nch, lo + (hi - lo) * (ci + 1) // nch, tid, tables, zt)
                 break
             ci -= nch
 
 
-cdef void matmul_rows(Ctx *c, Instr *ins, int64_t r0, int64_t r1, int tid, bint tables) noexcept nogil:
+cdef void matmul_rows(Ctx *c, Instr *ins, int64_t r0, int64_t r1, int tid, bint tables, bint zt) noexcept nogil:
     """Rows [r0, r1) as 8 interleaved streams: tile i takes rows r0 + i + j*Q (j < 8), so the
     memory system sees 8 sequential streams (one stream gets well under half the bandwidth
     on Zen 3). The leftover rows go in plain tiles. With the token tables written: prepared
@@ -94,15 +107,15 @@ cdef void matmul_rows(Ctx *c, Instr *ins, int64_t r0, int64_t r1, int tid, bint 
     if tables and kp_prepared_rows(c, ins, r0, r1, tid):
         return
     for i in range(Q):
-        matmul_block(c, ins, r0 + i, Q, TILE)
+        matmul_block(c, ins, r0 + i, Q, TILE, zt)
     n = r0 + TILE * Q
     while n < r1:
         rm = <int>_min(TILE, r1 - n)
-        matmul_block(c, ins, n, 1, rm)
+        matmul_block(c, ins, n, 1, rm, zt)
         n += rm
 
 
-cdef void matmul_block(Ctx *c, Instr *ins, int64_t n0, int64_t rs, int rm) noexcept nogil:
+cdef void matmul_block(Ctx *c, Instr *ins, int64_t n0, int64_t rs, int rm, bint zt) noexcept nogil:
     """Weight rows n0 + i*rs (i < rm) against every row of x, 8 at a time, then the epilogue."""
     cdef int64_t T = ins.rows, t0 = 0
     cdef int rn
@@ -110,9 +123,9 @@ cdef void matmul_block(Ctx *c, Instr *ins, int64_t n0, int64_t rs, int rm) noexc
     cdef float r2[TILE * TILE]
     while t0 < T:
         rn = <int>_min(TILE, T - t0)
-        matmul_tile(c, ins, n0, rs, rm, t0, rn, r)
+        matmul_tile(c, ins, n0, rs, rm, t0, rn, r, zt)
         if ins.epi == EPI_SWIGLU or ins.epi == EPI_GEGLU:
-            matmul_tile(c, ins, ins.n + n0, rs, rm, t0, rn, r2)
+            matmul_tile(c, ins, ins.n + n0, rs, rm, t0, rn, r2, zt)
         matmul_epilogue(c, ins, n0, rs, rm, t0, rn, r, r2)
         t0 += TILE
 
@@ -276,3 +289,33 @@ cdef inline void kp_group(int64_t r0, int64_t r1, int64_t Q, int g, int64_t *n0,
         n0[0], rs[0], rm[0] = r0 + g, Q, TILE
     else:
         n0[0], rs[0], rm[0] = r0 + TILE * Q, 1, <int>(r1 - r0 - TILE * Q)
+
+
+# -- decode token tables --------------------------------------------------------------------
+
+cdef inline int64_t zt_tab_bytes(int64_t T, int64_t k) noexcept nogil:
+    """The decode token tables of T tokens of width k."""
+    return T * (k // 256) * IGNIS_ZT_SB_BYTES
+
+
+cdef bint zt_tables_ready(Ctx *c, Instr *ins) noexcept nogil:
+    """Whether a matmul writes decode token tables: at most 8 tokens of Q8_0 activations, a part
+    the level runs on them, and the plan's table scratch large enough."""
+    cdef int p
+    if c.kp_tab == NULL or ins.rows > TILE or ins.act16 or zt_tab_bytes(ins.rows, ins.k) > c.kp_tab_bytes:
+        return False
+    for p in range(ins.n_parts):
+        if ignis_zt_ok(ins.ptype[p], ins.k, <int>ins.rows):
+            return True
+    return False
+
+
+cdef void zt_fill_tables(Ctx *c, Instr *ins, int tid, int nt) noexcept nogil:
+    """Thread tid's share of the (token, super-block) pairs of the decode token tables."""
+    cdef int64_t nsb = ins.k // 256, units = ins.rows * nsb
+    cdef int64_t u = units * tid // nt, u1 = units * (tid + 1) // nt, t, s1
+    while u < u1:
+        t = u // nsb
+        s1 = _min(u1 - t * nsb, nsb)
+        ignis_zt_tokens(u - t * nsb, s1, c.qbuf + t * ins.xq_row_bytes, c.kp_tab + t * nsb * IGNIS_ZT_SB_BYTES)
+        u = t * nsb + s1

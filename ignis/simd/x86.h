@@ -352,6 +352,7 @@ static void IL(q8_0_4x8)(int64_t n, const uint8_t *const *w, const uint8_t *cons
 #if IGNIS_X86_512
 #  include "avx512.h"
 #  include "avx512_decode.h"   /* the Q4_K and Q6_K decode kernels */
+#  include "zt_decode.h"       /* the same on per-matmul token tables */
 #  include "kq_pairs.h"
 #endif
 #include "x86_32.h"

@@ -1,0 +1,177 @@
+/* zt_decode.h -- Q4_K and Q6_K weights against a few tokens (decode, a speculative verify
+ * step: up to 8) read from per-matmul token tables (included by x86.h after avx512_decode.h,
+ * inside the AVX-512 target region). Same arithmetic as the definitions in simd/defs.h; they
+ * give its bits.
+ *
+ * Why tables: the zd kernels (avx512_decode.h) spread each token block into the lanes of
+ * the transposed row pairs (a broadcast and a masked broadcast per dword) and rebuild the
+ * token's half sums and scales, for every 8 weight rows: 2 of every 3 instructions of a
+ * 4-token step were that token work, repeated N / 8 times per matmul. IL(zt_tokens) does it
+ * once per token and matmul; the tiles then meet each spread dword as a vpdpbusd memory
+ * operand. With the token work gone the weight side is shared by up to 8 tokens.
+ *
+ * A token's table, per super-block (IGNIS_ZT_SB_BYTES; row-quad lane order, see
+ * avx512_decode.h: 128-bit lanes 0 and 2 the low halves, 1 and 3 the high halves):
+ *   0     pattern[j][d], j < 8 blocks, d < 4, 32 bytes: dword d of block j's low half
+ *         (elements 4d..4d+3) four times, then of its high half (16 + 4d..) four times; a
+ *         256-bit broadcast load puts them in lanes 0, 2 and 1, 3
+ *   1024  block j's half sums of x as floats (Q4_K's min step), c_lo four times, c_hi four times
+ *   1280  the same as int32 times -32 (where Q6_K's q + 32 sums start)
+ *   1536  d_x of the 8 blocks, then d_x / 16 (Q4_K's high-nibble blocks) */
+
+#define IGNIS_ZT_PAT 0
+#define IGNIS_ZT_SUMS 1024
+#define IGNIS_ZT_NEG32 1280
+#define IGNIS_ZT_DX 1536
+
+/* superblocks [s0, s1) of the table of the token at x (Q8_0 row) */
+static void IL(zt_tokens)(int64_t s0, int64_t s1, const uint8_t *x, uint8_t *tab) {
+    for (int64_t s = s0; s < s1; s++) {
+        const uint8_t *xs = x + (size_t)s * 8 * IGNIS_Q8_0_BYTES;
+        uint8_t *t = tab + (size_t)s * IGNIS_ZT_SB_BYTES;
+        for (int j = 0; j < 8; j++)
+            for (int d = 0; d < 4; d++)
+                _mm256_store_si256((__m256i *)(t + IGNIS_ZT_PAT + (j * 4 + d) * 32),
+                                   _mm512_castsi512_si256(IL(zd_token_dword)(xs + j * IGNIS_Q8_0_BYTES, d)));
+        _Alignas(64) float cs[16];
+        IL(zd_token_sums)(xs, cs);
+        for (int j = 0; j < 8; j++) {
+            const __m512 b = IL(zd_block_sums)(cs, j);
+            _mm256_store_ps((float *)(t + IGNIS_ZT_SUMS + j * 32), _mm512_castps512_ps256(b));
+            _mm256_store_si256((__m256i *)(t + IGNIS_ZT_NEG32 + j * 32), _mm512_castsi512_si256(
+                _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(_mm512_cvtps_epi32(b), 5))));
+        }
+        IL(zd_token_scales)(xs, (float *)(t + IGNIS_ZT_DX), (float *)(t + IGNIS_ZT_DX + 32));
+    }
+}
+
+/* the exact half sums (row-quad order) of transposed quants q[d] against block j's pattern */
+IGNIS_INLINE __m512i IL(zt_dots)(__m512i start, const __m512i *q, const uint8_t *t, int j) {
+    __m512i s = start;
+    for (int d = 0; d < 4; d++)
+        s = _mm512_dpbusd_epi32(s, q[d], _mm512_broadcast_i64x4(_mm256_load_si256((const __m256i *)(t + IGNIS_ZT_PAT + (j * 4 + d) * 32))));
+    return s;
+}
+
+/* Q4_K, 8 weight rows x RN <= 8 tokens: q4_k_zd's steps, the token's from its table */
+IGNIS_INLINE void IL(q4_k_zt)(int64_t nsb, const uint8_t *const *w, const uint8_t *const *xt,
+                              float *out, const int RN) {
+    const __m512i low = _mm512_set1_epi8(0x0f), high = _mm512_set1_epi8((char)0xf0), zero = _mm512_setzero_si512();
+    __m512 acc[8];
+    for (int t = 0; t < RN; t++) acc[t] = _mm512_setzero_ps();
+    for (int64_t s = 0; s < nsb; s++) {
+        const size_t wo = (size_t)s * IGNIS_Q4_K_BYTES, to = (size_t)s * IGNIS_ZT_SB_BYTES;
+        _Alignas(64) uint8_t tb[128];
+        _Alignas(64) float sf[2][64];
+        _mm512_store_si512((__m512i *)tb, IL(zd_transpose16)(IL(zd_q4_k_unpack)(IL(zd_rows4x16)(w, wo + 4))));
+        _mm512_store_si512((__m512i *)(tb + 64), IL(zd_transpose16)(IL(zd_q4_k_unpack)(IL(zd_rows4x16)(w + 4, wo + 4))));
+        for (int q = 0; q < 8; q++) _mm512_store_ps(sf[q / 4] + 16 * (q % 4), IL(zd_lane_u8)(tb, q));
+        IGNIS_ZD_IN_MEMORY(sf);
+        const __m512 dd = IL(zd_f16_pairs)(w, wo);
+        const __m512 d = IL(zd_rowquad)(dd, 0), dmin = IL(zd_rowquad)(dd, 1);
+        for (int jp = 0; jp < 4; jp++) {
+            __m512i raw[4], qlo[4], qhi[4];
+            for (int p = 0; p < 4; p++) raw[p] = IL(zd_rows2)(w[p] + wo + 16 + 32 * jp, w[p + 4] + wo + 16 + 32 * jp);
+            IL(zd_transpose4)(raw);
+            for (int k = 0; k < 4; k++) {
+                qlo[k] = _mm512_and_si512(raw[k], low);
+                qhi[k] = _mm512_and_si512(raw[k], high);     /* 16 q */
+            }
+            const int j0 = 2 * jp, j1 = 2 * jp + 1;
+            const __m512 sc0 = IL(zd_quads)(sf[0] + 4 * j0, sf[1] + 4 * j0), sc1 = IL(zd_quads)(sf[0] + 4 * j1, sf[1] + 4 * j1);
+            const __m512 m0 = IL(zd_quads)(sf[0] + 32 + 4 * j0, sf[1] + 32 + 4 * j0);
+            const __m512 m1 = IL(zd_quads)(sf[0] + 32 + 4 * j1, sf[1] + 32 + 4 * j1);
+            for (int t = 0; t < RN; t++) {
+                const uint8_t *tt = xt[t] + to;
+                const float *dx = (const float *)(tt + IGNIS_ZT_DX);
+                const __m512i alo = IL(zt_dots)(zero, qlo, tt, j0), ahi = IL(zt_dots)(zero, qhi, tt, j1);
+                const __m512 dx0 = _mm512_set1_ps(dx[j0]), dx1 = _mm512_set1_ps(dx[j1]), dx1s = _mm512_set1_ps(dx[8 + j1]);
+                const __m512 b0 = _mm512_broadcast_f32x8(_mm256_load_ps((const float *)(tt + IGNIS_ZT_SUMS + j0 * 32)));
+                const __m512 b1 = _mm512_broadcast_f32x8(_mm256_load_ps((const float *)(tt + IGNIS_ZT_SUMS + j1 * 32)));
+                __m512 a = acc[t];
+                a = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(alo), sc0), _mm512_mul_ps(d, dx0), a);
+                a = _mm512_fnmadd_ps(_mm512_mul_ps(m0, b0), _mm512_mul_ps(dmin, dx0), a);
+                a = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(ahi), sc1), _mm512_mul_ps(d, dx1s), a);
+                a = _mm512_fnmadd_ps(_mm512_mul_ps(m1, b1), _mm512_mul_ps(dmin, dx1), a);
+                acc[t] = a;
+            }
+        }
+    }
+    for (int t = 0; t < RN; t++) acc[t] = _mm512_shuffle_f32x4(acc[t], acc[t], IGNIS_ZD_TO_Z8);
+    IL(z8_store)(acc, RN, out);
+}
+
+/* Q6_K, 8 weight rows x RN <= 8 tokens: q6_k_zd's quants (q + 32), transposed once per block
+ * for every token, the sums starting from the table's -32 * sum(x) */
+IGNIS_INLINE void IL(q6_k_zt)(int64_t nsb, const uint8_t *const *w, const uint8_t *const *xt,
+                              float *out, const int RN) {
+    const __m512i low = _mm512_set1_epi8(0x0f), bits45 = _mm512_set1_epi8(0x30);
+    __m512 acc[8];
+    for (int t = 0; t < RN; t++) acc[t] = _mm512_setzero_ps();
+    for (int64_t s = 0; s < nsb; s++) {
+        const size_t wo = (size_t)s * IGNIS_Q6_K_BYTES, to = (size_t)s * IGNIS_ZT_SB_BYTES;
+        _Alignas(64) uint8_t tb[128];
+        _mm512_store_si512((__m512i *)tb, IL(zd_transpose16)(IL(zd_rows4x16)(w, wo + 192)));
+        _mm512_store_si512((__m512i *)(tb + 64), IL(zd_transpose16)(IL(zd_rows4x16)(w + 4, wo + 192)));
+        _Alignas(64) float fsc[8][16];
+        for (int q = 0; q < 8; q++) _mm512_store_ps(fsc[q], IL(zd_lane_i8)(tb, q));
+        IGNIS_ZD_IN_MEMORY(fsc);
+        const __m256 d8 = IL(zd_f16_single)(w, wo + 208);
+        const __m512 d = _mm512_permutexvar_ps(_mm512_setr_epi32(0, 1, 2, 3, 0, 1, 2, 3, 4, 5, 6, 7, 4, 5, 6, 7),
+                                               _mm512_castps256_ps512(d8));
+        for (int h = 0; h < 2; h++) {
+            for (int k = 0; k < 4; k++) {
+                const int j = 4 * h + k;
+                __m512i q[4];
+                for (int p = 0; p < 4; p++) {
+                    const __m512i qh = IL(zd_rows2)(w[p] + wo + 128 + 32 * h, w[p + 4] + wo + 128 + 32 * h);
+                    const __m512i ql = IL(zd_rows2)(w[p] + wo + 64 * h + 32 * (k & 1), w[p + 4] + wo + 64 * h + 32 * (k & 1));
+                    const __m512i l = k >= 2 ? _mm512_srli_epi16(ql, 4) : ql;
+                    const __m512i hs = k == 0 ? _mm512_slli_epi16(qh, 4) : k == 1 ? _mm512_slli_epi16(qh, 2)
+                                     : k == 2 ? qh : _mm512_srli_epi16(qh, 2);
+                    q[p] = _mm512_ternarylogic_epi32(l, _mm512_and_si512(hs, bits45), low, 0xEC);  /* (l & low) | hs */
+                }
+                IL(zd_transpose4)(q);
+                /* scales 2j (low halves) and 2j + 1 (high halves) of rows 0..3, then 4..7 */
+                const __m512 f0 = _mm512_load_ps(fsc[j / 2]), f1 = _mm512_load_ps(fsc[4 + j / 2]);
+                const __m512 sc = (j & 1) ? _mm512_shuffle_f32x4(f0, f1, _MM_SHUFFLE(3, 2, 3, 2))
+                                          : _mm512_shuffle_f32x4(f0, f1, _MM_SHUFFLE(1, 0, 1, 0));
+                for (int t = 0; t < RN; t++) {
+                    const uint8_t *tt = xt[t] + to;
+                    const __m512i a = IL(zt_dots)(_mm512_broadcast_i64x4(_mm256_load_si256((const __m256i *)(tt + IGNIS_ZT_NEG32 + j * 32))), q, tt, j);
+                    acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(a), sc),
+                                             _mm512_mul_ps(d, _mm512_set1_ps(((const float *)(tt + IGNIS_ZT_DX))[j])), acc[t]);
+                }
+            }
+        }
+    }
+    for (int t = 0; t < RN; t++) acc[t] = _mm512_shuffle_f32x4(acc[t], acc[t], IGNIS_ZD_TO_Z8);
+    IL(z8_store)(acc, RN, out);
+}
+
+#define IGNIS_ZT_BY_RN(name) \
+    static void IL(name##1)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(name)(n, w, x, o, 1); } \
+    static void IL(name##2)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(name)(n, w, x, o, 2); } \
+    static void IL(name##3)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(name)(n, w, x, o, 3); } \
+    static void IL(name##4)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(name)(n, w, x, o, 4); } \
+    static void IL(name##5)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(name)(n, w, x, o, 5); } \
+    static void IL(name##6)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(name)(n, w, x, o, 6); } \
+    static void IL(name##7)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(name)(n, w, x, o, 7); } \
+    static void IL(name##8)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(name)(n, w, x, o, 8); }
+IGNIS_ZT_BY_RN(q4_k_zt)
+IGNIS_ZT_BY_RN(q6_k_zt)
+
+/* out[j*8 + i] (i < rm, j < rn <= 8): rows w[i] of wtype (Q4_K or Q6_K) against the tokens
+ * whose tables are at xt[j]; the bits of IL(tile) on their Q8_0 rows */
+static void IL(zt_tile)(int wtype, int64_t nsb, const uint8_t *const *w, int rm, const uint8_t *const *xt,
+                        int rn, float *out) {
+    static const ignis_kernel_fn ks[2][8] = {
+        {IL(q4_k_zt1), IL(q4_k_zt2), IL(q4_k_zt3), IL(q4_k_zt4), IL(q4_k_zt5), IL(q4_k_zt6), IL(q4_k_zt7), IL(q4_k_zt8)},
+        {IL(q6_k_zt1), IL(q6_k_zt2), IL(q6_k_zt3), IL(q6_k_zt4), IL(q6_k_zt5), IL(q6_k_zt6), IL(q6_k_zt7), IL(q6_k_zt8)}};
+    const uint8_t *wp[8];
+    for (int i = 0; i < 8; i++) wp[i] = w[i < rm ? i : rm - 1];
+    float tmp[IGNIS_TILE * IGNIS_TILE];
+    ks[wtype == 14][rn - 1](nsb, wp, xt, tmp);
+    for (int j = 0; j < rn; j++)
+        for (int i = 0; i < rm; i++) out[j * IGNIS_TILE + i] = tmp[j * IGNIS_TILE + i];
+}
