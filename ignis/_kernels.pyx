@@ -366,6 +366,8 @@ _ROPE_MODES = {"neox": ROPE_NEOX, "normal": ROPE_NORMAL}
 
 cdef enum:
     TILE = 8            # matmul tiles: up to 8 weight rows x 8 activation rows (out[j*8 + i])
+    ZT_MAX_ROWS = 10    # most tokens of a matmul on decode token tables (matmul.pxi zt_wanted:
+                        # the 1.5B: 9 tokens 171 ms there, 209 on prepared rows; 11-12 alike)
     ATT_QB = 4          # attention: query tokens per work unit (each K row read once for them)
     KP_BUDGET = 1536 * 1024     # prepared weight rows: bytes per thread (within its L2)
 

@@ -3,7 +3,7 @@ kp_prepared_rows: up to 8 row groups unpacked once, one token table per 8 tokens
 scalar level, which is the definition: the bits must be equal for every epilogue (store, bias,
 residual add, SwiGLU, GeGLU, the qkv split), 9..64 tokens (T not a multiple of 8), rows not a
 multiple of 8, weights given as parts that mix the prepared types and others (so prepared and plain
-tiles meet in one matmul), and 1 or 2 threads. The same cases at 1..8 tokens check the decode
+tiles meet in one matmul), and 1 or 2 threads. The same cases at 1..10 tokens check the decode
 token tables (simd/zt_decode.h: Q4_K / Q6_K tiles of a decode or speculative verify step)."""
 import numpy as np
 import pytest
@@ -135,11 +135,12 @@ def test_prepared_rows_give_the_scalar_bits(level, epi, sizes, types):
 @pytest.mark.parametrize("level", LEVELS or ["(none)"])
 @pytest.mark.parametrize("epi,sizes,types", CASES, ids=IDS)
 def test_few_tokens_give_the_scalar_bits(level, epi, sizes, types):
-    """Decode and verify steps (1..8 tokens): Q4_K / Q6_K parts on the decode token tables
-    where the level has them, beside parts of other types on the plain tiles."""
+    """Decode and verify steps (1..10 tokens): Q4_K / Q6_K parts on the decode token tables
+    where the level has them, beside parts of other types on the plain tiles (9 and 10 tokens:
+    on the tables only when every part is Q4_K / Q6_K, else on prepared rows)."""
     if level == "(none)":
         pytest.skip("this CPU runs no SIMD level of this build")
-    check_levels(level, epi, sizes, types, (1, 2, 3, 4, 5, 8))
+    check_levels(level, epi, sizes, types, (1, 2, 3, 4, 5, 8, 9, 10))
 
 
 @pytest.mark.parametrize("level", LEVELS or ["(none)"])

@@ -73,7 +73,8 @@ cdef void k_matmul(Ctx *c, Instr *ins, long long *counter, int tid, int nt) noex
         if hi > lo:
             total += segment_chunks(hi - lo, nt)
     cdef long long chunk
-    cdef bint tables = kp_tables_ready(c, ins), zt = zt_tables_ready(c, ins)
+    cdef bint zt = zt_tables_ready(c, ins)
+    cdef bint tables = not zt and kp_tables_ready(c, ins)
     if tables:      # every thread takes this branch (the test reads only the plan and the level)
         kp_fill_tables(c, ins, tid, nt)
         ignis_bar_wait(&c.bar)
@@ -298,16 +299,24 @@ cdef inline int64_t zt_tab_bytes(int64_t T, int64_t k) noexcept nogil:
     return T * (k // 256) * IGNIS_ZT_SB_BYTES
 
 
-cdef bint zt_tables_ready(Ctx *c, Instr *ins) noexcept nogil:
-    """Whether a matmul writes decode token tables: at most 8 tokens of Q8_0 activations, a part
-    the level runs on them, and the plan's table scratch large enough."""
-    cdef int p
-    if c.kp_tab == NULL or ins.rows > TILE or ins.act16 or zt_tab_bytes(ins.rows, ins.k) > c.kp_tab_bytes:
+cdef inline bint zt_wanted(int64_t rows, int64_t k, const int *types, int n_types) noexcept nogil:
+    """Whether a matmul of `rows` tokens runs on decode token tables at this level: up to 8
+    tokens when a part can; up to ZT_MAX_ROWS when every part can (two token tiles on the
+    tables beat the prepared rows there, which need more tokens to pay for unpacking)."""
+    cdef int p, n = 0
+    if rows > ZT_MAX_ROWS:
         return False
-    for p in range(ins.n_parts):
-        if ignis_zt_ok(ins.ptype[p], ins.k, <int>ins.rows):
-            return True
-    return False
+    for p in range(n_types):
+        n += ignis_zt_ok(types[p], k, <int>_min(rows, TILE))
+    return n == n_types if rows > TILE else n > 0
+
+
+cdef bint zt_tables_ready(Ctx *c, Instr *ins) noexcept nogil:
+    """Whether a matmul writes decode token tables (zt_wanted, Q8_0 activations, the plan's
+    table scratch large enough)."""
+    if c.kp_tab == NULL or ins.act16 or zt_tab_bytes(ins.rows, ins.k) > c.kp_tab_bytes:
+        return False
+    return zt_wanted(ins.rows, ins.k, ins.ptype, ins.n_parts)
 
 
 cdef void zt_fill_tables(Ctx *c, Instr *ins, int tid, int nt) noexcept nogil:
