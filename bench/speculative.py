@@ -3,8 +3,8 @@
   lookup  the default model: plain ignis, ignis `ngram` (exact: the text must equal plain
           decoding's) and llama.cpp's prompt lookup (llama-cpp-python's
           LlamaPromptLookupDecoding), on a code edit (a real source file given back with a
-          rename), an input-grounded answer (quote passages of a given document) and an
-          open-ended prompt.
+          rename; greedy, and sampled at temperature 0.8 with seed 42), an input-grounded
+          answer (quote passages of a given document) and an open-ended prompt.
   draft   the 1.5B (qwen2.5-coder-1.5b): plain, `ngram`, `draft` with the default 0.5B as
           the draft model and with its Q8_0 copy, on code completions and the workloads
           above; and the native llama-server with the same draft model (-md, --spec-draft-n-max
@@ -61,11 +61,15 @@ def workloads() -> dict:
     }
 
 
-def ignis_run(model, prompt: str, n: int, speculative) -> tuple:
+SEEDED = {"temperature": 0.8, "seed": 42}     # the lookup section's sampled rows
+
+
+def ignis_run(model, prompt: str, n: int, speculative, sampling=None) -> tuple:
     messages = [{"role": "user", "content": prompt}]
     first = None
     pieces = []
-    for piece in model.chat(messages, max_tokens=n, temperature=0, stream=True, speculative=speculative):
+    for piece in model.chat(messages, max_tokens=n, stream=True, speculative=speculative,
+                            **(sampling or {"temperature": 0})):
         if first is None:
             first = time.perf_counter()
         pieces.append(piece)
@@ -153,12 +157,14 @@ def section_lookup(args) -> None:
           f"{os.getloadavg()[0]:.1f}")
     print(f"{'workload':12s} {'plain':>8s} {'ngram':>8s} {'x':>6s} {'drafted':>8s} {'accepted':>8s} "
           f"{'same text':>9s} {'llama.cpp lookup':>16s}")
-    for name, prompt in workloads().items():
+    tasks = [(name, prompt, None) for name, prompt in workloads().items()]
+    tasks.insert(1, ("edit T0.8 s42", workloads()["code edit"], SEEDED))    # sampled: the same draws
+    for name, prompt, sampling in tasks:
         model.clear_prefix_cache()
-        plain, rate0, _, _ = ignis_run(model, prompt, args.n, None)
+        plain, rate0, _, _ = ignis_run(model, prompt, args.n, None, sampling)
         model.clear_prefix_cache()
-        fast, rate1, drafted, accepted = ignis_run(model, prompt, args.n, "ngram")
-        peer = "" if args.no_llama else f"{llama_run(model.path, args.threads, prompt, args.n):16.1f}"
+        fast, rate1, drafted, accepted = ignis_run(model, prompt, args.n, "ngram", sampling)
+        peer = "" if args.no_llama or sampling else f"{llama_run(model.path, args.threads, prompt, args.n):16.1f}"
         print(f"{name:12s} {rate0:8.1f} {rate1:8.1f} {rate1 / rate0 if rate0 else 0:6.2f} {drafted:8d} {accepted:8d} "
               f"{str(plain == fast):>9s} {peer}", flush=True)
     model.close()

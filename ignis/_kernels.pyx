@@ -191,6 +191,9 @@ cdef extern from "_neon.h" nogil:
     void ignis_div_row(float *x, float d, int64_t n)
     void ignis_av_head(const float *w, const uint16_t *v, int64_t vstride, int64_t n, float *o, int64_t hd)
     void ignis_av_head_acc(const float *w, const uint16_t *v, int64_t vstride, int64_t n, float *o, int64_t hd)
+    float ignis_max_row(const float *x, int64_t n)
+    void ignis_av_heads_acc(const float *w, int64_t wstride, const uint16_t *v, int64_t vstride, int64_t n,
+                            float *o, int64_t hd, int64_t G)
     void ignis_axpy_f32(float a, const float *x, float *y, int64_t n)
     void ignis_axpy_f16(float a, const uint16_t *x, float *y, int64_t n)
     void ignis_silu_row(const float *x, float *y, int64_t n)

@@ -632,9 +632,11 @@ typedef struct {
     void (*axpy_f16)(float, const uint16_t *, float *, int64_t);
     void (*silu_row)(const float *, float *, int64_t);
     void (*av_head_acc)(const float *, const uint16_t *, int64_t, int64_t, float *, int64_t);
+    void (*av_heads_acc)(const float *, int64_t, const uint16_t *, int64_t, int64_t, float *, int64_t, int64_t);
     float (*exp_sub_sum)(float *, float, int64_t);
     void (*add_row)(const float *, const float *, float *, int64_t);
     void (*mul_row)(const float *, const float *, float *, int64_t);
+    float (*max_row)(const float *, int64_t);
     void (*scale_row)(const float *, float, const float *, float *, int64_t);
     void (*rope_head)(const float *, float *, const float *, const float *, int64_t);
     /* prepared weight rows for many token tiles (NULL: the level has none) */
@@ -650,8 +652,8 @@ typedef struct {
     ignis_##p##_f16_to_f32_row, ignis_##p##_f32_to_f16_row, ignis_##p##_quantize_row_q8_0, \
     ignis_##p##_vec_dot, ignis_##p##_tile, ignis_##p##_tile_q16, ignis_##p##_dot_f32, ignis_##p##_dot_f32_f16, \
     ignis_##p##_dot_f32_f16_heads, ignis_##p##_div_row, ignis_##p##_axpy_f32, ignis_##p##_axpy_f16, \
-    ignis_##p##_silu_row, ignis_##p##_av_head_acc, ignis_##p##_exp_sub_sum, \
-    ignis_##p##_add_row, ignis_##p##_mul_row, ignis_##p##_scale_row, ignis_##p##_rope_head, kq_prep, kq_tokens, kq_prep_tile, zt_tokens, zt_tile }
+    ignis_##p##_silu_row, ignis_##p##_av_head_acc, ignis_##p##_av_heads_acc, ignis_##p##_exp_sub_sum, \
+    ignis_##p##_add_row, ignis_##p##_mul_row, ignis_##p##_max_row, ignis_##p##_scale_row, ignis_##p##_rope_head, kq_prep, kq_tokens, kq_prep_tile, zt_tokens, zt_tile }
 
 /* every level this build has, lowest first */
 static const ignis_isa ignis_isas[] = {
@@ -757,6 +759,11 @@ static inline void ignis_silu_row(const float *x, float *y, int64_t n) { ignis_c
 static inline void ignis_av_head_acc(const float *w, const uint16_t *v, int64_t vstride, int64_t n, float *o, int64_t hd) {
     ignis_cur->av_head_acc(w, v, vstride, n, o, hd);
 }
+/* the same for G heads: o[h*hd ..] += sum_s w[h*wstride + s] * v[s * vstride ..], h < G */
+static inline void ignis_av_heads_acc(const float *w, int64_t wstride, const uint16_t *v, int64_t vstride, int64_t n,
+                                      float *o, int64_t hd, int64_t G) {
+    ignis_cur->av_heads_acc(w, wstride, v, vstride, n, o, hd, G);
+}
 static inline void ignis_av_head(const float *w, const uint16_t *v, int64_t vstride, int64_t n, float *o, int64_t hd) {
     memset(o, 0, (size_t)hd * sizeof(float));
     ignis_av_head_acc(w, v, vstride, n, o, hd);
@@ -764,6 +771,7 @@ static inline void ignis_av_head(const float *w, const uint16_t *v, int64_t vstr
 static inline float ignis_exp_sub_sum(float *x, float m, int64_t n) { return ignis_cur->exp_sub_sum(x, m, n); }
 static inline void ignis_add_row(const float *a, const float *b, float *y, int64_t n) { ignis_cur->add_row(a, b, y, n); }
 static inline void ignis_mul_row(const float *a, const float *b, float *y, int64_t n) { ignis_cur->mul_row(a, b, y, n); }
+static inline float ignis_max_row(const float *x, int64_t n) { return ignis_cur->max_row(x, n); }
 static inline void ignis_scale_row(const float *x, float r, const float *g, float *y, int64_t n) { ignis_cur->scale_row(x, r, g, y, n); }
 static inline void ignis_rope_head(const float *x, float *y, const float *c, const float *s, int64_t half) { ignis_cur->rope_head(x, y, c, s, half); }
 static inline const char *ignis_isa_name(void) { return ignis_cur->name; }

@@ -61,10 +61,7 @@ cdef void k_rope_kv(Ctx *c, Instr *ins, int tid, int nt) noexcept nogil:
 cdef inline void softmax_row(float *x, int64_t n) noexcept nogil:
     """x = exp(x - max) * (1 / sum)"""
     cdef int64_t i
-    cdef float m = x[0], inv
-    for i in range(1, n):
-        if x[i] > m:
-            m = x[i]
+    cdef float m = ignis_max_row(x, n), inv
     inv = (<float>1.0) / ignis_exp_sub_sum(x, m, n)
     for i in range(n):
         x[i] = x[i] * inv
@@ -130,17 +127,17 @@ cdef void k_attention(Ctx *c, Instr *ins, long long *counter, int tid) noexcept 
                 for h in range(G):
                     ignis_div_row(S + h * stride + lo, sqrt_hd, n - lo)
                     softmax_row(S + h * stride + lo, n - lo)
-                for h in range(G):
-                    # one sum over the positions in order, a block at a time (the same bits as one call)
-                    memset(o + h * hd, 0, hd * sizeof(float))
-                    b = lo // bs
-                    while b * bs < n:
-                        b0 = b * bs
-                        s0 = _max(b0, lo)
-                        m = _min(b0 + bs, n) - s0
-                        ignis_av_head_acc(S + h * stride + s0, V + (<int64_t>tab[b] * bs + s0 - b0) * wkv + g * hd,
-                                          wkv, m, o + h * hd, hd)
-                        b += 1
+                # each head's sum over the positions in order, a block at a time (the same bits
+                # as one call), every V row read once for the G heads
+                memset(o, 0, G * hd * sizeof(float))
+                b = lo // bs
+                while b * bs < n:
+                    b0 = b * bs
+                    s0 = _max(b0, lo)
+                    m = _min(b0 + bs, n) - s0
+                    ignis_av_heads_acc(S + s0, stride, V + (<int64_t>tab[b] * bs + s0 - b0) * wkv + g * hd,
+                                       wkv, m, o, hd, G)
+                    b += 1
                 if ins.quantize_out:    # this unit's columns are whole Q8_0 blocks (G*hd % 32 == 0)
                     ignis_quantize_row_q8_0(o, c.qbuf + t * ins.xq_row_bytes + (g * G * hd // 32) * 34, G * hd)
             ta = tb

@@ -8,6 +8,20 @@ static inline void IL(add_row)(const float *a, const float *b, float *y, int64_t
 static inline void IL(mul_row)(const float *a, const float *b, float *y, int64_t n) {
     for (int64_t i = 0; i < n; i++) y[i] = a[i] * b[i];
 }
+/* the largest of x[0..n) (n >= 1): 8 running maxima over the lanes of 8-element steps (x > m
+ * takes x), the tail into the first, then combined in order; plain C, the same bits at every
+ * level (a chain of one maximum per element would cost a compare's latency per element) */
+static inline float IL(max_row)(const float *x, int64_t n) {
+    float m[8];
+    for (int j = 0; j < 8; j++) m[j] = x[0];
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++) m[j] = x[i + j] > m[j] ? x[i + j] : m[j];
+    for (; i < n; i++) m[0] = x[i] > m[0] ? x[i] : m[0];
+    float r = m[0];
+    for (int j = 1; j < 8; j++) r = m[j] > r ? m[j] : r;
+    return r;
+}
 /* y = (x * r) * g */
 static inline void IL(scale_row)(const float *x, float r, const float *g, float *y, int64_t n) {
     for (int64_t i = 0; i < n; i++) y[i] = (x[i] * r) * g[i];
@@ -20,3 +34,13 @@ static inline void IL(rope_head)(const float *x, float *y, const float *c, const
         y[i + half] = x0 * s[i] + x1 * c[i];
     }
 }
+
+/* o[h*hd ..] += sum_s w[h*wstride + s] * v[s*vstride ..] for the G heads that share the rows v:
+ * each head as IL(av_head_acc) computes it (a level may instead read each v row once for
+ * all heads: IGNIS_AV_HEADS_OWN; every element's sum runs over s in order, the same bits) */
+#ifndef IGNIS_AV_HEADS_OWN
+static inline void IL(av_heads_acc)(const float *w, int64_t wstride, const uint16_t *v, int64_t vstride,
+                                    int64_t n, float *o, int64_t hd, int64_t G) {
+    for (int64_t h = 0; h < G; h++) IL(av_head_acc)(w + h * wstride, v, vstride, n, o + h * hd, hd);
+}
+#endif

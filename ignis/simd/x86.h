@@ -526,6 +526,45 @@ static inline void IL(av_head)(const float *w, const uint16_t *v, int64_t vstrid
     IL(av_head_acc)(w, v, vstride, n, o, hd);
 }
 
+#if IGNIS_X86_512
+/* av_heads_acc (rows.h) with each v row converted once for NH heads of C * 16 elements, their
+ * sums held in registers over the rows */
+IGNIS_INLINE void IL(av_heads_z)(const float *w, int64_t wstride, const uint16_t *v, int64_t vstride,
+                                 int64_t n, float *o, const int C, const int NH) {
+    __m512 acc[24];
+    for (int h = 0; h < NH; h++)
+        for (int c = 0; c < C; c++) acc[h * C + c] = _mm512_loadu_ps(o + h * C * 16 + 16 * c);
+    for (int64_t s = 0; s < n; s++) {
+        const uint16_t *r = v + s * vstride;
+        __m512 x[8];
+        for (int c = 0; c < C; c++) x[c] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(r + 16 * c)));
+        for (int h = 0; h < NH; h++) {
+            const __m512 a = _mm512_set1_ps(w[h * wstride + s]);
+            for (int c = 0; c < C; c++) acc[h * C + c] = _mm512_add_ps(acc[h * C + c], _mm512_mul_ps(a, x[c]));
+        }
+    }
+    for (int h = 0; h < NH; h++)
+        for (int c = 0; c < C; c++) _mm512_storeu_ps(o + h * C * 16 + 16 * c, acc[h * C + c]);
+}
+
+#define IGNIS_AV_HEADS_OWN
+static inline void IL(av_heads_acc)(const float *w, int64_t wstride, const uint16_t *v, int64_t vstride,
+                                    int64_t n, float *o, int64_t hd, int64_t G) {
+    int64_t h = 0;
+    if (hd == 64) {
+        for (; h + 6 <= G; h += 6) IL(av_heads_z)(w + h * wstride, wstride, v, vstride, n, o + h * hd, 4, 6);
+        for (; h + 2 <= G; h += 2) IL(av_heads_z)(w + h * wstride, wstride, v, vstride, n, o + h * hd, 4, 2);
+    } else if (hd == 128) {
+        for (; h + 3 <= G; h += 3) IL(av_heads_z)(w + h * wstride, wstride, v, vstride, n, o + h * hd, 8, 3);
+    } else if (hd == 256) {     /* per head, its two halves of 128 elements (sums of their own) */
+        for (; h < G; h++)
+            for (int half = 0; half < 2; half++)
+                IL(av_heads_z)(w + h * wstride, wstride, v + 128 * half, vstride, n, o + h * hd + 128 * half, 8, 1);
+    }
+    for (; h < G; h++) IL(av_head_acc)(w + h * wstride, v, vstride, n, o + h * hd, hd);
+}
+#endif
+
 IGNIS_INLINE __m256 IL(expf)(__m256 x) {
     x = _mm256_min_ps(x, _mm256_set1_ps(IGNIS_EXP_HI));
     x = _mm256_max_ps(x, _mm256_set1_ps(IGNIS_EXP_LO));
@@ -633,3 +672,4 @@ static inline void IL(tile_q16)(int64_t nb, const uint8_t *const *w, int rm,
 #undef IGNIS_X86_KERNELS
 
 #include "rows.h"
+#undef IGNIS_AV_HEADS_OWN

@@ -510,6 +510,39 @@ static void check_attention(void) {
     report("av_head", bad_av == 0, "300 weighted sums, %d not bit-identical", bad_av);
 }
 
+/* the weighted sums of G heads over shared f16 rows (av_heads_acc: each v row read once for
+ * all heads at levels that do so) == G scalar sums, each accumulating into what o held */
+static void check_av_heads(void) {
+    enum { HD = 256, NS = 40, GM = 14 };
+    static float w[GM * NS], o1[GM * HD], o2[GM * HD];
+    static uint16_t v[NS * 2 * HD];
+    static const int hds[] = {64, 128, 256, 32, 48};
+    int bad = 0;
+    for (int it = 0; it < 300; it++) {
+        const int hd = hds[it % 5], n = rndi(1, NS), G = rndi(1, GM);
+        for (int i = 0; i < NS * 2 * HD; i++) v[i] = ignis_scalar_f32_to_f16(rndn());
+        for (int i = 0; i < G * NS; i++) w[i] = rndu();
+        for (int i = 0; i < G * hd; i++) o1[i] = o2[i] = rndn();
+        for (int h = 0; h < G; h++)
+            for (int s = 0; s < n; s++) ignis_scalar_axpy_f16(w[h * NS + s], v + s * 2 * HD, o1 + h * hd, hd);
+        SIMD(av_heads_acc)(w, NS, v, 2 * HD, n, o2, hd, G);
+        if (memcmp(o1, o2, (size_t)G * hd * 4)) bad++;
+    }
+    report("av_heads", bad == 0, "300 weighted sums of 1-14 heads, %d not bit-identical", bad);
+    static float x[1000];
+    int bad_max = 0;
+    for (int it = 0; it < 300; it++) {
+        const int n = rndi(1, 1000);
+        for (int i = 0; i < n; i++) x[i] = rndn() * 10.0f;
+        x[rndi(0, n - 1)] = 40.0f + rndu();      /* the largest anywhere, the tail included */
+        float ref = x[0];
+        for (int i = 1; i < n; i++) ref = x[i] > ref ? x[i] : ref;
+        if (ignis_f32_bits(SIMD(max_row)(x, n)) != ignis_f32_bits(ref) ||
+            ignis_f32_bits(ignis_scalar_max_row(x, n)) != ignis_f32_bits(ref)) bad_max++;
+    }
+    report("max_row", bad_max == 0, "300 rows, %d maxima wrong", bad_max);
+}
+
 /* usage: harness [LEVEL]: checks LEVEL (default: the best this CPU runs) against the scalar
  * definition; "harness --levels" lists the levels this build has and whether they run here. */
 int main(int argc, char **argv) {
@@ -547,6 +580,7 @@ int main(int argc, char **argv) {
     check_float();
     check_exp();
     check_attention();
+    check_av_heads();
     printf("%s: %d failure(s)\n", failures ? "FAILED" : "OK", failures);
     return failures ? 1 : 0;
 }
