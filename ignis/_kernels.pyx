@@ -188,6 +188,9 @@ cdef extern from "_neon.h" nogil:
     float ignis_dot_f32_f16(const float *a, const uint16_t *b, int64_t n)
     void ignis_dot_f32_f16_heads(const float *q, int64_t nt, int64_t qts, int64_t G, int64_t hd,
                                  const uint16_t *row, float *out, int64_t ots, int64_t ostride)
+    void ignis_dot_f32_f16_rows(const float *q, int64_t nt, int64_t qts, int64_t G, int64_t hd,
+                                const uint16_t *rows, int64_t rstride, int64_t R, float *out, int64_t ots,
+                                int64_t ostride)
     void ignis_div_row(float *x, float d, int64_t n)
     void ignis_av_head(const float *w, const uint16_t *v, int64_t vstride, int64_t n, float *o, int64_t hd)
     void ignis_av_head_acc(const float *w, const uint16_t *v, int64_t vstride, int64_t n, float *o, int64_t hd)

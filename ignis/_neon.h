@@ -627,6 +627,8 @@ typedef struct {
     float (*dot_f32)(const float *, const float *, int64_t);
     float (*dot_f32_f16)(const float *, const uint16_t *, int64_t);
     void (*dot_f32_f16_heads)(const float *, int64_t, int64_t, int64_t, int64_t, const uint16_t *, float *, int64_t, int64_t);
+    void (*dot_f32_f16_rows)(const float *, int64_t, int64_t, int64_t, int64_t, const uint16_t *, int64_t, int64_t, float *,
+                             int64_t, int64_t);
     void (*div_row)(float *, float, int64_t);
     void (*axpy_f32)(float, const float *, float *, int64_t);
     void (*axpy_f16)(float, const uint16_t *, float *, int64_t);
@@ -651,7 +653,7 @@ typedef struct {
 #define IGNIS_ISA_TABLE(p, needs, kq_prep, kq_tokens, kq_prep_tile, zt_tokens, zt_tile) { #p, needs, \
     ignis_##p##_f16_to_f32_row, ignis_##p##_f32_to_f16_row, ignis_##p##_quantize_row_q8_0, \
     ignis_##p##_vec_dot, ignis_##p##_tile, ignis_##p##_tile_q16, ignis_##p##_dot_f32, ignis_##p##_dot_f32_f16, \
-    ignis_##p##_dot_f32_f16_heads, ignis_##p##_div_row, ignis_##p##_axpy_f32, ignis_##p##_axpy_f16, \
+    ignis_##p##_dot_f32_f16_heads, ignis_##p##_dot_f32_f16_rows, ignis_##p##_div_row, ignis_##p##_axpy_f32, ignis_##p##_axpy_f16, \
     ignis_##p##_silu_row, ignis_##p##_av_head_acc, ignis_##p##_av_heads_acc, ignis_##p##_exp_sub_sum, \
     ignis_##p##_add_row, ignis_##p##_mul_row, ignis_##p##_max_row, ignis_##p##_scale_row, ignis_##p##_rope_head, kq_prep, kq_tokens, kq_prep_tile, zt_tokens, zt_tile }
 
@@ -750,6 +752,12 @@ static inline float ignis_dot_f32_f16(const float *a, const uint16_t *b, int64_t
 static inline void ignis_dot_f32_f16_heads(const float *q, int64_t nt, int64_t qts, int64_t G, int64_t hd,
                                            const uint16_t *row, float *out, int64_t ots, int64_t ostride) {
     ignis_cur->dot_f32_f16_heads(q, nt, qts, G, hd, row, out, ots, ostride);
+}
+/* the same for the R rows of a KV block (row r at rows + r*rstride): out[t*ots + h*ostride + r] */
+static inline void ignis_dot_f32_f16_rows(const float *q, int64_t nt, int64_t qts, int64_t G, int64_t hd,
+                                          const uint16_t *rows, int64_t rstride, int64_t R, float *out,
+                                          int64_t ots, int64_t ostride) {
+    ignis_cur->dot_f32_f16_rows(q, nt, qts, G, hd, rows, rstride, R, out, ots, ostride);
 }
 static inline void ignis_div_row(float *x, float d, int64_t n) { ignis_cur->div_row(x, d, n); }
 static inline void ignis_axpy_f32(float a, const float *x, float *y, int64_t n) { ignis_cur->axpy_f32(a, x, y, n); }

@@ -113,11 +113,12 @@ cdef void k_attention(Ctx *c, Instr *ins, long long *counter, int tid) noexcept 
             b = lo_run // bs
             while b * bs < nmax:
                 b0, m = b * bs, _min(bs, nmax - b * bs)
-                for s in range(_max(lo_run - b0, 0), m):
-                    # every token of the run (a score outside a token's own range is never read)
-                    row = K + (<int64_t>tab[b] * bs + s) * wkv + g * hd
-                    ignis_dot_f32_f16_heads(c.arena + ins.x + ta * wq + g * G * hd, tb - ta, wq, G, hd, row,
-                                            S0 + b0 + s, G * stride, stride)
+                s = _max(lo_run - b0, 0)
+                # the block's rows s..m-1 for every token of the run (a score outside a token's
+                # own range is never read)
+                row = K + (<int64_t>tab[b] * bs + s) * wkv + g * hd
+                ignis_dot_f32_f16_rows(c.arena + ins.x + ta * wq + g * G * hd, tb - ta, wq, G, hd, row, wkv, m - s,
+                                       S0 + b0 + s, G * stride, stride)
                 b += 1
             for t in range(ta, tb):
                 S = S0 + (t - ta) * G * stride

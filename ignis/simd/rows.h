@@ -44,3 +44,14 @@ static inline void IL(av_heads_acc)(const float *w, int64_t wstride, const uint1
     for (int64_t h = 0; h < G; h++) IL(av_head_acc)(w + h * wstride, v, vstride, n, o + h * hd, hd);
 }
 #endif
+
+/* out[t*ots + h*ostride + r] = IL(dot_f32_f16)(q + t*qts + h*hd, rows + r*rstride, hd) for the R
+ * f16 rows of one KV block (t < nt, h < G): each row as IL(dot_f32_f16_heads) computes it (a
+ * level may take the rows together instead: IGNIS_DOT_ROWS_OWN, the same bits) */
+#ifndef IGNIS_DOT_ROWS_OWN
+static inline void IL(dot_f32_f16_rows)(const float *q, int64_t nt, int64_t qts, int64_t G, int64_t hd,
+                                        const uint16_t *rows, int64_t rstride, int64_t R, float *out,
+                                        int64_t ots, int64_t ostride) {
+    for (int64_t r = 0; r < R; r++) IL(dot_f32_f16_heads)(q, nt, qts, G, hd, rows + r * rstride, out + r, ots, ostride);
+}
+#endif

@@ -547,6 +547,73 @@ IGNIS_INLINE void IL(av_heads_z)(const float *w, int64_t wstride, const uint16_t
         for (int c = 0; c < C; c++) _mm512_storeu_ps(o + h * C * 16 + 16 * c, acc[h * C + c]);
 }
 
+/* 16 rows of 16 floats (r[i] = row i) -> c[j] = column j (lane i: row i's element j) */
+IGNIS_INLINE void IL(transpose16)(const __m512 *r, __m512 *c) {
+    __m512 a[16], b[16];
+    for (int k = 0; k < 8; k++) {
+        a[2 * k] = _mm512_unpacklo_ps(r[2 * k], r[2 * k + 1]);
+        a[2 * k + 1] = _mm512_unpackhi_ps(r[2 * k], r[2 * k + 1]);
+    }
+    /* b[4k + cc], 128-bit lane L: column 4L + cc of rows 4k..4k+3 */
+    for (int k = 0; k < 4; k++) {
+        const __m512d a0 = _mm512_castps_pd(a[4 * k]), a1 = _mm512_castps_pd(a[4 * k + 1]);
+        const __m512d a2 = _mm512_castps_pd(a[4 * k + 2]), a3 = _mm512_castps_pd(a[4 * k + 3]);
+        b[4 * k] = _mm512_castpd_ps(_mm512_unpacklo_pd(a0, a2));
+        b[4 * k + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a0, a2));
+        b[4 * k + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(a1, a3));
+        b[4 * k + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(a1, a3));
+    }
+    /* per cc, the 4x4 transposition of 128-bit lanes of b[cc], b[4 + cc], b[8 + cc], b[12 + cc] */
+    for (int cc = 0; cc < 4; cc++) {
+        const __m512 e0 = _mm512_shuffle_f32x4(b[cc], b[4 + cc], 0x44), e1 = _mm512_shuffle_f32x4(b[cc], b[4 + cc], 0xEE);
+        const __m512 e2 = _mm512_shuffle_f32x4(b[8 + cc], b[12 + cc], 0x44), e3 = _mm512_shuffle_f32x4(b[8 + cc], b[12 + cc], 0xEE);
+        c[cc] = _mm512_shuffle_f32x4(e0, e2, 0x88);
+        c[4 + cc] = _mm512_shuffle_f32x4(e0, e2, 0xDD);
+        c[8 + cc] = _mm512_shuffle_f32x4(e1, e3, 0x88);
+        c[12 + cc] = _mm512_shuffle_f32x4(e1, e3, 0xDD);
+    }
+}
+
+/* dot_f32_f16_rows (rows.h) for up to 16 rows at once, one row per lane: the rows transposed
+ * once for every token and head, then lane r runs IL(dot_f32_f16)'s steps for row r -- its
+ * two accumulators (16 lanes each: acc0 of the even 8-element chunks, acc1 of the odd), the
+ * same fused multiply-adds in the same order, and IL(hsum)'s tree over the 8 positions */
+#define IGNIS_DOT_ROWS_OWN
+static inline void IL(dot_f32_f16_rows)(const float *q, int64_t nt, int64_t qts, int64_t G, int64_t hd,
+                                        const uint16_t *rows, int64_t rstride, int64_t R, float *out,
+                                        int64_t ots, int64_t ostride) {
+    if (hd % 16 != 0 || hd > 256 || R < 4) {
+        for (int64_t r = 0; r < R; r++) IL(dot_f32_f16_heads)(q, nt, qts, G, hd, rows + r * rstride, out + r, ots, ostride);
+        return;
+    }
+    for (int64_t r0 = 0; r0 < R; r0 += 16) {
+        const int64_t n = R - r0 < 16 ? R - r0 : 16;
+        __m512 kt[256];
+        for (int64_t e0 = 0; e0 < hd; e0 += 16) {
+            __m512 rr[16];
+            for (int64_t r = 0; r < 16; r++)
+                rr[r] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(rows + (r0 + (r < n ? r : n - 1)) * rstride + e0)));
+            IL(transpose16)(rr, kt + e0);
+        }
+        const __mmask16 keep = (__mmask16)((1u << n) - 1);
+        for (int64_t t = 0; t < nt; t++)
+            for (int64_t h = 0; h < G; h++) {
+                const float *a = q + t * qts + h * hd;
+                __m512 acc[16];
+                for (int p = 0; p < 16; p++) acc[p] = _mm512_setzero_ps();
+                for (int64_t c = 0; c < hd / 8; c++)
+                    for (int j = 0; j < 8; j++)
+                        acc[(c & 1) * 8 + j] = _mm512_fmadd_ps(_mm512_set1_ps(a[8 * c + j]), kt[8 * c + j], acc[(c & 1) * 8 + j]);
+                __m512 v[8];
+                for (int j = 0; j < 8; j++) v[j] = _mm512_add_ps(acc[j], acc[8 + j]);
+                const __m512 s0 = _mm512_add_ps(v[0], v[4]), s1 = _mm512_add_ps(v[1], v[5]);
+                const __m512 s2 = _mm512_add_ps(v[2], v[6]), s3 = _mm512_add_ps(v[3], v[7]);
+                const __m512 s = _mm512_add_ps(_mm512_add_ps(s0, s2), _mm512_add_ps(s1, s3));
+                _mm512_mask_storeu_ps(out + t * ots + h * ostride + r0, keep, s);
+            }
+    }
+}
+
 #define IGNIS_AV_HEADS_OWN
 static inline void IL(av_heads_acc)(const float *w, int64_t wstride, const uint16_t *v, int64_t vstride,
                                     int64_t n, float *o, int64_t hd, int64_t G) {
@@ -673,3 +740,4 @@ static inline void IL(tile_q16)(int64_t nb, const uint8_t *const *w, int rm,
 
 #include "rows.h"
 #undef IGNIS_AV_HEADS_OWN
+#undef IGNIS_DOT_ROWS_OWN

@@ -541,6 +541,22 @@ static void check_av_heads(void) {
             ignis_f32_bits(ignis_scalar_max_row(x, n)) != ignis_f32_bits(ref)) bad_max++;
     }
     report("max_row", bad_max == 0, "300 rows, %d maxima wrong", bad_max);
+    /* the scores of a KV block's rows for tokens x heads at once == the path's single dots */
+    static float q[3 * GM * HD], sc[3 * GM * NS];
+    int bad_rows = 0;
+    for (int it = 0; it < 300; it++) {
+        const int hd = hds[it % 5], R = rndi(1, NS), G = rndi(1, 8), nt = rndi(1, 3);
+        for (int i = 0; i < NS * 2 * HD; i++) v[i] = ignis_scalar_f32_to_f16(rndn());
+        for (int i = 0; i < nt * G * hd; i++) q[i] = rndn();
+        /* out[t*ots + h*ostride + r]: ostride NS, ots G * NS */
+        SIMD(dot_f32_f16_rows)(q, nt, G * hd, G, hd, v, 2 * HD, R, sc, G * NS, NS);
+        for (int t = 0; t < nt; t++)
+            for (int h = 0; h < G; h++)
+                for (int r = 0; r < R; r++)
+                    if (ignis_f32_bits(sc[t * G * NS + h * NS + r]) !=
+                        ignis_f32_bits(SIMD(dot_f32_f16)(q + t * G * hd + h * hd, v + r * 2 * HD, hd))) bad_rows++;
+    }
+    report("dot_f32_f16_rows", bad_rows == 0, "300 KV blocks of 1-40 rows x 1-3 tokens x 1-8 heads, %d scores differ from the single dots", bad_rows);
 }
 
 /* usage: harness [LEVEL]: checks LEVEL (default: the best this CPU runs) against the scalar
