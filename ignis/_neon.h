@@ -736,9 +736,8 @@ static inline void ignis_kq_prep_tile(int wtype, int64_t k, const uint8_t *buf, 
  * [s0, s1) of the table of the token at x (a Q8_0 row; k / 256 * IGNIS_ZT_SB_BYTES bytes,
  * 64-aligned), zt_tile(wtype, k / 256, w[rm], rm, tab[rn], rn <= 8, out) gives the bits of
  * ignis_tile on those tokens' Q8_0 rows. */
-static inline int ignis_zt_ok(int wtype, int64_t k, int rn) {
-    /* Q6_K's zd kernel is as fast below 3 tokens (its rows need no transposing there) */
-    return ignis_cur->zt_tile != NULL && (wtype == 12 || (wtype == 14 && rn >= 3)) && k % 256 == 0;
+static inline int ignis_zt_ok(int wtype, int64_t k) {
+    return ignis_cur->zt_tile != NULL && (wtype == 12 || wtype == 14) && k % 256 == 0;
 }
 static inline void ignis_zt_tokens(int64_t s0, int64_t s1, const uint8_t *x, uint8_t *tab) {
     ignis_cur->zt_tokens(s0, s1, x, tab);

@@ -36,7 +36,7 @@ cdef inline void matmul_tile(Ctx *c, Instr *ins, int64_t n0, int64_t rs, int rm,
     cdef const uint8_t *xp[TILE]
     cdef int64_t k = ins.k
     cdef int wtype = tile_rows(ins, n0, rs, rm, wp)
-    if zt and ignis_zt_ok(wtype, k, rn):
+    if zt and ignis_zt_ok(wtype, k):
         for j in range(rn):
             xp[j] = c.kp_tab + (t0 + j) * (k // 256) * IGNIS_ZT_SB_BYTES
         ignis_zt_tile(wtype, k // 256, wp, rm, xp, rn, r)
@@ -307,7 +307,7 @@ cdef inline bint zt_wanted(int64_t rows, int64_t k, const int *types, int n_type
     if rows > ZT_MAX_ROWS:
         return False
     for p in range(n_types):
-        n += ignis_zt_ok(types[p], k, <int>_min(rows, TILE))
+        n += ignis_zt_ok(types[p], k)
     return n == n_types if rows > TILE else n > 0
 
 

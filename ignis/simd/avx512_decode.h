@@ -153,24 +153,62 @@ IGNIS_INLINE __m512i IL(zd_q4_k_unpack)(__m512i z) {
     return _mm512_ternarylogic_epi32(lo, q, _mm512_set4_epi32(0x30303030, 0, 0x30303030, 0), 0xF8);  /* lo | (q & hm) */
 }
 
+/* Q4_K super-block at wo of the 8 rows: the scales and mins as floats, sf[h][4v + r] = value v
+ * (sc0..7, then m0..7) of row 4h + r, and d, dmin in row-quad order */
+IGNIS_INLINE void IL(zd_q4_k_sb)(const uint8_t *const *w, size_t wo, float (*sf)[64], __m512 *d, __m512 *dmin) {
+    _Alignas(64) uint8_t tb[128];
+    _mm512_store_si512((__m512i *)tb, IL(zd_transpose16)(IL(zd_q4_k_unpack)(IL(zd_rows4x16)(w, wo + 4))));
+    _mm512_store_si512((__m512i *)(tb + 64), IL(zd_transpose16)(IL(zd_q4_k_unpack)(IL(zd_rows4x16)(w + 4, wo + 4))));
+    for (int q = 0; q < 8; q++) _mm512_store_ps(sf[q / 4] + 16 * (q % 4), IL(zd_lane_u8)(tb, q));
+    const __m512 dd = IL(zd_f16_pairs)(w, wo);
+    *d = IL(zd_rowquad)(dd, 0);
+    *dmin = IL(zd_rowquad)(dd, 1);
+}
+
+/* Q4_K blocks 2jp and 2jp + 1 of the super-block at wo: the 32 nibble bytes of rows p | p + 4,
+ * transposed (raw[d] lane l dword p is dword d of lane l of row pair p, so that four vpdpbusd
+ * into one register, each against token dword d of the lane's half, leave the exact half
+ * sums), as low nibbles (block 2jp) and high (block 2jp + 1, 16 q); and the blocks' sc and m
+ * of rows 0..3, 0..3, 4..7, 4..7 (scm: sc0, sc1, m0, m1) */
+IGNIS_INLINE void IL(zd_q4_k_pair)(const uint8_t *const *w, size_t wo, int jp, float (*sf)[64],
+                                   __m512i *qlo, __m512i *qhi, __m512 *scm) {
+    const __m512i low = _mm512_set1_epi8(0x0f), high = _mm512_set1_epi8((char)0xf0);
+    __m512i raw[4];
+    for (int p = 0; p < 4; p++) raw[p] = IL(zd_rows2)(w[p] + wo + 16 + 32 * jp, w[p + 4] + wo + 16 + 32 * jp);
+    IL(zd_transpose4)(raw);
+    for (int d = 0; d < 4; d++) {
+        qlo[d] = _mm512_and_si512(raw[d], low);
+        qhi[d] = _mm512_and_si512(raw[d], high);
+    }
+    const int j0 = 2 * jp, j1 = 2 * jp + 1;
+    scm[0] = IL(zd_quads)(sf[0] + 4 * j0, sf[1] + 4 * j0);
+    scm[1] = IL(zd_quads)(sf[0] + 4 * j1, sf[1] + 4 * j1);
+    scm[2] = IL(zd_quads)(sf[0] + 32 + 4 * j0, sf[1] + 32 + 4 * j0);
+    scm[3] = IL(zd_quads)(sf[0] + 32 + 4 * j1, sf[1] + 32 + 4 * j1);
+}
+
+/* the definition's last steps of blocks 2jp, 2jp + 1 for one token: its exact half sums alo,
+ * ahi (16x), scales dx0, dx1 and dx1 / 16 (dx1s), the blocks' half sums of x b0, b1 */
+IGNIS_INLINE __m512 IL(zd_q4_k_fma)(__m512 a, __m512i alo, __m512i ahi, const __m512 *scm, __m512 d, __m512 dmin,
+                                    __m512 dx0, __m512 dx1, __m512 dx1s, __m512 b0, __m512 b1) {
+    a = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(alo), scm[0]), _mm512_mul_ps(d, dx0), a);
+    a = _mm512_fnmadd_ps(_mm512_mul_ps(scm[2], b0), _mm512_mul_ps(dmin, dx0), a);
+    a = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(ahi), scm[1]), _mm512_mul_ps(d, dx1s), a);
+    return _mm512_fnmadd_ps(_mm512_mul_ps(scm[3], b1), _mm512_mul_ps(dmin, dx1), a);
+}
+
 /* Q4_K, 8 weight rows x RN <= 4 tokens (decode) */
 IGNIS_INLINE void IL(q4_k_zd)(int64_t nsb, const uint8_t *const *w, const uint8_t *const *x,
                               float *out, const int RN) {
-    const __m512i low = _mm512_set1_epi8(0x0f), high = _mm512_set1_epi8((char)0xf0), zero = _mm512_setzero_si512();
+    const __m512i zero = _mm512_setzero_si512();
     __m512 acc[4];
     for (int t = 0; t < RN; t++) acc[t] = _mm512_setzero_ps();
     for (int64_t s = 0; s < nsb; s++) {
         const size_t wo = (size_t)s * IGNIS_Q4_K_BYTES, xo = (size_t)s * 8 * IGNIS_Q8_0_BYTES;
-        /* the rows' scales and mins as floats: sf[h][4v + r] = value v (sc0..7, then m0..7)
-           of row 4h + r */
-        _Alignas(64) uint8_t tb[128];
         _Alignas(64) float sf[2][64];
-        _mm512_store_si512((__m512i *)tb, IL(zd_transpose16)(IL(zd_q4_k_unpack)(IL(zd_rows4x16)(w, wo + 4))));
-        _mm512_store_si512((__m512i *)(tb + 64), IL(zd_transpose16)(IL(zd_q4_k_unpack)(IL(zd_rows4x16)(w + 4, wo + 4))));
-        for (int q = 0; q < 8; q++) _mm512_store_ps(sf[q / 4] + 16 * (q % 4), IL(zd_lane_u8)(tb, q));
+        __m512 d, dmin;
+        IL(zd_q4_k_sb)(w, wo, sf, &d, &dmin);
         IGNIS_ZD_IN_MEMORY(sf);
-        const __m512 dd = IL(zd_f16_pairs)(w, wo);
-        const __m512 d = IL(zd_rowquad)(dd, 0), dmin = IL(zd_rowquad)(dd, 1);
         _Alignas(64) float cs[4][16];
         float dxf[4][8], dx16[4][8];
         for (int t = 0; t < RN; t++) {
@@ -182,32 +220,16 @@ IGNIS_INLINE void IL(q4_k_zd)(int64_t nsb, const uint8_t *const *w, const uint8_
         IGNIS_ZD_IN_MEMORY(dx16);
 #pragma GCC unroll 4
         for (int jp = 0; jp < 4; jp++) {
-            /* the 32 nibble bytes of rows p | p + 4, transposed: raw[d] lane l dword p is dword
-               d of lane l of row pair p, so that four vpdpbusd into one register (d = 0..3,
-               each against token dword d of the lane's half) leave the exact half sums */
-            __m512i raw[4], qlo[4], qhi[4];
-            for (int p = 0; p < 4; p++) raw[p] = IL(zd_rows2)(w[p] + wo + 16 + 32 * jp, w[p + 4] + wo + 16 + 32 * jp);
-            IL(zd_transpose4)(raw);
-            for (int d = 0; d < 4; d++) {
-                qlo[d] = _mm512_and_si512(raw[d], low);
-                qhi[d] = _mm512_and_si512(raw[d], high);     /* 16 q */
-            }
-            /* block j = 2jp + h: its sc and m of rows 0..3, 0..3, 4..7, 4..7 */
+            __m512i qlo[4], qhi[4];
+            __m512 scm[4];
+            IL(zd_q4_k_pair)(w, wo, jp, sf, qlo, qhi, scm);
             const int j0 = 2 * jp, j1 = 2 * jp + 1;
-            const __m512 sc0 = IL(zd_quads)(sf[0] + 4 * j0, sf[1] + 4 * j0), sc1 = IL(zd_quads)(sf[0] + 4 * j1, sf[1] + 4 * j1);
-            const __m512 m0 = IL(zd_quads)(sf[0] + 32 + 4 * j0, sf[1] + 32 + 4 * j0);
-            const __m512 m1 = IL(zd_quads)(sf[0] + 32 + 4 * j1, sf[1] + 32 + 4 * j1);
             for (int t = 0; t < RN; t++) {
                 const uint8_t *xb = x[t] + xo + j0 * IGNIS_Q8_0_BYTES;
                 const __m512i alo = IL(zd_dots_t)(zero, qlo, xb), ahi = IL(zd_dots_t)(zero, qhi, xb + IGNIS_Q8_0_BYTES);
-                const __m512 dx0 = _mm512_set1_ps(dxf[t][j0]), dx1 = _mm512_set1_ps(dxf[t][j1]);
-                const __m512 dx1s = _mm512_set1_ps(dx16[t][j1]);
-                __m512 a = acc[t];
-                a = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(alo), sc0), _mm512_mul_ps(d, dx0), a);
-                a = _mm512_fnmadd_ps(_mm512_mul_ps(m0, IL(zd_block_sums)(cs[t], j0)), _mm512_mul_ps(dmin, dx0), a);
-                a = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(ahi), sc1), _mm512_mul_ps(d, dx1s), a);
-                a = _mm512_fnmadd_ps(_mm512_mul_ps(m1, IL(zd_block_sums)(cs[t], j1)), _mm512_mul_ps(dmin, dx1), a);
-                acc[t] = a;
+                acc[t] = IL(zd_q4_k_fma)(acc[t], alo, ahi, scm, d, dmin, _mm512_set1_ps(dxf[t][j0]),
+                                         _mm512_set1_ps(dxf[t][j1]), _mm512_set1_ps(dx16[t][j1]),
+                                         IL(zd_block_sums)(cs[t], j0), IL(zd_block_sums)(cs[t], j1));
             }
         }
     }
@@ -216,12 +238,37 @@ IGNIS_INLINE void IL(q4_k_zd)(int64_t nsb, const uint8_t *const *w, const uint8_
 }
 IGNIS_ZN_BY_RN(q4_k, q4_k_zd)
 
+/* Q6_K: block j = 4h + k's quants + 32 of the row pairs p | p + 4 (0..63, unsigned: the low
+ * or high nibble of ql merged with two bits of qh by one ternary-logic op), from the half's
+ * qh and ql bytes (ql0: bytes 0..31 of the half, ql1: 32..63) */
+IGNIS_INLINE void IL(zd_q6_k_quants)(const __m512i *qh, const __m512i *ql0, const __m512i *ql1, int k, __m512i *q) {
+    const __m512i low = _mm512_set1_epi8(0x0f), bits45 = _mm512_set1_epi8(0x30);
+    for (int p = 0; p < 4; p++) {
+        const __m512i l = k >= 2 ? _mm512_srli_epi16(k & 1 ? ql1[p] : ql0[p], 4) : (k & 1 ? ql1[p] : ql0[p]);
+        const __m512i hs = k == 0 ? _mm512_slli_epi16(qh[p], 4) : k == 1 ? _mm512_slli_epi16(qh[p], 2)
+                         : k == 2 ? qh[p] : _mm512_srli_epi16(qh[p], 2);
+        q[p] = _mm512_ternarylogic_epi32(l, _mm512_and_si512(hs, bits45), low, 0xEC);  /* (l & low) | hs */
+    }
+}
+/* the half's qh, ql0, ql1 bytes of the row pairs */
+IGNIS_INLINE void IL(zd_q6_k_half)(const uint8_t *const *w, size_t wo, int h, __m512i *qh, __m512i *ql0, __m512i *ql1) {
+    for (int p = 0; p < 4; p++) {
+        qh[p] = IL(zd_rows2)(w[p] + wo + 128 + 32 * h, w[p + 4] + wo + 128 + 32 * h);
+        ql0[p] = IL(zd_rows2)(w[p] + wo + 64 * h, w[p + 4] + wo + 64 * h);
+        ql1[p] = IL(zd_rows2)(w[p] + wo + 64 * h + 32, w[p + 4] + wo + 64 * h + 32);
+    }
+}
+/* scales 2j (low halves) and 2j + 1 (high halves) of rows 0..3, then 4..7, from the scale
+ * vectors f0 = fsc[j / 2] (rows 0..3) and f1 = fsc[4 + j / 2] (rows 4..7) */
+IGNIS_INLINE __m512 IL(zd_q6_k_sc)(__m512 f0, __m512 f1, int j) {
+    return (j & 1) ? _mm512_shuffle_f32x4(f0, f1, _MM_SHUFFLE(3, 2, 3, 2)) : _mm512_shuffle_f32x4(f0, f1, _MM_SHUFFLE(1, 0, 1, 0));
+}
+
 /* Q6_K, 8 weight rows x RN <= 4 tokens (decode). The quants are taken as q + 32 (0..63,
  * unsigned: the low nibble of ql merged with two bits of qh by one ternary-logic op), the
  * -32 folded into a start of -32 times the token's partial sums. */
 IGNIS_INLINE void IL(q6_k_zd)(int64_t nsb, const uint8_t *const *w, const uint8_t *const *x,
                               float *out, const int RN) {
-    const __m512i low = _mm512_set1_epi8(0x0f), bits45 = _mm512_set1_epi8(0x30);
     __m512 acc[4];
     for (int t = 0; t < RN; t++) acc[t] = _mm512_setzero_ps();
     for (int64_t s = 0; s < nsb; s++) {
@@ -243,24 +290,13 @@ IGNIS_INLINE void IL(q6_k_zd)(int64_t nsb, const uint8_t *const *w, const uint8_
 #pragma GCC unroll 2
         for (int h = 0; h < 2; h++) {
             __m512i qh[4], ql0[4], ql1[4];
-            for (int p = 0; p < 4; p++) {
-                qh[p] = IL(zd_rows2)(w[p] + wo + 128 + 32 * h, w[p + 4] + wo + 128 + 32 * h);
-                ql0[p] = IL(zd_rows2)(w[p] + wo + 64 * h, w[p + 4] + wo + 64 * h);
-                ql1[p] = IL(zd_rows2)(w[p] + wo + 64 * h + 32, w[p + 4] + wo + 64 * h + 32);
-            }
+            IL(zd_q6_k_half)(w, wo, h, qh, ql0, ql1);
 #pragma GCC unroll 4
             for (int k = 0; k < 4; k++) {
                 const int j = 4 * h + k;
                 __m512i q[4];
-                for (int p = 0; p < 4; p++) {
-                    const __m512i l = k >= 2 ? _mm512_srli_epi16(k & 1 ? ql1[p] : ql0[p], 4) : (k & 1 ? ql1[p] : ql0[p]);
-                    const __m512i hs = k == 0 ? _mm512_slli_epi16(qh[p], 4) : k == 1 ? _mm512_slli_epi16(qh[p], 2)
-                                     : k == 2 ? qh[p] : _mm512_srli_epi16(qh[p], 2);
-                    q[p] = _mm512_ternarylogic_epi32(l, _mm512_and_si512(hs, bits45), low, 0xEC);  /* (l & low) | hs */
-                }
-                /* scales 2j (low halves) and 2j + 1 (high halves) of rows 0..3, then 4..7 */
-                const __m512 sc = (j & 1) ? _mm512_shuffle_f32x4(fsc[j / 2], fsc[4 + j / 2], _MM_SHUFFLE(3, 2, 3, 2))
-                                          : _mm512_shuffle_f32x4(fsc[j / 2], fsc[4 + j / 2], _MM_SHUFFLE(1, 0, 1, 0));
+                IL(zd_q6_k_quants)(qh, ql0, ql1, k, q);
+                const __m512 sc = IL(zd_q6_k_sc)(fsc[j / 2], fsc[4 + j / 2], j);
                 for (int t = 0; t < RN; t++) {
                     const uint8_t *xb = x[t] + xo + j * IGNIS_Q8_0_BYTES;
                     const __m512i xz = IL(zd_token)(xb);

@@ -53,47 +53,34 @@ IGNIS_INLINE __m512i IL(zt_dots)(__m512i start, const __m512i *q, const uint8_t 
     return s;
 }
 
+/* block j's half sums of x (row-quad order) from the table */
+IGNIS_INLINE __m512 IL(zt_sums)(const uint8_t *t, int j) {
+    return _mm512_broadcast_f32x8(_mm256_load_ps((const float *)(t + IGNIS_ZT_SUMS + j * 32)));
+}
+
 /* Q4_K, 8 weight rows x RN <= 8 tokens: q4_k_zd's steps, the token's from its table */
 IGNIS_INLINE void IL(q4_k_zt)(int64_t nsb, const uint8_t *const *w, const uint8_t *const *xt,
                               float *out, const int RN) {
-    const __m512i low = _mm512_set1_epi8(0x0f), high = _mm512_set1_epi8((char)0xf0), zero = _mm512_setzero_si512();
+    const __m512i zero = _mm512_setzero_si512();
     __m512 acc[8];
     for (int t = 0; t < RN; t++) acc[t] = _mm512_setzero_ps();
     for (int64_t s = 0; s < nsb; s++) {
         const size_t wo = (size_t)s * IGNIS_Q4_K_BYTES, to = (size_t)s * IGNIS_ZT_SB_BYTES;
-        _Alignas(64) uint8_t tb[128];
         _Alignas(64) float sf[2][64];
-        _mm512_store_si512((__m512i *)tb, IL(zd_transpose16)(IL(zd_q4_k_unpack)(IL(zd_rows4x16)(w, wo + 4))));
-        _mm512_store_si512((__m512i *)(tb + 64), IL(zd_transpose16)(IL(zd_q4_k_unpack)(IL(zd_rows4x16)(w + 4, wo + 4))));
-        for (int q = 0; q < 8; q++) _mm512_store_ps(sf[q / 4] + 16 * (q % 4), IL(zd_lane_u8)(tb, q));
+        __m512 d, dmin;
+        IL(zd_q4_k_sb)(w, wo, sf, &d, &dmin);
         IGNIS_ZD_IN_MEMORY(sf);
-        const __m512 dd = IL(zd_f16_pairs)(w, wo);
-        const __m512 d = IL(zd_rowquad)(dd, 0), dmin = IL(zd_rowquad)(dd, 1);
         for (int jp = 0; jp < 4; jp++) {
-            __m512i raw[4], qlo[4], qhi[4];
-            for (int p = 0; p < 4; p++) raw[p] = IL(zd_rows2)(w[p] + wo + 16 + 32 * jp, w[p + 4] + wo + 16 + 32 * jp);
-            IL(zd_transpose4)(raw);
-            for (int k = 0; k < 4; k++) {
-                qlo[k] = _mm512_and_si512(raw[k], low);
-                qhi[k] = _mm512_and_si512(raw[k], high);     /* 16 q */
-            }
+            __m512i qlo[4], qhi[4];
+            __m512 scm[4];
+            IL(zd_q4_k_pair)(w, wo, jp, sf, qlo, qhi, scm);
             const int j0 = 2 * jp, j1 = 2 * jp + 1;
-            const __m512 sc0 = IL(zd_quads)(sf[0] + 4 * j0, sf[1] + 4 * j0), sc1 = IL(zd_quads)(sf[0] + 4 * j1, sf[1] + 4 * j1);
-            const __m512 m0 = IL(zd_quads)(sf[0] + 32 + 4 * j0, sf[1] + 32 + 4 * j0);
-            const __m512 m1 = IL(zd_quads)(sf[0] + 32 + 4 * j1, sf[1] + 32 + 4 * j1);
             for (int t = 0; t < RN; t++) {
                 const uint8_t *tt = xt[t] + to;
                 const float *dx = (const float *)(tt + IGNIS_ZT_DX);
-                const __m512i alo = IL(zt_dots)(zero, qlo, tt, j0), ahi = IL(zt_dots)(zero, qhi, tt, j1);
-                const __m512 dx0 = _mm512_set1_ps(dx[j0]), dx1 = _mm512_set1_ps(dx[j1]), dx1s = _mm512_set1_ps(dx[8 + j1]);
-                const __m512 b0 = _mm512_broadcast_f32x8(_mm256_load_ps((const float *)(tt + IGNIS_ZT_SUMS + j0 * 32)));
-                const __m512 b1 = _mm512_broadcast_f32x8(_mm256_load_ps((const float *)(tt + IGNIS_ZT_SUMS + j1 * 32)));
-                __m512 a = acc[t];
-                a = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(alo), sc0), _mm512_mul_ps(d, dx0), a);
-                a = _mm512_fnmadd_ps(_mm512_mul_ps(m0, b0), _mm512_mul_ps(dmin, dx0), a);
-                a = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(ahi), sc1), _mm512_mul_ps(d, dx1s), a);
-                a = _mm512_fnmadd_ps(_mm512_mul_ps(m1, b1), _mm512_mul_ps(dmin, dx1), a);
-                acc[t] = a;
+                acc[t] = IL(zd_q4_k_fma)(acc[t], IL(zt_dots)(zero, qlo, tt, j0), IL(zt_dots)(zero, qhi, tt, j1), scm, d, dmin,
+                                         _mm512_set1_ps(dx[j0]), _mm512_set1_ps(dx[j1]), _mm512_set1_ps(dx[8 + j1]),
+                                         IL(zt_sums)(tt, j0), IL(zt_sums)(tt, j1));
             }
         }
     }
@@ -105,7 +92,6 @@ IGNIS_INLINE void IL(q4_k_zt)(int64_t nsb, const uint8_t *const *w, const uint8_
  * for every token, the sums starting from the table's -32 * sum(x) */
 IGNIS_INLINE void IL(q6_k_zt)(int64_t nsb, const uint8_t *const *w, const uint8_t *const *xt,
                               float *out, const int RN) {
-    const __m512i low = _mm512_set1_epi8(0x0f), bits45 = _mm512_set1_epi8(0x30);
     __m512 acc[8];
     for (int t = 0; t < RN; t++) acc[t] = _mm512_setzero_ps();
     for (int64_t s = 0; s < nsb; s++) {
@@ -120,22 +106,14 @@ IGNIS_INLINE void IL(q6_k_zt)(int64_t nsb, const uint8_t *const *w, const uint8_
         const __m512 d = _mm512_permutexvar_ps(_mm512_setr_epi32(0, 1, 2, 3, 0, 1, 2, 3, 4, 5, 6, 7, 4, 5, 6, 7),
                                                _mm512_castps256_ps512(d8));
         for (int h = 0; h < 2; h++) {
+            __m512i qh[4], ql0[4], ql1[4];
+            IL(zd_q6_k_half)(w, wo, h, qh, ql0, ql1);
             for (int k = 0; k < 4; k++) {
                 const int j = 4 * h + k;
                 __m512i q[4];
-                for (int p = 0; p < 4; p++) {
-                    const __m512i qh = IL(zd_rows2)(w[p] + wo + 128 + 32 * h, w[p + 4] + wo + 128 + 32 * h);
-                    const __m512i ql = IL(zd_rows2)(w[p] + wo + 64 * h + 32 * (k & 1), w[p + 4] + wo + 64 * h + 32 * (k & 1));
-                    const __m512i l = k >= 2 ? _mm512_srli_epi16(ql, 4) : ql;
-                    const __m512i hs = k == 0 ? _mm512_slli_epi16(qh, 4) : k == 1 ? _mm512_slli_epi16(qh, 2)
-                                     : k == 2 ? qh : _mm512_srli_epi16(qh, 2);
-                    q[p] = _mm512_ternarylogic_epi32(l, _mm512_and_si512(hs, bits45), low, 0xEC);  /* (l & low) | hs */
-                }
+                IL(zd_q6_k_quants)(qh, ql0, ql1, k, q);
                 IL(zd_transpose4)(q);
-                /* scales 2j (low halves) and 2j + 1 (high halves) of rows 0..3, then 4..7 */
-                const __m512 f0 = _mm512_load_ps(fsc[j / 2]), f1 = _mm512_load_ps(fsc[4 + j / 2]);
-                const __m512 sc = (j & 1) ? _mm512_shuffle_f32x4(f0, f1, _MM_SHUFFLE(3, 2, 3, 2))
-                                          : _mm512_shuffle_f32x4(f0, f1, _MM_SHUFFLE(1, 0, 1, 0));
+                const __m512 sc = IL(zd_q6_k_sc)(_mm512_load_ps(fsc[j / 2]), _mm512_load_ps(fsc[4 + j / 2]), j);
                 for (int t = 0; t < RN; t++) {
                     const uint8_t *tt = xt[t] + to;
                     const __m512i a = IL(zt_dots)(_mm512_broadcast_i64x4(_mm256_load_si256((const __m256i *)(tt + IGNIS_ZT_NEG32 + j * 32))), q, tt, j);

@@ -219,7 +219,7 @@ static void check_zt(void) {
     static uint8_t w[8][MAXS * 210], x[8][MAXS * 8 * 34];
     static _Alignas(64) uint8_t tab[8][MAXS * IGNIS_ZT_SB_BYTES];
     int bad = 0, tiles = 0;
-    if (!ignis_zt_ok(12, 256, 1)) {
+    if (!ignis_zt_ok(12, 256)) {
         report("zt", 1, "this level has no decode token tables (it runs the plain tiles)");
         return;
     }
