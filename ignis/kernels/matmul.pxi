@@ -13,9 +13,10 @@
 # the rows of up to 8 tiles are unpacked once into the thread's scratch and run against each
 # table in turn (the same bits: the same tile operations as the plain tile).
 #
-# At most 8 tokens (decode, a speculative verify step) at a level with decode token tables
-# (avx512; simd/zt_decode.h): the threads first write every token's table (what the decode
-# kernels would otherwise rebuild for every 8 weight rows), then Q4_K / Q6_K tiles read them.
+# A few tokens (decode, a speculative verify step, a small decode batch: zt_wanted) at a level
+# with decode token tables (avx512; simd/zt_decode.h): the threads first write every token's
+# table (what the decode kernels would otherwise rebuild for every 8 weight rows), then the
+# Q4_K / Q6_K tiles read them; such a matmul takes no prepared rows.
 
 cdef inline int tile_rows(Instr *ins, int64_t n0, int64_t rs, int rm, const uint8_t **wp) noexcept nogil:
     """wp[i] = W row n0 + i*rs (i < rm, rows of one part); returns the part's weight type."""

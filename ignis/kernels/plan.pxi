@@ -421,10 +421,7 @@ cdef class Plan:
         if not act16 and rows > TILE and kp:
             self._kp_bytes = max(self._kp_bytes, kp)
             self._kp_tab_bytes = max(self._kp_tab_bytes, kp_tab_bytes(rows, k))
-        cdef int zt_types[3]
-        for i, part in enumerate(parts):
-            zt_types[i] = part[1]
-        if not act16 and zt_wanted(rows, k, zt_types, len(parts)):
+        if not act16 and zt_wanted(rows, k, p.ptype, p.n_parts):
             self._kp_tab_bytes = max(self._kp_tab_bytes, zt_tab_bytes(rows, k))
         if vec is not None:
             p.vec = <const float *><uintptr_t>_addr(vec)
