@@ -380,7 +380,8 @@ static inline float ignis_scalar_vec_dot(int wtype, int64_t nblk, const uint8_t 
     case 6: return ignis_scalar_vec_dot_q5_0(nblk, w, x);
     case 3: return ignis_scalar_vec_dot_q4_1(nblk, w, x);
     case 12: return ignis_scalar_vec_dot_q4_k(nblk, w, x);
-    case 10: case 11: case 13: case 23: return ignis_scalar_vec_dot_kx(wtype, nblk, w, x);
+    case 13: case 23: return ignis_scalar_vec_dot_block_rule(wtype, nblk, w, x);
+    case 10: case 11: return ignis_scalar_vec_dot_kx(wtype, nblk, w, x);
     default: return ignis_scalar_vec_dot_q6_k(nblk, w, x);
     }
 }

@@ -141,6 +141,72 @@ static inline float ignis_scalar_vec_dot_kx(int t, int64_t nsb, const uint8_t *w
     return lo + hi;
 }
 
+/* The block rule: the types with one scale per 32-element block (Q4_K 12, Q5_K 13, IQ4_XS 23).
+ * Per activation block j of a super-block, two exact integers over the whole block:
+ *     A_j = sc_j * sum q*x,   c_j = sum x,
+ * then the even and the odd blocks advance their own chains (p = j % 2):
+ *     u[p] = fmaf((float)A_j, d_x, u[p]);   v[p] = fmaf((float)m_j, (float)c_j * d_x, v[p])
+ * ((float)c_j * d_x a float product, rounded once; v only for the types with mins: Q4_K, Q5_K).
+ * At the super-block's end, from zero at each super-block,
+ *     acc[p] = fmaf(u[p], d, acc[p]);   acc[p] = fmaf(-v[p], dmin, acc[p])
+ * and the result is acc[0] + acc[1]. |A_j| < 2^24 (Q5_K: 32 * 31 * 127 * 63), so the integer
+ * steps are exact on every path; one rounding per block and chain instead of the half rule's
+ * per half (and none for d, dmin until the super-block's end) is what lets a tile do it in
+ * fewer steps. */
+#define IGNIS_IS_BLOCK_RULE(t) ((t) == 12 || (t) == 13 || (t) == 23)
+
+/* block j's sc_j * sum q*x (*a), sum x (*c) and m_j (*m; 0 without mins) */
+static inline void ignis_block_rule_ints(int t, const uint8_t *blk, int j, const int8_t *xq, int32_t *a,
+                                         int32_t *c, int *m) {
+    int32_t qx = 0, cs = 0;
+    for (int l = 0; l < 32; l++) {
+        const int e = j * 32 + l;
+        const int q = t == 12 ? ignis_q4_k_quant(blk, e) : t == 13 ? ignis_q5_k_quant(blk, e)
+                    : ignis_iq4_xs_quant(blk, e);
+        qx += q * (int32_t)xq[l];
+        cs += xq[l];
+    }
+    int sc;
+    if (t == 23) {
+        sc = ignis_iq4_xs_scale(blk, j);
+        *m = 0;
+    } else {
+        ignis_q4_k_scale_min(blk + 4, j, &sc, m);
+    }
+    *a = sc * qx;
+    *c = cs;
+}
+
+static inline float ignis_scalar_vec_dot_block_rule(int t, int64_t nsb, const uint8_t *w, const uint8_t *x) {
+    const size_t bytes = t == 12 ? IGNIS_Q4_K_BYTES : ignis_kx_bytes(t);
+    const int has_min = t != 23;
+    float acc[2] = {0.0f, 0.0f};
+    for (int64_t s = 0; s < nsb; s++) {
+        const uint8_t *wb = w + s * bytes;
+        const float d = ignis_scalar_f16_to_f32(ignis_load_u16(wb));
+        const float dmin = has_min ? ignis_scalar_f16_to_f32(ignis_load_u16(wb + 2)) : 0.0f;
+        float u[2] = {0.0f, 0.0f}, v[2] = {0.0f, 0.0f};
+        for (int j = 0; j < 8; j++) {
+            const uint8_t *xb = x + (s * 8 + j) * IGNIS_Q8_0_BYTES;
+            const float dx = ignis_scalar_f16_to_f32(ignis_load_u16(xb));
+            int32_t a, c;
+            int m;
+            ignis_block_rule_ints(t, wb, j, (const int8_t *)(xb + 2), &a, &c, &m);
+            u[j % 2] = fmaf((float)a, dx, u[j % 2]);
+            if (has_min) v[j % 2] = fmaf((float)m, (float)c * dx, v[j % 2]);
+        }
+        for (int p = 0; p < 2; p++) {
+            acc[p] = fmaf(u[p], d, acc[p]);
+            if (has_min) acc[p] = fmaf(-v[p], dmin, acc[p]);
+        }
+    }
+    return acc[0] + acc[1];
+}
+
+static inline float ignis_scalar_vec_dot_q4_k(int64_t nsb, const uint8_t *w, const uint8_t *x) {
+    return ignis_scalar_vec_dot_block_rule(12, nsb, w, x);
+}
+
 /* Row dequantizers (embedding lookups), bit-exact with ignis.gguf.quant.dequantize:
  * q * (d * sc) [- dmin * m], each product rounded once. */
 static inline void ignis_dequant_row_kx(int t, const uint8_t *w, float *y, int64_t k) {
