@@ -49,8 +49,12 @@
  * (elements 0..15) and the high half (16..31) are formed exactly, then two float
  * chains advance with one fused multiply-add each,
  *     lo = fmaf((float)ilo_b, s_b, lo),  hi = fmaf((float)ihi_b, s_b, hi),
- * with s_b = d_w * d_x (Q4_1 and Q4_K add a second pair of steps for their mins), and the
- * result is lo + hi. Every product fits in int32 and every half sum in 24 bits, so
+ * with s_b = d_w * d_x (Q4_1 adds a second pair of steps for its min), and the
+ * result is lo + hi. The types with one scale per 32-element block of a 256-element
+ * super-block (Q4_K, Q5_K, IQ4_XS) follow the block rule of simd/kquants.h instead:
+ * exact integer sums over the whole block, even and odd blocks in their own chains
+ * (one fma for the scaled sum, one for the min), d and dmin applied once per
+ * super-block. Every product fits in int32 and every half sum in 24 bits, so
  * the integer parts are exact on every path; the float steps are the same IEEE
  * operations in the same order. Any tile shape gives the bits of the single dot.
  *
@@ -90,8 +94,9 @@
  *   Q4_0, Q5_1, IQ4_NL (32-element blocks) and F32/F16/BF16 weights: simd/defs32.h defines them
  *   (the float weights meet the float activation row itself, not a Q8_0 copy: element i in
  *   fma chain i mod 16, then a fixed tree); simd/x86_32.h and simd/arm_32.h hold their levels.
- *   Q5_K 176 B, Q3_K 110 B, Q2_K 84 B, IQ4_XS 136 B / 256: see simd/kquants.h (their definitions,
- *         by the same rule: scaled exact half sums, fmas in order, Q5_K/Q2_K with min steps; tiles
+ *   Q5_K 176 B, Q3_K 110 B, Q2_K 84 B, IQ4_XS 136 B / 256: see simd/kquants.h (their definitions:
+ *         Q3_K, Q2_K by the half rule (scaled exact half sums, fmas in order, Q2_K with min steps),
+ *         Q5_K, IQ4_XS by the block rule, as Q4_K; tiles
  *         in simd/kquants_x86.h (256-bit tiles at every x86 level; avx512: decode on 512 bits, prefill in
  *         the 8-row x 8-token pair tile of simd/kx_pairs.h) and
  *         simd/kquants_arm.h (4 rows a register at neon/dotprod/i8mm; i8mm uses sdot, not smmla))
@@ -137,7 +142,8 @@
 #define IGNIS_KP_SB_BYTES 5248   /* prepared Q4_K / Q6_K rows (simd/kq_prep.h): bytes per super-block */
 #define IGNIS_KX_SB_BYTES 6272   /* prepared Q5_K / Q3_K / Q2_K / IQ4_XS rows: bytes per super-block */
 #define IGNIS_ZP_BLOCK_BYTES 640 /* prepared rows of 32-element block types: bytes per block */
-#define IGNIS_KP_TOK_BYTES 736   /* their token tables: bytes per activation block of 8 tokens */
+#define IGNIS_KP_TOK_BYTES 768   /* their token tables: bytes per activation block of 8 tokens */
+#define IGNIS_KP_Y 736           /* the block rule's (float)(sum x) * d_x in a token table (simd/kq_prep.h) */
 #define IGNIS_ZT_SB_BYTES 1600   /* decode token tables (simd/zt_decode.h): bytes per super-block and token */
 #define IGNIS_KP_CORR(shift) (416 + 64 * ((shift) == 7 ? 4 : (shift) - 2))   /* -(sum x << shift), shift 2..5, 7 */
 

@@ -283,6 +283,85 @@ def test_matmul_q4_1_is_the_definition(T):
     assert np.array_equal(y.view(np.uint32), want.view(np.uint32)), np.abs(y - want).max()
 
 
+IQ4_GRID = np.array([-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113], np.int64)
+
+
+def _k_scales_mins(sb):
+    """Q4_K / Q5_K: the 6-bit scales and mins of the 8 blocks from the 12 packed bytes."""
+    s = sb[4:16].astype(np.int64)
+    sc, m = np.empty(8, np.int64), np.empty(8, np.int64)
+    sc[:4], m[:4] = s[0:4] & 63, s[4:8] & 63
+    sc[4:] = (s[8:12] & 15) | ((s[0:4] >> 6) << 4)
+    m[4:] = (s[8:12] >> 4) | ((s[4:8] >> 6) << 4)
+    return sc, m
+
+
+def block_rule_fields(wtype, sb):
+    """One super-block of Q4_K, Q5_K or IQ4_XS: (d, dmin, scales[8], mins[8], quants[8, 32])."""
+    f16 = lambda at: np.float32(sb[at:at + 2].view(np.float16)[0])
+    if wtype == IQ4_XS:
+        hi = int(sb[2:4].view(np.uint16)[0])
+        lo = sb[4:8].astype(np.int64)
+        ls = np.array([((lo[j // 2] >> (4 * (j % 2))) & 15) | (((hi >> (2 * j)) & 3) << 4) for j in range(8)])
+        qs = sb[8:136].astype(np.int64).reshape(8, 16)
+        q = IQ4_GRID[np.concatenate([qs & 15, qs >> 4], axis=1)]
+        return f16(0), np.float32(0), ls - 32, np.zeros(8, np.int64), q
+    sc, m = _k_scales_mins(sb)
+    qs = sb[16:144] if wtype == Q4_K else sb[48:176]
+    pairs = qs.astype(np.int64).reshape(4, 32)
+    q = np.stack([pairs[j // 2] >> 4 if j % 2 else pairs[j // 2] & 15 for j in range(8)])
+    if wtype == Q5_K:
+        qh = sb[16:48].astype(np.int64)
+        q = q | (np.stack([(qh >> j) & 1 for j in range(8)]) << 4)
+    return f16(0), f16(2), sc, m, q
+
+
+def block_rule_dot_definition(wtype, wrow, xrow):
+    """The block rule of ignis/simd/kquants.h from the integer fields: per block A = sc * sum q*x,
+    c = sum x (exact), u[j%2] = fma(A, dx, u), v[j%2] = fma(m, c*dx, v); per super-block
+    acc[p] = fma(u[p], d, acc[p]), acc[p] = fma(-v[p], dmin, acc[p]); the result acc[0] + acc[1]."""
+    nbytes = BLOCK_BYTES[wtype][1]
+    wb, xb = wrow.reshape(-1, nbytes), xrow.reshape(-1, 34)
+    has_min = wtype != IQ4_XS
+    acc = [np.float32(0), np.float32(0)]
+    for s in range(len(wb)):
+        d, dmin, sc, m, q = block_rule_fields(wtype, wb[s])
+        u, v = [np.float32(0), np.float32(0)], [np.float32(0), np.float32(0)]
+        for j in range(8):
+            blk = xb[s * 8 + j]
+            dx = blk[0:2].view(np.float16).astype(np.float32)[0]
+            xq = blk[2:34].view(np.int8).astype(np.int64)
+            a, c = int(sc[j]) * int(q[j] @ xq), int(xq.sum())
+            u[j % 2] = _fmaf(np.float32(a), dx, u[j % 2])
+            if has_min:
+                v[j % 2] = _fmaf(np.float32(m[j]), np.float32(np.float32(c) * dx), v[j % 2])
+        for p in range(2):
+            acc[p] = _fmaf(u[p], d, acc[p])
+            if has_min:
+                acc[p] = _fmaf(-v[p], dmin, acc[p])
+    return np.float32(acc[0] + acc[1])
+
+
+@pytest.mark.parametrize("wtype", [Q4_K, Q5_K, IQ4_XS])
+@pytest.mark.parametrize("T", [1, 2, 4, 5, 8, 11])
+def test_matmul_block_rule_is_the_definition(wtype, T):
+    """Q4_K / Q5_K / IQ4_XS weights give the block rule's bits at the level in use, for the decode
+    (1-4 tokens), token-table (up to 8) and prefill tile shapes; the oracle decodes the fields itself."""
+    r = rng(60 + T + wtype)
+    n, k = 11, 512
+    w = random_quant_weight(r, wtype, n, k)
+    w[-1, :BLOCK_BYTES[wtype][1]] = 0xff              # extreme fields: every scale, min and quant at its top
+    w[-1, 0:2] = np.array([0x00, 0x20], np.uint8)     # d = 2^-7, finite
+    if wtype != IQ4_XS:
+        w[-1, 2:4] = np.array([0x00, 0x1c], np.uint8)  # dmin = 2^-8
+    x = r.standard_normal((T, k)).astype(np.float32)
+    x[0, :32] *= 1000.0
+    y = K.matmul(x, w, wtype)
+    xq = K.quantize_q8_0(x)
+    want = np.array([[block_rule_dot_definition(wtype, w[i], xq[t]) for i in range(n)] for t in range(T)], np.float32)
+    assert np.array_equal(y.view(np.uint32), want.view(np.uint32)), np.abs(y - want).max()
+
+
 def test_quantize_q4_1_round_trip():
     r = rng(41)
     x = (r.standard_normal((5, 32 * 6)) * 3 + 1).astype(np.float32)

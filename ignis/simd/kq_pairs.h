@@ -1,6 +1,7 @@
 /* kq_pairs.h -- the 8-row x 8-token prefill tiles of Q4_K and Q6_K weights for the AVX-512
  * level (included by x86.h after avx512.h, inside the AVX-512 target region only). Same
- * arithmetic as ignis_scalar_vec_dot_q4_k / _q6_k (simd/defs.h): these give their bits.
+ * arithmetic as ignis_scalar_vec_dot_q4_k (the block rule, simd/kquants.h) / _q6_k (simd/defs.h):
+ * these give their bits.
  *
  * Lanes: lane 2i + e holds weight row i and token 2p + e of token pair p (i < 8, e < 2), one
  * register per pair for the definition's lo chain and one for its hi chain. So a register of
@@ -9,16 +10,17 @@
  * once per activation block into a small table. vpdpbusd then needs no shuffle per token:
  * four of them (k = 0..3) give the exact lo half sums of all 16 (row, token) lanes, four more
  * (k = 4..7) the hi ones. The quants meet the token unsigned (Q4_K 0..15, Q6_K q + 32 in 0..63);
- * Q6_K takes its offset back exactly in integers (- 32 * sum x of the half), Q4_K's min step
- * uses the same half sums of x. The integer scales multiply as floats (exact: below 2^24), then
- * the definition's fused multiply-adds in its order. */
+ * Q6_K takes its offset back exactly in integers (- 32 * sum x of the half). The integer scales
+ * multiply as floats (exact: below 2^24), then the definition's fused multiply-adds in its order:
+ * Q6_K per half into the lo / hi chains; Q4_K (and Q5_K, IQ4_XS, kx_pairs.h) by the block rule,
+ * lo + hi sums added as integers, the even / odd blocks' chains (IL(br_block_tab)). */
 
 /* One activation block of the 8 tokens: xi[p][slot(k)] the qword (dword k of token 2p, dword
  * k of token 2p + 1) with slot(k) = {0, 1, 4, 5, 2, 3, 6, 7}[k]; cs[p] = the pair's exact half
  * sums of x as pairs (lo(2p), lo(2p+1)) and (hi(2p), hi(2p+1)) of int32 (or of floats, exact,
  * when as_float); dx[j] the tokens' scales. */
 IGNIS_INLINE void IL(kp_tokens)(const uint8_t *const *x, size_t xo, uint64_t xi[4][8], uint64_t cs[4][2], float dx[8],
-                              const int as_float) {
+                              float *y, const int as_float) {
     const __m256i ones = _mm256_set1_epi8(1);
     uint16_t h[8];
     for (int j = 0; j < 8; j++) h[j] = ignis_load_u16(x[j] + xo);
@@ -36,6 +38,12 @@ IGNIS_INLINE void IL(kp_tokens)(const uint8_t *const *x, size_t xo, uint64_t xi[
         const __m256i u = as_float ? _mm256_castps_si256(_mm256_cvtepi32_ps(t)) : t;
         _mm_storel_epi64((__m128i *)&cs[p][0], _mm256_castsi256_si128(u));
         _mm_storel_epi64((__m128i *)&cs[p][1], _mm256_extracti128_si256(u, 1));
+        if (y != NULL) {        /* the block rule's (float)(sum x) * d_x of tokens 2p, 2p + 1 */
+            int32_t c[4];
+            _mm_storel_epi64((__m128i *)&c[0], _mm256_castsi256_si128(t));
+            _mm_storel_epi64((__m128i *)&c[2], _mm256_extracti128_si256(t, 1));
+            for (int e = 0; e < 2; e++) y[2 * p + e] = (float)(c[e] + c[2 + e]) * dx[2 * p + e];
+        }
     }
 }
 
@@ -173,13 +181,66 @@ IGNIS_INLINE void IL(kp_block)(const __m512i *w2, __m512 s0, __m512 s1, __m512 d
     uint64_t xi[4][8];
     uint64_t cs[4][2];
     float dx[8];
-    IL(kp_tokens)(x, xo, xi, cs, dx, WT == 12);
+    IL(kp_tokens)(x, xo, xi, cs, dx, NULL, 0);
     /* read the table back from memory: a broadcast load costs no shuffle, a broadcast
        of a value the compiler kept in a register does */
     __asm__ volatile("" : : "r"(xi), "r"(cs), "r"(dx) : "memory");
     __m512 sc[4];
     IL(kp_sc)(s0, s1, sc, WT);
     IL(kp_block_tab)(w2, sc, d, dmin, (const uint64_t (*)[8])xi, (const uint64_t (*)[2])cs, dx, NULL, lo, hi, WT);
+}
+
+/* The block rule (simd/kquants.h; Q4_K, Q5_K, IQ4_XS) in the pair lanes. One tile's state:
+ * per pair p the even and odd blocks' chains u[par][p], v[par][p] (zeroed at each super-block)
+ * and acc[par][p]. */
+typedef struct { __m512 u[2][4], v[2][4], acc[2][4]; } IL(br_state);
+
+IGNIS_INLINE void IL(br_zero)(IL(br_state) *st) {
+    for (int par = 0; par < 2; par++)
+        for (int p = 0; p < 4; p++) st->u[par][p] = st->v[par][p] = st->acc[par][p] = _mm512_setzero_ps();
+}
+
+/* one activation block (parity par) of the 8 tokens of the table (xi; cs as int32 when corr is
+ * NULL; dx; y = (float)(sum x) * d_x) against the unpacked rows w2 with their block scale sc and
+ * min mn (floats, lanes 2i, 2i + 1): A = sc * (lo + hi half sums), u = fma(A, d_x, u), v = fma(m, y, v) */
+IGNIS_INLINE void IL(br_block_tab)(const __m512i *w2, __m512 sc, __m512 mn, const uint64_t xi[4][8],
+                                   const uint64_t cs[4][2], const float *dx, const float *y,
+                                   const uint64_t (*corr)[2], int par, IL(br_state) *st, const int WT,
+                                   const int P0, const int P1) {
+    for (int p = P0; p < P1; p++) {
+        __m512i al, ah;
+        IL(kp_pair_sums)(w2, xi, cs, corr, p, &al, &ah, WT);
+        double dxp;
+        memcpy(&dxp, &dx[2 * p], 8);
+        const __m512 a = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(al, ah)), sc);
+        st->u[par][p] = _mm512_fmadd_ps(a, _mm512_castpd_ps(_mm512_set1_pd(dxp)), st->u[par][p]);
+        if (WT != 23) {
+            double yp;
+            memcpy(&yp, &y[2 * p], 8);
+            st->v[par][p] = _mm512_fmadd_ps(mn, _mm512_castpd_ps(_mm512_set1_pd(yp)), st->v[par][p]);
+        }
+    }
+}
+
+/* a super-block's end: acc = fma(u, d, acc), acc = fma(-v, dmin, acc), even then odd; u, v zeroed */
+IGNIS_INLINE void IL(br_sb_end)(IL(br_state) *st, __m512 d, __m512 dmin, const int WT, const int P0, const int P1) {
+    for (int par = 0; par < 2; par++)
+        for (int p = P0; p < P1; p++) {
+            st->acc[par][p] = _mm512_fmadd_ps(st->u[par][p], d, st->acc[par][p]);
+            if (WT != 23) st->acc[par][p] = _mm512_fnmadd_ps(st->v[par][p], dmin, st->acc[par][p]);
+            st->u[par][p] = st->v[par][p] = _mm512_setzero_ps();
+        }
+}
+
+/* the block rule's block of the 8 tokens x[j] at xo, their table made on the spot */
+IGNIS_INLINE void IL(br_block)(const __m512i *w2, __m512 sc, __m512 mn, const uint8_t *const *x, size_t xo, int par,
+                               IL(br_state) *st, const int WT) {
+    uint64_t xi[4][8];
+    uint64_t cs[4][2];
+    float dx[8], y[8];
+    IL(kp_tokens)(x, xo, xi, cs, dx, y, 0);
+    __asm__ volatile("" : : "r"(xi), "r"(cs), "r"(dx), "r"(y) : "memory");
+    IL(br_block_tab)(w2, sc, mn, (const uint64_t (*)[8])xi, (const uint64_t (*)[2])cs, dx, y, NULL, par, st, WT, 0, 4);
 }
 
 /* out[j * 8 + i] = lo + hi of row i, token j (lane 2i + e of pair p is token 2p + e) */
@@ -197,6 +258,26 @@ IGNIS_INLINE void IL(kp_store)(const __m512 *lo, const __m512 *hi, float *out) {
 /* Q4_K (WT 12) or Q6_K (WT 14), 8 weight rows x 8 tokens (pad pointers for fewer) */
 IGNIS_INLINE void IL(kp_8x8)(int64_t nsb, const uint8_t *const *w, const uint8_t *const *x, float *out, const int WT) {
     const size_t wbytes = WT == 12 ? IGNIS_Q4_K_BYTES : IGNIS_Q6_K_BYTES;
+    if (WT == 12) {
+        IL(br_state) st;
+        IL(br_zero)(&st);
+        for (int64_t s = 0; s < nsb; s++) {
+            const size_t wo = (size_t)s * wbytes;
+            __m512i v0, v1;
+            __m512 d, dmin;
+            IL(kp_sb_fields)(w, wo, &v0, &v1, &d, &dmin, WT);
+            __m512i ctl = IL(kp_row_ctl)();
+            for (int jb = 0; jb < 8; jb++, ctl = _mm512_add_epi8(ctl, _mm512_set1_epi8(1))) {
+                __m512i w2[8];
+                __m512 s0, s1;
+                IL(kp_unpack)(w, wo, jb, v0, v1, ctl, w2, &s0, &s1, WT);
+                IL(br_block)(w2, s0, s1, x, (size_t)(s * 8 + jb) * IGNIS_Q8_0_BYTES, jb & 1, &st, WT);
+            }
+            IL(br_sb_end)(&st, d, dmin, WT, 0, 4);
+        }
+        IL(kp_store)(st.acc[0], st.acc[1], out);
+        return;
+    }
     __m512 lo[4], hi[4];
     for (int p = 0; p < 4; p++) lo[p] = hi[p] = _mm512_setzero_ps();
     for (int64_t s = 0; s < nsb; s++) {

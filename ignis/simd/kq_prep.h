@@ -47,12 +47,14 @@ IGNIS_INLINE void IL(kp_prep_rows)(int64_t nsb, const uint8_t *const *w, uint8_t
  * IL(kp_tokens) with the half sums as int32 and again as floats (IGNIS_KP_TOK_BYTES: xi 256 B,
  * cs 64 B, cs as floats 64 B, dx 32 B), then -(cs << u) for the quant offsets 1 << u of the
  * types (u = 2, 3, 4, 5, 7; 64 B each, at IGNIS_KP_CORR(u)): the unsigned quants' sums start
- * there, which takes the offset back with no work per tile */
+ * there, which takes the offset back with no work per tile; then the block rule's
+ * (float)(sum x) * d_x of the 8 tokens (32 B at IGNIS_KP_Y) */
 IGNIS_INLINE void IL(kp_tokens_all)(int64_t nblk, const uint8_t *const *x, uint8_t *tab) {
     static const int shifts[5] = {2, 3, 4, 5, 7};
     for (int64_t b = 0; b < nblk; b++) {
         uint8_t *t = tab + (size_t)b * IGNIS_KP_TOK_BYTES;
-        IL(kp_tokens)(x, (size_t)b * IGNIS_Q8_0_BYTES, (uint64_t (*)[8])t, (uint64_t (*)[2])(t + 256), (float *)(t + 384), 0);
+        IL(kp_tokens)(x, (size_t)b * IGNIS_Q8_0_BYTES, (uint64_t (*)[8])t, (uint64_t (*)[2])(t + 256), (float *)(t + 384),
+                      (float *)(t + IGNIS_KP_Y), 0);
         const __m512i cs = _mm512_loadu_si512(t + 256);
         _mm512_storeu_ps(t + 320, _mm512_cvtepi32_ps(cs));
         for (int u = 0; u < 5; u++)
@@ -77,6 +79,28 @@ IGNIS_INLINE const uint64_t (*IL(kp_tab_corr)(const uint8_t *t, const int WT))[2
 IGNIS_INLINE void IL(kp_run)(int64_t nsb, const uint8_t *buf, const uint8_t *tab, float *out, const int WT) {
     const int kq = WT == 12 || WT == 14, has_min = WT == 12 || WT == 13 || WT == 10;
     const size_t sb_bytes = kq ? IGNIS_KP_SB_BYTES : IGNIS_KX_SB_BYTES, jb_bytes = kq ? 640 : 768;
+    if (IGNIS_IS_BLOCK_RULE(WT)) {      /* Q4_K, Q5_K, IQ4_XS: the block rule (kq_pairs.h) */
+        IL(br_state) st;
+        IL(br_zero)(&st);
+        for (int64_t s = 0; s < nsb; s++) {
+            const uint8_t *b = buf + (size_t)s * sb_bytes;
+            /* two blocks a step, so that each block's chain (even, odd) is known when compiled */
+            for (int jb = 0; jb < 8; jb += 2)
+#pragma GCC unroll 2
+                for (int par = 0; par < 2; par++) {
+                    const uint8_t *q = b + 128 + (size_t)(jb + par) * jb_bytes;
+                    const uint8_t *t = tab + (size_t)(s * 8 + jb + par) * IGNIS_KP_TOK_BYTES;
+                    /* the scale and the min: Q4_K's s0, s1; the others' lo scale and lo min */
+                    const __m512 sc = _mm512_loadu_ps(q + 512), mn = _mm512_loadu_ps(q + (kq ? 576 : 640));
+                    IL(br_block_tab)((const __m512i *)q, sc, mn, (const uint64_t (*)[8])t, (const uint64_t (*)[2])(t + 256),
+                                     (const float *)(t + 384), (const float *)(t + IGNIS_KP_Y), IL(kp_tab_corr)(t, WT),
+                                     par, &st, WT, 0, 4);
+                }
+            IL(br_sb_end)(&st, _mm512_loadu_ps(b), _mm512_loadu_ps(b + 64), WT, 0, 4);
+        }
+        IL(kp_store)(st.acc[0], st.acc[1], out);
+        return;
+    }
     __m512 lo[4], hi[4];
     for (int p = 0; p < 4; p++) lo[p] = hi[p] = _mm512_setzero_ps();
     for (int64_t s = 0; s < nsb; s++) {

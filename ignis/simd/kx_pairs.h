@@ -1,6 +1,7 @@
 /* kx_pairs.h -- the 8-row x 8-token prefill tiles of Q5_K, Q3_K, Q2_K and IQ4_XS weights
  * (WT 13, 11, 10, 23) for the AVX-512 level (included by kquants_x86.h inside its AVX-512
- * region). Same arithmetic as ignis_scalar_vec_dot_kx (simd/kquants.h): these give its bits.
+ * region). Same arithmetic as the definitions of simd/kquants.h (Q3_K, Q2_K: the half rule of
+ * ignis_scalar_vec_dot_kx; Q5_K, IQ4_XS: the block rule, run by kq_pairs.h's IL(br_block_tab)).
  *
  * The lane layout is kq_pairs.h's (lane 2i + e: weight row i, token 2p + e of pair p; one
  * register per pair for the lo chain, one for the hi chain) and it uses that file's token
@@ -77,6 +78,26 @@ IGNIS_INLINE void IL(xp_unpack)(const uint8_t *const *w, size_t wo, int jb, cons
 /* Q5_K / Q3_K / Q2_K / IQ4_XS, 8 weight rows x 8 tokens (pad pointers for fewer) */
 IGNIS_INLINE void IL(xp_8x8)(int64_t nsb, const uint8_t *const *w, const uint8_t *const *x, float *out, const int WT) {
     const int has_min = WT == 13 || WT == 10;
+    if (IGNIS_IS_BLOCK_RULE(WT)) {      /* Q5_K, IQ4_XS: the block rule (kq_pairs.h) */
+        IL(br_state) st;
+        IL(br_zero)(&st);
+        for (int64_t s = 0; s < nsb; s++) {
+            const size_t wo = (size_t)s * ignis_kx_bytes(WT);
+            __m512i v[4];
+            __m512 d, dmin;
+            IL(xp_sb_fields)(w, wo, v, &d, &dmin, WT);
+            __m512i ctl = IL(kp_row_ctl)();
+            for (int jb = 0; jb < 8; jb++, ctl = _mm512_add_epi8(ctl, _mm512_set1_epi8(1))) {
+                __m512i w2[8];
+                __m512 sc[4];
+                IL(xp_unpack)(w, wo, jb, v, ctl, w2, sc, WT);
+                IL(br_block)(w2, sc[0], sc[2], x, (size_t)(s * 8 + jb) * IGNIS_Q8_0_BYTES, jb & 1, &st, WT);
+            }
+            IL(br_sb_end)(&st, d, dmin, WT, 0, 4);
+        }
+        IL(kp_store)(st.acc[0], st.acc[1], out);
+        return;
+    }
     __m512 lo[4], hi[4];
     for (int p = 0; p < 4; p++) lo[p] = hi[p] = _mm512_setzero_ps();
     for (int64_t s = 0; s < nsb; s++) {
@@ -92,7 +113,7 @@ IGNIS_INLINE void IL(xp_8x8)(int64_t nsb, const uint8_t *const *w, const uint8_t
             uint64_t xi[4][8];
             uint64_t cs[4][2];
             float dx[8];
-            IL(kp_tokens)(x, (size_t)(s * 8 + jb) * IGNIS_Q8_0_BYTES, xi, cs, dx, has_min);
+            IL(kp_tokens)(x, (size_t)(s * 8 + jb) * IGNIS_Q8_0_BYTES, xi, cs, dx, NULL, has_min);
             /* the table read back from memory: broadcast loads, no shuffles (see kq_pairs.h) */
             __asm__ volatile("" : : "r"(xi), "r"(cs), "r"(dx) : "memory");
             IL(kp_block_tab)(w2, sc, d, dmin, (const uint64_t (*)[8])xi, (const uint64_t (*)[2])cs, dx, NULL, lo, hi, WT);
