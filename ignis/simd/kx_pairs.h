@@ -87,12 +87,15 @@ IGNIS_INLINE void IL(xp_8x8)(int64_t nsb, const uint8_t *const *w, const uint8_t
             __m512 d, dmin;
             IL(xp_sb_fields)(w, wo, v, &d, &dmin, WT);
             __m512i ctl = IL(kp_row_ctl)();
-            for (int jb = 0; jb < 8; jb++, ctl = _mm512_add_epi8(ctl, _mm512_set1_epi8(1))) {
-                __m512i w2[8];
-                __m512 sc[4];
-                IL(xp_unpack)(w, wo, jb, v, ctl, w2, sc, WT);
-                IL(br_block)(w2, sc[0], sc[2], x, (size_t)(s * 8 + jb) * IGNIS_Q8_0_BYTES, jb & 1, &st, WT);
-            }
+            /* two blocks a step: each block's chain (even, odd) known when compiled */
+            for (int jb = 0; jb < 8; jb += 2)
+#pragma GCC unroll 2
+                for (int par = 0; par < 2; par++, ctl = _mm512_add_epi8(ctl, _mm512_set1_epi8(1))) {
+                    __m512i w2[8];
+                    __m512 sc[4];
+                    IL(xp_unpack)(w, wo, jb + par, v, ctl, w2, sc, WT);
+                    IL(br_block)(w2, sc[0], sc[2], x, (size_t)(s * 8 + jb + par) * IGNIS_Q8_0_BYTES, par, &st, WT);
+                }
             IL(br_sb_end)(&st, d, dmin, WT, 0, 4);
         }
         IL(kp_store)(st.acc[0], st.acc[1], out);
