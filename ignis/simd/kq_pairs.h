@@ -122,16 +122,23 @@ IGNIS_INLINE void IL(kp_unpack)(const uint8_t *const *w, size_t wo, int jb, __m5
  * half). (q + u) . x - u sum x = q . x: the sums start at the table's -u sum x (corr,
  * IGNIS_KP_CORR) when given, else u times the half sums (cs, int32) is subtracted at the end.
  * w2 may be registers or memory: unaligned loads (a prepared buffer need not be 64-byte aligned). */
-IGNIS_INLINE void IL(kp_pair_sums)(const __m512i *w2, const uint64_t xi[4][8], const uint64_t cs[4][2],
-                                   const uint64_t (*corr)[2], int p, __m512i *al, __m512i *ah, const int WT) {
+IGNIS_INLINE void IL(kp_pair_sums_from)(__m512i l, __m512i h, const __m512i *w2, const uint64_t xi[4][8],
+                                        int p, __m512i *al, __m512i *ah) {
     static const int slot[8] = {0, 1, 4, 5, 2, 3, 6, 7};
-    const int ushift = ignis_quant_offset_shift(WT), start = ushift && corr != NULL;
-    __m512i l = start ? _mm512_set1_epi64((long long)corr[p][0]) : _mm512_setzero_si512();
-    __m512i h = start ? _mm512_set1_epi64((long long)corr[p][1]) : _mm512_setzero_si512();
     for (int k = 0; k < 4; k++) {
         l = _mm512_dpbusd_epi32(l, _mm512_loadu_si512(&w2[k]), _mm512_set1_epi64((long long)xi[p][slot[k]]));
         h = _mm512_dpbusd_epi32(h, _mm512_loadu_si512(&w2[k + 4]), _mm512_set1_epi64((long long)xi[p][slot[k + 4]]));
     }
+    *al = l;
+    *ah = h;
+}
+
+IGNIS_INLINE void IL(kp_pair_sums)(const __m512i *w2, const uint64_t xi[4][8], const uint64_t cs[4][2],
+                                   const uint64_t (*corr)[2], int p, __m512i *al, __m512i *ah, const int WT) {
+    const int ushift = ignis_quant_offset_shift(WT), start = ushift && corr != NULL;
+    __m512i l = start ? _mm512_set1_epi64((long long)corr[p][0]) : _mm512_setzero_si512();
+    __m512i h = start ? _mm512_set1_epi64((long long)corr[p][1]) : _mm512_setzero_si512();
+    IL(kp_pair_sums_from)(l, h, w2, xi, p, &l, &h);
     if (ushift && !start) {
         l = _mm512_sub_epi32(l, _mm512_slli_epi32(_mm512_set1_epi64((long long)cs[p][0]), ushift));
         h = _mm512_sub_epi32(h, _mm512_slli_epi32(_mm512_set1_epi64((long long)cs[p][1]), ushift));
@@ -207,12 +214,19 @@ IGNIS_INLINE void IL(br_block_tab)(const __m512i *w2, __m512 sc, __m512 mn, cons
                                    const uint64_t cs[4][2], const float *dx, const float *y,
                                    const uint64_t (*corr)[2], int par, IL(br_state) *st, const int WT,
                                    const int P0, const int P1) {
+    /* Q4_K, Q5_K (no quant offset): the sums start from the bits of the float 1.5 * 2^23, so that
+       (for |S| < 2^22) they end as the float 12582912 + S exactly, and fma(that, sc, -12582912 * sc)
+       is S * sc exactly (both products exact): (float)A without the conversion */
+    const int magic = ignis_quant_offset_shift(WT) == 0;
+    const __m512 nsc = _mm512_mul_ps(sc, _mm512_set1_ps(-12582912.0f));
     for (int p = P0; p < P1; p++) {
         __m512i al, ah;
-        IL(kp_pair_sums)(w2, xi, cs, corr, p, &al, &ah, WT);
+        if (magic) IL(kp_pair_sums_from)(_mm512_set1_epi32(0x4B400000), _mm512_setzero_si512(), w2, xi, p, &al, &ah);
+        else IL(kp_pair_sums)(w2, xi, cs, corr, p, &al, &ah, WT);
         double dxp;
         memcpy(&dxp, &dx[2 * p], 8);
-        const __m512 a = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(al, ah)), sc);
+        const __m512 a = magic ? _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_add_epi32(al, ah)), sc, nsc)
+                               : _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(al, ah)), sc);
         st->u[par][p] = _mm512_fmadd_ps(a, _mm512_castpd_ps(_mm512_set1_pd(dxp)), st->u[par][p]);
         if (WT != 23) {
             double yp;
