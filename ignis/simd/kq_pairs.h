@@ -149,13 +149,13 @@ IGNIS_INLINE void IL(kp_pair_sums)(const __m512i *w2, const uint64_t xi[4][8], c
 
 /* One activation block of the 8 tokens, given as their table (IL(kp_tokens); cs: the half sums
  * as floats for types with mins, as int32 otherwise), against the unpacked rows: the exact half
- * sums, then the definition's float steps into the lo / hi chains of the 4 pairs. sc: the lo
- * and hi scales, the lo and hi mins (types with mins: Q4_K, Q5_K, Q2_K). w2, sc and the table
- * may be registers or memory (the same operations). */
+ * sums, then the half rule's float steps into the lo / hi chains of the 4 pairs (Q6_K, Q3_K,
+ * Q2_K; the block rule's types take IL(br_block_tab)). sc: the lo and hi scales, the lo and hi
+ * mins (Q2_K). w2, sc and the table may be registers or memory (the same operations). */
 IGNIS_INLINE void IL(kp_block_tab)(const __m512i *w2, const __m512 *sc, __m512 d, __m512 dmin,
                                    const uint64_t xi[4][8], const uint64_t cs[4][2], const float *dx,
                                    const uint64_t (*corr)[2], __m512 *lo, __m512 *hi, const int WT) {
-    const int has_min = WT == 12 || WT == 13 || WT == 10;
+    const int has_min = WT == 10;
     const __m512 scl = _mm512_loadu_ps(&sc[0]), sch = _mm512_loadu_ps(&sc[1]);
     const __m512 mnl = _mm512_loadu_ps(&sc[2]), mnh = _mm512_loadu_ps(&sc[3]);
     for (int p = 0; p < 4; p++) {
@@ -175,11 +175,10 @@ IGNIS_INLINE void IL(kp_block_tab)(const __m512i *w2, const __m512 *sc, __m512 d
     }
 }
 
-/* Q4_K's scale and min (s0, s1) or Q6_K's lo and hi scales as the sc of IL(kp_block_tab) */
-IGNIS_INLINE void IL(kp_sc)(__m512 s0, __m512 s1, __m512 *sc, const int WT) {
+/* Q6_K's lo and hi scales (s0, s1) as the sc of IL(kp_block_tab) */
+IGNIS_INLINE void IL(kp_sc)(__m512 s0, __m512 s1, __m512 *sc) {
     sc[0] = s0;
-    sc[1] = WT == 12 ? s0 : s1;
-    sc[2] = sc[3] = s1;
+    sc[1] = sc[2] = sc[3] = s1;
 }
 
 /* the same for the block at xo of the 8 tokens x[j], their table made on the spot */
@@ -193,7 +192,7 @@ IGNIS_INLINE void IL(kp_block)(const __m512i *w2, __m512 s0, __m512 s1, __m512 d
        of a value the compiler kept in a register does */
     __asm__ volatile("" : : "r"(xi), "r"(cs), "r"(dx) : "memory");
     __m512 sc[4];
-    IL(kp_sc)(s0, s1, sc, WT);
+    IL(kp_sc)(s0, s1, sc);
     IL(kp_block_tab)(w2, sc, d, dmin, (const uint64_t (*)[8])xi, (const uint64_t (*)[2])cs, dx, NULL, lo, hi, WT);
 }
 
