@@ -1,71 +1,48 @@
-/* kquants_arm.h -- the tiles of Q5_K, Q3_K, Q2_K and IQ4_XS weights (WT 13, 11, 10, 23)
- * against Q8_0 activations for the aarch64 levels (included by arm.h, once per level; neon
- * forms the integer sums with vmull/vmlal, dotprod and i8mm with sdot). The definition is
- * ignis_scalar_vec_dot_kx (simd/kquants.h); lanes are four weight rows, the lo and hi chains
- * apart, the scaled half sums exact int32 products, the min steps as in Q4_K's kq_4xn. */
+/* kquants_arm.h -- the tiles of Q3_K and Q2_K (WT 11, 10: the half rule) and of the block-rule
+ * types Q4_K, Q5_K, IQ4_XS (WT 12, 13, 23) against Q8_0 activations for the aarch64 levels
+ * (included by arm.h, once per level; neon forms the integer sums with vmull/vmlal, dotprod and
+ * i8mm with sdot, i8mm's tiles of 2+ tokens with smmla).
+ * Q3_K / Q2_K: ignis_scalar_vec_dot_kx (simd/kquants.h); lanes are four weight rows, the lo and
+ * hi chains apart, the scaled half sums exact int32 products, the min steps per half.
+ * Block rule: ignis_scalar_vec_dot_block_rule (simd/kquants.h), see br_4xn below. */
 
-/* activation block jb of one super-block: signed quants of its low and high halves */
+/* activation block jb of one Q3_K / Q2_K super-block: signed quants of its low and high halves */
 IGNIS_INLINE void IL(kx_quants)(const uint8_t *sb, int jb, int wt, int8x16_t *lo, int8x16_t *hi) {
-    const uint8x16_t m4 = vdupq_n_u8(0x0f), m2 = vdupq_n_u8(3), m1 = vdupq_n_u8(1);
-    if (wt == 13) {
-        const uint8_t *qs = sb + 48 + (jb / 2) * 32;
-        uint8x16_t v0 = vld1q_u8(qs), v1 = vld1q_u8(qs + 16);
-        if (jb & 1) { v0 = vshrq_n_u8(v0, 4); v1 = vshrq_n_u8(v1, 4); }
-        else { v0 = vandq_u8(v0, m4); v1 = vandq_u8(v1, m4); }
-        const int8x16_t sh = vdupq_n_s8((int8_t)-jb);
-        const uint8x16_t h0 = vandq_u8(vshlq_u8(vld1q_u8(sb + 16), sh), m1);
-        const uint8x16_t h1 = vandq_u8(vshlq_u8(vld1q_u8(sb + 32), sh), m1);
-        *lo = vreinterpretq_s8_u8(vorrq_u8(v0, vshlq_n_u8(h0, 4)));
-        *hi = vreinterpretq_s8_u8(vorrq_u8(v1, vshlq_n_u8(h1, 4)));
-    } else if (wt == 10 || wt == 11) {
-        const int8x16_t sh = vdupq_n_s8((int8_t)(-2 * (jb % 4)));
-        const uint8_t *qs = sb + (wt == 10 ? 16 : 32) + (jb / 4) * 32;
-        uint8x16_t v0 = vandq_u8(vshlq_u8(vld1q_u8(qs), sh), m2);
-        uint8x16_t v1 = vandq_u8(vshlq_u8(vld1q_u8(qs + 16), sh), m2);
-        if (wt == 11) {
-            const int8x16_t hs = vdupq_n_s8((int8_t)-(4 * (jb / 4) + jb % 4));
-            const uint8x16_t h0 = vandq_u8(vshlq_u8(vld1q_u8(sb), hs), m1);
-            const uint8x16_t h1 = vandq_u8(vshlq_u8(vld1q_u8(sb + 16), hs), m1);
-            *lo = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(v0, vshlq_n_u8(h0, 2))), vdupq_n_s8(4));
-            *hi = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(v1, vshlq_n_u8(h1, 2))), vdupq_n_s8(4));
-        } else {
-            *lo = vreinterpretq_s8_u8(v0);
-            *hi = vreinterpretq_s8_u8(v1);
-        }
+    const uint8x16_t m2 = vdupq_n_u8(3), m1 = vdupq_n_u8(1);
+    const int8x16_t sh = vdupq_n_s8((int8_t)(-2 * (jb % 4)));
+    const uint8_t *qs = sb + (wt == 10 ? 16 : 32) + (jb / 4) * 32;
+    uint8x16_t v0 = vandq_u8(vshlq_u8(vld1q_u8(qs), sh), m2);
+    uint8x16_t v1 = vandq_u8(vshlq_u8(vld1q_u8(qs + 16), sh), m2);
+    if (wt == 11) {
+        const int8x16_t hs = vdupq_n_s8((int8_t)-(4 * (jb / 4) + jb % 4));
+        const uint8x16_t h0 = vandq_u8(vshlq_u8(vld1q_u8(sb), hs), m1);
+        const uint8x16_t h1 = vandq_u8(vshlq_u8(vld1q_u8(sb + 16), hs), m1);
+        *lo = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(v0, vshlq_n_u8(h0, 2))), vdupq_n_s8(4));
+        *hi = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(v1, vshlq_n_u8(h1, 2))), vdupq_n_s8(4));
     } else {
-        const int8x16_t grid = vld1q_s8(ignis_iq4nl_values);
-        const uint8x16_t qs = vld1q_u8(sb + 8 + jb * 16);
-        *lo = vqtbl1q_s8(grid, vandq_u8(qs, m4));
-        *hi = vqtbl1q_s8(grid, vshrq_n_u8(qs, 4));
+        *lo = vreinterpretq_s8_u8(v0);
+        *hi = vreinterpretq_s8_u8(v1);
     }
 }
 
-/* the integer scales (and mins) of the halves of activation block jb */
+/* the integer scales (and mins) of the halves of activation block jb (Q3_K / Q2_K) */
 IGNIS_INLINE void IL(kx_scales)(const uint8_t *sb, int jb, int wt, int32_t *scl, int32_t *sch, int32_t *ml, int32_t *mh) {
-    if (wt == 13) {
-        int sc, m;
-        ignis_q4_k_scale_min(sb + 4, jb, &sc, &m);
-        *scl = *sch = sc;
-        *ml = *mh = m;
-    } else if (wt == 10) {
+    if (wt == 10) {
         *scl = sb[2 * jb] & 0x0f;
         *ml = sb[2 * jb] >> 4;
         *sch = sb[2 * jb + 1] & 0x0f;
         *mh = sb[2 * jb + 1] >> 4;
-    } else if (wt == 11) {
+    } else {
         *scl = ignis_q3_k_scale(sb, 2 * jb);
         *sch = ignis_q3_k_scale(sb, 2 * jb + 1);
-        *ml = *mh = 0;
-    } else {
-        *scl = *sch = ignis_iq4_xs_scale(sb, jb);
         *ml = *mh = 0;
     }
 }
 
-/* 4 weight rows x RN (1..8) tokens */
+/* Q3_K / Q2_K: 4 weight rows x RN (1..8) tokens */
 static void IL(kx_4xn)(int wt, int64_t nsb, const uint8_t *const *w, const uint8_t *const *x, float *out, int RN) {
     const size_t wbytes = ignis_kx_bytes(wt), doff = ignis_kx_d_off(wt), moff = ignis_kx_dmin_off(wt);
-    const int has_min = wt == 13 || wt == 10;
+    const int has_min = wt == 10;
     float32x4_t lo[8], hi[8];
     for (int j = 0; j < RN; j++) lo[j] = hi[j] = vdupq_n_f32(0.0f);
     int8x16_t wl[4], wh[4];
@@ -108,6 +85,250 @@ static inline void IL(kx_tile)(int wtype, int64_t nsb, const uint8_t *const *w, 
     for (int j = 0; j < 8; j++) xp[j] = x[j < rn ? j : rn - 1];
     float tmp[IGNIS_TILE * IGNIS_TILE];
     for (int i0 = 0; i0 < rm; i0 += 4) IL(kx_4xn)(wtype, nsb, wp + i0, xp, tmp + i0, rn);
+    for (int j = 0; j < rn; j++)
+        for (int i = 0; i < rm; i++) out[j * IGNIS_TILE + i] = tmp[j * IGNIS_TILE + i];
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * The block rule (Q4_K, Q5_K, IQ4_XS). Per output (row r, token t) and super-block, block j:
+ *     A = sc_j * (sum q*x over the 32 elements)        exact int32 (|A| < 2^24), converted once
+ *     u[j%2] = fma(A, d_x, u[j%2]);   v[j%2] = fma(m_j, c_j * d_x, v[j%2])     (c_j = sum x)
+ * and at the super-block's end acc[p] = fma(u[p], d, acc[p]); acc[p] = fms(acc[p], v[p], dmin).
+ * The lo and hi integer half sums are simply one sum (dotprod: two sdot into one accumulator;
+ * neon: vmull/vmlal per half, pairwise-added into int32; i8mm: four smmla into one). c_j * d_x
+ * depends on the token only: one float multiply per token and block, shared by the rows. */
+
+/* the quants of block jb (its low and high 16 elements) of one super-block of type wt */
+IGNIS_INLINE void IL(br_quants)(const uint8_t *sb, int jb, int wt, int8x16_t *lo, int8x16_t *hi) {
+    const uint8x16_t m4 = vdupq_n_u8(0x0f);
+    if (wt == 23) {
+        const int8x16_t grid = vld1q_s8(ignis_iq4nl_values);
+        const uint8x16_t qs = vld1q_u8(sb + 8 + jb * 16);
+        *lo = vqtbl1q_s8(grid, vandq_u8(qs, m4));
+        *hi = vqtbl1q_s8(grid, vshrq_n_u8(qs, 4));
+        return;
+    }
+    const uint8_t *qs = sb + (wt == 12 ? 16 : 48) + (jb / 2) * 32;
+    uint8x16_t v0 = vld1q_u8(qs), v1 = vld1q_u8(qs + 16);
+    if (jb & 1) { v0 = vshrq_n_u8(v0, 4); v1 = vshrq_n_u8(v1, 4); }
+    else { v0 = vandq_u8(v0, m4); v1 = vandq_u8(v1, m4); }
+    if (wt == 13) {             /* Q5_K: bit jb of qh[l] is element l's fifth bit */
+        const int8x16_t sh = vdupq_n_s8((int8_t)-jb);
+        const uint8x16_t m1 = vdupq_n_u8(1);
+        const uint8x16_t h0 = vandq_u8(vshlq_u8(vld1q_u8(sb + 16), sh), m1);
+        const uint8x16_t h1 = vandq_u8(vshlq_u8(vld1q_u8(sb + 32), sh), m1);
+        v0 = vorrq_u8(v0, vshlq_n_u8(h0, 4));
+        v1 = vorrq_u8(v1, vshlq_n_u8(h1, 4));
+    }
+    *lo = vreinterpretq_s8_u8(v0);
+    *hi = vreinterpretq_s8_u8(v1);
+}
+
+/* one super-block (offset wo) of four rows: block jb's quants wl[jb][k], wh[jb][k] of row k, its
+ * scales sc[jb][k] and mins mf[jb][k] (as floats; 0 for IQ4_XS) */
+IGNIS_INLINE void IL(br_rows)(int wt, const uint8_t *const *w, size_t wo, int8x16_t wl[8][4], int8x16_t wh[8][4],
+                              int32_t sc[8][4], float mf[8][4]) {
+    for (int k = 0; k < 4; k++) {
+        const uint8_t *sb = w[k] + wo;
+        for (int jb = 0; jb < 8; jb++) {
+            IL(br_quants)(sb, jb, wt, &wl[jb][k], &wh[jb][k]);
+            int c, m = 0;
+            if (wt == 23) c = ignis_iq4_xs_scale(sb, jb);
+            else ignis_q4_k_scale_min(sb + 4, jb, &c, &m);
+            sc[jb][k] = c;
+            mf[jb][k] = (float)m;
+        }
+    }
+}
+
+/* the exact int32 partials of one row's 32-element block (low half wl . x0, high half wh . x1) */
+IGNIS_INLINE int32x4_t IL(isum32)(int8x16_t wl, int8x16_t wh, int8x16_t x0, int8x16_t x1) {
+#if IGNIS_ARM_DOTPROD
+    return vdotq_s32(vdotq_s32(vdupq_n_s32(0), wl, x0), wh, x1);
+#else
+    /* two products per int16 lane: |q x| <= 127 * 128 keeps them in range (IQ4_XS's grid) */
+    int16x8_t pl = vmull_s8(vget_low_s8(wl), vget_low_s8(x0));
+    pl = vmlal_high_s8(pl, wl, x0);
+    int16x8_t ph = vmull_s8(vget_low_s8(wh), vget_low_s8(x1));
+    ph = vmlal_high_s8(ph, wh, x1);
+    return vpadalq_s16(vpaddlq_s16(pl), ph);
+#endif
+}
+
+/* TN (1..4) tokens x[0..TN-1] of one super-block (its first block at xo0 in every token row):
+ * the even/odd chains u, v per token (rows in lanes), then acc0/acc1 += d, dmin steps */
+IGNIS_INLINE void IL(br_chunk)(int wt, const int8x16_t wl[8][4], const int8x16_t wh[8][4], const int32x4_t *sc,
+                               const float32x4_t *mf, const uint8_t *const *x, size_t xo0, float32x4_t d,
+                               float32x4_t dmin, float32x4_t *acc0, float32x4_t *acc1, const int TN) {
+    float32x4_t u[2][4], v[2][4];
+    for (int t = 0; t < TN; t++) u[0][t] = u[1][t] = v[0][t] = v[1][t] = vdupq_n_f32(0.0f);
+    for (int jb = 0; jb < 8; jb++) {
+        const int p = jb & 1;
+        const size_t xo = xo0 + (size_t)jb * IGNIS_Q8_0_BYTES;
+        for (int t = 0; t < TN; t++) {
+            const uint8_t *xb = x[t] + xo;
+            const int8x16_t x0 = vld1q_s8((const int8_t *)(xb + 2)), x1 = vld1q_s8((const int8_t *)(xb + 18));
+            const float dx = IL(f16_to_f32)(ignis_load_u16(xb));
+            const int32x4_t qx = IL(reduce4)(IL(isum32)(wl[jb][0], wh[jb][0], x0, x1), IL(isum32)(wl[jb][1], wh[jb][1], x0, x1),
+                                             IL(isum32)(wl[jb][2], wh[jb][2], x0, x1), IL(isum32)(wl[jb][3], wh[jb][3], x0, x1));
+            u[p][t] = vfmaq_n_f32(u[p][t], vcvtq_f32_s32(vmulq_s32(qx, sc[jb])), dx);
+            if (wt != 23) {
+                const int c = vaddlvq_s16(vpadalq_s8(vpaddlq_s8(x0), x1));
+                const float cdx = (float)c * dx;
+                v[p][t] = vfmaq_n_f32(v[p][t], mf[jb], cdx);
+            }
+        }
+    }
+    for (int t = 0; t < TN; t++) {
+        acc0[t] = vfmaq_f32(acc0[t], u[0][t], d);
+        if (wt != 23) acc0[t] = vfmsq_f32(acc0[t], v[0][t], dmin);
+        acc1[t] = vfmaq_f32(acc1[t], u[1][t], d);
+        if (wt != 23) acc1[t] = vfmsq_f32(acc1[t], v[1][t], dmin);
+    }
+}
+
+/* block rule, 4 weight rows x RN (1..8) tokens, rows in lanes; the tokens in chunks of 4 (the
+ * chains of 8 tokens would not fit the registers), each super-block's quants decoded once */
+IGNIS_INLINE void IL(br_4xn)(int wt, int64_t nsb, const uint8_t *const *w, const uint8_t *const *x, float *out, int RN) {
+    const size_t wbytes = wt == 12 ? IGNIS_Q4_K_BYTES : ignis_kx_bytes(wt);
+    float32x4_t acc0[8], acc1[8];
+    for (int j = 0; j < RN; j++) acc0[j] = acc1[j] = vdupq_n_f32(0.0f);
+    int8x16_t wl[8][4], wh[8][4];
+    int32_t sc[8][4];
+    float mf[8][4];
+    int32x4_t scv[8];
+    float32x4_t mfv[8];
+    for (int64_t s = 0; s < nsb; s++) {
+        const size_t wo = (size_t)s * wbytes, xo0 = (size_t)s * 8 * IGNIS_Q8_0_BYTES;
+        const float32x4_t d = IL(f16x4)(w[0] + wo, w[1] + wo, w[2] + wo, w[3] + wo);
+        const float32x4_t dmin = wt != 23 ? IL(f16x4)(w[0] + wo + 2, w[1] + wo + 2, w[2] + wo + 2, w[3] + wo + 2) : d;
+        IL(br_rows)(wt, w, wo, wl, wh, sc, mf);
+        for (int jb = 0; jb < 8; jb++) {
+            scv[jb] = vld1q_s32(sc[jb]);
+            mfv[jb] = vld1q_f32(mf[jb]);
+        }
+        for (int j0 = 0; j0 < RN; j0 += 4) {
+            const uint8_t *const *xt = x + j0;
+            switch (RN - j0) {
+            case 1: IL(br_chunk)(wt, wl, wh, scv, mfv, xt, xo0, d, dmin, acc0 + j0, acc1 + j0, 1); break;
+            case 2: IL(br_chunk)(wt, wl, wh, scv, mfv, xt, xo0, d, dmin, acc0 + j0, acc1 + j0, 2); break;
+            case 3: IL(br_chunk)(wt, wl, wh, scv, mfv, xt, xo0, d, dmin, acc0 + j0, acc1 + j0, 3); break;
+            default: IL(br_chunk)(wt, wl, wh, scv, mfv, xt, xo0, d, dmin, acc0 + j0, acc1 + j0, 4); break;
+            }
+        }
+    }
+    for (int j = 0; j < RN; j++) vst1q_f32(out + j * IGNIS_TILE, vaddq_f32(acc0[j], acc1[j]));
+}
+
+#if IGNIS_ARM_I8MM
+/* QN (1, 2) token pairs q0.. of one super-block with smmla: lanes [r0t0, r0t1, r1t0, r1t1] per
+ * (row pair p, token pair q); a[jb][p] are block jb's packed quants (pack_rows), slp / mfp its
+ * scales / float mins per row pair ([r0, r0, r1, r1]), dp / dmp the rows' d / dmin likewise.
+ * The same operations, in the same order, as br_chunk. */
+IGNIS_INLINE void IL(br_mm_chunk)(int wt, const int8x16_t a[8][2][4], const int32x4_t slp[8][2],
+                                  const float32x4_t mfp[8][2], const uint8_t *const *x, size_t xo0,
+                                  const float32x4_t dp[2], const float32x4_t dmp[2], float32x4_t acc[2][2][4],
+                                  int q0, const int QN) {
+    const int8x16_t ones = vdupq_n_s8(1);
+    const int32x4_t zi = vdupq_n_s32(0);
+    float32x4_t u[2][2][2], v[2][2][2];     /* [block parity][row pair][token pair] */
+    for (int e = 0; e < 2; e++)
+        for (int p = 0; p < 2; p++)
+            for (int q = 0; q < QN; q++) u[e][p][q] = v[e][p][q] = vdupq_n_f32(0.0f);
+    for (int jb = 0; jb < 8; jb++) {
+        const int e = jb & 1;
+        const size_t xo = xo0 + (size_t)jb * IGNIS_Q8_0_BYTES;
+        for (int q = 0; q < QN; q++) {
+            const uint8_t *x0 = x[2 * (q0 + q)] + xo, *x1 = x[2 * (q0 + q) + 1] + xo;
+            const int8x16_t l0 = vld1q_s8((const int8_t *)(x0 + 2)), l1 = vld1q_s8((const int8_t *)(x1 + 2));
+            const int8x16_t h0 = vld1q_s8((const int8_t *)(x0 + 18)), h1 = vld1q_s8((const int8_t *)(x1 + 18));
+            const int8x16_t bl0 = IL(pk0)(l0, l1), bl1 = IL(pk1)(l0, l1), bh0 = IL(pk0)(h0, h1), bh1 = IL(pk1)(h0, h1);
+            const float32x4_t dx = IL(dx2)(x0, x1);                      /* [d_t0, d_t1, d_t0, d_t1] */
+            float32x4_t cdx = dx;
+            if (wt != 23) {                                              /* [c_t0, c_t1, c_t0, c_t1] * dx */
+                const int32x4_t c = vmmlaq_s32(vmmlaq_s32(vmmlaq_s32(vmmlaq_s32(zi, ones, bl0), ones, bl1), ones, bh0), ones, bh1);
+                cdx = vmulq_f32(vcvtq_f32_s32(c), dx);
+            }
+            for (int p = 0; p < 2; p++) {
+                const int8x16_t *ap = a[jb][p];
+                const int32x4_t qx = vmmlaq_s32(vmmlaq_s32(vmmlaq_s32(vmmlaq_s32(zi, ap[0], bl0), ap[1], bl1), ap[2], bh0), ap[3], bh1);
+                u[e][p][q] = vfmaq_f32(u[e][p][q], vcvtq_f32_s32(vmulq_s32(qx, slp[jb][p])), dx);
+                if (wt != 23) v[e][p][q] = vfmaq_f32(v[e][p][q], mfp[jb][p], cdx);
+            }
+        }
+    }
+    for (int e = 0; e < 2; e++)
+        for (int p = 0; p < 2; p++)
+            for (int q = 0; q < QN; q++) {
+                float32x4_t r = vfmaq_f32(acc[e][p][q0 + q], u[e][p][q], dp[p]);
+                if (wt != 23) r = vfmsq_f32(r, v[e][p][q], dmp[p]);
+                acc[e][p][q0 + q] = r;
+            }
+}
+
+/* block rule, 4 weight rows x RN (2..8) tokens with smmla, in chunks of two token pairs; an odd RN
+ * computes its last token twice (x holds 8 pointers, the padding repeats the last), stores it once */
+IGNIS_INLINE void IL(br_4xn_mm)(int wt, int64_t nsb, const uint8_t *const *w, const uint8_t *const *x, float *out, int RN) {
+    const size_t wbytes = wt == 12 ? IGNIS_Q4_K_BYTES : ignis_kx_bytes(wt);
+    const int NP = (RN + 1) / 2;
+    float32x4_t acc[2][2][4];
+    for (int e = 0; e < 2; e++)
+        for (int p = 0; p < 2; p++)
+            for (int q = 0; q < NP; q++) acc[e][p][q] = vdupq_n_f32(0.0f);
+    int8x16_t wl[8][4], wh[8][4], a[8][2][4];
+    int32_t sc[8][4];
+    float mf[8][4];
+    int32x4_t slp[8][2];
+    float32x4_t mfp[8][2];
+    for (int64_t s = 0; s < nsb; s++) {
+        const size_t wo = (size_t)s * wbytes, xo0 = (size_t)s * 8 * IGNIS_Q8_0_BYTES;
+        const float32x4_t d = IL(f16x4)(w[0] + wo, w[1] + wo, w[2] + wo, w[3] + wo);
+        const float32x4_t dmin = wt != 23 ? IL(f16x4)(w[0] + wo + 2, w[1] + wo + 2, w[2] + wo + 2, w[3] + wo + 2) : d;
+        const float32x4_t dp[2] = {vzip1q_f32(d, d), vzip2q_f32(d, d)};
+        const float32x4_t dmp[2] = {vzip1q_f32(dmin, dmin), vzip2q_f32(dmin, dmin)};
+        IL(br_rows)(wt, w, wo, wl, wh, sc, mf);
+        for (int jb = 0; jb < 8; jb++) {
+            IL(pack_rows)(wl[jb], wh[jb], a[jb]);
+            const int32x4_t scv = vld1q_s32(sc[jb]);
+            const float32x4_t mv = vld1q_f32(mf[jb]);
+            slp[jb][0] = vzip1q_s32(scv, scv);
+            slp[jb][1] = vzip2q_s32(scv, scv);
+            mfp[jb][0] = vzip1q_f32(mv, mv);
+            mfp[jb][1] = vzip2q_f32(mv, mv);
+        }
+        for (int q0 = 0; q0 < NP; q0 += 2) {
+            if (NP - q0 >= 2) IL(br_mm_chunk)(wt, a, slp, mfp, x, xo0, dp, dmp, acc, q0, 2);
+            else IL(br_mm_chunk)(wt, a, slp, mfp, x, xo0, dp, dmp, acc, q0, 1);
+        }
+    }
+    for (int q = 0; q < NP; q++)
+        IL(store_pairs)(out, q, RN, vaddq_f32(acc[0][0][q], acc[1][0][q]), vaddq_f32(acc[0][1][q], acc[1][1][q]));
+}
+#endif
+
+/* one specialization per type (wt a constant in each) */
+static void IL(br_4xn_q4_k)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o, int rn) { IL(br_4xn)(12, n, w, x, o, rn); }
+static void IL(br_4xn_q5_k)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o, int rn) { IL(br_4xn)(13, n, w, x, o, rn); }
+static void IL(br_4xn_iq4_xs)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o, int rn) { IL(br_4xn)(23, n, w, x, o, rn); }
+#if IGNIS_ARM_I8MM
+static void IL(br_4xn_mm_q4_k)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o, int rn) { IL(br_4xn_mm)(12, n, w, x, o, rn); }
+static void IL(br_4xn_mm_q5_k)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o, int rn) { IL(br_4xn_mm)(13, n, w, x, o, rn); }
+static void IL(br_4xn_mm_iq4_xs)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o, int rn) { IL(br_4xn_mm)(23, n, w, x, o, rn); }
+#endif
+
+/* the block-rule tile (see ignis_scalar_tile): pads rows/tokens by repeating the last pointer */
+static inline void IL(br_tile)(int wtype, int64_t nsb, const uint8_t *const *w, int rm,
+                               const uint8_t *const *x, int rn, float *out) {
+    const uint8_t *wp[8], *xp[8];
+    for (int i = 0; i < 8; i++) wp[i] = w[i < rm ? i : rm - 1];
+    for (int j = 0; j < 8; j++) xp[j] = x[j < rn ? j : rn - 1];
+    typedef void (*br_fn)(int64_t, const uint8_t *const *, const uint8_t *const *, float *, int);
+    br_fn k = wtype == 12 ? IL(br_4xn_q4_k) : wtype == 13 ? IL(br_4xn_q5_k) : IL(br_4xn_iq4_xs);
+#if IGNIS_ARM_I8MM
+    if (rn >= 2) k = wtype == 12 ? IL(br_4xn_mm_q4_k) : wtype == 13 ? IL(br_4xn_mm_q5_k) : IL(br_4xn_mm_iq4_xs);
+#endif
+    float tmp[IGNIS_TILE * IGNIS_TILE];
+    for (int i0 = 0; i0 < rm; i0 += 4) k(nsb, wp + i0, xp, tmp + i0, rn);
     for (int j = 0; j < rn; j++)
         for (int i = 0; i < rm; i++) out[j * IGNIS_TILE + i] = tmp[j * IGNIS_TILE + i];
 }
