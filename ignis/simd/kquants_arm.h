@@ -124,20 +124,54 @@ IGNIS_INLINE void IL(br_quants)(const uint8_t *sb, int jb, int wt, int8x16_t *lo
     *hi = vreinterpretq_s8_u8(v1);
 }
 
-/* one super-block (offset wo) of four rows: block jb's quants wl[jb][k], wh[jb][k] of row k, its
- * scales sc[jb][k] and mins mf[jb][k] (as floats; 0 for IQ4_XS) */
-IGNIS_INLINE void IL(br_rows)(int wt, const uint8_t *const *w, size_t wo, int8x16_t wl[8][4], int8x16_t wh[8][4],
-                              int32_t sc[8][4], float mf[8][4]) {
-    for (int k = 0; k < 4; k++) {
-        const uint8_t *sb = w[k] + wo;
-        for (int jb = 0; jb < 8; jb++) {
-            IL(br_quants)(sb, jb, wt, &wl[jb][k], &wh[jb][k]);
-            int c, m = 0;
-            if (wt == 23) c = ignis_iq4_xs_scale(sb, jb);
-            else ignis_q4_k_scale_min(sb + 4, jb, &c, &m);
-            sc[jb][k] = c;
-            mf[jb][k] = (float)m;
+/* block jb's quants of four rows: wl[k], wh[k] for row k */
+IGNIS_INLINE void IL(br_quants4)(int wt, const uint8_t *const *w, size_t wo, int jb, int8x16_t *wl, int8x16_t *wh) {
+    for (int k = 0; k < 4; k++) IL(br_quants)(w[k] + wo, jb, wt, &wl[k], &wh[k]);
+}
+
+/* the scales sc[jb] and mins mf[jb] (as floats; 0 for IQ4_XS) of the 8 blocks of one super-block
+ * (offset wo) of four rows, the rows in lanes: each row's 8 scales and 8 mins as bytes by table
+ * lookups and shifts, then the four rows' bytes transposed by zips and widened. */
+IGNIS_INLINE void IL(br_scales)(int wt, const uint8_t *const *w, size_t wo, int32x4_t *sc, float32x4_t *mf) {
+    uint8x16_t r[4];                                /* bytes 0..7: scales of blocks 0..7; 8..15: mins */
+    if (wt == 23) {                                 /* 4 bits of scales_l[j/2], 2 of scales_h (+2, u16) */
+        static const uint8_t il[8] = {4, 4, 5, 5, 6, 6, 7, 7}, ih[8] = {2, 2, 2, 2, 3, 3, 3, 3};
+        static const int8_t sl[8] = {0, -4, 0, -4, 0, -4, 0, -4}, sh[8] = {0, -2, -4, -6, 0, -2, -4, -6};
+        for (int k = 0; k < 4; k++) {
+            const uint8x8_t q = vld1_u8(w[k] + wo);
+            const uint8x8_t lo = vand_u8(vshl_u8(vtbl1_u8(q, vld1_u8(il)), vld1_s8(sl)), vdup_n_u8(0x0f));
+            const uint8x8_t hi = vand_u8(vshl_u8(vtbl1_u8(q, vld1_u8(ih)), vld1_s8(sh)), vdup_n_u8(3));
+            r[k] = vcombine_u8(vsub_u8(vorr_u8(lo, vshl_n_u8(hi, 4)), vdup_n_u8(32)), vdup_n_u8(0));
         }
+    } else {                                        /* ignis_q4_k_scale_min on the 12 bytes at +4 */
+        static const uint8_t i1[16] = {0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 8, 9, 10, 11};
+        static const uint8_t m1[16] = {63, 63, 63, 63, 15, 15, 15, 15, 63, 63, 63, 63, 0xf0, 0xf0, 0xf0, 0xf0};
+        static const int8_t s1[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, -4, -4, -4, -4};
+        static const uint8_t i2[16] = {255, 255, 255, 255, 0, 1, 2, 3, 255, 255, 255, 255, 4, 5, 6, 7};
+        for (int k = 0; k < 4; k++) {
+            const uint8x16_t q = vld1q_u8(w[k] + wo + 4);
+            const uint8x16_t a = vshlq_u8(vandq_u8(vqtbl1q_u8(q, vld1q_u8(i1)), vld1q_u8(m1)), vld1q_s8(s1));
+            r[k] = vorrq_u8(a, vshlq_n_u8(vshrq_n_u8(vqtbl1q_u8(q, vld1q_u8(i2)), 6), 4));
+        }
+    }
+    /* [r0 j, r1 j, r2 j, r3 j] for j = 0..3 (s0), 4..7 (s1); the mins likewise (m0, m1) */
+    const uint8x16_t t01 = vzip1q_u8(r[0], r[1]), t23 = vzip1q_u8(r[2], r[3]);
+    const uint8x16_t u01 = vzip2q_u8(r[0], r[1]), u23 = vzip2q_u8(r[2], r[3]);
+    const int8x16_t s[2] = {vreinterpretq_s8_u16(vzip1q_u16(vreinterpretq_u16_u8(t01), vreinterpretq_u16_u8(t23))),
+                            vreinterpretq_s8_u16(vzip2q_u16(vreinterpretq_u16_u8(t01), vreinterpretq_u16_u8(t23)))};
+    const uint8x16_t m[2] = {vreinterpretq_u8_u16(vzip1q_u16(vreinterpretq_u16_u8(u01), vreinterpretq_u16_u8(u23))),
+                             vreinterpretq_u8_u16(vzip2q_u16(vreinterpretq_u16_u8(u01), vreinterpretq_u16_u8(u23)))};
+    for (int h = 0; h < 2; h++) {
+        const int16x8_t s0 = vmovl_s8(vget_low_s8(s[h])), s1 = vmovl_high_s8(s[h]);
+        sc[4 * h + 0] = vmovl_s16(vget_low_s16(s0));
+        sc[4 * h + 1] = vmovl_high_s16(s0);
+        sc[4 * h + 2] = vmovl_s16(vget_low_s16(s1));
+        sc[4 * h + 3] = vmovl_high_s16(s1);
+        const uint16x8_t m0 = vmovl_u8(vget_low_u8(m[h])), m1 = vmovl_high_u8(m[h]);
+        mf[4 * h + 0] = vcvtq_f32_u32(vmovl_u16(vget_low_u16(m0)));
+        mf[4 * h + 1] = vcvtq_f32_u32(vmovl_high_u16(m0));
+        mf[4 * h + 2] = vcvtq_f32_u32(vmovl_u16(vget_low_u16(m1)));
+        mf[4 * h + 3] = vcvtq_f32_u32(vmovl_high_u16(m1));
     }
 }
 
@@ -156,21 +190,30 @@ IGNIS_INLINE int32x4_t IL(isum32)(int8x16_t wl, int8x16_t wh, int8x16_t x0, int8
 }
 
 /* TN (1..4) tokens x[0..TN-1] of one super-block (its first block at xo0 in every token row):
- * the even/odd chains u, v per token (rows in lanes), then acc0/acc1 += d, dmin steps */
-IGNIS_INLINE void IL(br_chunk)(int wt, const int8x16_t wl[8][4], const int8x16_t wh[8][4], const int32x4_t *sc,
-                               const float32x4_t *mf, const uint8_t *const *x, size_t xo0, float32x4_t d,
-                               float32x4_t dmin, float32x4_t *acc0, float32x4_t *acc1, const int TN) {
+ * the even/odd chains u, v per token (rows in lanes), then acc0/acc1 += the d, dmin steps.
+ * FLY: the quants decoded here from w (one chunk per super-block), else read from wl/wh. */
+IGNIS_INLINE void IL(br_chunk)(int wt, const uint8_t *const *w, size_t wo, int8x16_t wl[8][4], int8x16_t wh[8][4],
+                               const int32x4_t *sc, const float32x4_t *mf, const uint8_t *const *x, size_t xo0,
+                               float32x4_t d, float32x4_t dmin, float32x4_t *acc0, float32x4_t *acc1,
+                               const int TN, const int FLY) {
     float32x4_t u[2][4], v[2][4];
     for (int t = 0; t < TN; t++) u[0][t] = u[1][t] = v[0][t] = v[1][t] = vdupq_n_f32(0.0f);
     for (int jb = 0; jb < 8; jb++) {
         const int p = jb & 1;
         const size_t xo = xo0 + (size_t)jb * IGNIS_Q8_0_BYTES;
+        int8x16_t fl[4], fh[4];
+        const int8x16_t *ql = wl[jb], *qh = wh[jb];
+        if (FLY) {
+            IL(br_quants4)(wt, w, wo, jb, fl, fh);
+            ql = fl;
+            qh = fh;
+        }
         for (int t = 0; t < TN; t++) {
             const uint8_t *xb = x[t] + xo;
             const int8x16_t x0 = vld1q_s8((const int8_t *)(xb + 2)), x1 = vld1q_s8((const int8_t *)(xb + 18));
             const float dx = IL(f16_to_f32)(ignis_load_u16(xb));
-            const int32x4_t qx = IL(reduce4)(IL(isum32)(wl[jb][0], wh[jb][0], x0, x1), IL(isum32)(wl[jb][1], wh[jb][1], x0, x1),
-                                             IL(isum32)(wl[jb][2], wh[jb][2], x0, x1), IL(isum32)(wl[jb][3], wh[jb][3], x0, x1));
+            const int32x4_t qx = IL(reduce4)(IL(isum32)(ql[0], qh[0], x0, x1), IL(isum32)(ql[1], qh[1], x0, x1),
+                                             IL(isum32)(ql[2], qh[2], x0, x1), IL(isum32)(ql[3], qh[3], x0, x1));
             u[p][t] = vfmaq_n_f32(u[p][t], vcvtq_f32_s32(vmulq_s32(qx, sc[jb])), dx);
             if (wt != 23) {
                 const int c = vaddlvq_s16(vpadalq_s8(vpaddlq_s8(x0), x1));
@@ -187,48 +230,51 @@ IGNIS_INLINE void IL(br_chunk)(int wt, const int8x16_t wl[8][4], const int8x16_t
     }
 }
 
-/* block rule, 4 weight rows x RN (1..8) tokens, rows in lanes; the tokens in chunks of 4 (the
- * chains of 8 tokens would not fit the registers), each super-block's quants decoded once */
+/* block rule, 4 weight rows x RN (1..8) tokens, rows in lanes. Up to 4 tokens: one chunk decoding
+ * the quants as it goes; 5..8: the super-block's quants decoded once into wl/wh, then the tokens
+ * in chunks of 4 (the chains of 8 tokens would not fit the registers). */
 IGNIS_INLINE void IL(br_4xn)(int wt, int64_t nsb, const uint8_t *const *w, const uint8_t *const *x, float *out, int RN) {
     const size_t wbytes = wt == 12 ? IGNIS_Q4_K_BYTES : ignis_kx_bytes(wt);
     float32x4_t acc0[8], acc1[8];
     for (int j = 0; j < RN; j++) acc0[j] = acc1[j] = vdupq_n_f32(0.0f);
     int8x16_t wl[8][4], wh[8][4];
-    int32_t sc[8][4];
-    float mf[8][4];
-    int32x4_t scv[8];
-    float32x4_t mfv[8];
+    int32x4_t sc[8];
+    float32x4_t mf[8];
     for (int64_t s = 0; s < nsb; s++) {
         const size_t wo = (size_t)s * wbytes, xo0 = (size_t)s * 8 * IGNIS_Q8_0_BYTES;
         const float32x4_t d = IL(f16x4)(w[0] + wo, w[1] + wo, w[2] + wo, w[3] + wo);
         const float32x4_t dmin = wt != 23 ? IL(f16x4)(w[0] + wo + 2, w[1] + wo + 2, w[2] + wo + 2, w[3] + wo + 2) : d;
-        IL(br_rows)(wt, w, wo, wl, wh, sc, mf);
-        for (int jb = 0; jb < 8; jb++) {
-            scv[jb] = vld1q_s32(sc[jb]);
-            mfv[jb] = vld1q_f32(mf[jb]);
-        }
-        for (int j0 = 0; j0 < RN; j0 += 4) {
-            const uint8_t *const *xt = x + j0;
-            switch (RN - j0) {
-            case 1: IL(br_chunk)(wt, wl, wh, scv, mfv, xt, xo0, d, dmin, acc0 + j0, acc1 + j0, 1); break;
-            case 2: IL(br_chunk)(wt, wl, wh, scv, mfv, xt, xo0, d, dmin, acc0 + j0, acc1 + j0, 2); break;
-            case 3: IL(br_chunk)(wt, wl, wh, scv, mfv, xt, xo0, d, dmin, acc0 + j0, acc1 + j0, 3); break;
-            default: IL(br_chunk)(wt, wl, wh, scv, mfv, xt, xo0, d, dmin, acc0 + j0, acc1 + j0, 4); break;
+        IL(br_scales)(wt, w, wo, sc, mf);
+#define IGNIS_BR_CHUNK(J0, TN, FLY) IL(br_chunk)(wt, w, wo, wl, wh, sc, mf, x + (J0), xo0, d, dmin, acc0 + (J0), acc1 + (J0), TN, FLY)
+        switch (RN) {
+        case 1: IGNIS_BR_CHUNK(0, 1, 1); break;
+        case 2: IGNIS_BR_CHUNK(0, 2, 1); break;
+        case 3: IGNIS_BR_CHUNK(0, 3, 1); break;
+        case 4: IGNIS_BR_CHUNK(0, 4, 1); break;
+        default:
+            for (int jb = 0; jb < 8; jb++) IL(br_quants4)(wt, w, wo, jb, wl[jb], wh[jb]);
+            IGNIS_BR_CHUNK(0, 4, 0);
+            switch (RN) {
+            case 5: IGNIS_BR_CHUNK(4, 1, 0); break;
+            case 6: IGNIS_BR_CHUNK(4, 2, 0); break;
+            case 7: IGNIS_BR_CHUNK(4, 3, 0); break;
+            default: IGNIS_BR_CHUNK(4, 4, 0); break;
             }
         }
+#undef IGNIS_BR_CHUNK
     }
     for (int j = 0; j < RN; j++) vst1q_f32(out + j * IGNIS_TILE, vaddq_f32(acc0[j], acc1[j]));
 }
 
 #if IGNIS_ARM_I8MM
 /* QN (1, 2) token pairs q0.. of one super-block with smmla: lanes [r0t0, r0t1, r1t0, r1t1] per
- * (row pair p, token pair q); a[jb][p] are block jb's packed quants (pack_rows), slp / mfp its
- * scales / float mins per row pair ([r0, r0, r1, r1]), dp / dmp the rows' d / dmin likewise.
- * The same operations, in the same order, as br_chunk. */
-IGNIS_INLINE void IL(br_mm_chunk)(int wt, const int8x16_t a[8][2][4], const int32x4_t slp[8][2],
-                                  const float32x4_t mfp[8][2], const uint8_t *const *x, size_t xo0,
-                                  const float32x4_t dp[2], const float32x4_t dmp[2], float32x4_t acc[2][2][4],
-                                  int q0, const int QN) {
+ * (row pair p, token pair q); a[jb][p] are block jb's packed quants (pack_rows; FLY: decoded and
+ * packed here from w instead), slp / mfp its scales / float mins per row pair ([r0, r0, r1, r1]),
+ * dp / dmp the rows' d / dmin likewise. The same operations, in the same order, as br_chunk. */
+IGNIS_INLINE void IL(br_mm_chunk)(int wt, const uint8_t *const *w, size_t wo, int8x16_t a[8][2][4],
+                                  const int32x4_t slp[8][2], const float32x4_t mfp[8][2], const uint8_t *const *x,
+                                  size_t xo0, const float32x4_t dp[2], const float32x4_t dmp[2],
+                                  float32x4_t acc[2][2][4], int q0, const int QN, const int FLY) {
     const int8x16_t ones = vdupq_n_s8(1);
     const int32x4_t zi = vdupq_n_s32(0);
     float32x4_t u[2][2][2], v[2][2][2];     /* [block parity][row pair][token pair] */
@@ -238,6 +284,12 @@ IGNIS_INLINE void IL(br_mm_chunk)(int wt, const int8x16_t a[8][2][4], const int3
     for (int jb = 0; jb < 8; jb++) {
         const int e = jb & 1;
         const size_t xo = xo0 + (size_t)jb * IGNIS_Q8_0_BYTES;
+        int8x16_t fa[2][4];
+        if (FLY) {
+            int8x16_t wl[4], wh[4];
+            IL(br_quants4)(wt, w, wo, jb, wl, wh);
+            IL(pack_rows)(wl, wh, fa);
+        }
         for (int q = 0; q < QN; q++) {
             const uint8_t *x0 = x[2 * (q0 + q)] + xo, *x1 = x[2 * (q0 + q) + 1] + xo;
             const int8x16_t l0 = vld1q_s8((const int8_t *)(x0 + 2)), l1 = vld1q_s8((const int8_t *)(x1 + 2));
@@ -250,7 +302,7 @@ IGNIS_INLINE void IL(br_mm_chunk)(int wt, const int8x16_t a[8][2][4], const int3
                 cdx = vmulq_f32(vcvtq_f32_s32(c), dx);
             }
             for (int p = 0; p < 2; p++) {
-                const int8x16_t *ap = a[jb][p];
+                const int8x16_t *ap = FLY ? fa[p] : a[jb][p];
                 const int32x4_t qx = vmmlaq_s32(vmmlaq_s32(vmmlaq_s32(vmmlaq_s32(zi, ap[0], bl0), ap[1], bl1), ap[2], bh0), ap[3], bh1);
                 u[e][p][q] = vfmaq_f32(u[e][p][q], vcvtq_f32_s32(vmulq_s32(qx, slp[jb][p])), dx);
                 if (wt != 23) v[e][p][q] = vfmaq_f32(v[e][p][q], mfp[jb][p], cdx);
@@ -266,8 +318,10 @@ IGNIS_INLINE void IL(br_mm_chunk)(int wt, const int8x16_t a[8][2][4], const int3
             }
 }
 
-/* block rule, 4 weight rows x RN (2..8) tokens with smmla, in chunks of two token pairs; an odd RN
- * computes its last token twice (x holds 8 pointers, the padding repeats the last), stores it once */
+/* block rule, 4 weight rows x RN (2..8) tokens with smmla: up to two token pairs in one chunk that
+ * decodes the quants as it goes, more in chunks of two pairs on the super-block's packed quants; an
+ * odd RN computes its last token twice (x holds 8 pointers, the padding repeats the last) and
+ * stores it once */
 IGNIS_INLINE void IL(br_4xn_mm)(int wt, int64_t nsb, const uint8_t *const *w, const uint8_t *const *x, float *out, int RN) {
     const size_t wbytes = wt == 12 ? IGNIS_Q4_K_BYTES : ignis_kx_bytes(wt);
     const int NP = (RN + 1) / 2;
@@ -275,30 +329,33 @@ IGNIS_INLINE void IL(br_4xn_mm)(int wt, int64_t nsb, const uint8_t *const *w, co
     for (int e = 0; e < 2; e++)
         for (int p = 0; p < 2; p++)
             for (int q = 0; q < NP; q++) acc[e][p][q] = vdupq_n_f32(0.0f);
-    int8x16_t wl[8][4], wh[8][4], a[8][2][4];
-    int32_t sc[8][4];
-    float mf[8][4];
-    int32x4_t slp[8][2];
-    float32x4_t mfp[8][2];
+    int8x16_t a[8][2][4];
+    int32x4_t sc[8], slp[8][2];
+    float32x4_t mf[8], mfp[8][2];
     for (int64_t s = 0; s < nsb; s++) {
         const size_t wo = (size_t)s * wbytes, xo0 = (size_t)s * 8 * IGNIS_Q8_0_BYTES;
         const float32x4_t d = IL(f16x4)(w[0] + wo, w[1] + wo, w[2] + wo, w[3] + wo);
         const float32x4_t dmin = wt != 23 ? IL(f16x4)(w[0] + wo + 2, w[1] + wo + 2, w[2] + wo + 2, w[3] + wo + 2) : d;
         const float32x4_t dp[2] = {vzip1q_f32(d, d), vzip2q_f32(d, d)};
         const float32x4_t dmp[2] = {vzip1q_f32(dmin, dmin), vzip2q_f32(dmin, dmin)};
-        IL(br_rows)(wt, w, wo, wl, wh, sc, mf);
+        IL(br_scales)(wt, w, wo, sc, mf);
         for (int jb = 0; jb < 8; jb++) {
-            IL(pack_rows)(wl[jb], wh[jb], a[jb]);
-            const int32x4_t scv = vld1q_s32(sc[jb]);
-            const float32x4_t mv = vld1q_f32(mf[jb]);
-            slp[jb][0] = vzip1q_s32(scv, scv);
-            slp[jb][1] = vzip2q_s32(scv, scv);
-            mfp[jb][0] = vzip1q_f32(mv, mv);
-            mfp[jb][1] = vzip2q_f32(mv, mv);
+            slp[jb][0] = vzip1q_s32(sc[jb], sc[jb]);
+            slp[jb][1] = vzip2q_s32(sc[jb], sc[jb]);
+            mfp[jb][0] = vzip1q_f32(mf[jb], mf[jb]);
+            mfp[jb][1] = vzip2q_f32(mf[jb], mf[jb]);
         }
-        for (int q0 = 0; q0 < NP; q0 += 2) {
-            if (NP - q0 >= 2) IL(br_mm_chunk)(wt, a, slp, mfp, x, xo0, dp, dmp, acc, q0, 2);
-            else IL(br_mm_chunk)(wt, a, slp, mfp, x, xo0, dp, dmp, acc, q0, 1);
+        if (NP == 1) IL(br_mm_chunk)(wt, w, wo, a, slp, mfp, x, xo0, dp, dmp, acc, 0, 1, 1);
+        else if (NP == 2) IL(br_mm_chunk)(wt, w, wo, a, slp, mfp, x, xo0, dp, dmp, acc, 0, 2, 1);
+        else {
+            for (int jb = 0; jb < 8; jb++) {
+                int8x16_t wl[4], wh[4];
+                IL(br_quants4)(wt, w, wo, jb, wl, wh);
+                IL(pack_rows)(wl, wh, a[jb]);
+            }
+            IL(br_mm_chunk)(wt, w, wo, a, slp, mfp, x, xo0, dp, dmp, acc, 0, 2, 0);
+            if (NP == 3) IL(br_mm_chunk)(wt, w, wo, a, slp, mfp, x, xo0, dp, dmp, acc, 2, 1, 0);
+            else IL(br_mm_chunk)(wt, w, wo, a, slp, mfp, x, xo0, dp, dmp, acc, 2, 2, 0);
         }
     }
     for (int q = 0; q < NP; q++)
