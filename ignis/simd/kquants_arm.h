@@ -98,35 +98,42 @@ static inline void IL(kx_tile)(int wtype, int64_t nsb, const uint8_t *const *w, 
  * neon: vmull/vmlal per half, pairwise-added into int32; i8mm: four smmla into one). c_j * d_x
  * depends on the token only: one float multiply per token and block, shared by the rows. */
 
-/* the quants of block jb (its low and high 16 elements) of one super-block of type wt */
-IGNIS_INLINE void IL(br_quants)(const uint8_t *sb, int jb, int wt, int8x16_t *lo, int8x16_t *hi) {
+/* the quants of blocks j2 and j2 + 1 (j2 even; each block's low and high 16 elements) of one
+ * super-block of type wt: Q4_K / Q5_K keep the pair's quants in the low / high nibbles of the
+ * same 32 bytes, read once */
+IGNIS_INLINE void IL(br_quants2)(const uint8_t *sb, int j2, int wt, int8x16_t *lo0, int8x16_t *hi0,
+                                 int8x16_t *lo1, int8x16_t *hi1) {
     const uint8x16_t m4 = vdupq_n_u8(0x0f);
     if (wt == 23) {
         const int8x16_t grid = vld1q_s8(ignis_iq4nl_values);
-        const uint8x16_t qs = vld1q_u8(sb + 8 + jb * 16);
-        *lo = vqtbl1q_s8(grid, vandq_u8(qs, m4));
-        *hi = vqtbl1q_s8(grid, vshrq_n_u8(qs, 4));
+        const uint8x16_t q0 = vld1q_u8(sb + 8 + j2 * 16), q1 = vld1q_u8(sb + 24 + j2 * 16);
+        *lo0 = vqtbl1q_s8(grid, vandq_u8(q0, m4));
+        *hi0 = vqtbl1q_s8(grid, vshrq_n_u8(q0, 4));
+        *lo1 = vqtbl1q_s8(grid, vandq_u8(q1, m4));
+        *hi1 = vqtbl1q_s8(grid, vshrq_n_u8(q1, 4));
         return;
     }
-    const uint8_t *qs = sb + (wt == 12 ? 16 : 48) + (jb / 2) * 32;
-    uint8x16_t v0 = vld1q_u8(qs), v1 = vld1q_u8(qs + 16);
-    if (jb & 1) { v0 = vshrq_n_u8(v0, 4); v1 = vshrq_n_u8(v1, 4); }
-    else { v0 = vandq_u8(v0, m4); v1 = vandq_u8(v1, m4); }
-    if (wt == 13) {             /* Q5_K: bit jb of qh[l] is element l's fifth bit */
-        const int8x16_t sh = vdupq_n_s8((int8_t)-jb);
-        const uint8x16_t m1 = vdupq_n_u8(1);
-        const uint8x16_t h0 = vandq_u8(vshlq_u8(vld1q_u8(sb + 16), sh), m1);
-        const uint8x16_t h1 = vandq_u8(vshlq_u8(vld1q_u8(sb + 32), sh), m1);
-        v0 = vorrq_u8(v0, vshlq_n_u8(h0, 4));
-        v1 = vorrq_u8(v1, vshlq_n_u8(h1, 4));
+    const uint8_t *qs = sb + (wt == 12 ? 16 : 48) + j2 * 16;
+    const uint8x16_t v0 = vld1q_u8(qs), v1 = vld1q_u8(qs + 16);
+    uint8x16_t a0 = vandq_u8(v0, m4), a1 = vandq_u8(v1, m4);
+    uint8x16_t b0 = vshrq_n_u8(v0, 4), b1 = vshrq_n_u8(v1, 4);
+    if (wt == 13) {             /* Q5_K: bit jb of qh[l] is element l's fifth bit, moved to bit 4 */
+        const uint8x16_t h0 = vld1q_u8(sb + 16), h1 = vld1q_u8(sb + 32), b4 = vdupq_n_u8(0x10);
+        const int8x16_t s0 = vdupq_n_s8((int8_t)(4 - j2)), s1 = vdupq_n_s8((int8_t)(3 - j2));
+        a0 = vorrq_u8(a0, vandq_u8(vshlq_u8(h0, s0), b4));
+        a1 = vorrq_u8(a1, vandq_u8(vshlq_u8(h1, s0), b4));
+        b0 = vorrq_u8(b0, vandq_u8(vshlq_u8(h0, s1), b4));
+        b1 = vorrq_u8(b1, vandq_u8(vshlq_u8(h1, s1), b4));
     }
-    *lo = vreinterpretq_s8_u8(v0);
-    *hi = vreinterpretq_s8_u8(v1);
+    *lo0 = vreinterpretq_s8_u8(a0);
+    *hi0 = vreinterpretq_s8_u8(a1);
+    *lo1 = vreinterpretq_s8_u8(b0);
+    *hi1 = vreinterpretq_s8_u8(b1);
 }
 
-/* block jb's quants of four rows: wl[k], wh[k] for row k */
-IGNIS_INLINE void IL(br_quants4)(int wt, const uint8_t *const *w, size_t wo, int jb, int8x16_t *wl, int8x16_t *wh) {
-    for (int k = 0; k < 4; k++) IL(br_quants)(w[k] + wo, jb, wt, &wl[k], &wh[k]);
+/* blocks j2, j2 + 1 of four rows: wl[p][k], wh[p][k] for block j2 + p of row k */
+IGNIS_INLINE void IL(br_quants4)(int wt, const uint8_t *const *w, size_t wo, int j2, int8x16_t wl[2][4], int8x16_t wh[2][4]) {
+    for (int k = 0; k < 4; k++) IL(br_quants2)(w[k] + wo, j2, wt, &wl[0][k], &wh[0][k], &wl[1][k], &wh[1][k]);
 }
 
 /* the scales sc[jb] and mins mf[jb] (as floats; 0 for IQ4_XS) of the 8 blocks of one super-block
@@ -198,27 +205,25 @@ IGNIS_INLINE void IL(br_chunk)(int wt, const uint8_t *const *w, size_t wo, int8x
                                const int TN, const int FLY) {
     float32x4_t u[2][4], v[2][4];
     for (int t = 0; t < TN; t++) u[0][t] = u[1][t] = v[0][t] = v[1][t] = vdupq_n_f32(0.0f);
-    for (int jb = 0; jb < 8; jb++) {
-        const int p = jb & 1;
-        const size_t xo = xo0 + (size_t)jb * IGNIS_Q8_0_BYTES;
-        int8x16_t fl[4], fh[4];
-        const int8x16_t *ql = wl[jb], *qh = wh[jb];
-        if (FLY) {
-            IL(br_quants4)(wt, w, wo, jb, fl, fh);
-            ql = fl;
-            qh = fh;
-        }
-        for (int t = 0; t < TN; t++) {
-            const uint8_t *xb = x[t] + xo;
-            const int8x16_t x0 = vld1q_s8((const int8_t *)(xb + 2)), x1 = vld1q_s8((const int8_t *)(xb + 18));
-            const float dx = IL(f16_to_f32)(ignis_load_u16(xb));
-            const int32x4_t qx = IL(reduce4)(IL(isum32)(ql[0], qh[0], x0, x1), IL(isum32)(ql[1], qh[1], x0, x1),
-                                             IL(isum32)(ql[2], qh[2], x0, x1), IL(isum32)(ql[3], qh[3], x0, x1));
-            u[p][t] = vfmaq_n_f32(u[p][t], vcvtq_f32_s32(vmulq_s32(qx, sc[jb])), dx);
-            if (wt != 23) {
-                const int c = vaddlvq_s16(vpadalq_s8(vpaddlq_s8(x0), x1));
-                const float cdx = (float)c * dx;
-                v[p][t] = vfmaq_n_f32(v[p][t], mf[jb], cdx);
+    for (int j2 = 0; j2 < 8; j2 += 2) {
+        int8x16_t fl[2][4], fh[2][4];
+        if (FLY) IL(br_quants4)(wt, w, wo, j2, fl, fh);
+        for (int p = 0; p < 2; p++) {           /* block jb = j2 + p advances chain p */
+            const int jb = j2 + p;
+            const size_t xo = xo0 + (size_t)jb * IGNIS_Q8_0_BYTES;
+            const int8x16_t *ql = FLY ? fl[p] : wl[jb], *qh = FLY ? fh[p] : wh[jb];
+            for (int t = 0; t < TN; t++) {
+                const uint8_t *xb = x[t] + xo;
+                const int8x16_t x0 = vld1q_s8((const int8_t *)(xb + 2)), x1 = vld1q_s8((const int8_t *)(xb + 18));
+                const float dx = IL(f16_to_f32)(ignis_load_u16(xb));
+                const int32x4_t qx = IL(reduce4)(IL(isum32)(ql[0], qh[0], x0, x1), IL(isum32)(ql[1], qh[1], x0, x1),
+                                                 IL(isum32)(ql[2], qh[2], x0, x1), IL(isum32)(ql[3], qh[3], x0, x1));
+                u[p][t] = vfmaq_n_f32(u[p][t], vcvtq_f32_s32(vmulq_s32(qx, sc[jb])), dx);
+                if (wt != 23) {
+                    const int c = vaddlvq_s16(vpadalq_s8(vpaddlq_s8(x0), x1));
+                    const float cdx = (float)c * dx;
+                    v[p][t] = vfmaq_n_f32(v[p][t], mf[jb], cdx);
+                }
             }
         }
     }
@@ -252,7 +257,7 @@ IGNIS_INLINE void IL(br_4xn)(int wt, int64_t nsb, const uint8_t *const *w, const
         case 3: IGNIS_BR_CHUNK(0, 3, 1); break;
         case 4: IGNIS_BR_CHUNK(0, 4, 1); break;
         default:
-            for (int jb = 0; jb < 8; jb++) IL(br_quants4)(wt, w, wo, jb, wl[jb], wh[jb]);
+            for (int j2 = 0; j2 < 8; j2 += 2) IL(br_quants4)(wt, w, wo, j2, wl + j2, wh + j2);
             IGNIS_BR_CHUNK(0, 4, 0);
             switch (RN) {
             case 5: IGNIS_BR_CHUNK(4, 1, 0); break;
@@ -281,31 +286,34 @@ IGNIS_INLINE void IL(br_mm_chunk)(int wt, const uint8_t *const *w, size_t wo, in
     for (int e = 0; e < 2; e++)
         for (int p = 0; p < 2; p++)
             for (int q = 0; q < QN; q++) u[e][p][q] = v[e][p][q] = vdupq_n_f32(0.0f);
-    for (int jb = 0; jb < 8; jb++) {
-        const int e = jb & 1;
-        const size_t xo = xo0 + (size_t)jb * IGNIS_Q8_0_BYTES;
-        int8x16_t fa[2][4];
+    for (int j2 = 0; j2 < 8; j2 += 2) {
+        int8x16_t fa[2][2][4];                  /* [block of the pair][row pair][] */
         if (FLY) {
-            int8x16_t wl[4], wh[4];
-            IL(br_quants4)(wt, w, wo, jb, wl, wh);
-            IL(pack_rows)(wl, wh, fa);
+            int8x16_t wl[2][4], wh[2][4];
+            IL(br_quants4)(wt, w, wo, j2, wl, wh);
+            IL(pack_rows)(wl[0], wh[0], fa[0]);
+            IL(pack_rows)(wl[1], wh[1], fa[1]);
         }
-        for (int q = 0; q < QN; q++) {
-            const uint8_t *x0 = x[2 * (q0 + q)] + xo, *x1 = x[2 * (q0 + q) + 1] + xo;
-            const int8x16_t l0 = vld1q_s8((const int8_t *)(x0 + 2)), l1 = vld1q_s8((const int8_t *)(x1 + 2));
-            const int8x16_t h0 = vld1q_s8((const int8_t *)(x0 + 18)), h1 = vld1q_s8((const int8_t *)(x1 + 18));
-            const int8x16_t bl0 = IL(pk0)(l0, l1), bl1 = IL(pk1)(l0, l1), bh0 = IL(pk0)(h0, h1), bh1 = IL(pk1)(h0, h1);
-            const float32x4_t dx = IL(dx2)(x0, x1);                      /* [d_t0, d_t1, d_t0, d_t1] */
-            float32x4_t cdx = dx;
-            if (wt != 23) {                                              /* [c_t0, c_t1, c_t0, c_t1] * dx */
-                const int32x4_t c = vmmlaq_s32(vmmlaq_s32(vmmlaq_s32(vmmlaq_s32(zi, ones, bl0), ones, bl1), ones, bh0), ones, bh1);
-                cdx = vmulq_f32(vcvtq_f32_s32(c), dx);
-            }
-            for (int p = 0; p < 2; p++) {
-                const int8x16_t *ap = FLY ? fa[p] : a[jb][p];
-                const int32x4_t qx = vmmlaq_s32(vmmlaq_s32(vmmlaq_s32(vmmlaq_s32(zi, ap[0], bl0), ap[1], bl1), ap[2], bh0), ap[3], bh1);
-                u[e][p][q] = vfmaq_f32(u[e][p][q], vcvtq_f32_s32(vmulq_s32(qx, slp[jb][p])), dx);
-                if (wt != 23) v[e][p][q] = vfmaq_f32(v[e][p][q], mfp[jb][p], cdx);
+        for (int e = 0; e < 2; e++) {           /* block jb = j2 + e advances chain e */
+            const int jb = j2 + e;
+            const size_t xo = xo0 + (size_t)jb * IGNIS_Q8_0_BYTES;
+            for (int q = 0; q < QN; q++) {
+                const uint8_t *x0 = x[2 * (q0 + q)] + xo, *x1 = x[2 * (q0 + q) + 1] + xo;
+                const int8x16_t l0 = vld1q_s8((const int8_t *)(x0 + 2)), l1 = vld1q_s8((const int8_t *)(x1 + 2));
+                const int8x16_t h0 = vld1q_s8((const int8_t *)(x0 + 18)), h1 = vld1q_s8((const int8_t *)(x1 + 18));
+                const int8x16_t bl0 = IL(pk0)(l0, l1), bl1 = IL(pk1)(l0, l1), bh0 = IL(pk0)(h0, h1), bh1 = IL(pk1)(h0, h1);
+                const float32x4_t dx = IL(dx2)(x0, x1);                      /* [d_t0, d_t1, d_t0, d_t1] */
+                float32x4_t cdx = dx;
+                if (wt != 23) {                                              /* [c_t0, c_t1, c_t0, c_t1] * dx */
+                    const int32x4_t c = vmmlaq_s32(vmmlaq_s32(vmmlaq_s32(vmmlaq_s32(zi, ones, bl0), ones, bl1), ones, bh0), ones, bh1);
+                    cdx = vmulq_f32(vcvtq_f32_s32(c), dx);
+                }
+                for (int p = 0; p < 2; p++) {
+                    const int8x16_t *ap = FLY ? fa[e][p] : a[jb][p];
+                    const int32x4_t qx = vmmlaq_s32(vmmlaq_s32(vmmlaq_s32(vmmlaq_s32(zi, ap[0], bl0), ap[1], bl1), ap[2], bh0), ap[3], bh1);
+                    u[e][p][q] = vfmaq_f32(u[e][p][q], vcvtq_f32_s32(vmulq_s32(qx, slp[jb][p])), dx);
+                    if (wt != 23) v[e][p][q] = vfmaq_f32(v[e][p][q], mfp[jb][p], cdx);
+                }
             }
         }
     }
@@ -348,10 +356,11 @@ IGNIS_INLINE void IL(br_4xn_mm)(int wt, int64_t nsb, const uint8_t *const *w, co
         if (NP == 1) IL(br_mm_chunk)(wt, w, wo, a, slp, mfp, x, xo0, dp, dmp, acc, 0, 1, 1);
         else if (NP == 2) IL(br_mm_chunk)(wt, w, wo, a, slp, mfp, x, xo0, dp, dmp, acc, 0, 2, 1);
         else {
-            for (int jb = 0; jb < 8; jb++) {
-                int8x16_t wl[4], wh[4];
-                IL(br_quants4)(wt, w, wo, jb, wl, wh);
-                IL(pack_rows)(wl, wh, a[jb]);
+            for (int j2 = 0; j2 < 8; j2 += 2) {
+                int8x16_t wl[2][4], wh[2][4];
+                IL(br_quants4)(wt, w, wo, j2, wl, wh);
+                IL(pack_rows)(wl[0], wh[0], a[j2]);
+                IL(pack_rows)(wl[1], wh[1], a[j2 + 1]);
             }
             IL(br_mm_chunk)(wt, w, wo, a, slp, mfp, x, xo0, dp, dmp, acc, 0, 2, 0);
             if (NP == 3) IL(br_mm_chunk)(wt, w, wo, a, slp, mfp, x, xo0, dp, dmp, acc, 2, 1, 0);
