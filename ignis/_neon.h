@@ -99,7 +99,7 @@
  *         Q5_K, IQ4_XS by the block rule, as Q4_K; tiles
  *         in simd/kquants_x86.h (256-bit tiles at every x86 level; avx512: decode on 512 bits, prefill in
  *         the 8-row x 8-token pair tile of simd/kx_pairs.h) and
- *         simd/kquants_arm.h (4 rows a register at neon/dotprod/i8mm; i8mm uses sdot, not smmla))
+ *         simd/kquants_arm.h (4 rows a register at neon/dotprod/i8mm; i8mm: smmla for 2+ tokens of the block rule types, sdot for Q3_K / Q2_K))
  */
 #ifndef IGNIS_NEON_H
 #define IGNIS_NEON_H
