@@ -110,14 +110,110 @@ IGNIS_INLINE void IL(kx_8xn)(int64_t nsb, const uint8_t *const *w, const uint8_t
         for (int g = 0; g < G; g++) IL(store4)(acc[j][g], out + j * IGNIS_TILE + 4 * g, 1);
 }
 
+/* Q5_K (WT 13) and IQ4_XS (WT 23) by the block rule (ignis_scalar_vec_dot_block_rule), in the
+ * pair layout of x86.h (IL(br_token) .. IL(br_dot4)): block 2p in the low 128-bit half of
+ * every vector, block 2p+1 in the high one. */
+
+/* one row's quants of block pair p as w1 = [2p: 0..15 | 2p+1: 0..15], w2 = [2p: 16..31 |
+ * 2p+1: 16..31]. Q5_K: the nibbles as Q4_K's, the fifth bit (2p or 2p+1) of qh[l] shifted per
+ * 64-bit lane. IQ4_XS: blocks 2p and 2p+1 are the 32 bytes at 16 * 2p, low nibbles elements
+ * 0..15, high 16..31; the grid values signed (AVX2) or + 128 (VNNI, for the offset start). */
+IGNIS_INLINE void IL(kb_pair_quants)(const uint8_t *sb, int p, const int WT, __m256i *w1, __m256i *w2) {
+    if (WT == 13) {
+        IL(br_nibble_pair)(sb + 48 + 32 * p, w1, w2);
+        const __m256i cnt = _mm256_setr_epi64x(2 * p, 2 * p, 2 * p + 1, 2 * p + 1), one = _mm256_set1_epi8(1);
+        const __m256i h1 = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(sb + 16)));
+        const __m256i h2 = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(sb + 32)));
+        *w1 = _mm256_or_si256(*w1, _mm256_slli_epi16(_mm256_and_si256(_mm256_srlv_epi64(h1, cnt), one), 4));
+        *w2 = _mm256_or_si256(*w2, _mm256_slli_epi16(_mm256_and_si256(_mm256_srlv_epi64(h2, cnt), one), 4));
+        return;
+    }
+    const __m256i low = _mm256_set1_epi8(0x0f);
+    __m256i grid = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)ignis_iq4nl_values));
+#if IGNIS_X86_VNNI
+    grid = _mm256_add_epi8(grid, _mm256_set1_epi8((char)0x80));
+#endif
+    const __m256i v = _mm256_loadu_si256((const __m256i *)(sb + 8 + 32 * p));
+    *w1 = _mm256_shuffle_epi8(grid, _mm256_and_si256(v, low));
+    *w2 = _mm256_shuffle_epi8(grid, _mm256_and_si256(_mm256_srli_epi16(v, 4), low));
+}
+
+/* one IQ4_XS row's eight signed 6-bit scales as int32 lanes in the block order of br_pairs4
+ * (0 2 4 6 1 3 5 7): low nibble 4j of scales_l, two bits 2j of scales_h */
+IGNIS_INLINE __m256i IL(iq4_xs_scale_row)(const uint8_t *sb) {
+    const __m256i lo = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)ignis_load_u32(sb + 4)),
+                                                          _mm256_setr_epi32(0, 8, 16, 24, 4, 12, 20, 28)), _mm256_set1_epi32(15));
+    const __m256i hi = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)ignis_load_u16(sb + 2)),
+                                                          _mm256_setr_epi32(0, 4, 8, 12, 2, 6, 10, 14)), _mm256_set1_epi32(3));
+    return _mm256_sub_epi32(_mm256_or_si256(lo, _mm256_slli_epi32(hi, 4)), _mm256_set1_epi32(32));
+}
+
+/* four rows' scales (and Q5_K's mins) in pair lanes: t[p] = [sc_2p r0..3 | sc_2p+1 r0..3] */
+IGNIS_INLINE void IL(kb_scales4)(const uint8_t *const *wg, size_t wo, const int WT, __m256i *sct, __m256i *mt) {
+    if (WT == 13) {
+        IL(br_q4_k_scales)(wg, wo + 4, sct, mt);
+    } else {
+        __m256i r[4];
+        for (int k = 0; k < 4; k++) r[k] = IL(iq4_xs_scale_row)(wg[k] + wo);
+        IL(br_pairs4)(r, sct);
+    }
+}
+
+/* Q5_K / IQ4_XS, 4G weight rows (G = 1 or 2 groups of four) x RN tokens (RN <= 4 with two
+ * groups, <= 8 with one), as IL(q4_k_8xn): per pair and token u += A * d_x, Q5_K's v += m *
+ * (c * d_x), in the even / odd lanes; d (and dmin) at the super-block's end. */
+IGNIS_INLINE void IL(kb_8xn)(int64_t nsb, const uint8_t *const *w, const uint8_t *const *x,
+                             float *out, const int RN, const int G, const int WT) {
+    const size_t wbytes = WT == 13 ? IGNIS_Q5_K_BYTES : IGNIS_IQ4_XS_BYTES;
+    const int mins = WT == 13, off = WT == 23 && IGNIS_X86_VNNI;
+    __m256 acc[8][2];
+    for (int j = 0; j < RN; j++) acc[j][0] = acc[j][1] = _mm256_setzero_ps();
+    for (int64_t s = 0; s < nsb; s++) {
+        const size_t wo = (size_t)s * wbytes;
+        __m256i tx[8][8], tst[8][4];
+        __m256 tdx[8][4], tcdx[8][4];
+        for (int j = 0; j < RN; j++)
+            IL(br_token)(x[j] + (size_t)s * 8 * IGNIS_Q8_0_BYTES, tx[j], tdx[j], tcdx[j], tst[j], mins, off);
+        for (int g = 0; g < G; g++) {
+            const uint8_t *const *wg = w + 4 * g;
+            __m256i sct[4], mt[4];
+            IL(kb_scales4)(wg, wo, WT, sct, mt);
+            const __m256 d = IL(f16x4_twice)(wg[0] + wo, wg[1] + wo, wg[2] + wo, wg[3] + wo);
+            __m256 u[8], v[8];
+            for (int j = 0; j < RN; j++) u[j] = v[j] = _mm256_setzero_ps();
+            for (int p = 0; p < 4; p++) {
+                __m256i w1[4], w2[4], sc16[4];
+                __m256 scf;
+                for (int k = 0; k < 4; k++) IL(kb_pair_quants)(wg[k] + wo, p, WT, &w1[k], &w2[k]);
+                IL(br_scales)(sct[p], sc16, &scf);
+                const __m256 m = mins ? _mm256_cvtepi32_ps(mt[p]) : scf;
+                for (int j = 0; j < RN; j++) {
+                    const __m256i st = off ? tst[j][p] : _mm256_setzero_si256();
+                    const __m256 a = IL(br_dot4)(w1, w2, tx[j][2 * p], tx[j][2 * p + 1], sc16, scf, st, WT == 23);
+                    u[j] = _mm256_fmadd_ps(a, tdx[j][p], u[j]);
+                    if (mins) v[j] = _mm256_fmadd_ps(m, tcdx[j][p], v[j]);
+                }
+            }
+            const __m256 dmin = mins ? IL(f16x4_twice)(wg[0] + wo + 2, wg[1] + wo + 2, wg[2] + wo + 2, wg[3] + wo + 2) : d;
+            for (int j = 0; j < RN; j++) {
+                acc[j][g] = _mm256_fmadd_ps(u[j], d, acc[j][g]);
+                if (mins) acc[j][g] = _mm256_fnmadd_ps(v[j], dmin, acc[j][g]);
+            }
+        }
+    }
+    for (int j = 0; j < RN; j++)
+        for (int g = 0; g < G; g++) IL(store4)(acc[j][g], out + j * IGNIS_TILE + 4 * g, 1);
+}
+
 #if !IGNIS_X86_512      /* avx512 takes the zn kernels and the pair tile below */
-#define IGNIS_KX_KERNELS(name, WT) \
-    static void IL(name##_8x1)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(kx_8xn)(n, w, x, o, 1, 2, WT); } \
-    static void IL(name##_8x2)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(kx_8xn)(n, w, x, o, 2, 2, WT); } \
-    static void IL(name##_8x3)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(kx_8xn)(n, w, x, o, 3, 2, WT); } \
-    static void IL(name##_8x4)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(kx_8xn)(n, w, x, o, 4, 2, WT); } \
-    static void IL(name##_4x8)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(kx_8xn)(n, w, x, o, 8, 1, WT); }
-IGNIS_KX_KERNELS(q5_k, 13) IGNIS_KX_KERNELS(q3_k, 11) IGNIS_KX_KERNELS(q2_k, 10) IGNIS_KX_KERNELS(iq4_xs, 23)
+#define IGNIS_KX_KERNELS(name, kernel, WT) \
+    static void IL(name##_8x1)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(kernel)(n, w, x, o, 1, 2, WT); } \
+    static void IL(name##_8x2)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(kernel)(n, w, x, o, 2, 2, WT); } \
+    static void IL(name##_8x3)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(kernel)(n, w, x, o, 3, 2, WT); } \
+    static void IL(name##_8x4)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(kernel)(n, w, x, o, 4, 2, WT); } \
+    static void IL(name##_4x8)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(kernel)(n, w, x, o, 8, 1, WT); }
+IGNIS_KX_KERNELS(q5_k, kb_8xn, 13) IGNIS_KX_KERNELS(q3_k, kx_8xn, 11) IGNIS_KX_KERNELS(q2_k, kx_8xn, 10)
+IGNIS_KX_KERNELS(iq4_xs, kb_8xn, 23)
 #undef IGNIS_KX_KERNELS
 #endif
 
