@@ -327,8 +327,88 @@ IGNIS_INLINE void IL(kx_zn)(int64_t nsb, const uint8_t *const *w, const uint8_t 
     }
     IL(z8_store)(acc, RN, out);
 }
-IGNIS_ZN_BY_RN(q5_k, kx_zn, 13) IGNIS_ZN_BY_RN(q3_k, kx_zn, 11) IGNIS_ZN_BY_RN(q2_k, kx_zn, 10)
-IGNIS_ZN_BY_RN(iq4_xs, kx_zn, 23)
+/* avx512 decode of Q5_K / IQ4_XS by the block rule: 8 weight rows x RN <= 4 tokens. Rows k and
+ * k + 4 share a register per block pair p, 128-bit lanes [k: 2p | k: 2p+1 | k+4: 2p | k+4:
+ * 2p+1] (W1: elements 0..15, W2: 16..31), against the token pair of br_token broadcast twice;
+ * two vpdpbusd and one reduction of the four row pairs leave [A_2p r0..3 | A_2p+1 r0..3 |
+ * A_2p r4..7 | A_2p+1 r4..7]: the 256-bit pair lanes of rows 0..3 then 4..7, so the scales,
+ * d_x and c * d_x vectors are the 256-bit ones side by side. The chains' lanes are put in
+ * z8_store's order once, at the end. */
+IGNIS_INLINE void IL(kb_zn)(int64_t nsb, const uint8_t *const *w, const uint8_t *const *x,
+                            float *out, const int RN, const int WT) {
+    const size_t wbytes = WT == 13 ? IGNIS_Q5_K_BYTES : IGNIS_IQ4_XS_BYTES;
+    const int mins = WT == 13, off = WT == 23;
+    const __m512i low = _mm512_set1_epi8(0x0f);
+    const __m512i grid = _mm512_add_epi8(_mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)ignis_iq4nl_values)),
+                                         _mm512_set1_epi8((char)0x80));
+    __m512 acc[4];
+    for (int j = 0; j < RN; j++) acc[j] = _mm512_setzero_ps();
+    for (int64_t s = 0; s < nsb; s++) {
+        const size_t wo = (size_t)s * wbytes;
+        __m256i tx[4][8], tst[4][4];
+        __m256 tdx[4][4], tcdx[4][4];
+        for (int j = 0; j < RN; j++)
+            IL(br_token)(x[j] + (size_t)s * 8 * IGNIS_Q8_0_BYTES, tx[j], tdx[j], tcdx[j], tst[j], mins, off);
+        __m256i sct[2][4], mt[2][4];
+        IL(kb_scales4)(w, wo, WT, sct[0], mt[0]);
+        IL(kb_scales4)(w + 4, wo, WT, sct[1], mt[1]);
+        __m512 u[4], v[4];
+        for (int j = 0; j < RN; j++) u[j] = v[j] = _mm512_setzero_ps();
+        for (int p = 0; p < 4; p++) {
+            __m512i w1[4], w2[4];
+            for (int k = 0; k < 4; k++) {
+                const uint8_t *a = w[k] + wo, *b = w[k + 4] + wo;
+                if (WT == 13) {     /* nibbles: [a a b b] of each 16 bytes, the upper copy shifted */
+                    const uint8_t *qa = a + 48 + 32 * p, *qb = b + 48 + 32 * p;
+                    const __m512i n1 = _mm512_mask_broadcast_i32x4(_mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)qa)),
+                                                                   0xff00, _mm_loadu_si128((const __m128i *)qb));
+                    const __m512i n2 = _mm512_mask_broadcast_i32x4(_mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(qa + 16))),
+                                                                   0xff00, _mm_loadu_si128((const __m128i *)(qb + 16)));
+                    const __m512i h1 = _mm512_mask_broadcast_i32x4(_mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(a + 16))),
+                                                                   0xff00, _mm_loadu_si128((const __m128i *)(b + 16)));
+                    const __m512i h2 = _mm512_mask_broadcast_i32x4(_mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(a + 32))),
+                                                                   0xff00, _mm_loadu_si128((const __m128i *)(b + 32)));
+                    /* the fifth bit: bit 2p of qh in lanes 0 and 2, bit 2p + 1 in lanes 1 and 3 */
+                    const __m512i bit = _mm512_mask_blend_epi32(0xf0f0, _mm512_set1_epi8((char)(1 << (2 * p))),
+                                                                _mm512_set1_epi8((char)(2 << (2 * p))));
+                    const __m512i q1 = _mm512_and_si512(_mm512_mask_blend_epi32(0xf0f0, n1, _mm512_srli_epi16(n1, 4)), low);
+                    const __m512i q2 = _mm512_and_si512(_mm512_mask_blend_epi32(0xf0f0, n2, _mm512_srli_epi16(n2, 4)), low);
+                    w1[k] = _mm512_mask_or_epi32(q1, 0xffff, q1, _mm512_maskz_mov_epi8(_mm512_test_epi8_mask(h1, bit), _mm512_set1_epi8(16)));
+                    w2[k] = _mm512_mask_or_epi32(q2, 0xffff, q2, _mm512_maskz_mov_epi8(_mm512_test_epi8_mask(h2, bit), _mm512_set1_epi8(16)));
+                } else {            /* blocks 2p, 2p+1 of row k, then of row k + 4: 32 bytes each */
+                    const __m512i q = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(a + 8 + 32 * p))),
+                                                         _mm256_loadu_si256((const __m256i *)(b + 8 + 32 * p)), 1);
+                    w1[k] = _mm512_shuffle_epi8(grid, _mm512_and_si512(q, low));
+                    w2[k] = _mm512_shuffle_epi8(grid, _mm512_and_si512(_mm512_srli_epi16(q, 4), low));
+                }
+            }
+            const __m512 scf = _mm512_cvtepi32_ps(_mm512_inserti64x4(_mm512_castsi256_si512(sct[0][p]), sct[1][p], 1));
+            const __m512 m = mins ? _mm512_cvtepi32_ps(_mm512_inserti64x4(_mm512_castsi256_si512(mt[0][p]), mt[1][p], 1)) : scf;
+            for (int j = 0; j < RN; j++) {
+                const __m512i x1 = _mm512_broadcast_i64x4(tx[j][2 * p]), x2 = _mm512_broadcast_i64x4(tx[j][2 * p + 1]);
+                const __m512i st = off ? _mm512_broadcast_i64x4(tst[j][p]) : _mm512_setzero_si512();
+                __m512i pr[4];
+                for (int k = 0; k < 4; k++) pr[k] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(st, w1[k], x1), w2[k], x2);
+                const __m512 a = _mm512_mul_ps(_mm512_cvtepi32_ps(IL(z_reduce4)(pr[0], pr[1], pr[2], pr[3])), scf);
+                u[j] = _mm512_fmadd_ps(a, _mm512_broadcast_f32x8(tdx[j][p]), u[j]);
+                if (mins) v[j] = _mm512_fmadd_ps(m, _mm512_broadcast_f32x8(tcdx[j][p]), v[j]);
+            }
+        }
+        const __m512 d = _mm512_insertf32x8(_mm512_castps256_ps512(IL(f16x4_twice)(w[0] + wo, w[1] + wo, w[2] + wo, w[3] + wo)),
+                                            IL(f16x4_twice)(w[4] + wo, w[5] + wo, w[6] + wo, w[7] + wo), 1);
+        const __m512 dmin = mins ? _mm512_insertf32x8(_mm512_castps256_ps512(IL(f16x4_twice)(w[0] + wo + 2, w[1] + wo + 2, w[2] + wo + 2, w[3] + wo + 2)),
+                                                      IL(f16x4_twice)(w[4] + wo + 2, w[5] + wo + 2, w[6] + wo + 2, w[7] + wo + 2), 1) : d;
+        for (int j = 0; j < RN; j++) {
+            acc[j] = _mm512_fmadd_ps(u[j], d, acc[j]);
+            if (mins) acc[j] = _mm512_fnmadd_ps(v[j], dmin, acc[j]);
+        }
+    }
+    /* [even r0..3 | odd r0..3 | even r4..7 | odd r4..7] -> [even r0..7 | odd r0..7] */
+    for (int j = 0; j < RN; j++) acc[j] = _mm512_shuffle_f32x4(acc[j], acc[j], _MM_SHUFFLE(3, 1, 2, 0));
+    IL(z8_store)(acc, RN, out);
+}
+IGNIS_ZN_BY_RN(q5_k, kb_zn, 13) IGNIS_ZN_BY_RN(q3_k, kx_zn, 11) IGNIS_ZN_BY_RN(q2_k, kx_zn, 10)
+IGNIS_ZN_BY_RN(iq4_xs, kb_zn, 23)
 #include "kx_pairs.h"      /* avx512 prefill: 8 rows x 8 tokens in row/token-pair lanes */
 #endif
 
