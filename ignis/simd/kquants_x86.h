@@ -1,15 +1,23 @@
 /* kquants_x86.h -- the tiles of Q5_K, Q3_K, Q2_K and IQ4_XS weights (WT 13, 11, 10, 23)
- * against Q8_0 activations for the x86-64 levels (included by x86.h, once per level). The
- * definition is ignis_scalar_vec_dot_kx (simd/kquants.h); these give its bits.
+ * against Q8_0 activations for the x86-64 levels (included by x86.h, once per level). They
+ * give the bits of the scalar definitions in simd/kquants.h: Q5_K and IQ4_XS follow the block
+ * rule (ignis_scalar_vec_dot_block_rule), Q3_K and Q2_K the half rule (ignis_scalar_vec_dot_kx).
  *
- * One kernel for the four types: per activation block, each of four rows' 32 quants is
- * decoded to bytes in element order (Q5_K 0..31 and Q2_K 0..3 unsigned; Q3_K -4..3 and
- * IQ4_XS's grid values signed, met by the sign trick), vpmaddubsw against the token gives
- * exact 16-bit pair sums (at most 2 * 127 * 127), vpmaddwd against the halves' integer
- * scales the exact scaled half sums, and the reduction of four rows lays them out as
- * [lo r0..3 | hi r0..3]: the lanes of the definition's lo and hi chains. The min steps use
- * the token's half sums times the mins as exact float products (small integers). The AVX-512
- * level takes its own kernels instead: IL(kx_zn) below for decode, kx_pairs.h for prefill. */
+ * Q5_K / IQ4_XS (IL(kb_8xn), and IL(kb_zn) for avx512 decode): the pair layout of x86.h's Q4_K
+ * kernel -- blocks 2p and 2p+1 in the two 128-bit halves, one reduction of four rows per pair
+ * and token giving the exact whole-block sums of the even and odd chains, then one fused
+ * multiply-add by d_x (and Q5_K's one for the min, m * (c * d_x)) per pair, d and dmin once
+ * per super-block.
+ *
+ * Q3_K / Q2_K (IL(kx_8xn), IL(kx_zn)): per activation block, each of four rows' 32 quants is
+ * decoded to bytes in element order (Q2_K 0..3 unsigned, Q3_K -4..3 signed, met by the sign
+ * trick), vpmaddubsw against the token gives exact 16-bit pair sums, vpmaddwd against the
+ * halves' integer scales the exact scaled half sums, and the reduction of four rows lays them
+ * out as [lo r0..3 | hi r0..3]: the lanes of the definition's lo and hi chains. Q2_K's min
+ * steps use the token's half sums times the mins as exact float products (small integers).
+ * IL(kx_quants) and IL(kx_scale_bytes) decode all four types (the avx512 pair tiles of
+ * kx_pairs.h take them). The AVX-512 level takes the zn kernels below for decode and
+ * kx_pairs.h for prefill. */
 
 /* the quants of activation block jb (0..7) of one super-block, 32 bytes in element order */
 IGNIS_INLINE __m256i IL(kx_quants)(const uint8_t *sb, int jb, const int WT) {
@@ -56,7 +64,8 @@ IGNIS_INLINE void IL(kx_scales)(const uint8_t *sb, int jb, const int WT, int *sc
     }
 }
 
-/* 4G weight rows (G = 1 or 2 groups of four) x RN tokens (RN <= 4 with two groups, <= 8 with one) */
+/* Q3_K / Q2_K (the half rule; the code still reads any of the four types), 4G weight rows
+ * (G = 1 or 2 groups of four) x RN tokens (RN <= 4 with two groups, <= 8 with one) */
 IGNIS_INLINE void IL(kx_8xn)(int64_t nsb, const uint8_t *const *w, const uint8_t *const *x,
                              float *out, const int RN, const int G, const int WT) {
     const size_t wbytes = WT == 13 ? IGNIS_Q5_K_BYTES : WT == 11 ? IGNIS_Q3_K_BYTES
@@ -255,11 +264,11 @@ IGNIS_INLINE void IL(kx_scale_bytes)(const uint8_t *sb, const int WT, __m128i *s
     }
 }
 
-/* avx512 decode: 8 weight rows x RN <= 4 tokens, rows p and p + 4 sharing a 512-bit register
- * in the lane order of IL(q5_0_zn) ([p 0..15 | p+4 0..15 | p 16..31 | p+4 16..31]). vpdpbusd
- * takes the quants unsigned: Q3_K as q + 4 and IQ4_XS as v + 128, the offset folded into a
- * start of -u times the token's partial sums; the exact half sums times the integer scales
- * (an exact float product, below 2^24), then the definition's steps. */
+/* avx512 decode of Q3_K / Q2_K (the half rule): 8 weight rows x RN <= 4 tokens, rows p and
+ * p + 4 sharing a 512-bit register in the lane order of IL(q5_0_zn) ([p 0..15 | p+4 0..15 |
+ * p 16..31 | p+4 16..31]). vpdpbusd takes the quants unsigned: Q3_K as q + 4, the offset
+ * folded into a start of -u times the token's partial sums; the exact half sums times the
+ * integer scales (an exact float product, below 2^24), then the definition's steps. */
 IGNIS_INLINE void IL(kx_zn)(int64_t nsb, const uint8_t *const *w, const uint8_t *const *x,
                             float *out, const int RN, const int WT) {
     const size_t wbytes = WT == 13 ? IGNIS_Q5_K_BYTES : WT == 11 ? IGNIS_Q3_K_BYTES
