@@ -1,13 +1,13 @@
-/* kquants_x86.h -- the tiles of Q5_K, Q3_K, Q2_K and IQ4_XS weights (WT 13, 11, 10, 23)
- * against Q8_0 activations for the x86-64 levels (included by x86.h, once per level). They
- * give the bits of the scalar definitions in simd/kquants.h: Q5_K and IQ4_XS follow the block
- * rule (ignis_scalar_vec_dot_block_rule), Q3_K and Q2_K the half rule (ignis_scalar_vec_dot_kx).
+/* kquants_x86.h -- the 256-element super-block tiles of the x86-64 levels but Q6_K's (included
+ * by x86.h, once per level): Q4_K, Q5_K and IQ4_XS (WT 12, 13, 23) by the block rule
+ * (ignis_scalar_vec_dot_block_rule in simd/kquants.h), Q3_K and Q2_K (WT 11, 10) by the half
+ * rule (ignis_scalar_vec_dot_kx), against Q8_0 activations; they give those bits.
  *
- * Q5_K / IQ4_XS (IL(kb_8xn), and IL(kb_zn) for avx512 decode): the pair layout of x86.h's Q4_K
- * kernel -- blocks 2p and 2p+1 in the two 128-bit halves, one reduction of four rows per pair
- * and token giving the exact whole-block sums of the even and odd chains, then one fused
- * multiply-add by d_x (and Q5_K's one for the min, m * (c * d_x)) per pair, d and dmin once
- * per super-block.
+ * Q4_K (IL(q4_k_8xn): avx2, avxvnni), Q5_K / IQ4_XS (IL(kb_8xn), and IL(kb_zn) for avx512
+ * decode): the pair layout described below -- blocks 2p and 2p+1 in the two 128-bit halves,
+ * one reduction of four rows per pair and token giving the exact whole-block sums of the even
+ * and odd chains, then one fused multiply-add by d_x (and one for the min, m * (c * d_x)) per
+ * pair, d and dmin once per super-block.
  *
  * Q3_K / Q2_K (IL(kx_8xn), IL(kx_zn)): per activation block, each of four rows' 32 quants is
  * decoded to bytes in element order (Q2_K 0..3 unsigned, Q3_K -4..3 signed, met by the sign
@@ -18,6 +18,197 @@
  * IL(kx_quants) and IL(kx_scale_bytes) decode all four types (the avx512 pair tiles of
  * kx_pairs.h take them). The AVX-512 level takes the zn kernels below for decode and
  * kx_pairs.h for prefill. */
+
+/* The block rule on four weight rows. Activation blocks go in pairs (2p, 2p+1), and every
+ * vector holds block 2p in its low 128-bit half and block 2p+1 in its high half: the weights
+ * as w1 = [2p: elements 0..15 | 2p+1: 0..15] and w2 = [2p: 16..31 | 2p+1: 16..31], a token
+ * pair the same way (X1, X2). The byte dots of w1.X1 and w2.X2 added give in each half
+ * partial sums of one whole block, and one reduction of four rows leaves [A_2p r0..3 |
+ * A_2p+1 r0..3]: the lanes of the definition's even and odd chains. Per pair, token and four rows: one convert (and on the
+ * VNNI levels one exact multiply by the scales), one fused multiply-add into u, one into v;
+ * d and dmin once per super-block. */
+
+/* a token's data for the four block pairs of one super-block (its 8 blocks at xs): tx[2p],
+ * tx[2p+1] = X1, X2; dx[p] = [d_x of 2p x4 | of 2p+1 x4]; MINS: cdx[p] = (float)c * d_x, c the
+ * block's sum of x (exact); OFF (VNNI, signed quants met as v + 128): st[p] = -128 times the
+ * token's partial sums, the start of every row's vpdpbusd chain. */
+IGNIS_INLINE void IL(br_token)(const uint8_t *xs, __m256i *tx, __m256 *dx, __m256 *cdx, __m256i *st,
+                               const int MINS, const int OFF) {
+    for (int p = 0; p < 4; p++) {
+        const uint8_t *be = xs + (size_t)(2 * p) * IGNIS_Q8_0_BYTES, *bo = be + IGNIS_Q8_0_BYTES;
+        const __m256i x1 = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(be + 2))),
+                                                   _mm_loadu_si128((const __m128i *)(bo + 2)), 1);
+        const __m256i x2 = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(be + 18))),
+                                                   _mm_loadu_si128((const __m128i *)(bo + 18)), 1);
+        tx[2 * p] = x1;
+        tx[2 * p + 1] = x2;
+        dx[p] = _mm256_set_m128(_mm_set1_ps(_cvtsh_ss(ignis_load_u16(bo))), _mm_set1_ps(_cvtsh_ss(ignis_load_u16(be))));
+        if (MINS) {
+            const __m256i ones8 = _mm256_set1_epi8(1);
+#if IGNIS_X86_VNNI
+            __m256i c = IGNIS_DPBUSD(IGNIS_DPBUSD(_mm256_setzero_si256(), ones8, x1), ones8, x2);
+#else
+            __m256i c = _mm256_madd_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(ones8, x1), _mm256_maddubs_epi16(ones8, x2)),
+                                          _mm256_set1_epi16(1));
+#endif
+            c = _mm256_add_epi32(c, _mm256_shuffle_epi32(c, 0x4E));
+            c = _mm256_add_epi32(c, _mm256_shuffle_epi32(c, 0xB1));
+            cdx[p] = _mm256_mul_ps(_mm256_cvtepi32_ps(c), dx[p]);
+        }
+#if IGNIS_X86_VNNI
+        if (OFF) {
+            const __m256i k80 = _mm256_set1_epi8((char)0x80), z = _mm256_setzero_si256();
+            st[p] = _mm256_sub_epi32(z, IGNIS_DPBUSD(IGNIS_DPBUSD(z, k80, x1), k80, x2));
+        }
+#else
+        (void)st;
+        (void)OFF;
+#endif
+    }
+}
+
+/* four rows' values of the 8 blocks, each row as int32 lanes in block order 0 2 4 6 1 3 5 7
+ * (r[k]) -> t[p] = [block 2p r0..3 | block 2p+1 r0..3] (a 4 x 8 transposition by unpacks) */
+IGNIS_INLINE void IL(br_pairs4)(const __m256i *r, __m256i *t) {
+    const __m256i a = _mm256_unpacklo_epi32(r[0], r[1]), b = _mm256_unpackhi_epi32(r[0], r[1]);
+    const __m256i c = _mm256_unpacklo_epi32(r[2], r[3]), e = _mm256_unpackhi_epi32(r[2], r[3]);
+    t[0] = _mm256_unpacklo_epi64(a, c);
+    t[1] = _mm256_unpackhi_epi64(a, c);
+    t[2] = _mm256_unpacklo_epi64(b, e);
+    t[3] = _mm256_unpackhi_epi64(b, e);
+}
+
+/* the Q4_K packing of eight 6-bit scales and mins (12 bytes at s) undone in 32-bit words:
+ * byte j of *sc8 / *m8 is block j's */
+static inline void IL(br_q4_k_bytes)(const uint8_t *s, uint64_t *sc8, uint64_t *m8) {
+    const uint32_t a = ignis_load_u32(s), b = ignis_load_u32(s + 4), c = ignis_load_u32(s + 8);
+    *sc8 = (uint64_t)(a & 0x3f3f3f3fu) | (uint64_t)((c & 0x0f0f0f0fu) | ((a >> 2) & 0x30303030u)) << 32;
+    *m8 = (uint64_t)(b & 0x3f3f3f3fu) | (uint64_t)(((c >> 4) & 0x0f0f0f0fu) | ((b >> 2) & 0x30303030u)) << 32;
+}
+
+/* eight bytes (block j at byte j) as int32 lanes in the block order of br_pairs4 */
+IGNIS_INLINE __m256i IL(br_row8)(uint64_t bytes) {
+    const __m128i order = _mm_setr_epi8(0, 2, 4, 6, 1, 3, 5, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    return _mm256_cvtepu8_epi32(_mm_shuffle_epi8(_mm_cvtsi64_si128((long long)bytes), order));
+}
+
+/* four rows' Q4_K / Q5_K scales and mins (packed at p[k] + off) in pair lanes */
+IGNIS_INLINE void IL(br_q4_k_scales)(const uint8_t *const *p, size_t off, __m256i *sct, __m256i *mt) {
+    __m256i rs[4], rm[4];
+    for (int k = 0; k < 4; k++) {
+        uint64_t sc8, m8;
+        IL(br_q4_k_bytes)(p[k] + off, &sc8, &m8);
+        rs[k] = IL(br_row8)(sc8);
+        rm[k] = IL(br_row8)(m8);
+    }
+    IL(br_pairs4)(rs, sct);
+    IL(br_pairs4)(rm, mt);
+}
+
+/* pair p's scales of four rows (t = [sc_2p r0..3 | sc_2p+1 r0..3], int32) as br_dot4 takes
+ * them: VNNI as floats (scf), AVX2 per row as int16 [sc_2p x8 | sc_2p+1 x8] (sc16) */
+IGNIS_INLINE void IL(br_scales)(__m256i t, __m256i *sc16, __m256 *scf) {
+#if IGNIS_X86_VNNI
+    *scf = _mm256_cvtepi32_ps(t);
+    (void)sc16;
+#else
+    const __m256i t16 = _mm256_or_si256(_mm256_and_si256(t, _mm256_set1_epi32(0xffff)), _mm256_slli_epi32(t, 16));
+    sc16[0] = _mm256_shuffle_epi32(t16, 0x00);
+    sc16[1] = _mm256_shuffle_epi32(t16, 0x55);
+    sc16[2] = _mm256_shuffle_epi32(t16, 0xAA);
+    sc16[3] = _mm256_shuffle_epi32(t16, 0xFF);
+    *scf = _mm256_setzero_ps();
+#endif
+}
+
+/* [A_2p r0..3 | A_2p+1 r0..3] as floats (exact: |A| < 2^24) of four rows' w1, w2 against a
+ * token pair (x1, x2). VNNI: two vpdpbusd from st (unsigned quants, or signed ones offset by
+ * 128 with st from br_token), the exact sums times the scales as floats. AVX2: unsigned quants
+ * (<= 31: the two byte-pair sums fit int16) add the two vpmaddubsw and scale in the vpmaddwd;
+ * signed ones take the sign trick (|w| . x sign(w)) per half, each scaled. */
+IGNIS_INLINE __m256 IL(br_dot4)(const __m256i *w1, const __m256i *w2, __m256i x1, __m256i x2,
+                                const __m256i *sc16, __m256 scf, __m256i st, const int SIGNED) {
+    __m256i p[4];
+#if IGNIS_X86_VNNI
+    for (int k = 0; k < 4; k++) p[k] = IGNIS_DPBUSD(IGNIS_DPBUSD(st, w1[k], x1), w2[k], x2);
+    (void)sc16;
+    (void)SIGNED;
+    return _mm256_mul_ps(_mm256_cvtepi32_ps(IL(reduce4)(p[0], p[1], p[2], p[3])), scf);
+#else
+    for (int k = 0; k < 4; k++) {
+        if (SIGNED) {
+            const __m256i a1 = _mm256_maddubs_epi16(_mm256_sign_epi8(w1[k], w1[k]), _mm256_sign_epi8(x1, w1[k]));
+            const __m256i a2 = _mm256_maddubs_epi16(_mm256_sign_epi8(w2[k], w2[k]), _mm256_sign_epi8(x2, w2[k]));
+            p[k] = _mm256_add_epi32(_mm256_madd_epi16(a1, sc16[k]), _mm256_madd_epi16(a2, sc16[k]));
+        } else {
+            p[k] = _mm256_madd_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(w1[k], x1), _mm256_maddubs_epi16(w2[k], x2)), sc16[k]);
+        }
+    }
+    (void)scf;
+    (void)st;
+    return _mm256_cvtepi32_ps(IL(reduce4)(p[0], p[1], p[2], p[3]));
+#endif
+}
+
+/* the 32 nibble bytes at qs32 as w1, w2 of a pair whose block 2p has the low nibbles and
+ * 2p+1 the high ones (Q4_K, Q5_K): each 16-byte half broadcast, shifted in its upper copy */
+IGNIS_INLINE void IL(br_nibble_pair)(const uint8_t *qs32, __m256i *w1, __m256i *w2) {
+    const __m256i low = _mm256_set1_epi8(0x0f);
+    const __m256i a = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qs32));
+    const __m256i b = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(qs32 + 16)));
+    *w1 = _mm256_and_si256(_mm256_blend_epi32(a, _mm256_srli_epi16(a, 4), 0xF0), low);
+    *w2 = _mm256_and_si256(_mm256_blend_epi32(b, _mm256_srli_epi16(b, 4), 0xF0), low);
+}
+
+/* Q4_K, 4G weight rows (G = 1 or 2 groups of four) x RN activation rows (RN <= 4, or <= 8
+ * with one group: prefill reuses each decoded weight block for 8 tokens), by the block rule
+ * above: the token data once per super-block for every group, per group the scales and mins
+ * of the four rows once, then per pair and token u += A * d_x and v += m * (c * d_x) in the
+ * even / odd lanes; at the super-block's end acc += u * d, acc -= v * dmin (fused). */
+IGNIS_INLINE void IL(q4_k_8xn)(int64_t nsb, const uint8_t *const *w, const uint8_t *const *x,
+                                      float *out, const int RN, const int G) {
+    __m256 acc[8][2];
+    for (int j = 0; j < RN; j++) acc[j][0] = acc[j][1] = _mm256_setzero_ps();
+    for (int64_t s = 0; s < nsb; s++) {
+        const size_t wo = (size_t)s * IGNIS_Q4_K_BYTES;
+        __m256i tx[8][8];
+        __m256 tdx[8][4], tcdx[8][4];
+        for (int j = 0; j < RN; j++)
+            IL(br_token)(x[j] + (size_t)s * 8 * IGNIS_Q8_0_BYTES, tx[j], tdx[j], tcdx[j], NULL, 1, 0);
+        for (int g = 0; g < G; g++) {
+            const uint8_t *const *wg = w + 4 * g;
+            __m256i sct[4], mt[4];
+            IL(br_q4_k_scales)(wg, wo + 4, sct, mt);
+            const __m256 d = IL(f16x4_twice)(wg[0] + wo, wg[1] + wo, wg[2] + wo, wg[3] + wo);
+            const __m256 dmin = IL(f16x4_twice)(wg[0] + wo + 2, wg[1] + wo + 2, wg[2] + wo + 2, wg[3] + wo + 2);
+            __m256 u[8], v[8];
+            for (int j = 0; j < RN; j++) u[j] = v[j] = _mm256_setzero_ps();
+            for (int p = 0; p < 4; p++) {
+                __m256i w1[4], w2[4], sc16[4];
+                __m256 scf;
+                for (int k = 0; k < 4; k++) IL(br_nibble_pair)(wg[k] + wo + 16 + 32 * p, &w1[k], &w2[k]);
+                IL(br_scales)(sct[p], sc16, &scf);
+                const __m256 m = _mm256_cvtepi32_ps(mt[p]);
+                for (int j = 0; j < RN; j++) {
+                    const __m256 a = IL(br_dot4)(w1, w2, tx[j][2 * p], tx[j][2 * p + 1], sc16, scf, _mm256_setzero_si256(), 0);
+                    u[j] = _mm256_fmadd_ps(a, tdx[j][p], u[j]);
+                    v[j] = _mm256_fmadd_ps(m, tcdx[j][p], v[j]);
+                }
+            }
+            for (int j = 0; j < RN; j++) {
+                acc[j][g] = _mm256_fmadd_ps(u[j], d, acc[j][g]);
+                acc[j][g] = _mm256_fnmadd_ps(v[j], dmin, acc[j][g]);
+            }
+        }
+    }
+    for (int j = 0; j < RN; j++)
+        for (int g = 0; g < G; g++) IL(store4)(acc[j][g], out + j * IGNIS_TILE + 4 * g, 1);
+}
+static void IL(q4_k_8x1)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q4_k_8xn)(n, w, x, o, 1, 2); }
+static void IL(q4_k_8x2)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q4_k_8xn)(n, w, x, o, 2, 2); }
+static void IL(q4_k_8x3)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q4_k_8xn)(n, w, x, o, 3, 2); }
+static void IL(q4_k_8x4)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q4_k_8xn)(n, w, x, o, 4, 2); }
+static void IL(q4_k_4x8)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q4_k_8xn)(n, w, x, o, 8, 1); }
 
 /* the quants of activation block jb (0..7) of one super-block, 32 bytes in element order */
 IGNIS_INLINE __m256i IL(kx_quants)(const uint8_t *sb, int jb, const int WT) {
