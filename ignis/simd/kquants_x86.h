@@ -573,8 +573,8 @@ IGNIS_INLINE void IL(kb_zn)(int64_t nsb, const uint8_t *const *w, const uint8_t 
                                                                 _mm512_set1_epi8((char)(2 << (2 * p))));
                     const __m512i q1 = _mm512_and_si512(_mm512_mask_blend_epi32(0xf0f0, n1, _mm512_srli_epi16(n1, 4)), low);
                     const __m512i q2 = _mm512_and_si512(_mm512_mask_blend_epi32(0xf0f0, n2, _mm512_srli_epi16(n2, 4)), low);
-                    w1[k] = _mm512_mask_or_epi32(q1, 0xffff, q1, _mm512_maskz_mov_epi8(_mm512_test_epi8_mask(h1, bit), _mm512_set1_epi8(16)));
-                    w2[k] = _mm512_mask_or_epi32(q2, 0xffff, q2, _mm512_maskz_mov_epi8(_mm512_test_epi8_mask(h2, bit), _mm512_set1_epi8(16)));
+                    w1[k] = _mm512_mask_add_epi8(q1, _mm512_test_epi8_mask(h1, bit), q1, _mm512_set1_epi8(16));
+                    w2[k] = _mm512_mask_add_epi8(q2, _mm512_test_epi8_mask(h2, bit), q2, _mm512_set1_epi8(16));
                 } else {            /* blocks 2p, 2p+1 of row k, then of row k + 4: 32 bytes each */
                     const __m512i q = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(a + 8 + 32 * p))),
                                                          _mm256_loadu_si256((const __m256i *)(b + 8 + 32 * p)), 1);
