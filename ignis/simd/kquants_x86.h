@@ -527,6 +527,24 @@ IGNIS_INLINE void IL(kx_zn)(int64_t nsb, const uint8_t *const *w, const uint8_t 
     }
     IL(z8_store)(acc, RN, out);
 }
+/* the 8 rows' scales (and Q5_K's mins) of every block pair in kb_zn's lanes [2p r0..3 | 2p+1
+ * r0..3 | 2p r4..7 | 2p+1 r4..7]: each row's 8 bytes (block j at byte j) in one 64-bit lane,
+ * pair p's two bytes of every row narrowed out (vpmovqw), widened, and put in order */
+IGNIS_INLINE void IL(kb_zn_scales)(const uint8_t *const *w, size_t wo, const int WT, __m512 *scf, __m512 *mf) {
+    const __m512i order = _mm512_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7, 8, 10, 12, 14, 9, 11, 13, 15);
+    uint64_t sc8[8], m8[8];
+    for (int r = 0; r < 8; r++) {
+        if (WT == 13) IL(br_q4_k_bytes)(w[r] + wo + 4, &sc8[r], &m8[r]);
+        else sc8[r] = (uint64_t)_mm_cvtsi128_si64(IL(iq4_xs_scales8)(w[r] + wo));
+    }
+    const __m512i vs = _mm512_loadu_si512(sc8), vm = WT == 13 ? _mm512_loadu_si512(m8) : vs;
+    for (int p = 0; p < 4; p++) {
+        scf[p] = _mm512_cvtepi32_ps(_mm512_permutexvar_epi32(order, _mm512_cvtepi8_epi32(_mm512_cvtepi64_epi16(_mm512_srli_epi64(vs, 16 * p)))));
+        if (WT == 13)
+            mf[p] = _mm512_cvtepi32_ps(_mm512_permutexvar_epi32(order, _mm512_cvtepi8_epi32(_mm512_cvtepi64_epi16(_mm512_srli_epi64(vm, 16 * p)))));
+    }
+}
+
 /* avx512 decode of Q5_K / IQ4_XS by the block rule: 8 weight rows x RN <= 4 tokens. Rows k and
  * k + 4 share a register per block pair p, 128-bit lanes [k: 2p | k: 2p+1 | k+4: 2p | k+4:
  * 2p+1] (W1: elements 0..15, W2: 16..31), against the token pair of br_token broadcast twice;
@@ -549,9 +567,8 @@ IGNIS_INLINE void IL(kb_zn)(int64_t nsb, const uint8_t *const *w, const uint8_t 
         __m256 tdx[4][4], tcdx[4][4];
         for (int j = 0; j < RN; j++)
             IL(br_token)(x[j] + (size_t)s * 8 * IGNIS_Q8_0_BYTES, tx[j], tdx[j], tcdx[j], tst[j], mins, off);
-        __m256i sct[2][4], mt[2][4];
-        IL(kb_scales4)(w, wo, WT, sct[0], mt[0]);
-        IL(kb_scales4)(w + 4, wo, WT, sct[1], mt[1]);
+        __m512 scv[4], mv[4];
+        IL(kb_zn_scales)(w, wo, WT, scv, mv);
         __m512 u[4], v[4];
         for (int j = 0; j < RN; j++) u[j] = v[j] = _mm512_setzero_ps();
         for (int p = 0; p < 4; p++) {
@@ -582,8 +599,7 @@ IGNIS_INLINE void IL(kb_zn)(int64_t nsb, const uint8_t *const *w, const uint8_t 
                     w2[k] = _mm512_shuffle_epi8(grid, _mm512_and_si512(_mm512_srli_epi16(q, 4), low));
                 }
             }
-            const __m512 scf = _mm512_cvtepi32_ps(_mm512_inserti64x4(_mm512_castsi256_si512(sct[0][p]), sct[1][p], 1));
-            const __m512 m = mins ? _mm512_cvtepi32_ps(_mm512_inserti64x4(_mm512_castsi256_si512(mt[0][p]), mt[1][p], 1)) : scf;
+            const __m512 scf = scv[p], m = mins ? mv[p] : scf;
             for (int j = 0; j < RN; j++) {
                 const __m512i x1 = _mm512_broadcast_i64x4(tx[j][2 * p]), x2 = _mm512_broadcast_i64x4(tx[j][2 * p + 1]);
                 const __m512i st = off ? _mm512_broadcast_i64x4(tst[j][p]) : _mm512_setzero_si512();
