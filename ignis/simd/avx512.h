@@ -181,68 +181,6 @@ IGNIS_INLINE void IL(q4_1_z8)(int64_t nb, const uint8_t *const *w, const uint8_t
 static void IL(q4_1_z8x4)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q4_1_z8)(n, w, x, o, 4); }
 static void IL(q4_1_z8x8)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q4_1_z8)(n, w, x, o, 8); }
 
-/* Q4_K (WT 12) and Q6_K (WT 14), 8 weight rows x RN tokens, in the lane layout of the Q8_0
- * tile. Per activation block (a Q4_K 32-sub-block, two Q6_K 16-sub-blocks): the half sums
- * q . x exactly (Q4_K: q is 0..15, unsigned, against x as it is; Q6_K: q - 32 against the
- * offset x), times the row's integer scale as a float product (exact: below 2^24), then the
- * definition's fused multiply-adds (Q4_K adds the min step with the half sums of x). */
-IGNIS_INLINE void IL(kq_z8)(int64_t nsb, const uint8_t *const *w, const uint8_t *const *x,
-                            float *out, const int RN, const int WT) {
-    const size_t wbytes = WT == 12 ? IGNIS_Q4_K_BYTES : IGNIS_Q6_K_BYTES;
-    __m512i spread[4];
-    IL(z8_spread)(spread);
-    __m512 acc[8];
-    for (int j = 0; j < RN; j++) acc[j] = _mm512_setzero_ps();
-    for (int64_t s = 0; s < nsb; s++) {
-        const size_t wo = (size_t)s * wbytes;
-        /* per activation block jb: the rows' scales (and Q4_K mins) as floats, lanes as above */
-        float scf[8][16], mf[8][16];
-        for (int i = 0; i < 8; i++) {
-            for (int jb = 0; jb < 8; jb++) {
-                if (WT == 12) {
-                    int sc, m;
-                    ignis_q4_k_scale_min(w[i] + wo + 4, jb, &sc, &m);
-                    scf[jb][i] = scf[jb][i + 8] = (float)sc;
-                    mf[jb][i] = mf[jb][i + 8] = (float)m;
-                } else {
-                    const int8_t *sc = (const int8_t *)(w[i] + wo + 192);
-                    scf[jb][i] = (float)sc[2 * jb];
-                    scf[jb][i + 8] = (float)sc[2 * jb + 1];
-                }
-            }
-        }
-        const __m512 d = IL(z8_f16x8)(w, wo + (WT == 12 ? 0 : 208));
-        const __m512 dmin = WT == 12 ? IL(z8_f16x8)(w, wo + 2) : d;
-        for (int jb = 0; jb < 8; jb++) {
-            __m256i r[8];
-            for (int i = 0; i < 8; i++)
-                r[i] = WT == 12 ? IL(q4_k_block_quants)(w[i] + wo, jb)
-                                : _mm256_sub_epi8(IL(q6_k_block_quants)(w[i] + wo, jb), _mm256_set1_epi8(32));
-            __m512i wt[4];
-            IL(z8_transpose)(r, wt);
-            const __m512i start = WT == 14 ? IL(z8_offset_start)(wt) : _mm512_setzero_si512();
-            const __m512 scv = _mm512_loadu_ps(scf[jb]), mv = _mm512_loadu_ps(mf[jb]);
-            const size_t xo = (size_t)(s * 8 + jb) * IGNIS_Q8_0_BYTES;
-            for (int j = 0; j < RN; j++) {
-                const __m512 dx = _mm512_set1_ps(_cvtsh_ss(ignis_load_u16(x[j] + xo)));
-                if (WT == 12) {
-                    __m512i a, c;
-                    IL(z8_dot_unsigned)(wt, spread, x[j] + xo, &a, &c);
-                    acc[j] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(a), scv), _mm512_mul_ps(d, dx), acc[j]);
-                    acc[j] = _mm512_fnmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(c), mv), _mm512_mul_ps(dmin, dx), acc[j]);
-                } else {
-                    const __m512i a = IL(z8_dot_signed)(start, wt, spread, x[j] + xo);
-                    acc[j] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(a), scv), _mm512_mul_ps(d, dx), acc[j]);
-                }
-            }
-        }
-    }
-    IL(z8_store)(acc, RN, out);
-}
-static void IL(q4_k_z8x4)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(kq_z8)(n, w, x, o, 4, 12); }
-static void IL(q4_k_z8x8)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(kq_z8)(n, w, x, o, 8, 12); }
-static void IL(q6_k_z8x4)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(kq_z8)(n, w, x, o, 4, 14); }
-static void IL(q6_k_z8x8)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(kq_z8)(n, w, x, o, 8, 14); }
 
 /* [sum P0.L, sum P1.L, sum P2.L, sum P3.L] in each 128-bit lane L (exact int sums) */
 IGNIS_INLINE __m512i IL(z_reduce4)(__m512i p0, __m512i p1, __m512i p2, __m512i p3) {

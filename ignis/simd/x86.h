@@ -316,7 +316,7 @@ static inline void IL(tile)(int wtype, int64_t nblk, const uint8_t *const *w, in
        speculative verify step): row pairs in 512-bit registers (4 tokens there: ~1.7x the
        z8x4 tile's speed; Q8_0 decode, memory-bound, stays on the 256-bit kernel) */
     static const ignis_kernel_fn z8[5][2] = {{IL(q8_0_z8x4), IL(q8_0_z8x8)}, {IL(q5_0_z8x4), IL(q5_0_z8x8)},
-                                             {IL(q4_k_z8x4), IL(q4_k_z8x8)}, {IL(q6_k_z8x4), IL(q6_k_z8x8)},
+                                             {NULL, NULL}, {NULL, NULL},   /* Q4_K, Q6_K: the pair tiles */
                                              {IL(q4_1_z8x4), IL(q4_1_z8x8)}};
     static const ignis_kernel_fn zn[5][4] = {{NULL, NULL, NULL, NULL},
                                              {IL(q5_0_zn1), IL(q5_0_zn2), IL(q5_0_zn3), IL(q5_0_zn4)},
