@@ -74,6 +74,7 @@ IGNIS_INLINE void IL(q4_k_zt)(int64_t nsb, const uint8_t *const *w, const uint8_
             __m512i qlo[4], qhi[4];
             IL(zd_q4_k_pair)(w, wo, jp, qlo, qhi);
             const __m512 sc = _mm512_load_ps(sf[jp]), m = _mm512_load_ps(sf[4 + jp]);
+#pragma GCC unroll 8
             for (int t = 0; t < RN; t++) {
                 const uint8_t *tt = xt[t] + to;
                 IL(zd_q4_k_step)(IL(zt_dots)(zero, qlo, tt, 2 * jp), IL(zt_dots)(zero, qhi, tt, 2 * jp + 1), sc, m,
