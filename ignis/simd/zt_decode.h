@@ -70,6 +70,7 @@ IGNIS_INLINE void IL(q4_k_zt)(int64_t nsb, const uint8_t *const *w, const uint8_
         IGNIS_ZD_IN_MEMORY(sf);
         __m512 u[8], v[8];
         for (int t = 0; t < RN; t++) u[t] = v[t] = _mm512_setzero_ps();
+#pragma GCC unroll 4
         for (int jp = 0; jp < 4; jp++) {
             __m512i qlo[4], qhi[4];
             IL(zd_q4_k_pair)(w, wo, jp, qlo, qhi);
