@@ -198,17 +198,31 @@ IGNIS_INLINE void IL(zd_q4_k_pair)(const uint8_t *const *w, size_t wo, int jp, _
     }
 }
 
-/* the block rule's steps of blocks 2jp, 2jp + 1 for one token: from the exact half sums alo
- * (block 2jp) and ahi (block 2jp + 1, 16x) in row-quad order, the whole blocks' sums as
- * [2jp r0..3 | 2jp+1 r0..3 | 2jp r4..7 | 2jp+1 r4..7] (one two-source permute brings each
- * block's high half next to its low half, a blend keeps the low halves: the even and odd
- * chains side by side), then u = fma(sum * sc, d_x, u) (the product is exactly (float)A_j)
- * and v = fma(m, (float)c_j * d_x, v) */
-IGNIS_INLINE void IL(zd_q4_k_step)(__m512i alo, __m512i ahi, __m512 sc, __m512 m, __m512 dx, __m512 cdx,
+/* The whole blocks' sums reach the float steps without a conversion: the int32 sums start
+ * from IGNIS_ZD_MAGIC (1.5 * 2^23) in the lanes that keep them, and for |S| < 2^22 the bits of
+ * MAGIC + S are the float 12582912 + S exactly (|S| <= 16 * 32 * 15 * 127 < 2^20 here). Then
+ * fma(12582912 + S, sc, -12582912 * sc) (both products exact) is S * sc exactly: (float)A_j,
+ * as the block rule's cvt and multiply give it, in one step off the conversion port. */
+#define IGNIS_ZD_MAGIC 0x4B400000
+
+/* the starts of the even block's (alo) and the odd block's (ahi) sums: MAGIC in the lanes
+ * that zd_q4_k_step keeps in place (alo: 0, 2; ahi: 1, 3) */
+IGNIS_INLINE __m512i IL(zd_magic_lo)(void) { return _mm512_maskz_set1_epi32(0x0f0f, IGNIS_ZD_MAGIC); }
+IGNIS_INLINE __m512i IL(zd_magic_hi)(void) { return _mm512_maskz_set1_epi32(0xf0f0, IGNIS_ZD_MAGIC); }
+/* -12582912 * sc for zd_q4_k_step */
+IGNIS_INLINE __m512 IL(zd_magic_sc)(__m512 sc) { return _mm512_mul_ps(sc, _mm512_set1_ps(-12582912.0f)); }
+
+/* the block rule's steps of blocks 2jp, 2jp + 1 for one token: from the half sums alo (block
+ * 2jp) and ahi (block 2jp + 1, 16x) in row-quad order (started by zd_magic_lo / _hi), the
+ * whole blocks' sums as [2jp r0..3 | 2jp+1 r0..3 | 2jp r4..7 | 2jp+1 r4..7] (one two-source
+ * permute brings each block's other half next to the half that stays, a blend keeps those:
+ * the even and odd chains side by side), (float)A_j = sum * sc (nsc = zd_magic_sc(sc)), then
+ * u = fma(A_j, d_x, u) and v = fma(m, (float)c_j * d_x, v) */
+IGNIS_INLINE void IL(zd_q4_k_step)(__m512i alo, __m512i ahi, __m512 sc, __m512 nsc, __m512 m, __m512 dx, __m512 cdx,
                                    __m512 *u, __m512 *v) {
     const __m512i hix = _mm512_setr_epi32(4, 5, 6, 7, 16, 17, 18, 19, 12, 13, 14, 15, 24, 25, 26, 27);
     const __m512i a = _mm512_add_epi32(_mm512_mask_blend_epi32(0xf0f0, alo, ahi), _mm512_permutex2var_epi32(alo, hix, ahi));
-    *u = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(a), sc), dx, *u);
+    *u = _mm512_fmadd_ps(_mm512_fmadd_ps(_mm512_castsi512_ps(a), sc, nsc), dx, *u);
     *v = _mm512_fmadd_ps(m, cdx, *v);
 }
 
@@ -220,7 +234,7 @@ IGNIS_INLINE __m512 IL(zd_q4_k_end)(__m512 acc, __m512 u, __m512 v, __m512 d, __
 /* Q4_K, 8 weight rows x RN <= 4 tokens (decode) */
 IGNIS_INLINE void IL(q4_k_zd)(int64_t nsb, const uint8_t *const *w, const uint8_t *const *x,
                               float *out, const int RN) {
-    const __m512i zero = _mm512_setzero_si512();
+    const __m512i mlo = IL(zd_magic_lo)(), mhi = IL(zd_magic_hi)();
     __m512 acc[4];
     for (int t = 0; t < RN; t++) acc[t] = _mm512_setzero_ps();
     for (int64_t s = 0; s < nsb; s++) {
@@ -239,11 +253,11 @@ IGNIS_INLINE void IL(q4_k_zd)(int64_t nsb, const uint8_t *const *w, const uint8_
         for (int jp = 0; jp < 4; jp++) {
             __m512i qlo[4], qhi[4];
             IL(zd_q4_k_pair)(w, wo, jp, qlo, qhi);
-            const __m512 sc = _mm512_load_ps(sf[jp]), m = _mm512_load_ps(sf[4 + jp]);
+            const __m512 sc = _mm512_load_ps(sf[jp]), nsc = IL(zd_magic_sc)(sc), m = _mm512_load_ps(sf[4 + jp]);
             const int j0 = 2 * jp;
             for (int t = 0; t < RN; t++) {
                 const uint8_t *xb = x[t] + xo + j0 * IGNIS_Q8_0_BYTES;
-                IL(zd_q4_k_step)(IL(zd_dots_t)(zero, qlo, xb), IL(zd_dots_t)(zero, qhi, xb + IGNIS_Q8_0_BYTES), sc, m,
+                IL(zd_q4_k_step)(IL(zd_dots_t)(mlo, qlo, xb), IL(zd_dots_t)(mhi, qhi, xb + IGNIS_Q8_0_BYTES), sc, nsc, m,
                                  _mm512_broadcast_f32x8(_mm256_load_ps(dxp[t] + 8 * jp)),
                                  _mm512_broadcast_f32x8(_mm256_load_ps(cdxp[t] + 8 * jp)), &u[t], &v[t]);
             }

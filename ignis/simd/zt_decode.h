@@ -59,7 +59,7 @@ IGNIS_INLINE __m512i IL(zt_dots)(__m512i start, const __m512i *q, const uint8_t 
 /* Q4_K, 8 weight rows x RN <= 8 tokens: q4_k_zd's steps, the token's from its table */
 IGNIS_INLINE void IL(q4_k_zt)(int64_t nsb, const uint8_t *const *w, const uint8_t *const *xt,
                               float *out, const int RN) {
-    const __m512i zero = _mm512_setzero_si512();
+    const __m512i mlo = IL(zd_magic_lo)(), mhi = IL(zd_magic_hi)();
     __m512 acc[8];
     for (int t = 0; t < RN; t++) acc[t] = _mm512_setzero_ps();
     for (int64_t s = 0; s < nsb; s++) {
@@ -74,11 +74,11 @@ IGNIS_INLINE void IL(q4_k_zt)(int64_t nsb, const uint8_t *const *w, const uint8_
         for (int jp = 0; jp < 4; jp++) {
             __m512i qlo[4], qhi[4];
             IL(zd_q4_k_pair)(w, wo, jp, qlo, qhi);
-            const __m512 sc = _mm512_load_ps(sf[jp]), m = _mm512_load_ps(sf[4 + jp]);
+            const __m512 sc = _mm512_load_ps(sf[jp]), nsc = IL(zd_magic_sc)(sc), m = _mm512_load_ps(sf[4 + jp]);
 #pragma GCC unroll 8
             for (int t = 0; t < RN; t++) {
                 const uint8_t *tt = xt[t] + to;
-                IL(zd_q4_k_step)(IL(zt_dots)(zero, qlo, tt, 2 * jp), IL(zt_dots)(zero, qhi, tt, 2 * jp + 1), sc, m,
+                IL(zd_q4_k_step)(IL(zt_dots)(mlo, qlo, tt, 2 * jp), IL(zt_dots)(mhi, qhi, tt, 2 * jp + 1), sc, nsc, m,
                                  _mm512_broadcast_f32x8(_mm256_load_ps((const float *)(tt + IGNIS_ZT_DXP) + 8 * jp)),
                                  _mm512_broadcast_f32x8(_mm256_load_ps((const float *)(tt + IGNIS_ZT_CDXP) + 8 * jp)),
                                  &u[t], &v[t]);
