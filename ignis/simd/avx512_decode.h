@@ -149,12 +149,13 @@ IGNIS_INLINE __m512i IL(zd_token)(const uint8_t *blk) {
     return _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(blk + 2)));
 }
 
-/* Q4_K: per row (one per 128-bit lane) the 12 packed bytes at 0..11 -> [sc0..7 | m0..7] as
- * bytes: sc_j = s[j] & 63 (j < 4), (s[j+4] & 15) | (s[j-4] >> 6) << 4 (j >= 4); m_j likewise
- * from s[j+4] and the high nibbles of s[8..11] (see ignis_q4_k_scale_min) */
+/* Q4_K: per row (one per 128-bit lane) the super-block's first 16 bytes (f16 d, f16 dmin, the
+ * 12 packed bytes s[0..11]) -> [sc0..7 | m0..7] as bytes: sc_j = s[j] & 63 (j < 4),
+ * (s[j+4] & 15) | (s[j-4] >> 6) << 4 (j >= 4); m_j likewise from s[j+4] and the high nibbles
+ * of s[8..11] (see ignis_q4_k_scale_min) */
 IGNIS_INLINE __m512i IL(zd_q4_k_unpack)(__m512i z) {
-    const __m512i p = _mm512_srlv_epi32(_mm512_shuffle_epi32(z, _MM_SHUFFLE(2, 1, 2, 0)), _mm512_set4_epi32(4, 0, 0, 0));
-    const __m512i q = _mm512_srli_epi32(_mm512_shuffle_epi32(z, _MM_SHUFFLE(1, 1, 0, 0)), 2);
+    const __m512i p = _mm512_srlv_epi32(_mm512_shuffle_epi32(z, _MM_SHUFFLE(3, 2, 3, 1)), _mm512_set4_epi32(4, 0, 0, 0));
+    const __m512i q = _mm512_srli_epi32(_mm512_shuffle_epi32(z, _MM_SHUFFLE(2, 2, 1, 1)), 2);
     const __m512i lo = _mm512_and_si512(p, _mm512_set4_epi32(0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f));
     return _mm512_ternarylogic_epi32(lo, q, _mm512_set4_epi32(0x30303030, 0, 0x30303030, 0), 0xF8);  /* lo | (q & hm) */
 }
@@ -162,23 +163,27 @@ IGNIS_INLINE __m512i IL(zd_q4_k_unpack)(__m512i z) {
 /* Q4_K super-block at wo of the 8 rows: per block pair jp the scales and mins as floats in the
  * lanes of the pair's sums (see zd_q4_k_step), sf[jp] = [sc_2jp r0..3 | sc_2jp+1 / 16 r0..3 |
  * sc_2jp r4..7 | sc_2jp+1 / 16 r4..7] (the odd block's sums are 16x: high nibbles in place),
- * sf[4 + jp] the same of m without the / 16; and d, dmin as [r0..3 | r0..3 | r4..7 | r4..7] */
+ * sf[4 + jp] the same of m without the / 16; and d, dmin as [r0..3 | r0..3 | r4..7 | r4..7].
+ * One 16-byte load per row holds d, dmin and the packed scales. */
 IGNIS_INLINE void IL(zd_q4_k_sb)(const uint8_t *const *w, size_t wo, float (*sf)[16], __m512 *d, __m512 *dmin) {
-    const __m512i t0 = IL(zd_transpose16)(IL(zd_q4_k_unpack)(IL(zd_rows4x16)(w, wo + 4)));
-    const __m512i t1 = IL(zd_transpose16)(IL(zd_q4_k_unpack)(IL(zd_rows4x16)(w + 4, wo + 4)));
+    const __m512i h0 = IL(zd_rows4x16)(w, wo), h1 = IL(zd_rows4x16)(w + 4, wo);
+    const __m512i t0 = IL(zd_transpose16)(IL(zd_q4_k_unpack)(h0)), t1 = IL(zd_transpose16)(IL(zd_q4_k_unpack)(h1));
     /* lane q of t0 / t1: values 4q..4q+3 (sc0..7, m0..7) of rows 0..3 / 4..7, a qword per
        two values: lane q of the low qwords' merge holds the pair 2q (sc for q < 2, m after),
        of the high ones' the pair 2q + 1 */
     _Alignas(64) uint8_t tb[128];
     _mm512_store_si512((__m512i *)tb, _mm512_unpacklo_epi64(t0, t1));
     _mm512_store_si512((__m512i *)(tb + 64), _mm512_unpackhi_epi64(t0, t1));
+    IGNIS_ZD_IN_MEMORY(tb);
     const __m512 odd16 = _mm512_setr_ps(1, 1, 1, 1, 0.0625f, 0.0625f, 0.0625f, 0.0625f, 1, 1, 1, 1, 0.0625f, 0.0625f, 0.0625f, 0.0625f);
     for (int k = 0; k < 8; k++) {
         const int v = 2 * (k % 4) + k / 4;   /* sc pair v (v < 4), m pair v - 4 */
         const __m512 f = IL(zd_lane_u8)(tb, k);
         _mm512_store_ps(sf[v], v < 4 ? _mm512_mul_ps(f, odd16) : f);
     }
-    const __m512 dd = IL(zd_f16_pairs)(w, wo);
+    /* dword 0 of each row's lane: its f16 d and dmin; as floats, d_r in lane 2r, dmin_r in 2r + 1 */
+    const __m512i first = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 0, 0, 0, 0, 0, 0, 0);
+    const __m512 dd = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutex2var_epi32(h0, first, h1)));
     *d = IL(zd_rowquad)(dd, 0);
     *dmin = IL(zd_rowquad)(dd, 1);
 }
