@@ -1,24 +1,31 @@
 /* avx512_decode.h -- the AVX-512 decode kernels of Q4_K and Q6_K weights: 8 weight rows x RN <= 4
- * tokens (included by x86.h after avx512.h, inside the AVX-512 target region). Same arithmetic
- * as the definitions in simd/defs.h; they give its bits.
+ * tokens (included by x86.h after avx512.h, inside the AVX-512 target region). They give the
+ * bits of the scalar definitions: Q4_K the block rule (simd/kquants.h), Q6_K the half rule
+ * (_neon.h).
  *
  * Decode streams every weight byte once per token, so these kernels are built to spend as few
  * instructions per weight byte as the definition allows (most of all on port 5, where every
- * 512-bit shuffle goes):
+ * 512-bit shuffle goes, and on port 0, the only one that runs vpdpbusd):
  * - Row pairs: a register holds 32 quant bytes of row p and of row p + 4 ([p | p+4], one load
  *   and one insert), vpdpbusd meets the token block broadcast twice, and one reduction of
  *   the four pairs leaves the exact half sums in "row-quad order": 128-bit lane 0 the low
  *   halves of rows 0..3, lane 1 their high halves, lanes 2 and 3 the same for rows 4..7.
- *   These are the lanes of the definition's lo and hi chains.
+ *   These are the lanes of Q6_K's lo and hi chains.
+ * - Q4_K (block rule): blocks 2jp and 2jp + 1 share their quant bytes (low / high nibbles);
+ *   per token one two-source permute, a blend and an add turn their two registers of half
+ *   sums into one of whole-block sums, [2jp r0..3 | 2jp+1 r0..3 | 2jp r4..7 | 2jp+1 r4..7]:
+ *   the even and odd chains u, v of the rule side by side, three fused multiply-adds per
+ *   block pair and token (A_j = sum * sc, u, v; see zd_q4_k_step), and d, dmin applied once
+ *   per super-block (zd_q4_k_end). The high nibbles are used in place (q * 16, masked, not
+ *   shifted): the odd block's sums are 16x the rule's, exactly, and its sc is taken / 16
+ *   (exact), so A_j is the same exact integer.
  * - Scales: the packed scale bytes of four rows (one row per 128-bit lane) are unpacked for
  *   all four at once, transposed with one dword permute and one byte shuffle, and turned
- *   into one float vector per activation block with a single two-source permute (Q4_K) or
- *   lane shuffle (Q6_K) -- once per super-block, shared by every token.
- * - Token data: per super-block the eight blocks' f16 scales are converted together, and
- *   Q4_K's half sums of x (for the min step) come from four vpdpbusd and one reduction.
- * - Q4_K's high nibbles are used in place (q * 16, masked, not shifted): the sums are 16x
- *   the definition's, exactly, and the block's d * d_x is taken / 16 (exact: a power of
- *   two on a normal float), so the fused multiply-add sees the same real product. */
+ *   into float vectors in the lanes of the sums -- once per super-block, shared by every
+ *   token.
+ * - Token data: per super-block the eight blocks' f16 scales are converted together; Q4_K's
+ *   block sums of x (for the min step, (float)c_j * d_x) come from four vpdpbusd and one
+ *   reduction. */
 
 /* the compiler must take the values of v from memory from here on (it would otherwise rebuild
  * the broadcasts below from registers with shuffles: port 5 again) */

@@ -1,11 +1,11 @@
 /* zt_decode.h -- Q4_K and Q6_K weights against a few tokens (decode, a speculative verify
  * step: up to 8) read from per-matmul token tables (included by x86.h after avx512_decode.h,
- * inside the AVX-512 target region). Same arithmetic as the definitions in simd/defs.h; they
- * give its bits.
+ * inside the AVX-512 target region). Same arithmetic as the zd kernels: the scalar bits of
+ * Q4_K's block rule (simd/kquants.h) and of Q6_K's half rule (_neon.h).
  *
  * Why tables: the zd kernels (avx512_decode.h) spread each token block into the lanes of
  * the transposed row pairs (a broadcast and a masked broadcast per dword) and rebuild the
- * token's half sums and scales, for every 8 weight rows: 2 of every 3 instructions of a
+ * token's sums of x and scales, for every 8 weight rows: 2 of every 3 instructions of a
  * 4-token step were that token work, repeated N / 8 times per matmul. IL(zt_tokens) does it
  * once per token and matmul; the tiles then meet each spread dword as a vpdpbusd memory
  * operand. With the token work gone the weight side is shared by up to 8 tokens.
