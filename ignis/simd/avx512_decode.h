@@ -110,9 +110,8 @@ IGNIS_INLINE __m512 IL(zd_block_sums)(const float *cs, int j) {
 /* Q4_K's token values of a super-block (token at xs), per block pair jp as the pattern
  * [v_2jp x4, v_2jp+1 x4] (32 bytes, a 256-bit broadcast puts it in the lanes of the pair's
  * sums): d_x at dxp + 8 jp, (float)c_j * d_x (c_j = the exact sum of block j's 32 x, one
- * rounding) at cdxp + 8 jp. Both 64-aligned. */
-IGNIS_INLINE void IL(zd_token_blocks)(const uint8_t *xs, float *dxp, float *cdxp) {
-    const __m512i h = IL(zd_token_halves)(xs);
+ * rounding) at cdxp + 8 jp. Both 64-aligned. h: zd_token_halves(xs). */
+IGNIS_INLINE void IL(zd_token_blocks)(const uint8_t *xs, __m512i h, float *dxp, float *cdxp) {
     const __m512i s = _mm512_add_epi32(h, _mm512_shuffle_i32x4(h, h, _MM_SHUFFLE(2, 3, 0, 1)));   /* lanes 0, 2: c_j */
     const __m256 dx = IL(zd_token_dx)(xs);
     const __m256 cdx = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm512_castsi512_si256(_mm512_shuffle_i32x4(s, s, _MM_SHUFFLE(2, 0, 2, 0)))), dx);
@@ -256,7 +255,7 @@ IGNIS_INLINE void IL(q4_k_zd)(int64_t nsb, const uint8_t *const *w, const uint8_
         IL(zd_q4_k_sb)(w, wo, sf, &d, &dmin);
         IGNIS_ZD_IN_MEMORY(sf);
         _Alignas(64) float dxp[4][32], cdxp[4][32];
-        for (int t = 0; t < RN; t++) IL(zd_token_blocks)(x[t] + xo, dxp[t], cdxp[t]);
+        for (int t = 0; t < RN; t++) IL(zd_token_blocks)(x[t] + xo, IL(zd_token_halves)(x[t] + xo), dxp[t], cdxp[t]);
         IGNIS_ZD_IN_MEMORY(dxp);
         IGNIS_ZD_IN_MEMORY(cdxp);
         __m512 u[4], v[4];

@@ -37,9 +37,10 @@ static void IL(zt_tokens)(int64_t s0, int64_t s1, const uint8_t *x, uint8_t *tab
             for (int d = 0; d < 4; d++)
                 _mm256_store_si256((__m256i *)(t + IGNIS_ZT_PAT + (j * 4 + d) * 32),
                                    _mm512_castsi512_si256(IL(zd_token_dword)(xs + j * IGNIS_Q8_0_BYTES, d)));
-        IL(zd_token_blocks)(xs, (float *)(t + IGNIS_ZT_DXP), (float *)(t + IGNIS_ZT_CDXP));
+        const __m512i h = IL(zd_token_halves)(xs);
+        IL(zd_token_blocks)(xs, h, (float *)(t + IGNIS_ZT_DXP), (float *)(t + IGNIS_ZT_CDXP));
         _Alignas(64) float cs[16];
-        _mm512_store_ps(cs, _mm512_cvtepi32_ps(IL(zd_token_halves)(xs)));
+        _mm512_store_ps(cs, _mm512_cvtepi32_ps(h));
         for (int j = 0; j < 8; j++)
             _mm256_store_si256((__m256i *)(t + IGNIS_ZT_NEG32 + j * 32), _mm512_castsi512_si256(
                 _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(_mm512_cvtps_epi32(IL(zd_block_sums)(cs, j)), 5))));
