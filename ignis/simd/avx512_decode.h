@@ -63,20 +63,14 @@ IGNIS_INLINE __m512 IL(zd_lane_i8)(const uint8_t *t, int q) {
     return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_load_si128((const __m128i *)(t + 16 * q))));
 }
 
-/* the f16 values of the 8 rows at p[r] + off as floats: lanes 2r and 2r + 1 hold the f16 at
- * + off and + off + 2 (pairs) or lane r the one at + off (single). The halves are packed in
- * 64-bit integers first: two vector inserts instead of eight. */
-IGNIS_INLINE __m512 IL(zd_f16_pairs)(const uint8_t *const *p, size_t off) {
-    uint64_t u[4];
-    for (int i = 0; i < 4; i++) u[i] = ignis_load_u32(p[2 * i] + off) | (uint64_t)ignis_load_u32(p[2 * i + 1] + off) << 32;
-    return _mm512_cvtph_ps(_mm256_setr_epi64x((long long)u[0], (long long)u[1], (long long)u[2], (long long)u[3]));
-}
+/* the f16 values of the 8 rows at p[r] + off as floats, lane r the one of row r (Q6_K's d).
+ * The halves are packed in 64-bit integers first: two vector inserts instead of eight. */
 IGNIS_INLINE __m256 IL(zd_f16_single)(const uint8_t *const *p, size_t off) {
     uint64_t u[2] = {0, 0};
     for (int r = 0; r < 8; r++) u[r / 4] |= (uint64_t)ignis_load_u16(p[r] + off) << (16 * (r % 4));
     return _mm256_cvtph_ps(_mm_set_epi64x((long long)u[1], (long long)u[0]));
 }
-/* lanes 2r (or 2r + 1: odd) of f in row-quad order */
+/* lanes 2r (or 2r + 1: odd) of f in row-quad order ([r0..3 | r0..3 | r4..7 | r4..7]) */
 IGNIS_INLINE __m512 IL(zd_rowquad)(__m512 f, int odd) {
     const __m512i idx = _mm512_add_epi32(_mm512_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6, 8, 10, 12, 14, 8, 10, 12, 14),
                                          _mm512_set1_epi32(odd));
