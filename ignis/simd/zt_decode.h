@@ -57,7 +57,8 @@ IGNIS_INLINE __m512i IL(zt_dots)(__m512i start, const __m512i *q, const uint8_t 
     return s;
 }
 
-/* Q4_K, 8 weight rows x RN <= 8 tokens: q4_k_zd's steps, the token's from its table */
+/* Q4_K, 8 weight rows x RN <= 8 tokens: the block rule in the pair lanes (two registers of half
+ * sums merged, zd_q4_k_merge; zd_q4_k_fma), the token's values from its table */
 IGNIS_INLINE void IL(q4_k_zt)(int64_t nsb, const uint8_t *const *w, const uint8_t *const *xt,
                               float *out, const int RN) {
     const __m512i mlo = IL(zd_magic_lo)(), mhi = IL(zd_magic_hi)();
