@@ -11,14 +11,17 @@
  *   the four pairs leaves the exact half sums in "row-quad order": 128-bit lane 0 the low
  *   halves of rows 0..3, lane 1 their high halves, lanes 2 and 3 the same for rows 4..7.
  *   These are the lanes of Q6_K's lo and hi chains.
- * - Q4_K (block rule): blocks 2jp and 2jp + 1 share their quant bytes (low / high nibbles);
- *   per token one two-source permute, a blend and an add turn their two registers of half
- *   sums into one of whole-block sums, [2jp r0..3 | 2jp+1 r0..3 | 2jp r4..7 | 2jp+1 r4..7]:
- *   the even and odd chains u, v of the rule side by side, three fused multiply-adds per
- *   block pair and token (A_j = sum * sc, u, v; see zd_q4_k_step), and d, dmin applied once
- *   per super-block (zd_q4_k_end). The high nibbles are used in place (q * 16, masked, not
- *   shifted): the odd block's sums are 16x the rule's, exactly, and its sc is taken / 16
- *   (exact), so A_j is the same exact integer.
+ * - Q4_K (block rule): blocks 2jp and 2jp + 1 share their quant bytes (low / high nibbles).
+ *   Their whole-block sums are kept in "pair lanes", [2jp r0..3 | 2jp+1 r0..3 | 2jp r4..7 |
+ *   2jp+1 r4..7]: the even and odd chains u, v of the rule side by side, three fused
+ *   multiply-adds per block pair and token (A_j = sum * sc, u, v; zd_q4_k_fma), d and dmin
+ *   applied once per super-block (zd_q4_k_end). zd spreads each register's token dwords as
+ *   [low half of 2jp | high half of 2jp + 1] and the other way round (lane-swapped weights):
+ *   eight vpdpbusd leave the whole sums in place. zt_decode.h's tables hold per-block spreads,
+ *   so it merges two registers of half sums (one permute, a blend, an add: zd_q4_k_merge).
+ *   The high nibbles are used in place (q * 16, masked, not shifted): the odd block's sums
+ *   are 16x the rule's, exactly, and its sc is taken / 16 (exact), so A_j is the same exact
+ *   integer; the int sums reach the floats through their bits (IGNIS_ZD_MAGIC), no convert.
  * - Scales: the packed scale bytes of four rows (one row per 128-bit lane) are unpacked for
  *   all four at once, transposed with one dword permute and one byte shuffle, and turned
  *   into float vectors in the lanes of the sums -- once per super-block, shared by every
@@ -63,20 +66,14 @@ IGNIS_INLINE __m512 IL(zd_lane_i8)(const uint8_t *t, int q) {
     return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_load_si128((const __m128i *)(t + 16 * q))));
 }
 
-/* the f16 values of the 8 rows at p[r] + off as floats: lanes 2r and 2r + 1 hold the f16 at
- * + off and + off + 2 (pairs) or lane r the one at + off (single). The halves are packed in
- * 64-bit integers first: two vector inserts instead of eight. */
-IGNIS_INLINE __m512 IL(zd_f16_pairs)(const uint8_t *const *p, size_t off) {
-    uint64_t u[4];
-    for (int i = 0; i < 4; i++) u[i] = ignis_load_u32(p[2 * i] + off) | (uint64_t)ignis_load_u32(p[2 * i + 1] + off) << 32;
-    return _mm512_cvtph_ps(_mm256_setr_epi64x((long long)u[0], (long long)u[1], (long long)u[2], (long long)u[3]));
-}
+/* the f16 values of the 8 rows at p[r] + off as floats, lane r the one of row r (Q6_K's d).
+ * The halves are packed in 64-bit integers first: two vector inserts instead of eight. */
 IGNIS_INLINE __m256 IL(zd_f16_single)(const uint8_t *const *p, size_t off) {
     uint64_t u[2] = {0, 0};
     for (int r = 0; r < 8; r++) u[r / 4] |= (uint64_t)ignis_load_u16(p[r] + off) << (16 * (r % 4));
     return _mm256_cvtph_ps(_mm_set_epi64x((long long)u[1], (long long)u[0]));
 }
-/* lanes 2r (or 2r + 1: odd) of f in row-quad order */
+/* lanes 2r (or 2r + 1: odd) of f in row-quad order ([r0..3 | r0..3 | r4..7 | r4..7]) */
 IGNIS_INLINE __m512 IL(zd_rowquad)(__m512 f, int odd) {
     const __m512i idx = _mm512_add_epi32(_mm512_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6, 8, 10, 12, 14, 8, 10, 12, 14),
                                          _mm512_set1_epi32(odd));
@@ -143,13 +140,6 @@ IGNIS_INLINE __m512i IL(zd_token_dword)(const uint8_t *blk, int d) {
     return _mm512_mask_set1_epi32(_mm512_set1_epi32(lo), 0xf0f0, hi);
 }
 
-/* the exact half sums (row-quad order) of transposed quants q[d] against the token block at blk */
-IGNIS_INLINE __m512i IL(zd_dots_t)(__m512i start, const __m512i *q, const uint8_t *blk) {
-    __m512i s = start;
-    for (int d = 0; d < 4; d++) s = _mm512_dpbusd_epi32(s, q[d], IL(zd_token_dword)(blk, d));
-    return s;
-}
-
 /* a token block's 32 bytes twice ([x | x]) */
 IGNIS_INLINE __m512i IL(zd_token)(const uint8_t *blk) {
     return _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(blk + 2)));
@@ -167,7 +157,7 @@ IGNIS_INLINE __m512i IL(zd_q4_k_unpack)(__m512i z) {
 }
 
 /* Q4_K super-block at wo of the 8 rows: per block pair jp the scales and mins as floats in the
- * lanes of the pair's sums (see zd_q4_k_step), sf[jp] = [sc_2jp r0..3 | sc_2jp+1 / 16 r0..3 |
+ * lanes of the pair's sums (the pair lanes, see zd_q4_k_merge), sf[jp] = [sc_2jp r0..3 | sc_2jp+1 / 16 r0..3 |
  * sc_2jp r4..7 | sc_2jp+1 / 16 r4..7] (the odd block's sums are 16x: high nibbles in place),
  * sf[4 + jp] the same of m without the / 16; and d, dmin as [r0..3 | r0..3 | r4..7 | r4..7].
  * One 16-byte load per row holds d, dmin and the packed scales. */
@@ -217,22 +207,27 @@ IGNIS_INLINE void IL(zd_q4_k_pair)(const uint8_t *const *w, size_t wo, int jp, _
 #define IGNIS_ZD_MAGIC 0x4B400000
 
 /* the starts of the even block's (alo) and the odd block's (ahi) sums: MAGIC in the lanes
- * that zd_q4_k_step keeps in place (alo: 0, 2; ahi: 1, 3) */
+ * that zd_q4_k_merge keeps in place (alo: 0, 2; ahi: 1, 3) */
 IGNIS_INLINE __m512i IL(zd_magic_lo)(void) { return _mm512_maskz_set1_epi32(0x0f0f, IGNIS_ZD_MAGIC); }
 IGNIS_INLINE __m512i IL(zd_magic_hi)(void) { return _mm512_maskz_set1_epi32(0xf0f0, IGNIS_ZD_MAGIC); }
-/* -12582912 * sc for zd_q4_k_step */
+/* -12582912 * sc for zd_q4_k_fma */
 IGNIS_INLINE __m512 IL(zd_magic_sc)(__m512 sc) { return _mm512_mul_ps(sc, _mm512_set1_ps(-12582912.0f)); }
 
-/* the block rule's steps of blocks 2jp, 2jp + 1 for one token: from the half sums alo (block
- * 2jp) and ahi (block 2jp + 1, 16x) in row-quad order (started by zd_magic_lo / _hi), the
- * whole blocks' sums as [2jp r0..3 | 2jp+1 r0..3 | 2jp r4..7 | 2jp+1 r4..7] (one two-source
- * permute brings each block's other half next to the half that stays, a blend keeps those:
- * the even and odd chains side by side), (float)A_j = sum * sc (nsc = zd_magic_sc(sc)), then
- * u = fma(A_j, d_x, u) and v = fma(m, (float)c_j * d_x, v) */
-IGNIS_INLINE void IL(zd_q4_k_step)(__m512i alo, __m512i ahi, __m512 sc, __m512 nsc, __m512 m, __m512 dx, __m512 cdx,
-                                   __m512 *u, __m512 *v) {
+/* The pair lanes: the whole sums of blocks 2jp and 2jp + 1 (16x) of the 8 rows as
+ * [2jp r0..3 | 2jp+1 r0..3 | 2jp r4..7 | 2jp+1 r4..7], the even and odd chains side by side.
+ * zt_decode.h forms them from two registers of half sums (row-quad order, alo of block 2jp,
+ * ahi of 2jp + 1, started by zd_magic_lo / _hi): one two-source permute brings each block's
+ * other half next to the half that stays, a blend keeps those, an add */
+IGNIS_INLINE __m512i IL(zd_q4_k_merge)(__m512i alo, __m512i ahi) {
     const __m512i hix = _mm512_setr_epi32(4, 5, 6, 7, 16, 17, 18, 19, 12, 13, 14, 15, 24, 25, 26, 27);
-    const __m512i a = _mm512_add_epi32(_mm512_mask_blend_epi32(0xf0f0, alo, ahi), _mm512_permutex2var_epi32(alo, hix, ahi));
+    return _mm512_add_epi32(_mm512_mask_blend_epi32(0xf0f0, alo, ahi), _mm512_permutex2var_epi32(alo, hix, ahi));
+}
+
+/* the block rule's float steps of blocks 2jp, 2jp + 1 for one token, from their sums a
+ * (+ MAGIC) in the pair lanes: (float)A_j = sum * sc (nsc = zd_magic_sc(sc)), then
+ * u = fma(A_j, d_x, u) and v = fma(m, (float)c_j * d_x, v) */
+IGNIS_INLINE void IL(zd_q4_k_fma)(__m512i a, __m512 sc, __m512 nsc, __m512 m, __m512 dx, __m512 cdx,
+                                  __m512 *u, __m512 *v) {
     *u = _mm512_fmadd_ps(_mm512_fmadd_ps(_mm512_castsi512_ps(a), sc, nsc), dx, *u);
     *v = _mm512_fmadd_ps(m, cdx, *v);
 }
@@ -242,10 +237,45 @@ IGNIS_INLINE __m512 IL(zd_q4_k_end)(__m512 acc, __m512 u, __m512 v, __m512 d, __
     return _mm512_fnmadd_ps(v, dmin, _mm512_fmadd_ps(u, d, acc));
 }
 
+/* zd's own form of a block pair (the tokens spread here, not from a table): each register
+ * meets one half of each block, mx[0..3] the low half of block 2jp (low nibbles, lanes 0 and
+ * 2) and the high half of block 2jp + 1 (high nibbles, lanes 1 and 3), mx[4..7] (lanes
+ * swapped first) the high half of 2jp and the low half of 2jp + 1: eight vpdpbusd into one
+ * register leave the whole blocks' sums in the pair lanes (see zd_q4_k_merge): no permute
+ * per token, for four lane swaps per block pair. (zt's tables hold the per-block spreads
+ * that Q6_K needs too, so zt merges instead.) */
+IGNIS_INLINE void IL(zd_q4_k_pair_mixed)(const uint8_t *const *w, size_t wo, int jp, __m512i *mx) {
+    const __m512i nib = _mm512_set_epi64((long long)0xf0f0f0f0f0f0f0f0ull, (long long)0xf0f0f0f0f0f0f0f0ull, 0x0f0f0f0f0f0f0f0fll,
+                                         0x0f0f0f0f0f0f0f0fll, (long long)0xf0f0f0f0f0f0f0f0ull, (long long)0xf0f0f0f0f0f0f0f0ull,
+                                         0x0f0f0f0f0f0f0f0fll, 0x0f0f0f0f0f0f0f0fll);
+    __m512i raw[4];
+    for (int p = 0; p < 4; p++) raw[p] = IL(zd_rows2)(w[p] + wo + 16 + 32 * jp, w[p + 4] + wo + 16 + 32 * jp);
+    IL(zd_transpose4)(raw);
+    for (int d = 0; d < 4; d++) {
+        mx[d] = _mm512_and_si512(raw[d], nib);
+        mx[4 + d] = _mm512_and_si512(_mm512_shuffle_i32x4(raw[d], raw[d], _MM_SHUFFLE(2, 3, 0, 1)), nib);
+    }
+}
+/* the whole sums of blocks 2jp (token block at b0) and 2jp + 1 (at b0 + 34, 16x) from
+ * zd_q4_k_pair_mixed's registers, started by MAGIC in every lane */
+IGNIS_INLINE __m512i IL(zd_dots_mixed)(const __m512i *mx, const uint8_t *b0) {
+    const uint8_t *b1 = b0 + IGNIS_Q8_0_BYTES;
+    __m512i s = _mm512_set1_epi32(IGNIS_ZD_MAGIC), s2 = _mm512_setzero_si512();
+    for (int d = 0; d < 4; d++) {
+        int32_t lo0, hi0, lo1, hi1;
+        memcpy(&lo0, b0 + 2 + 4 * d, 4);
+        memcpy(&hi0, b0 + 18 + 4 * d, 4);
+        memcpy(&lo1, b1 + 2 + 4 * d, 4);
+        memcpy(&hi1, b1 + 18 + 4 * d, 4);
+        s = _mm512_dpbusd_epi32(s, mx[d], _mm512_mask_set1_epi32(_mm512_set1_epi32(lo0), 0xf0f0, hi1));
+        s2 = _mm512_dpbusd_epi32(s2, mx[4 + d], _mm512_mask_set1_epi32(_mm512_set1_epi32(hi0), 0xf0f0, lo1));
+    }
+    return _mm512_add_epi32(s, s2);
+}
+
 /* Q4_K, 8 weight rows x RN <= 4 tokens (decode) */
 IGNIS_INLINE void IL(q4_k_zd)(int64_t nsb, const uint8_t *const *w, const uint8_t *const *x,
                               float *out, const int RN) {
-    const __m512i mlo = IL(zd_magic_lo)(), mhi = IL(zd_magic_hi)();
     __m512 acc[4];
     for (int t = 0; t < RN; t++) acc[t] = _mm512_setzero_ps();
     for (int64_t s = 0; s < nsb; s++) {
@@ -262,15 +292,14 @@ IGNIS_INLINE void IL(q4_k_zd)(int64_t nsb, const uint8_t *const *w, const uint8_
         for (int t = 0; t < RN; t++) u[t] = v[t] = _mm512_setzero_ps();
 #pragma GCC unroll 4
         for (int jp = 0; jp < 4; jp++) {
-            __m512i qlo[4], qhi[4];
-            IL(zd_q4_k_pair)(w, wo, jp, qlo, qhi);
+            __m512i mx[8];
+            IL(zd_q4_k_pair_mixed)(w, wo, jp, mx);
             const __m512 sc = _mm512_load_ps(sf[jp]), nsc = IL(zd_magic_sc)(sc), m = _mm512_load_ps(sf[4 + jp]);
             const int j0 = 2 * jp;
             for (int t = 0; t < RN; t++) {
-                const uint8_t *xb = x[t] + xo + j0 * IGNIS_Q8_0_BYTES;
-                IL(zd_q4_k_step)(IL(zd_dots_t)(mlo, qlo, xb), IL(zd_dots_t)(mhi, qhi, xb + IGNIS_Q8_0_BYTES), sc, nsc, m,
-                                 _mm512_broadcast_f32x8(_mm256_load_ps(dxp[t] + 8 * jp)),
-                                 _mm512_broadcast_f32x8(_mm256_load_ps(cdxp[t] + 8 * jp)), &u[t], &v[t]);
+                IL(zd_q4_k_fma)(IL(zd_dots_mixed)(mx, x[t] + xo + j0 * IGNIS_Q8_0_BYTES), sc, nsc, m,
+                                _mm512_broadcast_f32x8(_mm256_load_ps(dxp[t] + 8 * jp)),
+                                _mm512_broadcast_f32x8(_mm256_load_ps(cdxp[t] + 8 * jp)), &u[t], &v[t]);
             }
         }
         for (int t = 0; t < RN; t++) acc[t] = IL(zd_q4_k_end)(acc[t], u[t], v[t], d, dmin);

@@ -17,7 +17,7 @@
  *         256-bit broadcast load puts them in lanes 0, 2 and 1, 3
  *   1024  Q4_K (the block rule), per block pair jp, 32 bytes each: d_x of blocks 2jp and
  *         2jp + 1, four times each; from 1152 the same of (float)c_j * d_x (c_j = sum of
- *         block j's 32 x): the lanes of zd_q4_k_step's even and odd chains
+ *         block j's 32 x): the pair lanes of the even and odd chains (zd_q4_k_merge)
  *   1280  Q6_K: block j's half sums of x as int32 times -32 (where its q + 32 sums start),
  *         c_lo four times, c_hi four times
  *   1536  d_x of the 8 blocks (Q6_K); 1568..1599 unused */
@@ -57,7 +57,8 @@ IGNIS_INLINE __m512i IL(zt_dots)(__m512i start, const __m512i *q, const uint8_t 
     return s;
 }
 
-/* Q4_K, 8 weight rows x RN <= 8 tokens: q4_k_zd's steps, the token's from its table */
+/* Q4_K, 8 weight rows x RN <= 8 tokens: the block rule in the pair lanes (two registers of half
+ * sums merged, zd_q4_k_merge; zd_q4_k_fma), the token's values from its table */
 IGNIS_INLINE void IL(q4_k_zt)(int64_t nsb, const uint8_t *const *w, const uint8_t *const *xt,
                               float *out, const int RN) {
     const __m512i mlo = IL(zd_magic_lo)(), mhi = IL(zd_magic_hi)();
@@ -79,10 +80,10 @@ IGNIS_INLINE void IL(q4_k_zt)(int64_t nsb, const uint8_t *const *w, const uint8_
 #pragma GCC unroll 8
             for (int t = 0; t < RN; t++) {
                 const uint8_t *tt = xt[t] + to;
-                IL(zd_q4_k_step)(IL(zt_dots)(mlo, qlo, tt, 2 * jp), IL(zt_dots)(mhi, qhi, tt, 2 * jp + 1), sc, nsc, m,
-                                 _mm512_broadcast_f32x8(_mm256_load_ps((const float *)(tt + IGNIS_ZT_DXP) + 8 * jp)),
-                                 _mm512_broadcast_f32x8(_mm256_load_ps((const float *)(tt + IGNIS_ZT_CDXP) + 8 * jp)),
-                                 &u[t], &v[t]);
+                IL(zd_q4_k_fma)(IL(zd_q4_k_merge)(IL(zt_dots)(mlo, qlo, tt, 2 * jp), IL(zt_dots)(mhi, qhi, tt, 2 * jp + 1)), sc, nsc, m,
+                                _mm512_broadcast_f32x8(_mm256_load_ps((const float *)(tt + IGNIS_ZT_DXP) + 8 * jp)),
+                                _mm512_broadcast_f32x8(_mm256_load_ps((const float *)(tt + IGNIS_ZT_CDXP) + 8 * jp)),
+                                &u[t], &v[t]);
             }
         }
         for (int t = 0; t < RN; t++) acc[t] = IL(zd_q4_k_end)(acc[t], u[t], v[t], d, dmin);
