@@ -49,9 +49,9 @@
  * (elements 0..15) and the high half (16..31) are formed exactly, then two float
  * chains advance with one fused multiply-add each,
  *     lo = fmaf((float)ilo_b, s_b, lo),  hi = fmaf((float)ihi_b, s_b, hi),
- * with s_b = d_w * d_x (Q4_1 adds a second pair of steps for its min), and the
- * result is lo + hi. The types with one scale per 32-element block of a 256-element
- * super-block (Q4_K, Q5_K, IQ4_XS) follow the block rule of simd/kquants.h instead:
+ * with s_b = d_w * d_x (Q4_1 and Q4_K add a second pair of steps for their mins), and the
+ * result is lo + hi. Q5_K and IQ4_XS (one scale per 32-element block of a 256-element
+ * super-block) follow the block rule of simd/kquants.h instead:
  * exact integer sums over the whole block, even and odd blocks in their own chains
  * (one fma for the scaled sum, one for the min), d and dmin applied once per
  * super-block. Every product fits in int32 and every half sum in 24 bits, so
@@ -96,7 +96,7 @@
  *   fma chain i mod 16, then a fixed tree); simd/x86_32.h and simd/arm_32.h hold their levels.
  *   Q5_K 176 B, Q3_K 110 B, Q2_K 84 B, IQ4_XS 136 B / 256: see simd/kquants.h (their definitions:
  *         Q3_K, Q2_K by the half rule (scaled exact half sums, fmas in order, Q2_K with min steps),
- *         Q5_K, IQ4_XS by the block rule, as Q4_K; tiles
+ *         Q5_K, IQ4_XS by the block rule; tiles
  *         in simd/kquants_x86.h (256-bit tiles at every x86 level; avx512: decode on 512 bits, prefill in
  *         the 8-row x 8-token pair tile of simd/kx_pairs.h) and
  *         simd/kquants_arm.h (4 rows a register at neon/dotprod/i8mm; i8mm: smmla for 2+ tokens of the block rule types, sdot for Q3_K / Q2_K))

@@ -226,6 +226,18 @@ IGNIS_INLINE void IL(q6_k_quants)(const uint8_t *blk, int j, int8x16_t *lo, int8
     *hi = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(l1, vshlq_n_u8(h1, 4))), vdupq_n_s8(32));
 }
 
+/* sub-block sb of four Q4_K rows: the quants (0..15) of its low and high halves */
+IGNIS_INLINE void IL(q4_k_rows)(const uint8_t *const *w, size_t wo, int sb, int8x16_t *wl, int8x16_t *wh) {
+    for (int k = 0; k < 4; k++) {
+        const uint8_t *qs = w[k] + wo + 16 + (sb / 2) * 32;
+        uint8x16_t v0 = vld1q_u8(qs), v1 = vld1q_u8(qs + 16);
+        if (sb & 1) { v0 = vshrq_n_u8(v0, 4); v1 = vshrq_n_u8(v1, 4); }
+        else { v0 = vandq_u8(v0, vdupq_n_u8(0x0f)); v1 = vandq_u8(v1, vdupq_n_u8(0x0f)); }
+        wl[k] = vreinterpretq_s8_u8(v0);
+        wh[k] = vreinterpretq_s8_u8(v1);
+    }
+}
+
 /* activation block jb of four Q6_K rows: signed quants (lo/hi halves) and the halves' scales */
 IGNIS_INLINE void IL(q6_k_rows)(const uint8_t *const *w, size_t wo, int jb, int8x16_t *wl, int8x16_t *wh,
                                 int32_t *scl, int32_t *sch) {
@@ -237,19 +249,21 @@ IGNIS_INLINE void IL(q6_k_rows)(const uint8_t *const *w, size_t wo, int jb, int8
 }
 
 #if IGNIS_ARM_I8MM
-/* One activation block (offset xo in every token row) of the smmla tile of the half-rule types:
- * a[pair][] are the packed weight quants (pack_rows), d the rows' scales. mode 0 (Q5_0): integer
- * half sums as they are; 1 (Q6_K): times the rows' sub-block scales scl (lo) / sch (hi); 3 (Q4_1):
- * as they are, then the min steps fma(sum x, m * d_x) with the rows' mins m passed as dmin. Same
- * operations, same order as kq_4xn, lanes [r0t0, r0t1, r1t0, r1t1] per (row pair p, token pair q).
- * (Q4_K follows the block rule: br_4xn_mm in kquants_arm.h.) */
+/* One activation block (offset xo in every token row) of the smmla K-quant tile: a[pair][] are the
+ * packed weight quants (pack_rows), d the rows' scales. mode 0 (Q5_0): integer half sums as they
+ * are; 1 (Q6_K): times the rows' sub-block scales scl (lo) / sch (hi); 2 (Q4_K): times scl for
+ * both halves, then the min steps with the rows' mins mi and dmin; 3 (Q4_1): as they are, then
+ * the min steps fma(sum x, m * d_x) with the rows' mins m passed as dmin. Same operations, same
+ * order as kq_4xn, lanes [r0t0, r0t1, r1t0, r1t1] per (row pair p, token pair q). */
 IGNIS_INLINE void IL(kq_mm_block)(const int8x16_t a[2][4], const uint8_t *const *x, size_t xo, int NP,
-                                  float32x4_t d, int mode, int32x4_t scl, int32x4_t sch, float32x4_t dmin,
+                                  float32x4_t d, int mode, int32x4_t scl, int32x4_t sch,
+                                  float32x4_t dmin, int32x4_t mi,
                                   float32x4_t lo[2][4], float32x4_t hi[2][4]) {
     const float32x4_t dp[2] = {vzip1q_f32(d, d), vzip2q_f32(d, d)};
     const float32x4_t dmp[2] = {vzip1q_f32(dmin, dmin), vzip2q_f32(dmin, dmin)};
     const int32x4_t slp[2] = {vzip1q_s32(scl, scl), vzip2q_s32(scl, scl)};
     const int32x4_t shp[2] = {vzip1q_s32(sch, sch), vzip2q_s32(sch, sch)};
+    const int32x4_t mip[2] = {vzip1q_s32(mi, mi), vzip2q_s32(mi, mi)};
     const int8x16_t ones = vdupq_n_s8(1);
     for (int q = 0; q < NP; q++) {
         const uint8_t *x0 = x[2 * q] + xo, *x1 = x[2 * q + 1] + xo;
@@ -258,7 +272,7 @@ IGNIS_INLINE void IL(kq_mm_block)(const int8x16_t a[2][4], const uint8_t *const 
         int8x16_t bl0 = IL(pk0)(l0, l1), bl1 = IL(pk1)(l0, l1), bh0 = IL(pk0)(h0, h1), bh1 = IL(pk1)(h0, h1);
         float32x4_t dx = IL(dx2)(x0, x1);
         int32x4_t cl = vdupq_n_s32(0), ch = vdupq_n_s32(0);
-        if (mode == 3) {                     /* [sum x_t0, sum x_t1, sum x_t0, sum x_t1] per half */
+        if (mode >= 2) {                     /* [sum x_t0, sum x_t1, sum x_t0, sum x_t1] per half */
             cl = IL(mm16)(ones, ones, bl0, bl1);
             ch = IL(mm16)(ones, ones, bh0, bh1);
         }
@@ -267,15 +281,24 @@ IGNIS_INLINE void IL(kq_mm_block)(const int8x16_t a[2][4], const uint8_t *const 
             int32x4_t il = IL(mm16)(a[p][0], a[p][1], bl0, bl1);
             int32x4_t ih = IL(mm16)(a[p][2], a[p][3], bh0, bh1);
             if (mode == 1) { il = vmulq_s32(il, slp[p]); ih = vmulq_s32(ih, shp[p]); }
+            if (mode == 2) { il = vmulq_s32(il, slp[p]); ih = vmulq_s32(ih, slp[p]); }
             lo[p][q] = vfmaq_f32(lo[p][q], vcvtq_f32_s32(il), sd);
+            if (mode == 2) {
+                float32x4_t sm = vmulq_f32(dmp[p], dx);                     /* dmin[r] * d_x[t] */
+                lo[p][q] = vfmsq_f32(lo[p][q], vcvtq_f32_s32(vmulq_s32(cl, mip[p])), sm);
+            }
             if (mode == 3) lo[p][q] = vfmaq_f32(lo[p][q], vcvtq_f32_s32(cl), vmulq_f32(dmp[p], dx));
             hi[p][q] = vfmaq_f32(hi[p][q], vcvtq_f32_s32(ih), sd);
+            if (mode == 2) {
+                float32x4_t sm = vmulq_f32(dmp[p], dx);
+                hi[p][q] = vfmsq_f32(hi[p][q], vcvtq_f32_s32(vmulq_s32(ch, mip[p])), sm);
+            }
             if (mode == 3) hi[p][q] = vfmaq_f32(hi[p][q], vcvtq_f32_s32(ch), vmulq_f32(dmp[p], dx));
         }
     }
 }
 
-/* Q5_0 / Q4_1 / Q6_K weights, 4 rows x RN (2..8) tokens with SMMLA; an odd RN computes its last
+/* Q5_0 / Q4_1 / Q4_K / Q6_K weights, 4 rows x RN (2..8) tokens with SMMLA; an odd RN computes its last
  * token twice (x holds 8 pointers, the padding repeats the last) and stores it once. */
 static void IL(kq_4xn_mm)(int wtype, int64_t nblk, const uint8_t *const *w, const uint8_t *const *x,
                           float *out, int RN) {
@@ -292,7 +315,7 @@ static void IL(kq_4xn_mm)(int wtype, int64_t nblk, const uint8_t *const *w, cons
             for (int k = 0; k < 4; k++) IL(q5_0_quants)(w[k] + wo, &wl[k], &wh[k]);
             IL(pack_rows)(wl, wh, a);
             float32x4_t dw = IL(f16x4)(w[0] + wo, w[1] + wo, w[2] + wo, w[3] + wo);
-            IL(kq_mm_block)(a, x, xo, NP, dw, 0, zi, zi, zf, lo, hi);
+            IL(kq_mm_block)(a, x, xo, NP, dw, 0, zi, zi, zf, zi, lo, hi);
         }
     } else if (wtype == 3) {
         for (int64_t b = 0; b < nblk; b++) {
@@ -301,9 +324,9 @@ static void IL(kq_4xn_mm)(int wtype, int64_t nblk, const uint8_t *const *w, cons
             IL(pack_rows)(wl, wh, a);
             float32x4_t dw = IL(f16x4)(w[0] + wo, w[1] + wo, w[2] + wo, w[3] + wo);
             float32x4_t mw = IL(f16x4)(w[0] + wo + 2, w[1] + wo + 2, w[2] + wo + 2, w[3] + wo + 2);
-            IL(kq_mm_block)(a, x, xo, NP, dw, 3, zi, zi, mw, lo, hi);
+            IL(kq_mm_block)(a, x, xo, NP, dw, 3, zi, zi, mw, zi, lo, hi);
         }
-    } else {    /* Q6_K */
+    } else if (wtype == 14) {
         for (int64_t s = 0; s < nblk; s++) {
             const size_t wo = (size_t)s * IGNIS_Q6_K_BYTES;
             float32x4_t d = IL(f16x4)(w[0] + wo + 208, w[1] + wo + 208, w[2] + wo + 208, w[3] + wo + 208);
@@ -312,7 +335,27 @@ static void IL(kq_4xn_mm)(int wtype, int64_t nblk, const uint8_t *const *w, cons
                 IL(q6_k_rows)(w, wo, jb, wl, wh, scl, sch);
                 IL(pack_rows)(wl, wh, a);
                 const size_t xo = (size_t)(s * 8 + jb) * IGNIS_Q8_0_BYTES;
-                IL(kq_mm_block)(a, x, xo, NP, d, 1, vld1q_s32(scl), vld1q_s32(sch), zf, lo, hi);
+                IL(kq_mm_block)(a, x, xo, NP, d, 1, vld1q_s32(scl), vld1q_s32(sch), zf, zi, lo, hi);
+            }
+        }
+    } else {    /* Q4_K */
+        for (int64_t s = 0; s < nblk; s++) {
+            const size_t wo = (size_t)s * IGNIS_Q4_K_BYTES;
+            float32x4_t d = IL(f16x4)(w[0] + wo, w[1] + wo, w[2] + wo, w[3] + wo);
+            float32x4_t dmin = IL(f16x4)(w[0] + wo + 2, w[1] + wo + 2, w[2] + wo + 2, w[3] + wo + 2);
+            int32_t sc[8][4], mn[8][4];
+            for (int k = 0; k < 4; k++)
+                for (int sb = 0; sb < 8; sb++) {
+                    int c, m;
+                    ignis_q4_k_scale_min(w[k] + wo + 4, sb, &c, &m);
+                    sc[sb][k] = c;
+                    mn[sb][k] = m;
+                }
+            for (int sb = 0; sb < 8; sb++) {
+                IL(q4_k_rows)(w, wo, sb, wl, wh);
+                IL(pack_rows)(wl, wh, a);
+                const size_t xo = (size_t)(s * 8 + sb) * IGNIS_Q8_0_BYTES;
+                IL(kq_mm_block)(a, x, xo, NP, d, 2, vld1q_s32(sc[sb]), zi, dmin, vld1q_s32(mn[sb]), lo, hi);
             }
         }
     }
@@ -322,8 +365,8 @@ static void IL(kq_4xn_mm)(int wtype, int64_t nblk, const uint8_t *const *w, cons
 #endif
 
 
-/* Q5_0 / Q4_1 / Q6_K weights, 4 rows x RN activation rows (lanes are the rows), the
- * definition's lo/hi chains per token (Q4_1 with its min steps). */
+/* Q5_0 / Q4_1 / Q4_K / Q6_K weights, 4 rows x RN activation rows (lanes are the rows), the
+ * definition's lo/hi chains per token (Q4_1 and Q4_K with their min steps). */
 static void IL(kq_4xn)(int wtype, int64_t nblk, const uint8_t *const *w, const uint8_t *const *x,
                               float *out, int RN) {
     float32x4_t lo[8], hi[8];
@@ -361,7 +404,7 @@ static void IL(kq_4xn)(int wtype, int64_t nblk, const uint8_t *const *w, const u
                 hi[j] = vfmaq_f32(hi[j], vdupq_n_f32((float)vaddlvq_s8(x1)), sm);
             }
         }
-    } else {    /* Q6_K */
+    } else if (wtype == 14) {
         for (int64_t s = 0; s < nblk; s++) {
             const size_t wo = (size_t)s * IGNIS_Q6_K_BYTES;
             float32x4_t d = IL(f16x4)(w[0] + wo + 208, w[1] + wo + 208, w[2] + wo + 208, w[3] + wo + 208);
@@ -377,6 +420,40 @@ static void IL(kq_4xn)(int wtype, int64_t nblk, const uint8_t *const *w, const u
                     int32x4_t h = IL(rows4_dot16)(wh, x1);
                     lo[j] = vfmaq_f32(lo[j], vcvtq_f32_s32(vmulq_s32(l, sl)), sd);
                     hi[j] = vfmaq_f32(hi[j], vcvtq_f32_s32(vmulq_s32(h, sh)), sd);
+                }
+            }
+        }
+    } else {    /* Q4_K */
+        for (int64_t s = 0; s < nblk; s++) {
+            const size_t wo = (size_t)s * IGNIS_Q4_K_BYTES;
+            float32x4_t d = IL(f16x4)(w[0] + wo, w[1] + wo, w[2] + wo, w[3] + wo);
+            float32x4_t dmin = IL(f16x4)(w[0] + wo + 2, w[1] + wo + 2, w[2] + wo + 2, w[3] + wo + 2);
+            int32_t sc[8][4];
+            float mf[8][4];
+            for (int k = 0; k < 4; k++)
+                for (int sb = 0; sb < 8; sb++) {
+                    int a, m;
+                    ignis_q4_k_scale_min(w[k] + wo + 4, sb, &a, &m);
+                    sc[sb][k] = a;
+                    mf[sb][k] = (float)m;
+                }
+            for (int sb = 0; sb < 8; sb++) {
+                IL(q4_k_rows)(w, wo, sb, wl, wh);
+                int32x4_t scv = vld1q_s32(sc[sb]);
+                float32x4_t mv = vld1q_f32(mf[sb]);
+                const size_t xo = (size_t)(s * 8 + sb) * IGNIS_Q8_0_BYTES;
+                for (int j = 0; j < RN; j++) {
+                    int8x16_t x0 = vld1q_s8((const int8_t *)(x[j] + xo + 2)), x1 = vld1q_s8((const int8_t *)(x[j] + xo + 18));
+                    float dx = IL(f16_to_f32)(ignis_load_u16(x[j] + xo));
+                    float32x4_t sd = vmulq_n_f32(d, dx), sm = vmulq_n_f32(dmin, dx);
+                    int32x4_t l = IL(rows4_dot16)(wl, x0);
+                    int32x4_t h = IL(rows4_dot16)(wh, x1);
+                    float32x4_t bl = vmulq_n_f32(mv, (float)vaddlvq_s8(x0));
+                    float32x4_t bh = vmulq_n_f32(mv, (float)vaddlvq_s8(x1));
+                    lo[j] = vfmaq_f32(lo[j], vcvtq_f32_s32(vmulq_s32(l, scv)), sd);
+                    lo[j] = vfmsq_f32(lo[j], bl, sm);
+                    hi[j] = vfmaq_f32(hi[j], vcvtq_f32_s32(vmulq_s32(h, scv)), sd);
+                    hi[j] = vfmsq_f32(hi[j], bh, sm);
                 }
             }
         }

@@ -107,6 +107,36 @@ static inline int ignis_q4_k_quant(const uint8_t *blk, int e) {
     return (j & 1) ? (byte >> 4) : (byte & 0x0f);
 }
 
+/* Q4_K weight row . Q8_0 activation row; nsb super-blocks (8 activation blocks each).
+ * Sub-block j (activation block b): halves A = sc * sum q*x, B = m * sum x (exact ints);
+ * lo = fmaf(A_lo, d*d_x, lo); lo = fmaf(-B_lo, dmin*d_x, lo); the same for hi. */
+static inline float ignis_scalar_vec_dot_q4_k(int64_t nsb, const uint8_t *w, const uint8_t *x) {
+    float lo = 0.0f, hi = 0.0f;
+    for (int64_t s = 0; s < nsb; s++) {
+        const uint8_t *wb = w + s * IGNIS_Q4_K_BYTES;
+        float d = ignis_scalar_f16_to_f32(ignis_load_u16(wb));
+        float dmin = ignis_scalar_f16_to_f32(ignis_load_u16(wb + 2));
+        for (int j = 0; j < 8; j++) {
+            const uint8_t *xb = x + (s * 8 + j) * IGNIS_Q8_0_BYTES;
+            const int8_t *xq = (const int8_t *)(xb + 2);
+            float dx = ignis_scalar_f16_to_f32(ignis_load_u16(xb));
+            int sc, m;
+            ignis_q4_k_scale_min(wb + 4, j, &sc, &m);
+            int32_t a[2] = {0, 0}, c[2] = {0, 0};
+            for (int l = 0; l < 32; l++) {
+                a[l / 16] += ignis_q4_k_quant(wb, j * 32 + l) * (int32_t)xq[l];
+                c[l / 16] += xq[l];
+            }
+            float sd = d * dx, sm = dmin * dx;
+            lo = fmaf((float)(sc * a[0]), sd, lo);
+            lo = fmaf(-(float)(m * c[0]), sm, lo);
+            hi = fmaf((float)(sc * a[1]), sd, hi);
+            hi = fmaf(-(float)(m * c[1]), sm, hi);
+        }
+    }
+    return lo + hi;
+}
+
 /* Q6_K quant of element e (0..255), in -32..31:
  * e = half*128 + k*32 + l: low 4 bits are nibble k/2 of ql[half*64 + (k%2)*32 + l],
  * high 2 bits are bits 2k..2k+1 of qh[half*32 + l]. Its scale is sc[e/16]. */

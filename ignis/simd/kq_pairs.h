@@ -1,7 +1,6 @@
 /* kq_pairs.h -- the 8-row x 8-token prefill tiles of Q4_K and Q6_K weights for the AVX-512
  * level (included by x86.h after avx512.h, inside the AVX-512 target region only). Same
- * arithmetic as ignis_scalar_vec_dot_q4_k (the block rule, simd/kquants.h) / _q6_k (simd/defs.h):
- * these give their bits.
+ * arithmetic as ignis_scalar_vec_dot_q4_k / _q6_k (simd/defs.h): these give their bits.
  *
  * Lanes: lane 2i + e holds weight row i and token 2p + e of token pair p (i < 8, e < 2), one
  * register per pair for the definition's lo chain and one for its hi chain. So a register of
@@ -12,8 +11,9 @@
  * (k = 4..7) the hi ones. The quants meet the token unsigned (Q4_K 0..15, Q6_K q + 32 in 0..63);
  * Q6_K takes its offset back exactly in integers (- 32 * sum x of the half). The integer scales
  * multiply as floats (exact: below 2^24), then the definition's fused multiply-adds in its order:
- * Q6_K per half into the lo / hi chains; Q4_K (and Q5_K, IQ4_XS, kx_pairs.h) by the block rule,
- * lo + hi sums added as integers, the even / odd blocks' chains (IL(br_block_tab)). */
+ * Q4_K and Q6_K per half into the lo / hi chains (Q4_K's min step with the same half sums of x);
+ * Q5_K and IQ4_XS (kx_pairs.h) by the block rule, lo + hi sums added as integers, the even / odd
+ * blocks' chains (IL(br_block_tab)). */
 
 /* One activation block of the 8 tokens: xi[p][slot(k)] the qword (dword k of token 2p, dword
  * k of token 2p + 1) with slot(k) = {0, 1, 4, 5, 2, 3, 6, 7}[k]; cs[p] = the pair's exact half
@@ -149,13 +149,13 @@ IGNIS_INLINE void IL(kp_pair_sums)(const __m512i *w2, const uint64_t xi[4][8], c
 
 /* One activation block of the 8 tokens, given as their table (IL(kp_tokens); cs: the half sums
  * as floats for types with mins, as int32 otherwise), against the unpacked rows: the exact half
- * sums, then the half rule's float steps into the lo / hi chains of the 4 pairs (Q6_K, Q3_K,
- * Q2_K; the block rule's types take IL(br_block_tab)). sc: the lo and hi scales, the lo and hi
- * mins (Q2_K). w2, sc and the table may be registers or memory (the same operations). */
+ * sums, then the half rule's float steps into the lo / hi chains of the 4 pairs (Q4_K, Q6_K,
+ * Q3_K, Q2_K; the block rule's types take IL(br_block_tab)). sc: the lo and hi scales, the lo
+ * and hi mins (Q4_K, Q2_K). w2, sc and the table may be registers or memory (the same operations). */
 IGNIS_INLINE void IL(kp_block_tab)(const __m512i *w2, const __m512 *sc, __m512 d, __m512 dmin,
                                    const uint64_t xi[4][8], const uint64_t cs[4][2], const float *dx,
                                    const uint64_t (*corr)[2], __m512 *lo, __m512 *hi, const int WT) {
-    const int has_min = WT == 10;
+    const int has_min = WT == 12 || WT == 10;
     const __m512 scl = _mm512_loadu_ps(&sc[0]), sch = _mm512_loadu_ps(&sc[1]);
     const __m512 mnl = _mm512_loadu_ps(&sc[2]), mnh = _mm512_loadu_ps(&sc[3]);
     for (int p = 0; p < 4; p++) {
@@ -175,10 +175,11 @@ IGNIS_INLINE void IL(kp_block_tab)(const __m512i *w2, const __m512 *sc, __m512 d
     }
 }
 
-/* Q6_K's lo and hi scales (s0, s1) as the sc of IL(kp_block_tab) */
-IGNIS_INLINE void IL(kp_sc)(__m512 s0, __m512 s1, __m512 *sc) {
+/* Q4_K's scale and min (s0, s1) or Q6_K's lo and hi scales as the sc of IL(kp_block_tab) */
+IGNIS_INLINE void IL(kp_sc)(__m512 s0, __m512 s1, __m512 *sc, const int WT) {
     sc[0] = s0;
-    sc[1] = sc[2] = sc[3] = s1;
+    sc[1] = WT == 12 ? s0 : s1;
+    sc[2] = sc[3] = s1;
 }
 
 /* the same for the block at xo of the 8 tokens x[j], their table made on the spot */
@@ -187,16 +188,16 @@ IGNIS_INLINE void IL(kp_block)(const __m512i *w2, __m512 s0, __m512 s1, __m512 d
     uint64_t xi[4][8];
     uint64_t cs[4][2];
     float dx[8];
-    IL(kp_tokens)(x, xo, xi, cs, dx, NULL, 0);
+    IL(kp_tokens)(x, xo, xi, cs, dx, NULL, WT == 12);
     /* read the table back from memory: a broadcast load costs no shuffle, a broadcast
        of a value the compiler kept in a register does */
     __asm__ volatile("" : : "r"(xi), "r"(cs), "r"(dx) : "memory");
     __m512 sc[4];
-    IL(kp_sc)(s0, s1, sc);
+    IL(kp_sc)(s0, s1, sc, WT);
     IL(kp_block_tab)(w2, sc, d, dmin, (const uint64_t (*)[8])xi, (const uint64_t (*)[2])cs, dx, NULL, lo, hi, WT);
 }
 
-/* The block rule (simd/kquants.h; Q4_K, Q5_K, IQ4_XS) in the pair lanes. One tile's state:
+/* The block rule (simd/kquants.h; Q5_K, IQ4_XS) in the pair lanes. One tile's state:
  * per pair p the even and odd blocks' chains u[par][p], v[par][p] (zeroed at each super-block)
  * and acc[par][p]. */
 typedef struct { __m512 u[2][4], v[2][4], acc[2][4]; } IL(br_state);
@@ -271,29 +272,6 @@ IGNIS_INLINE void IL(kp_store)(const __m512 *lo, const __m512 *hi, float *out) {
 /* Q4_K (WT 12) or Q6_K (WT 14), 8 weight rows x 8 tokens (pad pointers for fewer) */
 IGNIS_INLINE void IL(kp_8x8)(int64_t nsb, const uint8_t *const *w, const uint8_t *const *x, float *out, const int WT) {
     const size_t wbytes = WT == 12 ? IGNIS_Q4_K_BYTES : IGNIS_Q6_K_BYTES;
-    if (WT == 12) {
-        IL(br_state) st;
-        IL(br_zero)(&st);
-        for (int64_t s = 0; s < nsb; s++) {
-            const size_t wo = (size_t)s * wbytes;
-            __m512i v0, v1;
-            __m512 d, dmin;
-            IL(kp_sb_fields)(w, wo, &v0, &v1, &d, &dmin, WT);
-            __m512i ctl = IL(kp_row_ctl)();
-            /* two blocks a step: each block's chain (even, odd) known when compiled */
-            for (int jb = 0; jb < 8; jb += 2)
-#pragma GCC unroll 2
-                for (int par = 0; par < 2; par++, ctl = _mm512_add_epi8(ctl, _mm512_set1_epi8(1))) {
-                    __m512i w2[8];
-                    __m512 s0, s1;
-                    IL(kp_unpack)(w, wo, jb + par, v0, v1, ctl, w2, &s0, &s1, WT);
-                    IL(br_block)(w2, s0, s1, x, (size_t)(s * 8 + jb + par) * IGNIS_Q8_0_BYTES, par, &st, WT);
-                }
-            IL(br_sb_end)(&st, d, dmin, WT, 0, 4);
-        }
-        IL(kp_store)(st.acc[0], st.acc[1], out);
-        return;
-    }
     __m512 lo[4], hi[4];
     for (int p = 0; p < 4; p++) lo[p] = hi[p] = _mm512_setzero_ps();
     for (int64_t s = 0; s < nsb; s++) {

@@ -77,9 +77,9 @@ IGNIS_INLINE const uint64_t (*IL(kp_tab_corr)(const uint8_t *t, const int WT))[2
 /* the prepared rows x the 8 tokens of tab: out[j * 8 + i] as IL(kp_8x8) (Q4_K, Q6_K) or
  * IL(xp_8x8) (the others) */
 IGNIS_INLINE void IL(kp_run)(int64_t nsb, const uint8_t *buf, const uint8_t *tab, float *out, const int WT) {
-    const int kq = WT == 12 || WT == 14, has_min = WT == 10;
+    const int kq = WT == 12 || WT == 14, has_min = WT == 12 || WT == 10;
     const size_t sb_bytes = kq ? IGNIS_KP_SB_BYTES : IGNIS_KX_SB_BYTES, jb_bytes = kq ? 640 : 768;
-    if (IGNIS_IS_BLOCK_RULE(WT)) {      /* Q4_K, Q5_K, IQ4_XS: the block rule (kq_pairs.h) */
+    if (IGNIS_IS_BLOCK_RULE(WT)) {      /* Q5_K, IQ4_XS: the block rule (kq_pairs.h) */
         IL(br_state) st;
         IL(br_zero)(&st);
         for (int64_t s = 0; s < nsb; s++) {
@@ -90,8 +90,8 @@ IGNIS_INLINE void IL(kp_run)(int64_t nsb, const uint8_t *buf, const uint8_t *tab
                 for (int par = 0; par < 2; par++) {
                     const uint8_t *q = b + 128 + (size_t)(jb + par) * jb_bytes;
                     const uint8_t *t = tab + (size_t)(s * 8 + jb + par) * IGNIS_KP_TOK_BYTES;
-                    /* the scale and the min: Q4_K's s0, s1; the others' lo scale and lo min */
-                    const __m512 sc = _mm512_loadu_ps(q + 512), mn = _mm512_loadu_ps(q + (kq ? 576 : 640));
+                    /* the scale and the min: the lo scale and lo min of the kx rows */
+                    const __m512 sc = _mm512_loadu_ps(q + 512), mn = _mm512_loadu_ps(q + 640);
                     IL(br_block_tab)((const __m512i *)q, sc, mn, (const uint64_t (*)[8])t, (const uint64_t (*)[2])(t + 256),
                                      (const float *)(t + 384), (const float *)(t + IGNIS_KP_Y), IL(kp_tab_corr)(t, WT),
                                      par, &st, WT, 0, 4);
@@ -113,7 +113,7 @@ IGNIS_INLINE void IL(kp_run)(int64_t nsb, const uint8_t *buf, const uint8_t *tab
             const uint64_t (*cs)[2] = (const uint64_t (*)[2])(t + (has_min ? 320 : 256));
             const uint64_t (*corr)[2] = IL(kp_tab_corr)(t, WT);
             __m512 sq[4];
-            if (kq) IL(kp_sc)(_mm512_loadu_ps(q + 512), _mm512_loadu_ps(q + 576), sq);
+            if (kq) IL(kp_sc)(_mm512_loadu_ps(q + 512), _mm512_loadu_ps(q + 576), sq, WT);
             IL(kp_block_tab)((const __m512i *)q, kq ? sq : (const __m512 *)(q + 512), d, dmin, xi, cs,
                              (const float *)(t + 384), corr, lo, hi, WT);
         }

@@ -160,55 +160,6 @@ IGNIS_INLINE void IL(br_nibble_pair)(const uint8_t *qs32, __m256i *w1, __m256i *
     *w2 = _mm256_and_si256(_mm256_blend_epi32(b, _mm256_srli_epi16(b, 4), 0xF0), low);
 }
 
-/* Q4_K, 4G weight rows (G = 1 or 2 groups of four) x RN activation rows (RN <= 4, or <= 8
- * with one group: prefill reuses each decoded weight block for 8 tokens), by the block rule
- * above: the token data once per super-block for every group, per group the scales and mins
- * of the four rows once, then per pair and token u += A * d_x and v += m * (c * d_x) in the
- * even / odd lanes; at the super-block's end acc += u * d, acc -= v * dmin (fused). */
-IGNIS_INLINE void IL(q4_k_8xn)(int64_t nsb, const uint8_t *const *w, const uint8_t *const *x,
-                                      float *out, const int RN, const int G) {
-    __m256 acc[8][2];
-    for (int j = 0; j < RN; j++) acc[j][0] = acc[j][1] = _mm256_setzero_ps();
-    for (int64_t s = 0; s < nsb; s++) {
-        const size_t wo = (size_t)s * IGNIS_Q4_K_BYTES;
-        __m256i tx[8][8];
-        __m256 tdx[8][4], tcdx[8][4];
-        for (int j = 0; j < RN; j++)
-            IL(br_token)(x[j] + (size_t)s * 8 * IGNIS_Q8_0_BYTES, tx[j], tdx[j], tcdx[j], NULL, 1, 0);
-        for (int g = 0; g < G; g++) {
-            const uint8_t *const *wg = w + 4 * g;
-            __m256i sct[4], mt[4];
-            IL(br_q4_k_scales)(wg, wo + 4, sct, mt);
-            const __m256 d = IL(f16x4_twice)(wg[0] + wo, wg[1] + wo, wg[2] + wo, wg[3] + wo);
-            const __m256 dmin = IL(f16x4_twice)(wg[0] + wo + 2, wg[1] + wo + 2, wg[2] + wo + 2, wg[3] + wo + 2);
-            __m256 u[8], v[8];
-            for (int j = 0; j < RN; j++) u[j] = v[j] = _mm256_setzero_ps();
-            for (int p = 0; p < 4; p++) {
-                __m256i w1[4], w2[4], sc16[4];
-                __m256 scf;
-                for (int k = 0; k < 4; k++) IL(br_nibble_pair)(wg[k] + wo + 16 + 32 * p, &w1[k], &w2[k]);
-                IL(br_scales)(sct[p], sc16, &scf);
-                const __m256 m = _mm256_cvtepi32_ps(mt[p]);
-                for (int j = 0; j < RN; j++) {
-                    const __m256 a = IL(br_dot4)(w1, w2, tx[j][2 * p], tx[j][2 * p + 1], sc16, scf, _mm256_setzero_si256(), 0);
-                    u[j] = _mm256_fmadd_ps(a, tdx[j][p], u[j]);
-                    v[j] = _mm256_fmadd_ps(m, tcdx[j][p], v[j]);
-                }
-            }
-            for (int j = 0; j < RN; j++) {
-                acc[j][g] = _mm256_fmadd_ps(u[j], d, acc[j][g]);
-                acc[j][g] = _mm256_fnmadd_ps(v[j], dmin, acc[j][g]);
-            }
-        }
-    }
-    for (int j = 0; j < RN; j++)
-        for (int g = 0; g < G; g++) IL(store4)(acc[j][g], out + j * IGNIS_TILE + 4 * g, 1);
-}
-static void IL(q4_k_8x1)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q4_k_8xn)(n, w, x, o, 1, 2); }
-static void IL(q4_k_8x2)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q4_k_8xn)(n, w, x, o, 2, 2); }
-static void IL(q4_k_8x3)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q4_k_8xn)(n, w, x, o, 3, 2); }
-static void IL(q4_k_8x4)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q4_k_8xn)(n, w, x, o, 4, 2); }
-static void IL(q4_k_4x8)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q4_k_8xn)(n, w, x, o, 8, 1); }
 
 /* the quants of activation block jb (0..7) of one super-block, 32 bytes in element order */
 IGNIS_INLINE __m256i IL(kx_quants)(const uint8_t *sb, int jb, const int WT) {

@@ -226,6 +226,67 @@ IGNIS_INLINE void IL(q8_8xn)(int64_t nb, const uint8_t *const *w, const uint8_t 
         for (int g = 0; g < 2; g++) IL(store4)(acc[j][g], out + j * IGNIS_TILE + 4 * g, 1);
 }
 
+/* Q4_K, 4G weight rows (G = 1 or 2 groups of four) x RN activation rows (RN <= 4, or <= 8
+ * with one group: prefill reuses each decoded weight block for 8 tokens). Per sub-block: A = sc * q.x halves for four rows
+ * at once (reduced like Q8_0), B = m * (sum x) halves as exact float products (both factors are
+ * small integers), then fma(A, d*dx) and fnmadd(B, dmin*dx) per lane. */
+IGNIS_INLINE void IL(q4_k_8xn)(int64_t nsb, const uint8_t *const *w, const uint8_t *const *x,
+                                      float *out, const int RN, const int G) {
+    const __m256i low = _mm256_set1_epi8(0x0f), ones8 = _mm256_set1_epi8(1);
+    __m256 acc[8][2];
+    for (int j = 0; j < RN; j++) acc[j][0] = acc[j][1] = _mm256_setzero_ps();
+    for (int64_t s = 0; s < nsb; s++) {
+        const size_t wo = (size_t)s * IGNIS_Q4_K_BYTES;
+        /* per token and sub-block: [xs_lo x4 | xs_hi x4] as floats */
+        __m256 xs[8][8];
+        for (int j = 0; j < RN; j++)
+            for (int sb = 0; sb < 8; sb++) {
+                __m256i xv = _mm256_loadu_si256((const __m256i *)(x[j] + (size_t)(s * 8 + sb) * IGNIS_Q8_0_BYTES + 2));
+                __m256i t = IL(udot4)(ones8, xv);
+                xs[j][sb] = _mm256_cvtepi32_ps(IL(reduce4)(t, t, t, t));
+            }
+        for (int g = 0; g < G; g++) {
+            const uint8_t *const *wg = w + 4 * g;
+            int16_t sc[8][4];
+            float mf[8][8];
+            for (int k = 0; k < 4; k++)
+                for (int sb = 0; sb < 8; sb++) {
+                    int a, m;
+                    ignis_q4_k_scale_min(wg[k] + wo + 4, sb, &a, &m);
+                    sc[sb][k] = (int16_t)a;
+                    mf[sb][k] = mf[sb][k + 4] = (float)m;
+                }
+            __m256 d = IL(f16x4_twice)(wg[0] + wo, wg[1] + wo, wg[2] + wo, wg[3] + wo);
+            __m256 dmin = IL(f16x4_twice)(wg[0] + wo + 2, wg[1] + wo + 2, wg[2] + wo + 2, wg[3] + wo + 2);
+            for (int p = 0; p < 4; p++) {
+                __m256i q[4][2];
+                for (int k = 0; k < 4; k++) {
+                    __m256i v = _mm256_loadu_si256((const __m256i *)(wg[k] + wo + 16 + p * 32));
+                    q[k][0] = _mm256_and_si256(v, low);
+                    q[k][1] = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
+                }
+                for (int h = 0; h < 2; h++) {
+                    const int sb = 2 * p + h;
+                    const size_t xo = (size_t)(s * 8 + sb) * IGNIS_Q8_0_BYTES;
+                    __m256 m = _mm256_loadu_ps(mf[sb]);
+                    for (int j = 0; j < RN; j++) {
+                        __m256i xv = _mm256_loadu_si256((const __m256i *)(x[j] + xo + 2));
+                        __m256 dx = _mm256_set1_ps(_cvtsh_ss(ignis_load_u16(x[j] + xo)));
+                        __m256i pa[4];
+                        for (int k = 0; k < 4; k++)
+                            pa[k] = _mm256_madd_epi16(_mm256_maddubs_epi16(q[k][h], xv), _mm256_set1_epi16(sc[sb][k]));
+                        __m256i ha = IL(reduce4)(pa[0], pa[1], pa[2], pa[3]);
+                        acc[j][g] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(ha), _mm256_mul_ps(d, dx), acc[j][g]);
+                        acc[j][g] = _mm256_fnmadd_ps(_mm256_mul_ps(m, xs[j][sb]), _mm256_mul_ps(dmin, dx), acc[j][g]);
+                    }
+                }
+            }
+        }
+    }
+    for (int j = 0; j < RN; j++)
+        for (int g = 0; g < G; g++) IL(store4)(acc[j][g], out + j * IGNIS_TILE + 4 * g, 1);
+}
+
 /* Q6_K, 4G weight rows x RN activation rows (as Q4_K). q (0..63) . x - 32 * sum x per 16-element half,
  * times the half's int8 scale, for four rows at once. */
 IGNIS_INLINE void IL(q6_k_8xn)(int64_t nsb, const uint8_t *const *w, const uint8_t *const *x,
@@ -279,9 +340,11 @@ IGNIS_INLINE void IL(q6_k_8xn)(int64_t nsb, const uint8_t *const *w, const uint8
     static void IL(q8_0_8x##RN)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q8_8xn)(n, w, x, o, RN, 8); } \
     static void IL(q5_0_8x##RN)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q8_8xn)(n, w, x, o, RN, 6); } \
     static void IL(q4_1_8x##RN)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q8_8xn)(n, w, x, o, RN, 3); } \
+    static void IL(q4_k_8x##RN)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q4_k_8xn)(n, w, x, o, RN, 2); } \
     static void IL(q6_k_8x##RN)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q6_k_8xn)(n, w, x, o, RN, 2); }
 IGNIS_X86_KERNELS(1) IGNIS_X86_KERNELS(2) IGNIS_X86_KERNELS(3) IGNIS_X86_KERNELS(4)
 static void IL(q8_0_4x4)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q8_0_4xg)(n, w, x, o, 1); }
+static void IL(q4_k_4x8)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q4_k_8xn)(n, w, x, o, 8, 1); }
 static void IL(q6_k_4x8)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q6_k_8xn)(n, w, x, o, 8, 1); }
 static void IL(q8_0_4x8)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(q8_0_4xg)(n, w, x, o, 2); }
 
@@ -293,7 +356,7 @@ static void IL(q8_0_4x8)(int64_t n, const uint8_t *const *w, const uint8_t *cons
 #  include "kq_pairs.h"
 #endif
 #include "x86_32.h"
-#include "kquants_x86.h"     /* the block rule's kernels (Q4_K, Q5_K, IQ4_XS) and Q3_K / Q2_K */
+#include "kquants_x86.h"
 #if IGNIS_X86_512
 #  include "kq_prep.h"      /* the K-quant tiles on rows unpacked once for many token tiles */
 #endif

@@ -1,11 +1,11 @@
 /* zt_decode.h -- Q4_K and Q6_K weights against a few tokens (decode, a speculative verify
  * step: up to 8) read from per-matmul token tables (included by x86.h after avx512_decode.h,
- * inside the AVX-512 target region). Same arithmetic as the zd kernels: the scalar bits of
- * Q4_K's block rule (simd/kquants.h) and of Q6_K's half rule (_neon.h).
+ * inside the AVX-512 target region). Same arithmetic as the definitions in simd/defs.h; they
+ * give its bits.
  *
  * Why tables: the zd kernels (avx512_decode.h) spread each token block into the lanes of
  * the transposed row pairs (a broadcast and a masked broadcast per dword) and rebuild the
- * token's sums of x and scales, for every 8 weight rows: 2 of every 3 instructions of a
+ * token's half sums and scales, for every 8 weight rows: 2 of every 3 instructions of a
  * 4-token step were that token work, repeated N / 8 times per matmul. IL(zt_tokens) does it
  * once per token and matmul; the tiles then meet each spread dword as a vpdpbusd memory
  * operand. With the token work gone the weight side is shared by up to 8 tokens.
@@ -15,16 +15,12 @@
  *   0     pattern[j][d], j < 8 blocks, d < 4, 32 bytes: dword d of block j's low half
  *         (elements 4d..4d+3) four times, then of its high half (16 + 4d..) four times; a
  *         256-bit broadcast load puts them in lanes 0, 2 and 1, 3
- *   1024  Q4_K (the block rule), per block pair jp, 32 bytes each: d_x of blocks 2jp and
- *         2jp + 1, four times each; from 1152 the same of (float)c_j * d_x (c_j = sum of
- *         block j's 32 x): the pair lanes of the even and odd chains (zd_q4_k_merge)
- *   1280  Q6_K: block j's half sums of x as int32 times -32 (where its q + 32 sums start),
- *         c_lo four times, c_hi four times
- *   1536  d_x of the 8 blocks (Q6_K); 1568..1599 unused */
+ *   1024  block j's half sums of x as floats (Q4_K's min step), c_lo four times, c_hi four times
+ *   1280  the same as int32 times -32 (where Q6_K's q + 32 sums start)
+ *   1536  d_x of the 8 blocks, then d_x / 16 (Q4_K's high-nibble blocks) */
 
 #define IGNIS_ZT_PAT 0
-#define IGNIS_ZT_DXP 1024
-#define IGNIS_ZT_CDXP 1152
+#define IGNIS_ZT_SUMS 1024
 #define IGNIS_ZT_NEG32 1280
 #define IGNIS_ZT_DX 1536
 
@@ -37,15 +33,15 @@ static void IL(zt_tokens)(int64_t s0, int64_t s1, const uint8_t *x, uint8_t *tab
             for (int d = 0; d < 4; d++)
                 _mm256_store_si256((__m256i *)(t + IGNIS_ZT_PAT + (j * 4 + d) * 32),
                                    _mm512_castsi512_si256(IL(zd_token_dword)(xs + j * IGNIS_Q8_0_BYTES, d)));
-        const __m512i h = IL(zd_token_halves)(xs);
-        IL(zd_token_blocks)(xs, h, (float *)(t + IGNIS_ZT_DXP), (float *)(t + IGNIS_ZT_CDXP));
         _Alignas(64) float cs[16];
-        _mm512_store_ps(cs, _mm512_cvtepi32_ps(h));
-        for (int j = 0; j < 8; j++)
+        IL(zd_token_sums)(xs, cs);
+        for (int j = 0; j < 8; j++) {
+            const __m512 b = IL(zd_block_sums)(cs, j);
+            _mm256_store_ps((float *)(t + IGNIS_ZT_SUMS + j * 32), _mm512_castps512_ps256(b));
             _mm256_store_si256((__m256i *)(t + IGNIS_ZT_NEG32 + j * 32), _mm512_castsi512_si256(
-                _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(_mm512_cvtps_epi32(IL(zd_block_sums)(cs, j)), 5))));
-        IL(zd_token_scales)(xs, (float *)(t + IGNIS_ZT_DX));
-        memset(t + IGNIS_ZT_DX + 32, 0, IGNIS_ZT_SB_BYTES - IGNIS_ZT_DX - 32);
+                _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(_mm512_cvtps_epi32(b), 5))));
+        }
+        IL(zd_token_scales)(xs, (float *)(t + IGNIS_ZT_DX), (float *)(t + IGNIS_ZT_DX + 32));
     }
 }
 
@@ -57,36 +53,36 @@ IGNIS_INLINE __m512i IL(zt_dots)(__m512i start, const __m512i *q, const uint8_t 
     return s;
 }
 
-/* Q4_K, 8 weight rows x RN <= 8 tokens: the block rule in the pair lanes (two registers of half
- * sums merged, zd_q4_k_merge; zd_q4_k_fma), the token's values from its table */
+/* block j's half sums of x (row-quad order) from the table */
+IGNIS_INLINE __m512 IL(zt_sums)(const uint8_t *t, int j) {
+    return _mm512_broadcast_f32x8(_mm256_load_ps((const float *)(t + IGNIS_ZT_SUMS + j * 32)));
+}
+
+/* Q4_K, 8 weight rows x RN <= 8 tokens: q4_k_zd's steps, the token's from its table */
 IGNIS_INLINE void IL(q4_k_zt)(int64_t nsb, const uint8_t *const *w, const uint8_t *const *xt,
                               float *out, const int RN) {
-    const __m512i mlo = IL(zd_magic_lo)(), mhi = IL(zd_magic_hi)();
+    const __m512i zero = _mm512_setzero_si512();
     __m512 acc[8];
     for (int t = 0; t < RN; t++) acc[t] = _mm512_setzero_ps();
     for (int64_t s = 0; s < nsb; s++) {
         const size_t wo = (size_t)s * IGNIS_Q4_K_BYTES, to = (size_t)s * IGNIS_ZT_SB_BYTES;
-        _Alignas(64) float sf[8][16];
+        _Alignas(64) float sf[2][64];
         __m512 d, dmin;
         IL(zd_q4_k_sb)(w, wo, sf, &d, &dmin);
         IGNIS_ZD_IN_MEMORY(sf);
-        __m512 u[8], v[8];
-        for (int t = 0; t < RN; t++) u[t] = v[t] = _mm512_setzero_ps();
-#pragma GCC unroll 4
         for (int jp = 0; jp < 4; jp++) {
             __m512i qlo[4], qhi[4];
-            IL(zd_q4_k_pair)(w, wo, jp, qlo, qhi);
-            const __m512 sc = _mm512_load_ps(sf[jp]), nsc = IL(zd_magic_sc)(sc), m = _mm512_load_ps(sf[4 + jp]);
-#pragma GCC unroll 8
+            __m512 scm[4];
+            IL(zd_q4_k_pair)(w, wo, jp, sf, qlo, qhi, scm);
+            const int j0 = 2 * jp, j1 = 2 * jp + 1;
             for (int t = 0; t < RN; t++) {
                 const uint8_t *tt = xt[t] + to;
-                IL(zd_q4_k_fma)(IL(zd_q4_k_merge)(IL(zt_dots)(mlo, qlo, tt, 2 * jp), IL(zt_dots)(mhi, qhi, tt, 2 * jp + 1)), sc, nsc, m,
-                                _mm512_broadcast_f32x8(_mm256_load_ps((const float *)(tt + IGNIS_ZT_DXP) + 8 * jp)),
-                                _mm512_broadcast_f32x8(_mm256_load_ps((const float *)(tt + IGNIS_ZT_CDXP) + 8 * jp)),
-                                &u[t], &v[t]);
+                const float *dx = (const float *)(tt + IGNIS_ZT_DX);
+                acc[t] = IL(zd_q4_k_fma)(acc[t], IL(zt_dots)(zero, qlo, tt, j0), IL(zt_dots)(zero, qhi, tt, j1), scm, d, dmin,
+                                         _mm512_set1_ps(dx[j0]), _mm512_set1_ps(dx[j1]), _mm512_set1_ps(dx[8 + j1]),
+                                         IL(zt_sums)(tt, j0), IL(zt_sums)(tt, j1));
             }
         }
-        for (int t = 0; t < RN; t++) acc[t] = IL(zd_q4_k_end)(acc[t], u[t], v[t], d, dmin);
     }
     for (int t = 0; t < RN; t++) acc[t] = _mm512_shuffle_f32x4(acc[t], acc[t], IGNIS_ZD_TO_Z8);
     IL(z8_store)(acc, RN, out);
