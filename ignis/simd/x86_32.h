@@ -198,8 +198,49 @@ IGNIS_INLINE void IL(wf_block)(int64_t k, const uint8_t *const *w, const uint8_t
         }
 }
 
+#if IGNIS_X86_512
+/* 16 f32 values of weight row w from element i (exact conversions) */
+IGNIS_INLINE __m512 IL(wf16)(const uint8_t *w, int64_t i, const int WT) {
+    if (WT == 0) return _mm512_loadu_ps((const float *)w + i);
+    const __m256i h = _mm256_loadu_si256((const __m256i *)(w + 2 * i));
+    if (WT == 1) return _mm512_cvtph_ps(h);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+/* 4 rows x 4 tokens of float weights with the 16 chains of a (row, token) in one 512-bit register
+ * (lane i: chain i, as the two 8-lane registers of IL(wf_block)): each row's 16 values widened once
+ * for 4 tokens, each token's loaded once for 4 rows */
+IGNIS_INLINE void IL(wf_block16)(int64_t k, const uint8_t *const *w, const uint8_t *const *x, float *out,
+                                 const int WT) {
+    __m512 a[16];
+    for (int p = 0; p < 16; p++) a[p] = _mm512_setzero_ps();
+    const int64_t k16 = k / IGNIS_WCHAINS * IGNIS_WCHAINS;
+    for (int64_t i = 0; i < k16; i += 16) {
+        __m512 xv[4];
+        for (int j = 0; j < 4; j++) xv[j] = _mm512_loadu_ps((const float *)x[j] + i);
+        for (int r = 0; r < 4; r++) {
+            const __m512 wv = IL(wf16)(w[r], i, WT);
+            for (int j = 0; j < 4; j++) a[r * 4 + j] = _mm512_fmadd_ps(xv[j], wv, a[r * 4 + j]);
+        }
+    }
+    for (int r = 0; r < 4; r++)
+        for (int j = 0; j < 4; j++) {
+            float c[IGNIS_WCHAINS];
+            _mm512_storeu_ps(c, a[r * 4 + j]);
+            out[j * IGNIS_TILE + r] = ignis_wdot_finish(c, WT, k16, k, w[r], (const float *)x[j]);
+        }
+}
+#endif
+
 IGNIS_INLINE void IL(wf_tile)(int64_t k, const uint8_t *const *wp, const uint8_t *const *xp, int rm, int rn,
                               float *tmp, const int WT) {
+#if IGNIS_X86_512
+    if (rn > 2) {       /* prefill: 4 x 4 blocks of the padded pointers (wp, xp hold 8 each) */
+        for (int j0 = 0; j0 < rn; j0 += 4)
+            for (int i0 = 0; i0 < rm; i0 += 4) IL(wf_block16)(k, wp + i0, xp + j0, tmp + j0 * IGNIS_TILE + i0, WT);
+        return;
+    }
+#endif
     if (rn == 1) {
         for (int i0 = 0; i0 < rm; i0 += 4) IL(wf_block)(k, wp + i0, xp, tmp + i0, 4, 1, WT);
         return;
