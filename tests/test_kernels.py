@@ -287,7 +287,7 @@ IQ4_GRID = np.array([-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53
 
 
 def _k_scales_mins(sb):
-    """Q4_K / Q5_K: the 6-bit scales and mins of the 8 blocks from the 12 packed bytes."""
+    """Q5_K (packed as Q4_K's): the 6-bit scales and mins of the 8 blocks from the 12 packed bytes."""
     s = sb[4:16].astype(np.int64)
     sc, m = np.empty(8, np.int64), np.empty(8, np.int64)
     sc[:4], m[:4] = s[0:4] & 63, s[4:8] & 63
@@ -297,7 +297,7 @@ def _k_scales_mins(sb):
 
 
 def block_rule_fields(wtype, sb):
-    """One super-block of Q4_K, Q5_K or IQ4_XS: (d, dmin, scales[8], mins[8], quants[8, 32])."""
+    """One super-block of Q5_K or IQ4_XS: (d, dmin, scales[8], mins[8], quants[8, 32])."""
     f16 = lambda at: np.float32(sb[at:at + 2].view(np.float16)[0])
     if wtype == IQ4_XS:
         hi = int(sb[2:4].view(np.uint16)[0])
@@ -307,12 +307,10 @@ def block_rule_fields(wtype, sb):
         q = IQ4_GRID[np.concatenate([qs & 15, qs >> 4], axis=1)]
         return f16(0), np.float32(0), ls - 32, np.zeros(8, np.int64), q
     sc, m = _k_scales_mins(sb)
-    qs = sb[16:144] if wtype == Q4_K else sb[48:176]
-    pairs = qs.astype(np.int64).reshape(4, 32)
+    pairs = sb[48:176].astype(np.int64).reshape(4, 32)
     q = np.stack([pairs[j // 2] >> 4 if j % 2 else pairs[j // 2] & 15 for j in range(8)])
-    if wtype == Q5_K:
-        qh = sb[16:48].astype(np.int64)
-        q = q | (np.stack([(qh >> j) & 1 for j in range(8)]) << 4)
+    qh = sb[16:48].astype(np.int64)
+    q = q | (np.stack([(qh >> j) & 1 for j in range(8)]) << 4)
     return f16(0), f16(2), sc, m, q
 
 
@@ -346,8 +344,7 @@ def block_rule_dot_definition(wtype, wrow, xrow):
 @pytest.mark.parametrize("T", [1, 2, 4, 5, 8, 11])
 def test_matmul_block_rule_is_the_definition(wtype, T):
     """Q5_K / IQ4_XS weights give the block rule's bits at the level in use, for the decode (1-4
-    tokens) and prefill tile shapes; the oracle decodes the fields itself (Q4_K's too: the rule is
-    written for the three types of that shape, Q4_K keeps the half rule)."""
+    tokens) and prefill tile shapes; the oracle decodes the fields itself."""
     r = rng(60 + T + wtype)
     n, k = 11, 512
     w = random_quant_weight(r, wtype, n, k)

@@ -1,5 +1,5 @@
 /* kquants_arm.h -- the tiles of Q3_K and Q2_K (WT 11, 10: the half rule) and of the block-rule
- * types Q4_K, Q5_K, IQ4_XS (WT 12, 13, 23) against Q8_0 activations for the aarch64 levels
+ * types Q5_K, IQ4_XS (WT 13, 23) against Q8_0 activations for the aarch64 levels
  * (included by arm.h, once per level; neon forms the integer sums with vmull/vmlal, dotprod and
  * i8mm with sdot, i8mm's tiles of 2+ tokens with smmla).
  * Q3_K / Q2_K: ignis_scalar_vec_dot_kx (simd/kquants.h); lanes are four weight rows, the lo and
@@ -90,7 +90,7 @@ static inline void IL(kx_tile)(int wtype, int64_t nsb, const uint8_t *const *w, 
 }
 
 /* ------------------------------------------------------------------------------------------------
- * The block rule (Q4_K, Q5_K, IQ4_XS). Per output (row r, token t) and super-block, block j:
+ * The block rule (Q5_K, IQ4_XS). Per output (row r, token t) and super-block, block j:
  *     A = sc_j * (sum q*x over the 32 elements)        exact int32 (|A| < 2^24), converted once
  *     u[j%2] = fma(A, d_x, u[j%2]);   v[j%2] = fma(m_j, c_j * d_x, v[j%2])     (c_j = sum x)
  * and at the super-block's end acc[p] = fma(u[p], d, acc[p]); acc[p] = fms(acc[p], v[p], dmin).
@@ -99,7 +99,7 @@ static inline void IL(kx_tile)(int wtype, int64_t nsb, const uint8_t *const *w, 
  * depends on the token only: one float multiply per token and block, shared by the rows. */
 
 /* the quants of blocks j2 and j2 + 1 (j2 even; each block's low and high 16 elements) of one
- * super-block of type wt: Q4_K / Q5_K keep the pair's quants in the low / high nibbles of the
+ * super-block of type wt: Q5_K keeps the pair's quants in the low / high nibbles of the
  * same 32 bytes, read once */
 IGNIS_INLINE void IL(br_quants2)(const uint8_t *sb, int j2, int wt, int8x16_t *lo0, int8x16_t *hi0,
                                  int8x16_t *lo1, int8x16_t *hi1) {
@@ -113,7 +113,7 @@ IGNIS_INLINE void IL(br_quants2)(const uint8_t *sb, int j2, int wt, int8x16_t *l
         *hi1 = vqtbl1q_s8(grid, vshrq_n_u8(q1, 4));
         return;
     }
-    const uint8_t *qs = sb + (wt == 12 ? 16 : 48) + j2 * 16;
+    const uint8_t *qs = sb + 48 + j2 * 16;
     const uint8x16_t v0 = vld1q_u8(qs), v1 = vld1q_u8(qs + 16);
     uint8x16_t a0 = vandq_u8(v0, m4), a1 = vandq_u8(v1, m4);
     uint8x16_t b0 = vshrq_n_u8(v0, 4), b1 = vshrq_n_u8(v1, 4);
@@ -239,7 +239,7 @@ IGNIS_INLINE void IL(br_chunk)(int wt, const uint8_t *const *w, size_t wo, int8x
  * the quants as it goes; 5..8: the super-block's quants decoded once into wl/wh, then the tokens
  * in chunks of 4 (the chains of 8 tokens would not fit the registers). */
 IGNIS_INLINE void IL(br_4xn)(int wt, int64_t nsb, const uint8_t *const *w, const uint8_t *const *x, float *out, int RN) {
-    const size_t wbytes = wt == 12 ? IGNIS_Q4_K_BYTES : ignis_kx_bytes(wt);
+    const size_t wbytes = ignis_kx_bytes(wt);
     float32x4_t acc0[8], acc1[8];
     for (int j = 0; j < RN; j++) acc0[j] = acc1[j] = vdupq_n_f32(0.0f);
     int8x16_t wl[8][4], wh[8][4];
@@ -331,7 +331,7 @@ IGNIS_INLINE void IL(br_mm_chunk)(int wt, const uint8_t *const *w, size_t wo, in
  * odd RN computes its last token twice (x holds 8 pointers, the padding repeats the last) and
  * stores it once */
 IGNIS_INLINE void IL(br_4xn_mm)(int wt, int64_t nsb, const uint8_t *const *w, const uint8_t *const *x, float *out, int RN) {
-    const size_t wbytes = wt == 12 ? IGNIS_Q4_K_BYTES : ignis_kx_bytes(wt);
+    const size_t wbytes = ignis_kx_bytes(wt);
     const int NP = (RN + 1) / 2;
     float32x4_t acc[2][2][4];
     for (int e = 0; e < 2; e++)
@@ -373,11 +373,9 @@ IGNIS_INLINE void IL(br_4xn_mm)(int wt, int64_t nsb, const uint8_t *const *w, co
 #endif
 
 /* one specialization per type (wt a constant in each) */
-static void IL(br_4xn_q4_k)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o, int rn) { IL(br_4xn)(12, n, w, x, o, rn); }
 static void IL(br_4xn_q5_k)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o, int rn) { IL(br_4xn)(13, n, w, x, o, rn); }
 static void IL(br_4xn_iq4_xs)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o, int rn) { IL(br_4xn)(23, n, w, x, o, rn); }
 #if IGNIS_ARM_I8MM
-static void IL(br_4xn_mm_q4_k)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o, int rn) { IL(br_4xn_mm)(12, n, w, x, o, rn); }
 static void IL(br_4xn_mm_q5_k)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o, int rn) { IL(br_4xn_mm)(13, n, w, x, o, rn); }
 static void IL(br_4xn_mm_iq4_xs)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o, int rn) { IL(br_4xn_mm)(23, n, w, x, o, rn); }
 #endif
@@ -389,9 +387,9 @@ static inline void IL(br_tile)(int wtype, int64_t nsb, const uint8_t *const *w, 
     for (int i = 0; i < 8; i++) wp[i] = w[i < rm ? i : rm - 1];
     for (int j = 0; j < 8; j++) xp[j] = x[j < rn ? j : rn - 1];
     typedef void (*br_fn)(int64_t, const uint8_t *const *, const uint8_t *const *, float *, int);
-    br_fn k = wtype == 12 ? IL(br_4xn_q4_k) : wtype == 13 ? IL(br_4xn_q5_k) : IL(br_4xn_iq4_xs);
+    br_fn k = wtype == 13 ? IL(br_4xn_q5_k) : IL(br_4xn_iq4_xs);
 #if IGNIS_ARM_I8MM
-    if (rn >= 2) k = wtype == 12 ? IL(br_4xn_mm_q4_k) : wtype == 13 ? IL(br_4xn_mm_q5_k) : IL(br_4xn_mm_iq4_xs);
+    if (rn >= 2) k = wtype == 13 ? IL(br_4xn_mm_q5_k) : IL(br_4xn_mm_iq4_xs);
 #endif
     float tmp[IGNIS_TILE * IGNIS_TILE];
     for (int i0 = 0; i0 < rm; i0 += 4) k(nsb, wp + i0, xp, tmp + i0, rn);

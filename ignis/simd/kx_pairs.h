@@ -75,32 +75,12 @@ IGNIS_INLINE void IL(xp_unpack)(const uint8_t *const *w, size_t wo, int jb, cons
     sc[3] = has_min ? (split ? IL(kp_row_bytes)(v[3], ctl) : sc[2]) : sc[0];
 }
 
-/* Q5_K / Q3_K / Q2_K / IQ4_XS, 8 weight rows x 8 tokens (pad pointers for fewer) */
+/* Q5_K / Q3_K / Q2_K / IQ4_XS, 8 weight rows x 8 tokens (pad pointers for fewer): Q5_K and IQ4_XS
+ * by the block rule (kq_pairs.h's IL(br_block)), Q3_K and Q2_K by the half rule */
 IGNIS_INLINE void IL(xp_8x8)(int64_t nsb, const uint8_t *const *w, const uint8_t *const *x, float *out, const int WT) {
-    const int has_min = WT == 13 || WT == 10;
-    if (IGNIS_IS_BLOCK_RULE(WT)) {      /* Q5_K, IQ4_XS: the block rule (kq_pairs.h) */
-        IL(br_state) st;
-        IL(br_zero)(&st);
-        for (int64_t s = 0; s < nsb; s++) {
-            const size_t wo = (size_t)s * ignis_kx_bytes(WT);
-            __m512i v[4];
-            __m512 d, dmin;
-            IL(xp_sb_fields)(w, wo, v, &d, &dmin, WT);
-            __m512i ctl = IL(kp_row_ctl)();
-            /* two blocks a step: each block's chain (even, odd) known when compiled */
-            for (int jb = 0; jb < 8; jb += 2)
-#pragma GCC unroll 2
-                for (int par = 0; par < 2; par++, ctl = _mm512_add_epi8(ctl, _mm512_set1_epi8(1))) {
-                    __m512i w2[8];
-                    __m512 sc[4];
-                    IL(xp_unpack)(w, wo, jb + par, v, ctl, w2, sc, WT);
-                    IL(br_block)(w2, sc[0], sc[2], x, (size_t)(s * 8 + jb + par) * IGNIS_Q8_0_BYTES, par, &st, WT);
-                }
-            IL(br_sb_end)(&st, d, dmin, WT, 0, 4);
-        }
-        IL(kp_store)(st.acc[0], st.acc[1], out);
-        return;
-    }
+    const int block_rule = IGNIS_IS_BLOCK_RULE(WT);
+    IL(br_state) st;
+    IL(br_zero)(&st);
     __m512 lo[4], hi[4];
     for (int p = 0; p < 4; p++) lo[p] = hi[p] = _mm512_setzero_ps();
     for (int64_t s = 0; s < nsb; s++) {
@@ -109,20 +89,30 @@ IGNIS_INLINE void IL(xp_8x8)(int64_t nsb, const uint8_t *const *w, const uint8_t
         __m512 d, dmin;
         IL(xp_sb_fields)(w, wo, v, &d, &dmin, WT);
         __m512i ctl = IL(kp_row_ctl)();
-        for (int jb = 0; jb < 8; jb++, ctl = _mm512_add_epi8(ctl, _mm512_set1_epi8(1))) {
-            __m512i w2[8];
-            __m512 sc[4];
-            IL(xp_unpack)(w, wo, jb, v, ctl, w2, sc, WT);
-            uint64_t xi[4][8];
-            uint64_t cs[4][2];
-            float dx[8];
-            IL(kp_tokens)(x, (size_t)(s * 8 + jb) * IGNIS_Q8_0_BYTES, xi, cs, dx, NULL, has_min);
-            /* the table read back from memory: broadcast loads, no shuffles (see kq_pairs.h) */
-            __asm__ volatile("" : : "r"(xi), "r"(cs), "r"(dx) : "memory");
-            IL(kp_block_tab)(w2, sc, d, dmin, (const uint64_t (*)[8])xi, (const uint64_t (*)[2])cs, dx, NULL, lo, hi, WT);
-        }
+        /* two blocks a step: each block's chain of the block rule (even, odd) known when compiled */
+        for (int jb = 0; jb < 8; jb += 2)
+#pragma GCC unroll 2
+            for (int par = 0; par < 2; par++, ctl = _mm512_add_epi8(ctl, _mm512_set1_epi8(1))) {
+                const size_t xo = (size_t)(s * 8 + jb + par) * IGNIS_Q8_0_BYTES;
+                __m512i w2[8];
+                __m512 sc[4];
+                IL(xp_unpack)(w, wo, jb + par, v, ctl, w2, sc, WT);
+                if (block_rule) {
+                    IL(br_block)(w2, sc[0], sc[2], x, xo, par, &st, WT);
+                    continue;
+                }
+                uint64_t xi[4][8];
+                uint64_t cs[4][2];
+                float dx[8];
+                IL(kp_tokens)(x, xo, xi, cs, dx, NULL, WT == 10);
+                /* the table read back from memory: broadcast loads, no shuffles (see kq_pairs.h) */
+                __asm__ volatile("" : : "r"(xi), "r"(cs), "r"(dx) : "memory");
+                IL(kp_block_tab)(w2, sc, d, dmin, (const uint64_t (*)[8])xi, (const uint64_t (*)[2])cs, dx, NULL, lo, hi, WT);
+            }
+        if (block_rule) IL(br_sb_end)(&st, d, dmin, WT, 0, 4);
     }
-    IL(kp_store)(lo, hi, out);
+    if (block_rule) IL(kp_store)(st.acc[0], st.acc[1], out);
+    else IL(kp_store)(lo, hi, out);
 }
 static void IL(q5_k_p8x8)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(xp_8x8)(n, w, x, o, 13); }
 static void IL(q3_k_p8x8)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(xp_8x8)(n, w, x, o, 11); }
