@@ -147,6 +147,25 @@ IGNIS_INLINE void IL(kp_pair_sums)(const __m512i *w2, const uint64_t xi[4][8], c
     *ah = h;
 }
 
+/* IL(kp_pair_sums) with the sums starting from start (the corr start, if any, added to it) */
+IGNIS_INLINE void IL(kp_pair_sums_magic)(const __m512i *w2, const uint64_t xi[4][8], const uint64_t cs[4][2],
+                                         const uint64_t (*corr)[2], int p, __m512i start, __m512i *al,
+                                         __m512i *ah, const int WT) {
+    const int ushift = ignis_quant_offset_shift(WT), from_corr = ushift && corr != NULL;
+    __m512i l = start, h = start;
+    if (from_corr) {
+        l = _mm512_add_epi32(l, _mm512_set1_epi64((long long)corr[p][0]));
+        h = _mm512_add_epi32(h, _mm512_set1_epi64((long long)corr[p][1]));
+    }
+    IL(kp_pair_sums_from)(l, h, w2, xi, p, &l, &h);
+    if (ushift && !from_corr) {
+        l = _mm512_sub_epi32(l, _mm512_slli_epi32(_mm512_set1_epi64((long long)cs[p][0]), ushift));
+        h = _mm512_sub_epi32(h, _mm512_slli_epi32(_mm512_set1_epi64((long long)cs[p][1]), ushift));
+    }
+    *al = l;
+    *ah = h;
+}
+
 /* One activation block of the 8 tokens, given as their table (IL(kp_tokens); cs: the half sums
  * as floats for types with mins, as int32 otherwise), against the unpacked rows: the exact half
  * sums, then the half rule's float steps into the lo / hi chains of the 4 pairs (Q4_K, Q6_K,
@@ -158,18 +177,25 @@ IGNIS_INLINE void IL(kp_block_tab)(const __m512i *w2, const __m512 *sc, __m512 d
     const int has_min = WT == 12 || WT == 10;
     const __m512 scl = _mm512_loadu_ps(&sc[0]), sch = _mm512_loadu_ps(&sc[1]);
     const __m512 mnl = _mm512_loadu_ps(&sc[2]), mnh = _mm512_loadu_ps(&sc[3]);
+    /* the half sums S start from the bits of the float 1.5 * 2^23 (|S| < 2^22 for every type here),
+       so they end as the float 12582912 + S exactly, and fma(that, sc, -12582912 * sc) is S * sc
+       exactly (|S * sc| < 2^24; -12582912 * sc is exact): the product of the definition without
+       the conversion */
+    const __m512 nscl = _mm512_mul_ps(scl, _mm512_set1_ps(-12582912.0f));
+    const __m512 nsch = _mm512_mul_ps(sch, _mm512_set1_ps(-12582912.0f));
+    const __m512i magic = _mm512_set1_epi32(0x4B400000);
     for (int p = 0; p < 4; p++) {
         __m512i al, ah;
-        IL(kp_pair_sums)(w2, xi, cs, corr, p, &al, &ah, WT);
+        IL(kp_pair_sums_magic)(w2, xi, cs, corr, p, magic, &al, &ah, WT);
         const __m512i cl = _mm512_set1_epi64((long long)cs[p][0]), ch = _mm512_set1_epi64((long long)cs[p][1]);
         double dxp;
         memcpy(&dxp, &dx[2 * p], 8);
         const __m512 dxv = _mm512_castpd_ps(_mm512_set1_pd(dxp));
         const __m512 sd = _mm512_mul_ps(d, dxv);
-        lo[p] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(al), scl), sd, lo[p]);
+        lo[p] = _mm512_fmadd_ps(_mm512_fmadd_ps(_mm512_castsi512_ps(al), scl, nscl), sd, lo[p]);
         if (has_min)
             lo[p] = _mm512_fnmadd_ps(_mm512_mul_ps(_mm512_castsi512_ps(cl), mnl), _mm512_mul_ps(dmin, dxv), lo[p]);
-        hi[p] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(ah), sch), sd, hi[p]);
+        hi[p] = _mm512_fmadd_ps(_mm512_fmadd_ps(_mm512_castsi512_ps(ah), sch, nsch), sd, hi[p]);
         if (has_min)
             hi[p] = _mm512_fnmadd_ps(_mm512_mul_ps(_mm512_castsi512_ps(ch), mnh), _mm512_mul_ps(dmin, dxv), hi[p]);
     }

@@ -72,13 +72,13 @@ IGNIS_INLINE void IL(q4_k_zt)(int64_t nsb, const uint8_t *const *w, const uint8_
         IGNIS_ZD_IN_MEMORY(sf);
         for (int jp = 0; jp < 4; jp++) {
             __m512i qlo[4], qhi[4];
-            __m512 scm[4];
+            __m512 scm[6];
             IL(zd_q4_k_pair)(w, wo, jp, sf, qlo, qhi, scm);
             const int j0 = 2 * jp, j1 = 2 * jp + 1;
             for (int t = 0; t < RN; t++) {
                 const uint8_t *tt = xt[t] + to;
                 const float *dx = (const float *)(tt + IGNIS_ZT_DX);
-                acc[t] = IL(zd_q4_k_fma)(acc[t], IL(zt_dots)(zero, qlo, tt, j0), IL(zt_dots)(zero, qhi, tt, j1), scm, d, dmin,
+                acc[t] = IL(zd_q4_k_fma)(acc[t], IL(zt_dots)(IGNIS_ZD_MAGIC, qlo, tt, j0), IL(zt_dots)(IGNIS_ZD_MAGIC, qhi, tt, j1), scm, d, dmin,
                                          _mm512_set1_ps(dx[j0]), _mm512_set1_ps(dx[j1]), _mm512_set1_ps(dx[8 + j1]),
                                          IL(zt_sums)(tt, j0), IL(zt_sums)(tt, j1));
             }
