@@ -147,15 +147,16 @@ IGNIS_INLINE void IL(kp_pair_sums)(const __m512i *w2, const uint64_t xi[4][8], c
     *ah = h;
 }
 
-/* IL(kp_pair_sums) with the sums starting from start (the corr start, if any, added to it) */
+/* IL(kp_pair_sums) with the sums starting from the bits of 1.5 * 2^23, magic: from corr when
+ * given (the table's sections for the half rule's offsets hold them already, IGNIS_KP_CORR_START) */
 IGNIS_INLINE void IL(kp_pair_sums_magic)(const __m512i *w2, const uint64_t xi[4][8], const uint64_t cs[4][2],
-                                         const uint64_t (*corr)[2], int p, __m512i start, __m512i *al,
+                                         const uint64_t (*corr)[2], int p, __m512i magic, __m512i *al,
                                          __m512i *ah, const int WT) {
     const int ushift = ignis_quant_offset_shift(WT), from_corr = ushift && corr != NULL;
-    __m512i l = start, h = start;
+    __m512i l = magic, h = magic;
     if (from_corr) {
-        l = _mm512_add_epi32(l, _mm512_set1_epi64((long long)corr[p][0]));
-        h = _mm512_add_epi32(h, _mm512_set1_epi64((long long)corr[p][1]));
+        l = _mm512_set1_epi64((long long)corr[p][0]);
+        h = _mm512_set1_epi64((long long)corr[p][1]);
     }
     IL(kp_pair_sums_from)(l, h, w2, xi, p, &l, &h);
     if (ushift && !from_corr) {

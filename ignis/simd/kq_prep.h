@@ -47,8 +47,13 @@ IGNIS_INLINE void IL(kp_prep_rows)(int64_t nsb, const uint8_t *const *w, uint8_t
  * IL(kp_tokens) with the half sums as int32 and again as floats (IGNIS_KP_TOK_BYTES: xi 256 B,
  * cs 64 B, cs as floats 64 B, dx 32 B), then -(cs << u) for the quant offsets 1 << u of the
  * types (u = 2, 3, 4, 5, 7; 64 B each, at IGNIS_KP_CORR(u)): the unsigned quants' sums start
- * there, which takes the offset back with no work per tile; then the block rule's
+ * there, which takes the offset back with no work per tile (for the half rule's Q3_K (u = 2)
+ * and Q6_K (u = 5) plus the bits of 1.5 * 2^23, IGNIS_KP_CORR_START); then the block rule's
  * (float)(sum x) * d_x of the 8 tokens (32 B at IGNIS_KP_Y) */
+/* where the sums of the types with quant offset 1 << u start before -(sum x << u): the bits of
+ * 1.5 * 2^23 for the half rule's u = 2, 5 (IL(kp_block_tab)), zero for the others */
+#define IGNIS_KP_CORR_START(u) _mm512_set1_epi32((u) == 2 || (u) == 5 ? 0x4B400000 : 0)
+
 IGNIS_INLINE void IL(kp_tokens_all)(int64_t nblk, const uint8_t *const *x, uint8_t *tab) {
     static const int shifts[5] = {2, 3, 4, 5, 7};
     for (int64_t b = 0; b < nblk; b++) {
@@ -59,7 +64,7 @@ IGNIS_INLINE void IL(kp_tokens_all)(int64_t nblk, const uint8_t *const *x, uint8
         _mm512_storeu_ps(t + 320, _mm512_cvtepi32_ps(cs));
         for (int u = 0; u < 5; u++)
             _mm512_storeu_si512(t + IGNIS_KP_CORR(shifts[u]),
-                                _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_sll_epi32(cs, _mm_cvtsi32_si128(shifts[u]))));
+                                _mm512_sub_epi32(IGNIS_KP_CORR_START(shifts[u]), _mm512_sll_epi32(cs, _mm_cvtsi32_si128(shifts[u]))));
     }
 }
 

@@ -16,7 +16,8 @@
  *         (elements 4d..4d+3) four times, then of its high half (16 + 4d..) four times; a
  *         256-bit broadcast load puts them in lanes 0, 2 and 1, 3
  *   1024  block j's half sums of x as floats (Q4_K's min step), c_lo four times, c_hi four times
- *   1280  the same as int32 times -32 (where Q6_K's q + 32 sums start)
+ *   1280  the same as int32 times -32, plus the bits of the float 1.5 * 2^23 (where Q6_K's
+ *         q + 32 sums start: they end as the float 12582912 + S, see IL(zd_q4_k_fma))
  *   1536  d_x of the 8 blocks, then d_x / 16 (Q4_K's high-nibble blocks) */
 
 #define IGNIS_ZT_PAT 0
@@ -39,7 +40,7 @@ static void IL(zt_tokens)(int64_t s0, int64_t s1, const uint8_t *x, uint8_t *tab
             const __m512 b = IL(zd_block_sums)(cs, j);
             _mm256_store_ps((float *)(t + IGNIS_ZT_SUMS + j * 32), _mm512_castps512_ps256(b));
             _mm256_store_si256((__m256i *)(t + IGNIS_ZT_NEG32 + j * 32), _mm512_castsi512_si256(
-                _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(_mm512_cvtps_epi32(b), 5))));
+                _mm512_sub_epi32(IGNIS_ZD_MAGIC, _mm512_slli_epi32(_mm512_cvtps_epi32(b), 5))));
         }
         IL(zd_token_scales)(xs, (float *)(t + IGNIS_ZT_DX), (float *)(t + IGNIS_ZT_DX + 32));
     }
@@ -89,7 +90,7 @@ IGNIS_INLINE void IL(q4_k_zt)(int64_t nsb, const uint8_t *const *w, const uint8_
 }
 
 /* Q6_K, 8 weight rows x RN <= 8 tokens: q6_k_zd's quants (q + 32), transposed once per block
- * for every token, the sums starting from the table's -32 * sum(x) */
+ * for every token, the sums starting from the table's 1.5 * 2^23 bits - 32 * sum(x) */
 IGNIS_INLINE void IL(q6_k_zt)(int64_t nsb, const uint8_t *const *w, const uint8_t *const *xt,
                               float *out, const int RN) {
     __m512 acc[8];
@@ -114,10 +115,11 @@ IGNIS_INLINE void IL(q6_k_zt)(int64_t nsb, const uint8_t *const *w, const uint8_
                 IL(zd_q6_k_quants)(qh, ql0, ql1, k, q);
                 IL(zd_transpose4)(q);
                 const __m512 sc = IL(zd_q6_k_sc)(_mm512_load_ps(fsc[j / 2]), _mm512_load_ps(fsc[4 + j / 2]), j);
+                const __m512 nsc = _mm512_mul_ps(sc, _mm512_set1_ps(-12582912.0f));
                 for (int t = 0; t < RN; t++) {
                     const uint8_t *tt = xt[t] + to;
                     const __m512i a = IL(zt_dots)(_mm512_broadcast_i64x4(_mm256_load_si256((const __m256i *)(tt + IGNIS_ZT_NEG32 + j * 32))), q, tt, j);
-                    acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(a), sc),
+                    acc[t] = _mm512_fmadd_ps(_mm512_fmadd_ps(_mm512_castsi512_ps(a), sc, nsc),
                                              _mm512_mul_ps(d, _mm512_set1_ps(((const float *)(tt + IGNIS_ZT_DX))[j])), acc[t]);
                 }
             }
