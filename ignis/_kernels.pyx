@@ -171,8 +171,8 @@ cdef extern from "_neon.h" nogil:
     void ignis_kq_prep_tile(int wtype, int64_t k, const uint8_t *buf, const uint8_t *tab, float *out)
     int IGNIS_ZT_SB_BYTES
     int ignis_zt_ok(int wtype, int64_t k)
-    void ignis_zt_tokens(int64_t s0, int64_t s1, const uint8_t *x, uint8_t *tab)
-    void ignis_zt_tile(int wtype, int64_t nsb, const uint8_t *const *w, int rm,
+    void ignis_zt_tokens(int64_t s0, int64_t s1, int64_t nblk, const uint8_t *x, uint8_t *tab)
+    void ignis_zt_tile(int wtype, int64_t k, const uint8_t *const *w, int rm,
                        const uint8_t *const *xt, int rn, float *out)
     void ignis_quantize_row_q16(const float *x, uint8_t *y, int64_t k)
     void ignis_tile_q16(int64_t nb, const uint8_t *const *w, int rm,
@@ -374,6 +374,8 @@ cdef enum:
     TILE = 8            # matmul tiles: up to 8 weight rows x 8 activation rows (out[j*8 + i])
     ZT_MAX_ROWS = 10    # most tokens of a matmul on decode token tables (matmul.pxi zt_wanted:
                         # the 1.5B: 9 tokens 171 ms there, 209 on prepared rows; 11-12 alike)
+    ZT32_MIN_ROWS = 3   # fewest tokens of a 32-element type's matmul on them (bench/zt_tiles.c:
+                        # Q5_0 at 1-2 tokens is as fast or faster on its own decode kernels)
     ATT_QB = 4          # attention: query tokens per work unit (each K row read once for them)
     KP_BUDGET = 1536 * 1024     # prepared weight rows: bytes per thread (within its L2)
 

@@ -16,7 +16,8 @@
 # A few tokens (decode, a speculative verify step, a small decode batch: zt_wanted) at a level
 # with decode token tables (avx512; simd/zt_decode.h): the threads first write every token's
 # table (what the decode kernels would otherwise rebuild for every 8 weight rows), then the
-# Q4_K / Q6_K tiles read them; such a matmul takes no prepared rows.
+# Q4_K / Q6_K tiles read them, and from ZT32_MIN_ROWS tokens the Q8_0 / Q5_0 / Q4_0 / IQ4_NL
+# tiles too; such a matmul takes no prepared rows.
 
 cdef inline int tile_rows(Instr *ins, int64_t n0, int64_t rs, int rm, const uint8_t **wp) noexcept nogil:
     """wp[i] = W row n0 + i*rs (i < rm, rows of one part); returns the part's weight type."""
@@ -37,10 +38,10 @@ cdef inline void matmul_tile(Ctx *c, Instr *ins, int64_t n0, int64_t rs, int rm,
     cdef const uint8_t *xp[TILE]
     cdef int64_t k = ins.k
     cdef int wtype = tile_rows(ins, n0, rs, rm, wp)
-    if zt and ignis_zt_ok(wtype, k):
+    if zt and zt_type_ok(wtype, k, ins.rows):
         for j in range(rn):
-            xp[j] = c.kp_tab + (t0 + j) * (k // 256) * IGNIS_ZT_SB_BYTES
-        ignis_zt_tile(wtype, k // 256, wp, rm, xp, rn, r)
+            xp[j] = c.kp_tab + (t0 + j) * zt_sbs(k) * IGNIS_ZT_SB_BYTES
+        ignis_zt_tile(wtype, k, wp, rm, xp, rn, r)
         return
     if wtype == T_F32 or wtype == T_F16 or wtype == T_BF16:     # the float rows, k elements
         for j in range(rn):
@@ -295,9 +296,21 @@ cdef inline void kp_group(int64_t r0, int64_t r1, int64_t Q, int g, int64_t *n0,
 
 # -- decode token tables --------------------------------------------------------------------
 
+cdef inline int64_t zt_sbs(int64_t k) noexcept nogil:
+    """Super-blocks of a decode token table of width k (the last one partial when 256 does not
+    divide k)."""
+    return (k + 255) // 256
+
+
 cdef inline int64_t zt_tab_bytes(int64_t T, int64_t k) noexcept nogil:
     """The decode token tables of T tokens of width k."""
-    return T * (k // 256) * IGNIS_ZT_SB_BYTES
+    return T * zt_sbs(k) * IGNIS_ZT_SB_BYTES
+
+
+cdef inline bint zt_type_ok(int wtype, int64_t k, int64_t rows) noexcept nogil:
+    """Whether rows of wtype and width k, in a matmul of `rows` tokens, run on decode token
+    tables: the level can, and a 32-element type has ZT32_MIN_ROWS tokens."""
+    return ignis_zt_ok(wtype, k) and (wtype == T_Q4_K or wtype == T_Q6_K or rows >= ZT32_MIN_ROWS)
 
 
 cdef inline bint zt_wanted(int64_t rows, int64_t k, const int *types, int n_types) noexcept nogil:
@@ -308,7 +321,7 @@ cdef inline bint zt_wanted(int64_t rows, int64_t k, const int *types, int n_type
     if rows > ZT_MAX_ROWS:
         return False
     for p in range(n_types):
-        n += ignis_zt_ok(types[p], k)
+        n += zt_type_ok(types[p], k, rows)
     return n == n_types if rows > TILE else n > 0
 
 
@@ -322,10 +335,10 @@ cdef bint zt_tables_ready(Ctx *c, Instr *ins) noexcept nogil:
 
 cdef void zt_fill_tables(Ctx *c, Instr *ins, int tid, int nt) noexcept nogil:
     """Thread tid's share of the (token, super-block) pairs of the decode token tables."""
-    cdef int64_t nsb = ins.k // 256, units = ins.rows * nsb
+    cdef int64_t nsb = zt_sbs(ins.k), units = ins.rows * nsb
     cdef int64_t u = units * tid // nt, u1 = units * (tid + 1) // nt, t, s1
     while u < u1:
         t = u // nsb
         s1 = _min(u1 - t * nsb, nsb)
-        ignis_zt_tokens(u - t * nsb, s1, c.qbuf + t * ins.xq_row_bytes, c.kp_tab + t * nsb * IGNIS_ZT_SB_BYTES)
+        ignis_zt_tokens(u - t * nsb, s1, ins.k // 32, c.qbuf + t * ins.xq_row_bytes, c.kp_tab + t * nsb * IGNIS_ZT_SB_BYTES)
         u = t * nsb + s1

@@ -352,13 +352,13 @@ static void IL(q8_0_4x8)(int64_t n, const uint8_t *const *w, const uint8_t *cons
 #if IGNIS_X86_512
 #  include "avx512.h"
 #  include "avx512_decode.h"   /* the Q4_K and Q6_K decode kernels */
-#  include "zt_decode.h"       /* the same on per-matmul token tables */
 #  include "kq_pairs.h"
 #endif
 #include "x86_32.h"
 #include "kquants_x86.h"
 #if IGNIS_X86_512
 #  include "kq_prep.h"      /* the K-quant tiles on rows unpacked once for many token tiles */
+#  include "zt_decode.h"    /* few-token tiles on per-matmul token tables */
 #endif
 
 /* The tile (see ignis_scalar_tile): pads rows/tokens by repeating the last pointer. avx512:

@@ -18,32 +18,43 @@
  *   1024  block j's half sums of x as floats (Q4_K's min step), c_lo four times, c_hi four times
  *   1280  the same as int32 times -32, plus the bits of the float 1.5 * 2^23 (where Q6_K's
  *         q + 32 sums start: they end as the float 12582912 + S, see IL(zd_q4_k_fma))
- *   1536  d_x of the 8 blocks, then d_x / 16 (Q4_K's high-nibble blocks) */
+ *   1536  d_x of the 8 blocks, then d_x / 16 (Q4_K's high-nibble blocks)
+ *   1600  the half sums as int32 times -8, 1856 times -16, 2112 times -128 (the starts of the
+ *         32-element types' q + 8, q + 16, q + 128 sums: Q4_0, Q5_0, Q8_0 / IQ4_NL)
+ * A width k that is not a multiple of 256 has a last, partial super-block: its blocks past k / 32
+ * are not written and not read. */
 
 #define IGNIS_ZT_PAT 0
 #define IGNIS_ZT_SUMS 1024
 #define IGNIS_ZT_NEG32 1280
 #define IGNIS_ZT_DX 1536
+#define IGNIS_ZT_NEG(u) (1600 + 256 * ((u) == 3 ? 0 : (u) == 4 ? 1 : 2))     /* u = 3, 4, 7 */
 
-/* superblocks [s0, s1) of the table of the token at x (Q8_0 row) */
-static void IL(zt_tokens)(int64_t s0, int64_t s1, const uint8_t *x, uint8_t *tab) {
-    for (int64_t s = s0; s < s1; s++) {
-        const uint8_t *xs = x + (size_t)s * 8 * IGNIS_Q8_0_BYTES;
-        uint8_t *t = tab + (size_t)s * IGNIS_ZT_SB_BYTES;
-        for (int j = 0; j < 8; j++)
-            for (int d = 0; d < 4; d++)
-                _mm256_store_si256((__m256i *)(t + IGNIS_ZT_PAT + (j * 4 + d) * 32),
-                                   _mm512_castsi512_si256(IL(zd_token_dword)(xs + j * IGNIS_Q8_0_BYTES, d)));
-        _Alignas(64) float cs[16];
-        IL(zd_token_sums)(xs, cs);
-        for (int j = 0; j < 8; j++) {
-            const __m512 b = IL(zd_block_sums)(cs, j);
-            _mm256_store_ps((float *)(t + IGNIS_ZT_SUMS + j * 32), _mm512_castps512_ps256(b));
-            _mm256_store_si256((__m256i *)(t + IGNIS_ZT_NEG32 + j * 32), _mm512_castsi512_si256(
-                _mm512_sub_epi32(IGNIS_ZD_MAGIC, _mm512_slli_epi32(_mm512_cvtps_epi32(b), 5))));
-        }
-        IL(zd_token_scales)(xs, (float *)(t + IGNIS_ZT_DX), (float *)(t + IGNIS_ZT_DX + 32));
-    }
+/* block j of a super-block's table (t) from the token's Q8_0 block xs */
+static void IL(zt_token_block)(const uint8_t *xs, uint8_t *t, int j) {
+    for (int d = 0; d < 4; d++)
+        _mm256_store_si256((__m256i *)(t + IGNIS_ZT_PAT + (j * 4 + d) * 32),
+                           _mm512_castsi512_si256(IL(zd_token_dword)(xs, d)));
+    int32_t c[2] = {0, 0};
+    for (int l = 0; l < 32; l++) c[l / 16] += (int8_t)xs[2 + l];
+    const __m256i ci = _mm256_setr_epi32(c[0], c[0], c[0], c[0], c[1], c[1], c[1], c[1]);
+    _mm256_store_ps((float *)(t + IGNIS_ZT_SUMS + j * 32), _mm256_cvtepi32_ps(ci));
+    _mm256_store_si256((__m256i *)(t + IGNIS_ZT_NEG32 + j * 32),
+                       _mm256_sub_epi32(_mm256_set1_epi32(0x4B400000), _mm256_slli_epi32(ci, 5)));
+    static const int shifts[3] = {3, 4, 7};
+    for (int u = 0; u < 3; u++)
+        _mm256_store_si256((__m256i *)(t + IGNIS_ZT_NEG(shifts[u]) + j * 32),
+                           _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(ci, shifts[u])));
+    const float dx = _cvtsh_ss(ignis_load_u16(xs));
+    ((float *)(t + IGNIS_ZT_DX))[j] = dx;
+    ((float *)(t + IGNIS_ZT_DX))[8 + j] = dx * 0.0625f;
+}
+
+/* super-blocks [s0, s1) of the table of the token at x (Q8_0 row of nblk blocks) */
+static void IL(zt_tokens)(int64_t s0, int64_t s1, int64_t nblk, const uint8_t *x, uint8_t *tab) {
+    for (int64_t s = s0; s < s1; s++)
+        for (int j = 0; j < 8 && s * 8 + j < nblk; j++)
+            IL(zt_token_block)(x + (size_t)(s * 8 + j) * IGNIS_Q8_0_BYTES, tab + (size_t)s * IGNIS_ZT_SB_BYTES, j);
 }
 
 /* the exact half sums (row-quad order) of transposed quants q[d] against block j's pattern */
@@ -129,6 +140,37 @@ IGNIS_INLINE void IL(q6_k_zt)(int64_t nsb, const uint8_t *const *w, const uint8_
     IL(z8_store)(acc, RN, out);
 }
 
+/* The 32-element one-scale types (Q8_0, Q5_0, Q4_0, IQ4_NL), 8 weight rows x RN <= 8 tokens:
+ * per block the rows' quants as unsigned bytes (IL(zp_quants): q + 128, q + 16, q + 8), rows p
+ * and p + 4 in one register and transposed once (the Q4_K tiles' row-quad order), then per
+ * token four vpdpbusd against the table's pattern from its -u * sum x start (the exact half
+ * sums q . x), and the definition's s = d * d_x, chain = fma(i, s, chain) for both halves. */
+IGNIS_INLINE void IL(z32_zt)(int64_t nb, const uint8_t *const *w, const uint8_t *const *xt, float *out,
+                             const int RN, const int WT) {
+    const int u = ignis_quant_offset_shift(WT);
+    const size_t bytes = IL(zp_bytes)(WT);
+    const __m512i quad = _mm512_setr_epi32(0, 1, 2, 3, 0, 1, 2, 3, 4, 5, 6, 7, 4, 5, 6, 7);
+    __m512 acc[8];
+    for (int t = 0; t < RN; t++) acc[t] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const size_t wo = (size_t)b * bytes, to = (size_t)(b / 8) * IGNIS_ZT_SB_BYTES;
+        const int j = (int)(b % 8);
+        __m512i q[4];
+        for (int p = 0; p < 4; p++)
+            q[p] = _mm512_inserti64x4(_mm512_castsi256_si512(IL(zp_quants)(w[p] + wo, WT)), IL(zp_quants)(w[p + 4] + wo, WT), 1);
+        IL(zd_transpose4)(q);
+        const __m512 dw = _mm512_permutexvar_ps(quad, IL(z8_f16x8)(w, wo));
+        for (int t = 0; t < RN; t++) {
+            const uint8_t *tt = xt[t] + to;
+            const __m512i a = IL(zt_dots)(_mm512_broadcast_i64x4(_mm256_load_si256((const __m256i *)(tt + IGNIS_ZT_NEG(u) + j * 32))), q, tt, j);
+            const __m512 sd = _mm512_mul_ps(dw, _mm512_set1_ps(((const float *)(tt + IGNIS_ZT_DX))[j]));
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a), sd, acc[t]);
+        }
+    }
+    for (int t = 0; t < RN; t++) acc[t] = _mm512_shuffle_f32x4(acc[t], acc[t], IGNIS_ZD_TO_Z8);
+    IL(z8_store)(acc, RN, out);
+}
+
 #define IGNIS_ZT_BY_RN(name) \
     static void IL(name##1)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(name)(n, w, x, o, 1); } \
     static void IL(name##2)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(name)(n, w, x, o, 2); } \
@@ -140,18 +182,33 @@ IGNIS_INLINE void IL(q6_k_zt)(int64_t nsb, const uint8_t *const *w, const uint8_
     static void IL(name##8)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(name)(n, w, x, o, 8); }
 IGNIS_ZT_BY_RN(q4_k_zt)
 IGNIS_ZT_BY_RN(q6_k_zt)
+#define IGNIS_Z32_ZT(name, WT) \
+    IGNIS_INLINE void IL(name)(int64_t n, const uint8_t *const *w, const uint8_t *const *xt, float *o, const int RN) { \
+        IL(z32_zt)(n, w, xt, o, RN, WT); \
+    } \
+    IGNIS_ZT_BY_RN(name)
+IGNIS_Z32_ZT(q8_0_zt, 8)
+IGNIS_Z32_ZT(q5_0_zt, 6)
+IGNIS_Z32_ZT(q4_0_zt, 2)
+IGNIS_Z32_ZT(iq4_nl_zt, 20)
 
-/* out[j*8 + i] (i < rm, j < rn <= 8): rows w[i] of wtype (Q4_K or Q6_K) against the tokens
- * whose tables are at xt[j]; the bits of IL(tile) on their Q8_0 rows */
-static void IL(zt_tile)(int wtype, int64_t nsb, const uint8_t *const *w, int rm, const uint8_t *const *xt,
+/* out[j*8 + i] (i < rm, j < rn <= 8): rows w[i] of wtype (IGNIS_ZT_TYPE) and width k against
+ * the tokens whose tables are at xt[j]; the bits of IL(tile) on their Q8_0 rows */
+static void IL(zt_tile)(int wtype, int64_t k, const uint8_t *const *w, int rm, const uint8_t *const *xt,
                         int rn, float *out) {
-    static const ignis_kernel_fn ks[2][8] = {
+    static const ignis_kernel_fn ks[6][8] = {
         {IL(q4_k_zt1), IL(q4_k_zt2), IL(q4_k_zt3), IL(q4_k_zt4), IL(q4_k_zt5), IL(q4_k_zt6), IL(q4_k_zt7), IL(q4_k_zt8)},
-        {IL(q6_k_zt1), IL(q6_k_zt2), IL(q6_k_zt3), IL(q6_k_zt4), IL(q6_k_zt5), IL(q6_k_zt6), IL(q6_k_zt7), IL(q6_k_zt8)}};
+        {IL(q6_k_zt1), IL(q6_k_zt2), IL(q6_k_zt3), IL(q6_k_zt4), IL(q6_k_zt5), IL(q6_k_zt6), IL(q6_k_zt7), IL(q6_k_zt8)},
+        {IL(q8_0_zt1), IL(q8_0_zt2), IL(q8_0_zt3), IL(q8_0_zt4), IL(q8_0_zt5), IL(q8_0_zt6), IL(q8_0_zt7), IL(q8_0_zt8)},
+        {IL(q5_0_zt1), IL(q5_0_zt2), IL(q5_0_zt3), IL(q5_0_zt4), IL(q5_0_zt5), IL(q5_0_zt6), IL(q5_0_zt7), IL(q5_0_zt8)},
+        {IL(q4_0_zt1), IL(q4_0_zt2), IL(q4_0_zt3), IL(q4_0_zt4), IL(q4_0_zt5), IL(q4_0_zt6), IL(q4_0_zt7), IL(q4_0_zt8)},
+        {IL(iq4_nl_zt1), IL(iq4_nl_zt2), IL(iq4_nl_zt3), IL(iq4_nl_zt4), IL(iq4_nl_zt5), IL(iq4_nl_zt6), IL(iq4_nl_zt7),
+         IL(iq4_nl_zt8)}};
+    const int which = wtype == 12 ? 0 : wtype == 14 ? 1 : wtype == 8 ? 2 : wtype == 6 ? 3 : wtype == 2 ? 4 : 5;
     const uint8_t *wp[8];
     for (int i = 0; i < 8; i++) wp[i] = w[i < rm ? i : rm - 1];
     float tmp[IGNIS_TILE * IGNIS_TILE];
-    ks[wtype == 14][rn - 1](nsb, wp, xt, tmp);
+    ks[which][rn - 1](which < 2 ? k / 256 : k / 32, wp, xt, tmp);
     for (int j = 0; j < rn; j++)
         for (int i = 0; i < rm; i++) out[j * IGNIS_TILE + i] = tmp[j * IGNIS_TILE + i];
 }

@@ -211,45 +211,50 @@ static void make_weights_k(int type, uint8_t *w, int nsb) {
     else make_weights(type, w, IGNIS_IS_KX(type) || type == 12 || type == 14 ? nsb : 8 * nsb);
 }
 
-/* The decode token tables (the avx512 level's Q4_K / Q6_K tiles of up to 8 tokens,
- * simd/zt_decode.h): zt_tokens written in two pieces (as two threads split them), zt_tile of rm
- * rows and rn tokens == the scalar dots; the tables are rewritten over the same memory. */
+/* The decode token tables (the avx512 level's tiles of up to 8 tokens, simd/zt_decode.h):
+ * zt_tokens written in two pieces (as two threads split them), zt_tile of rm rows and rn tokens
+ * == the scalar dots; Q4_K / Q6_K over whole super-blocks, Q8_0 / Q5_0 / Q4_0 / IQ4_NL over any
+ * number of 32-element blocks (a partial last super-block); the tables are rewritten over the
+ * same memory. */
 static void check_zt(void) {
     enum { MAXS = 6 };
-    static uint8_t w[8][MAXS * 210], x[8][MAXS * 8 * 34];
+    static uint8_t w[8][MAXS * 8 * 34], x[8][MAXS * 8 * 34];
     static _Alignas(64) uint8_t tab[8][MAXS * IGNIS_ZT_SB_BYTES];
+    static const int types[6] = {12, 14, 8, 6, 2, 20};
     int bad = 0, tiles = 0;
     if (!ignis_zt_ok(12, 256)) {
         report("zt", 1, "this level has no decode token tables (it runs the plain tiles)");
         return;
     }
-    for (int it = 0; it < 400; it++) {
-        const int nsb = rndi(1, MAXS), wt = it % 2 ? 14 : 12, rm = rndi(1, 8), rn = rndi(1, 8);
+    for (int it = 0; it < 1200; it++) {
+        const int wt = types[it % 6], kq = wt == 12 || wt == 14, rm = rndi(1, 8), rn = rndi(1, 8);
+        const int nblk = kq ? 8 * rndi(1, MAXS) : rndi(1, 8 * MAXS), nsb = (nblk + 7) / 8;
         const uint8_t *wp[8], *xt[8];
         for (int i = 0; i < 8; i++) {
-            make_weights(wt, w[i], nsb);
+            if (wt == 2 || wt == 20) make_weights32(wt, w[i], nblk);
+            else make_weights(wt, w[i], kq ? nblk / 8 : nblk);
             wp[i] = w[i];
         }
         for (int j = 0; j < rn; j++) {
-            make_act(x[j], nsb * 8, it % 4 == 0 ? 127 : 0);
+            make_act(x[j], nblk, it % 4 == 0 ? 127 : 0);
             const int cut = rndi(0, nsb);
-            ignis_zt_tokens(cut, nsb, x[j], tab[j]);
-            ignis_zt_tokens(0, cut, x[j], tab[j]);
+            ignis_zt_tokens(cut, nsb, nblk, x[j], tab[j]);
+            ignis_zt_tokens(0, cut, nblk, x[j], tab[j]);
             xt[j] = tab[j];
         }
         float out[64];
-        ignis_zt_tile(wt, nsb, wp, rm, xt, rn, out);
+        ignis_zt_tile(wt, 32 * (int64_t)nblk, wp, rm, xt, rn, out);
         tiles++;
         for (int i = 0; i < rm; i++)
             for (int j = 0; j < rn; j++)
-                if (ignis_f32_bits(out[j * 8 + i]) != ignis_f32_bits(ignis_scalar_vec_dot(wt, nsb, wp[i], x[j]))) {
+                if (ignis_f32_bits(out[j * 8 + i]) != ignis_f32_bits(ignis_scalar_vec_dot(wt, kq ? nblk / 8 : nblk, wp[i], x[j]))) {
                     bad++;
                     i = rm;
                     break;
                 }
     }
-    report("zt", bad == 0, "%d Q4_K / Q6_K tiles on decode token tables (1-8 rows, 1-8 tokens), %d differ from the scalar bits",
-           tiles, bad);
+    report("zt", bad == 0, "%d tiles on decode token tables (Q4_K, Q6_K, Q8_0, Q5_0, Q4_0, IQ4_NL; 1-8 rows, 1-8 tokens), "
+           "%d differ from the scalar bits", tiles, bad);
 }
 
 /* The prepared rows of every quantized type (the avx512 level's prefill, simd/kq_prep.h): kq_prep of
