@@ -374,8 +374,8 @@ cdef enum:
     TILE = 8            # matmul tiles: up to 8 weight rows x 8 activation rows (out[j*8 + i])
     ZT_MAX_ROWS = 10    # most tokens of a matmul on decode token tables (matmul.pxi zt_wanted:
                         # the 1.5B: 9 tokens 171 ms there, 209 on prepared rows; 11-12 alike)
-    ZT32_MIN_ROWS = 3   # fewest tokens of a 32-element type's matmul on them (bench/zt_tiles.c:
-                        # Q5_0 at 1-2 tokens is as fast or faster on its own decode kernels)
+    ZT32_MIN_ROWS = 2   # fewest tokens of a 32-element type's matmul on them (bench/zt_tiles.c:
+                        # Q5_0 2 tokens 1.2x its plain tile; one token reads memory anyway)
     ATT_QB = 4          # attention: query tokens per work unit (each K row read once for them)
     KP_BUDGET = 1536 * 1024     # prepared weight rows: bytes per thread (within its L2)
 

@@ -140,6 +140,23 @@ IGNIS_INLINE void IL(q6_k_zt)(int64_t nsb, const uint8_t *const *w, const uint8_
     IL(z8_store)(acc, RN, out);
 }
 
+/* one block of rows a and b of a 32-element type as unsigned quants, [a 0..15 | a 16..31 | b
+ * 0..15 | b 16..31]: Q5_0 and Q4_0 from both rows' nibbles at once (IL(zn_nibbles) leaves
+ * [a lo | b lo | a hi | b hi], one lane shuffle restores the order, and then Q5_0's fifth bits
+ * are simply qh of a, then of b) */
+IGNIS_INLINE __m512i IL(zt_quant_pair)(const uint8_t *a, const uint8_t *b, const int WT) {
+    if (WT == 6 || WT == 2) {
+        const int at = WT == 6 ? 6 : 2;
+        __m512i q = IL(zn_nibbles)(a + at, b + at);
+        q = _mm512_shuffle_i64x2(q, q, _MM_SHUFFLE(3, 1, 2, 0));
+        if (WT == 6)
+            q = _mm512_mask_add_epi8(q, (__mmask64)(ignis_load_u32(a + 2) | (uint64_t)ignis_load_u32(b + 2) << 32), q,
+                                     _mm512_set1_epi8(16));
+        return q;
+    }
+    return _mm512_inserti64x4(_mm512_castsi256_si512(IL(zp_quants)(a, WT)), IL(zp_quants)(b, WT), 1);
+}
+
 /* The 32-element one-scale types (Q8_0, Q5_0, Q4_0, IQ4_NL), 8 weight rows x RN <= 8 tokens:
  * per block the rows' quants as unsigned bytes (IL(zp_quants): q + 128, q + 16, q + 8), rows p
  * and p + 4 in one register and transposed once (the Q4_K tiles' row-quad order), then per
@@ -156,8 +173,7 @@ IGNIS_INLINE void IL(z32_zt)(int64_t nb, const uint8_t *const *w, const uint8_t 
         const size_t wo = (size_t)b * bytes, to = (size_t)(b / 8) * IGNIS_ZT_SB_BYTES;
         const int j = (int)(b % 8);
         __m512i q[4];
-        for (int p = 0; p < 4; p++)
-            q[p] = _mm512_inserti64x4(_mm512_castsi256_si512(IL(zp_quants)(w[p] + wo, WT)), IL(zp_quants)(w[p + 4] + wo, WT), 1);
+        for (int p = 0; p < 4; p++) q[p] = IL(zt_quant_pair)(w[p] + wo, w[p + 4] + wo, WT);
         IL(zd_transpose4)(q);
         const __m512 dw = _mm512_permutexvar_ps(quad, IL(z8_f16x8)(w, wo));
         for (int t = 0; t < RN; t++) {
