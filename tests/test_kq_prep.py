@@ -4,7 +4,8 @@ scalar level, which is the definition: the bits must be equal for every epilogue
 residual add, SwiGLU, GeGLU, the qkv split), 9..64 tokens (T not a multiple of 8), rows not a
 multiple of 8, weights given as parts that mix the prepared types and others (so prepared and plain
 tiles meet in one matmul), and 1 or 2 threads. The same cases at 1..10 tokens check the decode
-token tables (simd/zt_decode.h: Q4_K / Q6_K tiles of a decode or speculative verify step)."""
+token tables (simd/zt_decode.h: the Q4_K / Q6_K / Q8_0 / Q5_0 / Q4_0 / IQ4_NL tiles of a decode or
+speculative verify step), also at a width that leaves a partial last super-block."""
 import numpy as np
 import pytest
 
@@ -96,11 +97,11 @@ CASES = [
 ]
 
 
-def check_levels(level, epi, sizes, types, token_counts):
+def check_levels(level, epi, sizes, types, token_counts, k=None):
     before = K.isa()
     try:
         r = np.random.default_rng(sum(sizes) * 31 + len(types))
-        k = 512 if epi != "qkv" else 256
+        k = k or (512 if epi != "qkv" else 256)
         n = sum(sizes)
         ws = [weight(r, t, m, k) for t, m in zip(types, sizes)]
         for T in token_counts:
@@ -135,12 +136,25 @@ def test_prepared_rows_give_the_scalar_bits(level, epi, sizes, types):
 @pytest.mark.parametrize("level", LEVELS or ["(none)"])
 @pytest.mark.parametrize("epi,sizes,types", CASES, ids=IDS)
 def test_few_tokens_give_the_scalar_bits(level, epi, sizes, types):
-    """Decode and verify steps (1..10 tokens): Q4_K / Q6_K parts on the decode token tables
-    where the level has them, beside parts of other types on the plain tiles (9 and 10 tokens:
-    on the tables only when every part is Q4_K / Q6_K, else on prepared rows)."""
+    """Decode and verify steps (1..10 tokens): the parts of the types with decode token tiles
+    on the tables where the level has them (the 32-element ones from 2 tokens), beside parts of
+    other types on the plain tiles (9 and 10 tokens: on the tables only when every part can,
+    else on prepared rows)."""
     if level == "(none)":
         pytest.skip("this CPU runs no SIMD level of this build")
     check_levels(level, epi, sizes, types, (1, 2, 3, 4, 5, 8, 9, 10))
+
+
+@pytest.mark.parametrize("level", LEVELS or ["(none)"])
+@pytest.mark.parametrize("epi,sizes,types", [("store", [21, 19, 13], [Q8_0, Q5_0, Q4_0]),
+                                             ("add", [29], [IQ4_NL]),
+                                             ("swiglu", [37, 37], [Q5_0, Q8_0])])
+def test_few_tokens_on_a_partial_super_block(level, epi, sizes, types):
+    """The 32-element types' token tables at a width of 11 blocks (352: two super-blocks, the
+    second holding 3 blocks, as the default model's 896 holds 28)."""
+    if level == "(none)":
+        pytest.skip("this CPU runs no SIMD level of this build")
+    check_levels(level, epi, sizes, types, (1, 2, 3, 5, 8, 10), k=352)
 
 
 @pytest.mark.parametrize("level", LEVELS or ["(none)"])

@@ -1,7 +1,7 @@
-/* zt_decode.h -- Q4_K and Q6_K weights against a few tokens (decode, a speculative verify
- * step: up to 8) read from per-matmul token tables (included by x86.h after avx512_decode.h,
- * inside the AVX-512 target region). Same arithmetic as the definitions in simd/defs.h; they
- * give its bits.
+/* zt_decode.h -- Q4_K, Q6_K and the 32-element one-scale types (Q8_0, Q5_0, Q4_0, IQ4_NL)
+ * against a few tokens (decode, a speculative verify step: up to 8) read from per-matmul token
+ * tables (included by x86.h after kq_prep.h, inside the AVX-512 target region). Same arithmetic
+ * as the definitions in simd/defs.h; they give its bits.
  *
  * Why tables: the zd kernels (avx512_decode.h) spread each token block into the lanes of
  * the transposed row pairs (a broadcast and a masked broadcast per dword) and rebuild the
