@@ -10,6 +10,13 @@
  * unsigned by signed bytes: unsigned quants meet the token as it is; signed ones meet the
  * token offset to x + 128 (x ^ 0x80), the sum starting from -128 * sum(w) of the half. */
 
+/* Exact integer sums to floats without a conversion (the half and block rules' tiles): sums
+ * started from IGNIS_MAGIC_BITS, the bits of the float 1.5 * 2^23, end for |S| < 2^22 as the
+ * float 12582912 + S exactly; then fma(that, sc, IL(magic_neg)(sc)) = fma(that, sc, -12582912 *
+ * sc) (exact for an integer |sc| < 2^22 / 3) rounds S * sc once, as (float)S * sc would. */
+#define IGNIS_MAGIC_BITS 0x4B400000
+IGNIS_INLINE __m512 IL(magic_neg)(__m512 sc) { return _mm512_mul_ps(sc, _mm512_set1_ps(-12582912.0f)); }
+
 /* The decode entry points name##_zn1..4 of a kernel taking the token count RN (and any
  * further arguments): the tile's table picks one by the number of tokens. */
 #ifndef IGNIS_ZN_BY_RN

@@ -186,16 +186,13 @@ IGNIS_INLINE void IL(zd_q4_k_pair)(const uint8_t *const *w, size_t wo, int jp, f
     scm[1] = IL(zd_quads)(sf[0] + 4 * j1, sf[1] + 4 * j1);
     scm[2] = IL(zd_quads)(sf[0] + 32 + 4 * j0, sf[1] + 32 + 4 * j0);
     scm[3] = IL(zd_quads)(sf[0] + 32 + 4 * j1, sf[1] + 32 + 4 * j1);
-    scm[4] = _mm512_mul_ps(scm[0], _mm512_set1_ps(-12582912.0f));
-    scm[5] = _mm512_mul_ps(scm[1], _mm512_set1_ps(-12582912.0f));
+    scm[4] = IL(magic_neg)(scm[0]);
+    scm[5] = IL(magic_neg)(scm[1]);
 }
 
 /* the definition's last steps of blocks 2jp, 2jp + 1 for one token: its exact half sums alo,
- * ahi (16x), started from the bits of the float 1.5 * 2^23 (IGNIS_ZD_MAGIC: they end as the
- * float 12582912 + S, |S| < 2^22, and fma(that, sc, -12582912 * sc) (scm[4], scm[5]) rounds
- * S * sc once, as the conversion and product would), scales dx0, dx1 and dx1 / 16 (dx1s), the
- * blocks' half sums of x b0, b1 */
-#define IGNIS_ZD_MAGIC _mm512_set1_epi32(0x4B400000)
+ * ahi (16x), started from IGNIS_MAGIC_BITS (avx512.h; scm[4], scm[5] the IL(magic_neg) of the
+ * scales), scales dx0, dx1 and dx1 / 16 (dx1s), the blocks' half sums of x b0, b1 */
 IGNIS_INLINE __m512 IL(zd_q4_k_fma)(__m512 a, __m512i alo, __m512i ahi, const __m512 *scm, __m512 d, __m512 dmin,
                                     __m512 dx0, __m512 dx1, __m512 dx1s, __m512 b0, __m512 b1) {
     a = _mm512_fmadd_ps(_mm512_fmadd_ps(_mm512_castsi512_ps(alo), scm[0], scm[4]), _mm512_mul_ps(d, dx0), a);
@@ -233,7 +230,8 @@ IGNIS_INLINE void IL(q4_k_zd)(int64_t nsb, const uint8_t *const *w, const uint8_
             const int j0 = 2 * jp, j1 = 2 * jp + 1;
             for (int t = 0; t < RN; t++) {
                 const uint8_t *xb = x[t] + xo + j0 * IGNIS_Q8_0_BYTES;
-                const __m512i alo = IL(zd_dots_t)(IGNIS_ZD_MAGIC, qlo, xb), ahi = IL(zd_dots_t)(IGNIS_ZD_MAGIC, qhi, xb + IGNIS_Q8_0_BYTES);
+                const __m512i alo = IL(zd_dots_t)(_mm512_set1_epi32(IGNIS_MAGIC_BITS), qlo, xb),
+                             ahi = IL(zd_dots_t)(_mm512_set1_epi32(IGNIS_MAGIC_BITS), qhi, xb + IGNIS_Q8_0_BYTES);
                 acc[t] = IL(zd_q4_k_fma)(acc[t], alo, ahi, scm, d, dmin, _mm512_set1_ps(dxf[t][j0]),
                                          _mm512_set1_ps(dxf[t][j1]), _mm512_set1_ps(dx16[t][j1]),
                                          IL(zd_block_sums)(cs[t], j0), IL(zd_block_sums)(cs[t], j1));

@@ -119,8 +119,9 @@ IGNIS_INLINE void IL(kp_unpack)(const uint8_t *const *w, size_t wo, int jb, __m5
 
 /* The exact half sums q . x of pair p (tokens 2p, 2p + 1) against the unpacked rows w2, whose
  * quants carry the type's offset u (ignis_quant_offset_shift; 0: none): *al (lo half), *ah (hi
- * half). (q + u) . x - u sum x = q . x: the sums start at the table's -u sum x (corr,
- * IGNIS_KP_CORR) when given, else u times the half sums (cs, int32) is subtracted at the end.
+ * half). (q + u) . x - u sum x = q . x: IL(kp_pair_sums) starts the sums at the table's -u sum x
+ * (corr, IGNIS_KP_CORR) when given, else at start (zero or IGNIS_MAGIC_BITS) and subtracts u
+ * times the half sums (cs, int32) at the end.
  * w2 may be registers or memory: unaligned loads (a prepared buffer need not be 64-byte aligned). */
 IGNIS_INLINE void IL(kp_pair_sums_from)(__m512i l, __m512i h, const __m512i *w2, const uint64_t xi[4][8],
                                         int p, __m512i *al, __m512i *ah) {
@@ -134,30 +135,11 @@ IGNIS_INLINE void IL(kp_pair_sums_from)(__m512i l, __m512i h, const __m512i *w2,
 }
 
 IGNIS_INLINE void IL(kp_pair_sums)(const __m512i *w2, const uint64_t xi[4][8], const uint64_t cs[4][2],
-                                   const uint64_t (*corr)[2], int p, __m512i *al, __m512i *ah, const int WT) {
-    const int ushift = ignis_quant_offset_shift(WT), start = ushift && corr != NULL;
-    __m512i l = start ? _mm512_set1_epi64((long long)corr[p][0]) : _mm512_setzero_si512();
-    __m512i h = start ? _mm512_set1_epi64((long long)corr[p][1]) : _mm512_setzero_si512();
-    IL(kp_pair_sums_from)(l, h, w2, xi, p, &l, &h);
-    if (ushift && !start) {
-        l = _mm512_sub_epi32(l, _mm512_slli_epi32(_mm512_set1_epi64((long long)cs[p][0]), ushift));
-        h = _mm512_sub_epi32(h, _mm512_slli_epi32(_mm512_set1_epi64((long long)cs[p][1]), ushift));
-    }
-    *al = l;
-    *ah = h;
-}
-
-/* IL(kp_pair_sums) with the sums starting from the bits of 1.5 * 2^23, magic: from corr when
- * given (the table's sections for the half rule's offsets hold them already, IGNIS_KP_CORR_START) */
-IGNIS_INLINE void IL(kp_pair_sums_magic)(const __m512i *w2, const uint64_t xi[4][8], const uint64_t cs[4][2],
-                                         const uint64_t (*corr)[2], int p, __m512i magic, __m512i *al,
-                                         __m512i *ah, const int WT) {
+                                   const uint64_t (*corr)[2], int p, __m512i start, __m512i *al, __m512i *ah,
+                                   const int WT) {
     const int ushift = ignis_quant_offset_shift(WT), from_corr = ushift && corr != NULL;
-    __m512i l = magic, h = magic;
-    if (from_corr) {
-        l = _mm512_set1_epi64((long long)corr[p][0]);
-        h = _mm512_set1_epi64((long long)corr[p][1]);
-    }
+    __m512i l = from_corr ? _mm512_set1_epi64((long long)corr[p][0]) : start;
+    __m512i h = from_corr ? _mm512_set1_epi64((long long)corr[p][1]) : start;
     IL(kp_pair_sums_from)(l, h, w2, xi, p, &l, &h);
     if (ushift && !from_corr) {
         l = _mm512_sub_epi32(l, _mm512_slli_epi32(_mm512_set1_epi64((long long)cs[p][0]), ushift));
@@ -178,16 +160,13 @@ IGNIS_INLINE void IL(kp_block_tab)(const __m512i *w2, const __m512 *sc, __m512 d
     const int has_min = WT == 12 || WT == 10;
     const __m512 scl = _mm512_loadu_ps(&sc[0]), sch = _mm512_loadu_ps(&sc[1]);
     const __m512 mnl = _mm512_loadu_ps(&sc[2]), mnh = _mm512_loadu_ps(&sc[3]);
-    /* the half sums S start from the bits of the float 1.5 * 2^23 (|S| < 2^22 for every type here),
-       so they end as the float 12582912 + S exactly, and fma(that, sc, -12582912 * sc) is S * sc
-       exactly (|S * sc| < 2^24; -12582912 * sc is exact): the product of the definition without
-       the conversion */
-    const __m512 nscl = _mm512_mul_ps(scl, _mm512_set1_ps(-12582912.0f));
-    const __m512 nsch = _mm512_mul_ps(sch, _mm512_set1_ps(-12582912.0f));
-    const __m512i magic = _mm512_set1_epi32(0x4B400000);
+    /* the half sums start from IGNIS_MAGIC_BITS (avx512.h; |S| < 2^22 for every type here, and
+       the table's corr sections for Q3_K, Q6_K hold it already: IGNIS_KP_CORR_START), so one fma
+       gives the definition's S * sc without the conversion */
+    const __m512 nscl = IL(magic_neg)(scl), nsch = IL(magic_neg)(sch);
     for (int p = 0; p < 4; p++) {
         __m512i al, ah;
-        IL(kp_pair_sums_magic)(w2, xi, cs, corr, p, magic, &al, &ah, WT);
+        IL(kp_pair_sums)(w2, xi, cs, corr, p, _mm512_set1_epi32(IGNIS_MAGIC_BITS), &al, &ah, WT);
         const __m512i cl = _mm512_set1_epi64((long long)cs[p][0]), ch = _mm512_set1_epi64((long long)cs[p][1]);
         double dxp;
         memcpy(&dxp, &dx[2 * p], 8);
@@ -241,15 +220,14 @@ IGNIS_INLINE void IL(br_block_tab)(const __m512i *w2, __m512 sc, __m512 mn, cons
                                    const uint64_t cs[4][2], const float *dx, const float *y,
                                    const uint64_t (*corr)[2], int par, IL(br_state) *st, const int WT,
                                    const int P0, const int P1) {
-    /* Q4_K, Q5_K (no quant offset): the sums start from the bits of the float 1.5 * 2^23, so that
-       (for |S| < 2^22) they end as the float 12582912 + S exactly, and fma(that, sc, -12582912 * sc)
-       is S * sc exactly (both products exact): (float)A without the conversion */
+    /* Q4_K, Q5_K (no quant offset): the sums start from IGNIS_MAGIC_BITS (avx512.h), once for a
+       pair's lo + hi, so one fma gives (float)A * sc (exact here) without the conversion */
     const int magic = ignis_quant_offset_shift(WT) == 0;
-    const __m512 nsc = _mm512_mul_ps(sc, _mm512_set1_ps(-12582912.0f));
+    const __m512 nsc = IL(magic_neg)(sc);
     for (int p = P0; p < P1; p++) {
         __m512i al, ah;
-        if (magic) IL(kp_pair_sums_from)(_mm512_set1_epi32(0x4B400000), _mm512_setzero_si512(), w2, xi, p, &al, &ah);
-        else IL(kp_pair_sums)(w2, xi, cs, corr, p, &al, &ah, WT);
+        if (magic) IL(kp_pair_sums_from)(_mm512_set1_epi32(IGNIS_MAGIC_BITS), _mm512_setzero_si512(), w2, xi, p, &al, &ah);
+        else IL(kp_pair_sums)(w2, xi, cs, corr, p, _mm512_setzero_si512(), &al, &ah, WT);
         double dxp;
         memcpy(&dxp, &dx[2 * p], 8);
         const __m512 a = magic ? _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_add_epi32(al, ah)), sc, nsc)

@@ -50,9 +50,9 @@ IGNIS_INLINE void IL(kp_prep_rows)(int64_t nsb, const uint8_t *const *w, uint8_t
  * there, which takes the offset back with no work per tile (for the half rule's Q3_K (u = 2)
  * and Q6_K (u = 5) plus the bits of 1.5 * 2^23, IGNIS_KP_CORR_START); then the block rule's
  * (float)(sum x) * d_x of the 8 tokens (32 B at IGNIS_KP_Y) */
-/* where the sums of the types with quant offset 1 << u start before -(sum x << u): the bits of
- * 1.5 * 2^23 for the half rule's u = 2, 5 (IL(kp_block_tab)), zero for the others */
-#define IGNIS_KP_CORR_START(u) _mm512_set1_epi32((u) == 2 || (u) == 5 ? 0x4B400000 : 0)
+/* where the sums of the types with quant offset 1 << u start before -(sum x << u):
+ * IGNIS_MAGIC_BITS for the half rule's u = 2, 5 (IL(kp_block_tab)), zero for the others */
+#define IGNIS_KP_CORR_START(u) _mm512_set1_epi32((u) == 2 || (u) == 5 ? IGNIS_MAGIC_BITS : 0)
 
 IGNIS_INLINE void IL(kp_tokens_all)(int64_t nblk, const uint8_t *const *x, uint8_t *tab) {
     static const int shifts[5] = {2, 3, 4, 5, 7};
@@ -183,7 +183,7 @@ IGNIS_INLINE void IL(zp_run)(int64_t nb, const uint8_t *buf, const uint8_t *tab,
         const __m512 d = _mm512_loadu_ps(q + 512), m = _mm512_loadu_ps(q + 576);
         for (int p = 0; p < 4; p++) {
             __m512i al, ah;
-            IL(kp_pair_sums)((const __m512i *)q, xi, cs, corr, p, &al, &ah, WT);
+            IL(kp_pair_sums)((const __m512i *)q, xi, cs, corr, p, _mm512_setzero_si512(), &al, &ah, WT);
             const __m512i cl = _mm512_set1_epi64((long long)cs[p][0]), ch = _mm512_set1_epi64((long long)cs[p][1]);
             double dxp;
             memcpy(&dxp, &dx[2 * p], 8);

@@ -16,8 +16,8 @@
  *         (elements 4d..4d+3) four times, then of its high half (16 + 4d..) four times; a
  *         256-bit broadcast load puts them in lanes 0, 2 and 1, 3
  *   1024  block j's half sums of x as floats (Q4_K's min step), c_lo four times, c_hi four times
- *   1280  the same as int32 times -32, plus the bits of the float 1.5 * 2^23 (where Q6_K's
- *         q + 32 sums start: they end as the float 12582912 + S, see IL(zd_q4_k_fma))
+ *   1280  the same as int32 times -32, plus IGNIS_MAGIC_BITS (where Q6_K's q + 32
+ *         sums start: they end as the float 12582912 + S, see avx512.h)
  *   1536  d_x of the 8 blocks, then d_x / 16 (Q4_K's high-nibble blocks)
  *   1600  the half sums as int32 times -8, 1856 times -16, 2112 times -128 (the starts of the
  *         32-element types' q + 8, q + 16, q + 128 sums: Q4_0, Q5_0, Q8_0 / IQ4_NL)
@@ -40,7 +40,7 @@ static void IL(zt_token_block)(const uint8_t *xs, uint8_t *t, int j) {
     const __m256i ci = _mm256_setr_epi32(c[0], c[0], c[0], c[0], c[1], c[1], c[1], c[1]);
     _mm256_store_ps((float *)(t + IGNIS_ZT_SUMS + j * 32), _mm256_cvtepi32_ps(ci));
     _mm256_store_si256((__m256i *)(t + IGNIS_ZT_NEG32 + j * 32),
-                       _mm256_sub_epi32(_mm256_set1_epi32(0x4B400000), _mm256_slli_epi32(ci, 5)));
+                       _mm256_sub_epi32(_mm256_set1_epi32(IGNIS_MAGIC_BITS), _mm256_slli_epi32(ci, 5)));
     static const int shifts[3] = {3, 4, 7};
     for (int u = 0; u < 3; u++)
         _mm256_store_si256((__m256i *)(t + IGNIS_ZT_NEG(shifts[u]) + j * 32),
@@ -90,7 +90,8 @@ IGNIS_INLINE void IL(q4_k_zt)(int64_t nsb, const uint8_t *const *w, const uint8_
             for (int t = 0; t < RN; t++) {
                 const uint8_t *tt = xt[t] + to;
                 const float *dx = (const float *)(tt + IGNIS_ZT_DX);
-                acc[t] = IL(zd_q4_k_fma)(acc[t], IL(zt_dots)(IGNIS_ZD_MAGIC, qlo, tt, j0), IL(zt_dots)(IGNIS_ZD_MAGIC, qhi, tt, j1), scm, d, dmin,
+                acc[t] = IL(zd_q4_k_fma)(acc[t], IL(zt_dots)(_mm512_set1_epi32(IGNIS_MAGIC_BITS), qlo, tt, j0),
+                                         IL(zt_dots)(_mm512_set1_epi32(IGNIS_MAGIC_BITS), qhi, tt, j1), scm, d, dmin,
                                          _mm512_set1_ps(dx[j0]), _mm512_set1_ps(dx[j1]), _mm512_set1_ps(dx[8 + j1]),
                                          IL(zt_sums)(tt, j0), IL(zt_sums)(tt, j1));
             }
@@ -126,7 +127,7 @@ IGNIS_INLINE void IL(q6_k_zt)(int64_t nsb, const uint8_t *const *w, const uint8_
                 IL(zd_q6_k_quants)(qh, ql0, ql1, k, q);
                 IL(zd_transpose4)(q);
                 const __m512 sc = IL(zd_q6_k_sc)(_mm512_load_ps(fsc[j / 2]), _mm512_load_ps(fsc[4 + j / 2]), j);
-                const __m512 nsc = _mm512_mul_ps(sc, _mm512_set1_ps(-12582912.0f));
+                const __m512 nsc = IL(magic_neg)(sc);
                 for (int t = 0; t < RN; t++) {
                     const uint8_t *tt = xt[t] + to;
                     const __m512i a = IL(zt_dots)(_mm512_broadcast_i64x4(_mm256_load_si256((const __m256i *)(tt + IGNIS_ZT_NEG32 + j * 32))), q, tt, j);
