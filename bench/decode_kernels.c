@@ -56,20 +56,28 @@ static void fix_scales(const wtype_info *t, uint8_t *w, size_t nblocks) {
 }
 
 /* rows [r0, r1) as matmul_rows does: 8 interleaved streams, then the leftover rows */
+static const uint8_t *zt_table;   /* the token's decode table where the runtime reads one */
+
+static void one_tile(const wtype_info *t, int64_t nblk, const uint8_t *const *wp, int rm, const uint8_t *x, float *out) {
+    const uint8_t *xp[1] = {x};
+    if (zt_table) ignis_zt_tile(t->wtype, nblk * t->elems, wp, rm, &zt_table, 1, out);
+    else ignis_tile(t->wtype, nblk, wp, rm, xp, 1, out);
+}
+
 static void rows_pass(const wtype_info *t, const uint8_t *w, size_t row_bytes, int64_t nblk,
                       const uint8_t *x, float *y, int64_t r0, int64_t r1) {
     const int64_t Q = (r1 - r0) / 8;
-    const uint8_t *wp[8], *xp[1] = {x};
+    const uint8_t *wp[8];
     float out[64];
     for (int64_t i = 0; i < Q; i++) {
         for (int k = 0; k < 8; k++) wp[k] = w + (size_t)(r0 + i + k * Q) * row_bytes;
-        ignis_tile(t->wtype, nblk, wp, 8, xp, 1, out);
+        one_tile(t, nblk, wp, 8, x, out);
         for (int k = 0; k < 8; k++) y[r0 + i + k * Q] = out[k];
     }
     for (int64_t n = r0 + 8 * Q; n < r1; n += 8) {
         int rm = r1 - n < 8 ? (int)(r1 - n) : 8;
         for (int k = 0; k < rm; k++) wp[k] = w + (size_t)(n + k) * row_bytes;
-        ignis_tile(t->wtype, nblk, wp, rm, xp, 1, out);
+        one_tile(t, nblk, wp, rm, x, out);
         for (int k = 0; k < rm; k++) y[n + k] = out[k];
     }
 }
@@ -133,6 +141,16 @@ int main(int argc, char **argv) {
         float *xf = malloc(sizeof(float) * K), *y = malloc(sizeof(float) * rows);
         for (int64_t i = 0; i < K; i++) xf[i] = (float)((int)(rnd64() % 2001) - 1000) / 1000.0f;
         ignis_quantize_row_q8_0(xf, x, K);
+        /* one token: the runtime reads the K-quants that have decode token tables (Q4_K, Q6_K,
+           Q2_K, Q3_K) from one (ZT32_MIN_ROWS keeps the 32-element types on their own kernels at
+           one token); DK_PLAIN=1 times the plain tiles instead */
+        uint8_t *tab = NULL;
+        zt_table = NULL;
+        if (ignis_zt_ok(t->wtype, K) && t->elems == 256 && !getenv("DK_PLAIN")) {
+            tab = aligned_alloc(64, (size_t)((K + 255) / 256) * IGNIS_ZT_SB_BYTES);
+            ignis_zt_tokens(0, (K + 255) / 256, K / 32, x, tab);
+            zt_table = tab;
+        }
         double best = 0;
         for (int p = 0; p < passes; p++) {
             double t0 = now();
@@ -147,7 +165,7 @@ int main(int argc, char **argv) {
         }
         printf("%-7s %6.1f GB/s  %5.1f %% of the probe  (%lld rows x %lld)\n", t->name, best / 1e9,
                100.0 * best / bw, (long long)rows, (long long)K);
-        free(x); free(xf); free(y);
+        free(x); free(xf); free(y); free(tab);
     }
     free(buf);
     return 0;

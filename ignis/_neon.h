@@ -144,7 +144,7 @@
 #define IGNIS_ZP_BLOCK_BYTES 640 /* prepared rows of 32-element block types: bytes per block */
 #define IGNIS_KP_TOK_BYTES 768   /* their token tables: bytes per activation block of 8 tokens */
 #define IGNIS_KP_Y 736           /* the block rule's (float)(sum x) * d_x in a token table (simd/kq_prep.h) */
-#define IGNIS_ZT_SB_BYTES 2368   /* decode token tables (simd/zt_decode.h): bytes per super-block and token */
+#define IGNIS_ZT_SB_BYTES 2624   /* decode token tables (simd/zt_decode.h): bytes per super-block and token */
 #define IGNIS_KP_CORR(shift) (416 + 64 * ((shift) == 7 ? 4 : (shift) - 2))   /* -(sum x << shift), shift 2..5, 7 */
 
 /* The offset 1 << shift that the pair tiles (simd/kq_pairs.h, kx_pairs.h, kq_prep.h) add to a
@@ -739,14 +739,14 @@ static inline void ignis_kq_prep_tile(int wtype, int64_t k, const uint8_t *buf, 
     ignis_cur->kq_prep_tile(wtype, k, buf, tab, out);
 }
 /* decode token tables (avx512 only; simd/zt_decode.h): ignis_zt_ok(wtype, k) whether this
- * level runs rows of wtype and width k on them (Q4_K, Q6_K: k a multiple of 256; Q8_0, Q5_0,
+ * level runs rows of wtype and width k on them (Q4_K, Q6_K, Q2_K, Q3_K: k a multiple of 256; Q8_0, Q5_0,
  * Q4_0, IQ4_NL: of 32). zt_tokens(s0, s1, k / 32, x, tab) writes super-blocks [s0, s1) of the
  * table of the token at x (a Q8_0 row of k / 32 blocks; IGNIS_ZT_SB_BYTES per super-block, the
  * last one partial when 256 does not divide k; 64-aligned), zt_tile(wtype, k, w[rm], rm,
  * tab[rn], rn <= 8, out) gives the bits of ignis_tile on those tokens' Q8_0 rows. */
 static inline int ignis_zt_ok(int wtype, int64_t k) {
     if (ignis_cur->zt_tile == NULL) return 0;
-    if (wtype == 12 || wtype == 14) return k % 256 == 0;
+    if (wtype == 12 || wtype == 14 || wtype == 10 || wtype == 11) return k % 256 == 0;
     return (wtype == 8 || wtype == 6 || wtype == 2 || wtype == 20) && k % 32 == 0;
 }
 static inline void ignis_zt_tokens(int64_t s0, int64_t s1, int64_t nblk, const uint8_t *x, uint8_t *tab) {

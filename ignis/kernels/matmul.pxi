@@ -16,7 +16,7 @@
 # A few tokens (decode, a speculative verify step, a small decode batch: zt_wanted) at a level
 # with decode token tables (avx512; simd/zt_decode.h): the threads first write every token's
 # table (what the decode kernels would otherwise rebuild for every 8 weight rows), then the
-# Q4_K / Q6_K tiles read them, and from ZT32_MIN_ROWS tokens the Q8_0 / Q5_0 / Q4_0 / IQ4_NL
+# Q4_K / Q6_K / Q2_K / Q3_K tiles read them, and from ZT32_MIN_ROWS tokens the Q8_0 / Q5_0 / Q4_0 / IQ4_NL
 # tiles too; such a matmul takes no prepared rows.
 
 cdef inline int tile_rows(Instr *ins, int64_t n0, int64_t rs, int rm, const uint8_t **wp) noexcept nogil:
@@ -310,7 +310,7 @@ cdef inline int64_t zt_tab_bytes(int64_t T, int64_t k) noexcept nogil:
 cdef inline bint zt_type_ok(int wtype, int64_t k, int64_t rows) noexcept nogil:
     """Whether rows of wtype and width k, in a matmul of `rows` tokens, run on decode token
     tables: the level can, and a 32-element type has ZT32_MIN_ROWS tokens."""
-    return ignis_zt_ok(wtype, k) and (wtype == T_Q4_K or wtype == T_Q6_K or rows >= ZT32_MIN_ROWS)
+    return ignis_zt_ok(wtype, k) and (T_Q2_K <= wtype <= T_Q6_K or rows >= ZT32_MIN_ROWS)
 
 
 cdef inline bint zt_wanted(int64_t rows, int64_t k, const int *types, int n_types) noexcept nogil:

@@ -423,6 +423,7 @@ IGNIS_INLINE void IL(kx_zn)(int64_t nsb, const uint8_t *const *w, const uint8_t 
     for (int j = 0; j < RN; j++) acc[j] = _mm512_setzero_ps();
     for (int64_t s = 0; s < nsb; s++) {
         const size_t wo = (size_t)s * wbytes;
+        IL(prefetch8)(w, wo + IGNIS_ZD_AHEAD, wbytes);
         const __m512 d = IL(z8_f16x8)(w, wo + doff);
         const __m512 dmin = has_min ? IL(z8_f16x8)(w, wo + moff) : d;
         /* the rows' scales (and mins) of every activation block, lanes as the sums' */
@@ -514,6 +515,7 @@ IGNIS_INLINE void IL(kb_zn)(int64_t nsb, const uint8_t *const *w, const uint8_t 
     for (int j = 0; j < RN; j++) acc[j] = _mm512_setzero_ps();
     for (int64_t s = 0; s < nsb; s++) {
         const size_t wo = (size_t)s * wbytes;
+        IL(prefetch8)(w, wo + IGNIS_ZD_AHEAD, wbytes);
         __m256i tx[4][8], tst[4][4];
         __m256 tdx[4][4], tcdx[4][4];
         for (int j = 0; j < RN; j++)

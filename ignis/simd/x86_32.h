@@ -131,6 +131,7 @@ IGNIS_INLINE void IL(b32_zn)(int64_t nb, const uint8_t *const *w, const uint8_t 
     for (int j = 0; j < RN; j++) acc[j] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const size_t wo = (size_t)b * wbytes, xo = (size_t)b * IGNIS_Q8_0_BYTES;
+        IL(prefetch8_block)(w, b, wbytes);
         __m512i q[4];
         for (int p = 0; p < 4; p++) {
             const uint8_t *b0 = w[p] + wo, *b1 = w[p + 4] + wo;

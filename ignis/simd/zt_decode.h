@@ -21,6 +21,7 @@
  *   1536  d_x of the 8 blocks, then d_x / 16 (Q4_K's high-nibble blocks)
  *   1600  the half sums as int32 times -8, 1856 times -16, 2112 times -128 (the starts of the
  *         32-element types' q + 8, q + 16, q + 128 sums: Q4_0, Q5_0, Q8_0 / IQ4_NL)
+ *   2368  the half sums as int32 times -4, plus IGNIS_MAGIC_BITS (Q3_K's q + 4 sums)
  * A width k that is not a multiple of 256 has a last, partial super-block: its blocks past k / 32
  * are not written and not read. */
 
@@ -29,6 +30,7 @@
 #define IGNIS_ZT_NEG32 1280
 #define IGNIS_ZT_DX 1536
 #define IGNIS_ZT_NEG(u) (1600 + 256 * ((u) == 3 ? 0 : (u) == 4 ? 1 : 2))     /* u = 3, 4, 7 */
+#define IGNIS_ZT_NEG4M 2368
 
 /* block j of a super-block's table (t) from the token's Q8_0 block xs */
 static void IL(zt_token_block)(const uint8_t *xs, uint8_t *t, int j) {
@@ -41,6 +43,8 @@ static void IL(zt_token_block)(const uint8_t *xs, uint8_t *t, int j) {
     _mm256_store_ps((float *)(t + IGNIS_ZT_SUMS + j * 32), _mm256_cvtepi32_ps(ci));
     _mm256_store_si256((__m256i *)(t + IGNIS_ZT_NEG32 + j * 32),
                        _mm256_sub_epi32(_mm256_set1_epi32(IGNIS_MAGIC_BITS), _mm256_slli_epi32(ci, 5)));
+    _mm256_store_si256((__m256i *)(t + IGNIS_ZT_NEG4M + j * 32),
+                       _mm256_sub_epi32(_mm256_set1_epi32(IGNIS_MAGIC_BITS), _mm256_slli_epi32(ci, 2)));
     static const int shifts[3] = {3, 4, 7};
     for (int u = 0; u < 3; u++)
         _mm256_store_si256((__m256i *)(t + IGNIS_ZT_NEG(shifts[u]) + j * 32),
@@ -78,6 +82,7 @@ IGNIS_INLINE void IL(q4_k_zt)(int64_t nsb, const uint8_t *const *w, const uint8_
     for (int t = 0; t < RN; t++) acc[t] = _mm512_setzero_ps();
     for (int64_t s = 0; s < nsb; s++) {
         const size_t wo = (size_t)s * IGNIS_Q4_K_BYTES, to = (size_t)s * IGNIS_ZT_SB_BYTES;
+        IL(prefetch8)(w, wo + IGNIS_ZD_AHEAD, IGNIS_Q4_K_BYTES);
         _Alignas(64) float sf[2][64];
         __m512 d, dmin;
         IL(zd_q4_k_sb)(w, wo, sf, &d, &dmin);
@@ -109,6 +114,7 @@ IGNIS_INLINE void IL(q6_k_zt)(int64_t nsb, const uint8_t *const *w, const uint8_
     for (int t = 0; t < RN; t++) acc[t] = _mm512_setzero_ps();
     for (int64_t s = 0; s < nsb; s++) {
         const size_t wo = (size_t)s * IGNIS_Q6_K_BYTES, to = (size_t)s * IGNIS_ZT_SB_BYTES;
+        IL(prefetch8)(w, wo + IGNIS_ZD_AHEAD, IGNIS_Q6_K_BYTES);
         _Alignas(64) uint8_t tb[128];
         _mm512_store_si512((__m512i *)tb, IL(zd_transpose16)(IL(zd_rows4x16)(w, wo + 192)));
         _mm512_store_si512((__m512i *)(tb + 64), IL(zd_transpose16)(IL(zd_rows4x16)(w + 4, wo + 192)));
@@ -173,6 +179,7 @@ IGNIS_INLINE void IL(z32_zt)(int64_t nb, const uint8_t *const *w, const uint8_t 
     for (int64_t b = 0; b < nb; b++) {
         const size_t wo = (size_t)b * bytes, to = (size_t)(b / 8) * IGNIS_ZT_SB_BYTES;
         const int j = (int)(b % 8);
+        IL(prefetch8_block)(w, b, bytes);
         __m512i q[4];
         for (int p = 0; p < 4; p++) q[p] = IL(zt_quant_pair)(w[p] + wo, w[p + 4] + wo, WT);
         IL(zd_transpose4)(q);
@@ -182,6 +189,75 @@ IGNIS_INLINE void IL(z32_zt)(int64_t nb, const uint8_t *const *w, const uint8_t 
             const __m512i a = IL(zt_dots)(_mm512_broadcast_i64x4(_mm256_load_si256((const __m256i *)(tt + IGNIS_ZT_NEG(u) + j * 32))), q, tt, j);
             const __m512 sd = _mm512_mul_ps(dw, _mm512_set1_ps(((const float *)(tt + IGNIS_ZT_DX))[j]));
             acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a), sd, acc[t]);
+        }
+    }
+    for (int t = 0; t < RN; t++) acc[t] = _mm512_shuffle_f32x4(acc[t], acc[t], IGNIS_ZD_TO_Z8);
+    IL(z8_store)(acc, RN, out);
+}
+
+
+/* Q2_K / Q3_K (the half rule), 8 weight rows x RN <= 8 tokens: IL(kx_zn)'s steps in the row-quad
+ * order, the token's from its table. The 2-bit fields of rows p and p + 4 (and Q3_K's hmask) are
+ * paired and transposed once per super-block: the transposition moves whole dwords, so it
+ * commutes with the shift and mask that pick a block's fields from each byte. The sums start
+ * at IGNIS_MAGIC_BITS (Q3_K: minus 4 * sum x, the table's section for its q + 4), so one fma
+ * gives the definition's S * sc (exact: |S * sc| < 2^24 for both types). */
+IGNIS_INLINE void IL(kx_zt)(int64_t nsb, const uint8_t *const *w, const uint8_t *const *xt, float *out,
+                            const int RN, const int WT) {
+    const size_t wbytes = WT == 10 ? IGNIS_Q2_K_BYTES : IGNIS_Q3_K_BYTES;
+    const size_t doff = WT == 10 ? 80 : 108, qo = WT == 10 ? 16 : 32;
+    const __m512i quad = _mm512_setr_epi32(0, 1, 2, 3, 0, 1, 2, 3, 4, 5, 6, 7, 4, 5, 6, 7);
+    const __m512i three = _mm512_set1_epi8(3), one = _mm512_set1_epi8(1);
+    __m512 acc[8];
+    for (int t = 0; t < RN; t++) acc[t] = _mm512_setzero_ps();
+    for (int64_t s = 0; s < nsb; s++) {
+        const size_t wo = (size_t)s * wbytes, to = (size_t)s * IGNIS_ZT_SB_BYTES;
+        IL(prefetch8)(w, wo + IGNIS_ZD_AHEAD, wbytes);
+        const __m512 d = _mm512_permutexvar_ps(quad, IL(z8_f16x8)(w, wo + doff));
+        const __m512 dmin = WT == 10 ? _mm512_permutexvar_ps(quad, IL(z8_f16x8)(w, wo + 82)) : d;
+        _Alignas(64) __m512 scf[8], mf[8];
+        __m128i scb[8], mb[8];
+        for (int r = 0; r < 8; r++) IL(kx_scale_bytes)(w[r] + wo, WT, &scb[r], &mb[r]);
+        IL(zn_scales)(scb, scf);
+        if (WT == 10) IL(zn_scales)(mb, mf);
+        IGNIS_ZD_IN_MEMORY(scf);
+        IGNIS_ZD_IN_MEMORY(mf);
+        __m512i qz[2][4], hz[4];
+        for (int h = 0; h < 2; h++) {
+            for (int p = 0; p < 4; p++)
+                qz[h][p] = _mm512_inserti64x4(
+                    _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(w[p] + wo + qo + 32 * h))),
+                    _mm256_loadu_si256((const __m256i *)(w[p + 4] + wo + qo + 32 * h)), 1);
+            IL(zd_transpose4)(qz[h]);
+        }
+        if (WT == 11) {
+            for (int p = 0; p < 4; p++)
+                hz[p] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(w[p] + wo))),
+                                           _mm256_loadu_si256((const __m256i *)(w[p + 4] + wo)), 1);
+            IL(zd_transpose4)(hz);
+        }
+        for (int j = 0; j < 8; j++) {
+            __m512i q[4];
+            const __m128i sh = _mm_cvtsi32_si128(2 * (j % 4));
+            for (int p = 0; p < 4; p++) {
+                q[p] = _mm512_and_si512(_mm512_srl_epi16(qz[j / 4][p], sh), three);
+                if (WT == 11)      /* Q3_K as q + 4: the hmask bit of block j is bit 2 */
+                    q[p] = _mm512_or_si512(q[p], _mm512_slli_epi16(
+                        _mm512_and_si512(_mm512_srl_epi16(hz[p], _mm_cvtsi32_si128(j)), one), 2));
+            }
+            /* kx_zn's scale lanes [lo r0..3 | lo r4..7 | hi r0..3 | hi r4..7] to the row-quad order */
+            const __m512 sv = _mm512_shuffle_f32x4(scf[j], scf[j], IGNIS_ZD_TO_Z8), nsv = IL(magic_neg)(sv);
+            const __m512 mv = WT == 10 ? _mm512_shuffle_f32x4(mf[j], mf[j], IGNIS_ZD_TO_Z8) : sv;
+            for (int t = 0; t < RN; t++) {
+                const uint8_t *tt = xt[t] + to;
+                const __m512i start = WT == 10 ? _mm512_set1_epi32(IGNIS_MAGIC_BITS)
+                    : _mm512_broadcast_i64x4(_mm256_load_si256((const __m256i *)(tt + IGNIS_ZT_NEG4M + j * 32)));
+                const __m512i a = IL(zt_dots)(start, q, tt, j);
+                const __m512 dx = _mm512_set1_ps(((const float *)(tt + IGNIS_ZT_DX))[j]);
+                acc[t] = _mm512_fmadd_ps(_mm512_fmadd_ps(_mm512_castsi512_ps(a), sv, nsv), _mm512_mul_ps(d, dx), acc[t]);
+                if (WT == 10)
+                    acc[t] = _mm512_fnmadd_ps(_mm512_mul_ps(IL(zt_sums)(tt, j), mv), _mm512_mul_ps(dmin, dx), acc[t]);
+            }
         }
     }
     for (int t = 0; t < RN; t++) acc[t] = _mm512_shuffle_f32x4(acc[t], acc[t], IGNIS_ZD_TO_Z8);
@@ -208,24 +284,35 @@ IGNIS_Z32_ZT(q8_0_zt, 8)
 IGNIS_Z32_ZT(q5_0_zt, 6)
 IGNIS_Z32_ZT(q4_0_zt, 2)
 IGNIS_Z32_ZT(iq4_nl_zt, 20)
+#define IGNIS_KX_ZT(name, WT) \
+    IGNIS_INLINE void IL(name)(int64_t n, const uint8_t *const *w, const uint8_t *const *xt, float *o, const int RN) { \
+        IL(kx_zt)(n, w, xt, o, RN, WT); \
+    } \
+    IGNIS_ZT_BY_RN(name)
+IGNIS_KX_ZT(q2_k_zt, 10)
+IGNIS_KX_ZT(q3_k_zt, 11)
 
 /* out[j*8 + i] (i < rm, j < rn <= 8): rows w[i] of wtype (IGNIS_ZT_TYPE) and width k against
  * the tokens whose tables are at xt[j]; the bits of IL(tile) on their Q8_0 rows */
 static void IL(zt_tile)(int wtype, int64_t k, const uint8_t *const *w, int rm, const uint8_t *const *xt,
                         int rn, float *out) {
-    static const ignis_kernel_fn ks[6][8] = {
+    static const ignis_kernel_fn ks[8][8] = {
         {IL(q4_k_zt1), IL(q4_k_zt2), IL(q4_k_zt3), IL(q4_k_zt4), IL(q4_k_zt5), IL(q4_k_zt6), IL(q4_k_zt7), IL(q4_k_zt8)},
         {IL(q6_k_zt1), IL(q6_k_zt2), IL(q6_k_zt3), IL(q6_k_zt4), IL(q6_k_zt5), IL(q6_k_zt6), IL(q6_k_zt7), IL(q6_k_zt8)},
         {IL(q8_0_zt1), IL(q8_0_zt2), IL(q8_0_zt3), IL(q8_0_zt4), IL(q8_0_zt5), IL(q8_0_zt6), IL(q8_0_zt7), IL(q8_0_zt8)},
         {IL(q5_0_zt1), IL(q5_0_zt2), IL(q5_0_zt3), IL(q5_0_zt4), IL(q5_0_zt5), IL(q5_0_zt6), IL(q5_0_zt7), IL(q5_0_zt8)},
         {IL(q4_0_zt1), IL(q4_0_zt2), IL(q4_0_zt3), IL(q4_0_zt4), IL(q4_0_zt5), IL(q4_0_zt6), IL(q4_0_zt7), IL(q4_0_zt8)},
         {IL(iq4_nl_zt1), IL(iq4_nl_zt2), IL(iq4_nl_zt3), IL(iq4_nl_zt4), IL(iq4_nl_zt5), IL(iq4_nl_zt6), IL(iq4_nl_zt7),
-         IL(iq4_nl_zt8)}};
-    const int which = wtype == 12 ? 0 : wtype == 14 ? 1 : wtype == 8 ? 2 : wtype == 6 ? 3 : wtype == 2 ? 4 : 5;
+         IL(iq4_nl_zt8)},
+        {IL(q2_k_zt1), IL(q2_k_zt2), IL(q2_k_zt3), IL(q2_k_zt4), IL(q2_k_zt5), IL(q2_k_zt6), IL(q2_k_zt7), IL(q2_k_zt8)},
+        {IL(q3_k_zt1), IL(q3_k_zt2), IL(q3_k_zt3), IL(q3_k_zt4), IL(q3_k_zt5), IL(q3_k_zt6), IL(q3_k_zt7), IL(q3_k_zt8)}};
+    const int which = wtype == 12 ? 0 : wtype == 14 ? 1 : wtype == 8 ? 2 : wtype == 6 ? 3 : wtype == 2 ? 4
+                    : wtype == 20 ? 5 : wtype == 10 ? 6 : 7;
+    const int super = which < 2 || which > 5;      /* the K-quants count super-blocks */
     const uint8_t *wp[8];
     for (int i = 0; i < 8; i++) wp[i] = w[i < rm ? i : rm - 1];
     float tmp[IGNIS_TILE * IGNIS_TILE];
-    ks[which][rn - 1](which < 2 ? k / 256 : k / 32, wp, xt, tmp);
+    ks[which][rn - 1](super ? k / 256 : k / 32, wp, xt, tmp);
     for (int j = 0; j < rn; j++)
         for (int i = 0; i < rm; i++) out[j * IGNIS_TILE + i] = tmp[j * IGNIS_TILE + i];
 }

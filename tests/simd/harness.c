@@ -213,21 +213,21 @@ static void make_weights_k(int type, uint8_t *w, int nsb) {
 
 /* The decode token tables (the avx512 level's tiles of up to 8 tokens, simd/zt_decode.h):
  * zt_tokens written in two pieces (as two threads split them), zt_tile of rm rows and rn tokens
- * == the scalar dots; Q4_K / Q6_K over whole super-blocks, Q8_0 / Q5_0 / Q4_0 / IQ4_NL over any
+ * == the scalar dots; Q4_K / Q6_K / Q2_K / Q3_K over whole super-blocks, Q8_0 / Q5_0 / Q4_0 / IQ4_NL over any
  * number of 32-element blocks (a partial last super-block); the tables are rewritten over the
  * same memory. */
 static void check_zt(void) {
     enum { MAXS = 6 };
     static uint8_t w[8][MAXS * 8 * 34], x[8][MAXS * 8 * 34];
     static _Alignas(64) uint8_t tab[8][MAXS * IGNIS_ZT_SB_BYTES];
-    static const int types[6] = {12, 14, 8, 6, 2, 20};
+    static const int types[8] = {12, 14, 8, 6, 2, 20, 10, 11};
     int bad = 0, tiles = 0;
     if (!ignis_zt_ok(12, 256)) {
         report("zt", 1, "this level has no decode token tables (it runs the plain tiles)");
         return;
     }
-    for (int it = 0; it < 1200; it++) {
-        const int wt = types[it % 6], kq = wt == 12 || wt == 14, rm = rndi(1, 8), rn = rndi(1, 8);
+    for (int it = 0; it < 1600; it++) {
+        const int wt = types[it % 8], kq = wt == 12 || wt == 14 || wt == 10 || wt == 11, rm = rndi(1, 8), rn = rndi(1, 8);
         const int nblk = kq ? 8 * rndi(1, MAXS) : rndi(1, 8 * MAXS), nsb = (nblk + 7) / 8;
         const uint8_t *wp[8], *xt[8];
         for (int i = 0; i < 8; i++) {
@@ -253,7 +253,8 @@ static void check_zt(void) {
                     break;
                 }
     }
-    report("zt", bad == 0, "%d tiles on decode token tables (Q4_K, Q6_K, Q8_0, Q5_0, Q4_0, IQ4_NL; 1-8 rows, 1-8 tokens), "
+    report("zt", bad == 0, "%d tiles on decode token tables (Q4_K, Q6_K, Q2_K, Q3_K, Q8_0, Q5_0, Q4_0, IQ4_NL; 1-8 rows, "
+           "1-8 tokens), "
            "%d differ from the scalar bits", tiles, bad);
 }
 
