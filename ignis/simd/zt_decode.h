@@ -275,22 +275,18 @@ IGNIS_INLINE void IL(kx_zt)(int64_t nsb, const uint8_t *const *w, const uint8_t 
     static void IL(name##8)(int64_t n, const uint8_t *const *w, const uint8_t *const *x, float *o) { IL(name)(n, w, x, o, 8); }
 IGNIS_ZT_BY_RN(q4_k_zt)
 IGNIS_ZT_BY_RN(q6_k_zt)
-#define IGNIS_Z32_ZT(name, WT) \
+/* name_zt1..8: the tile `kernel` of one type WT */
+#define IGNIS_TYPE_ZT(name, kernel, WT) \
     IGNIS_INLINE void IL(name)(int64_t n, const uint8_t *const *w, const uint8_t *const *xt, float *o, const int RN) { \
-        IL(z32_zt)(n, w, xt, o, RN, WT); \
+        IL(kernel)(n, w, xt, o, RN, WT); \
     } \
     IGNIS_ZT_BY_RN(name)
-IGNIS_Z32_ZT(q8_0_zt, 8)
-IGNIS_Z32_ZT(q5_0_zt, 6)
-IGNIS_Z32_ZT(q4_0_zt, 2)
-IGNIS_Z32_ZT(iq4_nl_zt, 20)
-#define IGNIS_KX_ZT(name, WT) \
-    IGNIS_INLINE void IL(name)(int64_t n, const uint8_t *const *w, const uint8_t *const *xt, float *o, const int RN) { \
-        IL(kx_zt)(n, w, xt, o, RN, WT); \
-    } \
-    IGNIS_ZT_BY_RN(name)
-IGNIS_KX_ZT(q2_k_zt, 10)
-IGNIS_KX_ZT(q3_k_zt, 11)
+IGNIS_TYPE_ZT(q8_0_zt, z32_zt, 8)
+IGNIS_TYPE_ZT(q5_0_zt, z32_zt, 6)
+IGNIS_TYPE_ZT(q4_0_zt, z32_zt, 2)
+IGNIS_TYPE_ZT(iq4_nl_zt, z32_zt, 20)
+IGNIS_TYPE_ZT(q2_k_zt, kx_zt, 10)
+IGNIS_TYPE_ZT(q3_k_zt, kx_zt, 11)
 
 /* out[j*8 + i] (i < rm, j < rn <= 8): rows w[i] of wtype (IGNIS_ZT_TYPE) and width k against
  * the tokens whose tables are at xt[j]; the bits of IL(tile) on their Q8_0 rows */
