@@ -146,7 +146,7 @@ int main(int argc, char **argv) {
            one token); DK_PLAIN=1 times the plain tiles instead */
         uint8_t *tab = NULL;
         zt_table = NULL;
-        if (ignis_zt_ok(t->wtype, K) && t->elems == 256 && !getenv("DK_PLAIN")) {
+        if (ignis_zt_ok(t->wtype, K) && (t->elems == 256 || getenv("DK_ZT32")) && !getenv("DK_PLAIN")) {
             tab = aligned_alloc(64, (size_t)((K + 255) / 256) * IGNIS_ZT_SB_BYTES);
             ignis_zt_tokens(0, (K + 255) / 256, K / 32, x, tab);
             zt_table = tab;
