@@ -69,6 +69,11 @@ IGNIS_INLINE __m256 IL(zd_f16_single)(const uint8_t *const *p, size_t off) {
     for (int r = 0; r < 8; r++) u[r / 4] |= (uint64_t)ignis_load_u16(p[r] + off) << (16 * (r % 4));
     return _mm256_cvtph_ps(_mm_set_epi64x((long long)u[1], (long long)u[0]));
 }
+/* the 8 rows' f16 values at p[r] + off as floats in row-quad order [r0..3 | r0..3 | r4..7 | r4..7] */
+IGNIS_INLINE __m512 IL(zd_f16_quad)(const uint8_t *const *p, size_t off) {
+    return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 1, 2, 3, 0, 1, 2, 3, 4, 5, 6, 7, 4, 5, 6, 7),
+                                 _mm512_castps256_ps512(IL(zd_f16_single)(p, off)));
+}
 /* lanes 2r (or 2r + 1: odd) of f in row-quad order */
 IGNIS_INLINE __m512 IL(zd_rowquad)(__m512 f, int odd) {
     const __m512i idx = _mm512_add_epi32(_mm512_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6, 8, 10, 12, 14, 8, 10, 12, 14),
@@ -288,9 +293,7 @@ IGNIS_INLINE void IL(q6_k_zd)(int64_t nsb, const uint8_t *const *w, const uint8_
         /* as floats: sf[h][4v + r] = scale v of row 4h + r */
         __m512 fsc[8];
         for (int q = 0; q < 8; q++) fsc[q] = IL(zd_lane_i8)(tb, q);
-        const __m256 d8 = IL(zd_f16_single)(w, wo + 208);
-        const __m512 d = _mm512_permutexvar_ps(_mm512_setr_epi32(0, 1, 2, 3, 0, 1, 2, 3, 4, 5, 6, 7, 4, 5, 6, 7),
-                                               _mm512_castps256_ps512(d8));
+        const __m512 d = IL(zd_f16_quad)(w, wo + 208);
         float dxf[4][8];
         for (int t = 0; t < RN; t++) IL(zd_token_scales)(x[t] + xo, dxf[t], NULL);
         IGNIS_ZD_IN_MEMORY(dxf);

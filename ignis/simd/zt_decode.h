@@ -1,7 +1,7 @@
-/* zt_decode.h -- Q4_K, Q6_K and the 32-element one-scale types (Q8_0, Q5_0, Q4_0, IQ4_NL)
- * against a few tokens (decode, a speculative verify step: up to 8) read from per-matmul token
- * tables (included by x86.h after kq_prep.h, inside the AVX-512 target region). Same arithmetic
- * as the definitions in simd/defs.h; they give its bits.
+/* zt_decode.h -- Q4_K, Q6_K, Q2_K, Q3_K and the 32-element one-scale types (Q8_0, Q5_0, Q4_0,
+ * IQ4_NL) against a few tokens (decode, a speculative verify step: up to 8) read from per-matmul
+ * token tables (included by x86.h after kq_prep.h, inside the AVX-512 target region). Same
+ * arithmetic as the definitions in simd/defs.h; they give its bits.
  *
  * Why tables: the zd kernels (avx512_decode.h) spread each token block into the lanes of
  * the transposed row pairs (a broadcast and a masked broadcast per dword) and rebuild the
@@ -121,9 +121,7 @@ IGNIS_INLINE void IL(q6_k_zt)(int64_t nsb, const uint8_t *const *w, const uint8_
         _Alignas(64) float fsc[8][16];
         for (int q = 0; q < 8; q++) _mm512_store_ps(fsc[q], IL(zd_lane_i8)(tb, q));
         IGNIS_ZD_IN_MEMORY(fsc);
-        const __m256 d8 = IL(zd_f16_single)(w, wo + 208);
-        const __m512 d = _mm512_permutexvar_ps(_mm512_setr_epi32(0, 1, 2, 3, 0, 1, 2, 3, 4, 5, 6, 7, 4, 5, 6, 7),
-                                               _mm512_castps256_ps512(d8));
+        const __m512 d = IL(zd_f16_quad)(w, wo + 208);
         for (int h = 0; h < 2; h++) {
             __m512i qh[4], ql0[4], ql1[4];
             IL(zd_q6_k_half)(w, wo, h, qh, ql0, ql1);
@@ -173,7 +171,6 @@ IGNIS_INLINE void IL(z32_zt)(int64_t nb, const uint8_t *const *w, const uint8_t 
                              const int RN, const int WT) {
     const int u = ignis_quant_offset_shift(WT);
     const size_t bytes = IL(zp_bytes)(WT);
-    const __m512i quad = _mm512_setr_epi32(0, 1, 2, 3, 0, 1, 2, 3, 4, 5, 6, 7, 4, 5, 6, 7);
     __m512 acc[8];
     for (int t = 0; t < RN; t++) acc[t] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
@@ -183,7 +180,7 @@ IGNIS_INLINE void IL(z32_zt)(int64_t nb, const uint8_t *const *w, const uint8_t 
         __m512i q[4];
         for (int p = 0; p < 4; p++) q[p] = IL(zt_quant_pair)(w[p] + wo, w[p + 4] + wo, WT);
         IL(zd_transpose4)(q);
-        const __m512 dw = _mm512_permutexvar_ps(quad, IL(z8_f16x8)(w, wo));
+        const __m512 dw = IL(zd_f16_quad)(w, wo);
         for (int t = 0; t < RN; t++) {
             const uint8_t *tt = xt[t] + to;
             const __m512i a = IL(zt_dots)(_mm512_broadcast_i64x4(_mm256_load_si256((const __m256i *)(tt + IGNIS_ZT_NEG(u) + j * 32))), q, tt, j);
@@ -195,7 +192,6 @@ IGNIS_INLINE void IL(z32_zt)(int64_t nb, const uint8_t *const *w, const uint8_t 
     IL(z8_store)(acc, RN, out);
 }
 
-
 /* Q2_K / Q3_K (the half rule), 8 weight rows x RN <= 8 tokens: IL(kx_zn)'s steps in the row-quad
  * order, the token's from its table. The 2-bit fields of rows p and p + 4 (and Q3_K's hmask) are
  * paired and transposed once per super-block: the transposition moves whole dwords, so it
@@ -206,15 +202,14 @@ IGNIS_INLINE void IL(kx_zt)(int64_t nsb, const uint8_t *const *w, const uint8_t 
                             const int RN, const int WT) {
     const size_t wbytes = WT == 10 ? IGNIS_Q2_K_BYTES : IGNIS_Q3_K_BYTES;
     const size_t doff = WT == 10 ? 80 : 108, qo = WT == 10 ? 16 : 32;
-    const __m512i quad = _mm512_setr_epi32(0, 1, 2, 3, 0, 1, 2, 3, 4, 5, 6, 7, 4, 5, 6, 7);
     const __m512i three = _mm512_set1_epi8(3), one = _mm512_set1_epi8(1);
     __m512 acc[8];
     for (int t = 0; t < RN; t++) acc[t] = _mm512_setzero_ps();
     for (int64_t s = 0; s < nsb; s++) {
         const size_t wo = (size_t)s * wbytes, to = (size_t)s * IGNIS_ZT_SB_BYTES;
         IL(prefetch8)(w, wo + IGNIS_ZD_AHEAD, wbytes);
-        const __m512 d = _mm512_permutexvar_ps(quad, IL(z8_f16x8)(w, wo + doff));
-        const __m512 dmin = WT == 10 ? _mm512_permutexvar_ps(quad, IL(z8_f16x8)(w, wo + 82)) : d;
+        const __m512 d = IL(zd_f16_quad)(w, wo + doff);
+        const __m512 dmin = WT == 10 ? IL(zd_f16_quad)(w, wo + 82) : d;
         _Alignas(64) __m512 scf[8], mf[8];
         __m128i scb[8], mb[8];
         for (int r = 0; r < 8; r++) IL(kx_scale_bytes)(w[r] + wo, WT, &scb[r], &mb[r]);
@@ -225,15 +220,11 @@ IGNIS_INLINE void IL(kx_zt)(int64_t nsb, const uint8_t *const *w, const uint8_t 
         __m512i qz[2][4], hz[4];
         for (int h = 0; h < 2; h++) {
             for (int p = 0; p < 4; p++)
-                qz[h][p] = _mm512_inserti64x4(
-                    _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(w[p] + wo + qo + 32 * h))),
-                    _mm256_loadu_si256((const __m256i *)(w[p + 4] + wo + qo + 32 * h)), 1);
+                qz[h][p] = IL(zd_rows2)(w[p] + wo + qo + 32 * h, w[p + 4] + wo + qo + 32 * h);
             IL(zd_transpose4)(qz[h]);
         }
         if (WT == 11) {
-            for (int p = 0; p < 4; p++)
-                hz[p] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(w[p] + wo))),
-                                           _mm256_loadu_si256((const __m256i *)(w[p + 4] + wo)), 1);
+            for (int p = 0; p < 4; p++) hz[p] = IL(zd_rows2)(w[p] + wo, w[p + 4] + wo);
             IL(zd_transpose4)(hz);
         }
         for (int j = 0; j < 8; j++) {
@@ -288,8 +279,8 @@ IGNIS_TYPE_ZT(iq4_nl_zt, z32_zt, 20)
 IGNIS_TYPE_ZT(q2_k_zt, kx_zt, 10)
 IGNIS_TYPE_ZT(q3_k_zt, kx_zt, 11)
 
-/* out[j*8 + i] (i < rm, j < rn <= 8): rows w[i] of wtype (IGNIS_ZT_TYPE) and width k against
- * the tokens whose tables are at xt[j]; the bits of IL(tile) on their Q8_0 rows */
+/* out[j*8 + i] (i < rm, j < rn <= 8): rows w[i] of wtype (one that ignis_zt_ok accepts) and
+ * width k against the tokens whose tables are at xt[j]; the bits of IL(tile) on their Q8_0 rows */
 static void IL(zt_tile)(int wtype, int64_t k, const uint8_t *const *w, int rm, const uint8_t *const *xt,
                         int rn, float *out) {
     static const ignis_kernel_fn ks[8][8] = {
