@@ -53,8 +53,7 @@ def test_a_pool_too_small_preempts_and_every_text_equals_its_solo_run(tiny_path,
     seeds = list(range(100, 106))
     with ignis.load(tiny_path, n_ctx=128, threads=1) as m:
         sched = m.scheduler(max_batch=6)
-        with m._lock:       # all queued before the first step
-            handles = [sched.submit(m.request(p, seed=s, **kw)) for p, s in zip(prompts, seeds)]
+        handles = sched.submit_many([m.request(p, seed=s, **kw) for p, s in zip(prompts, seeds)])
         for h in handles:
             h.text(timeout=120)
         assert sched.preemptions > 0
@@ -249,6 +248,37 @@ def test_every_entry_point_runs_through_the_scheduler(tiny):
     assert np.array_equal(nxt, tiny.logits(ids + [12])[-1])
     g = tiny.greedy_ids(ids, 3, stop_ids=())
     assert g == [int(np.argmax(rows[-1]))] + g[1:] and len(g) == 3
+
+
+@pytest.mark.parametrize("how", ["generate_batch", "submit_many", "embed"])
+def test_what_is_submitted_together_starts_in_one_step(tiny, monkeypatch, how):
+    """A batch (generate_batch, Scheduler.submit_many, embeddings of several texts) is taken by
+    the loop in one step, even when the loop wakes and runs between two of its requests (here:
+    every wake-up is followed by 50 ms in which the loop has the CPU)."""
+    sched = tiny._default_scheduler()
+    cls = type(sched)
+    real_wake, real_run = cls._wake, cls._run
+    widths = []
+
+    def wake_then_yield(self):
+        real_wake(self)
+        time.sleep(0.05)
+
+    def run(self, batch):
+        widths.append(len(batch))
+        return real_run(self, batch)
+    monkeypatch.setattr(cls, "_wake", wake_then_yield)
+    monkeypatch.setattr(cls, "_run", run)
+    prompts = [[3, 4, 5], [6, 7, 8, 9], [10, 11]]
+    if how == "generate_batch":
+        tiny.generate_batch(prompts, max_tokens=3, temperature=0, ignore_eos=True)
+    elif how == "submit_many":
+        handles = sched.submit_many([tiny.request(p, max_tokens=3, temperature=0, ignore_eos=True)
+                                     for p in prompts])
+        assert [len(h.text(timeout=30)) >= 0 for h in handles] == [True] * 3
+    else:
+        tiny.embed(["a b", "c d e", "f"])
+    assert widths[0] == 3, widths
 
 
 def test_n_completions_when_the_first_ends_on_its_first_token(tiny):

@@ -6,7 +6,6 @@ with llama.cpp) and `run_batch_bench` (`ignis bench --batch`)."""
 import json
 import os
 import statistics
-import sys
 import time
 
 import numpy as np
@@ -121,15 +120,8 @@ def _scheduler_run(sched, prompts: list, n_gen: int, poll: float, sampling: str 
     requests = [sched.model.request(ids, max_tokens=n_gen, ignore_eos=True, seed=i, **settings)
                 for i, ids in enumerate(prompts)]
     steps0 = sched.steps
-    # all at once: the engine thread (already running) cannot take the GIL and start a step
-    # with only some of them while they are submitted (a few ms)
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(1.0)
-    try:
-        t0 = time.perf_counter()
-        handles = [sched.submit(r) for r in requests]
-    finally:
-        sys.setswitchinterval(interval)
+    t0 = time.perf_counter()
+    handles = sched.submit_many(requests)      # the engine thread takes them in one step
     t_first, first_step, sizes0 = None, None, len(sched.step_sizes)
     while True:
         now = time.perf_counter()

@@ -98,7 +98,7 @@ def embed(model, texts, pooling=None, normalize: bool = True) -> np.ndarray:
         name = "texts" if len(inputs) == 1 and x is texts else f"texts[{i}]"
         requests.append(embed_request(model, x, pooling, name))
     sched = model._default_scheduler()
-    handles = [sched.submit(r) for r in requests]      # all queued: prefilled together
+    handles = sched.submit_many(requests)      # taken together: prefilled in the same steps
     try:
         for h in handles:
             h.wait()

@@ -13,7 +13,7 @@ from typing import Iterator
 import numpy as np
 
 from ignis.args import INT64_MAX, check_bool, check_ids, check_int, check_path, check_str, describe
-from ignis.errors import ArgumentError, ArgumentTypeError, ContextOverflowError, IgnisError, TokenizerError
+from ignis.errors import ArgumentError, ArgumentTypeError, IgnisError, TokenizerError
 from ignis.gguf import GGUFFile
 from ignis.models import config_from_file
 from ignis.models.common import MAX_CONTEXT
@@ -357,7 +357,7 @@ class Model:
                                          name=f"prompts[{i}]"))
         sched = self._default_scheduler()
         events = queue.SimpleQueue() if stream else None     # signal-atomic (runtime/handle.py)
-        handles = [sched.submit(r, sink=events, tag=i) for i, r in enumerate(requests)]
+        handles = sched.submit_many(requests, sink=events, tags=range(len(requests)))
         if not stream:
             return [h.text() for h in handles]
         return _merged(handles, events)

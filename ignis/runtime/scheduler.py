@@ -98,6 +98,10 @@ class _Seq:
         return len(self.tokens) - 1
 
 
+def _nothing_to_compute(request: Request) -> bool:
+    return request.rows == "sample" and request.max_tokens == 0
+
+
 class Scheduler:
     """The engine loop over one Model (see the module docstring)."""
 
@@ -139,6 +143,27 @@ class Scheduler:
         the prompt is computed once and its KV blocks shared. sink/tag: every piece (and
         END_OF_STREAM) also goes to sink.put((tag, piece)); tag may be a list of one per
         completion."""
+        return self.submit_many([request], sink=sink, tags=[tag])[0]
+
+    def submit_many(self, requests: list, *, sink=None, tags=None) -> list:
+        """Queue several Requests at once: the loop takes them in the same step (a batch
+        starts together, not the first one alone because the loop woke before the others
+        arrived). Their handles as submit() gives them; tags: one per request (or None)."""
+        tags = [None] * len(requests) if tags is None else list(tags)
+        if len(tags) != len(requests):
+            raise IgnisError(f"{len(tags)} tags for {len(requests)} requests")
+        groups = [self._group(r, sink, t) for r, t in zip(requests, tags)]
+        handles = [g[0].handle if len(g) == 1 else [s.handle for s in g] for g in groups]
+        queued = [g[0] for g, r in zip(groups, requests) if not _nothing_to_compute(r)]
+        if queued:
+            self._incoming.put(queued)      # one item: the loop takes all or none of them
+            self._ensure_thread()
+            self._wake()
+        return handles
+
+    def _group(self, request: Request, sink, tag) -> list:
+        """The n sequences of one request (the first leads, the others follow its prompt);
+        a request with nothing to compute is finished here."""
         if not isinstance(request, Request):
             raise ArgumentTypeError(f"Scheduler.submit takes a Request (make one with Model.request(...)), "
                                     f"got {type(request).__name__}")
@@ -164,15 +189,11 @@ class Scheduler:
             if request.speculative == "draft":
                 group[-1].drafter, group[-1].draft_len = draft.drafter(group[-1].tokens), draft.draft_length()
         group[0].followers = group[1:]
-        if request.rows == "sample" and request.max_tokens == 0:     # nothing to compute
+        if _nothing_to_compute(request):
             for s in group:
                 s.handle._outbox = None
                 s.handle._finish()
-            return group[0].handle if n == 1 else [s.handle for s in group]
-        self._incoming.put(group[0])
-        self._ensure_thread()
-        self._wake()
-        return group[0].handle if n == 1 else [s.handle for s in group]
+        return group
 
     def _completion(self, request: Request, i: int, handle: RequestHandle):
         if request.rows != "sample":
@@ -204,6 +225,8 @@ class Scheduler:
 
     @property
     def n_waiting(self) -> int:
+        """Requests not holding a sequence yet (a submit_many not yet taken by the loop counts
+        once: 0 means none)."""
         return len(self._waiting) + self._incoming.qsize()
 
     @property
@@ -290,7 +313,7 @@ class Scheduler:
     def _take_incoming(self) -> None:
         while True:
             try:
-                self._waiting.append(self._incoming.get_nowait())
+                self._waiting.extend(self._incoming.get_nowait())
             except queue.Empty:
                 return
 
