@@ -144,7 +144,7 @@
 #define IGNIS_ZP_BLOCK_BYTES 640 /* prepared rows of 32-element block types: bytes per block */
 #define IGNIS_KP_TOK_BYTES 768   /* their token tables: bytes per activation block of 8 tokens */
 #define IGNIS_KP_Y 736           /* the block rule's (float)(sum x) * d_x in a token table (simd/kq_prep.h) */
-#define IGNIS_ZT_SB_BYTES 2624   /* decode token tables (simd/zt_decode.h): bytes per super-block and token */
+#define IGNIS_ZT_SB_BYTES 3200   /* decode token tables (simd/zt_decode.h): bytes per super-block and token */
 #define IGNIS_KP_CORR(shift) (416 + 64 * ((shift) == 7 ? 4 : (shift) - 2))   /* -(sum x << shift), shift 2..5, 7 */
 
 /* The offset 1 << shift that the pair tiles (simd/kq_pairs.h, kx_pairs.h, kq_prep.h) add to a

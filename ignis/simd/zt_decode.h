@@ -21,7 +21,9 @@
  *   1536  d_x of the 8 blocks, then d_x / 16 (Q4_K's high-nibble blocks)
  *   1600  the half sums as int32 times -8, 1856 times -16, 2112 times -128 (the starts of the
  *         32-element types' q + 8, q + 16, q + 128 sums: Q4_0, Q5_0, Q8_0 / IQ4_NL)
- *   2368  the half sums as int32 times -4, plus IGNIS_MAGIC_BITS (Q3_K's q + 4 sums)
+ *   2368  the half sums as int32 times -4, plus IGNIS_MAGIC_BITS (Q3_K's q + 4 sums); 2624
+ *         times -16 and 2880 times -64, plus IGNIS_MAGIC_BITS (its 4 (q + 4) and 16 (q + 4))
+ *   3136  d_x / 4 of the 8 blocks, then d_x / 64 (the Q2_K / Q3_K fields taken in place)
  * A width k that is not a multiple of 256 has a last, partial super-block: its blocks past k / 32
  * are not written and not read. */
 
@@ -30,7 +32,10 @@
 #define IGNIS_ZT_NEG32 1280
 #define IGNIS_ZT_DX 1536
 #define IGNIS_ZT_NEG(u) (1600 + 256 * ((u) == 3 ? 0 : (u) == 4 ? 1 : 2))     /* u = 3, 4, 7 */
-#define IGNIS_ZT_NEG4M 2368
+#define IGNIS_ZT_NEGM(f) (2368 + 256 * ((f) == 4 ? 0 : (f) == 16 ? 1 : 2))     /* f = 4, 16, 64 */
+#define IGNIS_ZT_DXQ 3136
+/* d_x / f of block j (f = 1, 4, 16, 64: exact, a power of two on a normal float) */
+#define IGNIS_ZT_DX_OVER(f) ((f) == 1 ? IGNIS_ZT_DX : (f) == 16 ? IGNIS_ZT_DX + 32 : (f) == 4 ? IGNIS_ZT_DXQ : IGNIS_ZT_DXQ + 32)
 
 /* block j of a super-block's table (t) from the token's Q8_0 block xs */
 static void IL(zt_token_block)(const uint8_t *xs, uint8_t *t, int j) {
@@ -43,8 +48,9 @@ static void IL(zt_token_block)(const uint8_t *xs, uint8_t *t, int j) {
     _mm256_store_ps((float *)(t + IGNIS_ZT_SUMS + j * 32), _mm256_cvtepi32_ps(ci));
     _mm256_store_si256((__m256i *)(t + IGNIS_ZT_NEG32 + j * 32),
                        _mm256_sub_epi32(_mm256_set1_epi32(IGNIS_MAGIC_BITS), _mm256_slli_epi32(ci, 5)));
-    _mm256_store_si256((__m256i *)(t + IGNIS_ZT_NEG4M + j * 32),
-                       _mm256_sub_epi32(_mm256_set1_epi32(IGNIS_MAGIC_BITS), _mm256_slli_epi32(ci, 2)));
+    for (int u = 2; u <= 6; u += 2)
+        _mm256_store_si256((__m256i *)(t + IGNIS_ZT_NEGM(1 << u) + j * 32),
+                           _mm256_sub_epi32(_mm256_set1_epi32(IGNIS_MAGIC_BITS), _mm256_sllv_epi32(ci, _mm256_set1_epi32(u))));
     static const int shifts[3] = {3, 4, 7};
     for (int u = 0; u < 3; u++)
         _mm256_store_si256((__m256i *)(t + IGNIS_ZT_NEG(shifts[u]) + j * 32),
@@ -52,6 +58,8 @@ static void IL(zt_token_block)(const uint8_t *xs, uint8_t *t, int j) {
     const float dx = _cvtsh_ss(ignis_load_u16(xs));
     ((float *)(t + IGNIS_ZT_DX))[j] = dx;
     ((float *)(t + IGNIS_ZT_DX))[8 + j] = dx * 0.0625f;
+    ((float *)(t + IGNIS_ZT_DXQ))[j] = dx * 0.25f;
+    ((float *)(t + IGNIS_ZT_DXQ))[8 + j] = dx * 0.015625f;
 }
 
 /* super-blocks [s0, s1) of the table of the token at x (Q8_0 row of nblk blocks) */
@@ -192,17 +200,41 @@ IGNIS_INLINE void IL(z32_zt)(int64_t nb, const uint8_t *const *w, const uint8_t 
     IL(z8_store)(acc, RN, out);
 }
 
+/* Block j's fields (k = j % 4) of the transposed 2-bit fields qz (and Q3_K's hmask hz), taken
+ * in place: f * q with f = 4^k (Q2_K), f * (q + 4) with f = 4^k, Q3_K's block 3 as 16 (q + 4) after a
+ * shift right by 2 (its hmask bit would be bit 8). One and (Q2_K), or a shift, an and and one
+ * ternary-logic op (Q3_K), a register instead of a shift and a mask (and Q3_K's two more): the
+ * factor f leaves the sums exact (|f S| < 2^22, |f S sc| < 2^24) and the table's d_x / f takes it
+ * back exactly. The 16-bit shifts move no bit of one byte into the kept bits of the other. */
+IGNIS_INLINE int IL(kx_factor)(int j, const int WT) {
+    return WT == 11 && j % 4 == 3 ? 16 : 1 << (2 * (j % 4));
+}
+IGNIS_INLINE void IL(kx_fields)(const __m512i *qz, const __m512i *hz, int j, __m512i *q, const int WT) {
+    const int k = j % 4, top = WT == 11 && k == 3;
+    const __m512i fields = _mm512_set1_epi8((char)(top ? 0x30 : 3 << (2 * k)));
+    const int hbit = top ? 6 : 2 * k + 2, hshift = hbit - j;     /* hmask bit j of the byte to bit hbit */
+    for (int p = 0; p < 4; p++) {
+        const __m512i f = top ? _mm512_srli_epi16(qz[p], 2) : qz[p];
+        if (WT == 10) {
+            q[p] = _mm512_and_si512(f, fields);
+        } else {
+            const __m512i h = hshift >= 0 ? _mm512_slli_epi16(hz[p], hshift) : _mm512_srli_epi16(hz[p], -hshift);
+            q[p] = _mm512_ternarylogic_epi32(f, _mm512_and_si512(h, _mm512_set1_epi8((char)(1 << hbit))), fields,
+                                             0xEC);     /* (f & fields) | h */
+        }
+    }
+}
+
 /* Q2_K / Q3_K (the half rule), 8 weight rows x RN <= 8 tokens: IL(kx_zn)'s steps in the row-quad
  * order, the token's from its table. The 2-bit fields of rows p and p + 4 (and Q3_K's hmask) are
  * paired and transposed once per super-block: the transposition moves whole dwords, so it
- * commutes with the shift and mask that pick a block's fields from each byte. The sums start
- * at IGNIS_MAGIC_BITS (Q3_K: minus 4 * sum x, the table's section for its q + 4), so one fma
- * gives the definition's S * sc (exact: |S * sc| < 2^24 for both types). */
+ * commutes with the byte-wise masks and shifts that pick a block's fields (IL(kx_fields)). The
+ * sums start at IGNIS_MAGIC_BITS (Q3_K: minus 4 f * sum x, the table's section for its f (q + 4)),
+ * so one fma gives f S * sc, exact, and d * (d_x / f) the definition's d * d_x / f. */
 IGNIS_INLINE void IL(kx_zt)(int64_t nsb, const uint8_t *const *w, const uint8_t *const *xt, float *out,
                             const int RN, const int WT) {
     const size_t wbytes = WT == 10 ? IGNIS_Q2_K_BYTES : IGNIS_Q3_K_BYTES;
     const size_t doff = WT == 10 ? 80 : 108, qo = WT == 10 ? 16 : 32;
-    const __m512i three = _mm512_set1_epi8(3), one = _mm512_set1_epi8(1);
     __m512 acc[8];
     for (int t = 0; t < RN; t++) acc[t] = _mm512_setzero_ps();
     for (int64_t s = 0; s < nsb; s++) {
@@ -227,27 +259,25 @@ IGNIS_INLINE void IL(kx_zt)(int64_t nsb, const uint8_t *const *w, const uint8_t 
             for (int p = 0; p < 4; p++) hz[p] = IL(zd_rows2)(w[p] + wo, w[p + 4] + wo);
             IL(zd_transpose4)(hz);
         }
+#pragma GCC unroll 8
         for (int j = 0; j < 8; j++) {
             __m512i q[4];
-            const __m128i sh = _mm_cvtsi32_si128(2 * (j % 4));
-            for (int p = 0; p < 4; p++) {
-                q[p] = _mm512_and_si512(_mm512_srl_epi16(qz[j / 4][p], sh), three);
-                if (WT == 11)      /* Q3_K as q + 4: the hmask bit of block j is bit 2 */
-                    q[p] = _mm512_or_si512(q[p], _mm512_slli_epi16(
-                        _mm512_and_si512(_mm512_srl_epi16(hz[p], _mm_cvtsi32_si128(j)), one), 2));
-            }
+            IL(kx_fields)(qz[j / 4], hz, j, q, WT);
+            const int f = IL(kx_factor)(j, WT);
             /* kx_zn's scale lanes [lo r0..3 | lo r4..7 | hi r0..3 | hi r4..7] to the row-quad order */
             const __m512 sv = _mm512_shuffle_f32x4(scf[j], scf[j], IGNIS_ZD_TO_Z8), nsv = IL(magic_neg)(sv);
             const __m512 mv = WT == 10 ? _mm512_shuffle_f32x4(mf[j], mf[j], IGNIS_ZD_TO_Z8) : sv;
             for (int t = 0; t < RN; t++) {
                 const uint8_t *tt = xt[t] + to;
                 const __m512i start = WT == 10 ? _mm512_set1_epi32(IGNIS_MAGIC_BITS)
-                    : _mm512_broadcast_i64x4(_mm256_load_si256((const __m256i *)(tt + IGNIS_ZT_NEG4M + j * 32)));
+                    : _mm512_broadcast_i64x4(_mm256_load_si256((const __m256i *)(tt + IGNIS_ZT_NEGM(4 * f) + j * 32)));
                 const __m512i a = IL(zt_dots)(start, q, tt, j);
-                const __m512 dx = _mm512_set1_ps(((const float *)(tt + IGNIS_ZT_DX))[j]);
-                acc[t] = _mm512_fmadd_ps(_mm512_fmadd_ps(_mm512_castsi512_ps(a), sv, nsv), _mm512_mul_ps(d, dx), acc[t]);
-                if (WT == 10)
+                const __m512 dxf = _mm512_set1_ps(((const float *)(tt + IGNIS_ZT_DX_OVER(f)))[j]);
+                acc[t] = _mm512_fmadd_ps(_mm512_fmadd_ps(_mm512_castsi512_ps(a), sv, nsv), _mm512_mul_ps(d, dxf), acc[t]);
+                if (WT == 10) {
+                    const __m512 dx = _mm512_set1_ps(((const float *)(tt + IGNIS_ZT_DX))[j]);
                     acc[t] = _mm512_fnmadd_ps(_mm512_mul_ps(IL(zt_sums)(tt, j), mv), _mm512_mul_ps(dmin, dx), acc[t]);
+                }
             }
         }
     }
