@@ -170,12 +170,22 @@ IGNIS_INLINE void IL(zd_q4_k_sb)(const uint8_t *const *w, size_t wo, float (*sf)
     *dmin = IL(zd_rowquad)(dd, 1);
 }
 
+/* Q4_K blocks 2jp and 2jp + 1: sc and m of rows 0..3, 0..3, 4..7, 4..7 from zd_q4_k_sb's sf (scm:
+ * sc0, sc1, m0, m1, then -12582912 sc0, -12582912 sc1 for IL(zd_q4_k_fma)) */
+IGNIS_INLINE void IL(zd_q4_k_scm)(float (*sf)[64], int jp, __m512 *scm) {
+    const int j0 = 2 * jp, j1 = 2 * jp + 1;
+    scm[0] = IL(zd_quads)(sf[0] + 4 * j0, sf[1] + 4 * j0);
+    scm[1] = IL(zd_quads)(sf[0] + 4 * j1, sf[1] + 4 * j1);
+    scm[2] = IL(zd_quads)(sf[0] + 32 + 4 * j0, sf[1] + 32 + 4 * j0);
+    scm[3] = IL(zd_quads)(sf[0] + 32 + 4 * j1, sf[1] + 32 + 4 * j1);
+    scm[4] = IL(magic_neg)(scm[0]);
+    scm[5] = IL(magic_neg)(scm[1]);
+}
+
 /* Q4_K blocks 2jp and 2jp + 1 of the super-block at wo: the 32 nibble bytes of rows p | p + 4,
  * transposed (raw[d] lane l dword p is dword d of lane l of row pair p, so that four vpdpbusd
  * into one register, each against token dword d of the lane's half, leave the exact half
- * sums), as low nibbles (block 2jp) and high (block 2jp + 1, 16 q); and the blocks' sc and m
- * of rows 0..3, 0..3, 4..7, 4..7 (scm: sc0, sc1, m0, m1, then -12582912 sc0, -12582912 sc1
- * for IL(zd_q4_k_fma)) */
+ * sums), as low nibbles (block 2jp) and high (block 2jp + 1, 16 q); and IL(zd_q4_k_scm) */
 IGNIS_INLINE void IL(zd_q4_k_pair)(const uint8_t *const *w, size_t wo, int jp, float (*sf)[64],
                                    __m512i *qlo, __m512i *qhi, __m512 *scm) {
     const __m512i low = _mm512_set1_epi8(0x0f), high = _mm512_set1_epi8((char)0xf0);
@@ -186,13 +196,7 @@ IGNIS_INLINE void IL(zd_q4_k_pair)(const uint8_t *const *w, size_t wo, int jp, f
         qlo[d] = _mm512_and_si512(raw[d], low);
         qhi[d] = _mm512_and_si512(raw[d], high);
     }
-    const int j0 = 2 * jp, j1 = 2 * jp + 1;
-    scm[0] = IL(zd_quads)(sf[0] + 4 * j0, sf[1] + 4 * j0);
-    scm[1] = IL(zd_quads)(sf[0] + 4 * j1, sf[1] + 4 * j1);
-    scm[2] = IL(zd_quads)(sf[0] + 32 + 4 * j0, sf[1] + 32 + 4 * j0);
-    scm[3] = IL(zd_quads)(sf[0] + 32 + 4 * j1, sf[1] + 32 + 4 * j1);
-    scm[4] = IL(magic_neg)(scm[0]);
-    scm[5] = IL(magic_neg)(scm[1]);
+    IL(zd_q4_k_scm)(sf, jp, scm);
 }
 
 /* the definition's last steps of blocks 2jp, 2jp + 1 for one token: its exact half sums alo,

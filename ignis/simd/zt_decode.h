@@ -14,7 +14,10 @@
  * avx512_decode.h: 128-bit lanes 0 and 2 the low halves, 1 and 3 the high halves):
  *   0     pattern[j][d], j < 8 blocks, d < 4, 32 bytes: dword d of block j's low half
  *         (elements 4d..4d+3) four times, then of its high half (16 + 4d..) four times; a
- *         256-bit broadcast load puts them in lanes 0, 2 and 1, 3
+ *         256-bit broadcast load puts them in lanes 0, 2 and 1, 3. Stored as pattern pairs
+ *         [e][d], e < 4, 64 bytes: blocks j = 4 (e / 2) + e % 2 and j + 2 side by side
+ *         (IGNIS_ZT_PAT_AT), so that Q4_K, whose register holds a row's 64 qs bytes (two blocks'
+ *         halves each nibble), meets a pair as one vpdpbusd memory operand
  *   1024  block j's half sums of x as floats (Q4_K's min step), c_lo four times, c_hi four times
  *   1280  the same as int32 times -32, plus IGNIS_MAGIC_BITS (where Q6_K's q + 32
  *         sums start: they end as the float 12582912 + S, see avx512.h)
@@ -27,7 +30,9 @@
  * A width k that is not a multiple of 256 has a last, partial super-block: its blocks past k / 32
  * are not written and not read. */
 
-#define IGNIS_ZT_PAT 0
+#define IGNIS_ZT_PAT2 0
+/* pattern[j][d] inside its pair */
+#define IGNIS_ZT_PAT_AT(j, d) (IGNIS_ZT_PAT2 + ((2 * ((j) / 4) + (j) % 2) * 4 + (d)) * 64 + (j) % 4 / 2 * 32)
 #define IGNIS_ZT_SUMS 1024
 #define IGNIS_ZT_NEG32 1280
 #define IGNIS_ZT_DX 1536
@@ -40,8 +45,7 @@
 /* block j of a super-block's table (t) from the token's Q8_0 block xs */
 static void IL(zt_token_block)(const uint8_t *xs, uint8_t *t, int j) {
     for (int d = 0; d < 4; d++)
-        _mm256_store_si256((__m256i *)(t + IGNIS_ZT_PAT + (j * 4 + d) * 32),
-                           _mm512_castsi512_si256(IL(zd_token_dword)(xs, d)));
+        _mm256_store_si256((__m256i *)(t + IGNIS_ZT_PAT_AT(j, d)), _mm512_castsi512_si256(IL(zd_token_dword)(xs, d)));
     int32_t c[2] = {0, 0};
     for (int l = 0; l < 32; l++) c[l / 16] += (int8_t)xs[2 + l];
     const __m256i ci = _mm256_setr_epi32(c[0], c[0], c[0], c[0], c[1], c[1], c[1], c[1]);
@@ -73,7 +77,7 @@ static void IL(zt_tokens)(int64_t s0, int64_t s1, int64_t nblk, const uint8_t *x
 IGNIS_INLINE __m512i IL(zt_dots)(__m512i start, const __m512i *q, const uint8_t *t, int j) {
     __m512i s = start;
     for (int d = 0; d < 4; d++)
-        s = _mm512_dpbusd_epi32(s, q[d], _mm512_broadcast_i64x4(_mm256_load_si256((const __m256i *)(t + IGNIS_ZT_PAT + (j * 4 + d) * 32))));
+        s = _mm512_dpbusd_epi32(s, q[d], _mm512_broadcast_i64x4(_mm256_load_si256((const __m256i *)(t + IGNIS_ZT_PAT_AT(j, d)))));
     return s;
 }
 
@@ -82,10 +86,34 @@ IGNIS_INLINE __m512 IL(zt_sums)(const uint8_t *t, int j) {
     return _mm512_broadcast_f32x8(_mm256_load_ps((const float *)(t + IGNIS_ZT_SUMS + j * 32)));
 }
 
-/* Q4_K, 8 weight rows x RN <= 8 tokens: q4_k_zd's steps, the token's from its table */
+/* Q4_K qs bytes 64 jq.. of rows g..g + 3 (one load a row), transposed: lanes 0, 1 the low and
+ * high halves of block pair 2 jq, lanes 2, 3 of pair 2 jq + 1, as low nibbles (blocks 4 jq and
+ * 4 jq + 2) and high (4 jq + 1 and 4 jq + 3, 16 q) */
+IGNIS_INLINE void IL(zt_q4_k_rows4)(const uint8_t *const *w, size_t off, __m512i *lo, __m512i *hi) {
+    const __m512i low = _mm512_set1_epi8(0x0f), high = _mm512_set1_epi8((char)0xf0);
+    __m512i r[4];
+    for (int p = 0; p < 4; p++) r[p] = _mm512_loadu_si512((const void *)(w[p] + off));
+    IL(zd_transpose4)(r);
+    for (int d = 0; d < 4; d++) {
+        lo[d] = _mm512_and_si512(r[d], low);
+        hi[d] = _mm512_and_si512(r[d], high);
+    }
+}
+
+/* the exact half sums of quants q[d] (two blocks' halves of four rows) against pattern pair e,
+ * from IGNIS_MAGIC_BITS */
+IGNIS_INLINE __m512i IL(zt_dots2)(const __m512i *q, const uint8_t *t, int e) {
+    __m512i s = _mm512_set1_epi32(IGNIS_MAGIC_BITS);
+    for (int d = 0; d < 4; d++)
+        s = _mm512_dpbusd_epi32(s, q[d], _mm512_load_si512((const void *)(t + IGNIS_ZT_PAT2 + (e * 4 + d) * 64)));
+    return s;
+}
+
+/* Q4_K, 8 weight rows x RN <= 8 tokens: q4_k_zd's steps, the token's from its table. Rows are read
+ * 64 qs bytes at a time (four blocks), four rows transposed together; the sums of rows 0..3 and
+ * 4..7 are then put in the row-quad order of one block pair (one lane shuffle each) */
 IGNIS_INLINE void IL(q4_k_zt)(int64_t nsb, const uint8_t *const *w, const uint8_t *const *xt,
                               float *out, const int RN) {
-    const __m512i zero = _mm512_setzero_si512();
     __m512 acc[8];
     for (int t = 0; t < RN; t++) acc[t] = _mm512_setzero_ps();
     for (int64_t s = 0; s < nsb; s++) {
@@ -95,18 +123,27 @@ IGNIS_INLINE void IL(q4_k_zt)(int64_t nsb, const uint8_t *const *w, const uint8_
         __m512 d, dmin;
         IL(zd_q4_k_sb)(w, wo, sf, &d, &dmin);
         IGNIS_ZD_IN_MEMORY(sf);
-        for (int jp = 0; jp < 4; jp++) {
-            __m512i qlo[4], qhi[4];
-            __m512 scm[6];
-            IL(zd_q4_k_pair)(w, wo, jp, sf, qlo, qhi, scm);
-            const int j0 = 2 * jp, j1 = 2 * jp + 1;
+        for (int jq = 0; jq < 2; jq++) {
+            __m512i lo[2][4], hi[2][4];
+            IL(zt_q4_k_rows4)(w, wo + 16 + 64 * jq, lo[0], hi[0]);
+            IL(zt_q4_k_rows4)(w + 4, wo + 16 + 64 * jq, lo[1], hi[1]);
+            __m512 scm[2][6];
+            IL(zd_q4_k_scm)(sf, 2 * jq, scm[0]);
+            IL(zd_q4_k_scm)(sf, 2 * jq + 1, scm[1]);
             for (int t = 0; t < RN; t++) {
                 const uint8_t *tt = xt[t] + to;
                 const float *dx = (const float *)(tt + IGNIS_ZT_DX);
-                acc[t] = IL(zd_q4_k_fma)(acc[t], IL(zt_dots)(_mm512_set1_epi32(IGNIS_MAGIC_BITS), qlo, tt, j0),
-                                         IL(zt_dots)(_mm512_set1_epi32(IGNIS_MAGIC_BITS), qhi, tt, j1), scm, d, dmin,
-                                         _mm512_set1_ps(dx[j0]), _mm512_set1_ps(dx[j1]), _mm512_set1_ps(dx[8 + j1]),
-                                         IL(zt_sums)(tt, j0), IL(zt_sums)(tt, j1));
+                const __m512i a = IL(zt_dots2)(lo[0], tt, 2 * jq), b = IL(zt_dots2)(hi[0], tt, 2 * jq + 1),
+                              c = IL(zt_dots2)(lo[1], tt, 2 * jq), e = IL(zt_dots2)(hi[1], tt, 2 * jq + 1);
+#pragma GCC unroll 2
+                for (int half = 0; half < 2; half++) {
+                    const int jp = 2 * jq + half, j0 = 2 * jp, j1 = 2 * jp + 1;
+                    const __m512i alo = half ? _mm512_shuffle_i64x2(a, c, 0xEE) : _mm512_shuffle_i64x2(a, c, 0x44);
+                    const __m512i ahi = half ? _mm512_shuffle_i64x2(b, e, 0xEE) : _mm512_shuffle_i64x2(b, e, 0x44);
+                    acc[t] = IL(zd_q4_k_fma)(acc[t], alo, ahi, scm[half], d, dmin, _mm512_set1_ps(dx[j0]),
+                                             _mm512_set1_ps(dx[j1]), _mm512_set1_ps(dx[8 + j1]),
+                                             IL(zt_sums)(tt, j0), IL(zt_sums)(tt, j1));
+                }
             }
         }
     }
