@@ -231,6 +231,25 @@ IGNIS_INLINE void IL(wf_block16)(int64_t k, const uint8_t *const *w, const uint8
             out[j * IGNIS_TILE + r] = ignis_wdot_finish(c, WT, k16, k, w[r], (const float *)x[j]);
         }
 }
+
+/* 8 rows x 1 token of float weights (decode): IL(wf_block16)'s chains, the token's 16 values
+ * loaded once for 8 rows, and the 8 row streams prefetched IGNIS_ZD_AHEAD bytes ahead (avx512.h) */
+IGNIS_INLINE void IL(wf_rows8)(int64_t k, const uint8_t *const *w, const uint8_t *x, float *out, const int WT) {
+    const int esz = WT == 0 ? 4 : 2;
+    __m512 a[8];
+    for (int r = 0; r < 8; r++) a[r] = _mm512_setzero_ps();
+    const int64_t k16 = k / IGNIS_WCHAINS * IGNIS_WCHAINS;
+    for (int64_t i = 0; i < k16; i += 16) {
+        if ((i * esz) % 64 == 0) IL(prefetch8)(w, (size_t)(i * esz) + IGNIS_ZD_AHEAD, 1);
+        const __m512 xv = _mm512_loadu_ps((const float *)x + i);
+        for (int r = 0; r < 8; r++) a[r] = _mm512_fmadd_ps(xv, IL(wf16)(w[r], i, WT), a[r]);
+    }
+    for (int r = 0; r < 8; r++) {
+        float c[IGNIS_WCHAINS];
+        _mm512_storeu_ps(c, a[r]);
+        out[r] = ignis_wdot_finish(c, WT, k16, k, w[r], (const float *)x);
+    }
+}
 #endif
 
 IGNIS_INLINE void IL(wf_tile)(int64_t k, const uint8_t *const *wp, const uint8_t *const *xp, int rm, int rn,
@@ -243,7 +262,11 @@ IGNIS_INLINE void IL(wf_tile)(int64_t k, const uint8_t *const *wp, const uint8_t
     }
 #endif
     if (rn == 1) {
+#if IGNIS_X86_512
+        IL(wf_rows8)(k, wp, xp[0], tmp, WT);
+#else
         for (int i0 = 0; i0 < rm; i0 += 4) IL(wf_block)(k, wp + i0, xp, tmp + i0, 4, 1, WT);
+#endif
         return;
     }
     for (int j0 = 0; j0 < rn; j0 += 2)
