@@ -171,6 +171,7 @@ cdef extern from "_neon.h" nogil:
     void ignis_kq_prep_tile(int wtype, int64_t k, const uint8_t *buf, const uint8_t *tab, float *out)
     int IGNIS_ZT_SB_BYTES
     int ignis_zt_ok(int wtype, int64_t k)
+    int ignis_zt_super(int wtype)
     void ignis_zt_tokens(int64_t s0, int64_t s1, int64_t nblk, const uint8_t *x, uint8_t *tab)
     void ignis_zt_tile(int wtype, int64_t k, const uint8_t *const *w, int rm,
                        const uint8_t *const *xt, int rn, float *out)

@@ -147,6 +147,9 @@
 #define IGNIS_ZT_SB_BYTES 3200   /* decode token tables (simd/zt_decode.h): bytes per super-block and token */
 #define IGNIS_KP_CORR(shift) (416 + 64 * ((shift) == 7 ? 4 : (shift) - 2))   /* -(sum x << shift), shift 2..5, 7 */
 
+/* the types whose token-table tiles count super-blocks of 256 (Q4_K, Q6_K, Q2_K, Q3_K) */
+static inline int ignis_zt_super(int wtype) { return wtype == 12 || wtype == 14 || wtype == 10 || wtype == 11; }
+
 /* The offset 1 << shift that the pair tiles (simd/kq_pairs.h, kx_pairs.h, kq_prep.h) add to a
  * type's quants to make them unsigned for vpdpbusd; 0: the quants are unsigned already. */
 static inline int ignis_quant_offset_shift(int wtype) {
@@ -746,7 +749,7 @@ static inline void ignis_kq_prep_tile(int wtype, int64_t k, const uint8_t *buf, 
  * tab[rn], rn <= 8, out) gives the bits of ignis_tile on those tokens' Q8_0 rows. */
 static inline int ignis_zt_ok(int wtype, int64_t k) {
     if (ignis_cur->zt_tile == NULL) return 0;
-    if (wtype == 12 || wtype == 14 || wtype == 10 || wtype == 11) return k % 256 == 0;
+    if (ignis_zt_super(wtype)) return k % 256 == 0;
     return (wtype == 8 || wtype == 6 || wtype == 2 || wtype == 20) && k % 32 == 0;
 }
 static inline void ignis_zt_tokens(int64_t s0, int64_t s1, int64_t nblk, const uint8_t *x, uint8_t *tab) {

@@ -310,7 +310,7 @@ cdef inline int64_t zt_tab_bytes(int64_t T, int64_t k) noexcept nogil:
 cdef inline bint zt_type_ok(int wtype, int64_t k, int64_t rows) noexcept nogil:
     """Whether rows of wtype and width k, in a matmul of `rows` tokens, run on decode token
     tables: the level can, and a 32-element type has ZT32_MIN_ROWS tokens."""
-    return ignis_zt_ok(wtype, k) and (T_Q2_K <= wtype <= T_Q6_K or rows >= ZT32_MIN_ROWS)
+    return ignis_zt_ok(wtype, k) and (ignis_zt_super(wtype) or rows >= ZT32_MIN_ROWS)
 
 
 cdef inline bint zt_wanted(int64_t rows, int64_t k, const int *types, int n_types) noexcept nogil:

@@ -30,9 +30,9 @@
  * A width k that is not a multiple of 256 has a last, partial super-block: its blocks past k / 32
  * are not written and not read. */
 
-#define IGNIS_ZT_PAT2 0
-/* pattern[j][d] inside its pair */
-#define IGNIS_ZT_PAT_AT(j, d) (IGNIS_ZT_PAT2 + ((2 * ((j) / 4) + (j) % 2) * 4 + (d)) * 64 + (j) % 4 / 2 * 32)
+/* pattern pair e's dword d, and pattern[j][d] inside its pair */
+#define IGNIS_ZT_PAIR(e, d) (((e) * 4 + (d)) * 64)
+#define IGNIS_ZT_PAT_AT(j, d) (IGNIS_ZT_PAIR(2 * ((j) / 4) + (j) % 2, d) + (j) % 4 / 2 * 32)
 #define IGNIS_ZT_SUMS 1024
 #define IGNIS_ZT_NEG32 1280
 #define IGNIS_ZT_DX 1536
@@ -105,7 +105,7 @@ IGNIS_INLINE void IL(zt_q4_k_rows4)(const uint8_t *const *w, size_t off, __m512i
 IGNIS_INLINE __m512i IL(zt_dots2)(const __m512i *q, const uint8_t *t, int e) {
     __m512i s = _mm512_set1_epi32(IGNIS_MAGIC_BITS);
     for (int d = 0; d < 4; d++)
-        s = _mm512_dpbusd_epi32(s, q[d], _mm512_load_si512((const void *)(t + IGNIS_ZT_PAT2 + (e * 4 + d) * 64)));
+        s = _mm512_dpbusd_epi32(s, q[d], _mm512_load_si512((const void *)(t + IGNIS_ZT_PAIR(e, d))));
     return s;
 }
 
@@ -238,11 +238,12 @@ IGNIS_INLINE void IL(z32_zt)(int64_t nb, const uint8_t *const *w, const uint8_t 
 }
 
 /* Block j's fields (k = j % 4) of the transposed 2-bit fields qz (and Q3_K's hmask hz), taken
- * in place: f * q with f = 4^k (Q2_K), f * (q + 4) with f = 4^k, Q3_K's block 3 as 16 (q + 4) after a
- * shift right by 2 (its hmask bit would be bit 8). One and (Q2_K), or a shift, an and and one
- * ternary-logic op (Q3_K), a register instead of a shift and a mask (and Q3_K's two more): the
- * factor f leaves the sums exact (|f S| < 2^22, |f S sc| < 2^24) and the table's d_x / f takes it
- * back exactly. The 16-bit shifts move no bit of one byte into the kept bits of the other. */
+ * in place: f * q with f = 4^k (Q2_K), f * (q + 4) with f = 4^k (Q3_K; its block 3 as 16 (q + 4)
+ * after a shift right by 2, as its hmask bit would be bit 8). A register costs one and (Q2_K), or
+ * a shift, an and and one ternary-logic op (Q3_K), where shifting the fields down cost a shift and
+ * an and more. The factor f leaves the sums exact (|f S| < 2^22, |f S sc| < 2^24) and the table's
+ * d_x / f takes it back exactly. The 16-bit shifts move no bit of one byte into the kept bits of
+ * the other. */
 IGNIS_INLINE int IL(kx_factor)(int j, const int WT) {
     return WT == 11 && j % 4 == 3 ? 16 : 1 << (2 * (j % 4));
 }
@@ -362,11 +363,10 @@ static void IL(zt_tile)(int wtype, int64_t k, const uint8_t *const *w, int rm, c
         {IL(q3_k_zt1), IL(q3_k_zt2), IL(q3_k_zt3), IL(q3_k_zt4), IL(q3_k_zt5), IL(q3_k_zt6), IL(q3_k_zt7), IL(q3_k_zt8)}};
     const int which = wtype == 12 ? 0 : wtype == 14 ? 1 : wtype == 8 ? 2 : wtype == 6 ? 3 : wtype == 2 ? 4
                     : wtype == 20 ? 5 : wtype == 10 ? 6 : 7;
-    const int super = which < 2 || which > 5;      /* the K-quants count super-blocks */
     const uint8_t *wp[8];
     for (int i = 0; i < 8; i++) wp[i] = w[i < rm ? i : rm - 1];
     float tmp[IGNIS_TILE * IGNIS_TILE];
-    ks[which][rn - 1](super ? k / 256 : k / 32, wp, xt, tmp);
+    ks[which][rn - 1](ignis_zt_super(wtype) ? k / 256 : k / 32, wp, xt, tmp);
     for (int j = 0; j < rn; j++)
         for (int i = 0; i < rm; i++) out[j * IGNIS_TILE + i] = tmp[j * IGNIS_TILE + i];
 }

@@ -227,7 +227,7 @@ static void check_zt(void) {
         return;
     }
     for (int it = 0; it < 1600; it++) {
-        const int wt = types[it % 8], kq = wt == 12 || wt == 14 || wt == 10 || wt == 11, rm = rndi(1, 8), rn = rndi(1, 8);
+        const int wt = types[it % 8], kq = ignis_zt_super(wt), rm = rndi(1, 8), rn = rndi(1, 8);
         const int nblk = kq ? 8 * rndi(1, MAXS) : rndi(1, 8 * MAXS), nsb = (nblk + 7) / 8;
         const uint8_t *wp[8], *xt[8];
         for (int i = 0; i < 8; i++) {
