@@ -141,7 +141,7 @@ from ignis.errors import ContextOverflowError, ISAError, ModelError
 cimport cython
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, int32_t, int64_t, uintptr_t
 from libc.string cimport memcpy, memmove, memset
-from libc.math cimport sqrtf, pow, cos, sin
+from libc.math cimport sqrtf, pow, cos, sin, isfinite
 from cpython.mem cimport PyMem_Realloc, PyMem_Free
 
 

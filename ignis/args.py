@@ -67,23 +67,27 @@ def _interval(lo, hi, lo_open: bool = False, hi_open: bool = False) -> str:
 
 def check_int(name: str, value, lo: int | None = None, hi: int | None = None) -> int:
     """An integer in [lo, hi] (a bound of None is open)."""
-    expected = f"an integer {_interval(lo, hi)}".rstrip()
     if not is_int(value):
-        raise ArgumentTypeError(f"{name} must be {expected}, got {describe(value)}")
+        raise ArgumentTypeError(f"{name} must be {_expected_int(lo, hi)}, got {describe(value)}")
     value = int(value)
     if (lo is not None and value < lo) or (hi is not None and value > hi):
-        raise ArgumentError(f"{name} must be {expected}, got {describe(value)}")
+        raise ArgumentError(f"{name} must be {_expected_int(lo, hi)}, got {describe(value)}")
     return value
+
+
+def _expected_int(lo, hi) -> str:
+    # only formatted for an error: the checks run on every step
+    return f"an integer {_interval(lo, hi)}".rstrip()
 
 
 def check_float(name: str, value, lo: float | None = None, hi: float | None = None, *,
                 lo_open: bool = False, hi_open: bool = False) -> float:
     """A finite number in the interval from lo to hi (each closed unless *_open; None: no bound)."""
-    where = _interval(lo, hi, lo_open, hi_open)
-    if (lo is None) != (hi is None):        # one bound: say the other end is finite too
-        where += " and finite"
+    def where() -> str:     # only formatted for an error
+        text = _interval(lo, hi, lo_open, hi_open)
+        return text + " and finite" if (lo is None) != (hi is None) else text   # one bound: the other end finite
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ArgumentTypeError(f"{name} must be a {'number ' + where if where else 'finite number'}, "
+        raise ArgumentTypeError(f"{name} must be a {'number ' + where() if where() else 'finite number'}, "
                                 f"got {describe(value)}")
     try:
         number = float(value)
@@ -95,7 +99,7 @@ def check_float(name: str, value, lo: float | None = None, hi: float | None = No
     if ok and hi is not None:
         ok = number < hi if hi_open else number <= hi
     if not ok:
-        raise ArgumentError(f"{name} must be {where or 'a finite number'}, got {describe(value)}")
+        raise ArgumentError(f"{name} must be {where() or 'a finite number'}, got {describe(value)}")
     return number
 
 

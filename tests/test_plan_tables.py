@@ -49,6 +49,10 @@ def test_a_table_entry_outside_the_cache_is_refused():
             "table entry is outside the cache's 4 blocks")
     refused(run([KV_WRITE], seqs=Ints((0, 1)), tables=tables([[-1], [1]]), block_size=2),
             "table entry is outside")
+    # a wider type is checked before its int32 copy, which would wrap 2**32 to block 0
+    for bad in (4, -1, 2**32):
+        refused(run([KV_WRITE], seqs=Ints((0, 1)), tables=Ints((0, bad), "int64", (2, 1)), block_size=2),
+                "table entry is outside")
 
 
 def test_a_block_size_that_does_not_divide_the_cache_is_refused():

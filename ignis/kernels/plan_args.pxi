@@ -154,10 +154,35 @@ def _kv_arrays(kv):
     return kc, vc
 
 
+cdef tuple _span(a):
+    """(min, max) of a non-empty 1-D C-contiguous int32 array in one pass: numpy's min() and
+    max() go through a Python-level wrapper each, and a decode step checks a dozen of them."""
+    cdef const int32_t[::1] v = a
+    cdef int32_t lo = v[0], hi = v[0], x
+    cdef Py_ssize_t i
+    for i in range(1, v.shape[0]):
+        x = v[i]
+        if x < lo:
+            lo = x
+        elif x > hi:
+            hi = x
+    return lo, hi
+
+
+cdef _int32_copy(what, a):
+    """A private C-contiguous int32 copy of the 1-D integer array a (non-empty), refused when a
+    value does not fit int32: checked before the cast, which would wrap it."""
+    if a.dtype != np.int32:
+        lo, hi = int(a.min()), int(a.max())
+        if lo < _INT32_MIN or hi > _INT32_MAX:
+            raise ModelError(f"plan.run: {what} value {lo if lo < _INT32_MIN else hi} does not fit int32")
+    return np.array(a, dtype=np.int32, order="C", copy=True)
+
+
 def _int32_array(what, v, int64_t n):
-    """tokens / positions / seqs: a 1-D integer array of n values that fit int32 (checked
-    before the cast, which would wrap them). Always a private copy: a run reads it without the
-    GIL, after the checks, so the caller's array must not be what it reads."""
+    """tokens / positions / seqs: a 1-D integer array of n values that fit int32. Always a
+    private copy: a run reads it without the GIL, after the checks, so the caller's array must
+    not be what it reads."""
     try:
         a = np.asarray(v)
     except Exception:
@@ -168,10 +193,7 @@ def _int32_array(what, v, int64_t n):
         raise ModelError(f"plan.run: {what} must be a 1-D array, got shape {a.shape}")
     if a.shape[0] != n:
         raise ModelError(f"plan.run: {a.shape[0]} {what} for a plan of {n} tokens")
-    lo, hi = int(a.min()), int(a.max())
-    if lo < _INT32_MIN or hi > _INT32_MAX:
-        raise ModelError(f"plan.run: {what} value {lo if lo < _INT32_MIN else hi} does not fit int32")
-    return np.array(a, dtype=np.int32, order="C", copy=True)
+    return _int32_copy(what, a)
 
 
 def _index_array(what, v, int64_t n, int64_t limit):
@@ -182,6 +204,10 @@ def _index_array(what, v, int64_t n, int64_t limit):
         raise ModelError(f"plan.run: {what} must be an integer array, got {type(v).__name__}") from None
     if a.dtype.kind not in "iu" or a.ndim != 1 or a.shape[0] != n:
         raise ModelError(f"plan.run: {what} must be {n} integers, got {a.dtype} {a.shape}")
-    if int(a.min()) < 0 or int(a.max()) >= limit:
+    if a.dtype != np.int32 and (int(a.min()) < 0 or int(a.max()) >= limit):
         raise ModelError(f"plan.run: {what} holds a value outside [0, {limit})")
-    return np.array(a, dtype=np.int32, order="C", copy=True)
+    out = np.array(a, dtype=np.int32, order="C", copy=True)
+    lo, hi = _span(out) if n else (0, 0)
+    if lo < 0 or hi >= limit:
+        raise ModelError(f"plan.run: {what} holds a value outside [0, {limit})")
+    return out

@@ -37,11 +37,11 @@ cdef _ensure_scratch(Plan plan, n_ctx):
                          f"{_att_rows(plan)} score rows x {n_ctx} positions x {plan.n_threads} threads)") from None
 
 
-cdef _tables(Plan plan, seqs, tables, block_size, pos, int64_t n_rows):
+cdef _tables(Plan plan, seqs, tables, block_size, pos, int64_t pos_max, int64_t n_rows):
     """(seq rows int32 [T], tables int32 [n, w], block size) checked against a cache of
-    n_rows physical rows: every table entry a block of the cache, every position covered
-    by its sequence's table, no two tokens writing one row. Without tables: one sequence
-    whose single block is the whole cache (position p is row p)."""
+    n_rows physical rows: every table entry a block of the cache, every position (pos_max the
+    largest) covered by its sequence's table, no two tokens writing one row. Without tables:
+    one sequence whose single block is the whole cache (position p is row p)."""
     cdef int64_t T = plan.n_tokens
     if tables is None:
         if seqs is not None or block_size is not None:
@@ -60,22 +60,27 @@ cdef _tables(Plan plan, seqs, tables, block_size, pos, int64_t n_rows):
         bs = _as_int("plan.run: block_size", block_size)
         if bs < 1 or n_rows % bs:
             raise ModelError(f"plan.run: block_size {bs} does not divide the cache's {n_rows} rows")
-        if int(tab.min()) < 0 or int(tab.max()) >= n_rows // bs:
+        if tab.dtype != np.int32 and (int(tab.min()) < 0 or int(tab.max()) >= n_rows // bs):
             raise ModelError(f"plan.run: a table entry is outside the cache's {n_rows // bs} blocks")
         tab = np.array(tab, dtype=np.int32, order="C", copy=True)
+        lo, hi = _span(tab.reshape(-1))
+        if lo < 0 or hi >= n_rows // bs:
+            raise ModelError(f"plan.run: a table entry is outside the cache's {n_rows // bs} blocks")
         if seqs is None:
             raise ModelError("plan.run: tables need seqs (each token's table row)")
         seq = _int32_array("seqs", seqs, T)
-        if int(seq.min()) < 0 or int(seq.max()) >= tab.shape[0]:
+        lo, hi = _span(seq)
+        if lo < 0 or hi >= tab.shape[0]:
             raise ModelError(f"plan.run: a token's table row is outside [0, {tab.shape[0]})")
     limit = tab.shape[1] * bs
-    if int(pos.max()) >= limit:
-        raise ContextOverflowError(f"position {int(pos.max())} does not fit the KV cache "
+    if pos_max >= limit:
+        raise ContextOverflowError(f"position {pos_max} does not fit the KV cache "
                                    f"of {limit} positions" + (" (its sequence's table)" if tables is not None else ""))
-    where = tab[seq, pos // bs].astype(np.int64) * bs + pos % bs
-    if plan._writes_kv and np.unique(where).shape[0] != T:
-        raise ModelError("plan.run: two tokens of the step write the same cache row "
-                         "(the same position of one sequence, or a shared block)")
+    if plan._writes_kv and T > 1:       # (one token cannot write a row twice)
+        where = tab[seq, pos // bs].astype(np.int64) * bs + pos % bs
+        if np.unique(where).shape[0] != T:
+            raise ModelError("plan.run: two tokens of the step write the same cache row "
+                             "(the same position of one sequence, or a shared block)")
     return seq, tab, bs
 
 
@@ -86,6 +91,7 @@ cdef _run(Plan plan, tokens, positions, kv, seqs, tables, block_size, rows, kv_l
     # every argument given is checked, used or not
     tok = _int32_array("tokens", tokens, T) if tokens is not None else None
     pos = _int32_array("positions", positions, T) if positions is not None else None
+    pos_min, pos_max = _span(pos) if pos is not None else (0, 0)
     kc = vc = kc1 = vc1 = None
     if kv is not None:
         kc, vc = _kv_arrays(kv)
@@ -102,7 +108,7 @@ cdef _run(Plan plan, tokens, positions, kv, seqs, tables, block_size, rows, kv_l
     if plan._vocab >= 0:
         if tok is None:
             raise ModelError("plan.run: this plan embeds tokens; pass tokens")
-        lo, hi = int(tok.min()), int(tok.max())
+        lo, hi = _span(tok)
         if lo < 0 or hi >= plan._vocab:
             bad = lo if lo < 0 else hi
             raise ModelError(f"plan.run: token id {bad} out of range [0, {plan._vocab})")
@@ -129,8 +135,8 @@ cdef _run(Plan plan, tokens, positions, kv, seqs, tables, block_size, rows, kv_l
     if plan._needs_pos:
         if pos is None:
             raise ModelError("plan.run: this plan uses positions; pass positions")
-        if int(pos.min()) < 0:
-            raise ModelError(f"plan.run: negative position {int(pos.min())}")
+        if pos_min < 0:
+            raise ModelError(f"plan.run: negative position {pos_min}")
         c.pos = <const int32_t *><uintptr_t>_addr(pos)
     att_n = 0
     if plan._kv_layers or plan._kv_layers1:
@@ -139,7 +145,7 @@ cdef _run(Plan plan, tokens, positions, kv, seqs, tables, block_size, rows, kv_l
                                          (1, tables_local, n_ctx1, plan._kv_layers1)):
             if not layers:
                 continue
-            seq, tab, bs = _tables(plan, seqs, tb, block_size, pos, rows_n)
+            seq, tab, bs = _tables(plan, seqs, tb, block_size, pos, pos_max, rows_n)
             keep.append((seq, tab))
             c.seq_row = <const int32_t *><uintptr_t>_addr(seq)
             c.pool[pool].tables = <const int32_t *><uintptr_t>_addr(tab)

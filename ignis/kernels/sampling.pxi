@@ -198,6 +198,42 @@ def _scratch_for(nt, V, ints):
     return got
 
 
+cdef bint _all_finite(const double[::1] v):
+    cdef Py_ssize_t i
+    for i in range(v.shape[0]):
+        if not isfinite(v[i]):
+            return False
+    return True
+
+
+cdef bint _all_unit(const double[::1] v):
+    """every value in [0, 1)"""
+    cdef Py_ssize_t i
+    for i in range(v.shape[0]):
+        if not (v[i] >= 0 and v[i] < 1):
+            return False
+    return True
+
+
+cdef bint _params_in_range(const double[:, ::1] p):
+    """top_p in (0, 1], min_p in [0, 1], repeat_penalty > 0 on every row"""
+    cdef Py_ssize_t b
+    for b in range(p.shape[0]):
+        if p[b, 1] <= 0 or p[b, 1] > 1 or p[b, 2] < 0 or p[b, 2] > 1 or p[b, 3] <= 0:
+            return False
+    return True
+
+
+cdef tuple _int_span(const int64_t[::1] v):
+    """(min, max) of a non-empty int64 row"""
+    cdef int64_t lo = v[0], hi = v[0]
+    cdef Py_ssize_t i
+    for i in range(1, v.shape[0]):
+        lo = min(lo, v[i])
+        hi = max(hi, v[i])
+    return lo, hi
+
+
 def sample_step(logits, params, top_k, uniforms, windows=None, biases=None, masks=None, n_top=None,
                 survivors=False, threads=None):
     """Sample every row of a step: logits float32 [B, V]; params float64 [B, 6] (temperature,
@@ -216,25 +252,30 @@ def sample_step(logits, params, top_k, uniforms, windows=None, biases=None, mask
     cdef int64_t B = x.shape[0], V = x.shape[1]
     if V >= 2**31 - 1:
         raise _ArgumentError(f"sample: a vocabulary of {V} ids is too large")
+    # the checks below loop over the B rows in C: a step's sampling is a few rows, and numpy's
+    # vectorised checks cost a call each
     pa = np.ascontiguousarray(params, dtype=np.float64)
-    if pa.shape != (B, 6) or not np.isfinite(pa).all():
+    if pa.shape != (B, 6) or not _all_finite(pa.reshape(-1)):
         raise _ArgumentError(f"sample: params must be {B} rows of 6 finite numbers, got shape {pa.shape}")
-    if ((pa[:, 1] <= 0) | (pa[:, 1] > 1) | (pa[:, 2] < 0) | (pa[:, 2] > 1) | (pa[:, 3] <= 0)).any():
+    if not _params_in_range(pa):
         raise _ArgumentError("sample: need top_p in (0, 1], min_p in [0, 1] and repeat_penalty > 0")
     ks = np.ascontiguousarray(top_k, dtype=np.int64)
     us = np.ascontiguousarray(uniforms, dtype=np.float64)
-    if ks.shape != (B,) or (ks < 0).any():
+    if ks.shape != (B,) or _int_span(ks)[0] < 0:
         raise _ArgumentError(f"sample: top_k must be {B} integers >= 0")
-    if us.shape != (B,) or not ((us >= 0) & (us < 1)).all():
+    if us.shape != (B,) or not _all_unit(us):
         raise _ArgumentError(f"sample: uniforms must be {B} numbers in [0, 1)")
     tops = np.full(B, -1, np.int64) if n_top is None else np.ascontiguousarray(n_top, dtype=np.int64)
-    if tops.shape != (B,) or (tops < -1).any() or (tops > V).any():
+    if tops.shape != (B,):
+        raise _ArgumentError(f"sample: n_top must be {B} integers in [-1, {V}]")
+    top_lo, top_hi = _int_span(tops)
+    if top_lo < -1 or top_hi > V:
         raise _ArgumentError(f"sample: n_top must be {B} integers in [-1, {V}]")
     for name, lst in (("windows", windows), ("biases", biases), ("masks", masks)):
         if lst is not None and len(lst) != B:
             raise _ArgumentError(f"sample: {name} must have one entry per row ({B}), got {len(lst)}")
     keep = []                                   # every array a row points into, alive until the end
-    cdef int64_t n_words = (V + 31) // 32, max_window = 0, N = max(int(tops.max()), 0), b
+    cdef int64_t n_words = (V + 31) // 32, max_window = 0, N = max(top_hi, 0), b
     cdef void *rows_mem = PyMem_Malloc(B * sizeof(ignis_srow))
     if rows_mem == NULL:
         raise MemoryError("sample: no memory for the rows")
