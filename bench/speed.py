@@ -5,6 +5,7 @@
     python bench/speed.py -m FILE -p 512 -n 128 -t 2 -r 3
     python bench/speed.py --presets [MODEL]    # MODEL requantized into llama.cpp's presets
     python bench/speed.py --presets MODEL --only Q4_0,Q6_K --no-prefill
+    python bench/speed.py -m FILE --no-prefill -d 2048   # decode after a 2048-token context
 
 Each measurement runs in a fresh process (so peak RSS is the engine's own), engines
 alternate run by run, and the tables report medians: pp (prompt tokens/s from an empty
@@ -42,11 +43,19 @@ PRESET_DIR = Path.home() / ".cache" / "ignis" / "presets"
 DEFAULT_LLAMA_BIN = Path.home() / ".cache" / "llama-server-0.3.36" / "src" / "vendor" / "llama.cpp" / "build" / "bin"
 
 
-def worker_ignis(path, n_prompt, n_gen, threads) -> dict:
+def worker_ignis(path, n_prompt, n_gen, threads, depth=0) -> dict:
+    """pp and tg of one run; with depth, both after a context of that many tokens (llama-bench
+    -d: evaluated before each timed part, untimed)."""
     import ignis
-    model = ignis.load(path, n_ctx=max(n_prompt, 1) + n_gen + 8, threads=threads)
+    model = ignis.load(path, n_ctx=depth + max(n_prompt, 1) + n_gen + 8, threads=threads)
     ids = bench_prompt(max(n_prompt, 1), model.n_vocab)
-    pp, tg = measure(model.eval, lambda: forget(model), ids, n_gen)
+    context = bench_prompt(depth + 1, model.n_vocab)[1:] if depth else []     # not ids' prefix
+
+    def reset():
+        forget(model)
+        if context:
+            model.eval(context)
+    pp, tg = measure(model.eval, reset, ids, n_gen)
     return {"pp": pp[0] if n_prompt else 0.0, "tg": tg[0]}
 
 
@@ -58,9 +67,10 @@ def llama_bench_path(bin_dir) -> Path:
     return exe
 
 
-def run_llama_bench(exe, path, n_prompt, n_gen, threads) -> dict:
+def run_llama_bench(exe, path, n_prompt, n_gen, threads, depth=0) -> dict:
     """One llama-bench process (one repetition): pp and tg tok/s and its peak RSS."""
-    cmd = [str(exe), "-m", str(path), "-t", str(threads), "-p", str(n_prompt), "-n", str(n_gen), "-r", "1", "-o", "json"]
+    cmd = [str(exe), "-m", str(path), "-t", str(threads), "-p", str(n_prompt), "-n", str(n_gen), "-r", "1",
+           "-d", str(depth), "-o", "json"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     out, err = proc.communicate()
     if proc.returncode != 0:
@@ -74,7 +84,7 @@ def run_llama_bench(exe, path, n_prompt, n_gen, threads) -> dict:
 
 def run_ignis(args, path) -> dict:
     cmd = [sys.executable, __file__, "--worker", "-m", str(path), "-p", str(args.n_prompt),
-           "-n", str(args.n_gen), "-t", str(args.threads)]
+           "-n", str(args.n_gen), "-t", str(args.threads), "-d", str(args.depth)]
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode != 0:
         raise SystemExit(f"ignis worker failed:\n{out.stderr[-2000:]}")
@@ -111,7 +121,7 @@ def compare(args, exe, path) -> dict:
     for rep in range(args.repetitions):
         for engine in (("ignis", "llama.cpp") if rep % 2 == 0 else ("llama.cpp", "ignis")):
             r = run_ignis(args, path) if engine == "ignis" else run_llama_bench(exe, path, args.n_prompt, args.n_gen,
-                                                                                 args.threads)
+                                                                                 args.threads, args.depth)
             runs[engine].append(r)
             print(f"  {os.path.basename(str(path))} run {rep + 1} {engine:9s} pp {r['pp']:7.1f}  tg {r['tg']:6.2f}",
                   file=sys.stderr, flush=True)
@@ -158,13 +168,15 @@ def main() -> int:
     ap.add_argument("-n", "--n-gen", type=int, default=128)
     ap.add_argument("-t", "--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("-r", "--repetitions", type=int, default=3)
+    ap.add_argument("-d", "--depth", type=int, default=0,
+                    help="measure pp and tg after a context of this many tokens (llama-bench -d)")
     ap.add_argument("--llama-bin", help="directory of the native llama.cpp build's llama-bench")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.no_prefill:
         args.n_prompt = 0
     if args.worker:
-        result = worker_ignis(args.model, args.n_prompt, args.n_gen, args.threads)
+        result = worker_ignis(args.model, args.n_prompt, args.n_gen, args.threads, args.depth)
         result["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(json.dumps(result))
         return 0
@@ -184,7 +196,8 @@ def main() -> int:
     bw = read_bandwidth(args.threads)
     print(f"threads {args.threads}, {args.repetitions} runs each (median), llama.cpp: {exe}; "
           f"read bandwidth {bw / 1e9:.1f} GB/s; load average {os.getloadavg()[0]:.1f}", flush=True)
-    pp_name, tg_name = f"pp{args.n_prompt}", f"tg{args.n_gen}"
+    at = f" @ d{args.depth}" if args.depth else ""      # the roofline columns count weights only
+    pp_name, tg_name = f"pp{args.n_prompt}{at}", f"tg{args.n_gen}{at}"
     print(f"| file | {pp_name} ignis | {pp_name} llama.cpp | ratio | {tg_name} ignis | {tg_name} llama.cpp | ratio | "
           f"MB/token | roofline tok/s | ignis | llama.cpp |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")

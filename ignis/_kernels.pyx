@@ -378,6 +378,9 @@ cdef enum:
     ZT32_MIN_ROWS = 2   # fewest tokens of a 32-element type's matmul on them (bench/zt_tiles.c:
                         # Q5_0 2 tokens 1.2x its plain tile; one token reads memory anyway)
     ATT_QB = 4          # attention: query tokens per work unit (each K row read once for them)
+    ATT_SPLIT_T = 8     # attention of at most this many tokens may split their positions across
+                        # threads (attention.pxi attention_split)
+    ATT_CHUNK = 256     # ... in score work units of this many positions
     KP_BUDGET = 1536 * 1024     # prepared weight rows: bytes per thread (within its L2)
 
 
@@ -441,6 +444,7 @@ cdef struct Ctx:
     float *rope
     float *att
     int64_t att_stride
+    int64_t att_floats      # the attention scratch's size (attention_split's shared scores fit?)
     const int32_t *tokens
     const int32_t *pos
     int64_t T
@@ -455,7 +459,8 @@ cdef struct Ctx:
     int64_t n_ins
     RopeSlot *slots
     int64_t n_slots
-    long long *counters     # per instruction: next dynamic work chunk
+    long long *counters     # per instruction two: its next dynamic work chunks (attention_split's
+                            # second phase takes the second)
     ignis_bar bar
 
 

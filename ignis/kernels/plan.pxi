@@ -51,6 +51,7 @@ cdef class Plan:
     cdef int64_t _qbuf_bytes
     cdef int64_t _fbuf_floats
     cdef int64_t _att_group
+    cdef int64_t _att_heads    # the most query heads of an attention instruction
     cdef object _qcache        # (x offset, rows, k) of the x whose Q8_0 copy is in scratch
     cdef object _q16cache      # the same for the Q16 scratch
     cdef int64_t _q16_bytes
@@ -111,6 +112,7 @@ cdef class Plan:
         self._qbuf_bytes = 0
         self._fbuf_floats = 0
         self._att_group = 0
+        self._att_heads = 0
         self._qcache = None
         self._q16cache = None
         self._q16_bytes = 0
@@ -544,6 +546,7 @@ cdef class Plan:
             self._writes_kv = True
         if "attention" in spec.effects:
             self._att_group = max(self._att_group, a["n_heads"] // a["n_kv_heads"])
+            self._att_heads = max(self._att_heads, a["n_heads"])
         if "take" in spec.effects:
             self._take_n, self._take_from = a["n_out"], a["rows"]
         if "embed" in spec.effects:

@@ -10,6 +10,14 @@ cdef int64_t _att_rows(Plan plan):
     return min(ATT_QB, plan.n_tokens) * plan._att_group
 
 
+cdef int64_t _att_floats(Plan plan, int64_t n_ctx):
+    """The attention scratch: each thread's score rows, or, for a plan of at most ATT_SPLIT_T
+    tokens, every token's and head's score row shared by the threads if that is more."""
+    cdef int64_t per_thread = (_att_rows(plan) * n_ctx + 15) // 16 * 16
+    cdef int64_t shared = plan.n_tokens * plan._att_heads * n_ctx if plan.n_tokens <= ATT_SPLIT_T else 0
+    return max(per_thread * plan.n_threads, shared)
+
+
 cdef _ensure_scratch(Plan plan, n_ctx):
     """Grow the plan's workspace scratch to what this run needs (its arena was reserved when
     the plan was made)."""
@@ -28,10 +36,8 @@ cdef _ensure_scratch(Plan plan, n_ctx):
         rf = plan._rope_floats()
         if ws.rope is None or ws.rope.size < rf:
             ws.rope = _aligned_buffer(max(rf, 16) * 4, np.float32)
-        need = _att_rows(plan) * n_ctx
-        need = (need + 15) // 16 * 16
-        if ws.att is None or ws.att.size < need * plan.n_threads:
-            ws.att = _aligned_buffer(max(need * plan.n_threads, 16) * 4, np.float32)
+        if ws.att is None or ws.att.size < _att_floats(plan, n_ctx):
+            ws.att = _aligned_buffer(max(_att_floats(plan, n_ctx), 16) * 4, np.float32)
     except (MemoryError, ValueError, OverflowError):
         raise ModelError(f"plan.run: cannot allocate the scratch buffers (attention: "
                          f"{_att_rows(plan)} score rows x {n_ctx} positions x {plan.n_threads} threads)") from None
@@ -177,13 +183,14 @@ cdef _run(Plan plan, tokens, positions, kv, seqs, tables, block_size, rows, kv_l
     c.rope = <float *><uintptr_t>_addr(ws.rope)
     c.att = <float *><uintptr_t>_addr(ws.att)
     c.att_stride = (_att_rows(plan) * att_n + 15) // 16 * 16
+    c.att_floats = ws.att.size
     c.T = T
     c.ins = plan.ins
     c.n_ins = plan.n_ins
     c.slots = &plan.slots[0]
     c.n_slots = plan.n_slots
-    if plan._counters is None or plan._counters.shape[0] < plan.n_ins:
-        plan._counters = np.zeros(max(plan.n_ins, 1), dtype=np.int64)
+    if plan._counters is None or plan._counters.shape[0] < 2 * plan.n_ins:
+        plan._counters = np.zeros(max(2 * plan.n_ins, 2), dtype=np.int64)
     else:
         plan._counters[:] = 0
     c.counters = <long long *><uintptr_t>_addr(plan._counters)

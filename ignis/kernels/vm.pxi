@@ -8,7 +8,7 @@ cdef void exec_instr(Ctx *c, int64_t i, int tid, int nt) noexcept nogil:
     cdef Instr *ins = &c.ins[i]
     cdef int op = ins.op
     if op == OP_MATMUL:
-        k_matmul(c, ins, &c.counters[i], tid, nt)
+        k_matmul(c, ins, &c.counters[2 * i], tid, nt)
     elif op == OP_QUANTIZE:
         k_quantize(c, ins, tid, nt)
     elif op == OP_QUANTIZE16:
@@ -18,7 +18,7 @@ cdef void exec_instr(Ctx *c, int64_t i, int tid, int nt) noexcept nogil:
     elif op == OP_RMSNORM:
         k_rmsnorm(c, ins, tid, nt)
     elif op == OP_ATTENTION:
-        k_attention(c, ins, &c.counters[i], tid)
+        k_attention(c, ins, &c.counters[2 * i], tid, nt)
     elif op == OP_HEAD_RMSNORM:
         k_head_rmsnorm(c, ins, tid, nt)
     elif op == OP_RMSNORM_ADD:

@@ -574,6 +574,8 @@ IGNIS_INLINE void IL(transpose16)(const __m512 *r, __m512 *c) {
     }
 }
 
+#include "att_x86.h"
+
 /* dot_f32_f16_rows (rows.h) for up to 16 rows at once, one row per lane: the rows transposed
  * once for every token and head, then lane r runs IL(dot_f32_f16)'s steps for row r -- its
  * two accumulators (16 lanes each: acc0 of the even 8-element chunks, acc1 of the odd), the
@@ -584,6 +586,10 @@ static inline void IL(dot_f32_f16_rows)(const float *q, int64_t nt, int64_t qts,
                                         int64_t ots, int64_t ostride) {
     if (hd % 16 != 0 || hd > 256 || R < 4) {
         for (int64_t r = 0; r < R; r++) IL(dot_f32_f16_heads)(q, nt, qts, G, hd, rows + r * rstride, out + r, ots, ostride);
+        return;
+    }
+    if (nt * G <= 8) {      /* a decode step's few queries: no transposition to amortise */
+        IL(dot_rows_direct)(q, nt, qts, G, hd, rows, rstride, R, out, ots, ostride);
         return;
     }
     for (int64_t r0 = 0; r0 < R; r0 += 16) {
@@ -620,9 +626,12 @@ static inline void IL(av_heads_acc)(const float *w, int64_t wstride, const uint1
     int64_t h = 0;
     if (hd == 64) {
         for (; h + 6 <= G; h += 6) IL(av_heads_z)(w + h * wstride, wstride, v, vstride, n, o + h * hd, 4, 6);
+        for (; h + 3 <= G; h += 3) IL(av_heads_z)(w + h * wstride, wstride, v, vstride, n, o + h * hd, 4, 3);
         for (; h + 2 <= G; h += 2) IL(av_heads_z)(w + h * wstride, wstride, v, vstride, n, o + h * hd, 4, 2);
+        for (; h < G; h++) IL(av_heads_z)(w + h * wstride, wstride, v, vstride, n, o + h * hd, 4, 1);
     } else if (hd == 128) {
         for (; h + 3 <= G; h += 3) IL(av_heads_z)(w + h * wstride, wstride, v, vstride, n, o + h * hd, 8, 3);
+        for (; h < G; h++) IL(av_heads_z)(w + h * wstride, wstride, v, vstride, n, o + h * hd, 8, 1);
     } else if (hd == 256) {     /* per head, its two halves of 128 elements (sums of their own) */
         for (; h < G; h++)
             for (int half = 0; half < 2; half++)
