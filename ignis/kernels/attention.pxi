@@ -118,6 +118,9 @@ cdef void k_attention(Ctx *c, Instr *ins, long long *counter, int tid, int nt) n
                 # the block's rows s..m-1 for every token of the run (a score outside a token's
                 # own range is never read)
                 row = K + (<int64_t>tab[b] * bs + s) * wkv + g * hd
+                if (b + 1) * bs < nmax:
+                    ignis_prefetch_rows(K + <int64_t>tab[b + 1] * bs * wkv + g * hd, _min(bs, nmax - (b + 1) * bs),
+                                        wkv * 2, hd * 2)
                 ignis_dot_f32_f16_rows(c.arena + ins.x + ta * wq + g * G * hd, tb - ta, wq, G, hd, row, wkv, m - s,
                                        S0 + b0 + s, G * stride, stride)
                 b += 1
@@ -155,6 +158,8 @@ cdef void attend(Ctx *c, Instr *ins, int64_t t, int64_t g, float *S, int64_t str
         b0 = b * bs
         s0 = _max(b0, lo)
         m = _min(b0 + bs, n) - s0
+        if b0 + bs < n:
+            ignis_prefetch_rows(V + <int64_t>tab[b + 1] * bs * wkv + g * hd, _min(bs, n - b0 - bs), wkv * 2, hd * 2)
         ignis_av_heads_acc(S + h0 * stride + s0, stride, V + (<int64_t>tab[b] * bs + s0 - b0) * wkv + g * hd,
                            wkv, m, o, hd, h1 - h0)
         b += 1
@@ -207,6 +212,8 @@ cdef void attention_split(Ctx *c, Instr *ins, long long *counter, int tid, int n
         while p < p1:       # the chunk block by block (a block's rows are contiguous)
             b = p // bs
             m = _min((b + 1) * bs, p1) - p
+            if p + m < p1:      # the next block's rows on their way (measured: 7.4 -> 4.4 ms a token)
+                ignis_prefetch_rows(K + <int64_t>tab[b + 1] * bs * wkv + g * hd, _min(bs, p1 - p - m), wkv * 2, hd * 2)
             ignis_dot_f32_f16_rows(c.arena + ins.x + t * wq + g * G * hd, 1, wq, G, hd,
                                    K + (<int64_t>tab[b] * bs + p - b * bs) * wkv + g * hd, wkv, m,
                                    S + p, stride, stride)
