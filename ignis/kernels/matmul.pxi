@@ -60,8 +60,20 @@ cdef inline void matmul_tile(Ctx *c, Instr *ins, int64_t n0, int64_t rs, int rm,
 
 cdef inline int64_t segment_chunks(int64_t rows, int nt) noexcept nogil:
     """Chunks of a run of weight rows: 16 per thread (so that a thread slowed by another
-    process leaves a short tail), but at least 64 rows each (8 streams of 8 rows)."""
-    return _min((rows + 63) // 64, 16 * nt) if nt > 1 else 1
+    process leaves a short tail), but at least 64 rows each (8 streams of 8 rows), and a
+    multiple of the threads while each keeps 8 rows (SmolLM2's 576 rows in 9 chunks left one
+    thread a chunk behind the other at every such matmul)."""
+    cdef int64_t n
+    if nt <= 1:
+        return 1
+    n = _min((rows + 63) // 64, 16 * nt)
+    return _max(_min((n + nt - 1) // nt * nt, rows // TILE), n)
+
+
+cdef inline int64_t chunk_start(int64_t lo, int64_t hi, int64_t nch, int64_t ci) noexcept nogil:
+    """Where chunk ci of the nch chunks of rows [lo, hi) starts: a whole number of 8-row tiles
+    from lo (no chunk ends in a tile of a few rows), hi for ci = nch."""
+    return hi if ci >= nch else lo + (hi - lo) * ci // nch // TILE * TILE
 
 
 cdef void k_matmul(Ctx *c, Instr *ins, long long *counter, int tid, int nt) noexcept nogil:
@@ -95,7 +107,7 @@ cdef void k_matmul(Ctx *c, Instr *ins, long long *counter, int tid, int nt) noex
                 continue
             nch = segment_chunks(hi - lo, nt)
             if ci < nch:
-                matmul_rows(c, ins, lo + (hi - lo) * ci // nch, lo + (hi - lo) * (ci + 1) // nch, tid, tables, zt)
+                matmul_rows(c, ins, chunk_start(lo, hi, nch, ci), chunk_start(lo, hi, nch, ci + 1), tid, tables, zt)
                 break
             ci -= nch
 
