@@ -154,11 +154,16 @@ def _kv_arrays(kv):
     return kc, vc
 
 
-cdef tuple _span(a):
-    """(min, max) of a non-empty 1-D C-contiguous int32 array in one pass: numpy's min() and
-    max() go through a Python-level wrapper each, and a decode step checks a dozen of them."""
-    cdef const int32_t[::1] v = a
-    cdef int32_t lo = v[0], hi = v[0], x
+ctypedef fused span_int:
+    int32_t
+    int64_t
+
+
+cdef tuple _span(const span_int[::1] v):
+    """(min, max) of a non-empty 1-D C-contiguous int32 or int64 array in one pass: numpy's
+    min() and max() go through a Python-level wrapper each, and a decode step checks a dozen
+    of them (plan.run's arrays, sample_step's rows)."""
+    cdef span_int lo = v[0], hi = v[0], x
     cdef Py_ssize_t i
     for i in range(1, v.shape[0]):
         x = v[i]
@@ -196,6 +201,20 @@ def _int32_array(what, v, int64_t n):
     return _int32_copy(what, a)
 
 
+cdef _int32_below(a, int64_t limit, message):
+    """A private C-contiguous int32 copy of the integer array a (any shape), every value in
+    [0, limit), else ModelError(message). A wider dtype is checked before its cast, which
+    could wrap a value into the range."""
+    if a.dtype != np.int32 and a.size and (int(a.min()) < 0 or int(a.max()) >= limit):
+        raise ModelError(message)
+    out = np.array(a, dtype=np.int32, order="C", copy=True)
+    if out.size:
+        lo, hi = _span[int32_t](out.reshape(-1))
+        if lo < 0 or hi >= limit:
+            raise ModelError(message)
+    return out
+
+
 def _index_array(what, v, int64_t n, int64_t limit):
     """A 1-D integer array of n values in [0, limit), as a private int32 copy."""
     try:
@@ -204,10 +223,4 @@ def _index_array(what, v, int64_t n, int64_t limit):
         raise ModelError(f"plan.run: {what} must be an integer array, got {type(v).__name__}") from None
     if a.dtype.kind not in "iu" or a.ndim != 1 or a.shape[0] != n:
         raise ModelError(f"plan.run: {what} must be {n} integers, got {a.dtype} {a.shape}")
-    if a.dtype != np.int32 and (int(a.min()) < 0 or int(a.max()) >= limit):
-        raise ModelError(f"plan.run: {what} holds a value outside [0, {limit})")
-    out = np.array(a, dtype=np.int32, order="C", copy=True)
-    lo, hi = _span(out) if n else (0, 0)
-    if lo < 0 or hi >= limit:
-        raise ModelError(f"plan.run: {what} holds a value outside [0, {limit})")
-    return out
+    return _int32_below(a, limit, f"plan.run: {what} holds a value outside [0, {limit})")

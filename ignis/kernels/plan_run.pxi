@@ -66,16 +66,11 @@ cdef _tables(Plan plan, seqs, tables, block_size, pos, int64_t pos_max, int64_t 
         bs = _as_int("plan.run: block_size", block_size)
         if bs < 1 or n_rows % bs:
             raise ModelError(f"plan.run: block_size {bs} does not divide the cache's {n_rows} rows")
-        if tab.dtype != np.int32 and (int(tab.min()) < 0 or int(tab.max()) >= n_rows // bs):
-            raise ModelError(f"plan.run: a table entry is outside the cache's {n_rows // bs} blocks")
-        tab = np.array(tab, dtype=np.int32, order="C", copy=True)
-        lo, hi = _span(tab.reshape(-1))
-        if lo < 0 or hi >= n_rows // bs:
-            raise ModelError(f"plan.run: a table entry is outside the cache's {n_rows // bs} blocks")
+        tab = _int32_below(tab, n_rows // bs, f"plan.run: a table entry is outside the cache's {n_rows // bs} blocks")
         if seqs is None:
             raise ModelError("plan.run: tables need seqs (each token's table row)")
         seq = _int32_array("seqs", seqs, T)
-        lo, hi = _span(seq)
+        lo, hi = _span[int32_t](seq)
         if lo < 0 or hi >= tab.shape[0]:
             raise ModelError(f"plan.run: a token's table row is outside [0, {tab.shape[0]})")
     limit = tab.shape[1] * bs
@@ -97,7 +92,7 @@ cdef _run(Plan plan, tokens, positions, kv, seqs, tables, block_size, rows, kv_l
     # every argument given is checked, used or not
     tok = _int32_array("tokens", tokens, T) if tokens is not None else None
     pos = _int32_array("positions", positions, T) if positions is not None else None
-    pos_min, pos_max = _span(pos) if pos is not None else (0, 0)
+    pos_min, pos_max = _span[int32_t](pos) if pos is not None else (0, 0)
     kc = vc = kc1 = vc1 = None
     if kv is not None:
         kc, vc = _kv_arrays(kv)
@@ -114,7 +109,7 @@ cdef _run(Plan plan, tokens, positions, kv, seqs, tables, block_size, rows, kv_l
     if plan._vocab >= 0:
         if tok is None:
             raise ModelError("plan.run: this plan embeds tokens; pass tokens")
-        lo, hi = _span(tok)
+        lo, hi = _span[int32_t](tok)
         if lo < 0 or hi >= plan._vocab:
             bad = lo if lo < 0 else hi
             raise ModelError(f"plan.run: token id {bad} out of range [0, {plan._vocab})")

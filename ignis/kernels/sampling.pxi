@@ -224,16 +224,6 @@ cdef bint _params_in_range(const double[:, ::1] p):
     return True
 
 
-cdef tuple _int_span(const int64_t[::1] v):
-    """(min, max) of a non-empty int64 row"""
-    cdef int64_t lo = v[0], hi = v[0]
-    cdef Py_ssize_t i
-    for i in range(1, v.shape[0]):
-        lo = min(lo, v[i])
-        hi = max(hi, v[i])
-    return lo, hi
-
-
 def sample_step(logits, params, top_k, uniforms, windows=None, biases=None, masks=None, n_top=None,
                 survivors=False, threads=None):
     """Sample every row of a step: logits float32 [B, V]; params float64 [B, 6] (temperature,
@@ -261,14 +251,14 @@ def sample_step(logits, params, top_k, uniforms, windows=None, biases=None, mask
         raise _ArgumentError("sample: need top_p in (0, 1], min_p in [0, 1] and repeat_penalty > 0")
     ks = np.ascontiguousarray(top_k, dtype=np.int64)
     us = np.ascontiguousarray(uniforms, dtype=np.float64)
-    if ks.shape != (B,) or _int_span(ks)[0] < 0:
+    if ks.shape != (B,) or _span[int64_t](ks)[0] < 0:
         raise _ArgumentError(f"sample: top_k must be {B} integers >= 0")
     if us.shape != (B,) or not _all_unit(us):
         raise _ArgumentError(f"sample: uniforms must be {B} numbers in [0, 1)")
     tops = np.full(B, -1, np.int64) if n_top is None else np.ascontiguousarray(n_top, dtype=np.int64)
     if tops.shape != (B,):
         raise _ArgumentError(f"sample: n_top must be {B} integers in [-1, {V}]")
-    top_lo, top_hi = _int_span(tops)
+    top_lo, top_hi = _span[int64_t](tops)
     if top_lo < -1 or top_hi > V:
         raise _ArgumentError(f"sample: n_top must be {B} integers in [-1, {V}]")
     for name, lst in (("windows", windows), ("biases", biases), ("masks", masks)):
