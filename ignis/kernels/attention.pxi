@@ -86,7 +86,7 @@ cdef void k_attention(Ctx *c, Instr *ins, long long *counter, int tid, int nt) n
     cdef int64_t n_blocks = (ins.rows + ATT_QB - 1) // ATT_QB
     cdef int64_t units = n_blocks * ins.n_kv_heads, u, t, ta, tb, te, g, s, nmax, b, b0, m
     cdef int64_t lo, lo_run
-    cdef int64_t bs = c.block_size, stride = c.att_n, window = ins.window
+    cdef int64_t bs = c.block_size, stride = c.att_n
     cdef float *S0 = c.att + tid * c.att_stride
     cdef KVPool *kp = &c.pool[ins.pool]
     cdef const uint16_t *K = kp.k + <int64_t>ins.layer * kp.n_ctx * wkv
@@ -118,15 +118,24 @@ cdef void k_attention(Ctx *c, Instr *ins, long long *counter, int tid, int nt) n
                 # the block's rows s..m-1 for every token of the run (a score outside a token's
                 # own range is never read)
                 row = K + (<int64_t>tab[b] * bs + s) * wkv + g * hd
-                if (b + 1) * bs < nmax:
-                    ignis_prefetch_rows(K + <int64_t>tab[b + 1] * bs * wkv + g * hd, _min(bs, nmax - (b + 1) * bs),
-                                        wkv * 2, hd * 2)
+                prefetch_next_block(K, tab, b, nmax, bs, wkv, g * hd, hd)
                 ignis_dot_f32_f16_rows(c.arena + ins.x + ta * wq + g * G * hd, tb - ta, wq, G, hd, row, wkv, m - s,
                                        S0 + b0 + s, G * stride, stride)
                 b += 1
             for t in range(ta, tb):
                 attend(c, ins, t, g, S0 + (t - ta) * G * stride, stride, 0, G)
             ta = tb
+
+
+cdef inline void prefetch_next_block(const uint16_t *cache, const int32_t *tab, int64_t b, int64_t end, int64_t bs,
+                                     int64_t wkv, int64_t col, int64_t hd) noexcept nogil:
+    """Ask for the rows of block b + 1 below position `end` (hd values at column col of each
+    wkv-wide cache row) while block b is used: a block is 16 strided rows, too short a run for
+    the hardware prefetcher (measured: SmolLM2 attention at 2048 positions, 7.4 -> 4.4 ms a
+    token)."""
+    cdef int64_t p = (b + 1) * bs
+    if p < end:
+        ignis_prefetch_rows(cache + <int64_t>tab[b + 1] * bs * wkv + col, _min(bs, end - p), wkv * 2, hd * 2)
 
 
 cdef inline int64_t att_lo(Ctx *c, Instr *ins, int64_t t) noexcept nogil:
@@ -158,8 +167,7 @@ cdef void attend(Ctx *c, Instr *ins, int64_t t, int64_t g, float *S, int64_t str
         b0 = b * bs
         s0 = _max(b0, lo)
         m = _min(b0 + bs, n) - s0
-        if b0 + bs < n:
-            ignis_prefetch_rows(V + <int64_t>tab[b + 1] * bs * wkv + g * hd, _min(bs, n - b0 - bs), wkv * 2, hd * 2)
+        prefetch_next_block(V, tab, b, n, bs, wkv, g * hd, hd)
         ignis_av_heads_acc(S + h0 * stride + s0, stride, V + (<int64_t>tab[b] * bs + s0 - b0) * wkv + g * hd,
                            wkv, m, o, hd, h1 - h0)
         b += 1
@@ -212,8 +220,7 @@ cdef void attention_split(Ctx *c, Instr *ins, long long *counter, int tid, int n
         while p < p1:       # the chunk block by block (a block's rows are contiguous)
             b = p // bs
             m = _min((b + 1) * bs, p1) - p
-            if p + m < p1:      # the next block's rows on their way (measured: 7.4 -> 4.4 ms a token)
-                ignis_prefetch_rows(K + <int64_t>tab[b + 1] * bs * wkv + g * hd, _min(bs, p1 - p - m), wkv * 2, hd * 2)
+            prefetch_next_block(K, tab, b, p1, bs, wkv, g * hd, hd)
             ignis_dot_f32_f16_rows(c.arena + ins.x + t * wq + g * G * hd, 1, wq, G, hd,
                                    K + (<int64_t>tab[b] * bs + p - b * bs) * wkv + g * hd, wkv, m,
                                    S + p, stride, stride)

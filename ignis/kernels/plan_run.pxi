@@ -36,8 +36,9 @@ cdef _ensure_scratch(Plan plan, n_ctx):
         rf = plan._rope_floats()
         if ws.rope is None or ws.rope.size < rf:
             ws.rope = _aligned_buffer(max(rf, 16) * 4, np.float32)
-        if ws.att is None or ws.att.size < _att_floats(plan, n_ctx):
-            ws.att = _aligned_buffer(max(_att_floats(plan, n_ctx), 16) * 4, np.float32)
+        att_floats = _att_floats(plan, n_ctx)
+        if ws.att is None or ws.att.size < att_floats:
+            ws.att = _aligned_buffer(max(att_floats, 16) * 4, np.float32)
     except (MemoryError, ValueError, OverflowError):
         raise ModelError(f"plan.run: cannot allocate the scratch buffers (attention: "
                          f"{_att_rows(plan)} score rows x {n_ctx} positions x {plan.n_threads} threads)") from None
