@@ -107,6 +107,17 @@ class WeightInfo:
     type: str = "F32"
 
 
+class _TensorShapes:
+    """tensor name -> numpy shape, read through to a weights table (name -> WeightInfo) without
+    copying it: what Weight.shape looks parts up in, once per op, for graphs of thousands."""
+
+    def __init__(self, weights: Mapping):
+        self._weights = weights
+
+    def __getitem__(self, name: str) -> tuple:
+        return self._weights[name].shape
+
+
 class Graph:
     """A schedule of ops with named inputs and outputs.
 
@@ -162,7 +173,7 @@ class Graph:
         return list(self.inputs.values()) + [v for op in self.ops for v in op.results]
 
     def weight_shape(self, w: Weight) -> tuple:
-        return w.shape({k: info.shape for k, info in self.weights.items()})
+        return w.shape(_TensorShapes(self.weights))
 
     def op_counts(self) -> dict:
         """kind -> number of ops of that kind."""
@@ -203,7 +214,7 @@ class GraphBuilder:
         """Append one op; returns it (use .results for multi-result ops)."""
         weights = tuple(w if isinstance(w, Weight) else Weight.of(w) for w in weights)
         inputs = tuple(inputs)
-        shapes = {k: info.shape for k, info in self.weights.items()}
+        shapes = _TensorShapes(self.weights)
         kinds = infer_results(kind, inputs, [w.shape(shapes) for w in weights], attrs)
         hints = tuple(hints) + ("",) * (len(kinds) - len(tuple(hints)))
         results = tuple(Value(tuple(s), dt, hint=h) for (s, dt), h in zip(kinds, hints))

@@ -34,38 +34,37 @@ def verify(graph: Graph) -> Graph:
     writers = {}        # kv token -> writer op
     written_layers = {}
     for i, op in enumerate(graph.ops):
-        where = _where(i, op)
         spec = OPS.get(op.kind)
         if spec is None:
-            raise VerifyError(f"{where}: unknown op kind")
+            raise VerifyError(f"{_where(i, op)}: unknown op kind")
         for v in op.inputs:
             if v not in defined:
                 if v in later:
-                    raise VerifyError(f"{where}: reads %{v.id} before its definition")
-                raise VerifyError(f"{where}: reads %{v.id}, which is never defined")
+                    raise VerifyError(f"{_where(i, op)}: reads %{v.id} before its definition")
+                raise VerifyError(f"{_where(i, op)}: reads %{v.id}, which is never defined")
         for v in op.results:
             if v in defined:
-                raise VerifyError(f"{where}: defines %{v.id} a second time")
+                raise VerifyError(f"{_where(i, op)}: defines %{v.id} a second time")
             defined.add(v)
         try:
             weight_shapes = [graph.weight_shape(w) for w in op.weights]
         except KeyError as e:
-            raise VerifyError(f"{where}: weight {e.args[0]!r} is not a tensor of the graph") from None
+            raise VerifyError(f"{_where(i, op)}: weight {e.args[0]!r} is not a tensor of the graph") from None
         except ValueError as e:
-            raise VerifyError(f"{where}: {e}") from None
+            raise VerifyError(f"{_where(i, op)}: {e}") from None
         try:
             expected = infer_results(op.kind, op.inputs, weight_shapes, op.attrs)
         except ShapeError as e:
-            raise VerifyError(f"{where}: {e}") from None
+            raise VerifyError(f"{_where(i, op)}: {e}") from None
         got = [(tuple(v.shape), v.dtype) for v in op.results]
         if got != [(tuple(s), d) for s, d in expected]:
-            raise VerifyError(f"{where}: results are {got}, the op table says {expected}")
+            raise VerifyError(f"{_where(i, op)}: results are {got}, the op table says {expected}")
         if spec.side_effect:
             layer = op.attrs["layer"]
             if "n_layers" in graph.meta and layer >= graph.meta["n_layers"]:
-                raise VerifyError(f"{where}: writes layer {layer} of a {graph.meta['n_layers']}-layer cache")
+                raise VerifyError(f"{_where(i, op)}: writes layer {layer} of a {graph.meta['n_layers']}-layer cache")
             if layer in written_layers:
-                raise VerifyError(f"{where}: writes the KV cache of layer {layer} again "
+                raise VerifyError(f"{_where(i, op)}: writes the KV cache of layer {layer} again "
                                   f"(first written by op {written_layers[layer]})")
             written_layers[layer] = i
             writers[op.results[-1]] = op
@@ -73,18 +72,18 @@ def verify(graph: Graph) -> Graph:
             q, token, pos, seq = op.inputs
             writer = writers.get(token)
             if writer is None:
-                raise VerifyError(f"{where}: kv operand %{token.id} is not the token of a KV-cache write")
+                raise VerifyError(f"{_where(i, op)}: kv operand %{token.id} is not the token of a KV-cache write")
             if writer.attrs["layer"] != op.attrs["layer"]:
-                raise VerifyError(f"{where}: reads layer {op.attrs['layer']} but its kv token comes from "
+                raise VerifyError(f"{_where(i, op)}: reads layer {op.attrs['layer']} but its kv token comes from "
                                   f"the write of layer {writer.attrs['layer']}")
             places = OPS[writer.kind].inputs
             w_pos, w_seq = writer.inputs[places.index("pos")], writer.inputs[places.index("seq")]
             if w_pos is not pos or w_seq is not seq:
-                raise VerifyError(f"{where}: reads positions %{pos.id} of sequences %{seq.id} but the cache "
+                raise VerifyError(f"{_where(i, op)}: reads positions %{pos.id} of sequences %{seq.id} but the cache "
                                   f"was written at %{w_pos.id} of %{w_seq.id}")
             for attr in ("n_kv_heads", "head_dim"):
                 if writer.attrs[attr] != op.attrs[attr]:
-                    raise VerifyError(f"{where}: {attr} {op.attrs[attr]} differs from the write's "
+                    raise VerifyError(f"{_where(i, op)}: {attr} {op.attrs[attr]} differs from the write's "
                                       f"{writer.attrs[attr]}")
     for name, v in graph.outputs.items():
         if v not in defined:
