@@ -56,14 +56,7 @@ IGNIS_INLINE __m512 IL(zd_lane_i8)(const uint8_t *t, int q) {
     return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_load_si128((const __m128i *)(t + 16 * q))));
 }
 
-/* the f16 values of the 8 rows at p[r] + off as floats: lanes 2r and 2r + 1 hold the f16 at
- * + off and + off + 2 (pairs) or lane r the one at + off (single). The halves are packed in
- * 64-bit integers first: two vector inserts instead of eight. */
-IGNIS_INLINE __m512 IL(zd_f16_pairs)(const uint8_t *const *p, size_t off) {
-    uint64_t u[4];
-    for (int i = 0; i < 4; i++) u[i] = ignis_load_u32(p[2 * i] + off) | (uint64_t)ignis_load_u32(p[2 * i + 1] + off) << 32;
-    return _mm512_cvtph_ps(_mm256_setr_epi64x((long long)u[0], (long long)u[1], (long long)u[2], (long long)u[3]));
-}
+/* the f16 values of the 8 rows at p[r] + off as floats: lane r holds the one at + off */
 IGNIS_INLINE __m256 IL(zd_f16_single)(const uint8_t *const *p, size_t off) {
     uint64_t u[2] = {0, 0};
     for (int r = 0; r < 8; r++) u[r / 4] |= (uint64_t)ignis_load_u16(p[r] + off) << (16 * (r % 4));
@@ -148,24 +141,38 @@ IGNIS_INLINE __m512i IL(zd_token)(const uint8_t *blk) {
     return _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(blk + 2)));
 }
 
-/* Q4_K: per row (one per 128-bit lane) the 12 packed bytes at 0..11 -> [sc0..7 | m0..7] as
- * bytes: sc_j = s[j] & 63 (j < 4), (s[j+4] & 15) | (s[j-4] >> 6) << 4 (j >= 4); m_j likewise
- * from s[j+4] and the high nibbles of s[8..11] (see ignis_q4_k_scale_min) */
+/* Q4_K: per row (one per 128-bit lane) a super-block's first 16 bytes (d, dmin, then the 12
+ * packed bytes s at 4..15) -> [sc0..7 | m0..7] as bytes: sc_j = s[j] & 63 (j < 4),
+ * (s[j+4] & 15) | (s[j-4] >> 6) << 4 (j >= 4); m_j likewise from s[j+4] and the high nibbles of
+ * s[8..11] (see ignis_q4_k_scale_min) */
 IGNIS_INLINE __m512i IL(zd_q4_k_unpack)(__m512i z) {
-    const __m512i p = _mm512_srlv_epi32(_mm512_shuffle_epi32(z, _MM_SHUFFLE(2, 1, 2, 0)), _mm512_set4_epi32(4, 0, 0, 0));
-    const __m512i q = _mm512_srli_epi32(_mm512_shuffle_epi32(z, _MM_SHUFFLE(1, 1, 0, 0)), 2);
+    const __m512i p = _mm512_srlv_epi32(_mm512_shuffle_epi32(z, _MM_SHUFFLE(3, 2, 3, 1)), _mm512_set4_epi32(4, 0, 0, 0));
+    const __m512i q = _mm512_srli_epi32(_mm512_shuffle_epi32(z, _MM_SHUFFLE(2, 2, 1, 1)), 2);
     const __m512i lo = _mm512_and_si512(p, _mm512_set4_epi32(0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f));
     return _mm512_ternarylogic_epi32(lo, q, _mm512_set4_epi32(0x30303030, 0, 0x30303030, 0), 0xF8);  /* lo | (q & hm) */
+}
+
+/* Q4_K super-block at wo of the 8 rows, one 16-byte load a row: the scales and mins as bytes,
+ * transposed (t[h] lane q, dword i: value 4q + i (sc0..7, then m0..7) of rows 4h..4h + 3), and
+ * d, dmin as floats (lanes 2r and 2r + 1: row r's) */
+IGNIS_INLINE void IL(zd_q4_k_bytes)(const uint8_t *const *w, size_t wo, __m512i *t, __m512 *dd) {
+    const __m512i a = IL(zd_rows4x16)(w, wo), b = IL(zd_rows4x16)(w + 4, wo);
+    *dd = _mm512_cvtph_ps(_mm512_castsi512_si256(
+        _mm512_permutex2var_epi32(a, _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 0, 0, 0, 0, 0, 0, 0), b)));
+    t[0] = IL(zd_transpose16)(IL(zd_q4_k_unpack)(a));
+    t[1] = IL(zd_transpose16)(IL(zd_q4_k_unpack)(b));
 }
 
 /* Q4_K super-block at wo of the 8 rows: the scales and mins as floats, sf[h][4v + r] = value v
  * (sc0..7, then m0..7) of row 4h + r, and d, dmin in row-quad order */
 IGNIS_INLINE void IL(zd_q4_k_sb)(const uint8_t *const *w, size_t wo, float (*sf)[64], __m512 *d, __m512 *dmin) {
     _Alignas(64) uint8_t tb[128];
-    _mm512_store_si512((__m512i *)tb, IL(zd_transpose16)(IL(zd_q4_k_unpack)(IL(zd_rows4x16)(w, wo + 4))));
-    _mm512_store_si512((__m512i *)(tb + 64), IL(zd_transpose16)(IL(zd_q4_k_unpack)(IL(zd_rows4x16)(w + 4, wo + 4))));
+    __m512i t[2];
+    __m512 dd;
+    IL(zd_q4_k_bytes)(w, wo, t, &dd);
+    _mm512_store_si512((__m512i *)tb, t[0]);
+    _mm512_store_si512((__m512i *)(tb + 64), t[1]);
     for (int q = 0; q < 8; q++) _mm512_store_ps(sf[q / 4] + 16 * (q % 4), IL(zd_lane_u8)(tb, q));
-    const __m512 dd = IL(zd_f16_pairs)(w, wo);
     *d = IL(zd_rowquad)(dd, 0);
     *dmin = IL(zd_rowquad)(dd, 1);
 }

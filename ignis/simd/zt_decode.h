@@ -109,6 +109,27 @@ IGNIS_INLINE __m512i IL(zt_dots2)(const __m512i *q, const uint8_t *t, int e) {
     return s;
 }
 
+/* lane q of t (bytes) as 16 floats */
+IGNIS_INLINE __m512 IL(zt_lane_f32)(__m512i t, const int q) {
+    const __m128i b = q == 0 ? _mm512_castsi512_si128(t) : _mm512_extracti32x4_epi32(t, q);
+    return _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(b));
+}
+
+/* IL(zd_q4_k_scm)'s six registers for blocks 4 jq + 2 half and + 1 (half < 2), in registers:
+ * from lanes jq (the scales) and 2 + jq (the mins) of IL(zd_q4_k_bytes)' t[0], t[1] as floats
+ * (lo[0], lo[1]: rows 0..3; hi[0], hi[1]: rows 4..7), a two-source permute each */
+IGNIS_INLINE void IL(zt_q4_k_scm)(const __m512 *lo, const __m512 *hi, int half, __m512 *scm) {
+    for (int u = 0; u < 2; u++) {
+        const int i = 4 * (2 * half + u);
+        const __m512i idx = _mm512_setr_epi32(i, i + 1, i + 2, i + 3, i, i + 1, i + 2, i + 3,
+                                              16 + i, 17 + i, 18 + i, 19 + i, 16 + i, 17 + i, 18 + i, 19 + i);
+        scm[u] = _mm512_permutex2var_ps(lo[0], idx, hi[0]);
+        scm[2 + u] = _mm512_permutex2var_ps(lo[1], idx, hi[1]);
+    }
+    scm[4] = IL(magic_neg)(scm[0]);
+    scm[5] = IL(magic_neg)(scm[1]);
+}
+
 /* Q4_K, 8 weight rows x RN <= 8 tokens: q4_k_zd's steps, the token's from its table. Rows are read
  * 64 qs bytes at a time (four blocks), four rows transposed together; the sums of rows 0..3 and
  * 4..7 are then put in the row-quad order of one block pair (one lane shuffle each) */
@@ -119,17 +140,22 @@ IGNIS_INLINE void IL(q4_k_zt)(int64_t nsb, const uint8_t *const *w, const uint8_
     for (int64_t s = 0; s < nsb; s++) {
         const size_t wo = (size_t)s * IGNIS_Q4_K_BYTES, to = (size_t)s * IGNIS_ZT_SB_BYTES;
         IL(prefetch8)(w, wo + IGNIS_ZD_AHEAD, IGNIS_Q4_K_BYTES);
-        _Alignas(64) float sf[2][64];
-        __m512 d, dmin;
-        IL(zd_q4_k_sb)(w, wo, sf, &d, &dmin);
-        IGNIS_ZD_IN_MEMORY(sf);
+        /* the scales stay in registers (zd_q4_k_sb's trip through memory cost a quarter of a
+           one-token step) */
+        __m512i sct[2];
+        __m512 dd;
+        IL(zd_q4_k_bytes)(w, wo, sct, &dd);
+        const __m512 d = IL(zd_rowquad)(dd, 0), dmin = IL(zd_rowquad)(dd, 1);
+#pragma GCC unroll 2
         for (int jq = 0; jq < 2; jq++) {
             __m512i lo[2][4], hi[2][4];
             IL(zt_q4_k_rows4)(w, wo + 16 + 64 * jq, lo[0], hi[0]);
             IL(zt_q4_k_rows4)(w + 4, wo + 16 + 64 * jq, lo[1], hi[1]);
+            const __m512 flo[2] = {IL(zt_lane_f32)(sct[0], jq), IL(zt_lane_f32)(sct[0], 2 + jq)};
+            const __m512 fhi[2] = {IL(zt_lane_f32)(sct[1], jq), IL(zt_lane_f32)(sct[1], 2 + jq)};
             __m512 scm[2][6];
-            IL(zd_q4_k_scm)(sf, 2 * jq, scm[0]);
-            IL(zd_q4_k_scm)(sf, 2 * jq + 1, scm[1]);
+            IL(zt_q4_k_scm)(flo, fhi, 0, scm[0]);
+            IL(zt_q4_k_scm)(flo, fhi, 1, scm[1]);
             for (int t = 0; t < RN; t++) {
                 const uint8_t *tt = xt[t] + to;
                 const float *dx = (const float *)(tt + IGNIS_ZT_DX);
