@@ -140,8 +140,8 @@ IGNIS_INLINE void IL(q4_k_zt)(int64_t nsb, const uint8_t *const *w, const uint8_
     for (int64_t s = 0; s < nsb; s++) {
         const size_t wo = (size_t)s * IGNIS_Q4_K_BYTES, to = (size_t)s * IGNIS_ZT_SB_BYTES;
         IL(prefetch8)(w, wo + IGNIS_ZD_AHEAD, IGNIS_Q4_K_BYTES);
-        /* the scales stay in registers (zd_q4_k_sb's trip through memory cost a quarter of a
-           one-token step) */
+        /* the scales stay in registers: zd_q4_k_sb, which stores them and reads them back, took
+           27 % of a one-token step in L3 (this way the step is 9 % faster) */
         __m512i sct[2];
         __m512 dd;
         IL(zd_q4_k_bytes)(w, wo, sct, &dd);
