@@ -48,10 +48,19 @@ IGNIS_INLINE __m512i IL(zd_transpose16)(__m512i u) {
     return _mm512_shuffle_epi8(_mm512_permutexvar_epi32(didx, u), bidx);
 }
 
-/* the 16 bytes of lane q of a stored transposed register as floats (unsigned or signed bytes) */
-IGNIS_INLINE __m512 IL(zd_lane_u8)(const uint8_t *t, int q) {
-    return _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_load_si128((const __m128i *)(t + 16 * q))));
+/* the 16 unsigned bytes of lane q (< 4) of t as floats (a literal lane in each case: extract
+ * takes an immediate) */
+IGNIS_INLINE __m512 IL(zd_lane_u8)(__m512i t, int q) {
+    __m128i b;
+    switch (q) {
+    case 0: b = _mm512_castsi512_si128(t); break;
+    case 1: b = _mm512_extracti32x4_epi32(t, 1); break;
+    case 2: b = _mm512_extracti32x4_epi32(t, 2); break;
+    default: b = _mm512_extracti32x4_epi32(t, 3); break;
+    }
+    return _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(b));
 }
+/* the 16 signed bytes of lane q of a stored transposed register as floats */
 IGNIS_INLINE __m512 IL(zd_lane_i8)(const uint8_t *t, int q) {
     return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_load_si128((const __m128i *)(t + 16 * q))));
 }
@@ -166,13 +175,10 @@ IGNIS_INLINE void IL(zd_q4_k_bytes)(const uint8_t *const *w, size_t wo, __m512i 
 /* Q4_K super-block at wo of the 8 rows: the scales and mins as floats, sf[h][4v + r] = value v
  * (sc0..7, then m0..7) of row 4h + r, and d, dmin in row-quad order */
 IGNIS_INLINE void IL(zd_q4_k_sb)(const uint8_t *const *w, size_t wo, float (*sf)[64], __m512 *d, __m512 *dmin) {
-    _Alignas(64) uint8_t tb[128];
     __m512i t[2];
     __m512 dd;
     IL(zd_q4_k_bytes)(w, wo, t, &dd);
-    _mm512_store_si512((__m512i *)tb, t[0]);
-    _mm512_store_si512((__m512i *)(tb + 64), t[1]);
-    for (int q = 0; q < 8; q++) _mm512_store_ps(sf[q / 4] + 16 * (q % 4), IL(zd_lane_u8)(tb, q));
+    for (int q = 0; q < 8; q++) _mm512_store_ps(sf[q / 4] + 16 * (q % 4), IL(zd_lane_u8)(t[q / 4], q % 4));
     *d = IL(zd_rowquad)(dd, 0);
     *dmin = IL(zd_rowquad)(dd, 1);
 }

@@ -109,12 +109,6 @@ IGNIS_INLINE __m512i IL(zt_dots2)(const __m512i *q, const uint8_t *t, int e) {
     return s;
 }
 
-/* lane q of t (bytes) as 16 floats */
-IGNIS_INLINE __m512 IL(zt_lane_f32)(__m512i t, const int q) {
-    const __m128i b = q == 0 ? _mm512_castsi512_si128(t) : _mm512_extracti32x4_epi32(t, q);
-    return _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(b));
-}
-
 /* IL(zd_q4_k_scm)'s six registers for blocks 4 jq + 2 half and + 1 (half < 2), in registers:
  * from lanes jq (the scales) and 2 + jq (the mins) of IL(zd_q4_k_bytes)' t[0], t[1] as floats
  * (lo[0], lo[1]: rows 0..3; hi[0], hi[1]: rows 4..7), a two-source permute each */
@@ -151,8 +145,8 @@ IGNIS_INLINE void IL(q4_k_zt)(int64_t nsb, const uint8_t *const *w, const uint8_
             __m512i lo[2][4], hi[2][4];
             IL(zt_q4_k_rows4)(w, wo + 16 + 64 * jq, lo[0], hi[0]);
             IL(zt_q4_k_rows4)(w + 4, wo + 16 + 64 * jq, lo[1], hi[1]);
-            const __m512 flo[2] = {IL(zt_lane_f32)(sct[0], jq), IL(zt_lane_f32)(sct[0], 2 + jq)};
-            const __m512 fhi[2] = {IL(zt_lane_f32)(sct[1], jq), IL(zt_lane_f32)(sct[1], 2 + jq)};
+            const __m512 flo[2] = {IL(zd_lane_u8)(sct[0], jq), IL(zd_lane_u8)(sct[0], 2 + jq)};
+            const __m512 fhi[2] = {IL(zd_lane_u8)(sct[1], jq), IL(zd_lane_u8)(sct[1], 2 + jq)};
             __m512 scm[2][6];
             IL(zt_q4_k_scm)(flo, fhi, 0, scm[0]);
             IL(zt_q4_k_scm)(flo, fhi, 1, scm[1]);
