@@ -283,6 +283,38 @@ IGNIS_INLINE void IL(kx_fields)(const __m512i *qz, const __m512i *hz, int j, __m
     }
 }
 
+/* Block j's scales (and Q2_K's mins) of 8 rows as floats in the row-quad order (lane P = 4 L + i:
+ * row i + 4 (L / 2), half h = L % 2), from the fields in place: u[0] holds rows 0..3 (row r's 16
+ * bytes in 128-bit lane r), u[1] rows 4..7. One two-source word permute a block brings each lane
+ * the words that hold its row's fields, per-lane shifts bring them down. In place of a scalar
+ * unpacking per row (Q3_K), an 8 x 16 transposition per super-block (IL(zn_scales)) and a lane
+ * shuffle per block: Q3_K's one-token step was 40 % scale work, Q2_K's 128 of 430 instructions.
+ *   Q2_K, the 16 bytes at 0 (sc | m << 4, half 2 j + h at byte 2 j + h): the word of block j;
+ *     its nibbles as floats by a permute of 0..15, which reads an index's low 4 bits only.
+ *   Q3_K, the 16 bytes at 94 (its 12 scale bytes at 2..13: scale i has low4 = nibble i / 8 of
+ *     byte 2 + i % 8, high2 = bits 2 (i / 4) of byte 10 + i % 4; for i = 2 j + h those are byte h
+ *     of words 1 + j % 4 and 5 + j % 2): the two words in the dword's halves, the fields shifted
+ *     to bits 0..3 and 4..5 and joined by one ternary-logic op, then sc - 32. */
+IGNIS_INLINE void IL(kx_zt_scales)(const __m512i *u, int j, __m512 *sv, __m512 *mv, const int WT) {
+    const __m512i rowword = _mm512_setr_epi32(0, 8, 16, 24, 0, 8, 16, 24, 32, 40, 48, 56, 32, 40, 48, 56);
+    const __m512i half8 = _mm512_setr_epi32(0, 0, 0, 0, 8, 8, 8, 8, 0, 0, 0, 0, 8, 8, 8, 8);
+    if (WT == 10) {
+        const __m512i v = _mm512_maskz_permutex2var_epi16((__mmask32)0x55555555u, u[0],
+                                                          _mm512_add_epi32(rowword, _mm512_set1_epi32(j)), u[1]);
+        const __m512 nibf = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+        *sv = _mm512_permutexvar_ps(_mm512_srlv_epi32(v, half8), nibf);
+        *mv = _mm512_permutexvar_ps(_mm512_srlv_epi32(v, _mm512_add_epi32(half8, _mm512_set1_epi32(4))), nibf);
+    } else {
+        const __m512i words = _mm512_add_epi32(rowword, _mm512_set1_epi32(1 + j % 4 + ((5 + j % 2) << 16)));
+        const __m512i v = _mm512_permutex2var_epi16(u[0], _mm512_add_epi32(words, _mm512_slli_epi32(rowword, 16)), u[1]);
+        const __m512i low4 = _mm512_srlv_epi32(v, _mm512_add_epi32(half8, _mm512_set1_epi32(4 * (j / 4))));
+        const __m512i high2 = _mm512_srlv_epi32(v, _mm512_add_epi32(half8, _mm512_set1_epi32(12 + 2 * (j / 2))));
+        const __m512i sc = _mm512_ternarylogic_epi32(low4, high2, _mm512_set1_epi32(0x0f), 0xE4);  /* C ? A : B */
+        *sv = _mm512_sub_ps(_mm512_cvtepi32_ps(_mm512_and_si512(sc, _mm512_set1_epi32(63))), _mm512_set1_ps(32.0f));
+        *mv = *sv;
+    }
+}
+
 /* Q2_K / Q3_K (the half rule), 8 weight rows x RN <= 8 tokens: IL(kx_zn)'s steps in the row-quad
  * order, the token's from its table. The 2-bit fields of rows p and p + 4 (and Q3_K's hmask) are
  * paired and transposed once per super-block: the transposition moves whole dwords, so it
@@ -300,13 +332,8 @@ IGNIS_INLINE void IL(kx_zt)(int64_t nsb, const uint8_t *const *w, const uint8_t 
         IL(prefetch8)(w, wo + IGNIS_ZD_AHEAD, wbytes);
         const __m512 d = IL(zd_f16_quad)(w, wo + doff);
         const __m512 dmin = WT == 10 ? IL(zd_f16_quad)(w, wo + 82) : d;
-        _Alignas(64) __m512 scf[8], mf[8];
-        __m128i scb[8], mb[8];
-        for (int r = 0; r < 8; r++) IL(kx_scale_bytes)(w[r] + wo, WT, &scb[r], &mb[r]);
-        IL(zn_scales)(scb, scf);
-        if (WT == 10) IL(zn_scales)(mb, mf);
-        IGNIS_ZD_IN_MEMORY(scf);
-        IGNIS_ZD_IN_MEMORY(mf);
+        const size_t so = WT == 10 ? 0 : 94;      /* the scale fields, see IL(kx_zt_scales) */
+        const __m512i u[2] = {IL(zd_rows4x16)(w, wo + so), IL(zd_rows4x16)(w + 4, wo + so)};
         __m512i qz[2][4], hz[4];
         for (int h = 0; h < 2; h++) {
             for (int p = 0; p < 4; p++)
@@ -322,9 +349,9 @@ IGNIS_INLINE void IL(kx_zt)(int64_t nsb, const uint8_t *const *w, const uint8_t 
             __m512i q[4];
             IL(kx_fields)(qz[j / 4], hz, j, q, WT);
             const int f = IL(kx_factor)(j, WT);
-            /* kx_zn's scale lanes [lo r0..3 | lo r4..7 | hi r0..3 | hi r4..7] to the row-quad order */
-            const __m512 sv = _mm512_shuffle_f32x4(scf[j], scf[j], IGNIS_ZD_TO_Z8), nsv = IL(magic_neg)(sv);
-            const __m512 mv = WT == 10 ? _mm512_shuffle_f32x4(mf[j], mf[j], IGNIS_ZD_TO_Z8) : sv;
+            __m512 sv, mv;
+            IL(kx_zt_scales)(u, j, &sv, &mv, WT);
+            const __m512 nsv = IL(magic_neg)(sv);
             for (int t = 0; t < RN; t++) {
                 const uint8_t *tt = xt[t] + to;
                 const __m512i start = WT == 10 ? _mm512_set1_epi32(IGNIS_MAGIC_BITS)
