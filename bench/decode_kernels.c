@@ -66,19 +66,15 @@ static void one_tile(const wtype_info *t, int64_t nblk, const uint8_t *const *wp
 
 static void rows_pass(const wtype_info *t, const uint8_t *w, size_t row_bytes, int64_t nblk,
                       const uint8_t *x, float *y, int64_t r0, int64_t r1) {
-    static int S = 0;
-    if (!S) S = getenv("DK_STREAMS") ? atoi(getenv("DK_STREAMS")) : 8;
-    const int R = 8 / S;
-    const int64_t L = (r1 - r0) / S / R * R, Q = L / R;
+    const int64_t Q = (r1 - r0) / 8;
     const uint8_t *wp[8];
     float out[64];
-    int64_t ri[8];
     for (int64_t i = 0; i < Q; i++) {
-        for (int k = 0; k < 8; k++) { ri[k] = r0 + (k % S) * L + i * R + k / S; wp[k] = w + (size_t)ri[k] * row_bytes; }
+        for (int k = 0; k < 8; k++) wp[k] = w + (size_t)(r0 + i + k * Q) * row_bytes;
         one_tile(t, nblk, wp, 8, x, out);
-        for (int k = 0; k < 8; k++) y[ri[k]] = out[k];
+        for (int k = 0; k < 8; k++) y[r0 + i + k * Q] = out[k];
     }
-    for (int64_t n = r0 + S * L; n < r1; n += 8) {
+    for (int64_t n = r0 + 8 * Q; n < r1; n += 8) {
         int rm = r1 - n < 8 ? (int)(r1 - n) : 8;
         for (int k = 0; k < rm; k++) wp[k] = w + (size_t)(n + k) * row_bytes;
         one_tile(t, nblk, wp, rm, x, out);
