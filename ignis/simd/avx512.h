@@ -21,13 +21,16 @@ IGNIS_INLINE __m512 IL(magic_neg)(__m512 sc) { return _mm512_mul_ps(sc, _mm512_s
  * far enough ahead of 8 streams to cover memory latency (measured: the first load of every
  * super-block stalled). The decode kernels prefetch each row's bytes [off, off + n) ahead of
  * use, IGNIS_ZD_AHEAD bytes past where they read. A hint: it changes no result, and a prefetch
- * past the end of a row cannot fault. The distance, measured on the 1.5B's presets (Zen 4, two
- * threads, interleaved): 320 and 512 alike, 1024 7 % (Q4_K_M) to 13 % (Q6_K) slower -- a prefetch
- * issued too early is evicted or crowds the fill buffers of 16 streams. The lines go to L2 (T1),
- * not L1: two threads, interleaved, the 1.5B's Q4_K_M decode +6 % (won 6 rounds of 7), its Q6_K
- * preset +12 %, SmolLM2 Q4_K_M +8 %, Q4_0 alike; one thread 3-4 % slower. */
+ * past the end of a row cannot fault (past a stream's last row it reaches the next stream's
+ * first, which is read next anyway). The lines go to L2 (T1), not L1: two threads, interleaved,
+ * the 1.5B's Q4_K_M decode +6 % (won 6 rounds of 7), its Q6_K preset +12 %, SmolLM2 Q4_K_M
+ * +8 %. The distance, with T1 (Zen 4, the 1.5B's presets, interleaved, tok/s medians of 3):
+ * 1536 against 512, two threads: Q6_K +17 %, Q4_K_M +12 %, Q5_K_M +9 %, IQ4_NL +8 %, Q3_K_M
+ * +3 %, Q2_K and Q4_0 +2 %, Q8_0 and the small models alike; one thread: Q6_K +23 %, Q4_K_M
+ * +15 %. 2048 was no better. (With T0, 1024 had been 7-13 % slower than 512: L1 is too small to
+ * hold 16 streams' lines that early.) */
 #ifndef IGNIS_ZD_AHEAD
-#  define IGNIS_ZD_AHEAD 512
+#  define IGNIS_ZD_AHEAD 1536
 #endif
 IGNIS_INLINE void IL(prefetch8)(const uint8_t *const *w, size_t off, size_t n) {
     if (IGNIS_ZD_AHEAD == 0) return;
