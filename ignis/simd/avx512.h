@@ -350,12 +350,10 @@ IGNIS_INLINE void IL(zn_scales)(const __m128i *bytes, __m512 *scf) {
 #undef IGNIS_PICK_LANE
 }
 
-/* Q4_K's eight 6-bit scales and mins of one row, each byte twice (16 bytes apiece): the
- * format's packing undone four at a time in 32-bit words */
+/* Q4_K's eight 6-bit scales and mins of one row, each byte twice (16 bytes apiece) */
 IGNIS_INLINE void IL(q4_k_zn_scale_bytes)(const uint8_t *s, __m128i *sc, __m128i *m) {
-    const uint32_t a = ignis_load_u32(s), b = ignis_load_u32(s + 4), c = ignis_load_u32(s + 8);
-    const uint64_t sc8 = (uint64_t)(a & 0x3f3f3f3fu) | (uint64_t)((c & 0x0f0f0f0fu) | ((a >> 2) & 0x30303030u)) << 32;
-    const uint64_t m8 = (uint64_t)(b & 0x3f3f3f3fu) | (uint64_t)(((c >> 4) & 0x0f0f0f0fu) | ((b >> 2) & 0x30303030u)) << 32;
+    uint64_t sc8, m8;
+    ignis_q4_k_scales8(s, &sc8, &m8);
     const __m128i vs = _mm_cvtsi64_si128((long long)sc8), vm = _mm_cvtsi64_si128((long long)m8);
     *sc = _mm_unpacklo_epi8(vs, vs);
     *m = _mm_unpacklo_epi8(vm, vm);

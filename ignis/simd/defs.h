@@ -99,6 +99,15 @@ static inline void ignis_q4_k_scale_min(const uint8_t *s, int j, int *sc, int *m
     }
 }
 
+/* all eight 6-bit scales and mins of a Q4_K (or Q5_K) super-block at once, byte j of *sc8 and *m8
+ * being ignis_q4_k_scale_min's sc and m of sub-block j: the packing undone four at a time in
+ * 32-bit words (the vector levels' scale unpack) */
+static inline void ignis_q4_k_scales8(const uint8_t *s, uint64_t *sc8, uint64_t *m8) {
+    const uint32_t a = ignis_load_u32(s), b = ignis_load_u32(s + 4), c = ignis_load_u32(s + 8);
+    *sc8 = (uint64_t)(a & 0x3f3f3f3fu) | (uint64_t)((c & 0x0f0f0f0fu) | ((a >> 2) & 0x30303030u)) << 32;
+    *m8 = (uint64_t)(b & 0x3f3f3f3fu) | (uint64_t)(((c >> 4) & 0x0f0f0f0fu) | ((b >> 2) & 0x30303030u)) << 32;
+}
+
 /* Q4_K quant of element e (0..255): nibble (j%2) of qs[(j/2)*32 + l], j = e/32, l = e%32. */
 static inline int ignis_q4_k_quant(const uint8_t *blk, int e) {
     const uint8_t *qs = blk + 16;

@@ -185,58 +185,85 @@ IGNIS_INLINE __m256i IL(kx_quants)(const uint8_t *sb, int jb, const int WT) {
     return _mm256_shuffle_epi8(grid, IL(nibbles32)(sb + 8 + jb * 16));
 }
 
-/* the integer scales (and mins) of the two halves of activation block jb */
-IGNIS_INLINE void IL(kx_scales)(const uint8_t *sb, int jb, const int WT, int *scl, int *sch, int *ml, int *mh) {
-    if (WT == 13) {
-        ignis_q4_k_scale_min(sb + 4, jb, scl, ml);
-        *sch = *scl;
-        *mh = *ml;
-    } else if (WT == 10) {
-        *scl = sb[2 * jb] & 0x0f;
-        *ml = sb[2 * jb] >> 4;
-        *sch = sb[2 * jb + 1] & 0x0f;
-        *mh = sb[2 * jb + 1] >> 4;
-    } else if (WT == 11) {
-        *scl = ignis_q3_k_scale(sb, 2 * jb);
-        *sch = ignis_q3_k_scale(sb, 2 * jb + 1);
-        *ml = *mh = 0;
+
+/* one Q2_K / Q3_K row's 16 half-block scales (and Q2_K's mins) as bytes, half 2jb + h of activation
+ * block jb at byte 2jb + h (Q3_K's signed, sc - 32; its mins are its scales) */
+IGNIS_INLINE void IL(kx_half_scale_bytes)(const uint8_t *sb, const int WT, __m128i *sc, __m128i *m) {
+    if (WT == 10) {
+        const __m128i v = _mm_loadu_si128((const __m128i *)sb);
+        *sc = _mm_and_si128(v, _mm_set1_epi8(0x0f));
+        *m = _mm_and_si128(_mm_srli_epi16(v, 4), _mm_set1_epi8(0x0f));
     } else {
-        *scl = *sch = ignis_iq4_xs_scale(sb, jb);
-        *ml = *mh = 0;
+        const uint32_t a = ignis_load_u32(sb + 96), b = ignis_load_u32(sb + 100), c = ignis_load_u32(sb + 104);
+        const __m128i low4 = _mm_setr_epi32((int)(a & 0x0f0f0f0fu), (int)(b & 0x0f0f0f0fu),
+                                            (int)((a >> 4) & 0x0f0f0f0fu), (int)((b >> 4) & 0x0f0f0f0fu));
+        const __m128i high2 = _mm_setr_epi32((int)(c & 0x03030303u), (int)((c >> 2) & 0x03030303u),
+                                             (int)((c >> 4) & 0x03030303u), (int)((c >> 6) & 0x03030303u));
+        *sc = _mm_sub_epi8(_mm_or_si128(low4, _mm_slli_epi16(high2, 4)), _mm_set1_epi8(32));
+        *m = *sc;
     }
 }
 
-/* Q3_K / Q2_K (the half rule; the code still reads any of the four types), 4G weight rows
- * (G = 1 or 2 groups of four) x RN tokens (RN <= 4 with two groups, <= 8 with one) */
+/* [sc 2jb x8 | sc 2jb+1 x8] as int16 from a row's 16 scales as int16 (dword jb: block jb's
+ * halves): dword jb everywhere, then its low / high word per 128-bit lane */
+IGNIS_INLINE __m256i IL(half_scales16)(__m256i sc16, int jb) {
+    return _mm256_shuffle_epi8(_mm256_permutevar8x32_epi32(sc16, _mm256_set1_epi32(jb)),
+                               _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1,
+                                                2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3));
+}
+
+/* Q3_K / Q2_K (the half rule), 4G weight rows (G = 1 or 2 groups of four) x RN tokens (RN <= 4
+ * with two groups, <= 8 with one). Per super-block and row the scales as int16 once (a permute
+ * and a byte shuffle per block then give IL(kx_8xn)'s [lo x8 | hi x8]) and Q2_K's mins transposed
+ * to bytes [m lo r0..3 | m hi r0..3] per block; the tokens' half sums once per super-block. A
+ * scalar unpacking per row and block had cost more than the arithmetic. */
 IGNIS_INLINE void IL(kx_8xn)(int64_t nsb, const uint8_t *const *w, const uint8_t *const *x,
                              float *out, const int RN, const int G, const int WT) {
-    const size_t wbytes = WT == 13 ? IGNIS_Q5_K_BYTES : WT == 11 ? IGNIS_Q3_K_BYTES
-                        : WT == 10 ? IGNIS_Q2_K_BYTES : IGNIS_IQ4_XS_BYTES;
-    const size_t doff = WT == 11 ? 108 : WT == 10 ? 80 : 0, moff = WT == 10 ? 82 : 2;
-    const int has_min = WT == 13 || WT == 10, is_signed = WT == 11 || WT == 23;
+    const size_t wbytes = WT == 11 ? IGNIS_Q3_K_BYTES : IGNIS_Q2_K_BYTES;
+    const size_t doff = WT == 11 ? 108 : 80, moff = 82;
+    const int has_min = WT == 10, is_signed = WT == 11;
     const __m256i ones8 = _mm256_set1_epi8(1);
     __m256 acc[8][2];
     for (int j = 0; j < RN; j++) acc[j][0] = acc[j][1] = _mm256_setzero_ps();
     for (int64_t s = 0; s < nsb; s++) {
         const size_t wo = (size_t)s * wbytes;
+        __m256 xs[8][8];        /* Q2_K: per token and block [c_lo x4 | c_hi x4] as floats */
+        if (has_min)
+            for (int j = 0; j < RN; j++)
+                for (int jb = 0; jb < 8; jb++) {
+                    const __m256i t = IL(udot4)(ones8, _mm256_loadu_si256((const __m256i *)(x[j] + (size_t)(s * 8 + jb) * IGNIS_Q8_0_BYTES + 2)));
+                    xs[j][jb] = _mm256_cvtepi32_ps(IL(reduce4)(t, t, t, t));
+                }
         for (int g = 0; g < G; g++) {
             const uint8_t *const *wg = w + 4 * g;
             const __m256 d = IL(f16x4_twice)(wg[0] + wo + doff, wg[1] + wo + doff, wg[2] + wo + doff, wg[3] + wo + doff);
             const __m256 dmin = has_min ? IL(f16x4_twice)(wg[0] + wo + moff, wg[1] + wo + moff, wg[2] + wo + moff,
                                                           wg[3] + wo + moff) : d;
+            __m256i sc16[4];
+            __m128i mb[4];
+            _Alignas(16) uint8_t mq[8][8];
+            for (int k = 0; k < 4; k++) {
+                __m128i scb;
+                IL(kx_half_scale_bytes)(wg[k] + wo, WT, &scb, &mb[k]);
+                sc16[k] = _mm256_cvtepi8_epi16(scb);
+            }
+            if (has_min) {
+                const __m128i t0 = _mm_unpacklo_epi8(mb[0], mb[1]), t0h = _mm_unpackhi_epi8(mb[0], mb[1]);
+                const __m128i t1 = _mm_unpacklo_epi8(mb[2], mb[3]), t1h = _mm_unpackhi_epi8(mb[2], mb[3]);
+                _mm_store_si128((__m128i *)mq[0], _mm_unpacklo_epi16(t0, t1));      /* halves 0..3: blocks 0, 1 */
+                _mm_store_si128((__m128i *)mq[2], _mm_unpackhi_epi16(t0, t1));
+                _mm_store_si128((__m128i *)mq[4], _mm_unpacklo_epi16(t0h, t1h));
+                _mm_store_si128((__m128i *)mq[6], _mm_unpackhi_epi16(t0h, t1h));
+            }
             for (int jb = 0; jb < 8; jb++) {
                 __m256i q[4], aq[4], scv[4];
-                float mf[8];
                 for (int k = 0; k < 4; k++) {
                     q[k] = IL(kx_quants)(wg[k] + wo, jb, WT);
                     aq[k] = is_signed ? _mm256_sign_epi8(q[k], q[k]) : q[k];
-                    int scl, sch, ml, mh;
-                    IL(kx_scales)(wg[k] + wo, jb, WT, &scl, &sch, &ml, &mh);
-                    scv[k] = _mm256_set_m128i(_mm_set1_epi16((short)sch), _mm_set1_epi16((short)scl));
-                    mf[k] = (float)ml;
-                    mf[k + 4] = (float)mh;
+                    scv[k] = IL(half_scales16)(sc16[k], jb);
                 }
-                const __m256 m = _mm256_loadu_ps(mf);
+                const __m256 m = has_min ? _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)mq[jb])))
+                                         : d;
                 const size_t xo = (size_t)(s * 8 + jb) * IGNIS_Q8_0_BYTES;
                 for (int j = 0; j < RN; j++) {
                     const __m256i xv = _mm256_loadu_si256((const __m256i *)(x[j] + xo + 2));
@@ -248,11 +275,8 @@ IGNIS_INLINE void IL(kx_8xn)(int64_t nsb, const uint8_t *const *w, const uint8_t
                     }
                     const __m256i h = IL(reduce4)(p[0], p[1], p[2], p[3]);
                     acc[j][g] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(h), _mm256_mul_ps(d, dx), acc[j][g]);
-                    if (has_min) {
-                        const __m256i t = IL(udot4)(ones8, xv);
-                        const __m256 xs = _mm256_cvtepi32_ps(IL(reduce4)(t, t, t, t));
-                        acc[j][g] = _mm256_fnmadd_ps(_mm256_mul_ps(m, xs), _mm256_mul_ps(dmin, dx), acc[j][g]);
-                    }
+                    if (has_min)
+                        acc[j][g] = _mm256_fnmadd_ps(_mm256_mul_ps(m, xs[j][jb]), _mm256_mul_ps(dmin, dx), acc[j][g]);
                 }
             }
         }
@@ -387,18 +411,8 @@ IGNIS_INLINE __m128i IL(iq4_xs_scales8)(const uint8_t *sb) {
 IGNIS_INLINE void IL(kx_scale_bytes)(const uint8_t *sb, const int WT, __m128i *sc, __m128i *m) {
     if (WT == 13) {
         IL(q4_k_zn_scale_bytes)(sb + 4, sc, m);
-    } else if (WT == 10) {
-        const __m128i v = _mm_loadu_si128((const __m128i *)sb);
-        *sc = _mm_and_si128(v, _mm_set1_epi8(0x0f));
-        *m = _mm_and_si128(_mm_srli_epi16(v, 4), _mm_set1_epi8(0x0f));
-    } else if (WT == 11) {
-        const uint32_t a = ignis_load_u32(sb + 96), b = ignis_load_u32(sb + 100), c = ignis_load_u32(sb + 104);
-        const __m128i low4 = _mm_setr_epi32((int)(a & 0x0f0f0f0fu), (int)(b & 0x0f0f0f0fu),
-                                            (int)((a >> 4) & 0x0f0f0f0fu), (int)((b >> 4) & 0x0f0f0f0fu));
-        const __m128i high2 = _mm_setr_epi32((int)(c & 0x03030303u), (int)((c >> 2) & 0x03030303u),
-                                             (int)((c >> 4) & 0x03030303u), (int)((c >> 6) & 0x03030303u));
-        *sc = _mm_sub_epi8(_mm_or_si128(low4, _mm_slli_epi16(high2, 4)), _mm_set1_epi8(32));
-        *m = *sc;
+    } else if (WT == 10 || WT == 11) {
+        IL(kx_half_scale_bytes)(sb, WT, sc, m);
     } else {
         const __m128i b = IL(iq4_xs_scales8)(sb);
         *sc = _mm_unpacklo_epi8(b, b);

@@ -247,15 +247,26 @@ IGNIS_INLINE void IL(q4_k_8xn)(int64_t nsb, const uint8_t *const *w, const uint8
             }
         for (int g = 0; g < G; g++) {
             const uint8_t *const *wg = w + 4 * g;
-            int16_t sc[8][4];
-            float mf[8][8];
-            for (int k = 0; k < 4; k++)
-                for (int sb = 0; sb < 8; sb++) {
-                    int a, m;
-                    ignis_q4_k_scale_min(wg[k] + wo + 4, sb, &a, &m);
-                    sc[sb][k] = (int16_t)a;
-                    mf[sb][k] = mf[sb][k + 4] = (float)m;
-                }
+            /* the scales as int16 per row (sc[k][sb], broadcast per use); the mins transposed to
+               bytes [m r0..3 | m r0..3] per sub-block (mq[sb], widened per use): a scalar
+               unpacking per scale and a float store per min took most of a decode step */
+            _Alignas(16) int16_t sc[4][8];
+            _Alignas(16) uint8_t mq[8][8];
+            __m128i mr[4];
+            for (int k = 0; k < 4; k++) {
+                uint64_t sc8, m8;
+                ignis_q4_k_scales8(wg[k] + wo + 4, &sc8, &m8);
+                _mm_store_si128((__m128i *)sc[k], _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)sc8)));
+                mr[k] = _mm_cvtsi64_si128((long long)m8);
+            }
+            {
+                const __m128i t0 = _mm_unpacklo_epi8(mr[0], mr[1]), t1 = _mm_unpacklo_epi8(mr[2], mr[3]);
+                const __m128i u0 = _mm_unpacklo_epi16(t0, t1), u1 = _mm_unpackhi_epi16(t0, t1);   /* dword sb % 4 */
+                _mm_store_si128((__m128i *)mq[0], _mm_unpacklo_epi32(u0, u0));
+                _mm_store_si128((__m128i *)mq[2], _mm_unpackhi_epi32(u0, u0));
+                _mm_store_si128((__m128i *)mq[4], _mm_unpacklo_epi32(u1, u1));
+                _mm_store_si128((__m128i *)mq[6], _mm_unpackhi_epi32(u1, u1));
+            }
             __m256 d = IL(f16x4_twice)(wg[0] + wo, wg[1] + wo, wg[2] + wo, wg[3] + wo);
             __m256 dmin = IL(f16x4_twice)(wg[0] + wo + 2, wg[1] + wo + 2, wg[2] + wo + 2, wg[3] + wo + 2);
             for (int p = 0; p < 4; p++) {
@@ -268,13 +279,13 @@ IGNIS_INLINE void IL(q4_k_8xn)(int64_t nsb, const uint8_t *const *w, const uint8
                 for (int h = 0; h < 2; h++) {
                     const int sb = 2 * p + h;
                     const size_t xo = (size_t)(s * 8 + sb) * IGNIS_Q8_0_BYTES;
-                    __m256 m = _mm256_loadu_ps(mf[sb]);
+                    const __m256 m = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)mq[sb])));
                     for (int j = 0; j < RN; j++) {
                         __m256i xv = _mm256_loadu_si256((const __m256i *)(x[j] + xo + 2));
                         __m256 dx = _mm256_set1_ps(_cvtsh_ss(ignis_load_u16(x[j] + xo)));
                         __m256i pa[4];
                         for (int k = 0; k < 4; k++)
-                            pa[k] = _mm256_madd_epi16(_mm256_maddubs_epi16(q[k][h], xv), _mm256_set1_epi16(sc[sb][k]));
+                            pa[k] = _mm256_madd_epi16(_mm256_maddubs_epi16(q[k][h], xv), _mm256_set1_epi16(sc[k][sb]));
                         __m256i ha = IL(reduce4)(pa[0], pa[1], pa[2], pa[3]);
                         acc[j][g] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(ha), _mm256_mul_ps(d, dx), acc[j][g]);
                         acc[j][g] = _mm256_fnmadd_ps(_mm256_mul_ps(m, xs[j][sb]), _mm256_mul_ps(dmin, dx), acc[j][g]);
