@@ -185,7 +185,6 @@ IGNIS_INLINE __m256i IL(kx_quants)(const uint8_t *sb, int jb, const int WT) {
     return _mm256_shuffle_epi8(grid, IL(nibbles32)(sb + 8 + jb * 16));
 }
 
-
 /* one Q2_K / Q3_K row's 16 half-block scales (and Q2_K's mins) as bytes, half 2jb + h of activation
  * block jb at byte 2jb + h (Q3_K's signed, sc - 32; its mins are its scales) */
 IGNIS_INLINE void IL(kx_half_scale_bytes)(const uint8_t *sb, const int WT, __m128i *sc, __m128i *m) {
