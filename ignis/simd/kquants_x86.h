@@ -161,7 +161,8 @@ IGNIS_INLINE void IL(br_nibble_pair)(const uint8_t *qs32, __m256i *w1, __m256i *
 }
 
 
-/* the quants of activation block jb (0..7) of one super-block, 32 bytes in element order */
+/* the quants of activation block jb (0..7) of one super-block, 32 bytes in element order (Q3_K's
+ * offset to unsigned, q + 4) */
 IGNIS_INLINE __m256i IL(kx_quants)(const uint8_t *sb, int jb, const int WT) {
     const __m256i low2 = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1);
     if (WT == 13) {          /* Q5_K: nibble of qs, fifth bit jb of qh[l] */
@@ -174,11 +175,11 @@ IGNIS_INLINE __m256i IL(kx_quants)(const uint8_t *sb, int jb, const int WT) {
     const __m128i sh2 = _mm_cvtsi32_si128(2 * (jb % 4));
     if (WT == 10)            /* Q2_K: two bits of qs */
         return _mm256_and_si256(_mm256_srl_epi16(_mm256_loadu_si256((const __m256i *)(sb + 16 + (jb / 4) * 32)), sh2), low2);
-    if (WT == 11) {          /* Q3_K: two bits of qs, + 4 * bit of hmask, - 4 */
+    if (WT == 11) {          /* Q3_K as q + 4 (0..7, unsigned): two bits of qs, + 4 * bit of hmask */
         const __m256i l2 = _mm256_and_si256(_mm256_srl_epi16(_mm256_loadu_si256((const __m256i *)(sb + 32 + (jb / 4) * 32)), sh2), low2);
         const __m256i hb = _mm256_and_si256(_mm256_srl_epi16(_mm256_loadu_si256((const __m256i *)sb),
                                                              _mm_cvtsi32_si128(4 * (jb / 4) + jb % 4)), one);
-        return _mm256_sub_epi8(_mm256_or_si256(l2, _mm256_slli_epi16(hb, 2)), _mm256_set1_epi8(4));
+        return _mm256_or_si256(l2, _mm256_slli_epi16(hb, 2));
     }
     /* IQ4_XS: the grid value of each nibble */
     const __m256i grid = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)ignis_iq4nl_values));
@@ -220,7 +221,7 @@ IGNIS_INLINE void IL(kx_8xn)(int64_t nsb, const uint8_t *const *w, const uint8_t
                              float *out, const int RN, const int G, const int WT) {
     const size_t wbytes = WT == 11 ? IGNIS_Q3_K_BYTES : IGNIS_Q2_K_BYTES;
     const size_t doff = WT == 11 ? 108 : 80, moff = 82;
-    const int has_min = WT == 10, is_signed = WT == 11;
+    const int has_min = WT == 10;
     const __m256i ones8 = _mm256_set1_epi8(1);
     __m256 acc[8][2];
     for (int j = 0; j < RN; j++) acc[j][0] = acc[j][1] = _mm256_setzero_ps();
@@ -254,11 +255,11 @@ IGNIS_INLINE void IL(kx_8xn)(int64_t nsb, const uint8_t *const *w, const uint8_t
                 _mm_store_si128((__m128i *)mq[4], _mm_unpacklo_epi16(t0h, t1h));
                 _mm_store_si128((__m128i *)mq[6], _mm_unpackhi_epi16(t0h, t1h));
             }
-            for (int jb = 0; jb < 8; jb++) {
-                __m256i q[4], aq[4], scv[4];
+#pragma GCC unroll 8
+            for (int jb = 0; jb < 8; jb++) {      /* unrolled: the field shifts become immediates */
+                __m256i q[4], scv[4];
                 for (int k = 0; k < 4; k++) {
                     q[k] = IL(kx_quants)(wg[k] + wo, jb, WT);
-                    aq[k] = is_signed ? _mm256_sign_epi8(q[k], q[k]) : q[k];
                     scv[k] = IL(half_scales16)(sc16[k], jb);
                 }
                 const __m256 m = has_min ? _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)mq[jb])))
@@ -267,10 +268,12 @@ IGNIS_INLINE void IL(kx_8xn)(int64_t nsb, const uint8_t *const *w, const uint8_t
                 for (int j = 0; j < RN; j++) {
                     const __m256i xv = _mm256_loadu_si256((const __m256i *)(x[j] + xo + 2));
                     const __m256 dx = _mm256_set1_ps(_cvtsh_ss(ignis_load_u16(x[j] + xo)));
+                    /* Q3_K's q + 4 meet x as they are; 4 x's pair sums off each (exact: |.| <= 1778) */
+                    const __m256i x4 = WT == 11 ? _mm256_maddubs_epi16(_mm256_set1_epi8(4), xv) : _mm256_setzero_si256();
                     __m256i p[4];
                     for (int k = 0; k < 4; k++) {
-                        const __m256i xk = is_signed ? _mm256_sign_epi8(xv, q[k]) : xv;
-                        p[k] = _mm256_madd_epi16(_mm256_maddubs_epi16(aq[k], xk), scv[k]);
+                        const __m256i pq = _mm256_maddubs_epi16(q[k], xv);
+                        p[k] = _mm256_madd_epi16(WT == 11 ? _mm256_sub_epi16(pq, x4) : pq, scv[k]);
                     }
                     const __m256i h = IL(reduce4)(p[0], p[1], p[2], p[3]);
                     acc[j][g] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(h), _mm256_mul_ps(d, dx), acc[j][g]);

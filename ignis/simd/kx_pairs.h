@@ -58,7 +58,7 @@ IGNIS_INLINE void IL(xp_sb_fields)(const uint8_t *const *w, size_t wo, __m512i v
 IGNIS_INLINE void IL(xp_unpack)(const uint8_t *const *w, size_t wo, int jb, const __m512i v[4], __m512i ctl,
                                 __m512i w2[8], __m512 sc[4], const int WT) {
     const int has_min = WT == 13 || WT == 10, split = WT == 11 || WT == 10;   /* split: lo/hi scales differ */
-    const __m256i uv = _mm256_set1_epi8(WT == 11 ? 4 : WT == 23 ? (char)0x80 : 0);
+    const __m256i uv = _mm256_set1_epi8(WT == 23 ? (char)0x80 : 0);   /* Q3_K comes as q + 4 already */
     const __m512i dup_lo = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
     const __m512i dup_hi = _mm512_add_epi32(dup_lo, _mm512_set1_epi32(8));
     __m256i r[8];
