@@ -247,14 +247,7 @@ IGNIS_INLINE void IL(kx_8xn)(int64_t nsb, const uint8_t *const *w, const uint8_t
                 IL(kx_half_scale_bytes)(wg[k] + wo, WT, &scb, &mb[k]);
                 sc16[k] = _mm256_cvtepi8_epi16(scb);
             }
-            if (has_min) {
-                const __m128i t0 = _mm_unpacklo_epi8(mb[0], mb[1]), t0h = _mm_unpackhi_epi8(mb[0], mb[1]);
-                const __m128i t1 = _mm_unpacklo_epi8(mb[2], mb[3]), t1h = _mm_unpackhi_epi8(mb[2], mb[3]);
-                _mm_store_si128((__m128i *)mq[0], _mm_unpacklo_epi16(t0, t1));      /* halves 0..3: blocks 0, 1 */
-                _mm_store_si128((__m128i *)mq[2], _mm_unpackhi_epi16(t0, t1));
-                _mm_store_si128((__m128i *)mq[4], _mm_unpacklo_epi16(t0h, t1h));
-                _mm_store_si128((__m128i *)mq[6], _mm_unpackhi_epi16(t0h, t1h));
-            }
+            if (has_min) IL(mins_by_block)(mb, mq);
 #pragma GCC unroll 8
             for (int jb = 0; jb < 8; jb++) {      /* unrolled: the field shifts become immediates */
                 __m256i q[4], scv[4];

@@ -226,6 +226,17 @@ IGNIS_INLINE void IL(q8_8xn)(int64_t nb, const uint8_t *const *w, const uint8_t 
         for (int g = 0; g < 2; g++) IL(store4)(acc[j][g], out + j * IGNIS_TILE + 4 * g, 1);
 }
 
+/* four rows' 16 half-block mins (byte 2 jb + h of mb[k]: row k, block jb, half h) transposed to
+ * bytes per block, mq[jb] = [m lo r0..3 | m hi r0..3] (the lanes of the 8xn tiles, widened per use) */
+IGNIS_INLINE void IL(mins_by_block)(const __m128i *mb, uint8_t (*mq)[8]) {
+    const __m128i t0 = _mm_unpacklo_epi8(mb[0], mb[1]), t0h = _mm_unpackhi_epi8(mb[0], mb[1]);
+    const __m128i t1 = _mm_unpacklo_epi8(mb[2], mb[3]), t1h = _mm_unpackhi_epi8(mb[2], mb[3]);
+    _mm_store_si128((__m128i *)mq[0], _mm_unpacklo_epi16(t0, t1));      /* halves 0..3: blocks 0, 1 */
+    _mm_store_si128((__m128i *)mq[2], _mm_unpackhi_epi16(t0, t1));
+    _mm_store_si128((__m128i *)mq[4], _mm_unpacklo_epi16(t0h, t1h));
+    _mm_store_si128((__m128i *)mq[6], _mm_unpackhi_epi16(t0h, t1h));
+}
+
 /* Q4_K, 4G weight rows (G = 1 or 2 groups of four) x RN activation rows (RN <= 4, or <= 8
  * with one group: prefill reuses each decoded weight block for 8 tokens). Per sub-block: A = sc * q.x halves for four rows
  * at once (reduced like Q8_0), B = m * (sum x) halves as exact float products (both factors are
@@ -248,8 +259,8 @@ IGNIS_INLINE void IL(q4_k_8xn)(int64_t nsb, const uint8_t *const *w, const uint8
         for (int g = 0; g < G; g++) {
             const uint8_t *const *wg = w + 4 * g;
             /* the scales as int16 per row (sc[k][sb], broadcast per use); the mins transposed to
-               bytes [m r0..3 | m r0..3] per sub-block (mq[sb], widened per use): a scalar
-               unpacking per scale and a float store per min took most of a decode step */
+               bytes [m r0..3 | m r0..3] per sub-block (IL(mins_by_block), each min as both halves'):
+               a scalar unpacking per scale and a float store per min took most of a decode step */
             _Alignas(16) int16_t sc[4][8];
             _Alignas(16) uint8_t mq[8][8];
             __m128i mr[4];
@@ -257,16 +268,10 @@ IGNIS_INLINE void IL(q4_k_8xn)(int64_t nsb, const uint8_t *const *w, const uint8
                 uint64_t sc8, m8;
                 ignis_q4_k_scales8(wg[k] + wo + 4, &sc8, &m8);
                 _mm_store_si128((__m128i *)sc[k], _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)sc8)));
-                mr[k] = _mm_cvtsi64_si128((long long)m8);
+                const __m128i m = _mm_cvtsi64_si128((long long)m8);
+                mr[k] = _mm_unpacklo_epi8(m, m);        /* a sub-block's min for both its halves */
             }
-            {
-                const __m128i t0 = _mm_unpacklo_epi8(mr[0], mr[1]), t1 = _mm_unpacklo_epi8(mr[2], mr[3]);
-                const __m128i u0 = _mm_unpacklo_epi16(t0, t1), u1 = _mm_unpackhi_epi16(t0, t1);   /* dword sb % 4 */
-                _mm_store_si128((__m128i *)mq[0], _mm_unpacklo_epi32(u0, u0));
-                _mm_store_si128((__m128i *)mq[2], _mm_unpackhi_epi32(u0, u0));
-                _mm_store_si128((__m128i *)mq[4], _mm_unpacklo_epi32(u1, u1));
-                _mm_store_si128((__m128i *)mq[6], _mm_unpackhi_epi32(u1, u1));
-            }
+            IL(mins_by_block)(mr, mq);
             __m256 d = IL(f16x4_twice)(wg[0] + wo, wg[1] + wo, wg[2] + wo, wg[3] + wo);
             __m256 dmin = IL(f16x4_twice)(wg[0] + wo + 2, wg[1] + wo + 2, wg[2] + wo + 2, wg[3] + wo + 2);
             for (int p = 0; p < 4; p++) {
