@@ -17,31 +17,6 @@
 #define IGNIS_MAGIC_BITS 0x4B400000
 IGNIS_INLINE __m512 IL(magic_neg)(__m512 sc) { return _mm512_mul_ps(sc, _mm512_set1_ps(-12582912.0f)); }
 
-/* Decode streams 8 weight rows at once, each read once; the hardware prefetchers do not run
- * far enough ahead of 8 streams to cover memory latency (measured: the first load of every
- * super-block stalled). The decode kernels prefetch each row's bytes [off, off + n) ahead of
- * use, IGNIS_ZD_AHEAD bytes past where they read. A hint: it changes no result, and a prefetch
- * past the end of a row cannot fault (past a stream's last row it reaches the next stream's
- * first, which is read next anyway). The lines go to L2 (T1), not L1: two threads, interleaved,
- * the 1.5B's Q4_K_M decode +6 % (won 6 rounds of 7), its Q6_K preset +12 %, SmolLM2 Q4_K_M
- * +8 %. The distance, with T1 (Zen 4, the 1.5B's presets, interleaved, tok/s medians of 3):
- * 1536 against 512, two threads: Q6_K +17 %, Q4_K_M +12 %, Q5_K_M +9 %, IQ4_NL +8 %, Q3_K_M
- * +3 %, Q2_K and Q4_0 +2 %, Q8_0 and the small models alike; one thread: Q6_K +23 %, Q4_K_M
- * +15 %. 2048 was no better. (With T0, 1024 had been 7-13 % slower than 512: L1 is too small to
- * hold 16 streams' lines that early.) */
-#ifndef IGNIS_ZD_AHEAD
-#  define IGNIS_ZD_AHEAD 1536
-#endif
-IGNIS_INLINE void IL(prefetch8)(const uint8_t *const *w, size_t off, size_t n) {
-    if (IGNIS_ZD_AHEAD == 0) return;
-    for (int i = 0; i < 8; i++)
-        for (size_t b = 0; b < n; b += 64) _mm_prefetch((const char *)(w[i] + off + b), _MM_HINT_T1);
-}
-/* the same for the 32-element types' block b of `bytes` bytes: one line a row every 64 / bytes
- * blocks, so that no line is skipped */
-IGNIS_INLINE void IL(prefetch8_block)(const uint8_t *const *w, int64_t b, size_t bytes) {
-    if (b % (int64_t)(64 / bytes) == 0) IL(prefetch8)(w, (size_t)b * bytes + IGNIS_ZD_AHEAD, 1);
-}
 
 /* The decode entry points name##_zn1..4 of a kernel taking the token count RN (and any
  * further arguments): the tile's table picks one by the number of tokens. */
@@ -269,7 +244,7 @@ IGNIS_INLINE void IL(q5_0_zn)(int64_t nb, const uint8_t *const *w, const uint8_t
     for (int j = 0; j < RN; j++) acc[j] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const size_t wo = (size_t)b * IGNIS_Q5_0_BYTES, xo = (size_t)b * IGNIS_Q8_0_BYTES;
-        IL(prefetch8_block)(w, b, IGNIS_Q5_0_BYTES);
+        IL(prefetch_block)(w, 8, b, IGNIS_Q5_0_BYTES);
         __m512i q[4];
         for (int p = 0; p < 4; p++) {
             const uint8_t *b0 = w[p] + wo, *b1 = w[p + 4] + wo;
@@ -300,7 +275,7 @@ IGNIS_INLINE void IL(q4_1_zn)(int64_t nb, const uint8_t *const *w, const uint8_t
     for (int j = 0; j < RN; j++) acc[j] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const size_t wo = (size_t)b * IGNIS_Q4_1_BYTES, xo = (size_t)b * IGNIS_Q8_0_BYTES;
-        IL(prefetch8_block)(w, b, IGNIS_Q4_1_BYTES);
+        IL(prefetch_block)(w, 8, b, IGNIS_Q4_1_BYTES);
         __m512i q[4];
         for (int p = 0; p < 4; p++) q[p] = IL(zn_nibbles)(w[p] + wo + 4, w[p + 4] + wo + 4);
         const __m512 dw = IL(z8_f16x8)(w, wo), mw = IL(z8_f16x8)(w, wo + 2);

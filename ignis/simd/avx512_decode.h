@@ -231,7 +231,7 @@ IGNIS_INLINE void IL(q4_k_zd)(int64_t nsb, const uint8_t *const *w, const uint8_
     for (int t = 0; t < RN; t++) acc[t] = _mm512_setzero_ps();
     for (int64_t s = 0; s < nsb; s++) {
         const size_t wo = (size_t)s * IGNIS_Q4_K_BYTES, xo = (size_t)s * 8 * IGNIS_Q8_0_BYTES;
-        IL(prefetch8)(w, wo + IGNIS_ZD_AHEAD, IGNIS_Q4_K_BYTES);
+        IL(prefetch_rows)(w, 8, wo + IGNIS_ZD_AHEAD, IGNIS_Q4_K_BYTES);
         _Alignas(64) float sf[2][64];
         __m512 d, dmin;
         IL(zd_q4_k_sb)(w, wo, sf, &d, &dmin);
@@ -301,7 +301,7 @@ IGNIS_INLINE void IL(q6_k_zd)(int64_t nsb, const uint8_t *const *w, const uint8_
     for (int t = 0; t < RN; t++) acc[t] = _mm512_setzero_ps();
     for (int64_t s = 0; s < nsb; s++) {
         const size_t wo = (size_t)s * IGNIS_Q6_K_BYTES, xo = (size_t)s * 8 * IGNIS_Q8_0_BYTES;
-        IL(prefetch8)(w, wo + IGNIS_ZD_AHEAD, IGNIS_Q6_K_BYTES);
+        IL(prefetch_rows)(w, 8, wo + IGNIS_ZD_AHEAD, IGNIS_Q6_K_BYTES);
         /* the rows' 16 int8 scales: lane q of tb (rows 0..3) / tb + 64 (rows 4..7), dword i =
            scale 4q + i of the four rows */
         _Alignas(64) uint8_t tb[128];

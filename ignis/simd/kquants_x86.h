@@ -247,7 +247,7 @@ IGNIS_INLINE void IL(kx_8xn)(int64_t nsb, const uint8_t *const *w, const uint8_t
                 IL(kx_half_scale_bytes)(wg[k] + wo, WT, &scb, &mb[k]);
                 sc16[k] = _mm256_cvtepi8_epi16(scb);
             }
-            if (has_min) IL(mins_by_block)(mb, mq);
+            if (has_min) IL(halves_by_block)(mb, mq);
 #pragma GCC unroll 8
             for (int jb = 0; jb < 8; jb++) {      /* unrolled: the field shifts become immediates */
                 __m256i q[4], scv[4];
@@ -432,7 +432,7 @@ IGNIS_INLINE void IL(kx_zn)(int64_t nsb, const uint8_t *const *w, const uint8_t 
     for (int j = 0; j < RN; j++) acc[j] = _mm512_setzero_ps();
     for (int64_t s = 0; s < nsb; s++) {
         const size_t wo = (size_t)s * wbytes;
-        IL(prefetch8)(w, wo + IGNIS_ZD_AHEAD, wbytes);
+        IL(prefetch_rows)(w, 8, wo + IGNIS_ZD_AHEAD, wbytes);
         const __m512 d = IL(z8_f16x8)(w, wo + doff);
         const __m512 dmin = has_min ? IL(z8_f16x8)(w, wo + moff) : d;
         /* the rows' scales (and mins) of every activation block, lanes as the sums' */
@@ -524,7 +524,7 @@ IGNIS_INLINE void IL(kb_zn)(int64_t nsb, const uint8_t *const *w, const uint8_t 
     for (int j = 0; j < RN; j++) acc[j] = _mm512_setzero_ps();
     for (int64_t s = 0; s < nsb; s++) {
         const size_t wo = (size_t)s * wbytes;
-        IL(prefetch8)(w, wo + IGNIS_ZD_AHEAD, wbytes);
+        IL(prefetch_rows)(w, 8, wo + IGNIS_ZD_AHEAD, wbytes);
         __m256i tx[4][8], tst[4][4];
         __m256 tdx[4][4], tcdx[4][4];
         for (int j = 0; j < RN; j++)

@@ -131,7 +131,7 @@ IGNIS_INLINE void IL(b32_zn)(int64_t nb, const uint8_t *const *w, const uint8_t 
     for (int j = 0; j < RN; j++) acc[j] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const size_t wo = (size_t)b * wbytes, xo = (size_t)b * IGNIS_Q8_0_BYTES;
-        IL(prefetch8_block)(w, b, wbytes);
+        IL(prefetch_block)(w, 8, b, wbytes);
         __m512i q[4];
         for (int p = 0; p < 4; p++) {
             const uint8_t *b0 = w[p] + wo, *b1 = w[p + 4] + wo;
@@ -233,14 +233,14 @@ IGNIS_INLINE void IL(wf_block16)(int64_t k, const uint8_t *const *w, const uint8
 }
 
 /* 8 rows x 1 token of float weights (decode): IL(wf_block16)'s chains, the token's 16 values
- * loaded once for 8 rows, and the 8 row streams prefetched IGNIS_ZD_AHEAD bytes ahead (avx512.h) */
+ * loaded once for 8 rows, and the 8 row streams prefetched IGNIS_ZD_AHEAD bytes ahead (x86.h) */
 IGNIS_INLINE void IL(wf_rows8)(int64_t k, const uint8_t *const *w, const uint8_t *x, float *out, const int WT) {
     const int esz = WT == 0 ? 4 : 2;
     __m512 a[8];
     for (int r = 0; r < 8; r++) a[r] = _mm512_setzero_ps();
     const int64_t k16 = k / IGNIS_WCHAINS * IGNIS_WCHAINS;
     for (int64_t i = 0; i < k16; i += 16) {
-        if ((i * esz) % 64 == 0) IL(prefetch8)(w, (size_t)(i * esz) + IGNIS_ZD_AHEAD, 1);
+        if ((i * esz) % 64 == 0) IL(prefetch_rows)(w, 8, (size_t)(i * esz) + IGNIS_ZD_AHEAD, 1);
         const __m512 xv = _mm512_loadu_ps((const float *)x + i);
         for (int r = 0; r < 8; r++) a[r] = _mm512_fmadd_ps(xv, IL(wf16)(w[r], i, WT), a[r]);
     }
