@@ -173,9 +173,10 @@ IGNIS_INLINE void IL(q8_0_4xg)(int64_t nb, const uint8_t *const *w, const uint8_
 
 /* 16 bytes of nibbles as 32 bytes 0..15: low nibbles (elements 0..15), then high nibbles */
 IGNIS_INLINE __m256i IL(nibbles32)(const uint8_t *qs16) {
-    __m128i qs = _mm_loadu_si128((const __m128i *)qs16);
-    return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(qs, 4), _mm_set1_epi8(0x0f)),
-                            _mm_and_si128(qs, _mm_set1_epi8(0x0f)));
+    /* the 16 bytes in both lanes (a broadcast load), the high lane's shifted down a nibble, one
+       mask: two instructions where a shift, two masks and a lane insert were four */
+    const __m256i qs = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qs16));
+    return _mm256_and_si256(_mm256_srlv_epi32(qs, _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4)), _mm256_set1_epi8(0x0f));
 }
 
 /* Q5_0 block quants as 32 unsigned bytes 0..31: nibble | bit << 4. */
