@@ -204,25 +204,19 @@ IGNIS_INLINE void IL(kx_half_scale_bytes)(const uint8_t *sb, const int WT, __m12
     }
 }
 
-/* [sc 2jb x8 | sc 2jb+1 x8] as int16 from a row's 16 scales as int16 (dword jb: block jb's
- * halves): dword jb everywhere, then its low / high word per 128-bit lane */
-IGNIS_INLINE __m256i IL(half_scales16)(__m256i sc16, int jb) {
-    return _mm256_shuffle_epi8(_mm256_permutevar8x32_epi32(sc16, _mm256_set1_epi32(jb)),
-                               _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1,
-                                                2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3));
-}
-
 /* Q3_K / Q2_K (the half rule), 4G weight rows (G = 1 or 2 groups of four) x RN tokens (RN <= 4
- * with two groups, <= 8 with one). Per super-block and row the scales as int16 once (a permute
- * and a byte shuffle per block then give IL(kx_8xn)'s [lo x8 | hi x8]) and Q2_K's mins transposed
- * to bytes [m lo r0..3 | m hi r0..3] per block; the tokens' half sums once per super-block. A
- * scalar unpacking per row and block had cost more than the arithmetic. */
+ * with two groups, <= 8 with one). Per super-block the four rows' scales (and Q2_K's mins)
+ * transposed to bytes [lo r0..3 | hi r0..3] per block (IL(halves_by_block)), widened per use; the
+ * scales meet the exact half sums as a float product (|sc * sum| < 2^24: the definition's
+ * (float)(sc * sum)); the tokens' half sums once per super-block. A scalar unpacking per row and
+ * block had cost more than the arithmetic; a permute and a byte shuffle per row and block (the
+ * scales as int16 for the multiply-add) 10 % of what was left. */
 IGNIS_INLINE void IL(kx_8xn)(int64_t nsb, const uint8_t *const *w, const uint8_t *const *x,
                              float *out, const int RN, const int G, const int WT) {
     const size_t wbytes = WT == 11 ? IGNIS_Q3_K_BYTES : IGNIS_Q2_K_BYTES;
     const size_t doff = WT == 11 ? 108 : 80, moff = 82;
     const int has_min = WT == 10;
-    const __m256i ones8 = _mm256_set1_epi8(1);
+    const __m256i ones8 = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1);
     __m256 acc[8][2];
     for (int j = 0; j < RN; j++) acc[j][0] = acc[j][1] = _mm256_setzero_ps();
     for (int64_t s = 0; s < nsb; s++) {
@@ -239,22 +233,16 @@ IGNIS_INLINE void IL(kx_8xn)(int64_t nsb, const uint8_t *const *w, const uint8_t
             const __m256 d = IL(f16x4_twice)(wg[0] + wo + doff, wg[1] + wo + doff, wg[2] + wo + doff, wg[3] + wo + doff);
             const __m256 dmin = has_min ? IL(f16x4_twice)(wg[0] + wo + moff, wg[1] + wo + moff, wg[2] + wo + moff,
                                                           wg[3] + wo + moff) : d;
-            __m256i sc16[4];
-            __m128i mb[4];
-            _Alignas(16) uint8_t mq[8][8];
-            for (int k = 0; k < 4; k++) {
-                __m128i scb;
-                IL(kx_half_scale_bytes)(wg[k] + wo, WT, &scb, &mb[k]);
-                sc16[k] = _mm256_cvtepi8_epi16(scb);
-            }
+            __m128i sb[4], mb[4];
+            _Alignas(16) uint8_t sq[8][8], mq[8][8];
+            for (int k = 0; k < 4; k++) IL(kx_half_scale_bytes)(wg[k] + wo, WT, &sb[k], &mb[k]);
+            IL(halves_by_block)(sb, sq);
             if (has_min) IL(halves_by_block)(mb, mq);
 #pragma GCC unroll 8
             for (int jb = 0; jb < 8; jb++) {      /* unrolled: the field shifts become immediates */
-                __m256i q[4], scv[4];
-                for (int k = 0; k < 4; k++) {
-                    q[k] = IL(kx_quants)(wg[k] + wo, jb, WT);
-                    scv[k] = IL(half_scales16)(sc16[k], jb);
-                }
+                __m256i q[4];
+                for (int k = 0; k < 4; k++) q[k] = IL(kx_quants)(wg[k] + wo, jb, WT);
+                const __m256 sc = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)sq[jb])));
                 const __m256 m = has_min ? _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)mq[jb])))
                                          : d;
                 const size_t xo = (size_t)(s * 8 + jb) * IGNIS_Q8_0_BYTES;
@@ -266,10 +254,10 @@ IGNIS_INLINE void IL(kx_8xn)(int64_t nsb, const uint8_t *const *w, const uint8_t
                     __m256i p[4];
                     for (int k = 0; k < 4; k++) {
                         const __m256i pq = _mm256_maddubs_epi16(q[k], xv);
-                        p[k] = _mm256_madd_epi16(WT == 11 ? _mm256_sub_epi16(pq, x4) : pq, scv[k]);
+                        p[k] = _mm256_madd_epi16(WT == 11 ? _mm256_sub_epi16(pq, x4) : pq, ones16);
                     }
                     const __m256i h = IL(reduce4)(p[0], p[1], p[2], p[3]);
-                    acc[j][g] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(h), _mm256_mul_ps(d, dx), acc[j][g]);
+                    acc[j][g] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(h), sc), _mm256_mul_ps(d, dx), acc[j][g]);
                     if (has_min)
                         acc[j][g] = _mm256_fnmadd_ps(_mm256_mul_ps(m, xs[j][jb]), _mm256_mul_ps(dmin, dx), acc[j][g]);
                 }
