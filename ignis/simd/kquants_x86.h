@@ -221,6 +221,7 @@ IGNIS_INLINE void IL(kx_8xn)(int64_t nsb, const uint8_t *const *w, const uint8_t
     for (int j = 0; j < RN; j++) acc[j][0] = acc[j][1] = _mm256_setzero_ps();
     for (int64_t s = 0; s < nsb; s++) {
         const size_t wo = (size_t)s * wbytes;
+        IL(prefetch_rows)(w, 4 * G, wo + IGNIS_ZD_AHEAD, wbytes);
         __m256 xs[8][8];        /* Q2_K: per token and block [c_lo x4 | c_hi x4] as floats */
         if (has_min)
             for (int j = 0; j < RN; j++)
@@ -328,6 +329,7 @@ IGNIS_INLINE void IL(kb_8xn)(int64_t nsb, const uint8_t *const *w, const uint8_t
     for (int j = 0; j < RN; j++) acc[j][0] = acc[j][1] = _mm256_setzero_ps();
     for (int64_t s = 0; s < nsb; s++) {
         const size_t wo = (size_t)s * wbytes;
+        IL(prefetch_rows)(w, 4 * G, wo + IGNIS_ZD_AHEAD, wbytes);
         __m256i tx[8][8], tst[8][4];
         __m256 tdx[8][4], tcdx[8][4];
         for (int j = 0; j < RN; j++)

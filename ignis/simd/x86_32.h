@@ -25,6 +25,7 @@ IGNIS_INLINE void IL(b32_8xn)(int64_t nb, const uint8_t *const *w, const uint8_t
     for (int j = 0; j < RN; j++) acc[j][0] = acc[j][1] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const size_t xo = (size_t)b * IGNIS_Q8_0_BYTES, wo = (size_t)b * wbytes;
+        IL(prefetch_block)(w, 8, b, wbytes);
         __m256i xv[4], x8[4];
         __m256 dx[4], xsf[4];
         for (int j = 0; j < RN; j++) {
