@@ -99,19 +99,18 @@ IGNIS_INLINE __m256i IL(reduce4)(__m256i p0, __m256i p1, __m256i p2, __m256i p3)
 /* Decode streams 8 weight rows at once, each read once; the hardware prefetchers do not run
  * far enough ahead of 8 streams to cover memory latency (measured: the first load of every
  * super-block stalled). The decode kernels of every x86 level prefetch each row's bytes
- * [off, off + n) ahead of use, IGNIS_ZD_AHEAD bytes past where they read. (avx2, two threads,
- * interleaved, the 1.5B's presets: Q2_K +18 %, Q4_K_M, Q5_K_M, IQ4_XS +11 %, Q8_0 +10 %, Q4_1
- * +7 %, IQ4_NL and Q4_0 alike; Q6_K's kernel in decode_kernels.c from DRAM 13.7 -> 22.3 GB/s.
- * That bench alone, one matrix, had Q4_K and Q4_0 15 % slower with it: judge in the model.) A
- * hint: it changes no
+ * [off, off + n) ahead of use, IGNIS_ZD_AHEAD bytes past where they read. A hint: it changes no
  * result, and a prefetch past the end of a row cannot fault (past a stream's last row it reaches
- * the next stream's first, which is read next anyway). The lines go to L2 (T1), not L1: two
- * threads, interleaved, the 1.5B's Q4_K_M decode +6 % (won 6 rounds of 7), its Q6_K preset
- * +12 %, SmolLM2 Q4_K_M +8 %. The distance, with T1 (Zen 4, the 1.5B's presets, interleaved,
- * tok/s medians of 3): 1536 against 512, two threads: Q6_K +17 %, Q4_K_M +12 %, Q5_K_M +9 %,
- * IQ4_NL +8 %, Q3_K_M +3 %, Q2_K and Q4_0 +2 %, Q8_0 and the small models alike; one thread: Q6_K
- * +23 %, Q4_K_M +15 %. 2048 was no better. (With T0, 1024 had been 7-13 % slower than 512: L1 is
- * too small to hold 16 streams' lines that early.) */
+ * the next stream's first, which is read next anyway). The lines go to L2 (T1), not L1.
+ * Measured (Zen 4, two threads unless said, the 1.5B's presets, interleaved, tok/s medians of 3):
+ * - avx512, against none: Q4_K_M +6 % (won 6 rounds of 7), Q6_K +12 %, SmolLM2 Q4_K_M +8 %;
+ * - avx512, 1536 bytes against 512: Q6_K +17 %, Q4_K_M +12 %, Q5_K_M +9 %, IQ4_NL +8 %, Q3_K_M
+ *   +3 %, Q2_K and Q4_0 +2 %, Q8_0 and the small models alike; one thread Q6_K +23 %, Q4_K_M
+ *   +15 %. 2048 was no better. (With T0, 1024 had been 7-13 % slower than 512: L1 is too small
+ *   to hold 16 streams' lines that early);
+ * - avx2, against none: Q2_K +18 %, Q4_K_M, Q5_K_M, IQ4_XS +11 %, Q8_0 +10 %, Q4_1 +7 %, IQ4_NL
+ *   and Q4_0 alike; Q6_K's kernel in decode_kernels.c from DRAM 13.7 -> 22.3 GB/s. That bench's
+ *   one matrix had Q4_K and Q4_0 15 % slower with it: the model decides. */
 #ifndef IGNIS_ZD_AHEAD
 #  define IGNIS_ZD_AHEAD 1536
 #endif
@@ -258,9 +257,9 @@ IGNIS_INLINE void IL(q8_8xn)(int64_t nb, const uint8_t *const *w, const uint8_t 
         for (int g = 0; g < 2; g++) IL(store4)(acc[j][g], out + j * IGNIS_TILE + 4 * g, 1);
 }
 
-/* four rows' 16 half-block bytes (mins, or Q6_K's scales; byte 2 jb + h of mb[k]: row k, block jb,
- * half h) transposed to bytes per block, mq[jb] = [m lo r0..3 | m hi r0..3] (the lanes of the 8xn
- * tiles, widened per use) */
+/* four rows' 16 half-block bytes (scales or mins; byte 2 jb + h of mb[k]: row k, block jb, half h)
+ * transposed to bytes per block, mq[jb] = [m lo r0..3 | m hi r0..3] (the lanes of the 8xn tiles,
+ * widened per use) */
 IGNIS_INLINE void IL(halves_by_block)(const __m128i *mb, uint8_t (*mq)[8]) {
     const __m128i t0 = _mm_unpacklo_epi8(mb[0], mb[1]), t0h = _mm_unpackhi_epi8(mb[0], mb[1]);
     const __m128i t1 = _mm_unpacklo_epi8(mb[2], mb[3]), t1h = _mm_unpackhi_epi8(mb[2], mb[3]);
