@@ -243,9 +243,8 @@ IGNIS_INLINE void IL(kx_8xn)(int64_t nsb, const uint8_t *const *w, const uint8_t
             for (int jb = 0; jb < 8; jb++) {      /* unrolled: the field shifts become immediates */
                 __m256i q[4];
                 for (int k = 0; k < 4; k++) q[k] = IL(kx_quants)(wg[k] + wo, jb, WT);
-                const __m256 sc = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)sq[jb])));
-                const __m256 m = has_min ? _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)mq[jb])))
-                                         : d;
+                const __m256 sc = IL(block_lanes)(sq[jb]);
+                const __m256 m = has_min ? IL(block_lanes)(mq[jb]) : d;
                 const size_t xo = (size_t)(s * 8 + jb) * IGNIS_Q8_0_BYTES;
                 for (int j = 0; j < RN; j++) {
                     const __m256i xv = _mm256_loadu_si256((const __m256i *)(x[j] + xo + 2));

@@ -231,8 +231,8 @@ IGNIS_INLINE void IL(q8_8xn)(int64_t nb, const uint8_t *const *w, const uint8_t 
 }
 
 /* four rows' 16 half-block bytes (scales or mins; byte 2 jb + h of mb[k]: row k, block jb, half h)
- * transposed to bytes per block, mq[jb] = [m lo r0..3 | m hi r0..3] (the lanes of the 8xn tiles,
- * widened per use) */
+ * transposed to bytes per block, mq[jb] = [lo r0..3 | hi r0..3] (the lanes of the 8xn tiles,
+ * widened per use by IL(block_lanes)) */
 IGNIS_INLINE void IL(halves_by_block)(const __m128i *mb, uint8_t (*mq)[8]) {
     const __m128i t0 = _mm_unpacklo_epi8(mb[0], mb[1]), t0h = _mm_unpackhi_epi8(mb[0], mb[1]);
     const __m128i t1 = _mm_unpacklo_epi8(mb[2], mb[3]), t1h = _mm_unpackhi_epi8(mb[2], mb[3]);
@@ -240,6 +240,13 @@ IGNIS_INLINE void IL(halves_by_block)(const __m128i *mb, uint8_t (*mq)[8]) {
     _mm_store_si128((__m128i *)mq[2], _mm_unpackhi_epi16(t0, t1));
     _mm_store_si128((__m128i *)mq[4], _mm_unpacklo_epi16(t0h, t1h));
     _mm_store_si128((__m128i *)mq[6], _mm_unpackhi_epi16(t0h, t1h));
+}
+
+/* one block's eight lane bytes of IL(halves_by_block) as floats, widened signed: Q6_K's and Q3_K's
+ * scales are int8, and every other field put there (Q2_K's scales, Q2_K's and Q4_K's mins) is
+ * below 64, the same either way */
+IGNIS_INLINE __m256 IL(block_lanes)(const uint8_t *b8) {
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)b8)));
 }
 
 /* Q4_K, 4G weight rows (G = 1 or 2 groups of four) x RN activation rows (RN <= 4, or <= 8
@@ -290,7 +297,7 @@ IGNIS_INLINE void IL(q4_k_8xn)(int64_t nsb, const uint8_t *const *w, const uint8
                 for (int h = 0; h < 2; h++) {
                     const int sb = 2 * p + h;
                     const size_t xo = (size_t)(s * 8 + sb) * IGNIS_Q8_0_BYTES;
-                    const __m256 m = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)mq[sb])));
+                    const __m256 m = IL(block_lanes)(mq[sb]);
                     for (int j = 0; j < RN; j++) {
                         __m256i xv = _mm256_loadu_si256((const __m256i *)(x[j] + xo + 2));
                         __m256 dx = _mm256_set1_ps(_cvtsh_ss(ignis_load_u16(x[j] + xo)));
@@ -342,7 +349,7 @@ IGNIS_INLINE void IL(q6_k_8xn)(int64_t nsb, const uint8_t *const *w, const uint8
                 for (int kk = 0; kk < 4; kk++) {
                     const int jb = half * 4 + kk;                 /* activation block in the super-block */
                     const size_t xo = (size_t)(s * 8 + jb) * IGNIS_Q8_0_BYTES;
-                    const __m256 sc = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)sq[jb])));
+                    const __m256 sc = IL(block_lanes)(sq[jb]);
                     __m256i q[4];
                     for (int k = 0; k < 4; k++) {
                         __m256i lo4 = (kk & 1) ? l1[k] : l0[k];

@@ -234,7 +234,7 @@ IGNIS_INLINE void IL(wf_block16)(int64_t k, const uint8_t *const *w, const uint8
 }
 
 /* 8 rows x 1 token of float weights (decode): IL(wf_block16)'s chains, the token's 16 values
- * loaded once for 8 rows, and the 8 row streams prefetched IGNIS_ZD_AHEAD bytes ahead (x86.h) */
+ * loaded once for 8 rows, and the 8 row streams prefetched IGNIS_ZD_AHEAD bytes ahead (prefetch_x86.h) */
 IGNIS_INLINE void IL(wf_rows8)(int64_t k, const uint8_t *const *w, const uint8_t *x, float *out, const int WT) {
     const int esz = WT == 0 ? 4 : 2;
     __m512 a[8];
