@@ -652,6 +652,7 @@ typedef struct {
     void (*scale_row)(const float *, float, const float *, float *, int64_t);
     void (*rope_head)(const float *, float *, const float *, const float *, int64_t);
     /* prepared weight rows for many token tiles (NULL: the level has none) */
+    int64_t (*kq_row_bytes)(int, int64_t);
     void (*kq_prep)(int, int64_t, const uint8_t *const *, int, uint8_t *);
     void (*kq_tokens)(int64_t, const uint8_t *const *, int, uint8_t *);
     void (*kq_prep_tile)(int, int64_t, const uint8_t *, const uint8_t *, float *);
@@ -660,25 +661,27 @@ typedef struct {
     void (*zt_tile)(int, int64_t, const uint8_t *const *, int, const uint8_t *const *, int, float *);
 } ignis_isa;
 
-#define IGNIS_ISA_TABLE(p, needs, kq_prep, kq_tokens, kq_prep_tile, zt_tokens, zt_tile) { #p, needs, \
+#define IGNIS_ISA_TABLE(p, needs, kq, zt_tokens, zt_tile) { #p, needs, \
     ignis_##p##_f16_to_f32_row, ignis_##p##_f32_to_f16_row, ignis_##p##_quantize_row_q8_0, \
     ignis_##p##_vec_dot, ignis_##p##_tile, ignis_##p##_tile_q16, ignis_##p##_dot_f32, ignis_##p##_dot_f32_f16, \
     ignis_##p##_dot_f32_f16_heads, ignis_##p##_dot_f32_f16_rows, ignis_##p##_div_row, ignis_##p##_axpy_f32, ignis_##p##_axpy_f16, \
     ignis_##p##_silu_row, ignis_##p##_av_head_acc, ignis_##p##_av_heads_acc, ignis_##p##_exp_sub_sum, \
-    ignis_##p##_add_row, ignis_##p##_mul_row, ignis_##p##_max_row, ignis_##p##_scale_row, ignis_##p##_rope_head, kq_prep, kq_tokens, kq_prep_tile, zt_tokens, zt_tile }
+    ignis_##p##_add_row, ignis_##p##_mul_row, ignis_##p##_max_row, ignis_##p##_scale_row, ignis_##p##_rope_head, kq, zt_tokens, zt_tile }
+/* a level's prepared rows (its kq_row_bytes, kq_prep, kq_tokens, kq_prep_tile), or none */
+#define IGNIS_KQ(p) ignis_##p##_kq_row_bytes, ignis_##p##_kq_prep, ignis_##p##_kq_tokens, ignis_##p##_kq_prep_tile
+#define IGNIS_NO_KQ NULL, NULL, NULL, NULL
 
 /* every level this build has, lowest first */
 static const ignis_isa ignis_isas[] = {
-    IGNIS_ISA_TABLE(scalar, 0, NULL, NULL, NULL, NULL, NULL),
+    IGNIS_ISA_TABLE(scalar, 0, IGNIS_NO_KQ, NULL, NULL),
 #if defined(IGNIS_X86)
-    IGNIS_ISA_TABLE(avx2, IGNIS_F_AVX2, NULL, NULL, NULL, NULL, NULL),
-    IGNIS_ISA_TABLE(avxvnni, IGNIS_F_AVX2 | IGNIS_F_AVXVNNI, NULL, NULL, NULL, NULL, NULL),
-    IGNIS_ISA_TABLE(avx512, IGNIS_F_AVX2 | IGNIS_F_AVX512, ignis_avx512_kq_prep, ignis_avx512_kq_tokens, ignis_avx512_kq_prep_tile,
-                    ignis_avx512_zt_tokens, ignis_avx512_zt_tile),
+    IGNIS_ISA_TABLE(avx2, IGNIS_F_AVX2, IGNIS_KQ(avx2), NULL, NULL),
+    IGNIS_ISA_TABLE(avxvnni, IGNIS_F_AVX2 | IGNIS_F_AVXVNNI, IGNIS_KQ(avxvnni), NULL, NULL),
+    IGNIS_ISA_TABLE(avx512, IGNIS_F_AVX2 | IGNIS_F_AVX512, IGNIS_KQ(avx512), ignis_avx512_zt_tokens, ignis_avx512_zt_tile),
 #elif defined(IGNIS_ARM)
-    IGNIS_ISA_TABLE(neon, IGNIS_F_NEON, NULL, NULL, NULL, NULL, NULL),
-    IGNIS_ISA_TABLE(dotprod, IGNIS_F_NEON | IGNIS_F_DOTPROD, NULL, NULL, NULL, NULL, NULL),
-    IGNIS_ISA_TABLE(i8mm, IGNIS_F_NEON | IGNIS_F_DOTPROD | IGNIS_F_I8MM, NULL, NULL, NULL, NULL, NULL),
+    IGNIS_ISA_TABLE(neon, IGNIS_F_NEON, IGNIS_NO_KQ, NULL, NULL),
+    IGNIS_ISA_TABLE(dotprod, IGNIS_F_NEON | IGNIS_F_DOTPROD, IGNIS_NO_KQ, NULL, NULL),
+    IGNIS_ISA_TABLE(i8mm, IGNIS_F_NEON | IGNIS_F_DOTPROD | IGNIS_F_I8MM, IGNIS_NO_KQ, NULL, NULL),
 #endif
 };
 #define IGNIS_N_ISAS ((int)(sizeof ignis_isas / sizeof ignis_isas[0]))
@@ -720,17 +723,13 @@ static inline void ignis_tile_q16(int64_t nb, const uint8_t *const *w, int rm,
                                   const uint8_t *const *x, int rn, float *out) {
     ignis_cur->tile_q16(nb, w, rm, x, rn, out);
 }
-/* prepared rows (avx512 only; simd/kq_prep.h). ignis_kq_row_bytes(wtype, k): the bytes of a
+/* prepared rows (x86: simd/kq_prep.h at avx512, simd/prep_x86.h at avx2 / avxvnni). ignis_kq_row_bytes(wtype, k): the bytes of a
  * group of 8 prepared rows of width k, 0 when this level does not prepare wtype. Then
  * kq_prep(wtype, k, w[rm], rm, buf of that), kq_tokens(k / 32, x[rn], rn, tab of k / 32 *
  * IGNIS_KP_TOK_BYTES) and kq_prep_tile(wtype, k, buf, tab, out) give out[j*8 + i] (i, j < 8)
  * with the bits of ignis_tile for the rows and tokens (the last of each repeated up to 8). */
 static inline int64_t ignis_kq_row_bytes(int wtype, int64_t k) {
-    if (ignis_cur->kq_prep == NULL) return 0;
-    if (wtype == 12 || wtype == 14) return k / 256 * IGNIS_KP_SB_BYTES;
-    if (wtype == 13 || wtype == 11 || wtype == 10 || wtype == 23) return k / 256 * IGNIS_KX_SB_BYTES;
-    if (wtype == 8 || wtype == 6 || wtype == 2 || wtype == 20 || wtype == 3 || wtype == 7) return k / 32 * IGNIS_ZP_BLOCK_BYTES;
-    return 0;
+    return ignis_cur->kq_row_bytes == NULL ? 0 : ignis_cur->kq_row_bytes(wtype, k);
 }
 static inline void ignis_kq_prep(int wtype, int64_t k, const uint8_t *const *w, int rm, uint8_t *buf) {
     ignis_cur->kq_prep(wtype, k, w, rm, buf);

@@ -201,6 +201,15 @@ IGNIS_INLINE void IL(zp_run)(int64_t nb, const uint8_t *buf, const uint8_t *tab,
     IL(kp_store)(lo, hi, out);
 }
 
+/* ignis_kq_row_bytes at this level: a group of 8 prepared rows of width k, 0 for the types it
+ * does not prepare */
+static int64_t IL(kq_row_bytes)(int wtype, int64_t k) {
+    if (wtype == 12 || wtype == 14) return k / 256 * IGNIS_KP_SB_BYTES;
+    if (wtype == 13 || wtype == 11 || wtype == 10 || wtype == 23) return k / 256 * IGNIS_KX_SB_BYTES;
+    if (wtype == 8 || wtype == 6 || wtype == 2 || wtype == 20 || wtype == 3 || wtype == 7) return k / 32 * IGNIS_ZP_BLOCK_BYTES;
+    return 0;
+}
+
 /* weight rows w[0..rm) (the last repeated up to 8) of width k, of a type ignis_kq_row_bytes
  * names, into buf */
 static void IL(kq_prep)(int wtype, int64_t k, const uint8_t *const *w, int rm, uint8_t *buf) {

@@ -398,6 +398,8 @@ static void IL(q8_0_4x8)(int64_t n, const uint8_t *const *w, const uint8_t *cons
 #if IGNIS_X86_512
 #  include "kq_prep.h"      /* the K-quant tiles on rows unpacked once for many token tiles */
 #  include "zt_decode.h"    /* few-token tiles on per-matmul token tables */
+#else
+#  include "prep_x86.h"     /* avx2 / avxvnni: prefill tiles on prepared (transposed) rows */
 #endif
 
 /* The tile (see ignis_scalar_tile): pads rows/tokens by repeating the last pointer. avx512:

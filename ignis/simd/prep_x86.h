@@ -1,0 +1,292 @@
+/* prep_x86.h -- the prefill of 8 rows x 8 tokens on prepared rows at the avx2 / avxvnni levels
+ * (included by x86.h for those levels; avx512 has its own, simd/kq_prep.h, behind the same four
+ * entry points). The types whose quants are small unsigned integers, possibly less an offset:
+ * Q4_0, Q5_0, Q4_1, Q5_1 (32-element blocks) and Q4_K, Q6_K, Q3_K, Q2_K (the half rule). Same
+ * arithmetic as their definitions in simd/defs.h, defs32.h and kquants.h, so the same bits.
+ *
+ * The plain 8xn tiles spend most of their instructions reducing each row's vpmaddubsw lanes to
+ * one half sum (a reduction of four rows per block and token). Here the rows are transposed
+ * once, when the matmul prepares them (matmul.pxi kp_prepared_rows): register d of a block holds
+ * quants 4d..4d+3 of each of the 8 rows, so vpmaddubsw against the token's dword d (a broadcast
+ * load) leaves 16-bit lanes (row r, pair p) with no reduction at all:
+ * - the four registers of a half added as int16 lanes give per lane the sum over 8 of the
+ *   half's elements (|.| < 2^15 for quants below 32 and Q6_K's less its offset: the adds wrap,
+ *   and the true sum comes back exactly once the offset is taken off);
+ * - the offset (Q4_0 8, Q5_0 16, Q6_K 32, Q3_K's q + 4) is taken off as 16-bit lanes from the
+ *   token table (that many times the token's pair sums), then one vpmaddwd against the rows'
+ *   scales as int16 (1 for the 32-element types) gives the exact sc * half sum of each row;
+ * - one convert and the definition's fused multiply-adds in order follow (the min steps with
+ *   -(float)m * (float)c, an exact product of small integers).
+ *
+ * Prepared rows of 8 (kq_prep): 32-element types IGNIS_P2_BLK_BYTES per block: the 8 registers
+ * (256 B), d and m of the 8 rows as floats. K-quants IGNIS_P2_SB_BYTES per super-block: d, dmin
+ * of the 8 rows as floats, then per activation block the 8 registers, the scales of each half
+ * as int16 lane pairs and -m of each half as floats.
+ * Token tables (kq_tokens, IGNIS_KP_TOK_BYTES per block of 8 tokens): the 8 tokens' 32 quant
+ * bytes, their d_x, the half sums as floats, and per offset shift u (2..5) the dwords
+ * [(pair sums p = 0) << u, (p = 1) << u] of each token and half. */
+
+#ifndef IGNIS_P2_BLK_BYTES
+#define IGNIS_P2_BLK_BYTES 320                       /* a prepared 32-element block of 8 rows */
+#define IGNIS_P2_KB_BYTES 384                        /* an activation block in a K-quant super-block */
+#define IGNIS_P2_SB_BYTES (64 + 8 * IGNIS_P2_KB_BYTES) /* a prepared K-quant super-block of 8 rows */
+#define IGNIS_P2_DX 256                              /* token table: d_x of the 8 tokens */
+#define IGNIS_P2_CF 288                              /* token table: half sums as floats [j][h] */
+#define IGNIS_P2_CORR(u) (352 + 64 * ((u) - 2))      /* token table: offset dwords [j][h], u = 2..5 */
+#endif
+
+/* 8 rows' 32 quant bytes (r[i] = row i, dword d = quants 4d..4d+3) transposed in place:
+ * r[d] = [dword d of rows 0..7] */
+IGNIS_INLINE void IL(p2_transpose8)(__m256i *r) {
+    __m256i a[8], b[8];
+    for (int i = 0; i < 4; i++) {
+        a[2 * i] = _mm256_unpacklo_epi32(r[2 * i], r[2 * i + 1]);       /* d0 d1 | d4 d5 of rows 2i, 2i+1 */
+        a[2 * i + 1] = _mm256_unpackhi_epi32(r[2 * i], r[2 * i + 1]);   /* d2 d3 | d6 d7 */
+    }
+    for (int g = 0; g < 2; g++) {                                       /* rows 0..3, then 4..7 */
+        b[4 * g] = _mm256_unpacklo_epi64(a[4 * g], a[4 * g + 2]);       /* d0 | d4 */
+        b[4 * g + 1] = _mm256_unpackhi_epi64(a[4 * g], a[4 * g + 2]);   /* d1 | d5 */
+        b[4 * g + 2] = _mm256_unpacklo_epi64(a[4 * g + 1], a[4 * g + 3]);
+        b[4 * g + 3] = _mm256_unpackhi_epi64(a[4 * g + 1], a[4 * g + 3]);
+    }
+    for (int d = 0; d < 4; d++) {
+        r[d] = _mm256_permute2x128_si256(b[d], b[4 + d], 0x20);
+        r[d + 4] = _mm256_permute2x128_si256(b[d], b[4 + d], 0x31);
+    }
+}
+
+/* bits (v >> n) & mask of each byte (n a run-time count) */
+IGNIS_INLINE __m256i IL(p2_bits)(__m256i v, int n, int mask) {
+    return _mm256_and_si256(_mm256_srl_epi16(v, _mm_cvtsi32_si128(n)), _mm256_set1_epi8((char)mask));
+}
+
+/* a row's 32 quants of activation block b as unsigned bytes, in element order (the definition's
+ * quant plus its offset: Q3_K's q + 4, Q6_K's q + 32) */
+IGNIS_INLINE __m256i IL(p2_quants)(const uint8_t *row, int64_t b, const int WT) {
+    if (WT == 2) return IL(nibbles32)(row + b * 18 + 2);
+    if (WT == 6) return IL(q5_0_quants)(row + b * 22);
+    if (WT == 3) return IL(q4_1_quants)(row + b * 20);
+    if (WT == 7) return IL(q5_0_quants)(row + b * 24 + 2);
+    const int jb = (int)(b % 8), h = jb / 4, sp = jb % 4;
+    if (WT == 12) {
+        const __m256i v = _mm256_loadu_si256((const __m256i *)(row + (b / 8) * IGNIS_Q4_K_BYTES + 16 + (jb / 2) * 32));
+        return IL(p2_bits)(v, 4 * (jb & 1), 0x0f);
+    }
+    if (WT == 14) {
+        const uint8_t *blk = row + (b / 8) * IGNIS_Q6_K_BYTES;
+        const __m256i lo4 = IL(p2_bits)(_mm256_loadu_si256((const __m256i *)(blk + h * 64 + (sp & 1) * 32)), 4 * (sp >> 1), 0x0f);
+        const __m256i hi2 = IL(p2_bits)(_mm256_loadu_si256((const __m256i *)(blk + 128 + h * 32)), 2 * sp, 3);
+        return _mm256_or_si256(lo4, _mm256_slli_epi16(hi2, 4));
+    }
+    if (WT == 11) {
+        const uint8_t *blk = row + (b / 8) * IGNIS_Q3_K_BYTES;
+        const __m256i low2 = IL(p2_bits)(_mm256_loadu_si256((const __m256i *)(blk + 32 + h * 32)), 2 * sp, 3);
+        const __m256i hbit = IL(p2_bits)(_mm256_loadu_si256((const __m256i *)blk), 4 * h + sp, 1);
+        return _mm256_or_si256(low2, _mm256_slli_epi16(hbit, 2));
+    }
+    return IL(p2_bits)(_mm256_loadu_si256((const __m256i *)(row + (b / 8) * IGNIS_Q2_K_BYTES + 16 + h * 32)), 2 * sp, 3);
+}
+
+/* a K-quant row's d and dmin (0 without mins) of super-block s, and its scale and min of half h
+ * of activation block jb */
+static inline void IL(p2_k_fields)(const uint8_t *row, int64_t s, int jb, int h, const int WT,
+                                   float *d, float *dmin, int *sc, int *m) {
+    *dmin = 0.0f;
+    *m = 0;
+    if (WT == 12) {
+        const uint8_t *blk = row + s * IGNIS_Q4_K_BYTES;
+        *d = ignis_scalar_f16_to_f32(ignis_load_u16(blk));
+        *dmin = ignis_scalar_f16_to_f32(ignis_load_u16(blk + 2));
+        ignis_q4_k_scale_min(blk + 4, jb, sc, m);
+    } else if (WT == 14) {
+        const uint8_t *blk = row + s * IGNIS_Q6_K_BYTES;
+        *d = ignis_scalar_f16_to_f32(ignis_load_u16(blk + 208));
+        *sc = (int8_t)blk[192 + 2 * jb + h];
+    } else if (WT == 11) {
+        const uint8_t *blk = row + s * IGNIS_Q3_K_BYTES;
+        *d = ignis_scalar_f16_to_f32(ignis_load_u16(blk + 108));
+        *sc = ignis_q3_k_scale(blk, 2 * jb + h);
+    } else {
+        const uint8_t *blk = row + s * IGNIS_Q2_K_BYTES;
+        *d = ignis_scalar_f16_to_f32(ignis_load_u16(blk + 80));
+        *dmin = ignis_scalar_f16_to_f32(ignis_load_u16(blk + 82));
+        *sc = blk[2 * jb + h] & 0x0f;
+        *m = blk[2 * jb + h] >> 4;
+    }
+}
+
+/* the 8 rows w[0..7] (nb activation blocks each) into buf */
+IGNIS_INLINE void IL(p2_prep_rows)(int64_t nb, const uint8_t *const *w, uint8_t *buf, const int WT) {
+    const int kq = WT >= 10;
+    const size_t bbytes = WT == 2 ? 18 : WT == 6 ? 22 : WT == 3 ? 20 : 24;
+    for (int64_t b = 0; b < nb; b++) {
+        uint8_t *q;
+        if (kq) {
+            const int64_t s = b / 8;
+            const int jb = (int)(b % 8);
+            uint8_t *sb = buf + (size_t)s * IGNIS_P2_SB_BYTES;
+            _Alignas(32) int16_t sc16[2][16];
+            _Alignas(32) float mneg[2][8];
+            float *dd = (float *)sb, *dm = (float *)(sb + 32);
+            for (int i = 0; i < 8; i++)
+                for (int h = 0; h < 2; h++) {
+                    float d, dmin;
+                    int sc, m;
+                    IL(p2_k_fields)(w[i], s, jb, h, WT, &d, &dmin, &sc, &m);
+                    dd[i] = d;
+                    dm[i] = dmin;
+                    sc16[h][2 * i] = sc16[h][2 * i + 1] = (int16_t)sc;
+                    mneg[h][i] = -(float)m;
+                }
+            q = sb + 64 + (size_t)jb * IGNIS_P2_KB_BYTES;
+            memcpy(q + 256, sc16, sizeof sc16);
+            memcpy(q + 320, mneg, sizeof mneg);
+        } else {
+            q = buf + (size_t)b * IGNIS_P2_BLK_BYTES;
+            float *d = (float *)(q + 256), *m = (float *)(q + 288);
+            for (int i = 0; i < 8; i++) {
+                const uint8_t *blk = w[i] + (size_t)b * bbytes;
+                d[i] = ignis_scalar_f16_to_f32(ignis_load_u16(blk));
+                m[i] = WT == 3 || WT == 7 ? ignis_scalar_f16_to_f32(ignis_load_u16(blk + 2)) : 0.0f;
+            }
+        }
+        __m256i r[8];
+        for (int i = 0; i < 8; i++) r[i] = IL(p2_quants)(w[i], b, WT);
+        IL(p2_transpose8)(r);
+        for (int d = 0; d < 8; d++) _mm256_storeu_si256((__m256i *)(q + 32 * d), r[d]);
+    }
+}
+
+/* the 8 tokens x[0..7] (nblk activation blocks each) as their tables */
+IGNIS_INLINE void IL(p2_tokens_all)(int64_t nblk, const uint8_t *const *x, uint8_t *tab) {
+    const __m256i ones8 = _mm256_set1_epi8(1);
+    for (int64_t b = 0; b < nblk; b++) {
+        uint8_t *t = tab + (size_t)b * IGNIS_KP_TOK_BYTES;
+        for (int j = 0; j < 8; j++) {
+            const uint8_t *xb = x[j] + (size_t)b * IGNIS_Q8_0_BYTES;
+            const __m256i xv = _mm256_loadu_si256((const __m256i *)(xb + 2));
+            _mm256_storeu_si256((__m256i *)(t + 32 * j), xv);
+            ((float *)(t + IGNIS_P2_DX))[j] = ignis_scalar_f16_to_f32(ignis_load_u16(xb));
+            /* pair sums x_2i + x_2i+1, then the four dwords of each 128-bit lane added as int16 */
+            __m256i s = _mm256_maddubs_epi16(ones8, xv);
+            s = _mm256_add_epi16(s, _mm256_shuffle_epi32(s, 0x4E));
+            s = _mm256_add_epi16(s, _mm256_shuffle_epi32(s, 0xB1));
+            for (int h = 0; h < 2; h++) {
+                const uint32_t c = (uint32_t)(h ? _mm256_extract_epi32(s, 4) : _mm256_cvtsi256_si32(s));
+                const int p0 = (int16_t)(c & 0xffff), p1 = (int16_t)(c >> 16);
+                ((float *)(t + IGNIS_P2_CF))[2 * j + h] = (float)(p0 + p1);
+                for (int u = 2; u <= 5; u++) {
+                    const uint32_t v = (uint32_t)(uint16_t)(p0 * (1 << u)) | (uint32_t)(uint16_t)(p1 * (1 << u)) << 16;
+                    memcpy(t + IGNIS_P2_CORR(u) + 4 * (2 * j + h), &v, 4);
+                }
+            }
+        }
+    }
+}
+
+/* 32 bits at p in every dword */
+IGNIS_INLINE __m256i IL(p2_dword)(const uint8_t *p) {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return _mm256_set1_epi32(v);
+}
+
+/* the prepared rows in buf x the 8 tokens of tab over nb activation blocks: out[j * 8 + i].
+ * NJ tokens at a time (their lo and hi chains in registers), the rows' registers of a half
+ * loaded once for them. */
+IGNIS_INLINE void IL(p2_run)(int64_t nb, const uint8_t *buf, const uint8_t *tab, float *out, const int WT) {
+    enum { NJ = 4 };
+    const int kq = WT >= 10, u = ignis_quant_offset_shift(WT);
+    const int kmin = WT == 12 || WT == 10, bmin = WT == 3 || WT == 7;
+    const __m256i ones16 = _mm256_set1_epi16(1);
+    for (int j0 = 0; j0 < 8; j0 += NJ) {
+        __m256 acc[NJ][2];
+        for (int jj = 0; jj < NJ; jj++) acc[jj][0] = acc[jj][1] = _mm256_setzero_ps();
+        for (int64_t b = 0; b < nb; b++) {
+            const uint8_t *t = tab + (size_t)b * IGNIS_KP_TOK_BYTES, *q, *dp;
+            if (kq) {
+                dp = buf + (size_t)(b / 8) * IGNIS_P2_SB_BYTES;
+                q = dp + 64 + (size_t)(b % 8) * IGNIS_P2_KB_BYTES;
+            } else {
+                q = buf + (size_t)b * IGNIS_P2_BLK_BYTES;
+                dp = q + 256;
+            }
+            const __m256 dv = _mm256_loadu_ps((const float *)dp), mv = _mm256_loadu_ps((const float *)(dp + 32));
+#pragma GCC unroll 2
+            for (int h = 0; h < 2; h++) {
+                const __m256i w0 = _mm256_loadu_si256((const __m256i *)(q + 128 * h));
+                const __m256i w1 = _mm256_loadu_si256((const __m256i *)(q + 128 * h + 32));
+                const __m256i w2 = _mm256_loadu_si256((const __m256i *)(q + 128 * h + 64));
+                const __m256i w3 = _mm256_loadu_si256((const __m256i *)(q + 128 * h + 96));
+                const __m256i sc = kq ? _mm256_loadu_si256((const __m256i *)(q + 256 + 32 * h)) : ones16;
+#pragma GCC unroll 4
+                for (int jj = 0; jj < NJ; jj++) {
+                    const int j = j0 + jj;
+                    const uint8_t *xj = t + 32 * j + 16 * h;
+                    __m256i s = _mm256_maddubs_epi16(w0, IL(p2_dword)(xj));
+                    s = _mm256_add_epi16(s, _mm256_maddubs_epi16(w1, IL(p2_dword)(xj + 4)));
+                    s = _mm256_add_epi16(s, _mm256_maddubs_epi16(w2, IL(p2_dword)(xj + 8)));
+                    s = _mm256_add_epi16(s, _mm256_maddubs_epi16(w3, IL(p2_dword)(xj + 12)));
+                    if (u) s = _mm256_sub_epi16(s, IL(p2_dword)(t + IGNIS_P2_CORR(u) + 4 * (2 * j + h)));
+                    const __m256 dx = _mm256_broadcast_ss((const float *)(t + IGNIS_P2_DX) + j);
+                    const __m256 a = _mm256_cvtepi32_ps(_mm256_madd_epi16(s, sc));
+                    acc[jj][h] = _mm256_fmadd_ps(a, _mm256_mul_ps(dv, dx), acc[jj][h]);
+                    const __m256 c = _mm256_broadcast_ss((const float *)(t + IGNIS_P2_CF) + 2 * j + h);
+                    if (kmin) {
+                        const __m256 mc = _mm256_mul_ps(_mm256_loadu_ps((const float *)(q + 320 + 32 * h)), c);
+                        acc[jj][h] = _mm256_fmadd_ps(mc, _mm256_mul_ps(mv, dx), acc[jj][h]);
+                    }
+                    if (bmin) acc[jj][h] = _mm256_fmadd_ps(c, _mm256_mul_ps(mv, dx), acc[jj][h]);
+                }
+            }
+        }
+        for (int jj = 0; jj < NJ; jj++) _mm256_storeu_ps(out + 8 * (j0 + jj), _mm256_add_ps(acc[jj][0], acc[jj][1]));
+    }
+}
+
+/* ignis_kq_row_bytes at this level: a group of 8 prepared rows of width k, 0 for the types it
+ * does not prepare */
+static int64_t IL(kq_row_bytes)(int wtype, int64_t k) {
+    if (wtype == 12 || wtype == 14 || wtype == 11 || wtype == 10) return k / 256 * IGNIS_P2_SB_BYTES;
+    if (wtype == 2 || wtype == 6 || wtype == 3 || wtype == 7) return k / 32 * IGNIS_P2_BLK_BYTES;
+    return 0;
+}
+
+/* weight rows w[0..rm) (the last repeated up to 8) of width k into buf */
+static void IL(kq_prep)(int wtype, int64_t k, const uint8_t *const *w, int rm, uint8_t *buf) {
+    const uint8_t *wp[8];
+    for (int i = 0; i < 8; i++) wp[i] = w[i < rm ? i : rm - 1];
+    const int64_t nb = k / 32;
+    switch (wtype) {
+    case 12: IL(p2_prep_rows)(nb, wp, buf, 12); break;
+    case 14: IL(p2_prep_rows)(nb, wp, buf, 14); break;
+    case 11: IL(p2_prep_rows)(nb, wp, buf, 11); break;
+    case 10: IL(p2_prep_rows)(nb, wp, buf, 10); break;
+    case 2: IL(p2_prep_rows)(nb, wp, buf, 2); break;
+    case 6: IL(p2_prep_rows)(nb, wp, buf, 6); break;
+    case 3: IL(p2_prep_rows)(nb, wp, buf, 3); break;
+    default: IL(p2_prep_rows)(nb, wp, buf, 7); break;
+    }
+}
+
+/* tokens x[0..rn) (the last repeated up to 8), nblk activation blocks, as tables into tab */
+static void IL(kq_tokens)(int64_t nblk, const uint8_t *const *x, int rn, uint8_t *tab) {
+    const uint8_t *xp[8];
+    for (int j = 0; j < 8; j++) xp[j] = x[j < rn ? j : rn - 1];
+    IL(p2_tokens_all)(nblk, xp, tab);
+}
+
+/* the rows kq_prep put in buf x the tokens kq_tokens put in tab: out[j * 8 + i], j, i < 8 */
+static void IL(kq_prep_tile)(int wtype, int64_t k, const uint8_t *buf, const uint8_t *tab, float *out) {
+    const int64_t nb = k / 32;
+    switch (wtype) {
+    case 12: IL(p2_run)(nb, buf, tab, out, 12); break;
+    case 14: IL(p2_run)(nb, buf, tab, out, 14); break;
+    case 11: IL(p2_run)(nb, buf, tab, out, 11); break;
+    case 10: IL(p2_run)(nb, buf, tab, out, 10); break;
+    case 2: IL(p2_run)(nb, buf, tab, out, 2); break;
+    case 6: IL(p2_run)(nb, buf, tab, out, 6); break;
+    case 3: IL(p2_run)(nb, buf, tab, out, 3); break;
+    default: IL(p2_run)(nb, buf, tab, out, 7); break;
+    }
+}
