@@ -1,8 +1,10 @@
 /* prep_x86.h -- the prefill of 8 rows x 8 tokens on prepared rows at the avx2 / avxvnni levels
  * (included by x86.h for those levels; avx512 has its own, simd/kq_prep.h, behind the same four
  * entry points). The types whose quants are small unsigned integers, possibly less an offset:
- * Q4_0, Q5_0, Q4_1, Q5_1 (32-element blocks) and Q4_K, Q6_K, Q3_K, Q2_K (the half rule). Same
- * arithmetic as their definitions in simd/defs.h, defs32.h and kquants.h, so the same bits.
+ * Q4_0, Q5_0, Q4_1, Q5_1 (32-element blocks), Q4_K, Q6_K, Q3_K, Q2_K (the half rule) and Q5_K
+ * (the block rule). Same arithmetic as their definitions in simd/defs.h, defs32.h and kquants.h,
+ * so the same bits. (Q8_0, IQ4_NL and IQ4_XS, signed quants, keep their plain tiles: the sign
+ * trick they need per register and token leaves little to gain.)
  *
  * The plain 8xn tiles spend most of their instructions reducing each row's vpmaddubsw lanes to
  * one half sum (a reduction of four rows per block and token). Here the rows are transposed
@@ -27,12 +29,16 @@
  * [(pair sums p = 0) << u, (p = 1) << u] of each token and half. */
 
 #ifndef IGNIS_P2_BLK_BYTES
+#ifndef IGNIS_P2_NJ
+#define IGNIS_P2_NJ 4
+#endif
 #define IGNIS_P2_BLK_BYTES 320                       /* a prepared 32-element block of 8 rows */
 #define IGNIS_P2_KB_BYTES 384                        /* an activation block in a K-quant super-block */
 #define IGNIS_P2_SB_BYTES (64 + 8 * IGNIS_P2_KB_BYTES) /* a prepared K-quant super-block of 8 rows */
 #define IGNIS_P2_DX 256                              /* token table: d_x of the 8 tokens */
 #define IGNIS_P2_CF 288                              /* token table: half sums as floats [j][h] */
 #define IGNIS_P2_CORR(u) (352 + 64 * ((u) - 2))      /* token table: offset dwords [j][h], u = 2..5 */
+#define IGNIS_P2_CDX 608                             /* token table: (float)(block sum of x) * d_x [j] */
 #endif
 
 /* 8 rows' 32 quant bytes (r[i] = row i, dword d = quants 4d..4d+3) transposed in place:
@@ -84,6 +90,12 @@ IGNIS_INLINE __m256i IL(p2_quants)(const uint8_t *row, int64_t b, const int WT) 
         const __m256i hbit = IL(p2_bits)(_mm256_loadu_si256((const __m256i *)blk), 4 * h + sp, 1);
         return _mm256_or_si256(low2, _mm256_slli_epi16(hbit, 2));
     }
+    if (WT == 13) {
+        const uint8_t *blk = row + (b / 8) * IGNIS_Q5_K_BYTES;
+        const __m256i lo4 = IL(p2_bits)(_mm256_loadu_si256((const __m256i *)(blk + 48 + (jb / 2) * 32)), 4 * (jb & 1), 0x0f);
+        const __m256i hbit = IL(p2_bits)(_mm256_loadu_si256((const __m256i *)(blk + 16)), jb, 1);
+        return _mm256_or_si256(lo4, _mm256_slli_epi16(hbit, 4));
+    }
     return IL(p2_bits)(_mm256_loadu_si256((const __m256i *)(row + (b / 8) * IGNIS_Q2_K_BYTES + 16 + h * 32)), 2 * sp, 3);
 }
 
@@ -93,8 +105,8 @@ static inline void IL(p2_k_fields)(const uint8_t *row, int64_t s, int jb, int h,
                                    float *d, float *dmin, int *sc, int *m) {
     *dmin = 0.0f;
     *m = 0;
-    if (WT == 12) {
-        const uint8_t *blk = row + s * IGNIS_Q4_K_BYTES;
+    if (WT == 12 || WT == 13) {
+        const uint8_t *blk = row + s * (WT == 12 ? IGNIS_Q4_K_BYTES : IGNIS_Q5_K_BYTES);
         *d = ignis_scalar_f16_to_f32(ignis_load_u16(blk));
         *dmin = ignis_scalar_f16_to_f32(ignis_load_u16(blk + 2));
         ignis_q4_k_scale_min(blk + 4, jb, sc, m);
@@ -136,7 +148,7 @@ IGNIS_INLINE void IL(p2_prep_rows)(int64_t nb, const uint8_t *const *w, uint8_t 
                     dd[i] = d;
                     dm[i] = dmin;
                     sc16[h][2 * i] = sc16[h][2 * i + 1] = (int16_t)sc;
-                    mneg[h][i] = -(float)m;
+                    mneg[h][i] = WT == 13 ? (float)m : -(float)m;     /* the block rule's v takes m itself */
                 }
             q = sb + 64 + (size_t)jb * IGNIS_P2_KB_BYTES;
             memcpy(q + 256, sc16, sizeof sc16);
@@ -171,15 +183,18 @@ IGNIS_INLINE void IL(p2_tokens_all)(int64_t nblk, const uint8_t *const *x, uint8
             __m256i s = _mm256_maddubs_epi16(ones8, xv);
             s = _mm256_add_epi16(s, _mm256_shuffle_epi32(s, 0x4E));
             s = _mm256_add_epi16(s, _mm256_shuffle_epi32(s, 0xB1));
+            int csum = 0;
             for (int h = 0; h < 2; h++) {
                 const uint32_t c = (uint32_t)(h ? _mm256_extract_epi32(s, 4) : _mm256_cvtsi256_si32(s));
                 const int p0 = (int16_t)(c & 0xffff), p1 = (int16_t)(c >> 16);
                 ((float *)(t + IGNIS_P2_CF))[2 * j + h] = (float)(p0 + p1);
+                csum += p0 + p1;
                 for (int u = 2; u <= 5; u++) {
                     const uint32_t v = (uint32_t)(uint16_t)(p0 * (1 << u)) | (uint32_t)(uint16_t)(p1 * (1 << u)) << 16;
                     memcpy(t + IGNIS_P2_CORR(u) + 4 * (2 * j + h), &v, 4);
                 }
             }
+            ((float *)(t + IGNIS_P2_CDX))[j] = (float)csum * ((float *)(t + IGNIS_P2_DX))[j];
         }
     }
 }
@@ -195,7 +210,7 @@ IGNIS_INLINE __m256i IL(p2_dword)(const uint8_t *p) {
  * NJ tokens at a time (their lo and hi chains in registers), the rows' registers of a half
  * loaded once for them. */
 IGNIS_INLINE void IL(p2_run)(int64_t nb, const uint8_t *buf, const uint8_t *tab, float *out, const int WT) {
-    enum { NJ = 4 };
+    enum { NJ = IGNIS_P2_NJ };
     const int kq = WT >= 10, u = ignis_quant_offset_shift(WT);
     const int kmin = WT == 12 || WT == 10, bmin = WT == 3 || WT == 7;
     const __m256i ones16 = _mm256_set1_epi16(1);
@@ -244,10 +259,64 @@ IGNIS_INLINE void IL(p2_run)(int64_t nb, const uint8_t *buf, const uint8_t *tab,
     }
 }
 
+/* Q5_K by the block rule of simd/kquants.h on the same prepared rows: per token and activation
+ * block the whole block's sc * sum q*x (the two halves' vpmaddwd added: the int16 lanes of one
+ * half stay below 2^15, of both they would not), u[p] = fmaf(A, d_x, u[p]) and v[p] =
+ * fmaf(m, c * d_x, v[p]) for the block's parity p, then d and dmin once per super-block. */
+IGNIS_INLINE void IL(p2_run_br)(int64_t nsb, const uint8_t *buf, const uint8_t *tab, float *out) {
+    enum { NJ = 2 };
+    for (int j0 = 0; j0 < 8; j0 += NJ) {
+        __m256 acc[NJ][2];
+        for (int jj = 0; jj < NJ; jj++) acc[jj][0] = acc[jj][1] = _mm256_setzero_ps();
+        for (int64_t s = 0; s < nsb; s++) {
+            const uint8_t *sb = buf + (size_t)s * IGNIS_P2_SB_BYTES;
+            __m256 u[NJ][2], v[NJ][2];
+            for (int jj = 0; jj < NJ; jj++) u[jj][0] = u[jj][1] = v[jj][0] = v[jj][1] = _mm256_setzero_ps();
+            for (int jb2 = 0; jb2 < 8; jb2 += 2)
+#pragma GCC unroll 2
+            for (int p = 0; p < 2; p++) {          /* the block's parity: its chains u[p], v[p] */
+                const int jb = jb2 + p;
+                const uint8_t *q = sb + 64 + (size_t)jb * IGNIS_P2_KB_BYTES;
+                const uint8_t *t = tab + (size_t)(s * 8 + jb) * IGNIS_KP_TOK_BYTES;
+                const __m256i sc = _mm256_loadu_si256((const __m256i *)(q + 256));
+                const __m256 m = _mm256_loadu_ps((const float *)(q + 320));
+                __m256i w[8];
+#pragma GCC unroll 8
+                for (int d = 0; d < 8; d++) w[d] = _mm256_loadu_si256((const __m256i *)(q + 32 * d));
+#pragma GCC unroll 2
+                for (int jj = 0; jj < NJ; jj++) {
+                    const int j = j0 + jj;
+                    const uint8_t *xj = t + 32 * j;
+                    __m256i a = _mm256_setzero_si256();
+#pragma GCC unroll 2
+                    for (int h = 0; h < 2; h++) {
+                        __m256i x16 = _mm256_maddubs_epi16(w[4 * h], IL(p2_dword)(xj + 16 * h));
+#pragma GCC unroll 3
+                        for (int d = 1; d < 4; d++)
+                            x16 = _mm256_add_epi16(x16, _mm256_maddubs_epi16(w[4 * h + d], IL(p2_dword)(xj + 16 * h + 4 * d)));
+                        a = _mm256_add_epi32(a, _mm256_madd_epi16(x16, sc));
+                    }
+                    const __m256 dx = _mm256_broadcast_ss((const float *)(t + IGNIS_P2_DX) + j);
+                    const __m256 cdx = _mm256_broadcast_ss((const float *)(t + IGNIS_P2_CDX) + j);
+                    u[jj][p] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(a), dx, u[jj][p]);
+                    v[jj][p] = _mm256_fmadd_ps(m, cdx, v[jj][p]);
+                }
+            }
+            const __m256 d = _mm256_loadu_ps((const float *)sb), dmin = _mm256_loadu_ps((const float *)(sb + 32));
+            for (int jj = 0; jj < NJ; jj++)
+                for (int p = 0; p < 2; p++) {
+                    acc[jj][p] = _mm256_fmadd_ps(u[jj][p], d, acc[jj][p]);
+                    acc[jj][p] = _mm256_fnmadd_ps(v[jj][p], dmin, acc[jj][p]);
+                }
+        }
+        for (int jj = 0; jj < NJ; jj++) _mm256_storeu_ps(out + 8 * (j0 + jj), _mm256_add_ps(acc[jj][0], acc[jj][1]));
+    }
+}
+
 /* ignis_kq_row_bytes at this level: a group of 8 prepared rows of width k, 0 for the types it
  * does not prepare */
 static int64_t IL(kq_row_bytes)(int wtype, int64_t k) {
-    if (wtype == 12 || wtype == 14 || wtype == 11 || wtype == 10) return k / 256 * IGNIS_P2_SB_BYTES;
+    if (wtype == 12 || wtype == 14 || wtype == 11 || wtype == 10 || wtype == 13) return k / 256 * IGNIS_P2_SB_BYTES;
     if (wtype == 2 || wtype == 6 || wtype == 3 || wtype == 7) return k / 32 * IGNIS_P2_BLK_BYTES;
     return 0;
 }
@@ -262,6 +331,7 @@ static void IL(kq_prep)(int wtype, int64_t k, const uint8_t *const *w, int rm, u
     case 14: IL(p2_prep_rows)(nb, wp, buf, 14); break;
     case 11: IL(p2_prep_rows)(nb, wp, buf, 11); break;
     case 10: IL(p2_prep_rows)(nb, wp, buf, 10); break;
+    case 13: IL(p2_prep_rows)(nb, wp, buf, 13); break;
     case 2: IL(p2_prep_rows)(nb, wp, buf, 2); break;
     case 6: IL(p2_prep_rows)(nb, wp, buf, 6); break;
     case 3: IL(p2_prep_rows)(nb, wp, buf, 3); break;
@@ -284,6 +354,7 @@ static void IL(kq_prep_tile)(int wtype, int64_t k, const uint8_t *buf, const uin
     case 14: IL(p2_run)(nb, buf, tab, out, 14); break;
     case 11: IL(p2_run)(nb, buf, tab, out, 11); break;
     case 10: IL(p2_run)(nb, buf, tab, out, 10); break;
+    case 13: IL(p2_run_br)(k / 256, buf, tab, out); break;
     case 2: IL(p2_run)(nb, buf, tab, out, 2); break;
     case 6: IL(p2_run)(nb, buf, tab, out, 6); break;
     case 3: IL(p2_run)(nb, buf, tab, out, 3); break;

@@ -271,7 +271,7 @@ static void check_kq_prep(void) {
     int types[NT], nt = 0, bad = 0, tiles = 0;
     /* avx512 prepares every quantized type; avx2 / avxvnni the eight whose quants are small
        unsigned integers (simd/prep_x86.h); the rest run their plain tiles there */
-    const int need = strcmp(ignis_isa_name(), "avx512") == 0 ? NT : 8;
+    const int need = strcmp(ignis_isa_name(), "avx512") == 0 ? NT : 9;
     for (int t = 0; t < NT; t++)
         if (ignis_kq_row_bytes(all[t], 256)) types[nt++] = all[t];
     if (nt == 0) {
