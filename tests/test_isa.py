@@ -108,13 +108,17 @@ PROMPT = "<|im_start|>user\nWrite a Python function that reverses a string.<|im_
 
 
 @pytest.mark.real
-def test_simd_levels_give_identical_logits_and_greedy_ids(real_q8_0_path, at_level):
+@pytest.mark.parametrize("path_fixture", ["real_q8_0_path", "real_model_path", "qwen15_path"])
+def test_simd_levels_give_identical_logits_and_greedy_ids(path_fixture, request, at_level):
     """The bar of the ISA issue: IGNIS_ISA=avx2 gives the default level's greedy ids (here:
-    the very same logits, since the x86-64 levels share their float code)."""
+    the very same logits, since the x86-64 levels share their float code). On the Q8_0 copy,
+    the original default model (Q5_0, Q8_0, Q4_K, Q6_K) and the 1.5B (Q4_K, Q6_K): the prompt's
+    prefill takes each level's prepared rows where it has them, the greedy steps its decode
+    kernels."""
     import ignis
     if len(SIMD_LEVELS) < 2:
         pytest.skip(f"this CPU runs only {RUNNABLE}: nothing to compare across SIMD levels")
-    model = ignis.load(real_q8_0_path, n_ctx=256, threads=2)
+    model = ignis.load(request.getfixturevalue(path_fixture), n_ctx=256, threads=2)
     ids = model.tokenize(PROMPT)
     out = {}
     for level in SIMD_LEVELS:

@@ -8,7 +8,7 @@
 # is one tile's dot product plus its epilogue: its bits do not depend on the tile it was
 # computed in, on T or on the thread count (the chunks threads take are whole rows).
 #
-# Quantized rows at a level that prepares them (avx512; simd/kq_prep.h) and more than 8
+# Quantized rows at a level that prepares them (avx512: simd/kq_prep.h; avx2 / avxvnni: simd/prep_x86.h) and more than 8
 # tokens: first the threads write the token tables of every 8 tokens (plan scratch), then
 # the rows of up to 8 tiles are unpacked once into the thread's scratch and run against each
 # table in turn (the same bits: the same tile operations as the plain tile).
