@@ -23,15 +23,12 @@
  * Prepared rows of 8 (kq_prep): 32-element types IGNIS_P2_BLK_BYTES per block: the 8 registers
  * (256 B), d and m of the 8 rows as floats. K-quants IGNIS_P2_SB_BYTES per super-block: d, dmin
  * of the 8 rows as floats, then per activation block the 8 registers, the scales of each half
- * as int16 lane pairs and -m of each half as floats.
+ * as int16 lane pairs and -m of each half as floats (Q5_K: m, for the block rule's v).
  * Token tables (kq_tokens, IGNIS_KP_TOK_BYTES per block of 8 tokens): the 8 tokens' 32 quant
- * bytes, their d_x, the half sums as floats, and per offset shift u (2..5) the dwords
- * [(pair sums p = 0) << u, (p = 1) << u] of each token and half. */
+ * bytes, their d_x, the half sums as floats, per offset shift u (2..5) the dwords
+ * [(pair sums p = 0) << u, (p = 1) << u] of each token and half, and (float)(block sum) * d_x. */
 
 #ifndef IGNIS_P2_BLK_BYTES
-#ifndef IGNIS_P2_NJ
-#define IGNIS_P2_NJ 4
-#endif
 #define IGNIS_P2_BLK_BYTES 320                       /* a prepared 32-element block of 8 rows */
 #define IGNIS_P2_KB_BYTES 384                        /* an activation block in a K-quant super-block */
 #define IGNIS_P2_SB_BYTES (64 + 8 * IGNIS_P2_KB_BYTES) /* a prepared K-quant super-block of 8 rows */
@@ -207,10 +204,10 @@ IGNIS_INLINE __m256i IL(p2_dword)(const uint8_t *p) {
 }
 
 /* the prepared rows in buf x the 8 tokens of tab over nb activation blocks: out[j * 8 + i].
- * NJ tokens at a time (their lo and hi chains in registers), the rows' registers of a half
+ * NJ tokens at a time (their lo and hi chains live across the blocks), the rows' registers of a half
  * loaded once for them. */
 IGNIS_INLINE void IL(p2_run)(int64_t nb, const uint8_t *buf, const uint8_t *tab, float *out, const int WT) {
-    enum { NJ = IGNIS_P2_NJ };
+    enum { NJ = 4 };        /* of 2, 4 and 8 the fastest (one core, every type) */
     const int kq = WT >= 10, u = ignis_quant_offset_shift(WT);
     const int kmin = WT == 12 || WT == 10, bmin = WT == 3 || WT == 7;
     const __m256i ones16 = _mm256_set1_epi16(1);
