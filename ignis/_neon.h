@@ -67,7 +67,7 @@
  *           and Q5_0/Q4_1/Q4_K/Q6_K decode with two rows per 512-bit register; for the prefill
  *           of every quantized type the rows can be unpacked once and the tokens' tables made once, then
  *           run against each other: ignis_kq_prep / _kq_tokens / _kq_prep_tile, simd/kq_prep.h;
-           avx2 / avxvnni do the same for Q4_0, Q5_0, Q4_1, Q5_1 and the K-quants, simd/prep_x86.h),
+           avx2 / avxvnni do the same in 256 bits, simd/prep_x86.h),
  *           Q8_0 x Q16 tiles, f32 dot/axpy (also against f16 rows), exp/silu, softmax
  *           exp-and-sum, and the elementwise rows compiled for the level.
  *   aarch64 the same except the Q16 tiles (scalar); dotprod uses sdot, i8mm smmla for

@@ -1,10 +1,10 @@
 /* prep_x86.h -- the prefill of 8 rows x 8 tokens on prepared rows at the avx2 / avxvnni levels
  * (included by x86.h for those levels; avx512 has its own, simd/kq_prep.h, behind the same four
- * entry points). The types whose quants are small unsigned integers, possibly less an offset:
- * Q4_0, Q5_0, Q4_1, Q5_1 (32-element blocks), Q4_K, Q6_K, Q3_K, Q2_K (the half rule) and Q5_K
- * (the block rule). Same arithmetic as their definitions in simd/defs.h, defs32.h and kquants.h,
- * so the same bits. (Q8_0, IQ4_NL and IQ4_XS, signed quants, keep their plain tiles: the sign
- * trick they need per register and token leaves little to gain.)
+ * entry points), for every quantized type: Q4_0, Q5_0, Q4_1, Q5_1, Q8_0, IQ4_NL (32-element
+ * blocks), Q4_K, Q6_K, Q3_K, Q2_K (the half rule), Q5_K and IQ4_XS (the block rule). Same
+ * arithmetic as their definitions in simd/defs.h, defs32.h and kquants.h, so the same bits.
+ * The signed quants (Q8_0, IQ4_NL, IQ4_XS) take the sign trick per register and token, each
+ * register's pair sums widened alone (they reach 2 * 128 * 127); what follows is for the rest.
  *
  * The plain 8xn tiles spend most of their instructions reducing each row's vpmaddubsw lanes to
  * one half sum (a reduction of four rows per block and token). Here the rows are transposed
@@ -36,6 +36,7 @@
 #define IGNIS_P2_CF 288                              /* token table: half sums as floats [j][h] */
 #define IGNIS_P2_CORR(u) (352 + 64 * ((u) - 2))      /* token table: offset dwords [j][h], u = 2..5 */
 #define IGNIS_P2_CDX 608                             /* token table: (float)(block sum of x) * d_x [j] */
+#define IGNIS_P2_KQ(t) (((t) >= 10 && (t) <= 14) || (t) == 23)   /* the super-block layout */
 #endif
 
 /* 8 rows' 32 quant bytes (r[i] = row i, dword d = quants 4d..4d+3) transposed in place:
@@ -67,6 +68,8 @@ IGNIS_INLINE __m256i IL(p2_bits)(__m256i v, int n, int mask) {
  * quant plus its offset: Q3_K's q + 4, Q6_K's q + 32) */
 IGNIS_INLINE __m256i IL(p2_quants)(const uint8_t *row, int64_t b, const int WT) {
     if (WT == 2) return IL(nibbles32)(row + b * 18 + 2);
+    if (WT == 8) return _mm256_loadu_si256((const __m256i *)(row + b * IGNIS_Q8_0_BYTES + 2));
+    if (WT == 20) return IL(iq4_nl_quants)(row + b * 18);
     if (WT == 6) return IL(q5_0_quants)(row + b * 22);
     if (WT == 3) return IL(q4_1_quants)(row + b * 20);
     if (WT == 7) return IL(q5_0_quants)(row + b * 24 + 2);
@@ -86,6 +89,10 @@ IGNIS_INLINE __m256i IL(p2_quants)(const uint8_t *row, int64_t b, const int WT) 
         const __m256i low2 = IL(p2_bits)(_mm256_loadu_si256((const __m256i *)(blk + 32 + h * 32)), 2 * sp, 3);
         const __m256i hbit = IL(p2_bits)(_mm256_loadu_si256((const __m256i *)blk), 4 * h + sp, 1);
         return _mm256_or_si256(low2, _mm256_slli_epi16(hbit, 2));
+    }
+    if (WT == 23) {
+        const __m256i levels = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)ignis_iq4_nl_levels));
+        return _mm256_shuffle_epi8(levels, IL(nibbles32)(row + (b / 8) * IGNIS_IQ4_XS_BYTES + 8 + jb * 16));
     }
     if (WT == 13) {
         const uint8_t *blk = row + (b / 8) * IGNIS_Q5_K_BYTES;
@@ -111,6 +118,10 @@ static inline void IL(p2_k_fields)(const uint8_t *row, int64_t s, int jb, int h,
         const uint8_t *blk = row + s * IGNIS_Q6_K_BYTES;
         *d = ignis_scalar_f16_to_f32(ignis_load_u16(blk + 208));
         *sc = (int8_t)blk[192 + 2 * jb + h];
+    } else if (WT == 23) {
+        const uint8_t *blk = row + s * IGNIS_IQ4_XS_BYTES;
+        *d = ignis_scalar_f16_to_f32(ignis_load_u16(blk));
+        *sc = ignis_iq4_xs_scale(blk, jb);
     } else if (WT == 11) {
         const uint8_t *blk = row + s * IGNIS_Q3_K_BYTES;
         *d = ignis_scalar_f16_to_f32(ignis_load_u16(blk + 108));
@@ -126,8 +137,8 @@ static inline void IL(p2_k_fields)(const uint8_t *row, int64_t s, int jb, int h,
 
 /* the 8 rows w[0..7] (nb activation blocks each) into buf */
 IGNIS_INLINE void IL(p2_prep_rows)(int64_t nb, const uint8_t *const *w, uint8_t *buf, const int WT) {
-    const int kq = WT >= 10;
-    const size_t bbytes = WT == 2 ? 18 : WT == 6 ? 22 : WT == 3 ? 20 : 24;
+    const int kq = IGNIS_P2_KQ(WT);
+    const size_t bbytes = WT == 2 || WT == 20 ? 18 : WT == 6 ? 22 : WT == 3 ? 20 : WT == 8 ? IGNIS_Q8_0_BYTES : 24;
     for (int64_t b = 0; b < nb; b++) {
         uint8_t *q;
         if (kq) {
@@ -208,7 +219,7 @@ IGNIS_INLINE __m256i IL(p2_dword)(const uint8_t *p) {
  * loaded once for them. */
 IGNIS_INLINE void IL(p2_run)(int64_t nb, const uint8_t *buf, const uint8_t *tab, float *out, const int WT) {
     enum { NJ = 4 };        /* of 2, 4 and 8 the fastest (one core, every type) */
-    const int kq = WT >= 10, u = ignis_quant_offset_shift(WT);
+    const int kq = IGNIS_P2_KQ(WT), sgn = WT == 8 || WT == 20, u = sgn ? 0 : ignis_quant_offset_shift(WT);
     const int kmin = WT == 12 || WT == 10, bmin = WT == 3 || WT == 7;
     const __m256i ones16 = _mm256_set1_epi16(1);
     for (int j0 = 0; j0 < 8; j0 += NJ) {
@@ -231,17 +242,30 @@ IGNIS_INLINE void IL(p2_run)(int64_t nb, const uint8_t *buf, const uint8_t *tab,
                 const __m256i w2 = _mm256_loadu_si256((const __m256i *)(q + 128 * h + 64));
                 const __m256i w3 = _mm256_loadu_si256((const __m256i *)(q + 128 * h + 96));
                 const __m256i sc = kq ? _mm256_loadu_si256((const __m256i *)(q + 256 + 32 * h)) : ones16;
+                /* signed quants (Q8_0, IQ4_NL): |w| . sign(x, w), each register's pair sums
+                   (up to 2 * 128 * 127) widened alone */
+                const __m256i a0 = _mm256_sign_epi8(w0, w0), a1 = _mm256_sign_epi8(w1, w1);
+                const __m256i a2 = _mm256_sign_epi8(w2, w2), a3 = _mm256_sign_epi8(w3, w3);
 #pragma GCC unroll 4
                 for (int jj = 0; jj < NJ; jj++) {
                     const int j = j0 + jj;
                     const uint8_t *xj = t + 32 * j + 16 * h;
-                    __m256i s = _mm256_maddubs_epi16(w0, IL(p2_dword)(xj));
-                    s = _mm256_add_epi16(s, _mm256_maddubs_epi16(w1, IL(p2_dword)(xj + 4)));
-                    s = _mm256_add_epi16(s, _mm256_maddubs_epi16(w2, IL(p2_dword)(xj + 8)));
-                    s = _mm256_add_epi16(s, _mm256_maddubs_epi16(w3, IL(p2_dword)(xj + 12)));
-                    if (u) s = _mm256_sub_epi16(s, IL(p2_dword)(t + IGNIS_P2_CORR(u) + 4 * (2 * j + h)));
+                    __m256i ia;
+                    if (sgn) {
+                        ia = _mm256_madd_epi16(_mm256_maddubs_epi16(a0, _mm256_sign_epi8(IL(p2_dword)(xj), w0)), ones16);
+                        ia = _mm256_add_epi32(ia, _mm256_madd_epi16(_mm256_maddubs_epi16(a1, _mm256_sign_epi8(IL(p2_dword)(xj + 4), w1)), ones16));
+                        ia = _mm256_add_epi32(ia, _mm256_madd_epi16(_mm256_maddubs_epi16(a2, _mm256_sign_epi8(IL(p2_dword)(xj + 8), w2)), ones16));
+                        ia = _mm256_add_epi32(ia, _mm256_madd_epi16(_mm256_maddubs_epi16(a3, _mm256_sign_epi8(IL(p2_dword)(xj + 12), w3)), ones16));
+                    } else {
+                        __m256i s = _mm256_maddubs_epi16(w0, IL(p2_dword)(xj));
+                        s = _mm256_add_epi16(s, _mm256_maddubs_epi16(w1, IL(p2_dword)(xj + 4)));
+                        s = _mm256_add_epi16(s, _mm256_maddubs_epi16(w2, IL(p2_dword)(xj + 8)));
+                        s = _mm256_add_epi16(s, _mm256_maddubs_epi16(w3, IL(p2_dword)(xj + 12)));
+                        if (u) s = _mm256_sub_epi16(s, IL(p2_dword)(t + IGNIS_P2_CORR(u) + 4 * (2 * j + h)));
+                        ia = _mm256_madd_epi16(s, sc);
+                    }
                     const __m256 dx = _mm256_broadcast_ss((const float *)(t + IGNIS_P2_DX) + j);
-                    const __m256 a = _mm256_cvtepi32_ps(_mm256_madd_epi16(s, sc));
+                    const __m256 a = _mm256_cvtepi32_ps(ia);
                     acc[jj][h] = _mm256_fmadd_ps(a, _mm256_mul_ps(dv, dx), acc[jj][h]);
                     const __m256 c = _mm256_broadcast_ss((const float *)(t + IGNIS_P2_CF) + 2 * j + h);
                     if (kmin) {
@@ -260,8 +284,9 @@ IGNIS_INLINE void IL(p2_run)(int64_t nb, const uint8_t *buf, const uint8_t *tab,
  * block the whole block's sc * sum q*x (the two halves' vpmaddwd added: the int16 lanes of one
  * half stay below 2^15, of both they would not), u[p] = fmaf(A, d_x, u[p]) and v[p] =
  * fmaf(m, c * d_x, v[p]) for the block's parity p, then d and dmin once per super-block. */
-IGNIS_INLINE void IL(p2_run_br)(int64_t nsb, const uint8_t *buf, const uint8_t *tab, float *out) {
+IGNIS_INLINE void IL(p2_run_br)(int64_t nsb, const uint8_t *buf, const uint8_t *tab, float *out, const int WT) {
     enum { NJ = 2 };
+    const int mins = WT == 13;          /* IQ4_XS: no mins, signed levels (the sign trick) */
     for (int j0 = 0; j0 < 8; j0 += NJ) {
         __m256 acc[NJ][2];
         for (int jj = 0; jj < NJ; jj++) acc[jj][0] = acc[jj][1] = _mm256_setzero_ps();
@@ -280,11 +305,19 @@ IGNIS_INLINE void IL(p2_run_br)(int64_t nsb, const uint8_t *buf, const uint8_t *
                 __m256i w[8];
 #pragma GCC unroll 8
                 for (int d = 0; d < 8; d++) w[d] = _mm256_loadu_si256((const __m256i *)(q + 32 * d));
+                __m256i aw[8];
+#pragma GCC unroll 8
+                for (int d = 0; d < 8; d++) aw[d] = _mm256_sign_epi8(w[d], w[d]);
 #pragma GCC unroll 2
                 for (int jj = 0; jj < NJ; jj++) {
                     const int j = j0 + jj;
                     const uint8_t *xj = t + 32 * j;
                     __m256i a = _mm256_setzero_si256();
+                    if (!mins) {
+#pragma GCC unroll 8
+                        for (int d = 0; d < 8; d++)
+                            a = _mm256_add_epi32(a, _mm256_madd_epi16(_mm256_maddubs_epi16(aw[d], _mm256_sign_epi8(IL(p2_dword)(xj + 4 * d), w[d])), sc));
+                    } else
 #pragma GCC unroll 2
                     for (int h = 0; h < 2; h++) {
                         __m256i x16 = _mm256_maddubs_epi16(w[4 * h], IL(p2_dword)(xj + 16 * h));
@@ -296,14 +329,14 @@ IGNIS_INLINE void IL(p2_run_br)(int64_t nsb, const uint8_t *buf, const uint8_t *
                     const __m256 dx = _mm256_broadcast_ss((const float *)(t + IGNIS_P2_DX) + j);
                     const __m256 cdx = _mm256_broadcast_ss((const float *)(t + IGNIS_P2_CDX) + j);
                     u[jj][p] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(a), dx, u[jj][p]);
-                    v[jj][p] = _mm256_fmadd_ps(m, cdx, v[jj][p]);
+                    if (mins) v[jj][p] = _mm256_fmadd_ps(m, cdx, v[jj][p]);
                 }
             }
             const __m256 d = _mm256_loadu_ps((const float *)sb), dmin = _mm256_loadu_ps((const float *)(sb + 32));
             for (int jj = 0; jj < NJ; jj++)
                 for (int p = 0; p < 2; p++) {
                     acc[jj][p] = _mm256_fmadd_ps(u[jj][p], d, acc[jj][p]);
-                    acc[jj][p] = _mm256_fnmadd_ps(v[jj][p], dmin, acc[jj][p]);
+                    if (mins) acc[jj][p] = _mm256_fnmadd_ps(v[jj][p], dmin, acc[jj][p]);
                 }
         }
         for (int jj = 0; jj < NJ; jj++) _mm256_storeu_ps(out + 8 * (j0 + jj), _mm256_add_ps(acc[jj][0], acc[jj][1]));
@@ -313,8 +346,8 @@ IGNIS_INLINE void IL(p2_run_br)(int64_t nsb, const uint8_t *buf, const uint8_t *
 /* ignis_kq_row_bytes at this level: a group of 8 prepared rows of width k, 0 for the types it
  * does not prepare */
 static int64_t IL(kq_row_bytes)(int wtype, int64_t k) {
-    if (wtype == 12 || wtype == 14 || wtype == 11 || wtype == 10 || wtype == 13) return k / 256 * IGNIS_P2_SB_BYTES;
-    if (wtype == 2 || wtype == 6 || wtype == 3 || wtype == 7) return k / 32 * IGNIS_P2_BLK_BYTES;
+    if (IGNIS_P2_KQ(wtype)) return k / 256 * IGNIS_P2_SB_BYTES;
+    if (wtype == 2 || wtype == 6 || wtype == 3 || wtype == 7 || wtype == 8 || wtype == 20) return k / 32 * IGNIS_P2_BLK_BYTES;
     return 0;
 }
 
@@ -329,9 +362,12 @@ static void IL(kq_prep)(int wtype, int64_t k, const uint8_t *const *w, int rm, u
     case 11: IL(p2_prep_rows)(nb, wp, buf, 11); break;
     case 10: IL(p2_prep_rows)(nb, wp, buf, 10); break;
     case 13: IL(p2_prep_rows)(nb, wp, buf, 13); break;
+    case 23: IL(p2_prep_rows)(nb, wp, buf, 23); break;
     case 2: IL(p2_prep_rows)(nb, wp, buf, 2); break;
     case 6: IL(p2_prep_rows)(nb, wp, buf, 6); break;
     case 3: IL(p2_prep_rows)(nb, wp, buf, 3); break;
+    case 8: IL(p2_prep_rows)(nb, wp, buf, 8); break;
+    case 20: IL(p2_prep_rows)(nb, wp, buf, 20); break;
     default: IL(p2_prep_rows)(nb, wp, buf, 7); break;
     }
 }
@@ -351,10 +387,13 @@ static void IL(kq_prep_tile)(int wtype, int64_t k, const uint8_t *buf, const uin
     case 14: IL(p2_run)(nb, buf, tab, out, 14); break;
     case 11: IL(p2_run)(nb, buf, tab, out, 11); break;
     case 10: IL(p2_run)(nb, buf, tab, out, 10); break;
-    case 13: IL(p2_run_br)(k / 256, buf, tab, out); break;
+    case 13: IL(p2_run_br)(k / 256, buf, tab, out, 13); break;
+    case 23: IL(p2_run_br)(k / 256, buf, tab, out, 23); break;
     case 2: IL(p2_run)(nb, buf, tab, out, 2); break;
     case 6: IL(p2_run)(nb, buf, tab, out, 6); break;
     case 3: IL(p2_run)(nb, buf, tab, out, 3); break;
+    case 8: IL(p2_run)(nb, buf, tab, out, 8); break;
+    case 20: IL(p2_run)(nb, buf, tab, out, 20); break;
     default: IL(p2_run)(nb, buf, tab, out, 7); break;
     }
 }

@@ -269,9 +269,9 @@ static void check_kq_prep(void) {
     static uint8_t buf[2][MAXS * IGNIS_KX_SB_BYTES], tab[MAXS * 8 * IGNIS_KP_TOK_BYTES];
     const int all[NT] = {12, 14, 13, 11, 10, 23, 8, 6, 2, 20, 3, 7};
     int types[NT], nt = 0, bad = 0, tiles = 0;
-    /* avx512 prepares every quantized type; avx2 / avxvnni the eight whose quants are small
-       unsigned integers (simd/prep_x86.h); the rest run their plain tiles there */
-    const int need = strcmp(ignis_isa_name(), "avx512") == 0 ? NT : 9;
+    /* a level that prepares rows prepares every quantized type (avx512: simd/kq_prep.h, avx2 /
+       avxvnni: simd/prep_x86.h) */
+    const int need = NT;
     for (int t = 0; t < NT; t++)
         if (ignis_kq_row_bytes(all[t], 256)) types[nt++] = all[t];
     if (nt == 0) {
