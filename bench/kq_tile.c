@@ -1,7 +1,8 @@
 /* kq_tile.c -- the quantized prefill tiles, one thread: 8 weight rows against T tokens the way
  * matmul_block runs them (one tile per 8 tokens), with and without the prepared rows of the
- * level (simd/kq_prep.h), in GMAC/s and ns per activation block per tile. The two paths' outputs
- * are compared bit for bit. "unpack alone" times kq_prep by itself (the weight side).
+ * level (simd/kq_prep.h at avx512, simd/prep_x86.h at avx2 / avxvnni), in GMAC/s and ns per
+ * activation block per tile. The two paths' outputs are compared bit for bit. "unpack alone"
+ * times kq_prep by itself (the weight side).
  *
  * Build and run:
  *   cc -O3 -ffp-contract=off -fopenmp -Iignis bench/kq_tile.c -o /tmp/kqt -lm

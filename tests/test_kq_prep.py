@@ -1,11 +1,12 @@
-"""The prefill of K-quant and IQ4_XS weights on prepared rows (simd/kq_prep.h; matmul.pxi
-kp_prepared_rows: up to 8 row groups unpacked once, one token table per 8 tokens) against the
-scalar level, which is the definition: the bits must be equal for every epilogue (store, bias,
-residual add, SwiGLU, GeGLU, the qkv split), 9..64 tokens (T not a multiple of 8), rows not a
-multiple of 8, weights given as parts that mix the prepared types and others (so prepared and plain
-tiles meet in one matmul), and 1 or 2 threads. The same cases at 1..10 tokens check the decode
-token tables (simd/zt_decode.h: the Q4_K / Q6_K / Q2_K / Q3_K / Q8_0 / Q5_0 / Q4_0 / IQ4_NL tiles of a decode or
-speculative verify step), also at a width that leaves a partial last super-block."""
+"""The prefill of quantized weights on prepared rows (simd/kq_prep.h at avx512, simd/prep_x86.h at
+avx2 / avxvnni; matmul.pxi kp_prepared_rows: up to 8 row groups unpacked once, one token table per
+8 tokens) against the scalar level, which is the definition: the bits must be equal for every
+epilogue (store, bias, residual add, SwiGLU, GeGLU, the qkv split), 9..64 tokens (T not a multiple
+of 8), rows not a multiple of 8, weights given as parts that mix the prepared types and others (so
+prepared and plain tiles meet in one matmul), and 1 or 2 threads. The same cases at 1..10 tokens
+check the decode token tables (simd/zt_decode.h: the Q4_K / Q6_K / Q2_K / Q3_K / Q8_0 / Q5_0 / Q4_0
+/ IQ4_NL tiles of a decode or speculative verify step), also at a width that leaves a partial last
+super-block."""
 import numpy as np
 import pytest
 
