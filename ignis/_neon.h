@@ -67,7 +67,7 @@
  *           and Q5_0/Q4_1/Q4_K/Q6_K decode with two rows per 512-bit register; for the prefill
  *           of every quantized type the rows can be unpacked once and the tokens' tables made once, then
  *           run against each other: ignis_kq_prep / _kq_tokens / _kq_prep_tile, simd/kq_prep.h;
-           avx2 / avxvnni do the same in 256 bits, simd/prep_x86.h),
+ *           avx2 / avxvnni do the same in 256 bits, simd/prep_x86.h),
  *           Q8_0 x Q16 tiles, f32 dot/axpy (also against f16 rows), exp/silu, softmax
  *           exp-and-sum, and the elementwise rows compiled for the level.
  *   aarch64 the same except the Q16 tiles (scalar); dotprod uses sdot, i8mm smmla for
@@ -724,8 +724,9 @@ static inline void ignis_tile_q16(int64_t nb, const uint8_t *const *w, int rm,
                                   const uint8_t *const *x, int rn, float *out) {
     ignis_cur->tile_q16(nb, w, rm, x, rn, out);
 }
-/* prepared rows (x86: simd/kq_prep.h at avx512, simd/prep_x86.h at avx2 / avxvnni). ignis_kq_row_bytes(wtype, k): the bytes of a
- * group of 8 prepared rows of width k, 0 when this level does not prepare wtype. Then
+/* prepared rows (x86: simd/kq_prep.h at avx512, simd/prep_x86.h at avx2 / avxvnni; every
+ * quantized type). ignis_kq_row_bytes(wtype, k): the bytes of a group of 8 prepared rows of
+ * width k, 0 when this level does not prepare wtype. Then
  * kq_prep(wtype, k, w[rm], rm, buf of that), kq_tokens(k / 32, x[rn], rn, tab of k / 32 *
  * IGNIS_KP_TOK_BYTES) and kq_prep_tile(wtype, k, buf, tab, out) give out[j*8 + i] (i, j < 8)
  * with the bits of ignis_tile for the rows and tokens (the last of each repeated up to 8). */
