@@ -64,15 +64,24 @@ IGNIS_INLINE __m256i IL(p2_bits)(__m256i v, int n, int mask) {
     return _mm256_and_si256(_mm256_srl_epi16(v, _mm_cvtsi32_si128(n)), _mm256_set1_epi8((char)mask));
 }
 
-/* a row's 32 quants of activation block b as unsigned bytes, in element order (the definition's
- * quant plus its offset: Q3_K's q + 4, Q6_K's q + 32) */
+/* a block's bytes of the 32-element types */
+static inline size_t IL(p2_block_bytes)(const int WT) {
+    return WT == 2 ? IGNIS_Q4_0_BYTES : WT == 20 ? IGNIS_IQ4_NL_BYTES : WT == 6 ? IGNIS_Q5_0_BYTES
+         : WT == 3 ? IGNIS_Q4_1_BYTES : WT == 8 ? IGNIS_Q8_0_BYTES : IGNIS_Q5_1_BYTES;
+}
+
+/* a row's 32 quants of activation block b as bytes in element order: unsigned (the definition's
+ * quant plus its offset: Q3_K's q + 4, Q6_K's q + 32) but for Q8_0, IQ4_NL and IQ4_XS */
 IGNIS_INLINE __m256i IL(p2_quants)(const uint8_t *row, int64_t b, const int WT) {
-    if (WT == 2) return IL(nibbles32)(row + b * 18 + 2);
-    if (WT == 8) return _mm256_loadu_si256((const __m256i *)(row + b * IGNIS_Q8_0_BYTES + 2));
-    if (WT == 20) return IL(iq4_nl_quants)(row + b * 18);
-    if (WT == 6) return IL(q5_0_quants)(row + b * 22);
-    if (WT == 3) return IL(q4_1_quants)(row + b * 20);
-    if (WT == 7) return IL(q5_0_quants)(row + b * 24 + 2);
+    if (!IGNIS_P2_KQ(WT)) {
+        const uint8_t *blk = row + b * IL(p2_block_bytes)(WT);
+        if (WT == 2) return IL(nibbles32)(blk + 2);
+        if (WT == 8) return _mm256_loadu_si256((const __m256i *)(blk + 2));
+        if (WT == 20) return IL(iq4_nl_quants)(blk);
+        if (WT == 6) return IL(q5_0_quants)(blk);
+        if (WT == 3) return IL(q4_1_quants)(blk);
+        return IL(q5_0_quants)(blk + 2);                    /* Q5_1: its qh and qs past d, m */
+    }
     const int jb = (int)(b % 8), h = jb / 4, sp = jb % 4;
     if (WT == 12) {
         const __m256i v = _mm256_loadu_si256((const __m256i *)(row + (b / 8) * IGNIS_Q4_K_BYTES + 16 + (jb / 2) * 32));
@@ -84,52 +93,28 @@ IGNIS_INLINE __m256i IL(p2_quants)(const uint8_t *row, int64_t b, const int WT) 
         const __m256i hi2 = IL(p2_bits)(_mm256_loadu_si256((const __m256i *)(blk + 128 + h * 32)), 2 * sp, 3);
         return _mm256_or_si256(lo4, _mm256_slli_epi16(hi2, 4));
     }
-    if (WT == 11) {
-        const uint8_t *blk = row + (b / 8) * IGNIS_Q3_K_BYTES;
-        const __m256i low2 = IL(p2_bits)(_mm256_loadu_si256((const __m256i *)(blk + 32 + h * 32)), 2 * sp, 3);
-        const __m256i hbit = IL(p2_bits)(_mm256_loadu_si256((const __m256i *)blk), 4 * h + sp, 1);
-        return _mm256_or_si256(low2, _mm256_slli_epi16(hbit, 2));
-    }
-    if (WT == 23) {
-        const __m256i levels = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)ignis_iq4_nl_levels));
-        return _mm256_shuffle_epi8(levels, IL(nibbles32)(row + (b / 8) * IGNIS_IQ4_XS_BYTES + 8 + jb * 16));
-    }
-    if (WT == 13) {
-        const uint8_t *blk = row + (b / 8) * IGNIS_Q5_K_BYTES;
-        const __m256i lo4 = IL(p2_bits)(_mm256_loadu_si256((const __m256i *)(blk + 48 + (jb / 2) * 32)), 4 * (jb & 1), 0x0f);
-        const __m256i hbit = IL(p2_bits)(_mm256_loadu_si256((const __m256i *)(blk + 16)), jb, 1);
-        return _mm256_or_si256(lo4, _mm256_slli_epi16(hbit, 4));
-    }
-    return IL(p2_bits)(_mm256_loadu_si256((const __m256i *)(row + (b / 8) * IGNIS_Q2_K_BYTES + 16 + h * 32)), 2 * sp, 3);
+    return IL(kx_quants)(row + (b / 8) * ignis_kx_bytes(WT), jb, WT);   /* Q5_K, Q3_K, Q2_K, IQ4_XS */
 }
 
-/* a K-quant row's d and dmin (0 without mins) of super-block s, and its scale and min of half h
- * of activation block jb */
-static inline void IL(p2_k_fields)(const uint8_t *row, int64_t s, int jb, int h, const int WT,
-                                   float *d, float *dmin, int *sc, int *m) {
-    *dmin = 0.0f;
+/* a K-quant row's d and dmin (0 without mins) of super-block s */
+static inline void IL(p2_k_d)(const uint8_t *row, int64_t s, const int WT, float *d, float *dmin) {
+    const size_t bytes = WT == 12 ? IGNIS_Q4_K_BYTES : WT == 14 ? IGNIS_Q6_K_BYTES : ignis_kx_bytes(WT);
+    const uint8_t *blk = row + s * bytes;
+    const int mins = WT == 12 || WT == 13 || WT == 10;
+    *d = ignis_scalar_f16_to_f32(ignis_load_u16(blk + (WT == 12 ? 0 : WT == 14 ? 208 : ignis_kx_d_off(WT))));
+    *dmin = mins ? ignis_scalar_f16_to_f32(ignis_load_u16(blk + (WT == 12 ? 2 : ignis_kx_dmin_off(WT)))) : 0.0f;
+}
+
+/* a K-quant row's scale and min (0 without mins) of half h of activation block jb of super-block s */
+static inline void IL(p2_k_scale)(const uint8_t *row, int64_t s, int jb, int h, const int WT, int *sc, int *m) {
+    const size_t bytes = WT == 12 ? IGNIS_Q4_K_BYTES : WT == 14 ? IGNIS_Q6_K_BYTES : ignis_kx_bytes(WT);
+    const uint8_t *blk = row + s * bytes;
     *m = 0;
-    if (WT == 12 || WT == 13) {
-        const uint8_t *blk = row + s * (WT == 12 ? IGNIS_Q4_K_BYTES : IGNIS_Q5_K_BYTES);
-        *d = ignis_scalar_f16_to_f32(ignis_load_u16(blk));
-        *dmin = ignis_scalar_f16_to_f32(ignis_load_u16(blk + 2));
-        ignis_q4_k_scale_min(blk + 4, jb, sc, m);
-    } else if (WT == 14) {
-        const uint8_t *blk = row + s * IGNIS_Q6_K_BYTES;
-        *d = ignis_scalar_f16_to_f32(ignis_load_u16(blk + 208));
-        *sc = (int8_t)blk[192 + 2 * jb + h];
-    } else if (WT == 23) {
-        const uint8_t *blk = row + s * IGNIS_IQ4_XS_BYTES;
-        *d = ignis_scalar_f16_to_f32(ignis_load_u16(blk));
-        *sc = ignis_iq4_xs_scale(blk, jb);
-    } else if (WT == 11) {
-        const uint8_t *blk = row + s * IGNIS_Q3_K_BYTES;
-        *d = ignis_scalar_f16_to_f32(ignis_load_u16(blk + 108));
-        *sc = ignis_q3_k_scale(blk, 2 * jb + h);
-    } else {
-        const uint8_t *blk = row + s * IGNIS_Q2_K_BYTES;
-        *d = ignis_scalar_f16_to_f32(ignis_load_u16(blk + 80));
-        *dmin = ignis_scalar_f16_to_f32(ignis_load_u16(blk + 82));
+    if (WT == 12 || WT == 13) ignis_q4_k_scale_min(blk + 4, jb, sc, m);
+    else if (WT == 14) *sc = (int8_t)blk[192 + 2 * jb + h];
+    else if (WT == 23) *sc = ignis_iq4_xs_scale(blk, jb);
+    else if (WT == 11) *sc = ignis_q3_k_scale(blk, 2 * jb + h);
+    else {
         *sc = blk[2 * jb + h] & 0x0f;
         *m = blk[2 * jb + h] >> 4;
     }
@@ -138,7 +123,6 @@ static inline void IL(p2_k_fields)(const uint8_t *row, int64_t s, int jb, int h,
 /* the 8 rows w[0..7] (nb activation blocks each) into buf */
 IGNIS_INLINE void IL(p2_prep_rows)(int64_t nb, const uint8_t *const *w, uint8_t *buf, const int WT) {
     const int kq = IGNIS_P2_KQ(WT);
-    const size_t bbytes = WT == 2 || WT == 20 ? 18 : WT == 6 ? 22 : WT == 3 ? 20 : WT == 8 ? IGNIS_Q8_0_BYTES : 24;
     for (int64_t b = 0; b < nb; b++) {
         uint8_t *q;
         if (kq) {
@@ -147,14 +131,12 @@ IGNIS_INLINE void IL(p2_prep_rows)(int64_t nb, const uint8_t *const *w, uint8_t 
             uint8_t *sb = buf + (size_t)s * IGNIS_P2_SB_BYTES;
             _Alignas(32) int16_t sc16[2][16];
             _Alignas(32) float mneg[2][8];
-            float *dd = (float *)sb, *dm = (float *)(sb + 32);
+            if (jb == 0)
+                for (int i = 0; i < 8; i++) IL(p2_k_d)(w[i], s, WT, (float *)sb + i, (float *)(sb + 32) + i);
             for (int i = 0; i < 8; i++)
                 for (int h = 0; h < 2; h++) {
-                    float d, dmin;
                     int sc, m;
-                    IL(p2_k_fields)(w[i], s, jb, h, WT, &d, &dmin, &sc, &m);
-                    dd[i] = d;
-                    dm[i] = dmin;
+                    IL(p2_k_scale)(w[i], s, jb, h, WT, &sc, &m);
                     sc16[h][2 * i] = sc16[h][2 * i + 1] = (int16_t)sc;
                     mneg[h][i] = WT == 13 ? (float)m : -(float)m;     /* the block rule's v takes m itself */
                 }
@@ -165,7 +147,7 @@ IGNIS_INLINE void IL(p2_prep_rows)(int64_t nb, const uint8_t *const *w, uint8_t 
             q = buf + (size_t)b * IGNIS_P2_BLK_BYTES;
             float *d = (float *)(q + 256), *m = (float *)(q + 288);
             for (int i = 0; i < 8; i++) {
-                const uint8_t *blk = w[i] + (size_t)b * bbytes;
+                const uint8_t *blk = w[i] + (size_t)b * IL(p2_block_bytes)(WT);
                 d[i] = ignis_scalar_f16_to_f32(ignis_load_u16(blk));
                 m[i] = WT == 3 || WT == 7 ? ignis_scalar_f16_to_f32(ignis_load_u16(blk + 2)) : 0.0f;
             }
