@@ -58,16 +58,29 @@ cdef inline void matmul_tile(Ctx *c, Instr *ins, int64_t n0, int64_t rs, int rm,
     ignis_tile(wtype, k // 256 if (T_Q2_K <= wtype <= T_Q6_K or wtype == T_IQ4_XS) else k // 32, wp, rm, xp, rn, r)
 
 
-cdef inline int64_t segment_chunks(int64_t rows, int nt) noexcept nogil:
+cdef inline int64_t segment_chunks(int64_t rows, int nt, int64_t row_bytes) noexcept nogil:
     """Chunks of a run of weight rows: 16 per thread (so that a thread slowed by another
     process leaves a short tail), but at least 64 rows each (8 streams of 8 rows), and a
     multiple of the threads while each keeps 8 rows (SmolLM2's 576 rows in 9 chunks left one
-    thread a chunk behind the other at every such matmul)."""
+    thread a chunk behind the other at every such matmul). row_bytes > 0 (a matmul of a few
+    tokens, bound by memory): at least CHUNK_MIN_BYTES of weights each, as long as every
+    thread gets one. SmolLM2's decode chunks were 20 KB, 8 streams of 2.5 KB that ended before
+    the prefetchers got going: its IQ4_NL matmuls ran at 10 GB/s of the machine's 30."""
     cdef int64_t n
     if nt <= 1:
         return 1
     n = _min((rows + 63) // 64, 16 * nt)
+    if row_bytes > 0:
+        n = _min(n, _max(nt, rows * row_bytes // CHUNK_MIN_BYTES))
     return _max(_min((n + nt - 1) // nt * nt, rows // TILE), n)
+
+
+cdef inline int64_t chunk_row_bytes(Instr *ins, int p) noexcept nogil:
+    """The weight bytes a chunk reads per output row of part p for segment_chunks (gate/up: both
+    halves); 0 for a matmul of more tokens than a tile (bound by compute: the default chunks)."""
+    if ins.rows > TILE:
+        return 0
+    return ins.prb[p] * (2 if ins.epi == EPI_SWIGLU or ins.epi == EPI_GEGLU else 1)
 
 
 cdef inline int64_t chunk_start(int64_t lo, int64_t hi, int64_t nch, int64_t ci) noexcept nogil:
@@ -85,7 +98,7 @@ cdef void k_matmul(Ctx *c, Instr *ins, long long *counter, int tid, int nt) noex
         lo = ins.pstart[p]
         hi = _min(ins.pstart[p + 1], N)
         if hi > lo:
-            total += segment_chunks(hi - lo, nt)
+            total += segment_chunks(hi - lo, nt, chunk_row_bytes(ins, p))
     cdef long long chunk
     cdef bint zt = zt_tables_ready(c, ins)
     cdef bint tables = not zt and kp_tables_ready(c, ins)
@@ -105,7 +118,7 @@ cdef void k_matmul(Ctx *c, Instr *ins, long long *counter, int tid, int nt) noex
             hi = _min(ins.pstart[p + 1], N)
             if hi <= lo:
                 continue
-            nch = segment_chunks(hi - lo, nt)
+            nch = segment_chunks(hi - lo, nt, chunk_row_bytes(ins, p))
             if ci < nch:
                 matmul_rows(c, ins, chunk_start(lo, hi, nch, ci), chunk_start(lo, hi, nch, ci + 1), tid, tables, zt)
                 break
