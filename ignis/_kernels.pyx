@@ -391,7 +391,7 @@ cdef enum:
                         # threads (attention.pxi attention_split)
     ATT_CHUNK = 256     # ... in score work units of this many positions
     KP_BUDGET = 1536 * 1024     # prepared weight rows: bytes per thread (within its L2)
-    CHUNK_MIN_BYTES = 131072    # a few tokens' matmul: weight bytes per chunk at least (matmul.pxi segment_chunks)
+    CHUNK_MIN_BYTES = 262144    # a few tokens' matmul: weight bytes per chunk at least (matmul.pxi segment_chunks)
 
 
 cdef struct Instr:
