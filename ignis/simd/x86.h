@@ -400,6 +400,7 @@ static void IL(q8_0_4x8)(int64_t n, const uint8_t *const *w, const uint8_t *cons
 #  include "zt_decode.h"    /* few-token tiles on per-matmul token tables */
 #else
 #  include "prep_x86.h"     /* avx2 / avxvnni: prefill tiles on prepared (transposed) rows */
+#  include "q4k_rows_x86.h" /* avx2 / avxvnni: Q4_K decode with the rows in lanes */
 #endif
 
 /* The tile (see ignis_scalar_tile): pads rows/tokens by repeating the last pointer. avx512:
@@ -440,7 +441,11 @@ static inline void IL(tile)(int wtype, int64_t nblk, const uint8_t *const *w, in
         ignis_kernel_fn k = wtype == 12 ? IL(q4_k_4x8) : wtype == 14 ? IL(q6_k_4x8) : rn > 4 ? IL(q8_0_4x8) : IL(q8_0_4x4);
         k(nblk, wp, xp, tmp);
         if (rm > 4) k(nblk, wp + 4, xp, tmp + 4);
-    } else {
+    }
+#if !IGNIS_X86_512
+    else if (t == 2 && rn == 1) IL(q4_k_t8x1)(nblk, wp, xp, tmp);     /* decode */
+#endif
+    else {
         static const ignis_kernel_fn ks[5][4] = {
             {IL(q8_0_8x1), IL(q8_0_8x2), IL(q8_0_8x3), IL(q8_0_8x4)},
             {IL(q5_0_8x1), IL(q5_0_8x2), IL(q5_0_8x3), IL(q5_0_8x4)},
