@@ -4,35 +4,15 @@
  *
  * IL(q4_k_8xn) reduces each row's vpmaddubsw lanes to half sums, 9 operations a block for four
  * rows, and broadcasts every row's scale. Here the 8 rows' 32 quant bytes of a block pair are
- * transposed once as dwords (24 unpacks / permutes), so that register k holds bytes 4k..4k+3 of
- * row i in lane i. Then per half, four vpmaddubsw against the token's dwords k (broadcast),
- * added as int16 (at most 4 * 2 * 15 * 127 = 15240), and one vpmaddwd with the rows' scales
- * as int16 pairs give sc * (the half's exact sum) in lane i, with nothing to reduce. The scales
- * and mins of a super-block are transposed the same way, as bytes. Then the definition's steps
- * per half: fma((float)(sc * sum), d * d_x, chain), fma(-(float)(m * sum x), dmin * d_x, chain).
+ * transposed once as dwords (IL(p2_transpose8) of simd/prep_x86.h, the prefill rows'
+ * transposition), so that register k holds bytes 4k..4k+3 of row i in lane i. Then per half,
+ * four vpmaddubsw against the token's dwords k (broadcast), added as int16 (at most
+ * 4 * 2 * 15 * 127 = 15240), and one vpmaddwd with the rows' scales as int16 pairs give
+ * sc * (the half's exact sum) in lane i, with nothing to reduce. The scales and mins of a
+ * super-block are transposed as bytes. Then the definition's steps per half:
+ * fma((float)(sc * sum), d * d_x, chain), fma(-(float)(m * sum x), dmin * d_x, chain).
  * Measured (Zen 4, avx2): one thread, Q4_K rows in cache (bench/decode_kernels.c), 13.7 -> 16.0
  * GB/s against IL(q4_k_8xn); the 1.5B's Q4_K_M file, two threads, 1.07x tok/s (won 4 rounds of 4). */
-
-/* r[i] (row i's 8 dwords) -> r[k] (dword k of rows 0..7) */
-IGNIS_INLINE void IL(rows8_dwords)(__m256i *r) {
-    __m256i a[8], b[8];
-    for (int i = 0; i < 8; i += 2) {
-        a[i] = _mm256_unpacklo_epi32(r[i], r[i + 1]);
-        a[i + 1] = _mm256_unpackhi_epi32(r[i], r[i + 1]);
-    }
-    for (int i = 0; i < 8; i += 4)
-        for (int e = 0; e < 2; e++) {
-            b[i + e] = _mm256_unpacklo_epi64(a[i + e], a[i + e + 2]);
-            b[i + e + 2] = _mm256_unpackhi_epi64(a[i + e], a[i + e + 2]);
-        }
-    /* b[0]: dwords 0 | 4, b[2]: 1 | 5, b[1]: 2 | 6, b[3]: 3 | 7 of rows 0..3 (128-bit halves);
-       b[4..7] the same of rows 4..7 */
-    static const int src[4] = {0, 2, 1, 3};
-    for (int k = 0; k < 4; k++) {
-        r[k] = _mm256_permute2x128_si256(b[src[k]], b[src[k] + 4], 0x20);
-        r[k + 4] = _mm256_permute2x128_si256(b[src[k]], b[src[k] + 4], 0x31);
-    }
-}
 
 /* The 8 rows' scales and mins as bytes (ignis_q4_k_scales8's sc8, m8), computed for two rows a
  * register from each row's 12 bytes a = u32[0], b = u32[1], c = u32[2]:
@@ -103,7 +83,7 @@ static void IL(q4_k_t8x1)(int64_t nsb, const uint8_t *const *w, const uint8_t *c
         for (int p = 0; p < 4; p++) {
             __m256i r[8];
             for (int i = 0; i < 8; i++) r[i] = _mm256_loadu_si256((const __m256i *)(w[i] + wo + 16 + p * 32));
-            IL(rows8_dwords)(r);
+            IL(p2_transpose8)(r);      /* simd/prep_x86.h, included before this file */
             for (int h = 0; h < 2; h++) {      /* sub-block 2p: the low nibbles, 2p + 1: the high */
                 const int sb = 2 * p + h;
                 const uint8_t *xb = x[0] + (size_t)(s * 8 + sb) * IGNIS_Q8_0_BYTES;
