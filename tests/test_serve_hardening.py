@@ -545,3 +545,14 @@ def test_qwen_padding_ids_are_400(real_model_path):
         assert srv.post("/detokenize", {"tokens": [151664]}).json() == {"content": "<|file_sep|>"}
     finally:
         srv.close()
+
+
+def test_sse_event_is_one_line_for_every_line_splitter():
+    """A token's text may hold U+0085, U+2028 or U+2029: JSON leaves them raw, but readers that
+    split a stream with str.splitlines (httpx's iter_lines) would cut the event there (seen: a
+    tiny model's stream read as broken JSON). The event escapes them and still decodes."""
+    from ignis.serve.app import _sse
+    text = "a\x85b\u2028c\u2029d\u00e9\U0001F600"
+    event = _sse({"choices": [{"delta": {"content": text}}]})
+    assert event.endswith("\n\n") and len(event.strip("\n").splitlines()) == 1
+    assert json.loads(event[len("data: "):])["choices"][0]["delta"]["content"] == text

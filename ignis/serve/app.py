@@ -497,8 +497,14 @@ def _check_bias(state: ServerState, bias: dict | None) -> dict | None:
     return dict(bias) if bias else None
 
 
+# U+0085, U+2028 and U+2029 stay raw in JSON, but readers that split an SSE stream with
+# str.splitlines (httpx's iter_lines) break a line there: escape them as JSON allows
+_SSE_LINE_BREAKS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
 def _sse(body) -> str:
-    return f"data: {json.dumps(body, ensure_ascii=False, separators=(',', ':'))}\n\n"
+    text = json.dumps(body, ensure_ascii=False, separators=(',', ':')).translate(_SSE_LINE_BREAKS)
+    return f"data: {text}\n\n"
 
 
 async def _stream(run: _Run, kind: str, rid: str, model_name: str, req, echoes: list, parsers=None):
