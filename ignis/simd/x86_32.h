@@ -201,12 +201,34 @@ IGNIS_INLINE void IL(wf_block)(int64_t k, const uint8_t *const *w, const uint8_t
 }
 
 #if IGNIS_X86_512
-/* 16 f32 values of weight row w from element i (exact conversions) */
+/* 16 f32 values of weight row w from element i (exact conversions; BF16: one vpermw puts value
+ * i in the high half of dword i and zeroes the low halves, where a widening and a shift took two
+ * operations from the fma ports) */
 IGNIS_INLINE __m512 IL(wf16)(const uint8_t *w, int64_t i, const int WT) {
     if (WT == 0) return _mm512_loadu_ps((const float *)w + i);
     const __m256i h = _mm256_loadu_si256((const __m256i *)(w + 2 * i));
     if (WT == 1) return _mm512_cvtph_ps(h);
-    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    const __m512i to_high = _mm512_set_epi16(15, 0, 14, 0, 13, 0, 12, 0, 11, 0, 10, 0, 9, 0, 8, 0,
+                                             7, 0, 6, 0, 5, 0, 4, 0, 3, 0, 2, 0, 1, 0, 0, 0);
+    return _mm512_castsi512_ps(_mm512_maskz_permutexvar_epi16(0xAAAAAAAAu, to_high, _mm512_castsi256_si512(h)));
+}
+
+/* the definition's fixed tree (ignis_wdot_finish) of 16 chain registers at once, the same
+ * additions on the same operands: a[p]'s c8 (lanes l + l+8), c4 (l + l+4), then (c4[0] + c4[2]) +
+ * (c4[1] + c4[3]). Lane 4j + r of the result is the tree of a[4r + j]: with a[r*4 + j] the
+ * chains of (row r, token j), quarter j holds token j's four rows. */
+IGNIS_INLINE __m512 IL(wf_tree16)(const __m512 *a) {
+    __m512 c8[8], c4[4];
+    for (int i = 0; i < 8; i++)     /* lanes 0-7: c8 of a[2i], 8-15: of a[2i+1] */
+        c8[i] = _mm512_add_ps(_mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], 0x44),
+                              _mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], 0xEE));
+    for (int i = 0; i < 4; i++)     /* quarter m: c4 of a[4i + m] */
+        c4[i] = _mm512_add_ps(_mm512_shuffle_f32x4(c8[2 * i], c8[2 * i + 1], 0x88),
+                              _mm512_shuffle_f32x4(c8[2 * i], c8[2 * i + 1], 0xDD));
+    /* per quarter: c4[0] + c4[2] and c4[1] + c4[3] of two registers, then their sum */
+    const __m512 h01 = _mm512_add_ps(_mm512_shuffle_ps(c4[0], c4[1], 0x44), _mm512_shuffle_ps(c4[0], c4[1], 0xEE));
+    const __m512 h23 = _mm512_add_ps(_mm512_shuffle_ps(c4[2], c4[3], 0x44), _mm512_shuffle_ps(c4[2], c4[3], 0xEE));
+    return _mm512_add_ps(_mm512_shuffle_ps(h01, h23, 0x88), _mm512_shuffle_ps(h01, h23, 0xDD));
 }
 
 /* 4 rows x 4 tokens of float weights with the 16 chains of a (row, token) in one 512-bit register
@@ -224,6 +246,14 @@ IGNIS_INLINE void IL(wf_block16)(int64_t k, const uint8_t *const *w, const uint8
             const __m512 wv = IL(wf16)(w[r], i, WT);
             for (int j = 0; j < 4; j++) a[r * 4 + j] = _mm512_fmadd_ps(xv[j], wv, a[r * 4 + j]);
         }
+    }
+    if (k16 == k) {     /* no elements left for the chains: the tree of all 16 outputs at once */
+        const __m512 t = IL(wf_tree16)(a);
+        _mm_storeu_ps(out, _mm512_castps512_ps128(t));
+        _mm_storeu_ps(out + IGNIS_TILE, _mm512_extractf32x4_ps(t, 1));
+        _mm_storeu_ps(out + 2 * IGNIS_TILE, _mm512_extractf32x4_ps(t, 2));
+        _mm_storeu_ps(out + 3 * IGNIS_TILE, _mm512_extractf32x4_ps(t, 3));
+        return;
     }
     for (int r = 0; r < 4; r++)
         for (int j = 0; j < 4; j++) {
