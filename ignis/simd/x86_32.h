@@ -170,8 +170,23 @@ IGNIS_INLINE __m256 IL(wf8)(const uint8_t *w, int64_t i, const int WT) {
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
 }
 
+/* the fixed tree (ignis_wdot_finish) of four outputs' chains, each as two 8-lane registers,
+ * with the same additions on the same operands: lane p of the result is the tree of a[p] */
+IGNIS_INLINE __m128 IL(wf_tree4)(__m256 (*a)[2]) {
+    __m256 c8[4];
+    for (int p = 0; p < 4; p++) c8[p] = _mm256_add_ps(a[p][0], a[p][1]);     /* c[l] + c[l+8] */
+    /* halves 0 / 1: the c4 of a[0] / a[1] (t01) and of a[2] / a[3] (t23) */
+    const __m256 t01 = _mm256_add_ps(_mm256_permute2f128_ps(c8[0], c8[1], 0x20), _mm256_permute2f128_ps(c8[0], c8[1], 0x31));
+    const __m256 t23 = _mm256_add_ps(_mm256_permute2f128_ps(c8[2], c8[3], 0x20), _mm256_permute2f128_ps(c8[2], c8[3], 0x31));
+    const __m256 u = _mm256_add_ps(_mm256_shuffle_ps(t01, t23, 0x44), _mm256_shuffle_ps(t01, t23, 0xEE));
+    const __m256 r = _mm256_add_ps(_mm256_shuffle_ps(u, u, 0x88), _mm256_shuffle_ps(u, u, 0xDD));
+    /* r: lanes 0, 1 the trees of a[0], a[2]; lanes 4, 5 those of a[1], a[3] */
+    return _mm_unpacklo_ps(_mm256_castps256_ps128(r), _mm256_extractf128_ps(r, 1));
+}
+
 /* RM rows x RN tokens (RM * RN <= 4) of float weights: per (row, token) the 16 chains as two
- * registers over the whole 16-element steps, then ignis_wdot_finish */
+ * registers over the whole 16-element steps, then ignis_wdot_finish (four outputs with no
+ * elements left: IL(wf_tree4)) */
 IGNIS_INLINE void IL(wf_block)(int64_t k, const uint8_t *const *w, const uint8_t *const *x, float *out,
                                const int RM, const int RN, const int WT) {
     __m256 a[4][2];
@@ -190,6 +205,13 @@ IGNIS_INLINE void IL(wf_block)(int64_t k, const uint8_t *const *w, const uint8_t
                 a[r * RN + j][1] = _mm256_fmadd_ps(xv[j][1], w1, a[r * RN + j][1]);
             }
         }
+    }
+    if (k16 == k && RM * RN == 4) {
+        float t[4];
+        _mm_storeu_ps(t, IL(wf_tree4)(a));
+        for (int r = 0; r < RM; r++)
+            for (int j = 0; j < RN; j++) out[j * IGNIS_TILE + r] = t[r * RN + j];
+        return;
     }
     for (int r = 0; r < RM; r++)
         for (int j = 0; j < RN; j++) {
