@@ -149,3 +149,64 @@ def test_model_of_the_type_runs_without_a_repack(tmp_path, type_name):
         assert weights_in_place(model)          # checked once the plans have taken their weights
     finally:
         model.close()
+
+
+def _float_types_oracle_rows(type_name, raw, x):
+    """Each output as the definition of the float weight types computes it, in numpy and not
+    through the kernels: element i into chain i mod 16 (fmas in element order, emulated in float64
+    then rounded: exact here, as the tests' products and sums need far fewer bits), then the
+    fixed tree c8 = c[l] + c[l+8], c4 = c8[l] + c8[l+4], (c4[0] + c4[2]) + (c4[1] + c4[3])."""
+    w = _gguf_dequantize(raw, type_name, (raw.shape[0], x.shape[1]))
+    out = np.empty((x.shape[0], w.shape[0]), np.float32)
+    for t in range(x.shape[0]):
+        for n in range(w.shape[0]):
+            c = np.zeros(16, np.float32)
+            for i in range(x.shape[1]):
+                c[i % 16] = np.float32(np.float64(c[i % 16]) + np.float64(x[t, i]) * np.float64(w[n, i]))
+            c8 = c[:8] + c[8:]
+            c4 = c8[:4] + c8[4:]
+            out[t, n] = (c4[0] + c4[2]) + (c4[1] + c4[3])
+    return out
+
+
+@pytest.mark.parametrize("type_name", ["F16", "BF16", "F32"])
+@pytest.mark.parametrize("k", [160, 150])
+def test_float_weight_matmul_bits_independent_of_tokens_and_threads(type_name, k):
+    """F16 / BF16 rows against more than 8 tokens are widened once per 8 rows and run through the
+    F32 tile (matmul.pxi wf_prepared_rows): every output keeps the bits of the one-token path,
+    of 1 and 2 threads, and of the definition's value (a numpy oracle on small integers, where
+    every step is exact: a wrong or missing element shows; the order is the bit comparisons'
+    part, against the one-token path here and against the scalar definition in the harness)."""
+    rng = np.random.default_rng(5)
+    n, T = 21, 19
+    raw = random_weight_bytes(type_name, (n, k), rng)
+    w = _kernel_weight(type_name, raw, n)
+    x = rng.standard_normal((T, k)).astype(np.float32)
+    y = K.matmul(x, w, int(TensorType[type_name]), threads=1)
+    assert np.array_equal(y, K.matmul(x, w, int(TensorType[type_name]), threads=2))
+    rows = np.concatenate([K.matmul(x[t:t + 1], w, int(TensorType[type_name])) for t in range(T)])
+    assert np.array_equal(y, rows)
+    xi = rng.integers(-8, 9, size=(T, k)).astype(np.float32)
+    wi = rng.integers(-8, 9, size=(n, k)).astype(np.float32)
+    raw_i = {"F32": wi, "F16": wi.astype(np.float16)}.get(type_name)
+    raw_i = (wi.view(np.uint32) >> 16).astype(np.uint16) if raw_i is None else raw_i
+    raw_i = np.ascontiguousarray(raw_i).view(np.uint8).reshape(n, -1)
+    got = K.matmul(xi, _kernel_weight(type_name, raw_i, n), int(TensorType[type_name]), threads=2)
+    assert np.array_equal(got, _float_types_oracle_rows(type_name, raw_i, xi))
+
+
+@pytest.mark.parametrize("type_name", ["F16", "BF16"])
+def test_float_weight_model_prefill_equals_one_token_at_a_time(tmp_path, type_name):
+    """A tiny model of F16 / BF16 weights: a prompt of 13 tokens (its gate/up, qkv and output
+    matmuls on the widened rows) gives the logits of 13 single-token steps, bit for bit."""
+    config = _config()
+    weight_types = {name: type_name for name, shape in config.tensor_shapes().items() if len(shape) == 2}
+    model = ignis.load(str(write_model(tmp_path / "m.gguf", config, weight_types)), n_ctx=64, threads=2)
+    try:
+        ids = [3, 9, 27, 81, 243, 11, 33, 99, 297, 7, 1, 2, 5]
+        teacher = model.logits(ids)
+        model.reset()
+        stepwise = np.stack([model.eval([t]) for t in ids])
+        assert np.array_equal(teacher, stepwise)
+    finally:
+        model.close()

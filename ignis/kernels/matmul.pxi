@@ -134,6 +134,8 @@ cdef void matmul_rows(Ctx *c, Instr *ins, int64_t r0, int64_t r1, int tid, bint 
     cdef int rm
     if tables and kp_prepared_rows(c, ins, r0, r1, tid):
         return
+    if wf_rows_bytes(ins) and wf_prepared_rows(c, ins, r0, r1, tid):
+        return
     for i in range(Q):
         matmul_block(c, ins, r0 + i, Q, TILE, zt)
     n = r0 + TILE * Q
@@ -210,6 +212,66 @@ cdef void matmul_epilogue(Ctx *c, Instr *ins, int64_t n0, int64_t rs, int rm, in
                     out[t * ins.n_split + n] = r[j * TILE + i]
                 else:
                     c.fbuf[t * nk + n - ins.n_split] = r[j * TILE + i]
+
+
+# -- F16 / BF16 rows widened once ----------------------------------------------------------
+
+cdef inline int64_t wf_rows_bytes(Instr *ins) noexcept nogil:
+    """The thread scratch wf_prepared_rows needs for this matmul (8 f32 rows a side), 0 when it
+    does not apply: at most 8 tokens, or a part that is not F16 / BF16."""
+    cdef int p
+    if ins.rows <= TILE:
+        return 0
+    for p in range(ins.n_parts):
+        if ins.ptype[p] != T_F16 and ins.ptype[p] != T_BF16:
+            return 0
+    return (2 if ins.epi == EPI_SWIGLU or ins.epi == EPI_GEGLU else 1) * TILE * ins.k * 4
+
+
+cdef bint wf_prepared_rows(Ctx *c, Instr *ins, int64_t r0, int64_t r1, int tid) noexcept nogil:
+    """Rows [r0, r1) of F16 / BF16 weights against more than 8 tokens (matmul_rows' streams,
+    then the leftover rows): each group of 8 rows widened to f32 once, exactly, in the thread's
+    scratch, then the F32 tile against every 8 tokens. The float types share one definition
+    (the same chains and tree over exactly converted values), so these are the F16 / BF16
+    tile's bits, without widening every row again for every 8 tokens. Returns whether it ran."""
+    cdef int64_t Q = (r1 - r0) // TILE, i, n
+    if c.kp_buf == NULL or wf_rows_bytes(ins) > c.kp_stride:
+        return False
+    cdef float *rows = <float *>(c.kp_buf + tid * c.kp_stride)
+    for i in range(Q):
+        wf_group(c, ins, r0 + i, Q, TILE, rows)
+    n = r0 + TILE * Q
+    while n < r1:
+        wf_group(c, ins, n, 1, <int>_min(TILE, r1 - n), rows)
+        n += TILE
+    return True
+
+
+cdef void wf_group(Ctx *c, Instr *ins, int64_t n0, int64_t rs, int rm, float *rows) noexcept nogil:
+    """Weight rows n0 + i*rs (i < rm; a gate/up weight's up rows too) widened into rows, then
+    against every row of x, 8 at a time, and the epilogue."""
+    cdef int64_t T = ins.rows, k = ins.k, t0 = 0
+    cdef int sides = 2 if ins.epi == EPI_SWIGLU or ins.epi == EPI_GEGLU else 1
+    cdef int side, i, j, rn, wt
+    cdef const uint8_t *wp[TILE]
+    cdef const uint8_t *fp[2 * TILE]
+    cdef const uint8_t *xp[TILE]
+    cdef float r[TILE * TILE]
+    cdef float r2[TILE * TILE]
+    for side in range(sides):
+        wt = tile_rows(ins, n0 + side * ins.n, rs, rm, wp)
+        for i in range(rm):
+            dequant_row(wt, wp[i], rows + (side * TILE + i) * k, k)
+            fp[side * TILE + i] = <const uint8_t *>(rows + (side * TILE + i) * k)
+    while t0 < T:
+        rn = <int>_min(TILE, T - t0)
+        for j in range(rn):
+            xp[j] = <const uint8_t *>(c.arena + ins.x + (t0 + j) * k)
+        ignis_tile(T_F32, k, fp, rm, xp, rn, r)
+        if sides == 2:
+            ignis_tile(T_F32, k, fp + TILE, rm, xp, rn, r2)
+        matmul_epilogue(c, ins, n0, rs, rm, t0, rn, r, r2)
+        t0 += TILE
 
 
 # -- prepared rows ------------------------------------------------------------------------

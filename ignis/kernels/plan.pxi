@@ -423,6 +423,7 @@ cdef class Plan:
         if not act16 and rows > TILE and kp:
             self._kp_bytes = max(self._kp_bytes, kp)
             self._kp_tab_bytes = max(self._kp_tab_bytes, kp_tab_bytes(rows, k))
+        self._kp_bytes = max(self._kp_bytes, wf_rows_bytes(p))     # F16 / BF16 rows widened once
         if not act16 and zt_wanted(rows, k, p.ptype, p.n_parts):
             self._kp_tab_bytes = max(self._kp_tab_bytes, zt_tab_bytes(rows, k))
         if vec is not None:
