@@ -216,62 +216,70 @@ cdef void matmul_epilogue(Ctx *c, Instr *ins, int64_t n0, int64_t rs, int rm, in
 
 # -- F16 / BF16 rows widened once ----------------------------------------------------------
 
+cdef inline int64_t wf_group_bytes(Instr *ins) noexcept nogil:
+    """A group of 8 widened rows (both halves of a gate/up weight) in wf_prepared_rows' scratch."""
+    return (2 if ins.epi == EPI_SWIGLU or ins.epi == EPI_GEGLU else 1) * TILE * ins.k * 4
+
+
 cdef inline int64_t wf_rows_bytes(Instr *ins) noexcept nogil:
-    """The thread scratch wf_prepared_rows needs for this matmul (8 f32 rows a side), 0 when it
-    does not apply: at most 8 tokens, or a part that is not F16 / BF16."""
+    """The thread scratch wf_prepared_rows needs for this matmul: as many groups as KP_BUDGET
+    holds (at least one, at most 8); 0 when it does not apply: at most 8 tokens, or a part that
+    is not F16 / BF16."""
     cdef int p
     if ins.rows <= TILE:
         return 0
     for p in range(ins.n_parts):
         if ins.ptype[p] != T_F16 and ins.ptype[p] != T_BF16:
             return 0
-    return (2 if ins.epi == EPI_SWIGLU or ins.epi == EPI_GEGLU else 1) * TILE * ins.k * 4
+    return _max(1, _min(8, KP_BUDGET // wf_group_bytes(ins))) * wf_group_bytes(ins)
 
 
 cdef bint wf_prepared_rows(Ctx *c, Instr *ins, int64_t r0, int64_t r1, int tid) noexcept nogil:
-    """Rows [r0, r1) of F16 / BF16 weights against more than 8 tokens (matmul_rows' streams,
-    then the leftover rows): each group of 8 rows widened to f32 once, exactly, in the thread's
-    scratch, then the F32 tile against every 8 tokens. The float types share one definition
-    (the same chains and tree over exactly converted values), so these are the F16 / BF16
-    tile's bits, without widening every row again for every 8 tokens. Returns whether it ran."""
-    cdef int64_t Q = (r1 - r0) // TILE, i, n
-    if c.kp_buf == NULL or wf_rows_bytes(ins) > c.kp_stride:
-        return False
-    cdef float *rows = <float *>(c.kp_buf + tid * c.kp_stride)
-    for i in range(Q):
-        wf_group(c, ins, r0 + i, Q, TILE, rows)
-    n = r0 + TILE * Q
-    while n < r1:
-        wf_group(c, ins, n, 1, <int>_min(TILE, r1 - n), rows)
-        n += TILE
-    return True
-
-
-cdef void wf_group(Ctx *c, Instr *ins, int64_t n0, int64_t rs, int rm, float *rows) noexcept nogil:
-    """Weight rows n0 + i*rs (i < rm; a gate/up weight's up rows too) widened into rows, then
-    against every row of x, 8 at a time, and the epilogue."""
-    cdef int64_t T = ins.rows, k = ins.k, t0 = 0
+    """Rows [r0, r1) of F16 / BF16 weights against more than 8 tokens, in groups as kp_group
+    cuts them (matmul_rows' streams, then the leftover rows): a batch of groups widened to f32
+    once, exactly, into the thread's scratch, then every 8 tokens against each group of the
+    batch with the F32 tile. The float types share one definition (the same chains and tree over
+    exactly converted values), so these are the F16 / BF16 tile's bits, without widening every
+    row again for every 8 tokens; a batch shares each 8 tokens' rows of x. Returns whether it
+    ran."""
+    cdef int64_t T = ins.rows, k = ins.k, Q = (r1 - r0) // TILE, gb = wf_group_bytes(ins), t0, gn0, grs
     cdef int sides = 2 if ins.epi == EPI_SWIGLU or ins.epi == EPI_GEGLU else 1
-    cdef int side, i, j, rn, wt
+    cdef int G, ng, b0, nbat, g, side, i, j, rm, rn, wt
     cdef const uint8_t *wp[TILE]
     cdef const uint8_t *fp[2 * TILE]
     cdef const uint8_t *xp[TILE]
     cdef float r[TILE * TILE]
     cdef float r2[TILE * TILE]
-    for side in range(sides):
-        wt = tile_rows(ins, n0 + side * ins.n, rs, rm, wp)
-        for i in range(rm):
-            dequant_row(wt, wp[i], rows + (side * TILE + i) * k, k)
-            fp[side * TILE + i] = <const uint8_t *>(rows + (side * TILE + i) * k)
-    while t0 < T:
-        rn = <int>_min(TILE, T - t0)
-        for j in range(rn):
-            xp[j] = <const uint8_t *>(c.arena + ins.x + (t0 + j) * k)
-        ignis_tile(T_F32, k, fp, rm, xp, rn, r)
-        if sides == 2:
-            ignis_tile(T_F32, k, fp + TILE, rm, xp, rn, r2)
-        matmul_epilogue(c, ins, n0, rs, rm, t0, rn, r, r2)
-        t0 += TILE
+    if c.kp_buf == NULL or wf_rows_bytes(ins) > c.kp_stride:
+        return False
+    G = <int>(wf_rows_bytes(ins) // gb)
+    cdef uint8_t *rows = c.kp_buf + tid * c.kp_stride      # group g, side s, row i: ((g*2 + s)*8 + i) * k floats
+    ng = <int>Q + (1 if r0 + TILE * Q < r1 else 0)
+    b0 = 0
+    while b0 < ng:
+        nbat = min(G, ng - b0)
+        for g in range(nbat):
+            kp_group(r0, r1, Q, b0 + g, &gn0, &grs, &rm)
+            for side in range(sides):
+                wt = tile_rows(ins, gn0 + side * ins.n, grs, rm, wp)
+                for i in range(rm):
+                    dequant_row(wt, wp[i], <float *>(rows + g * gb) + (side * TILE + i) * k, k)
+        t0 = 0
+        while t0 < T:
+            rn = <int>_min(TILE, T - t0)
+            for j in range(rn):
+                xp[j] = <const uint8_t *>(c.arena + ins.x + (t0 + j) * k)
+            for g in range(nbat):
+                kp_group(r0, r1, Q, b0 + g, &gn0, &grs, &rm)
+                for i in range(sides * TILE):
+                    fp[i] = <const uint8_t *>(<float *>(rows + g * gb) + i * k)
+                ignis_tile(T_F32, k, fp, rm, xp, rn, r)
+                if sides == 2:
+                    ignis_tile(T_F32, k, fp + TILE, rm, xp, rn, r2)
+                matmul_epilogue(c, ins, gn0, grs, rm, t0, rn, r, r2)
+            t0 += TILE
+        b0 += nbat
+    return True
 
 
 # -- prepared rows ------------------------------------------------------------------------
