@@ -37,8 +37,8 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from ignis.runtime.bench import bench_prompt, forget, measure  # noqa: E402
 
-PRESETS = ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K_M", "Q4_K_M", "Q5_K_M", "Q6_K",
-           "IQ4_NL", "IQ4_XS", "BF16")
+PRESETS = ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K_S", "Q3_K_M", "Q3_K_L", "Q4_K_S",
+           "Q4_K_M", "Q5_K_S", "Q5_K_M", "Q6_K", "IQ4_NL", "IQ4_XS", "BF16", "F16")
 PRESET_DIR = Path.home() / ".cache" / "ignis" / "presets"
 DEFAULT_LLAMA_BIN = Path.home() / ".cache" / "llama-server-0.3.36" / "src" / "vendor" / "llama.cpp" / "build" / "bin"
 
