@@ -13,6 +13,10 @@
 # the rows of up to 8 tiles are unpacked once into the thread's scratch and run against each
 # table in turn (the same bits: the same tile operations as the plain tile).
 #
+# F16 / BF16 weights and more than 8 tokens, at every level: a batch of row groups widened to
+# f32 once into the thread's scratch, then the F32 tile against every 8 tokens (wf_prepared_rows;
+# the float types share one definition, so the bits are the same).
+#
 # A few tokens (decode, a speculative verify step, a small decode batch: zt_wanted) at a level
 # with decode token tables (avx512; simd/zt_decode.h): the threads first write every token's
 # table (what the decode kernels would otherwise rebuild for every 8 weight rows), then the
@@ -253,7 +257,7 @@ cdef bint wf_prepared_rows(Ctx *c, Instr *ins, int64_t r0, int64_t r1, int tid) 
     if c.kp_buf == NULL or wf_rows_bytes(ins) > c.kp_stride:
         return False
     G = <int>(wf_rows_bytes(ins) // gb)
-    cdef uint8_t *rows = c.kp_buf + tid * c.kp_stride      # group g, side s, row i: ((g*2 + s)*8 + i) * k floats
+    cdef uint8_t *rows = c.kp_buf + tid * c.kp_stride      # group g at g * gb bytes, its side s row i (s*8 + i) * k floats on
     ng = <int>Q + (1 if r0 + TILE * Q < r1 else 0)
     b0 = 0
     while b0 < ng:
