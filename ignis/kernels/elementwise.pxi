@@ -21,14 +21,10 @@ cdef inline int64_t _max(int64_t a, int64_t b) noexcept nogil:
 
 
 cdef inline void dequant_row(int wtype, const uint8_t *row, float *dst, int64_t k) noexcept nogil:
-    cdef int64_t i
     if wtype == T_F32:
         memcpy(dst, row, k * 4)
     elif wtype == T_F16:
         ignis_f16_to_f32_row(<const uint16_t *>row, dst, k)
-    elif wtype == T_BF16:       # the bits in the high half (a loop the compiler vectorizes)
-        for i in range(k):
-            (<uint32_t *>dst)[i] = (<uint32_t>(<const uint16_t *>row)[i]) << 16
     elif wtype == T_Q8_0:
         ignis_dequant_row_q8_0(row, dst, k)
     elif wtype == T_Q5_0:
@@ -41,7 +37,7 @@ cdef inline void dequant_row(int wtype, const uint8_t *row, float *dst, int64_t 
         ignis_dequant_row_q6_k(row, dst, k)
     elif wtype == T_Q5_K or wtype == T_Q3_K or wtype == T_Q2_K or wtype == T_IQ4_XS:
         ignis_dequant_row_kx(wtype, row, dst, k)
-    else:   # Q4_0, Q5_1, IQ4_NL
+    else:   # Q4_0, Q5_1, IQ4_NL, BF16
         ignis_dequant_row_32x(wtype, row, dst, k)
 
 
