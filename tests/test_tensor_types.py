@@ -188,9 +188,13 @@ def test_float_weight_matmul_bits_independent_of_tokens_and_threads(type_name, k
     assert np.array_equal(y, rows)
     xi = rng.integers(-8, 9, size=(T, k)).astype(np.float32)
     wi = rng.integers(-8, 9, size=(n, k)).astype(np.float32)
-    raw_i = {"F32": wi, "F16": wi.astype(np.float16)}.get(type_name)
-    raw_i = (wi.view(np.uint32) >> 16).astype(np.uint16) if raw_i is None else raw_i
-    raw_i = np.ascontiguousarray(raw_i).view(np.uint8).reshape(n, -1)
+    if type_name == "F32":
+        enc = wi
+    elif type_name == "F16":
+        enc = wi.astype(np.float16)
+    else:               # BF16: the high half of the f32 bits, exact for small integers
+        enc = (wi.view(np.uint32) >> 16).astype(np.uint16)
+    raw_i = np.ascontiguousarray(enc).view(np.uint8).reshape(n, -1)
     got = K.matmul(xi, _kernel_weight(type_name, raw_i, n), int(TensorType[type_name]), threads=2)
     assert np.array_equal(got, _float_types_oracle_rows(type_name, raw_i, xi))
 

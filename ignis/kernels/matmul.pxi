@@ -138,7 +138,7 @@ cdef void matmul_rows(Ctx *c, Instr *ins, int64_t r0, int64_t r1, int tid, bint 
     cdef int rm
     if tables and kp_prepared_rows(c, ins, r0, r1, tid):
         return
-    if wf_rows_bytes(ins) and wf_prepared_rows(c, ins, r0, r1, tid):
+    if wf_prepared_rows(c, ins, r0, r1, tid):
         return
     for i in range(Q):
         matmul_block(c, ins, r0 + i, Q, TILE, zt)
@@ -239,50 +239,21 @@ cdef inline int64_t wf_rows_bytes(Instr *ins) noexcept nogil:
 
 
 cdef bint wf_prepared_rows(Ctx *c, Instr *ins, int64_t r0, int64_t r1, int tid) noexcept nogil:
-    """Rows [r0, r1) of F16 / BF16 weights against more than 8 tokens, in groups as kp_group
-    cuts them (matmul_rows' streams, then the leftover rows): a batch of groups widened to f32
-    once, exactly, into the thread's scratch, then every 8 tokens against each group of the
-    batch with the F32 tile. The float types share one definition (the same chains and tree over
-    exactly converted values), so these are the F16 / BF16 tile's bits, without widening every
-    row again for every 8 tokens; a batch shares each 8 tokens' rows of x. Returns whether it
-    ran."""
-    cdef int64_t T = ins.rows, k = ins.k, Q = (r1 - r0) // TILE, gb = wf_group_bytes(ins), t0, gn0, grs
-    cdef int sides = 2 if ins.epi == EPI_SWIGLU or ins.epi == EPI_GEGLU else 1
-    cdef int G, ng, b0, nbat, g, side, i, j, rm, rn, wt
-    cdef const uint8_t *wp[TILE]
-    cdef const uint8_t *fp[2 * TILE]
-    cdef const uint8_t *xp[TILE]
-    cdef float r[TILE * TILE]
-    cdef float r2[TILE * TILE]
-    if c.kp_buf == NULL or wf_rows_bytes(ins) > c.kp_stride:
+    """Rows [r0, r1) of F16 / BF16 weights against more than 8 tokens on rows widened to f32
+    (prepared_batches), when the thread's scratch holds a batch. The float types share one
+    definition (the same chains and tree over exactly converted values), so the F32 tile gives
+    the F16 / BF16 tile's bits, without widening every row again for every 8 tokens. Returns
+    whether it ran."""
+    cdef int64_t need = wf_rows_bytes(ins)
+    cdef const uint8_t *wp[1]
+    cdef int wt0, wt1 = 0
+    if need == 0 or c.kp_buf == NULL or need > c.kp_stride:
         return False
-    G = <int>(wf_rows_bytes(ins) // gb)
-    cdef uint8_t *rows = c.kp_buf + tid * c.kp_stride      # group g at g * gb bytes, its side s row i (s*8 + i) * k floats on
-    ng = <int>Q + (1 if r0 + TILE * Q < r1 else 0)
-    b0 = 0
-    while b0 < ng:
-        nbat = min(G, ng - b0)
-        for g in range(nbat):
-            kp_group(r0, r1, Q, b0 + g, &gn0, &grs, &rm)
-            for side in range(sides):
-                wt = tile_rows(ins, gn0 + side * ins.n, grs, rm, wp)
-                for i in range(rm):
-                    dequant_row(wt, wp[i], <float *>(rows + g * gb) + (side * TILE + i) * k, k)
-        t0 = 0
-        while t0 < T:
-            rn = <int>_min(TILE, T - t0)
-            for j in range(rn):
-                xp[j] = <const uint8_t *>(c.arena + ins.x + (t0 + j) * k)
-            for g in range(nbat):
-                kp_group(r0, r1, Q, b0 + g, &gn0, &grs, &rm)
-                for i in range(sides * TILE):
-                    fp[i] = <const uint8_t *>(<float *>(rows + g * gb) + i * k)
-                ignis_tile(T_F32, k, fp, rm, xp, rn, r)
-                if sides == 2:
-                    ignis_tile(T_F32, k, fp + TILE, rm, xp, rn, r2)
-                matmul_epilogue(c, ins, gn0, grs, rm, t0, rn, r, r2)
-            t0 += TILE
-        b0 += nbat
+    wt0 = tile_rows(ins, r0, 1, 1, wp)
+    if ins.epi == EPI_SWIGLU or ins.epi == EPI_GEGLU:
+        wt1 = tile_rows(ins, ins.n + r0, 1, 1, wp)
+    prepared_batches(c, ins, r0, r1, c.kp_buf + tid * c.kp_stride, <int>(need // wf_group_bytes(ins)),
+                     TILE * ins.k * 4, wt0, wt1, True)
     return True
 
 
@@ -336,18 +307,14 @@ cdef void kp_fill_tables(Ctx *c, Instr *ins, int tid, int nt) noexcept nogil:
 
 
 cdef bint kp_prepared_rows(Ctx *c, Instr *ins, int64_t r0, int64_t r1, int tid) noexcept nogil:
-    """Rows [r0, r1) (the streams of matmul_rows, then the leftover rows as one more group) on
-    prepared rows against the token tables (kp_fill_tables wrote them), when the level prepares
+    """Rows [r0, r1) on prepared rows against the token tables (prepared_batches;
+    kp_fill_tables wrote the tables), when the level prepares
     their type (both halves' of a gate/up weight) and the thread's scratch holds them. Returns
     whether it ran."""
-    cdef int64_t T = ins.rows, k = ins.k, Q = (r1 - r0) // TILE
+    cdef int64_t k = ins.k, group_bytes
     cdef int sides = 2 if (ins.epi == EPI_SWIGLU or ins.epi == EPI_GEGLU) else 1
-    cdef const uint8_t *wp[TILE]
-    cdef const uint8_t *tab
-    cdef int wt0, wt1 = 0, G, ng, b0, nbat, g, side, rm, rn
-    cdef int64_t gn0, grs, t0, group_bytes
-    cdef float r[TILE * TILE]
-    cdef float r2[TILE * TILE]
+    cdef const uint8_t *wp[1]
+    cdef int wt0, wt1 = 0, G
     if c.kp_buf == NULL:
         return False
     wt0 = tile_rows(ins, r0, 1, 1, wp)
@@ -359,7 +326,29 @@ cdef bint kp_prepared_rows(Ctx *c, Instr *ins, int64_t r0, int64_t r1, int tid) 
     G = kp_groups(group_bytes, sides)
     if G == 0 or kp_bytes(group_bytes, sides) > c.kp_stride:
         return False
-    cdef uint8_t *rows = c.kp_buf + tid * c.kp_stride     # group g, side s at (g*sides + s) * group_bytes
+    prepared_batches(c, ins, r0, r1, c.kp_buf + tid * c.kp_stride, G, group_bytes, wt0, wt1, False)
+    return True
+
+
+cdef void prepared_batches(Ctx *c, Instr *ins, int64_t r0, int64_t r1, uint8_t *rows, int G, int64_t side_bytes,
+                           int wt0, int wt1, bint widened) noexcept nogil:
+    """What both kinds of prepared rows do with rows [r0, r1) (wt0: their type, wt1: the up
+    half's of a gate/up weight): the groups kp_group cuts, G at a time, each group's sides
+    prepared once into rows (group g, side s at (g*sides + s) * side_bytes), then every 8 tokens
+    against each group of the batch, and the epilogue. widened: F16 / BF16 rows widened to f32,
+    run by the F32 tile against the rows of x; else the level's prepared quantized rows against
+    the token tables (kp_fill_tables)."""
+    cdef int64_t T = ins.rows, k = ins.k, Q = (r1 - r0) // TILE, gn0, grs, t0
+    cdef int sides = 2 if (ins.epi == EPI_SWIGLU or ins.epi == EPI_GEGLU) else 1
+    cdef int ng, b0, nbat, g, side, i, j, rm, rn
+    cdef int wts[2]
+    cdef const uint8_t *wp[TILE]
+    cdef const uint8_t *xp[TILE]
+    cdef const uint8_t *tab = NULL
+    cdef uint8_t *grp
+    cdef float r[TILE * TILE]
+    cdef float r2[TILE * TILE]
+    wts[0], wts[1] = wt0, wt1
     ng = <int>Q + (1 if r0 + TILE * Q < r1 else 0)
     b0 = 0
     while b0 < ng:
@@ -367,21 +356,43 @@ cdef bint kp_prepared_rows(Ctx *c, Instr *ins, int64_t r0, int64_t r1, int tid) 
         for g in range(nbat):
             kp_group(r0, r1, Q, b0 + g, &gn0, &grs, &rm)
             for side in range(sides):
-                ignis_kq_prep(tile_rows(ins, gn0 + side * ins.n, grs, rm, wp), k, wp, rm,
-                              rows + (g * sides + side) * group_bytes)
+                tile_rows(ins, gn0 + side * ins.n, grs, rm, wp)
+                grp = rows + (g * sides + side) * side_bytes
+                if widened:
+                    for i in range(rm):
+                        dequant_row(wts[side], wp[i], <float *>grp + i * k, k)
+                else:
+                    ignis_kq_prep(wts[side], k, wp, rm, grp)
         t0 = 0
         while t0 < T:
             rn = <int>_min(TILE, T - t0)
-            tab = c.kp_tab + (t0 // TILE) * (k // 32) * IGNIS_KP_TOK_BYTES
+            if widened:
+                for j in range(rn):
+                    xp[j] = <const uint8_t *>(c.arena + ins.x + (t0 + j) * k)
+            else:
+                tab = c.kp_tab + (t0 // TILE) * (k // 32) * IGNIS_KP_TOK_BYTES
             for g in range(nbat):
                 kp_group(r0, r1, Q, b0 + g, &gn0, &grs, &rm)
-                ignis_kq_prep_tile(wt0, k, rows + g * sides * group_bytes, tab, r)
+                prepared_tile(wts[0], k, rows + g * sides * side_bytes, rm, widened, tab, xp, rn, r)
                 if sides == 2:
-                    ignis_kq_prep_tile(wt1, k, rows + (g * sides + 1) * group_bytes, tab, r2)
+                    prepared_tile(wts[1], k, rows + (g * sides + 1) * side_bytes, rm, widened, tab, xp, rn, r2)
                 matmul_epilogue(c, ins, gn0, grs, rm, t0, rn, r, r2)
             t0 += TILE
         b0 += nbat
-    return True
+
+
+cdef inline void prepared_tile(int wt, int64_t k, const uint8_t *grp, int rm, bint widened, const uint8_t *tab,
+                               const uint8_t **xp, int rn, float *out) noexcept nogil:
+    """One group side's tile of prepared_batches: widened f32 rows (k floats each) by the F32
+    tile, or prepared quantized rows against a token table."""
+    cdef const uint8_t *fp[TILE]
+    cdef int i
+    if widened:
+        for i in range(rm):
+            fp[i] = grp + i * k * 4
+        ignis_tile(T_F32, k, fp, rm, xp, rn, out)
+    else:
+        ignis_kq_prep_tile(wt, k, grp, tab, out)
 
 
 cdef inline void kp_group(int64_t r0, int64_t r1, int64_t Q, int g, int64_t *n0, int64_t *rs, int *rm) noexcept nogil:
